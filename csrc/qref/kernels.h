@@ -1,0 +1,55 @@
+// qref: the kernel table. Every kernel computes the same bytes as the scalar
+// reference (kernels/conv2d_scalar.cc) for the same Conv2dProblem; kernels
+// differ only in speed. A kernel is usable only if it was compiled in AND the
+// CPU (and OS) supports its instructions.
+//
+// Threading, buffers and dispatch live in conv2d.cc (generic code). Kernel
+// translation units compiled with ISA flags see only this plain-C-like
+// interface, so no inline template of the standard library is instantiated
+// with AVX2 code generation (the one-definition-rule hazard Highway documents).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "qref/conv2d.h"
+
+namespace qref {
+
+struct KernelEntry {
+  const char* name;
+  bool (*usable)();
+  // Bytes of packed weights this kernel wants (0: it reads the OHWI weights).
+  size_t (*packed_weight_bytes)(const Conv2dProblem& p);
+  // Pack weights into `packed` (64-byte aligned, packed_weight_bytes long).
+  void (*pack_weights)(const Conv2dProblem& p, const int8_t* w, void* packed);
+  // Per-thread scratch bytes.
+  size_t (*scratch_bytes)(const Conv2dProblem& p);
+  // Compute output rows m in [m_begin, m_end), m = n * OH + oh (all OW, all O).
+  // `inter` is only honoured by the scalar kernel (may be null).
+  void (*run_rows)(const Conv2dProblem& p, const int8_t* w, const void* packed, const uint8_t* in,
+                   uint8_t* out, int64_t m_begin, int64_t m_end, void* scratch,
+                   const Conv2dIntermediates* inter);
+};
+
+// Kernels compiled into this build, best first; scalar is last and always usable.
+const KernelEntry* const* compiled_kernels(size_t* count);
+
+extern const KernelEntry kScalarKernel;
+#ifdef QREF_HAVE_AVX2_KERNEL
+extern const KernelEntry kAvx2Kernel;
+#endif
+#ifdef QREF_HAVE_AVX512VNNI_KERNEL
+extern const KernelEntry kAvx512VnniKernel;
+#endif
+
+// CPU facts (cpuid + xgetbv, via the compiler's runtime).
+struct CpuFeatures {
+  bool x86 = false, avx2 = false, fma = false, f16c = false;
+  bool avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false;
+  bool avx512vnni = false, avxvnni = false;
+  bool avx512() const { return avx512f && avx512bw && avx512dq && avx512vl; }
+};
+const CpuFeatures& cpu_features();
+
+}  // namespace qref

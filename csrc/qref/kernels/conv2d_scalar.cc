@@ -1,0 +1,88 @@
+// qref: the scalar reference conv2d. NORMATIVE: plain loops that say what
+// fbgemm computes; every SIMD kernel must give these bytes exactly.
+//
+// For one output element (n, oh, ow, o) in group g:
+//   1. the receptive field a[k], k = (kh*KW + kw)*Cg + c, with padded taps
+//      holding the activation zero point (fbgemm's im2col memset, depthwise
+//      and groupwise a_zp registers; SPEC.md §4.1-§4.3);
+//   2. acc = sum_k a[k]*w[o][k], where on saturating paths consecutive pairs
+//      (2i, 2i+1) are summed and saturated to int16 first (vpmaddubsw), and an
+//      odd last element pairs with zero; int32 wrapping sums otherwise;
+//   3. rowsum = sum_k a[k] (exact in 2D: at most 49 * 255 for a 7x7 depthwise);
+//   4. requantization as requant.h.
+#include <cstdint>
+
+#include "qref/kernels.h"
+#include "qref/requant.h"
+
+namespace qref {
+namespace {
+
+size_t scalar_packed_bytes(const Conv2dProblem&) { return 0; }
+void scalar_pack(const Conv2dProblem&, const int8_t*, void*) {}
+size_t scalar_scratch_bytes(const Conv2dProblem& p) { return static_cast<size_t>(p.shape.K()); }
+bool scalar_usable() { return true; }
+
+void scalar_run_rows(const Conv2dProblem& p, const int8_t* w, const void*, const uint8_t* in,
+                     uint8_t* out, int64_t m_begin, int64_t m_end, void* scratch,
+                     const Conv2dIntermediates* inter) {
+  const Conv2dShape& s = p.shape;
+  const Requant& rq = p.rq;
+  const int64_t Cg = s.cin_per_group(), Og = s.cout_per_group(), K = s.K();
+  const uint8_t a_zp = static_cast<uint8_t>(rq.input_zero_point);
+  uint8_t* a = static_cast<uint8_t*>(scratch);
+
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    const int64_t n = m / s.OH, oh = m % s.OH;
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      const int64_t out_pos = (n * s.OH + oh) * s.OW + ow;
+      for (int64_t g = 0; g < s.groups; ++g) {
+        // 1. receptive field in (kh, kw, c) order
+        int64_t rowsum = 0;
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
+          for (int64_t kw = 0; kw < s.KW; ++kw) {
+            const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
+            const bool inside = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
+            const uint8_t* px = inside ? in + ((n * s.H + ih) * s.W + iw) * s.C + g * Cg : nullptr;
+            for (int64_t c = 0; c < Cg; ++c) {
+              const uint8_t v = inside ? px[c] : a_zp;
+              a[(kh * s.KW + kw) * Cg + c] = v;
+              rowsum += v;
+            }
+          }
+        }
+        for (int64_t oc = 0; oc < Og; ++oc) {
+          const int64_t o = g * Og + oc;
+          const int8_t* wo = w + o * K;
+          // 2. products, pairwise int16 saturation where the path has it
+          int64_t acc = 0;
+          for (int64_t k = 0; k < K; k += 2) {
+            const int32_t p0 = static_cast<int32_t>(a[k]) * wo[k];
+            const int32_t p1 = k + 1 < K ? static_cast<int32_t>(a[k + 1]) * wo[k + 1] : 0;
+            acc += p.saturate ? sat16(p0 + p1) : p0 + p1;
+          }
+          const int32_t acc32 = wrap32(acc);
+          // 3-4. zero-point terms and requantization
+          const int32_t raw = zero_point_terms(acc32, wrap32(rowsum), rq.input_zero_point,
+                                               rq.col_offset[o], rq.weight_zero_point[o]);
+          const float y = requant_prerounding(raw, rq.has_bias, rq.has_bias ? rq.bias_term[o] : 0.0f,
+                                              rq.multiplier[o]);
+          out[out_pos * s.O + o] = requant_output(y, rq.output_zero_point, rq.relu);
+          if (inter) {
+            if (inter->acc) inter->acc[out_pos * s.O + o] = acc32;
+            if (inter->raw) inter->raw[out_pos * s.O + o] = raw;
+            if (inter->y) inter->y[out_pos * s.O + o] = y;
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+const KernelEntry kScalarKernel = {"scalar",         scalar_usable,   scalar_packed_bytes,
+                                   scalar_pack,      scalar_scratch_bytes, scalar_run_rows};
+
+}  // namespace qref

@@ -1,0 +1,56 @@
+// qref: THE normative requantization of fbgemm (SPEC.md §5). Every kernel,
+// the Python explainer and the docs follow this function.
+//
+// fbgemm sources: include/fbgemm/OutputProcessing-inl.h ReQuantizeOutput::f,
+// src/QuantUtilsAvx2.cc requantizeOutputProcessingAvx2 (and the GConv and
+// depthwise twins, which have the same arithmetic on x86).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+namespace qref {
+
+// int32 arithmetic that wraps like vpaddd / vpmulld.
+inline int32_t wrap32(int64_t v) { return static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(v))); }
+
+// int16 saturation (vpmaddubsw's pair sum, vpackssdw, vpaddsw).
+inline int32_t sat16(int32_t v) { return v < -32768 ? -32768 : (v > 32767 ? 32767 : v); }
+
+// cvtps2dq in the default MXCSR mode: round half to even; NaN and values
+// outside int32 return the "integer indefinite" INT32_MIN (SPEC.md §5.4).
+inline int32_t cvtps2dq(float y) {
+  if (!(y >= -2147483648.0f && y < 2147483648.0f)) return std::numeric_limits<int32_t>::min();
+  return static_cast<int32_t>(std::nearbyint(y));
+}
+
+// raw = acc - a_zp * col_offset[o] - rowsum * w_zp[o], all int32 wrapping.
+inline int32_t zero_point_terms(int32_t acc, int32_t rowsum, int32_t a_zp, int32_t col_offset,
+                                int32_t w_zp) {
+  int32_t r = wrap32(static_cast<int64_t>(acc) - static_cast<int64_t>(wrap32(static_cast<int64_t>(a_zp) * col_offset)));
+  return wrap32(static_cast<int64_t>(r) - static_cast<int64_t>(wrap32(static_cast<int64_t>(rowsum) * w_zp)));
+}
+
+// y = f32(f32(float(raw) + bterm) * M). float(raw) rounds to nearest even
+// above 2^24 as cvtdq2ps does. No FMA (the build uses -ffp-contract=off).
+inline float requant_prerounding(int32_t raw, bool has_bias, float bias_term, float multiplier) {
+  float yf = static_cast<float>(raw);
+  if (has_bias) yf = yf + bias_term;
+  return yf * multiplier;
+}
+
+// The uint8 output: cvtps2dq, pack to int16 with saturation, saturating int16
+// add of the zero point, pack to uint8 with unsigned saturation, then the
+// clamp [lo, 255], lo = out_zp when ReLU is fused (SPEC.md §5.1 step 7, §5.2).
+inline uint8_t requant_output(float y, int32_t out_zp, bool relu) {
+  int32_t r = sat16(cvtps2dq(y));
+  r = sat16(r + out_zp);
+  r = r < 0 ? 0 : (r > 255 ? 255 : r);
+  const int32_t lo = relu ? out_zp : 0;
+  if (r < lo) r = lo;
+  if (r > 255) r = 255;
+  return static_cast<uint8_t>(r);
+}
+
+}  // namespace qref

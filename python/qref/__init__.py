@@ -1,0 +1,33 @@
+"""qref: PyTorch's quantized int8 convolution (fbgemm), bit for bit, at native speed.
+
+``import qref`` needs numpy only; torch is imported by the torch bridge when used.
+"""
+
+from ._isa import IsaSemantics, TorchIsa, torch_isa
+from .conv import (
+    ConvPlan,
+    Intermediates,
+    OneDNNNotSupportedError,
+    conv2d,
+    conv_plan,
+    kernels,
+    quantize,
+)
+from .torch_bridge import Conv2dParams, from_torch
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Conv2dParams",
+    "ConvPlan",
+    "Intermediates",
+    "IsaSemantics",
+    "OneDNNNotSupportedError",
+    "TorchIsa",
+    "conv2d",
+    "conv_plan",
+    "from_torch",
+    "kernels",
+    "quantize",
+    "torch_isa",
+]

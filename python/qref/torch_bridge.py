@@ -1,0 +1,188 @@
+"""The torch bridge: integer parameters out of torch's quantized conv modules.
+
+torch is imported lazily, so ``import qref`` works with numpy alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from ._validate import is_torch_tensor
+
+
+class UnsupportedModuleError(NotImplementedError):
+    """qref cannot reproduce this module (yet); the message says why."""
+
+
+_CONV2D_TYPES = {"Conv2d": False, "ConvReLU2d": True}
+
+
+@dataclass(frozen=True, eq=False)
+class Conv2dParams:
+    """Everything fbgemm uses of a quantized Conv2d / ConvReLU2d, as plain numbers.
+
+    ``params(qx)`` runs it on a quint8 tensor or a uint8 numpy array (the latter
+    with ``input_scale``/``input_zero_point``).
+    """
+
+    weight: np.ndarray  # int8 (O, C/groups, kH, kW)
+    weight_scale: np.ndarray  # float64, (O,) per-channel or (1,) per-tensor
+    weight_zero_point: np.ndarray  # int32, same count
+    per_channel: bool
+    bias: Optional[np.ndarray]  # float32 (O,) or None
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    groups: int
+    output_scale: float
+    output_zero_point: int
+    relu: bool
+    padding_mode: str = "zeros"
+    module_type: str = "Conv2d"
+    _weight_arg: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # The weight operand handed to qref.conv2d, built once.
+        ws = self.weight_scale if self.per_channel else float(self.weight_scale[0])
+        wz = self.weight_zero_point if self.per_channel else int(self.weight_zero_point[0])
+        object.__setattr__(self, "_weight_arg", (self.weight, ws, wz))
+
+    def conv_kwargs(self) -> dict:
+        w, ws, wz = self._weight_arg
+        return dict(weight=w, bias=self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation,
+                    groups=self.groups, weight_scale=ws, weight_zero_point=wz, output_scale=self.output_scale,
+                    output_zero_point=self.output_zero_point, relu=self.relu)
+
+    def prepare_input(self, qx: Any, input_scale: Any = None, input_zero_point: Any = None):
+        """(input operand, input_scale, input_zero_point, padding) after the module's own
+        non-zero padding (``padding_mode='reflect'`` pads the quantized input, as torch does)."""
+        if self.padding_mode == "zeros":
+            return qx, input_scale, input_zero_point, self.padding
+        ph, pw = self.padding
+        if is_torch_tensor(qx):
+            import torch.nn.functional as F
+
+            return F.pad(qx, (pw, pw, ph, ph), mode=self.padding_mode), None, None, (0, 0)
+        a = np.pad(qx, ((0, 0), (0, 0), (ph, ph), (pw, pw)), mode="reflect")
+        return a, input_scale, input_zero_point, (0, 0)
+
+    def __call__(self, qx: Any, *, input_scale: Any = None, input_zero_point: Any = None, isa: str = "auto",
+                 kernel: str = "auto", threads: Optional[int] = None, return_intermediates: bool = False) -> Any:
+        from .conv import conv2d
+
+        x, s, z, pad = self.prepare_input(qx, input_scale, input_zero_point)
+        kw = self.conv_kwargs()
+        kw["padding"] = pad
+        w = kw.pop("weight")
+        b = kw.pop("bias")
+        return conv2d(x, w, b, input_scale=s, input_zero_point=z, isa=isa, kernel=kernel, threads=threads,
+                      return_intermediates=return_intermediates, **kw)
+
+
+def packed_engine(module: Any) -> str:
+    """'fbgemm' or 'onednn': whose kernels run a quantized conv module's packed weights.
+
+    torch decides at prepack time (qconv_prepack.cpp; SPEC.md §1) and the packed
+    object does not say which. Where the routing rules allow oneDNN at all
+    (Linux, AVX512-VNNI CPU, symmetric weights, groups <= 100), a one-off probe
+    tells them apart: with an output scale so small that every non-zero
+    pre-rounding value exceeds 2^31, fbgemm's cvtps2dq gives INT32_MIN -> 0
+    everywhere (SPEC.md §5.4) while oneDNN clamps in float first and gives 255
+    for positive values. The input scale is large so the bias term cannot hide
+    the sign of the accumulator.
+    """
+    import sys
+
+    import torch
+
+    w = module.weight()
+    if not sys.platform.startswith("linux"):
+        return "fbgemm"
+    from ._isa import torch_isa
+
+    if not torch_isa().cpu_features["avx512vnni"]:
+        return "fbgemm"
+    if w.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        symmetric = w.q_zero_point() == 0
+    else:
+        symmetric = bool((w.q_per_channel_zero_points() == 0).all())
+    if not symmetric or module.groups > 100:
+        return "fbgemm"
+    pp = module._packed_params
+    kh, kw = module.kernel_size
+    dh, dw = module.dilation
+    C = module.in_channels
+    H = max(8, dh * (kh - 1) + 1)
+    W = max(8, dw * (kw - 1) + 1)
+    gen = torch.Generator().manual_seed(0)
+    data = torch.randint(0, 256, (2, C, H, W), dtype=torch.uint8, generator=gen)
+    qx = torch._make_per_tensor_quantized_tensor(data, 1.0e6, 128)
+    out = torch.ops.quantized.conv2d(qx, pp, 1.0e-20, 0).int_repr()
+    if bool((out == 255).any()):
+        return "onednn"
+    if bool((out == 0).all()):
+        return "fbgemm"
+    return "unknown"
+
+
+def from_torch(module: Any, *, check_engine: bool = True) -> Conv2dParams:
+    """Integer parameters of ``torch.ao.nn.quantized.Conv2d`` / ``torch.ao.nn.intrinsic.quantized.ConvReLU2d``.
+
+    Refuses (``UnsupportedModuleError``) a module whose packed weights run oneDNN
+    (converted under the default "x86" engine with symmetric weights), because
+    its arithmetic is not fbgemm's.
+    """
+    name = type(module).__name__
+    mod = type(module).__module__
+    if name not in _CONV2D_TYPES or not mod.startswith("torch.ao.nn"):
+        raise UnsupportedModuleError(
+            f"from_torch: {mod}.{name} is not supported (supported: torch.ao.nn.quantized.Conv2d, "
+            f"torch.ao.nn.intrinsic.quantized.ConvReLU2d)")
+    if name == "ConvReLU2d" and ".intrinsic." not in mod:
+        raise UnsupportedModuleError(f"from_torch: {mod}.{name} is not supported")
+    if getattr(module, "transposed", False):
+        raise UnsupportedModuleError(f"from_torch: {name} is transposed; not supported yet")
+    if check_engine:
+        eng = packed_engine(module)
+        if eng != "fbgemm":
+            raise UnsupportedModuleError(
+                f"from_torch: this {name}'s packed weights run oneDNN, not fbgemm "
+                + ("(detected by probe)" if eng == "onednn" else "(could not be ruled out)")
+                + ": the model was converted under torch.backends.quantized.engine='x86' (the default) or "
+                "'onednn' with symmetric weights, and oneDNN's arithmetic differs from fbgemm's (SPEC.md §6). "
+                "qref reproduces fbgemm: set torch.backends.quantized.engine = 'fbgemm' and use "
+                "torch.ao.quantization.get_default_qconfig('fbgemm') before prepare/convert.")
+    import torch
+
+    w = module.weight()
+    b = module.bias()
+    if w.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        ws = np.array([w.q_scale()], np.float64)
+        wz = np.array([w.q_zero_point()], np.int32)
+        per_channel = False
+    else:
+        ws = w.q_per_channel_scales().numpy().astype(np.float64)
+        wz = w.q_per_channel_zero_points().numpy().astype(np.int32)
+        per_channel = True
+    pm = getattr(module, "padding_mode", "zeros")
+    if pm not in ("zeros", "reflect"):
+        raise UnsupportedModuleError(f"from_torch: padding_mode={pm!r} is not supported")
+    return Conv2dParams(
+        weight=np.ascontiguousarray(w.int_repr().numpy()),
+        weight_scale=ws,
+        weight_zero_point=wz,
+        per_channel=per_channel,
+        bias=None if b is None else np.ascontiguousarray(b.detach().numpy().astype(np.float32, copy=False)),
+        stride=tuple(int(v) for v in module.stride),
+        padding=tuple(int(v) for v in module.padding),
+        dilation=tuple(int(v) for v in module.dilation),
+        groups=int(module.groups),
+        output_scale=float(module.scale),
+        output_zero_point=int(module.zero_point),
+        relu=_CONV2D_TYPES[name],
+        padding_mode=pm,
+        module_type=name,
+    )
