@@ -1,0 +1,49 @@
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run long sweeps (marker: slow)")
+    parser.addoption("--sweep", type=int, default=None, help="number of random configurations in sweeps")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long sweeps, run with --runslow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="long sweep: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def _usable_kernels():
+    import qref
+
+    return qref.kernels()
+
+
+@pytest.fixture(params=["scalar", "avx2", "avx512vnni"])
+def kernel(request):
+    """Each qref kernel; one this CPU or build lacks is a visible skip, and a failure
+    where QREF_REQUIRE_KERNELS names it (CI sets it for what its CPU must run)."""
+    name = request.param
+    if name not in _usable_kernels():
+        required = [k for k in os.environ.get("QREF_REQUIRE_KERNELS", "").split(",") if k]
+        if name in required:
+            pytest.fail(f"kernel {name!r} is required (QREF_REQUIRE_KERNELS) but not usable here")
+        pytest.skip(f"kernel {name!r} not compiled in or not supported by this CPU")
+    return name
+
+
+@pytest.fixture(scope="session")
+def torch_fbgemm():
+    torch = pytest.importorskip("torch")
+    return torch
