@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "qref/api.h"
+#include "qref/conv_nd.h"  // issue 7
 #include "qref/requant.h"
 
 namespace py = pybind11;
@@ -34,6 +35,40 @@ const T* checked_ptr(const py::array& a, const char* name, int ndim, const char*
     throw py::value_error(std::string("_core: ") + name + " must be C-contiguous");
   }
   return static_cast<const T*>(a.data());
+}
+
+// Safety net for direct _core callers (qref._validate gives the user-facing
+// messages): every size, stride, padding and dilation fits a C int, as in
+// fbgemm's conv_param_t, so no index expression below can overflow int64.
+constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
+constexpr int64_t kMaxElements = int64_t{1} << 40;
+
+void check_range(const char* name, int64_t v, int64_t lo, int64_t hi) {
+  if (v < lo || v > hi) {
+    throw py::value_error(std::string("_core: ") + name + "=" + std::to_string(v) + " is out of range (must be in [" +
+                          std::to_string(lo) + ", " + std::to_string(hi) + "])");
+  }
+}
+
+// A scale fbgemm narrows to a normal, finite float32 (and whose reciprocal is
+// finite), so no float conversion below is undefined.
+void check_scale_value(const char* name, double v) {
+  const double lo = static_cast<double>(std::numeric_limits<float>::min());
+  const double hi = static_cast<double>(std::numeric_limits<float>::max());
+  if (!(std::isfinite(v) && v >= lo && v <= hi)) {
+    throw py::value_error(std::string("_core: ") + name + "=" + std::to_string(v) +
+                          " is not a valid scale (must be a finite normal float32 > 0)");
+  }
+}
+
+void check_weight_qparams(const py::array& weight_scale, const double* ws, const py::array& weight_zero_point,
+                          const int32_t* wz, int64_t nq) {
+  if (weight_scale.shape(0) != nq || weight_zero_point.shape(0) != nq)
+    throw py::value_error("_core: weight_scale/weight_zero_point count mismatch (must be 1, or O when per_channel)");
+  for (int64_t i = 0; i < nq; ++i) {
+    check_scale_value("weight_scale[i]", ws[i]);
+    check_range("weight_zero_point[i]", wz[i], -128, 127);
+  }
 }
 
 const KernelEntry& find_kernel(const std::string& name) {
@@ -65,6 +100,17 @@ py::list usable_kernel_names(bool only_usable) {
 
 Conv2dShape make_shape(const py::array& input, const py::array& weight, std::pair<int64_t, int64_t> stride,
                        std::pair<int64_t, int64_t> padding, std::pair<int64_t, int64_t> dilation, int64_t groups) {
+  check_range("groups", groups, 1, kIntMax);
+  check_range("stride[0]", stride.first, 1, kIntMax);
+  check_range("stride[1]", stride.second, 1, kIntMax);
+  check_range("padding[0]", padding.first, 0, kIntMax);
+  check_range("padding[1]", padding.second, 0, kIntMax);
+  check_range("dilation[0]", dilation.first, 1, kIntMax);
+  check_range("dilation[1]", dilation.second, 1, kIntMax);
+  for (int i = 0; i < 4; ++i) {
+    check_range("input.shape[i]", input.shape(i), 0, kIntMax);
+    check_range("weight.shape[i]", weight.shape(i), 0, kIntMax);
+  }
   Conv2dShape s;
   s.N = input.shape(0);
   s.H = input.shape(1);
@@ -87,6 +133,12 @@ Conv2dShape make_shape(const py::array& input, const py::array& weight, std::pai
   if (s.KH < 1 || s.KW < 1) throw py::value_error("_core: empty kernel");
   s.finalize();
   if (s.OH < 1 || s.OW < 1) throw py::value_error("_core: kernel larger than padded input");
+  // Every factor is below 2^31, so the products are exact in double up to 2^53
+  // and safely above the bounds otherwise.
+  const double out_elems = static_cast<double>(s.N) * s.OH * s.OW * s.O;
+  const double macs = static_cast<double>(s.N) * s.OH * s.OW * s.K();
+  if (out_elems > static_cast<double>(kMaxElements) || macs > 0x1p62)
+    throw py::value_error("_core: output too large (at most 2^40 elements and 2^62 multiply-adds)");
   return s;
 }
 
@@ -129,7 +181,13 @@ PYBIND11_MODULE(_core, m) {
         s.pad_h = padding.first; s.pad_w = padding.second;
         s.dilation_h = dilation.first; s.dilation_w = dilation.second;
         s.groups = groups;
-        if (groups < 1) throw py::value_error("_core: groups must be >= 1");
+        check_range("groups", groups, 1, kIntMax);
+        for (int i = 0; i < 4; ++i) {
+          check_range("input_nhwc_shape[i]", in_nhwc[i], 0, kIntMax);
+          check_range("weight_ohwi_shape[i]", w_ohwi[i], 0, kIntMax);
+        }
+        for (int64_t v : {s.stride_h, s.stride_w, s.dilation_h, s.dilation_w}) check_range("stride/dilation", v, 1, kIntMax);
+        for (int64_t v : {s.pad_h, s.pad_w}) check_range("padding", v, 0, kIntMax);
         return std::string(path_name(fbgemm_conv_path(s, avx512_host)));
       },
       py::arg("input_nhwc_shape"), py::arg("weight_ohwi_shape"), py::arg("stride"), py::arg("padding"),
@@ -149,8 +207,7 @@ PYBIND11_MODULE(_core, m) {
         const int32_t* wz = checked_ptr<int32_t>(weight_zero_point, "weight_zero_point", 1, "int32");
         Conv2dShape s = make_shape(input, weight, stride, padding, dilation, groups);
         const int64_t nq = per_channel ? s.O : 1;
-        if (weight_scale.shape(0) != nq || weight_zero_point.shape(0) != nq)
-          throw py::value_error("_core: weight_scale/weight_zero_point count mismatch");
+        check_weight_qparams(weight_scale, ws, weight_zero_point, wz, nq);
         const float* b = nullptr;
         py::array bias_arr;
         if (!bias.is_none()) {
@@ -160,8 +217,8 @@ PYBIND11_MODULE(_core, m) {
         }
         if (input_zero_point < 0 || input_zero_point > 255 || output_zero_point < 0 || output_zero_point > 255)
           throw py::value_error("_core: zero point out of range");
-        if (!(std::isfinite(input_scale) && input_scale > 0 && std::isfinite(output_scale) && output_scale > 0))
-          throw py::value_error("_core: scales must be finite and > 0");
+        check_scale_value("input_scale", input_scale);
+        check_scale_value("output_scale", output_scale);
         const KernelEntry& k = find_kernel(intermediates ? std::string("scalar") : kernel);
 
         RequantArgs ra;
@@ -214,12 +271,17 @@ PYBIND11_MODULE(_core, m) {
         const int8_t* w = checked_ptr<int8_t>(weight, "weight", 4, "int8");
         const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
         const int32_t* wz = checked_ptr<int32_t>(weight_zero_point, "weight_zero_point", 1, "int32");
+        check_range("groups", groups, 1, kIntMax);  // K() divides by it
+        for (int i = 0; i < 4; ++i) check_range("weight.shape[i]", weight.shape(i), 0, kIntMax);
         Conv2dShape s;
         s.O = weight.shape(0); s.KH = weight.shape(1); s.KW = weight.shape(2);
         s.groups = groups; s.C = weight.shape(3) * groups;
+        if (s.O % groups != 0) throw py::value_error("_core: weight.shape[0] must be divisible by groups");
         const int64_t nq = per_channel ? s.O : 1;
-        if (weight_scale.shape(0) != nq || weight_zero_point.shape(0) != nq)
-          throw py::value_error("_core: weight_scale/weight_zero_point count mismatch");
+        check_weight_qparams(weight_scale, ws, weight_zero_point, wz, nq);
+        check_scale_value("input_scale", input_scale);
+        check_scale_value("output_scale", output_scale);
+        check_range("input_zero_point", input_zero_point, 0, 255);
         const float* b = nullptr;
         py::array bias_arr;
         if (!bias.is_none()) {
@@ -250,6 +312,8 @@ PYBIND11_MODULE(_core, m) {
       "quantize",
       [](py::array x, double scale, int32_t zero_point) {
         const float* src = checked_ptr<float>(x, "x", -1, "float32");
+        check_scale_value("scale", scale);
+        check_range("zero_point", zero_point, 0, 255);
         std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
         py::array_t<uint8_t> out(shape);
         uint8_t* dst = out.mutable_data();
@@ -276,5 +340,135 @@ PYBIND11_MODULE(_core, m) {
   // [bindings: issue 5 compare/export]
   // [bindings: issue 6 robustness]
   // [bindings: issue 7 linear/conv1d/conv3d/transposed]
+  // conv3d and transposed conv (2D as D = 1): csrc/qref/conv_nd.h.
+  m.def(
+      "conv_nd_path",
+      [](std::vector<int64_t> in_ndhwc, std::vector<int64_t> w_odhwi, std::vector<int64_t> stride,
+         std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups, bool transposed,
+         int spatial_dims, bool avx512_host) {
+        if (in_ndhwc.size() != 5 || w_odhwi.size() != 5 || stride.size() != 3 || padding.size() != 3 ||
+            dilation.size() != 3)
+          throw py::value_error("_core: conv_nd_path needs 5-d shapes and 3-element stride/padding/dilation");
+        if (groups < 1 || (spatial_dims != 2 && spatial_dims != 3))
+          throw py::value_error("_core: groups must be >= 1 and spatial_dims 2 or 3");
+        ConvNdShape s;
+        s.N = in_ndhwc[0]; s.D = in_ndhwc[1]; s.H = in_ndhwc[2]; s.W = in_ndhwc[3]; s.C = in_ndhwc[4];
+        s.O = w_odhwi[0]; s.KD = w_odhwi[1]; s.KH = w_odhwi[2]; s.KW = w_odhwi[3];
+        for (int i = 0; i < 3; ++i) {
+          s.stride[i] = stride[i]; s.pad[i] = padding[i]; s.dilation[i] = dilation[i];
+        }
+        s.groups = groups;
+        s.transposed = transposed;
+        s.spatial_dims = spatial_dims;
+        return std::string(path_name(fbgemm_conv_nd_path(s, avx512_host)));
+      },
+      py::arg("input_ndhwc_shape"), py::arg("weight_odhwi_shape"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("groups"), py::arg("transposed"), py::arg("spatial_dims"), py::arg("avx512_host"),
+      "Which fbgemm path (depthwise, groupwise, pointwise, direct, im2col) a 3D or transposed conv takes.");
+
+  m.def(
+      "conv_nd_ndhwc",
+      [](py::array input, py::array weight, py::object bias, std::vector<int64_t> stride,
+         std::vector<int64_t> padding, std::vector<int64_t> dilation, std::vector<int64_t> output_padding,
+         int64_t groups, bool transposed, int spatial_dims, double input_scale, int32_t input_zero_point,
+         py::array weight_scale, py::array weight_zero_point, bool per_channel, double output_scale,
+         int32_t output_zero_point, bool relu, const std::string& path, bool saturate, bool reproduce_defects,
+         int threads, bool intermediates) -> py::object {
+        const uint8_t* in = checked_ptr<uint8_t>(input, "input", 5, "uint8");
+        const int8_t* w = checked_ptr<int8_t>(weight, "weight", 5, "int8");
+        const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
+        const int32_t* wz = checked_ptr<int32_t>(weight_zero_point, "weight_zero_point", 1, "int32");
+        if (stride.size() != 3 || padding.size() != 3 || dilation.size() != 3 || output_padding.size() != 3)
+          throw py::value_error("_core: stride/padding/dilation/output_padding need 3 elements");
+        ConvNdShape s;
+        s.N = input.shape(0); s.D = input.shape(1); s.H = input.shape(2); s.W = input.shape(3);
+        s.C = input.shape(4);
+        s.O = weight.shape(0); s.KD = weight.shape(1); s.KH = weight.shape(2); s.KW = weight.shape(3);
+        for (int i = 0; i < 3; ++i) {
+          s.stride[i] = stride[i]; s.pad[i] = padding[i]; s.dilation[i] = dilation[i];
+          s.output_padding[i] = output_padding[i];
+          if (s.stride[i] < 1 || s.dilation[i] < 1 || s.pad[i] < 0 || s.output_padding[i] < 0)
+            throw py::value_error("_core: stride/dilation must be >= 1 and padding/output_padding >= 0");
+        }
+        s.groups = groups;
+        s.transposed = transposed;
+        s.spatial_dims = spatial_dims;
+        if (groups < 1 || s.C % groups != 0 || s.O % groups != 0 || weight.shape(4) * groups != s.C)
+          throw py::value_error("_core: inconsistent channels/groups");
+        if (s.KD < 1 || s.KH < 1 || s.KW < 1) throw py::value_error("_core: empty kernel");
+        if (spatial_dims != 2 && spatial_dims != 3) throw py::value_error("_core: spatial_dims must be 2 or 3");
+        s.finalize();
+        if (s.OD < 1 || s.OH < 1 || s.OW < 1) throw py::value_error("_core: empty output");
+        const int64_t nq = per_channel ? s.O : 1;
+        if (weight_scale.shape(0) != nq || weight_zero_point.shape(0) != nq)
+          throw py::value_error("_core: weight_scale/weight_zero_point count mismatch");
+        const float* b = nullptr;
+        py::array bias_arr;
+        if (!bias.is_none()) {
+          bias_arr = bias.cast<py::array>();
+          b = checked_ptr<float>(bias_arr, "bias", 1, "float32");
+          if (bias_arr.shape(0) != s.O) throw py::value_error("_core: bias length mismatch");
+        }
+        if (input_zero_point < 0 || input_zero_point > 255 || output_zero_point < 0 || output_zero_point > 255)
+          throw py::value_error("_core: zero point out of range");
+        if (!(std::isfinite(input_scale) && input_scale > 0 && std::isfinite(output_scale) && output_scale > 0))
+          throw py::value_error("_core: scales must be finite and > 0");
+        ConvNdProblem p;
+        p.shape = s;
+        p.saturate = saturate;
+        p.reproduce_defects = reproduce_defects;
+        if (path == "depthwise") p.path = ConvNdPath::depthwise;
+        else if (path == "groupwise") p.path = ConvNdPath::groupwise;
+        else if (path == "pointwise") p.path = ConvNdPath::pointwise;
+        else if (path == "direct") p.path = ConvNdPath::direct;
+        else if (path == "im2col") p.path = ConvNdPath::im2col;
+        else throw py::value_error("_core: unknown path '" + path + "'");
+        if (p.path == ConvNdPath::direct &&
+            (!transposed || groups != 1 || s.C % 2 != 0 || s.pad[1] != 0 || s.pad[2] != 0 || s.dilation[1] != 1 ||
+             s.dilation[2] != 1 || spatial_dims != 2))
+          throw py::value_error("_core: the direct path needs a 2D transposed conv, groups 1, even IC, no pad/dilation");
+        // prepare_requant only reads O, K() = KH*KW*C/groups and the weight rows.
+        Conv2dShape s2;
+        s2.O = s.O; s2.KH = s.KD * s.KH; s2.KW = s.KW; s2.C = s.C; s2.groups = s.groups;
+        RequantArgs ra;
+        ra.input_scale = input_scale;
+        ra.input_zero_point = input_zero_point;
+        ra.weight_scale = ws;
+        ra.weight_zero_point = wz;
+        ra.per_channel = per_channel;
+        ra.output_scale = output_scale;
+        ra.output_zero_point = output_zero_point;
+        ra.relu = relu;
+        ra.bias = b;
+        p.rq = prepare_requant(s2, w, ra);
+
+        std::vector<py::ssize_t> oshape{s.N, s.OD, s.OH, s.OW, s.O};
+        py::array_t<uint8_t> out(oshape);
+        py::array_t<int32_t> acc, raw;
+        py::array_t<float> y;
+        Conv2dIntermediates inter;
+        if (intermediates) {
+          acc = py::array_t<int32_t>(oshape);
+          raw = py::array_t<int32_t>(oshape);
+          y = py::array_t<float>(oshape);
+          inter.acc = acc.mutable_data();
+          inter.raw = raw.mutable_data();
+          inter.y = y.mutable_data();
+        }
+        uint8_t* o = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          run_conv_nd(p, in, w, o, threads, intermediates ? &inter : nullptr);
+        }
+        if (intermediates) return py::make_tuple(out, acc, raw, y);
+        return out;
+      },
+      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("output_padding"), py::arg("groups"), py::arg("transposed"),
+      py::arg("spatial_dims"), py::arg("input_scale"), py::arg("input_zero_point"), py::arg("weight_scale"),
+      py::arg("weight_zero_point"), py::arg("per_channel"), py::arg("output_scale"), py::arg("output_zero_point"),
+      py::arg("relu"), py::arg("path"), py::arg("saturate"), py::arg("reproduce_defects"), py::arg("threads"),
+      py::arg("intermediates") = false,
+      "Low-level conv3d / transposed conv on NDHWC uint8 input and [O][kD][kH][kW][C/groups] int8 weight.");
   // [bindings: issue 8 onednn]
 }

@@ -16,6 +16,10 @@ _F32_MAX = float(np.finfo(np.float32).max)
 _F32_TINY = float(np.finfo(np.float32).tiny)
 # Output elements and index arithmetic stay far inside int64.
 MAX_ELEMENTS = 1 << 40
+# fbgemm's conv_param_t (include/fbgemm/ConvUtils.h) holds every size, stride,
+# padding and dilation as a C `int`, and torch narrows its int64 arguments into
+# it; qref refuses what fbgemm cannot represent instead of narrowing.
+INT32_MAX = (1 << 31) - 1
 
 
 def is_torch_tensor(x: Any) -> bool:
@@ -24,7 +28,7 @@ def is_torch_tensor(x: Any) -> bool:
 
 def check_int(fn: str, name: str, v: Any, lo: int | None = None, hi: int | None = None, rule: str = "") -> int:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral,)):
-        raise TypeError(f"{fn}: {name} must be an int, got {type(v).__name__} {v!r}")
+        raise TypeError(f"{fn}: {name}={v!r} has type {type(v).__name__} (must be an int)")
     iv = int(v)
     if (lo is not None and iv < lo) or (hi is not None and iv > hi):
         rng = rule or f"must be in [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
@@ -32,23 +36,31 @@ def check_int(fn: str, name: str, v: Any, lo: int | None = None, hi: int | None 
     return iv
 
 
-def check_pair(fn: str, name: str, v: Any, lo: int) -> tuple[int, int]:
+def check_pair(fn: str, name: str, v: Any, lo: int, hi: int = INT32_MAX) -> tuple[int, int]:
+    rule = f"must be an int in [{lo}, {hi}]" + (" (fbgemm's conv_param_t holds a C int)" if hi == INT32_MAX else "")
     if isinstance(v, (tuple, list)):
         if len(v) == 1:
             v = (v[0], v[0])
         if len(v) != 2:
-            raise ValueError(f"{fn}: {name}={v!r} must be an int or a pair (h, w)")
-        a = check_int(fn, f"{name}[0]", v[0], lo, None, f"must be >= {lo}")
-        b = check_int(fn, f"{name}[1]", v[1], lo, None, f"must be >= {lo}")
+            raise ValueError(f"{fn}: {name}={v!r} has {len(v)} entries (must be an int or a pair (h, w))")
+        a = check_int(fn, f"{name}[0]", v[0], lo, hi, rule)
+        b = check_int(fn, f"{name}[1]", v[1], lo, hi, rule)
         return a, b
-    a = check_int(fn, name, v, lo, None, f"must be >= {lo}")
+    if isinstance(v, np.ndarray) and v.ndim == 1:
+        return check_pair(fn, name, tuple(v.tolist()), lo, hi)
+    a = check_int(fn, name, v, lo, hi, rule)
     return a, a
 
 
 def check_scale(fn: str, name: str, v: Any) -> float:
+    if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "fiu":
+        v = v.item()
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{fn}: {name} must be a float, got {type(v).__name__} {v!r}")
-    f = float(v)
+        raise TypeError(f"{fn}: {name}={v!r} has type {type(v).__name__} (must be a float)")
+    try:
+        f = float(v)
+    except OverflowError:  # a Python int beyond the double range
+        raise ValueError(f"{fn}: {name}={v!r} is not a valid scale (must be finite and > 0)") from None
     if not math.isfinite(f) or f <= 0:
         raise ValueError(f"{fn}: {name}={f!r} is not a valid scale (must be finite and > 0)")
     f32 = float(np.float32(f))
@@ -61,9 +73,11 @@ def check_scale(fn: str, name: str, v: Any) -> float:
 
 
 def check_scales_array(fn: str, name: str, a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a)
-    if a.dtype.kind not in "fiu" or a.dtype == np.bool_:
-        raise TypeError(f"{fn}: {name} must hold floats, got dtype {a.dtype}")
+    a = _as_numpy(fn, name, a)
+    if a.dtype == object:
+        return np.array([check_scale(fn, f"{name}[{i}]", v) for i, v in enumerate(a.ravel())], np.float64)
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"{fn}: {name}.dtype={a.dtype} (scales must be floats)")
     a = a.astype(np.float64)
     for i, f in enumerate(a.ravel()):
         if not math.isfinite(f) or f <= 0:
@@ -78,30 +92,50 @@ def check_scales_array(fn: str, name: str, a: np.ndarray) -> np.ndarray:
 
 
 def check_zero_points_array(fn: str, name: str, a: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    a = np.asarray(a)
+    a = _as_numpy(fn, name, a)
+    if a.dtype == object:  # e.g. Python ints beyond int64
+        vals = [check_int(fn, f"{name}[{i}]", v, lo, hi, f"must be in [{lo}, {hi}]") for i, v in enumerate(a.ravel())]
+        return np.array(vals, np.int32)
     if a.dtype.kind not in "iu":
-        raise TypeError(f"{fn}: {name} must hold ints, got dtype {a.dtype}")
+        raise TypeError(f"{fn}: {name}.dtype={a.dtype} (zero points must be ints)")
     if a.size and (a.min() < lo or a.max() > hi):
-        bad = int(a[(a < lo) | (a > hi)].ravel()[0])
-        raise ValueError(f"{fn}: {name} holds {bad}, out of range (must be in [{lo}, {hi}])")
+        i = int(np.flatnonzero((a.ravel() < lo) | (a.ravel() > hi))[0])
+        raise ValueError(f"{fn}: {name}[{i}]={int(a.ravel()[i])} is out of range (must be in [{lo}, {hi}])")
     return np.ascontiguousarray(a.astype(np.int32))
 
 
+def _as_numpy(fn: str, name: str, a: Any) -> np.ndarray:
+    """A scale/zero-point container as numpy without a silent float<->int cast
+    (torch tensors through .numpy(), sequences through np.asarray)."""
+    if is_torch_tensor(a):
+        if a.is_quantized:
+            raise TypeError(f"{fn}: {name} is a quantized {a.dtype} tensor (must be plain numbers)")
+        return a.detach().cpu().numpy()
+    try:
+        return np.asarray(a)
+    except (ValueError, TypeError):  # ragged or exotic sequences
+        raise TypeError(f"{fn}: {name}={a!r} (must be a number or a 1-D sequence of numbers)") from None
+
+
 def check_array(fn: str, name: str, a: Any, dtype: Any, ndim: int, layout: str) -> np.ndarray:
+    """A numpy array of exactly `dtype` and `ndim` (any strides, any byte order
+    of a one-byte type; callers make it C-contiguous)."""
+    want = np.dtype(dtype)
     if not isinstance(a, np.ndarray):
-        raise TypeError(f"{fn}: {name} must be a numpy {np.dtype(dtype).name} array or a torch quantized tensor, "
-                        f"got {type(a).__name__}")
-    if a.dtype != np.dtype(dtype):
-        raise TypeError(f"{fn}: {name} has dtype {a.dtype}, expected {np.dtype(dtype).name} "
-                        f"(qref never casts silently; convert it yourself)")
+        raise TypeError(f"{fn}: {name} has type {type(a).__name__} (must be a numpy {want.name} array or a torch "
+                        f"quantized tensor)")
+    if a.dtype != want:
+        raise TypeError(f"{fn}: {name}.dtype={a.dtype} (must be {want.name}; qref never casts silently, "
+                        f"convert it yourself)")
     if a.ndim != ndim:
-        raise ValueError(f"{fn}: {name} has shape {tuple(a.shape)}, expected {ndim} dimensions {layout}")
+        raise ValueError(f"{fn}: {name}.shape={tuple(a.shape)} has {a.ndim} dimensions (must be {ndim}-D {layout})")
     return a
 
 
 def check_choice(fn: str, name: str, v: Any, choices: tuple[str, ...]) -> str:
     if not isinstance(v, str):
-        raise TypeError(f"{fn}: {name} must be a string, one of {choices}; got {type(v).__name__}")
+        raise TypeError(f"{fn}: {name}={v!r} has type {type(v).__name__} (must be one of "
+                        f"{', '.join(repr(c) for c in choices)})")
     if v not in choices:
         raise ValueError(f"{fn}: {name}={v!r} is not valid (valid: {', '.join(repr(c) for c in choices)})")
     return v
@@ -111,3 +145,9 @@ def check_threads(fn: str, threads: Any) -> int | None:
     if threads is None:
         return None
     return check_int(fn, "threads", threads, 1, 4096, "must be None (all cores) or an int in [1, 4096]")
+
+
+def check_bool(fn: str, name: str, v: Any) -> bool:
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{fn}: {name}={v!r} has type {type(v).__name__} (must be a bool)")
+    return bool(v)

@@ -12,8 +12,10 @@ import numpy as np
 from . import _core
 from ._isa import ISAS, IsaSemantics, isa_semantics, torch_isa
 from ._validate import (
+    INT32_MAX,
     MAX_ELEMENTS,
     check_array,
+    check_bool,
     check_choice,
     check_int,
     check_pair,
@@ -78,78 +80,109 @@ def _input_operand(fn: str, x: Any, scale: Any, zero_point: Any) -> _Act:
         import torch
 
         if not x.is_quantized or x.dtype != torch.quint8:
-            raise TypeError(f"{fn}: input is a torch tensor of dtype {x.dtype}; expected a quint8 quantized tensor "
-                            f"(or a numpy uint8 array with input_scale and input_zero_point)")
+            raise TypeError(f"{fn}: input.dtype={x.dtype} (must be a torch.quint8 quantized tensor, or a numpy "
+                            f"uint8 array with input_scale and input_zero_point)")
         if x.qscheme() not in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-            raise ValueError(f"{fn}: input has qscheme {x.qscheme()}; activations must be per-tensor quantized")
+            raise ValueError(f"{fn}: input.qscheme()={x.qscheme()} (activations must be per-tensor quantized)")
         if scale is not None or zero_point is not None:
-            raise ValueError(f"{fn}: input_scale/input_zero_point must be None when input is a quantized tensor "
-                             f"(its own q_scale()={x.q_scale()} and q_zero_point()={x.q_zero_point()} are used)")
+            raise ValueError(f"{fn}: input_scale={scale!r}, input_zero_point={zero_point!r} with a quantized tensor "
+                             f"input (must be None: its own q_scale()={x.q_scale()} and "
+                             f"q_zero_point()={x.q_zero_point()} are used)")
         if x.dim() != 4:
-            raise ValueError(f"{fn}: input has shape {tuple(x.shape)}, expected 4 dimensions (N, C, H, W)")
+            raise ValueError(f"{fn}: input.shape={tuple(x.shape)} has {x.dim()} dimensions (must be 4-D (N, C, H, W))")
+        if x.device.type != "cpu":
+            raise ValueError(f"{fn}: input.device={x.device} (must be a CPU tensor)")
+        s = check_scale(fn, "input.q_scale()", x.q_scale())
+        zp = check_int(fn, "input.q_zero_point()", x.q_zero_point(), 0, 255, "quint8 zero point must be in [0, 255]")
+        # Any memory format (channels_last included): int_repr keeps the strides, the
+        # permute is a view, and ascontiguousarray makes the one NHWC copy.
         nhwc = np.ascontiguousarray(x.int_repr().permute(0, 2, 3, 1).numpy())
-        s = check_scale(fn, "input q_scale()", x.q_scale())
-        zp = check_int(fn, "input q_zero_point()", x.q_zero_point(), 0, 255, "quint8 zero point must be in [0, 255]")
         return _Act(nhwc, s, zp, True)
     a = check_array(fn, "input", x, np.uint8, 4, "(N, C, H, W)")
     if scale is None or zero_point is None:
-        raise ValueError(f"{fn}: input_scale and input_zero_point are required when input is a plain uint8 array")
+        raise ValueError(f"{fn}: input_scale={scale!r}, input_zero_point={zero_point!r} (both are required when "
+                         f"input is a plain uint8 array)")
     s = check_scale(fn, "input_scale", scale)
     zp = check_int(fn, "input_zero_point", zero_point, 0, 255, "uint8 activations: must be in [0, 255]")
+    # Any strides (negative, non-contiguous, Fortran order): one NHWC copy.
     return _Act(np.ascontiguousarray(a.transpose(0, 2, 3, 1)), s, zp, False)
 
 
+def _ndim(v: Any) -> int:
+    """How many dimensions a scale/zero-point argument has, without letting numpy
+    raise on ragged input (0 for anything scalar-like)."""
+    if is_torch_tensor(v):
+        return int(v.dim())
+    if isinstance(v, np.ndarray):
+        return v.ndim
+    if isinstance(v, (list, tuple)):
+        return 1
+    return 0
+
+
 def _weight_operand(fn: str, w: Any, scale: Any, zero_point: Any, ndim: int = 4) -> _Weight:
-    layout = "(O, C/groups, kH, kW)" if ndim == 4 else "(O, K)"
+    layout = "(O, C/groups, kH, kW)" if ndim == 4 else ("(O, K)" if ndim == 2 else f"({ndim} dims)")
     if is_torch_tensor(w):
         import torch
 
         if not w.is_quantized or w.dtype != torch.qint8:
-            raise TypeError(f"{fn}: weight is a torch tensor of dtype {w.dtype}; expected a qint8 quantized tensor "
-                            f"(or a numpy int8 array with weight_scale)")
+            raise TypeError(f"{fn}: weight.dtype={w.dtype} (must be a torch.qint8 quantized tensor, or a numpy int8 "
+                            f"array with weight_scale)")
         if scale is not None or zero_point is not None:
-            raise ValueError(f"{fn}: weight_scale/weight_zero_point must be None when weight is a quantized tensor")
+            raise ValueError(f"{fn}: weight_scale={scale!r}, weight_zero_point={zero_point!r} with a quantized tensor "
+                             f"weight (must be None: the tensor's own quantization parameters are used)")
         if w.dim() != ndim:
-            raise ValueError(f"{fn}: weight has shape {tuple(w.shape)}, expected {ndim} dimensions {layout}")
+            raise ValueError(f"{fn}: weight.shape={tuple(w.shape)} has {w.dim()} dimensions "
+                             f"(must be {ndim}-D {layout})")
+        if w.device.type != "cpu":
+            raise ValueError(f"{fn}: weight.device={w.device} (must be a CPU tensor)")
         qs = w.qscheme()
-        data = np.ascontiguousarray(w.int_repr().numpy())
         if qs in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-            sc = check_scales_array(fn, "weight q_scale()", np.array([w.q_scale()]))
-            zp = check_zero_points_array(fn, "weight q_zero_point()", np.array([w.q_zero_point()]), -128, 127)
-            return _Weight(data, sc, zp, False)
+            sc = check_scales_array(fn, "weight.q_scale()", np.array([w.q_scale()]))
+            zp = check_zero_points_array(fn, "weight.q_zero_point()", np.array([w.q_zero_point()]), -128, 127)
+            return _Weight(np.ascontiguousarray(w.int_repr().numpy()), sc, zp, False)
         if qs in (torch.per_channel_affine, torch.per_channel_symmetric):
             if w.q_per_channel_axis() != 0:
-                raise ValueError(f"{fn}: weight is per-channel along axis {w.q_per_channel_axis()}; "
-                                 f"fbgemm needs axis 0 (output channels)")
-            sc = check_scales_array(fn, "weight q_per_channel_scales()", w.q_per_channel_scales().numpy())
-            zp = check_zero_points_array(fn, "weight q_per_channel_zero_points()",
-                                         w.q_per_channel_zero_points().numpy(), -128, 127)
-            return _Weight(data, sc, zp, True)
-        raise ValueError(f"{fn}: weight qscheme {qs} is not supported (per-tensor or per-channel affine/symmetric)")
+                raise ValueError(f"{fn}: weight.q_per_channel_axis()={w.q_per_channel_axis()} (fbgemm needs "
+                                 f"per-channel quantization along axis 0, the output channels)")
+            sc = check_scales_array(fn, "weight.q_per_channel_scales()", w.q_per_channel_scales())
+            zp = check_zero_points_array(fn, "weight.q_per_channel_zero_points()", w.q_per_channel_zero_points(),
+                                         -128, 127)
+            return _Weight(np.ascontiguousarray(w.int_repr().numpy()), sc, zp, True)
+        raise ValueError(f"{fn}: weight.qscheme()={qs} (must be per-tensor or per-channel, affine or symmetric)")
     a = check_array(fn, "weight", w, np.int8, ndim, layout)
     if scale is None:
-        raise ValueError(f"{fn}: weight_scale is required when weight is a plain int8 array")
+        raise ValueError(f"{fn}: weight_scale=None (required when weight is a plain int8 array)")
     O = a.shape[0]
-    per_channel = not np.isscalar(scale) and np.ndim(scale) > 0
-    if per_channel:
-        sc = check_scales_array(fn, "weight_scale", np.asarray(scale).reshape(-1))
+    if _ndim(scale) > 1:
+        raise ValueError(f"{fn}: weight_scale has {_ndim(scale)} dimensions (must be a float, or a 1-D sequence of "
+                         f"{O} floats for per-channel)")
+    if _ndim(scale) == 1:
+        sc = check_scales_array(fn, "weight_scale", scale).reshape(-1)
         if sc.shape[0] != O:
             raise ValueError(f"{fn}: weight_scale has {sc.shape[0]} entries but weight has {O} output channels "
                              f"(per-channel scales: one per output channel)")
-        zpa = np.zeros(O, np.int32) if zero_point is None else np.asarray(zero_point)
-        if zpa.ndim == 0:
-            zpa = np.full(O, int(zpa), np.int32) if zpa.dtype.kind in "iu" else zpa
-        zp = check_zero_points_array(fn, "weight_zero_point", zpa.reshape(-1), -128, 127)
+        if zero_point is None:
+            zp = np.zeros(O, np.int32)
+        elif _ndim(zero_point) == 0:
+            zp = np.full(O, check_int(fn, "weight_zero_point", zero_point, -128, 127,
+                                      "int8 weights: must be in [-128, 127]"), np.int32)
+        elif _ndim(zero_point) == 1:
+            zp = check_zero_points_array(fn, "weight_zero_point", zero_point, -128, 127).reshape(-1)
+        else:
+            raise ValueError(f"{fn}: weight_zero_point has {_ndim(zero_point)} dimensions (must be an int or a 1-D "
+                             f"sequence of {O} ints)")
         if zp.shape[0] != O:
-            raise ValueError(f"{fn}: weight_zero_point has {zp.shape[0]} entries but weight has {O} output channels")
+            raise ValueError(f"{fn}: weight_zero_point has {zp.shape[0]} entries but weight has {O} output channels "
+                             f"(per-channel zero points: one per output channel)")
         return _Weight(np.ascontiguousarray(a), sc, zp, True)
     s = check_scale(fn, "weight_scale", scale)
-    if zero_point is not None and np.ndim(zero_point) > 0:
-        raise ValueError(f"{fn}: weight_zero_point is an array but weight_scale is a scalar "
-                         f"(per-tensor: both scalars; per-channel: both (O,) arrays)")
-    zp = 0 if zero_point is None else check_int(fn, "weight_zero_point", zero_point, -128, 127,
-                                                "int8 weights: must be in [-128, 127]")
-    return _Weight(np.ascontiguousarray(a), np.array([s], np.float64), np.array([zp], np.int32), False)
+    if zero_point is not None and _ndim(zero_point) > 0:
+        raise ValueError(f"{fn}: weight_zero_point is a sequence but weight_scale={s!r} is a scalar "
+                         f"(per-tensor: both scalars; per-channel: both (O,) sequences)")
+    zp0 = 0 if zero_point is None else check_int(fn, "weight_zero_point", zero_point, -128, 127,
+                                                 "int8 weights: must be in [-128, 127]")
+    return _Weight(np.ascontiguousarray(a), np.array([s], np.float64), np.array([zp0], np.int32), False)
 
 
 def _bias_operand(fn: str, b: Any, O: int) -> Optional[np.ndarray]:
@@ -159,20 +192,20 @@ def _bias_operand(fn: str, b: Any, O: int) -> Optional[np.ndarray]:
         import torch
 
         if b.is_quantized or b.dtype != torch.float32:
-            raise TypeError(f"{fn}: bias is a torch tensor of dtype {b.dtype}; torch's quantized conv holds a "
-                            f"float32 bias")
+            raise TypeError(f"{fn}: bias.dtype={b.dtype} (must be float32: torch's quantized conv holds a float32 "
+                            f"bias)")
         b = b.detach().cpu().numpy()
     if not isinstance(b, np.ndarray):
-        raise TypeError(f"{fn}: bias must be a float32 array of length {O} or None, got {type(b).__name__}")
+        raise TypeError(f"{fn}: bias has type {type(b).__name__} (must be None or a float32 array of length {O})")
     if b.dtype != np.float32:
-        raise TypeError(f"{fn}: bias has dtype {b.dtype}, expected float32 (torch's quantized conv holds a float32 "
-                        f"bias; qref never casts silently)")
+        raise TypeError(f"{fn}: bias.dtype={b.dtype} (must be float32: torch's quantized conv holds a float32 bias; "
+                        f"qref never casts silently)")
     if b.shape != (O,):
-        raise ValueError(f"{fn}: bias has shape {tuple(b.shape)}, expected ({O},) (one per output channel)")
+        raise ValueError(f"{fn}: bias.shape={tuple(b.shape)} (must be ({O},), one per output channel)")
     if not np.all(np.isfinite(b)):
         i = int(np.flatnonzero(~np.isfinite(b))[0])
-        raise ValueError(f"{fn}: bias[{i}]={float(b[i])!r} is not finite (bias must be finite)")
-    return np.ascontiguousarray(b)
+        raise ValueError(f"{fn}: bias[{i}]={float(b[i])!r} (bias must be finite)")
+    return np.ascontiguousarray(b, dtype=np.float32)
 
 
 # ----------------------------------------------------------------------------- routing
@@ -258,42 +291,54 @@ def conv2d(
     ``(output, Intermediates)`` (computed by the scalar reference kernel).
     """
     fn = "conv2d"
-    act = _input_operand(fn, input, input_scale, input_zero_point)
-    wt = _weight_operand(fn, weight, weight_scale, weight_zero_point)
-    N, H, W, C = act.nhwc.shape
-    O, Cg, KH, KW = wt.oihw.shape
-    g = check_int(fn, "groups", groups, 1, None, "must be >= 1")
+    # The scalar arguments first, so nothing is copied before they are known good.
+    g = check_int(fn, "groups", groups, 1, INT32_MAX, "must be an int in [1, 2^31-1]")
     st = check_pair(fn, "stride", stride, 1)
     pd = check_pair(fn, "padding", padding, 0)
     dl = check_pair(fn, "dilation", dilation, 1)
-    if C % g != 0:
-        raise ValueError(f"{fn}: input has {C} channels, not divisible by groups={g}")
-    if O % g != 0:
-        raise ValueError(f"{fn}: weight has {O} output channels, not divisible by groups={g}")
-    if Cg * g != C:
-        raise ValueError(f"{fn}: weight has {Cg} input channels per group but input has {C} channels with "
-                         f"groups={g} (input channels must equal groups * weight channels)")
-    if O == 0 or Cg == 0 or KH == 0 or KW == 0:
-        raise ValueError(f"{fn}: weight has shape {(O, Cg, KH, KW)}; every dimension must be >= 1")
-    eff_h, eff_w = dl[0] * (KH - 1) + 1, dl[1] * (KW - 1) + 1
-    if eff_h > H + 2 * pd[0] or eff_w > W + 2 * pd[1]:
-        raise ValueError(f"{fn}: kernel {KH}x{KW} with dilation {dl} spans {eff_h}x{eff_w}, larger than the padded "
-                         f"input {H + 2 * pd[0]}x{W + 2 * pd[1]} (kernel must fit in the padded input)")
-    OH = (H + 2 * pd[0] - eff_h) // st[0] + 1
-    OW = (W + 2 * pd[1] - eff_w) // st[1] + 1
-    if N * O * OH * OW > MAX_ELEMENTS or N * H * W * C > MAX_ELEMENTS:
-        raise ValueError(f"{fn}: sizes too large (output {N}x{O}x{OH}x{OW}; at most 2^40 elements)")
-    if wt.per_channel and wt.scale.shape[0] != O:
-        raise ValueError(f"{fn}: weight has {wt.scale.shape[0]} per-channel scales but {O} output channels")
-    b = _bias_operand(fn, bias, O)
     out_s = check_scale(fn, "output_scale", output_scale)
     out_zp = check_int(fn, "output_zero_point", output_zero_point, 0, 255, "quint8 output: must be in [0, 255]")
-    if not isinstance(relu, (bool, np.bool_)):
-        raise TypeError(f"{fn}: relu must be a bool, got {type(relu).__name__}")
+    check_bool(fn, "relu", relu)
+    check_bool(fn, "return_intermediates", return_intermediates)
     check_choice(fn, "engine", engine, ENGINES)
     check_choice(fn, "isa", isa, ISAS)
     kname = _resolve_kernel(fn, kernel)
     nthreads = check_threads(fn, threads)
+    act = _input_operand(fn, input, input_scale, input_zero_point)
+    wt = _weight_operand(fn, weight, weight_scale, weight_zero_point)
+    N, H, W, C = act.nhwc.shape
+    O, Cg, KH, KW = wt.oihw.shape
+    if O == 0 or Cg == 0 or KH == 0 or KW == 0:
+        # torch divides by zero (SIGFPE) for O=0 and reads uninitialised memory for C=0.
+        raise ValueError(f"{fn}: weight.shape={(O, Cg, KH, KW)} (every weight dimension must be >= 1)")
+    if C % g != 0:
+        raise ValueError(f"{fn}: input has C={C} channels with groups={g} (channels must be divisible by groups)")
+    if O % g != 0:
+        raise ValueError(f"{fn}: weight has O={O} output channels with groups={g} (output channels must be "
+                         f"divisible by groups)")
+    if Cg * g != C:
+        raise ValueError(f"{fn}: weight has {Cg} input channels per group but input has C={C} channels with "
+                         f"groups={g} (input channels must equal groups * weight channels)")
+    for dim, v in (("input.shape[0] (N)", N), ("input.shape[1] (C)", C), ("input.shape[2] (H)", H),
+                   ("input.shape[3] (W)", W), ("weight.shape[0] (O)", O), ("padded height H+2*padding", H + 2 * pd[0]),
+                   ("padded width W+2*padding", W + 2 * pd[1]), ("kernel span dilation*(kH-1)+1", dl[0] * (KH - 1) + 1),
+                   ("kernel span dilation*(kW-1)+1", dl[1] * (KW - 1) + 1)):
+        if v > INT32_MAX:
+            raise ValueError(f"{fn}: {dim}={v} is too large (must be <= 2^31-1: fbgemm's conv_param_t holds a C int)")
+    eff_h, eff_w = dl[0] * (KH - 1) + 1, dl[1] * (KW - 1) + 1
+    if eff_h > H + 2 * pd[0] or eff_w > W + 2 * pd[1]:
+        raise ValueError(f"{fn}: kernel {KH}x{KW} with dilation={dl} spans {eff_h}x{eff_w}, larger than the padded "
+                         f"input {H + 2 * pd[0]}x{W + 2 * pd[1]} (kernel must fit in the padded input)")
+    OH = (H + 2 * pd[0] - eff_h) // st[0] + 1
+    OW = (W + 2 * pd[1] - eff_w) // st[1] + 1
+    K = Cg * KH * KW
+    if N * O * OH * OW > MAX_ELEMENTS or N * OH * OW * K > (1 << 62) or O * K > MAX_ELEMENTS:
+        raise ValueError(f"{fn}: output shape {(N, O, OH, OW)} with K={K} is too large (at most 2^40 output "
+                         f"elements and 2^62 multiply-adds, so index arithmetic stays inside int64)")
+    if wt.per_channel and wt.scale.shape[0] != O:
+        raise ValueError(f"{fn}: weight has {wt.scale.shape[0]} per-channel scales but O={O} output channels "
+                         f"(one per output channel)")
+    b = _bias_operand(fn, bias, O)
     if engine == "onednn" or (engine == "x86" and onednn_would_run(wt, g, isa)):
         raise OneDNNNotSupportedError(
             f"{fn}: engine={engine!r} runs this conv on oneDNN (symmetric weights, groups <= 100, AVX512-VNNI "
@@ -337,12 +382,13 @@ def quantize(x: Any, scale: Any, zero_point: Any) -> np.ndarray:
         import torch
 
         if x.is_quantized or x.dtype != torch.float32:
-            raise TypeError(f"{fn}: x is a torch tensor of dtype {x.dtype}; expected float32")
+            raise TypeError(f"{fn}: x.dtype={x.dtype} (must be float32; qref never casts silently)")
         x = x.detach().cpu().numpy()
     if not isinstance(x, np.ndarray):
-        raise TypeError(f"{fn}: x must be a float32 numpy array or torch tensor, got {type(x).__name__}")
+        raise TypeError(f"{fn}: x has type {type(x).__name__} (must be a float32 numpy array or torch tensor)")
     if x.dtype != np.float32:
-        raise TypeError(f"{fn}: x has dtype {x.dtype}, expected float32 (qref never casts silently)")
+        raise TypeError(f"{fn}: x.dtype={x.dtype} (must be float32; qref never casts silently)")
     s = check_scale(fn, "scale", scale)
     zp = check_int(fn, "zero_point", zero_point, 0, 255, "quint8: must be in [0, 255]")
+    # Any strides: one C-contiguous copy (a no-op when already contiguous).
     return _core.quantize(np.ascontiguousarray(x), s, zp)
