@@ -1,0 +1,165 @@
+// qref: a header-only reference conv2d for kernel authors' C++ tests.
+//
+// #include "qref/reference.h" (include dir: qref.get_include(), or the CMake
+// target qref::headers from find_package(qref)) and call qref::ref::conv2d;
+// no linking against qref is needed. It computes, byte for byte, what
+// qref.conv2d and torch's fbgemm quantized::conv2d(_relu) compute:
+//
+//   - layouts: input uint8 NHWC, weight int8 OHWI ([O][KH][KW][C/groups]),
+//     output uint8 NHWC (fbgemm's own layouts, SPEC.md §2.4);
+//   - padded taps hold the activation zero point (fbgemm's im2col memset and
+//     depthwise/groupwise a_zp registers, SPEC.md §4.1-§4.3);
+//   - with `saturate`, consecutive pairs (2i, 2i+1) of the per-group reduction
+//     order k = (kh*KW + kw)*Cg + c are summed and saturated to int16 first
+//     (vpmaddubsw), an odd last element pairing with zero; this one rule covers
+//     every fbgemm path (SPEC.md §0, §4.6); `saturates()` below says when
+//     fbgemm does it;
+//   - requantization exactly as requant.h (the normative formula, SPEC.md §5),
+//     with the per-channel constants prepared as fbgemm prepares them (§2.1).
+//
+// This is the same plain loop as kernels/conv2d_scalar.cc (qref's normative
+// scalar kernel), kept header-only so it can be used without the library;
+// tests/test_headers.py checks that both give identical bytes.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "qref/conv2d.h"
+#include "qref/requant.h"
+
+namespace qref {
+namespace ref {
+
+// Whose fbgemm arithmetic: an AVX2 host (or AVX512 without VNNI), or an
+// AVX512-VNNI host with FBGEMM_ENABLE_INSTRUCTIONS unset (qref isa="avx2" /
+// isa="vnni").
+enum class Isa { avx2, vnni };
+
+// The user's quantization parameters. fbgemm narrows every scale to float32
+// before using it (qconv.cpp GetQuantizationParams, SPEC.md §2.1), so float
+// scales lose nothing.
+struct ConvArgs {
+  Conv2dShape shape;                           // N,C,H,W,O,KH,KW,stride,pad,dilation,groups
+  float input_scale = 1.0f;
+  int32_t input_zero_point = 0;                // [0, 255]
+  const float* weight_scale = nullptr;         // 1 (per-tensor) or O (per-channel) values
+  const int32_t* weight_zero_point = nullptr;  // same count; null means all 0
+  bool per_channel = false;
+  float output_scale = 1.0f;
+  int32_t output_zero_point = 0;               // [0, 255]
+  bool relu = false;                           // quantized::conv2d_relu
+  const float* bias = nullptr;                 // O floats or null (torch's float32 bias)
+  bool saturate = false;                       // int16 pairs; see saturates()
+};
+
+// fbgemm's path choice, reduced to the one fact that changes integers: do the
+// pair sums saturate? (FbgemmConv.cc ConvFastPath; SPEC.md §3, §4.6.)
+// Depthwise (G == C, O in {G, 2G}, G % 8 == 0, k 3/5/7 square, stride 1/2,
+// "same" padding, no dilation) saturates on every CPU; groupwise and the GEMM
+// paths (pointwise, im2col) saturate only without VNNI. The groupwise/GEMM
+// distinction matters on a VNNI host only under FBGEMM_ENABLE_INSTRUCTIONS=AVX2
+// (GEMM saturates, groupwise stays exact), which Isa does not model.
+inline bool is_depthwise(const Conv2dShape& s) {
+  const int64_t G = s.groups;
+  auto k357 = [](int64_t k) { return k == 3 || k == 5 || k == 7; };
+  auto s12 = [](int64_t v) { return v == 1 || v == 2; };
+  return G == s.C && (s.O == G || s.O == 2 * G) && G % 8 == 0 && s12(s.stride_h) && s12(s.stride_w) &&
+         s.KH == s.KW && k357(s.KH) && s.dilation_h == 1 && s.dilation_w == 1 && s.pad_h == (s.KH - 1) / 2 &&
+         s.pad_w == (s.KW - 1) / 2;
+}
+inline bool saturates(const Conv2dShape& s, Isa isa) { return is_depthwise(s) || isa == Isa::avx2; }
+
+// Per-channel constants, rounded to float32 in fbgemm's order (SPEC.md §2.1,
+// §5.1): S = f32(a*w), M = f32(S/out); bias term f32(bias/S) per-channel, but
+// f32(bias * f32(1/(double)S)) per-tensor (requantizeOutputProcessingAvx2
+// multiplies by _mm256_set1_ps(1.0 / act_times_w_scale)); col_offset =
+// colsum - w_zp*K in int32.
+inline Requant prepare(const ConvArgs& a, const int8_t* w_ohwi) {
+  const Conv2dShape& s = a.shape;
+  const int64_t O = s.O, K = s.K();
+  Requant rq;
+  rq.input_zero_point = a.input_zero_point;
+  rq.output_zero_point = a.output_zero_point;
+  rq.relu = a.relu;
+  rq.has_bias = a.bias != nullptr;
+  rq.multiplier.resize(O);
+  rq.col_offset.resize(O);
+  rq.weight_zero_point.resize(O);
+  if (rq.has_bias) rq.bias_term.resize(O);
+  for (int64_t o = 0; o < O; ++o) {
+    const int64_t i = a.per_channel ? o : 0;
+    const float S = a.input_scale * a.weight_scale[i];
+    rq.multiplier[o] = S / a.output_scale;
+    rq.weight_zero_point[o] = a.weight_zero_point ? a.weight_zero_point[i] : 0;
+    if (rq.has_bias) {
+      rq.bias_term[o] = a.per_channel ? a.bias[o] / S
+                                      : a.bias[o] * static_cast<float>(1.0 / static_cast<double>(S));
+    }
+    int64_t colsum = 0;
+    for (int64_t k = 0; k < K; ++k) colsum += w_ohwi[o * K + k];
+    rq.col_offset[o] = wrap32(colsum - static_cast<int64_t>(rq.weight_zero_point[o]) * K);
+  }
+  return rq;
+}
+
+// The reference conv2d. `a.shape` needs N,C,H,W,O,KH,KW and the conv
+// parameters; OH/OW are derived here. `out` has N*OH*OW*O bytes (NHWC).
+// Optional per-element stages (NHWC, same count): acc = sum of products
+// (saturated pairs where `saturate`), raw = after the zero-point terms,
+// y = float32 pre-rounding value.
+inline void conv2d(const ConvArgs& args, const uint8_t* in, const int8_t* w, uint8_t* out,
+                   int32_t* acc_out = nullptr, int32_t* raw_out = nullptr, float* y_out = nullptr) {
+  Conv2dShape s = args.shape;
+  s.finalize();
+  const Requant rq = prepare(args, w);
+  const int64_t Cg = s.cin_per_group(), Og = s.cout_per_group(), K = s.K();
+  const uint8_t a_zp = static_cast<uint8_t>(rq.input_zero_point);
+  std::vector<uint8_t> a(static_cast<size_t>(K));
+  for (int64_t n = 0; n < s.N; ++n) {
+    for (int64_t oh = 0; oh < s.OH; ++oh) {
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        const int64_t pos = (n * s.OH + oh) * s.OW + ow;
+        for (int64_t g = 0; g < s.groups; ++g) {
+          // receptive field in (kh, kw, c) order; padding = activation zero point
+          int64_t rowsum = 0;
+          for (int64_t kh = 0; kh < s.KH; ++kh) {
+            const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
+            for (int64_t kw = 0; kw < s.KW; ++kw) {
+              const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
+              const bool inside = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
+              for (int64_t c = 0; c < Cg; ++c) {
+                const uint8_t v = inside ? in[((n * s.H + ih) * s.W + iw) * s.C + g * Cg + c] : a_zp;
+                a[(kh * s.KW + kw) * Cg + c] = v;
+                rowsum += v;
+              }
+            }
+          }
+          for (int64_t oc = 0; oc < Og; ++oc) {
+            const int64_t o = g * Og + oc;
+            const int8_t* wo = w + o * K;
+            int64_t acc = 0;
+            for (int64_t k = 0; k < K; k += 2) {
+              const int32_t p0 = static_cast<int32_t>(a[k]) * wo[k];
+              const int32_t p1 = k + 1 < K ? static_cast<int32_t>(a[k + 1]) * wo[k + 1] : 0;
+              acc += args.saturate ? sat16(p0 + p1) : p0 + p1;
+            }
+            const int32_t acc32 = wrap32(acc);
+            const int32_t raw = zero_point_terms(acc32, wrap32(rowsum), rq.input_zero_point, rq.col_offset[o],
+                                                 rq.weight_zero_point[o]);
+            const float y = requant_prerounding(raw, rq.has_bias, rq.has_bias ? rq.bias_term[o] : 0.0f,
+                                                rq.multiplier[o]);
+            const int64_t i = pos * s.O + o;
+            out[i] = requant_output(y, rq.output_zero_point, rq.relu);
+            if (acc_out) acc_out[i] = acc32;
+            if (raw_out) raw_out[i] = raw;
+            if (y_out) y_out[i] = y;
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace ref
+}  // namespace qref
