@@ -14,10 +14,16 @@ from .conv import (
     quantize,
 )
 from .torch_bridge import Conv2dParams, from_torch
+from .compare import Comparison, compare  # issue 5
+from ._paths import get_cmake_dir, get_include  # issue 5
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Comparison",
+    "compare",
+    "get_cmake_dir",
+    "get_include",
     "Conv2dParams",
     "ConvPlan",
     "Intermediates",
