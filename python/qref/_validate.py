@@ -63,7 +63,8 @@ def check_scale(fn: str, name: str, v: Any) -> float:
         raise ValueError(f"{fn}: {name}={v!r} is not a valid scale (must be finite and > 0)") from None
     if not math.isfinite(f) or f <= 0:
         raise ValueError(f"{fn}: {name}={f!r} is not a valid scale (must be finite and > 0)")
-    f32 = float(np.float32(f))
+    with np.errstate(over="ignore"):
+        f32 = float(np.float32(f))
     if not math.isfinite(f32) or f32 < _F32_TINY:
         raise ValueError(
             f"{fn}: {name}={f!r} rounds to {f32!r} in float32, which fbgemm uses "
@@ -82,7 +83,8 @@ def check_scales_array(fn: str, name: str, a: np.ndarray) -> np.ndarray:
     for i, f in enumerate(a.ravel()):
         if not math.isfinite(f) or f <= 0:
             raise ValueError(f"{fn}: {name}[{i}]={float(f)!r} is not a valid scale (must be finite and > 0)")
-        f32 = float(np.float32(f))
+        with np.errstate(over="ignore"):
+            f32 = float(np.float32(f))
         if not math.isfinite(f32) or f32 < _F32_TINY:
             raise ValueError(
                 f"{fn}: {name}[{i}]={float(f)!r} rounds to {f32!r} in float32 "

@@ -41,7 +41,8 @@ def kernels() -> list[str]:
 def _resolve_kernel(fn: str, kernel: Any) -> str:
     usable = kernels()
     if not isinstance(kernel, str):
-        raise TypeError(f"{fn}: kernel must be a string, one of {['auto'] + usable}; got {type(kernel).__name__}")
+        raise TypeError(f"{fn}: kernel={kernel!r} has type {type(kernel).__name__} (must be a string, one of "
+                        f"{['auto'] + usable})")
     if kernel == "auto":
         env = os.environ.get("QREF_KERNEL")
         if env:
