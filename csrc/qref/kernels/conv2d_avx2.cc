@@ -1,0 +1,620 @@
+// qref: the AVX2 conv2d kernel. Gives the scalar reference's bytes
+// (kernels/conv2d_scalar.cc) for every Conv2dProblem; only faster.
+//
+// Two code paths, chosen per problem (both handle every semantics):
+//  * GEMM (pointwise, im2col, groupwise, anything with Cg > 1): per group g,
+//    out[m][n] = sum_k A[m][k] * B[k][n] with K = KH*KW*Cg in (kh, kw, c)
+//    order. A (the receptive fields) is packed in blocks of rows, never as a
+//    full M x K im2col matrix; a 1x1 stride-1 conv with Cg % 4 == 0 reads the
+//    input rows directly. B is packed once per call as [K/4][16][4] bytes,
+//    the layout of fbgemm's AVX2 GEMM (src/PackBMatrix.cc, row interleave 4).
+//    - saturating semantics: vpmaddubsw(u8 a[4k..4k+3], s8 w) sums the pairs
+//      (4k, 4k+1) and (4k+2, 4k+3) with int16 saturation -- exactly the pairs
+//      (2i, 2i+1) of the scalar reference, because every group's K starts at
+//      k = 0 and steps by 4 -- then vpmaddwd(.., 1) adds the two int16 pair
+//      sums exactly into int32 (fbgemm's GenerateKernelU8S8S32ACC32 inner loop).
+//    - exact semantics: A and B widened to int16, vpmaddwd (a0*w0 + a1*w1 is
+//      at most 2 * 255 * 128 in magnitude, so nothing saturates).
+//  * depthwise (Cg == 1, several groups): channels in vector lanes, taps
+//    paired (t0, t1), (t2, t3), ... as fbgemm's depthwise JIT does
+//    (src/GenerateI8Depthwise.cc: vpunpcklbw of two taps, then vpmaddubsw).
+//
+// Requantization follows requant.h one float32 operation at a time:
+// vcvtdq2ps, vaddps bias term, vmulps multiplier, vcvtps2dq (0x80000000 out
+// of range), vpackssdw, vpaddsw zero point, vpackuswb, vpmaxub lo (as
+// src/QuantUtilsAvx2.cc requantizeOutputProcessingAvx2).
+//
+// ODR note (STYLE.md): this file is compiled with -mavx2, so it includes no
+// standard-library template header itself and keeps every helper in an
+// anonymous namespace. The only shared inline code it touches is
+// std::vector<T>::operator[] on Conv2dProblem::rq (a pointer load, inlined),
+// and only while packing.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "qref/kernels.h"
+
+namespace qref {
+namespace {
+
+constexpr int64_t kMR = 6;    // GEMM rows per micro-tile
+constexpr int64_t kNR = 16;   // GEMM columns (output channels) per micro-tile
+constexpr int64_t kDW = 16;   // depthwise channels per block
+constexpr int64_t kTargetABytes = 96 * 1024;  // packed A block (stays in L2)
+
+inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+inline size_t align64(size_t v) { return (v + 63) / 64 * 64; }
+
+// --------------------------------------------------------------------------
+// Problem classification and packed layouts.
+
+// Depthwise lanes only pay off with several groups of one input channel.
+bool use_depthwise(const Conv2dShape& s) {
+  return s.cin_per_group() == 1 && s.groups >= 8 && s.cout_per_group() <= 4;
+}
+
+// Per-channel requantization constants, padded and laid out for vector loads.
+struct RqArrays {
+  float* mult;
+  float* bias;
+  int32_t* azp_col;  // wrap32(a_zp * col_offset[o])
+  int32_t* wzp;
+};
+
+struct GemmLayout {
+  int64_t K, Kp, NP, steps, panel_bytes, group_bytes;
+  size_t rq_off, b_off, total;
+};
+
+GemmLayout gemm_layout(const Conv2dProblem& p) {
+  const Conv2dShape& s = p.shape;
+  GemmLayout L;
+  L.K = s.K();
+  L.Kp = round_up(L.K, 4);
+  L.NP = round_up(s.cout_per_group(), kNR);
+  // saturating: 4 u8 k per step; exact: 2 int16 k per step. 64 bytes/step either way.
+  L.steps = p.saturate ? L.Kp / 4 : L.Kp / 2;
+  L.panel_bytes = L.steps * 64;
+  L.group_bytes = (L.NP / kNR) * L.panel_bytes;
+  L.rq_off = 0;
+  L.b_off = align64(static_cast<size_t>(s.groups * L.NP) * 16);
+  L.total = L.b_off + static_cast<size_t>(s.groups * L.group_bytes);
+  return L;
+}
+
+struct DwLayout {
+  int64_t G, GP, Og, T, P, pair_bytes, oc_bytes;
+  size_t b_off, total;
+};
+
+DwLayout dw_layout(const Conv2dProblem& p) {
+  const Conv2dShape& s = p.shape;
+  DwLayout L;
+  L.G = s.groups;
+  L.GP = round_up(L.G, kDW);
+  L.Og = s.cout_per_group();
+  L.T = s.KH * s.KW;
+  L.P = (L.T + 1) / 2;
+  L.pair_bytes = p.saturate ? 32 : 64;  // 16 channels x 2 taps x (u8 | int16)
+  L.oc_bytes = (L.GP / kDW) * L.P * L.pair_bytes;
+  L.b_off = align64(static_cast<size_t>(L.Og * L.GP) * 16);
+  L.total = L.b_off + static_cast<size_t>(L.Og * L.oc_bytes);
+  return L;
+}
+
+RqArrays rq_arrays(void* base, int64_t count) {
+  RqArrays r;
+  char* b = static_cast<char*>(base);
+  r.mult = reinterpret_cast<float*>(b);
+  r.bias = reinterpret_cast<float*>(b + count * 4);
+  r.azp_col = reinterpret_cast<int32_t*>(b + count * 8);
+  r.wzp = reinterpret_cast<int32_t*>(b + count * 12);
+  return r;
+}
+const RqArrays rq_arrays_c(const void* base, int64_t count) { return rq_arrays(const_cast<void*>(base), count); }
+
+// Fills slot `i` of the padded arrays with output channel o (or zeros if o < 0).
+void set_rq(const RqArrays& r, int64_t i, const Conv2dProblem& p, int64_t o) {
+  if (o < 0) {
+    r.mult[i] = 0.0f;
+    r.bias[i] = 0.0f;
+    r.azp_col[i] = 0;
+    r.wzp[i] = 0;
+    return;
+  }
+  const Requant& rq = p.rq;
+  r.mult[i] = rq.multiplier[o];
+  r.bias[i] = rq.has_bias ? rq.bias_term[o] : 0.0f;
+  r.azp_col[i] = static_cast<int32_t>(static_cast<uint32_t>(rq.input_zero_point) *
+                                      static_cast<uint32_t>(rq.col_offset[o]));  // wraps like vpmulld
+  r.wzp[i] = rq.weight_zero_point[o];
+}
+
+bool any_weight_zero_point(const Conv2dProblem& p) {
+  for (int64_t o = 0; o < p.shape.O; ++o)
+    if (p.rq.weight_zero_point[o] != 0) return true;
+  return false;
+}
+
+// --------------------------------------------------------------------------
+// Requantization of 16 int32 accumulators (channels 0-7 in a0, 8-15 in a1).
+
+struct Epilogue {
+  bool has_bias, use_rowsum;
+  __m256i zp16;  // output zero point, int16 lanes
+  __m128i lo8;   // ReLU floor (out_zp) or 0
+};
+
+inline __m256i requant_f32(__m256i acc, __m256i rowsum, const float* mult, const float* bias,
+                           const int32_t* azp_col, const int32_t* wzp, const Epilogue& e) {
+  // raw = acc - wrap(a_zp * col_offset) - wrap(rowsum * w_zp)  (requant.h zero_point_terms)
+  __m256i raw = _mm256_sub_epi32(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(azp_col)));
+  if (e.use_rowsum)
+    raw = _mm256_sub_epi32(raw, _mm256_mullo_epi32(rowsum, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wzp))));
+  __m256 y = _mm256_cvtepi32_ps(raw);
+  if (e.has_bias) y = _mm256_add_ps(y, _mm256_loadu_ps(bias));
+  y = _mm256_mul_ps(y, _mm256_loadu_ps(mult));
+  return _mm256_cvtps_epi32(y);
+}
+
+inline __m128i requant16(__m256i a0, __m256i a1, __m256i rs0, __m256i rs1, const float* mult,
+                         const float* bias, const int32_t* azp_col, const int32_t* wzp, const Epilogue& e) {
+  const __m256i q0 = requant_f32(a0, rs0, mult, bias, azp_col, wzp, e);
+  const __m256i q1 = requant_f32(a1, rs1, mult + 8, bias + 8, azp_col + 8, wzp + 8, e);
+  // vpackssdw interleaves 128-bit lanes; the permute restores channel order.
+  __m256i p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xD8);
+  p16 = _mm256_adds_epi16(p16, e.zp16);
+  __m128i p8 = _mm_packus_epi16(_mm256_castsi256_si128(p16), _mm256_extracti128_si256(p16, 1));
+  return _mm_max_epu8(p8, e.lo8);  // min(., 255) is implied by vpackuswb
+}
+
+inline void store_n(uint8_t* dst, __m128i v, int64_t n) {
+  if (n >= 16) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), v);
+  } else {
+    alignas(16) uint8_t tmp[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(tmp), v);
+    std::memcpy(dst, tmp, static_cast<size_t>(n));
+  }
+}
+
+// Copies n bytes with a few overlapping vector moves (im2col of small Cg).
+inline void copy_small(uint8_t* dst, const uint8_t* src, int64_t n) {
+  if (n >= 16) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+    if (i < n)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + n - 16),
+                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + n - 16)));
+  } else if (n >= 8) {
+    uint64_t a, b;
+    std::memcpy(&a, src, 8);
+    std::memcpy(&b, src + n - 8, 8);
+    std::memcpy(dst, &a, 8);
+    std::memcpy(dst + n - 8, &b, 8);
+  } else if (n >= 4) {
+    uint32_t a, b;
+    std::memcpy(&a, src, 4);
+    std::memcpy(&b, src + n - 4, 4);
+    std::memcpy(dst, &a, 4);
+    std::memcpy(dst + n - 4, &b, 4);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+  }
+}
+
+inline int32_t sum_bytes(const uint8_t* p, int64_t n) {
+  __m256i acc = _mm256_setzero_si256();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    acc = _mm256_add_epi64(acc, _mm256_sad_epu8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)),
+                                                _mm256_setzero_si256()));
+  alignas(32) int64_t l[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(l), acc);
+  int64_t s = l[0] + l[1] + l[2] + l[3];
+  for (; i < n; ++i) s += p[i];
+  return static_cast<int32_t>(s);  // at most K * 255, exact for any practical K
+}
+
+// --------------------------------------------------------------------------
+// GEMM path.
+
+size_t gemm_scratch(const Conv2dProblem& p, int64_t* mb_out) {
+  const GemmLayout L = gemm_layout(p);
+  const int64_t row_bytes = p.saturate ? L.Kp : 2 * L.Kp;
+  int64_t mb = kTargetABytes / imax(1, row_bytes) / kMR * kMR;
+  mb = imin(imax(mb, kMR), 40 * kMR);
+  if (mb_out) *mb_out = mb;
+  // packed A (+ one staging row for the int16 widening), rowsums
+  return align64(static_cast<size_t>(mb * row_bytes)) + align64(static_cast<size_t>(L.Kp) + 64) +
+         align64(static_cast<size_t>(mb) * 4) + 64;
+}
+
+void gemm_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
+  const Conv2dShape& s = p.shape;
+  const GemmLayout L = gemm_layout(p);
+  const int64_t G = s.groups, Og = s.cout_per_group(), K = L.K;
+  char* base = static_cast<char*>(packed);
+  const RqArrays r = rq_arrays(base + L.rq_off, G * L.NP);
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t n = 0; n < L.NP; ++n) set_rq(r, g * L.NP + n, p, n < Og ? g * Og + n : -1);
+  for (int64_t g = 0; g < G; ++g) {
+    char* gb = base + L.b_off + g * L.group_bytes;
+    std::memset(gb, 0, static_cast<size_t>(L.group_bytes));
+    for (int64_t n = 0; n < Og; ++n) {
+      const int8_t* wo = w + (g * Og + n) * K;
+      char* panel = gb + (n / kNR) * L.panel_bytes;
+      const int64_t i = n % kNR, half = i / 8, lane = i % 8;
+      if (p.saturate) {
+        int8_t* pb = reinterpret_cast<int8_t*>(panel);
+        for (int64_t k = 0; k < K; ++k) pb[(k / 4) * 64 + half * 32 + lane * 4 + k % 4] = wo[k];
+      } else {
+        int16_t* pb = reinterpret_cast<int16_t*>(panel);
+        for (int64_t k = 0; k < K; ++k) pb[(k / 2) * 32 + half * 16 + lane * 2 + k % 2] = wo[k];
+      }
+    }
+  }
+}
+
+inline __m256i bcast4(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+template <bool SAT>
+inline __m256i dot4(__m256i a, __m256i b, __m256i ones) {
+  if (SAT) return _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones);
+  return _mm256_madd_epi16(a, b);
+}
+
+struct Tile {
+  const uint8_t* a[kMR];  // A rows (duplicates of the last row past mvalid)
+  int32_t rowsum[kMR];
+  uint8_t* out[kMR];      // output rows at this panel's first channel
+  int64_t mvalid, nvalid, steps;
+  const uint8_t* b;       // panel
+  const float* mult;      // requant arrays at this panel's first channel
+  const float* bias;
+  const int32_t* azp_col;
+  const int32_t* wzp;
+};
+
+// One 6 x 16 micro-tile: 12 ymm accumulators, B in two ymm, A broadcast.
+template <bool SAT>
+void micro_6x16(const Tile& t, const Epilogue& e) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  const uint8_t *a0 = t.a[0], *a1 = t.a[1], *a2 = t.a[2], *a3 = t.a[3], *a4 = t.a[4], *a5 = t.a[5];
+  const uint8_t* b = t.b;
+  for (int64_t st = 0; st < t.steps; ++st, b += 64) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
+    const int64_t o = st * 4;
+    __m256i a;
+    a = bcast4(a0 + o); c00 = _mm256_add_epi32(c00, dot4<SAT>(a, b0, ones)); c01 = _mm256_add_epi32(c01, dot4<SAT>(a, b1, ones));
+    a = bcast4(a1 + o); c10 = _mm256_add_epi32(c10, dot4<SAT>(a, b0, ones)); c11 = _mm256_add_epi32(c11, dot4<SAT>(a, b1, ones));
+    a = bcast4(a2 + o); c20 = _mm256_add_epi32(c20, dot4<SAT>(a, b0, ones)); c21 = _mm256_add_epi32(c21, dot4<SAT>(a, b1, ones));
+    a = bcast4(a3 + o); c30 = _mm256_add_epi32(c30, dot4<SAT>(a, b0, ones)); c31 = _mm256_add_epi32(c31, dot4<SAT>(a, b1, ones));
+    a = bcast4(a4 + o); c40 = _mm256_add_epi32(c40, dot4<SAT>(a, b0, ones)); c41 = _mm256_add_epi32(c41, dot4<SAT>(a, b1, ones));
+    a = bcast4(a5 + o); c50 = _mm256_add_epi32(c50, dot4<SAT>(a, b0, ones)); c51 = _mm256_add_epi32(c51, dot4<SAT>(a, b1, ones));
+  }
+  const __m256i cs[kMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  for (int64_t r = 0; r < t.mvalid; ++r) {
+    const __m256i rs = _mm256_set1_epi32(t.rowsum[r]);
+    store_n(t.out[r], requant16(cs[r][0], cs[r][1], rs, rs, t.mult, t.bias, t.azp_col, t.wzp, e), t.nvalid);
+  }
+}
+
+Epilogue make_epilogue(const Conv2dProblem& p, bool use_rowsum) {
+  Epilogue e;
+  e.has_bias = p.rq.has_bias;
+  e.use_rowsum = use_rowsum;
+  e.zp16 = _mm256_set1_epi16(static_cast<int16_t>(p.rq.output_zero_point));
+  e.lo8 = _mm_set1_epi8(static_cast<char>(p.rq.relu ? p.rq.output_zero_point : 0));
+  return e;
+}
+
+// Receptive field of output pixel (n, oh, ow) in group g, (kh, kw, c) order,
+// padded taps = a_zp, bytes K..Kp-1 = 0 (their weights are 0 too).
+void im2col_row(const Conv2dShape& s, const uint8_t* in, int64_t n, int64_t oh, int64_t ow, int64_t g,
+                uint8_t a_zp, int64_t Kp, uint8_t* dst) {
+  const int64_t Cg = s.cin_per_group();
+  // One contiguous run per kernel row when taps are adjacent pixels of all channels.
+  const bool row_contig = s.groups == 1 && s.dilation_w == 1;
+  const int64_t iw0 = ow * s.stride_w - s.pad_w;
+  uint8_t* d = dst;
+  for (int64_t kh = 0; kh < s.KH; ++kh) {
+    const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
+    if (ih < 0 || ih >= s.H) {
+      std::memset(d, a_zp, static_cast<size_t>(s.KW * Cg));
+      d += s.KW * Cg;
+      continue;
+    }
+    const uint8_t* rowp = in + (n * s.H + ih) * s.W * s.C + g * Cg;
+    if (row_contig && iw0 >= 0 && iw0 + s.KW <= s.W) {
+      copy_small(d, rowp + iw0 * s.C, s.KW * Cg);
+      d += s.KW * Cg;
+      continue;
+    }
+    for (int64_t kw = 0; kw < s.KW; ++kw) {
+      const int64_t iw = iw0 + kw * s.dilation_w;
+      if (iw < 0 || iw >= s.W) {
+        std::memset(d, a_zp, static_cast<size_t>(Cg));
+      } else {
+        copy_small(d, rowp + iw * s.C, Cg);
+      }
+      d += Cg;
+    }
+  }
+  for (int64_t k = s.K(); k < Kp; ++k) dst[k] = 0;
+}
+
+inline void widen_row(const uint8_t* src, int64_t Kp, uint8_t* dst) {
+  int64_t k = 0;
+  for (; k + 16 <= Kp; k += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 2 * k),
+                        _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + k))));
+  for (; k < Kp; ++k) {
+    const uint16_t v = src[k];
+    std::memcpy(dst + 2 * k, &v, 2);
+  }
+}
+
+template <bool SAT>
+void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uint8_t* out, int64_t m_begin,
+              int64_t m_end, void* scratch) {
+  const Conv2dShape& s = p.shape;
+  const GemmLayout L = gemm_layout(p);
+  const int64_t G = s.groups, Og = s.cout_per_group(), Cg = s.cin_per_group();
+  int64_t mb;
+  gemm_scratch(p, &mb);
+  const int64_t row_bytes = SAT ? L.Kp : 2 * L.Kp;
+  uint8_t* abuf = static_cast<uint8_t*>(scratch);
+  uint8_t* stage = abuf + align64(static_cast<size_t>(mb * row_bytes));
+  int32_t* rowsum = reinterpret_cast<int32_t*>(stage + align64(static_cast<size_t>(L.Kp) + 64));
+  const bool use_rowsum = any_weight_zero_point(p);
+  const Epilogue e = make_epilogue(p, use_rowsum);
+  const uint8_t a_zp = static_cast<uint8_t>(p.rq.input_zero_point);
+  const char* base = static_cast<const char*>(packed);
+  const RqArrays r = rq_arrays_c(base + L.rq_off, G * L.NP);
+  // 1x1, stride 1, no padding: A rows are input rows (no over-read when Cg % 4 == 0).
+  const bool direct = SAT && s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
+                      s.pad_w == 0 && Cg % 4 == 0;
+  const int64_t OHW = s.OH * s.OW;
+  const int64_t pix_begin = m_begin * s.OW, pix_end = m_end * s.OW;
+
+  for (int64_t g = 0; g < G; ++g) {
+    const uint8_t* bg = reinterpret_cast<const uint8_t*>(base + L.b_off + g * L.group_bytes);
+    for (int64_t p0 = pix_begin; p0 < pix_end; p0 += mb) {
+      const int64_t rows = imin(mb, pix_end - p0);
+      // Pack (or point at) the A rows of this block and their rowsums.
+      const uint8_t* arow_base = abuf;
+      int64_t lda = row_bytes;
+      if (direct) {
+        // m = n*OH*OW + oh*OW + ow and the input pixel is the same index.
+        arow_base = in + p0 * s.C + g * Cg;
+        lda = s.C;
+        if (use_rowsum)
+          for (int64_t i = 0; i < rows; ++i) rowsum[i] = sum_bytes(arow_base + i * lda, Cg);
+      } else {
+        for (int64_t i = 0; i < rows; ++i) {
+          const int64_t pix = p0 + i;
+          const int64_t n = pix / OHW, rem = pix % OHW, oh = rem / s.OW, ow = rem % s.OW;
+          uint8_t* dst = SAT ? abuf + i * row_bytes : stage;
+          im2col_row(s, in, n, oh, ow, g, a_zp, L.Kp, dst);
+          if (use_rowsum) rowsum[i] = sum_bytes(dst, L.K);
+          if (!SAT) widen_row(stage, L.Kp, abuf + i * row_bytes);
+        }
+      }
+      for (int64_t j = 0; j < L.NP / kNR; ++j) {
+        Tile t;
+        t.steps = L.steps;
+        t.b = bg + j * L.panel_bytes;
+        const int64_t c0 = g * L.NP + j * kNR;
+        t.mult = r.mult + c0;
+        t.bias = r.bias + c0;
+        t.azp_col = r.azp_col + c0;
+        t.wzp = r.wzp + c0;
+        t.nvalid = imin(kNR, Og - j * kNR);
+        for (int64_t i0 = 0; i0 < rows; i0 += kMR) {
+          t.mvalid = imin(kMR, rows - i0);
+          for (int64_t q = 0; q < kMR; ++q) {
+            const int64_t i = i0 + imin(q, t.mvalid - 1);
+            t.a[q] = arow_base + i * lda;
+            t.rowsum[q] = use_rowsum ? rowsum[i] : 0;
+            t.out[q] = out + (p0 + i) * s.O + g * Og + j * kNR;
+          }
+          micro_6x16<SAT>(t, e);
+        }
+      }
+    }
+  }
+}
+
+// --------------------------------------------------------------------------
+// Depthwise path: 16 channels (groups) in the lanes, taps paired.
+
+size_t dw_scratch(const Conv2dProblem& p) {
+  const DwLayout L = dw_layout(p);
+  // zero-point row (GP + 16 wide), tap pointers, tail copies, Og staging
+  return align64(static_cast<size_t>(L.GP) + 64) + align64(static_cast<size_t>(L.T + 1) * 8) +
+         align64(static_cast<size_t>(L.T + 1) * 16) + align64(static_cast<size_t>(L.Og) * 16) + 64;
+}
+
+void dw_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
+  const DwLayout L = dw_layout(p);
+  char* base = static_cast<char*>(packed);
+  const RqArrays r = rq_arrays(base, L.Og * L.GP);
+  for (int64_t oc = 0; oc < L.Og; ++oc)
+    for (int64_t g = 0; g < L.GP; ++g) set_rq(r, oc * L.GP + g, p, g < L.G ? g * L.Og + oc : -1);
+  char* b = base + L.b_off;
+  std::memset(b, 0, static_cast<size_t>(L.Og * L.oc_bytes));
+  for (int64_t oc = 0; oc < L.Og; ++oc)
+    for (int64_t g = 0; g < L.G; ++g) {
+      const int8_t* wo = w + (g * L.Og + oc) * L.T;  // K = T for Cg = 1
+      const int64_t blk = g / kDW, lane = g % kDW;
+      for (int64_t t = 0; t < L.T; ++t) {
+        char* pp = b + oc * L.oc_bytes + (blk * L.P + t / 2) * L.pair_bytes;
+        if (p.saturate)
+          reinterpret_cast<int8_t*>(pp)[lane * 2 + t % 2] = wo[t];
+        else
+          reinterpret_cast<int16_t*>(pp)[lane * 2 + t % 2] = wo[t];
+      }
+    }
+}
+
+// Accumulates one 16-channel block over all tap pairs.
+template <bool SAT>
+inline void dw_block(const uint8_t* const* taps, int64_t T, int64_t c0, const uint8_t* wb, int64_t pair_bytes,
+                     __m256i* acc0, __m256i* acc1) {
+  __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+  for (int64_t t = 0; t < T; t += 2, wb += pair_bytes) {
+    const __m128i x0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(taps[t] + c0));
+    // odd last tap: pairs with a zero weight (any activation)
+    const __m128i x1 = t + 1 < T ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(taps[t + 1] + c0)) : x0;
+    const __m128i lo = _mm_unpacklo_epi8(x0, x1), hi = _mm_unpackhi_epi8(x0, x1);
+    if (SAT) {
+      const __m256i a = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+      const __m256i prod = _mm256_maddubs_epi16(a, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb)));
+      s0 = _mm256_add_epi32(s0, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(prod)));
+      s1 = _mm256_add_epi32(s1, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(prod, 1)));
+    } else {
+      s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_cvtepu8_epi16(lo),
+                                                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb))));
+      s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_cvtepu8_epi16(hi),
+                                                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + 32))));
+    }
+  }
+  *acc0 = s0;
+  *acc1 = s1;
+}
+
+inline void dw_rowsum(const uint8_t* const* taps, int64_t T, int64_t c0, __m256i* rs0, __m256i* rs1) {
+  __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+  for (int64_t t = 0; t < T; ++t) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(taps[t] + c0));
+    s0 = _mm256_add_epi32(s0, _mm256_cvtepu8_epi32(x));
+    s1 = _mm256_add_epi32(s1, _mm256_cvtepu8_epi32(_mm_srli_si128(x, 8)));
+  }
+  *rs0 = s0;
+  *rs1 = s1;
+}
+
+template <bool SAT>
+void dw_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uint8_t* out, int64_t m_begin,
+            int64_t m_end, void* scratch) {
+  const Conv2dShape& s = p.shape;
+  const DwLayout L = dw_layout(p);
+  const int64_t G = L.G, Og = L.Og, T = L.T, C = s.C, O = s.O;
+  uint8_t* zrow = static_cast<uint8_t*>(scratch);
+  const uint8_t** taps = reinterpret_cast<const uint8_t**>(zrow + align64(static_cast<size_t>(L.GP) + 64));
+  uint8_t* tail = reinterpret_cast<uint8_t*>(taps) + align64(static_cast<size_t>(T + 1) * 8);
+  uint8_t* stage = tail + align64(static_cast<size_t>(T + 1) * 16);
+  std::memset(zrow, p.rq.input_zero_point, static_cast<size_t>(L.GP) + 64);
+  const bool use_rowsum = any_weight_zero_point(p);
+  const Epilogue e = make_epilogue(p, use_rowsum);
+  const char* base = static_cast<const char*>(packed);
+  const RqArrays r = rq_arrays_c(base, Og * L.GP);
+  const uint8_t* wbase = reinterpret_cast<const uint8_t*>(base + L.b_off);
+  const int64_t full_blocks = G / kDW, rem = G % kDW;
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    const int64_t n = m / s.OH, oh = m % s.OH;
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      for (int64_t kh = 0; kh < s.KH; ++kh) {
+        const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
+        for (int64_t kw = 0; kw < s.KW; ++kw) {
+          const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
+          const bool inside = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
+          taps[kh * s.KW + kw] = inside ? in + ((n * s.H + ih) * s.W + iw) * C : zrow;
+        }
+      }
+      uint8_t* orow = out + (m * s.OW + ow) * O;
+      for (int64_t blk = 0; blk <= full_blocks; ++blk) {
+        const int64_t c0 = blk * kDW;
+        const int64_t nch = blk < full_blocks ? kDW : rem;
+        if (nch == 0) break;
+        const uint8_t* const* tp = taps;
+        int64_t cc = c0;
+        if (nch < kDW) {
+          // Stage the tail channels of every tap (16 readable bytes each).
+          for (int64_t t = 0; t < T; ++t) {
+            std::memset(tail + t * 16, 0, 16);
+            std::memcpy(tail + t * 16, taps[t] + c0, static_cast<size_t>(nch));
+          }
+          // A tail block reads 16 bytes per tap: stage them so no read passes
+          // the input's end (the tap pointers are rebuilt for the next pixel).
+          for (int64_t t = 0; t < T; ++t) taps[t] = tail + t * 16;
+          tp = taps;
+          cc = 0;
+        }
+        __m256i rs0 = _mm256_setzero_si256(), rs1 = rs0;
+        if (use_rowsum) dw_rowsum(tp, T, cc, &rs0, &rs1);
+        for (int64_t oc = 0; oc < Og; ++oc) {
+          __m256i a0, a1;
+          dw_block<SAT>(tp, T, cc, wbase + oc * L.oc_bytes + blk * L.P * L.pair_bytes, L.pair_bytes, &a0, &a1);
+          const int64_t ri = oc * L.GP + c0;
+          const __m128i v = requant16(a0, a1, rs0, rs1, r.mult + ri, r.bias + ri, r.azp_col + ri, r.wzp + ri, e);
+          if (Og == 1) {
+            store_n(orow + c0, v, nch);
+          } else {
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(stage + oc * 16), v);
+          }
+        }
+        if (Og > 1)
+          for (int64_t l = 0; l < nch; ++l)
+            for (int64_t oc = 0; oc < Og; ++oc) orow[(c0 + l) * Og + oc] = stage[oc * 16 + l];
+      }
+    }
+  }
+}
+
+// --------------------------------------------------------------------------
+// KernelEntry functions.
+
+bool avx2_usable() {
+  const CpuFeatures& f = cpu_features();
+  return f.x86 && f.avx2;
+}
+
+size_t avx2_packed_bytes(const Conv2dProblem& p) {
+  return use_depthwise(p.shape) ? dw_layout(p).total : gemm_layout(p).total;
+}
+
+void avx2_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
+  if (use_depthwise(p.shape))
+    dw_pack(p, w, packed);
+  else
+    gemm_pack(p, w, packed);
+}
+
+size_t avx2_scratch_bytes(const Conv2dProblem& p) {
+  return use_depthwise(p.shape) ? dw_scratch(p) : gemm_scratch(p, nullptr);
+}
+
+void avx2_run_rows(const Conv2dProblem& p, const int8_t*, const void* packed, const uint8_t* in, uint8_t* out,
+                   int64_t m_begin, int64_t m_end, void* scratch, const Conv2dIntermediates*) {
+  if (use_depthwise(p.shape)) {
+    if (p.saturate)
+      dw_run<true>(p, packed, in, out, m_begin, m_end, scratch);
+    else
+      dw_run<false>(p, packed, in, out, m_begin, m_end, scratch);
+  } else if (p.saturate) {
+    gemm_run<true>(p, packed, in, out, m_begin, m_end, scratch);
+  } else {
+    gemm_run<false>(p, packed, in, out, m_begin, m_end, scratch);
+  }
+}
+
+}  // namespace
+
+const KernelEntry kAvx2Kernel = {"avx2", avx2_usable, avx2_packed_bytes, avx2_pack, avx2_scratch_bytes,
+                                 avx2_run_rows};
+
+}  // namespace qref

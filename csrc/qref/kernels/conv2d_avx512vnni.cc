@@ -1,0 +1,420 @@
+// qref: the AVX-512 VNNI conv2d kernel. Gives the scalar reference's bytes
+// (kernels/conv2d_scalar.cc) for every Conv2dProblem; only faster.
+//
+// GEMM problems (everything with Cg > 1, and Cg == 1 with few groups): per
+// group g, K = KH*KW*Cg in (kh, kw, c) order; A (receptive fields, u8) packed
+// in row blocks (a 1x1 stride-1 conv with Cg % 4 == 0 reads input rows
+// directly), B packed once per call as [K/4][32][4] bytes (two zmm of 16
+// output channels x 4 k; fbgemm's VNNI GEMM uses the same row interleave of 4,
+// src/PackBMatrix.cc).
+//  - exact semantics: vpdpbusd(acc, u8 a[4k..4k+3], s8 w) adds the four exact
+//    products into int32 -- what fbgemm's VNNI JIT does
+//    (src/GenerateKernelU8S8S32ACC32Avx512VNNI.cc).
+//  - saturating semantics (reproducing an AVX2 host on this CPU): 512-bit
+//    vpmaddubsw (pairs (4k,4k+1), (4k+2,4k+3) with int16 saturation: the
+//    scalar reference's pairs (2i, 2i+1), since every group's K starts at 0)
+//    then vpmaddwd by 1 (exact) and vpaddd.
+// Depthwise problems (Cg == 1, >= 8 groups, <= 4 outputs per group) go to the
+// AVX2 kernel's depthwise code (channels in lanes), as fbgemm's depthwise JIT
+// is AVX2-only on every CPU; the decision is made from the shape alone, so the
+// four entry points below always agree.
+//
+// Requantization follows requant.h one float32 operation at a time:
+// vcvtdq2ps, vaddps bias term, vmulps multiplier, vcvtps2dq (0x80000000 out of
+// range), vpmovsdw (int16 saturation = vpackssdw), vpaddsw zero point,
+// vpackuswb, vpmaxub lo.
+//
+// ODR note (STYLE.md): compiled with -mavx512*, so no standard-library template
+// header is included and every helper has internal linkage. The only shared
+// inline code touched is std::vector<T>::operator[] on Conv2dProblem::rq (a
+// pointer load, inlined), and only while packing.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "qref/kernels.h"
+
+namespace qref {
+namespace {
+
+constexpr int64_t kMR = 8;    // GEMM rows per micro-tile
+constexpr int64_t kNR = 32;   // output channels per micro-tile (two zmm)
+constexpr int64_t kTargetABytes = 96 * 1024;
+
+inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+inline size_t align64(size_t v) { return (v + 63) / 64 * 64; }
+
+#ifdef QREF_HAVE_AVX2_KERNEL
+bool use_avx2_depthwise(const Conv2dShape& s) {
+  return s.cin_per_group() == 1 && s.groups >= 8 && s.cout_per_group() <= 4;
+}
+#else
+bool use_avx2_depthwise(const Conv2dShape&) { return false; }
+#endif
+
+struct GemmLayout {
+  int64_t K, Kp, NP, steps, panel_bytes, group_bytes;
+  size_t b_off, total;
+};
+
+GemmLayout gemm_layout(const Conv2dProblem& p) {
+  const Conv2dShape& s = p.shape;
+  GemmLayout L;
+  L.K = s.K();
+  L.Kp = round_up(L.K, 4);
+  L.NP = round_up(s.cout_per_group(), kNR);
+  L.steps = L.Kp / 4;
+  L.panel_bytes = L.steps * kNR * 4;
+  L.group_bytes = (L.NP / kNR) * L.panel_bytes;
+  L.b_off = align64(static_cast<size_t>(s.groups * L.NP) * 16);
+  L.total = L.b_off + static_cast<size_t>(s.groups * L.group_bytes);
+  return L;
+}
+
+struct RqArrays {
+  float* mult;
+  float* bias;
+  int32_t* azp_col;  // wrap32(a_zp * col_offset[o])
+  int32_t* wzp;
+};
+
+RqArrays rq_arrays(const void* base, int64_t count) {
+  char* b = static_cast<char*>(const_cast<void*>(base));
+  RqArrays r;
+  r.mult = reinterpret_cast<float*>(b);
+  r.bias = reinterpret_cast<float*>(b + count * 4);
+  r.azp_col = reinterpret_cast<int32_t*>(b + count * 8);
+  r.wzp = reinterpret_cast<int32_t*>(b + count * 12);
+  return r;
+}
+
+bool any_weight_zero_point(const Conv2dProblem& p) {
+  for (int64_t o = 0; o < p.shape.O; ++o)
+    if (p.rq.weight_zero_point[o] != 0) return true;
+  return false;
+}
+
+// Copies n bytes with a few overlapping vector moves (im2col of small Cg).
+inline void copy_small(uint8_t* dst, const uint8_t* src, int64_t n) {
+  if (n >= 16) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+    if (i < n)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + n - 16),
+                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + n - 16)));
+  } else if (n >= 8) {
+    uint64_t a, b;
+    std::memcpy(&a, src, 8);
+    std::memcpy(&b, src + n - 8, 8);
+    std::memcpy(dst, &a, 8);
+    std::memcpy(dst + n - 8, &b, 8);
+  } else if (n >= 4) {
+    uint32_t a, b;
+    std::memcpy(&a, src, 4);
+    std::memcpy(&b, src + n - 4, 4);
+    std::memcpy(dst, &a, 4);
+    std::memcpy(dst + n - 4, &b, 4);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+  }
+}
+
+inline int32_t sum_bytes(const uint8_t* p, int64_t n) {
+  __m256i acc = _mm256_setzero_si256();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    acc = _mm256_add_epi64(acc, _mm256_sad_epu8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)),
+                                                _mm256_setzero_si256()));
+  alignas(32) int64_t l[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(l), acc);
+  int64_t s = l[0] + l[1] + l[2] + l[3];
+  for (; i < n; ++i) s += p[i];
+  return static_cast<int32_t>(s);  // at most K * 255, exact for any practical K
+}
+
+// Receptive field of output pixel (n, oh, ow) in group g, (kh, kw, c) order,
+// padded taps = a_zp, bytes K..Kp-1 = 0 (their weights are 0 too).
+void im2col_row(const Conv2dShape& s, const uint8_t* in, int64_t n, int64_t oh, int64_t ow, int64_t g,
+                uint8_t a_zp, int64_t Kp, uint8_t* dst) {
+  const int64_t Cg = s.cin_per_group();
+  // One contiguous run per kernel row when taps are adjacent pixels of all channels.
+  const bool row_contig = s.groups == 1 && s.dilation_w == 1;
+  const int64_t iw0 = ow * s.stride_w - s.pad_w;
+  uint8_t* d = dst;
+  for (int64_t kh = 0; kh < s.KH; ++kh) {
+    const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
+    if (ih < 0 || ih >= s.H) {
+      std::memset(d, a_zp, static_cast<size_t>(s.KW * Cg));
+      d += s.KW * Cg;
+      continue;
+    }
+    const uint8_t* rowp = in + (n * s.H + ih) * s.W * s.C + g * Cg;
+    if (row_contig && iw0 >= 0 && iw0 + s.KW <= s.W) {
+      copy_small(d, rowp + iw0 * s.C, s.KW * Cg);
+      d += s.KW * Cg;
+      continue;
+    }
+    for (int64_t kw = 0; kw < s.KW; ++kw) {
+      const int64_t iw = iw0 + kw * s.dilation_w;
+      if (iw < 0 || iw >= s.W) {
+        std::memset(d, a_zp, static_cast<size_t>(Cg));
+      } else {
+        copy_small(d, rowp + iw * s.C, Cg);
+      }
+      d += Cg;
+    }
+  }
+  for (int64_t k = s.K(); k < Kp; ++k) dst[k] = 0;
+}
+
+
+size_t gemm_scratch(const Conv2dProblem& p, int64_t* mb_out) {
+  const GemmLayout L = gemm_layout(p);
+  int64_t mb = kTargetABytes / imax(1, L.Kp) / kMR * kMR;
+  mb = imin(imax(mb, kMR), 32 * kMR);
+  if (mb_out) *mb_out = mb;
+  return align64(static_cast<size_t>(mb * L.Kp)) + align64(static_cast<size_t>(mb) * 4) + 64;
+}
+
+void gemm_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
+  const Conv2dShape& s = p.shape;
+  const GemmLayout L = gemm_layout(p);
+  const int64_t G = s.groups, Og = s.cout_per_group(), K = L.K;
+  char* base = static_cast<char*>(packed);
+  const RqArrays r = rq_arrays(base, G * L.NP);
+  const Requant& rq = p.rq;
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t n = 0; n < L.NP; ++n) {
+      const int64_t i = g * L.NP + n;
+      if (n >= Og) {
+        r.mult[i] = 0.0f;
+        r.bias[i] = 0.0f;
+        r.azp_col[i] = 0;
+        r.wzp[i] = 0;
+        continue;
+      }
+      const int64_t o = g * Og + n;
+      r.mult[i] = rq.multiplier[o];
+      r.bias[i] = rq.has_bias ? rq.bias_term[o] : 0.0f;
+      r.azp_col[i] = static_cast<int32_t>(static_cast<uint32_t>(rq.input_zero_point) *
+                                          static_cast<uint32_t>(rq.col_offset[o]));  // wraps like vpmulld
+      r.wzp[i] = rq.weight_zero_point[o];
+    }
+  for (int64_t g = 0; g < G; ++g) {
+    int8_t* gb = reinterpret_cast<int8_t*>(base + L.b_off + g * L.group_bytes);
+    std::memset(gb, 0, static_cast<size_t>(L.group_bytes));
+    for (int64_t n = 0; n < Og; ++n) {
+      const int8_t* wo = w + (g * Og + n) * K;
+      int8_t* panel = gb + (n / kNR) * L.panel_bytes;
+      const int64_t i = n % kNR;
+      for (int64_t k = 0; k < K; ++k) panel[(k / 4) * (kNR * 4) + i * 4 + k % 4] = wo[k];
+    }
+  }
+}
+
+struct Epilogue {
+  bool has_bias, use_rowsum;
+  __m256i zp16;
+  __m128i lo8;
+};
+
+inline __m128i requant16(__m512i acc, __m512i rowsum, const float* mult, const float* bias, const int32_t* azp_col,
+                         const int32_t* wzp, const Epilogue& e) {
+  __m512i raw = _mm512_sub_epi32(acc, _mm512_loadu_si512(azp_col));
+  if (e.use_rowsum) raw = _mm512_sub_epi32(raw, _mm512_mullo_epi32(rowsum, _mm512_loadu_si512(wzp)));
+  __m512 y = _mm512_cvtepi32_ps(raw);
+  if (e.has_bias) y = _mm512_add_ps(y, _mm512_loadu_ps(bias));
+  y = _mm512_mul_ps(y, _mm512_loadu_ps(mult));
+  const __m512i q = _mm512_cvtps_epi32(y);
+  __m256i p16 = _mm512_cvtsepi32_epi16(q);  // int16 saturation, channel order kept
+  p16 = _mm256_adds_epi16(p16, e.zp16);
+  const __m128i p8 = _mm_packus_epi16(_mm256_castsi256_si128(p16), _mm256_extracti128_si256(p16, 1));
+  return _mm_max_epu8(p8, e.lo8);
+}
+
+inline void store_n(uint8_t* dst, __m128i v, int64_t n) {
+  if (n >= 16)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), v);
+  else if (n > 0)
+    _mm_mask_storeu_epi8(dst, static_cast<__mmask16>((1u << n) - 1u), v);
+}
+
+inline __m512i bcast4(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+template <bool SAT>
+inline __m512i dot4(__m512i acc, __m512i a, __m512i b, __m512i ones) {
+  if (SAT) return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(a, b), ones));
+  return _mm512_dpbusd_epi32(acc, a, b);
+}
+
+struct Tile {
+  const uint8_t* a[kMR];
+  int32_t rowsum[kMR];
+  uint8_t* out[kMR];
+  int64_t mvalid, nvalid, steps;
+  const uint8_t* b;
+  const float* mult;
+  const float* bias;
+  const int32_t* azp_col;
+  const int32_t* wzp;
+};
+
+#define QREF_ROW(r)                                     \
+  {                                                     \
+    const __m512i a = bcast4(a##r + o);                 \
+    c##r##0 = dot4<SAT>(c##r##0, a, b0, ones);          \
+    c##r##1 = dot4<SAT>(c##r##1, a, b1, ones);          \
+  }
+
+// One 8 x 32 micro-tile: 16 zmm accumulators, B in two zmm, A broadcast.
+template <bool SAT>
+void micro_8x32(const Tile& t, const Epilogue& e) {
+  const __m512i ones = _mm512_set1_epi16(1);
+  __m512i c00 = _mm512_setzero_si512(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
+          c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+  const uint8_t *a0 = t.a[0], *a1 = t.a[1], *a2 = t.a[2], *a3 = t.a[3], *a4 = t.a[4], *a5 = t.a[5],
+                *a6 = t.a[6], *a7 = t.a[7];
+  const uint8_t* b = t.b;
+  for (int64_t st = 0; st < t.steps; ++st, b += kNR * 4) {
+    const __m512i b0 = _mm512_loadu_si512(b);
+    const __m512i b1 = _mm512_loadu_si512(b + 64);
+    const int64_t o = st * 4;
+    QREF_ROW(0) QREF_ROW(1) QREF_ROW(2) QREF_ROW(3) QREF_ROW(4) QREF_ROW(5) QREF_ROW(6) QREF_ROW(7)
+  }
+  const __m512i cs[kMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},
+                              {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};
+  for (int64_t r = 0; r < t.mvalid; ++r) {
+    const __m512i rs = _mm512_set1_epi32(t.rowsum[r]);
+    store_n(t.out[r], requant16(cs[r][0], rs, t.mult, t.bias, t.azp_col, t.wzp, e), t.nvalid);
+    if (t.nvalid > 16)
+      store_n(t.out[r] + 16, requant16(cs[r][1], rs, t.mult + 16, t.bias + 16, t.azp_col + 16, t.wzp + 16, e),
+              t.nvalid - 16);
+  }
+}
+#undef QREF_ROW
+
+template <bool SAT>
+void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uint8_t* out, int64_t m_begin,
+              int64_t m_end, void* scratch) {
+  const Conv2dShape& s = p.shape;
+  const GemmLayout L = gemm_layout(p);
+  const int64_t G = s.groups, Og = s.cout_per_group(), Cg = s.cin_per_group();
+  int64_t mb;
+  gemm_scratch(p, &mb);
+  uint8_t* abuf = static_cast<uint8_t*>(scratch);
+  int32_t* rowsum = reinterpret_cast<int32_t*>(abuf + align64(static_cast<size_t>(mb * L.Kp)));
+  const bool use_rowsum = any_weight_zero_point(p);
+  Epilogue e;
+  e.has_bias = p.rq.has_bias;
+  e.use_rowsum = use_rowsum;
+  e.zp16 = _mm256_set1_epi16(static_cast<int16_t>(p.rq.output_zero_point));
+  e.lo8 = _mm_set1_epi8(static_cast<char>(p.rq.relu ? p.rq.output_zero_point : 0));
+  const uint8_t a_zp = static_cast<uint8_t>(p.rq.input_zero_point);
+  const char* base = static_cast<const char*>(packed);
+  const RqArrays r = rq_arrays(base, G * L.NP);
+  const bool direct = s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
+                      s.pad_w == 0 && Cg % 4 == 0;
+  const int64_t OHW = s.OH * s.OW;
+  const int64_t pix_begin = m_begin * s.OW, pix_end = m_end * s.OW;
+
+  for (int64_t g = 0; g < G; ++g) {
+    const uint8_t* bg = reinterpret_cast<const uint8_t*>(base + L.b_off + g * L.group_bytes);
+    for (int64_t p0 = pix_begin; p0 < pix_end; p0 += mb) {
+      const int64_t rows = imin(mb, pix_end - p0);
+      const uint8_t* arow_base = abuf;
+      int64_t lda = L.Kp;
+      if (direct) {
+        arow_base = in + p0 * s.C + g * Cg;
+        lda = s.C;
+        if (use_rowsum)
+          for (int64_t i = 0; i < rows; ++i) rowsum[i] = sum_bytes(arow_base + i * lda, Cg);
+      } else {
+        for (int64_t i = 0; i < rows; ++i) {
+          const int64_t pix = p0 + i;
+          const int64_t n = pix / OHW, rem = pix % OHW, oh = rem / s.OW, ow = rem % s.OW;
+          uint8_t* dst = abuf + i * L.Kp;
+          im2col_row(s, in, n, oh, ow, g, a_zp, L.Kp, dst);
+          if (use_rowsum) rowsum[i] = sum_bytes(dst, L.K);
+        }
+      }
+      for (int64_t j = 0; j < L.NP / kNR; ++j) {
+        Tile t;
+        t.steps = L.steps;
+        t.b = bg + j * L.panel_bytes;
+        const int64_t c0 = g * L.NP + j * kNR;
+        t.mult = r.mult + c0;
+        t.bias = r.bias + c0;
+        t.azp_col = r.azp_col + c0;
+        t.wzp = r.wzp + c0;
+        t.nvalid = imin(kNR, Og - j * kNR);
+        for (int64_t i0 = 0; i0 < rows; i0 += kMR) {
+          t.mvalid = imin(kMR, rows - i0);
+          for (int64_t q = 0; q < kMR; ++q) {
+            const int64_t i = i0 + imin(q, t.mvalid - 1);
+            t.a[q] = arow_base + i * lda;
+            t.rowsum[q] = use_rowsum ? rowsum[i] : 0;
+            t.out[q] = out + (p0 + i) * s.O + g * Og + j * kNR;
+          }
+          micro_8x32<SAT>(t, e);
+        }
+      }
+    }
+  }
+}
+
+// --------------------------------------------------------------------------
+// KernelEntry functions.
+
+bool vnni_usable() {
+  const CpuFeatures& f = cpu_features();
+  return f.x86 && f.avx2 && f.avx512() && f.avx512vnni;
+}
+
+size_t vnni_packed_bytes(const Conv2dProblem& p) {
+#ifdef QREF_HAVE_AVX2_KERNEL
+  if (use_avx2_depthwise(p.shape)) return kAvx2Kernel.packed_weight_bytes(p);
+#endif
+  return gemm_layout(p).total;
+}
+
+void vnni_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
+#ifdef QREF_HAVE_AVX2_KERNEL
+  if (use_avx2_depthwise(p.shape)) return kAvx2Kernel.pack_weights(p, w, packed);
+#endif
+  gemm_pack(p, w, packed);
+}
+
+size_t vnni_scratch_bytes(const Conv2dProblem& p) {
+#ifdef QREF_HAVE_AVX2_KERNEL
+  if (use_avx2_depthwise(p.shape)) return kAvx2Kernel.scratch_bytes(p);
+#endif
+  return gemm_scratch(p, nullptr);
+}
+
+void vnni_run_rows(const Conv2dProblem& p, const int8_t* w, const void* packed, const uint8_t* in, uint8_t* out,
+                   int64_t m_begin, int64_t m_end, void* scratch, const Conv2dIntermediates* inter) {
+#ifdef QREF_HAVE_AVX2_KERNEL
+  if (use_avx2_depthwise(p.shape)) return kAvx2Kernel.run_rows(p, w, packed, in, out, m_begin, m_end, scratch, inter);
+#endif
+  (void)w;
+  (void)inter;
+  if (p.saturate)
+    gemm_run<true>(p, packed, in, out, m_begin, m_end, scratch);
+  else
+    gemm_run<false>(p, packed, in, out, m_begin, m_end, scratch);
+}
+
+}  // namespace
+
+const KernelEntry kAvx512VnniKernel = {"avx512vnni", vnni_usable, vnni_packed_bytes, vnni_pack,
+                                       vnni_scratch_bytes, vnni_run_rows};
+
+}  // namespace qref

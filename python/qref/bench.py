@@ -1,0 +1,421 @@
+"""qref vs torch fbgemm vs plain numpy on real conv layer shapes (``qref bench``).
+
+Everything that is compared runs in ONE process on the same inputs, timed
+interleaved (torch, qref, torch, qref, ...) so the noise of a shared host hits
+both sides alike; ratios are t_torch / t_qref (> 1: qref is faster). Every
+qref output is asserted equal (``==`` on the uint8 values) to torch's.
+
+Sections:
+  default ISA    torch's default fbgemm kernels (VNNI on a VNNI host) vs qref isa="auto"
+  AVX2           a subprocess with FBGEMM_ENABLE_INSTRUCTIONS=AVX2 set before torch
+                 is imported: torch's AVX2 kernels vs qref isa="auto" (= fbgemm's
+                 AVX2 arithmetic there), with qref's best kernel and kernel="avx2"
+  numpy          the fastest plain-numpy reference a user would write (im2col
+                 with sliding_window_view + float64 BLAS matmul + rounding)
+  memory         peak extra memory of one qref call (fresh subprocess, ru_maxrss)
+
+Run: ``python -m qref.bench [--quick] [--markdown FILE]`` or
+``python benchmarks/bench_conv2d.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+# Real layer shapes. Columns: name, N, C, H, W, O, k, stride, padding, groups.
+SHAPES = [
+    ("resnet50.conv1 7x7 s2", 1, 3, 224, 224, 64, 7, 2, 3, 1),
+    ("resnet50 3x3 @56", 1, 64, 56, 56, 64, 3, 1, 1, 1),
+    ("resnet50 1x1 64->256 @56", 1, 64, 56, 56, 256, 1, 1, 0, 1),
+    ("resnet50 3x3 @14", 1, 256, 14, 14, 256, 3, 1, 1, 1),
+    ("resnet50 1x1 1024->256 @14", 1, 1024, 14, 14, 256, 1, 1, 0, 1),
+    ("mobilenetv2 dw 3x3 s2 @112", 1, 96, 112, 112, 96, 3, 2, 1, 96),
+    ("batch8 3x3 @56", 8, 64, 56, 56, 64, 3, 1, 1, 1),
+    ("large 1x64x224x224 3x3", 1, 64, 224, 224, 64, 3, 1, 1, 1),
+]
+
+
+@dataclass
+class Shape:
+    name: str
+    N: int
+    C: int
+    H: int
+    W: int
+    O: int
+    k: int
+    stride: int
+    padding: int
+    groups: int
+
+    @property
+    def OH(self) -> int:
+        return (self.H + 2 * self.padding - self.k) // self.stride + 1
+
+    @property
+    def OW(self) -> int:
+        return (self.W + 2 * self.padding - self.k) // self.stride + 1
+
+    @property
+    def macs(self) -> int:
+        return self.N * self.OH * self.OW * self.O * (self.C // self.groups) * self.k * self.k
+
+    @property
+    def im2col_bytes(self) -> int:
+        return self.N * self.OH * self.OW * (self.C // self.groups) * self.k * self.k * self.groups
+
+
+def shapes(quick: bool = False) -> list[Shape]:
+    out = [Shape(*row) for row in SHAPES]
+    if quick:
+        # the same layers, smaller: batch 1 and at most 56x56
+        small = []
+        for s in out:
+            h = min(s.H, 56)
+            small.append(Shape(s.name + (" (56x56)" if h != s.H else ""), 1, s.C, h, min(s.W, 56), s.O, s.k,
+                               s.stride, s.padding, s.groups))
+        out = small
+    return out
+
+
+# ----------------------------------------------------------------------------- operands
+
+
+def make_operands(s: Shape, seed: int = 0) -> dict:
+    """Integer operands and quantization parameters of a layer (deterministic)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (s.N, s.C, s.H, s.W), dtype=np.uint8)
+    w = rng.integers(-127, 128, (s.O, s.C // s.groups, s.k, s.k), dtype=np.int8)
+    K = (s.C // s.groups) * s.k * s.k
+    return dict(
+        x=x, w=w,
+        bias=rng.normal(0.0, 1.0, s.O).astype(np.float32),
+        a_scale=0.05, a_zp=64,
+        w_scale=rng.uniform(0.002, 0.01, s.O), w_zp=np.zeros(s.O, np.int64),
+        out_scale=float(0.05 * 0.006 * 74 * 110 * math.sqrt(K) / 40), out_zp=120,
+    )
+
+
+def torch_layer(s: Shape, ops: dict):
+    """(module, quantized channels-last input) on fbgemm, the engine qref reproduces."""
+    import torch
+
+    torch.backends.quantized.engine = "fbgemm"
+    conv = torch.ao.nn.quantized.Conv2d(s.C, s.O, s.k, stride=s.stride, padding=s.padding, groups=s.groups)
+    qw = torch._make_per_channel_quantized_tensor(torch.from_numpy(ops["w"]), torch.from_numpy(ops["w_scale"]),
+                                                  torch.from_numpy(ops["w_zp"]), 0)
+    conv.set_weight_bias(qw, torch.from_numpy(ops["bias"]))
+    conv.scale = ops["out_scale"]
+    conv.zero_point = ops["out_zp"]
+    # channels_last: what a previous quantized layer hands over (fbgemm's output format)
+    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(ops["x"]), ops["a_scale"], ops["a_zp"])
+    qx = qx.contiguous(memory_format=torch.channels_last)
+    return conv, qx
+
+
+def numpy_reference(s: Shape, ops: dict) -> Callable[[], np.ndarray]:
+    """The fastest plain-numpy conv a user would write: im2col with a strided view,
+    one float64 BLAS matmul per group, float64 requantization."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    x = ops["x"].astype(np.float64) - ops["a_zp"]
+    wf = ops["w"].astype(np.float64)
+    G, Cg, Og = s.groups, s.C // s.groups, s.O // s.groups
+    mult = ops["a_scale"] * ops["w_scale"] / ops["out_scale"]
+    bias = ops["bias"].astype(np.float64) / ops["out_scale"]
+
+    def run() -> np.ndarray:
+        xp = np.pad(x, ((0, 0), (0, 0), (s.padding, s.padding), (s.padding, s.padding)))
+        win = sliding_window_view(xp, (s.k, s.k), axis=(2, 3))[:, :, ::s.stride, ::s.stride]  # N C OH OW k k
+        outs = []
+        for g in range(G):
+            cols = win[:, g * Cg:(g + 1) * Cg].transpose(0, 2, 3, 1, 4, 5).reshape(-1, Cg * s.k * s.k)
+            wg = wf[g * Og:(g + 1) * Og].reshape(Og, -1)
+            outs.append(cols @ wg.T)
+        acc = np.concatenate(outs, axis=1)
+        y = np.rint(acc * mult + bias) + ops["out_zp"]
+        y = np.clip(y, 0, 255).astype(np.uint8)
+        return y.reshape(s.N, s.OH, s.OW, s.O).transpose(0, 3, 1, 2)
+
+    return run
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def interleaved(fns: dict, budget_s: float, min_reps: int = 3, max_reps: int = 200) -> dict:
+    """Median time of each callable, calls interleaved round-robin."""
+    for f in fns.values():
+        f()  # warm-up (first-touch allocations, caches)
+    times: dict = {k: [] for k in fns}
+    t_start = time.perf_counter()
+    reps = 0
+    while reps < max_reps and (reps < min_reps or time.perf_counter() - t_start < budget_s):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+        reps += 1
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def geomean(v: list) -> float:
+    v = [x for x in v if x and x > 0]
+    return float(math.exp(sum(math.log(x) for x in v) / len(v))) if v else float("nan")
+
+
+def _threads_all() -> int:
+    from . import _core
+
+    return int(_core.default_threads())
+
+
+def bench_torch_vs_qref(shape_list: list[Shape], budget_s: float, extra_kernels: tuple = ()) -> list[dict]:
+    """torch fbgemm (as configured in this process) vs qref isa="auto", single- and all-thread."""
+    import torch
+
+    import qref
+
+    rows = []
+    for s in shape_list:
+        ops = make_operands(s)
+        conv, qx = torch_layer(s, ops)
+        params = qref.from_torch(conv, check_engine=False)
+        for threads in (1, _threads_all()):
+            torch.set_num_threads(threads)
+            ref = conv(qx)
+            fns = {"torch": lambda: conv(qx), "qref": lambda: params(qx, threads=threads)}
+            for kname in extra_kernels:
+                fns[f"qref[{kname}]"] = (lambda kn: lambda: params(qx, threads=threads, kernel=kn))(kname)
+            for name, f in fns.items():
+                if name == "torch":
+                    continue
+                got = f()
+                if not torch.equal(got.int_repr(), ref.int_repr()):
+                    n = int((got.int_repr() != ref.int_repr()).sum())
+                    raise AssertionError(f"{s.name}: {name} differs from torch in {n} of {ref.numel()} outputs "
+                                         f"(threads={threads})")
+            t = interleaved(fns, budget_s)
+            row = dict(shape=s.name, threads=threads, macs=s.macs, t_torch=t["torch"], t_qref=t["qref"])
+            for kname in extra_kernels:
+                row[f"t_qref_{kname}"] = t[f"qref[{kname}]"]
+            rows.append(row)
+        torch.set_num_threads(_threads_all())
+    return rows
+
+
+def bench_numpy(shape_list: list[Shape], budget_s: float) -> list[dict]:
+    """qref (single thread, isa="auto") vs the plain-numpy reference (BLAS threads as configured)."""
+    import qref
+
+    rows = []
+    for s in shape_list:
+        ops = make_operands(s)
+        ref = numpy_reference(s, ops)
+        kw = dict(stride=s.stride, padding=s.padding, groups=s.groups, input_scale=ops["a_scale"],
+                  input_zero_point=ops["a_zp"], weight_scale=ops["w_scale"],
+                  weight_zero_point=ops["w_zp"].astype(np.int32), output_scale=ops["out_scale"],
+                  output_zero_point=ops["out_zp"])
+        t = interleaved({"numpy": ref, "qref": lambda: qref.conv2d(ops["x"], ops["w"], ops["bias"], threads=1, **kw)},
+                        budget_s, min_reps=2)
+        rows.append(dict(shape=s.name, macs=s.macs, t_numpy=t["numpy"], t_qref=t["qref"]))
+    return rows
+
+
+_MEM_CHILD = r"""
+import json, resource, sys
+import numpy as np
+import qref
+from qref.bench import Shape, make_operands
+s = Shape(*json.loads(sys.argv[1])); threads = int(sys.argv[2])
+ops = make_operands(s)
+kw = dict(stride=s.stride, padding=s.padding, groups=s.groups, input_scale=ops["a_scale"],
+          input_zero_point=ops["a_zp"], weight_scale=ops["w_scale"], weight_zero_point=ops["w_zp"].astype(np.int32),
+          output_scale=ops["out_scale"], output_zero_point=ops["out_zp"])
+x_nhwc = np.ascontiguousarray(ops["x"].transpose(0, 2, 3, 1))  # touch the layout copy size once
+del x_nhwc
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+qref.conv2d(ops["x"], ops["w"], ops["bias"], threads=threads, **kw)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"extra_kib": after - before}))
+"""
+
+
+def bench_memory(shape_list: list[Shape], threads: int) -> list[dict]:
+    """Peak extra resident memory of one qref.conv2d call (fresh process; includes the
+    NHWC input copy and the output; the im2col size is given for comparison)."""
+    rows = []
+    for s in shape_list:
+        out = subprocess.run([sys.executable, "-c", _MEM_CHILD, json.dumps(list(asdict(s).values())), str(threads)],
+                             capture_output=True, text=True, check=True)
+        extra = json.loads(out.stdout.strip().splitlines()[-1])["extra_kib"] * 1024
+        io_bytes = s.N * s.C * s.H * s.W + s.N * s.O * s.OH * s.OW
+        rows.append(dict(shape=s.name, extra_bytes=extra, io_bytes=io_bytes, im2col_bytes=s.im2col_bytes))
+    return rows
+
+
+def run_subprocess_avx2(args: argparse.Namespace) -> list[dict]:
+    """The torch-vs-qref section in a fresh interpreter with FBGEMM_ENABLE_INSTRUCTIONS=AVX2."""
+    env = dict(os.environ, FBGEMM_ENABLE_INSTRUCTIONS="AVX2")
+    cmd = [sys.executable, "-m", "qref.bench", "--_child-avx2", "--budget", str(args.budget)]
+    if args.quick:
+        cmd.append("--quick")
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"AVX2 subprocess failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _ms(t: float) -> str:
+    return f"{t * 1e3:.3f}"
+
+
+def _gmacs(macs: int, t: float) -> str:
+    return f"{macs / t / 1e9:.1f}"
+
+
+def format_report(res: dict) -> str:
+    lines = []
+    meta = res["meta"]
+    lines.append(f"Command: `{meta['command']}`")
+    lines.append("")
+    lines.append(f"Host: {meta['cpu']}, {meta['cores']} cores; qref kernels {meta['kernels']}; torch {meta['torch']}; "
+                 f"numpy {meta['numpy']}. Times are medians of interleaved runs ({meta['budget']} s per cell); the "
+                 f"host may be shared, so compare ratios (measured side by side), not absolute times across runs.")
+    lines.append("")
+
+    def section(title: str, rows: list, extra: tuple = ()) -> None:
+        lines.append(f"### {title}")
+        lines.append("")
+        hdr = "| shape | threads | torch ms | qref ms | torch GMAC/s | qref GMAC/s | t_torch/t_qref |"
+        sep = "|---|---:|---:|---:|---:|---:|---:|"
+        for k in extra:
+            hdr += f" qref[{k}] ms | t_torch/t_qref[{k}] |"
+            sep += "---:|---:|"
+        lines.append(hdr)
+        lines.append(sep)
+        for r in rows:
+            line = (f"| {r['shape']} | {r['threads']} | {_ms(r['t_torch'])} | {_ms(r['t_qref'])} | "
+                    f"{_gmacs(r['macs'], r['t_torch'])} | {_gmacs(r['macs'], r['t_qref'])} | "
+                    f"{r['t_torch'] / r['t_qref']:.2f} |")
+            for k in extra:
+                tk = r[f"t_qref_{k}"]
+                line += f" {_ms(tk)} | {r['t_torch'] / tk:.2f} |"
+            lines.append(line)
+        for th in sorted({r["threads"] for r in rows}):
+            sel = [r for r in rows if r["threads"] == th]
+            g = geomean([r["t_torch"] / r["t_qref"] for r in sel])
+            msg = f"Geometric mean t_torch/t_qref, {th} thread(s): **{g:.2f}**"
+            for k in extra:
+                msg += f"; qref[{k}]: **{geomean([r['t_torch'] / r[f't_qref_{k}'] for r in sel]):.2f}**"
+            lines.append("")
+            lines.append(msg)
+        lines.append("")
+
+    section("torch default ISA (fbgemm VNNI kernels on this host) vs qref isa=\"auto\"", res["default"])
+    if res.get("avx2"):
+        section("FBGEMM_ENABLE_INSTRUCTIONS=AVX2 (subprocess): torch AVX2 kernels vs qref isa=\"auto\" (AVX2 "
+                "arithmetic there)", res["avx2"], extra=("avx2",))
+    if res.get("numpy"):
+        lines.append("### plain numpy reference (im2col + float64 BLAS) vs qref, qref single thread")
+        lines.append("")
+        lines.append("| shape | numpy ms | qref ms | numpy GMAC/s | qref GMAC/s | t_numpy/t_qref |")
+        lines.append("|---|---:|---:|---:|---:|---:|")
+        for r in res["numpy"]:
+            lines.append(f"| {r['shape']} | {_ms(r['t_numpy'])} | {_ms(r['t_qref'])} | {_gmacs(r['macs'], r['t_numpy'])} "
+                         f"| {_gmacs(r['macs'], r['t_qref'])} | {r['t_numpy'] / r['t_qref']:.1f} |")
+        lines.append("")
+        lines.append(f"Geometric mean t_numpy/t_qref: **{geomean([r['t_numpy'] / r['t_qref'] for r in res['numpy']]):.1f}**")
+        lines.append("")
+    if res.get("memory"):
+        lines.append(f"### peak extra memory of one qref call ({res['memory_threads']} threads)")
+        lines.append("")
+        lines.append("| shape | extra RSS MiB | input+output MiB | full im2col would be MiB |")
+        lines.append("|---|---:|---:|---:|")
+        for r in res["memory"]:
+            lines.append(f"| {r['shape']} | {r['extra_bytes'] / 2**20:.2f} | {r['io_bytes'] / 2**20:.2f} | "
+                         f"{r['im2col_bytes'] / 2**20:.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _meta(args: argparse.Namespace, argv: list) -> dict:
+    import qref
+
+    try:
+        import torch
+
+        tv = torch.__version__
+    except ImportError:  # pragma: no cover
+        tv = "not installed"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return dict(command="python -m qref.bench " + " ".join(argv), cpu=cpu, cores=_threads_all(),
+                kernels=qref.kernels(), torch=tv, numpy=np.__version__, budget=args.budget)
+
+
+def main(argv: Optional[list] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="qref bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller shapes (batch 1, at most 56x56), short budget")
+    ap.add_argument("--budget", type=float, default=None, help="seconds of timing per table cell (default 1.0, quick 0.2)")
+    ap.add_argument("--no-avx2", action="store_true", help="skip the FBGEMM_ENABLE_INSTRUCTIONS=AVX2 subprocess")
+    ap.add_argument("--no-numpy", action="store_true", help="skip the numpy reference")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    ap.add_argument("--markdown", metavar="FILE", help="also write the report as Markdown to FILE")
+    ap.add_argument("--json", metavar="FILE", help="also write the raw results as JSON to FILE")
+    ap.add_argument("--_child-avx2", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.budget is None:
+        args.budget = 0.2 if args.quick else 1.0
+    shape_list = shapes(args.quick)
+    if args._child_avx2:
+        rows = bench_torch_vs_qref(shape_list, args.budget, extra_kernels=("avx2",))
+        print(json.dumps(rows))
+        return 0
+    res: dict[str, Any] = {"meta": _meta(args, argv)}
+    print(f"default ISA: {len(shape_list)} shapes ...", file=sys.stderr)
+    res["default"] = bench_torch_vs_qref(shape_list, args.budget)
+    if not args.no_avx2:
+        print("FBGEMM_ENABLE_INSTRUCTIONS=AVX2 subprocess ...", file=sys.stderr)
+        res["avx2"] = run_subprocess_avx2(args)
+    if not args.no_numpy:
+        print("numpy reference ...", file=sys.stderr)
+        res["numpy"] = bench_numpy(shape_list, args.budget)
+    if not args.no_memory:
+        res["memory_threads"] = _threads_all()
+        res["memory"] = bench_memory(shape_list, _threads_all())
+    report = format_report(res)
+    print(report)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(report + "\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
