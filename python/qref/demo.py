@@ -1,0 +1,180 @@
+"""The models behind ``qref demo``, ``examples/forum.py`` and the tests.
+
+- ``forum_model()``: the PyTorch-forum scenario ("the result of quantized conv2d is different
+  from the result I calculate"): QuantStub -> Conv2d(1, 1, 1) -> DeQuantStub, HistogramObserver
+  (reduce_range=True) activations, PerChannelMinMaxObserver symmetric qint8 weights, engine
+  "fbgemm", calibrated on and fed ``arange(64)/255`` as (1, 1, 4, 16). The conv's initial weight
+  and bias are torch's random init under a fixed seed.
+- ``demo_model()``: a small multi-layer model that touches every fbgemm conv path (im2col,
+  depthwise, pointwise, groupwise) with fused ReLUs, quantized with full-range activations (the
+  x86 default qconfig's ``reduce_range=False``) so that AVX2 hosts saturate int16 pairs.
+
+torch is imported inside the functions: ``import qref`` needs numpy only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import warnings
+from typing import Any
+
+import numpy as np
+
+FORUM_SEED = 128
+DEMO_SEED = 0
+
+
+@contextlib.contextmanager
+def quantized_engine(name: str):
+    """Run a block under ``torch.backends.quantized.engine = name`` and restore it after."""
+    import torch
+
+    prev = torch.backends.quantized.engine
+    torch.backends.quantized.engine = name
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = prev
+
+
+@contextlib.contextmanager
+def quiet_torch_quantization():
+    """Silence torch's deprecation notices about eager-mode quantization (by message), so the
+    demo's output is the answer, not the warnings."""
+    with warnings.catch_warnings():
+        for msg in (r".*torch\.ao\.quantization is deprecated.*", r".*reduce_range will be deprecated.*",
+                    r".*quantized tensor creation functions.*", r".*are deprecated and will be removed.*"):
+            warnings.filterwarnings("ignore", message=msg)
+        yield
+
+
+def forum_input() -> Any:
+    """``arange(64)/255`` as (1, 1, 4, 16), built as the post does."""
+    import torch
+
+    return torch.arange(0, 64).view(4, 16).to(torch.uint8).unsqueeze(0).unsqueeze(0) / 255
+
+
+def forum_model(seed: int = FORUM_SEED) -> tuple:
+    """(converted model, float input): the forum model built as posted, under engine "fbgemm"."""
+    import torch
+    import torch.ao.quantization as tq
+    import torch.nn as nn
+
+    class CustomModel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.quant = tq.QuantStub()
+            self.conv1 = nn.Conv2d(in_channels=1, out_channels=1, kernel_size=1, stride=1)
+            self.dequant = tq.DeQuantStub()
+
+        def forward(self, x):
+            return self.dequant(self.conv1(self.quant(x)))
+
+    with quantized_engine("fbgemm"), quiet_torch_quantization():
+        torch.manual_seed(seed)
+        net = CustomModel().eval()
+        net.qconfig = tq.QConfig(
+            activation=tq.HistogramObserver.with_args(dtype=torch.quint8, qscheme=torch.per_tensor_affine,
+                                                      reduce_range=True),
+            weight=tq.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric,
+                                                         reduce_range=False),
+        )
+        tq.prepare(net, inplace=True)
+        x = forum_input()
+        with torch.no_grad():
+            net(x)  # calibrate on the input itself
+        tq.convert(net, inplace=True)
+    return net, x
+
+
+def printed_scale(v: float) -> float:
+    """A scale as torch prints it (``print(model)`` shows ``scale=tensor([0.0019])``; a
+    4-decimal reading of the conv's scale): torch's own tensor formatting, parsed back."""
+    import torch
+
+    s = str(torch.tensor([float(v)]))
+    return float(re.search(r"\[(.*?)\]", s).group(1))
+
+
+def forum_hand_formula(net: Any, x: Any, printed: bool = True) -> np.ndarray:
+    """The post's hand computation for every element: real-number formula
+    ``round((s_in*q_in * s_w*q_w + bias) / s_out) + zp_out`` with the printed scales
+    (or the exact ones with ``printed=False``), in float64."""
+    qx = net.quant(x)
+    w = net.conv1.weight()
+    f = printed_scale if printed else (lambda v: float(v))
+    s_in = f(qx.q_scale())
+    s_w = f(float(w.q_per_channel_scales()[0]))
+    s_out = f(net.conv1.scale)
+    q_in = qx.int_repr().numpy().astype(np.float64) - qx.q_zero_point()
+    q_w = float(w.int_repr().flatten()[0])
+    b = float(net.conv1.bias().detach()[0])
+    y = (s_in * q_in * s_w * q_w + b) / s_out
+    return np.clip(np.rint(y) + net.conv1.zero_point, 0, 255).astype(np.uint8)
+
+
+def forum_element(net: Any, x: Any) -> tuple:
+    """The output index (n, c, h, w) where the post's hand formula (printed scales) disagrees with
+    torch: the first where torch says 30 and the hand formula 31 if there is one (the post's
+    numbers), else the first disagreement. Found by computing both, never hard-coded."""
+    with quiet_torch_quantization():
+        torch_out = net.conv1(net.quant(x)).int_repr().numpy()
+    hand = forum_hand_formula(net, x)
+    bad = np.argwhere(hand != torch_out)
+    if len(bad) == 0:
+        raise RuntimeError("the printed-scale hand formula agrees with torch on every element")
+    for idx in bad:
+        if torch_out[tuple(idx)] == 30 and hand[tuple(idx)] == 31:
+            return tuple(int(v) for v in idx)
+    return tuple(int(v) for v in bad[0])
+
+
+def demo_model(seed: int = DEMO_SEED, size: int = 224) -> tuple:
+    """(converted model, float input (1, 3, size, size)): a MobileNet-like stem with every
+    fbgemm conv path, converted under engine "fbgemm" with full-range activations."""
+    import torch
+    import torch.ao.quantization as tq
+    import torch.nn as nn
+
+    class Stem(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.quant = tq.QuantStub()
+            self.conv1 = nn.Conv2d(3, 16, 3, stride=2, padding=1)  # im2col (C = 3)
+            self.relu1 = nn.ReLU()
+            self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)  # depthwise 3x3
+            self.relu2 = nn.ReLU()
+            self.pw = nn.Conv2d(16, 32, 1)  # pointwise 1x1
+            self.relu3 = nn.ReLU()
+            self.gconv = nn.Conv2d(32, 32, 3, padding=1, groups=8)  # groupwise, 4 channels per group
+            self.relu4 = nn.ReLU()
+            self.conv5 = nn.Conv2d(32, 64, 3, stride=2, padding=1)  # im2col, K = 288
+            self.dequant = tq.DeQuantStub()
+
+        def forward(self, x):
+            x = self.quant(x)
+            x = self.relu1(self.conv1(x))
+            x = self.relu2(self.dw(x))
+            x = self.relu3(self.pw(x))
+            x = self.relu4(self.gconv(x))
+            return self.dequant(self.conv5(x))
+
+    with quantized_engine("fbgemm"), quiet_torch_quantization():
+        torch.manual_seed(seed)
+        net = Stem().eval()
+        tq.fuse_modules(net, [["conv1", "relu1"], ["dw", "relu2"], ["pw", "relu3"], ["gconv", "relu4"]],
+                        inplace=True)
+        net.qconfig = tq.QConfig(
+            activation=tq.MinMaxObserver.with_args(dtype=torch.quint8, qscheme=torch.per_tensor_affine,
+                                                   reduce_range=False),
+            weight=tq.default_per_channel_weight_observer,
+        )
+        tq.prepare(net, inplace=True)
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(1, 3, size, size, generator=g)
+        with torch.no_grad():
+            net(x)
+        tq.convert(net, inplace=True)
+    return net, x

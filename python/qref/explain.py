@@ -1,0 +1,509 @@
+"""qref.explain: the worked derivation of one output element of a quantized conv.
+
+This is a second, independent implementation of fbgemm's arithmetic (SPEC.md §4-§5),
+written in Python with numpy float32 scalars (IEEE single precision, one rounding per
+operation, no FMA), following the same order of operations as ``csrc/qref/requant.h``.
+Its final value, accumulator, raw integer and pre-rounding float32 must equal what
+``qref.conv2d(..., return_intermediates=True)`` computes; ``tests/test_explain.py``
+checks that for hundreds of elements and against torch.
+
+``str(explanation)`` reads like a forum answer; ``explanation.to_dict()`` serves tools.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ._validate import is_torch_tensor
+
+INT32_MIN = -(2**31)
+
+
+def _wrap32(v: int) -> int:
+    """int32 wrap-around (vpaddd / vpmulld)."""
+    return (int(v) + 2**31) % 2**32 - 2**31
+
+
+def _sat16(v: int) -> int:
+    """int16 saturation (vpmaddubsw's pair sum, vpackssdw, vpaddsw)."""
+    return -32768 if v < -32768 else (32767 if v > 32767 else int(v))
+
+
+def _cvtps2dq(y: np.float32) -> int:
+    """cvtps2dq in the default MXCSR mode: round half to even; out of int32 range (or NaN)
+    gives INT32_MIN, which then saturates to the low clamp (SPEC.md §5.4)."""
+    yd = float(y)
+    if not (-2147483648.0 <= yd < 2147483648.0):
+        return INT32_MIN
+    return int(np.rint(yd))  # float32 -> double is exact; rint is half-to-even
+
+
+def _f32_hex(v: Any) -> str:
+    return float(np.float32(v)).hex()
+
+
+def _f32(v: Any) -> str:
+    """All digits that identify a float32: its shortest round-trip repr."""
+    return repr(float(np.float32(v))) if np.isfinite(np.float32(v)) else str(np.float32(v))
+
+
+def _printed(v: float) -> float:
+    """A scale as ``print(model)`` shows it: torch's tensor formatting (4 decimals, or
+    4 significant digits in scientific mode), parsed back to a number."""
+    s = np.format_float_positional(v, precision=4, unique=False, fractional=True, trim="-") \
+        if abs(v) >= 1e-4 or v == 0 else np.format_float_scientific(v, precision=4, unique=False)
+    return float(s)
+
+
+@dataclass(frozen=True)
+class Tap:
+    """One term of the receptive field, in fbgemm's per-group K order (kh, kw, c)."""
+
+    k: int  # position in the per-group reduction order
+    kh: int
+    kw: int
+    c: int  # input channel (absolute)
+    ih: int
+    iw: int
+    padded: bool  # outside the image: holds the activation zero point
+    a: int  # uint8 activation
+    w: int  # int8 weight
+    product: int
+
+
+@dataclass(frozen=True)
+class SaturatedPair:
+    """A pair (k, k+1) whose int16 sum fbgemm saturates (vpmaddubsw)."""
+
+    k0: int
+    k1: Optional[int]  # None: an odd last element paired with zero
+    taps: tuple  # ((kh, kw, c), ...) of the members
+    exact: int
+    saturated: int
+
+    @property
+    def lost(self) -> int:
+        return self.exact - self.saturated
+
+
+@dataclass(frozen=True)
+class HandFormula:
+    """A common way of computing the element by hand, and what it gives here."""
+
+    name: str
+    formula: str
+    value: int
+    matches: bool
+    why: str
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The full derivation of one output element (see ``str()``)."""
+
+    index: tuple  # (n, o, oh, ow)
+    layer: str
+    path: str
+    saturates: bool
+    isa: str
+    group: int
+    taps: tuple  # Tap, ...
+    acc: int  # int32 accumulator as fbgemm forms it (saturated pairs where it saturates)
+    acc_exact: int  # the mathematically exact sum of products
+    saturated_pairs: tuple  # SaturatedPair, ...
+    rowsum: int
+    K: int
+    colsum: int
+    col_offset: int  # colsum - w_zp * K (int32)
+    input_zero_point: int
+    weight_zero_point: int
+    a_zp_term: int  # a_zp * col_offset
+    w_zp_term: int  # rowsum * w_zp
+    raw: int
+    input_scale: float  # as torch holds it (double)
+    weight_scale: float
+    output_scale: float
+    a_f: float  # float32 values (exact as Python floats)
+    w_f: float
+    o_f: float
+    S: float  # f32(a_f * w_f)
+    M: float  # f32(S / o_f)
+    per_channel: bool
+    bias: Optional[float]
+    bias_term: Optional[float]
+    reciprocal: Optional[float]  # per-tensor only: f32(1.0 / (double)S)
+    yf: float  # f32(float(raw) + bias_term)
+    y: float  # f32(yf * M): the pre-rounding value
+    tie: bool
+    rounded: int  # cvtps2dq(y)
+    output_zero_point: int
+    relu: bool
+    low: int
+    unclamped: int  # rounded + out_zp
+    value: int  # the uint8 output
+    hand: tuple  # HandFormula, ...
+    torch_value: Optional[int] = None
+    notes: tuple = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["taps"] = [asdict(t) for t in self.taps]
+        d["saturated_pairs"] = [dict(asdict(p), lost=p.lost) for p in self.saturated_pairs]
+        d["hand"] = [asdict(h) for h in self.hand]
+        d["index"] = list(self.index)
+        d["hex"] = {k: _f32_hex(getattr(self, k)) for k in ("a_f", "w_f", "o_f", "S", "M", "yf", "y")}
+        if self.bias_term is not None:
+            d["hex"]["bias_term"] = _f32_hex(self.bias_term)
+        return d
+
+    # ------------------------------------------------------------------ text
+
+    def __str__(self) -> str:
+        return _render(self)
+
+
+# ---------------------------------------------------------------------------- derivation
+
+
+def _as_params(module_or_params: Any):
+    from .torch_bridge import Conv2dParams, from_torch
+
+    if isinstance(module_or_params, Conv2dParams):
+        return module_or_params, None
+    if module_or_params is None or not hasattr(module_or_params, "weight"):
+        raise TypeError(f"explain: module_or_params must be a qref.Conv2dParams or a torch quantized conv module, "
+                        f"got {type(module_or_params).__name__}")
+    return from_torch(module_or_params), module_or_params
+
+
+def _input_uint8(params, qx: Any, input_scale: Any, input_zero_point: Any):
+    """(uint8 NCHW array after the module's own padding, a_scale, a_zp, padding, torch input or None)."""
+    x, s, z, pad = params.prepare_input(qx, input_scale, input_zero_point)
+    if is_torch_tensor(x):
+        import torch
+
+        if not x.is_quantized or x.dtype != torch.quint8:
+            raise TypeError(f"explain: qx is a torch tensor of dtype {x.dtype}; expected a quint8 quantized tensor")
+        if x.dim() != 4:
+            raise ValueError(f"explain: qx has shape {tuple(x.shape)}, expected 4 dimensions (N, C, H, W)")
+        return x.int_repr().numpy(), float(x.q_scale()), int(x.q_zero_point()), pad
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4:
+        raise TypeError(f"explain: qx must be a quint8 torch tensor or a uint8 numpy array (N, C, H, W), got "
+                        f"{type(x).__name__}{'' if not isinstance(x, np.ndarray) else f' {x.dtype} {x.shape}'}")
+    if s is None or z is None:
+        raise ValueError("explain: input_scale and input_zero_point are required when qx is a uint8 array")
+    return x, float(s), int(z), pad
+
+
+def _parse_index(index: Any, shape: tuple) -> tuple:
+    N, O, OH, OW = shape
+    if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+        total = N * O * OH * OW
+        if not 0 <= int(index) < total:
+            raise ValueError(f"explain: index={index} is out of range (flat index into the output of shape "
+                             f"{shape}: must be in [0, {total}))")
+        return tuple(int(v) for v in np.unravel_index(int(index), shape))
+    if isinstance(index, str):
+        index = [int(v) for v in index.replace(" ", "").split(",") if v]
+    try:
+        idx = tuple(int(v) for v in index)
+    except TypeError:
+        raise TypeError(f"explain: index must be (n, c, h, w) or a flat int, got {type(index).__name__}") from None
+    if len(idx) != 4:
+        raise ValueError(f"explain: index={idx} has {len(idx)} entries (must be (n, c, h, w) of the output)")
+    for v, d, name in zip(idx, shape, "nchw"):
+        if not 0 <= v < d:
+            raise ValueError(f"explain: index={idx} is out of range for output shape {shape} "
+                             f"({name}={v} must be in [0, {d}))")
+    return idx
+
+
+def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, input_scale: Any = None,
+            input_zero_point: Any = None, layer: str = "") -> Explanation:
+    """Derive output element ``index`` = (n, c, h, w) of a quantized conv step by step.
+
+    ``module_or_params``: a torch quantized ``Conv2d`` / ``ConvReLU2d`` or a ``qref.Conv2dParams``.
+    ``qx``: the conv's quint8 input tensor (or a uint8 array with ``input_scale``/``input_zero_point``).
+    ``isa``: whose fbgemm arithmetic (``"auto"``: torch in this process; ``"avx2"``; ``"vnni"``).
+    """
+    from .conv import conv_plan
+
+    params, module = _as_params(module_or_params)
+    xin, a_scale, a_zp, pad = _input_uint8(params, qx, input_scale, input_zero_point)
+    N, C, H, W = xin.shape
+    wt = params.weight
+    O, Cg, KH, KW = wt.shape
+    G = params.groups
+    if Cg * G != C:
+        raise ValueError(f"explain: the layer takes {Cg * G} input channels ({Cg} per group x groups={G}) but qx "
+                         f"has {C} (input channels must equal groups * weight channels)")
+    sh, sw = params.stride
+    ph, pw = pad
+    dh, dw = params.dilation
+    OH = (H + 2 * ph - (dh * (KH - 1) + 1)) // sh + 1
+    OW = (W + 2 * pw - (dw * (KW - 1) + 1)) // sw + 1
+    n, o, oh, ow = _parse_index(index, (N, O, OH, OW))
+    plan = conv_plan((N, C, H, W), (O, Cg, KH, KW), (sh, sw), (ph, pw), (dh, dw), G, isa)
+
+    Og = O // G
+    g = o // Og
+    K = KH * KW * Cg
+    # 1. the receptive field in (kh, kw, c) order; padded taps hold a_zp (fbgemm's im2col memset).
+    taps = []
+    for kh in range(KH):
+        ih = oh * sh - ph + kh * dh
+        for kw in range(KW):
+            iw = ow * sw - pw + kw * dw
+            inside = 0 <= ih < H and 0 <= iw < W
+            for c in range(Cg):
+                a = int(xin[n, g * Cg + c, ih, iw]) if inside else a_zp
+                wv = int(wt[o, c, kh, kw])
+                taps.append(Tap(len(taps), kh, kw, g * Cg + c, ih, iw, not inside, a, wv, a * wv))
+    # 2. products; pairs (2i, 2i+1) saturated to int16 on the paths that do (SPEC.md §4.6).
+    acc = 0
+    sat_pairs = []
+    for k in range(0, K, 2):
+        p1 = taps[k + 1].product if k + 1 < K else 0
+        exact = taps[k].product + p1
+        s = _sat16(exact) if plan.saturates else exact
+        if s != exact:
+            members = (taps[k],) + ((taps[k + 1],) if k + 1 < K else ())
+            sat_pairs.append(SaturatedPair(k, k + 1 if k + 1 < K else None,
+                                           tuple((t.kh, t.kw, t.c) for t in members), exact, s))
+        acc += s
+    acc32 = _wrap32(acc)
+    acc_exact = sum(t.product for t in taps)
+    rowsum = sum(t.a for t in taps)
+    # 3. zero-point terms (SPEC.md §5.1 steps 2-3), int32 wrapping.
+    i = o if params.per_channel else 0
+    w_zp = int(params.weight_zero_point[i])
+    colsum = int(wt[o].astype(np.int64).sum())
+    col_offset = _wrap32(colsum - w_zp * K)
+    a_term = _wrap32(a_zp * col_offset)
+    w_term = _wrap32(rowsum * w_zp)
+    raw = _wrap32(_wrap32(acc32 - a_term) - w_term)
+    # 4. float32 requantization (SPEC.md §2.1, §5.1 steps 4-6): doubles narrowed to float.
+    with np.errstate(all="ignore"):
+        a_f = np.float32(a_scale)
+        w_f = np.float32(float(params.weight_scale[i]))
+        o_f = np.float32(params.output_scale)
+        S = np.float32(a_f * w_f)
+        M = np.float32(S / o_f)
+        bias = None if params.bias is None else np.float32(params.bias[o])
+        R = None
+        if bias is None:
+            bterm = None
+            yf = np.float32(raw)
+        else:
+            if params.per_channel:
+                bterm = np.float32(bias / S)  # _mm256_div_ps
+            else:
+                R = np.float32(1.0 / float(S))  # _mm256_set1_ps(1.0 / ats): double division, then float
+                bterm = np.float32(bias * R)
+            yf = np.float32(np.float32(raw) + bterm)  # cvtepi32_ps rounds |raw| > 2^24 to nearest even
+        y = np.float32(yf * M)
+    r = _cvtps2dq(y)
+    tie = bool(np.isfinite(y) and float(y) - math.floor(float(y)) == 0.5)
+    out_zp = params.output_zero_point
+    low = out_zp if params.relu else 0
+    unclamped = _sat16(_sat16(r) + out_zp)
+    value = min(max(unclamped, low), 255)
+
+    torch_value = None
+    notes = []
+    if module is not None and is_torch_tensor(qx):
+        torch_value = int(module(qx).int_repr()[n, o, oh, ow])
+    exp = dict(index=(n, o, oh, ow), layer=layer or params.module_type, path=plan.path, saturates=plan.saturates,
+               isa=plan.isa.name, group=g, taps=tuple(taps), acc=acc32, acc_exact=acc_exact,
+               saturated_pairs=tuple(sat_pairs), rowsum=rowsum, K=K, colsum=colsum, col_offset=col_offset,
+               input_zero_point=a_zp, weight_zero_point=w_zp, a_zp_term=a_term, w_zp_term=w_term, raw=raw,
+               input_scale=a_scale, weight_scale=float(params.weight_scale[i]), output_scale=params.output_scale,
+               a_f=float(a_f), w_f=float(w_f), o_f=float(o_f), S=float(S), M=float(M),
+               per_channel=params.per_channel, bias=None if bias is None else float(bias),
+               bias_term=None if bterm is None else float(bterm), reciprocal=None if R is None else float(R),
+               yf=float(yf), y=float(y), tie=tie, rounded=r, output_zero_point=out_zp, relu=params.relu, low=low,
+               unclamped=unclamped, value=value, torch_value=torch_value)
+    exp["hand"] = tuple(_hand_formulas(exp))
+    exp["notes"] = tuple(notes)
+    return Explanation(**exp)
+
+
+# ---------------------------------------------------------------------------- hand formulas
+
+
+def _clamp(v: int, e: dict) -> int:
+    return min(max(int(v), e["low"]), 255)
+
+
+def _round_half_even(v: float) -> int:
+    return int(np.rint(v))
+
+
+def _hand_formulas(e: dict) -> list:
+    """The usual hand computations, each changing one thing from fbgemm's arithmetic."""
+    out = []
+    v = e["value"]
+    raw, acc_exact = e["raw"], e["acc_exact"]
+    raw_exact = raw - e["acc"] + acc_exact  # the raw integer without int16 saturation
+    bias = e["bias"] or 0.0
+    zp = e["output_zero_point"]
+    a_s, w_s, o_s = e["input_scale"], e["weight_scale"], e["output_scale"]
+
+    def real(a: float, w: float, os_: float, r: int) -> float:
+        # the textbook real-number formula: (s_in * s_w * sum((a - a_zp) * (w - w_zp)) + bias) / s_out
+        return (a * w * r + bias) / os_
+
+    # 1. Printed scales: what print(model) shows (4 decimals), in the real-number formula.
+    pa, pw, po = _printed(a_s), _printed(w_s), _printed(o_s)
+    if po > 0 and pa > 0 and pw > 0:
+        yp = real(pa, pw, po, raw_exact)
+        val = _clamp(_round_half_even(yp) + zp, e)
+        why = (f"print(model) shows the scales as {pa:g}, {pw:g}, {po:g}; the real ones are "
+               f"{_f32(a_s)}, {_f32(w_s)}, {_f32(o_s)}, so the value before rounding is {yp:.6f} instead of "
+               f"{e['y']:.6f}")
+        out.append(HandFormula("printed scales", "round((s_in*s_w*acc + bias) / s_out) + zp with 4-digit scales",
+                               val, val == v, why if val != v else why + " (here it still rounds the same way)"))
+    # 2. Full scales, but the real-number formula in double (no float32 steps).
+    yd = real(float(np.float32(a_s)), float(np.float32(w_s)), float(np.float32(o_s)), raw_exact)
+    val = _clamp(_round_half_even(yd) + zp, e)
+    why = (f"in double the value is {yd!r}; fbgemm's float32 steps give {_f32(e['y'])}"
+           + ("" if val == v else ": the two land on different sides of a rounding boundary"))
+    out.append(HandFormula("double, real-number formula", "round((s_in*s_w*acc + bias) / s_out) + zp in float64",
+                           val, val == v, why))
+    # 3. fbgemm's order of operations, but in double instead of float32.
+    with np.errstate(all="ignore"):
+        S = float(np.float32(a_s)) * float(np.float32(w_s))
+        M = S / float(np.float32(o_s))
+        y64 = (raw + (bias / S if e["bias"] is not None else 0.0)) * M
+    val = _clamp(_round_half_even(y64) + zp, e) if math.isfinite(y64) and abs(y64) < 2**31 else None
+    if val is not None:
+        out.append(HandFormula("double instead of float32", "(raw + bias/S) * M with S, M, the bias term in float64",
+                               val, val == v, f"pre-rounding value {y64!r} vs float32 {_f32(e['y'])}"
+                               + ("" if val == v else ": the float32 roundings of S, M and the bias term matter here")))
+    # 4. Bias rounded to an integer and added to the accumulator (gemmlowp/TFLite style int32 bias).
+    if e["bias"] is not None:
+        with np.errstate(all="ignore"):
+            bq = _round_half_even(float(np.float32(bias) / np.float32(e["S"])))
+            y = np.float32(np.float32(_wrap32(raw + bq)) * np.float32(e["M"]))
+        val = _clamp(_cvtps2dq(y) + zp, e)
+        out.append(HandFormula("bias rounded to int32", "(raw + round(bias/S)) * M",
+                               val, val == v, f"round(bias/S) = {bq}, but fbgemm adds the float bias term "
+                               f"{_f32(e['bias_term'])} in float32 (PyTorch passes a float bias; SPEC.md §2.2)"))
+    # 5. Round half up instead of half to even.
+    y = e["y"]
+    if math.isfinite(y) and abs(y) < 2**31:
+        val = _clamp(math.floor(y + 0.5) + zp, e)
+        why = ("y is exactly a tie (.5): cvtps2dq rounds half to even, floor(y + 0.5) rounds up" if e["tie"]
+               else "y is not a tie here, so both roundings agree")
+        out.append(HandFormula("round half up", "floor(y + 0.5) + zp", val, val == v, why))
+    # 6. Ignoring saturation: exact products where fbgemm saturates int16 pairs.
+    if e["saturated_pairs"] or e["saturates"]:
+        with np.errstate(all="ignore"):
+            yf = np.float32(raw_exact)
+            if e["bias_term"] is not None:
+                yf = np.float32(yf + np.float32(e["bias_term"]))
+            y = np.float32(yf * np.float32(e["M"]))
+        val = _clamp(_cvtps2dq(y) + zp, e)
+        n = len(e["saturated_pairs"])
+        why = (f"{n} int16 pair sum(s) saturate on this path (vpmaddubsw); exact sum {acc_exact} vs "
+               f"fbgemm's {e['acc']}" if n else "the path saturates int16 pairs, but no pair of this element "
+               "exceeds [-32768, 32767]")
+        out.append(HandFormula("ignoring saturation", "exact sum of products, then fbgemm's float32 steps",
+                               val, val == v, why))
+    return out
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def _fmt_taps(e: Explanation, limit: int = 12) -> list:
+    lines = []
+    sat_k = {p.k0 for p in e.saturated_pairs} | {p.k1 for p in e.saturated_pairs if p.k1 is not None}
+    show = list(range(min(limit, e.K)))
+    show += [k for k in sorted(sat_k) if k >= limit][: limit]
+    lines.append("    k  (kh,kw,c)   input (h,w)     a  x    w  = product")
+    prev = -1
+    for k in show:
+        t = e.taps[k]
+        if k != prev + 1:
+            lines.append("    ...")
+        where = "padding (a_zp)" if t.padded else f"({t.ih},{t.iw})"
+        mark = "  <- saturated pair" if k in sat_k else ""
+        lines.append(f"  {k:3d}  ({t.kh},{t.kw},{t.c:<3d})  {where:<14s} {t.a:3d} x {t.w:4d} = {t.product:6d}{mark}")
+        prev = k
+    if show and show[-1] != e.K - 1:
+        lines.append(f"    ... ({e.K} taps in all)")
+    return lines
+
+
+def _render(e: Explanation) -> str:
+    n, o, oh, ow = e.index
+    L = []
+    L.append(f"Output element (n={n}, c={o}, h={oh}, w={ow}) of {e.layer} = {e.value}"
+             + (f"   (torch says {e.torch_value})" if e.torch_value is not None else ""))
+    L.append(f"fbgemm {e.path} path on isa {e.isa}: "
+             + ("int16-saturating pair sums (vpmaddubsw)" if e.saturates else "exact int32 products"))
+    L.append("")
+    L.append(f"1. Receptive field (group {e.group}, K = {e.K} terms in fbgemm's (kh, kw, c) order):")
+    L += _fmt_taps(e)
+    L.append("")
+    L.append(f"2. Integer accumulator: acc = {e.acc}" + ("" if e.acc == e.acc_exact else
+                                                          f"   (exact sum of products: {e.acc_exact})"))
+    if e.saturated_pairs:
+        L.append(f"   {len(e.saturated_pairs)} pair(s) saturate to int16 (vpmaddubsw):")
+        for p in e.saturated_pairs[:8]:
+            ks = f"k={p.k0},{p.k1}" if p.k1 is not None else f"k={p.k0} (+0)"
+            L.append(f"     {ks} taps {p.taps}: exact {p.exact} -> saturated {p.saturated} (lost {p.lost})")
+        if len(e.saturated_pairs) > 8:
+            L.append(f"     ... {len(e.saturated_pairs) - 8} more")
+    elif e.saturates:
+        L.append("   (this path saturates int16 pairs, but no pair of this element leaves [-32768, 32767])")
+    L.append("")
+    L.append("3. Zero points (int32):")
+    L.append(f"   input zero point a_zp = {e.input_zero_point}, weight zero point w_zp = {e.weight_zero_point}")
+    L.append(f"   colsum(w[{o}]) = {e.colsum}; col_offset = colsum - w_zp*K = {e.col_offset}")
+    L.append(f"   raw = acc - a_zp*col_offset - rowsum*w_zp = {e.acc} - {e.a_zp_term} - {e.w_zp_term}"
+             f" (rowsum {e.rowsum}) = {e.raw}")
+    L.append("")
+    L.append("4. Scales, narrowed to float32 as torch hands them to fbgemm:")
+    L.append(f"   input scale  {e.input_scale!r} -> a = {_f32(e.a_f)}  ({_f32_hex(e.a_f)})")
+    L.append(f"   weight scale {e.weight_scale!r} -> w = {_f32(e.w_f)}  ({_f32_hex(e.w_f)})"
+             + ("  [per-channel]" if e.per_channel else "  [per-tensor]"))
+    L.append(f"   output scale {e.output_scale!r} -> s_out = {_f32(e.o_f)}  ({_f32_hex(e.o_f)})")
+    L.append(f"   S = f32(a*w) = {_f32(e.S)};  multiplier M = f32(S / s_out) = {_f32(e.M)}  ({_f32_hex(e.M)})")
+    L.append("")
+    if e.bias is None:
+        L.append("5. No bias.")
+        L.append(f"   y = f32(float(raw) * M) = {_f32(e.y)}")
+    else:
+        if e.per_channel:
+            L.append(f"5. Bias {_f32(e.bias)}, per-channel weights: bias term = f32(bias / S) = {_f32(e.bias_term)}")
+        else:
+            L.append(f"5. Bias {_f32(e.bias)}, per-tensor weights: bias term = f32(bias * f32(1/(double)S)) "
+                     f"= {_f32(e.bias)} * {_f32(e.reciprocal)} = {_f32(e.bias_term)}")
+        L.append(f"   f32(float(raw) + bias term) = f32({e.raw} + {_f32(e.bias_term)}) = {_f32(e.yf)}")
+        L.append(f"   y = f32(that * M) = {_f32(e.y)}  ({_f32_hex(e.y)})")
+    L.append("")
+    if e.rounded == INT32_MIN:
+        L.append(f"6. |y| >= 2^31: cvtps2dq returns INT32_MIN, which saturates to the low clamp ({e.low}).")
+    else:
+        L.append(f"6. Rounding (cvtps2dq, half to even): {_f32(e.y)} -> {e.rounded}"
+                 + ("   <- an exact tie: half to even" if e.tie else ""))
+    L.append(f"7. + output zero point {e.output_zero_point} = {e.unclamped}; clamp to [{e.low}, 255]"
+             + (" (ReLU fused: low = zero point)" if e.relu else "") + f" -> {e.value}")
+    L.append("")
+    L.append("How the usual hand formulas do on this element:")
+    w = max((len(h.name) for h in e.hand), default=0)
+    for h in e.hand:
+        mark = "same" if h.matches else "DIFFERENT"
+        L.append(f"  {h.name:<{w}s}  {h.value:3d}  {mark:<9s}  {h.why}")
+    return "\n".join(L)
+
+
+def explain_many(module_or_params: Any, qx: Any, indices: Sequence, isa: str = "auto", **kw: Any) -> list:
+    """``explain`` for several indices (convenience for tools)."""
+    return [explain(module_or_params, qx, i, isa=isa, **kw) for i in indices]

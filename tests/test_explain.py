@@ -1,0 +1,181 @@
+"""qref.explain: its Python/numpy derivation equals the C++ kernel (acc, raw, y, output) and torch,
+for hundreds of elements including saturated pairs and rounding ties."""
+
+import json
+
+import numpy as np
+import pytest
+
+import oracle
+import qref
+from qref.explain import explain
+from qref.torch_bridge import Conv2dParams
+
+
+def params_of(s, b):
+    per_channel = b["per_channel"]
+    return Conv2dParams(
+        weight=b["w"], weight_scale=np.asarray(b["w_scale"], np.float64),
+        weight_zero_point=np.asarray(b["w_zp"], np.int32), per_channel=per_channel, bias=b["bias"],
+        stride=s["stride"], padding=s["padding"], dilation=s["dilation"], groups=s["groups"],
+        output_scale=b["out_scale"], output_zero_point=b["out_zp"], relu=s["relu"])
+
+
+def tie_case(seed=0, per_channel=False, relu=False, bias=True):
+    """Power-of-two scales: S = 1/8, M = 1/16, y = (raw + bias term) / 16, so every raw = 8 (mod 16)
+    is an exact tie; small activations keep y inside the uint8 range."""
+    s = oracle.spec(C=4, O=4, H=10, W=10, KH=3, KW=3, padding=1, per_channel=per_channel, weight="small",
+                    act="reduce", seed=seed, relu=relu, bias=bias)
+    b = oracle.build(s)
+    b["x"] = b["x"] % 4
+    b["a_scale"] = 0.25
+    b["w_scale"] = np.full(b["w_scale"].shape, 0.5)
+    b["out_scale"] = 2.0
+    b["out_zp"] = 128
+    if bias:
+        b["bias"] = (np.arange(4, dtype=np.float32) - 2) * np.float32(2.0)  # bias term = 16 * integer
+    return s, b
+
+
+CASES = [
+    ("depthwise-sat", oracle.spec(C=16, O=16, groups=16, padding=1, act="high", weight="extreme", seed=1)),
+    ("depthwise-5x5-pt", oracle.spec(C=8, O=16, groups=8, KH=5, KW=5, padding=2, act="high", per_channel=False,
+                                     seed=2)),
+    ("im2col-azp-wzp", oracle.spec(C=6, O=5, KH=3, KW=2, stride=2, padding=1, a_zp=17, w_zp=3, per_channel=False,
+                                   seed=3)),
+    ("im2col-dil-relu", oracle.spec(C=3, O=8, dilation=2, padding=2, relu=True, seed=4, w_zp="random")),
+    ("pointwise-groups", oracle.spec(C=8, O=8, KH=1, KW=1, groups=2, seed=5, act="high", weight="extreme")),
+    ("groupwise", oracle.spec(C=16, O=16, groups=4, padding=1, seed=6, a_zp=9)),
+    ("nobias-pt", oracle.spec(C=5, O=3, bias=False, per_channel=False, seed=7)),
+]
+
+
+def check_elements(p, b, isa, indices, out, inter, torch_out=None):
+    n_sat = n_tie = 0
+    for idx in indices:
+        idx = tuple(int(v) for v in idx)
+        e = explain(p, b["x"], idx, isa=isa, input_scale=b["a_scale"], input_zero_point=b["a_zp"])
+        where = f"isa={isa} index={idx}"
+        assert e.acc == int(inter.acc[idx]), where
+        assert e.raw == int(inter.raw[idx]), where
+        assert np.float32(e.y).tobytes() == inter.y[idx].tobytes(), f"{where}: y {e.y!r} vs {inter.y[idx]!r}"
+        assert e.value == int(out[idx]), where
+        if torch_out is not None:
+            assert e.value == int(torch_out[idx]), where
+        n_sat += bool(e.saturated_pairs)
+        n_tie += e.tie
+        json.dumps(e.to_dict())  # the structured form is JSON-able
+    return n_sat, n_tie
+
+
+def pick(rng, out, inter, n=40):
+    """Random elements plus every tie and, where ISAs differ, saturated accumulators."""
+    flat = rng.choice(out.size, size=min(n, out.size), replace=False)
+    idx = [np.unravel_index(i, out.shape) for i in flat]
+    y = inter.y.astype(np.float64)
+    ties = np.argwhere(y - np.floor(y) == 0.5)[:20]
+    return idx + [tuple(t) for t in ties]
+
+
+@pytest.mark.parametrize("name,s", CASES, ids=[c[0] for c in CASES])
+def test_explain_equals_kernel_and_torch(name, s):
+    b = oracle.build(s)
+    p = params_of(s, b)
+    rng = np.random.default_rng(hash(name) % 2**32)
+    torch_out = oracle.torch_conv(s, b)
+    out, inter = oracle.qref_conv(s, b, isa="auto", intermediates=True)
+    oracle.assert_same(out, torch_out, name)
+    idx = pick(rng, out, inter)
+    n_sat, _ = check_elements(p, b, "auto", idx, out, inter, torch_out)
+    if name.startswith("pointwise"):
+        # GEMM paths saturate only without VNNI: elements whose accumulator changes between ISAs
+        ex, ie = oracle.qref_conv(s, b, isa="avx2", intermediates=True)
+        _, iv = oracle.qref_conv(s, b, isa="vnni", intermediates=True)
+        sat = np.argwhere(ie.acc != iv.acc)
+        assert len(sat) > 0, f"{name}: the case was meant to saturate"
+        n_sat2, _ = check_elements(p, b, "avx2", [tuple(t) for t in sat[:40]], ex, ie)
+        assert n_sat2 == min(40, len(sat))
+    if name.startswith("depthwise"):
+        # depthwise saturates on every CPU: explain every element, many show saturated pairs
+        n_sat, _ = check_elements(p, b, "auto", list(np.ndindex(out.shape)), out, inter, torch_out)
+        assert n_sat > 0, "depthwise saturates on every CPU: some element must show a saturated pair"
+
+
+@pytest.mark.parametrize("isa", ["avx2", "vnni"])
+@pytest.mark.parametrize("name,s", CASES, ids=[c[0] for c in CASES])
+def test_explain_equals_kernel_named_isa(name, s, isa):
+    b = oracle.build(s)
+    p = params_of(s, b)
+    out, inter = oracle.qref_conv(s, b, isa=isa, intermediates=True)
+    check_elements(p, b, isa, pick(np.random.default_rng(1), out, inter, 25), out, inter)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("relu", [False, True])
+def test_explain_ties_half_to_even(per_channel, relu):
+    s, b = tie_case(seed=11, per_channel=per_channel, relu=relu)
+    p = params_of(s, b)
+    torch_out = oracle.torch_conv(s, b)
+    out, inter = oracle.qref_conv(s, b, isa="auto", intermediates=True)
+    oracle.assert_same(out, torch_out, "tie case")
+    y = inter.y.astype(np.float64)
+    ties = [tuple(t) for t in np.argwhere(y - np.floor(y) == 0.5)]
+    assert len(ties) >= 20, "power-of-two scales must produce many exact ties"
+    _, n_tie = check_elements(p, b, "auto", ties, out, inter, torch_out)
+    assert n_tie == len(ties)
+    # round-half-up disagrees with torch on the ties that are not clamped away
+    disagree = 0
+    for idx in ties[:30]:
+        e = explain(p, b["x"], idx, input_scale=b["a_scale"], input_zero_point=b["a_zp"])
+        h = {f.name: f for f in e.hand}["round half up"]
+        assert "tie" in h.why
+        disagree += not h.matches
+        assert "an exact tie" in str(e)
+    assert disagree > 0
+
+
+def test_saturated_pair_reported():
+    # a GEMM-path conv: saturates with isa="avx2", exact with "vnni"
+    s = oracle.spec(C=8, O=8, KH=1, KW=1, groups=2, seed=5, act="high", weight="extreme")
+    b = oracle.build(s)
+    p = params_of(s, b)
+    _, ie = oracle.qref_conv(s, b, isa="avx2", intermediates=True)
+    _, iv = oracle.qref_conv(s, b, isa="vnni", intermediates=True)
+    idx = tuple(np.argwhere(ie.acc != iv.acc)[0])
+    assert not explain(p, b["x"], idx, isa="vnni", input_scale=b["a_scale"],
+                       input_zero_point=b["a_zp"]).saturated_pairs
+    e = explain(p, b["x"], idx, isa="avx2", input_scale=b["a_scale"], input_zero_point=b["a_zp"])
+    assert e.saturated_pairs
+    # the exact sum minus what saturation lost is fbgemm's accumulator
+    assert e.acc_exact - sum(sp.lost for sp in e.saturated_pairs) == e.acc
+    for sp in e.saturated_pairs:
+        assert sp.saturated in (-32768, 32767) and sp.exact != sp.saturated
+    text = str(e)
+    assert "saturate" in text and "ignoring saturation" in text
+
+
+def test_explain_torch_module_and_flat_index():
+    torch = pytest.importorskip("torch")
+    from qref.demo import forum_model
+
+    net, x = forum_model()
+    qx = net.quant(x)
+    ref = net.conv1(qx).int_repr()
+    for flat in range(64):
+        e = explain(net.conv1, qx, flat)
+        assert e.value == e.torch_value == int(ref.flatten()[flat])
+    assert torch is not None
+
+
+def test_explain_bad_index():
+    s = oracle.spec(C=4, O=4)
+    b = oracle.build(s)
+    p = params_of(s, b)
+    with pytest.raises(ValueError, match="index"):
+        explain(p, b["x"], (0, 4, 0, 0), input_scale=b["a_scale"], input_zero_point=b["a_zp"])
+    with pytest.raises(ValueError, match="index"):
+        explain(p, b["x"], (0, 0, 0), input_scale=b["a_scale"], input_zero_point=b["a_zp"])
+    with pytest.raises(ValueError, match="input_scale"):
+        explain(p, b["x"], (0, 0, 0, 0))
+    with pytest.raises(TypeError, match="module_or_params"):
+        explain(object(), b["x"], (0, 0, 0, 0))
