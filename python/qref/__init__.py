@@ -16,6 +16,7 @@ from .conv import (
 from .torch_bridge import Conv2dParams, from_torch
 from .compare import Comparison, compare  # issue 5
 from ._paths import get_cmake_dir, get_include  # issue 5
+from .export import GoldenCase, export, load_case  # issue 5
 
 __version__ = "0.1.0"
 
@@ -24,6 +25,9 @@ __all__ = [
     "compare",
     "get_cmake_dir",
     "get_include",
+    "GoldenCase",
+    "export",
+    "load_case",
     "Conv2dParams",
     "ConvPlan",
     "Intermediates",
