@@ -1,0 +1,490 @@
+"""qref.check and qref.portability: is a whole quantized model reproducible, and will it give
+the same bytes on another CPU?
+
+``check(model, *inputs)`` runs the model once with forward hooks on every quantized layer,
+recomputes each captured call with qref and compares the uint8 outputs with ``==``.
+``portability(model, *inputs)`` recomputes the same calls as an AVX2 host's and as an
+AVX512-VNNI host's fbgemm would (``isa="avx2"`` vs ``"vnni"``) and lists the layers whose bytes
+differ, how many elements, and why.
+
+Which layers are verified is table-driven: ``VERIFIERS`` maps a quantized module type
+(``"quantized.Conv2d"``, ``"intrinsic.quantized.ConvReLU2d"``, ...) to a ``prepare(module)``
+function returning a runner ``runner(*inputs, isa=..., return_intermediates=False)``. Most
+entries use ``qref.from_torch`` (looked up at call time), so a module type that the torch bridge
+learns to convert is verified with no change here; a new kind of layer is one line:
+``VERIFIERS["quantized.Foo"] = my_prepare``. ``prepare`` raises
+``qref.torch_bridge.UnsupportedModuleError`` with the reason when qref cannot reproduce a module
+(e.g. oneDNN-packed weights); such layers, and quantized layers with no entry, are reported by
+name and reason and make ``report.ok`` False.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ._validate import is_torch_tensor
+from .torch_bridge import UnsupportedModuleError
+
+
+# ---------------------------------------------------------------------------- the registry
+
+
+def module_key(module: Any) -> str:
+    """A quantized module's type as ``"<namespace>.<Class>"`` with the namespace taken from
+    ``torch.ao.nn``: ``"quantized.Conv2d"``, ``"intrinsic.quantized.ConvReLU2d"``,
+    ``"quantized.dynamic.Linear"``; other modules give their plain class name."""
+    cls = type(module)
+    mod = cls.__module__
+    m = re.match(r"torch\.ao\.nn\.(.*?)(?:\.modules(?:\..*)?)?$", mod)
+    if m:
+        return f"{m.group(1)}.{cls.__name__}"
+    return cls.__name__
+
+
+def is_quantized_module(key: str) -> bool:
+    return key.startswith(("quantized.", "intrinsic.quantized.")) and not key.startswith("quantized.reference.")
+
+
+def via_from_torch(module: Any) -> Callable:
+    """The default verifier: ``qref.from_torch(module)`` gives a params object whose call runs
+    the layer (``params(qx, isa=..., return_intermediates=...)``)."""
+    import qref
+
+    return qref.from_torch(module)
+
+
+class _QuantizeRunner:
+    """QuantStub after convert (``quantized.Quantize``): float -> quint8 with qref.quantize."""
+
+    def __init__(self, module: Any) -> None:
+        import torch
+
+        if module.dtype != torch.quint8:
+            raise UnsupportedModuleError(f"Quantize to {module.dtype} is not supported (quint8 only)")
+        self.scale = float(module.scale)
+        self.zero_point = int(module.zero_point)
+
+    def __call__(self, x: Any, isa: str = "auto", return_intermediates: bool = False) -> Any:
+        import qref
+
+        if return_intermediates:
+            raise TypeError("quantize has no intermediates")
+        return qref.quantize(x.detach().contiguous(), self.scale, self.zero_point)
+
+
+def _unsupported(reason: str) -> Callable:
+    def prepare(module: Any) -> Callable:
+        raise UnsupportedModuleError(reason)
+
+    return prepare
+
+
+# Every quantized compute layer torch has; those the torch bridge cannot convert yet are
+# reported with from_torch's own reason. Add a type with one line.
+VERIFIERS: dict = {
+    "quantized.Quantize": _QuantizeRunner,
+    **{f"quantized.{n}": via_from_torch for n in (
+        "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Linear")},
+    **{f"intrinsic.quantized.{n}": via_from_torch for n in (
+        "ConvReLU1d", "ConvReLU2d", "ConvReLU3d", "LinearReLU", "ConvAdd2d", "ConvAddReLU2d", "BNReLU2d",
+        "BNReLU3d", "LinearLeakyReLU", "LinearTanh")},
+    "quantized.QFunctional": _unsupported(
+        "quantized add/cat/mul (QFunctional) are not modelled by qref; their outputs are not verified"),
+}
+# Plumbing that computes nothing qref models: not reported.
+IGNORED = {"quantized.DeQuantize", "quantized.Dropout", "quantized.FloatFunctional",
+           "quantized.FXFloatFunctional"}
+
+
+def register(key: str, prepare: Callable = via_from_torch) -> None:
+    """Verify modules of type ``key`` (see ``module_key``) with ``prepare(module) -> runner``."""
+    VERIFIERS[key] = prepare
+
+
+# ---------------------------------------------------------------------------- capture
+
+
+@dataclass(eq=False)
+class _Call:
+    name: str
+    key: str
+    module: Any
+    inputs: tuple
+    output: Any
+
+
+def _capture(model: Any, inputs: tuple) -> list:
+    """Run the model once; return every call of a quantized layer, in execution order."""
+    import torch
+
+    calls: list = []
+    handles = []
+    seen: dict = {}
+
+    def hook_for(name: str, key: str):
+        def hook(mod, args, out):
+            seen[name] = seen.get(name, 0) + 1
+            label = name if seen[name] == 1 else f"{name}[call {seen[name]}]"
+            calls.append(_Call(label, key, mod, tuple(args), out))
+
+        return hook
+
+    for name, mod in model.named_modules():
+        key = module_key(mod)
+        if key in IGNORED or not (key in VERIFIERS or is_quantized_module(key)):
+            continue
+        handles.append(mod.register_forward_hook(hook_for(name or "(model)", key)))
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    # QFunctional's add/cat/mul are methods, not forward(): hooks never see them, but they
+    # are quantized arithmetic qref does not verify, so they are listed rather than skipped.
+    for name, mod in model.named_modules():
+        if module_key(mod) == "quantized.QFunctional":
+            calls.append(_Call(name, "quantized.QFunctional", mod, (), None))
+    return calls
+
+
+def _to_uint8(t: Any) -> Optional[np.ndarray]:
+    if is_torch_tensor(t):
+        if t.is_quantized:
+            return t.int_repr().numpy()
+        return None
+    if isinstance(t, np.ndarray) and t.dtype == np.uint8:
+        return t
+    return None
+
+
+def _shape(t: Any) -> Optional[tuple]:
+    return tuple(int(v) for v in t.shape) if hasattr(t, "shape") else None
+
+
+def _progress(seq: list, desc: str):
+    """tqdm on a TTY for long checks; plain iteration otherwise (tqdm is optional)."""
+    if len(seq) < 4 or not sys.stderr.isatty():
+        return seq
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return seq
+    return tqdm(seq, desc=desc, unit="layer", file=sys.stderr, leave=False)
+
+
+def _prepare(call: _Call):
+    """(runner, reason): the runner, or None and why qref cannot reproduce the layer."""
+    prep = VERIFIERS.get(call.key)
+    if prep is None:
+        return None, f"{call.key} is not supported by qref yet (no verifier registered)"
+    try:
+        return prep(call.module), ""
+    except UnsupportedModuleError as e:
+        return None, str(e)
+
+
+def _path_of(runner: Any, inp: Any, isa: str) -> str:
+    try:
+        from .conv import conv_plan
+
+        w = runner.weight
+        return conv_plan(tuple(inp.shape), tuple(w.shape), runner.stride, runner.padding, runner.dilation,
+                         runner.groups, isa).path
+    except Exception:
+        return ""
+
+
+# ---------------------------------------------------------------------------- check
+
+
+@dataclass
+class LayerResult:
+    """One captured call of a quantized layer, compared with qref."""
+
+    name: str
+    type: str
+    input_shape: Optional[tuple]
+    output_shape: Optional[tuple]
+    status: str  # "ok", "MISMATCH", "unsupported"
+    numel: int = 0
+    mismatches: int = 0
+    max_abs_diff: int = 0
+    first_mismatch: Optional[tuple] = None
+    torch_value: Optional[int] = None  # at the first mismatch
+    qref_value: Optional[int] = None
+    path: str = ""
+    reason: str = ""
+    diff: Optional[np.ndarray] = field(default=None, repr=False)  # qref - torch (int16), mismatching only
+
+    @property
+    def verified(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in ("name", "type", "input_shape", "output_shape", "status", "numel",
+                                           "mismatches", "max_abs_diff", "first_mismatch", "torch_value",
+                                           "qref_value", "path", "reason")}
+        return d
+
+
+def _table(rows: list, cols: list) -> list:
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
+    fmt = "  ".join("{:<%d}" % w for w in widths)
+    out = [fmt.format(*cols), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*r) for r in rows]
+    return out
+
+
+@dataclass
+class Report:
+    """The result of ``qref.check``: one row per captured quantized layer call."""
+
+    layers: list
+    isa: str
+    torch_isa: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True only if there was at least one layer and every one was verified bit-exact."""
+        return bool(self.layers) and all(r.verified for r in self.layers)
+
+    @property
+    def mismatching(self) -> list:
+        return [r for r in self.layers if r.status == "MISMATCH"]
+
+    @property
+    def unsupported(self) -> list:
+        return [r for r in self.layers if r.status == "unsupported"]
+
+    def __getitem__(self, name: str) -> LayerResult:
+        for r in self.layers:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        return dict(ok=self.ok, isa=self.isa, layers=[r.to_dict() for r in self.layers])
+
+    def __str__(self) -> str:
+        rows = []
+        for r in self.layers:
+            first = "" if r.first_mismatch is None else (
+                f"{r.first_mismatch} qref {r.qref_value} torch {r.torch_value}")
+            rows.append((r.name, r.type.split(".")[-1], "x".join(map(str, r.output_shape or ())) or "-", r.path,
+                         r.status, f"{r.mismatches}/{r.numel}" if r.status != "unsupported" else "-",
+                         str(r.max_abs_diff) if r.status != "unsupported" else "-", first))
+        lines = [f"qref check (isa={self.isa}): {len(self.layers)} quantized layer call(s)"]
+        lines += _table(rows, ["layer", "type", "output", "path", "status", "mismatches", "max|diff|",
+                               "first mismatch (n,c,h,w)"])
+        for r in self.unsupported:
+            lines.append(f"  {r.name}: not verified: {r.reason}")
+        verified = sum(r.verified for r in self.layers)
+        if self.ok:
+            lines.append(f"OK: all {verified} layers bit-exact")
+        elif not self.layers:
+            lines.append("NOT OK: no quantized layers were called (is the model converted?)")
+        else:
+            lines.append(f"NOT OK: {verified} of {len(self.layers)} layers verified bit-exact, "
+                         f"{len(self.mismatching)} mismatching, {len(self.unsupported)} not verifiable")
+        return "\n".join(lines)
+
+    def plot(self, path: str, portability: Optional["PortabilityReport"] = None) -> str:
+        from .plot import plot_layers
+
+        return plot_layers(path, check=self, portability=portability)
+
+
+def check(model: Any, *inputs: Any, isa: str = "auto") -> Report:
+    """Run ``model(*inputs)`` once, recompute every quantized layer with qref and compare bytes.
+
+    ``isa="auto"`` compares with torch on this machine; ``"avx2"`` / ``"vnni"`` shows which layers
+    an AVX2 / AVX512-VNNI host's torch would compute differently from this one.
+    """
+    from ._isa import ISAS, torch_isa
+
+    if isa not in ISAS:
+        raise ValueError(f"check: isa={isa!r} is not valid (valid: {', '.join(map(repr, ISAS))})")
+    if not hasattr(model, "named_modules") or not callable(model):
+        raise TypeError(f"check: model must be a torch.nn.Module, got {type(model).__name__}")
+    calls = _capture(model, inputs)
+    rows = []
+    for call in _progress(calls, "qref check"):
+        rows.append(_check_call(call, isa))
+    return Report(rows, isa, torch_isa().gemm_isa)
+
+
+def _check_call(call: _Call, isa: str) -> LayerResult:
+    inp = call.inputs[0] if call.inputs else None
+    row = LayerResult(call.name, call.key, _shape(inp), _shape(call.output), "unsupported")
+    runner, reason = _prepare(call)
+    if runner is None:
+        row.reason = reason
+        return row
+    expected = _to_uint8(call.output)
+    if expected is None:
+        row.reason = f"output is {type(call.output).__name__}, not a quint8 tensor"
+        return row
+    try:
+        got = _to_uint8(runner(*call.inputs, isa=isa))
+    except (UnsupportedModuleError, NotImplementedError) as e:
+        row.reason = str(e)
+        return row
+    row.path = _path_of(runner, inp, isa)
+    row.numel = int(expected.size)
+    if got is None or got.shape != expected.shape:
+        row.status = "MISMATCH"
+        row.reason = f"qref output shape {None if got is None else got.shape} vs torch {expected.shape}"
+        row.mismatches = row.numel
+        return row
+    d = got.astype(np.int16) - expected.astype(np.int16)
+    bad = np.argwhere(d != 0)
+    row.mismatches = int(len(bad))
+    row.status = "ok" if len(bad) == 0 else "MISMATCH"
+    if len(bad):
+        idx = tuple(int(v) for v in bad[0])
+        row.first_mismatch = idx
+        row.max_abs_diff = int(np.abs(d).max())
+        row.torch_value = int(expected[idx])
+        row.qref_value = int(got[idx])
+        row.diff = d
+    return row
+
+
+# ---------------------------------------------------------------------------- portability
+
+
+@dataclass
+class PortabilityRow:
+    """One layer: its bytes on an AVX2 host vs an AVX512-VNNI host (both torch/fbgemm)."""
+
+    name: str
+    type: str
+    output_shape: Optional[tuple]
+    path_avx2: str = ""
+    path_vnni: str = ""
+    numel: int = 0
+    differing: int = 0  # output bytes that differ
+    saturated: Optional[int] = None  # elements whose accumulator differs (a saturated int16 pair)
+    max_abs_diff: int = 0
+    first_difference: Optional[tuple] = None
+    why: str = ""
+    diff: Optional[np.ndarray] = field(default=None, repr=False)  # avx2 - vnni (int16)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("name", "type", "output_shape", "path_avx2", "path_vnni", "numel",
+                                              "differing", "saturated", "max_abs_diff", "first_difference", "why")}
+
+
+@dataclass
+class PortabilityReport:
+    """Which layers give different bytes on an AVX2 host than on an AVX512-VNNI host."""
+
+    rows: list
+    unsupported: list  # (name, type, reason)
+    advice: list
+
+    @property
+    def portable(self) -> bool:
+        return not self.unsupported and all(r.differing == 0 for r in self.rows)
+
+    @property
+    def differing(self) -> list:
+        return [r for r in self.rows if r.differing]
+
+    def to_dict(self) -> dict:
+        return dict(portable=self.portable, rows=[r.to_dict() for r in self.rows],
+                    unsupported=[dict(name=n, type=t, reason=w) for n, t, w in self.unsupported],
+                    advice=list(self.advice))
+
+    def __str__(self) -> str:
+        rows = [(r.name, r.type.split(".")[-1], r.path_avx2 if r.path_avx2 == r.path_vnni else
+                 f"{r.path_avx2} / {r.path_vnni}", f"{r.differing}/{r.numel}",
+                 "-" if r.saturated is None else str(r.saturated), str(r.max_abs_diff), r.why)
+                for r in self.rows]
+        lines = ["Cross-machine: torch's fbgemm on an AVX2 host (isa='avx2') vs an AVX512-VNNI host (isa='vnni')"]
+        lines += _table(rows, ["layer", "type", "path", "bytes differing", "saturated acc", "max|diff|", "why"])
+        for n, t, w in self.unsupported:
+            lines.append(f"  {n}: not compared: {w}")
+        lines.append("PORTABLE: same bytes on both" if self.portable else
+                     f"NOT PORTABLE: {len(self.differing)} layer(s) differ"
+                     + (f", {len(self.unsupported)} not compared" if self.unsupported else ""))
+        for a in self.advice:
+            lines.append(f"advice: {a}")
+        return "\n".join(lines)
+
+    def plot(self, path: str) -> str:
+        from .plot import plot_layers
+
+        return plot_layers(path, portability=self)
+
+
+def _intermediate_acc(runner: Any, inputs: tuple, isa: str) -> Optional[np.ndarray]:
+    try:
+        res = runner(*inputs, isa=isa, return_intermediates=True)
+    except TypeError:
+        return None
+    return res[1].acc if isinstance(res, tuple) and hasattr(res[1], "acc") else None
+
+
+def portability(model: Any, *inputs: Any) -> PortabilityReport:
+    """Run the model once and recompute every quantized layer as an AVX2 host's torch and as an
+    AVX512-VNNI host's torch would (fbgemm engine); list the layers whose bytes differ."""
+    if not hasattr(model, "named_modules") or not callable(model):
+        raise TypeError(f"portability: model must be a torch.nn.Module, got {type(model).__name__}")
+    calls = _capture(model, inputs)
+    rows, unsupported, advice = [], [], []
+    onednn = False
+    for call in _progress(calls, "qref portability"):
+        runner, reason = _prepare(call)
+        if runner is None:
+            unsupported.append((call.name, call.key, reason))
+            onednn |= "oneDNN" in reason
+            continue
+        inp = call.inputs[0] if call.inputs else None
+        row = PortabilityRow(call.name, call.key, _shape(call.output))
+        try:
+            a2 = _to_uint8(runner(*call.inputs, isa="avx2"))
+            vn = _to_uint8(runner(*call.inputs, isa="vnni"))
+        except (UnsupportedModuleError, NotImplementedError) as e:
+            unsupported.append((call.name, call.key, str(e)))
+            continue
+        row.path_avx2, row.path_vnni = _path_of(runner, inp, "avx2"), _path_of(runner, inp, "vnni")
+        if a2 is None or vn is None:
+            rows.append(row)
+            continue
+        row.numel = int(a2.size)
+        d = a2.astype(np.int16) - vn.astype(np.int16)
+        bad = np.argwhere(d != 0)
+        row.differing = int(len(bad))
+        if row.differing:
+            row.first_difference = tuple(int(v) for v in bad[0])
+            row.max_abs_diff = int(np.abs(d).max())
+            row.diff = d
+        acc2 = _intermediate_acc(runner, call.inputs, "avx2")
+        accv = _intermediate_acc(runner, call.inputs, "vnni")
+        if acc2 is not None and accv is not None:
+            row.saturated = int((acc2 != accv).sum())
+        if row.differing:
+            row.why = (f"int16 pair sums saturate on AVX2 (vpmaddubsw) but not with VNNI: {row.saturated} "
+                       f"accumulators differ" if row.saturated else "AVX2 and VNNI arithmetic differ")
+        elif row.path_avx2 == "depthwise":
+            row.why = "depthwise saturates on every CPU: same bytes everywhere"
+        elif row.saturated:
+            row.why = f"{row.saturated} accumulators differ, but every output byte rounds the same"
+        rows.append(row)
+    if any(r.differing for r in rows):
+        names = ", ".join(r.name for r in rows if r.differing)
+        advice.append(f"{names}: activations use the full 0..255 range, so a*w pair sums exceed int16 on AVX2 "
+                      f"hosts. Quantize activations with reduce_range=True (7-bit, as "
+                      f"torch.ao.quantization.get_default_qconfig('fbgemm') does) and these layers give the same "
+                      f"bytes on every x86 CPU.")
+    if onednn:
+        advice.append("layers converted under the 'x86' engine run oneDNN on AVX512-VNNI Linux hosts and fbgemm "
+                      "elsewhere: different formulas on different machines; convert under 'fbgemm' for one formula.")
+    return PortabilityReport(rows, unsupported, advice)

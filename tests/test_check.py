@@ -1,0 +1,205 @@
+"""qref.check / qref.portability on whole models (eager and FX), against real torch."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import qref  # noqa: E402
+from qref import check as check_mod  # noqa: E402
+from qref.check import check, portability  # noqa: E402
+from qref.demo import demo_model, quantized_engine, quiet_torch_quantization  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def stem():
+    return demo_model(size=64)
+
+
+def test_check_eager_all_paths_ok(stem):
+    net, x = stem
+    r = check(net, x)
+    assert r.ok, str(r)
+    names = [row.name for row in r.layers]
+    assert names == ["quant", "conv1", "dw", "pw", "gconv", "conv5"]
+    paths = {row.name: row.path for row in r.layers}
+    assert paths["dw"] == "depthwise" and paths["pw"] == "pointwise" and paths["conv1"] == "im2col"
+    assert all(row.mismatches == 0 and row.numel > 0 for row in r.layers)
+    assert "OK" in str(r)
+
+
+def test_check_flags_planted_wrong_element(stem, monkeypatch):
+    """Plant one wrong byte in one layer's torch output: exactly that layer, count 1, that index."""
+    net, x = stem
+    orig = check_mod._capture
+
+    def planted(model, inputs):
+        calls = orig(model, inputs)
+        for c in calls:
+            if c.name == "pw":
+                ir = c.output.int_repr().clone()
+                ir[0, 5, 7, 9] = (int(ir[0, 5, 7, 9]) + 3) % 256
+                c.output = torch._make_per_tensor_quantized_tensor(ir, c.output.q_scale(), c.output.q_zero_point())
+        return calls
+
+    monkeypatch.setattr(check_mod, "_capture", planted)
+    r = check(net, x)
+    assert not r.ok
+    bad = r.mismatching
+    assert [b.name for b in bad] == ["pw"]
+    assert bad[0].mismatches == 1
+    assert bad[0].first_mismatch == (0, 5, 7, 9)
+    assert bad[0].max_abs_diff in (3, 253)
+    assert bad[0].diff is not None and int((bad[0].diff != 0).sum()) == 1
+    assert "MISMATCH" in str(r) and "pw" in str(r)
+
+
+def test_check_flags_wrong_params(stem, monkeypatch):
+    """A wrong parameter (output zero point off by one) in one layer's qref params is caught."""
+    net, x = stem
+    from dataclasses import replace
+
+    def wrong(module):
+        p = qref.from_torch(module)
+        if module is net.conv5:
+            p = replace(p, output_zero_point=p.output_zero_point + 1)
+        return p
+
+    monkeypatch.setitem(check_mod.VERIFIERS, "quantized.Conv2d", wrong)
+    r = check(net, x)
+    assert [b.name for b in r.mismatching] == ["conv5"]
+    assert r["conv5"].mismatches > 0 and r["conv5"].max_abs_diff == 1
+
+
+def test_check_fx_model():
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.r = torch.nn.ReLU()
+            self.c2 = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+            self.c3 = torch.nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            return self.c3(self.c2(self.r(self.c1(x))))
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 20, 20)
+    with quantized_engine("fbgemm"), quiet_torch_quantization():
+        m = M().eval()
+        qm = prepare_fx(m, get_default_qconfig_mapping("fbgemm"), example_inputs=(x,))
+        qm(x)
+        qm = convert_fx(qm)
+        r = check(qm, x)
+    assert r.ok, str(r)
+    assert {row.name for row in r.layers} == {"c1", "c2", "c3"}
+
+
+def test_check_lists_onednn_and_unsupported_layers():
+    """Converted under the default 'x86' engine with symmetric weights on a VNNI host: oneDNN runs
+    the convs; a quantized Linear may not be supported yet. Both listed by reason, ok False."""
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.quant = torch.ao.quantization.QuantStub()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.fc = torch.nn.Linear(4 * 6 * 6, 5)
+            self.dequant = torch.ao.quantization.DeQuantStub()
+
+        def forward(self, x):
+            x = self.conv(self.quant(x))
+            return self.dequant(self.fc(x.flatten(1)))
+
+    torch.manual_seed(1)
+    x = torch.rand(2, 3, 8, 8)
+    with quantized_engine("x86"), quiet_torch_quantization():
+        m = M().eval()
+        m.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+        torch.ao.quantization.prepare(m, inplace=True)
+        m(x)
+        torch.ao.quantization.convert(m, inplace=True)
+        r = check(m, x)
+    rows = {row.name: row for row in r.layers}
+    assert set(rows) == {"quant", "conv", "fc"}
+    assert rows["quant"].status == "ok"
+    if qref.torch_isa().cpu_features["avx512vnni"]:
+        assert rows["conv"].status == "unsupported" and "oneDNN" in rows["conv"].reason
+        assert not r.ok
+    else:
+        assert rows["conv"].status == "ok"
+    # fc is either verified (the bridge learnt Linear) or listed with a reason; never silently skipped
+    assert rows["fc"].status in ("ok", "unsupported")
+    if rows["fc"].status == "unsupported":
+        assert rows["fc"].reason and not r.ok
+        assert "fc: not verified" in str(r)
+
+
+def test_registry_one_line_extension(stem, monkeypatch):
+    net, x = stem
+    monkeypatch.delitem(check_mod.VERIFIERS, "quantized.Quantize")
+    r = check(net, x)
+    assert r["quant"].status == "unsupported" and not r.ok
+    monkeypatch.setitem(check_mod.VERIFIERS, "quantized.Quantize", check_mod._QuantizeRunner)
+    assert check(net, x).ok
+
+
+def test_check_isa_named_and_portability(stem):
+    net, x = stem
+    p = portability(net, x)
+    rows = {row.name: row for row in p.rows}
+    # the stem has full-range activations: GEMM layers saturate on AVX2, not on VNNI
+    assert rows["conv1"].differing > 0 and rows["conv1"].saturated >= rows["conv1"].differing
+    assert rows["dw"].differing == 0  # depthwise saturates everywhere
+    assert not p.portable and p.advice and "reduce_range" in p.advice[0]
+    # check(isa=...) agrees with portability: on a VNNI host (auto == vnni for GEMM) the AVX2 view
+    # mismatches exactly where portability says bytes differ
+    if qref.torch_isa().gemm_isa == "avx512_vnni":
+        r = check(net, x, isa="avx2")
+        for row in r.layers:
+            assert row.mismatches == rows[row.name].differing, row.name
+        assert check(net, x, isa="vnni").ok
+
+
+def test_portability_reduce_range_is_portable():
+    """The forum model (reduce_range=True activations) gives the same bytes on every CPU."""
+    from qref.demo import forum_model
+
+    net, x = forum_model()
+    p = portability(net, x)
+    assert p.portable and all(r.differing == 0 for r in p.rows), str(p)
+
+
+def test_check_bad_args(stem):
+    net, x = stem
+    with pytest.raises(ValueError, match="isa"):
+        check(net, x, isa="sse")
+    with pytest.raises(TypeError, match="model"):
+        check(object(), x)
+
+
+def test_report_dicts(stem):
+    import json
+
+    net, x = stem
+    json.dumps(check(net, x).to_dict())
+    json.dumps(portability(net, x).to_dict())
+
+
+def test_plot(tmp_path, stem):
+    pytest.importorskip("matplotlib", reason="matplotlib not installed (optional extra qref[plot])")
+    net, x = stem
+    r = check(net, x, isa="avx2")
+    out = r.plot(str(tmp_path / "check.png"), portability=portability(net, x))
+    data = open(out, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_numpy_compatible_output(stem):
+    net, x = stem
+    qx = net.quant(x)
+    np.testing.assert_array_equal(qref.from_torch(net.conv1)(qx).int_repr().numpy(),
+                                  net.conv1(qx).int_repr().numpy())
