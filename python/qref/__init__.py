@@ -14,6 +14,8 @@ from .conv import (
     quantize,
 )
 from .torch_bridge import Conv2dParams, from_torch
+from .explain import Explanation, explain  # issue 4
+from .check import PortabilityReport, Report, check, portability  # issue 4
 from .compare import Comparison, compare  # issue 5
 from ._paths import get_cmake_dir, get_include  # issue 5
 from .export import GoldenCase, export, load_case  # issue 5
@@ -21,6 +23,12 @@ from .export import GoldenCase, export, load_case  # issue 5
 __version__ = "0.1.0"
 
 __all__ = [
+    "Explanation",
+    "PortabilityReport",
+    "Report",
+    "check",
+    "explain",
+    "portability",
     "Comparison",
     "compare",
     "get_cmake_dir",
