@@ -14,6 +14,7 @@
 
 #include "qref/api.h"
 #include "qref/conv_nd.h"  // issue 7
+#include "qref/onednn.h"  // issue 8
 #include "qref/requant.h"
 
 namespace py = pybind11;
@@ -471,4 +472,75 @@ PYBIND11_MODULE(_core, m) {
       py::arg("intermediates") = false,
       "Low-level conv3d / transposed conv on NDHWC uint8 input and [O][kD][kH][kW][C/groups] int8 weight.");
   // [bindings: issue 8 onednn]
+  m.def(
+      "onednn_conv2d_nhwc",
+      [](py::array input, py::array weight, py::object bias, std::pair<int64_t, int64_t> stride,
+         std::pair<int64_t, int64_t> padding, std::pair<int64_t, int64_t> dilation, int64_t groups,
+         double input_scale, int32_t input_zero_point, py::array weight_scale, bool per_channel,
+         double output_scale, int32_t output_zero_point, bool relu, bool saturate, bool combined,
+         bool float_comp, int threads, bool intermediates) -> py::object {
+        // oneDNN int8 conv arithmetic (csrc/qref/onednn.h); see python/qref/onednn.py.
+        const uint8_t* in = checked_ptr<uint8_t>(input, "input", 4, "uint8");
+        const int8_t* w = checked_ptr<int8_t>(weight, "weight", 4, "int8");
+        const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
+        Conv2dShape s = make_shape(input, weight, stride, padding, dilation, groups);
+        if (weight_scale.shape(0) != (per_channel ? s.O : 1))
+          throw py::value_error("_core: weight_scale count mismatch");
+        for (py::ssize_t i = 0; i < weight_scale.shape(0); ++i)
+          if (!(std::isfinite(ws[i]) && ws[i] > 0)) throw py::value_error("_core: weight scales must be finite and > 0");
+        const float* b = nullptr;
+        py::array bias_arr;
+        if (!bias.is_none()) {
+          bias_arr = bias.cast<py::array>();
+          b = checked_ptr<float>(bias_arr, "bias", 1, "float32");
+          if (bias_arr.shape(0) != s.O) throw py::value_error("_core: bias length mismatch");
+        }
+        if (input_zero_point < 0 || input_zero_point > 255 || output_zero_point < 0 || output_zero_point > 255)
+          throw py::value_error("_core: zero point out of range");
+        if (!(std::isfinite(input_scale) && input_scale > 0 && std::isfinite(output_scale) && output_scale > 0))
+          throw py::value_error("_core: scales must be finite and > 0");
+        OnednnVariant v;
+        v.saturate = saturate;
+        v.combined = combined;
+        v.float_comp = float_comp;
+        OnednnParams p = prepare_onednn(s, input_scale, input_zero_point, ws, per_channel, output_scale,
+                                        output_zero_point, relu, b, v);
+        py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
+        py::array_t<int32_t> acc, col;
+        py::array_t<float> A, y;
+        OnednnIntermediates inter;
+        if (intermediates) {
+          acc = py::array_t<int32_t>({s.N, s.OH, s.OW, s.O});
+          col = py::array_t<int32_t>({s.N, s.OH, s.OW, s.O});
+          A = py::array_t<float>({s.N, s.OH, s.OW, s.O});
+          y = py::array_t<float>({s.N, s.OH, s.OW, s.O});
+          inter.acc = acc.mutable_data();
+          inter.colsum = col.mutable_data();
+          inter.A = A.mutable_data();
+          inter.y = y.mutable_data();
+        }
+        uint8_t* o = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          run_onednn_conv2d(s, p, in, w, o, threads, intermediates ? &inter : nullptr);
+        }
+        if (intermediates) return py::make_tuple(out, acc, col, A, y);
+        return out;
+      },
+      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("groups"), py::arg("input_scale"), py::arg("input_zero_point"),
+      py::arg("weight_scale"), py::arg("per_channel"), py::arg("output_scale"), py::arg("output_zero_point"),
+      py::arg("relu"), py::arg("saturate"), py::arg("combined"), py::arg("float_comp"), py::arg("threads"),
+      py::arg("intermediates") = false,
+      "oneDNN int8 conv2d arithmetic on NHWC uint8 input and OHWI int8 weight; see qref.conv2d(engine=...).");
+  m.def(
+      "onednn_scales",
+      [](double input_scale, double output_scale) {
+        const float src_rcp = static_cast<float>(1.0 / input_scale);
+        const float dst_rcp = static_cast<float>(1.0 / output_scale);
+        const float dst_scale = 1.0f / dst_rcp;
+        return py::make_tuple(1.0f / src_rcp, 1.0f / dst_scale);
+      },
+      py::arg("input_scale"), py::arg("output_scale"),
+      "(ss, inv): oneDNN's effective src scale and 1/dst scale as PyTorch and ideep build them.");
 }

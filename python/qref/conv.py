@@ -217,12 +217,9 @@ def onednn_would_run(w: _Weight, groups: int, isa: str) -> bool:
     should_use_onednn_quant; SPEC.md §1). `isa` names the host."""
     if not sys.platform.startswith("linux"):
         return False
-    if isa == "avx2":
-        has_vnni = False
-    elif isa == "vnni":
-        has_vnni = True
-    else:
-        has_vnni = bool(torch_isa().cpu_features["avx512vnni"])
+    from .onednn import host_has_vnni  # isa may also name a oneDNN class ("amx", "avx512_core")
+
+    has_vnni = host_has_vnni(isa)
     symmetric = bool(np.all(w.zero_point == 0))
     return has_vnni and symmetric and groups <= 100
 
@@ -302,7 +299,8 @@ def conv2d(
     check_bool(fn, "relu", relu)
     check_bool(fn, "return_intermediates", return_intermediates)
     check_choice(fn, "engine", engine, ENGINES)
-    check_choice(fn, "isa", isa, ISAS)
+    # engine x86/onednn: isa may also name the oneDNN classes "amx" and "avx512_core" (qref/onednn.py).
+    check_choice(fn, "isa", isa, ISAS if engine == "fbgemm" else ISAS + ("amx", "avx512_core"))
     kname = _resolve_kernel(fn, kernel)
     nthreads = check_threads(fn, threads)
     act = _input_operand(fn, input, input_scale, input_zero_point)
@@ -341,10 +339,14 @@ def conv2d(
                          f"(one per output channel)")
     b = _bias_operand(fn, bias, O)
     if engine == "onednn" or (engine == "x86" and onednn_would_run(wt, g, isa)):
-        raise OneDNNNotSupportedError(
-            f"{fn}: engine={engine!r} runs this conv on oneDNN (symmetric weights, groups <= 100, AVX512-VNNI "
-            f"host), whose arithmetic qref does not reproduce yet; use engine='fbgemm' and convert the model with "
-            f"torch.backends.quantized.engine = 'fbgemm'")
+        from . import onednn  # oneDNN's arithmetic (SPEC.md §6, docs/onednn.md)
+
+        return onednn.run(act, wt, b, st, pd, dl, g, out_s, out_zp, bool(relu), isa, nthreads,
+                          bool(return_intermediates), act.from_torch)
+    if engine == "x86":
+        from .onednn import fbgemm_isa
+
+        isa = fbgemm_isa(isa)  # the fbgemm name of a machine named by a oneDNN class
 
     plan = conv_plan((N, C, H, W), (O, Cg, KH, KW), st, pd, dl, g, isa)
     w_ohwi = np.ascontiguousarray(wt.oihw.transpose(0, 2, 3, 1))

@@ -1,0 +1,66 @@
+// qref: torch's "x86"/"onednn" quantized conv2d, i.e. oneDNN's int8
+// convolution as PyTorch (qconv.cpp PackedConvWeightsOnednn, ideep conv.hpp)
+// drives it. NORMATIVE scalar reference; see docs/onednn.md and SPEC.md §6.
+//
+// For one output element (n, oh, ow, o) of group g, over the taps that lie
+// inside the image only (oneDNN skips padded taps and compensates the source
+// zero point per position: mathematically sum((a - a_zp) * w)):
+//   acc    = sum over real taps t, channel pairs (2i, 2i+1) of the group:
+//              a[t][2i]*w[t][2i] + a[t][2i+1]*w[t][2i+1]
+//            (pair summed and saturated to int16 where the kernel uses
+//             vpmaddubsw: AVX2 and AVX512-without-VNNI oneDNN kernels)
+//   colsum = sum over the same real taps of w
+//   A      = float(acc - a_zp*colsum)                        (int32, most kernels)
+//          = f32(f32(acc) + f32(f32(-colsum) * f32(a_zp)))   (AMX brgemm micro-kernel)
+//   y      = f32(f32(A*ss)*ws[o])  (separate scales)  or  f32(A*f32(ss*ws[o]))  (combined)
+//   y      = f32(y + bias[o]);  relu: y = max(y, 0)
+//   y      = f32(f32(y*inv) + f32(out_zp));  out = rne(clamp(y, 0, 255))
+// with ss = f32(1/f32(1/(double)a_scale)), inv = f32(1/f32(1/f32(1/(double)out_scale)))
+// (PyTorch passes reciprocal scales, ideep inverts them again, the oneDNN
+// kernel multiplies by 1/dst_scale: jit_brgemm_conv.cpp dst_scales_inv).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "qref/conv2d.h"
+
+namespace qref {
+
+struct OnednnVariant {
+  bool saturate = false;    // int16-saturating channel pairs (vpmaddubsw)
+  bool combined = false;    // one scale f32(ss*ws[o]) instead of two multiplies
+  bool float_comp = false;  // zero-point compensation in float (AMX micro-kernel)
+};
+
+struct OnednnParams {
+  int32_t input_zero_point = 0;
+  int32_t output_zero_point = 0;
+  bool relu = false;
+  bool has_bias = false;
+  OnednnVariant variant;
+  float src_scale = 1.f;           // ss
+  float dst_scale_inv = 1.f;       // inv
+  std::vector<float> wei_scale;    // ws[o] (broadcast when per-tensor)
+  std::vector<float> comb_scale;   // f32(ss * ws[o])
+  std::vector<float> bias;         // f32 bias[o] (only if has_bias)
+};
+
+// Scales as PyTorch/ideep hand them to oneDNN (SPEC.md §6.1).
+OnednnParams prepare_onednn(const Conv2dShape& s, double input_scale, int32_t input_zero_point,
+                            const double* weight_scale, bool per_channel, double output_scale,
+                            int32_t output_zero_point, bool relu, const float* bias, OnednnVariant v);
+
+// Optional per-element stages (NHWC like the output).
+struct OnednnIntermediates {
+  int32_t* acc = nullptr;     // sum of products over real taps (saturated pairs where applicable)
+  int32_t* colsum = nullptr;  // sum of the weights over the same taps
+  float* A = nullptr;         // zero-point-compensated accumulator as float
+  float* y = nullptr;         // value before clamp and rounding
+};
+
+// in: NHWC uint8, w: OHWI int8, out: NHWC uint8.
+void run_onednn_conv2d(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, const int8_t* w,
+                       uint8_t* out, int num_threads, const OnednnIntermediates* inter);
+
+}  // namespace qref

@@ -1,0 +1,264 @@
+"""torch's "x86"/"onednn" quantized conv2d: oneDNN's int8 arithmetic (SPEC.md §1, §6; docs/onednn.md).
+
+Which oneDNN kernel runs, and so which arithmetic, depends on the CPU class oneDNN
+dispatches on (capped by ``ONEDNN_MAX_CPU_ISA``, read once when oneDNN first runs)
+and on the shape. qref names the classes:
+
+=============  =====================================================  ==============================
+isa            oneDNN kernels (torch 2.13, oneDNN 3.12)               arithmetic
+=============  =====================================================  ==============================
+"amx"          brgconv_1x1 / brg_conv_fwd (AMX), brdgmm_dw            combined scale, float zp comp
+                                                                      (depthwise: as "vnni")
+                                                                      SOURCE/SPEC-DERIVED, unverified
+"vnni"         brgconv_1x1, brg_conv_fwd, jit_int8, brdgmm_dw          exact int32, separate scales
+"avx512_core"  brgconv_1x1, brg_conv_fwd, jit_int8 (no VNNI)          int16 channel-pair saturation
+                                                                      (depthwise: exact), separate
+"avx2"         jit_uni_int8_1x1, jit_uni_int8                          int16 channel-pair saturation
+                                                                      (depthwise: exact), combined
+=============  =====================================================  ==============================
+
+Every class adds the bias after scaling, applies ReLU as max(y, 0), adds the output
+zero point in float before rounding and uses the reciprocal round trips of the scales.
+Shapes that oneDNN sends to kernels qref has not reproduced raise
+``OneDNNNotSupportedError`` naming the kernel class (never a silent wrong answer).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Optional
+
+import numpy as np
+
+from . import _core
+
+# oneDNN CPU classes qref distinguishes, best first.
+ONEDNN_ISAS = ("amx", "vnni", "avx512_core", "avx2")
+# Classes that torch's oneDNN can dispatch to but qref has not reproduced.
+_UNSUPPORTED_CLASSES = ("avx2_vnni", "sse41")
+_ORDER = {"sse41": 0, "avx2": 1, "avx2_vnni": 2, "avx512_core": 3, "vnni": 4, "amx": 5}
+
+# ONEDNN_MAX_CPU_ISA values (oneDNN src/cpu/x64/cpu_isa_traits.cpp, cpu_isa_hints) -> class.
+_ENV_CAP = {
+    "SSE41": "sse41",
+    "AVX": "sse41",
+    "AVX2": "avx2",
+    "AVX2_VNNI": "avx2_vnni",
+    "AVX2_VNNI_2": "avx2_vnni",
+    "AVX512_CORE": "avx512_core",
+    "AVX512_CORE_VNNI": "vnni",
+    "AVX512_CORE_BF16": "vnni",
+    "AVX512_CORE_FP16": "vnni",
+    "AVX10_1_512": "vnni",
+    "AVX512_CORE_AMX": "amx",
+    "AVX512_CORE_AMX_FP16": "amx",
+    "AVX10_1_512_AMX": "amx",
+    "AVX10_1_512_AMX_FP16": "amx",
+    "AVX10_2_512": "vnni",
+    "AVX10_2_512_AMX_2": "amx",
+    "DEFAULT": None,
+    "ALL": None,
+}
+
+
+def _linux_cpu_flags() -> set:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+@lru_cache(maxsize=1)
+def host_class() -> str:
+    """The oneDNN class of this CPU, ignoring ONEDNN_MAX_CPU_ISA."""
+    f = dict(_core.cpu_features())
+    avx512 = f["avx512f"] and f["avx512bw"] and f["avx512dq"] and f["avx512vl"]
+    if avx512 and f["avx512vnni"]:
+        # AMX needs the CPU flag and OS permission; /proc/cpuinfo shows the former only, which
+        # is what a kernel that supports AMX exposes (arch_prctl is granted on request by oneDNN).
+        if sys.platform.startswith("linux") and {"amx_int8", "amx_tile"} <= _linux_cpu_flags():
+            return "amx"
+        return "vnni"
+    if avx512:
+        return "avx512_core"
+    if f["avxvnni"] and f["avx2"]:
+        return "avx2_vnni"
+    if f["avx2"]:
+        return "avx2"
+    return "sse41"
+
+
+@dataclass(frozen=True)
+class OnednnIsa:
+    """What oneDNN's int8 convolution dispatches on in this process."""
+
+    host: str
+    env_value: Optional[str]
+    effective: str
+
+    def __str__(self) -> str:
+        env = self.env_value if self.env_value is not None else "(unset)"
+        return (f"oneDNN CPU class: {self.effective} (host {self.host}; ONEDNN_MAX_CPU_ISA={env})\n"
+                f"  {describe_class(self.effective)}")
+
+
+@lru_cache(maxsize=1)
+def onednn_isa() -> OnednnIsa:
+    """The oneDNN class in this process: the host, capped by ONEDNN_MAX_CPU_ISA (read once, as oneDNN does)."""
+    host = host_class()
+    env = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA"))
+    eff = host
+    if env is not None:
+        cap = _ENV_CAP.get(env.strip().upper(), None)
+        if cap is not None and _ORDER[cap] < _ORDER[host]:
+            eff = cap
+    return OnednnIsa(host, env, eff)
+
+
+def describe_class(cls: str) -> str:
+    return {
+        "amx": "AMX brgemm: combined scale, float zero-point compensation (depthwise brdgmm: as vnni) "
+               "[per SPEC.md, not verified on this host]",
+        "vnni": "exact int32 (vpdpbusd), separate scales, integer zero-point compensation",
+        "avx512_core": "int16-saturating channel pairs (vpmaddubsw; depthwise exact), separate scales",
+        "avx2": "int16-saturating channel pairs (vpmaddubsw; depthwise exact), combined scale",
+        "avx2_vnni": "AVX2-VNNI kernels: not reproduced by qref",
+        "sse41": "SSE4.1 kernels: not reproduced by qref",
+    }[cls]
+
+
+def resolve_class(isa: str) -> str:
+    """qref's isa name -> oneDNN class ("auto": this process's oneDNN)."""
+    if isa == "auto":
+        return onednn_isa().effective
+    return isa
+
+
+def host_has_vnni(isa: str) -> bool:
+    """cpuinfo_has_x86_avx512vnni() of the named machine: the x86 engine's routing test (SPEC.md §1)."""
+    if isa in ("amx", "vnni"):
+        return True
+    if isa in ("avx2", "avx512_core"):
+        return False
+    return bool(_core.cpu_features()["avx512vnni"])
+
+
+def fbgemm_isa(isa: str) -> str:
+    """The fbgemm isa name of a machine named by a oneDNN class (for convs the x86 engine sends to fbgemm)."""
+    return {"amx": "vnni", "avx512_core": "avx2"}.get(isa, isa)
+
+
+@dataclass(frozen=True)
+class OnednnPlan:
+    """Which oneDNN kernel family computes a conv on the named class, and its arithmetic."""
+
+    isa: str
+    kernel: str
+    saturates: bool
+    combined_scale: bool
+    float_compensation: bool
+    verified: bool
+
+    def __str__(self) -> str:
+        sat = "int16-saturating channel pairs (vpmaddubsw)" if self.saturates else "exact int32 products"
+        sc = "combined scale f32(ss*ws)" if self.combined_scale else "separate scales"
+        comp = "float" if self.float_compensation else "int32"
+        v = "" if self.verified else " [source-derived, not verified against torch on this host]"
+        return f"oneDNN {self.kernel} ({self.isa}), {sat}, {sc}, {comp} zero-point compensation{v}"
+
+
+def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "auto") -> OnednnPlan:
+    """oneDNN's kernel class for a (non-transposed) conv2d on the named machine.
+
+    Raises OneDNNNotSupportedError for kernel classes qref does not reproduce.
+    """
+    from .conv import OneDNNNotSupportedError
+
+    cls = resolve_class(isa)
+    O, Cg, KH, KW = (int(v) for v in weight_shape_oihw)
+    Og = O // groups
+    # oneDNN's depthwise test: grouped weights with one input and one output channel per group.
+    dw = groups > 1 and Cg == 1 and Og == 1
+    one_by_one = KH == 1 and KW == 1 and tuple(padding) == (0, 0)
+    if cls in _UNSUPPORTED_CLASSES:
+        raise OneDNNNotSupportedError(
+            f"conv2d: torch's oneDNN runs this conv with its {cls} kernels ({describe_class(cls)}); qref reproduces "
+            f"the amx, vnni, avx512_core and avx2 classes only")
+    if cls == "amx":
+        if dw:
+            return OnednnPlan(cls, "brdgmm_dw:avx512_core_vnni", False, False, False, False)
+        k = "brgconv_1x1:avx512_core_amx" if one_by_one else "brg_conv_fwd:avx512_core_amx"
+        return OnednnPlan(cls, k, False, True, True, False)
+    if cls == "vnni":
+        k = "brdgmm_dw" if dw else ("brgconv_1x1" if one_by_one else "brg_conv_fwd/jit_int8")
+        return OnednnPlan(cls, k + ":avx512_core_vnni", False, False, False, True)
+    if Cg == 1 and not dw:
+        # Measured on this host: with one input channel per group and no VNNI, oneDNN picks
+        # brg_conv_fwd:avx512_core / ref:any (avx2), whose pair order qref has not matched.
+        k = "brg_conv_fwd:avx512_core" if cls == "avx512_core" else "ref:any"
+        raise OneDNNNotSupportedError(
+            f"conv2d: torch's oneDNN runs this conv ({Cg} input channel per group, {Og} output channels per group) "
+            f"with {k} on the {cls} class, whose arithmetic qref does not reproduce")
+    if cls == "avx512_core":
+        if dw:
+            return OnednnPlan(cls, "jit_int8:avx512_core (depthwise)", False, False, False, True)
+        k = "brgconv_1x1" if one_by_one else "brg_conv_fwd/jit_int8"
+        return OnednnPlan(cls, k + ":avx512_core", True, False, False, True)
+    if cls == "avx2":
+        if dw:
+            return OnednnPlan(cls, "jit_uni_int8:avx2 (depthwise)", False, True, False, True)
+        k = "jit_uni_int8_1x1" if one_by_one else "jit_uni_int8"
+        return OnednnPlan(cls, k + ":avx2", True, True, False, True)
+    raise ValueError(f"conv2d: isa={isa!r} is not a oneDNN class (valid: 'auto', "
+                     f"{', '.join(repr(c) for c in ONEDNN_ISAS)})")
+
+
+@dataclass(frozen=True, eq=False)
+class OnednnIntermediates:
+    """Stage-by-stage values of every output element, (N, O, OH, OW) like the output."""
+
+    acc: np.ndarray  # int32 sum of products over the real (non-padded) taps
+    colsum: np.ndarray  # int32 sum of the weights over the same taps
+    A: np.ndarray  # float32 zero-point-compensated accumulator
+    y: np.ndarray  # float32 value before clamp and rounding (output zero point included)
+    plan: OnednnPlan
+
+
+def scales(input_scale: float, output_scale: float) -> tuple[float, float]:
+    """(ss, inv): oneDNN's effective src scale and 1/dst scale as PyTorch and ideep build them."""
+    return tuple(_core.onednn_scales(float(input_scale), float(output_scale)))  # type: ignore[return-value]
+
+
+def run(act: Any, wt: Any, bias: Optional[np.ndarray], stride, padding, dilation, groups: int,
+        out_scale: float, out_zp: int, relu: bool, isa: str, threads: Optional[int],
+        return_intermediates: bool, as_torch: bool) -> Any:
+    """Called by qref.conv2d with validated operands (conv.py _Act/_Weight)."""
+    from .conv import OneDNNNotSupportedError, _wrap_output
+
+    if not bool(np.all(wt.zero_point == 0)):
+        raise OneDNNNotSupportedError(
+            f"conv2d: engine='onednn' with weight zero points {wt.zero_point.tolist()[:8]}: torch's oneDNN conv "
+            f"requires symmetric weights (all zero points 0) and refuses this prepack")
+    p = plan(wt.oihw.shape, groups, padding=padding, stride=stride, dilation=dilation, isa=isa)
+    w_ohwi = np.ascontiguousarray(wt.oihw.transpose(0, 2, 3, 1))
+    nthreads = _core.default_threads() if threads is None else threads
+    res = _core.onednn_conv2d_nhwc(
+        act.nhwc, w_ohwi, bias, tuple(stride), tuple(padding), tuple(dilation), int(groups), act.scale,
+        act.zero_point, np.ascontiguousarray(wt.scale, dtype=np.float64), bool(wt.per_channel), out_scale,
+        out_zp, bool(relu), p.saturates, p.combined_scale, p.float_compensation, nthreads,
+        bool(return_intermediates))
+    out_nhwc = res[0] if return_intermediates else res
+    out = _wrap_output(out_nhwc, as_torch, out_scale, out_zp)
+    if return_intermediates:
+        def nchw(a: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+
+        return out, OnednnIntermediates(nchw(res[1]), nchw(res[2]), nchw(res[3]), nchw(res[4]), p)
+    return out

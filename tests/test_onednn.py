@@ -1,0 +1,399 @@
+"""qref engine="x86"/"onednn" vs torch's x86 and onednn quantized engines (oneDNN arithmetic).
+
+torch runs in the test (in-process for this host's oneDNN class; in a subprocess with
+ONEDNN_MAX_CPU_ISA set before torch is imported for lower classes). Cases are "tie-rich":
+scales whose real multiplier is a power of two and whose double/float round trips differ,
+so that every candidate formula (separate vs combined scales, round trips, zero point
+before/after rounding) rounds some outputs apart; the discrimination tests prove it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from oracle import assert_same, build, case_id, spec, torch_operands  # noqa: E402
+
+torch = pytest.importorskip("torch")
+import qref  # noqa: E402
+from qref import onednn  # noqa: E402
+
+_A_SCALES = [0.003, 0.007, 0.013, 0.03, 0.065, 0.079, 0.1]  # f32(1/f32(1/a)) != f32(a) for most
+_O_SCALES = [0.007, 0.065, 0.079, 0.013, 0.101, 0.129, 0.149, 0.3]  # inv round trip differs for most
+
+
+def build_case(s: dict) -> dict:
+    """oracle.build, then (s["tie"]) small weights and power-of-two real multipliers:
+    y sits near k + 0.5 for many outputs, so float rounding order decides them."""
+    b = build(s)
+    if not s.get("tie"):
+        return b
+    rng = np.random.default_rng(s["seed"] + 7919)
+    O, Cg, KH, KW = b["w"].shape
+    wmax = int(rng.choice([1, 2, 3, 7]))
+    b["w"] = rng.integers(-wmax, wmax + 1, (O, Cg, KH, KW)).astype(np.int8)
+    b["a_scale"] = float(rng.choice(_A_SCALES))
+    b["out_scale"] = float(rng.choice(_O_SCALES))
+    typ = np.sqrt(Cg * KH * KW) * 74 * wmax
+    mexp = max(1.0, float(np.round(np.log2(typ / 60))))
+    m = 2.0 ** -(mexp + rng.integers(-1, 2, O))
+    ws = (b["out_scale"] * m / b["a_scale"]).astype(np.float32).astype(np.float64)
+    b["w_scale"] = ws if b["per_channel"] else ws[:1]
+    b["w_zp"] = np.zeros_like(b["w_zp"])
+    if b["bias"] is not None:
+        k = rng.integers(-40, 40, O).astype(np.float32)
+        b["bias"] = (np.float32(b["out_scale"]) * k * np.float32(rng.choice([1.0, 0.5, 0.25]))).astype(np.float32)
+    return b
+
+
+def torch_engine_conv(s: dict, b: dict, engine: str) -> np.ndarray:
+    prev = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        qx, qw, bias = torch_operands(s, b)
+        pp = torch.ops.quantized.conv2d_prepack(qw, bias, list(s["stride"]), list(s["padding"]),
+                                                list(s["dilation"]), s["groups"])
+        op = torch.ops.quantized.conv2d_relu if s["relu"] else torch.ops.quantized.conv2d
+        return op(qx, pp, b["out_scale"], b["out_zp"]).int_repr().numpy()
+    finally:
+        torch.backends.quantized.engine = prev
+
+
+def qref_engine_conv(s: dict, b: dict, engine: str, isa: str = "auto", **kw):
+    ws = b["w_scale"] if b["per_channel"] else float(b["w_scale"][0])
+    wz = b["w_zp"] if b["per_channel"] else int(b["w_zp"][0])
+    return qref.conv2d(b["x"], b["w"], b["bias"], stride=s["stride"], padding=s["padding"], dilation=s["dilation"],
+                       groups=s["groups"], input_scale=b["a_scale"], input_zero_point=b["a_zp"], weight_scale=ws,
+                       weight_zero_point=wz, output_scale=b["out_scale"], output_zero_point=b["out_zp"],
+                       relu=s["relu"], engine=engine, isa=isa, **kw)
+
+
+# Kernel classes on every oneDNN CPU class: 1x1 (brgconv_1x1 / jit_uni_int8_1x1), strided 1x1,
+# general (brg_conv_fwd / jit_uni_int8), grouped (jit_int8), depthwise (brdgmm_dw / jit dw),
+# stem (3 input channels, 7x7), odd channel counts, dilation.
+SHAPES = [
+    dict(C=32, O=32, KH=1, KW=1, H=12, W=12),
+    dict(C=32, O=48, KH=1, KW=1, H=13, W=13, stride=2),
+    dict(C=32, O=32, KH=3, KW=3, H=12, W=12, padding=1),
+    dict(C=24, O=40, KH=3, KW=3, H=15, W=15, stride=2, padding=1),
+    dict(C=16, O=16, KH=5, KW=5, H=14, W=14, padding=2, dilation=2),
+    dict(C=64, O=64, KH=3, KW=3, H=10, W=10, padding=1, groups=16),
+    dict(C=32, O=64, KH=3, KW=3, H=10, W=10, padding=1, groups=4),
+    dict(C=32, O=32, KH=3, KW=3, H=16, W=16, padding=1, groups=32),
+    dict(C=24, O=24, KH=5, KW=5, H=17, W=17, padding=2, stride=2, groups=24),
+    dict(C=100, O=100, KH=3, KW=3, H=9, W=9, padding=1, groups=100),
+    dict(C=3, O=16, KH=7, KW=7, H=24, W=24, stride=2, padding=3),
+    dict(C=7, O=9, KH=3, KW=3, H=11, W=11, padding=(1, 0)),
+    dict(C=2, O=8, KH=2, KW=3, H=9, W=10),
+]
+# One input channel per group, more than one output: oneDNN uses brg_conv_fwd on VNNI (supported)
+# but kernels qref has not matched on avx512_core / avx2 (refused there).
+CG1_SHAPES = [
+    dict(C=32, O=64, KH=3, KW=3, H=12, W=12, padding=1, groups=32),
+    dict(C=1, O=8, KH=3, KW=3, H=12, W=12, padding=1),
+]
+
+
+def make_specs(shapes, seeds, tie_every=3):
+    out = []
+    for i, sh in enumerate(shapes):
+        for seed in range(seeds):
+            r = np.random.default_rng(1000 * i + seed)
+            out.append(spec(**sh, N=2 if seed % 2 else 1, seed=1000 * i + seed, per_channel=seed % 4 != 3,
+                            relu=bool(seed % 2), a_zp=int(r.integers(0, 256)) if seed % 5 else 0,
+                            bias=seed % 7 != 6, tie=seed % tie_every != tie_every - 1))
+    return out
+
+
+def _host_supported(cls: str) -> bool:
+    return cls in onednn.ONEDNN_ISAS
+
+
+def _skip_unless_host_class():
+    cls = onednn.onednn_isa().effective
+    if not _host_supported(cls):
+        pytest.skip(f"this host's oneDNN class {cls!r} is not reproduced by qref")
+    return cls
+
+
+# ----------------------------------------------------------------------------- in-process (host class)
+
+
+@pytest.mark.parametrize("engine", ["onednn", "x86"])
+@pytest.mark.parametrize("s", make_specs(SHAPES + CG1_SHAPES, 3), ids=case_id)
+def test_host_class_vs_torch(s, engine):
+    cls = _skip_unless_host_class()
+    b = build_case(s)
+    t = torch_engine_conv(s, b, engine)
+    if cls in ("avx512_core", "avx2") and s["C"] // s["groups"] == 1 and s["O"] // s["groups"] > 1:
+        with pytest.raises(qref.OneDNNNotSupportedError):
+            qref_engine_conv(s, b, "onednn")
+        return
+    q = qref_engine_conv(s, b, engine)
+    assert_same(q, t, f"{case_id(s)} engine={engine} class={cls}")
+
+
+def test_host_class_random_sweep():
+    """Fast seeded sweep over random shapes, both engines (long version behind --runslow)."""
+    _skip_unless_host_class()
+    _random_sweep(40, seed=1)
+
+
+@pytest.mark.slow
+def test_host_class_random_sweep_long(request):
+    _skip_unless_host_class()
+    _random_sweep(request.config.getoption("--sweep") or 600, seed=2)
+
+
+def _random_shape(r) -> dict:
+    kind = r.integers(0, 4)
+    k = int(r.choice([1, 3, 5]))
+    st = int(r.choice([1, 2]))
+    if kind == 0:  # depthwise
+        g = int(r.integers(2, 101))
+        return dict(C=g, O=g, KH=k, KW=k, groups=g, H=int(r.integers(k, 14)), W=int(r.integers(k, 14)),
+                    stride=st, padding=int(r.integers(0, k // 2 + 1)))
+    g = int(r.choice([1, 1, 2, 4])) if kind == 1 else 1
+    Cg, Og = int(r.integers(2, 20)), int(r.integers(1, 24))
+    return dict(C=Cg * g, O=Og * g, KH=k, KW=int(r.choice([1, 3])) if kind == 3 else k, groups=g,
+                H=int(r.integers(k, 12)), W=int(r.integers(k, 12)), stride=st, padding=int(r.integers(0, 2)),
+                dilation=int(r.choice([1, 1, 2])) if k > 1 else 1)
+
+
+def _random_sweep(n: int, seed: int) -> None:
+    r = np.random.default_rng(seed)
+    bad = []
+    for i in range(n):
+        sh = _random_shape(r)
+        eff = sh.get("dilation", 1) * (sh["KH"] - 1) + 1
+        if eff > sh["H"] + 2 * sh["padding"] or sh.get("dilation", 1) * (sh["KW"] - 1) + 1 > sh["W"] + 2 * sh["padding"]:
+            continue
+        s = spec(**sh, N=int(r.integers(1, 3)), seed=10_000 * seed + i, per_channel=bool(r.integers(0, 2)),
+                 relu=bool(r.integers(0, 2)), a_zp=int(r.integers(0, 256)), tie=bool(r.integers(0, 3)))
+        b = build_case(s)
+        engine = "x86" if i % 2 else "onednn"
+        t = torch_engine_conv(s, b, engine)
+        q = qref_engine_conv(s, b, engine)
+        if not np.array_equal(q, t):
+            bad.append(f"{case_id(s)} seed={s['seed']} engine={engine}: {int((q != t).sum())} of {q.size} differ")
+    assert not bad, "\n".join(bad)
+
+
+# ----------------------------------------------------------------------------- discrimination
+
+
+def _variant_out(s: dict, b: dict, **variant) -> np.ndarray:
+    from qref import _core
+
+    pl = onednn.plan(b["w"].shape, s["groups"], s["stride"], s["padding"], s["dilation"])
+    v = dict(saturate=pl.saturates, combined=pl.combined_scale, float_comp=pl.float_compensation)
+    v.update(variant)
+    ws = np.ascontiguousarray(b["w_scale"], dtype=np.float64)
+    out = _core.onednn_conv2d_nhwc(np.ascontiguousarray(b["x"].transpose(0, 2, 3, 1)),
+                                   np.ascontiguousarray(b["w"].transpose(0, 2, 3, 1)), b["bias"], s["stride"],
+                                   s["padding"], s["dilation"], s["groups"], b["a_scale"], b["a_zp"], ws,
+                                   b["per_channel"], b["out_scale"], b["out_zp"], s["relu"], threads=1, **v)
+    return out.transpose(0, 3, 1, 2)
+
+
+def test_tie_cases_discriminate_scale_order():
+    """The tie-rich cases separate the formulas: the other scale order mismatches torch
+    somewhere while qref's choice matches everywhere."""
+    cls = _skip_unless_host_class()
+    if cls == "amx":
+        pytest.skip("AMX host: the oneDNN AMX model is source-derived (SPEC.md §6.2)")
+    wrong = 0
+    for s in make_specs(SHAPES[:4], 6, tie_every=100):
+        b = build_case(s)
+        t = torch_engine_conv(s, b, "onednn")
+        pl = onednn.plan(b["w"].shape, s["groups"], s["stride"], s["padding"], s["dilation"])
+        assert_same(_variant_out(s, b), t, case_id(s))
+        wrong += int((_variant_out(s, b, combined=not pl.combined_scale) != t).sum())
+    assert wrong > 0
+
+
+def test_large_accumulators_integer_compensation():
+    """|acc| ~ 5e7 (float32 cannot hold it exactly) with activations near a_zp = 200: the
+    non-AMX kernels compensate the zero point in int32 (float compensation mismatches)."""
+    cls = _skip_unless_host_class()
+    if cls != "vnni":
+        pytest.skip(f"needs exact (non-saturating) non-AMX kernels; host class is {cls}")
+    wrong_float = 0
+    for seed in range(3):
+        s = spec(C=512, O=32, KH=3, KW=3, H=8, W=8, padding=1, seed=seed, a_zp=200, out_zp=128, bias=False)
+        b = build(s)
+        r = np.random.default_rng(seed)
+        b["x"] = (200 + r.integers(-3, 4, b["x"].shape)).astype(np.uint8)
+        b["w"] = r.integers(-20, 128, b["w"].shape).astype(np.int8)
+        _, it = qref_engine_conv(s, b, "onednn", return_intermediates=True)
+        assert int(np.abs(it.acc).max()) > 2**25
+        ss, _ = onednn.scales(b["a_scale"], 1.0)
+        real = np.abs(it.A.astype(np.float64) * ss * np.asarray(b["w_scale"])[None, :, None, None]).max()
+        b["out_scale"] = float(np.float32(real / 120))
+        t = torch_engine_conv(s, b, "onednn")
+        assert_same(qref_engine_conv(s, b, "onednn"), t, f"large acc seed {seed}")
+        wrong_float += int((_variant_out(s, b, float_comp=True) != t).sum())
+    assert wrong_float > 0
+
+
+# ----------------------------------------------------------------------------- routing and refusals
+
+
+def test_x86_routes_asymmetric_and_wide_groups_to_fbgemm():
+    """engine='x86' sends asymmetric weights and groups > 100 to fbgemm, as torch's prepack does."""
+    cases = [spec(C=16, O=16, KH=3, KW=3, padding=1, w_zp=3, per_channel=False, seed=5),
+             spec(C=16, O=16, KH=3, KW=3, padding=1, w_zp="random", seed=6),
+             spec(C=104, O=104, KH=3, KW=3, padding=1, groups=104, H=9, W=9, seed=7)]
+    for s in cases:
+        b = build(s)
+        assert_same(qref_engine_conv(s, b, "x86"), torch_engine_conv(s, b, "x86"), case_id(s))
+        assert_same(qref_engine_conv(s, b, "x86"), qref_engine_conv(s, b, "fbgemm"), case_id(s))
+
+
+def test_onednn_refuses_asymmetric_weights():
+    s = spec(C=8, O=8, KH=3, KW=3, w_zp=2, per_channel=False)
+    b = build(s)
+    with pytest.raises(qref.OneDNNNotSupportedError, match="symmetric"):
+        qref_engine_conv(s, b, "onednn")
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512_core"])
+def test_unmatched_kernel_classes_refuse(isa):
+    """One input channel per group without VNNI: oneDNN kernels qref has not matched -> clear refusal."""
+    s = spec(**CG1_SHAPES[0])
+    b = build(s)
+    with pytest.raises(qref.OneDNNNotSupportedError, match="brg_conv_fwd|ref:any"):
+        qref_engine_conv(s, b, "onednn", isa=isa)
+
+
+def test_isa_names():
+    s = spec(C=8, O=8, KH=3, KW=3)
+    b = build(s)
+    for isa in ("amx", "vnni", "avx512_core", "avx2", "auto"):
+        qref_engine_conv(s, b, "onednn", isa=isa)
+    with pytest.raises(ValueError, match="isa"):
+        qref_engine_conv(s, b, "onednn", isa="sse9")
+    with pytest.raises(ValueError, match="isa"):
+        qref_engine_conv(s, b, "fbgemm", isa="amx")
+    _, it = qref_engine_conv(s, b, "onednn", isa="amx", return_intermediates=True)
+    assert it.plan.combined_scale and it.plan.float_compensation and not it.plan.verified
+
+
+def test_torch_isa_reports_onednn():
+    text = str(qref.torch_isa())
+    assert "oneDNN" in text and onednn.onednn_isa().effective in text
+
+
+# ----------------------------------------------------------------------------- bridge
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_bridge_x86_converted_module(relu):
+    """A module converted under the default x86 engine: from_torch gives params that run
+    oneDNN's arithmetic when torch's packed weights are oneDNN's."""
+    _skip_unless_host_class()
+    import torch.ao.nn.quantized as nnq
+    import torch.ao.nn.intrinsic.quantized as nniq
+
+    prev = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "x86"
+    try:
+        cls = nniq.ConvReLU2d if relu else nnq.Conv2d
+        m = cls(16, 24, 3, padding=1)
+        w = torch.quantize_per_channel(torch.randn(24, 16, 3, 3) * 0.1, torch.rand(24, dtype=torch.float64) * 0.004
+                                       + 0.001, torch.zeros(24, dtype=torch.int64), 0, torch.qint8)
+        m.set_weight_bias(w, torch.randn(24))
+        m.scale, m.zero_point = 0.079, 61
+        qx = torch.quantize_per_tensor(torch.rand(2, 16, 11, 11) * 3, 0.013, 17, torch.quint8)
+        p = qref.from_torch(m)
+        expect = "onednn" if qref.torch_bridge.packed_engine(m) == "onednn" else "fbgemm"
+        assert p.engine == expect
+        assert_same(p(qx).int_repr().numpy(), m(qx).int_repr().numpy(), "bridge x86 module")
+    finally:
+        torch.backends.quantized.engine = prev
+
+
+# ----------------------------------------------------------------------------- emulated lower classes
+
+
+def _worker(inp: str, out: str) -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import torch  # noqa: F401  (after ONEDNN_MAX_CPU_ISA is set)
+
+    with open(inp) as f:
+        specs = json.load(f)
+    arrays, info = {}, []
+    for i, s in enumerate(specs):
+        s = spec(**s)
+        b = build_case(s)
+        arrays[f"t{i}"] = torch_engine_conv(s, b, "onednn")
+        try:
+            arrays[f"q{i}"] = qref_engine_conv(s, b, "onednn")
+            info.append("ok")
+        except qref.OneDNNNotSupportedError as e:
+            arrays[f"q{i}"] = np.zeros(0, np.uint8)
+            info.append(f"refused: {e}")
+    np.savez(out, meta=json.dumps(dict(info=info, isa=str(onednn.onednn_isa()))), **arrays)
+
+
+def run_emulated(specs: list[dict], onednn_max_isa: str) -> tuple[list, str]:
+    with tempfile.TemporaryDirectory() as d:
+        inp, out = os.path.join(d, "s.json"), os.path.join(d, "o.npz")
+        with open(inp, "w") as f:
+            json.dump(specs, f)
+        env = dict(os.environ, ONEDNN_MAX_CPU_ISA=onednn_max_isa)
+        r = subprocess.run([sys.executable, os.path.abspath(__file__), inp, out], env=env, capture_output=True,
+                           text=True, timeout=1800)
+        if r.returncode != 0:
+            raise RuntimeError(f"worker failed:\n{r.stdout}\n{r.stderr}")
+        z = np.load(out)
+        meta = json.loads(str(z["meta"]))
+        return [(z[f"t{i}"], z[f"q{i}"], meta["info"][i]) for i in range(len(specs))], meta["isa"]
+
+
+_EMULATED = {"AVX512_CORE": "avx512_core", "AVX2": "avx2", "AVX512_CORE_VNNI": "vnni"}
+
+
+def _check_emulated(env_isa: str, specs: list[dict]) -> None:
+    want = _EMULATED[env_isa]
+    host = onednn.host_class()
+    if onednn._ORDER.get(host, -1) < onednn._ORDER[want]:
+        pytest.skip(f"host oneDNN class {host} cannot emulate {want}")
+    res, isa_text = run_emulated(specs, env_isa)
+    assert f"oneDNN CPU class: {want}" in isa_text
+    bad = []
+    for s, (t, q, info) in zip(specs, res):
+        cg1 = s["C"] // s["groups"] == 1 and not (s["groups"] > 1 and s["O"] == s["groups"])
+        if want != "vnni" and cg1:
+            assert info.startswith("refused"), f"{case_id(s)}: expected a refusal on {want}, got {info}"
+            continue
+        assert info == "ok", f"{case_id(s)}: {info}"
+        if not np.array_equal(q, t):
+            bad.append(f"{case_id(s)}: {int((q != t).sum())} of {q.size} differ")
+    assert not bad, f"ONEDNN_MAX_CPU_ISA={env_isa}:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("env_isa", ["AVX512_CORE", "AVX2", "AVX512_CORE_VNNI"])
+def test_emulated_class_vs_torch(env_isa):
+    _check_emulated(env_isa, make_specs(SHAPES + CG1_SHAPES, 2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_isa", ["AVX512_CORE", "AVX2", "AVX512_CORE_VNNI"])
+def test_emulated_class_vs_torch_long(env_isa):
+    _check_emulated(env_isa, make_specs(SHAPES + CG1_SHAPES, 12))
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1], sys.argv[2])
