@@ -42,6 +42,7 @@ class Conv2dParams:
     relu: bool
     padding_mode: str = "zeros"
     module_type: str = "Conv2d"
+    engine: str = "fbgemm"  # whose arithmetic torch's packed weights run: "fbgemm" or "onednn" (issue 8)
     _weight_arg: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -79,7 +80,7 @@ class Conv2dParams:
         w = kw.pop("weight")
         b = kw.pop("bias")
         return conv2d(x, w, b, input_scale=s, input_zero_point=z, isa=isa, kernel=kernel, threads=threads,
-                      return_intermediates=return_intermediates, **kw)
+                      return_intermediates=return_intermediates, engine=self.engine, **kw)
 
 
 def packed_engine(module: Any) -> str:
@@ -131,9 +132,9 @@ def packed_engine(module: Any) -> str:
 def from_torch(module: Any, *, check_engine: bool = True) -> Conv2dParams:
     """Integer parameters of ``torch.ao.nn.quantized.Conv2d`` / ``torch.ao.nn.intrinsic.quantized.ConvReLU2d``.
 
-    Refuses (``UnsupportedModuleError``) a module whose packed weights run oneDNN
-    (converted under the default "x86" engine with symmetric weights), because
-    its arithmetic is not fbgemm's.
+    A module whose packed weights run oneDNN (converted under the default "x86"
+    engine with symmetric weights on an AVX512-VNNI Linux host, or under "onednn")
+    gives params with ``engine="onednn"``, which run oneDNN's arithmetic.
     """
     name = type(module).__name__
     mod = type(module).__module__
@@ -145,16 +146,18 @@ def from_torch(module: Any, *, check_engine: bool = True) -> Conv2dParams:
         raise UnsupportedModuleError(f"from_torch: {mod}.{name} is not supported")
     if getattr(module, "transposed", False):
         raise UnsupportedModuleError(f"from_torch: {name} is transposed; not supported yet")
+    engine = "fbgemm"
     if check_engine:
         eng = packed_engine(module)
-        if eng != "fbgemm":
+        if eng == "onednn":
+            # Packed for oneDNN (engine "x86" with symmetric weights on an AVX512-VNNI Linux host, or
+            # engine "onednn"): the params run oneDNN's arithmetic (qref/onednn.py, SPEC.md §6).
+            engine = "onednn"
+        elif eng != "fbgemm":
             raise UnsupportedModuleError(
-                f"from_torch: this {name}'s packed weights run oneDNN, not fbgemm "
-                + ("(detected by probe)" if eng == "onednn" else "(could not be ruled out)")
-                + ": the model was converted under torch.backends.quantized.engine='x86' (the default) or "
-                "'onednn' with symmetric weights, and oneDNN's arithmetic differs from fbgemm's (SPEC.md §6). "
-                "qref reproduces fbgemm: set torch.backends.quantized.engine = 'fbgemm' and use "
-                "torch.ao.quantization.get_default_qconfig('fbgemm') before prepare/convert.")
+                f"from_torch: could not tell whether this {name}'s packed weights run fbgemm or oneDNN (the probe "
+                "of SPEC.md §5.4 gave neither all-0 nor any-255 outputs); pass check_engine=False if you know "
+                "they run fbgemm")
     import torch
 
     w = module.weight()
@@ -185,4 +188,5 @@ def from_torch(module: Any, *, check_engine: bool = True) -> Conv2dParams:
         relu=_CONV2D_TYPES[name],
         padding_mode=pm,
         module_type=name,
+        engine=engine,
     )
