@@ -60,6 +60,13 @@ class TorchIsa:
     gemm_isa: str
     semantics: IsaSemantics
 
+    @property
+    def onednn(self):
+        """oneDNN's view of this host (engines "x86"/"onednn"): qref.onednn.OnednnIsa."""
+        from .onednn import onednn_isa
+
+        return onednn_isa()
+
     def __str__(self) -> str:
         s = self.semantics
         feats = ", ".join(k for k, v in self.cpu_features.items() if v and k != "x86") or "none"
@@ -75,7 +82,8 @@ class TorchIsa:
             f"  pointwise / im2col / linear: {sat(s.gemm_saturates)}\n"
             f"  groupwise:                   {sat(s.groupwise_saturates)}\n"
             f"  depthwise:                   {sat(True)} (on every CPU)\n"
-            f"  groupwise G_together SIMD width: {64 if s.avx512_host else 32}"
+            f"  groupwise G_together SIMD width: {64 if s.avx512_host else 32}\n"
+            f"{self.onednn}"
         )
 
 
