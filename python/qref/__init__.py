@@ -49,3 +49,30 @@ __all__ = [
     "quantize",
     "torch_isa",
 ]
+
+# issue 7: linear, conv1d, conv3d, transposed convs
+from .linear import linear, linear_plan  # noqa: E402
+from .conv_nd import (  # noqa: E402
+    conv1d,
+    conv3d,
+    conv_nd_plan,
+    conv_transpose1d,
+    conv_transpose2d,
+    known_torch_defect,
+)
+from .bridge_nd import Conv1dParams, Conv3dParams, ConvTransposeParams, LinearParams  # noqa: E402
+
+__all__ += [
+    "Conv1dParams",
+    "Conv3dParams",
+    "ConvTransposeParams",
+    "LinearParams",
+    "conv1d",
+    "conv3d",
+    "conv_nd_plan",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "known_torch_defect",
+    "linear",
+    "linear_plan",
+]

@@ -1,0 +1,87 @@
+// qref: conv3d and transposed conv (2D/3D), the fbgemm paths conv2d.h does not
+// cover. 2D shapes are run here as D = 1 (KD = 1, stride/pad/dilation 1/0/1 in
+// depth), so one scalar reference serves conv3d, conv_transpose2d and
+// conv_transpose3d. qref.conv2d keeps its own kernels (conv2d.h); nothing here
+// changes them.
+//
+// Layouts (channels last, as fbgemm's; SPEC.md §2.4):
+//   input   uint8  [N][D][H][W][C]
+//   weight  int8   [O][KD][KH][KW][C/groups]   (transposed: torch's
+//           [IC][OC/G][kD][kH][kW] rearranged to [G][OC/G][kD][kH][kW][IC/G],
+//           no kernel flip; fbgemm PackWeightsForConv / qconv_prepack.cpp)
+//   output  uint8  [N][OD][OH][OW][O]
+// Per-group reduction order (kd, kh, kw, c): k = ((kd*KH + kh)*KW + kw)*Cg + c.
+#pragma once
+
+#include <cstdint>
+
+#include "qref/conv2d.h"
+
+namespace qref {
+
+struct ConvNdShape {
+  int64_t N = 0, C = 0, D = 1, H = 0, W = 0;  // input
+  int64_t O = 0, KD = 1, KH = 0, KW = 0;      // weight (O = output channels)
+  int64_t stride[3] = {1, 1, 1};
+  int64_t pad[3] = {0, 0, 0};
+  int64_t dilation[3] = {1, 1, 1};
+  int64_t output_padding[3] = {0, 0, 0};  // transposed only
+  int64_t groups = 1;
+  bool transposed = false;
+  int spatial_dims = 3;                   // 2: a 2D conv run with D = KD = 1
+  int64_t OD = 0, OH = 0, OW = 0;         // derived by finalize()
+
+  int64_t cin_per_group() const { return C / groups; }
+  int64_t cout_per_group() const { return O / groups; }
+  int64_t taps() const { return KD * KH * KW; }
+  int64_t K() const { return taps() * cin_per_group(); }
+  void finalize() {
+    const int64_t in[3] = {D, H, W}, k[3] = {KD, KH, KW};
+    int64_t out[3];
+    for (int i = 0; i < 3; ++i) {
+      if (transposed) {
+        // torch ConvTranspose: (in - 1) * stride - 2 * pad + dil * (k - 1) + output_padding + 1
+        out[i] = (in[i] - 1) * stride[i] - 2 * pad[i] + dilation[i] * (k[i] - 1) + output_padding[i] + 1;
+      } else {
+        out[i] = (in[i] + 2 * pad[i] - dilation[i] * (k[i] - 1) - 1) / stride[i] + 1;
+      }
+    }
+    OD = out[0];
+    OH = out[1];
+    OW = out[2];
+  }
+};
+
+enum class ConvNdPath { depthwise = 0, groupwise = 1, pointwise = 2, direct = 3, im2col = 4 };
+const char* path_name(ConvNdPath p);
+
+// fbgemm ConvFastPath for SPATIAL_DIM = shape.spatial_dims (SPEC.md §3).
+ConvNdPath fbgemm_conv_nd_path(const ConvNdShape& s, bool avx512_host);
+
+struct ConvNdProblem {
+  ConvNdShape shape;
+  Requant rq;
+  ConvNdPath path = ConvNdPath::im2col;
+  bool saturate = false;  // int16-saturating pairs (2i, 2i+1) of the K order
+  // Reproduce fbgemm's deterministic defects instead of the correct result:
+  //  - depthwise 3D: the activation row sum is accumulated with vpaddsw
+  //    (int16 saturating), so it is min(sum, 32767) (SPEC.md §4.2);
+  //  - direct transposed with stride_h = 2: the host loop places input row j's
+  //    contributions at output rows j + kh instead of 2j + kh (SPEC.md §4.5).
+  bool reproduce_defects = false;
+};
+
+// Runs the whole problem (scalar reference) with up to num_threads threads.
+// `inter` (may be null) receives acc / raw / y per output element (NDHWC).
+void run_conv_nd(const ConvNdProblem& p, const uint8_t* in, const int8_t* w, uint8_t* out, int num_threads,
+                 const Conv2dIntermediates* inter);
+
+// Scalar kernels (kernels/conv_nd_scalar.cc): output rows m in [m_begin, m_end),
+// m = (n * OD + od) * OH + oh.
+void conv_nd_scalar_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
+                         int64_t m_begin, int64_t m_end, uint8_t* scratch, const Conv2dIntermediates* inter);
+// fbgemm's direct transposed path (scatter; SPEC.md §4.5), one image n.
+void conv_transpose_direct_scalar(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
+                                  int64_t n, const Conv2dIntermediates* inter);
+
+}  // namespace qref

@@ -1,0 +1,182 @@
+// qref: the scalar reference for conv3d and transposed convs. NORMATIVE, like
+// conv2d_scalar.cc: plain loops that say what fbgemm computes.
+//
+// Gather kernel (every path but the direct transposed one), per output element
+// (n, od, oh, ow, o) in group g:
+//   1. the receptive field a[k], k = ((kd*KH + kh)*KW + kw)*Cg + c, with taps
+//      that have no input holding the activation zero point:
+//        conv:       i = o*stride - pad + k*dil, outside the image -> a_zp
+//                    (PackAWithIm2Col memset; depthwise/groupwise a_zp registers);
+//        transposed: t = o + pad - k*dil; input i = t / stride if t % stride == 0
+//                    and 0 <= i < in, else a_zp (fbgemm's output-stationary
+//                    transposed im2col, PackAWithIm2Col; SPEC.md §4.4);
+//   2. acc = sum of products; on saturating paths consecutive pairs (2i, 2i+1)
+//      of that order are summed and saturated to int16 first (vpmaddubsw; for
+//      depthwise the pairs are taps (2i, 2i+1) because Cg = 1, SPEC.md §4.2);
+//   3. rowsum = sum_k a[k]; fbgemm's 3D depthwise kernel accumulates it with
+//      vpaddsw (GenerateI8Depthwise.cc genMaddEpi16xNPacked): every addend is a
+//      non-negative tap-pair sum, so the saturating running sum is
+//      min(sum, 32767) — reproduced only with reproduce_defects;
+//   4. requantization as requant.h.
+#include <cstdint>
+
+#include "qref/conv_nd.h"
+#include "qref/requant.h"
+
+namespace qref {
+
+void conv_nd_scalar_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
+                         int64_t m_begin, int64_t m_end, uint8_t* a, const Conv2dIntermediates* inter) {
+  const ConvNdShape& s = p.shape;
+  const Requant& rq = p.rq;
+  const int64_t Cg = s.cin_per_group(), Og = s.cout_per_group(), K = s.K();
+  const uint8_t a_zp = static_cast<uint8_t>(rq.input_zero_point);
+  const bool sat_rowsum = p.reproduce_defects && p.path == ConvNdPath::depthwise;
+  const int64_t in_dim[3] = {s.D, s.H, s.W};
+  const int64_t kdim[3] = {s.KD, s.KH, s.KW};
+
+  // Input coordinate of output coordinate o and tap k along dim i; -1: no input.
+  auto src = [&](int i, int64_t o, int64_t k) -> int64_t {
+    if (!s.transposed) {
+      const int64_t x = o * s.stride[i] - s.pad[i] + k * s.dilation[i];
+      return (x >= 0 && x < in_dim[i]) ? x : -1;
+    }
+    const int64_t t = o + s.pad[i] - k * s.dilation[i];
+    if (t < 0 || t % s.stride[i] != 0) return -1;
+    const int64_t x = t / s.stride[i];
+    return x < in_dim[i] ? x : -1;
+  };
+
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    const int64_t oh = m % s.OH, od = (m / s.OH) % s.OD, n = m / (s.OH * s.OD);
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      const int64_t out_pos = ((n * s.OD + od) * s.OH + oh) * s.OW + ow;
+      for (int64_t g = 0; g < s.groups; ++g) {
+        // 1. receptive field in (kd, kh, kw, c) order
+        int64_t rowsum = 0;
+        for (int64_t kd = 0; kd < kdim[0]; ++kd) {
+          const int64_t id = src(0, od, kd);
+          for (int64_t kh = 0; kh < kdim[1]; ++kh) {
+            const int64_t ih = src(1, oh, kh);
+            for (int64_t kw = 0; kw < kdim[2]; ++kw) {
+              const int64_t iw = src(2, ow, kw);
+              const bool inside = id >= 0 && ih >= 0 && iw >= 0;
+              const uint8_t* px = inside ? in + (((n * s.D + id) * s.H + ih) * s.W + iw) * s.C + g * Cg : nullptr;
+              uint8_t* dst = a + ((kd * kdim[1] + kh) * kdim[2] + kw) * Cg;
+              for (int64_t c = 0; c < Cg; ++c) {
+                const uint8_t v = inside ? px[c] : a_zp;
+                dst[c] = v;
+                rowsum += v;
+              }
+            }
+          }
+        }
+        if (sat_rowsum && rowsum > 32767) rowsum = 32767;
+        for (int64_t oc = 0; oc < Og; ++oc) {
+          const int64_t o = g * Og + oc;
+          const int8_t* wo = w + o * K;
+          // 2. products, pairwise int16 saturation where the path has it
+          int64_t acc = 0;
+          for (int64_t k = 0; k < K; k += 2) {
+            const int32_t p0 = static_cast<int32_t>(a[k]) * wo[k];
+            const int32_t p1 = k + 1 < K ? static_cast<int32_t>(a[k + 1]) * wo[k + 1] : 0;
+            acc += p.saturate ? sat16(p0 + p1) : p0 + p1;
+          }
+          const int32_t acc32 = wrap32(acc);
+          // 3-4. zero-point terms and requantization
+          const int32_t raw = zero_point_terms(acc32, wrap32(rowsum), rq.input_zero_point, rq.col_offset[o],
+                                               rq.weight_zero_point[o]);
+          const float y =
+              requant_prerounding(raw, rq.has_bias, rq.has_bias ? rq.bias_term[o] : 0.0f, rq.multiplier[o]);
+          const int64_t idx = out_pos * s.O + o;
+          out[idx] = requant_output(y, rq.output_zero_point, rq.relu);
+          if (inter) {
+            if (inter->acc) inter->acc[idx] = acc32;
+            if (inter->raw) inter->raw[idx] = raw;
+            if (inter->y) inter->y[idx] = y;
+          }
+        }
+      }
+    }
+  }
+}
+
+// fbgemm's direct transposed conv (src/PackWeightsForDirectConv.cc
+// fbgemmDirectConv, src/GenerateKernelDirectConvU8S8S32ACC32.cc
+// genComputeBlockDirectConvTrans): a scatter. Each input pixel (ih, iw) and tap
+// (kh, kw) adds sum_c a[c] * w[o][kh][kw][c] to output (ih*stride_h + kh,
+// iw*stride_w + kw), the channel sum in int16-saturating pairs of consecutive
+// input channels (vpmaddubsw; IC % 8 == 0 so pairs never straddle), everything
+// else exact int32. Taps with no input contribute nothing (no a_zp fill), and the
+// zero-point terms use what actually reached each output position:
+//   col_offset[pos][o] = sum of those weights - w_zp * their count
+//     (col_offsets_with_zero_pt_s8acc32_DirectConvT),
+//   rowsum[pos] = sum of those activations (directConvRowSum),
+// then requantizeOutputProcessingAvx2<..., DIRECT=true>, the same float steps.
+// G == 1, no padding, no dilation, 2D (SPEC.md §3 takeDirectConvPath).
+void conv_transpose_direct_scalar(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
+                                  int64_t n, const Conv2dIntermediates* inter) {
+  const ConvNdShape& s = p.shape;
+  const Requant& rq = p.rq;
+  const int64_t IC = s.C, O = s.O, KH = s.KH, KW = s.KW, K = s.K();
+  const int64_t sh = s.stride[1], sw = s.stride[2];
+  // fbgemm's host loop advances the output by one row per input row (it assumes
+  // stride_h == 1) while the kernel handles stride_w; its directConvRowSum does
+  // the same (rowSum[(ih + r) * OUT1 + ...]), but the col_offsets use stride_h.
+  const int64_t row_step = (p.reproduce_defects && sh != 1) ? 1 : sh;
+  for (int64_t oh = 0; oh < s.OH; ++oh) {
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      const int64_t out_pos = (n * s.OH + oh) * s.OW + ow;
+      // rowsum: the activations that reach this position (directConvRowSum)
+      int64_t rowsum = 0;
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const int64_t th = oh - kh, tw = ow - kw;
+          if (th >= 0 && th % row_step == 0 && th / row_step < s.H && tw >= 0 && tw % sw == 0 && tw / sw < s.W) {
+            const uint8_t* px = in + ((n * s.H + th / row_step) * s.W + tw / sw) * IC;
+            for (int64_t c = 0; c < IC; ++c) rowsum += px[c];
+          }
+        }
+      }
+      for (int64_t o = 0; o < O; ++o) {
+        const int8_t* wo = w + o * K;
+        int64_t sum = 0, colsum = 0, count = 0;
+        for (int64_t kh = 0; kh < KH; ++kh) {
+          for (int64_t kw = 0; kw < KW; ++kw) {
+            const int8_t* wt = wo + (kh * KW + kw) * IC;
+            // products: input row ih with oh == ih * row_step + kh
+            const int64_t th = oh - kh, tw = ow - kw;
+            if (th >= 0 && th % row_step == 0 && th / row_step < s.H && tw >= 0 && tw % sw == 0 && tw / sw < s.W) {
+              const uint8_t* px = in + ((n * s.H + th / row_step) * s.W + tw / sw) * IC;
+              for (int64_t c = 0; c < IC; c += 2) {
+                const int32_t p0 = static_cast<int32_t>(px[c]) * wt[c];
+                const int32_t p1 = static_cast<int32_t>(px[c + 1]) * wt[c + 1];
+                sum += sat16(p0 + p1);
+              }
+            }
+            // col_offsets: always with the true stride_h
+            if (th >= 0 && th % sh == 0 && th / sh < s.H && tw >= 0 && tw % sw == 0 && tw / sw < s.W) {
+              for (int64_t c = 0; c < IC; ++c) colsum += wt[c];
+              count += IC;
+            }
+          }
+        }
+        const int32_t acc32 = wrap32(sum);
+        const int32_t col_offset = wrap32(colsum - static_cast<int64_t>(rq.weight_zero_point[o]) * count);
+        const int32_t raw =
+            zero_point_terms(acc32, wrap32(rowsum), rq.input_zero_point, col_offset, rq.weight_zero_point[o]);
+        const float y =
+            requant_prerounding(raw, rq.has_bias, rq.has_bias ? rq.bias_term[o] : 0.0f, rq.multiplier[o]);
+        const int64_t idx = out_pos * O + o;
+        out[idx] = requant_output(y, rq.output_zero_point, rq.relu);
+        if (inter) {
+          if (inter->acc) inter->acc[idx] = acc32;
+          if (inter->raw) inter->raw[idx] = raw;
+          if (inter->y) inter->y[idx] = y;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace qref

@@ -1,0 +1,527 @@
+"""qref.conv1d, qref.conv3d, qref.conv_transpose1d/2d: the other fbgemm conv layers.
+
+- conv1d: torch runs it as conv2d on (N, C, 1, L) with kernel (1, k), stride (1, s),
+  padding (0, p), dilation (1, d) (pytorch qconv.cpp ``QConv1dInt8``, qconv_prepack.cpp
+  ``QConv1dPackWeightInt8``: unsqueeze at dim 2). qref does exactly that with the conv2d core.
+- conv3d: the 3D paths of fbgemm (SPEC.md §3, §4.2): depthwise 3D, groupwise 3D, pointwise,
+  im2col in (kd, kh, kw, c) order; a scalar reference in csrc/qref/conv3d.cc.
+- conv_transpose1d/2d: fbgemm's im2col transposed path (SPEC.md §4.4) and its direct
+  transposed path (§4.5); csrc/qref/conv_transpose.cc.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from ._validate import check_int, check_scale, is_torch_tensor
+
+
+def _as_tuple(fn: str, name: str, v: Any, n: int, lo: int) -> tuple:
+    if isinstance(v, (tuple, list)):
+        if len(v) == 1:
+            v = tuple(v) * n
+        if len(v) != n:
+            raise ValueError(f"{fn}: {name}={v!r} must be an int or a tuple of {n} ints")
+        return tuple(check_int(fn, f"{name}[{i}]", x, lo, None, f"must be >= {lo}") for i, x in enumerate(v))
+    x = check_int(fn, name, v, lo, None, f"must be >= {lo}")
+    return (x,) * n
+
+
+def _act_numpy(fn: str, x: Any, scale: Any, zero_point: Any, ndim: int, layout: str):
+    """(uint8 array, scale, zero point, from_torch) of an activation operand."""
+    if is_torch_tensor(x):
+        import torch
+
+        if not x.is_quantized or x.dtype != torch.quint8:
+            raise TypeError(f"{fn}: input is a torch tensor of dtype {x.dtype}; expected a quint8 quantized tensor "
+                            f"(or a numpy uint8 array with input_scale and input_zero_point)")
+        if x.qscheme() not in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+            raise ValueError(f"{fn}: input has qscheme {x.qscheme()}; activations must be per-tensor quantized")
+        if scale is not None or zero_point is not None:
+            raise ValueError(f"{fn}: input_scale/input_zero_point must be None when input is a quantized tensor "
+                             f"(its own q_scale()={x.q_scale()} and q_zero_point()={x.q_zero_point()} are used)")
+        if x.dim() != ndim:
+            raise ValueError(f"{fn}: input has shape {tuple(x.shape)}, expected {ndim} dimensions {layout}")
+        s = check_scale(fn, "input q_scale()", x.q_scale())
+        zp = check_int(fn, "input q_zero_point()", x.q_zero_point(), 0, 255, "quint8 zero point must be in [0, 255]")
+        return np.ascontiguousarray(x.int_repr().numpy()), s, zp, True
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{fn}: input must be a numpy uint8 array or a torch quint8 tensor, got {type(x).__name__}")
+    if x.dtype != np.uint8:
+        raise TypeError(f"{fn}: input has dtype {x.dtype}, expected uint8 (qref never casts silently; convert it "
+                        f"yourself)")
+    if x.ndim != ndim:
+        raise ValueError(f"{fn}: input has shape {tuple(x.shape)}, expected {ndim} dimensions {layout}")
+    if scale is None or zero_point is None:
+        raise ValueError(f"{fn}: input_scale and input_zero_point are required when input is a plain uint8 array")
+    s = check_scale(fn, "input_scale", scale)
+    zp = check_int(fn, "input_zero_point", zero_point, 0, 255, "uint8 activations: must be in [0, 255]")
+    return np.ascontiguousarray(x), s, zp, False
+
+
+def _weight_numpy(fn: str, w: Any, scale: Any, zero_point: Any, ndim: int):
+    """(int8 array, weight_scale arg, weight_zero_point arg) ready for conv2d-style calls."""
+    from .conv import _weight_operand
+
+    wt = _weight_operand(fn, w, scale, zero_point, ndim=ndim)
+    if wt.per_channel:
+        return wt, wt.scale, wt.zero_point
+    return wt, float(wt.scale[0]), int(wt.zero_point[0])
+
+
+def _wrap(out: np.ndarray, as_torch: bool, scale: float, zero_point: int) -> Any:
+    if not as_torch:
+        return out
+    import torch
+
+    return torch._make_per_tensor_quantized_tensor(torch.from_numpy(np.ascontiguousarray(out)), scale, zero_point)
+
+
+# ----------------------------------------------------------------------------- conv1d
+
+
+def conv1d(
+    input: Any,
+    weight: Any,
+    bias: Any = None,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    input_scale: Any = None,
+    input_zero_point: Any = None,
+    weight_scale: Any = None,
+    weight_zero_point: Any = None,
+    output_scale: Any,
+    output_zero_point: Any,
+    relu: bool = False,
+    engine: str = "fbgemm",
+    isa: str = "auto",
+    kernel: str = "auto",
+    threads: Optional[int] = None,
+    return_intermediates: bool = False,
+) -> Any:
+    """Quantized conv1d, bit-exact with torch's fbgemm ``quantized::conv1d(_relu)``.
+
+    ``input`` (N, C, L) quint8 tensor or uint8 array; ``weight`` (O, C/groups, k). torch runs
+    it as conv2d on (N, C, 1, L) with kernel (1, k) (qconv.cpp ``QConv1dInt8``), so the fbgemm
+    path is pointwise (k = 1, stride 1, no padding) or im2col; never depthwise or groupwise,
+    whose kernels need every kernel dim in {3, 5, 7} / == 3.
+    Returns the same kind as ``input``, (N, O, L_out).
+    """
+    from .conv import conv2d
+
+    fn = "conv1d"
+    a, a_s, a_zp, from_torch = _act_numpy(fn, input, input_scale, input_zero_point, 3, "(N, C, L)")
+    wt, ws, wz = _weight_numpy(fn, weight, weight_scale, weight_zero_point, 3)
+    (st,) = _as_tuple(fn, "stride", stride, 1, 1)
+    (pd,) = _as_tuple(fn, "padding", padding, 1, 0)
+    (dl,) = _as_tuple(fn, "dilation", dilation, 1, 1)
+    # QConv1dPackWeightInt8: weight.unsqueeze(2); stride {1, s}, padding {0, p}, dilation {1, d}.
+    res = conv2d(a[:, :, None, :], np.ascontiguousarray(wt.oihw[:, :, None, :]), bias, stride=(1, st),
+                 padding=(0, pd), dilation=(1, dl), groups=groups, input_scale=a_s, input_zero_point=a_zp,
+                 weight_scale=ws, weight_zero_point=wz, output_scale=output_scale,
+                 output_zero_point=output_zero_point, relu=relu, engine=engine, isa=isa, kernel=kernel,
+                 threads=threads, return_intermediates=return_intermediates)
+    out_s = check_scale(fn, "output_scale", output_scale)
+    out_zp = int(output_zero_point)
+    if return_intermediates:
+        from .conv import Intermediates
+
+        out, it = res
+        it3 = Intermediates(it.acc[:, :, 0, :], it.raw[:, :, 0, :], it.y[:, :, 0, :], it.plan)
+        return _wrap(out[:, :, 0, :], from_torch, out_s, out_zp), it3
+    return _wrap(np.ascontiguousarray(res[:, :, 0, :]), from_torch, out_s, out_zp)
+
+
+# ----------------------------------------------------------------------------- conv3d / transposed (C++ core)
+
+
+def _saturates(path: str, sem) -> bool:
+    """Whether fbgemm's path sums int16-saturating pairs (SPEC.md §4.6)."""
+    if path in ("depthwise", "direct"):
+        return True  # AVX2-only JITs on every CPU
+    if path == "groupwise":
+        return bool(sem.groupwise_saturates)
+    return bool(sem.gemm_saturates)
+
+
+def conv_nd_plan(input_shape, weight_shape, stride, padding, dilation, groups, *, transposed: bool = False,
+                 isa: str = "auto"):
+    """The fbgemm path and its saturation for a 3D conv (5-d shapes) or a 2D transposed conv
+    (4-d shapes). ``weight_shape`` is qref's (O, C/groups, k...) order (transposed: after the
+    rearrangement, i.e. (OC, IC/groups, kH, kW))."""
+    from . import _core
+    from ._isa import isa_semantics
+    from .conv import ConvPlan
+
+    sem = isa_semantics(isa)
+    if len(input_shape) == 5:
+        N, C, D, H, W = (int(v) for v in input_shape)
+        O, Cg, KD, KH, KW = (int(v) for v in weight_shape)
+        st, pd, dl, sd = tuple(stride), tuple(padding), tuple(dilation), 3
+    else:
+        N, C, H, W = (int(v) for v in input_shape)
+        O, Cg, KH, KW = (int(v) for v in weight_shape)
+        D = KD = 1
+        st, pd, dl, sd = (1,) + tuple(stride), (0,) + tuple(padding), (1,) + tuple(dilation), 2
+    path = _core.conv_nd_path([N, D, H, W, C], [O, KD, KH, KW, Cg], list(st), list(pd), list(dl), int(groups),
+                              bool(transposed), sd, sem.avx512_host)
+    return ConvPlan(path, _saturates(path, sem), sem)
+
+
+def _common_out(fn: str, output_scale: Any, output_zero_point: Any, relu: Any):
+    out_s = check_scale(fn, "output_scale", output_scale)
+    out_zp = check_int(fn, "output_zero_point", output_zero_point, 0, 255, "quint8 output: must be in [0, 255]")
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"{fn}: relu must be a bool, got {type(relu).__name__}")
+    return out_s, out_zp
+
+
+def _run_nd(fn, a_ndhwc, a_s, a_zp, w_odhwi, wt, b, st3, pd3, dl3, op3, groups, transposed, sd, out_s, out_zp,
+            relu, plan, reproduce_defects, threads, return_intermediates):
+    from . import _core
+
+    res = _core.conv_nd_ndhwc(
+        a_ndhwc, w_odhwi, b, list(st3), list(pd3), list(dl3), list(op3), int(groups), bool(transposed), sd,
+        a_s, a_zp, wt.scale, wt.zero_point, wt.per_channel, out_s, out_zp, bool(relu), plan.path,
+        plan.saturates, bool(reproduce_defects), _core.default_threads() if threads is None else threads,
+        bool(return_intermediates))
+    if return_intermediates:
+        return res[0], (res[1], res[2], res[3])
+    return res, None
+
+
+def _check_common(fn: str, engine: str, isa: str, kernel: Any, threads: Any, reproduce_defects: Any):
+    from ._isa import ISAS
+    from ._validate import check_choice, check_threads
+    from .conv import ENGINES, _resolve_kernel
+
+    check_choice(fn, "engine", engine, ENGINES)
+    check_choice(fn, "isa", isa, ISAS)
+    # Only the scalar reference implements these layers; any usable kernel name is
+    # accepted (kernel never changes the result).
+    _resolve_kernel(fn, kernel)
+    if not isinstance(reproduce_defects, (bool, np.bool_)):
+        raise TypeError(f"{fn}: reproduce_defects must be a bool, got {type(reproduce_defects).__name__}")
+    return check_threads(fn, threads)
+
+
+def _onednn_error(fn: str, engine: str):
+    from .conv import OneDNNNotSupportedError
+
+    return OneDNNNotSupportedError(
+        f"{fn}: engine={engine!r} runs this conv on oneDNN (symmetric weights, groups <= 100, zero output_padding, "
+        f"AVX512-VNNI host), whose arithmetic qref does not reproduce yet; use engine='fbgemm' and convert the model "
+        f"with torch.backends.quantized.engine = 'fbgemm'")
+
+
+def conv3d(
+    input: Any,
+    weight: Any,
+    bias: Any = None,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    input_scale: Any = None,
+    input_zero_point: Any = None,
+    weight_scale: Any = None,
+    weight_zero_point: Any = None,
+    output_scale: Any,
+    output_zero_point: Any,
+    relu: bool = False,
+    engine: str = "fbgemm",
+    isa: str = "auto",
+    kernel: str = "auto",
+    threads: Optional[int] = None,
+    return_intermediates: bool = False,
+    reproduce_defects: bool = False,
+) -> Any:
+    """Quantized conv3d, bit-exact with torch's fbgemm ``quantized::conv3d(_relu)``.
+
+    ``input`` (N, C, D, H, W), ``weight`` (O, C/groups, kD, kH, kW). fbgemm paths (SPEC.md §3):
+    depthwise 3D (K_d in {3,5,7}, K_h == K_w in {3,5,7}, "same" padding, stride 1/2, G % 8 == 0;
+    int16-saturating tap pairs on every CPU), groupwise 3D, pointwise, im2col in (kd, kh, kw, c)
+    order. ``reproduce_defects=True`` reproduces fbgemm's int16-saturating activation row sum of the
+    depthwise 3D kernel (wrong when a weight zero point != 0 and a receptive field sums past
+    32767, e.g. 7x7x7); the default computes the mathematically correct row sum
+    (see :func:`known_torch_defect`).
+    """
+    from .conv import _bias_operand, onednn_would_run
+    from .conv import Intermediates
+
+    fn = "conv3d"
+    a, a_s, a_zp, from_torch = _act_numpy(fn, input, input_scale, input_zero_point, 5, "(N, C, D, H, W)")
+    wt, _, _ = _weight_numpy(fn, weight, weight_scale, weight_zero_point, 5)
+    N, C, D, H, W = a.shape
+    O, Cg, KD, KH, KW = wt.oihw.shape
+    g = check_int(fn, "groups", groups, 1, None, "must be >= 1")
+    st = _as_tuple(fn, "stride", stride, 3, 1)
+    pd = _as_tuple(fn, "padding", padding, 3, 0)
+    dl = _as_tuple(fn, "dilation", dilation, 3, 1)
+    _check_channels(fn, C, O, Cg, g, (KD, KH, KW))
+    for i, (n_in, k) in enumerate(zip((D, H, W), (KD, KH, KW))):
+        eff = dl[i] * (k - 1) + 1
+        if eff > n_in + 2 * pd[i]:
+            raise ValueError(f"{fn}: kernel size {k} with dilation {dl[i]} spans {eff} in spatial dim {i}, larger "
+                             f"than the padded input {n_in + 2 * pd[i]} (kernel must fit in the padded input)")
+    b = _bias_operand(fn, bias, O)
+    out_s, out_zp = _common_out(fn, output_scale, output_zero_point, relu)
+    nthreads = _check_common(fn, engine, isa, kernel, threads, reproduce_defects)
+    if engine == "onednn" or (engine == "x86" and onednn_would_run(wt, g, isa)):
+        raise _onednn_error(fn, engine)
+    plan = conv_nd_plan((N, C, D, H, W), (O, Cg, KD, KH, KW), st, pd, dl, g, isa=isa)
+    out, inter = _run_nd(fn, np.ascontiguousarray(a.transpose(0, 2, 3, 4, 1)), a_s, a_zp,
+                         np.ascontiguousarray(wt.oihw.transpose(0, 2, 3, 4, 1)), wt, b, st, pd, dl, (0, 0, 0), g,
+                         False, 3, out_s, out_zp, relu, plan, reproduce_defects, nthreads, return_intermediates)
+
+    def ncdhw(x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))
+
+    result = _wrap(ncdhw(out), from_torch, out_s, out_zp)
+    if return_intermediates:
+        return result, Intermediates(ncdhw(inter[0]), ncdhw(inter[1]), ncdhw(inter[2]), plan)
+    return result
+
+
+def _check_channels(fn: str, C: int, O: int, Cg: int, g: int, ks: tuple, transposed: bool = False) -> None:
+    if C % g != 0:
+        raise ValueError(f"{fn}: input has {C} channels, not divisible by groups={g}")
+    if O % g != 0:
+        raise ValueError(f"{fn}: weight has {O} output channels, not divisible by groups={g}")
+    if Cg * g != C:
+        what = "weight has {} input channels in total".format(Cg * g) if transposed else \
+            f"weight has {Cg} input channels per group"
+        raise ValueError(f"{fn}: {what} but input has {C} channels with groups={g} "
+                         f"(input channels must equal groups * weight channels per group)")
+    if O == 0 or Cg == 0 or min(ks) == 0:
+        raise ValueError(f"{fn}: weight has a zero dimension; every dimension must be >= 1")
+
+
+def _transposed_weight(fn: str, w: np.ndarray, groups: int, C: int) -> tuple[np.ndarray, int, int]:
+    """torch's [IC][OC/G][k...] -> qref's [OC][IC/G][k...] (= fbgemm's [G][OC/G][k...][IC/G]
+    after moving channels last; no kernel flip; qconv_prepack.cpp / fbgemm_utils.cpp)."""
+    IC, OCg = w.shape[0], w.shape[1]
+    ks = w.shape[2:]
+    if IC != C:
+        raise ValueError(f"{fn}: weight has {IC} input channels (dim 0 of a transposed-conv weight "
+                         f"(IC, OC/groups, k...)) but input has {C} (they must match)")
+    if IC % groups != 0:
+        raise ValueError(f"{fn}: weight has {IC} input channels, not divisible by groups={groups}")
+    ICg = IC // groups
+    v = w.reshape((groups, ICg, OCg) + tuple(ks))
+    perm = (0, 2, 1) + tuple(range(3, 3 + len(ks)))
+    return np.ascontiguousarray(v.transpose(perm).reshape((groups * OCg, ICg) + tuple(ks))), groups * OCg, ICg
+
+
+def conv_transpose2d(
+    input: Any,
+    weight: Any,
+    bias: Any = None,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    groups: int = 1,
+    dilation: Any = 1,
+    input_scale: Any = None,
+    input_zero_point: Any = None,
+    weight_scale: Any = None,
+    weight_zero_point: Any = None,
+    output_scale: Any,
+    output_zero_point: Any,
+    engine: str = "fbgemm",
+    isa: str = "auto",
+    kernel: str = "auto",
+    threads: Optional[int] = None,
+    return_intermediates: bool = False,
+    reproduce_defects: bool = False,
+) -> Any:
+    """Quantized ConvTranspose2d, bit-exact with torch's fbgemm ``quantized::conv_transpose2d``.
+
+    ``input`` (N, C, H, W); ``weight`` torch's layout (C, O/groups, kH, kW), per-tensor only (torch
+    rejects per-channel weights for transposed convs). Two fbgemm paths: the direct transposed path
+    (groups 1, C % 8 == 0, O % 8 == 0, kH == 2, kW <= 6, stride 1/2, no padding, no dilation;
+    always int16-saturating pairs of consecutive input channels; SPEC.md §4.5) and the transposed
+    im2col path (SPEC.md §4.4). fbgemm's direct path is defective for N > 1, stride_h == 2 and a
+    changed input size (:func:`known_torch_defect`); qref computes the correct result unless
+    ``reproduce_defects=True`` (which reproduces the deterministic stride_h == 2 defect).
+    """
+    fn = "conv_transpose2d"
+    a, a_s, a_zp, from_torch = _act_numpy(fn, input, input_scale, input_zero_point, 4, "(N, C, H, W)")
+    return _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 4, bias, stride,
+                           padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa,
+                           kernel, threads, return_intermediates, reproduce_defects)
+
+
+def conv_transpose1d(
+    input: Any,
+    weight: Any,
+    bias: Any = None,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    groups: int = 1,
+    dilation: Any = 1,
+    input_scale: Any = None,
+    input_zero_point: Any = None,
+    weight_scale: Any = None,
+    weight_zero_point: Any = None,
+    output_scale: Any,
+    output_zero_point: Any,
+    engine: str = "fbgemm",
+    isa: str = "auto",
+    kernel: str = "auto",
+    threads: Optional[int] = None,
+    return_intermediates: bool = False,
+    reproduce_defects: bool = False,
+) -> Any:
+    """Quantized ConvTranspose1d: torch runs it as conv_transpose2d on (N, C, 1, L) with kernel
+    (1, k) (qconv.cpp ``QConv1dInt8`` / ``QConvTranspose1d`` unsqueeze), so always the transposed
+    im2col path (the direct path needs kH == 2). ``weight`` (C, O/groups, k)."""
+    fn = "conv_transpose1d"
+    a, a_s, a_zp, from_torch = _act_numpy(fn, input, input_scale, input_zero_point, 3, "(N, C, L)")
+    (st,) = _as_tuple(fn, "stride", stride, 1, 1)
+    (pd,) = _as_tuple(fn, "padding", padding, 1, 0)
+    (op,) = _as_tuple(fn, "output_padding", output_padding, 1, 0)
+    (dl,) = _as_tuple(fn, "dilation", dilation, 1, 1)
+    res = _conv_transpose(fn, a[:, :, None, :], a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 3,
+                          bias, (1, st), (0, pd), (0, op), groups, (1, dl), output_scale, output_zero_point, engine,
+                          isa, kernel, threads, return_intermediates, reproduce_defects)
+    if return_intermediates:
+        from .conv import Intermediates
+
+        out, it = res
+        sq = _squeeze_h(out, from_torch)
+        return sq, Intermediates(it.acc[:, :, 0], it.raw[:, :, 0], it.y[:, :, 0], it.plan)
+    return _squeeze_h(res, from_torch)
+
+
+def _squeeze_h(out: Any, from_torch: bool) -> Any:
+    if from_torch:
+        import torch
+
+        r = out.int_repr()[:, :, 0, :].contiguous()
+        return torch._make_per_tensor_quantized_tensor(r, out.q_scale(), out.q_zero_point())
+    return np.ascontiguousarray(out[:, :, 0, :])
+
+
+def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, wdim, bias, stride,
+                    padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa, kernel,
+                    threads, return_intermediates, reproduce_defects):
+    from .conv import Intermediates, _bias_operand
+
+    wt, _, _ = _weight_numpy(fn, weight, weight_scale, weight_zero_point, wdim)
+    if wt.per_channel:
+        raise ValueError(f"{fn}: weight is per-channel quantized; torch's fbgemm rejects that for transposed convs "
+                         f"('Per Channel Quantization is currently disabled for transposed conv'), so qref does too "
+                         f"(use a per-tensor weight)")
+    w = wt.oihw if wdim == 4 else wt.oihw[:, :, None, :]
+    N, C, H, W = a.shape
+    g = check_int(fn, "groups", groups, 1, None, "must be >= 1")
+    st = _as_tuple(fn, "stride", stride, 2, 1)
+    pd = _as_tuple(fn, "padding", padding, 2, 0)
+    op = _as_tuple(fn, "output_padding", output_padding, 2, 0)
+    dl = _as_tuple(fn, "dilation", dilation, 2, 1)
+    if w.shape[0] == 0 or w.shape[1] == 0 or min(w.shape[2:]) == 0:
+        raise ValueError(f"{fn}: weight has shape {tuple(wt.oihw.shape)}; every dimension must be >= 1")
+    w_oihw, O, Cg = _transposed_weight(fn, w, g, C)
+    KH, KW = w_oihw.shape[2:]
+    for i, (n_in, k) in enumerate(zip((H, W), (KH, KW))):
+        if op[i] >= max(st[i], dl[i]):
+            raise ValueError(f"{fn}: output_padding={op[i]} in spatial dim {i} must be smaller than stride "
+                             f"({st[i]}) or dilation ({dl[i]}) (torch's rule)")
+        size = (n_in - 1) * st[i] - 2 * pd[i] + dl[i] * (k - 1) + op[i] + 1
+        if size < 1:
+            raise ValueError(f"{fn}: output size {size} in spatial dim {i} is < 1 (input {n_in}, stride {st[i]}, "
+                             f"padding {pd[i]}, kernel {k}, dilation {dl[i]}, output_padding {op[i]})")
+    b = _bias_operand(fn, bias, O)
+    out_s, out_zp = _common_out(fn, output_scale, output_zero_point, False)
+    nthreads = _check_common(fn, engine, isa, kernel, threads, reproduce_defects)
+    if engine == "onednn" or (engine == "x86" and _onednn_would_run_transposed(wt, g, op, isa)):
+        raise _onednn_error(fn, engine)
+    plan = conv_nd_plan((N, C, H, W), (O, Cg, KH, KW), st, pd, dl, g, transposed=True, isa=isa)
+    # D = 1: the 2D transposed conv runs in the N-d reference with a unit depth.
+    out, inter = _run_nd(fn, np.ascontiguousarray(a.transpose(0, 2, 3, 1))[:, None], a_s, a_zp,
+                         np.ascontiguousarray(w_oihw.transpose(0, 2, 3, 1))[:, None], wt, b, (1,) + st, (0,) + pd,
+                         (1,) + dl, (0,) + op, g, True, 2, out_s, out_zp, False, plan, reproduce_defects, nthreads,
+                         return_intermediates)
+
+    def nchw(x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x[:, 0].transpose(0, 3, 1, 2))
+
+    result = _wrap(nchw(out), from_torch, out_s, out_zp)
+    if return_intermediates:
+        return result, Intermediates(nchw(inter[0]), nchw(inter[1]), nchw(inter[2]), plan)
+    return result
+
+
+def _onednn_would_run_transposed(wt, groups: int, output_padding: tuple, isa: str) -> bool:
+    """should_use_onednn_quant for a transposed conv (SPEC.md §1): also needs zero output_padding."""
+    from .conv import onednn_would_run
+
+    return all(v == 0 for v in output_padding) and onednn_would_run(wt, groups, isa)
+
+
+# ----------------------------------------------------------------------------- torch's known defects
+
+
+def known_torch_defect(params: Any, input_shape: Any, *, first_input_shape: Any = None,
+                       input_zero_point: Optional[int] = None, isa: str = "auto") -> Optional[str]:
+    """Why torch's fbgemm output is wrong for this layer and input, or None.
+
+    ``params``: a params object from ``qref.from_torch`` (any layer kind). ``input_shape``: the
+    torch input's shape (N, C, ...). Where this returns a reason, qref's default output is the
+    mathematically correct one and torch's differs from it (``qref.check`` should report "torch is
+    wrong here" with this reason instead of a qref mismatch):
+
+    - conv3d on fbgemm's depthwise 3D path with a weight zero point != 0 whose receptive field can
+      sum past 32767 (more than 128 taps, e.g. 7x7x7): the kernel accumulates the activation row
+      sum with saturating int16 adds (vpaddsw; SPEC.md §4.2). Deterministic: qref reproduces it with
+      ``reproduce_defects=True`` (a data-dependent check: compare torch with that).
+    - conv_transpose2d on fbgemm's direct path (SPEC.md §4.5): N > 1 (only image 0 is computed;
+      the others are uninitialized memory, not reproducible); stride_h == 2 (rows placed as if
+      stride_h were 1; reproduced with ``reproduce_defects=True``); an input size different from the
+      module's first call with an input zero point != 0 (column offsets cached from the first call;
+      only detectable when ``first_input_shape`` is given).
+    """
+    kind = getattr(params, "kind", "")
+    shape = tuple(int(v) for v in input_shape)
+    if kind == "conv3d":
+        plan = conv_nd_plan(shape, (params.weight.shape[0], params.weight.shape[1]) + tuple(params.weight.shape[2:]),
+                            params.stride, params.padding, params.dilation, params.groups, isa=isa)
+        taps = int(np.prod(params.weight.shape[2:]))
+        if plan.path == "depthwise" and bool(np.any(params.weight_zero_point != 0)) and taps * 255 > 32767:
+            kd, kh, kw = params.weight.shape[2:]
+            return (f"fbgemm's depthwise 3D kernel ({kd}x{kh}x{kw}, {taps} taps) sums each receptive field's "
+                    f"activations with saturating int16 adds (vpaddsw), so sums above 32767 are clipped, and the "
+                    f"weight zero point != 0 multiplies that wrong row sum into the output (SPEC.md §4.2); qref "
+                    f"computes the correct value (reproduce_defects=True gives torch's)")
+        return None
+    if kind == "conv_transpose" and params.weight.ndim == 4:
+        IC, OCg = params.weight.shape[:2]
+        g = params.groups
+        plan = conv_nd_plan(shape, (OCg * g, IC // g) + tuple(params.weight.shape[2:]), params.stride,
+                            params.padding, params.dilation, g, transposed=True, isa=isa)
+        if plan.path != "direct":
+            return None
+        if shape[0] > 1:
+            return (f"fbgemm's direct transposed conv computes image 0 only (no batch loop, thread 0 only): images "
+                    f"1..{shape[0] - 1} of the N={shape[0]} output are uninitialized memory (SPEC.md §4.5); qref "
+                    f"computes every image correctly")
+        if params.stride[0] == 2:
+            return ("fbgemm's direct transposed conv places input row j's contributions at output rows j + kh "
+                    "instead of 2j + kh when stride_h == 2 (its host loop and row sums assume stride_h == 1; "
+                    "SPEC.md §4.5); qref computes the correct value (reproduce_defects=True gives torch's)")
+        if first_input_shape is not None and tuple(int(v) for v in first_input_shape) != shape and \
+                (input_zero_point is None or input_zero_point != 0):
+            return (f"fbgemm's direct transposed conv caches its per-position column offsets on the module's first "
+                    f"call (input {tuple(first_input_shape)}); with input {shape} and an input zero point != 0 they "
+                    f"are wrong (SPEC.md §4.5); qref computes the correct value")
+    return None

@@ -1,0 +1,152 @@
+"""qref.linear: torch's fbgemm quantized linear (``quantized::linear(_relu)``), bit for bit.
+
+fbgemm runs a quantized linear as a GEMM whose A rows are the input rows and whose K
+index is the input feature (pytorch ``qlinear.cpp`` ``PackedLinearWeight::apply_impl``:
+``PackAWithRowOffset`` + ``PackBMatrix`` + ``ReQuantizeOutput``; SPEC.md §8). That is
+exactly fbgemm's pointwise conv on (M, K, 1, 1) with a (O, K, 1, 1) weight: the same K
+order, the same int16 pair saturation of the GEMM micro-kernel (features 2i, 2i+1 when
+the GEMM ISA lacks VNNI), the same requantization (per-tensor bias times a reciprocal,
+per-channel bias divided). So qref runs it through the conv2d core (every kernel,
+including the fast ones), with the leading dimensions flattened as torch does.
+
+Linear always runs fbgemm, under the "fbgemm" and the "x86" engine alike
+(``qlinear_prepack.cpp`` ``QLinearPackWeightInt8::run``), so there is no oneDNN routing here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from . import _core
+from ._isa import ISAS, isa_semantics
+from ._validate import (
+    MAX_ELEMENTS,
+    check_array,
+    check_choice,
+    check_int,
+    check_scale,
+    check_threads,
+    is_torch_tensor,
+)
+from .conv import ConvPlan, Intermediates, _bias_operand, _resolve_kernel, _weight_operand
+
+
+def _linear_input(fn: str, x: Any, scale: Any, zero_point: Any):
+    """(uint8 array (..., K), scale, zero point, from_torch)."""
+    if is_torch_tensor(x):
+        import torch
+
+        if not x.is_quantized or x.dtype != torch.quint8:
+            raise TypeError(f"{fn}: input is a torch tensor of dtype {x.dtype}; expected a quint8 quantized tensor "
+                            f"(or a numpy uint8 array with input_scale and input_zero_point)")
+        if x.qscheme() not in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+            raise ValueError(f"{fn}: input has qscheme {x.qscheme()}; activations must be per-tensor quantized")
+        if scale is not None or zero_point is not None:
+            raise ValueError(f"{fn}: input_scale/input_zero_point must be None when input is a quantized tensor "
+                             f"(its own q_scale()={x.q_scale()} and q_zero_point()={x.q_zero_point()} are used)")
+        if x.dim() < 2:
+            raise ValueError(f"{fn}: input has shape {tuple(x.shape)}, expected at least 2 dimensions (..., K) "
+                             f"(as torch's quantized linear)")
+        a = x.int_repr().contiguous().numpy()
+        s = check_scale(fn, "input q_scale()", x.q_scale())
+        zp = check_int(fn, "input q_zero_point()", x.q_zero_point(), 0, 255, "quint8 zero point must be in [0, 255]")
+        return a, s, zp, True
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{fn}: input must be a numpy uint8 array or a torch quint8 tensor, got {type(x).__name__}")
+    a = check_array(fn, "input", x, np.uint8, x.ndim, "(..., K)")
+    if a.ndim < 2:
+        raise ValueError(f"{fn}: input has shape {tuple(a.shape)}, expected at least 2 dimensions (..., K) "
+                         f"(as torch's quantized linear)")
+    if scale is None or zero_point is None:
+        raise ValueError(f"{fn}: input_scale and input_zero_point are required when input is a plain uint8 array")
+    s = check_scale(fn, "input_scale", scale)
+    zp = check_int(fn, "input_zero_point", zero_point, 0, 255, "uint8 activations: must be in [0, 255]")
+    return np.ascontiguousarray(a), s, zp, False
+
+
+def linear_plan(isa: str = "auto") -> ConvPlan:
+    """fbgemm's linear is a GEMM: it saturates int16 pairs iff the GEMM ISA lacks VNNI."""
+    sem = isa_semantics(isa)
+    return ConvPlan("linear (GEMM)", sem.gemm_saturates, sem)
+
+
+def linear(
+    input: Any,
+    weight: Any,
+    bias: Any = None,
+    *,
+    input_scale: Any = None,
+    input_zero_point: Any = None,
+    weight_scale: Any = None,
+    weight_zero_point: Any = None,
+    output_scale: Any,
+    output_zero_point: Any,
+    relu: bool = False,
+    isa: str = "auto",
+    kernel: str = "auto",
+    threads: Optional[int] = None,
+    return_intermediates: bool = False,
+) -> Any:
+    """Quantized linear, bit-exact with torch's fbgemm ``quantized::linear(_relu)``.
+
+    ``input``: quint8 tensor (..., K) or uint8 array with ``input_scale``/``input_zero_point``.
+    ``weight``: qint8 tensor (O, K), per-tensor or per-channel (axis 0), or an int8 array with
+    ``weight_scale``/``weight_zero_point``. ``bias``: float32 (O,) or None.
+    Returns the same kind as ``input``, shape (..., O). With ``return_intermediates=True``
+    returns ``(output, Intermediates)`` whose arrays have shape (..., O).
+    """
+    fn = "linear"
+    a, a_s, a_zp, from_torch = _linear_input(fn, input, input_scale, input_zero_point)
+    wt = _weight_operand(fn, weight, weight_scale, weight_zero_point, ndim=2)
+    O, K = wt.oihw.shape
+    if a.shape[-1] != K:
+        raise ValueError(f"{fn}: input has {a.shape[-1]} features (last dimension) but weight has {K} "
+                         f"(in_features must match)")
+    if O == 0 or K == 0:
+        raise ValueError(f"{fn}: weight has shape {(O, K)}; both dimensions must be >= 1")
+    lead = a.shape[:-1]
+    M = int(np.prod(lead, dtype=np.int64)) if lead else 1
+    if M * O > MAX_ELEMENTS or M * K > MAX_ELEMENTS:
+        raise ValueError(f"{fn}: sizes too large ({M} rows x {O} outputs; at most 2^40 elements)")
+    if wt.per_channel and wt.scale.shape[0] != O:
+        raise ValueError(f"{fn}: weight has {wt.scale.shape[0]} per-channel scales but {O} output features")
+    b = _bias_operand(fn, bias, O)
+    out_s = check_scale(fn, "output_scale", output_scale)
+    out_zp = check_int(fn, "output_zero_point", output_zero_point, 0, 255, "quint8 output: must be in [0, 255]")
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"{fn}: relu must be a bool, got {type(relu).__name__}")
+    check_choice(fn, "isa", isa, ISAS)
+    kname = _resolve_kernel(fn, kernel)
+    nthreads = check_threads(fn, threads)
+    plan = linear_plan(isa)
+
+    out_shape = tuple(lead) + (O,)
+    if M == 0:
+        out = np.zeros(out_shape, np.uint8)
+        res = None
+    else:
+        # (M, K) rows as an NHWC image (M, 1, 1, K); weight (O, K) as OHWI (O, 1, 1, K): fbgemm's
+        # pointwise conv and its linear are the same GEMM (SPEC.md §4.1, §8).
+        x4 = a.reshape(M, 1, 1, K)
+        w4 = np.ascontiguousarray(wt.oihw.reshape(O, 1, 1, K))
+        res = _core.conv2d_nhwc(
+            x4, w4, b, (1, 1), (0, 0), (1, 1), 1, a_s, a_zp, wt.scale, wt.zero_point, wt.per_channel,
+            out_s, out_zp, bool(relu), plan.saturates, kname,
+            _core.default_threads() if nthreads is None else nthreads, bool(return_intermediates),
+        )
+        out = (res[0] if return_intermediates else res).reshape(out_shape)
+    if from_torch:
+        import torch
+
+        result = torch._make_per_tensor_quantized_tensor(torch.from_numpy(np.ascontiguousarray(out)), out_s, out_zp)
+    else:
+        result = out
+    if return_intermediates:
+        if res is None:
+            z32 = np.zeros(out_shape, np.int32)
+            return result, Intermediates(z32, z32.copy(), np.zeros(out_shape, np.float32), plan)
+        return result, Intermediates(res[1].reshape(out_shape), res[2].reshape(out_shape), res[3].reshape(out_shape),
+                                     plan)
+    return result

@@ -1,0 +1,255 @@
+"""The torch oracle for qref's other layers: linear, conv1d, conv3d, conv_transpose1d/2d.
+
+Same idea as oracle.py (which takes conv2d specs only): a case is a JSON-able dict,
+``build(spec)`` makes the same arrays in any process, and ``run_in_subprocess`` runs torch
+*and* qref (isa="auto") in a fresh interpreter whose environment (FBGEMM_ENABLE_INSTRUCTIONS)
+is set before torch is imported.
+
+Spec fields: kind ("linear" | "conv1d" | "conv3d" | "convt1d" | "convt2d"), N (batch; for
+linear the leading shape ``lead``), C (in channels / features), O (out channels / features),
+spatial (input spatial sizes), k (kernel sizes), stride, padding, dilation, output_padding,
+groups, per_channel, w_zp (int or "random"), a_zp, relu, bias, act ("full" | "high" | "reduce"),
+weight ("full" | "extreme" | "small"), seed, out_scale, out_zp.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+_NSPATIAL = {"linear": 0, "conv1d": 1, "convt1d": 1, "conv3d": 3, "convt2d": 2}
+
+
+def spec(kind: str, **kw: Any) -> dict:
+    n = _NSPATIAL[kind]
+    s = dict(kind=kind, N=1, lead=[3], C=8, O=8, spatial=[6] * n, k=[3] * n, stride=[1] * n, padding=[0] * n,
+             dilation=[1] * n, output_padding=[0] * n, groups=1, per_channel=kind not in ("convt1d", "convt2d"),
+             w_zp=0, a_zp=0, relu=False, bias=True, act="full", weight="full", seed=0, out_scale=None, out_zp=None)
+    s.update(kw)
+    for f in ("spatial", "k", "stride", "padding", "dilation", "output_padding"):
+        v = s[f]
+        s[f] = [int(v)] * n if isinstance(v, (int, np.integer)) else [int(x) for x in v]
+    s["lead"] = [int(x) for x in s["lead"]]
+    return s
+
+
+def case_id(s: dict) -> str:
+    parts = [s["kind"], f"c{s['C']}o{s['O']}"]
+    if s["kind"] == "linear":
+        parts.append("x".join(str(v) for v in s["lead"]) or "1d")
+    else:
+        parts.append(f"n{s['N']}-" + "x".join(map(str, s["spatial"])) + "-k" + "x".join(map(str, s["k"])))
+        for f, tag in (("stride", "s"), ("padding", "p"), ("dilation", "d"), ("output_padding", "op")):
+            if any(v != (1 if f in ("stride", "dilation") else 0) for v in s[f]):
+                parts.append(tag + "".join(map(str, s[f])))
+        if s["groups"] != 1:
+            parts.append(f"g{s['groups']}")
+    parts.append("pc" if s["per_channel"] else "pt")
+    if s["w_zp"] != 0:
+        parts.append(f"wzp{s['w_zp']}")
+    if s["a_zp"]:
+        parts.append(f"azp{s['a_zp']}")
+    if s["relu"]:
+        parts.append("relu")
+    if not s["bias"]:
+        parts.append("nobias")
+    if s["act"] != "full":
+        parts.append(s["act"])
+    if s["weight"] != "full":
+        parts.append(s["weight"])
+    return "-".join(parts)
+
+
+def weight_shape(s: dict) -> tuple:
+    """torch's weight layout for the kind."""
+    if s["kind"] == "linear":
+        return (s["O"], s["C"])
+    if s["kind"].startswith("convt"):
+        return (s["C"], s["O"] // s["groups"]) + tuple(s["k"])
+    return (s["O"], s["C"] // s["groups"]) + tuple(s["k"])
+
+
+def build(s: dict) -> dict:
+    rng = np.random.default_rng(s["seed"])
+    xshape = tuple(s["lead"]) + (s["C"],) if s["kind"] == "linear" else (s["N"], s["C"]) + tuple(s["spatial"])
+    lo, hi = {"full": (0, 256), "high": (200, 256), "reduce": (0, 128)}[s["act"]]
+    x = rng.integers(lo, hi, xshape, dtype=np.uint8)
+    wshape = weight_shape(s)
+    if s["weight"] == "full":
+        w = rng.integers(-128, 128, wshape, dtype=np.int8)
+    elif s["weight"] == "extreme":
+        w = rng.choice(np.array([-128, 127, -127, 126], np.int8), size=wshape)
+    else:
+        w = rng.integers(-20, 21, wshape, dtype=np.int8)
+    O = s["O"]
+    K = int(np.prod(s["k"])) * (s["C"] // s["groups"]) if s["kind"] != "linear" else s["C"]
+    a_scale = float(np.float32(rng.uniform(0.005, 0.05)))
+    if s["per_channel"]:
+        w_scale = rng.uniform(0.0005, 0.01, O).astype(np.float32).astype(np.float64)
+        w_zp = (rng.integers(-10, 11, O) if s["w_zp"] == "random" else np.full(O, int(s["w_zp"]))).astype(np.int64)
+    else:
+        w_scale = np.array([float(np.float32(rng.uniform(0.0005, 0.01)))])
+        w_zp = np.array([int(rng.integers(-10, 11)) if s["w_zp"] == "random" else int(s["w_zp"])], np.int64)
+    typical = float(np.sqrt(K) * 128 * 74 * a_scale * float(np.median(w_scale)))
+    out_scale = s["out_scale"] or float(np.float32(typical / rng.uniform(20, 60)))
+    out_zp = s["out_zp"] if s["out_zp"] is not None else int(rng.integers(0, 256))
+    bias = (rng.normal(0, 1, O) * typical).astype(np.float32) if s["bias"] else None
+    return dict(x=x, w=w, a_scale=a_scale, a_zp=int(s["a_zp"]), w_scale=w_scale, w_zp=w_zp,
+                per_channel=bool(s["per_channel"]), bias=bias, out_scale=out_scale, out_zp=out_zp)
+
+
+def _torch_operands(b: dict):
+    import torch
+
+    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(b["x"]), b["a_scale"], b["a_zp"])
+    wi = torch.from_numpy(b["w"])
+    if b["per_channel"]:
+        qw = torch._make_per_channel_quantized_tensor(wi, torch.from_numpy(b["w_scale"]),
+                                                      torch.from_numpy(b["w_zp"]), 0)
+    else:
+        qw = torch._make_per_tensor_quantized_tensor(wi, float(b["w_scale"][0]), int(b["w_zp"][0]))
+    bias = None if b["bias"] is None else torch.from_numpy(b["bias"])
+    return qx, qw, bias
+
+
+def torch_run(s: dict, b: dict | None = None) -> np.ndarray:
+    """torch's quantized op for the kind, packed under the fbgemm engine, in this process."""
+    import torch
+
+    b = b or build(s)
+    prev = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "fbgemm"
+    try:
+        qx, qw, bias = _torch_operands(b)
+        q = torch.ops.quantized
+        kind, relu = s["kind"], s["relu"]
+        if kind == "linear":
+            pp = q.linear_prepack(qw, bias)
+            y = (q.linear_relu if relu else q.linear)(qx, pp, b["out_scale"], b["out_zp"])
+        elif kind == "conv1d":
+            pp = q.conv1d_prepack(qw, bias, s["stride"], s["padding"], s["dilation"], s["groups"])
+            y = (q.conv1d_relu if relu else q.conv1d)(qx, pp, b["out_scale"], b["out_zp"])
+        elif kind == "conv3d":
+            pp = q.conv3d_prepack(qw, bias, s["stride"], s["padding"], s["dilation"], s["groups"])
+            y = (q.conv3d_relu if relu else q.conv3d)(qx, pp, b["out_scale"], b["out_zp"])
+        elif kind == "convt1d":
+            pp = q.conv_transpose1d_prepack(qw, bias, s["stride"], s["padding"], s["output_padding"],
+                                            s["dilation"], s["groups"])
+            y = q.conv_transpose1d(qx, pp, b["out_scale"], b["out_zp"])
+        elif kind == "convt2d":
+            pp = q.conv_transpose2d_prepack(qw, bias, s["stride"], s["padding"], s["output_padding"],
+                                            s["dilation"], s["groups"])
+            y = q.conv_transpose2d(qx, pp, b["out_scale"], b["out_zp"])
+        else:
+            raise ValueError(kind)
+        return y.int_repr().contiguous().numpy()
+    finally:
+        torch.backends.quantized.engine = prev
+
+
+def qref_run(s: dict, b: dict | None = None, isa: str = "auto", **kw: Any) -> np.ndarray:
+    import qref
+
+    b = b or build(s)
+    ws = b["w_scale"] if b["per_channel"] else float(b["w_scale"][0])
+    wz = b["w_zp"] if b["per_channel"] else int(b["w_zp"][0])
+    common = dict(input_scale=b["a_scale"], input_zero_point=b["a_zp"], weight_scale=ws, weight_zero_point=wz,
+                  output_scale=b["out_scale"], output_zero_point=b["out_zp"], isa=isa, **kw)
+    kind = s["kind"]
+    if kind == "linear":
+        return qref.linear(b["x"], b["w"], b["bias"], relu=s["relu"], **common)
+    conv = dict(stride=s["stride"], padding=s["padding"], dilation=s["dilation"], groups=s["groups"])
+    if kind == "conv1d":
+        return qref.conv1d(b["x"], b["w"], b["bias"], relu=s["relu"], **conv, **common)
+    if kind == "conv3d":
+        return qref.conv3d(b["x"], b["w"], b["bias"], relu=s["relu"], **conv, **common)
+    fn = qref.conv_transpose1d if kind == "convt1d" else qref.conv_transpose2d
+    return fn(b["x"], b["w"], b["bias"], output_padding=s["output_padding"], **conv, **common)
+
+
+def plan(s: dict, isa: str = "auto") -> str:
+    import qref
+
+    if s["kind"] == "linear":
+        return str(qref.linear_plan(isa))
+    if s["kind"] == "conv1d":
+        wshape = (s["O"], s["C"] // s["groups"], 1, s["k"][0])
+        return str(qref.conv_plan((s["N"], s["C"], 1, s["spatial"][0]), wshape, (1, s["stride"][0]),
+                                  (0, s["padding"][0]), (1, s["dilation"][0]), s["groups"], isa))
+    if s["kind"] == "conv3d":
+        return str(qref.conv_nd_plan((s["N"], s["C"]) + tuple(s["spatial"]),
+                                     (s["O"], s["C"] // s["groups"]) + tuple(s["k"]), s["stride"], s["padding"],
+                                     s["dilation"], s["groups"], isa=isa))
+    sp = tuple(s["spatial"]) if s["kind"] == "convt2d" else (1,) + tuple(s["spatial"])
+    k = tuple(s["k"]) if s["kind"] == "convt2d" else (1,) + tuple(s["k"])
+
+    def two(f, pad):
+        return tuple(s[f]) if s["kind"] == "convt2d" else (pad,) + tuple(s[f])
+
+    return str(qref.conv_nd_plan((s["N"], s["C"]) + sp, (s["O"], s["C"] // s["groups"]) + k, two("stride", 1),
+                                 two("padding", 0), two("dilation", 1), s["groups"], transposed=True, isa=isa))
+
+
+def run_in_subprocess(specs: list[dict], env: dict[str, str]) -> list[dict]:
+    """torch and qref (isa="auto") for each spec in a fresh interpreter with `env` set before
+    torch is imported. Returns per case: torch, qref (uint8 arrays), plan, isa."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        inp = os.path.join(d, "specs.json")
+        out = os.path.join(d, "out.npz")
+        with open(inp, "w") as f:
+            json.dump({"specs": specs}, f)
+        e = dict(os.environ)
+        e.update(env)
+        r = subprocess.run([sys.executable, os.path.join(HERE, "oracle_nd.py"), inp, out], env=e,
+                           capture_output=True, text=True, timeout=1800)
+        if r.returncode != 0:
+            raise RuntimeError(f"oracle_nd subprocess failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        z = np.load(out, allow_pickle=False)
+        meta = json.loads(str(z["meta"]))
+        return [dict(torch=z[f"t{i}"], qref=z[f"q{i}"], plan=meta["plans"][i], isa=meta["isa"])
+                for i in range(len(specs))]
+
+
+def assert_same(actual: np.ndarray, expected: np.ndarray, what: str = "") -> None:
+    """Bit-exact, with the first mismatching index and both values."""
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} vs {expected.shape}"
+    assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} vs {expected.dtype}"
+    if not np.array_equal(actual, expected):
+        bad = np.argwhere(actual != expected)
+        idx = tuple(int(v) for v in bad[0])
+        raise AssertionError(f"{what}: {len(bad)} of {actual.size} elements differ; first at {idx}: "
+                             f"qref {int(actual[idx])} vs torch {int(expected[idx])}")
+
+
+def _worker(inp: str, out: str) -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import torch  # noqa: F401  (imported after the environment is set)
+
+    import qref
+
+    with open(inp) as f:
+        job = json.load(f)
+    arrays = {}
+    plans = []
+    for i, s in enumerate(job["specs"]):
+        b = build(s)
+        arrays[f"t{i}"] = torch_run(s, b)
+        arrays[f"q{i}"] = qref_run(s, b, isa="auto")
+        plans.append(plan(s))
+    np.savez(out, meta=json.dumps(dict(plans=plans, isa=str(qref.torch_isa()))), **arrays)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, HERE)
+    _worker(sys.argv[1], sys.argv[2])
