@@ -205,3 +205,33 @@ def test_compare_against_torch(torch_fbgemm):
     # a torch quint8 tensor as the actual output works too
     qt = torch._make_per_tensor_quantized_tensor(torch.from_numpy(t), b["out_scale"], b["out_zp"])
     assert qref.compare(qt, t).ok
+
+
+def test_compare_with_torch_module_params(torch_fbgemm):
+    """params= a Conv2dParams from a real torch module, input a quint8 tensor, actual the module's
+    own output (ok) and a copy with one element off (named, with its stages)."""
+    torch = torch_fbgemm
+    import torch.ao.nn.quantized as nnq
+
+    prev = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "fbgemm"
+    try:
+        m = nnq.Conv2d(8, 16, 3, padding=1)
+        g = torch.Generator().manual_seed(1)
+        qw = torch.quantize_per_channel(torch.randn(16, 8, 3, 3, generator=g) * 0.1,
+                                        torch.rand(16, generator=g) * 0.01 + 0.002,
+                                        torch.zeros(16, dtype=torch.long), 0, torch.qint8)
+        m.set_weight_bias(qw, torch.randn(16, generator=g))
+        m.scale, m.zero_point = 0.05, 70
+        qx = torch.quantize_per_tensor(torch.rand(1, 8, 7, 7, generator=g), 0.01, 11, torch.quint8)
+        y = m(qx)
+        p = qref.from_torch(m)
+        assert qref.compare(y, params=p, input=qx).ok
+        bad = y.int_repr().numpy().copy()
+        bad[0, 2, 3, 4] += 1
+        cmp = qref.compare(bad, params=p, input=qx)
+        assert cmp.mismatches == 1 and cmp.first[0].index == (0, 2, 3, 4) and cmp.first[0].acc is not None
+        with pytest.raises(ValueError, match="stride must not be given"):
+            qref.compare(y, params=p, input=qx, stride=2)
+    finally:
+        torch.backends.quantized.engine = prev

@@ -96,7 +96,8 @@ class Comparison:
                     lines.append("diagnosis: no known alternative arithmetic explains any mismatch")
                 else:
                     b = self.best
-                    lines.append(f"diagnosis: {'the custom output is ' + b.name if b else 'no single variant explains everything'}")
+                    verdict = f"the custom output is {b.name}" if b else "no single variant explains everything"
+                    lines.append(f"diagnosis: {verdict}")
                     lines += ["  " + str(c).replace("\n", "\n  ") for c in self.diagnosis]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -169,7 +170,8 @@ def compare(actual: Any, expected: Any = None, *, layout: str = "NCHW", max_repo
     """Compare a custom kernel's uint8 output with the expected one, bit for bit.
 
     ``actual`` / ``expected``: numpy uint8 arrays or torch uint8 / quint8 tensors, (N, O, OH, OW)
-    (``layout="NHWC"`` when ``actual`` is (N, OH, OW, O); ``expected`` is always NCHW, as torch's). Conv arguments (the names of ``qref.conv2d``:
+    (``layout="NHWC"`` when ``actual`` is (N, OH, OW, O); ``expected`` is always NCHW, as torch's).
+    Conv arguments (the names of ``qref.conv2d``:
     input, weight, bias, stride, padding, dilation, groups, input_scale, input_zero_point,
     weight_scale, weight_zero_point, output_scale, output_zero_point, relu, isa), or
     ``params=`` a ``qref.Conv2dParams`` plus ``input=``, make qref compute ``expected`` when it is

@@ -163,12 +163,20 @@ CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups
              "relu", "isa")
 
 
-def make_case(fn: str, input: Any, weight: Any, bias: Any = None, *, stride: Any = 1, padding: Any = 0,
-              dilation: Any = 1, groups: Any = 1, input_scale: Any = None, input_zero_point: Any = None,
+def make_case(fn: str, input: Any = None, weight: Any = None, bias: Any = None, *, stride: Any = 1,
+              padding: Any = 0, dilation: Any = 1, groups: Any = 1, input_scale: Any = None, input_zero_point: Any = None,
               weight_scale: Any = None, weight_zero_point: Any = None, output_scale: Any = None,
               output_zero_point: Any = None, relu: bool = False, isa: str = "auto", params: Any = None) -> ConvCase:
     """Normalise conv arguments (as ``qref.conv2d`` takes them, or a ``Conv2dParams``) into a ConvCase."""
     if params is not None:
+        given = [k for k, v in (("weight", weight), ("bias", bias), ("weight_scale", weight_scale),
+                                ("weight_zero_point", weight_zero_point), ("output_scale", output_scale),
+                                ("output_zero_point", output_zero_point)) if v is not None]
+        given += [k for k, v, d in (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1),
+                                    ("groups", groups, 1), ("relu", relu, False)) if v is not d]
+        if given:
+            raise ValueError(f"{fn}: params= holds the layer's parameters; {', '.join(given)} must not be given "
+                             f"with it (only input, input_scale, input_zero_point, isa)")
         x, s, z, pad = params.prepare_input(input, input_scale, input_zero_point)
         kw = params.conv_kwargs()
         return make_case(fn, x, kw["weight"], kw["bias"], stride=kw["stride"], padding=pad,
