@@ -39,7 +39,7 @@
 namespace qref {
 namespace {
 
-constexpr int64_t kMR = 6;    // GEMM rows per micro-tile
+constexpr int64_t kMR = 4;    // GEMM rows per micro-tile
 constexpr int64_t kNR = 16;   // GEMM columns (output channels) per micro-tile
 constexpr int64_t kDW = 16;   // depthwise channels per block
 constexpr int64_t kTargetABytes = 96 * 1024;  // packed A block (stays in L2)
@@ -228,7 +228,7 @@ size_t gemm_scratch(const Conv2dProblem& p, int64_t* mb_out) {
   const GemmLayout L = gemm_layout(p);
   const int64_t row_bytes = p.saturate ? L.Kp : 2 * L.Kp;
   int64_t mb = kTargetABytes / imax(1, row_bytes) / kMR * kMR;
-  mb = imin(imax(mb, kMR), 40 * kMR);
+  mb = imin(imax(mb, kMR), 64 * kMR);
   if (mb_out) *mb_out = mb;
   // packed A (+ one staging row for the int16 widening), rowsums
   return align64(static_cast<size_t>(mb * row_bytes)) + align64(static_cast<size_t>(L.Kp) + 64) +
@@ -250,12 +250,17 @@ void gemm_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
       const int8_t* wo = w + (g * Og + n) * K;
       char* panel = gb + (n / kNR) * L.panel_bytes;
       const int64_t i = n % kNR, half = i / 8, lane = i % 8;
+      // One int32 of the panel per step: 4 k as bytes, or 2 k as int16.
+      char* dst = panel + half * 32 + lane * 4;
       if (p.saturate) {
-        int8_t* pb = reinterpret_cast<int8_t*>(panel);
-        for (int64_t k = 0; k < K; ++k) pb[(k / 4) * 64 + half * 32 + lane * 4 + k % 4] = wo[k];
+        int64_t k = 0;
+        for (; k + 4 <= K; k += 4, dst += 64) std::memcpy(dst, wo + k, 4);
+        for (int64_t q = 0; k + q < K; ++q) dst[q] = static_cast<char>(wo[k + q]);
       } else {
-        int16_t* pb = reinterpret_cast<int16_t*>(panel);
-        for (int64_t k = 0; k < K; ++k) pb[(k / 2) * 32 + half * 16 + lane * 2 + k % 2] = wo[k];
+        for (int64_t k = 0; k < K; k += 2, dst += 64) {
+          const int16_t pair[2] = {wo[k], static_cast<int16_t>(k + 1 < K ? wo[k + 1] : 0)};
+          std::memcpy(dst, pair, 4);
+        }
       }
     }
   }
@@ -285,32 +290,35 @@ struct Tile {
   const int32_t* wzp;
 };
 
-// One 6 x 16 micro-tile: 12 ymm accumulators, B in two ymm, A broadcast.
+// One kMR x 16 micro-tile: 2*kMR ymm accumulators, B in two ymm, A broadcast.
+// kMR = 4 leaves GCC enough of the 16 ymm registers for its schedule (with 6
+// rows it hoists the broadcasts and spills accumulators to the stack).
+#define QREF_ROW(r)                                                     \
+  {                                                                     \
+    const __m256i a = bcast4(t.a[r] + o);                               \
+    c##r##0 = _mm256_add_epi32(c##r##0, dot4<SAT>(a, b0, ones));        \
+    c##r##1 = _mm256_add_epi32(c##r##1, dot4<SAT>(a, b1, ones));        \
+  }
+#define QREF_OUT(r)                                                                                       \
+  if (r < t.mvalid) {                                                                                    \
+    const __m256i rs = _mm256_set1_epi32(t.rowsum[r]);                                                   \
+    store_n(t.out[r], requant16(c##r##0, c##r##1, rs, rs, t.mult, t.bias, t.azp_col, t.wzp, e), t.nvalid); \
+  }
 template <bool SAT>
-void micro_6x16(const Tile& t, const Epilogue& e) {
+void micro_tile(const Tile& t, const Epilogue& e) {
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-  __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  const uint8_t *a0 = t.a[0], *a1 = t.a[1], *a2 = t.a[2], *a3 = t.a[3], *a4 = t.a[4], *a5 = t.a[5];
+  __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
   const uint8_t* b = t.b;
   for (int64_t st = 0; st < t.steps; ++st, b += 64) {
     const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
     const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
     const int64_t o = st * 4;
-    __m256i a;
-    a = bcast4(a0 + o); c00 = _mm256_add_epi32(c00, dot4<SAT>(a, b0, ones)); c01 = _mm256_add_epi32(c01, dot4<SAT>(a, b1, ones));
-    a = bcast4(a1 + o); c10 = _mm256_add_epi32(c10, dot4<SAT>(a, b0, ones)); c11 = _mm256_add_epi32(c11, dot4<SAT>(a, b1, ones));
-    a = bcast4(a2 + o); c20 = _mm256_add_epi32(c20, dot4<SAT>(a, b0, ones)); c21 = _mm256_add_epi32(c21, dot4<SAT>(a, b1, ones));
-    a = bcast4(a3 + o); c30 = _mm256_add_epi32(c30, dot4<SAT>(a, b0, ones)); c31 = _mm256_add_epi32(c31, dot4<SAT>(a, b1, ones));
-    a = bcast4(a4 + o); c40 = _mm256_add_epi32(c40, dot4<SAT>(a, b0, ones)); c41 = _mm256_add_epi32(c41, dot4<SAT>(a, b1, ones));
-    a = bcast4(a5 + o); c50 = _mm256_add_epi32(c50, dot4<SAT>(a, b0, ones)); c51 = _mm256_add_epi32(c51, dot4<SAT>(a, b1, ones));
+    QREF_ROW(0) QREF_ROW(1) QREF_ROW(2) QREF_ROW(3)
   }
-  const __m256i cs[kMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-  for (int64_t r = 0; r < t.mvalid; ++r) {
-    const __m256i rs = _mm256_set1_epi32(t.rowsum[r]);
-    store_n(t.out[r], requant16(cs[r][0], cs[r][1], rs, rs, t.mult, t.bias, t.azp_col, t.wzp, e), t.nvalid);
-  }
+  QREF_OUT(0) QREF_OUT(1) QREF_OUT(2) QREF_OUT(3)
 }
+#undef QREF_ROW
+#undef QREF_OUT
 
 Epilogue make_epilogue(const Conv2dProblem& p, bool use_rowsum) {
   Epilogue e;
@@ -431,7 +439,7 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
             t.rowsum[q] = use_rowsum ? rowsum[i] : 0;
             t.out[q] = out + (p0 + i) * s.O + g * Og + j * kNR;
           }
-          micro_6x16<SAT>(t, e);
+          micro_tile<SAT>(t, e);
         }
       }
     }

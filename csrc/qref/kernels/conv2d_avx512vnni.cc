@@ -13,7 +13,8 @@
 //  - saturating semantics (reproducing an AVX2 host on this CPU): 512-bit
 //    vpmaddubsw (pairs (4k,4k+1), (4k+2,4k+3) with int16 saturation: the
 //    scalar reference's pairs (2i, 2i+1), since every group's K starts at 0)
-//    then vpmaddwd by 1 (exact) and vpaddd.
+//    then vpdpwssd by 1 (the exact int32 sum of the two int16 pair sums, i.e.
+//    fbgemm's vpmaddwd-by-1 + vpaddd in one instruction).
 // Depthwise problems (Cg == 1, >= 8 groups, <= 4 outputs per group) go to the
 // AVX2 kernel's depthwise code (channels in lanes), as fbgemm's depthwise JIT
 // is AVX2-only on every CPU; the decision is made from the shape alone, so the
@@ -208,10 +209,12 @@ void gemm_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
     int8_t* gb = reinterpret_cast<int8_t*>(base + L.b_off + g * L.group_bytes);
     std::memset(gb, 0, static_cast<size_t>(L.group_bytes));
     for (int64_t n = 0; n < Og; ++n) {
+      // 4 consecutive k of one output channel are one int32 of the panel.
       const int8_t* wo = w + (g * Og + n) * K;
-      int8_t* panel = gb + (n / kNR) * L.panel_bytes;
-      const int64_t i = n % kNR;
-      for (int64_t k = 0; k < K; ++k) panel[(k / 4) * (kNR * 4) + i * 4 + k % 4] = wo[k];
+      int8_t* dst = gb + (n / kNR) * L.panel_bytes + (n % kNR) * 4;
+      int64_t k = 0;
+      for (; k + 4 <= K; k += 4, dst += kNR * 4) std::memcpy(dst, wo + k, 4);
+      for (int64_t q = 0; k + q < K; ++q) dst[q] = wo[k + q];
     }
   }
 }
@@ -251,7 +254,8 @@ inline __m512i bcast4(const uint8_t* p) {
 
 template <bool SAT>
 inline __m512i dot4(__m512i acc, __m512i a, __m512i b, __m512i ones) {
-  if (SAT) return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(a, b), ones));
+  // vpdpwssd(acc, x, 1) = acc + x[2j] + x[2j+1]: vpmaddwd-by-1 and vpaddd in one.
+  if (SAT) return _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(a, b), ones);
   return _mm512_dpbusd_epi32(acc, a, b);
 }
 
@@ -289,15 +293,17 @@ void micro_8x32(const Tile& t, const Epilogue& e) {
     const int64_t o = st * 4;
     QREF_ROW(0) QREF_ROW(1) QREF_ROW(2) QREF_ROW(3) QREF_ROW(4) QREF_ROW(5) QREF_ROW(6) QREF_ROW(7)
   }
-  const __m512i cs[kMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},
-                              {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};
-  for (int64_t r = 0; r < t.mvalid; ++r) {
-    const __m512i rs = _mm512_set1_epi32(t.rowsum[r]);
-    store_n(t.out[r], requant16(cs[r][0], rs, t.mult, t.bias, t.azp_col, t.wzp, e), t.nvalid);
-    if (t.nvalid > 16)
-      store_n(t.out[r] + 16, requant16(cs[r][1], rs, t.mult + 16, t.bias + 16, t.azp_col + 16, t.wzp + 16, e),
-              t.nvalid - 16);
+  // Requantize and store row r (rows past mvalid are duplicates: skipped).
+#define QREF_OUT(r)                                                                                              \
+  if (r < t.mvalid) {                                                                                           \
+    const __m512i rs = _mm512_set1_epi32(t.rowsum[r]);                                                          \
+    store_n(t.out[r], requant16(c##r##0, rs, t.mult, t.bias, t.azp_col, t.wzp, e), t.nvalid);                  \
+    if (t.nvalid > 16)                                                                                          \
+      store_n(t.out[r] + 16, requant16(c##r##1, rs, t.mult + 16, t.bias + 16, t.azp_col + 16, t.wzp + 16, e),  \
+              t.nvalid - 16);                                                                                   \
   }
+  QREF_OUT(0) QREF_OUT(1) QREF_OUT(2) QREF_OUT(3) QREF_OUT(4) QREF_OUT(5) QREF_OUT(6) QREF_OUT(7)
+#undef QREF_OUT
 }
 #undef QREF_ROW
 
