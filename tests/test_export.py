@@ -160,3 +160,27 @@ def test_errors(tmp_path):
         f.write(b"\x07")
     with pytest.raises(ValueError, match="SHA-256"):
         qref.load_case(d, source="bin")
+
+
+def test_isa_avx2_case_is_torch_under_fbgemm_avx2(tmp_path):
+    """A golden case exported with isa="avx2" is what torch computes with fbgemm's AVX2 GEMM
+    (FBGEMM_ENABLE_INSTRUCTIONS=AVX2 in a fresh interpreter), on an im2col and a pointwise conv."""
+    pytest.importorskip("torch")
+    specs = [oracle.spec(C=24, O=32, H=10, W=10, padding=(1, 1), a_zp=128, act="high", seed=11),
+             oracle.spec(C=40, O=16, KH=1, KW=1, H=6, W=6, per_channel=False, w_zp=2, act="high", seed=12)]
+    res = oracle.run_in_subprocess(specs, env={"FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"})
+    for i, (s, r) in enumerate(zip(specs, res)):
+        b = oracle.build(s)
+        ws = b["w_scale"] if b["per_channel"] else float(b["w_scale"][0])
+        wz = b["w_zp"] if b["per_channel"] else int(b["w_zp"][0])
+        d = str(tmp_path / f"c{i}")
+        qref.export(d, b["x"], b["w"], b["bias"], stride=s["stride"], padding=s["padding"],
+                    dilation=s["dilation"], groups=s["groups"], input_scale=b["a_scale"],
+                    input_zero_point=b["a_zp"], weight_scale=ws, weight_zero_point=wz,
+                    output_scale=b["out_scale"], output_zero_point=b["out_zp"], relu=s["relu"], isa="avx2",
+                    rtl=False)
+        c = qref.load_case(d, source="bin")
+        assert c.meta["fbgemm"]["saturate"], r["plan"]
+        oracle.assert_same(c.output, r["torch"], f"{oracle.case_id(s)}: isa='avx2' golden vs torch AVX2")
+        # and the same case with the VNNI arithmetic differs from that torch (the case discriminates)
+        assert not np.array_equal(qref.conv2d(**c.conv_kwargs(isa="vnni")), r["torch"])
