@@ -67,6 +67,14 @@ def test_get_include_and_cmake_dir():
     assert os.path.isfile(os.path.join(qref.get_cmake_dir(), "qrefConfig.cmake"))
 
 
+def test_paths_main_for_the_cli(capsys):
+    """``_paths.main`` is what ``qref``'s CLI (or ``python -m qref._paths``) calls."""
+    from qref import _paths
+
+    assert _paths.main(["--include"]) == 0 and capsys.readouterr().out.strip() == qref.get_include()
+    assert _paths.main(["--cmake-dir"]) == 0 and capsys.readouterr().out.strip() == qref.get_cmake_dir()
+
+
 def test_get_include_in_a_wheel_layout(tmp_path):
     """A regular install: qref/_paths.py with include/ and cmake/ beside it (CMakeLists install())."""
     pkg = tmp_path / "qref"
