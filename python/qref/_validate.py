@@ -80,6 +80,12 @@ def check_scales_array(fn: str, name: str, a: np.ndarray) -> np.ndarray:
     if a.dtype.kind not in "fiu":
         raise TypeError(f"{fn}: {name}.dtype={a.dtype} (scales must be floats)")
     a = a.astype(np.float64)
+    # Fast path (issue 3: this runs on every conv call): all valid, vectorized;
+    # the loop below only runs to name the first bad element.
+    with np.errstate(over="ignore", invalid="ignore"):
+        f32s = a.astype(np.float32)
+        if bool(np.all(np.isfinite(a) & (a > 0) & np.isfinite(f32s) & (f32s >= _F32_TINY))):
+            return np.ascontiguousarray(a)
     for i, f in enumerate(a.ravel()):
         if not math.isfinite(f) or f <= 0:
             raise ValueError(f"{fn}: {name}[{i}]={float(f)!r} is not a valid scale (must be finite and > 0)")
