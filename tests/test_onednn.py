@@ -322,6 +322,34 @@ def test_bridge_x86_converted_module(relu):
         torch.backends.quantized.engine = prev
 
 
+# ----------------------------------------------------------------------------- fast loop == reference loop
+
+
+@pytest.mark.parametrize("variant", [dict(saturate=False, combined=False, float_comp=False),
+                                     dict(saturate=True, combined=False, float_comp=False),
+                                     dict(saturate=True, combined=True, float_comp=False),
+                                     dict(saturate=False, combined=True, float_comp=True)],
+                         ids=["exact-sep", "sat-sep", "sat-comb", "amx"])
+def test_fast_equals_reference(variant):
+    """The repacked loop (no intermediates) gives the bytes of the plain reference loop
+    (return_intermediates=True), on every variant and shape family."""
+    from qref import _core
+
+    r = np.random.default_rng(3)
+    shapes = SHAPES + CG1_SHAPES + [dict(C=640, O=8, KH=3, KW=3, H=5, W=5, padding=1, weight="extreme", act="high")]
+    for i, sh in enumerate(shapes):
+        s = spec(**sh, N=2, seed=i, a_zp=int(r.integers(0, 256)), relu=bool(i % 2))
+        b = build(s)
+        args = (np.ascontiguousarray(b["x"].transpose(0, 2, 3, 1)), np.ascontiguousarray(b["w"].transpose(0, 2, 3, 1)),
+                b["bias"], s["stride"], s["padding"], s["dilation"], s["groups"], b["a_scale"], b["a_zp"],
+                np.ascontiguousarray(b["w_scale"], dtype=np.float64), b["per_channel"], b["out_scale"], b["out_zp"],
+                s["relu"])
+        ref = _core.onednn_conv2d_nhwc(*args, threads=1, intermediates=True, **variant)[0]
+        for threads in (1, 2):
+            fast = _core.onednn_conv2d_nhwc(*args, threads=threads, intermediates=False, **variant)
+            assert_same(fast, ref, f"{case_id(s)} {variant} threads={threads}")
+
+
 # ----------------------------------------------------------------------------- emulated lower classes
 
 
