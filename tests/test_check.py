@@ -6,7 +6,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import qref  # noqa: E402
-from qref import check as check_mod  # noqa: E402
+import importlib  # noqa: E402
+
+check_mod = importlib.import_module("qref.check")  # the module (qref.check is the function)
 from qref.check import check, portability  # noqa: E402
 from qref.demo import demo_model, quantized_engine, quiet_torch_quantization  # noqa: E402
 
@@ -98,21 +100,26 @@ def test_check_fx_model():
     assert {row.name for row in r.layers} == {"c1", "c2", "c3"}
 
 
-def test_check_lists_onednn_and_unsupported_layers():
-    """Converted under the default 'x86' engine with symmetric weights on a VNNI host: oneDNN runs
-    the convs; a quantized Linear may not be supported yet. Both listed by reason, ok False."""
+def test_check_lists_unverifiable_layers():
+    """Converted under the default 'x86' engine: on a VNNI host oneDNN runs the conv (verified with
+    oneDNN's arithmetic, or listed with the reason where qref lacks that oneDNN kernel); quantized
+    Hardswish and a FloatFunctional add are quantized arithmetic qref does not model: listed by
+    name and reason, never silently skipped, and report.ok is False."""
 
     class M(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.quant = torch.ao.quantization.QuantStub()
             self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.act = torch.nn.Hardswish()
+            self.skip = torch.ao.nn.quantized.FloatFunctional()
             self.fc = torch.nn.Linear(4 * 6 * 6, 5)
             self.dequant = torch.ao.quantization.DeQuantStub()
 
         def forward(self, x):
-            x = self.conv(self.quant(x))
-            return self.dequant(self.fc(x.flatten(1)))
+            y = self.conv(self.quant(x))
+            y = self.skip.add(y, self.act(y))
+            return self.dequant(self.fc(y.flatten(1)))
 
     torch.manual_seed(1)
     x = torch.rand(2, 3, 8, 8)
@@ -124,18 +131,46 @@ def test_check_lists_onednn_and_unsupported_layers():
         torch.ao.quantization.convert(m, inplace=True)
         r = check(m, x)
     rows = {row.name: row for row in r.layers}
-    assert set(rows) == {"quant", "conv", "fc"}
+    assert set(rows) == {"quant", "conv", "act", "skip", "fc"}, str(r)
     assert rows["quant"].status == "ok"
-    if qref.torch_isa().cpu_features["avx512vnni"]:
-        assert rows["conv"].status == "unsupported" and "oneDNN" in rows["conv"].reason
-        assert not r.ok
-    else:
-        assert rows["conv"].status == "ok"
-    # fc is either verified (the bridge learnt Linear) or listed with a reason; never silently skipped
-    assert rows["fc"].status in ("ok", "unsupported")
-    if rows["fc"].status == "unsupported":
-        assert rows["fc"].reason and not r.ok
-        assert "fc: not verified" in str(r)
+    for name in ("conv", "fc"):  # verified (bit-exact), or listed with a reason
+        assert rows[name].status in ("ok", "unsupported"), str(r)
+        assert rows[name].status == "ok" or rows[name].reason
+    if qref.torch_isa().cpu_features["avx512vnni"] and rows["conv"].status == "ok":
+        assert rows["conv"].path == "oneDNN"
+    assert rows["act"].status == "unsupported" and "Hardswish" in rows["act"].reason
+    assert rows["skip"].status == "unsupported" and "QFunctional" in rows["skip"].reason
+    assert not r.ok
+    assert "act: not verified" in str(r) and "skip: not verified" in str(r) and "NOT OK" in str(r)
+
+
+def test_portability_x86_engine_routing():
+    """A model converted under 'x86' on a VNNI host: the AVX2 host's torch would run fbgemm."""
+    if not qref.torch_isa().cpu_features["avx512vnni"]:
+        pytest.skip("needs an AVX512-VNNI host (x86 engine routes to oneDNN only there)")
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.quant = torch.ao.quantization.QuantStub()
+            self.conv = torch.nn.Conv2d(16, 16, 1)
+            self.dequant = torch.ao.quantization.DeQuantStub()
+
+        def forward(self, x):
+            return self.dequant(self.conv(self.quant(x)))
+
+    torch.manual_seed(2)
+    x = torch.rand(1, 16, 32, 32)
+    with quantized_engine("x86"), quiet_torch_quantization():
+        m = M().eval()
+        m.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+        torch.ao.quantization.prepare(m, inplace=True)
+        m(x)
+        torch.ao.quantization.convert(m, inplace=True)
+        p = portability(m, x)
+    row = {r.name: r for r in p.rows}["conv"]
+    assert row.path_vnni == "oneDNN" and row.path_avx2 == "pointwise"
+    assert any("'x86' engine" in a for a in p.advice)
 
 
 def test_registry_one_line_extension(stem, monkeypatch):

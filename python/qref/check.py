@@ -190,6 +190,9 @@ def _prepare(call: _Call):
 
 
 def _path_of(runner: Any, inp: Any, isa: str) -> str:
+    if getattr(runner, "engine", "fbgemm") == "onednn" or (
+            getattr(runner, "engine", "") == "x86" and isa != "avx2"):
+        return "oneDNN"
     try:
         from .conv import conv_plan
 
@@ -407,13 +410,18 @@ class PortabilityReport:
                  f"{r.path_avx2} / {r.path_vnni}", f"{r.differing}/{r.numel}",
                  "-" if r.saturated is None else str(r.saturated), str(r.max_abs_diff), r.why)
                 for r in self.rows]
-        lines = ["Cross-machine: torch's fbgemm on an AVX2 host (isa='avx2') vs an AVX512-VNNI host (isa='vnni')"]
+        lines = ["Cross-machine: torch on an AVX2 host (isa='avx2') vs on an AVX512-VNNI host (isa='vnni')"]
         lines += _table(rows, ["layer", "type", "path", "bytes differing", "saturated acc", "max|diff|", "why"])
         for n, t, w in self.unsupported:
             lines.append(f"  {n}: not compared: {w}")
-        lines.append("PORTABLE: same bytes on both" if self.portable else
-                     f"NOT PORTABLE: {len(self.differing)} layer(s) differ"
-                     + (f", {len(self.unsupported)} not compared" if self.unsupported else ""))
+        routed = [r.name for r in self.rows if r.path_vnni == "oneDNN"]
+        if self.portable and routed:
+            lines.append(f"PORTABLE for this input: same bytes on both, but {', '.join(routed)} run different "
+                         f"formulas on the two hosts (other inputs may differ)")
+        else:
+            lines.append("PORTABLE: same bytes on both" if self.portable else
+                         f"NOT PORTABLE: {len(self.differing)} layer(s) differ"
+                         + (f", {len(self.unsupported)} not compared" if self.unsupported else ""))
         for a in self.advice:
             lines.append(f"advice: {a}")
         return "\n".join(lines)
@@ -427,9 +435,15 @@ class PortabilityReport:
 def _intermediate_acc(runner: Any, inputs: tuple, isa: str) -> Optional[np.ndarray]:
     try:
         res = runner(*inputs, isa=isa, return_intermediates=True)
-    except TypeError:
+    except Exception:  # a layer kind without intermediates: no saturation count, bytes still compared
         return None
     return res[1].acc if isinstance(res, tuple) and hasattr(res[1], "acc") else None
+
+
+def _with_engine(runner: Any, engine: str) -> Any:
+    from dataclasses import replace
+
+    return replace(runner, engine=engine)
 
 
 def portability(model: Any, *inputs: Any) -> PortabilityReport:
@@ -448,13 +462,20 @@ def portability(model: Any, *inputs: Any) -> PortabilityReport:
             continue
         inp = call.inputs[0] if call.inputs else None
         row = PortabilityRow(call.name, call.key, _shape(call.output))
+        # Packed for oneDNN here (engine "x86" on this VNNI host): assume the default "x86" engine,
+        # which prepack routes to fbgemm on an AVX2 host and to oneDNN on a VNNI one (SPEC.md §1).
+        routed = getattr(runner, "engine", "fbgemm") == "onednn"
+        r2 = _with_engine(runner, "x86") if routed else runner
         try:
-            a2 = _to_uint8(runner(*call.inputs, isa="avx2"))
-            vn = _to_uint8(runner(*call.inputs, isa="vnni"))
-        except (UnsupportedModuleError, NotImplementedError) as e:
+            a2 = _to_uint8(r2(*call.inputs, isa="avx2"))
+            vn = _to_uint8(r2(*call.inputs, isa="vnni"))
+        except (UnsupportedModuleError, NotImplementedError, ValueError) as e:
             unsupported.append((call.name, call.key, str(e)))
             continue
-        row.path_avx2, row.path_vnni = _path_of(runner, inp, "avx2"), _path_of(runner, inp, "vnni")
+        row.path_avx2, row.path_vnni = _path_of(r2, inp, "avx2"), _path_of(r2, inp, "vnni")
+        if routed:
+            onednn = True
+            row.path_vnni = "oneDNN"
         if a2 is None or vn is None:
             rows.append(row)
             continue
@@ -466,11 +487,14 @@ def portability(model: Any, *inputs: Any) -> PortabilityReport:
             row.first_difference = tuple(int(v) for v in bad[0])
             row.max_abs_diff = int(np.abs(d).max())
             row.diff = d
-        acc2 = _intermediate_acc(runner, call.inputs, "avx2")
-        accv = _intermediate_acc(runner, call.inputs, "vnni")
+        acc2 = None if routed else _intermediate_acc(runner, call.inputs, "avx2")
+        accv = None if routed else _intermediate_acc(runner, call.inputs, "vnni")
         if acc2 is not None and accv is not None:
             row.saturated = int((acc2 != accv).sum())
-        if row.differing:
+        if routed:
+            row.why = ("engine 'x86': fbgemm on an AVX2 host, oneDNN (a different requantization) on a VNNI "
+                       "host" if row.differing else "engine 'x86' routes differently, but the bytes agree")
+        elif row.differing:
             row.why = (f"int16 pair sums saturate on AVX2 (vpmaddubsw) but not with VNNI: {row.saturated} "
                        f"accumulators differ" if row.saturated else "AVX2 and VNNI arithmetic differ")
         elif row.path_avx2 == "depthwise":
@@ -478,13 +502,15 @@ def portability(model: Any, *inputs: Any) -> PortabilityReport:
         elif row.saturated:
             row.why = f"{row.saturated} accumulators differ, but every output byte rounds the same"
         rows.append(row)
-    if any(r.differing for r in rows):
-        names = ", ".join(r.name for r in rows if r.differing)
+    if any(r.differing and r.path_vnni != "oneDNN" for r in rows):
+        names = ", ".join(r.name for r in rows if r.differing and r.path_vnni != "oneDNN")
         advice.append(f"{names}: activations use the full 0..255 range, so a*w pair sums exceed int16 on AVX2 "
                       f"hosts. Quantize activations with reduce_range=True (7-bit, as "
                       f"torch.ao.quantization.get_default_qconfig('fbgemm') does) and these layers give the same "
                       f"bytes on every x86 CPU.")
     if onednn:
-        advice.append("layers converted under the 'x86' engine run oneDNN on AVX512-VNNI Linux hosts and fbgemm "
-                      "elsewhere: different formulas on different machines; convert under 'fbgemm' for one formula.")
+        advice.append("layers converted under the 'x86' engine (the default) run oneDNN on AVX512-VNNI Linux hosts "
+                      "and fbgemm elsewhere: different formulas on different machines (and oneDNN's differs "
+                      "between AMX and VNNI CPUs); convert under torch.backends.quantized.engine = 'fbgemm' for "
+                      "one formula everywhere.")
     return PortabilityReport(rows, unsupported, advice)

@@ -173,11 +173,22 @@ def _as_params(module_or_params: Any):
     from .torch_bridge import Conv2dParams, from_torch
 
     if isinstance(module_or_params, Conv2dParams):
-        return module_or_params, None
-    if module_or_params is None or not hasattr(module_or_params, "weight"):
+        params, module = module_or_params, None
+    elif module_or_params is None or not hasattr(module_or_params, "weight"):
         raise TypeError(f"explain: module_or_params must be a qref.Conv2dParams or a torch quantized conv module, "
                         f"got {type(module_or_params).__name__}")
-    return from_torch(module_or_params), module_or_params
+    else:
+        params, module = from_torch(module_or_params), module_or_params
+    if not isinstance(params, Conv2dParams):
+        raise NotImplementedError(f"explain: {type(params).__name__} ({getattr(params, 'module_type', '?')}) is "
+                                  f"not explained yet; explain covers quantized Conv2d / ConvReLU2d")
+    if getattr(params, "engine", "fbgemm") != "fbgemm":
+        raise NotImplementedError(
+            f"explain: this layer's packed weights run oneDNN (engine {params.engine!r}; the model was converted "
+            f"under torch.backends.quantized.engine='x86' on an AVX512-VNNI host, or 'onednn'); explain derives "
+            f"fbgemm's arithmetic. qref.conv2d reproduces it (docs/onednn.md); to get an fbgemm layer, convert "
+            f"under torch.backends.quantized.engine = 'fbgemm'")
+    return params, module
 
 
 def _input_uint8(params, qx: Any, input_scale: Any, input_zero_point: Any):
@@ -362,9 +373,11 @@ def _hand_formulas(e: dict) -> list:
     if po > 0 and pa > 0 and pw > 0:
         yp = real(pa, pw, po, raw_exact)
         val = _clamp(_round_half_even(yp) + zp, e)
-        why = (f"print(model) shows the scales as {pa:g}, {pw:g}, {po:g}; the real ones are "
-               f"{_f32(a_s)}, {_f32(w_s)}, {_f32(o_s)}, so the value before rounding is {yp:.6f} instead of "
-               f"{e['y']:.6f}")
+        def rel(p: float, t: float) -> str:
+            return f"{p:g} for {_f32(t)} ({(p - t) / t * 100:+.2f}%)"
+
+        why = (f"print(model) shows the scales rounded: s_in {rel(pa, a_s)}, s_w {rel(pw, w_s)}, s_out "
+               f"{rel(po, o_s)}; the value before rounding becomes {yp:.6f} instead of {e['y']:.6f}")
         out.append(HandFormula("printed scales", "round((s_in*s_w*acc + bias) / s_out) + zp with 4-digit scales",
                                val, val == v, why if val != v else why + " (here it still rounds the same way)"))
     # 2. Full scales, but the real-number formula in double (no float32 steps).
@@ -433,11 +446,26 @@ def _fmt_taps(e: Explanation, limit: int = 12) -> list:
             lines.append("    ...")
         where = "padding (a_zp)" if t.padded else f"({t.ih},{t.iw})"
         mark = "  <- saturated pair" if k in sat_k else ""
-        lines.append(f"  {k:3d}  ({t.kh},{t.kw},{t.c:<3d})  {where:<14s} {t.a:3d} x {t.w:4d} = {t.product:6d}{mark}")
+        khkwc = f"({t.kh},{t.kw},{t.c})"
+        lines.append(f"  {k:3d}  {khkwc:<11s} {where:<14s} {t.a:3d} x {t.w:4d} = {t.product:6d}{mark}")
         prev = k
     if show and show[-1] != e.K - 1:
         lines.append(f"    ... ({e.K} taps in all)")
     return lines
+
+
+def _summary(e: Explanation) -> str:
+    bias = "" if e.bias_term is None else f" + {_f32(e.bias_term)}"
+    s = (f"fbgemm computes y = f32(f32({e.raw}{bias}) * {_f32(e.M)}) = {_f32(e.y)} in float32, rounds it "
+         f"half to even to {e.rounded if e.rounded != INT32_MIN else 'INT32_MIN'}, adds the zero point "
+         f"{e.output_zero_point} and clamps: {e.value}.")
+    wrong = [h for h in e.hand if not h.matches]
+    if wrong:
+        s += " A hand computation gets " + "; ".join(
+            f"{h.value} with {h.name}" for h in wrong) + " (details at the end)."
+    else:
+        s += " The usual hand formulas all agree on this element."
+    return s
 
 
 def _render(e: Explanation) -> str:
@@ -447,6 +475,8 @@ def _render(e: Explanation) -> str:
              + (f"   (torch says {e.torch_value})" if e.torch_value is not None else ""))
     L.append(f"fbgemm {e.path} path on isa {e.isa}: "
              + ("int16-saturating pair sums (vpmaddubsw)" if e.saturates else "exact int32 products"))
+    L.append("")
+    L.append("In short: " + _summary(e))
     L.append("")
     L.append(f"1. Receptive field (group {e.group}, K = {e.K} terms in fbgemm's (kh, kw, c) order):")
     L += _fmt_taps(e)

@@ -1,0 +1,303 @@
+"""The ``qref`` command line (also ``python -m qref``).
+
+  qref demo                      the forum question answered, then a whole-model check
+  qref explain [module:function] [--layer NAME] [--index n,c,h,w] [--isa ISA] [--json]
+  qref check module:function [--input-shape 1,3,224,224] [--isa ISA] [--plot out.png] [--json]
+  qref info                      CPU features, qref kernels, what isa="auto" means here
+  qref bench [...]               qref vs torch timings (qref.bench)
+
+``module:function`` names a function (in an importable module or a ``.py`` file) that builds a
+converted quantized model and returns ``model`` or ``(model, *inputs)``; without inputs,
+``--input-shape`` gives a seeded ``torch.rand`` input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import time
+import warnings
+from typing import Any, Optional
+
+
+def _quiet() -> None:
+    for msg in (r".*torch\.ao\.quantization is deprecated.*", r".*reduce_range will be deprecated.*",
+                r".*quantized tensor creation functions.*", r".*are deprecated and will be removed.*"):
+        warnings.filterwarnings("ignore", message=msg)
+
+
+def _need_torch(cmd: str):
+    try:
+        import torch
+    except ImportError:
+        sys.exit(f"qref {cmd}: needs PyTorch (pip install 'qref[torch]' or pip install torch)")
+    return torch
+
+
+def _shape(text: str, what: str) -> tuple:
+    try:
+        v = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
+    except ValueError:
+        sys.exit(f"qref: {what}={text!r} is not a comma-separated list of integers (e.g. 1,3,224,224)")
+    if not v or any(d < 0 for d in v):
+        sys.exit(f"qref: {what}={text!r} must be non-negative integers")
+    return v
+
+
+def _load(spec: str, input_shape: Optional[str], cmd: str) -> tuple:
+    """(model, inputs) from ``module:function``."""
+    torch = _need_torch(cmd)
+    if ":" not in spec:
+        sys.exit(f"qref {cmd}: {spec!r} must be module:function (a function that returns a converted model "
+                 f"or (model, *inputs))")
+    modname, fn = spec.rsplit(":", 1)
+    if modname.endswith(".py") or os.sep in modname:
+        if not os.path.exists(modname):
+            sys.exit(f"qref {cmd}: file {modname!r} does not exist")
+        s = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(modname))[0], modname)
+        mod = importlib.util.module_from_spec(s)
+        sys.modules[s.name] = mod
+        s.loader.exec_module(mod)
+    else:
+        sys.path.insert(0, os.getcwd())
+        try:
+            mod = importlib.import_module(modname)
+        except ImportError as e:
+            sys.exit(f"qref {cmd}: cannot import {modname!r}: {e}")
+    f = getattr(mod, fn, None)
+    if not callable(f):
+        sys.exit(f"qref {cmd}: {modname!r} has no function {fn!r}")
+    res = f()
+    if isinstance(res, tuple):
+        model, inputs = res[0], tuple(res[1:])
+    else:
+        model, inputs = res, ()
+    if input_shape:
+        g = torch.Generator().manual_seed(0)
+        inputs = (torch.rand(*_shape(input_shape, "--input-shape"), generator=g),)
+    if not inputs:
+        sys.exit(f"qref {cmd}: {spec} returned a model without inputs; pass --input-shape N,C,H,W")
+    return model, inputs
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+def _grid(a, width: int = 16) -> list:
+    flat = [int(v) for v in a.flatten()]
+    return [" ".join(f"{v:3d}" for v in flat[i:i + width]) for i in range(0, len(flat), width)]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    torch = _need_torch("demo")
+    import numpy as np
+
+    import qref
+    from qref.demo import demo_model, forum_element, forum_hand_formula, forum_model, printed_scale
+
+    t0 = time.time()
+    print("=" * 100)
+    print("1. The forum question: 'the result of quantized conv2d is different from the result I calculate'")
+    print("=" * 100)
+    print("QuantStub -> Conv2d(1, 1, 1) -> DeQuantStub; HistogramObserver(reduce_range=True) activations,")
+    print("PerChannelMinMaxObserver(per_channel_symmetric) qint8 weights, engine 'fbgemm', calibrated on")
+    print("and fed arange(64)/255 as (1, 1, 4, 16); torch.manual_seed(128) before the model is built.\n")
+    net, x = forum_model()
+    print(net)
+    qx = net.quant(x)
+    ref = net.conv1(qx)
+    mine = qref.from_torch(net.conv1)(qx)
+    t_out, q_out = ref.int_repr().numpy(), mine.int_repr().numpy()
+    same = int((t_out == q_out).sum())
+    print(f"\nqref.from_torch(model.conv1)(qx) == torch: {same}/{t_out.size} elements bit-exact"
+          + ("" if same == t_out.size else "   <-- MISMATCH"))
+    hand = forum_hand_formula(net, x)
+    w = net.conv1.weight()
+    print("\nThe hand formula with the scales as print(model) shows them:")
+    print(f"  out = round((s_in*q_in * s_w*q_w + bias) / s_out) + zp, s_in = {printed_scale(qx.q_scale())}, "
+          f"s_w = {printed_scale(float(w.q_per_channel_scales()[0]))}, s_out = {printed_scale(net.conv1.scale)}")
+    print("torch (quantized values of the output):")
+    print("\n".join("  " + line for line in _grid(t_out)))
+    print("hand formula:")
+    print("\n".join("  " + line for line in _grid(hand)))
+    print(f"  -> {int((hand != t_out).sum())} of {t_out.size} elements differ; with the exact float32 scales the same "
+          f"formula differs in {int((forum_hand_formula(net, x, printed=False) != t_out).sum())}")
+    idx = forum_element(net, x)
+    print(f"\nWhy element {idx} (input quantized value {int(qx.int_repr()[idx[0], 0, idx[2], idx[3]])}) is "
+          f"{int(t_out[idx])}, not {int(hand[idx])}:  qref.explain(model.conv1, qx, {idx})\n")
+    e = qref.explain(net.conv1, qx, idx, layer="conv1")
+    print(e)
+    if not args.quick:
+        print()
+        print("=" * 100)
+        print(f"2. A whole model: qref.check(model, x) on a {args.size}x{args.size} stem with every fbgemm conv path")
+        print("=" * 100)
+        net2, x2 = demo_model(size=args.size)
+        r = qref.check(net2, x2)
+        print(r)
+        print()
+        p = qref.portability(net2, x2)
+        print(p)
+        if args.plot:
+            r.plot(args.plot, portability=p)
+            print(f"\nplot written to {args.plot}")
+        ok = r.ok and same == t_out.size
+    else:
+        ok = same == t_out.size
+    print(f"\n(demo took {time.time() - t0:.1f} s; torch {torch.__version__}, "
+          f"fbgemm arithmetic here: {qref.torch_isa().gemm_isa})")
+    del np
+    return 0 if ok else 1
+
+
+# ---------------------------------------------------------------------------- explain
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    _need_torch("explain")
+    import qref
+    from qref.check import _capture, module_key
+
+    if args.model is None:
+        from qref.demo import forum_element, forum_model
+
+        net, x = forum_model()
+        inputs = (x,)
+        layer = args.layer or "conv1"
+        default_index = forum_element(net, x)
+    else:
+        net, inputs = _load(args.model, args.input_shape, "explain")
+        layer = args.layer
+        default_index = (0, 0, 0, 0)
+    calls = _capture(net, inputs)
+    convs = [c for c in calls if "Conv" in c.key and c.inputs]
+    if layer is None:
+        if not convs:
+            sys.exit("qref explain: the model has no quantized conv layer")
+        call = convs[0]
+    else:
+        match = [c for c in calls if c.name == layer]
+        if not match:
+            sys.exit(f"qref explain: --layer {layer!r} is not a quantized layer of the model "
+                     f"(layers: {', '.join(c.name for c in calls)})")
+        call = match[0]
+    index = _shape(args.index, "--index") if args.index else default_index
+    try:
+        e = qref.explain(call.module, call.inputs[0], index, isa=args.isa, layer=f"{call.name} ({module_key(call.module)})")
+    except (ValueError, TypeError, NotImplementedError) as err:
+        sys.exit(f"qref explain: {err}")
+    print(json.dumps(e.to_dict(), indent=1) if args.json else e)
+    return 0
+
+
+# ---------------------------------------------------------------------------- check
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    _need_torch("check")
+    import qref
+
+    model, inputs = _load(args.model, args.input_shape, "check")
+    r = qref.check(model, *inputs, isa=args.isa)
+    p = None if args.no_portability else qref.portability(model, *inputs)
+    if args.json:
+        print(json.dumps(dict(check=r.to_dict(), portability=None if p is None else p.to_dict()), indent=1))
+    else:
+        print(r)
+        if p is not None:
+            print()
+            print(p)
+    if args.plot:
+        try:
+            r.plot(args.plot, portability=p)
+        except ImportError as err:
+            sys.exit(f"qref check --plot: {err}")
+        print(f"plot written to {args.plot}", file=sys.stderr if args.json else sys.stdout)
+    return 0 if r.ok else 1
+
+
+# ---------------------------------------------------------------------------- info
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import qref
+
+    print(f"qref {qref.__version__}")
+    print(f"kernels compiled and usable here (best first): {', '.join(qref.kernels())}")
+    print(qref.torch_isa())
+    try:
+        import torch
+
+        print(f"torch {torch.__version__}; torch.backends.quantized.engine = {torch.backends.quantized.engine!r} "
+              f"(supported: {', '.join(torch.backends.quantized.supported_engines)})")
+    except ImportError:
+        print("torch: not installed (qref.check / explain on torch modules need it)")
+    return 0
+
+
+def cmd_bench(argv: list) -> int:
+    try:
+        from qref import bench
+    except ImportError:
+        print("qref bench: the benchmark module (qref.bench) is not available in this install", file=sys.stderr)
+        return 2
+    if not hasattr(bench, "main"):
+        print("qref bench: qref.bench has no main() yet", file=sys.stderr)
+        return 2
+    return int(bench.main(argv) or 0)
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="qref", description="Bit-exact reference for PyTorch's quantized int8 "
+                                 "convolution (fbgemm): reproduce, explain, check.")
+    sub = ap.add_subparsers(dest="cmd", metavar="{demo,explain,check,info,bench}")
+    isa_help = "whose fbgemm arithmetic: auto (torch in this process), avx2, vnni"
+
+    d = sub.add_parser("demo", help="answer the forum question, then check a whole model (no arguments needed)")
+    d.add_argument("--size", type=int, default=224, help="input size of the multi-layer model (default 224)")
+    d.add_argument("--quick", action="store_true", help="only the forum part")
+    d.add_argument("--plot", metavar="PNG", help="also draw the cross-machine differences (needs matplotlib)")
+
+    e = sub.add_parser("explain", help="derive one output element step by step")
+    e.add_argument("model", nargs="?", help="module:function returning (model, *inputs); default: the forum model")
+    e.add_argument("--layer", help="layer name (default: the first quantized conv)")
+    e.add_argument("--index", help="output element n,c,h,w (default: the demo's element, else 0,0,0,0)")
+    e.add_argument("--input-shape", help="input shape when the function returns no inputs, e.g. 1,3,224,224")
+    e.add_argument("--isa", default="auto", choices=["auto", "avx2", "vnni"], help=isa_help)
+    e.add_argument("--json", action="store_true", help="print the structured form")
+
+    c = sub.add_parser("check", help="verify every quantized layer of a model against qref, bit for bit")
+    c.add_argument("model", help="module:function returning a converted model or (model, *inputs)")
+    c.add_argument("--input-shape", help="input shape, e.g. 1,3,224,224 (seeded torch.rand)")
+    c.add_argument("--isa", default="auto", choices=["auto", "avx2", "vnni"], help=isa_help)
+    c.add_argument("--plot", metavar="PNG", help="draw differing layers (needs matplotlib)")
+    c.add_argument("--no-portability", action="store_true", help="skip the AVX2 vs VNNI comparison")
+    c.add_argument("--json", action="store_true", help="print the structured form")
+
+    sub.add_parser("info", help="CPU features, qref kernels, what isa='auto' means here")
+    sub.add_parser("bench", help="qref vs torch timings (arguments go to qref.bench)", add_help=False)
+    return ap
+
+
+def main(argv: Optional[list] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet()
+    if argv and argv[0] == "bench":
+        return cmd_bench(argv[1:])
+    ap = _parser()
+    args = ap.parse_args(argv)
+    if args.cmd is None:
+        ap.print_help()
+        return 2
+    return {"demo": cmd_demo, "explain": cmd_explain, "check": cmd_check, "info": cmd_info}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
