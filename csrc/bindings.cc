@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -338,6 +339,93 @@ PYBIND11_MODULE(_core, m) {
       py::arg("x"), py::arg("scale"), py::arg("zero_point"));
 
   // == bindings added by feature work; each block edited only by its owner ==
+  // [bindings: issue 3 native speed]
+  // A conv2d with its weights packed once (PreparedConv2d, api.h); the torch
+  // bridge caches one per input shape/quantization/ISA/kernel, so repeated
+  // calls skip the weight transpose, column sums and packing.
+  struct PreparedHolder {
+    std::unique_ptr<PreparedConv2d> prep;
+    py::array weight;  // keeps the OHWI weight alive (kernels may read it)
+    int64_t N, H, W, C;
+  };
+  py::class_<PreparedHolder>(m, "PreparedConv2d")
+      .def_property_readonly("kernel", [](const PreparedHolder& h) { return std::string(h.prep->kernel->name); })
+      .def_property_readonly("packed_bytes", [](const PreparedHolder& h) { return h.prep->packed_bytes; })
+      .def_property_readonly("input_shape_nhwc",
+                             [](const PreparedHolder& h) { return py::make_tuple(h.N, h.H, h.W, h.C); });
+  m.def(
+      "conv2d_prepare",
+      [](py::array input, py::array weight, py::object bias, std::pair<int64_t, int64_t> stride,
+         std::pair<int64_t, int64_t> padding, std::pair<int64_t, int64_t> dilation, int64_t groups,
+         double input_scale, int32_t input_zero_point, py::array weight_scale, py::array weight_zero_point,
+         bool per_channel, double output_scale, int32_t output_zero_point, bool relu, bool saturate,
+         const std::string& kernel) {
+        checked_ptr<uint8_t>(input, "input", 4, "uint8");
+        const int8_t* w = checked_ptr<int8_t>(weight, "weight", 4, "int8");
+        const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
+        const int32_t* wz = checked_ptr<int32_t>(weight_zero_point, "weight_zero_point", 1, "int32");
+        Conv2dShape s = make_shape(input, weight, stride, padding, dilation, groups);
+        check_weight_qparams(weight_scale, ws, weight_zero_point, wz, per_channel ? s.O : 1);
+        const float* b = nullptr;
+        py::array bias_arr;
+        if (!bias.is_none()) {
+          bias_arr = bias.cast<py::array>();
+          b = checked_ptr<float>(bias_arr, "bias", 1, "float32");
+          if (bias_arr.shape(0) != s.O) throw py::value_error("_core: bias length mismatch");
+        }
+        if (input_zero_point < 0 || input_zero_point > 255 || output_zero_point < 0 || output_zero_point > 255)
+          throw py::value_error("_core: zero point out of range");
+        check_scale_value("input_scale", input_scale);
+        check_scale_value("output_scale", output_scale);
+        const KernelEntry& k = find_kernel(kernel);
+        RequantArgs ra;
+        ra.input_scale = input_scale;
+        ra.input_zero_point = input_zero_point;
+        ra.weight_scale = ws;
+        ra.weight_zero_point = wz;
+        ra.per_channel = per_channel;
+        ra.output_scale = output_scale;
+        ra.output_zero_point = output_zero_point;
+        ra.relu = relu;
+        ra.bias = b;
+        Conv2dProblem p;
+        p.shape = s;
+        p.saturate = saturate;
+        p.rq = prepare_requant(s, w, ra);
+        PreparedHolder h;
+        h.weight = weight;
+        h.N = s.N;
+        h.H = s.H;
+        h.W = s.W;
+        h.C = s.C;
+        {
+          py::gil_scoped_release release;
+          h.prep = std::make_unique<PreparedConv2d>(p, k, w);
+        }
+        return h;
+      },
+      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("groups"), py::arg("input_scale"), py::arg("input_zero_point"),
+      py::arg("weight_scale"), py::arg("weight_zero_point"), py::arg("per_channel"), py::arg("output_scale"),
+      py::arg("output_zero_point"), py::arg("relu"), py::arg("saturate"), py::arg("kernel"),
+      "Pack a conv2d's weights once for `kernel`; run with conv2d_run on inputs of input's shape.");
+  m.def(
+      "conv2d_run",
+      [](const PreparedHolder& h, py::array input, int threads) {
+        const uint8_t* in = checked_ptr<uint8_t>(input, "input", 4, "uint8");
+        if (input.shape(0) != h.N || input.shape(1) != h.H || input.shape(2) != h.W || input.shape(3) != h.C)
+          throw py::value_error("_core: input shape differs from the prepared conv2d's");
+        const Conv2dShape& s = h.prep->p.shape;
+        py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
+        uint8_t* o = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          h.prep->run(in, o, threads);
+        }
+        return out;
+      },
+      py::arg("prepared"), py::arg("input"), py::arg("threads"),
+      "Run a PreparedConv2d on an NHWC uint8 input; returns the NHWC output.");
   // [bindings: issue 5 compare/export]
   // [bindings: issue 6 robustness]
   // [bindings: issue 7 linear/conv1d/conv3d/transposed]

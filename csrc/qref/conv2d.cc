@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
+#include <utility>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -109,44 +111,140 @@ int default_threads() {
 }
 
 namespace {
-struct AlignedFree {
-  void operator()(void* p) const { std::free(p); }
+// Buffers for packed weights and per-thread scratch, reused across calls
+// (issue 3): a fresh multi-megabyte aligned_alloc is an mmap whose first touch
+// page-faults on every call, which cost as much as packing the weights.
+// Plain free list under a mutex (calls may run concurrently: the GIL is
+// released); at most kPoolKeep buffers and kPoolBytes bytes are kept.
+class BufferPool {
+ public:
+  void* acquire(size_t bytes, size_t* got) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      size_t best = free_.size();
+      for (size_t i = 0; i < free_.size(); ++i)
+        if (free_[i].second >= bytes && (best == free_.size() || free_[i].second < free_[best].second)) best = i;
+      if (best != free_.size()) {
+        auto e = free_[best];
+        free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(best));
+        held_ -= e.second;
+        *got = e.second;
+        return e.first;
+      }
+    }
+    const size_t rounded = (bytes + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, rounded);
+    if (!p) throw std::bad_alloc();
+    *got = rounded;
+    return p;
+  }
+  void release(void* p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (bytes > kPoolBytes) {
+      std::free(p);
+      return;
+    }
+    free_.emplace_back(p, bytes);
+    held_ += bytes;
+    // Drop the smallest buffers first: big ones are the expensive ones to fault in.
+    while (free_.size() > kPoolKeep || held_ > kPoolBytes) {
+      size_t s = 0;
+      for (size_t i = 1; i < free_.size(); ++i)
+        if (free_[i].second < free_[s].second) s = i;
+      held_ -= free_[s].second;
+      std::free(free_[s].first);
+      free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(s));
+    }
+  }
+
+ private:
+  static constexpr size_t kPoolKeep = 16;
+  static constexpr size_t kPoolBytes = size_t{256} << 20;
+  std::mutex mu_;
+  std::vector<std::pair<void*, size_t>> free_;
+  size_t held_ = 0;
 };
-using AlignedBuf = std::unique_ptr<void, AlignedFree>;
-AlignedBuf aligned_alloc64(size_t bytes) {
-  if (bytes == 0) return AlignedBuf(nullptr);
-  const size_t rounded = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded);
-  if (!p) throw std::bad_alloc();
-  return AlignedBuf(p);
+
+BufferPool& pool() {
+  static BufferPool* p = new BufferPool();  // never destroyed: no exit-order issues
+  return *p;
 }
+
+// RAII handle on a pooled buffer (null for 0 bytes).
+class PooledBuf {
+ public:
+  PooledBuf() = default;
+  explicit PooledBuf(size_t bytes) {
+    if (bytes) p_ = pool().acquire(bytes, &n_);
+  }
+  PooledBuf(PooledBuf&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr; }
+  PooledBuf(const PooledBuf&) = delete;
+  PooledBuf& operator=(const PooledBuf&) = delete;
+  ~PooledBuf() {
+    if (p_) pool().release(p_, n_);
+  }
+  void* get() const { return p_; }
+
+ private:
+  void* p_ = nullptr;
+  size_t n_ = 0;
+};
 }  // namespace
+
+void run_conv2d_packed(const Conv2dProblem& p, const KernelEntry& k, const uint8_t* in, const int8_t* w,
+                       const void* packed, uint8_t* out, int num_threads, const Conv2dIntermediates* inter) {
+  const Conv2dShape& s = p.shape;
+  const int64_t rows = s.N * s.OH;
+  if (rows == 0 || s.OW == 0 || s.O == 0) return;
+  const size_t scratch = k.scratch_bytes(p);
+  if (num_threads < 1) num_threads = 1;
+  // Threads split the output rows m = n*OH + oh into contiguous chunks. Every
+  // kernel computes each output element from its own receptive field only, so
+  // the bytes do not depend on the split (tested for every thread count).
+  // At least ~4M MACs per thread chunk (about the cost of starting a thread
+  // at 100+ GMAC/s): small problems stay single-threaded.
+  const int64_t macs_per_row = std::max<int64_t>(1, s.OW * s.O * s.K());
+  const int64_t min_rows = std::max<int64_t>(1, (int64_t{1} << 22) / macs_per_row);
+  int64_t nt = std::min<int64_t>(num_threads, (rows + min_rows - 1) / min_rows);
+  nt = std::max<int64_t>(1, std::min<int64_t>(nt, 1024));
+  const int64_t chunk = (rows + nt - 1) / nt;
+  nt = (rows + chunk - 1) / chunk;
+  std::vector<PooledBuf> scratches;
+  scratches.reserve(static_cast<size_t>(nt));
+  for (int64_t t = 0; t < nt; ++t) scratches.emplace_back(scratch);
+  auto work = [&](int64_t t) {
+    const int64_t b = t * chunk, e = std::min(rows, b + chunk);
+    if (b < e) k.run_rows(p, w, packed, in, out, b, e, scratches[t].get(), inter);
+  };
+  std::vector<std::thread> threads;
+  for (int64_t t = 1; t < nt; ++t) threads.emplace_back(work, t);
+  work(0);
+  for (auto& th : threads) th.join();
+}
 
 void run_conv2d(const Conv2dProblem& p, const KernelEntry& k, const uint8_t* in, const int8_t* w,
                 uint8_t* out, int num_threads, const Conv2dIntermediates* inter) {
   const Conv2dShape& s = p.shape;
-  const int64_t rows = s.N * s.OH;
-  if (rows == 0 || s.OW == 0 || s.O == 0) return;
-  AlignedBuf packed = aligned_alloc64(k.packed_weight_bytes(p));
-  if (packed) k.pack_weights(p, w, packed.get());
-  const size_t scratch = k.scratch_bytes(p);
-  if (num_threads < 1) num_threads = 1;
-  // At least ~64k MACs per thread chunk, so tiny problems stay single-threaded.
-  const int64_t macs_per_row = std::max<int64_t>(1, s.OW * s.O * s.K());
-  const int64_t min_rows = std::max<int64_t>(1, (int64_t{1} << 16) / macs_per_row);
-  int64_t nt = std::min<int64_t>(num_threads, (rows + min_rows - 1) / min_rows);
-  nt = std::max<int64_t>(1, std::min<int64_t>(nt, 1024));
-  const int64_t chunk = (rows + nt - 1) / nt;
-  std::vector<AlignedBuf> scratches;
-  for (int64_t t = 0; t < nt; ++t) scratches.push_back(aligned_alloc64(scratch));
-  auto work = [&](int64_t t) {
-    const int64_t b = t * chunk, e = std::min(rows, b + chunk);
-    if (b < e) k.run_rows(p, w, packed.get(), in, out, b, e, scratches[t].get(), inter);
-  };
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < nt; ++t) pool.emplace_back(work, t);
-  work(0);
-  for (auto& th : pool) th.join();
+  if (s.N * s.OH == 0 || s.OW == 0 || s.O == 0) return;
+  PooledBuf packed(k.packed_weight_bytes(p));
+  if (packed.get()) k.pack_weights(p, w, packed.get());
+  run_conv2d_packed(p, k, in, w, packed.get(), out, num_threads, inter);
+}
+
+PreparedConv2d::PreparedConv2d(const Conv2dProblem& problem, const KernelEntry& k, const int8_t* w)
+    : p(problem), kernel(&k), weight(w) {
+  packed_bytes = k.packed_weight_bytes(p);
+  if (packed_bytes) {
+    packed = std::aligned_alloc(64, (packed_bytes + 63) / 64 * 64);
+    if (!packed) throw std::bad_alloc();
+    k.pack_weights(p, w, packed);
+  }
+}
+
+PreparedConv2d::~PreparedConv2d() { std::free(packed); }
+
+void PreparedConv2d::run(const uint8_t* in, uint8_t* out, int num_threads) const {
+  run_conv2d_packed(p, *kernel, in, weight, packed, out, num_threads, nullptr);
 }
 
 }  // namespace qref

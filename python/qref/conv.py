@@ -76,6 +76,26 @@ class _Weight:
     per_channel: bool
 
 
+class _StorageView:
+    """numpy's array interface over a CPU quint8 tensor's bytes; holds the tensor alive."""
+
+    def __init__(self, t: Any, shape: tuple, strides: tuple) -> None:
+        self._t = t
+        self.__array_interface__ = dict(shape=shape, typestr="|u1", data=(t.data_ptr(), True), strides=strides,
+                                        version=3)
+
+
+def _quint8_nhwc_view(x: Any) -> np.ndarray:
+    """The (N, H, W, C) uint8 values of a quint8 (N, C, H, W) tensor without a copy (issue 3:
+    ``int_repr()`` copies the whole input, through a slow path for channels_last). A
+    channels_last tensor -- what fbgemm's quantized ops return -- gives a contiguous view."""
+    if x.device.type != "cpu" or x.numel() == 0:
+        return x.int_repr().permute(0, 2, 3, 1).numpy()
+    st = x.stride()
+    return np.asarray(_StorageView(x, (x.shape[0], x.shape[2], x.shape[3], x.shape[1]),
+                                   (st[0], st[2], st[3], st[1])))
+
+
 def _input_operand(fn: str, x: Any, scale: Any, zero_point: Any) -> _Act:
     if is_torch_tensor(x):
         import torch
@@ -97,7 +117,7 @@ def _input_operand(fn: str, x: Any, scale: Any, zero_point: Any) -> _Act:
         zp = check_int(fn, "input.q_zero_point()", x.q_zero_point(), 0, 255, "quint8 zero point must be in [0, 255]")
         # Any memory format (channels_last included): int_repr keeps the strides, the
         # permute is a view, and ascontiguousarray makes the one NHWC copy.
-        nhwc = np.ascontiguousarray(x.int_repr().permute(0, 2, 3, 1).numpy())
+        nhwc = np.ascontiguousarray(_quint8_nhwc_view(x))
         return _Act(nhwc, s, zp, True)
     a = check_array(fn, "input", x, np.uint8, 4, "(N, C, H, W)")
     if scale is None or zero_point is None:
@@ -281,6 +301,7 @@ def conv2d(
     kernel: str = "auto",
     threads: Optional[int] = None,
     return_intermediates: bool = False,
+    _prepared_cache: Optional[dict] = None,
 ) -> Any:
     """Quantized conv2d, bit-exact with torch's fbgemm ``quantized::conv2d(_relu)``.
 
@@ -349,6 +370,23 @@ def conv2d(
         isa = fbgemm_isa(isa)  # the fbgemm name of a machine named by a oneDNN class
 
     plan = conv_plan((N, C, H, W), (O, Cg, KH, KW), st, pd, dl, g, isa)
+    if _prepared_cache is not None and not return_intermediates:
+        # issue 3: the owner of immutable weights (Conv2dParams) keeps the weights
+        # transposed, column-summed and packed for the kernel, one entry per input
+        # shape / quantization / ISA semantics / kernel, so a call only runs the kernel.
+        key = (kname, plan.saturates, act.nhwc.shape, act.scale, act.zero_point, st, pd, dl, g, out_s, out_zp,
+               bool(relu))
+        prep = _prepared_cache.get(key)
+        if prep is None:
+            if len(_prepared_cache) >= 8:
+                _prepared_cache.clear()
+            prep = _core.conv2d_prepare(
+                act.nhwc, np.ascontiguousarray(wt.oihw.transpose(0, 2, 3, 1)), b, st, pd, dl, g, act.scale,
+                act.zero_point, wt.scale, wt.zero_point, wt.per_channel, out_s, out_zp, bool(relu), plan.saturates,
+                kname)
+            _prepared_cache[key] = prep
+        out_nhwc = _core.conv2d_run(prep, act.nhwc, _core.default_threads() if nthreads is None else nthreads)
+        return _wrap_output(out_nhwc, act.from_torch, out_s, out_zp)
     w_ohwi = np.ascontiguousarray(wt.oihw.transpose(0, 2, 3, 1))
     res = _core.conv2d_nhwc(
         act.nhwc, w_ohwi, b, st, pd, dl, g, act.scale, act.zero_point, wt.scale, wt.zero_point, wt.per_channel,

@@ -44,8 +44,19 @@ class Conv2dParams:
     module_type: str = "Conv2d"
     engine: str = "fbgemm"  # whose arithmetic torch's packed weights run: "fbgemm" or "onednn" (issue 8)
     _weight_arg: Any = field(default=None, repr=False)
+    # issue 3: packed weights per input shape / quantization / ISA / kernel (qref.conv.conv2d)
+    _prepared: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # The arrays are private read-only copies, so the cached packed weights
+        # can never go stale behind the user's back.
+        for name in ("weight", "weight_scale", "weight_zero_point", "bias"):
+            a = getattr(self, name)
+            if isinstance(a, np.ndarray):
+                a = np.array(a, copy=True)
+                a.setflags(write=False)
+                object.__setattr__(self, name, a)
+        object.__setattr__(self, "_prepared", {})
         # The weight operand handed to qref.conv2d, built once.
         ws = self.weight_scale if self.per_channel else float(self.weight_scale[0])
         wz = self.weight_zero_point if self.per_channel else int(self.weight_zero_point[0])
@@ -80,7 +91,8 @@ class Conv2dParams:
         w = kw.pop("weight")
         b = kw.pop("bias")
         return conv2d(x, w, b, input_scale=s, input_zero_point=z, isa=isa, kernel=kernel, threads=threads,
-                      return_intermediates=return_intermediates, engine=self.engine, **kw)
+                      return_intermediates=return_intermediates, engine=self.engine, _prepared_cache=self._prepared,
+                      **kw)
 
 
 def packed_engine(module: Any) -> str:
