@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import oracle
-import qref
 from qref.explain import explain
 from qref.torch_bridge import Conv2dParams
 

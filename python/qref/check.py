@@ -412,7 +412,7 @@ class PortabilityReport:
                 for r in self.rows]
         lines = ["Cross-machine: torch on an AVX2 host (isa='avx2') vs on an AVX512-VNNI host (isa='vnni')"]
         lines += _table(rows, ["layer", "type", "path", "bytes differing", "saturated acc", "max|diff|", "why"])
-        for n, t, w in self.unsupported:
+        for n, _t, w in self.unsupported:
             lines.append(f"  {n}: not compared: {w}")
         routed = [r.name for r in self.rows if r.path_vnni == "oneDNN"]
         if self.portable and routed:

@@ -21,7 +21,7 @@ import os
 import sys
 import time
 import warnings
-from typing import Any, Optional
+from typing import Optional
 
 
 def _quiet() -> None:
@@ -59,6 +59,8 @@ def _load(spec: str, input_shape: Optional[str], cmd: str) -> tuple:
         if not os.path.exists(modname):
             sys.exit(f"qref {cmd}: file {modname!r} does not exist")
         s = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(modname))[0], modname)
+        if s is None or s.loader is None:
+            sys.exit(f"qref {cmd}: cannot load {modname!r} as a Python module")
         mod = importlib.util.module_from_spec(s)
         sys.modules[s.name] = mod
         s.loader.exec_module(mod)
@@ -187,7 +189,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         call = match[0]
     index = _shape(args.index, "--index") if args.index else default_index
     try:
-        e = qref.explain(call.module, call.inputs[0], index, isa=args.isa, layer=f"{call.name} ({module_key(call.module)})")
+        e = qref.explain(call.module, call.inputs[0], index, isa=args.isa,
+                         layer=f"{call.name} ({module_key(call.module)})")
     except (ValueError, TypeError, NotImplementedError) as err:
         sys.exit(f"qref explain: {err}")
     print(json.dumps(e.to_dict(), indent=1) if args.json else e)

@@ -75,7 +75,7 @@ def forum_model(seed: int = FORUM_SEED) -> tuple:
     with quantized_engine("fbgemm"), quiet_torch_quantization():
         torch.manual_seed(seed)
         net = CustomModel().eval()
-        net.qconfig = tq.QConfig(
+        net.qconfig = tq.QConfig(  # type: ignore[assignment]
             activation=tq.HistogramObserver.with_args(dtype=torch.quint8, qscheme=torch.per_tensor_affine,
                                                       reduce_range=True),
             weight=tq.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric,
@@ -95,7 +95,10 @@ def printed_scale(v: float) -> float:
     import torch
 
     s = str(torch.tensor([float(v)]))
-    return float(re.search(r"\[(.*?)\]", s).group(1))
+    m = re.search(r"\[(.*?)\]", s)
+    if m is None:
+        raise ValueError(f"printed_scale: unexpected tensor formatting {s!r}")
+    return float(m.group(1))
 
 
 def forum_hand_formula(net: Any, x: Any, printed: bool = True) -> np.ndarray:
@@ -166,7 +169,7 @@ def demo_model(seed: int = DEMO_SEED, size: int = 224) -> tuple:
         net = Stem().eval()
         tq.fuse_modules(net, [["conv1", "relu1"], ["dw", "relu2"], ["pw", "relu3"], ["gconv", "relu4"]],
                         inplace=True)
-        net.qconfig = tq.QConfig(
+        net.qconfig = tq.QConfig(  # type: ignore[assignment]
             activation=tq.MinMaxObserver.with_args(dtype=torch.quint8, qscheme=torch.per_tensor_affine,
                                                    reduce_range=False),
             weight=tq.default_per_channel_weight_observer,

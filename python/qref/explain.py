@@ -264,7 +264,7 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
     g = o // Og
     K = KH * KW * Cg
     # 1. the receptive field in (kh, kw, c) order; padded taps hold a_zp (fbgemm's im2col memset).
-    taps = []
+    taps: list = []
     for kh in range(KH):
         ih = oh * sh - ph + kh * dh
         for kw in range(KW):
@@ -325,7 +325,7 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
     value = min(max(unclamped, low), 255)
 
     torch_value = None
-    notes = []
+    notes: list = []
     if module is not None and is_torch_tensor(qx):
         torch_value = int(module(qx).int_repr()[n, o, oh, ow])
     exp = dict(index=(n, o, oh, ow), layer=layer or params.module_type, path=plan.path, saturates=plan.saturates,
@@ -366,37 +366,42 @@ def _hand_formulas(e: dict) -> list:
 
     def real(a: float, w: float, os_: float, r: int) -> float:
         # the textbook real-number formula: (s_in * s_w * sum((a - a_zp) * (w - w_zp)) + bias) / s_out
-        return (a * w * r + bias) / os_
+        with np.errstate(all="ignore"):
+            return float((np.float64(a) * np.float64(w) * r + bias) / np.float64(os_))
+
+    def final(y: float) -> Optional[int]:
+        return _clamp(_round_half_even(y) + zp, e) if math.isfinite(y) and abs(y) < 2**31 else None
+
+    def rel(p: float, t: float) -> str:
+        return f"{p:g} for {_f32(t)} ({(p - t) / t * 100:+.2f}%)"
 
     # 1. Printed scales: what print(model) shows (4 decimals), in the real-number formula.
     pa, pw, po = _printed(a_s), _printed(w_s), _printed(o_s)
-    if po > 0 and pa > 0 and pw > 0:
-        yp = real(pa, pw, po, raw_exact)
-        val = _clamp(_round_half_even(yp) + zp, e)
-        def rel(p: float, t: float) -> str:
-            return f"{p:g} for {_f32(t)} ({(p - t) / t * 100:+.2f}%)"
-
+    yp = real(pa, pw, po, raw_exact)
+    val = final(yp)
+    if val is not None and min(pa, pw, po) > 0:
         why = (f"print(model) shows the scales rounded: s_in {rel(pa, a_s)}, s_w {rel(pw, w_s)}, s_out "
                f"{rel(po, o_s)}; the value before rounding becomes {yp:.6f} instead of {e['y']:.6f}")
         out.append(HandFormula("printed scales", "round((s_in*s_w*acc + bias) / s_out) + zp with 4-digit scales",
                                val, val == v, why if val != v else why + " (here it still rounds the same way)"))
     # 2. Full scales, but the real-number formula in double (no float32 steps).
     yd = real(float(np.float32(a_s)), float(np.float32(w_s)), float(np.float32(o_s)), raw_exact)
-    val = _clamp(_round_half_even(yd) + zp, e)
-    why = (f"in double the value is {yd!r}; fbgemm's float32 steps give {_f32(e['y'])}"
-           + ("" if val == v else ": the two land on different sides of a rounding boundary"))
-    out.append(HandFormula("double, real-number formula", "round((s_in*s_w*acc + bias) / s_out) + zp in float64",
-                           val, val == v, why))
+    val = final(yd)
+    if val is not None:
+        why = (f"in double the value is {yd!r}; fbgemm's float32 steps give {_f32(e['y'])}"
+               + ("" if val == v else ": the two land on different sides of a rounding boundary"))
+        out.append(HandFormula("double, real-number formula", "round((s_in*s_w*acc + bias) / s_out) + zp in "
+                               "float64", val, val == v, why))
     # 3. fbgemm's order of operations, but in double instead of float32.
     with np.errstate(all="ignore"):
-        S = float(np.float32(a_s)) * float(np.float32(w_s))
-        M = S / float(np.float32(o_s))
-        y64 = (raw + (bias / S if e["bias"] is not None else 0.0)) * M
-    val = _clamp(_round_half_even(y64) + zp, e) if math.isfinite(y64) and abs(y64) < 2**31 else None
-    if val is not None:
+        S64 = np.float64(np.float32(a_s)) * np.float64(np.float32(w_s))
+        M64 = S64 / np.float64(np.float32(o_s))
+        y64 = float((raw + (np.float64(bias) / S64 if e["bias"] is not None else 0.0)) * M64)
+    if math.isfinite(y64) and abs(y64) < 2**31:
+        v64 = _clamp(_round_half_even(y64) + zp, e)
         out.append(HandFormula("double instead of float32", "(raw + bias/S) * M with S, M, the bias term in float64",
-                               val, val == v, f"pre-rounding value {y64!r} vs float32 {_f32(e['y'])}"
-                               + ("" if val == v else ": the float32 roundings of S, M and the bias term matter here")))
+                               v64, v64 == v, f"pre-rounding value {y64!r} vs float32 {_f32(e['y'])}"
+                               + ("" if v64 == v else ": the float32 roundings of S, M and the bias term matter here")))
     # 4. Bias rounded to an integer and added to the accumulator (gemmlowp/TFLite style int32 bias).
     if e["bias"] is not None:
         with np.errstate(all="ignore"):
