@@ -622,6 +622,67 @@ PYBIND11_MODULE(_core, m) {
       py::arg("intermediates") = false,
       "oneDNN int8 conv2d arithmetic on NHWC uint8 input and OHWI int8 weight; see qref.conv2d(engine=...).");
   m.def(
+      "onednn_conv_transpose2d_nhwc",
+      [](py::array input, py::array weight, py::object bias, std::pair<int64_t, int64_t> stride,
+         std::pair<int64_t, int64_t> padding, std::pair<int64_t, int64_t> output_padding,
+         std::pair<int64_t, int64_t> dilation, int64_t groups, double input_scale, int32_t input_zero_point,
+         py::array weight_scale, bool per_channel, double output_scale, int32_t output_zero_point, bool relu,
+         bool saturate, bool combined, bool float_comp, int threads) -> py::object {
+        // oneDNN deconvolution; weight already rearranged to [O][KH][KW][C/groups] (see onednn.h).
+        const uint8_t* in = checked_ptr<uint8_t>(input, "input", 4, "uint8");
+        const int8_t* w = checked_ptr<int8_t>(weight, "weight", 4, "int8");
+        const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
+        Conv2dShape s;
+        s.N = input.shape(0); s.H = input.shape(1); s.W = input.shape(2); s.C = input.shape(3);
+        s.O = weight.shape(0); s.KH = weight.shape(1); s.KW = weight.shape(2);
+        s.stride_h = stride.first; s.stride_w = stride.second;
+        s.pad_h = padding.first; s.pad_w = padding.second;
+        s.dilation_h = dilation.first; s.dilation_w = dilation.second;
+        s.groups = groups;
+        if (groups < 1 || s.C % groups != 0 || s.O % groups != 0 || weight.shape(3) * groups != s.C)
+          throw py::value_error("_core: inconsistent channels/groups");
+        if (s.stride_h < 1 || s.stride_w < 1 || s.dilation_h < 1 || s.dilation_w < 1 || s.pad_h < 0 ||
+            s.pad_w < 0 || output_padding.first < 0 || output_padding.second < 0 || s.KH < 1 || s.KW < 1)
+          throw py::value_error("_core: bad stride/padding/dilation/kernel");
+        s.OH = (s.H - 1) * s.stride_h - 2 * s.pad_h + s.dilation_h * (s.KH - 1) + output_padding.first + 1;
+        s.OW = (s.W - 1) * s.stride_w - 2 * s.pad_w + s.dilation_w * (s.KW - 1) + output_padding.second + 1;
+        if (s.OH < 1 || s.OW < 1) throw py::value_error("_core: empty output");
+        if (weight_scale.shape(0) != (per_channel ? s.O : 1))
+          throw py::value_error("_core: weight_scale count mismatch");
+        for (py::ssize_t i = 0; i < weight_scale.shape(0); ++i)
+          if (!(std::isfinite(ws[i]) && ws[i] > 0)) throw py::value_error("_core: weight scales must be finite and > 0");
+        const float* b = nullptr;
+        py::array bias_arr;
+        if (!bias.is_none()) {
+          bias_arr = bias.cast<py::array>();
+          b = checked_ptr<float>(bias_arr, "bias", 1, "float32");
+          if (bias_arr.shape(0) != s.O) throw py::value_error("_core: bias length mismatch");
+        }
+        if (input_zero_point < 0 || input_zero_point > 255 || output_zero_point < 0 || output_zero_point > 255)
+          throw py::value_error("_core: zero point out of range");
+        if (!(std::isfinite(input_scale) && input_scale > 0 && std::isfinite(output_scale) && output_scale > 0))
+          throw py::value_error("_core: scales must be finite and > 0");
+        OnednnVariant v;
+        v.saturate = saturate;
+        v.combined = combined;
+        v.float_comp = float_comp;
+        OnednnParams p = prepare_onednn(s, input_scale, input_zero_point, ws, per_channel, output_scale,
+                                        output_zero_point, relu, b, v);
+        py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
+        uint8_t* o = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          run_onednn_conv2d(s, p, in, w, o, threads, nullptr, /*transposed=*/true);
+        }
+        return out;
+      },
+      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
+      py::arg("output_padding"), py::arg("dilation"), py::arg("groups"), py::arg("input_scale"),
+      py::arg("input_zero_point"), py::arg("weight_scale"), py::arg("per_channel"), py::arg("output_scale"),
+      py::arg("output_zero_point"), py::arg("relu"), py::arg("saturate"), py::arg("combined"),
+      py::arg("float_comp"), py::arg("threads"),
+      "oneDNN int8 deconvolution arithmetic (transposed conv2d) on NHWC input; see qref.onednn.conv_transpose2d.");
+  m.def(
       "onednn_scales",
       [](double input_scale, double output_scale) {
         const float src_rcp = static_cast<float>(1.0 / input_scale);

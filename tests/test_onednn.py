@@ -350,6 +350,78 @@ def test_fast_equals_reference(variant):
             assert_same(fast, ref, f"{case_id(s)} {variant} threads={threads}")
 
 
+# ----------------------------------------------------------------------------- transposed (oneDNN deconvolution)
+
+
+def _transposed_case(IC, OC, g, seed, tie=False):
+    r = np.random.default_rng(seed)
+    wmax = 3 if tie else 127
+    w = torch.from_numpy(r.integers(-wmax, wmax + 1, (IC, OC // g, 3, 3)).astype(np.int8))
+    a_s = float(r.choice(_A_SCALES))
+    o_s = float(r.choice(_O_SCALES)) if tie else 0.079
+    w_s = float(np.float32(o_s * 2.0 ** -int(r.integers(4, 7)) / a_s)) if tie else 0.003
+    qw = torch._make_per_tensor_quantized_tensor(w, w_s, 0)
+    qx = torch._make_per_tensor_quantized_tensor(
+        torch.from_numpy(r.integers(0, 256, (2, IC, 9, 8)).astype(np.uint8)), a_s, int(r.integers(0, 256)))
+    bias = torch.from_numpy((np.float32(o_s) * r.integers(-40, 40, OC).astype(np.float32)) if tie else
+                            r.normal(0, 1, OC).astype(np.float32))
+    return qx, qw, bias, o_s, int(r.integers(0, 256))
+
+
+def _torch_transposed(qx, qw, bias, o_s, o_zp, g, engine):
+    prev = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        pp = torch.ops.quantized.conv_transpose2d_prepack(qw, bias, [2, 2], [1, 1], [0, 0], [1, 1], g)
+        return torch.ops.quantized.conv_transpose2d(qx, pp, o_s, o_zp)
+    finally:
+        torch.backends.quantized.engine = prev
+
+
+@pytest.mark.parametrize("engine", ["x86", "onednn"])
+def test_transposed_equal_channels_vs_torch(engine):
+    """IC == OC: oneDNN's deconvolution = the conv formula over the input pixels that reach each output."""
+    cls = _skip_unless_host_class()
+    if cls != "vnni":
+        pytest.skip(f"transposed oneDNN is reproduced for the vnni class only (host class {cls})")
+    for i, (IC, g) in enumerate([(32, 1), (16, 1), (16, 4), (24, 24)]):
+        for tie in (False, True):
+            qx, qw, bias, o_s, o_zp = _transposed_case(IC, IC, g, seed=i, tie=tie)
+            t = _torch_transposed(qx, qw, bias, o_s, o_zp, g, engine)
+            q = onednn.conv_transpose2d(qx, qw, bias, stride=2, padding=1, groups=g, output_scale=o_s,
+                                        output_zero_point=o_zp)
+            assert_same(q.int_repr().numpy(), t.int_repr().numpy(), f"transposed IC=OC={IC} g={g} tie={tie}")
+
+
+def test_transposed_unequal_channels_torch_is_wrong():
+    """SPEC.md §6.5: with IC != OC torch's x86 transposed conv is wrong. qref's oneDNN formula stays
+    within one quantum of the float reference; torch is off by many quanta."""
+    cls = _skip_unless_host_class()
+    if cls != "vnni":
+        pytest.skip(f"transposed oneDNN is reproduced for the vnni class only (host class {cls})")
+    for IC, OC in [(16, 32), (32, 16)]:
+        assert onednn.transposed_defect(IC, OC) and onednn.transposed_defect(IC, IC) is None
+        qx, qw, bias, o_s, o_zp = _transposed_case(IC, OC, 1, seed=IC)
+        t = _torch_transposed(qx, qw, bias, o_s, o_zp, 1, "x86").int_repr().numpy().astype(int)
+        q = onednn.conv_transpose2d(qx, qw, bias, stride=2, padding=1, output_scale=o_s,
+                                    output_zero_point=o_zp).int_repr().numpy().astype(int)
+        ref = torch.nn.functional.conv_transpose2d(qx.dequantize(), qw.dequantize(), bias, stride=2, padding=1)
+        ref_q = torch.quantize_per_tensor(ref, o_s, o_zp, torch.quint8).int_repr().numpy().astype(int)
+        assert np.abs(q - ref_q).max() <= 1
+        assert np.abs(t - ref_q).max() > 20 and (t != q).mean() > 0.2
+
+
+def test_transposed_refusals():
+    qx, qw, bias, o_s, o_zp = _transposed_case(16, 16, 1, seed=0)
+    with pytest.raises(ValueError, match="output_padding"):
+        onednn.conv_transpose2d(qx, qw, bias, stride=2, padding=1, output_padding=1, output_scale=o_s,
+                                output_zero_point=o_zp)
+    for isa in ("avx2", "avx512_core"):
+        with pytest.raises(qref.OneDNNNotSupportedError, match="deconvolution"):
+            onednn.conv_transpose2d(qx, qw, bias, stride=2, padding=1, output_scale=o_s, output_zero_point=o_zp,
+                                    isa=isa)
+
+
 # ----------------------------------------------------------------------------- emulated lower classes
 
 

@@ -40,8 +40,24 @@ OnednnParams prepare_onednn(const Conv2dShape& s, double input_scale, int32_t in
 
 namespace {
 
+// Input index of output index `oi` through kernel tap `k`: direct conv
+// i = oi*stride - pad + k*dil; transposed conv (oneDNN deconvolution) the
+// input pixel whose scatter reaches oi: oi + pad - k*dil = i*stride. False
+// when no real input pixel exists (padding, or not on the stride grid).
+inline bool input_index(bool transposed, int64_t oi, int64_t k, int64_t stride, int64_t pad, int64_t dil,
+                        int64_t n_in, int64_t* i) {
+  if (!transposed) {
+    *i = oi * stride - pad + k * dil;
+    return *i >= 0 && *i < n_in;
+  }
+  const int64_t t = oi + pad - k * dil;
+  if (t < 0 || t % stride != 0) return false;
+  *i = t / stride;
+  return *i < n_in;
+}
+
 void run_rows(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, const int8_t* w, uint8_t* out,
-              int64_t m_begin, int64_t m_end, const OnednnIntermediates* inter) {
+              int64_t m_begin, int64_t m_end, const OnednnIntermediates* inter, bool transposed) {
   const int64_t Cg = s.cin_per_group(), Og = s.cout_per_group(), K = s.K();
   const bool sat = p.variant.saturate;
   const float out_zp_f = static_cast<float>(p.output_zero_point);
@@ -55,11 +71,11 @@ void run_rows(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, co
         const int8_t* wo = w + o * K;
         int64_t acc = 0, colsum = 0;
         for (int64_t kh = 0; kh < s.KH; ++kh) {
-          const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
-          if (ih < 0 || ih >= s.H) continue;  // padded tap: no product, no compensation
+          int64_t ih, iw;
+          // padded (or off-grid) tap: no product, no compensation
+          if (!input_index(transposed, oh, kh, s.stride_h, s.pad_h, s.dilation_h, s.H, &ih)) continue;
           for (int64_t kw = 0; kw < s.KW; ++kw) {
-            const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
-            if (iw < 0 || iw >= s.W) continue;
+            if (!input_index(transposed, ow, kw, s.stride_w, s.pad_w, s.dilation_w, s.W, &iw)) continue;
             const uint8_t* px = in + ((n * s.H + ih) * s.W + iw) * s.C + g * Cg;
             const int8_t* wt = wo + (kh * s.KW + kw) * Cg;
             // Channel pairs (2i, 2i+1) of one tap: oneDNN's weight layouts
@@ -251,7 +267,7 @@ void run_rows_fast(const Conv2dShape& s, const OnednnParams& p, const FastPack& 
 }  // namespace
 
 void run_onednn_conv2d(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, const int8_t* w,
-                       uint8_t* out, int num_threads, const OnednnIntermediates* inter) {
+                       uint8_t* out, int num_threads, const OnednnIntermediates* inter, bool transposed) {
   const int64_t rows = s.N * s.OH;
   if (rows == 0 || s.OW == 0 || s.O == 0) return;
   if (num_threads < 1) num_threads = 1;
@@ -262,13 +278,14 @@ void run_onednn_conv2d(const Conv2dShape& s, const OnednnParams& p, const uint8_
   const int64_t chunk = (rows + nt - 1) / nt;
   // Intermediates come from the plain reference loop; otherwise the repacked
   // loop (same bytes: tests/test_onednn.py test_fast_equals_reference).
+  const bool reference = inter != nullptr || transposed;  // transposed: reference loop only
   FastPack fp;
-  if (!inter) fp = pack_fast(s, w);
+  if (!reference) fp = pack_fast(s, w);
   auto work = [&](int64_t t) {
     const int64_t b = t * chunk, e = std::min(rows, b + chunk);
     if (b >= e) return;
-    if (inter) {
-      run_rows(s, p, in, w, out, b, e, inter);
+    if (reference) {
+      run_rows(s, p, in, w, out, b, e, inter, transposed);
     } else {
       run_rows_fast(s, p, fp, in, out, b, e);
     }

@@ -60,7 +60,10 @@ struct OnednnIntermediates {
 };
 
 // in: NHWC uint8, w: OHWI int8, out: NHWC uint8.
+// transposed: oneDNN deconvolution; w is then [O][KH][KW][C/groups] with
+// w[g*Og+oc][kh][kw][c] = torch_weight[g*Cg+c][oc][kh][kw] (no kernel flip),
+// and s.OH/s.OW must be set by the caller (output_padding included).
 void run_onednn_conv2d(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, const int8_t* w,
-                       uint8_t* out, int num_threads, const OnednnIntermediates* inter);
+                       uint8_t* out, int num_threads, const OnednnIntermediates* inter, bool transposed = false);
 
 }  // namespace qref
