@@ -134,9 +134,10 @@ def forum_element(net: Any, x: Any) -> tuple:
     return tuple(int(v) for v in bad[0])
 
 
-def demo_model(seed: int = DEMO_SEED, size: int = 224) -> tuple:
+def demo_model(seed: int = DEMO_SEED, size: int = 224, reduce_range: bool = False) -> tuple:
     """(converted model, float input (1, 3, size, size)): a MobileNet-like stem with every
-    fbgemm conv path, converted under engine "fbgemm" with full-range activations."""
+    fbgemm conv path, converted under engine "fbgemm", with full-range activations (or 7-bit
+    ones with ``reduce_range=True``, as fbgemm's default qconfig does)."""
     import torch
     import torch.ao.quantization as tq
     import torch.nn as nn
@@ -171,7 +172,7 @@ def demo_model(seed: int = DEMO_SEED, size: int = 224) -> tuple:
                         inplace=True)
         net.qconfig = tq.QConfig(  # type: ignore[assignment]
             activation=tq.MinMaxObserver.with_args(dtype=torch.quint8, qscheme=torch.per_tensor_affine,
-                                                   reduce_range=False),
+                                                   reduce_range=reduce_range),
             weight=tq.default_per_channel_weight_observer,
         )
         tq.prepare(net, inplace=True)

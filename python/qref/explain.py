@@ -375,6 +375,18 @@ def _hand_formulas(e: dict) -> list:
     def rel(p: float, t: float) -> str:
         return f"{p:g} for {_f32(t)} ({(p - t) / t * 100:+.2f}%)"
 
+    n_sat = len(e["saturated_pairs"])
+
+    def saturation_note(scales: tuple, val: int) -> str:
+        # a hand formula sums the exact products; would fbgemm's saturated sum have fixed it?
+        if not n_sat or val == v:
+            return ""
+        alt = final(real(*scales, raw))
+        if alt == v:
+            return (f"; the cause is saturation: it sums the products exactly ({acc_exact}) where fbgemm "
+                    f"saturated {n_sat} int16 pair(s) ({e['acc']})")
+        return f"; it also misses {n_sat} saturated int16 pair(s)"
+
     # 1. Printed scales: what print(model) shows (4 decimals), in the real-number formula.
     pa, pw, po = _printed(a_s), _printed(w_s), _printed(o_s)
     yp = real(pa, pw, po, raw_exact)
@@ -382,16 +394,20 @@ def _hand_formulas(e: dict) -> list:
     if val is not None and min(pa, pw, po) > 0:
         why = (f"print(model) shows the scales rounded: s_in {rel(pa, a_s)}, s_w {rel(pw, w_s)}, s_out "
                f"{rel(po, o_s)}; the value before rounding becomes {yp:.6f} instead of {e['y']:.6f}")
+        why += " (here it still rounds the same way)" if val == v else saturation_note((pa, pw, po), val)
         out.append(HandFormula("printed scales", "round((s_in*s_w*acc + bias) / s_out) + zp with 4-digit scales",
-                               val, val == v, why if val != v else why + " (here it still rounds the same way)"))
+                               val, val == v, why))
     # 2. Full scales, but the real-number formula in double (no float32 steps).
-    yd = real(float(np.float32(a_s)), float(np.float32(w_s)), float(np.float32(o_s)), raw_exact)
+    full = (float(np.float32(a_s)), float(np.float32(w_s)), float(np.float32(o_s)))
+    yd = real(*full, raw_exact)
     val = final(yd)
     if val is not None:
-        why = (f"in double the value is {yd!r}; fbgemm's float32 steps give {_f32(e['y'])}"
-               + ("" if val == v else ": the two land on different sides of a rounding boundary"))
+        why = f"in double the value is {yd!r}; fbgemm's float32 steps give {_f32(e['y'])}"
+        note = saturation_note(full, val)
+        if val != v and not note.startswith("; the cause"):
+            why += ": the two land on different sides of a rounding boundary"
         out.append(HandFormula("double, real-number formula", "round((s_in*s_w*acc + bias) / s_out) + zp in "
-                               "float64", val, val == v, why))
+                               "float64", val, val == v, why + note))
     # 3. fbgemm's order of operations, but in double instead of float32.
     with np.errstate(all="ignore"):
         S64 = np.float64(np.float32(a_s)) * np.float64(np.float32(w_s))
@@ -410,7 +426,8 @@ def _hand_formulas(e: dict) -> list:
         val = _clamp(_cvtps2dq(y) + zp, e)
         out.append(HandFormula("bias rounded to int32", "(raw + round(bias/S)) * M",
                                val, val == v, f"round(bias/S) = {bq}, but fbgemm adds the float bias term "
-                               f"{_f32(e['bias_term'])} in float32 (PyTorch passes a float bias; SPEC.md §2.2)"))
+                               f"{_f32(e['bias_term'])} in float32 (PyTorch passes a float bias; SPEC.md §2.2)"
+                               + (": here the difference does not change the result" if val == v else "")))
     # 5. Round half up instead of half to even.
     y = e["y"]
     if math.isfinite(y) and abs(y) < 2**31:
@@ -476,8 +493,13 @@ def _summary(e: Explanation) -> str:
 def _render(e: Explanation) -> str:
     n, o, oh, ow = e.index
     L = []
-    L.append(f"Output element (n={n}, c={o}, h={oh}, w={ow}) of {e.layer} = {e.value}"
-             + (f"   (torch says {e.torch_value})" if e.torch_value is not None else ""))
+    torch_says = ""
+    if e.torch_value is not None:
+        torch_says = f"   (torch says {e.torch_value})"
+        if not e.isa.startswith("auto"):
+            torch_says = (f"   (torch in this process says {e.torch_value}: it runs this CPU's arithmetic, "
+                          f"this derivation the {e.isa} host's)")
+    L.append(f"Output element (n={n}, c={o}, h={oh}, w={ow}) of {e.layer} = {e.value}{torch_says}")
     L.append(f"fbgemm {e.path} path on isa {e.isa}: "
              + ("int16-saturating pair sums (vpmaddubsw)" if e.saturates else "exact int32 products"))
     L.append("")
