@@ -41,7 +41,7 @@ namespace {
 
 constexpr int64_t kMR = 4;    // GEMM rows per micro-tile
 constexpr int64_t kNR = 16;   // GEMM columns (output channels) per micro-tile
-constexpr int64_t kDW = 16;   // depthwise channels per block
+constexpr int64_t kDW = 32;   // depthwise channels per block
 constexpr int64_t kTargetABytes = 96 * 1024;  // packed A block (stays in L2)
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
@@ -86,8 +86,13 @@ GemmLayout gemm_layout(const Conv2dProblem& p) {
   return L;
 }
 
+// Depthwise packing, per 32-channel block and tap pair p: 64 bytes of weights,
+// lo = [c0-7 | c16-23] and hi = [c8-15 | c24-31] as (w_t0, w_t1) byte pairs --
+// the order vpunpck{l,h}bw of two 32-channel tap loads produce. Output channel
+// slot Og holds all-one weights ((1, 0) for an odd last tap): the row sums.
+// Requantization constants per block in accumulator order (see dw_block).
 struct DwLayout {
-  int64_t G, GP, Og, T, P, pair_bytes, oc_bytes;
+  int64_t G, GP, Og, T, P, oc_bytes;
   size_t b_off, total;
 };
 
@@ -99,10 +104,9 @@ DwLayout dw_layout(const Conv2dProblem& p) {
   L.Og = s.cout_per_group();
   L.T = s.KH * s.KW;
   L.P = (L.T + 1) / 2;
-  L.pair_bytes = p.saturate ? 32 : 64;  // 16 channels x 2 taps x (u8 | int16)
-  L.oc_bytes = (L.GP / kDW) * L.P * L.pair_bytes;
+  L.oc_bytes = (L.GP / kDW) * L.P * 64;
   L.b_off = align64(static_cast<size_t>(L.Og * L.GP) * 16);
-  L.total = L.b_off + static_cast<size_t>(L.Og * L.oc_bytes);
+  L.total = L.b_off + static_cast<size_t>((L.Og + 1) * L.oc_bytes);
   return L;
 }
 
@@ -447,13 +451,21 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
 }
 
 // --------------------------------------------------------------------------
-// Depthwise path: 16 channels (groups) in the lanes, taps paired.
+// Depthwise path: 32 channels (groups) in the lanes, taps paired.
 
 size_t dw_scratch(const Conv2dProblem& p) {
   const DwLayout L = dw_layout(p);
-  // zero-point row (GP + 16 wide), tap pointers, tail copies, Og staging
+  // zero-point row (GP + 32 wide), tap pointers, tail staging, Og staging
   return align64(static_cast<size_t>(L.GP) + 64) + align64(static_cast<size_t>(L.T + 1) * 8) +
-         align64(static_cast<size_t>(L.T + 1) * 16) + align64(static_cast<size_t>(L.Og) * 16) + 64;
+         align64(static_cast<size_t>(L.T + 1) * kDW) + align64(static_cast<size_t>(L.Og) * kDW) + 64;
+}
+
+// Lane position (0..31) of channel c (0..31) in the accumulators A0..A3:
+// A0 = [c0-3 | c16-19], A1 = [c4-7 | c20-23], A2 = [c8-11 | c24-27],
+// A3 = [c12-15 | c28-31] (8 lanes each).
+inline int64_t dw_slot(int64_t c) {
+  const int64_t half = c / 16, r = c % 16;  // r / 4 = accumulator, r % 4 = lane in the 128-bit half
+  return (r / 4) * 8 + half * 4 + r % 4;
 }
 
 void dw_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
@@ -461,58 +473,90 @@ void dw_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
   char* base = static_cast<char*>(packed);
   const RqArrays r = rq_arrays(base, L.Og * L.GP);
   for (int64_t oc = 0; oc < L.Og; ++oc)
-    for (int64_t g = 0; g < L.GP; ++g) set_rq(r, oc * L.GP + g, p, g < L.G ? g * L.Og + oc : -1);
-  char* b = base + L.b_off;
-  std::memset(b, 0, static_cast<size_t>(L.Og * L.oc_bytes));
-  for (int64_t oc = 0; oc < L.Og; ++oc)
+    for (int64_t g = 0; g < L.GP; ++g) {
+      const int64_t i = oc * L.GP + (g / kDW) * kDW + dw_slot(g % kDW);
+      set_rq(r, i, p, g < L.G ? g * L.Og + oc : -1);
+    }
+  int8_t* b = reinterpret_cast<int8_t*>(base + L.b_off);
+  std::memset(b, 0, static_cast<size_t>((L.Og + 1) * L.oc_bytes));
+  for (int64_t oc = 0; oc <= L.Og; ++oc)
     for (int64_t g = 0; g < L.G; ++g) {
-      const int8_t* wo = w + (g * L.Og + oc) * L.T;  // K = T for Cg = 1
-      const int64_t blk = g / kDW, lane = g % kDW;
+      const int8_t* wo = w + (g * L.Og + (oc < L.Og ? oc : 0)) * L.T;  // K = T for Cg = 1
+      const int64_t blk = g / kDW, c = g % kDW;
+      // byte offset of channel c in the 64-byte pair record: lo/hi half, 128-bit lane
+      const int64_t off = ((c / 8) % 2) * 32 + (c / 16) * 16 + (c % 8) * 2;
       for (int64_t t = 0; t < L.T; ++t) {
-        char* pp = b + oc * L.oc_bytes + (blk * L.P + t / 2) * L.pair_bytes;
-        if (p.saturate)
-          reinterpret_cast<int8_t*>(pp)[lane * 2 + t % 2] = wo[t];
-        else
-          reinterpret_cast<int16_t*>(pp)[lane * 2 + t % 2] = wo[t];
+        int8_t* pp = b + oc * L.oc_bytes + (blk * L.P + t / 2) * 64;
+        pp[off + t % 2] = oc < L.Og ? wo[t] : 1;
       }
     }
 }
 
-// Accumulates one 16-channel block over all tap pairs.
-template <bool SAT>
-inline void dw_block(const uint8_t* const* taps, int64_t T, int64_t c0, const uint8_t* wb, int64_t pair_bytes,
-                     __m256i* acc0, __m256i* acc1) {
-  __m256i s0 = _mm256_setzero_si256(), s1 = s0;
-  for (int64_t t = 0; t < T; t += 2, wb += pair_bytes) {
-    const __m128i x0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(taps[t] + c0));
-    // odd last tap: pairs with a zero weight (any activation)
-    const __m128i x1 = t + 1 < T ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(taps[t + 1] + c0)) : x0;
-    const __m128i lo = _mm_unpacklo_epi8(x0, x1), hi = _mm_unpackhi_epi8(x0, x1);
-    if (SAT) {
-      const __m256i a = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
-      const __m256i prod = _mm256_maddubs_epi16(a, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb)));
-      s0 = _mm256_add_epi32(s0, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(prod)));
-      s1 = _mm256_add_epi32(s1, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(prod, 1)));
-    } else {
-      s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_cvtepu8_epi16(lo),
-                                                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb))));
-      s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_cvtepu8_epi16(hi),
-                                                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + 32))));
-    }
-  }
-  *acc0 = s0;
-  *acc1 = s1;
+// Folds two vectors of 16-bit pair sums (P, Q) into the int32 accumulators:
+// vpunpck{l,h}wd puts P and Q of one channel side by side, vpmaddwd by 1 adds
+// them exactly.
+inline void dw_fold(__m256i P, __m256i Q, __m256i ones16, __m256i* a_lo, __m256i* a_hi) {
+  *a_lo = _mm256_add_epi32(*a_lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(P, Q), ones16));
+  *a_hi = _mm256_add_epi32(*a_hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(P, Q), ones16));
 }
 
-inline void dw_rowsum(const uint8_t* const* taps, int64_t T, int64_t c0, __m256i* rs0, __m256i* rs1) {
-  __m256i s0 = _mm256_setzero_si256(), s1 = s0;
-  for (int64_t t = 0; t < T; ++t) {
-    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(taps[t] + c0));
-    s0 = _mm256_add_epi32(s0, _mm256_cvtepu8_epi32(x));
-    s1 = _mm256_add_epi32(s1, _mm256_cvtepu8_epi32(_mm_srli_si128(x, 8)));
+// One 32-channel block over all tap pairs. SAT: vpmaddubsw's int16-saturated
+// pair sums (t0, t1), consecutive pairs folded together. Exact: each pair's
+// sum split as a = (a & 0x7f) + (a & 0x80), two vpmaddubsw that cannot
+// saturate (|127*w0 + 127*w1| <= 32512, 128*(w0 + w1) in [-32768, 32512]),
+// folded together into the exact int32 pair sum.
+template <bool SAT>
+inline void dw_block(const uint8_t* const* taps, int64_t T, int64_t c0, const uint8_t* wb, __m256i* acc) {
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  __m256i A0 = _mm256_setzero_si256(), A1 = A0, A2 = A0, A3 = A0;
+  const __m256i m7f = _mm256_set1_epi8(0x7f), m80 = _mm256_set1_epi8(static_cast<char>(0x80));
+  __m256i Plo = A0, Phi = A0;
+  bool pending = false;
+  for (int64_t t = 0; t < T; t += 2, wb += 64) {
+    const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(taps[t] + c0));
+    // odd last tap: pairs with a zero weight (any activation)
+    const __m256i x1 = t + 1 < T ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(taps[t + 1] + c0)) : x0;
+    const __m256i lo = _mm256_unpacklo_epi8(x0, x1), hi = _mm256_unpackhi_epi8(x0, x1);
+    const __m256i wlo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb));
+    const __m256i whi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + 32));
+    if (SAT) {
+      const __m256i qlo = _mm256_maddubs_epi16(lo, wlo), qhi = _mm256_maddubs_epi16(hi, whi);
+      if (pending) {
+        dw_fold(Plo, qlo, ones16, &A0, &A1);
+        dw_fold(Phi, qhi, ones16, &A2, &A3);
+      } else {
+        Plo = qlo;
+        Phi = qhi;
+      }
+      pending = !pending;
+    } else {
+      dw_fold(_mm256_maddubs_epi16(_mm256_and_si256(lo, m7f), wlo),
+              _mm256_maddubs_epi16(_mm256_and_si256(lo, m80), wlo), ones16, &A0, &A1);
+      dw_fold(_mm256_maddubs_epi16(_mm256_and_si256(hi, m7f), whi),
+              _mm256_maddubs_epi16(_mm256_and_si256(hi, m80), whi), ones16, &A2, &A3);
+    }
   }
-  *rs0 = s0;
-  *rs1 = s1;
+  if (SAT && pending) {
+    dw_fold(Plo, _mm256_setzero_si256(), ones16, &A0, &A1);
+    dw_fold(Phi, _mm256_setzero_si256(), ones16, &A2, &A3);
+  }
+  acc[0] = A0;
+  acc[1] = A1;
+  acc[2] = A2;
+  acc[3] = A3;
+}
+
+// Requantizes a block: packssdw(A0, A1) = [c0-7 | c16-23], packssdw(A2, A3) =
+// [c8-15 | c24-31], packuswb of those = c0..c31 in order.
+inline __m256i dw_requant(const __m256i* acc, const __m256i* rs, const RqArrays& r, int64_t ri, const Epilogue& e) {
+  __m256i q[4];
+  for (int j = 0; j < 4; ++j)
+    q[j] = requant_f32(acc[j], rs[j], r.mult + ri + 8 * j, r.bias + ri + 8 * j, r.azp_col + ri + 8 * j,
+                       r.wzp + ri + 8 * j, e);
+  const __m256i zp16 = e.zp16;
+  const __m256i p01 = _mm256_adds_epi16(_mm256_packs_epi32(q[0], q[1]), zp16);
+  const __m256i p23 = _mm256_adds_epi16(_mm256_packs_epi32(q[2], q[3]), zp16);
+  return _mm256_max_epu8(_mm256_packus_epi16(p01, p23), _mm256_set_m128i(e.lo8, e.lo8));
 }
 
 template <bool SAT>
@@ -524,7 +568,7 @@ void dw_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uint8
   uint8_t* zrow = static_cast<uint8_t*>(scratch);
   const uint8_t** taps = reinterpret_cast<const uint8_t**>(zrow + align64(static_cast<size_t>(L.GP) + 64));
   uint8_t* tail = reinterpret_cast<uint8_t*>(taps) + align64(static_cast<size_t>(T + 1) * 8);
-  uint8_t* stage = tail + align64(static_cast<size_t>(T + 1) * 16);
+  uint8_t* stage = tail + align64(static_cast<size_t>(T + 1) * kDW);
   std::memset(zrow, p.rq.input_zero_point, static_cast<size_t>(L.GP) + 64);
   const bool use_rowsum = any_weight_zero_point(p);
   const Epilogue e = make_epilogue(p, use_rowsum);
@@ -532,15 +576,17 @@ void dw_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uint8
   const RqArrays r = rq_arrays_c(base, Og * L.GP);
   const uint8_t* wbase = reinterpret_cast<const uint8_t*>(base + L.b_off);
   const int64_t full_blocks = G / kDW, rem = G % kDW;
+
   for (int64_t m = m_begin; m < m_end; ++m) {
     const int64_t n = m / s.OH, oh = m % s.OH;
     for (int64_t ow = 0; ow < s.OW; ++ow) {
       for (int64_t kh = 0; kh < s.KH; ++kh) {
         const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
+        const bool row_in = ih >= 0 && ih < s.H;
+        const uint8_t* rowp = row_in ? in + (n * s.H + ih) * s.W * C : zrow;
         for (int64_t kw = 0; kw < s.KW; ++kw) {
           const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
-          const bool inside = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
-          taps[kh * s.KW + kw] = inside ? in + ((n * s.H + ih) * s.W + iw) * C : zrow;
+          taps[kh * s.KW + kw] = row_in && iw >= 0 && iw < s.W ? rowp + iw * C : zrow;
         }
       }
       uint8_t* orow = out + (m * s.OW + ow) * O;
@@ -548,36 +594,36 @@ void dw_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uint8
         const int64_t c0 = blk * kDW;
         const int64_t nch = blk < full_blocks ? kDW : rem;
         if (nch == 0) break;
-        const uint8_t* const* tp = taps;
         int64_t cc = c0;
         if (nch < kDW) {
-          // Stage the tail channels of every tap (16 readable bytes each).
-          for (int64_t t = 0; t < T; ++t) {
-            std::memset(tail + t * 16, 0, 16);
-            std::memcpy(tail + t * 16, taps[t] + c0, static_cast<size_t>(nch));
-          }
-          // A tail block reads 16 bytes per tap: stage them so no read passes
+          // A tail block reads 32 bytes per tap: stage them so no read passes
           // the input's end (the tap pointers are rebuilt for the next pixel).
-          for (int64_t t = 0; t < T; ++t) taps[t] = tail + t * 16;
-          tp = taps;
+          for (int64_t t = 0; t < T; ++t) {
+            std::memset(tail + t * kDW, 0, kDW);
+            std::memcpy(tail + t * kDW, taps[t] + c0, static_cast<size_t>(nch));
+            taps[t] = tail + t * kDW;
+          }
           cc = 0;
         }
-        __m256i rs0 = _mm256_setzero_si256(), rs1 = rs0;
-        if (use_rowsum) dw_rowsum(tp, T, cc, &rs0, &rs1);
+        __m256i rs[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                         _mm256_setzero_si256()};
+        if (use_rowsum) dw_block<true>(taps, T, cc, wbase + Og * L.oc_bytes + blk * L.P * 64, rs);
         for (int64_t oc = 0; oc < Og; ++oc) {
-          __m256i a0, a1;
-          dw_block<SAT>(tp, T, cc, wbase + oc * L.oc_bytes + blk * L.P * L.pair_bytes, L.pair_bytes, &a0, &a1);
-          const int64_t ri = oc * L.GP + c0;
-          const __m128i v = requant16(a0, a1, rs0, rs1, r.mult + ri, r.bias + ri, r.azp_col + ri, r.wzp + ri, e);
-          if (Og == 1) {
-            store_n(orow + c0, v, nch);
+          __m256i acc[4];
+          dw_block<SAT>(taps, T, cc, wbase + oc * L.oc_bytes + blk * L.P * 64, acc);
+          const __m256i v = dw_requant(acc, rs, r, oc * L.GP + c0, e);
+          if (Og == 1 && nch == kDW) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(orow + c0), v);
           } else {
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(stage + oc * 16), v);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(stage + oc * kDW), v);
           }
         }
-        if (Og > 1)
+        if (Og == 1 && nch < kDW) {
+          std::memcpy(orow + c0, stage, static_cast<size_t>(nch));
+        } else if (Og > 1) {
           for (int64_t l = 0; l < nch; ++l)
-            for (int64_t oc = 0; oc < Og; ++oc) orow[(c0 + l) * Og + oc] = stage[oc * 16 + l];
+            for (int64_t oc = 0; oc < Og; ++oc) orow[(c0 + l) * Og + oc] = stage[oc * kDW + l];
+        }
       }
     }
   }
