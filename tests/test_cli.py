@@ -185,8 +185,9 @@ def test_check_x86_engine_model(models, capsys, monkeypatch):
         # oneDNN-packed layers: verified with oneDNN's arithmetic, or listed with the reason
         assert "oneDNN" in out
         assert (code == 0) == ("NOT OK" not in out)
-        code, _, err = inproc(capsys, monkeypatch, "explain", "mymodels:x86_model", "--input-shape", "1,3,32,32")
-        assert code != 0 and "oneDNN" in err
+        code, out, _ = inproc(capsys, monkeypatch, "explain", "mymodels:x86_model", "--input-shape", "1,3,32,32",
+                              "--index", "0,1,3,3")
+        assert code == 0 and "oneDNN" in out and "fbgemm's formula" in out
     else:
         assert code == 0
 

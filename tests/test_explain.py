@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import oracle
+import qref
 from qref.explain import explain
 from qref.torch_bridge import Conv2dParams
 
@@ -178,3 +179,67 @@ def test_explain_bad_index():
         explain(p, b["x"], (0, 0, 0, 0))
     with pytest.raises(TypeError, match="module_or_params"):
         explain(object(), b["x"], (0, 0, 0, 0))
+
+
+# ----------------------------------------------------------------------------- oneDNN (engine x86 / onednn)
+
+ONEDNN_CASES = [
+    ("im2col-pad-azp", oracle.spec(C=8, O=6, padding=1, a_zp=37, seed=21, relu=True)),
+    ("pointwise-pt", oracle.spec(C=16, O=8, KH=1, KW=1, per_channel=False, seed=22, a_zp=5)),
+    ("depthwise-pad", oracle.spec(C=16, O=16, groups=16, padding=1, seed=23, a_zp=200)),
+    ("grouped-stride", oracle.spec(C=8, O=8, groups=2, stride=2, padding=1, seed=24, bias=False)),
+]
+
+
+@pytest.mark.parametrize("isa", ["vnni", "amx", "avx512_core", "avx2"])
+@pytest.mark.parametrize("name,s", ONEDNN_CASES, ids=[c[0] for c in ONEDNN_CASES])
+def test_explain_onednn_equals_kernel(name, s, isa):
+    from dataclasses import replace
+
+    from qref.conv import OneDNNNotSupportedError
+
+    b = oracle.build(s)
+    p = replace(params_of(s, b), engine="onednn")
+    try:
+        out, inter = p(b["x"], input_scale=b["a_scale"], input_zero_point=b["a_zp"], isa=isa,
+                       return_intermediates=True)
+    except OneDNNNotSupportedError as err:
+        pytest.skip(f"qref does not reproduce this oneDNN kernel class: {err}")
+    rng = np.random.default_rng(5)
+    idx = [np.unravel_index(i, out.shape) for i in rng.choice(out.size, 40, replace=False)]
+    idx += [(0, 0, 0, 0), (0, out.shape[1] - 1, out.shape[2] - 1, out.shape[3] - 1)]  # padded corners
+    for ix in idx:
+        ix = tuple(int(v) for v in ix)
+        e = explain(p, b["x"], ix, isa=isa, input_scale=b["a_scale"], input_zero_point=b["a_zp"])
+        where = f"{name} isa={isa} index={ix}"
+        assert e.engine == "onednn"
+        assert e.acc == int(inter.acc[ix]) and e.colsum == int(inter.colsum[ix]), where
+        assert np.float32(e.onednn["A"]).tobytes() == inter.A[ix].tobytes(), where
+        assert np.float32(e.y).tobytes() == inter.y[ix].tobytes(), where
+        assert e.value == int(out[ix]), where
+        assert "oneDNN" in str(e)
+
+
+def test_explain_onednn_module_equals_torch():
+    torch = pytest.importorskip("torch")
+    if not qref.torch_isa().cpu_features["avx512vnni"]:
+        pytest.skip("the x86 engine packs for oneDNN only on AVX512-VNNI hosts")
+    from qref.demo import quantized_engine, quiet_torch_quantization
+
+    torch.manual_seed(3)
+    with quantized_engine("x86"), quiet_torch_quantization():
+        m = torch.nn.Sequential(torch.ao.quantization.QuantStub(), torch.nn.Conv2d(4, 8, 3, padding=1))
+        m.eval().qconfig = torch.ao.quantization.get_default_qconfig("x86")
+        torch.ao.quantization.prepare(m, inplace=True)
+        x = torch.rand(1, 4, 10, 10)
+        m(x)
+        torch.ao.quantization.convert(m, inplace=True)
+        qx = m[0](x)
+        conv = m[1]
+        if qref.from_torch(conv).engine != "onednn":
+            pytest.skip("torch packed this conv for fbgemm here")
+        ref = conv(qx).int_repr()
+        rng = np.random.default_rng(0)
+        for flat in rng.choice(ref.numel(), 60, replace=False):
+            e = explain(conv, qx, int(flat))
+            assert e.engine == "onednn" and e.value == e.torch_value == int(ref.flatten()[int(flat)])

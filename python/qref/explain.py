@@ -148,6 +148,8 @@ class Explanation:
     hand: tuple  # HandFormula, ...
     torch_value: Optional[int] = None
     notes: tuple = field(default_factory=tuple)
+    engine: str = "fbgemm"  # whose arithmetic: "fbgemm", or "onednn" (then see `onednn`)
+    onednn: Optional[dict] = None  # oneDNN's steps (kernel, ss, inv, ws, A, scaled, ..., see _explain_onednn)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -182,12 +184,8 @@ def _as_params(module_or_params: Any):
     if not isinstance(params, Conv2dParams):
         raise NotImplementedError(f"explain: {type(params).__name__} ({getattr(params, 'module_type', '?')}) is "
                                   f"not explained yet; explain covers quantized Conv2d / ConvReLU2d")
-    if getattr(params, "engine", "fbgemm") != "fbgemm":
-        raise NotImplementedError(
-            f"explain: this layer's packed weights run oneDNN (engine {params.engine!r}; the model was converted "
-            f"under torch.backends.quantized.engine='x86' on an AVX512-VNNI host, or 'onednn'); explain derives "
-            f"fbgemm's arithmetic. qref.conv2d reproduces it (docs/onednn.md); to get an fbgemm layer, convert "
-            f"under torch.backends.quantized.engine = 'fbgemm'")
+    if getattr(params, "engine", "fbgemm") not in ("fbgemm", "onednn"):
+        raise NotImplementedError(f"explain: engine {params.engine!r} is not explained (fbgemm or onednn)")
     return params, module
 
 
@@ -258,6 +256,8 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
     OH = (H + 2 * ph - (dh * (KH - 1) + 1)) // sh + 1
     OW = (W + 2 * pw - (dw * (KW - 1) + 1)) // sw + 1
     n, o, oh, ow = _parse_index(index, (N, O, OH, OW))
+    if getattr(params, "engine", "fbgemm") == "onednn":
+        return _explain_onednn(params, module, qx, xin, a_scale, a_zp, (ph, pw), (n, o, oh, ow), isa, layer)
     plan = conv_plan((N, C, H, W), (O, Cg, KH, KW), (sh, sw), (ph, pw), (dh, dw), G, isa)
 
     Og = O // G
@@ -381,7 +381,7 @@ def _hand_formulas(e: dict) -> list:
         # a hand formula sums the exact products; would fbgemm's saturated sum have fixed it?
         if not n_sat or val == v:
             return ""
-        alt = final(real(*scales, raw))
+        alt = final(real(scales[0], scales[1], scales[2], raw))
         if alt == v:
             return (f"; the cause is saturation: it sums the products exactly ({acc_exact}) where fbgemm "
                     f"saturated {n_sat} int16 pair(s) ({e['acc']})")
@@ -392,9 +392,13 @@ def _hand_formulas(e: dict) -> list:
     yp = real(pa, pw, po, raw_exact)
     val = final(yp)
     if val is not None and min(pa, pw, po) > 0:
-        why = (f"print(model) shows the scales rounded: s_in {rel(pa, a_s)}, s_w {rel(pw, w_s)}, s_out "
-               f"{rel(po, o_s)}; the value before rounding becomes {yp:.6f} instead of {e['y']:.6f}")
-        why += " (here it still rounds the same way)" if val == v else saturation_note((pa, pw, po), val)
+        if (pa, pw, po) == (float(np.float32(a_s)), float(np.float32(w_s)), float(np.float32(o_s))):
+            why = "print(model) shows these scales exactly"
+        else:
+            why = (f"print(model) shows the scales rounded: s_in {rel(pa, a_s)}, s_w {rel(pw, w_s)}, s_out "
+                   f"{rel(po, o_s)}; the value before rounding becomes {yp:.6f} instead of {e['y']:.6f}")
+            why += " (here it still rounds the same way)" if val == v else ""
+        why += saturation_note((pa, pw, po), val)
         out.append(HandFormula("printed scales", "round((s_in*s_w*acc + bias) / s_out) + zp with 4-digit scales",
                                val, val == v, why))
     # 2. Full scales, but the real-number formula in double (no float32 steps).
@@ -466,7 +470,8 @@ def _fmt_taps(e: Explanation, limit: int = 12) -> list:
         t = e.taps[k]
         if k != prev + 1:
             lines.append("    ...")
-        where = "padding (a_zp)" if t.padded else f"({t.ih},{t.iw})"
+        where = (("padding: skip" if e.engine == "onednn" else "padding (a_zp)") if t.padded
+                 else f"({t.ih},{t.iw})")
         mark = "  <- saturated pair" if k in sat_k else ""
         khkwc = f"({t.kh},{t.kw},{t.c})"
         lines.append(f"  {k:3d}  {khkwc:<11s} {where:<14s} {t.a:3d} x {t.w:4d} = {t.product:6d}{mark}")
@@ -500,6 +505,19 @@ def _render(e: Explanation) -> str:
             torch_says = (f"   (torch in this process says {e.torch_value}: it runs this CPU's arithmetic, "
                           f"this derivation the {e.isa} host's)")
     L.append(f"Output element (n={n}, c={o}, h={oh}, w={ow}) of {e.layer} = {e.value}{torch_says}")
+    if e.engine == "onednn":
+        L.append((e.onednn or {}).get("plan", "oneDNN"))
+        L.append("")
+        L.append("In short: this layer's weights were packed for oneDNN (engine 'x86' on an AVX512-VNNI host, or "
+                 "'onednn'), whose formula differs from fbgemm's: bias after scaling, zero point before rounding.")
+        L.append("")
+        L += _render_onednn(e)
+        L.append("")
+        L.append("How the usual hand formulas do on this element:")
+        w = max((len(h.name) for h in e.hand), default=0)
+        for h in e.hand:
+            L.append(f"  {h.name:<{w}s}  {h.value:3d}  {'same' if h.matches else 'DIFFERENT':<9s}  {h.why}")
+        return "\n".join(L)
     L.append(f"fbgemm {e.path} path on isa {e.isa}: "
              + ("int16-saturating pair sums (vpmaddubsw)" if e.saturates else "exact int32 products"))
     L.append("")
@@ -559,6 +577,194 @@ def _render(e: Explanation) -> str:
         mark = "same" if h.matches else "DIFFERENT"
         L.append(f"  {h.name:<{w}s}  {h.value:3d}  {mark:<9s}  {h.why}")
     return "\n".join(L)
+
+
+# ---------------------------------------------------------------------------- oneDNN
+
+
+def _explain_onednn(params: Any, module: Any, qx: Any, xin: np.ndarray, a_scale: float, a_zp: int, pad: tuple,
+                    index: tuple, isa: str, layer: str) -> Explanation:
+    """torch's x86/onednn engine (SPEC.md §6, csrc/qref/onednn.h): padded taps are skipped (the zero
+    point is compensated over the real taps only), bias added after scaling, ReLU as max(y, 0),
+    output zero point added in float before rounding, scales through reciprocal round trips."""
+    from . import onednn as od
+
+    N, C, H, W = xin.shape
+    wt = params.weight
+    O, Cg, KH, KW = wt.shape
+    G = params.groups
+    sh, sw = params.stride
+    ph, pw = pad
+    dh, dw = params.dilation
+    n, o, oh, ow = index
+    if not bool(np.all(params.weight_zero_point == 0)):
+        raise ValueError("explain: oneDNN needs symmetric weights (all zero points 0)")
+    pl = od.plan(wt.shape, G, (sh, sw), (ph, pw), (dh, dw), isa)
+    Og = O // G
+    g = o // Og
+    K = KH * KW * Cg
+    taps: list = []
+    acc = acc_exact = colsum = 0
+    sat_pairs = []
+    for kh in range(KH):
+        ih = oh * sh - ph + kh * dh
+        for kw in range(KW):
+            iw = ow * sw - pw + kw * dw
+            inside = 0 <= ih < H and 0 <= iw < W
+            for c in range(Cg):
+                a = int(xin[n, g * Cg + c, ih, iw]) if inside else 0
+                wv = int(wt[o, c, kh, kw])
+                taps.append(Tap(len(taps), kh, kw, g * Cg + c, ih, iw, not inside, a, wv, a * wv if inside else 0))
+            if not inside:
+                continue  # oneDNN: no product and no compensation for a padded tap
+            base = len(taps) - Cg
+            for c in range(0, Cg, 2):  # channel pairs (2i, 2i+1) of one tap (vpmaddubsw kernels)
+                t0 = taps[base + c]
+                t1 = taps[base + c + 1] if c + 1 < Cg else None
+                pr = t0.product + (t1.product if t1 else 0)
+                sv = _sat16(pr) if pl.saturates else pr
+                if sv != pr:
+                    members = (t0,) + ((t1,) if t1 else ())
+                    sat_pairs.append(SaturatedPair(t0.k, t1.k if t1 else None,
+                                                   tuple((t.kh, t.kw, t.c) for t in members), pr, sv))
+                acc += sv
+                acc_exact += pr
+                colsum += t0.w + (t1.w if t1 else 0)
+    acc32, col32 = _wrap32(acc), _wrap32(colsum)
+    f = np.float32
+    with np.errstate(all="ignore"):
+        ss = f(f(1.0) / f(1.0 / a_scale))  # PyTorch passes 1/(double)scale as float; ideep inverts it
+        inv = f(f(1.0) / f(f(1.0) / f(1.0 / float(params.output_scale))))
+        i = o if params.per_channel else 0
+        ws = f(float(params.weight_scale[i]))
+        if pl.float_compensation:
+            A = f(f(acc32) + f(f(-col32) * f(a_zp)))
+            comp = "float"
+        else:
+            A = f(_wrap32(acc32 - _wrap32(a_zp * col32)))
+            comp = "int32"
+        comb = f(ss * ws)
+        scaled = f(A * comb) if pl.combined_scale else f(f(A * ss) * ws)
+        bias = None if params.bias is None else f(params.bias[o])
+        yb = scaled if bias is None else f(scaled + bias)
+        yr = f(max(yb, f(0.0))) if params.relu else yb
+        yi = f(yr * inv)
+        y = f(yi + f(params.output_zero_point))
+    yc = float(y)
+    yc = 0.0 if not yc > 0.0 else min(yc, 255.0)  # saturate_cvt_f32: clamp in float (NaN -> 0), then round
+    value = int(np.rint(yc))
+    tie = bool(np.isfinite(y) and float(y) - math.floor(float(y)) == 0.5)
+    torch_value = None
+    if module is not None and is_torch_tensor(qx):
+        torch_value = int(module(qx).int_repr()[n, o, oh, ow])
+    steps = dict(kernel=pl.kernel, plan=str(pl), isa_class=pl.isa, combined_scale=pl.combined_scale,
+                 compensation=comp, ss=float(ss), inv=float(inv), ws=float(ws), comb=float(comb), A=float(A),
+                 scaled=float(scaled), with_bias=float(yb), after_relu=float(yr), times_inv=float(yi),
+                 with_zero_point=float(y), clamped=yc)
+    exp = dict(index=index, layer=layer or params.module_type, path=pl.kernel, saturates=pl.saturates,
+               isa=f"auto({pl.isa})" if isa == "auto" else pl.isa, group=g, taps=tuple(taps), acc=acc32,
+               acc_exact=acc_exact,
+               saturated_pairs=tuple(sat_pairs), rowsum=sum(t.a for t in taps if not t.padded), K=K, colsum=col32,
+               col_offset=col32, input_zero_point=a_zp, weight_zero_point=0, a_zp_term=_wrap32(a_zp * col32),
+               w_zp_term=0, raw=_wrap32(acc32 - _wrap32(a_zp * col32)), input_scale=a_scale,
+               weight_scale=float(params.weight_scale[i]), output_scale=float(params.output_scale),
+               a_f=float(ss), w_f=float(ws), o_f=float(f(params.output_scale)), S=float(comb), M=float(inv),
+               per_channel=params.per_channel, bias=None if bias is None else float(bias),
+               bias_term=None if bias is None else float(bias), reciprocal=None, yf=float(A), y=float(y), tie=tie,
+               rounded=value, output_zero_point=params.output_zero_point, relu=params.relu,
+               low=0, unclamped=int(np.rint(float(y))) if np.isfinite(y) and abs(float(y)) < 2**31 else INT32_MIN,
+               value=value, torch_value=torch_value, engine="onednn", onednn=steps)
+    exp["hand"] = tuple(_hand_formulas_onednn(exp, params, xin, pad))
+    return Explanation(**exp)
+
+
+def _hand_formulas_onednn(e: dict, params: Any, xin: np.ndarray, pad: tuple) -> list:
+    out = []
+    v = e["value"]
+    f = np.float32
+    bias = e["bias"] or 0.0
+    zp = e["output_zero_point"]
+    raw_exact = e["raw"] - e["acc"] + e["acc_exact"]
+    a_s, w_s, o_s = e["input_scale"], e["weight_scale"], e["output_scale"]
+
+    def final(y: float) -> Optional[int]:
+        if not math.isfinite(y) or abs(y) >= 2**31:
+            return None
+        r = int(np.rint(y)) + zp
+        return min(max(r, zp if params.relu else 0), 255)
+
+    with np.errstate(all="ignore"):
+        yp = float((np.float64(_printed(a_s)) * _printed(w_s) * raw_exact + bias) / np.float64(_printed(o_s)))
+        yd = float((np.float64(f(a_s)) * np.float64(f(w_s)) * raw_exact + bias) / np.float64(f(o_s)))
+    for name, y, why in (
+            ("printed scales", yp, "print(model) shows the scales with 4 digits"),
+            ("double, real-number formula", yd, "oneDNN computes in float32 with reciprocal round trips of the "
+                                                "scales and adds the zero point before rounding")):
+        val = final(y)
+        if val is not None:
+            out.append(HandFormula(name, "round((s_in*s_w*acc + bias) / s_out) + zp", val, val == v,
+                                   f"value before rounding {y:.6f} vs oneDNN's {e['y'] - zp:.6f} (+ zp); " + why))
+    # fbgemm's formula on the same layer: what engine='fbgemm' would give
+    try:
+        from dataclasses import replace
+
+        fb = replace(params, engine="fbgemm", padding_mode="zeros", padding=pad)
+        ef = explain(fb, xin, e["index"], isa="vnni" if e["onednn"]["isa_class"] in ("amx", "vnni") else "avx2",
+                     input_scale=a_s, input_zero_point=e["input_zero_point"])
+        out.append(HandFormula("fbgemm's formula", "f32(f32(raw + bias/S) * M), zero point after rounding",
+                               ef.value, ef.value == v, "the commonly quoted formula is fbgemm's (engine 'fbgemm'); "
+                               "this layer was packed for oneDNN (engine 'x86' on a VNNI host), which adds the bias "
+                               "after scaling and the zero point before rounding"))
+    except (ValueError, TypeError, NotImplementedError):
+        pass
+    y = e["y"]
+    if math.isfinite(y) and 0 <= y <= 255:
+        val = int(math.floor(y + 0.5))
+        out.append(HandFormula("round half up", "floor(y + 0.5)", val, val == v,
+                               "y is exactly a tie (.5): oneDNN rounds half to even" if e["tie"]
+                               else "y is not a tie here, so both roundings agree"))
+    return out
+
+
+def _render_onednn(e: Explanation) -> list:
+    d = e.onednn or {}
+    L = []
+    L.append(f"1. Receptive field (group {e.group}, K = {e.K}; oneDNN skips padded taps):")
+    L += _fmt_taps(e)
+    L.append("")
+    L.append(f"2. Integer accumulator over the real taps: acc = {e.acc}"
+             + ("" if e.acc == e.acc_exact else f"   (exact sum of products: {e.acc_exact})"))
+    for p in e.saturated_pairs[:8]:
+        L.append(f"   channel pair k={p.k0},{p.k1} taps {p.taps}: exact {p.exact} -> saturated {p.saturated}")
+    L.append(f"   colsum over the same taps = {e.colsum}")
+    L.append("")
+    if d.get("compensation") == "float":
+        L.append(f"3. Zero-point compensation in float (AMX micro-kernel): A = f32(f32({e.acc}) + "
+                 f"f32({-e.colsum} * {e.input_zero_point})) = {_f32(d['A'])}")
+    else:
+        L.append(f"3. Zero-point compensation in int32: A = float(acc - a_zp*colsum) = float({e.acc} - "
+                 f"{e.a_zp_term}) = {_f32(d['A'])}")
+    L.append("")
+    L.append("4. Scales (PyTorch hands oneDNN reciprocals; ideep inverts them again):")
+    L.append(f"   src scale  {e.input_scale!r} -> ss = f32(1/f32(1/(double)s)) = {_f32(d['ss'])}")
+    L.append(f"   weight scale {e.weight_scale!r} -> ws = {_f32(d['ws'])}")
+    L.append(f"   dst scale {e.output_scale!r} -> inv = f32(1/f32(1/f32(1/(double)s))) = {_f32(d['inv'])}")
+    if d.get("combined_scale"):
+        L.append(f"   y = f32(A * f32(ss*ws)) = f32({_f32(d['A'])} * {_f32(d['comb'])}) = {_f32(d['scaled'])}")
+    else:
+        L.append(f"   y = f32(f32(A * ss) * ws) = {_f32(d['scaled'])}")
+    L.append("")
+    if e.bias is not None:
+        L.append(f"5. Bias added after scaling, in real units: f32(y + {_f32(e.bias)}) = {_f32(d['with_bias'])}")
+    else:
+        L.append("5. No bias.")
+    if e.relu:
+        L.append(f"   ReLU (max(y, 0)) = {_f32(d['after_relu'])}")
+    L.append(f"6. f32(y * inv) = {_f32(d['times_inv'])}; + output zero point in float = "
+             f"{_f32(d['with_zero_point'])}  ({_f32_hex(d['with_zero_point'])})")
+    L.append(f"7. Clamp to [0, 255] in float, then round half to even: {_f32(d['clamped'])} -> {e.value}"
+             + ("   <- an exact tie: half to even" if e.tie else ""))
+    return L
 
 
 def explain_many(module_or_params: Any, qx: Any, indices: Sequence, isa: str = "auto", **kw: Any) -> list:
