@@ -5,7 +5,7 @@ Same idea as oracle.py (which takes conv2d specs only): a case is a JSON-able di
 *and* qref (isa="auto") in a fresh interpreter whose environment (FBGEMM_ENABLE_INSTRUCTIONS)
 is set before torch is imported.
 
-Spec fields: kind ("linear" | "conv1d" | "conv3d" | "convt1d" | "convt2d"), N (batch; for
+Spec fields: kind ("linear" | "conv1d" | "conv3d" | "convt1d" | "convt2d" | "convt3d"), N (batch; for
 linear the leading shape ``lead``), C (in channels / features), O (out channels / features),
 spatial (input spatial sizes), k (kernel sizes), stride, padding, dilation, output_padding,
 groups, per_channel, w_zp (int or "random"), a_zp, relu, bias, act ("full" | "high" | "reduce"),
@@ -24,13 +24,13 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-_NSPATIAL = {"linear": 0, "conv1d": 1, "convt1d": 1, "conv3d": 3, "convt2d": 2}
+_NSPATIAL = {"linear": 0, "conv1d": 1, "convt1d": 1, "conv3d": 3, "convt2d": 2, "convt3d": 3}
 
 
 def spec(kind: str, **kw: Any) -> dict:
     n = _NSPATIAL[kind]
     s = dict(kind=kind, N=1, lead=[3], C=8, O=8, spatial=[6] * n, k=[3] * n, stride=[1] * n, padding=[0] * n,
-             dilation=[1] * n, output_padding=[0] * n, groups=1, per_channel=kind not in ("convt1d", "convt2d"),
+             dilation=[1] * n, output_padding=[0] * n, groups=1, per_channel=not kind.startswith("convt"),
              w_zp=0, a_zp=0, relu=False, bias=True, act="full", weight="full", seed=0, out_scale=None, out_zp=None)
     s.update(kw)
     for f in ("spatial", "k", "stride", "padding", "dilation", "output_padding"):
@@ -147,6 +147,10 @@ def torch_run(s: dict, b: dict | None = None) -> np.ndarray:
             pp = q.conv_transpose2d_prepack(qw, bias, s["stride"], s["padding"], s["output_padding"],
                                             s["dilation"], s["groups"])
             y = q.conv_transpose2d(qx, pp, b["out_scale"], b["out_zp"])
+        elif kind == "convt3d":
+            pp = q.conv_transpose3d_prepack(qw, bias, s["stride"], s["padding"], s["output_padding"],
+                                            s["dilation"], s["groups"])
+            y = q.conv_transpose3d(qx, pp, b["out_scale"], b["out_zp"])
         else:
             raise ValueError(kind)
         return y.int_repr().contiguous().numpy()
@@ -170,7 +174,7 @@ def qref_run(s: dict, b: dict | None = None, isa: str = "auto", **kw: Any) -> np
         return qref.conv1d(b["x"], b["w"], b["bias"], relu=s["relu"], **conv, **common)
     if kind == "conv3d":
         return qref.conv3d(b["x"], b["w"], b["bias"], relu=s["relu"], **conv, **common)
-    fn = qref.conv_transpose1d if kind == "convt1d" else qref.conv_transpose2d
+    fn = {"convt1d": qref.conv_transpose1d, "convt2d": qref.conv_transpose2d, "convt3d": qref.conv_transpose3d}[kind]
     return fn(b["x"], b["w"], b["bias"], output_padding=s["output_padding"], **conv, **common)
 
 
@@ -187,11 +191,11 @@ def plan(s: dict, isa: str = "auto") -> str:
         return str(qref.conv_nd_plan((s["N"], s["C"]) + tuple(s["spatial"]),
                                      (s["O"], s["C"] // s["groups"]) + tuple(s["k"]), s["stride"], s["padding"],
                                      s["dilation"], s["groups"], isa=isa))
-    sp = tuple(s["spatial"]) if s["kind"] == "convt2d" else (1,) + tuple(s["spatial"])
-    k = tuple(s["k"]) if s["kind"] == "convt2d" else (1,) + tuple(s["k"])
+    sp = tuple(s["spatial"]) if s["kind"] != "convt1d" else (1,) + tuple(s["spatial"])
+    k = tuple(s["k"]) if s["kind"] != "convt1d" else (1,) + tuple(s["k"])
 
     def two(f, pad):
-        return tuple(s[f]) if s["kind"] == "convt2d" else (pad,) + tuple(s[f])
+        return tuple(s[f]) if s["kind"] != "convt1d" else (pad,) + tuple(s[f])
 
     return str(qref.conv_nd_plan((s["N"], s["C"]) + sp, (s["O"], s["C"] // s["groups"]) + k, two("stride", 1),
                                  two("padding", 0), two("dilation", 1), s["groups"], transposed=True, isa=isa))

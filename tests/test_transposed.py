@@ -1,4 +1,4 @@
-"""qref.conv_transpose1d/2d vs torch's fbgemm: the transposed im2col path (SPEC.md §4.4) and the
+"""qref.conv_transpose1d/2d/3d vs torch's fbgemm: the transposed im2col path (SPEC.md §4.4) and the
 direct transposed path (§4.5), both ISA settings, and torch's direct-path defects."""
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ IM2COL = [
     on.spec("convt1d", N=2, C=8, O=4, spatial=[9], k=[3], stride=[2], padding=[1], output_padding=[1]),
     on.spec("convt1d", N=1, C=16, O=16, spatial=[7], k=[2], act="high", weight="extreme", w_zp=4, a_zp=250),
     on.spec("convt1d", N=3, C=6, O=9, spatial=[5], k=[4], stride=[3], padding=[2], dilation=[2], groups=3),
+    on.spec("convt3d", N=2, C=4, O=6, spatial=[3, 4, 5], k=[3, 3, 3], stride=[2, 2, 2], padding=[1, 1, 1],
+            output_padding=[1, 1, 1]),
+    on.spec("convt3d", N=1, C=6, O=4, spatial=[3, 4, 5], k=[2, 3, 1], stride=[1, 2, 1], padding=[0, 1, 0],
+            output_padding=[0, 1, 0], dilation=[1, 1, 2], groups=2, w_zp=3, a_zp=9),
+    on.spec("convt3d", N=1, C=16, O=8, spatial=[2, 3, 3], k=[2, 2, 2], act="high", weight="extreme", a_zp=200),
 ]
 # The direct path computes image 0 only and assumes stride_h 1: single images, stride_h 1.
 DIRECT = [
@@ -236,6 +241,8 @@ def test_from_torch_transposed(engine):
             (nnq.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1), (8, 4, 3, 3), 0, (2, 8, 4, 5)),
             (nnq.ConvTranspose2d(6, 6, 3, stride=2, padding=1), (6, 6, 3, 3), 0, (2, 6, 4, 5)),
             (nnq.ConvTranspose2d(8, 8, 3, groups=2), (8, 4, 3, 3), -2, (1, 8, 4, 4)),
+            (nnq.ConvTranspose3d(4, 6, 3, stride=2, padding=1, output_padding=1), (4, 6, 3, 3, 3), 0, (1, 4, 3, 3, 4)),
+            (nnq.ConvTranspose3d(4, 4, 2), (4, 4, 2, 2, 2), 5, (2, 4, 2, 3, 3)),
         ]
         for m, wshape, zp, xshape in layers:
             qw = torch.quantize_per_tensor(torch.randn(wshape, generator=g), 0.012, zp, torch.qint8)
@@ -272,7 +279,7 @@ def test_transposed_errors():
 
 
 def _random_spec(rng, kind: str, i: int) -> dict:
-    nd = 1 if kind == "convt1d" else 2
+    nd = {"convt1d": 1, "convt2d": 2, "convt3d": 3}[kind]
     G = int(rng.choice([1, 1, 1, 2, 4]))
     C = G * int(rng.choice([1, 2, 3, 4, 8]))
     O = G * int(rng.choice([1, 2, 3, 8]))
@@ -281,7 +288,7 @@ def _random_spec(rng, kind: str, i: int) -> dict:
     dil = [1 if rng.integers(0, 4) else 2 for _ in range(nd)]
     pad = [int(rng.integers(0, (d * (kk - 1)) // 2 + 1)) for kk, d in zip(k, dil)]
     op = [int(rng.integers(0, max(st, d))) if rng.integers(0, 2) else 0 for st, d in zip(stride, dil)]
-    spatial = [int(rng.integers(1, 9)) for _ in range(nd)]
+    spatial = [int(rng.integers(1, 9 if nd < 3 else 5)) for _ in range(nd)]
     for j in range(nd):  # output size >= 1
         while (spatial[j] - 1) * stride[j] - 2 * pad[j] + dil[j] * (k[j] - 1) + op[j] + 1 < 1:
             spatial[j] += 1
@@ -296,9 +303,9 @@ def _random_spec(rng, kind: str, i: int) -> dict:
     return s
 
 
-@pytest.mark.parametrize("kind", ["convt1d", "convt2d"])
+@pytest.mark.parametrize("kind", ["convt1d", "convt2d", "convt3d"])
 def test_random_sweep_small(kind):
-    rng = np.random.default_rng(91 if kind == "convt1d" else 92)
+    rng = np.random.default_rng({"convt1d": 91, "convt2d": 92, "convt3d": 93}[kind])
     for i in range(8):
         s = _random_spec(rng, kind, i)
         b = on.build(s)
@@ -306,10 +313,10 @@ def test_random_sweep_small(kind):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["convt1d", "convt2d"])
+@pytest.mark.parametrize("kind", ["convt1d", "convt2d", "convt3d"])
 def test_random_sweep(kind, request):
     n = request.config.getoption("--sweep") or 200
-    rng = np.random.default_rng(5431 if kind == "convt1d" else 5432)
+    rng = np.random.default_rng({"convt1d": 5431, "convt2d": 5432, "convt3d": 5433}[kind])
     specs = [_random_spec(rng, kind, i) for i in range(n)]
     for s in specs:
         b = on.build(s)

@@ -58,6 +58,7 @@ from .conv_nd import (  # noqa: E402
     conv_nd_plan,
     conv_transpose1d,
     conv_transpose2d,
+    conv_transpose3d,
     known_torch_defect,
 )
 from .bridge_nd import Conv1dParams, Conv3dParams, ConvTransposeParams, LinearParams  # noqa: E402
@@ -72,6 +73,7 @@ __all__ += [
     "conv_nd_plan",
     "conv_transpose1d",
     "conv_transpose2d",
+    "conv_transpose3d",
     "known_torch_defect",
     "linear",
     "linear_plan",

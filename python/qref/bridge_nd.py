@@ -1,9 +1,9 @@
 """The torch bridge for linear, conv1d, conv3d and transposed convs (issue 7).
 
 ``qref.from_torch`` dispatches here for ``nnq.Linear``, ``nniq.LinearReLU``, ``nnq.Conv1d``,
-``nniq.ConvReLU1d``, ``nnq.Conv3d``, ``nniq.ConvReLU3d``, ``nnq.ConvTranspose1d`` and
-``nnq.ConvTranspose2d``. Each returns a frozen params object that runs like ``Conv2dParams``:
-``params(qx, isa=..., kernel=...)``.
+``nniq.ConvReLU1d``, ``nnq.Conv3d``, ``nniq.ConvReLU3d``, ``nnq.ConvTranspose1d``,
+``nnq.ConvTranspose2d`` and ``nnq.ConvTranspose3d``. Each returns a frozen params object that runs
+like ``Conv2dParams``: ``params(qx, isa=..., kernel=...)``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ MODULE_KINDS = {
     "ConvReLU3d": ("conv3d", True),
     "ConvTranspose1d": ("conv_transpose1d", False),
     "ConvTranspose2d": ("conv_transpose2d", False),
+    "ConvTranspose3d": ("conv_transpose3d", False),
 }
 _RELU_NAMES = ("LinearReLU", "ConvReLU1d", "ConvReLU3d")
 
@@ -77,12 +78,21 @@ class _LayerParams:
         return known_torch_defect(self, input_shape, first_input_shape=first_input_shape,
                                   input_zero_point=input_zero_point, isa=isa)
 
+    def plan(self, input_shape: Any, isa: str = "auto"):
+        """The fbgemm path and saturation (``qref.ConvPlan``) of this layer for that input shape."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True, eq=False)
 class LinearParams(_LayerParams):
     """``torch.ao.nn.quantized.Linear`` / ``LinearReLU``: weight (O, K)."""
 
     kind = "linear"
+
+    def plan(self, input_shape: Any, isa: str = "auto"):
+        from .linear import linear_plan
+
+        return linear_plan(isa)
 
     def __call__(self, qx: Any, *, input_scale: Any = None, input_zero_point: Any = None, isa: str = "auto",
                  kernel: str = "auto", threads: Optional[int] = None, return_intermediates: bool = False) -> Any:
@@ -99,6 +109,16 @@ class Conv1dParams(_LayerParams):
     """``nnq.Conv1d`` / ``nniq.ConvReLU1d``: weight (O, C/groups, k)."""
 
     kind = "conv1d"
+
+    def plan(self, input_shape: Any, isa: str = "auto"):
+        from .conv import conv_plan
+
+        N, C, L = (int(v) for v in input_shape)
+        O, Cg, k = self.weight.shape
+        p = 0 if self.padding_mode != "zeros" else self.padding[0]
+        L += 2 * self.padding[0] if self.padding_mode != "zeros" else 0
+        return conv_plan((N, C, 1, L), (O, Cg, 1, k), (1, self.stride[0]), (0, p), (1, self.dilation[0]),
+                         self.groups, isa)
 
     def __call__(self, qx: Any, *, input_scale: Any = None, input_zero_point: Any = None, isa: str = "auto",
                  kernel: str = "auto", threads: Optional[int] = None, return_intermediates: bool = False) -> Any:
@@ -117,6 +137,16 @@ class Conv3dParams(_LayerParams):
 
     kind = "conv3d"
 
+    def plan(self, input_shape: Any, isa: str = "auto"):
+        from .conv_nd import conv_nd_plan
+
+        shape = tuple(int(v) for v in input_shape)
+        pad = self.padding
+        if self.padding_mode != "zeros":
+            shape = shape[:2] + tuple(n + 2 * p for n, p in zip(shape[2:], pad))
+            pad = (0, 0, 0)
+        return conv_nd_plan(shape, self.weight.shape, self.stride, pad, self.dilation, self.groups, isa=isa)
+
     def __call__(self, qx: Any, *, input_scale: Any = None, input_zero_point: Any = None, isa: str = "auto",
                  kernel: str = "auto", threads: Optional[int] = None, return_intermediates: bool = False,
                  reproduce_defects: bool = False) -> Any:
@@ -132,16 +162,29 @@ class Conv3dParams(_LayerParams):
 
 @dataclass(frozen=True, eq=False)
 class ConvTransposeParams(_LayerParams):
-    """``nnq.ConvTranspose1d`` / ``nnq.ConvTranspose2d``: weight (C, O/groups, k...), per-tensor."""
+    """``nnq.ConvTranspose1d/2d/3d``: weight (C, O/groups, k...), per-tensor."""
 
     kind = "conv_transpose"
+
+    def plan(self, input_shape: Any, isa: str = "auto"):
+        from .conv_nd import conv_nd_plan
+
+        shape = tuple(int(v) for v in input_shape)
+        IC, OCg = self.weight.shape[:2]
+        g = self.groups
+        ks = tuple(self.weight.shape[2:])
+        st, pd, dl = self.stride, self.padding, self.dilation
+        if self.weight.ndim == 3:  # conv_transpose1d runs as 2D with H = 1
+            shape, ks = shape[:2] + (1,) + shape[2:], (1,) + ks
+            st, pd, dl = (1,) + tuple(st), (0,) + tuple(pd), (1,) + tuple(dl)
+        return conv_nd_plan(shape, (OCg * g, IC // g) + ks, st, pd, dl, g, transposed=True, isa=isa)
 
     def __call__(self, qx: Any, *, input_scale: Any = None, input_zero_point: Any = None, isa: str = "auto",
                  kernel: str = "auto", threads: Optional[int] = None, return_intermediates: bool = False,
                  reproduce_defects: bool = False) -> Any:
-        from .conv_nd import conv_transpose1d, conv_transpose2d
+        from .conv_nd import conv_transpose1d, conv_transpose2d, conv_transpose3d
 
-        fn = conv_transpose1d if self.weight.ndim == 3 else conv_transpose2d
+        fn = {3: conv_transpose1d, 4: conv_transpose2d, 5: conv_transpose3d}[self.weight.ndim]
         return fn(qx, self.weight, self.bias, stride=self.stride, padding=self.padding,
                   output_padding=self.output_padding, groups=self.groups, dilation=self.dilation,
                   input_scale=input_scale, input_zero_point=input_zero_point, output_scale=self.output_scale,
@@ -151,7 +194,8 @@ class ConvTransposeParams(_LayerParams):
 
 
 _CLASSES = {"linear": LinearParams, "conv1d": Conv1dParams, "conv3d": Conv3dParams,
-            "conv_transpose1d": ConvTransposeParams, "conv_transpose2d": ConvTransposeParams}
+            "conv_transpose1d": ConvTransposeParams, "conv_transpose2d": ConvTransposeParams,
+            "conv_transpose3d": ConvTransposeParams}
 
 
 def handles(module: Any) -> bool:
@@ -215,7 +259,8 @@ def packed_engine_nd(module: Any) -> str:
     qx = torch._make_per_tensor_quantized_tensor(data, 1.0e6, 128)
     op = {"conv1d": torch.ops.quantized.conv1d, "conv3d": torch.ops.quantized.conv3d,
           "conv_transpose1d": torch.ops.quantized.conv_transpose1d,
-          "conv_transpose2d": torch.ops.quantized.conv_transpose2d}[kind]
+          "conv_transpose2d": torch.ops.quantized.conv_transpose2d,
+          "conv_transpose3d": torch.ops.quantized.conv_transpose3d}[kind]
     out = op(qx, pp, 1.0e-20, 0).int_repr()
     if bool((out == 255).any()):
         return "onednn"
@@ -246,8 +291,8 @@ def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
             # column offsets to the probe's input size (SPEC.md §4.5).
             raise UnsupportedModuleError(
                 f"from_torch: this {name} runs oneDNN (x86 engine) or fbgemm's direct transposed path (groups 1, "
-                f"channels % 8 == 0, kernel height 2, stride 1/2, no padding), whose packed weights torch cannot unpack "
-                f"(module.weight() returns uninitialized memory), so qref cannot read them; call "
+                f"channels % 8 == 0, kernel height 2, stride 1/2, no padding), whose packed weights torch cannot "
+                f"unpack (module.weight() returns uninitialized memory), so qref cannot read them; call "
                 f"qref.conv_transpose2d with the original quantized weight instead")
     if check_engine:
         eng = packed_engine_nd(module)

@@ -403,6 +403,39 @@ def conv_transpose1d(
     return _squeeze_h(res, from_torch)
 
 
+def conv_transpose3d(
+    input: Any,
+    weight: Any,
+    bias: Any = None,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    groups: int = 1,
+    dilation: Any = 1,
+    input_scale: Any = None,
+    input_zero_point: Any = None,
+    weight_scale: Any = None,
+    weight_zero_point: Any = None,
+    output_scale: Any,
+    output_zero_point: Any,
+    engine: str = "fbgemm",
+    isa: str = "auto",
+    kernel: str = "auto",
+    threads: Optional[int] = None,
+    return_intermediates: bool = False,
+    reproduce_defects: bool = False,
+) -> Any:
+    """Quantized ConvTranspose3d, bit-exact with torch's fbgemm ``quantized::conv_transpose3d``:
+    always the transposed im2col path in (kd, kh, kw, c) order (fbgemm's direct path is 2D only).
+    ``input`` (N, C, D, H, W); ``weight`` (C, O/groups, kD, kH, kW), per-tensor."""
+    fn = "conv_transpose3d"
+    a, a_s, a_zp, from_torch = _act_numpy(fn, input, input_scale, input_zero_point, 5, "(N, C, D, H, W)")
+    return _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 5, bias, stride,
+                           padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa,
+                           kernel, threads, return_intermediates, reproduce_defects)
+
+
 def _squeeze_h(out: Any, from_torch: bool) -> Any:
     if from_torch:
         import torch
@@ -415,6 +448,7 @@ def _squeeze_h(out: Any, from_torch: bool) -> Any:
 def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, wdim, bias, stride,
                     padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa, kernel,
                     threads, return_intermediates, reproduce_defects):
+    """2D (``a`` is (N, C, H, W); a 1D weight gets a unit kernel height) or 3D (N, C, D, H, W)."""
     from .conv import Intermediates, _bias_operand
 
     wt, _, _ = _weight_numpy(fn, weight, weight_scale, weight_zero_point, wdim)
@@ -422,18 +456,20 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
         raise ValueError(f"{fn}: weight is per-channel quantized; torch's fbgemm rejects that for transposed convs "
                          f"('Per Channel Quantization is currently disabled for transposed conv'), so qref does too "
                          f"(use a per-tensor weight)")
-    w = wt.oihw if wdim == 4 else wt.oihw[:, :, None, :]
-    N, C, H, W = a.shape
+    nd = a.ndim - 2
+    w = wt.oihw if wdim == nd + 2 else wt.oihw[:, :, None, :]
+    N, C = a.shape[:2]
+    spatial = a.shape[2:]
     g = check_int(fn, "groups", groups, 1, None, "must be >= 1")
-    st = _as_tuple(fn, "stride", stride, 2, 1)
-    pd = _as_tuple(fn, "padding", padding, 2, 0)
-    op = _as_tuple(fn, "output_padding", output_padding, 2, 0)
-    dl = _as_tuple(fn, "dilation", dilation, 2, 1)
+    st = _as_tuple(fn, "stride", stride, nd, 1)
+    pd = _as_tuple(fn, "padding", padding, nd, 0)
+    op = _as_tuple(fn, "output_padding", output_padding, nd, 0)
+    dl = _as_tuple(fn, "dilation", dilation, nd, 1)
     if w.shape[0] == 0 or w.shape[1] == 0 or min(w.shape[2:]) == 0:
         raise ValueError(f"{fn}: weight has shape {tuple(wt.oihw.shape)}; every dimension must be >= 1")
     w_oihw, O, Cg = _transposed_weight(fn, w, g, C)
-    KH, KW = w_oihw.shape[2:]
-    for i, (n_in, k) in enumerate(zip((H, W), (KH, KW))):
+    ks = tuple(w_oihw.shape[2:])
+    for i, (n_in, k) in enumerate(zip(spatial, ks)):
         if op[i] >= max(st[i], dl[i]):
             raise ValueError(f"{fn}: output_padding={op[i]} in spatial dim {i} must be smaller than stride "
                              f"({st[i]}) or dilation ({dl[i]}) (torch's rule)")
@@ -446,19 +482,25 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
     nthreads = _check_common(fn, engine, isa, kernel, threads, reproduce_defects)
     if engine == "onednn" or (engine == "x86" and _onednn_would_run_transposed(wt, g, op, isa)):
         raise _onednn_error(fn, engine)
-    plan = conv_nd_plan((N, C, H, W), (O, Cg, KH, KW), st, pd, dl, g, transposed=True, isa=isa)
-    # D = 1: the 2D transposed conv runs in the N-d reference with a unit depth.
-    out, inter = _run_nd(fn, np.ascontiguousarray(a.transpose(0, 2, 3, 1))[:, None], a_s, a_zp,
-                         np.ascontiguousarray(w_oihw.transpose(0, 2, 3, 1))[:, None], wt, b, (1,) + st, (0,) + pd,
-                         (1,) + dl, (0,) + op, g, True, 2, out_s, out_zp, False, plan, reproduce_defects, nthreads,
-                         return_intermediates)
+    plan = conv_nd_plan((N, C) + tuple(spatial), (O, Cg) + ks, st, pd, dl, g, transposed=True, isa=isa)
+    # channels last; a 2D transposed conv runs in the N-d reference with a unit depth
+    x_cl = np.ascontiguousarray(np.moveaxis(a, 1, -1))
+    w_cl = np.ascontiguousarray(np.moveaxis(w_oihw, 1, -1))
+    if nd == 2:
+        x_cl, w_cl = x_cl[:, None], w_cl[:, None]
+        st, pd, dl, op = (1,) + st, (0,) + pd, (1,) + dl, (0,) + op
+    out, inter = _run_nd(fn, x_cl, a_s, a_zp, w_cl, wt, b, st, pd, dl, op, g, True, nd, out_s, out_zp, False, plan,
+                         reproduce_defects, nthreads, return_intermediates)
 
-    def nchw(x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(x[:, 0].transpose(0, 3, 1, 2))
+    def channels_first(x: np.ndarray) -> np.ndarray:
+        if nd == 2:
+            x = x[:, 0]
+        return np.ascontiguousarray(np.moveaxis(x, -1, 1))
 
-    result = _wrap(nchw(out), from_torch, out_s, out_zp)
+    result = _wrap(channels_first(out), from_torch, out_s, out_zp)
     if return_intermediates:
-        return result, Intermediates(nchw(inter[0]), nchw(inter[1]), nchw(inter[2]), plan)
+        return result, Intermediates(channels_first(inter[0]), channels_first(inter[1]), channels_first(inter[2]),
+                                     plan)
     return result
 
 
@@ -481,6 +523,8 @@ def known_torch_defect(params: Any, input_shape: Any, *, first_input_shape: Any 
     mathematically correct one and torch's differs from it (``qref.check`` should report "torch is
     wrong here" with this reason instead of a qref mismatch):
 
+    - conv3d on fbgemm's depthwise 3D path with an input dimension smaller than its padding: the
+      kernel reads out of bounds (torch usually segfaults).
     - conv3d on fbgemm's depthwise 3D path with a weight zero point != 0 whose receptive field can
       sum past 32767 (more than 128 taps, e.g. 7x7x7): the kernel accumulates the activation row
       sum with saturating int16 adds (vpaddsw; SPEC.md §4.2). Deterministic: qref reproduces it with
@@ -494,9 +538,13 @@ def known_torch_defect(params: Any, input_shape: Any, *, first_input_shape: Any 
     kind = getattr(params, "kind", "")
     shape = tuple(int(v) for v in input_shape)
     if kind == "conv3d":
-        plan = conv_nd_plan(shape, (params.weight.shape[0], params.weight.shape[1]) + tuple(params.weight.shape[2:]),
-                            params.stride, params.padding, params.dilation, params.groups, isa=isa)
+        plan = params.plan(shape, isa)
         taps = int(np.prod(params.weight.shape[2:]))
+        pad = tuple(int(v) for v in params.padding) if params.padding_mode == "zeros" else (0, 0, 0)
+        if plan.path == "depthwise" and any(n < p for n, p in zip(shape[2:], pad)):
+            return (f"fbgemm's depthwise 3D kernel reads out of bounds when an input dimension is smaller than its "
+                    f"padding (input {shape[2:]}, padding {pad}): torch usually crashes (SIGSEGV) and otherwise "
+                    f"computes from unrelated memory (E: tests/test_conv_nd.py); qref computes the correct value")
         if plan.path == "depthwise" and bool(np.any(params.weight_zero_point != 0)) and taps * 255 > 32767:
             kd, kh, kw = params.weight.shape[2:]
             return (f"fbgemm's depthwise 3D kernel ({kd}x{kh}x{kw}, {taps} taps) sums each receptive field's "

@@ -150,7 +150,7 @@ def from_torch(module: Any, *, check_engine: bool = True) -> Conv2dParams:
     """
     name = type(module).__name__
     mod = type(module).__module__
-    from . import bridge_nd  # issue 7: Linear(ReLU), Conv(ReLU)1d/3d, ConvTranspose1d/2d
+    from . import bridge_nd  # issue 7: Linear(ReLU), Conv(ReLU)1d/3d, ConvTranspose1d/2d/3d
 
     if bridge_nd.handles(module):
         return bridge_nd.from_torch_nd(module, check_engine=check_engine)  # type: ignore[return-value]
@@ -158,7 +158,7 @@ def from_torch(module: Any, *, check_engine: bool = True) -> Conv2dParams:
         raise UnsupportedModuleError(
             f"from_torch: {mod}.{name} is not supported (supported: torch.ao.nn.quantized.Conv2d, "
             f"torch.ao.nn.intrinsic.quantized.ConvReLU2d, Linear, LinearReLU, Conv1d, ConvReLU1d, Conv3d, "
-            f"ConvReLU3d, ConvTranspose1d, ConvTranspose2d)")
+            f"ConvReLU3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d)")
     if name == "ConvReLU2d" and ".intrinsic." not in mod:
         raise UnsupportedModuleError(f"from_torch: {mod}.{name} is not supported")
     if getattr(module, "transposed", False):
