@@ -243,3 +243,52 @@ def test_explain_onednn_module_equals_torch():
         for flat in rng.choice(ref.numel(), 60, replace=False):
             e = explain(conv, qx, int(flat))
             assert e.engine == "onednn" and e.value == e.torch_value == int(ref.flatten()[int(flat)])
+
+
+@pytest.mark.parametrize("engine", ["fbgemm", "x86"])
+def test_explain_linear_and_conv1d_modules_equal_torch(engine):
+    """Linear and Conv1d run as 1x1 / (1, k) convs inside torch: explain them as such, == torch."""
+    torch = pytest.importorskip("torch")
+    from qref.demo import quantized_engine, quiet_torch_quantization
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.quant = torch.ao.quantization.QuantStub()
+            self.c1d = torch.nn.Conv1d(6, 8, 3, padding=1, stride=2)
+            self.fc = torch.nn.Linear(8 * 10, 7)
+
+        def forward(self, x):
+            return self.fc(self.c1d(self.quant(x)).flatten(1))
+
+    torch.manual_seed(4)
+    x = torch.rand(3, 6, 20)
+    with quantized_engine(engine), quiet_torch_quantization():
+        m = M().eval()
+        m.qconfig = torch.ao.quantization.QConfig(
+            activation=torch.ao.quantization.MinMaxObserver.with_args(reduce_range=False),
+            weight=torch.ao.quantization.default_per_channel_weight_observer)
+        torch.ao.quantization.prepare(m, inplace=True)
+        m(x)
+        torch.ao.quantization.convert(m, inplace=True)
+        qx = m.quant(x)
+        q1 = m.c1d(qx)
+        try:
+            qref.from_torch(m.c1d)
+            conv1d_ok = True
+        except qref.torch_bridge.UnsupportedModuleError:  # oneDNN-packed Conv1d: the bridge refuses it
+            conv1d_ok = engine == "x86" and qref.torch_isa().cpu_features["avx512vnni"]
+            assert conv1d_ok, "the bridge refused an fbgemm-packed Conv1d"
+            conv1d_ok = False
+        out1 = q1.int_repr()
+        for idx in [(0, 0, 0), (2, 7, 9), (1, 3, 4)] if conv1d_ok else []:
+            e = explain(m.c1d, qx, idx)
+            assert e.value == e.torch_value == int(out1[idx]), idx
+            assert e.index == (idx[0], idx[1], 0, idx[2])
+        q2 = q1.flatten(1)
+        out2 = m.fc(q2).int_repr()
+        for idx in [(0, 0), (2, 6), (1, 3)]:
+            e = explain(m.fc, q2, idx)
+            assert e.value == e.torch_value == int(out2[idx]), idx
+        for flat in range(out2.numel()):
+            assert explain(m.fc, q2, flat).value == int(out2.flatten()[flat])

@@ -176,10 +176,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         layer = args.layer
         default_index = (0, 0, 0, 0)
     calls = _capture(net, inputs)
-    convs = [c for c in calls if "Conv" in c.key and c.inputs]
+    convs = [c for c in calls if ("Conv" in c.key or "Linear" in c.key) and c.inputs]
     if layer is None:
         if not convs:
-            sys.exit("qref explain: the model has no quantized conv layer")
+            sys.exit("qref explain: the model has no quantized conv or linear layer")
         call = convs[0]
     else:
         match = [c for c in calls if c.name == layer]
@@ -270,7 +270,7 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("explain", help="derive one output element step by step")
     e.add_argument("model", nargs="?", help="module:function returning (model, *inputs); default: the forum model")
-    e.add_argument("--layer", help="layer name (default: the first quantized conv)")
+    e.add_argument("--layer", help="layer name (default: the first quantized conv or linear)")
     e.add_argument("--index", help="output element n,c,h,w (default: the demo's element, else 0,0,0,0)")
     e.add_argument("--input-shape", help="input shape when the function returns no inputs, e.g. 1,3,224,224")
     e.add_argument("--isa", default="auto", choices=["auto", "avx2", "vnni"], help=isa_help)

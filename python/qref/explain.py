@@ -181,12 +181,55 @@ def _as_params(module_or_params: Any):
                         f"got {type(module_or_params).__name__}")
     else:
         params, module = from_torch(module_or_params), module_or_params
-    if not isinstance(params, Conv2dParams):
+    kind = getattr(params, "kind", "")
+    if not isinstance(params, Conv2dParams) and kind not in ("linear", "conv1d"):
         raise NotImplementedError(f"explain: {type(params).__name__} ({getattr(params, 'module_type', '?')}) is "
-                                  f"not explained yet; explain covers quantized Conv2d / ConvReLU2d")
+                                  f"not explained yet; explain covers quantized Conv2d, Conv1d and Linear "
+                                  f"(and their ReLU fusions)")
     if getattr(params, "engine", "fbgemm") not in ("fbgemm", "onednn"):
         raise NotImplementedError(f"explain: engine {params.engine!r} is not explained (fbgemm or onednn)")
     return params, module
+
+
+def _as_conv2d(p: Any, qx: Any, index: Any, input_scale: Any, input_zero_point: Any) -> tuple:
+    """A LinearParams / Conv1dParams as the Conv2dParams fbgemm effectively runs, with the input as a
+    uint8 (N, C, 1, L) array and the index as (n, c, 0, l)."""
+    from .torch_bridge import Conv2dParams
+
+    if is_torch_tensor(qx):
+        if not qx.is_quantized:
+            raise TypeError(f"explain: qx is a torch tensor of dtype {qx.dtype}; expected a quint8 quantized tensor")
+        input_scale, input_zero_point = float(qx.q_scale()), int(qx.q_zero_point())
+        qx = qx.int_repr().numpy()
+    if not isinstance(qx, np.ndarray) or qx.dtype != np.uint8:
+        raise TypeError(f"explain: qx must be a quint8 torch tensor or a uint8 numpy array, got {type(qx).__name__}")
+    nd = qx.ndim
+    if p.kind == "linear":
+        if nd != 2:
+            raise ValueError(f"explain: a Linear layer's input has shape {qx.shape}; explain takes (N, in_features)")
+        x4 = qx[:, :, None, None]
+        w4 = p.weight[:, :, None, None]
+        geo: dict = dict(stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, padding_mode="zeros")
+    else:
+        if nd != 3:
+            raise ValueError(f"explain: a Conv1d layer's input has shape {qx.shape}; expected (N, C, L)")
+        x4 = qx[:, :, None, :]
+        w4 = p.weight[:, :, None, :]
+        geo = dict(stride=(1, p.stride[0]), padding=(0, p.padding[0]), dilation=(1, p.dilation[0]),
+                   groups=p.groups, padding_mode=p.padding_mode)
+    # a flat index means the same element in (N, O, L) and (N, O, 1, L)
+    if isinstance(index, str):
+        index = [int(v) for v in index.replace(" ", "").split(",") if v]
+    if not (isinstance(index, (int, np.integer)) and not isinstance(index, bool)):
+        idx = tuple(int(v) for v in index)
+        if len(idx) != nd:
+            raise ValueError(f"explain: index={idx} has {len(idx)} entries (must be {nd} for this layer's output)")
+        index = (idx[0], idx[1], 0, idx[2] if nd == 3 else 0)
+    c2 = Conv2dParams(weight=np.ascontiguousarray(w4), weight_scale=p.weight_scale,
+                      weight_zero_point=p.weight_zero_point, per_channel=p.per_channel, bias=p.bias,
+                      output_scale=p.output_scale, output_zero_point=p.output_zero_point, relu=p.relu,
+                      module_type=p.module_type, engine=getattr(p, "engine", "fbgemm"), **geo)
+    return c2, np.ascontiguousarray(x4), index, input_scale, input_zero_point, nd
 
 
 def _input_uint8(params, qx: Any, input_scale: Any, input_zero_point: Any):
@@ -241,7 +284,20 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
     """
     from .conv import conv_plan
 
+    from .torch_bridge import Conv2dParams
+
     params, module = _as_params(module_or_params)
+    torch_out = None
+    if module is not None and is_torch_tensor(qx):
+        torch_out = module(qx).int_repr().numpy()
+    orig_ndim = None
+    if not isinstance(params, Conv2dParams):
+        # Linear and Conv1d run through fbgemm's conv machinery as 1x1 / (1, k) convs (qlinear.cpp,
+        # qconv.cpp QConv1dInt8): explain them as that conv2d.
+        params, qx, index, input_scale, input_zero_point, orig_ndim = _as_conv2d(
+            params, qx, index, input_scale, input_zero_point)
+        if torch_out is not None:
+            torch_out = torch_out.reshape(torch_out.shape[0], torch_out.shape[1], 1, -1)
     xin, a_scale, a_zp, pad = _input_uint8(params, qx, input_scale, input_zero_point)
     N, C, H, W = xin.shape
     wt = params.weight
@@ -257,7 +313,7 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
     OW = (W + 2 * pw - (dw * (KW - 1) + 1)) // sw + 1
     n, o, oh, ow = _parse_index(index, (N, O, OH, OW))
     if getattr(params, "engine", "fbgemm") == "onednn":
-        return _explain_onednn(params, module, qx, xin, a_scale, a_zp, (ph, pw), (n, o, oh, ow), isa, layer)
+        return _explain_onednn(params, torch_out, xin, a_scale, a_zp, (ph, pw), (n, o, oh, ow), isa, layer)
     plan = conv_plan((N, C, H, W), (O, Cg, KH, KW), (sh, sw), (ph, pw), (dh, dw), G, isa)
 
     Og = O // G
@@ -326,8 +382,8 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
 
     torch_value = None
     notes: list = []
-    if module is not None and is_torch_tensor(qx):
-        torch_value = int(module(qx).int_repr()[n, o, oh, ow])
+    if torch_out is not None:
+        torch_value = int(torch_out[n, o, oh, ow])
     exp = dict(index=(n, o, oh, ow), layer=layer or params.module_type, path=plan.path, saturates=plan.saturates,
                isa=plan.isa.name, group=g, taps=tuple(taps), acc=acc32, acc_exact=acc_exact,
                saturated_pairs=tuple(sat_pairs), rowsum=rowsum, K=K, colsum=colsum, col_offset=col_offset,
@@ -582,7 +638,8 @@ def _render(e: Explanation) -> str:
 # ---------------------------------------------------------------------------- oneDNN
 
 
-def _explain_onednn(params: Any, module: Any, qx: Any, xin: np.ndarray, a_scale: float, a_zp: int, pad: tuple,
+def _explain_onednn(params: Any, torch_out: Optional[np.ndarray], xin: np.ndarray, a_scale: float, a_zp: int,
+                    pad: tuple,
                     index: tuple, isa: str, layer: str) -> Explanation:
     """torch's x86/onednn engine (SPEC.md §6, csrc/qref/onednn.h): padded taps are skipped (the zero
     point is compensated over the real taps only), bias added after scaling, ReLU as max(y, 0),
@@ -655,8 +712,8 @@ def _explain_onednn(params: Any, module: Any, qx: Any, xin: np.ndarray, a_scale:
     value = int(np.rint(yc))
     tie = bool(np.isfinite(y) and float(y) - math.floor(float(y)) == 0.5)
     torch_value = None
-    if module is not None and is_torch_tensor(qx):
-        torch_value = int(module(qx).int_repr()[n, o, oh, ow])
+    if torch_out is not None:
+        torch_value = int(torch_out[n, o, oh, ow])
     steps = dict(kernel=pl.kernel, plan=str(pl), isa_class=pl.isa, combined_scale=pl.combined_scale,
                  compensation=comp, ss=float(ss), inv=float(inv), ws=float(ws), comb=float(comb), A=float(A),
                  scaled=float(scaled), with_bias=float(yb), after_relu=float(yr), times_inv=float(yi),
