@@ -202,12 +202,61 @@ def _check_common(fn: str, engine: str, isa: str, kernel: Any, threads: Any, rep
 
     check_choice(fn, "engine", engine, ENGINES)
     check_choice(fn, "isa", isa, ISAS)
-    # Only the scalar reference implements these layers; any usable kernel name is
-    # accepted (kernel never changes the result).
-    _resolve_kernel(fn, kernel)
+    kname = _resolve_kernel(fn, kernel)
     if not isinstance(reproduce_defects, (bool, np.bool_)):
         raise TypeError(f"{fn}: reproduce_defects must be a bool, got {type(reproduce_defects).__name__}")
-    return check_threads(fn, threads)
+    return check_threads(fn, threads), kname
+
+
+def _pairs_survive_reordering(plan, Cg: int, taps: int) -> bool:
+    """Can the reduction be reordered tap-wise without changing the result? Exact sums can be
+    reordered freely. Saturating pairs (2i, 2i+1) of the (taps, c) order stay the same pairs
+    when Cg is even (a pair never straddles two taps) or there is a single tap; the pair sums
+    are then added exactly, in any order."""
+    return (not plan.saturates) or Cg % 2 == 0 or taps == 1
+
+
+def _conv2d_core(x_nhwc, w_ohwi, b, st, pd, dl, g, a_s, a_zp, wt, out_s, out_zp, relu, saturate, kname, threads,
+                 return_intermediates):
+    from . import _core
+
+    res = _core.conv2d_nhwc(x_nhwc, w_ohwi, b, tuple(st), tuple(pd), tuple(dl), int(g), a_s, a_zp, wt.scale,
+                            wt.zero_point, wt.per_channel, out_s, out_zp, bool(relu), bool(saturate), kname,
+                            _core.default_threads() if threads is None else threads, bool(return_intermediates))
+    if return_intermediates:
+        return res[0], (res[1], res[2], res[3])
+    return res, None
+
+
+def _conv3d_via_conv2d(a_ndhwc, a_s, a_zp, wt, b, st, pd, dl, g, out_s, out_zp, relu, plan, kname, threads,
+                       return_intermediates):
+    """conv3d as one conv2d over N*OD images whose channels are (kd, c) per group: the depth taps
+    are gathered into channels (out-of-range depth holds a_zp, fbgemm's padding value), the
+    weight becomes (O, KH, KW, KD*Cg). Same products, same zero-point terms (K and the row sums
+    include the same a_zp taps) and, where _pairs_survive_reordering, the same saturated pairs:
+    the same bytes as the N-d reference, through the fast conv2d kernels."""
+    N, D, H, W, C = a_ndhwc.shape
+    O, Cg, KD, KH, KW = wt.oihw.shape
+    OD = (D + 2 * pd[0] - dl[0] * (KD - 1) - 1) // st[0] + 1
+    if KD == 1 and st[0] == 1 and pd[0] == 0:
+        x4 = a_ndhwc.reshape(N * D, H, W, C)
+    else:
+        xp = a_ndhwc
+        if pd[0]:
+            fill = np.full((N, pd[0], H, W, C), a_zp, np.uint8)
+            xp = np.concatenate([fill, a_ndhwc, fill], axis=1)
+        idx = np.arange(OD)[:, None] * st[0] + np.arange(KD)[None, :] * dl[0]  # (OD, KD)
+        xg = xp[:, idx]  # (N, OD, KD, H, W, C)
+        xg = xg.reshape(N, OD, KD, H, W, g, Cg).transpose(0, 1, 3, 4, 5, 2, 6)
+        x4 = np.ascontiguousarray(xg).reshape(N * OD, H, W, g * KD * Cg)
+    w4 = np.ascontiguousarray(wt.oihw.transpose(0, 3, 4, 2, 1)).reshape(O, KH, KW, KD * Cg)
+    out, inter = _conv2d_core(x4, w4, b, st[1:], pd[1:], dl[1:], g, a_s, a_zp, wt, out_s, out_zp, relu,
+                              plan.saturates, kname, threads, return_intermediates)
+
+    def five(x):
+        return x.reshape((N, OD) + x.shape[1:])
+
+    return five(out), (None if inter is None else tuple(five(v) for v in inter))
 
 
 def _onednn_error(fn: str, engine: str):
@@ -272,13 +321,22 @@ def conv3d(
                              f"than the padded input {n_in + 2 * pd[i]} (kernel must fit in the padded input)")
     b = _bias_operand(fn, bias, O)
     out_s, out_zp = _common_out(fn, output_scale, output_zero_point, relu)
-    nthreads = _check_common(fn, engine, isa, kernel, threads, reproduce_defects)
+    nthreads, kname = _check_common(fn, engine, isa, kernel, threads, reproduce_defects)
     if engine == "onednn" or (engine == "x86" and onednn_would_run(wt, g, isa)):
         raise _onednn_error(fn, engine)
     plan = conv_nd_plan((N, C, D, H, W), (O, Cg, KD, KH, KW), st, pd, dl, g, isa=isa)
-    out, inter = _run_nd(fn, np.ascontiguousarray(a.transpose(0, 2, 3, 4, 1)), a_s, a_zp,
-                         np.ascontiguousarray(wt.oihw.transpose(0, 2, 3, 4, 1)), wt, b, st, pd, dl, (0, 0, 0), g,
-                         False, 3, out_s, out_zp, relu, plan, reproduce_defects, nthreads, return_intermediates)
+    a_ndhwc = np.ascontiguousarray(a.transpose(0, 2, 3, 4, 1))
+    # kernel="scalar" runs the normative N-d reference; the other kernels run the conv2d core on
+    # the depth-gathered problem where that is the same arithmetic (never for depthwise, whose
+    # tap pairs would change, nor for reproduce_defects / intermediates).
+    if (kname != "scalar" and plan.path != "depthwise" and not reproduce_defects and not return_intermediates
+            and _pairs_survive_reordering(plan, Cg, KD * KH * KW)):
+        out, inter = _conv3d_via_conv2d(a_ndhwc, a_s, a_zp, wt, b, st, pd, dl, g, out_s, out_zp, relu, plan,
+                                        kname, nthreads, False)
+    else:
+        out, inter = _run_nd(fn, a_ndhwc, a_s, a_zp, np.ascontiguousarray(wt.oihw.transpose(0, 2, 3, 4, 1)), wt, b,
+                             st, pd, dl, (0, 0, 0), g, False, 3, out_s, out_zp, relu, plan, reproduce_defects,
+                             nthreads, return_intermediates)
 
     def ncdhw(x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))
@@ -479,12 +537,18 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
                              f"padding {pd[i]}, kernel {k}, dilation {dl[i]}, output_padding {op[i]})")
     b = _bias_operand(fn, bias, O)
     out_s, out_zp = _common_out(fn, output_scale, output_zero_point, False)
-    nthreads = _check_common(fn, engine, isa, kernel, threads, reproduce_defects)
+    nthreads, kname = _check_common(fn, engine, isa, kernel, threads, reproduce_defects)
     if engine == "onednn" or (engine == "x86" and _onednn_would_run_transposed(wt, g, op, isa)):
         raise _onednn_error(fn, engine)
     plan = conv_nd_plan((N, C) + tuple(spatial), (O, Cg) + ks, st, pd, dl, g, transposed=True, isa=isa)
     # channels last; a 2D transposed conv runs in the N-d reference with a unit depth
     x_cl = np.ascontiguousarray(np.moveaxis(a, 1, -1))
+    if (nd == 2 and kname != "scalar" and plan.path == "im2col" and not return_intermediates
+            and _pairs_survive_reordering(plan, Cg, int(np.prod(ks)))):
+        # the other kernels: the conv2d core on the spread-out input (kernel="scalar": the reference)
+        out = _convt2d_via_conv2d(x_cl, a_s, a_zp, w_oihw, wt, b, st, pd, dl, op, g, out_s, out_zp, plan, kname,
+                                  nthreads)
+        return _wrap(np.ascontiguousarray(out.transpose(0, 3, 1, 2)), from_torch, out_s, out_zp)
     w_cl = np.ascontiguousarray(np.moveaxis(w_oihw, 1, -1))
     if nd == 2:
         x_cl, w_cl = x_cl[:, None], w_cl[:, None]
@@ -502,6 +566,34 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
         return result, Intermediates(channels_first(inter[0]), channels_first(inter[1]), channels_first(inter[2]),
                                      plan)
     return result
+
+
+def _convt2d_via_conv2d(x_nhwc, a_s, a_zp, w_oihw, wt, b, st, pd, dl, op, g, out_s, out_zp, plan, kname, threads):
+    """fbgemm's transposed im2col reads input row (oh + pad - r*dil) / stride, or a_zp when that is
+    not an integer inside the input (SPEC.md §4.4). That is an ordinary stride-1 conv over the input
+    spread out by the stride with a_zp everywhere else (and a_zp borders of dil*(k-1) - pad, plus
+    output_padding at the end), with the kernel flipped: tap r reads spread index
+    oh + (k-1-r)*dil. Same products, same a_zp taps, so the same row sums and zero-point terms;
+    the tap order is reversed, which keeps the saturated pairs where _pairs_survive_reordering."""
+    N, H, W, C = x_nhwc.shape
+    O, Cg, KH, KW = w_oihw.shape
+    ks = (KH, KW)
+    out_hw = [(n - 1) * s - 2 * p + d * (k - 1) + o + 1 for n, s, p, d, k, o in zip((H, W), st, pd, dl, ks, op)]
+    size = [o + d * (k - 1) for o, d, k in zip(out_hw, dl, ks)]
+    off = [d * (k - 1) - p for d, k, p in zip(dl, ks, pd)]  # spread index of input 0
+    u = np.full((N, size[0], size[1], C), a_zp, np.uint8)
+    # input i lands at i*stride + off; keep those inside the spread image
+    sel = []
+    for n_in, s_, o_, sz in zip((H, W), st, off, size):
+        pos = np.arange(n_in) * s_ + o_
+        keep = (pos >= 0) & (pos < sz)
+        sel.append((np.flatnonzero(keep), pos[keep]))
+    (ih, uh), (iw, uw) = sel
+    u[:, uh[:, None], uw[None, :]] = x_nhwc[:, ih[:, None], iw[None, :]]
+    w_flip = np.ascontiguousarray(w_oihw[:, :, ::-1, ::-1].transpose(0, 2, 3, 1))
+    out, _ = _conv2d_core(u, w_flip, b, (1, 1), (0, 0), dl, g, a_s, a_zp, wt, out_s, out_zp, False,
+                          plan.saturates, kname, threads, False)
+    return out
 
 
 def _onednn_would_run_transposed(wt, groups: int, output_padding: tuple, isa: str) -> bool:
