@@ -351,6 +351,8 @@ PYBIND11_MODULE(_core, m) {
   py::class_<PreparedHolder>(m, "PreparedConv2d")
       .def_property_readonly("kernel", [](const PreparedHolder& h) { return std::string(h.prep->kernel->name); })
       .def_property_readonly("packed_bytes", [](const PreparedHolder& h) { return h.prep->packed_bytes; })
+      .def_property_readonly("scratch_bytes_per_thread",
+                             [](const PreparedHolder& h) { return h.prep->kernel->scratch_bytes(h.prep->p); })
       .def_property_readonly("input_shape_nhwc",
                              [](const PreparedHolder& h) { return py::make_tuple(h.N, h.H, h.W, h.C); });
   m.def(

@@ -11,8 +11,9 @@ Sections:
                  is imported: torch's AVX2 kernels vs qref isa="auto" (= fbgemm's
                  AVX2 arithmetic there), with qref's best kernel and kernel="avx2"
   numpy          the fastest plain-numpy reference a user would write (im2col
-                 with sliding_window_view + float64 BLAS matmul + rounding)
-  memory         peak extra memory of one qref call (fresh subprocess, ru_maxrss)
+                 with sliding_window_view + float64 BLAS matmul + rounding), in a
+                 subprocess with one BLAS thread, against qref single-threaded
+  memory         extra memory of a qref call: packed weights + per-thread scratch
 
 Run: ``python -m qref.bench [--quick] [--markdown FILE]`` or
 ``python benchmarks/bench_conv2d.py``.
@@ -233,41 +234,49 @@ def bench_numpy(shape_list: list[Shape], budget_s: float) -> list[dict]:
     return rows
 
 
-_MEM_CHILD = r"""
-import json, resource, sys
-import numpy as np
-import qref
-from qref.bench import Shape, make_operands
-s = Shape(*json.loads(sys.argv[1])); threads = int(sys.argv[2])
-ops = make_operands(s)
-kw = dict(stride=s.stride, padding=s.padding, groups=s.groups, input_scale=ops["a_scale"],
-          input_zero_point=ops["a_zp"], weight_scale=ops["w_scale"], weight_zero_point=ops["w_zp"].astype(np.int32),
-          output_scale=ops["out_scale"], output_zero_point=ops["out_zp"])
-x_nhwc = np.ascontiguousarray(ops["x"].transpose(0, 2, 3, 1))  # touch the layout copy size once
-del x_nhwc
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-qref.conv2d(ops["x"], ops["w"], ops["bias"], threads=threads, **kw)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"extra_kib": after - before}))
-"""
-
-
 def bench_memory(shape_list: list[Shape], threads: int) -> list[dict]:
-    """Peak extra resident memory of one qref.conv2d call (fresh process; includes the
-    NHWC input copy and the output; the im2col size is given for comparison)."""
+    """Extra memory qref allocates for one call through the torch bridge: the packed
+    weights (kept on Conv2dParams) plus the per-thread scratch (packed receptive-field
+    blocks: never a full im2col matrix). A channels_last quint8 input is read in place;
+    the output array is the result itself. The full im2col size is given for comparison."""
+    import qref
+
     rows = []
     for s in shape_list:
-        out = subprocess.run([sys.executable, "-c", _MEM_CHILD, json.dumps(list(asdict(s).values())), str(threads)],
-                             capture_output=True, text=True, check=True)
-        extra = json.loads(out.stdout.strip().splitlines()[-1])["extra_kib"] * 1024
-        io_bytes = s.N * s.C * s.H * s.W + s.N * s.O * s.OH * s.OW
-        rows.append(dict(shape=s.name, extra_bytes=extra, io_bytes=io_bytes, im2col_bytes=s.im2col_bytes))
+        ops = make_operands(s)
+        conv, qx = torch_layer(s, ops)
+        params = qref.from_torch(conv, check_engine=False)
+        params(qx, threads=threads)
+        prep = next(iter(params._prepared.values()))[0]
+        rows.append(dict(shape=s.name, kernel=prep.kernel, packed_bytes=int(prep.packed_bytes),
+                         scratch_bytes=int(prep.scratch_bytes_per_thread) * threads,
+                         output_bytes=s.N * s.O * s.OH * s.OW, im2col_bytes=s.im2col_bytes))
     return rows
+
+
+def _child_env(extra: dict) -> dict:
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+
+
+def run_subprocess_numpy(args: argparse.Namespace) -> list[dict]:
+    """The numpy section in a fresh interpreter with one BLAS thread: qref runs single
+    threaded too, and an idle multi-threaded BLAS pool would spin on the cores the
+    qref side is timed on."""
+    one = {k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    cmd = [sys.executable, "-m", "qref.bench", "--_child-numpy", "--budget", str(args.budget)]
+    if args.quick:
+        cmd.append("--quick")
+    out = subprocess.run(cmd, env=_child_env(one), capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"numpy subprocess failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def run_subprocess_avx2(args: argparse.Namespace) -> list[dict]:
     """The torch-vs-qref section in a fresh interpreter with FBGEMM_ENABLE_INSTRUCTIONS=AVX2."""
-    env = dict(os.environ, FBGEMM_ENABLE_INSTRUCTIONS="AVX2")
+    env = _child_env({"FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"})
     cmd = [sys.executable, "-m", "qref.bench", "--_child-avx2", "--budget", str(args.budget)]
     if args.quick:
         cmd.append("--quick")
@@ -342,13 +351,19 @@ def format_report(res: dict) -> str:
         lines.append(f"Geometric mean t_numpy/t_qref: **{geomean([r['t_numpy'] / r['t_qref'] for r in res['numpy']]):.1f}**")
         lines.append("")
     if res.get("memory"):
-        lines.append(f"### peak extra memory of one qref call ({res['memory_threads']} threads)")
+        lines.append(f"### extra memory of a qref call ({res['memory_threads']} threads)")
         lines.append("")
-        lines.append("| shape | extra RSS MiB | input+output MiB | full im2col would be MiB |")
-        lines.append("|---|---:|---:|---:|")
+        lines.append("Packed weights (built once, kept on `Conv2dParams`) and per-thread scratch (blocks of "
+                     "receptive fields; never a full im2col matrix). The channels_last input is read in place; "
+                     "the output array is the result.")
+        lines.append("")
+        lines.append("| shape | kernel | packed weights KiB | scratch KiB (all threads) | output KiB | "
+                     "full im2col would be KiB |")
+        lines.append("|---|---|---:|---:|---:|---:|")
         for r in res["memory"]:
-            lines.append(f"| {r['shape']} | {r['extra_bytes'] / 2**20:.2f} | {r['io_bytes'] / 2**20:.2f} | "
-                         f"{r['im2col_bytes'] / 2**20:.2f} |")
+            lines.append(f"| {r['shape']} | {r['kernel']} | {r['packed_bytes'] / 1024:.0f} | "
+                         f"{r['scratch_bytes'] / 1024:.0f} | {r['output_bytes'] / 1024:.0f} | "
+                         f"{r['im2col_bytes'] / 1024:.0f} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -382,10 +397,11 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--budget", type=float, default=None, help="seconds of timing per table cell (default 1.0, quick 0.2)")
     ap.add_argument("--no-avx2", action="store_true", help="skip the FBGEMM_ENABLE_INSTRUCTIONS=AVX2 subprocess")
     ap.add_argument("--no-numpy", action="store_true", help="skip the numpy reference")
-    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory table")
     ap.add_argument("--markdown", metavar="FILE", help="also write the report as Markdown to FILE")
     ap.add_argument("--json", metavar="FILE", help="also write the raw results as JSON to FILE")
     ap.add_argument("--_child-avx2", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--_child-numpy", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.budget is None:
         args.budget = 0.2 if args.quick else 1.0
@@ -393,6 +409,9 @@ def main(argv: Optional[list] = None) -> int:
     if args._child_avx2:
         rows = bench_torch_vs_qref(shape_list, args.budget, extra_kernels=("avx2",))
         print(json.dumps(rows))
+        return 0
+    if args._child_numpy:
+        print(json.dumps(bench_numpy(shape_list, args.budget)))
         return 0
     res: dict[str, Any] = {"meta": _meta(args, argv)}
     print(f"default ISA: {len(shape_list)} shapes ...", file=sys.stderr)
@@ -402,7 +421,7 @@ def main(argv: Optional[list] = None) -> int:
         res["avx2"] = run_subprocess_avx2(args)
     if not args.no_numpy:
         print("numpy reference ...", file=sys.stderr)
-        res["numpy"] = bench_numpy(shape_list, args.budget)
+        res["numpy"] = run_subprocess_numpy(args)
     if not args.no_memory:
         res["memory_threads"] = _threads_all()
         res["memory"] = bench_memory(shape_list, _threads_all())

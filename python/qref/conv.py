@@ -310,6 +310,12 @@ def conv2d(
     ``(output, Intermediates)`` (computed by the scalar reference kernel).
     """
     fn = "conv2d"
+    if _prepared_cache is not None and not return_intermediates:
+        out = _prepared_fast_path(_prepared_cache, input, weight, bias, weight_scale, weight_zero_point, stride,
+                                  padding, dilation, groups, input_scale, input_zero_point, output_scale,
+                                  output_zero_point, relu, engine, isa, kernel, threads)
+        if out is not None:
+            return out
     # The scalar arguments first, so nothing is copied before they are known good.
     g = check_int(fn, "groups", groups, 1, INT32_MAX, "must be an int in [1, 2^31-1]")
     st = check_pair(fn, "stride", stride, 1)
@@ -374,17 +380,19 @@ def conv2d(
         # issue 3: the owner of immutable weights (Conv2dParams) keeps the weights
         # transposed, column-summed and packed for the kernel, one entry per input
         # shape / quantization / ISA semantics / kernel, so a call only runs the kernel.
-        key = (kname, plan.saturates, act.nhwc.shape, act.scale, act.zero_point, st, pd, dl, g, out_s, out_zp,
-               bool(relu))
-        prep = _prepared_cache.get(key)
-        if prep is None:
-            if len(_prepared_cache) >= 8:
-                _prepared_cache.clear()
-            prep = _core.conv2d_prepare(
-                act.nhwc, np.ascontiguousarray(wt.oihw.transpose(0, 2, 3, 1)), b, st, pd, dl, g, act.scale,
-                act.zero_point, wt.scale, wt.zero_point, wt.per_channel, out_s, out_zp, bool(relu), plan.saturates,
-                kname)
-            _prepared_cache[key] = prep
+        if len(_prepared_cache) >= 16:
+            _prepared_cache.clear()
+        prep = _core.conv2d_prepare(
+            act.nhwc, np.ascontiguousarray(wt.oihw.transpose(0, 2, 3, 1)), b, st, pd, dl, g, act.scale,
+            act.zero_point, wt.scale, wt.zero_point, wt.per_channel, out_s, out_zp, bool(relu), plan.saturates,
+            kname)
+        if act.from_torch:
+            # Remembered under the caller's own argument objects (immutable, owned by
+            # the cache's owner) plus the input's shape and quantization: see
+            # _prepared_fast_path.
+            _prepared_cache[_fast_key(input, weight, bias, weight_scale, weight_zero_point, stride, padding,
+                                      dilation, groups, output_scale, output_zero_point, relu, engine, isa,
+                                      kname)] = (prep, (weight, bias, weight_scale, weight_zero_point))
         out_nhwc = _core.conv2d_run(prep, act.nhwc, _core.default_threads() if nthreads is None else nthreads)
         return _wrap_output(out_nhwc, act.from_torch, out_s, out_zp)
     w_ohwi = np.ascontiguousarray(wt.oihw.transpose(0, 2, 3, 1))
@@ -401,6 +409,44 @@ def conv2d(
 
         return out, Intermediates(nchw(res[1]), nchw(res[2]), nchw(res[3]), plan)
     return out
+
+
+def _fast_key(x: Any, weight: Any, bias: Any, weight_scale: Any, weight_zero_point: Any, stride: Any, padding: Any,
+              dilation: Any, groups: Any, output_scale: Any, output_zero_point: Any, relu: Any, engine: str, isa: str,
+              kname: str) -> tuple:
+    """What a prepared conv2d depends on, for a quint8 tensor input: the identity of the
+    (read-only, owned) weight-side objects, the other arguments by value, the input's
+    shape and quantization, the kernel (after QREF_KERNEL) and the ISA name (whose
+    meaning is fixed for the process: fbgemm reads its environment once)."""
+    return (id(weight), id(bias), id(weight_scale), id(weight_zero_point), repr(stride), repr(padding),
+            repr(dilation), repr(groups), repr(output_scale), repr(output_zero_point), bool(relu), engine, isa, kname,
+            tuple(x.shape), x.q_scale(), x.q_zero_point())
+
+
+def _prepared_fast_path(cache: dict, x: Any, weight: Any, bias: Any, weight_scale: Any, weight_zero_point: Any,
+                        stride: Any, padding: Any, dilation: Any, groups: Any, input_scale: Any,
+                        input_zero_point: Any, output_scale: Any, output_zero_point: Any, relu: Any, engine: Any,
+                        isa: Any, kernel: Any, threads: Any) -> Any:
+    """A repeated call of a Conv2dParams on a quint8 tensor of a shape and quantization it
+    has seen: every argument was validated when the entry was made, so only the input's
+    kind, the kernel name and the thread count are checked again. None: take the full path."""
+    if not (is_torch_tensor(x) and input_scale is None and input_zero_point is None and isinstance(kernel, str)
+            and isinstance(isa, str) and isinstance(engine, str) and x.dim() == 4):
+        return None
+    import torch
+
+    if not x.is_quantized or x.dtype != torch.quint8 or x.qscheme() != torch.per_tensor_affine:
+        return None
+    kname = _resolve_kernel("conv2d", kernel)
+    hit = cache.get(_fast_key(x, weight, bias, weight_scale, weight_zero_point, stride, padding, dilation, groups,
+                              output_scale, output_zero_point, relu, engine, isa, kname))
+    if hit is None:
+        return None
+    prep = hit[0]  # hit[1] keeps the keyed objects alive, so their ids are never reused
+    nthreads = check_threads("conv2d", threads)
+    out_nhwc = _core.conv2d_run(prep, np.ascontiguousarray(_quint8_nhwc_view(x)),
+                                _core.default_threads() if nthreads is None else nthreads)
+    return _wrap_output(out_nhwc, True, float(output_scale), int(output_zero_point))
 
 
 def _wrap_output(out_nhwc: np.ndarray, as_torch: bool, scale: float, zero_point: int) -> Any:
