@@ -415,13 +415,17 @@ class PortabilityReport:
         for n, _t, w in self.unsupported:
             lines.append(f"  {n}: not compared: {w}")
         routed = [r.name for r in self.rows if r.path_vnni == "oneDNN"]
-        if self.portable and routed:
+        if self.differing:
+            lines.append(f"NOT PORTABLE: {len(self.differing)} layer(s) differ"
+                         + (f", {len(self.unsupported)} not compared" if self.unsupported else ""))
+        elif self.unsupported:
+            lines.append(f"UNKNOWN: no compared layer differs, but {len(self.unsupported)} layer(s) could not be "
+                         f"compared")
+        elif routed:
             lines.append(f"PORTABLE for this input: same bytes on both, but {', '.join(routed)} run different "
                          f"formulas on the two hosts (other inputs may differ)")
         else:
-            lines.append("PORTABLE: same bytes on both" if self.portable else
-                         f"NOT PORTABLE: {len(self.differing)} layer(s) differ"
-                         + (f", {len(self.unsupported)} not compared" if self.unsupported else ""))
+            lines.append("PORTABLE: same bytes on both")
         for a in self.advice:
             lines.append(f"advice: {a}")
         return "\n".join(lines)
