@@ -568,7 +568,7 @@ PYBIND11_MODULE(_core, m) {
          std::pair<int64_t, int64_t> padding, std::pair<int64_t, int64_t> dilation, int64_t groups,
          double input_scale, int32_t input_zero_point, py::array weight_scale, bool per_channel,
          double output_scale, int32_t output_zero_point, bool relu, bool saturate, bool combined,
-         bool float_comp, int threads, bool intermediates) -> py::object {
+         bool float_comp, int threads, bool intermediates, bool kw_major_pairs, bool divide_dst) -> py::object {
         // oneDNN int8 conv arithmetic (csrc/qref/onednn.h); see python/qref/onednn.py.
         const uint8_t* in = checked_ptr<uint8_t>(input, "input", 4, "uint8");
         const int8_t* w = checked_ptr<int8_t>(weight, "weight", 4, "int8");
@@ -593,6 +593,8 @@ PYBIND11_MODULE(_core, m) {
         v.saturate = saturate;
         v.combined = combined;
         v.float_comp = float_comp;
+        v.kw_major_pairs = kw_major_pairs;
+        v.divide_dst = divide_dst;
         OnednnParams p = prepare_onednn(s, input_scale, input_zero_point, ws, per_channel, output_scale,
                                         output_zero_point, relu, b, v);
         py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
@@ -621,7 +623,7 @@ PYBIND11_MODULE(_core, m) {
       py::arg("dilation"), py::arg("groups"), py::arg("input_scale"), py::arg("input_zero_point"),
       py::arg("weight_scale"), py::arg("per_channel"), py::arg("output_scale"), py::arg("output_zero_point"),
       py::arg("relu"), py::arg("saturate"), py::arg("combined"), py::arg("float_comp"), py::arg("threads"),
-      py::arg("intermediates") = false,
+      py::arg("intermediates") = false, py::arg("kw_major_pairs") = false, py::arg("divide_dst") = false,
       "oneDNN int8 conv2d arithmetic on NHWC uint8 input and OHWI int8 weight; see qref.conv2d(engine=...).");
   m.def(
       "onednn_conv_transpose2d_nhwc",

@@ -95,8 +95,8 @@ SHAPES = [
     dict(C=7, O=9, KH=3, KW=3, H=11, W=11, padding=(1, 0)),
     dict(C=2, O=8, KH=2, KW=3, H=9, W=10),
 ]
-# One input channel per group, more than one output: oneDNN uses brg_conv_fwd on VNNI (supported)
-# but kernels qref has not matched on avx512_core / avx2 (refused there).
+# One input channel per group, more than one output: brg_conv_fwd with kw-major tap pairs on
+# avx512_core; ref:any (grouped) or jit_uni_int8 (groups=1) on avx2.
 CG1_SHAPES = [
     dict(C=32, O=64, KH=3, KW=3, H=12, W=12, padding=1, groups=32),
     dict(C=1, O=8, KH=3, KW=3, H=12, W=12, padding=1),
@@ -134,10 +134,6 @@ def test_host_class_vs_torch(s, engine):
     cls = _skip_unless_host_class()
     b = build_case(s)
     t = torch_engine_conv(s, b, engine)
-    if cls in ("avx512_core", "avx2") and s["C"] // s["groups"] == 1 and s["O"] // s["groups"] > 1:
-        with pytest.raises(qref.OneDNNNotSupportedError):
-            qref_engine_conv(s, b, "onednn")
-        return
     q = qref_engine_conv(s, b, engine)
     assert_same(q, t, f"{case_id(s)} engine={engine} class={cls}")
 
@@ -195,7 +191,8 @@ def _variant_out(s: dict, b: dict, **variant) -> np.ndarray:
     from qref import _core
 
     pl = onednn.plan(b["w"].shape, s["groups"], s["stride"], s["padding"], s["dilation"])
-    v = dict(saturate=pl.saturates, combined=pl.combined_scale, float_comp=pl.float_compensation)
+    v = dict(saturate=pl.saturates, combined=pl.combined_scale, float_comp=pl.float_compensation,
+             kw_major_pairs=pl.kw_major_pairs, divide_dst=pl.divide_dst)
     v.update(variant)
     ws = np.ascontiguousarray(b["w_scale"], dtype=np.float64)
     out = _core.onednn_conv2d_nhwc(np.ascontiguousarray(b["x"].transpose(0, 2, 3, 1)),
@@ -266,13 +263,11 @@ def test_onednn_refuses_asymmetric_weights():
         qref_engine_conv(s, b, "onednn")
 
 
-@pytest.mark.parametrize("isa", ["avx2", "avx512_core"])
-def test_unmatched_kernel_classes_refuse(isa):
-    """One input channel per group without VNNI: oneDNN kernels qref has not matched -> clear refusal."""
-    s = spec(**CG1_SHAPES[0])
-    b = build(s)
-    with pytest.raises(qref.OneDNNNotSupportedError, match="brg_conv_fwd|ref:any"):
-        qref_engine_conv(s, b, "onednn", isa=isa)
+@pytest.mark.parametrize("cls", ["sse41", "avx2_vnni"])
+def test_unreproduced_classes_refuse(cls):
+    """oneDNN classes qref has not reproduced (not emulable here) refuse, naming the class."""
+    with pytest.raises(qref.OneDNNNotSupportedError, match=cls):
+        onednn.plan((8, 8, 3, 3), 1, (1, 1), (1, 1), (1, 1), isa=cls)
 
 
 def test_isa_names():
@@ -439,8 +434,8 @@ def _worker(inp: str, out: str) -> None:
         b = build_case(s)
         arrays[f"t{i}"] = torch_engine_conv(s, b, "onednn")
         try:
-            arrays[f"q{i}"] = qref_engine_conv(s, b, "onednn")
-            info.append("ok")
+            arrays[f"q{i}"], it = qref_engine_conv(s, b, "onednn", return_intermediates=True)
+            info.append("ok " + it.plan.kernel)
         except qref.OneDNNNotSupportedError as e:
             arrays[f"q{i}"] = np.zeros(0, np.uint8)
             info.append(f"refused: {e}")
@@ -452,14 +447,18 @@ def run_emulated(specs: list[dict], onednn_max_isa: str) -> tuple[list, str]:
         inp, out = os.path.join(d, "s.json"), os.path.join(d, "o.npz")
         with open(inp, "w") as f:
             json.dump(specs, f)
-        env = dict(os.environ, ONEDNN_MAX_CPU_ISA=onednn_max_isa)
+        env = dict(os.environ, ONEDNN_MAX_CPU_ISA=onednn_max_isa, ONEDNN_VERBOSE="1")
         r = subprocess.run([sys.executable, os.path.abspath(__file__), inp, out], env=env, capture_output=True,
                            text=True, timeout=1800)
         if r.returncode != 0:
             raise RuntimeError(f"worker failed:\n{r.stdout}\n{r.stderr}")
         z = np.load(out)
         meta = json.loads(str(z["meta"]))
-        return [(z[f"t{i}"], z[f"q{i}"], meta["info"][i]) for i in range(len(specs))], meta["isa"]
+        # The oneDNN convolution each case ran, in order (one torch conv per case).
+        kernels = [ln.split(",")[6] for ln in r.stdout.splitlines() if ln.startswith("onednn_verbose")
+                   and ",exec,cpu,convolution," in ln]
+        assert len(kernels) == len(specs), f"expected {len(specs)} oneDNN convolutions, verbose shows {len(kernels)}"
+        return [(z[f"t{i}"], z[f"q{i}"], meta["info"][i], kernels[i]) for i in range(len(specs))], meta["isa"]
 
 
 _EMULATED = {"AVX512_CORE": "avx512_core", "AVX2": "avx2", "AVX512_CORE_VNNI": "vnni"}
@@ -473,12 +472,13 @@ def _check_emulated(env_isa: str, specs: list[dict]) -> None:
     res, isa_text = run_emulated(specs, env_isa)
     assert f"oneDNN CPU class: {want}" in isa_text
     bad = []
-    for s, (t, q, info) in zip(specs, res):
-        cg1 = s["C"] // s["groups"] == 1 and not (s["groups"] > 1 and s["O"] == s["groups"])
-        if want != "vnni" and cg1:
-            assert info.startswith("refused"), f"{case_id(s)}: expected a refusal on {want}, got {info}"
-            continue
-        assert info == "ok", f"{case_id(s)}: {info}"
+    for s, (t, q, info, kernel) in zip(specs, res):
+        assert info.startswith("ok"), f"{case_id(s)}: {info}"
+        # qref's kernel rule names the family oneDNN really chose (ONEDNN_VERBOSE).
+        families, isa_part = info[3:].split(" (")[0].split(":")
+        v_family, v_isa = kernel.split(":") if ":" in kernel else (kernel, "")
+        if v_family not in families.split("/") or (v_isa and v_isa != isa_part):
+            bad.append(f"{case_id(s)}: oneDNN ran {kernel}, qref's rule says {info[3:]}")
         if not np.array_equal(q, t):
             bad.append(f"{case_id(s)}: {int((q != t).sum())} of {q.size} differ")
     assert not bad, f"ONEDNN_MAX_CPU_ISA={env_isa}:\n" + "\n".join(bad)
@@ -492,7 +492,16 @@ def test_emulated_class_vs_torch(env_isa):
 @pytest.mark.slow
 @pytest.mark.parametrize("env_isa", ["AVX512_CORE", "AVX2", "AVX512_CORE_VNNI"])
 def test_emulated_class_vs_torch_long(env_isa):
-    _check_emulated(env_isa, make_specs(SHAPES + CG1_SHAPES, 12))
+    r = np.random.default_rng(77)
+    rand = []
+    for i in range(200):
+        sh = _random_shape(r)
+        d = sh.get("dilation", 1)
+        if d * (sh["KH"] - 1) + 1 > sh["H"] + 2 * sh["padding"] or d * (sh["KW"] - 1) + 1 > sh["W"] + 2 * sh["padding"]:
+            continue
+        rand.append(spec(**sh, N=int(r.integers(1, 3)), seed=50_000 + i, per_channel=bool(r.integers(0, 2)),
+                         relu=bool(r.integers(0, 2)), a_zp=int(r.integers(0, 256)), tie=bool(r.integers(0, 3))))
+    _check_emulated(env_isa, make_specs(SHAPES + CG1_SHAPES, 12) + rand)
 
 
 if __name__ == "__main__":

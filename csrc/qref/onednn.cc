@@ -27,6 +27,7 @@ OnednnParams prepare_onednn(const Conv2dShape& s, double input_scale, int32_t in
   const float dst_rcp = static_cast<float>(1.0 / output_scale);
   const float dst_scale = 1.0f / dst_rcp;
   p.dst_scale_inv = 1.0f / dst_scale;
+  p.dst_scale = dst_scale;
   p.wei_scale.resize(s.O);
   p.comb_scale.resize(s.O);
   for (int64_t o = 0; o < s.O; ++o) {
@@ -70,7 +71,32 @@ void run_rows(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, co
         const int64_t g = o / Og;
         const int8_t* wo = w + o * K;
         int64_t acc = 0, colsum = 0;
-        for (int64_t kh = 0; kh < s.KH; ++kh) {
+        if (p.variant.kw_major_pairs && Cg == 1) {
+          // Every tap position takes a slot (a padded one with product 0);
+          // slots 2i and 2i+1 of the kw-major order are one int16 pair.
+          int32_t pending = 0;
+          int64_t slot = 0;
+          for (int64_t kw = 0; kw < s.KW; ++kw) {
+            for (int64_t kh = 0; kh < s.KH; ++kh, ++slot) {
+              int64_t ih, iw;
+              int32_t pr = 0;
+              if (input_index(transposed, oh, kh, s.stride_h, s.pad_h, s.dilation_h, s.H, &ih) &&
+                  input_index(transposed, ow, kw, s.stride_w, s.pad_w, s.dilation_w, s.W, &iw)) {
+                const int8_t wv = wo[kh * s.KW + kw];
+                pr = static_cast<int32_t>(in[((n * s.H + ih) * s.W + iw) * s.C + g]) * wv;
+                colsum += wv;
+              }
+              if (slot % 2 == 0) {
+                pending = pr;
+              } else {
+                acc += sat16(pending + pr);
+                pending = 0;
+              }
+            }
+          }
+          if (slot % 2 == 1) acc += pending;
+        }
+        for (int64_t kh = 0; kh < s.KH && !(p.variant.kw_major_pairs && Cg == 1); ++kh) {
           int64_t ih, iw;
           // padded (or off-grid) tap: no product, no compensation
           if (!input_index(transposed, oh, kh, s.stride_h, s.pad_h, s.dilation_h, s.H, &ih)) continue;
@@ -107,7 +133,8 @@ void run_rows(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, co
         float y = p.variant.combined ? A * p.comb_scale[o] : (A * p.src_scale) * p.wei_scale[o];
         if (p.has_bias) y = y + p.bias[o];
         if (p.relu) y = y < 0.f ? 0.f : y;  // eltwise relu post-op
-        y = y * p.dst_scale_inv;
+        // jit kernels multiply by 1/dst_scale; ref_convolution_int8 divides.
+        y = p.variant.divide_dst ? y / p.dst_scale : y * p.dst_scale_inv;
         y = y + out_zp_f;  // dst zero point added in float before rounding
         // saturate_cvt_f32 (jit_generator.hpp): clamp to [0, 255] in float, then vcvtps2dq (RNE).
         float yc = y;
@@ -178,7 +205,7 @@ inline uint8_t requant_one(const OnednnParams& p, int64_t o, uint32_t acc, uint3
   float y = p.variant.combined ? A * p.comb_scale[o] : (A * p.src_scale) * p.wei_scale[o];
   if (p.has_bias) y = y + p.bias[o];
   if (p.relu) y = y < 0.f ? 0.f : y;
-  y = y * p.dst_scale_inv;
+  y = p.variant.divide_dst ? y / p.dst_scale : y * p.dst_scale_inv;
   y = y + static_cast<float>(p.output_zero_point);
   if (!(y > 0.f)) y = 0.f;
   if (y > 255.f) y = 255.f;
@@ -278,7 +305,8 @@ void run_onednn_conv2d(const Conv2dShape& s, const OnednnParams& p, const uint8_
   const int64_t chunk = (rows + nt - 1) / nt;
   // Intermediates come from the plain reference loop; otherwise the repacked
   // loop (same bytes: tests/test_onednn.py test_fast_equals_reference).
-  const bool reference = inter != nullptr || transposed;  // transposed: reference loop only
+  // Transposed and kw-major pairs: reference loop only.
+  const bool reference = inter != nullptr || transposed || p.variant.kw_major_pairs;
   FastPack fp;
   if (!reference) fp = pack_fast(s, w);
   auto work = [&](int64_t t) {

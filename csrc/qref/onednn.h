@@ -31,6 +31,13 @@ struct OnednnVariant {
   bool saturate = false;    // int16-saturating channel pairs (vpmaddubsw)
   bool combined = false;    // one scale f32(ss*ws[o]) instead of two multiplies
   bool float_comp = false;  // zero-point compensation in float (AMX micro-kernel)
+  // One input channel per group on AVX512 without VNNI (brg_conv_fwd:avx512_core):
+  // the taps are reduced in kw-major order (kw*KH + kh), padded taps keeping
+  // their slot with a zero product, and consecutive taps form the int16 pairs.
+  bool kw_major_pairs = false;
+  // oneDNN's reference kernel (ref:any, AVX2 grouped convs with channels per
+  // group not multiples of 8): y / dst_scale instead of y * (1 / dst_scale).
+  bool divide_dst = false;
 };
 
 struct OnednnParams {
@@ -41,6 +48,7 @@ struct OnednnParams {
   OnednnVariant variant;
   float src_scale = 1.f;           // ss
   float dst_scale_inv = 1.f;       // inv
+  float dst_scale = 1.f;           // f32(1 / f32(1 / (double)out_scale)) (divide_dst)
   std::vector<float> wei_scale;    // ws[o] (broadcast when per-tensor)
   std::vector<float> comb_scale;   // f32(ss * ws[o])
   std::vector<float> bias;         // f32 bias[o] (only if has_bias)

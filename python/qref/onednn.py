@@ -12,9 +12,12 @@ isa            oneDNN kernels (torch 2.13, oneDNN 3.12)               arithmetic
                                                                       SOURCE/SPEC-DERIVED, unverified
 "vnni"         brgconv_1x1, brg_conv_fwd, jit_int8, brdgmm_dw          exact int32, separate scales
 "avx512_core"  brgconv_1x1, brg_conv_fwd, jit_int8 (no VNNI)          int16 channel-pair saturation
-                                                                      (depthwise: exact), separate
+                                                                      (one channel per group: kw-major
+                                                                      tap pairs; depthwise: exact),
+                                                                      separate
 "avx2"         jit_uni_int8_1x1, jit_uni_int8                          int16 channel-pair saturation
-                                                                      (depthwise: exact), combined
+                                                                      (depthwise: exact), combined;
+               ref:any (grouped, channels per group % 4 != 0)          exact, separate, divides by dst
 =============  =====================================================  ==============================
 
 Every class adds the bias after scaling, applies ReLU as max(y, 0), adds the output
@@ -165,10 +168,15 @@ class OnednnPlan:
     combined_scale: bool
     float_compensation: bool
     verified: bool
+    kw_major_pairs: bool = False  # Cg == 1: pairs of consecutive taps in kw-major order
+    divide_dst: bool = False  # ref:any: y / dst_scale instead of y * (1 / dst_scale)
 
     def __str__(self) -> str:
-        sat = "int16-saturating channel pairs (vpmaddubsw)" if self.saturates else "exact int32 products"
+        sat = ("int16-saturating tap pairs in kw-major order (vpmaddubsw)" if self.kw_major_pairs else
+               "int16-saturating channel pairs (vpmaddubsw)" if self.saturates else "exact int32 products")
         sc = "combined scale f32(ss*ws)" if self.combined_scale else "separate scales"
+        if self.divide_dst:
+            sc += ", divides by the dst scale"
         comp = "float" if self.float_compensation else "int32"
         v = "" if self.verified else " [source-derived, not verified against torch on this host]"
         return f"oneDNN {self.kernel} ({self.isa}), {sat}, {sc}, {comp} zero-point compensation{v}"
@@ -199,22 +207,27 @@ def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "
     if cls == "vnni":
         k = "brdgmm_dw" if dw else ("brgconv_1x1" if one_by_one else "brg_conv_fwd/jit_int8")
         return OnednnPlan(cls, k + ":avx512_core_vnni", False, False, False, True)
-    if Cg == 1 and not dw:
-        # Measured on this host: with one input channel per group and no VNNI, oneDNN picks
-        # brg_conv_fwd:avx512_core / ref:any (avx2), whose pair order qref has not matched.
-        k = "brg_conv_fwd:avx512_core" if cls == "avx512_core" else "ref:any"
-        raise OneDNNNotSupportedError(
-            f"conv2d: torch's oneDNN runs this conv ({Cg} input channel per group, {Og} output channels per group) "
-            f"with {k} on the {cls} class, whose arithmetic qref does not reproduce")
     if cls == "avx512_core":
         if dw:
             return OnednnPlan(cls, "jit_int8:avx512_core (depthwise)", False, False, False, True)
+        if Cg == 1:
+            # Measured (ONEDNN_MAX_CPU_ISA=AVX512_CORE): one input channel per group makes
+            # brg_conv_fwd reduce the taps kw-major, consecutive taps forming the vpmaddubsw pairs
+            # (found by searching all 945 pairings of a 3x3 kernel; then 0 mismatches on 1x1, 3x3,
+            # 5x5, 7x7 s2, 3x5, 5x3 s2).
+            return OnednnPlan(cls, "brg_conv_fwd:avx512_core", True, False, False, True, kw_major_pairs=True)
         k = "brgconv_1x1" if one_by_one else "brg_conv_fwd/jit_int8"
         return OnednnPlan(cls, k + ":avx512_core", True, False, False, True)
     if cls == "avx2":
         if dw:
             return OnednnPlan(cls, "jit_uni_int8:avx2 (depthwise)", False, True, False, True)
-        k = "jit_uni_int8_1x1" if one_by_one else "jit_uni_int8"
+        if groups > 1 and (Cg % 4 or Og % 4):
+            # Grouped convs need channels per group in multiples of 4 for jit_uni_int8 (ONEDNN_VERBOSE,
+            # 25 grouped shapes); otherwise oneDNN falls back to ref_convolution_int8: exact int32,
+            # separate scales, and it divides by the dst scale (measured: 0 mismatches; multiply-by-inverse 64).
+            return OnednnPlan(cls, "ref:any", False, False, False, True, divide_dst=True)
+        # (strided or small 1x1 convs may run jit_uni_int8: same arithmetic)
+        k = "jit_uni_int8_1x1/jit_uni_int8" if one_by_one else "jit_uni_int8"
         return OnednnPlan(cls, k + ":avx2", True, True, False, True)
     raise ValueError(f"conv2d: isa={isa!r} is not a oneDNN class (valid: 'auto', "
                      f"{', '.join(repr(c) for c in ONEDNN_ISAS)})")
@@ -253,7 +266,7 @@ def run(act: Any, wt: Any, bias: Optional[np.ndarray], stride, padding, dilation
         act.nhwc, w_ohwi, bias, tuple(stride), tuple(padding), tuple(dilation), int(groups), act.scale,
         act.zero_point, np.ascontiguousarray(wt.scale, dtype=np.float64), bool(wt.per_channel), out_scale,
         out_zp, bool(relu), p.saturates, p.combined_scale, p.float_compensation, nthreads,
-        bool(return_intermediates))
+        bool(return_intermediates), p.kw_major_pairs, p.divide_dst)
     out_nhwc = res[0] if return_intermediates else res
     out = _wrap_output(out_nhwc, as_torch, out_scale, out_zp)
     if return_intermediates:
