@@ -80,12 +80,14 @@ class Shape:
 def shapes(quick: bool = False) -> list[Shape]:
     out = [Shape(*row) for row in SHAPES]
     if quick:
-        # the same layers, smaller: batch 1 and at most 56x56
+        # the same layers, smaller: batch at most 2, at most 56x56
         small = []
         for s in out:
-            h = min(s.H, 56)
-            small.append(Shape(s.name + (" (56x56)" if h != s.H else ""), 1, s.C, h, min(s.W, 56), s.O, s.k,
-                               s.stride, s.padding, s.groups))
+            n, h, w = min(s.N, 2), min(s.H, 56), min(s.W, 56)
+            tag = [f"N={n}"] if n != s.N else []
+            tag += [f"{h}x{w}"] if (h, w) != (s.H, s.W) else []
+            small.append(Shape(s.name + (f" ({', '.join(tag)})" if tag else ""), n, s.C, h, w, s.O, s.k, s.stride,
+                               s.padding, s.groups))
         out = small
     return out
 

@@ -500,6 +500,8 @@ inline void dw_fold(__m256i P, __m256i Q, __m256i ones16, __m256i* a_lo, __m256i
   *a_hi = _mm256_add_epi32(*a_hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(P, Q), ones16));
 }
 
+inline __m256i load32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+
 // One 32-channel block over all tap pairs. SAT: vpmaddubsw's int16-saturated
 // pair sums (t0, t1), consecutive pairs folded together. Exact: each pair's
 // sum split as a = (a & 0x7f) + (a & 0x80), two vpmaddubsw that cannot
@@ -509,36 +511,45 @@ template <bool SAT>
 inline void dw_block(const uint8_t* const* taps, int64_t T, int64_t c0, const uint8_t* wb, __m256i* acc) {
   const __m256i ones16 = _mm256_set1_epi16(1);
   __m256i A0 = _mm256_setzero_si256(), A1 = A0, A2 = A0, A3 = A0;
-  const __m256i m7f = _mm256_set1_epi8(0x7f), m80 = _mm256_set1_epi8(static_cast<char>(0x80));
-  __m256i Plo = A0, Phi = A0;
-  bool pending = false;
-  for (int64_t t = 0; t < T; t += 2, wb += 64) {
-    const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(taps[t] + c0));
-    // odd last tap: pairs with a zero weight (any activation)
-    const __m256i x1 = t + 1 < T ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(taps[t + 1] + c0)) : x0;
-    const __m256i lo = _mm256_unpacklo_epi8(x0, x1), hi = _mm256_unpackhi_epi8(x0, x1);
-    const __m256i wlo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb));
-    const __m256i whi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + 32));
-    if (SAT) {
-      const __m256i qlo = _mm256_maddubs_epi16(lo, wlo), qhi = _mm256_maddubs_epi16(hi, whi);
-      if (pending) {
-        dw_fold(Plo, qlo, ones16, &A0, &A1);
-        dw_fold(Phi, qhi, ones16, &A2, &A3);
-      } else {
-        Plo = qlo;
-        Phi = qhi;
+  int64_t t = 0;
+  if (SAT) {
+    // Four taps (two pairs) per step: the two pairs' int16 sums are folded together.
+    for (; t + 4 <= T; t += 4, wb += 128) {
+      const __m256i x0 = load32(taps[t] + c0), x1 = load32(taps[t + 1] + c0);
+      const __m256i x2 = load32(taps[t + 2] + c0), x3 = load32(taps[t + 3] + c0);
+      const __m256i p_lo = _mm256_maddubs_epi16(_mm256_unpacklo_epi8(x0, x1), load32(wb));
+      const __m256i p_hi = _mm256_maddubs_epi16(_mm256_unpackhi_epi8(x0, x1), load32(wb + 32));
+      const __m256i q_lo = _mm256_maddubs_epi16(_mm256_unpacklo_epi8(x2, x3), load32(wb + 64));
+      const __m256i q_hi = _mm256_maddubs_epi16(_mm256_unpackhi_epi8(x2, x3), load32(wb + 96));
+      dw_fold(p_lo, q_lo, ones16, &A0, &A1);
+      dw_fold(p_hi, q_hi, ones16, &A2, &A3);
+    }
+    // 1-3 taps left: one pair (odd last tap pairs with a zero weight), and a
+    // second, single-tap pair when 3 are left; folded with zeros if alone.
+    if (t < T) {
+      const __m256i x0 = load32(taps[t] + c0), x1 = t + 1 < T ? load32(taps[t + 1] + c0) : x0;
+      const __m256i p_lo = _mm256_maddubs_epi16(_mm256_unpacklo_epi8(x0, x1), load32(wb));
+      const __m256i p_hi = _mm256_maddubs_epi16(_mm256_unpackhi_epi8(x0, x1), load32(wb + 32));
+      __m256i q_lo = _mm256_setzero_si256(), q_hi = q_lo;
+      if (t + 2 < T) {
+        const __m256i x2 = load32(taps[t + 2] + c0);
+        q_lo = _mm256_maddubs_epi16(_mm256_unpacklo_epi8(x2, x2), load32(wb + 64));
+        q_hi = _mm256_maddubs_epi16(_mm256_unpackhi_epi8(x2, x2), load32(wb + 96));
       }
-      pending = !pending;
-    } else {
+      dw_fold(p_lo, q_lo, ones16, &A0, &A1);
+      dw_fold(p_hi, q_hi, ones16, &A2, &A3);
+    }
+  } else {
+    const __m256i m7f = _mm256_set1_epi8(0x7f), m80 = _mm256_set1_epi8(static_cast<char>(0x80));
+    for (; t < T; t += 2, wb += 64) {
+      const __m256i x0 = load32(taps[t] + c0), x1 = t + 1 < T ? load32(taps[t + 1] + c0) : x0;
+      const __m256i lo = _mm256_unpacklo_epi8(x0, x1), hi = _mm256_unpackhi_epi8(x0, x1);
+      const __m256i wlo = load32(wb), whi = load32(wb + 32);
       dw_fold(_mm256_maddubs_epi16(_mm256_and_si256(lo, m7f), wlo),
               _mm256_maddubs_epi16(_mm256_and_si256(lo, m80), wlo), ones16, &A0, &A1);
       dw_fold(_mm256_maddubs_epi16(_mm256_and_si256(hi, m7f), whi),
               _mm256_maddubs_epi16(_mm256_and_si256(hi, m80), whi), ones16, &A2, &A3);
     }
-  }
-  if (SAT && pending) {
-    dw_fold(Plo, _mm256_setzero_si256(), ones16, &A0, &A1);
-    dw_fold(Phi, _mm256_setzero_si256(), ones16, &A2, &A3);
   }
   acc[0] = A0;
   acc[1] = A1;
