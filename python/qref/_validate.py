@@ -37,7 +37,8 @@ def check_int(fn: str, name: str, v: Any, lo: int | None = None, hi: int | None 
 
 
 def check_pair(fn: str, name: str, v: Any, lo: int, hi: int = INT32_MAX) -> tuple[int, int]:
-    rule = f"must be an int in [{lo}, {hi}]" + (" (fbgemm's conv_param_t holds a C int)" if hi == INT32_MAX else "")
+    rule = (f"must be an int in [{lo}, 2^31-1]: fbgemm's conv_param_t holds a C int" if hi == INT32_MAX
+            else f"must be an int in [{lo}, {hi}]")
     if isinstance(v, (tuple, list)):
         if len(v) == 1:
             v = (v[0], v[0])
