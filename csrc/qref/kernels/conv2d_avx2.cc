@@ -679,6 +679,7 @@ void avx2_run_rows(const Conv2dProblem& p, const int8_t*, const void* packed, co
 
 }  // namespace
 
+extern const KernelEntry kAvx2Kernel;  // external linkage even without kernels.h's macro
 const KernelEntry kAvx2Kernel = {"avx2", avx2_usable, avx2_packed_bytes, avx2_pack, avx2_scratch_bytes,
                                  avx2_run_rows};
 

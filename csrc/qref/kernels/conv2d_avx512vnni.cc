@@ -420,6 +420,7 @@ void vnni_run_rows(const Conv2dProblem& p, const int8_t* w, const void* packed, 
 
 }  // namespace
 
+extern const KernelEntry kAvx512VnniKernel;  // external linkage even without kernels.h's macro
 const KernelEntry kAvx512VnniKernel = {"avx512vnni", vnni_usable, vnni_packed_bytes, vnni_pack,
                                        vnni_scratch_bytes, vnni_run_rows};
 
