@@ -518,3 +518,9 @@ def portability(model: Any, *inputs: Any) -> PortabilityReport:
                       "between AMX and VNNI CPUs); convert under torch.backends.quantized.engine = 'fbgemm' for "
                       "one formula everywhere.")
     return PortabilityReport(rows, unsupported, advice)
+
+
+# ``qref.check`` is the function (it shadows this submodule's name in the package), so the registry
+# is reachable from it too: ``qref.check.register("quantized.Foo", prepare)``, ``qref.check.VERIFIERS``.
+check.register = register  # type: ignore[attr-defined]
+check.VERIFIERS = VERIFIERS  # type: ignore[attr-defined]
