@@ -203,15 +203,18 @@ def test_two_threads_run_concurrently_wall_time():
     (needs 2 idle cores; timing-based, hence slow-marked)."""
     if (os.cpu_count() or 1) < 2:
         pytest.skip("needs 2 cores")
-    x, w, b, kw = _conv_case(C=64, O=64, H=56, W=56, seed=4)
+    x, w, b, kw = _conv_case(N=8, C=64, O=64, H=56, W=56, seed=4)
 
     def one():
-        qref.conv2d(x, w, b, threads=1, **kw)
+        for _ in range(3):
+            qref.conv2d(x, w, b, threads=1, **kw)
 
     one()
-    t0 = time.perf_counter()
-    one()
-    single = time.perf_counter() - t0
+    single = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        one()
+        single = min(single, time.perf_counter() - t0)
     best = float("inf")
     for _ in range(3):
         ts = [threading.Thread(target=one) for _ in range(2)]
@@ -221,4 +224,5 @@ def test_two_threads_run_concurrently_wall_time():
         for t in ts:
             t.join()
         best = min(best, time.perf_counter() - t0)
-    assert best < 1.7 * single, f"two concurrent calls took {best:.3f}s vs {single:.3f}s for one"
+    # A held GIL gives >= 2x; 1.85 leaves room for a busy 2-core machine (measured 1.5-1.7x at load 5).
+    assert best < 1.85 * single, f"two concurrent calls took {best:.3f}s vs {single:.3f}s for one"
