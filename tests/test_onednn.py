@@ -263,7 +263,7 @@ def test_onednn_refuses_asymmetric_weights():
         qref_engine_conv(s, b, "onednn")
 
 
-@pytest.mark.parametrize("cls", ["sse41", "avx2_vnni"])
+@pytest.mark.parametrize("cls", ["avx2_vnni"])
 def test_unreproduced_classes_refuse(cls):
     """oneDNN classes qref has not reproduced (not emulable here) refuse, naming the class."""
     with pytest.raises(qref.OneDNNNotSupportedError, match=cls):
@@ -273,7 +273,7 @@ def test_unreproduced_classes_refuse(cls):
 def test_isa_names():
     s = spec(C=8, O=8, KH=3, KW=3)
     b = build(s)
-    for isa in ("amx", "vnni", "avx512_core", "avx2", "auto"):
+    for isa in ("amx", "vnni", "avx512_core", "avx2", "sse41", "auto"):
         qref_engine_conv(s, b, "onednn", isa=isa)
     with pytest.raises(ValueError, match="isa"):
         qref_engine_conv(s, b, "onednn", isa="sse9")
@@ -461,7 +461,7 @@ def run_emulated(specs: list[dict], onednn_max_isa: str) -> tuple[list, str]:
         return [(z[f"t{i}"], z[f"q{i}"], meta["info"][i], kernels[i]) for i in range(len(specs))], meta["isa"]
 
 
-_EMULATED = {"AVX512_CORE": "avx512_core", "AVX2": "avx2", "AVX512_CORE_VNNI": "vnni"}
+_EMULATED = {"AVX512_CORE": "avx512_core", "AVX2": "avx2", "AVX512_CORE_VNNI": "vnni", "SSE41": "sse41"}
 
 
 def _check_emulated(env_isa: str, specs: list[dict]) -> None:
@@ -484,13 +484,13 @@ def _check_emulated(env_isa: str, specs: list[dict]) -> None:
     assert not bad, f"ONEDNN_MAX_CPU_ISA={env_isa}:\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize("env_isa", ["AVX512_CORE", "AVX2", "AVX512_CORE_VNNI"])
+@pytest.mark.parametrize("env_isa", ["AVX512_CORE", "AVX2", "AVX512_CORE_VNNI", "SSE41"])
 def test_emulated_class_vs_torch(env_isa):
     _check_emulated(env_isa, make_specs(SHAPES + CG1_SHAPES, 2))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env_isa", ["AVX512_CORE", "AVX2", "AVX512_CORE_VNNI"])
+@pytest.mark.parametrize("env_isa", ["AVX512_CORE", "AVX2", "AVX512_CORE_VNNI", "SSE41"])
 def test_emulated_class_vs_torch_long(env_isa):
     r = np.random.default_rng(77)
     rand = []

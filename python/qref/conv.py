@@ -327,7 +327,7 @@ def conv2d(
     check_bool(fn, "return_intermediates", return_intermediates)
     check_choice(fn, "engine", engine, ENGINES)
     # engine x86/onednn: isa may also name the oneDNN classes "amx" and "avx512_core" (qref/onednn.py).
-    check_choice(fn, "isa", isa, ISAS if engine == "fbgemm" else ISAS + ("amx", "avx512_core"))
+    check_choice(fn, "isa", isa, ISAS if engine == "fbgemm" else ISAS + ("amx", "avx512_core", "sse41"))
     kname = _resolve_kernel(fn, kernel)
     nthreads = check_threads(fn, threads)
     act = _input_operand(fn, input, input_scale, input_zero_point)

@@ -39,9 +39,10 @@ import numpy as np
 from . import _core
 
 # oneDNN CPU classes qref distinguishes, best first.
-ONEDNN_ISAS = ("amx", "vnni", "avx512_core", "avx2")
-# Classes that torch's oneDNN can dispatch to but qref has not reproduced.
-_UNSUPPORTED_CLASSES = ("avx2_vnni", "sse41")
+ONEDNN_ISAS = ("amx", "vnni", "avx512_core", "avx2", "sse41")
+# Classes that torch's oneDNN can dispatch to but qref has not reproduced (not emulable on the
+# development host, which lacks AVX-VNNI).
+_UNSUPPORTED_CLASSES = ("avx2_vnni",)
 _ORDER = {"sse41": 0, "avx2": 1, "avx2_vnni": 2, "avx512_core": 3, "vnni": 4, "amx": 5}
 
 # ONEDNN_MAX_CPU_ISA values (oneDNN src/cpu/x64/cpu_isa_traits.cpp, cpu_isa_hints) -> class.
@@ -133,7 +134,7 @@ def describe_class(cls: str) -> str:
         "avx512_core": "int16-saturating channel pairs (vpmaddubsw; depthwise exact), separate scales",
         "avx2": "int16-saturating channel pairs (vpmaddubsw; depthwise exact), combined scale",
         "avx2_vnni": "AVX2-VNNI kernels: not reproduced by qref",
-        "sse41": "SSE4.1 kernels: not reproduced by qref",
+        "sse41": "as avx2 (jit_uni_int8:sse41): int16-saturating channel pairs (depthwise exact), combined scale",
     }[cls]
 
 
@@ -148,14 +149,14 @@ def host_has_vnni(isa: str) -> bool:
     """cpuinfo_has_x86_avx512vnni() of the named machine: the x86 engine's routing test (SPEC.md §1)."""
     if isa in ("amx", "vnni"):
         return True
-    if isa in ("avx2", "avx512_core"):
+    if isa in ("avx2", "avx512_core", "sse41"):
         return False
     return bool(_core.cpu_features()["avx512vnni"])
 
 
 def fbgemm_isa(isa: str) -> str:
     """The fbgemm isa name of a machine named by a oneDNN class (for convs the x86 engine sends to fbgemm)."""
-    return {"amx": "vnni", "avx512_core": "avx2"}.get(isa, isa)
+    return {"amx": "vnni", "avx512_core": "avx2", "sse41": "avx2"}.get(isa, isa)
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "
     if cls in _UNSUPPORTED_CLASSES:
         raise OneDNNNotSupportedError(
             f"conv2d: torch's oneDNN runs this conv with its {cls} kernels ({describe_class(cls)}); qref reproduces "
-            f"the amx, vnni, avx512_core and avx2 classes only")
+            f"the amx, vnni, avx512_core, avx2 and sse41 classes only")
     if cls == "amx":
         if dw:
             return OnednnPlan(cls, "brdgmm_dw:avx512_core_vnni", False, False, False, False)
@@ -218,9 +219,11 @@ def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "
             return OnednnPlan(cls, "brg_conv_fwd:avx512_core", True, False, False, True, kw_major_pairs=True)
         k = "brgconv_1x1" if one_by_one else "brg_conv_fwd/jit_int8"
         return OnednnPlan(cls, k + ":avx512_core", True, False, False, True)
-    if cls == "avx2":
+    if cls in ("avx2", "sse41"):
+        # jit_uni_x8s8s32x kernels, one template for both ISAs: same arithmetic (measured under
+        # ONEDNN_MAX_CPU_ISA=AVX2 and =SSE41).
         if dw:
-            return OnednnPlan(cls, "jit_uni_int8:avx2 (depthwise)", False, True, False, True)
+            return OnednnPlan(cls, f"jit_uni_int8:{cls} (depthwise)", False, True, False, True)
         if groups > 1 and (Cg % 4 or Og % 4):
             # Grouped convs need channels per group in multiples of 4 for jit_uni_int8 (ONEDNN_VERBOSE,
             # 25 grouped shapes); otherwise oneDNN falls back to ref_convolution_int8: exact int32,
@@ -228,7 +231,7 @@ def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "
             return OnednnPlan(cls, "ref:any", False, False, False, True, divide_dst=True)
         # (strided or small 1x1 convs may run jit_uni_int8: same arithmetic)
         k = "jit_uni_int8_1x1/jit_uni_int8" if one_by_one else "jit_uni_int8"
-        return OnednnPlan(cls, k + ":avx2", True, True, False, True)
+        return OnednnPlan(cls, f"{k}:{cls}", True, True, False, True)
     raise ValueError(f"conv2d: isa={isa!r} is not a oneDNN class (valid: 'auto', "
                      f"{', '.join(repr(c) for c in ONEDNN_ISAS)})")
 
