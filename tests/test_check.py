@@ -244,3 +244,67 @@ def test_numpy_compatible_output(stem):
     qx = net.quant(x)
     np.testing.assert_array_equal(qref.from_torch(net.conv1)(qx).int_repr().numpy(),
                                   net.conv1(qx).int_repr().numpy())
+
+
+AVX2_WORKER = r"""
+import json, sys, warnings
+warnings.filterwarnings("ignore")
+import numpy as np
+import torch  # imported after FBGEMM_ENABLE_INSTRUCTIONS is set
+sys.path.insert(0, sys.argv[1])
+import oracle
+import qref
+from qref.demo import demo_model
+
+res = {}
+net, x = demo_model(size=64)
+r = qref.check(net, x)
+res["ok"] = r.ok
+res["report"] = str(r)
+res["gemm_isa"] = qref.torch_isa().gemm_isa
+res["conv1_vs_vnni"] = qref.check(net, x, isa="vnni")["conv1"].mismatches
+# explain with isa="auto" here is the AVX2 arithmetic: it must equal torch on saturated elements
+s = oracle.spec(C=6, O=8, KH=3, KW=3, padding=1, act="high", weight="extreme", seed=31)  # im2col
+b = oracle.build(s)
+t = oracle.torch_conv(s, b)
+_, ia = oracle.qref_conv(s, b, isa="avx2", intermediates=True)
+_, iv = oracle.qref_conv(s, b, isa="vnni", intermediates=True)
+sat = np.argwhere(ia.acc != iv.acc)[:60]
+p = qref.Conv2dParams(weight=b["w"], weight_scale=np.asarray(b["w_scale"]), weight_zero_point=b["w_zp"].astype(np.int32),
+                      per_channel=True, bias=b["bias"], stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1,
+                      output_scale=b["out_scale"], output_zero_point=b["out_zp"], relu=False)
+bad = 0
+differ = 0
+for idx in map(tuple, sat):
+    e = qref.explain(p, b["x"], idx, input_scale=b["a_scale"], input_zero_point=b["a_zp"])
+    bad += e.value != int(t[idx]) or not e.saturated_pairs
+    differ += {h.name: h for h in e.hand}["ignoring saturation"].value != int(t[idx])
+res["explained"] = len(sat)
+res["explain_bad"] = int(bad)
+res["saturation_matters"] = int(differ)
+print(json.dumps(res))
+"""
+
+
+def test_avx2_torch_subprocess():
+    """Under FBGEMM_ENABLE_INSTRUCTIONS=AVX2 (torch's AVX2 GEMM arithmetic, set before torch is
+    imported): check(isa="auto") is OK against that torch, check(isa="vnni") flags conv1 with exactly
+    portability's count, and explain's saturated derivation equals that torch element by element."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, FBGEMM_ENABLE_INSTRUCTIONS="AVX2")
+    r = subprocess.run([sys.executable, "-c", AVX2_WORKER, here], env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["gemm_isa"] == "avx2"
+    assert res["ok"], res["report"]
+    net, x = demo_model(size=64)
+    conv1 = {row.name: row for row in portability(net, x).rows}["conv1"]
+    assert res["conv1_vs_vnni"] == conv1.differing > 0
+    assert res["explained"] > 0 and res["explain_bad"] == 0
+    assert res["saturation_matters"] > 0  # the saturated pairs change torch's output on some elements
