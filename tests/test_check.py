@@ -271,7 +271,8 @@ _, ia = oracle.qref_conv(s, b, isa="avx2", intermediates=True)
 _, iv = oracle.qref_conv(s, b, isa="vnni", intermediates=True)
 sat = np.argwhere(ia.acc != iv.acc)[:60]
 p = qref.Conv2dParams(weight=b["w"], weight_scale=np.asarray(b["w_scale"]),
-                      weight_zero_point=b["w_zp"].astype(np.int32), per_channel=True, bias=b["bias"], stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1,
+                      weight_zero_point=b["w_zp"].astype(np.int32), per_channel=True, bias=b["bias"],
+                      stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1,
                       output_scale=b["out_scale"], output_zero_point=b["out_zp"], relu=False)
 bad = 0
 differ = 0
