@@ -236,6 +236,21 @@ def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "
                      f"{', '.join(repr(c) for c in ONEDNN_ISAS)})")
 
 
+_WARNED: set = set()
+
+
+def _warn_unverified(p: OnednnPlan) -> None:
+    """Once per kernel: this class's arithmetic comes from SPEC.md/source only (no AMX on the
+    development host). qref.check against real torch on such a host is the way to confirm it."""
+    if p.kernel in _WARNED:
+        return
+    _WARNED.add(p.kernel)
+    import warnings
+
+    warnings.warn(f"qref: oneDNN {p.kernel} ({p.isa}) arithmetic is source-derived (SPEC.md §6.2), not verified "
+                  f"against torch; verify with qref.check on this machine", RuntimeWarning, stacklevel=3)
+
+
 @dataclass(frozen=True, eq=False)
 class OnednnIntermediates:
     """Stage-by-stage values of every output element, (N, O, OH, OW) like the output."""
@@ -263,6 +278,8 @@ def run(act: Any, wt: Any, bias: Optional[np.ndarray], stride, padding, dilation
             f"conv2d: engine='onednn' with weight zero points {wt.zero_point.tolist()[:8]}: torch's oneDNN conv "
             f"requires symmetric weights (all zero points 0) and refuses this prepack")
     p = plan(wt.oihw.shape, groups, padding=padding, stride=stride, dilation=dilation, isa=isa)
+    if not p.verified:
+        _warn_unverified(p)
     w_ohwi = np.ascontiguousarray(wt.oihw.transpose(0, 2, 3, 1))
     nthreads = _core.default_threads() if threads is None else threads
     res = _core.onednn_conv2d_nhwc(
