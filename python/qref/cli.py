@@ -129,8 +129,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  -> {int((hand != t_out).sum())} of {t_out.size} elements differ; with the exact float32 scales the same "
           f"formula differs in {int((forum_hand_formula(net, x, printed=False) != t_out).sum())}")
     idx = forum_element(net, x)
-    print(f"\nWhy element {idx} (input quantized value {int(qx.int_repr()[idx[0], 0, idx[2], idx[3]])}) is "
-          f"{int(t_out[idx])}, not {int(hand[idx])}:  qref.explain(model.conv1, qx, {idx})\n")
+    flat = int(np.ravel_multi_index(idx, t_out.shape))
+    print(f"\nWhy element {idx} (flat index {flat}, input quantized value "
+          f"{int(qx.int_repr()[idx[0], 0, idx[2], idx[3]])}) is {int(t_out[idx])}, not {int(hand[idx])}:  "
+          f"qref.explain(model.conv1, qx, {idx})\n")
     e = qref.explain(net.conv1, qx, idx, layer="conv1")
     print(e)
     if not args.quick:
@@ -152,7 +154,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ok = same == t_out.size
     print(f"\n(demo took {time.time() - t0:.1f} s; torch {torch.__version__}, "
           f"fbgemm arithmetic here: {qref.torch_isa().gemm_isa})")
-    del np
     return 0 if ok else 1
 
 
