@@ -2,6 +2,7 @@
 #include "qref/conv2d.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -207,14 +208,20 @@ void run_conv2d_packed(const Conv2dProblem& p, const KernelEntry& k, const uint8
   const int64_t min_rows = std::max<int64_t>(1, (int64_t{1} << 22) / macs_per_row);
   int64_t nt = std::min<int64_t>(num_threads, (rows + min_rows - 1) / min_rows);
   nt = std::max<int64_t>(1, std::min<int64_t>(nt, 1024));
-  const int64_t chunk = (rows + nt - 1) / nt;
-  nt = (rows + chunk - 1) / chunk;
+  // Threads take chunks of rows from a shared counter (about 4 per thread), so a
+  // thread the OS deschedules on a busy host does not hold up the others.
+  const int64_t chunk = std::max<int64_t>(min_rows, (rows + 4 * nt - 1) / (4 * nt));
+  nt = std::min<int64_t>(nt, (rows + chunk - 1) / chunk);
   std::vector<PooledBuf> scratches;
   scratches.reserve(static_cast<size_t>(nt));
   for (int64_t t = 0; t < nt; ++t) scratches.emplace_back(scratch);
+  std::atomic<int64_t> next{0};
   auto work = [&](int64_t t) {
-    const int64_t b = t * chunk, e = std::min(rows, b + chunk);
-    if (b < e) k.run_rows(p, w, packed, in, out, b, e, scratches[t].get(), inter);
+    for (;;) {
+      const int64_t b = next.fetch_add(chunk);
+      if (b >= rows) break;
+      k.run_rows(p, w, packed, in, out, b, std::min(rows, b + chunk), scratches[t].get(), inter);
+    }
   };
   std::vector<std::thread> threads;
   for (int64_t t = 1; t < nt; ++t) threads.emplace_back(work, t);
