@@ -77,23 +77,33 @@ class _Weight:
 
 
 class _StorageView:
-    """numpy's array interface over a CPU quint8 tensor's bytes; holds the tensor alive."""
+    """numpy's array interface over a CPU quantized tensor's bytes (read-only); holds the
+    tensor alive."""
 
-    def __init__(self, t: Any, shape: tuple, strides: tuple) -> None:
+    def __init__(self, t: Any, typestr: str, shape: tuple, strides: tuple) -> None:
         self._t = t
-        self.__array_interface__ = dict(shape=shape, typestr="|u1", data=(t.data_ptr(), True), strides=strides,
+        self.__array_interface__ = dict(shape=shape, typestr=typestr, data=(t.data_ptr(), True), strides=strides,
                                         version=3)
 
 
+def _int_view(t: Any, perm: Optional[tuple] = None) -> np.ndarray:
+    """The integer values of a CPU quint8/qint8 tensor (dimensions permuted by `perm`) without
+    a copy (issue 3: ``int_repr()`` copies the whole tensor, through a slow path for
+    channels_last inputs and per-channel weights)."""
+    perm = tuple(range(t.dim())) if perm is None else perm
+    if t.device.type != "cpu" or t.numel() == 0:
+        return t.int_repr().permute(*perm).numpy()
+    import torch
+
+    typestr = "|u1" if t.dtype == torch.quint8 else "|i1"
+    st = t.stride()
+    return np.asarray(_StorageView(t, typestr, tuple(t.shape[i] for i in perm), tuple(st[i] for i in perm)))
+
+
 def _quint8_nhwc_view(x: Any) -> np.ndarray:
-    """The (N, H, W, C) uint8 values of a quint8 (N, C, H, W) tensor without a copy (issue 3:
-    ``int_repr()`` copies the whole input, through a slow path for channels_last). A
-    channels_last tensor -- what fbgemm's quantized ops return -- gives a contiguous view."""
-    if x.device.type != "cpu" or x.numel() == 0:
-        return x.int_repr().permute(0, 2, 3, 1).numpy()
-    st = x.stride()
-    return np.asarray(_StorageView(x, (x.shape[0], x.shape[2], x.shape[3], x.shape[1]),
-                                   (st[0], st[2], st[3], st[1])))
+    """(N, H, W, C) uint8 values of a quint8 (N, C, H, W) tensor, no copy: a channels_last
+    tensor -- what fbgemm's quantized ops return -- gives a contiguous view."""
+    return _int_view(x, (0, 2, 3, 1))
 
 
 def _input_operand(fn: str, x: Any, scale: Any, zero_point: Any) -> _Act:
@@ -161,7 +171,7 @@ def _weight_operand(fn: str, w: Any, scale: Any, zero_point: Any, ndim: int = 4)
         if qs in (torch.per_tensor_affine, torch.per_tensor_symmetric):
             sc = check_scales_array(fn, "weight.q_scale()", np.array([w.q_scale()]))
             zp = check_zero_points_array(fn, "weight.q_zero_point()", np.array([w.q_zero_point()]), -128, 127)
-            return _Weight(np.ascontiguousarray(w.int_repr().numpy()), sc, zp, False)
+            return _Weight(np.ascontiguousarray(_int_view(w)), sc, zp, False)
         if qs in (torch.per_channel_affine, torch.per_channel_symmetric):
             if w.q_per_channel_axis() != 0:
                 raise ValueError(f"{fn}: weight.q_per_channel_axis()={w.q_per_channel_axis()} (fbgemm needs "
@@ -169,7 +179,7 @@ def _weight_operand(fn: str, w: Any, scale: Any, zero_point: Any, ndim: int = 4)
             sc = check_scales_array(fn, "weight.q_per_channel_scales()", w.q_per_channel_scales())
             zp = check_zero_points_array(fn, "weight.q_per_channel_zero_points()", w.q_per_channel_zero_points(),
                                          -128, 127)
-            return _Weight(np.ascontiguousarray(w.int_repr().numpy()), sc, zp, True)
+            return _Weight(np.ascontiguousarray(_int_view(w)), sc, zp, True)
         raise ValueError(f"{fn}: weight.qscheme()={qs} (must be per-tensor or per-channel, affine or symmetric)")
     a = check_array(fn, "weight", w, np.int8, ndim, layout)
     if scale is None:
