@@ -464,7 +464,7 @@ PYBIND11_MODULE(_core, m) {
          int64_t groups, bool transposed, int spatial_dims, double input_scale, int32_t input_zero_point,
          py::array weight_scale, py::array weight_zero_point, bool per_channel, double output_scale,
          int32_t output_zero_point, bool relu, const std::string& path, bool saturate, bool reproduce_defects,
-         int threads, bool intermediates) -> py::object {
+         int threads, bool intermediates, bool fast) -> py::object {
         const uint8_t* in = checked_ptr<uint8_t>(input, "input", 5, "uint8");
         const int8_t* w = checked_ptr<int8_t>(weight, "weight", 5, "int8");
         const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
@@ -508,6 +508,7 @@ PYBIND11_MODULE(_core, m) {
         p.shape = s;
         p.saturate = saturate;
         p.reproduce_defects = reproduce_defects;
+        p.fast_depthwise = fast;
         if (path == "depthwise") p.path = ConvNdPath::depthwise;
         else if (path == "groupwise") p.path = ConvNdPath::groupwise;
         else if (path == "pointwise") p.path = ConvNdPath::pointwise;
@@ -559,7 +560,7 @@ PYBIND11_MODULE(_core, m) {
       py::arg("spatial_dims"), py::arg("input_scale"), py::arg("input_zero_point"), py::arg("weight_scale"),
       py::arg("weight_zero_point"), py::arg("per_channel"), py::arg("output_scale"), py::arg("output_zero_point"),
       py::arg("relu"), py::arg("path"), py::arg("saturate"), py::arg("reproduce_defects"), py::arg("threads"),
-      py::arg("intermediates") = false,
+      py::arg("intermediates") = false, py::arg("fast") = false,
       "Low-level conv3d / transposed conv on NDHWC uint8 input and [O][kD][kH][kW][C/groups] int8 weight.");
   // [bindings: issue 8 onednn]
   m.def(

@@ -92,9 +92,14 @@ void run_conv_nd(const ConvNdProblem& p, const uint8_t* in, const int8_t* w, uin
   int64_t nt = std::min<int64_t>(num_threads, (rows + min_rows - 1) / min_rows);
   nt = std::max<int64_t>(1, std::min<int64_t>(nt, 1024));
   const int64_t chunk = (rows + nt - 1) / nt;
+  const bool fast_dw = p.fast_depthwise && p.path == ConvNdPath::depthwise && inter == nullptr;
   auto work = [&](int64_t t) {
     const int64_t b = t * chunk, e = std::min(rows, b + chunk);
     if (b >= e) return;
+    if (fast_dw) {
+      conv_nd_depthwise_rows(p, w, in, out, b, e);
+      return;
+    }
     std::vector<uint8_t> scratch(static_cast<size_t>(s.K()));
     conv_nd_scalar_rows(p, w, in, out, b, e, scratch.data(), inter);
   };

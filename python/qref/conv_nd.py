@@ -182,14 +182,16 @@ def _common_out(fn: str, output_scale: Any, output_zero_point: Any, relu: Any):
 
 
 def _run_nd(fn, a_ndhwc, a_s, a_zp, w_odhwi, wt, b, st3, pd3, dl3, op3, groups, transposed, sd, out_s, out_zp,
-            relu, plan, reproduce_defects, threads, return_intermediates):
+            relu, plan, reproduce_defects, threads, return_intermediates, kname="scalar"):
     from . import _core
 
+    # kernel="scalar": the plain reference loops; any other kernel: the channel-vectorised
+    # depthwise loop where it applies (same bytes).
     res = _core.conv_nd_ndhwc(
         a_ndhwc, w_odhwi, b, list(st3), list(pd3), list(dl3), list(op3), int(groups), bool(transposed), sd,
         a_s, a_zp, wt.scale, wt.zero_point, wt.per_channel, out_s, out_zp, bool(relu), plan.path,
         plan.saturates, bool(reproduce_defects), _core.default_threads() if threads is None else threads,
-        bool(return_intermediates))
+        bool(return_intermediates), kname != "scalar")
     if return_intermediates:
         return res[0], (res[1], res[2], res[3])
     return res, None
@@ -336,7 +338,7 @@ def conv3d(
     else:
         out, inter = _run_nd(fn, a_ndhwc, a_s, a_zp, np.ascontiguousarray(wt.oihw.transpose(0, 2, 3, 4, 1)), wt, b,
                              st, pd, dl, (0, 0, 0), g, False, 3, out_s, out_zp, relu, plan, reproduce_defects,
-                             nthreads, return_intermediates)
+                             nthreads, return_intermediates, kname)
 
     def ncdhw(x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))

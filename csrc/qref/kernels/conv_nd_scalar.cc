@@ -18,7 +18,9 @@
 //      non-negative tap-pair sum, so the saturating running sum is
 //      min(sum, 32767) — reproduced only with reproduce_defects;
 //   4. requantization as requant.h.
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "qref/conv_nd.h"
 #include "qref/requant.h"
@@ -96,6 +98,96 @@ void conv_nd_scalar_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t*
             if (inter->y) inter->y[idx] = y;
           }
         }
+      }
+    }
+  }
+}
+
+// Depthwise (G == C, Cg == 1, O = G * mult): K order = tap order, pairs are taps (2i, 2i+1)
+// per output channel (SPEC.md §4.2). The receptive field is expanded to one int16 value per
+// output channel (channel o reads input channel o / mult), so every inner loop runs over o.
+void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
+                            int64_t m_begin, int64_t m_end) {
+  const ConvNdShape& s = p.shape;
+  const Requant& rq = p.rq;
+  const int64_t O = s.O, C = s.C, mult = s.O / s.C, T = s.taps();
+  const bool sat_rowsum = p.reproduce_defects;
+  // The row sum only matters through rowsum * w_zp (requant.h zero_point_terms).
+  bool need_rowsum = false;
+  for (int64_t o = 0; o < O; ++o) need_rowsum = need_rowsum || rq.weight_zero_point[o] != 0;
+  const int64_t in_dim[3] = {s.D, s.H, s.W};
+  // weights as [tap][o] (w is [o][tap] since Cg == 1); a zero row for an odd last tap
+  std::vector<int16_t> wt(static_cast<size_t>((T + 1) * O), 0);
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t t = 0; t < T; ++t) wt[t * O + o] = w[o * T + t];
+  // per tap: a pointer to O activation bytes (channel o reads input channel o / mult)
+  std::vector<const uint8_t*> tap(static_cast<size_t>(T + 1));
+  std::vector<uint8_t> zp_row(static_cast<size_t>(O), static_cast<uint8_t>(rq.input_zero_point));
+  std::vector<uint8_t> zero_row(static_cast<size_t>(O), 0);
+  std::vector<uint8_t> expanded(mult == 1 ? 0 : static_cast<size_t>(T * O));
+  std::vector<int32_t> acc(static_cast<size_t>(O)), rowsum(static_cast<size_t>(O));
+  auto src = [&](int i, int64_t o, int64_t k) -> int64_t {
+    const int64_t x = o * s.stride[i] - s.pad[i] + k * s.dilation[i];
+    return (x >= 0 && x < in_dim[i]) ? x : -1;
+  };
+  tap[T] = zero_row.data();
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    const int64_t oh = m % s.OH, od = (m / s.OH) % s.OD, n = m / (s.OH * s.OD);
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      // receptive field; padded taps hold a_zp
+      int64_t t = 0;
+      for (int64_t kd = 0; kd < s.KD; ++kd) {
+        const int64_t id = src(0, od, kd);
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const int64_t ih = src(1, oh, kh);
+          for (int64_t kw = 0; kw < s.KW; ++kw, ++t) {
+            const int64_t iw = src(2, ow, kw);
+            if (id < 0 || ih < 0 || iw < 0) {
+              tap[t] = zp_row.data();
+              continue;
+            }
+            const uint8_t* px = in + (((n * s.D + id) * s.H + ih) * s.W + iw) * C;
+            if (mult == 1) {
+              tap[t] = px;
+            } else {
+              uint8_t* e = expanded.data() + t * O;
+              for (int64_t o = 0; o < O; ++o) e[o] = px[o / mult];
+              tap[t] = e;
+            }
+          }
+        }
+      }
+      std::fill(acc.begin(), acc.end(), 0);
+      for (int64_t tp = 0; tp < T; tp += 2) {
+        const uint8_t* a0 = tap[tp];
+        const uint8_t* a1 = tap[tp + 1];  // the zero row after an odd last tap
+        const int16_t* w0 = wt.data() + tp * O;
+        const int16_t* w1 = w0 + O;
+        int32_t* ac = acc.data();
+        for (int64_t o = 0; o < O; ++o) {
+          int32_t v = static_cast<int32_t>(a0[o]) * w0[o] + static_cast<int32_t>(a1[o]) * w1[o];
+          v = v < -32768 ? -32768 : (v > 32767 ? 32767 : v);  // vpmaddubsw
+          ac[o] += v;
+        }
+      }
+      if (need_rowsum) {
+        std::fill(rowsum.begin(), rowsum.end(), 0);
+        for (int64_t tt = 0; tt < T; ++tt) {
+          const uint8_t* a0 = tap[tt];
+          int32_t* rs = rowsum.data();
+          for (int64_t o = 0; o < O; ++o) rs[o] += a0[o];
+        }
+      }
+      const int64_t out_pos = ((n * s.OD + od) * s.OH + oh) * s.OW + ow;
+      uint8_t* dst = out + out_pos * O;
+      for (int64_t o = 0; o < O; ++o) {
+        // fbgemm's vpaddsw clips the row sum at 32767 (reproduce_defects)
+        const int32_t rs = !need_rowsum ? 0 : (sat_rowsum ? std::min<int32_t>(rowsum[o], 32767) : rowsum[o]);
+        const int32_t raw =
+            zero_point_terms(acc[o], rs, rq.input_zero_point, rq.col_offset[o], rq.weight_zero_point[o]);
+        const float y =
+            requant_prerounding(raw, rq.has_bias, rq.has_bias ? rq.bias_term[o] : 0.0f, rq.multiplier[o]);
+        dst[o] = requant_output(y, rq.output_zero_point, rq.relu);
       }
     }
   }
