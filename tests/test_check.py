@@ -309,3 +309,32 @@ def test_avx2_torch_subprocess():
     assert res["conv1_vs_vnni"] == conv1.differing > 0
     assert res["explained"] > 0 and res["explain_bad"] == 0
     assert res["saturation_matters"] > 0  # the saturated pairs change torch's output on some elements
+
+
+def test_check_picks_up_bridge_layer_types():
+    """Conv1d, Conv3d and Linear (issue 7's bridge) are verified through qref.from_torch with no
+    change to check; a module called twice gives two rows."""
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.quant = torch.ao.quantization.QuantStub()
+            self.c1d = torch.nn.Conv1d(6, 8, 3, padding=1)
+            self.c3 = torch.nn.Conv3d(2, 4, 3)
+            self.fc = torch.nn.Linear(8 * 20, 7)
+
+        def forward(self, x, v):
+            return self.fc(self.c1d(self.quant(x)).flatten(1)), self.c3(self.quant(v))
+
+    torch.manual_seed(0)
+    x, v = torch.rand(3, 6, 20), torch.rand(1, 2, 5, 5, 5)
+    with quantized_engine("fbgemm"), quiet_torch_quantization():
+        m = M().eval()
+        m.qconfig = torch.ao.quantization.get_default_qconfig("fbgemm")
+        torch.ao.quantization.prepare(m, inplace=True)
+        m(x, v)
+        torch.ao.quantization.convert(m, inplace=True)
+        r = check(m, x, v)
+    assert [row.name for row in r.layers] == ["quant", "c1d", "fc", "quant[call 2]", "c3"]
+    assert r.ok, str(r)
+    assert r["fc"].path and r["c1d"].numel == 3 * 8 * 20

@@ -193,6 +193,11 @@ def _path_of(runner: Any, inp: Any, isa: str) -> str:
     if getattr(runner, "engine", "fbgemm") == "onednn" or (
             getattr(runner, "engine", "") == "x86" and isa != "avx2"):
         return "oneDNN"
+    if hasattr(runner, "plan") and not hasattr(runner, "conv_kwargs"):  # bridge_nd params (issue 7)
+        try:
+            return str(runner.plan(tuple(inp.shape), isa).path)
+        except Exception:  # noqa: BLE001  (a path label is informative only)
+            return ""
     try:
         from .conv import conv_plan
 
