@@ -319,3 +319,28 @@ def test_message_template_everywhere():
             assert msg.startswith("conv2d: ") and msg.rstrip().endswith(")"), (cid, msg)
         else:
             raise AssertionError(f"{cid}: no error")
+
+
+# ----------------------------------------------------------------------------- the torch bridge
+
+
+def test_bridge_errors(torch):
+    """from_torch refuses what it cannot represent with its documented NotImplementedError
+    (UnsupportedModuleError), and Conv2dParams runs through conv2d's validation."""
+    for bad in (None, 3, torch.nn.Conv2d(4, 4, 3), torch.nn.Linear(4, 4)):
+        with pytest.raises(NotImplementedError, match=r"^from_torch: .* is not supported \(supported:"):
+            qref.from_torch(bad)
+    prev = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "fbgemm"
+    try:
+        p = qref.from_torch(torch.ao.nn.quantized.Conv2d(4, 4, 3, padding=1))
+    finally:
+        torch.backends.quantized.engine = prev
+    qx = _qx(torch, X[:, :, :5, :5], 0.1, 3)
+    assert p(qx).shape == (1, 4, 5, 5)
+    with pytest.raises(TypeError, match=r"^conv2d: input\.dtype=torch\.float32"):
+        p(torch.rand(1, 4, 5, 5))
+    with pytest.raises(ValueError, match=r"^conv2d: isa='bogus' is not valid"):
+        p(qx, isa="bogus")
+    with pytest.raises(ValueError, match=r"^conv2d: weight has 4 input channels per group but input has C=2"):
+        p(qx[:, :2])
