@@ -258,7 +258,10 @@ def _boundary_worker(n: int, seed: int) -> None:
     base_core = consistent().map(core_from)
     floats_in = st.one_of(_arrays(np, [np.float32], (0, 4), (0, 5)), st.just(np.array([np.nan, np.inf], np.float32)))
     q = st.tuples(floats_in, st.one_of(st.floats(1e-6, 10.0), _FLOATS), st.integers(-1, 256))
-    known = {"conv2d_nhwc", "requant_params", "conv_path", "quantize"}
+    def prep_from(a):
+        return a[:17]
+
+    known = {"conv2d_nhwc", "requant_params", "conv_path", "quantize", "conv2d_prepare", "conv2d_run"}
     others = sorted(n for n in dir(_core) if not n.startswith("_") and callable(getattr(_core, n)) and n not in known)
     generic = st.tuples(st.sampled_from(others), st.lists(G, max_size=8)) if others else st.nothing()
 
@@ -271,6 +274,14 @@ def _boundary_worker(n: int, seed: int) -> None:
         st.tuples(st.just("_core.quantize"), corrupt(q)),
         st.tuples(st.just("_core.*"), generic),
     )
+    if hasattr(_core, "conv2d_prepare"):  # issue 3's prepared conv: prepare, then run on drawn inputs
+        target = st.one_of(
+            target,
+            st.tuples(st.just("_core.conv2d_prepare"), corrupt(base_core.map(prep_from))),
+            st.tuples(st.just("_core.conv2d_run"),
+                      st.tuples(base_core.map(prep_from),
+                                corrupt(st.tuples(_arrays(np, [np.uint8], (4, 4), (0, 6)), st.integers(-2, 7))))),
+        )
     counts: dict = {}
 
     @settings(max_examples=n, deadline=None, database=None, derandomize=False,
@@ -286,6 +297,18 @@ def _boundary_worker(n: int, seed: int) -> None:
                 qref.quantize(*args)
             elif name == "_core.*":
                 getattr(_core, args[0])(*args[1])
+            elif name == "_core.conv2d_run":
+                prep_args, run_args = args
+                try:
+                    prep = _core.conv2d_prepare(*prep_args)
+                except (TypeError, ValueError):
+                    prep = None
+                if prep is not None:
+                    # the drawn input, or one of the prepared shape, run with drawn threads
+                    x = run_args[0]
+                    if isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 4 and prep_args[0].size:
+                        x = prep_args[0] if x.shape[0] % 2 == 0 else x
+                    _core.conv2d_run(prep, x, run_args[1])
             else:
                 getattr(_core, name.split(".")[1])(*args)
             outcome = "ok"

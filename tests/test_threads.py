@@ -226,3 +226,32 @@ def test_two_threads_run_concurrently_wall_time():
         best = min(best, time.perf_counter() - t0)
     # A held GIL gives >= 2x; 1.85 leaves room for a busy 2-core machine (measured 1.5-1.7x at load 5).
     assert best < 1.85 * single, f"two concurrent calls took {best:.3f}s vs {single:.3f}s for one"
+
+
+def test_concurrent_cached_params_identical():
+    """Conv2dParams caches a prepared (packed) conv and runs it through _core.conv2d_run;
+    8 Python threads sharing one Conv2dParams and one input give the uncached bytes."""
+    torch = pytest.importorskip("torch")
+    prev = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "fbgemm"
+    try:
+        m = torch.ao.nn.quantized.Conv2d(16, 24, 3, padding=1)
+        m.set_weight_bias(torch.quantize_per_channel(torch.randn(24, 16, 3, 3), torch.rand(24) * 0.01 + 0.001,
+                                                     torch.zeros(24, dtype=torch.long), 0, torch.qint8),
+                          torch.randn(24))
+        m.scale, m.zero_point = 0.3, 100
+        qx = torch.quantize_per_tensor(torch.rand(2, 16, 30, 30), 0.02, 5, torch.quint8)
+        expected = m(qx).int_repr().numpy()
+    finally:
+        torch.backends.quantized.engine = prev
+    p = qref.from_torch(m)
+    first = p(qx).int_repr().numpy()  # fills the cache
+    assert_same(first, expected, "Conv2dParams vs torch")
+
+    def run(i):
+        return p(qx, threads=(i % 3) + 1).int_repr().numpy()
+
+    with ThreadPoolExecutor(8) as ex:
+        outs = list(ex.map(run, range(32)))
+    for i, o in enumerate(outs):
+        assert_same(o, expected, f"cached Conv2dParams call {i} from a pool thread")
