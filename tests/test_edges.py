@@ -365,6 +365,12 @@ def test_zero_batch_matches_torch(torch):
     _, inter = qref.conv2d(x0, w, stride=2, padding=1, input_scale=0.03, input_zero_point=11, weight_scale=0.01,
                            output_scale=0.4, output_zero_point=77, return_intermediates=True)
     assert inter.acc.shape == (0, 8, 4, 5)
+    # through the bridge (its second call takes the cached, prepared path)
+    m = torch.ao.nn.quantized.Conv2d(8, 8, 3, stride=2, padding=1)
+    p = qref.from_torch(m)
+    for _ in range(2):
+        got = p(qx)
+        assert tuple(got.shape) == tuple(m(qx).shape) == (0, 8, 4, 5) and got.dtype == torch.quint8
 
 
 def test_zero_height_with_padding_matches_torch(torch):
