@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "qref/conv_nd.h"
+#include "qref/kernels.h"
 #include "qref/requant.h"
 
 namespace qref {
@@ -106,6 +107,13 @@ void conv_nd_scalar_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t*
 // Depthwise (G == C, Cg == 1, O = G * mult): K order = tap order, pairs are taps (2i, 2i+1)
 // per output channel (SPEC.md §4.2). The receptive field is expanded to one int16 value per
 // output channel (channel o reads input channel o / mult), so every inner loop runs over o.
+// kernels/conv_nd_dw_avx2.cc (AVX2 code; call only when cpu_features().avx2)
+bool conv_nd_dw_acc_avx2(const uint8_t* const* taps, int64_t T2, const int8_t* wpairs, int64_t C, int32_t* acc,
+                         int32_t* rowsum);
+int64_t conv_nd_requant_avx2(const int32_t* acc, const int32_t* rowsum, bool rowsum_saturates, int32_t a_zp,
+                             const int32_t* col_offset, const int32_t* w_zp, const float* bias_term,
+                             const float* multiplier, int32_t out_zp, bool relu, int64_t O, uint8_t* dst);
+
 void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
                             int64_t m_begin, int64_t m_end) {
   const ConvNdShape& s = p.shape;
@@ -131,6 +139,14 @@ void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8
     return (x >= 0 && x < in_dim[i]) ? x : -1;
   };
   tap[T] = zero_row.data();
+  // AVX2 accumulation (same arithmetic) for one output channel per input channel.
+  const int64_t T2 = (T + 1) / 2 * 2;
+  const bool use_avx2 = mult == 1 && cpu_features().avx2;
+  std::vector<int8_t> wpairs(use_avx2 ? static_cast<size_t>(T2 * O) : 0, 0);
+  if (use_avx2) {
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t o = 0; o < O; ++o) wpairs[((t / 2) * O + o) * 2 + (t % 2)] = w[o * T + t];
+  }
   for (int64_t m = m_begin; m < m_end; ++m) {
     const int64_t oh = m % s.OH, od = (m / s.OH) % s.OD, n = m / (s.OH * s.OD);
     for (int64_t ow = 0; ow < s.OW; ++ow) {
@@ -157,30 +173,41 @@ void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8
           }
         }
       }
-      std::fill(acc.begin(), acc.end(), 0);
-      for (int64_t tp = 0; tp < T; tp += 2) {
-        const uint8_t* a0 = tap[tp];
-        const uint8_t* a1 = tap[tp + 1];  // the zero row after an odd last tap
-        const int16_t* w0 = wt.data() + tp * O;
-        const int16_t* w1 = w0 + O;
-        int32_t* ac = acc.data();
-        for (int64_t o = 0; o < O; ++o) {
-          int32_t v = static_cast<int32_t>(a0[o]) * w0[o] + static_cast<int32_t>(a1[o]) * w1[o];
-          v = v < -32768 ? -32768 : (v > 32767 ? 32767 : v);  // vpmaddubsw
-          ac[o] += v;
+      if (use_avx2) {
+        conv_nd_dw_acc_avx2(tap.data(), T2, wpairs.data(), O, acc.data(), need_rowsum ? rowsum.data() : nullptr);
+      } else {
+        std::fill(acc.begin(), acc.end(), 0);
+        for (int64_t tp = 0; tp < T; tp += 2) {
+          const uint8_t* a0 = tap[tp];
+          const uint8_t* a1 = tap[tp + 1];  // the zero row after an odd last tap
+          const int16_t* w0 = wt.data() + tp * O;
+          const int16_t* w1 = w0 + O;
+          int32_t* ac = acc.data();
+          for (int64_t o = 0; o < O; ++o) {
+            int32_t v = static_cast<int32_t>(a0[o]) * w0[o] + static_cast<int32_t>(a1[o]) * w1[o];
+            v = v < -32768 ? -32768 : (v > 32767 ? 32767 : v);  // vpmaddubsw
+            ac[o] += v;
+          }
         }
-      }
-      if (need_rowsum) {
-        std::fill(rowsum.begin(), rowsum.end(), 0);
-        for (int64_t tt = 0; tt < T; ++tt) {
-          const uint8_t* a0 = tap[tt];
-          int32_t* rs = rowsum.data();
-          for (int64_t o = 0; o < O; ++o) rs[o] += a0[o];
+        if (need_rowsum) {
+          std::fill(rowsum.begin(), rowsum.end(), 0);
+          for (int64_t tt = 0; tt < T; ++tt) {
+            const uint8_t* a0 = tap[tt];
+            int32_t* rs = rowsum.data();
+            for (int64_t o = 0; o < O; ++o) rs[o] += a0[o];
+          }
         }
       }
       const int64_t out_pos = ((n * s.OD + od) * s.OH + oh) * s.OW + ow;
       uint8_t* dst = out + out_pos * O;
-      for (int64_t o = 0; o < O; ++o) {
+      int64_t o0 = 0;
+      if (use_avx2) {
+        o0 = conv_nd_requant_avx2(acc.data(), need_rowsum ? rowsum.data() : nullptr, sat_rowsum, rq.input_zero_point,
+                                  rq.col_offset.data(), rq.weight_zero_point.data(),
+                                  rq.has_bias ? rq.bias_term.data() : nullptr, rq.multiplier.data(),
+                                  rq.output_zero_point, rq.relu, O, dst);
+      }
+      for (int64_t o = o0; o < O; ++o) {
         // fbgemm's vpaddsw clips the row sum at 32767 (reproduce_defects)
         const int32_t rs = !need_rowsum ? 0 : (sat_rowsum ? std::min<int32_t>(rowsum[o], 32767) : rowsum[o]);
         const int32_t raw =

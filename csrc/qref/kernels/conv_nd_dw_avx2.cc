@@ -1,0 +1,118 @@
+// qref: AVX2 accumulation for the depthwise-3D path (Cg == 1, one output channel per input
+// channel). It computes exactly fbgemm's integer arithmetic (GenerateI8Depthwise.cc
+// genMaddEpi16xNPacked): per channel and tap pair (2i, 2i+1), vpmaddubsw of the interleaved
+// activation bytes with the interleaved weight bytes = sat16(a0*w0 + a1*w1), widened and added
+// in int32. The row sums are exact int32 sums. conv_nd_requant_avx2 restates requant.h with
+// intrinsics (requant.h's inline functions are not compiled here, see below).
+//
+// This file is compiled with AVX2 code generation (the pragma below; it is its own translation
+// unit, like the conv2d AVX2 kernel) and called only after cpu_features().avx2 was checked.
+// It includes no standard-library templates (Highway's one-definition-rule hazard), only
+// <immintrin.h> and <cstdint>.
+#include <cstdint>
+
+#if defined(__x86_64__) || defined(__i386__)
+#pragma GCC target("avx2")
+#include <immintrin.h>
+
+namespace qref {
+
+// taps[t] (t < T2, T2 even): C activation bytes of tap t (padded taps point at an a_zp row, the
+// tap after an odd last one at a zero row). wpairs: for pair j and channel c, the bytes
+// (w[c][2j], w[c][2j+1]) at ((j * C) + c) * 2. acc[c] = sum_j sat16(...); rowsum (if not null)
+// [c] = sum_t a[t][c] over the T real taps (the zero row adds nothing).
+bool conv_nd_dw_acc_avx2(const uint8_t* const* taps, int64_t T2, const int8_t* wpairs, int64_t C, int32_t* acc,
+                         int32_t* rowsum) {
+  int64_t c = 0;
+  for (; c + 16 <= C; c += 16) {
+    __m256i acc_lo = _mm256_setzero_si256(), acc_hi = _mm256_setzero_si256();
+    for (int64_t t = 0; t < T2; t += 2) {
+      const __m128i a0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(taps[t] + c));
+      const __m128i a1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(taps[t + 1] + c));
+      // channels c..c+7 in the low lane, c+8..c+15 in the high lane, (a0, a1) byte pairs
+      const __m256i a = _mm256_set_m128i(_mm_unpackhi_epi8(a0, a1), _mm_unpacklo_epi8(a0, a1));
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wpairs + ((t / 2) * C + c) * 2));
+      const __m256i p = _mm256_maddubs_epi16(a, w);  // sat16(a0*w0 + a1*w1), channel order
+      acc_lo = _mm256_add_epi32(acc_lo, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(p)));
+      acc_hi = _mm256_add_epi32(acc_hi, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(p, 1)));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + c), acc_lo);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + c + 8), acc_hi);
+    if (rowsum) {
+      __m256i rs_lo = _mm256_setzero_si256(), rs_hi = _mm256_setzero_si256();
+      for (int64_t t = 0; t < T2; ++t) {
+        const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(taps[t] + c));
+        rs_lo = _mm256_add_epi32(rs_lo, _mm256_cvtepu8_epi32(a));
+        rs_hi = _mm256_add_epi32(rs_hi, _mm256_cvtepu8_epi32(_mm_srli_si128(a, 8)));
+      }
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(rowsum + c), rs_lo);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(rowsum + c + 8), rs_hi);
+    }
+  }
+  // remaining channels (C % 16): the same arithmetic, one channel at a time
+  for (; c < C; ++c) {
+    int32_t s = 0, r = 0;
+    for (int64_t t = 0; t < T2; t += 2) {
+      const int8_t* wp = wpairs + ((t / 2) * C + c) * 2;
+      int32_t v = static_cast<int32_t>(taps[t][c]) * wp[0] + static_cast<int32_t>(taps[t + 1][c]) * wp[1];
+      v = v < -32768 ? -32768 : (v > 32767 ? 32767 : v);
+      s += v;
+      r += taps[t][c] + taps[t + 1][c];
+    }
+    acc[c] = s;
+    if (rowsum) rowsum[c] = r;
+  }
+  return true;
+}
+
+// fbgemm's requantization of 8 channels at a time (QuantUtilsAvx2.cc
+// requantizeOutputProcessingAvx2; the scalar statement of it is requant.h, which this file does
+// not include): raw = acc - a_zp * col_offset - rowsum * w_zp (vpmulld / vpsubd, wrapping);
+// y = (float(raw) + bias_term) * multiplier; cvtps2dq; packs to int16; adds the zero point with
+// int16 saturation; packus to uint8; max with lo (out_zp if relu). bias_term may be null (no bias:
+// float(raw) + 0.0f == float(raw) for every integer raw, so adding zero is the same).
+// Returns the number of channels done (a multiple of 8); the caller finishes the rest.
+int64_t conv_nd_requant_avx2(const int32_t* acc, const int32_t* rowsum, bool rowsum_saturates, int32_t a_zp,
+                             const int32_t* col_offset, const int32_t* w_zp, const float* bias_term,
+                             const float* multiplier, int32_t out_zp, bool relu, int64_t O, uint8_t* dst) {
+  const __m256i vazp = _mm256_set1_epi32(a_zp);
+  const __m256i vmax16 = _mm256_set1_epi32(32767);
+  const __m128i vozp = _mm_set1_epi16(static_cast<int16_t>(out_zp));
+  const __m128i vlo = _mm_set1_epi8(static_cast<char>(relu ? out_zp : 0));
+  int64_t o = 0;
+  for (; o + 8 <= O; o += 8) {
+    __m256i r = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + o));
+    r = _mm256_sub_epi32(r, _mm256_mullo_epi32(vazp, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col_offset + o))));
+    if (rowsum) {
+      __m256i rs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rowsum + o));
+      if (rowsum_saturates) rs = _mm256_min_epi32(rs, vmax16);
+      r = _mm256_sub_epi32(r, _mm256_mullo_epi32(rs, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w_zp + o))));
+    }
+    __m256 y = _mm256_cvtepi32_ps(r);
+    if (bias_term) y = _mm256_add_ps(y, _mm256_loadu_ps(bias_term + o));
+    y = _mm256_mul_ps(y, _mm256_loadu_ps(multiplier + o));
+    const __m256i q = _mm256_cvtps_epi32(y);
+    __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    q16 = _mm_adds_epi16(q16, vozp);
+    __m128i q8 = _mm_packus_epi16(q16, q16);
+    q8 = _mm_max_epu8(q8, vlo);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + o), q8);
+  }
+  return o;
+}
+
+}  // namespace qref
+
+#else
+
+namespace qref {
+bool conv_nd_dw_acc_avx2(const uint8_t* const*, int64_t, const int8_t*, int64_t, int32_t*, int32_t*) {
+  return false;
+}
+int64_t conv_nd_requant_avx2(const int32_t*, const int32_t*, bool, int32_t, const int32_t*, const int32_t*,
+                             const float*, const float*, int32_t, bool, int64_t, uint8_t*) {
+  return 0;
+}
+}  // namespace qref
+
+#endif
