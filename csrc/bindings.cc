@@ -7,6 +7,9 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#if defined(__SSE2__)
+#include <emmintrin.h>  // issue 3: transpose_bytes
+#endif
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -98,6 +101,35 @@ py::list usable_kernel_names(bool only_usable) {
   for (size_t i = 0; i < n; ++i)
     if (!only_usable || table[i]->usable()) out.append(table[i]->name);
   return out;
+}
+
+// [bindings: issue 3 native speed] src: rows x cols bytes (row stride sstride) ->
+// dst: cols x rows (row stride dstride). 16x16 tiles by four rounds of byte
+// interleaving (SSE2, part of x86-64); scalar edges and non-x86 builds.
+void transpose_bytes(const uint8_t* src, int64_t sstride, uint8_t* dst, int64_t dstride, int64_t rows,
+                     int64_t cols) {
+  int64_t r0 = 0;
+#if defined(__SSE2__)
+  for (; r0 + 16 <= rows; r0 += 16) {
+    int64_t c0 = 0;
+    for (; c0 + 16 <= cols; c0 += 16) {
+      __m128i x[16], t[16];
+      for (int i = 0; i < 16; ++i) x[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (r0 + i) * sstride + c0));
+      for (int round = 0; round < 4; ++round) {
+        for (int i = 0; i < 8; ++i) {
+          t[2 * i] = _mm_unpacklo_epi8(x[i], x[i + 8]);
+          t[2 * i + 1] = _mm_unpackhi_epi8(x[i], x[i + 8]);
+        }
+        for (int i = 0; i < 16; ++i) x[i] = t[i];
+      }
+      for (int i = 0; i < 16; ++i) _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (c0 + i) * dstride + r0), x[i]);
+    }
+    for (; c0 < cols; ++c0)
+      for (int64_t i = 0; i < 16; ++i) dst[c0 * dstride + r0 + i] = src[(r0 + i) * sstride + c0];
+  }
+#endif
+  for (; r0 < rows; ++r0)
+    for (int64_t c = 0; c < cols; ++c) dst[c * dstride + r0] = src[r0 * sstride + c];
 }
 
 Conv2dShape make_shape(const py::array& input, const py::array& weight, std::pair<int64_t, int64_t> stride,
@@ -411,6 +443,33 @@ PYBIND11_MODULE(_core, m) {
       py::arg("weight_scale"), py::arg("weight_zero_point"), py::arg("per_channel"), py::arg("output_scale"),
       py::arg("output_zero_point"), py::arg("relu"), py::arg("saturate"), py::arg("kernel"),
       "Pack a conv2d's weights once for `kernel`; run with conv2d_run on inputs of input's shape.");
+  // Channel transposes of 4-D int8/uint8 arrays (NCHW <-> NHWC, OIHW -> OHWI), 16x16
+  // byte tiles: numpy's generic transpose moves ~1 GB/s, which made the layout
+  // conversion of a numpy call cost more than its convolution.
+  m.def(
+      "channels_transpose",
+      [](py::array a, bool to_last) {
+        if (!(a.dtype().is(py::dtype::of<uint8_t>()) || a.dtype().is(py::dtype::of<int8_t>())))
+          throw py::type_error("_core: channels_transpose needs an int8/uint8 array");
+        if (a.ndim() != 4 || !(a.flags() & py::array::c_style))
+          throw py::value_error("_core: channels_transpose needs a C-contiguous 4-D array");
+        const int64_t n = a.shape(0);
+        // to_last: (n, c, h, w) -> (n, h, w, c); else (n, h, w, c) -> (n, c, h, w).
+        const int64_t rows = to_last ? a.shape(1) : a.shape(1) * a.shape(2);
+        const int64_t cols = to_last ? a.shape(2) * a.shape(3) : a.shape(3);
+        std::vector<py::ssize_t> shape = to_last
+            ? std::vector<py::ssize_t>{a.shape(0), a.shape(2), a.shape(3), a.shape(1)}
+            : std::vector<py::ssize_t>{a.shape(0), a.shape(3), a.shape(1), a.shape(2)};
+        py::array out(a.dtype(), shape);
+        const uint8_t* src = static_cast<const uint8_t*>(a.data());
+        uint8_t* dst = static_cast<uint8_t*>(out.mutable_data());
+        {
+          py::gil_scoped_release release;
+          for (int64_t i = 0; i < n; ++i) transpose_bytes(src + i * rows * cols, cols, dst + i * rows * cols, rows, rows, cols);
+        }
+        return out;
+      },
+      py::arg("a"), py::arg("to_last"));
   m.def(
       "conv2d_run",
       [](const PreparedHolder& h, py::array input, int threads) {

@@ -229,18 +229,22 @@ def bench_torch_vs_qref(shape_list: list[Shape], budget_s: float, extra_kernels:
 
 
 def bench_numpy(shape_list: list[Shape], budget_s: float) -> list[dict]:
-    """qref (single thread, isa="auto") vs the plain-numpy reference (BLAS threads as configured)."""
+    """qref (single thread, isa="auto") on numpy NCHW arrays vs the plain-numpy reference
+    (BLAS threads as configured). Both prepare their weights once, outside the timing (the
+    reference its float64 copy, qref a Conv2dParams)."""
     import qref
 
     rows = []
     for s in shape_list:
         ops = make_operands(s)
         ref = numpy_reference(s, ops)
-        kw = dict(stride=s.stride, padding=s.padding, groups=s.groups, input_scale=ops["a_scale"],
-                  input_zero_point=ops["a_zp"], weight_scale=ops["w_scale"],
-                  weight_zero_point=ops["w_zp"].astype(np.int32), output_scale=ops["out_scale"],
-                  output_zero_point=ops["out_zp"])
-        t = interleaved({"numpy": ref, "qref": lambda: qref.conv2d(ops["x"], ops["w"], ops["bias"], threads=1, **kw)},
+        params = qref.Conv2dParams(
+            weight=ops["w"], weight_scale=ops["w_scale"], weight_zero_point=ops["w_zp"].astype(np.int32),
+            per_channel=True, bias=ops["bias"], stride=(s.stride, s.stride), padding=(s.padding, s.padding),
+            dilation=(1, 1), groups=s.groups, output_scale=ops["out_scale"], output_zero_point=ops["out_zp"],
+            relu=False)
+        x, a_s, a_zp = ops["x"], ops["a_scale"], ops["a_zp"]
+        t = interleaved({"numpy": ref, "qref": lambda: params(x, input_scale=a_s, input_zero_point=a_zp, threads=1)},
                         budget_s, min_reps=2)
         rows.append(dict(shape=s.name, macs=s.macs, t_numpy=t["numpy"], t_qref=t["qref"]))
     return rows
@@ -309,6 +313,36 @@ def _gmacs(macs: int, t: float) -> str:
     return f"{macs / t / 1e9:.1f}"
 
 
+# Where qref's time goes, by layer kind (perf record on the kernels, see docs/performance.md);
+# printed under a table for every single-thread shape whose ratio is below 0.8.
+WHERE_TIME_GOES = {
+    "depthwise": (
+        "depthwise kernel (channels in lanes; AVX2 code on every CPU, as fbgemm's JIT is): per output pixel and "
+        "32 channels, the 9 taps are 4.5 pairs of vpunpck + vpmaddubsw folded by vpmaddwd, then 32 lanes are "
+        "requantized -- about a quarter of the kernel time, since only 9 products per output amortize it -- and "
+        "9 tap pointers are set up per pixel. fbgemm generates a kernel for the exact shape. To close: a 3x3 "
+        "loop computing two output pixels per iteration (stride-2 neighbours share a tap column) with tap rows "
+        "hoisted per output row; the ~20 us of Python per call is also ~10% of a 0.2 ms layer."),
+    "pointwise": (
+        "pointwise GEMM reading input rows in place: at 14x14 there are only 196 rows, so the weight panels "
+        "(K x 32 bytes) stream from L2 for every 8-row tile; the fixed per-call cost (output allocation, ~20 us "
+        "of Python) is 10-15% of a 0.25 ms layer. To close: K-blocking so a panel stays in L1 across tiles, and "
+        "a larger (12-row) tile."),
+    "im2col": (
+        "im2col GEMM: receptive fields are copied into an L2-sized block (the copy is ~5% at 3x3, more for 7x7 "
+        "with 3 channels) and the micro-kernel runs at about 200 GMAC/s exact / 100 GMAC/s saturating "
+        "(vpmaddubsw + vpdpwssd: two multiplies per 4 products); below 0.8 the fixed per-call cost dominates "
+        "small layers. To close: K-blocking for large K and an AVX2-only saturating tile without the "
+        "vpmaddwd-by-1 (accumulate int16 pair sums of 2 steps before widening where no overflow is possible)."),
+}
+
+
+def _layer_kind(name: str) -> str:
+    if " dw " in f" {name} ":
+        return "depthwise"
+    return "pointwise" if "1x1" in name else "im2col"
+
+
 def format_report(res: dict) -> str:
     lines = []
     meta = res["meta"]
@@ -347,14 +381,27 @@ def format_report(res: dict) -> str:
                 msg += f"; qref[{k}]: **{geomean([r['t_torch'] / r[f't_qref_{k}'] for r in sel]):.2f}**"
             lines.append("")
             lines.append(msg)
+        slow = [r for r in rows if r["threads"] == 1 and r["t_torch"] / r["t_qref"] < 0.8]
+        if slow:
+            lines.append("")
+            lines.append("Below 0.8 single-threaded, and where qref's time goes:")
+            for r in slow:
+                lines.append(f"- {r['shape']}: t_torch/t_qref = {r['t_torch'] / r['t_qref']:.2f}; qref kernel "
+                             f"{_ms(r['t_kernel'])} ms of {_ms(r['t_qref'])} ms (rest: Python, output); "
+                             f"{WHERE_TIME_GOES[_layer_kind(r['shape'])]}")
         lines.append("")
 
+    lines.append("The targets are the single-thread rows. On a 2-core host shared with other jobs the all-thread "
+                 "rows swing widely between runs: torch's OpenMP pool spins while it waits, and a descheduled "
+                 "thread stalls a static split (qref's threads take row chunks from a shared counter).")
+    lines.append("")
     section("torch default ISA (fbgemm VNNI kernels on this host) vs qref isa=\"auto\"", res["default"])
     if res.get("avx2"):
         section("FBGEMM_ENABLE_INSTRUCTIONS=AVX2 (subprocess): torch AVX2 kernels vs qref isa=\"auto\" (AVX2 "
                 "arithmetic there)", res["avx2"], extra=("avx2",))
     if res.get("numpy"):
-        lines.append("### plain numpy reference (im2col + float64 BLAS) vs qref, qref single thread")
+        lines.append("### plain numpy reference (im2col + float64 BLAS, 1 BLAS thread) vs qref on numpy arrays "
+                     "(`Conv2dParams`), qref single thread")
         lines.append("")
         lines.append("| shape | numpy ms | qref ms | numpy GMAC/s | qref GMAC/s | t_numpy/t_qref |")
         lines.append("|---|---:|---:|---:|---:|---:|")
@@ -400,7 +447,14 @@ def _meta(args: argparse.Namespace, argv: list) -> dict:
                     break
     except OSError:
         pass
-    return dict(command="python -m qref.bench " + " ".join(argv), cpu=cpu, cores=_threads_all(),
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if prog == "bench_conv2d.py":
+        cmd = "python benchmarks/bench_conv2d.py"
+    elif prog in ("qref", "cli.py", "__main__.py") and "qref.bench" not in " ".join(sys.argv):
+        cmd = "qref bench"
+    else:
+        cmd = "python -m qref.bench"
+    return dict(command=" ".join([cmd] + argv), cpu=cpu, cores=_threads_all(),
                 kernels=qref.kernels(), torch=tv, numpy=np.__version__, budget=args.budget)
 
 

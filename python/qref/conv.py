@@ -136,7 +136,7 @@ def _input_operand(fn: str, x: Any, scale: Any, zero_point: Any) -> _Act:
     s = check_scale(fn, "input_scale", scale)
     zp = check_int(fn, "input_zero_point", zero_point, 0, 255, "uint8 activations: must be in [0, 255]")
     # Any strides (negative, non-contiguous, Fortran order): one NHWC copy.
-    return _Act(np.ascontiguousarray(a.transpose(0, 2, 3, 1)), s, zp, False)
+    return _Act(_channels_last(a), s, zp, False)
 
 
 def _ndim(v: Any) -> int:
@@ -393,19 +393,18 @@ def conv2d(
         if len(_prepared_cache) >= 16:
             _prepared_cache.clear()
         prep = _core.conv2d_prepare(
-            act.nhwc, np.ascontiguousarray(wt.oihw.transpose(0, 2, 3, 1)), b, st, pd, dl, g, act.scale,
+            act.nhwc, _channels_last(wt.oihw), b, st, pd, dl, g, act.scale,
             act.zero_point, wt.scale, wt.zero_point, wt.per_channel, out_s, out_zp, bool(relu), plan.saturates,
             kname)
-        if act.from_torch:
-            # Remembered under the caller's own argument objects (immutable, owned by
-            # the cache's owner) plus the input's shape and quantization: see
-            # _prepared_fast_path.
-            _prepared_cache[_fast_key(input, weight, bias, weight_scale, weight_zero_point, stride, padding,
-                                      dilation, groups, output_scale, output_zero_point, relu, engine, isa,
-                                      kname)] = (prep, (weight, bias, weight_scale, weight_zero_point))
+        # Remembered under the caller's own argument objects (immutable, owned by the
+        # cache's owner) plus the input's shape and quantization: see _prepared_fast_path.
+        _prepared_cache[_fast_key(input, input_scale, input_zero_point, weight, bias, weight_scale,
+                                  weight_zero_point, stride, padding, dilation, groups, output_scale,
+                                  output_zero_point, relu, engine, isa, kname)] = (
+            prep, (weight, bias, weight_scale, weight_zero_point))
         out_nhwc = _core.conv2d_run(prep, act.nhwc, _core.default_threads() if nthreads is None else nthreads)
         return _wrap_output(out_nhwc, act.from_torch, out_s, out_zp)
-    w_ohwi = np.ascontiguousarray(wt.oihw.transpose(0, 2, 3, 1))
+    w_ohwi = _channels_last(wt.oihw)
     res = _core.conv2d_nhwc(
         act.nhwc, w_ohwi, b, st, pd, dl, g, act.scale, act.zero_point, wt.scale, wt.zero_point, wt.per_channel,
         out_s, out_zp, bool(relu), plan.saturates, kname,
@@ -421,42 +420,66 @@ def conv2d(
     return out
 
 
-def _fast_key(x: Any, weight: Any, bias: Any, weight_scale: Any, weight_zero_point: Any, stride: Any, padding: Any,
-              dilation: Any, groups: Any, output_scale: Any, output_zero_point: Any, relu: Any, engine: str, isa: str,
-              kname: str) -> tuple:
-    """What a prepared conv2d depends on, for a quint8 tensor input: the identity of the
-    (read-only, owned) weight-side objects, the other arguments by value, the input's
-    shape and quantization, the kernel (after QREF_KERNEL) and the ISA name (whose
-    meaning is fixed for the process: fbgemm reads its environment once)."""
+def _channels_last(a: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> C-contiguous (N, H, W, C) (also OIHW -> OHWI)."""
+    if a.dtype in (np.uint8, np.int8) and a.ndim == 4 and a.flags.c_contiguous:
+        return _core.channels_transpose(a, True)  # issue 3: ~10x numpy's transpose
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+
+
+def _channels_first(a: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) -> C-contiguous (N, C, H, W)."""
+    if a.dtype in (np.uint8, np.int8) and a.ndim == 4 and a.flags.c_contiguous:
+        return _core.channels_transpose(a, False)
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+
+
+def _fast_key(x: Any, input_scale: Any, input_zero_point: Any, weight: Any, bias: Any, weight_scale: Any,
+              weight_zero_point: Any, stride: Any, padding: Any, dilation: Any, groups: Any, output_scale: Any,
+              output_zero_point: Any, relu: Any, engine: str, isa: str, kname: str) -> tuple:
+    """What a prepared conv2d depends on: the identity of the (read-only, owned)
+    weight-side objects, the other arguments by value, the input's kind, shape and
+    quantization, the kernel (after QREF_KERNEL) and the ISA name (whose meaning is fixed
+    for the process: fbgemm reads its environment once)."""
+    if is_torch_tensor(x):
+        q = ("torch", x.q_scale(), x.q_zero_point())
+    else:
+        q = ("numpy", repr(input_scale), repr(input_zero_point))
     return (id(weight), id(bias), id(weight_scale), id(weight_zero_point), repr(stride), repr(padding),
             repr(dilation), repr(groups), repr(output_scale), repr(output_zero_point), bool(relu), engine, isa, kname,
-            tuple(x.shape), x.q_scale(), x.q_zero_point())
+            tuple(x.shape)) + q
 
 
 def _prepared_fast_path(cache: dict, x: Any, weight: Any, bias: Any, weight_scale: Any, weight_zero_point: Any,
                         stride: Any, padding: Any, dilation: Any, groups: Any, input_scale: Any,
                         input_zero_point: Any, output_scale: Any, output_zero_point: Any, relu: Any, engine: Any,
                         isa: Any, kernel: Any, threads: Any) -> Any:
-    """A repeated call of a Conv2dParams on a quint8 tensor of a shape and quantization it
-    has seen: every argument was validated when the entry was made, so only the input's
-    kind, the kernel name and the thread count are checked again. None: take the full path."""
-    if not (is_torch_tensor(x) and input_scale is None and input_zero_point is None and isinstance(kernel, str)
-            and isinstance(isa, str) and isinstance(engine, str) and x.dim() == 4):
+    """A repeated call of a Conv2dParams on an input (quint8 tensor, or uint8 array with the
+    same input_scale/input_zero_point) of a shape and quantization it has seen: every
+    argument was validated when the entry was made, so only the input's kind, the kernel
+    name and the thread count are checked again. None: take the full path."""
+    if not (isinstance(kernel, str) and isinstance(isa, str) and isinstance(engine, str)):
         return None
-    import torch
+    if is_torch_tensor(x):
+        import torch
 
-    if not x.is_quantized or x.dtype != torch.quint8 or x.qscheme() != torch.per_tensor_affine:
+        if not (input_scale is None and input_zero_point is None and x.dim() == 4 and x.is_quantized
+                and x.dtype == torch.quint8 and x.qscheme() == torch.per_tensor_affine):
+            return None
+    elif not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 4 and input_scale is not None
+              and input_zero_point is not None):
         return None
     kname = _resolve_kernel("conv2d", kernel)
-    hit = cache.get(_fast_key(x, weight, bias, weight_scale, weight_zero_point, stride, padding, dilation, groups,
-                              output_scale, output_zero_point, relu, engine, isa, kname))
+    hit = cache.get(_fast_key(x, input_scale, input_zero_point, weight, bias, weight_scale, weight_zero_point, stride,
+                              padding, dilation, groups, output_scale, output_zero_point, relu, engine, isa, kname))
     if hit is None:
         return None
     prep = hit[0]  # hit[1] keeps the keyed objects alive, so their ids are never reused
     nthreads = check_threads("conv2d", threads)
-    out_nhwc = _core.conv2d_run(prep, np.ascontiguousarray(_quint8_nhwc_view(x)),
-                                _core.default_threads() if nthreads is None else nthreads)
-    return _wrap_output(out_nhwc, True, float(output_scale), int(output_zero_point))
+    torch_in = is_torch_tensor(x)
+    nhwc = np.ascontiguousarray(_quint8_nhwc_view(x)) if torch_in else _channels_last(x)
+    out_nhwc = _core.conv2d_run(prep, nhwc, _core.default_threads() if nthreads is None else nthreads)
+    return _wrap_output(out_nhwc, torch_in, float(output_scale), int(output_zero_point))
 
 
 def _wrap_output(out_nhwc: np.ndarray, as_torch: bool, scale: float, zero_point: int) -> Any:
@@ -465,7 +488,7 @@ def _wrap_output(out_nhwc: np.ndarray, as_torch: bool, scale: float, zero_point:
 
         t = torch.from_numpy(out_nhwc).permute(0, 3, 1, 2)  # NCHW view, channels_last strides
         return torch._make_per_tensor_quantized_tensor(t, scale, zero_point)
-    return np.ascontiguousarray(out_nhwc.transpose(0, 3, 1, 2))
+    return _channels_first(out_nhwc)
 
 
 # ----------------------------------------------------------------------------- quantize
