@@ -33,6 +33,8 @@ CONV3D = [
              groups=16, per_channel=False, w_zp=3, a_zp=7), "depthwise"),
     (on.spec("conv3d", N=1, C=8, O=8, spatial=[9, 5, 5], k=[7, 3, 3], padding=[3, 1, 1], groups=8,
              w_zp="random", relu=True), "depthwise"),
+    (on.spec("conv3d", N=1, C=40, O=40, spatial=[3, 6, 5], k=[3, 5, 5], stride=[1, 2, 1], padding=[1, 2, 2],
+             groups=40, w_zp="random", a_zp=250, act="high", weight="extreme"), "depthwise"),
     (on.spec("conv3d", N=2, C=32, O=32, spatial=[4, 6, 6], k=[3, 3, 3], stride=[1, 2, 2], padding=[1, 1, 1],
              groups=8, act="high", weight="extreme"), "groupwise"),
     (on.spec("conv3d", N=1, C=16, O=16, spatial=[3, 5, 5], k=[3, 3, 3], stride=[2, 1, 1], padding=[1, 1, 1],
@@ -102,7 +104,7 @@ def test_conv3d_depthwise_rowsum_defect(k, per_channel):
     weight zero point != 0 multiplies the clipped sum into the output: torch is wrong. qref's
     default is the correct value, reproduce_defects=True gives torch's bytes exactly, and the
     outputs differ exactly where the exact row sum exceeds 32767 (for channels with w_zp != 0)."""
-    C = 8
+    C = 24  # one 16-channel SIMD block and an 8-channel remainder in the fast loop
     s = on.spec("conv3d", N=1, C=C, O=C, spatial=[8, 8, 8], k=list(k), padding=[(v - 1) // 2 for v in k],
                 groups=C, per_channel=per_channel, w_zp="random" if per_channel else 5, act="high",
                 weight="small", a_zp=230, seed=11)
