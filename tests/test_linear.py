@@ -133,6 +133,9 @@ def test_linear_errors():
     with pytest.raises(ValueError, match="linear: input has shape \\(8,\\), expected at least 2 dimensions"):
         qref.linear(np.zeros(8, np.uint8), w, **kw)
     assert qref.linear(np.zeros((0, 8), np.uint8), w, **kw).shape == (0, 4)
+    assert np.array_equal(qref.linear(x, w, engine="x86", **kw), qref.linear(x, w, **kw))
+    with pytest.raises(qref.OneDNNNotSupportedError, match="linear: engine='onednn'"):
+        qref.linear(x, w, engine="onednn", **kw)
 
 
 @pytest.mark.slow

@@ -30,7 +30,15 @@ from ._validate import (
     check_threads,
     is_torch_tensor,
 )
-from .conv import ConvPlan, Intermediates, _bias_operand, _resolve_kernel, _weight_operand
+from .conv import (
+    ENGINES,
+    ConvPlan,
+    Intermediates,
+    OneDNNNotSupportedError,
+    _bias_operand,
+    _resolve_kernel,
+    _weight_operand,
+)
 
 
 def _linear_input(fn: str, x: Any, scale: Any, zero_point: Any):
@@ -84,6 +92,7 @@ def linear(
     output_scale: Any,
     output_zero_point: Any,
     relu: bool = False,
+    engine: str = "fbgemm",
     isa: str = "auto",
     kernel: str = "auto",
     threads: Optional[int] = None,
@@ -94,6 +103,8 @@ def linear(
     ``input``: quint8 tensor (..., K) or uint8 array with ``input_scale``/``input_zero_point``.
     ``weight``: qint8 tensor (O, K), per-tensor or per-channel (axis 0), or an int8 array with
     ``weight_scale``/``weight_zero_point``. ``bias``: float32 (O,) or None.
+    ``engine``: "fbgemm" or "x86" (both run fbgemm for linear); "onednn" raises
+    ``OneDNNNotSupportedError``.
     Returns the same kind as ``input``, shape (..., O). With ``return_intermediates=True``
     returns ``(output, Intermediates)`` whose arrays have shape (..., O).
     """
@@ -117,6 +128,13 @@ def linear(
     out_zp = check_int(fn, "output_zero_point", output_zero_point, 0, 255, "quint8 output: must be in [0, 255]")
     if not isinstance(relu, (bool, np.bool_)):
         raise TypeError(f"{fn}: relu must be a bool, got {type(relu).__name__}")
+    check_choice(fn, "engine", engine, ENGINES)
+    if engine == "onednn":
+        # qlinear_prepack.cpp: only the "onednn" engine packs linear weights for oneDNN; "x86" and
+        # "fbgemm" both use fbgemm's PackedLinearWeight.
+        raise OneDNNNotSupportedError(
+            f"{fn}: engine='onednn' runs this linear on oneDNN, whose arithmetic qref does not reproduce yet; "
+            f"engine='fbgemm' and engine='x86' both run fbgemm for linear")
     check_choice(fn, "isa", isa, ISAS)
     kname = _resolve_kernel(fn, kernel)
     nthreads = check_threads(fn, threads)
