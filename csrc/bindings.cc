@@ -746,6 +746,8 @@ PYBIND11_MODULE(_core, m) {
       py::arg("output_zero_point"), py::arg("relu"), py::arg("saturate"), py::arg("combined"),
       py::arg("float_comp"), py::arg("threads"),
       "oneDNN int8 deconvolution arithmetic (transposed conv2d) on NHWC input; see qref.onednn.conv_transpose2d.");
+  m.def("onednn_set_simd", &set_onednn_simd, py::arg("enabled"),
+        "Tests only: False forces the portable oneDNN loops (the AVX512-VNNI core must give the same bytes).");
   m.def(
       "onednn_scales",
       [](double input_scale, double output_scale) {

@@ -326,8 +326,10 @@ def test_bridge_x86_converted_module(relu):
 @pytest.mark.parametrize("variant", [dict(saturate=False, combined=False, float_comp=False),
                                      dict(saturate=True, combined=False, float_comp=False),
                                      dict(saturate=True, combined=True, float_comp=False),
-                                     dict(saturate=False, combined=True, float_comp=True)],
-                         ids=["exact-sep", "sat-sep", "sat-comb", "amx"])
+                                     dict(saturate=False, combined=True, float_comp=True),
+                                     dict(saturate=False, combined=False, float_comp=False, divide_dst=True),
+                                     dict(saturate=True, combined=False, float_comp=False, kw_major_pairs=True)],
+                         ids=["exact-sep", "sat-sep", "sat-comb", "amx", "ref-any", "kw-major"])
 def test_fast_equals_reference(variant):
     """The repacked loop (no intermediates) gives the bytes of the plain reference loop
     (return_intermediates=True), on every variant and shape family."""
@@ -343,9 +345,13 @@ def test_fast_equals_reference(variant):
                 np.ascontiguousarray(b["w_scale"], dtype=np.float64), b["per_channel"], b["out_scale"], b["out_zp"],
                 s["relu"])
         ref = _core.onednn_conv2d_nhwc(*args, threads=1, intermediates=True, **variant)[0]
-        for threads in (1, 2):
-            fast = _core.onednn_conv2d_nhwc(*args, threads=threads, intermediates=False, **variant)
-            assert_same(fast, ref, f"{case_id(s)} {variant} threads={threads}")
+        for threads, simd in ((1, True), (2, True), (1, False)):
+            _core.onednn_set_simd(simd)  # False: the portable loop even where the VNNI core runs
+            try:
+                fast = _core.onednn_conv2d_nhwc(*args, threads=threads, intermediates=False, **variant)
+            finally:
+                _core.onednn_set_simd(True)
+            assert_same(fast, ref, f"{case_id(s)} {variant} threads={threads} simd={simd}")
 
 
 # ----------------------------------------------------------------------------- transposed (oneDNN deconvolution)

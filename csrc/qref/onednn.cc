@@ -6,6 +6,8 @@
 #include <thread>
 #include <vector>
 
+#include "qref/kernels.h"
+#include "qref/kernels/onednn_simd.h"
 #include "qref/requant.h"
 
 namespace qref {
@@ -291,7 +293,73 @@ void run_rows_fast(const Conv2dShape& s, const OnednnParams& p, const FastPack& 
     }
   }
 }
+
+// AVX512-VNNI integer core (kernels/onednn_avx512vnni.cc) for the exact,
+// non-depthwise case; weights packed as described there.
+struct VnniPack {
+  std::vector<int8_t> wbuf;
+  std::vector<int32_t> sbuf;
+  OnednnSimdProblem P{};
+};
+
+template <class T>
+T* align64(std::vector<T>& v) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(v.data());
+  return reinterpret_cast<T*>((a + 63) / 64 * 64);
+}
+
+void pack_vnni(const Conv2dShape& s, const int8_t* w, VnniPack* vp) {
+  OnednnSimdProblem& P = vp->P;
+  P.N = s.N; P.H = s.H; P.W = s.W; P.C = s.C; P.OH = s.OH; P.OW = s.OW; P.KH = s.KH; P.KW = s.KW;
+  P.stride_h = s.stride_h; P.stride_w = s.stride_w; P.pad_h = s.pad_h; P.pad_w = s.pad_w;
+  P.dilation_h = s.dilation_h; P.dilation_w = s.dilation_w; P.groups = s.groups;
+  P.Cg = s.cin_per_group(); P.Og = s.cout_per_group();
+  P.quads = (P.Cg + 3) / 4;
+  P.oblocks = (P.Og + 15) / 16;
+  const int64_t T = s.KH * s.KW, K = s.K();
+  const size_t wn = static_cast<size_t>(s.groups * P.oblocks * T * P.quads * 64);
+  const size_t sn = static_cast<size_t>(s.groups * P.oblocks * T * 16);
+  vp->wbuf.assign(wn + 64, 0);
+  vp->sbuf.assign(sn + 16, 0);
+  int8_t* wp = align64(vp->wbuf);
+  int32_t* sp = align64(vp->sbuf);
+  for (int64_t g = 0; g < s.groups; ++g)
+    for (int64_t ob = 0; ob < P.oblocks; ++ob)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t j = 0; j < 16; ++j) {
+          const int64_t oc = ob * 16 + j;
+          if (oc >= P.Og) continue;
+          const int8_t* wo = w + (g * P.Og + oc) * K + t * P.Cg;
+          int32_t sum = 0;
+          for (int64_t c = 0; c < P.Cg; ++c) {
+            wp[(((g * P.oblocks + ob) * T + t) * P.quads + c / 4) * 64 + j * 4 + c % 4] = wo[c];
+            sum += wo[c];
+          }
+          sp[((g * P.oblocks + ob) * T + t) * 16 + j] = sum;
+        }
+  P.w = wp;
+  P.wsum = sp;
+}
+
+void pack_dw_avx512(const Conv2dShape& s, const int8_t* w, VnniPack* vp) {
+  OnednnSimdProblem& P = vp->P;
+  P.N = s.N; P.H = s.H; P.W = s.W; P.C = s.C; P.OH = s.OH; P.OW = s.OW; P.KH = s.KH; P.KW = s.KW;
+  P.stride_h = s.stride_h; P.stride_w = s.stride_w; P.pad_h = s.pad_h; P.pad_w = s.pad_w;
+  P.dilation_h = s.dilation_h; P.dilation_w = s.dilation_w; P.groups = s.groups;
+  P.Cg = 1; P.Og = 1; P.quads = 1; P.oblocks = 1;
+  const int64_t T = s.KH * s.KW, G = s.groups, Gp = (G + 15) / 16 * 16;
+  vp->sbuf.assign(static_cast<size_t>(T * Gp + 16), 0);
+  int32_t* sp = align64(vp->sbuf);
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t t = 0; t < T; ++t) sp[t * Gp + g] = w[g * T + t];
+  P.w = nullptr;
+  P.wsum = sp;
+}
+
+bool g_simd_enabled = true;
 }  // namespace
+
+void set_onednn_simd(bool enabled) { g_simd_enabled = enabled; }
 
 void run_onednn_conv2d(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, const int8_t* w,
                        uint8_t* out, int num_threads, const OnednnIntermediates* inter, bool transposed) {
@@ -307,12 +375,46 @@ void run_onednn_conv2d(const Conv2dShape& s, const OnednnParams& p, const uint8_
   // loop (same bytes: tests/test_onednn.py test_fast_equals_reference).
   // Transposed and kw-major pairs: reference loop only.
   const bool reference = inter != nullptr || transposed || p.variant.kw_major_pairs;
+  const CpuFeatures& cpu = cpu_features();
+  const bool dw = s.cin_per_group() == 1 && s.cout_per_group() == 1 && s.groups > 1;
+  const bool vnni = !reference && g_simd_enabled && !p.variant.saturate && !dw && cpu.avx512() && cpu.avx512vnni;
+  // Depthwise products never saturate (one product per pair), on every class.
+  const bool dw512 = !reference && g_simd_enabled && dw && cpu.avx512();
   FastPack fp;
-  if (!reference) fp = pack_fast(s, w);
+  VnniPack vp;
+  if (vnni || dw512) {
+    if (vnni) {
+      pack_vnni(s, w, &vp);
+    } else {
+      pack_dw_avx512(s, w, &vp);
+    }
+    OnednnSimdProblem& P = vp.P;
+    P.a_zp = p.input_zero_point;
+    P.out_zp = p.output_zero_point;
+    P.relu = p.relu;
+    P.has_bias = p.has_bias;
+    P.combined = p.variant.combined;
+    P.float_comp = p.variant.float_comp;
+    P.divide_dst = p.variant.divide_dst;
+    P.ss = p.src_scale;
+    P.inv = p.dst_scale_inv;
+    P.dst_scale = p.dst_scale;
+    P.ws = p.wei_scale.data();
+    P.comb = p.comb_scale.data();
+    P.bias = p.has_bias ? p.bias.data() : nullptr;
+    P.out = out;
+    P.O = s.O;
+  } else if (!reference) {
+    fp = pack_fast(s, w);
+  }
   auto work = [&](int64_t t) {
     const int64_t b = t * chunk, e = std::min(rows, b + chunk);
     if (b >= e) return;
-    if (reference) {
+    if (vnni) {
+      onednn_vnni_rows(vp.P, in, b, e);
+    } else if (dw512) {
+      onednn_avx512_dw_rows(vp.P, in, b, e);
+    } else if (reference) {
       run_rows(s, p, in, w, out, b, e, inter, transposed);
     } else {
       run_rows_fast(s, p, fp, in, out, b, e);

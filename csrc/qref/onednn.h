@@ -74,4 +74,8 @@ struct OnednnIntermediates {
 void run_onednn_conv2d(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, const int8_t* w,
                        uint8_t* out, int num_threads, const OnednnIntermediates* inter, bool transposed = false);
 
+// Tests: false makes run_onednn_conv2d use the portable loops even where the
+// AVX512-VNNI integer core could run (both must give the same bytes).
+void set_onednn_simd(bool enabled);
+
 }  // namespace qref

@@ -1,0 +1,200 @@
+// qref: AVX512-VNNI integer core for the oneDNN arithmetic (exact int32 class,
+// non-depthwise). Same bytes as the reference loop in ../onednn.cc (tests:
+// tests/test_onednn.py test_fast_equals_reference).
+//
+// This translation unit is compiled without ISA flags; only the functions
+// below carry __attribute__((target(...))) and they are called only after the
+// dispatcher checked the CPU (onednn.cc, cpu_features()). No standard-library
+// inline templates are instantiated inside the target-attributed functions.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "qref/kernels/onednn_simd.h"
+
+namespace qref {
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+#define QREF_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")))
+
+// Packed weights (pack_onednn_vnni): per group g, output block ob (16 output
+// channels, zero-padded), tap t, channel quad q (4 input channels,
+// zero-padded): 64 bytes = 16 lanes x 4 int8, lane j = output channel
+// ob*16 + j, bytes = channels 4q..4q+3 (vpdpbusd operand order). wsum: per
+// (g, ob, t) 16 int32 = sum over the tap's channels of each output channel.
+namespace {
+
+QREF_VNNI_TARGET inline void requant16(const OnednnSimdProblem& P, __m512i acc, __m512i col, int64_t o0,
+                                       __mmask16 k, uint8_t* dst) {
+  __m512 A;
+  if (P.float_comp) {
+    // f32(f32(acc) + f32(f32(-colsum) * f32(a_zp)))
+    const __m512 nc = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_setzero_si512(), col));
+    A = _mm512_add_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(nc, _mm512_set1_ps(static_cast<float>(P.a_zp))));
+  } else {
+    // float(acc - a_zp * colsum), int32 wrapping (vpmulld + vpsubd)
+    A = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, _mm512_mullo_epi32(col, _mm512_set1_epi32(P.a_zp))));
+  }
+  __m512 y;
+  if (P.combined) {
+    y = _mm512_mul_ps(A, _mm512_maskz_loadu_ps(k, P.comb + o0));
+  } else {
+    y = _mm512_mul_ps(_mm512_mul_ps(A, _mm512_set1_ps(P.ss)), _mm512_maskz_loadu_ps(k, P.ws + o0));
+  }
+  if (P.has_bias) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(k, P.bias + o0));
+  if (P.relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+  y = P.divide_dst ? _mm512_div_ps(y, _mm512_set1_ps(P.dst_scale)) : _mm512_mul_ps(y, _mm512_set1_ps(P.inv));
+  y = _mm512_add_ps(y, _mm512_set1_ps(static_cast<float>(P.out_zp)));
+  y = _mm512_min_ps(_mm512_max_ps(y, _mm512_setzero_ps()), _mm512_set1_ps(255.0f));
+  _mm512_mask_cvtepi32_storeu_epi8(dst, k, _mm512_cvtps_epi32(y));  // RNE, then the low byte
+}
+
+// Four activation bytes of channels 4q..4q+3 of one pixel; bytes past Cg are
+// zero (their packed weights are zero too, and this never reads past the
+// pixel's group).
+QREF_VNNI_TARGET inline __m512i bcast4(const uint8_t* px, int64_t q, int64_t Cg) {
+  int32_t a4 = 0;
+  if (q * 4 + 4 <= Cg) {
+    std::memcpy(&a4, px + q * 4, 4);
+  } else {
+    uint8_t b[4] = {0, 0, 0, 0};
+    for (int64_t c = q * 4; c < Cg; ++c) b[c - q * 4] = px[c];
+    std::memcpy(&a4, b, 4);
+  }
+  return _mm512_set1_epi32(a4);
+}
+
+// Output positions are processed four at a time (same n, oh; consecutive ow)
+// so every 64-byte weight load feeds four vpdpbusd.
+QREF_VNNI_TARGET void vnni_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin,
+                                     int64_t m_end) {
+  constexpr int NB = 4;
+  const int64_t Cg = P.Cg, Q = P.quads, OB = P.oblocks, T = P.KH * P.KW;
+  const int64_t Qfull = Cg / 4;
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    const int64_t n = m / P.OH, oh = m % P.OH;
+    for (int64_t ow0 = 0; ow0 < P.OW; ow0 += NB) {
+      const int64_t nb = P.OW - ow0 < NB ? P.OW - ow0 : NB;
+      for (int64_t g = 0; g < P.groups; ++g) {
+        for (int64_t ob = 0; ob < OB; ++ob) {
+          __m512i acc[NB], col[NB];
+#pragma GCC unroll 4
+          for (int b = 0; b < NB; ++b) acc[b] = col[b] = _mm512_setzero_si512();
+          const int8_t* wb = P.w + ((g * OB + ob) * T) * Q * 64;
+          const int32_t* wsb = P.wsum + ((g * OB + ob) * T) * 16;
+          for (int64_t kh = 0; kh < P.KH; ++kh) {
+            const int64_t ih = oh * P.stride_h - P.pad_h + kh * P.dilation_h;
+            if (ih < 0 || ih >= P.H) continue;
+            const uint8_t* row = in + (n * P.H + ih) * P.W * P.C + g * Cg;
+            for (int64_t kw = 0; kw < P.KW; ++kw) {
+              const int64_t t = kh * P.KW + kw;
+              const int8_t* wt = wb + t * Q * 64;
+              const __m512i wsum = _mm512_load_si512(wsb + t * 16);
+              const uint8_t* px[NB];
+              bool all = nb == NB;
+              for (int b = 0; b < NB; ++b) {
+                const int64_t iw = (ow0 + b) * P.stride_w - P.pad_w + kw * P.dilation_w;
+                const bool ok = b < nb && iw >= 0 && iw < P.W;
+                px[b] = ok ? row + iw * P.C : nullptr;
+                all = all && ok;
+              }
+              if (all) {
+#pragma GCC unroll 4
+                for (int b = 0; b < NB; ++b) col[b] = _mm512_add_epi32(col[b], wsum);
+                int64_t q = 0;
+                for (; q < Qfull; ++q) {
+                  const __m512i wv = _mm512_load_si512(wt + q * 64);
+                  int32_t a0, a1, a2, a3;
+                  std::memcpy(&a0, px[0] + q * 4, 4);
+                  std::memcpy(&a1, px[1] + q * 4, 4);
+                  std::memcpy(&a2, px[2] + q * 4, 4);
+                  std::memcpy(&a3, px[3] + q * 4, 4);
+                  acc[0] = _mm512_dpbusd_epi32(acc[0], _mm512_set1_epi32(a0), wv);
+                  acc[1] = _mm512_dpbusd_epi32(acc[1], _mm512_set1_epi32(a1), wv);
+                  acc[2] = _mm512_dpbusd_epi32(acc[2], _mm512_set1_epi32(a2), wv);
+                  acc[3] = _mm512_dpbusd_epi32(acc[3], _mm512_set1_epi32(a3), wv);
+                }
+                if (q < Q) {
+                  const __m512i wv = _mm512_load_si512(wt + q * 64);
+#pragma GCC unroll 4
+                  for (int b = 0; b < NB; ++b) acc[b] = _mm512_dpbusd_epi32(acc[b], bcast4(px[b], q, Cg), wv);
+                }
+              } else {
+                for (int b = 0; b < NB; ++b) {
+                  if (!px[b]) continue;
+                  col[b] = _mm512_add_epi32(col[b], wsum);
+                  for (int64_t q = 0; q < Q; ++q)
+                    acc[b] = _mm512_dpbusd_epi32(acc[b], bcast4(px[b], q, Cg), _mm512_load_si512(wt + q * 64));
+                }
+              }
+            }
+          }
+          const int64_t lanes = P.Og - ob * 16 < 16 ? P.Og - ob * 16 : 16;
+          const __mmask16 k = static_cast<__mmask16>((1u << lanes) - 1u);
+          const int64_t o0 = g * P.Og + ob * 16;
+          for (int b = 0; b < nb; ++b) {
+            const int64_t pos = (n * P.OH + oh) * P.OW + ow0 + b;
+            requant16(P, acc[b], col[b], o0, k, P.out + pos * P.O + o0);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Depthwise (one input and one output channel per group): channels are
+// contiguous in NHWC, so 16 groups go in one vector. P.w holds the weights
+// widened to int32 as [tap][G rounded up to 16] (zero-padded); vpmaddwd of a
+// zero-extended byte (high half 0) with a sign-extended weight is the exact
+// product.
+QREF_VNNI_TARGET void dw_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin,
+                                   int64_t m_end) {
+  const int64_t G = P.groups, Gp = (G + 15) / 16 * 16;
+  const int32_t* w32 = P.wsum;
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    const int64_t n = m / P.OH, oh = m % P.OH;
+    for (int64_t ow = 0; ow < P.OW; ++ow) {
+      const int64_t pos = (n * P.OH + oh) * P.OW + ow;
+      for (int64_t c0 = 0; c0 < G; c0 += 16) {
+        const int64_t lanes = G - c0 < 16 ? G - c0 : 16;
+        const __mmask16 k = static_cast<__mmask16>((1u << lanes) - 1u);
+        __m512i acc = _mm512_setzero_si512(), col = _mm512_setzero_si512();
+        for (int64_t kh = 0; kh < P.KH; ++kh) {
+          const int64_t ih = oh * P.stride_h - P.pad_h + kh * P.dilation_h;
+          if (ih < 0 || ih >= P.H) continue;
+          for (int64_t kw = 0; kw < P.KW; ++kw) {
+            const int64_t iw = ow * P.stride_w - P.pad_w + kw * P.dilation_w;
+            if (iw < 0 || iw >= P.W) continue;
+            const uint8_t* px = in + ((n * P.H + ih) * P.W + iw) * P.C + c0;
+            const __m512i a = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, px));
+            const __m512i wv = _mm512_load_si512(w32 + (kh * P.KW + kw) * Gp + c0);
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(a, wv));
+            col = _mm512_add_epi32(col, wv);
+          }
+        }
+        requant16(P, acc, col, c0, k, P.out + pos * P.O + c0);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void onednn_vnni_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end) {
+  vnni_rows_impl(P, in, m_begin, m_end);
+}
+
+void onednn_avx512_dw_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end) {
+  dw_rows_impl(P, in, m_begin, m_end);
+}
+
+#else
+
+void onednn_vnni_rows(const OnednnSimdProblem&, const uint8_t*, int64_t, int64_t) {}
+void onednn_avx512_dw_rows(const OnednnSimdProblem&, const uint8_t*, int64_t, int64_t) {}
+
+#endif
+
+}  // namespace qref
