@@ -59,6 +59,10 @@ def run(repeat: int) -> list[tuple]:
 
     torch.backends.quantized.engine = "fbgemm"
     torch.set_num_threads(1)
+    # Deterministic data (biases included): with random biases about one run in four hits a
+    # near-tie where torch's fused per-tensor bias term differs from qref's requant.h
+    # (tests/test_linear.py test_per_tensor_bias_is_fused_multiply_add).
+    torch.manual_seed(0)
     rng = np.random.default_rng(0)
     rows = []
     for name, kind, xs, ws, kw in SHAPES:
