@@ -192,6 +192,16 @@ class PooledBuf {
 };
 }  // namespace
 
+// Out-of-line views of Requant's arrays for the kernel translation units compiled
+// with ISA flags (kernels/conv2d_avx2.cc, conv2d_avx512vnni.cc, which declare
+// them): they call these instead of std::vector members, so no standard-library
+// inline code is ever compiled there with -mavx2 / -mavx512* (STYLE.md, the
+// one-definition-rule hazard Highway documents).
+const float* requant_multiplier(const Requant& r) { return r.multiplier.data(); }
+const float* requant_bias_term(const Requant& r) { return r.has_bias ? r.bias_term.data() : nullptr; }
+const int32_t* requant_col_offset(const Requant& r) { return r.col_offset.data(); }
+const int32_t* requant_weight_zero_point(const Requant& r) { return r.weight_zero_point.data(); }
+
 void run_conv2d_packed(const Conv2dProblem& p, const KernelEntry& k, const uint8_t* in, const int8_t* w,
                        const void* packed, uint8_t* out, int num_threads, const Conv2dIntermediates* inter) {
   const Conv2dShape& s = p.shape;

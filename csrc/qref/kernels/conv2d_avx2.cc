@@ -24,11 +24,11 @@
 // of range), vpackssdw, vpaddsw zero point, vpackuswb, vpmaxub lo (as
 // src/QuantUtilsAvx2.cc requantizeOutputProcessingAvx2).
 //
-// ODR note (STYLE.md): this file is compiled with -mavx2, so it includes no
-// standard-library template header itself and keeps every helper in an
-// anonymous namespace. The only shared inline code it touches is
-// std::vector<T>::operator[] on Conv2dProblem::rq (a pointer load, inlined),
-// and only while packing.
+// ODR note (STYLE.md): this file is compiled with ISA flags, so it includes no
+// standard-library template header, keeps every helper in an anonymous
+// namespace and reads Requant's std::vector arrays only through out-of-line
+// accessors defined in conv2d.cc: no inline function shared with generic code
+// is compiled here (`nm` shows the kernel entry as the only external symbol).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -37,6 +37,13 @@
 #include "qref/kernels.h"
 
 namespace qref {
+// Defined in conv2d.cc (generic code): Requant's arrays, read here without
+// instantiating any std::vector member under this file's ISA flags.
+const float* requant_multiplier(const Requant& r);
+const float* requant_bias_term(const Requant& r);  // null without bias
+const int32_t* requant_col_offset(const Requant& r);
+const int32_t* requant_weight_zero_point(const Requant& r);
+
 namespace {
 
 constexpr int64_t kMR = 4;    // GEMM rows per micro-tile
@@ -44,6 +51,10 @@ constexpr int64_t kNR = 16;   // GEMM columns (output channels) per micro-tile
 constexpr int64_t kDW = 32;   // depthwise channels per block
 constexpr int64_t kTargetABytes = 96 * 1024;  // packed A block (stays in L2)
 
+// Conv2dShape's sizes without its inline members (same ODR reason as above).
+inline int64_t cin_pg(const Conv2dShape& s) { return s.C / s.groups; }
+inline int64_t cout_pg(const Conv2dShape& s) { return s.O / s.groups; }
+inline int64_t kdim(const Conv2dShape& s) { return s.KH * s.KW * (s.C / s.groups); }
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -54,7 +65,7 @@ inline size_t align64(size_t v) { return (v + 63) / 64 * 64; }
 
 // Depthwise lanes only pay off with several groups of one input channel.
 bool use_depthwise(const Conv2dShape& s) {
-  return s.cin_per_group() == 1 && s.groups >= 8 && s.cout_per_group() <= 4;
+  return cin_pg(s) == 1 && s.groups >= 8 && cout_pg(s) <= 4;
 }
 
 // Per-channel requantization constants, padded and laid out for vector loads.
@@ -73,9 +84,9 @@ struct GemmLayout {
 GemmLayout gemm_layout(const Conv2dProblem& p) {
   const Conv2dShape& s = p.shape;
   GemmLayout L;
-  L.K = s.K();
+  L.K = kdim(s);
   L.Kp = round_up(L.K, 4);
-  L.NP = round_up(s.cout_per_group(), kNR);
+  L.NP = round_up(cout_pg(s), kNR);
   // saturating: 4 u8 k per step; exact: 2 int16 k per step. 64 bytes/step either way.
   L.steps = p.saturate ? L.Kp / 4 : L.Kp / 2;
   L.panel_bytes = L.steps * 64;
@@ -101,7 +112,7 @@ DwLayout dw_layout(const Conv2dProblem& p) {
   DwLayout L;
   L.G = s.groups;
   L.GP = round_up(L.G, kDW);
-  L.Og = s.cout_per_group();
+  L.Og = cout_pg(s);
   L.T = s.KH * s.KW;
   L.P = (L.T + 1) / 2;
   L.oc_bytes = (L.GP / kDW) * L.P * 64;
@@ -131,16 +142,18 @@ void set_rq(const RqArrays& r, int64_t i, const Conv2dProblem& p, int64_t o) {
     return;
   }
   const Requant& rq = p.rq;
-  r.mult[i] = rq.multiplier[o];
-  r.bias[i] = rq.has_bias ? rq.bias_term[o] : 0.0f;
+  const float* bias = requant_bias_term(rq);
+  r.mult[i] = requant_multiplier(rq)[o];
+  r.bias[i] = bias ? bias[o] : 0.0f;
   r.azp_col[i] = static_cast<int32_t>(static_cast<uint32_t>(rq.input_zero_point) *
-                                      static_cast<uint32_t>(rq.col_offset[o]));  // wraps like vpmulld
-  r.wzp[i] = rq.weight_zero_point[o];
+                                      static_cast<uint32_t>(requant_col_offset(rq)[o]));  // wraps like vpmulld
+  r.wzp[i] = requant_weight_zero_point(rq)[o];
 }
 
 bool any_weight_zero_point(const Conv2dProblem& p) {
+  const int32_t* wzp = requant_weight_zero_point(p.rq);
   for (int64_t o = 0; o < p.shape.O; ++o)
-    if (p.rq.weight_zero_point[o] != 0) return true;
+    if (wzp[o] != 0) return true;
   return false;
 }
 
@@ -242,7 +255,7 @@ size_t gemm_scratch(const Conv2dProblem& p, int64_t* mb_out) {
 void gemm_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
   const Conv2dShape& s = p.shape;
   const GemmLayout L = gemm_layout(p);
-  const int64_t G = s.groups, Og = s.cout_per_group(), K = L.K;
+  const int64_t G = s.groups, Og = cout_pg(s), K = L.K;
   char* base = static_cast<char*>(packed);
   const RqArrays r = rq_arrays(base + L.rq_off, G * L.NP);
   for (int64_t g = 0; g < G; ++g)
@@ -337,7 +350,7 @@ Epilogue make_epilogue(const Conv2dProblem& p, bool use_rowsum) {
 // padded taps = a_zp, bytes K..Kp-1 = 0 (their weights are 0 too).
 void im2col_row(const Conv2dShape& s, const uint8_t* in, int64_t n, int64_t oh, int64_t ow, int64_t g,
                 uint8_t a_zp, int64_t Kp, uint8_t* dst) {
-  const int64_t Cg = s.cin_per_group();
+  const int64_t Cg = cin_pg(s);
   // One contiguous run per kernel row when taps are adjacent pixels of all channels.
   const bool row_contig = s.groups == 1 && s.dilation_w == 1;
   const int64_t iw0 = ow * s.stride_w - s.pad_w;
@@ -365,7 +378,7 @@ void im2col_row(const Conv2dShape& s, const uint8_t* in, int64_t n, int64_t oh, 
       d += Cg;
     }
   }
-  for (int64_t k = s.K(); k < Kp; ++k) dst[k] = 0;
+  for (int64_t k = kdim(s); k < Kp; ++k) dst[k] = 0;
 }
 
 inline void widen_row(const uint8_t* src, int64_t Kp, uint8_t* dst) {
@@ -384,7 +397,7 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
               int64_t m_end, void* scratch) {
   const Conv2dShape& s = p.shape;
   const GemmLayout L = gemm_layout(p);
-  const int64_t G = s.groups, Og = s.cout_per_group(), Cg = s.cin_per_group();
+  const int64_t G = s.groups, Og = cout_pg(s), Cg = cin_pg(s);
   int64_t mb;
   gemm_scratch(p, &mb);
   const int64_t row_bytes = SAT ? L.Kp : 2 * L.Kp;

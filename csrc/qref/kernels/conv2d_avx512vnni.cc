@@ -25,10 +25,11 @@
 // range), vpmovsdw (int16 saturation = vpackssdw), vpaddsw zero point,
 // vpackuswb, vpmaxub lo.
 //
-// ODR note (STYLE.md): compiled with -mavx512*, so no standard-library template
-// header is included and every helper has internal linkage. The only shared
-// inline code touched is std::vector<T>::operator[] on Conv2dProblem::rq (a
-// pointer load, inlined), and only while packing.
+// ODR note (STYLE.md): this file is compiled with ISA flags, so it includes no
+// standard-library template header, keeps every helper in an anonymous
+// namespace and reads Requant's std::vector arrays only through out-of-line
+// accessors defined in conv2d.cc: no inline function shared with generic code
+// is compiled here (`nm` shows the kernel entry as the only external symbol).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -37,12 +38,23 @@
 #include "qref/kernels.h"
 
 namespace qref {
+// Defined in conv2d.cc (generic code): Requant's arrays, read here without
+// instantiating any std::vector member under this file's ISA flags.
+const float* requant_multiplier(const Requant& r);
+const float* requant_bias_term(const Requant& r);  // null without bias
+const int32_t* requant_col_offset(const Requant& r);
+const int32_t* requant_weight_zero_point(const Requant& r);
+
 namespace {
 
 constexpr int64_t kMR = 8;    // GEMM rows per micro-tile
 constexpr int64_t kNR = 32;   // output channels per micro-tile (two zmm)
 constexpr int64_t kTargetABytes = 96 * 1024;
 
+// Conv2dShape's sizes without its inline members (same ODR reason as above).
+inline int64_t cin_pg(const Conv2dShape& s) { return s.C / s.groups; }
+inline int64_t cout_pg(const Conv2dShape& s) { return s.O / s.groups; }
+inline int64_t kdim(const Conv2dShape& s) { return s.KH * s.KW * (s.C / s.groups); }
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -50,7 +62,7 @@ inline size_t align64(size_t v) { return (v + 63) / 64 * 64; }
 
 #ifdef QREF_HAVE_AVX2_KERNEL
 bool use_avx2_depthwise(const Conv2dShape& s) {
-  return s.cin_per_group() == 1 && s.groups >= 8 && s.cout_per_group() <= 4;
+  return cin_pg(s) == 1 && s.groups >= 8 && cout_pg(s) <= 4;
 }
 #else
 bool use_avx2_depthwise(const Conv2dShape&) { return false; }
@@ -64,9 +76,9 @@ struct GemmLayout {
 GemmLayout gemm_layout(const Conv2dProblem& p) {
   const Conv2dShape& s = p.shape;
   GemmLayout L;
-  L.K = s.K();
+  L.K = kdim(s);
   L.Kp = round_up(L.K, 4);
-  L.NP = round_up(s.cout_per_group(), kNR);
+  L.NP = round_up(cout_pg(s), kNR);
   L.steps = L.Kp / 4;
   L.panel_bytes = L.steps * kNR * 4;
   L.group_bytes = (L.NP / kNR) * L.panel_bytes;
@@ -93,8 +105,9 @@ RqArrays rq_arrays(const void* base, int64_t count) {
 }
 
 bool any_weight_zero_point(const Conv2dProblem& p) {
+  const int32_t* wzp = requant_weight_zero_point(p.rq);
   for (int64_t o = 0; o < p.shape.O; ++o)
-    if (p.rq.weight_zero_point[o] != 0) return true;
+    if (wzp[o] != 0) return true;
   return false;
 }
 
@@ -141,7 +154,7 @@ inline int32_t sum_bytes(const uint8_t* p, int64_t n) {
 // padded taps = a_zp, bytes K..Kp-1 = 0 (their weights are 0 too).
 void im2col_row(const Conv2dShape& s, const uint8_t* in, int64_t n, int64_t oh, int64_t ow, int64_t g,
                 uint8_t a_zp, int64_t Kp, uint8_t* dst) {
-  const int64_t Cg = s.cin_per_group();
+  const int64_t Cg = cin_pg(s);
   // One contiguous run per kernel row when taps are adjacent pixels of all channels.
   const bool row_contig = s.groups == 1 && s.dilation_w == 1;
   const int64_t iw0 = ow * s.stride_w - s.pad_w;
@@ -169,7 +182,7 @@ void im2col_row(const Conv2dShape& s, const uint8_t* in, int64_t n, int64_t oh, 
       d += Cg;
     }
   }
-  for (int64_t k = s.K(); k < Kp; ++k) dst[k] = 0;
+  for (int64_t k = kdim(s); k < Kp; ++k) dst[k] = 0;
 }
 
 
@@ -184,10 +197,14 @@ size_t gemm_scratch(const Conv2dProblem& p, int64_t* mb_out) {
 void gemm_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
   const Conv2dShape& s = p.shape;
   const GemmLayout L = gemm_layout(p);
-  const int64_t G = s.groups, Og = s.cout_per_group(), K = L.K;
+  const int64_t G = s.groups, Og = cout_pg(s), K = L.K;
   char* base = static_cast<char*>(packed);
   const RqArrays r = rq_arrays(base, G * L.NP);
   const Requant& rq = p.rq;
+  const float* mult = requant_multiplier(rq);
+  const float* bias = requant_bias_term(rq);
+  const int32_t* col = requant_col_offset(rq);
+  const int32_t* wzp = requant_weight_zero_point(rq);
   for (int64_t g = 0; g < G; ++g)
     for (int64_t n = 0; n < L.NP; ++n) {
       const int64_t i = g * L.NP + n;
@@ -199,11 +216,11 @@ void gemm_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
         continue;
       }
       const int64_t o = g * Og + n;
-      r.mult[i] = rq.multiplier[o];
-      r.bias[i] = rq.has_bias ? rq.bias_term[o] : 0.0f;
+      r.mult[i] = mult[o];
+      r.bias[i] = bias ? bias[o] : 0.0f;
       r.azp_col[i] = static_cast<int32_t>(static_cast<uint32_t>(rq.input_zero_point) *
-                                          static_cast<uint32_t>(rq.col_offset[o]));  // wraps like vpmulld
-      r.wzp[i] = rq.weight_zero_point[o];
+                                          static_cast<uint32_t>(col[o]));  // wraps like vpmulld
+      r.wzp[i] = wzp[o];
     }
   for (int64_t g = 0; g < G; ++g) {
     int8_t* gb = reinterpret_cast<int8_t*>(base + L.b_off + g * L.group_bytes);
@@ -312,7 +329,7 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
               int64_t m_end, void* scratch) {
   const Conv2dShape& s = p.shape;
   const GemmLayout L = gemm_layout(p);
-  const int64_t G = s.groups, Og = s.cout_per_group(), Cg = s.cin_per_group();
+  const int64_t G = s.groups, Og = cout_pg(s), Cg = cin_pg(s);
   int64_t mb;
   gemm_scratch(p, &mb);
   uint8_t* abuf = static_cast<uint8_t*>(scratch);
@@ -381,7 +398,7 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
 
 bool vnni_usable() {
   const CpuFeatures& f = cpu_features();
-  return f.x86 && f.avx2 && f.avx512() && f.avx512vnni;
+  return f.x86 && f.avx2 && f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl && f.avx512vnni;
 }
 
 size_t vnni_packed_bytes(const Conv2dProblem& p) {
