@@ -658,7 +658,8 @@ void dw_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uint8
 
 bool avx2_usable() {
   const CpuFeatures& f = cpu_features();
-  return f.x86 && f.avx2;
+  // Everything this file is compiled for (-mavx2 -mfma -mf16c), checked at run time.
+  return f.x86 && f.avx2 && f.fma && f.f16c;
 }
 
 size_t avx2_packed_bytes(const Conv2dProblem& p) {

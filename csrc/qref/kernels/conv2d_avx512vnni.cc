@@ -398,7 +398,9 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
 
 bool vnni_usable() {
   const CpuFeatures& f = cpu_features();
-  return f.x86 && f.avx2 && f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl && f.avx512vnni;
+  // Everything this file is compiled for, checked at run time (libgcc's cpu
+  // support checks include the OS's XCR0 state for ymm/zmm).
+  return f.x86 && f.avx2 && f.fma && f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl && f.avx512vnni;
 }
 
 size_t vnni_packed_bytes(const Conv2dProblem& p) {
