@@ -449,7 +449,9 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "channels_transpose",
       [](py::array a, bool to_last) {
-        if (!(a.dtype().is(py::dtype::of<uint8_t>()) || a.dtype().is(py::dtype::of<int8_t>())))
+        // Equivalence, not identity: an unpickled array may carry its own dtype object.
+        const bool u8 = py::isinstance<py::array_t<uint8_t>>(a);
+        if (!u8 && !py::isinstance<py::array_t<int8_t>>(a))
           throw py::type_error("_core: channels_transpose needs an int8/uint8 array");
         if (a.ndim() != 4 || !(a.flags() & py::array::c_style))
           throw py::value_error("_core: channels_transpose needs a C-contiguous 4-D array");
@@ -460,7 +462,7 @@ PYBIND11_MODULE(_core, m) {
         std::vector<py::ssize_t> shape = to_last
             ? std::vector<py::ssize_t>{a.shape(0), a.shape(2), a.shape(3), a.shape(1)}
             : std::vector<py::ssize_t>{a.shape(0), a.shape(3), a.shape(1), a.shape(2)};
-        py::array out(a.dtype(), shape);
+        py::array out(u8 ? py::dtype::of<uint8_t>() : py::dtype::of<int8_t>(), shape);  // canonical dtype
         const uint8_t* src = static_cast<const uint8_t*>(a.data());
         uint8_t* dst = static_cast<uint8_t*>(out.mutable_data());
         {

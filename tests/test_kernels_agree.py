@@ -309,6 +309,13 @@ def test_prepared_cache_on_conv2d_params(kernel, torch_fbgemm):
             oracle.assert_same(p(qx_, kernel=kernel, threads=2).int_repr().numpy(), m(qx_).int_repr().numpy(),
                                f"kernel={kernel} prepared h={h} w={w} scale={scale} zp={zp}")
     assert 1 <= len(p._prepared) <= 16
+    import copy
+    import pickle
+
+    for clone in (pickle.loads(pickle.dumps(p)), copy.deepcopy(p)):  # the cache is not copied, rebuilt
+        assert clone._prepared == {}
+        oracle.assert_same(clone(qx, kernel=kernel).int_repr().numpy(), m(qx).int_repr().numpy(),
+                           f"kernel={kernel} copied params")
     # numpy input (no fast path) through the same params: same bytes
     qx = torch._make_per_tensor_quantized_tensor(torch.randint(0, 256, (1, 16, 6, 6), dtype=torch.uint8,
                                                                generator=g), 0.02, 9)

@@ -62,6 +62,12 @@ class Conv2dParams:
         wz = self.weight_zero_point if self.per_channel else int(self.weight_zero_point[0])
         object.__setattr__(self, "_weight_arg", (self.weight, ws, wz))
 
+    def __getstate__(self) -> dict:
+        # issue 3: the packed-weight cache holds native objects; a copy rebuilds it on demand.
+        d = dict(self.__dict__)
+        d["_prepared"] = {}
+        return d
+
     def conv_kwargs(self) -> dict:
         w, ws, wz = self._weight_arg
         return dict(weight=w, bias=self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation,
