@@ -6,8 +6,10 @@
 //    out[m][n] = sum_k A[m][k] * B[k][n] with K = KH*KW*Cg in (kh, kw, c)
 //    order. A (the receptive fields) is packed in blocks of rows, never as a
 //    full M x K im2col matrix; a 1x1 stride-1 conv with Cg % 4 == 0 reads the
-//    input rows directly. B is packed once per call as [K/4][16][4] bytes,
-//    the layout of fbgemm's AVX2 GEMM (src/PackBMatrix.cc, row interleave 4).
+//    input rows directly. B is packed by pack_weights (once per call, or once
+//    per PreparedConv2d) as [K/4][16][4] bytes: 4 consecutive k of an output
+//    channel per 32-bit lane, as fbgemm's PackBMatrix (row interleave 4).
+//    Micro-tile: 4 rows x 16 channels (8 ymm accumulators).
 //    - saturating semantics: vpmaddubsw(u8 a[4k..4k+3], s8 w) sums the pairs
 //      (4k, 4k+1) and (4k+2, 4k+3) with int16 saturation -- exactly the pairs
 //      (2i, 2i+1) of the scalar reference, because every group's K starts at
@@ -15,9 +17,11 @@
 //      sums exactly into int32 (fbgemm's GenerateKernelU8S8S32ACC32 inner loop).
 //    - exact semantics: A and B widened to int16, vpmaddwd (a0*w0 + a1*w1 is
 //      at most 2 * 255 * 128 in magnitude, so nothing saturates).
-//  * depthwise (Cg == 1, several groups): channels in vector lanes, taps
-//    paired (t0, t1), (t2, t3), ... as fbgemm's depthwise JIT does
-//    (src/GenerateI8Depthwise.cc: vpunpcklbw of two taps, then vpmaddubsw).
+//  * depthwise (Cg == 1, >= 8 groups, <= 4 outputs per group): 32 channels
+//    in the lanes, taps paired (t0, t1), (t2, t3), ... as fbgemm's depthwise
+//    JIT does (src/GenerateI8Depthwise.cc: vpunpck{l,h}bw of two taps, then
+//    vpmaddubsw); two pair sums are folded into int32 by vpmaddwd with 1
+//    (exact), in a lane order whose vpackssdw/vpackuswb needs no permute.
 //
 // Requantization follows requant.h one float32 operation at a time:
 // vcvtdq2ps, vaddps bias term, vmulps multiplier, vcvtps2dq (0x80000000 out

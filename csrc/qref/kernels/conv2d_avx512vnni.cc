@@ -4,9 +4,10 @@
 // GEMM problems (everything with Cg > 1, and Cg == 1 with few groups): per
 // group g, K = KH*KW*Cg in (kh, kw, c) order; A (receptive fields, u8) packed
 // in row blocks (a 1x1 stride-1 conv with Cg % 4 == 0 reads input rows
-// directly), B packed once per call as [K/4][32][4] bytes (two zmm of 16
-// output channels x 4 k; fbgemm's VNNI GEMM uses the same row interleave of 4,
-// src/PackBMatrix.cc).
+// directly), B packed by pack_weights (once per call or per PreparedConv2d)
+// as [K/4][32][4] bytes: two zmm of 16 output channels x 4 k (fbgemm's VNNI
+// GEMM uses the same row interleave of 4, src/PackBMatrix.cc). Micro-tile:
+// 8 rows x 32 channels (16 zmm accumulators).
 //  - exact semantics: vpdpbusd(acc, u8 a[4k..4k+3], s8 w) adds the four exact
 //    products into int32 -- what fbgemm's VNNI JIT does
 //    (src/GenerateKernelU8S8S32ACC32Avx512VNNI.cc).
