@@ -73,6 +73,20 @@ void run_conv_nd(const ConvNdProblem& p, const uint8_t* in, const int8_t* w, uin
   const ConvNdShape& s = p.shape;
   if (s.N == 0 || s.OD == 0 || s.OH == 0 || s.OW == 0 || s.O == 0) return;
   if (num_threads < 1) num_threads = 1;
+  if (p.path == ConvNdPath::direct && p.fast_depthwise && inter == nullptr) {
+    const int64_t rows = s.N * s.OH;
+    const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(num_threads, rows));
+    const int64_t chunk = (rows + nt - 1) / nt;
+    auto work = [&](int64_t t) {
+      const int64_t b = t * chunk, e = std::min(rows, b + chunk);
+      if (b < e) conv_transpose_direct_rows(p, w, in, out, b, e);
+    };
+    std::vector<std::thread> pool;
+    for (int64_t t = 1; t < nt; ++t) pool.emplace_back(work, t);
+    work(0);
+    for (auto& th : pool) th.join();
+    return;
+  }
   if (p.path == ConvNdPath::direct) {
     // Images are independent; the reference computes each one the correct way
     // (fbgemm itself only computes image 0, SPEC.md §4.5).

@@ -69,8 +69,9 @@ struct ConvNdProblem {
   //  - direct transposed with stride_h = 2: the host loop places input row j's
   //    contributions at output rows j + kh instead of 2j + kh (SPEC.md §4.5).
   bool reproduce_defects = false;
-  // Run the depthwise path with the channel-vectorised loop (conv_nd_depthwise_rows) instead of
-  // the plain reference; same bytes (tests/test_conv_nd.py test_conv3d_kernels_agree).
+  // Run the depthwise and direct transposed paths with the channel-vectorised loops
+  // (conv_nd_depthwise_rows, conv_transpose_direct_rows) instead of the plain reference; same
+  // bytes (tests: test_conv3d_kernels_agree, test_transposed_kernels_agree).
   bool fast_depthwise = false;
 };
 
@@ -90,5 +91,8 @@ void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8
 // fbgemm's direct transposed path (scatter; SPEC.md §4.5), one image n.
 void conv_transpose_direct_scalar(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
                                   int64_t n, const Conv2dIntermediates* inter);
+// The same, vectorised over output channels, for output rows m = n * OH + oh in [m_begin, m_end).
+void conv_transpose_direct_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
+                                int64_t m_begin, int64_t m_end);
 
 }  // namespace qref

@@ -556,7 +556,7 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
         x_cl, w_cl = x_cl[:, None], w_cl[:, None]
         st, pd, dl, op = (1,) + st, (0,) + pd, (1,) + dl, (0,) + op
     out, inter = _run_nd(fn, x_cl, a_s, a_zp, w_cl, wt, b, st, pd, dl, op, g, True, nd, out_s, out_zp, False, plan,
-                         reproduce_defects, nthreads, return_intermediates)
+                         reproduce_defects, nthreads, return_intermediates, kname)
 
     def channels_first(x: np.ndarray) -> np.ndarray:
         if nd == 2:

@@ -298,4 +298,69 @@ void conv_transpose_direct_scalar(const ConvNdProblem& p, const int8_t* w, const
   }
 }
 
+// conv_transpose_direct_scalar with the output channels innermost: weights as [tap][c][o] so
+// the pair sums of one input pixel and tap run over o; column sums per tap precomputed.
+void conv_transpose_direct_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
+                                int64_t m_begin, int64_t m_end) {
+  const ConvNdShape& s = p.shape;
+  const Requant& rq = p.rq;
+  const int64_t IC = s.C, O = s.O, KH = s.KH, KW = s.KW, K = s.K(), T = KH * KW;
+  const int64_t sh = s.stride[1], sw = s.stride[2];
+  const int64_t row_step = (p.reproduce_defects && sh != 1) ? 1 : sh;  // see conv_transpose_direct_scalar
+  std::vector<int16_t> wt(static_cast<size_t>(T * IC * O));
+  std::vector<int32_t> tap_colsum(static_cast<size_t>(T * O), 0);
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t c = 0; c < IC; ++c) {
+        const int8_t v = w[o * K + t * IC + c];
+        wt[(t * IC + c) * O + o] = v;
+        tap_colsum[t * O + o] += v;
+      }
+  std::vector<int32_t> acc(static_cast<size_t>(O)), colsum(static_cast<size_t>(O));
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    const int64_t n = m / s.OH, oh = m % s.OH;
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      std::fill(acc.begin(), acc.end(), 0);
+      std::fill(colsum.begin(), colsum.end(), 0);
+      int64_t rowsum = 0, count = 0;
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const int64_t t = kh * KW + kw, th = oh - kh, tw = ow - kw;
+          const bool w_ok = tw >= 0 && tw % sw == 0 && tw / sw < s.W;
+          if (w_ok && th >= 0 && th % row_step == 0 && th / row_step < s.H) {
+            const uint8_t* px = in + ((n * s.H + th / row_step) * s.W + tw / sw) * IC;
+            for (int64_t c = 0; c < IC; c += 2) {
+              const int32_t a0 = px[c], a1 = px[c + 1];
+              const int16_t* w0 = wt.data() + (t * IC + c) * O;
+              const int16_t* w1 = w0 + O;
+              int32_t* ac = acc.data();
+              for (int64_t o = 0; o < O; ++o) {
+                int32_t v = a0 * w0[o] + a1 * w1[o];
+                v = v < -32768 ? -32768 : (v > 32767 ? 32767 : v);  // vpmaddubsw
+                ac[o] = static_cast<int32_t>(static_cast<uint32_t>(ac[o]) + static_cast<uint32_t>(v));  // vpaddd
+              }
+              rowsum += a0 + a1;
+            }
+          }
+          if (w_ok && th >= 0 && th % sh == 0 && th / sh < s.H) {
+            const int32_t* cs = tap_colsum.data() + t * O;
+            for (int64_t o = 0; o < O; ++o) colsum[o] += cs[o];
+            count += IC;
+          }
+        }
+      }
+      uint8_t* dst = out + ((n * s.OH + oh) * s.OW + ow) * O;
+      for (int64_t o = 0; o < O; ++o) {
+        const int32_t col_offset = wrap32(static_cast<int64_t>(colsum[o]) -
+                                          static_cast<int64_t>(rq.weight_zero_point[o]) * count);
+        const int32_t raw =
+            zero_point_terms(acc[o], wrap32(rowsum), rq.input_zero_point, col_offset, rq.weight_zero_point[o]);
+        const float y =
+            requant_prerounding(raw, rq.has_bias, rq.has_bias ? rq.bias_term[o] : 0.0f, rq.multiplier[o]);
+        dst[o] = requant_output(y, rq.output_zero_point, rq.relu);
+      }
+    }
+  }
+}
+
 }  // namespace qref
