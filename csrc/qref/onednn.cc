@@ -299,6 +299,7 @@ void run_rows_fast(const Conv2dShape& s, const OnednnParams& p, const FastPack& 
 struct VnniPack {
   std::vector<int8_t> wbuf;
   std::vector<int32_t> sbuf;
+  std::vector<uint8_t> zeros;
   OnednnSimdProblem P{};
 };
 
@@ -339,6 +340,8 @@ void pack_vnni(const Conv2dShape& s, const int8_t* w, VnniPack* vp) {
         }
   P.w = wp;
   P.wsum = sp;
+  vp->zeros.assign(static_cast<size_t>(P.Cg + 4), 0);
+  P.zeros = vp->zeros.data();
 }
 
 void pack_dw_avx512(const Conv2dShape& s, const int8_t* w, VnniPack* vp) {

@@ -66,11 +66,11 @@ QREF_VNNI_TARGET inline __m512i bcast4(const uint8_t* px, int64_t q, int64_t Cg)
   return _mm512_set1_epi32(a4);
 }
 
-// Output positions are processed four at a time (same n, oh; consecutive ow)
-// so every 64-byte weight load feeds four vpdpbusd.
+// Output positions are processed eight at a time (same n, oh; consecutive ow)
+// so every 64-byte weight load feeds eight vpdpbusd.
 QREF_VNNI_TARGET void vnni_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin,
                                      int64_t m_end) {
-  constexpr int NB = 4;
+  constexpr int NB = 8;
   const int64_t Cg = P.Cg, Q = P.quads, OB = P.oblocks, T = P.KH * P.KW;
   const int64_t Qfull = Cg / 4;
   for (int64_t m = m_begin; m < m_end; ++m) {
@@ -80,7 +80,7 @@ QREF_VNNI_TARGET void vnni_rows_impl(const OnednnSimdProblem& P, const uint8_t* 
       for (int64_t g = 0; g < P.groups; ++g) {
         for (int64_t ob = 0; ob < OB; ++ob) {
           __m512i acc[NB], col[NB];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
           for (int b = 0; b < NB; ++b) acc[b] = col[b] = _mm512_setzero_si512();
           const int8_t* wb = P.w + ((g * OB + ob) * T) * Q * 64;
           const int32_t* wsb = P.wsum + ((g * OB + ob) * T) * 16;
@@ -92,42 +92,30 @@ QREF_VNNI_TARGET void vnni_rows_impl(const OnednnSimdProblem& P, const uint8_t* 
               const int64_t t = kh * P.KW + kw;
               const int8_t* wt = wb + t * Q * 64;
               const __m512i wsum = _mm512_load_si512(wsb + t * 16);
+              // A tap outside the image (or a lane past the row's end) reads
+              // P.zeros: zero products, and its weights are not added to colsum.
               const uint8_t* px[NB];
-              bool all = nb == NB;
+#pragma GCC unroll 8
               for (int b = 0; b < NB; ++b) {
                 const int64_t iw = (ow0 + b) * P.stride_w - P.pad_w + kw * P.dilation_w;
                 const bool ok = b < nb && iw >= 0 && iw < P.W;
-                px[b] = ok ? row + iw * P.C : nullptr;
-                all = all && ok;
+                px[b] = ok ? row + iw * P.C : P.zeros;
+                if (ok) col[b] = _mm512_add_epi32(col[b], wsum);
               }
-              if (all) {
-#pragma GCC unroll 4
-                for (int b = 0; b < NB; ++b) col[b] = _mm512_add_epi32(col[b], wsum);
-                int64_t q = 0;
-                for (; q < Qfull; ++q) {
-                  const __m512i wv = _mm512_load_si512(wt + q * 64);
-                  int32_t a0, a1, a2, a3;
-                  std::memcpy(&a0, px[0] + q * 4, 4);
-                  std::memcpy(&a1, px[1] + q * 4, 4);
-                  std::memcpy(&a2, px[2] + q * 4, 4);
-                  std::memcpy(&a3, px[3] + q * 4, 4);
-                  acc[0] = _mm512_dpbusd_epi32(acc[0], _mm512_set1_epi32(a0), wv);
-                  acc[1] = _mm512_dpbusd_epi32(acc[1], _mm512_set1_epi32(a1), wv);
-                  acc[2] = _mm512_dpbusd_epi32(acc[2], _mm512_set1_epi32(a2), wv);
-                  acc[3] = _mm512_dpbusd_epi32(acc[3], _mm512_set1_epi32(a3), wv);
-                }
-                if (q < Q) {
-                  const __m512i wv = _mm512_load_si512(wt + q * 64);
-#pragma GCC unroll 4
-                  for (int b = 0; b < NB; ++b) acc[b] = _mm512_dpbusd_epi32(acc[b], bcast4(px[b], q, Cg), wv);
-                }
-              } else {
+              int64_t q = 0;
+              for (; q < Qfull; ++q) {
+                const __m512i wv = _mm512_load_si512(wt + q * 64);
+#pragma GCC unroll 8
                 for (int b = 0; b < NB; ++b) {
-                  if (!px[b]) continue;
-                  col[b] = _mm512_add_epi32(col[b], wsum);
-                  for (int64_t q = 0; q < Q; ++q)
-                    acc[b] = _mm512_dpbusd_epi32(acc[b], bcast4(px[b], q, Cg), _mm512_load_si512(wt + q * 64));
+                  int32_t a4;
+                  std::memcpy(&a4, px[b] + q * 4, 4);
+                  acc[b] = _mm512_dpbusd_epi32(acc[b], _mm512_set1_epi32(a4), wv);
                 }
+              }
+              if (q < Q) {
+                const __m512i wv = _mm512_load_si512(wt + q * 64);
+#pragma GCC unroll 8
+                for (int b = 0; b < NB; ++b) acc[b] = _mm512_dpbusd_epi32(acc[b], bcast4(px[b], q, Cg), wv);
               }
             }
           }

@@ -14,6 +14,7 @@ struct OnednnSimdProblem {
   int64_t oblocks;  // ceil(Og / 16)
   const int8_t* w;       // packed, 64-byte aligned (see onednn_avx512vnni.cc)
   const int32_t* wsum;   // packed per-tap weight sums, 64-byte aligned
+  const uint8_t* zeros;  // Cg + 4 zero bytes (stands in for taps outside the image)
   // Requantization (onednn.h; every value already rounded as oneDNN rounds it).
   int32_t a_zp, out_zp;
   bool relu, has_bias, combined, float_comp, divide_dst;
