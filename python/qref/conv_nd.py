@@ -4,9 +4,11 @@
   padding (0, p), dilation (1, d) (pytorch qconv.cpp ``QConv1dInt8``, qconv_prepack.cpp
   ``QConv1dPackWeightInt8``: unsqueeze at dim 2). qref does exactly that with the conv2d core.
 - conv3d: the 3D paths of fbgemm (SPEC.md §3, §4.2): depthwise 3D, groupwise 3D, pointwise,
-  im2col in (kd, kh, kw, c) order; a scalar reference in csrc/qref/conv3d.cc.
-- conv_transpose1d/2d: fbgemm's im2col transposed path (SPEC.md §4.4) and its direct
-  transposed path (§4.5); csrc/qref/conv_transpose.cc.
+  im2col in (kd, kh, kw, c) order.
+- conv_transpose1d/2d/3d: fbgemm's im2col transposed path (SPEC.md §4.4) and its direct
+  transposed path (§4.5, 2D only).
+The normative N-d reference is csrc/qref/kernels/conv_nd_scalar.cc (kernel="scalar"); the other
+kernels run exact reformulations on the conv2d core or vectorised loops (same bytes).
 """
 
 from __future__ import annotations
@@ -185,8 +187,8 @@ def _run_nd(fn, a_ndhwc, a_s, a_zp, w_odhwi, wt, b, st3, pd3, dl3, op3, groups, 
             relu, plan, reproduce_defects, threads, return_intermediates, kname="scalar"):
     from . import _core
 
-    # kernel="scalar": the plain reference loops; any other kernel: the channel-vectorised
-    # depthwise loop where it applies (same bytes).
+    # kernel="scalar": the plain reference loops; any other kernel: the vectorised depthwise and
+    # direct-transposed loops where they apply (same bytes).
     res = _core.conv_nd_ndhwc(
         a_ndhwc, w_odhwi, b, list(st3), list(pd3), list(dl3), list(op3), int(groups), bool(transposed), sd,
         a_s, a_zp, wt.scale, wt.zero_point, wt.per_channel, out_s, out_zp, bool(relu), plan.path,
