@@ -513,5 +513,33 @@ def test_emulated_class_vs_torch_long(env_isa):
     _check_emulated(env_isa, make_specs(SHAPES + CG1_SHAPES, 12) + rand)
 
 
+def measure(seeds: int) -> None:
+    """Mismatch counts of qref's model and of single-choice alternatives against torch for this
+    process's oneDNN class (docs/onednn.md): ``python tests/test_onednn.py --measure 40``."""
+    extra = [dict(C=36, O=40, KH=3, KW=3, H=10, W=10, groups=2),
+             dict(C=12, O=46, KH=5, KW=5, H=10, W=10, padding=1, groups=2)]
+    specs = make_specs(SHAPES + CG1_SHAPES + extra, seeds)
+    n, kinds = 0, {}
+    mism = {"qref": 0, "other_scale_order": 0, "other_saturation": 0, "other_dst": 0}
+    for s in specs:
+        b = build_case(s)
+        t = torch_engine_conv(s, b, "onednn")
+        pl = onednn.plan(b["w"].shape, s["groups"], s["stride"], s["padding"], s["dilation"])
+        kinds[pl.kernel] = kinds.get(pl.kernel, 0) + t.size
+        n += t.size
+        mism["qref"] += int((qref_engine_conv(s, b, "onednn") != t).sum())
+        mism["other_scale_order"] += int((_variant_out(s, b, combined=not pl.combined_scale) != t).sum())
+        mism["other_saturation"] += int((_variant_out(s, b, saturate=not pl.saturates) != t).sum())
+        mism["other_dst"] += int((_variant_out(s, b, divide_dst=not pl.divide_dst) != t).sum())
+    print(f"class={onednn.onednn_isa().effective} cases={len(specs)} outputs={n} mismatches={mism}")
+    print("   outputs per kernel rule:", kinds)
+
+
 if __name__ == "__main__":
-    _worker(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "--measure":
+        import warnings
+
+        warnings.filterwarnings("ignore")
+        measure(int(sys.argv[2]))
+    else:
+        _worker(sys.argv[1], sys.argv[2])
