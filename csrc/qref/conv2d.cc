@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -222,21 +223,52 @@ void run_conv2d_packed(const Conv2dProblem& p, const KernelEntry& k, const uint8
   // thread the OS deschedules on a busy host does not hold up the others.
   const int64_t chunk = std::max<int64_t>(min_rows, (rows + 4 * nt - 1) / (4 * nt));
   nt = std::min<int64_t>(nt, (rows + chunk - 1) / chunk);
-  std::vector<PooledBuf> scratches;
-  scratches.reserve(static_cast<size_t>(nt));
-  for (int64_t t = 0; t < nt; ++t) scratches.emplace_back(scratch);
-  std::atomic<int64_t> next{0};
-  auto work = [&](int64_t t) {
+  PooledBuf own_scratch(scratch);  // before any helper starts: an allocation failure throws here
+  if (nt == 1) {
+    k.run_rows(p, w, packed, in, out, 0, rows, own_scratch.get(), inter);
+    return;
+  }
+  // Helpers are detached and share this state through a shared_ptr. The caller
+  // waits only for the rows that were claimed: a helper the OS has not scheduled
+  // yet (a busy core, an OpenMP pool spinning on it) finds no rows left, touches
+  // nothing but this state, and exits -- so the call never waits for a timeslice.
+  struct Shared {
+    std::atomic<int64_t> next{0}, done{0};
+    std::mutex mu;
+    std::condition_variable cv;
+  };
+  auto sh = std::make_shared<Shared>();
+  const Conv2dProblem* pp = &p;
+  const KernelEntry* kk = &k;
+  auto claim_and_run = [=](Shared& st, void* scr) {
     for (;;) {
-      const int64_t b = next.fetch_add(chunk);
-      if (b >= rows) break;
-      k.run_rows(p, w, packed, in, out, b, std::min(rows, b + chunk), scratches[t].get(), inter);
+      const int64_t b = st.next.fetch_add(chunk);
+      if (b >= rows) return;
+      const int64_t e = std::min(rows, b + chunk);
+      kk->run_rows(*pp, w, packed, in, out, b, e, scr, inter);
+      if (st.done.fetch_add(e - b) + (e - b) == rows) {
+        std::lock_guard<std::mutex> lock(st.mu);
+        st.cv.notify_all();
+      }
     }
   };
-  std::vector<std::thread> threads;
-  for (int64_t t = 1; t < nt; ++t) threads.emplace_back(work, t);
-  work(0);
-  for (auto& th : threads) th.join();
+  for (int64_t t = 1; t < nt; ++t) {
+    try {
+      std::thread([sh, claim_and_run, scratch, rows]() {
+        if (sh->next.load() >= rows) return;
+        try {
+          PooledBuf scr(scratch);
+          claim_and_run(*sh, scr.get());
+        } catch (...) {  // no scratch: leave the rows to the others
+        }
+      }).detach();
+    } catch (...) {  // no thread: the caller does the rows
+      break;
+    }
+  }
+  claim_and_run(*sh, own_scratch.get());
+  std::unique_lock<std::mutex> lock(sh->mu);
+  sh->cv.wait(lock, [&] { return sh->done.load() == rows; });
 }
 
 void run_conv2d(const Conv2dProblem& p, const KernelEntry& k, const uint8_t* in, const int8_t* w,
