@@ -92,12 +92,14 @@ Requant prepare_requant(const Conv2dShape& s, const int8_t* w, const RequantArgs
     rq.weight_zero_point[o] = a.weight_zero_point[i];
     if (rq.has_bias) {
       // SPEC.md §5.1 step 4: per-tensor multiplies by a reciprocal rounded
-      // from double (_mm256_set1_ps(1.0 / ats)); per-channel divides.
+      // from double (_mm256_set1_ps(1.0 / ats)), fused with the add (see
+      // Requant::bias_fma); per-channel divides.
       if (a.per_channel) {
         rq.bias_term[o] = a.bias[o] / S;
       } else {
-        const float R = static_cast<float>(1.0 / static_cast<double>(S));
-        rq.bias_term[o] = a.bias[o] * R;
+        rq.bias_fma = true;
+        rq.bias_rcp = static_cast<float>(1.0 / static_cast<double>(S));
+        rq.bias_term[o] = a.bias[o];
       }
     }
     int64_t colsum = 0;
@@ -213,15 +215,15 @@ void run_conv2d_packed(const Conv2dProblem& p, const KernelEntry& k, const uint8
   // Threads split the output rows m = n*OH + oh into contiguous chunks. Every
   // kernel computes each output element from its own receptive field only, so
   // the bytes do not depend on the split (tested for every thread count).
-  // At least ~4M MACs per thread chunk (about the cost of starting a thread
-  // at 100+ GMAC/s): small problems stay single-threaded.
+  // At least ~1M MACs per chunk (tens of microseconds even at 200 GMAC/s, a
+  // few times the cost of starting a thread): small problems stay single-threaded.
   const int64_t macs_per_row = std::max<int64_t>(1, s.OW * s.O * s.K());
-  const int64_t min_rows = std::max<int64_t>(1, (int64_t{1} << 22) / macs_per_row);
+  const int64_t min_rows = std::max<int64_t>(1, (int64_t{1} << 20) / macs_per_row);
   int64_t nt = std::min<int64_t>(num_threads, (rows + min_rows - 1) / min_rows);
   nt = std::max<int64_t>(1, std::min<int64_t>(nt, 1024));
-  // Threads take chunks of rows from a shared counter (about 4 per thread), so a
+  // Threads take chunks of rows from a shared counter (about 8 per thread), so a
   // thread the OS deschedules on a busy host does not hold up the others.
-  const int64_t chunk = std::max<int64_t>(min_rows, (rows + 4 * nt - 1) / (4 * nt));
+  const int64_t chunk = std::max<int64_t>(min_rows, (rows + 8 * nt - 1) / (8 * nt));
   nt = std::min<int64_t>(nt, (rows + chunk - 1) / chunk);
   PooledBuf own_scratch(scratch);  // before any helper starts: an allocation failure throws here
   if (nt == 1) {

@@ -407,8 +407,10 @@ def format_report(res: dict) -> str:
         lines.append("")
 
     lines.append("The targets are the single-thread rows. On a 2-core host shared with other jobs the all-thread "
-                 "rows swing widely between runs: torch's OpenMP pool spins while it waits, and a descheduled "
-                 "thread stalls a static split (qref's threads take row chunks from a shared counter).")
+                 "rows swing widely between runs and mostly measure scheduling: torch's OpenMP team waits at its "
+                 "barrier for a thread the OS has not run yet (the multi-millisecond torch cells), while qref's "
+                 "helpers take row chunks from a shared counter and the caller never waits for a helper that has "
+                 "not started (so qref falls back to about its single-thread time when the second core is busy).")
     lines.append("")
     checked = res["meta"].get("default_isa_checked")
     section("torch default ISA vs qref isa=\"auto\"" + (f" (isa=\"{checked}\" asserted bit-exact too)" if checked
