@@ -242,6 +242,27 @@ def test_thread_count_does_not_change_bytes(kernel, threads):
         oracle.assert_same(many, one, f"kernel={kernel} threads={threads} C={C} O={O} k={k} G={G}")
 
 
+def test_concurrent_calls_share_the_helper_pool(kernel):
+    """Calls from several Python threads at once (the GIL is released) share the
+    persistent helper threads and the buffer pool: every result is still exact."""
+    import concurrent.futures
+
+    rng = np.random.default_rng(11)
+    cases = []
+    for i in range(6):
+        C, O, G = [(32, 40, 1), (48, 48, 48), (24, 36, 3)][i % 3]
+        x = rng.integers(0, 256, (1, C, 19 + i, 17), dtype=np.uint8)
+        w = rng.integers(-128, 128, (O, C // G, 3, 3), dtype=np.int8)
+        kw = dict(padding=1, groups=G, input_scale=0.02, input_zero_point=5, weight_scale=0.004,
+                  weight_zero_point=0, output_scale=float(0.02 * 0.004 * 9000 * np.sqrt(9 * C // G) / 40),
+                  output_zero_point=100, isa=ISAS[i % 2])
+        cases.append((x, w, kw, qref.conv2d(x, w, None, kernel="scalar", threads=1, **kw)))
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        futs = [ex.submit(qref.conv2d, x, w, None, kernel=kernel, threads=3, **kw) for x, w, kw, _ in cases * 3]
+        for f, (_, _, kw, want) in zip(futs, cases * 3):
+            oracle.assert_same(f.result(), want, f"kernel={kernel} concurrent {kw}")
+
+
 def test_large_input_blocked_packing(kernel):
     """An input large enough that the GEMM kernels pack A in many row blocks
     (never a full M x K im2col matrix): still the scalar bytes."""

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <deque>
+#include <functional>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -193,6 +195,48 @@ class PooledBuf {
   void* p_ = nullptr;
   size_t n_ = 0;
 };
+
+// Persistent helper threads (created on first need, never destroyed), so a
+// call does not pay for creating threads. Tasks are "help with this call's
+// rows" closures; a task that runs after its call finished finds no rows left
+// and returns at once. After fork() the child has no helpers: tasks stay
+// queued and every call simply does all its rows itself.
+class WorkerPool {
+ public:
+  // Queues `copies` runs of fn, with at least `workers` helper threads alive.
+  void submit(const std::function<void()>& fn, int64_t copies, int64_t workers) {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (nworkers_ < workers) {
+      std::thread([this] { loop(); }).detach();  // may throw: the caller does the rows
+      ++nworkers_;
+    }
+    for (int64_t i = 0; i < copies; ++i) q_.push_back(fn);
+    cv_.notify_all();
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      std::function<void()> fn;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return !q_.empty(); });
+        fn = std::move(q_.front());
+        q_.pop_front();
+      }
+      fn();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> q_;
+  int64_t nworkers_ = 0;
+};
+
+WorkerPool& workers() {
+  static WorkerPool* w = new WorkerPool();  // never destroyed: helpers outlive static destructors
+  return *w;
+}
 }  // namespace
 
 // Out-of-line views of Requant's arrays for the kernel translation units compiled
@@ -230,10 +274,10 @@ void run_conv2d_packed(const Conv2dProblem& p, const KernelEntry& k, const uint8
     k.run_rows(p, w, packed, in, out, 0, rows, own_scratch.get(), inter);
     return;
   }
-  // Helpers are detached and share this state through a shared_ptr. The caller
-  // waits only for the rows that were claimed: a helper the OS has not scheduled
-  // yet (a busy core, an OpenMP pool spinning on it) finds no rows left, touches
-  // nothing but this state, and exits -- so the call never waits for a timeslice.
+  // Helpers (persistent pool threads) share this state through a shared_ptr.
+  // The caller waits only for the rows that were claimed: a helper the OS has
+  // not scheduled yet (a busy core) finds no rows left, touches nothing but
+  // this state, and returns -- so the call never waits for a timeslice.
   struct Shared {
     std::atomic<int64_t> next{0}, done{0};
     std::mutex mu;
@@ -254,19 +298,18 @@ void run_conv2d_packed(const Conv2dProblem& p, const KernelEntry& k, const uint8
       }
     }
   };
-  for (int64_t t = 1; t < nt; ++t) {
-    try {
-      std::thread([sh, claim_and_run, scratch, rows]() {
-        if (sh->next.load() >= rows) return;
-        try {
-          PooledBuf scr(scratch);
-          claim_and_run(*sh, scr.get());
-        } catch (...) {  // no scratch: leave the rows to the others
-        }
-      }).detach();
-    } catch (...) {  // no thread: the caller does the rows
-      break;
-    }
+  try {
+    workers().submit(
+        [sh, claim_and_run, scratch, rows]() {
+          if (sh->next.load() >= rows) return;
+          try {
+            PooledBuf scr(scratch);
+            claim_and_run(*sh, scr.get());
+          } catch (...) {  // no scratch: leave the rows to the others
+          }
+        },
+        nt - 1, nt - 1);
+  } catch (...) {  // no threads: the caller does the rows
   }
   claim_and_run(*sh, own_scratch.get());
   std::unique_lock<std::mutex> lock(sh->mu);
