@@ -335,7 +335,11 @@ PYBIND11_MODULE(_core, m) {
         py::dict d;
         d["multiplier"] = py::array_t<float>(rq.multiplier.size(), rq.multiplier.data());
         d["col_offset"] = py::array_t<int32_t>(rq.col_offset.size(), rq.col_offset.data());
+        // per-channel: bias_term = f32(bias / S); per-tensor (bias_fma): bias_term = bias, added as
+        // fma(bias_term, bias_rcp, float(raw)) with one rounding (conv2d.h Requant::bias_fma).
         if (rq.has_bias) d["bias_term"] = py::array_t<float>(rq.bias_term.size(), rq.bias_term.data());
+        d["bias_fma"] = rq.bias_fma;
+        d["bias_rcp"] = rq.bias_rcp;
         return d;
       },
       py::arg("weight"), py::arg("input_scale"), py::arg("input_zero_point"), py::arg("weight_scale"),

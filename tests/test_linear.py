@@ -158,12 +158,6 @@ def test_linear_random_sweep(request):
         on.assert_same(r["qref"], r["torch"], f"AVX2 seed {s['seed']}: {on.case_id(s)}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "per-tensor bias term: torch's fbgemm output matches f32(fma(bias, R, float(raw))) (one rounding; "
-    "consistent with the compiler contracting _mm256_add_ps(x, _mm256_mul_ps(bias, rcp)) into vfmadd), "
-    "while qref's requant.h rounds bias*R first (SPEC.md §5.1 step 4). Differs only at near-ties; found by "
-    "benchmarks/bench_layers.py (1 element in ~5e5 with non-float32 scales). Fix belongs in requant.h "
-    "and every kernel's requantization; flip this test then."))
 def test_per_tensor_bias_is_fused_multiply_add():
     """A constructed tie: raw = -55691, bias 0.59146 (f32), scales 0.02 / 0.003 / 0.5, out_zp 64.
     Rounding bias*R separately gives y = -5.5 exactly (-> 58); the fused value is -5.4999995 (-> 59,
@@ -188,7 +182,7 @@ def test_per_tensor_bias_is_fused_multiply_add():
     qc = qref.linear(qx, wc, b, output_scale=0.5, output_zero_point=64).int_repr()
     assert int(qc.item()) == 58
     q = qref.linear(qx, qw, b, output_scale=0.5, output_zero_point=64).int_repr()
-    assert int(q.item()) == int(t.item())  # fails today: qref 58
+    assert int(q.item()) == int(t.item())  # the fused value (requant.h, Requant::bias_fma)
 
 
 def _tie_case(path):
@@ -216,7 +210,6 @@ def _tie_case(path):
     return x, w, {}, (0, 0, 0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="per-tensor bias term fused in torch on every path (see above)")
 @pytest.mark.parametrize("path", ["groupwise", "depthwise", "direct"])
 def test_per_tensor_bias_is_fused_on_every_path(path):
     """The same tie on fbgemm's groupwise, depthwise and direct transposed paths: torch gives the
@@ -242,4 +235,4 @@ def test_per_tensor_bias_is_fused_on_every_path(path):
         torch.backends.quantized.engine = prev
     assert it.plan.path == path and int(it.raw[idx]) == -55691
     assert int(t[idx]) == 59
-    assert int(q.int_repr()[idx]) == int(t[idx])  # fails today: qref 58
+    assert int(q.int_repr()[idx]) == int(t[idx])  # the fused value, on every path

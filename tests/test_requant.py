@@ -152,3 +152,39 @@ def test_per_tensor_scale_narrowing():
         assert np.array_equal(out, ref)
         outs.append(out)
     assert np.array_equal(outs[0], outs[1])
+
+
+def test_per_tensor_bias_is_one_fused_multiply_add():
+    """Per-tensor weights: fbgemm adds the bias as fma(bias, R, float(raw)) with ONE rounding (the
+    compiler contracts _mm256_add_ps(x, _mm256_mul_ps(bias, rcp)) in requantizeOutputProcessingAvx2).
+    With M = 1 every output is rne(that) + zp; the biases are searched so that, for each channel,
+    some raw in [-128, 127] rounds differently fused and unfused. torch must agree with the fused
+    form on every element, and the unfused form must be wrong somewhere in every channel."""
+    from qref._fp import fma_f32
+
+    rng = np.random.default_rng(5)
+    a_scale, w_scale = 0.0173, 0.00291
+    S = np.float32(np.float32(a_scale) * np.float32(w_scale))
+    R = np.float32(1.0 / np.float64(S))
+    raw = np.arange(-128, 128, dtype=np.int64).astype(np.float32)
+    biases = []
+    while len(biases) < 48:
+        k = int(rng.integers(-20, 20))
+        b = np.float32((k + 0.5 + rng.uniform(-1e-3, 1e-3)) * np.float64(S))
+        fused = np.rint(fma_f32(b, R, raw))
+        unfused = np.rint((np.float32(b * R) + raw).astype(np.float32))
+        inside = (fused + 128 >= 0) & (fused + 128 <= 255) & (unfused + 128 >= 0) & (unfused + 128 <= 255)
+        if np.any((fused != unfused) & inside):
+            biases.append(b)
+    bias = np.array(biases, np.float32)
+    O = len(bias)
+    x = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16)  # a_zp 128: raw = x - 128
+    w = np.ones((O, 1, 1, 1), np.int8)
+    out, ref = run_both(x, w, bias, a_scale, 128, w_scale, 0, float(S), 128)
+    assert np.array_equal(out, ref)
+    r = (x.astype(np.float32) - 128).reshape(1, 1, 16, 16)
+    b4 = bias[None, :, None, None]
+    fused = np.clip(np.rint(fma_f32(b4, R, r)) + 128, 0, 255)
+    unfused = np.clip(np.rint((np.float32(b4 * R) + r).astype(np.float32)) + 128, 0, 255)
+    assert np.array_equal(ref, fused.astype(np.uint8))
+    assert np.all(np.any(ref != unfused.astype(np.uint8), axis=(0, 2, 3)))

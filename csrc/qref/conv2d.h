@@ -42,7 +42,16 @@ struct Requant {
   bool relu = false;
   bool has_bias = false;
   std::vector<float> multiplier;          // M[o]   = f32(f32(a_s * w_s[o]) / f32(out_s))
-  std::vector<float> bias_term;           // bterm[o] (only if has_bias)
+  // Bias (only if has_bias), in the form fbgemm adds it (SPEC.md §5.1 step 4):
+  //   per-channel (bias_fma false): bias_term[o] = f32(bias[o] / S[o]), added: f32(float(raw) + bias_term)
+  //   per-tensor  (bias_fma true):  bias_term[o] = bias[o], bias_rcp = f32(1.0 / (double)S), fused:
+  //     fma(bias_term[o], bias_rcp, float(raw)) with ONE rounding. fbgemm writes
+  //     _mm256_add_ps(x, _mm256_mul_ps(bias, rcp)) in requantizeOutputProcessingAvx2 and the compiler
+  //     contracts it into vfmadd; torch 2.13 matches the fused value at constructed ties on every path
+  //     (tests/test_requant.py, tests/test_linear.py). The per-channel division cannot be contracted.
+  std::vector<float> bias_term;
+  bool bias_fma = false;
+  float bias_rcp = 0.0f;
   std::vector<int32_t> col_offset;        // colsum[o] - w_zp[o] * K (int32, wrapping)
   std::vector<int32_t> weight_zero_point; // per output channel (broadcast if per-tensor)
 };

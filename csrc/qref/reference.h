@@ -72,9 +72,10 @@ inline bool saturates(const Conv2dShape& s, Isa isa) { return is_depthwise(s) ||
 
 // Per-channel constants, rounded to float32 in fbgemm's order (SPEC.md §2.1,
 // §5.1): S = f32(a*w), M = f32(S/out); bias term f32(bias/S) per-channel, but
-// f32(bias * f32(1/(double)S)) per-tensor (requantizeOutputProcessingAvx2
-// multiplies by _mm256_set1_ps(1.0 / act_times_w_scale)); col_offset =
-// colsum - w_zp*K in int32.
+// per-tensor the bias is multiplied by R = f32(1/(double)S) inside one fused
+// multiply-add with float(raw) (requantizeOutputProcessingAvx2 multiplies by
+// _mm256_set1_ps(1.0 / act_times_w_scale); the compiler contracts mul+add, see
+// Requant::bias_fma); col_offset = colsum - w_zp*K in int32.
 inline Requant prepare(const ConvArgs& a, const int8_t* w_ohwi) {
   const Conv2dShape& s = a.shape;
   const int64_t O = s.O, K = s.K();
@@ -93,8 +94,13 @@ inline Requant prepare(const ConvArgs& a, const int8_t* w_ohwi) {
     rq.multiplier[o] = S / a.output_scale;
     rq.weight_zero_point[o] = a.weight_zero_point ? a.weight_zero_point[i] : 0;
     if (rq.has_bias) {
-      rq.bias_term[o] = a.per_channel ? a.bias[o] / S
-                                      : a.bias[o] * static_cast<float>(1.0 / static_cast<double>(S));
+      if (a.per_channel) {
+        rq.bias_term[o] = a.bias[o] / S;
+      } else {
+        rq.bias_fma = true;
+        rq.bias_rcp = static_cast<float>(1.0 / static_cast<double>(S));
+        rq.bias_term[o] = a.bias[o];
+      }
     }
     int64_t colsum = 0;
     for (int64_t k = 0; k < K; ++k) colsum += w_ohwi[o * K + k];
@@ -147,7 +153,8 @@ inline void conv2d(const ConvArgs& args, const uint8_t* in, const int8_t* w, uin
             const int32_t acc32 = wrap32(acc);
             const int32_t raw = zero_point_terms(acc32, wrap32(rowsum), rq.input_zero_point, rq.col_offset[o],
                                                  rq.weight_zero_point[o]);
-            const float y = requant_prerounding(raw, rq.has_bias, rq.has_bias ? rq.bias_term[o] : 0.0f,
+            const float y = requant_prerounding(raw, rq.has_bias, rq.bias_fma,
+                                                rq.has_bias ? rq.bias_term[o] : 0.0f, rq.bias_rcp,
                                                 rq.multiplier[o]);
             const int64_t i = pos * s.O + o;
             out[i] = requant_output(y, rq.output_zero_point, rq.relu);

@@ -32,11 +32,16 @@ inline int32_t zero_point_terms(int32_t acc, int32_t rowsum, int32_t a_zp, int32
   return wrap32(static_cast<int64_t>(r) - static_cast<int64_t>(wrap32(static_cast<int64_t>(rowsum) * w_zp)));
 }
 
-// y = f32(f32(float(raw) + bterm) * M). float(raw) rounds to nearest even
-// above 2^24 as cvtdq2ps does. No FMA (the build uses -ffp-contract=off).
-inline float requant_prerounding(int32_t raw, bool has_bias, float bias_term, float multiplier) {
+// y = f32(yf * M) with
+//   per-channel weights: yf = f32(float(raw) + bterm[o]),       bterm = f32(bias / S)
+//   per-tensor weights:  yf = fma(bias[o], R, float(raw)),        R = f32(1.0 / (double)S), one rounding
+// (see Requant::bias_fma in conv2d.h for why the per-tensor form is fused). float(raw) rounds to
+// nearest even above 2^24 as cvtdq2ps does. Every other step is one IEEE operation (the build uses
+// -ffp-contract=off, so the only fused multiply-add is the explicit std::fma below).
+inline float requant_prerounding(int32_t raw, bool has_bias, bool bias_fma, float bias_term, float bias_rcp,
+                                 float multiplier) {
   float yf = static_cast<float>(raw);
-  if (has_bias) yf = yf + bias_term;
+  if (has_bias) yf = bias_fma ? std::fma(bias_term, bias_rcp, yf) : yf + bias_term;
   return yf * multiplier;
 }
 

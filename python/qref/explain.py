@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ._validate import is_torch_tensor
+from ._fp import fma_f32
 
 INT32_MIN = -(2**31)
 
@@ -368,10 +369,11 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
         else:
             if params.per_channel:
                 bterm = np.float32(bias / S)  # _mm256_div_ps
+                yf = np.float32(np.float32(raw) + bterm)  # cvtepi32_ps rounds |raw| > 2^24 to nearest even
             else:
                 R = np.float32(1.0 / float(S))  # _mm256_set1_ps(1.0 / ats): double division, then float
-                bterm = np.float32(bias * R)
-            yf = np.float32(np.float32(raw) + bterm)  # cvtepi32_ps rounds |raw| > 2^24 to nearest even
+                bterm = np.float32(bias * R)  # shown for reference; fbgemm never rounds it on its own
+                yf = fma_f32(bias, R, np.float32(raw))  # mul+add contracted to vfmadd: one rounding
         y = np.float32(yf * M)
     r = _cvtps2dq(y)
     tie = bool(np.isfinite(y) and float(y) - math.floor(float(y)) == 0.5)
@@ -500,7 +502,8 @@ def _hand_formulas(e: dict) -> list:
         with np.errstate(all="ignore"):
             yf = np.float32(raw_exact)
             if e["bias_term"] is not None:
-                yf = np.float32(yf + np.float32(e["bias_term"]))
+                yf = (fma_f32(e["bias"], e["reciprocal"], yf) if e["reciprocal"] is not None
+                      else np.float32(yf + np.float32(e["bias_term"])))
             y = np.float32(yf * np.float32(e["M"]))
         val = _clamp(_cvtps2dq(y) + zp, e)
         n = len(e["saturated_pairs"])
@@ -614,9 +617,13 @@ def _render(e: Explanation) -> str:
         if e.per_channel:
             L.append(f"5. Bias {_f32(e.bias)}, per-channel weights: bias term = f32(bias / S) = {_f32(e.bias_term)}")
         else:
-            L.append(f"5. Bias {_f32(e.bias)}, per-tensor weights: bias term = f32(bias * f32(1/(double)S)) "
-                     f"= {_f32(e.bias)} * {_f32(e.reciprocal)} = {_f32(e.bias_term)}")
-        L.append(f"   f32(float(raw) + bias term) = f32({e.raw} + {_f32(e.bias_term)}) = {_f32(e.yf)}")
+            L.append(f"5. Bias {_f32(e.bias)}, per-tensor weights: multiplied by R = f32(1/(double)S) = "
+                     f"{_f32(e.reciprocal)} inside one fused multiply-add (fbgemm's mul+add is contracted to vfmadd)")
+            L.append(f"   (bias * R alone would round to {_f32(e.bias_term)}; fbgemm never rounds it separately)")
+        if e.per_channel:
+            L.append(f"   f32(float(raw) + bias term) = f32({e.raw} + {_f32(e.bias_term)}) = {_f32(e.yf)}")
+        else:
+            L.append(f"   fma(bias, R, float(raw)) = f32({_f32(e.bias)} * {_f32(e.reciprocal)} + {e.raw}) = {_f32(e.yf)}")
         L.append(f"   y = f32(that * M) = {_f32(e.y)}  ({_f32_hex(e.y)})")
     L.append("")
     if e.rounded == INT32_MIN:

@@ -20,7 +20,8 @@ Arrays: input, weight, bias (if any), weight_scale (float32 as fbgemm uses it;
 the npz also holds the float64 given), weight_zero_point, output, and with
 ``intermediates=True`` acc (int32 sum of products, saturated pairs where fbgemm
 saturates), raw (int32 after the zero-point terms) and y (float32 pre-rounding),
-plus fbgemm's prepared per-channel multiplier, bias_term and col_offset.
+plus fbgemm's prepared per-channel multiplier, col_offset and bias_term (per-channel weights) or
+bias_rcp (per-tensor weights: the bias enters as fma(bias, bias_rcp, float(raw)), one rounding).
 
 ``qref.load_case(dir)`` reads it back (from the npz or the binaries) and
 ``case.verify()`` recomputes it with qref.
@@ -166,8 +167,10 @@ def export(path: str, input: Any = None, weight: Any = None, bias: Any = None, *
         arrays["y"] = (inter.y, _nhwc(inter.y), "NCHW", "NHWC")
         arrays["multiplier"] = (prep["M"], prep["M"], "(O,)", "(O,)")
         arrays["col_offset"] = (prep["col_offset"], prep["col_offset"], "(O,)", "(O,)")
-        if case.bias is not None:
+        if case.bias is not None and case.per_channel:
             arrays["bias_term"] = (prep["bias_term"], prep["bias_term"], "(O,)", "(O,)")
+        elif case.bias is not None:  # per-tensor: fma(bias[o], bias_rcp[o], float(raw)), one rounding
+            arrays["bias_rcp"] = (prep["R"], prep["R"], "(O,)", "(O,)")
 
     index = {}
     for k, (a_npz, a_bin, lay_npz, lay_bin) in arrays.items():
@@ -202,9 +205,9 @@ def export(path: str, input: Any = None, weight: Any = None, bias: Any = None, *
         bias=None if case.bias is None else [_hexfloat(v) for v in case.bias],
         formula=("S[o] = f32(f32(input_scale) * f32(weight_scale[o])); M[o] = f32(S[o] / f32(output_scale)); "
                  "raw = acc - input_zero_point*col_offset[o] - rowsum*weight_zero_point[o] (int32 wrap), "
-                 "col_offset[o] = sum(weight[o]) - weight_zero_point[o]*K; bias_term[o] = per_channel ? "
-                 "f32(bias[o] / S[o]) : f32(bias[o] * f32(1/(double)S)); y = f32(f32(float(raw) + bias_term) * "
-                 "M[o]); output = clamp(rne(y) + output_zero_point, relu ? output_zero_point : 0, 255), "
+                 "col_offset[o] = sum(weight[o]) - weight_zero_point[o]*K; yf = per_channel ? "
+                 "f32(float(raw) + bias_term[o]) with bias_term[o] = f32(bias[o] / S[o]) : fma(bias[o], bias_rcp, "
+                 "float(raw)) rounded once, bias_rcp = f32(1/(double)S); y = f32(yf * M[o]); output = clamp(rne(y) + output_zero_point, relu ? output_zero_point : 0, 255), "
                  "rne(y) = INT32_MIN if |y| >= 2^31 (qref csrc/qref/requant.h)"),
     )
     meta = dict(format=FORMAT, version=VERSION, name=name or os.path.basename(os.path.normpath(str(path))),

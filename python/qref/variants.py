@@ -40,6 +40,7 @@ import numpy as np
 
 from .conv import _bias_operand, _input_operand, _weight_operand, conv_plan
 from ._validate import check_int, check_pair, check_scale
+from ._fp import fma_f32
 
 STAGES = {
     "products": ("fbgemm", "exact", "saturate"),
@@ -77,8 +78,6 @@ class Variant:
                 return False
             if c["bias"] == "divide":
                 return not case.per_channel
-            if c["bias"] == "reciprocal":
-                return case.per_channel
             return True
         if "relu_floor" in c:
             return case.relu and case.output_zero_point != 0
@@ -97,7 +96,8 @@ VARIANTS: tuple = (
     Variant("bias_divided", {"bias": "divide"},
             "per-tensor bias divided by S instead of multiplied by f32(1/(double)S)"),
     Variant("bias_reciprocal", {"bias": "reciprocal"},
-            "per-channel bias multiplied by f32(1/(double)S) instead of divided by S"),
+            "bias multiplied by f32(1/(double)S) and rounded before the add (fbgemm divides per-channel, and "
+            "per-tensor fuses the multiply into the add with one rounding)"),
     Variant("bias_int32", {"bias": "int32"},
             "bias rounded to int32 (rne(bias/S)) and added to the accumulator before the float conversion"),
     Variant("bias_after_multiplier", {"bias": "after_multiplier"},
@@ -290,6 +290,16 @@ def prepared(case: ConvCase) -> dict:
     return out
 
 
+def _add_bias(raw: np.ndarray, bterm: Optional[np.ndarray], fused: bool, case: "ConvCase", p: dict) -> np.ndarray:
+    yf = raw.astype(np.float32)
+    if bterm is None:
+        return yf
+    if fused:
+        b = case.bias.astype(np.float32)[None, :, None, None]
+        return fma_f32(b, p["R"][None, :, None, None], yf)
+    return (yf + bterm).astype(np.float32)
+
+
 def _rne(y: np.ndarray) -> np.ndarray:
     return np.rint(y)
 
@@ -325,6 +335,7 @@ def model(case: ConvCase, acc_cache: Optional[dict] = None, **changes: Any) -> d
     Mf = p["M"][None, :, None, None]
     b = st["bias"] if case.bias is not None else "none"
     bterm = None
+    fused = b == "fbgemm" and not case.per_channel  # per-tensor: fma(bias, R, float(raw)), one rounding
     if b in ("fbgemm", "divide", "reciprocal", "int32"):
         bterm = {"fbgemm": p.get("bias_term"), "divide": p.get("bias_divided"),
                  "reciprocal": p.get("bias_reciprocal"), "int32": p.get("bias_term")}[b][None, :, None, None]
@@ -333,14 +344,10 @@ def model(case: ConvCase, acc_cache: Optional[dict] = None, **changes: Any) -> d
         bterm = None
     if st["multiplier"] == "double":
         Md = (p["S"].astype(np.float64) / np.float64(p["o_f"]))[None, :, None, None]
-        yf = raw.astype(np.float32)
-        if bterm is not None:
-            yf = (yf + bterm).astype(np.float32)
+        yf = _add_bias(raw, bterm, fused, case, p)
         y = yf.astype(np.float64) * Md
     else:
-        yf = raw.astype(np.float32)
-        if bterm is not None:
-            yf = (yf + bterm).astype(np.float32)
+        yf = _add_bias(raw, bterm, fused, case, p)
         y = (yf * Mf).astype(np.float32)
         if b == "after_multiplier":
             bo = (case.bias.astype(np.float32) / p["o_f"]).astype(np.float32)[None, :, None, None]

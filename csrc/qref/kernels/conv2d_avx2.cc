@@ -165,7 +165,8 @@ bool any_weight_zero_point(const Conv2dProblem& p) {
 // Requantization of 16 int32 accumulators (channels 0-7 in a0, 8-15 in a1).
 
 struct Epilogue {
-  bool has_bias, use_rowsum;
+  bool has_bias, bias_fma, use_rowsum;
+  __m256 bias_rcp;  // per-tensor: fma(bias, rcp, float(raw)) (Requant::bias_fma)
   __m256i zp16;  // output zero point, int16 lanes
   __m128i lo8;   // ReLU floor (out_zp) or 0
 };
@@ -177,7 +178,8 @@ inline __m256i requant_f32(__m256i acc, __m256i rowsum, const float* mult, const
   if (e.use_rowsum)
     raw = _mm256_sub_epi32(raw, _mm256_mullo_epi32(rowsum, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wzp))));
   __m256 y = _mm256_cvtepi32_ps(raw);
-  if (e.has_bias) y = _mm256_add_ps(y, _mm256_loadu_ps(bias));
+  if (e.has_bias)
+    y = e.bias_fma ? _mm256_fmadd_ps(_mm256_loadu_ps(bias), e.bias_rcp, y) : _mm256_add_ps(y, _mm256_loadu_ps(bias));
   y = _mm256_mul_ps(y, _mm256_loadu_ps(mult));
   return _mm256_cvtps_epi32(y);
 }
@@ -344,6 +346,8 @@ void micro_tile(const Tile& t, const Epilogue& e) {
 Epilogue make_epilogue(const Conv2dProblem& p, bool use_rowsum) {
   Epilogue e;
   e.has_bias = p.rq.has_bias;
+  e.bias_fma = p.rq.bias_fma;
+  e.bias_rcp = _mm256_set1_ps(p.rq.bias_rcp);
   e.use_rowsum = use_rowsum;
   e.zp16 = _mm256_set1_epi16(static_cast<int16_t>(p.rq.output_zero_point));
   e.lo8 = _mm_set1_epi8(static_cast<char>(p.rq.relu ? p.rq.output_zero_point : 0));

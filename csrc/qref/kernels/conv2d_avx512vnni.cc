@@ -238,7 +238,8 @@ void gemm_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
 }
 
 struct Epilogue {
-  bool has_bias, use_rowsum;
+  bool has_bias, bias_fma, use_rowsum;
+  __m512 bias_rcp;  // per-tensor: fma(bias, rcp, float(raw)) (Requant::bias_fma)
   __m256i zp16;
   __m128i lo8;
 };
@@ -248,7 +249,8 @@ inline __m128i requant16(__m512i acc, __m512i rowsum, const float* mult, const f
   __m512i raw = _mm512_sub_epi32(acc, _mm512_loadu_si512(azp_col));
   if (e.use_rowsum) raw = _mm512_sub_epi32(raw, _mm512_mullo_epi32(rowsum, _mm512_loadu_si512(wzp)));
   __m512 y = _mm512_cvtepi32_ps(raw);
-  if (e.has_bias) y = _mm512_add_ps(y, _mm512_loadu_ps(bias));
+  if (e.has_bias)
+    y = e.bias_fma ? _mm512_fmadd_ps(_mm512_loadu_ps(bias), e.bias_rcp, y) : _mm512_add_ps(y, _mm512_loadu_ps(bias));
   y = _mm512_mul_ps(y, _mm512_loadu_ps(mult));
   const __m512i q = _mm512_cvtps_epi32(y);
   __m256i p16 = _mm512_cvtsepi32_epi16(q);  // int16 saturation, channel order kept
@@ -338,6 +340,8 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
   const bool use_rowsum = any_weight_zero_point(p);
   Epilogue e;
   e.has_bias = p.rq.has_bias;
+  e.bias_fma = p.rq.bias_fma;
+  e.bias_rcp = _mm512_set1_ps(p.rq.bias_rcp);
   e.use_rowsum = use_rowsum;
   e.zp16 = _mm256_set1_epi16(static_cast<int16_t>(p.rq.output_zero_point));
   e.lo8 = _mm_set1_epi8(static_cast<char>(p.rq.relu ? p.rq.output_zero_point : 0));

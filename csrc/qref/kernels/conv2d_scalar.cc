@@ -66,8 +66,8 @@ void scalar_run_rows(const Conv2dProblem& p, const int8_t* w, const void*, const
           // 3-4. zero-point terms and requantization
           const int32_t raw = zero_point_terms(acc32, wrap32(rowsum), rq.input_zero_point,
                                                rq.col_offset[o], rq.weight_zero_point[o]);
-          const float y = requant_prerounding(raw, rq.has_bias, rq.has_bias ? rq.bias_term[o] : 0.0f,
-                                              rq.multiplier[o]);
+          const float y = requant_prerounding(raw, rq.has_bias, rq.bias_fma, rq.has_bias ? rq.bias_term[o] : 0.0f,
+                                              rq.bias_rcp, rq.multiplier[o]);
           out[out_pos * s.O + o] = requant_output(y, rq.output_zero_point, rq.relu);
           if (inter) {
             if (inter->acc) inter->acc[out_pos * s.O + o] = acc32;

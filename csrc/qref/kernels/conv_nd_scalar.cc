@@ -90,7 +90,8 @@ void conv_nd_scalar_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t*
           const int32_t raw = zero_point_terms(acc32, wrap32(rowsum), rq.input_zero_point, rq.col_offset[o],
                                                rq.weight_zero_point[o]);
           const float y =
-              requant_prerounding(raw, rq.has_bias, rq.has_bias ? rq.bias_term[o] : 0.0f, rq.multiplier[o]);
+              requant_prerounding(raw, rq.has_bias, rq.bias_fma, rq.has_bias ? rq.bias_term[o] : 0.0f,
+                                rq.bias_rcp, rq.multiplier[o]);
           const int64_t idx = out_pos * s.O + o;
           out[idx] = requant_output(y, rq.output_zero_point, rq.relu);
           if (inter) {
@@ -201,7 +202,7 @@ void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8
       const int64_t out_pos = ((n * s.OD + od) * s.OH + oh) * s.OW + ow;
       uint8_t* dst = out + out_pos * O;
       int64_t o0 = 0;
-      if (use_avx2) {
+      if (use_avx2 && !rq.bias_fma) {  // the AVX2 epilogue adds a per-channel bias term only
         o0 = conv_nd_requant_avx2(acc.data(), need_rowsum ? rowsum.data() : nullptr, sat_rowsum, rq.input_zero_point,
                                   rq.col_offset.data(), rq.weight_zero_point.data(),
                                   rq.has_bias ? rq.bias_term.data() : nullptr, rq.multiplier.data(),
@@ -213,7 +214,8 @@ void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8
         const int32_t raw =
             zero_point_terms(acc[o], rs, rq.input_zero_point, rq.col_offset[o], rq.weight_zero_point[o]);
         const float y =
-            requant_prerounding(raw, rq.has_bias, rq.has_bias ? rq.bias_term[o] : 0.0f, rq.multiplier[o]);
+            requant_prerounding(raw, rq.has_bias, rq.bias_fma, rq.has_bias ? rq.bias_term[o] : 0.0f,
+                                rq.bias_rcp, rq.multiplier[o]);
         dst[o] = requant_output(y, rq.output_zero_point, rq.relu);
       }
     }
@@ -285,7 +287,8 @@ void conv_transpose_direct_scalar(const ConvNdProblem& p, const int8_t* w, const
         const int32_t raw =
             zero_point_terms(acc32, wrap32(rowsum), rq.input_zero_point, col_offset, rq.weight_zero_point[o]);
         const float y =
-            requant_prerounding(raw, rq.has_bias, rq.has_bias ? rq.bias_term[o] : 0.0f, rq.multiplier[o]);
+            requant_prerounding(raw, rq.has_bias, rq.bias_fma, rq.has_bias ? rq.bias_term[o] : 0.0f,
+                                rq.bias_rcp, rq.multiplier[o]);
         const int64_t idx = out_pos * O + o;
         out[idx] = requant_output(y, rq.output_zero_point, rq.relu);
         if (inter) {
@@ -356,7 +359,8 @@ void conv_transpose_direct_rows(const ConvNdProblem& p, const int8_t* w, const u
         const int32_t raw =
             zero_point_terms(acc[o], wrap32(rowsum), rq.input_zero_point, col_offset, rq.weight_zero_point[o]);
         const float y =
-            requant_prerounding(raw, rq.has_bias, rq.has_bias ? rq.bias_term[o] : 0.0f, rq.multiplier[o]);
+            requant_prerounding(raw, rq.has_bias, rq.bias_fma, rq.has_bias ? rq.bias_term[o] : 0.0f,
+                                rq.bias_rcp, rq.multiplier[o]);
         dst[o] = requant_output(y, rq.output_zero_point, rq.relu);
       }
     }
