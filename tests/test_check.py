@@ -338,3 +338,33 @@ def test_check_picks_up_bridge_layer_types():
     assert [row.name for row in r.layers] == ["quant", "c1d", "fc", "quant[call 2]", "c3"]
     assert r.ok, str(r)
     assert r["fc"].path and r["c1d"].numel == 3 * 8 * 20
+
+
+def test_inplace_op_after_layer_is_not_a_false_mismatch():
+    """A layer followed by an in-place op: the captured input/output must be copies."""
+    torch = pytest.importorskip("torch")
+    import torch.ao.nn.quantized as nnq
+
+    import qref
+
+    prev = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "fbgemm"
+    try:
+        conv = nnq.Conv2d(4, 8, 3, padding=1)
+        conv.scale, conv.zero_point = 0.05, 128
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = conv
+                self.relu = torch.nn.ReLU(inplace=True)
+
+            def forward(self, x):
+                return self.relu(self.conv(x))
+
+        qx = torch.quantize_per_tensor(torch.rand(1, 4, 8, 8), 0.02, 3, torch.quint8)
+        report = qref.check(Net(), qx)
+    finally:
+        torch.backends.quantized.engine = prev
+    rows = [r for r in report.layers if r.name == "conv"]
+    assert rows and rows[0].mismatches == 0 and report.ok, str(report)

@@ -207,66 +207,10 @@ def handles(module: Any) -> bool:
 
 
 def packed_engine_nd(module: Any) -> str:
-    """'fbgemm', 'onednn' or 'unknown': whose kernels run this module's packed weights.
+    """'fbgemm', 'onednn' or 'unknown' for any supported module: see torch_bridge.packed_engine."""
+    from .torch_bridge import packed_engine
 
-    Linear always runs fbgemm (qlinear_prepack.cpp sends the fbgemm and x86 engines to
-    ``PackedLinearWeight``). For convs, the x86 engine routes to oneDNN at prepack time iff
-    Linux, AVX512-VNNI, symmetric weights (per-tensor zp 0, or per-channel with all zps 0 and
-    not transposed), groups <= 100 and zero output_padding (OnednnUtils.h
-    should_use_onednn_quant; SPEC.md §1). Where that is possible, the probe of
-    ``torch_bridge.packed_engine`` tells them apart: an output scale so small that every
-    non-zero value overflows — fbgemm's cvtps2dq gives 0 everywhere, oneDNN clamps in float
-    and gives 255 for positive values (SPEC.md §5.4).
-
-    Caveat: fbgemm's direct transposed path computes its column offsets on the first call
-    only (SPEC.md §4.5); probing such a module before its first real call fixes them to the
-    probe's input size. qref.check runs the model first, so there the probe is harmless.
-    """
-    import sys
-
-    import torch
-
-    kind = MODULE_KINDS[type(module).__name__][0]
-    if kind == "linear":
-        return "fbgemm"
-    if not sys.platform.startswith("linux"):
-        return "fbgemm"
-    from ._isa import torch_isa
-
-    if not torch_isa().cpu_features["avx512vnni"]:
-        return "fbgemm"
-    w = module.weight()
-    if w.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-        symmetric = w.q_zero_point() == 0
-    else:
-        symmetric = bool((w.q_per_channel_zero_points() == 0).all()) and not kind.startswith("conv_transpose")
-    if not symmetric or module.groups > 100:
-        return "fbgemm"
-    if kind.startswith("conv_transpose") and any(int(v) != 0 for v in module.output_padding):
-        return "fbgemm"
-    pp = module._packed_params
-    ks = tuple(int(v) for v in module.kernel_size)
-    dl = tuple(int(v) for v in module.dilation)
-    C = module.in_channels
-    spatial = tuple(max(8, d * (k - 1) + 1) for k, d in zip(ks, dl))
-    # Transposed: a single image (fbgemm's direct transposed path writes image 0 only);
-    # any input size has an output.
-    N = 1 if kind.startswith("conv_transpose") else 2
-    if kind.startswith("conv_transpose"):
-        spatial = (4,) * len(ks)
-    gen = torch.Generator().manual_seed(0)
-    data = torch.randint(0, 256, (N, C) + spatial, dtype=torch.uint8, generator=gen)
-    qx = torch._make_per_tensor_quantized_tensor(data, 1.0e6, 128)
-    op = {"conv1d": torch.ops.quantized.conv1d, "conv3d": torch.ops.quantized.conv3d,
-          "conv_transpose1d": torch.ops.quantized.conv_transpose1d,
-          "conv_transpose2d": torch.ops.quantized.conv_transpose2d,
-          "conv_transpose3d": torch.ops.quantized.conv_transpose3d}[kind]
-    out = op(qx, pp, 1.0e-20, 0).int_repr()
-    if bool((out == 255).any()):
-        return "onednn"
-    if bool((out == 0).all()):
-        return "fbgemm"
-    return "unknown"
+    return packed_engine(module)
 
 
 def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
@@ -300,9 +244,9 @@ def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
             raise UnsupportedModuleError(
                 f"from_torch: this {name}'s packed weights run oneDNN, not fbgemm "
                 + ("(detected by probe)" if eng == "onednn" else "(could not be ruled out)")
-                + ": the model was converted under torch.backends.quantized.engine='x86' (the default) or "
-                "'onednn' with symmetric weights, and oneDNN's arithmetic differs from fbgemm's (SPEC.md §6). "
-                "qref reproduces fbgemm: set torch.backends.quantized.engine = 'fbgemm' and use "
+                + ": the model was converted under torch.backends.quantized.engine='onednn' (or 'x86', the "
+                "default, for convs with symmetric weights), and oneDNN's arithmetic differs from fbgemm's "
+                "(SPEC.md §6); qref reproduces oneDNN for Conv2d only. Set torch.backends.quantized.engine = 'fbgemm' and use "
                 "torch.ao.quantization.get_default_qconfig('fbgemm') before prepare/convert.")
     w = module.weight()
     b = module.bias()

@@ -130,7 +130,12 @@ def _capture(model: Any, inputs: tuple) -> list:
         def hook(mod, args, out):
             seen[name] = seen.get(name, 0) + 1
             label = name if seen[name] == 1 else f"{name}[call {seen[name]}]"
-            calls.append(_Call(label, key, mod, tuple(args), out))
+            # Copies: a later in-place op (ReLU(inplace=True), add_) would change the live tensors
+            # before qref recomputes them.
+            def snap(t):
+                return t.clone() if isinstance(t, torch.Tensor) else t
+
+            calls.append(_Call(label, key, mod, tuple(snap(a) for a in args), snap(out)))
 
         return hook
 

@@ -102,44 +102,49 @@ class Conv2dParams:
 
 
 def packed_engine(module: Any) -> str:
-    """'fbgemm' or 'onednn': whose kernels run a quantized conv module's packed weights.
+    """'fbgemm', 'onednn' or 'unknown': whose kernels run a quantized module's packed weights.
 
-    torch decides at prepack time (qconv_prepack.cpp; SPEC.md §1) and the packed
-    object does not say which. Where the routing rules allow oneDNN at all
-    (Linux, AVX512-VNNI CPU, symmetric weights, groups <= 100), a one-off probe
-    tells them apart: with an output scale so small that every non-zero
-    pre-rounding value exceeds 2^31, fbgemm's cvtps2dq gives INT32_MIN -> 0
-    everywhere (SPEC.md §5.4) while oneDNN clamps in float first and gives 255
-    for positive values. The input scale is large so the bias term cannot hide
-    the sign of the accumulator.
+    torch decides at prepack time, from the engine current then (qconv_prepack.cpp,
+    qlinear_prepack.cpp; SPEC.md §1), and the packed object does not say which. A module
+    packed under engine "onednn" runs oneDNN whatever the host, and under "x86" a conv may run
+    oneDNN, so a one-off probe decides (only asymmetric weights rule oneDNN out: it refuses
+    them at prepack): with an output scale so small that every non-zero pre-rounding value
+    exceeds 2^31, fbgemm's cvtps2dq gives INT32_MIN -> 0 everywhere (SPEC.md §5.4) while
+    oneDNN clamps in float first and gives 255 for positive values. The input scale is large
+    so the bias term cannot hide the sign of the accumulator.
+
+    Works for Conv1d/2d/3d, ConvTranspose1d/2d/3d and Linear (and their ReLU fusions).
+    Caveat: fbgemm's direct transposed path fixes its column offsets on its first call
+    (SPEC.md §4.5); probing such a module before its first real call fixes them to the probe's
+    input size (qref.check runs the model first).
     """
-    import sys
-
     import torch
 
     w = module.weight()
-    if not sys.platform.startswith("linux"):
-        return "fbgemm"
-    from ._isa import torch_isa
-
-    if not torch_isa().cpu_features["avx512vnni"]:
-        return "fbgemm"
     if w.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
         symmetric = w.q_zero_point() == 0
     else:
         symmetric = bool((w.q_per_channel_zero_points() == 0).all())
-    if not symmetric or module.groups > 100:
+    if not symmetric:
         return "fbgemm"
     pp = module._packed_params
-    kh, kw = module.kernel_size
-    dh, dw = module.dilation
-    C = module.in_channels
-    H = max(8, dh * (kh - 1) + 1)
-    W = max(8, dw * (kw - 1) + 1)
     gen = torch.Generator().manual_seed(0)
-    data = torch.randint(0, 256, (2, C, H, W), dtype=torch.uint8, generator=gen)
-    qx = torch._make_per_tensor_quantized_tensor(data, 1.0e6, 128)
-    out = torch.ops.quantized.conv2d(qx, pp, 1.0e-20, 0).int_repr()
+    if hasattr(module, "in_features"):  # Linear / LinearReLU
+        pp = getattr(pp, "_packed_params", pp)
+        data = torch.randint(0, 256, (4, int(module.in_features)), dtype=torch.uint8, generator=gen)
+        qx = torch._make_per_tensor_quantized_tensor(data, 1.0e6, 128)
+        out = torch.ops.quantized.linear(qx, pp, 1.0e-20, 0).int_repr()
+    else:
+        ks = tuple(int(v) for v in module.kernel_size)
+        dl = tuple(int(v) for v in module.dilation)
+        transposed = bool(getattr(module, "transposed", False))
+        spatial = (4,) * len(ks) if transposed else tuple(max(8, d * (k - 1) + 1) for k, d in zip(ks, dl))
+        # Transposed: one image (fbgemm's direct transposed path writes image 0 only).
+        N = 1 if transposed else 2
+        data = torch.randint(0, 256, (N, int(module.in_channels)) + spatial, dtype=torch.uint8, generator=gen)
+        qx = torch._make_per_tensor_quantized_tensor(data, 1.0e6, 128)
+        name = ("conv_transpose" if transposed else "conv") + f"{len(ks)}d"
+        out = getattr(torch.ops.quantized, name)(qx, pp, 1.0e-20, 0).int_repr()
     if bool((out == 255).any()):
         return "onednn"
     if bool((out == 0).all()):
