@@ -33,6 +33,17 @@ const CpuFeatures& cpu_features() {
   return f;
 }
 
+bool avx2_kernel_usable() {
+  const CpuFeatures& f = cpu_features();
+  return f.x86 && f.avx2 && f.fma && f.f16c;  // -mavx2 -mfma -mf16c
+}
+
+bool avx512vnni_kernel_usable() {
+  // libgcc's checks include the OS's XCR0 state for ymm/zmm.
+  const CpuFeatures& f = cpu_features();
+  return f.x86 && f.avx2 && f.fma && f.avx512() && f.avx512vnni;
+}
+
 namespace {
 // Pointers (address constants), so the table needs no dynamic initialization.
 const KernelEntry* const kTable[] = {

@@ -52,4 +52,10 @@ struct CpuFeatures {
 };
 const CpuFeatures& cpu_features();
 
+// Whether each ISA kernel may run here: everything its translation unit is compiled for
+// (CMakeLists.txt), checked at run time. Defined in cpu.cc, i.e. in generic code, because
+// they run on every CPU.
+bool avx2_kernel_usable();
+bool avx512vnni_kernel_usable();
+
 }  // namespace qref

@@ -664,11 +664,8 @@ void dw_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uint8
 // --------------------------------------------------------------------------
 // KernelEntry functions.
 
-bool avx2_usable() {
-  const CpuFeatures& f = cpu_features();
-  // Everything this file is compiled for (-mavx2 -mfma -mf16c), checked at run time.
-  return f.x86 && f.avx2 && f.fma && f.f16c;
-}
+// avx2_kernel_usable() is defined in cpu.cc: it runs on every CPU, so it must not be
+// compiled with this file's -mavx2 (nor get cpu_features() inlined into AVX2 code).
 
 size_t avx2_packed_bytes(const Conv2dProblem& p) {
   return use_depthwise(p.shape) ? dw_layout(p).total : gemm_layout(p).total;
@@ -702,7 +699,7 @@ void avx2_run_rows(const Conv2dProblem& p, const int8_t*, const void* packed, co
 }  // namespace
 
 extern const KernelEntry kAvx2Kernel;  // external linkage even without kernels.h's macro
-const KernelEntry kAvx2Kernel = {"avx2", avx2_usable, avx2_packed_bytes, avx2_pack, avx2_scratch_bytes,
+const KernelEntry kAvx2Kernel = {"avx2", avx2_kernel_usable, avx2_packed_bytes, avx2_pack, avx2_scratch_bytes,
                                  avx2_run_rows};
 
 }  // namespace qref

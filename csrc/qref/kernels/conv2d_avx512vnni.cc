@@ -401,12 +401,7 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
 // --------------------------------------------------------------------------
 // KernelEntry functions.
 
-bool vnni_usable() {
-  const CpuFeatures& f = cpu_features();
-  // Everything this file is compiled for, checked at run time (libgcc's cpu
-  // support checks include the OS's XCR0 state for ymm/zmm).
-  return f.x86 && f.avx2 && f.fma && f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl && f.avx512vnni;
-}
+// avx512vnni_kernel_usable() is defined in cpu.cc (generic code, runs on every CPU).
 
 size_t vnni_packed_bytes(const Conv2dProblem& p) {
 #ifdef QREF_HAVE_AVX2_KERNEL
@@ -445,7 +440,7 @@ void vnni_run_rows(const Conv2dProblem& p, const int8_t* w, const void* packed, 
 }  // namespace
 
 extern const KernelEntry kAvx512VnniKernel;  // external linkage even without kernels.h's macro
-const KernelEntry kAvx512VnniKernel = {"avx512vnni", vnni_usable, vnni_packed_bytes, vnni_pack,
+const KernelEntry kAvx512VnniKernel = {"avx512vnni", avx512vnni_kernel_usable, vnni_packed_bytes, vnni_pack,
                                        vnni_scratch_bytes, vnni_run_rows};
 
 }  // namespace qref
