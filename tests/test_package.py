@@ -34,9 +34,15 @@ def test_import_and_run_with_numpy_only():
 
 
 def test_kernel_table():
+    """A kernel this CPU can run is in the table: a build that silently lost it fails here."""
     ks = qref.kernels()
     assert ks[-1] == "scalar"
     assert len(set(ks)) == len(ks)
+    f = qref.torch_isa().cpu_features
+    if f["x86"] and f["avx2"] and f["fma"] and f["f16c"]:
+        assert "avx2" in ks
+    if f["x86"] and f["avx512f"] and f["avx512bw"] and f["avx512dq"] and f["avx512vl"] and f["avx512vnni"]:
+        assert "avx512vnni" in ks
 
 
 def test_unknown_kernel_and_isa_are_value_errors():

@@ -27,6 +27,8 @@ def is_torch_tensor(x: Any) -> bool:
 
 
 def check_int(fn: str, name: str, v: Any, lo: int | None = None, hi: int | None = None, rule: str = "") -> int:
+    if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iu":
+        v = v.item()  # a 0-d integer array is a scalar, as a 0-d float array is for scales
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral,)):
         raise TypeError(f"{fn}: {name}={v!r} has type {type(v).__name__} (must be an int)")
     iv = int(v)
