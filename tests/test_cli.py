@@ -210,3 +210,16 @@ def test_check_usage_errors(models, capsys, monkeypatch):
 def test_bench_delegates(capsys, monkeypatch):
     code, out, _ = inproc(capsys, monkeypatch, "bench", "--help")
     assert code == 0 and "bench" in out
+
+
+def test_export_and_paths_subcommands(tmp_path):
+    """`qref export` writes a golden case that load_case re-verifies; `qref paths` names the headers."""
+    import qref
+
+    d = tmp_path / "case"
+    r = run("export", str(d), "--isa", "avx2", "--shape", "1,8,6,6", "--out-channels", "4", "--seed", "3")
+    assert "wrote" in r.stdout and (d / "case.json").exists()
+    case = qref.load_case(str(d))
+    assert case.verify().ok
+    r = run("paths", "--include")
+    assert os.path.exists(os.path.join(r.stdout.strip(), "qref", "requant.h"))

@@ -5,6 +5,8 @@
   qref check module:function [--input-shape 1,3,224,224] [--isa ISA] [--plot out.png] [--json]
   qref info                      CPU features, qref kernels, what isa="auto" means here
   qref bench [...]               qref vs torch timings (qref.bench)
+  qref export DIR [...]          a golden test case for a custom kernel (qref.export)
+  qref paths --include|--cmake-dir   where the C++ headers / CMake package are
 
 ``module:function`` names a function (in an importable module or a ``.py`` file) that builds a
 converted quantized model and returns ``model`` or ``(model, *inputs)``; without inputs,
@@ -255,13 +257,25 @@ def cmd_bench(argv: list) -> int:
     return int(bench.main(argv) or 0)
 
 
+def cmd_export(argv: list) -> int:
+    from .export import main as export_main  # qref.export (the attribute) is the function
+
+    return int(export_main(argv) or 0)
+
+
+def cmd_paths(argv: list) -> int:
+    from ._paths import main as paths_main
+
+    return int(paths_main(argv) or 0)
+
+
 # ---------------------------------------------------------------------------- main
 
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="qref", description="Bit-exact reference for PyTorch's quantized int8 "
                                  "convolution (fbgemm): reproduce, explain, check.")
-    sub = ap.add_subparsers(dest="cmd", metavar="{demo,explain,check,info,bench}")
+    sub = ap.add_subparsers(dest="cmd", metavar="{demo,explain,check,export,info,bench,paths}")
     isa_help = "whose fbgemm arithmetic: auto (torch in this process), avx2, vnni"
 
     d = sub.add_parser("demo", help="answer the forum question, then check a whole model (no arguments needed)")
@@ -287,14 +301,19 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("info", help="CPU features, qref kernels, what isa='auto' means here")
     sub.add_parser("bench", help="qref vs torch timings (arguments go to qref.bench)", add_help=False)
+    sub.add_parser("export", help="write a golden test case for a custom kernel (arguments go to qref.export)",
+                   add_help=False)
+    sub.add_parser("paths", help="--include / --cmake-dir: the C++ reference headers and CMake package",
+                   add_help=False)
     return ap
 
 
 def main(argv: Optional[list] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _quiet()
-    if argv and argv[0] == "bench":
-        return cmd_bench(argv[1:])
+    passthrough = {"bench": cmd_bench, "export": cmd_export, "paths": cmd_paths}
+    if argv and argv[0] in passthrough:
+        return passthrough[argv[0]](argv[1:])
     ap = _parser()
     args = ap.parse_args(argv)
     if args.cmd is None:
