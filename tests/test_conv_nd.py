@@ -321,3 +321,35 @@ def test_random_sweep(kind, request):
         on.assert_same(on.qref_run(s, b), on.torch_run(s, b), f"seed {s['seed']}: {on.case_id(s)} [{on.plan(s)}]")
     for s, r in zip(specs, on.run_in_subprocess(specs, env={"FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"})):
         on.assert_same(r["qref"], r["torch"], f"AVX2 seed {s['seed']}: {on.case_id(s)} [{r['plan']}]")
+
+
+def test_conv3d_depthwise_fused_bias_tie_every_kernel():
+    """The depthwise-3D AVX2 requantization (conv_nd_dw_avx2.cc) fuses a per-tensor bias with
+    vfmadd like requant.h: at a constructed tie (raw = -55691, bias 0.59146, S = 0.02 * 0.003,
+    output scale 0.5) torch gives the fused value 59 (unfused: 58), and every kernel gives torch's
+    bytes on every output. 16 channels: the 16-channel accumulation and the 8-channel epilogue."""
+    C = 16
+    x = np.full((1, C, 3, 3, 3), 255, np.uint8)
+    x[:, :, 0, 0, 0] = 101
+    w = np.full((C, 1, 3, 3, 3), -8, np.int8)
+    wf = w.reshape(C, 27)
+    wf[:, 0] = -1
+    wf[:, 1:11] = -9  # tap 0: 101 * -1; taps 1..26: 255 * (-90 - 128) -> raw -55691 at the centre
+    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), 0.02, 0)
+    qw = torch._make_per_tensor_quantized_tensor(torch.from_numpy(w), 0.003, 0)
+    b = torch.full((C,), 0.5914599299430847, dtype=torch.float32)
+    prev = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "fbgemm"
+    try:
+        pp = torch.ops.quantized.conv3d_prepack(qw, b, [1, 1, 1], [1, 1, 1], [1, 1, 1], C)
+        t = torch.ops.quantized.conv3d(qx, pp, 0.5, 64).int_repr().numpy()
+    finally:
+        torch.backends.quantized.engine = prev
+    assert (t[:, :, 1, 1, 1] == 59).all()
+    for kernel in qref.kernels():
+        q, it = qref.conv3d(qx, qw, b, padding=1, groups=C, output_scale=0.5, output_zero_point=64, kernel=kernel,
+                            return_intermediates=True)
+        assert it.plan.path == "depthwise" and (it.raw[:, :, 1, 1, 1] == -55691).all()
+        on.assert_same(q.int_repr().numpy(), t, f"kernel {kernel}")
+        on.assert_same(qref.conv3d(qx, qw, b, padding=1, groups=C, output_scale=0.5, output_zero_point=64,
+                                   kernel=kernel).int_repr().numpy(), t, f"kernel {kernel} (fast loop)")

@@ -5,14 +5,15 @@
 // in int32. The row sums are exact int32 sums. conv_nd_requant_avx2 restates requant.h with
 // intrinsics (requant.h's inline functions are not compiled here, see below).
 //
-// This file is compiled with AVX2 code generation (the pragma below; it is its own translation
-// unit, like the conv2d AVX2 kernel) and called only after cpu_features().avx2 was checked.
+// This file is compiled with AVX2+FMA code generation (the pragma below; it is its own translation
+// unit, like the conv2d AVX2 kernel) and called only after cpu_features().avx2 (and .fma for
+// conv_nd_requant_avx2 with a fused bias) was checked.
 // It includes no standard-library templates (Highway's one-definition-rule hazard), only
 // <immintrin.h> and <cstdint>.
 #include <cstdint>
 
 #if defined(__x86_64__) || defined(__i386__)
-#pragma GCC target("avx2")
+#pragma GCC target("avx2,fma")
 #include <immintrin.h>
 
 namespace qref {
@@ -71,10 +72,16 @@ bool conv_nd_dw_acc_avx2(const uint8_t* const* taps, int64_t T2, const int8_t* w
 // y = (float(raw) + bias_term) * multiplier; cvtps2dq; packs to int16; adds the zero point with
 // int16 saturation; packus to uint8; max with lo (out_zp if relu). bias_term may be null (no bias:
 // float(raw) + 0.0f == float(raw) for every integer raw, so adding zero is the same).
+// bias_fma (per-tensor weights, requant.h requant_prerounding): y = fma(bias_term, bias_rcp,
+// float(raw)) rounded once -- fbgemm's _mm256_add_ps(x, _mm256_mul_ps(bias, rcp)) contracted into
+// vfmadd231ps -- so this is _mm256_fmadd_ps, the only fused operation here (the file is built
+// with -ffp-contract=off like the rest; the intrinsic is explicit). Needs cpu_features().fma.
 // Returns the number of channels done (a multiple of 8); the caller finishes the rest.
 int64_t conv_nd_requant_avx2(const int32_t* acc, const int32_t* rowsum, bool rowsum_saturates, int32_t a_zp,
                              const int32_t* col_offset, const int32_t* w_zp, const float* bias_term,
-                             const float* multiplier, int32_t out_zp, bool relu, int64_t O, uint8_t* dst) {
+                             bool bias_fma, float bias_rcp, const float* multiplier, int32_t out_zp, bool relu,
+                             int64_t O, uint8_t* dst) {
+  const __m256 vrcp = _mm256_set1_ps(bias_rcp);
   const __m256i vazp = _mm256_set1_epi32(a_zp);
   const __m256i vmax16 = _mm256_set1_epi32(32767);
   const __m128i vozp = _mm_set1_epi16(static_cast<int16_t>(out_zp));
@@ -89,7 +96,10 @@ int64_t conv_nd_requant_avx2(const int32_t* acc, const int32_t* rowsum, bool row
       r = _mm256_sub_epi32(r, _mm256_mullo_epi32(rs, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w_zp + o))));
     }
     __m256 y = _mm256_cvtepi32_ps(r);
-    if (bias_term) y = _mm256_add_ps(y, _mm256_loadu_ps(bias_term + o));
+    if (bias_term) {
+      const __m256 b = _mm256_loadu_ps(bias_term + o);
+      y = bias_fma ? _mm256_fmadd_ps(b, vrcp, y) : _mm256_add_ps(y, b);
+    }
     y = _mm256_mul_ps(y, _mm256_loadu_ps(multiplier + o));
     const __m256i q = _mm256_cvtps_epi32(y);
     __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
@@ -110,7 +120,7 @@ bool conv_nd_dw_acc_avx2(const uint8_t* const*, int64_t, const int8_t*, int64_t,
   return false;
 }
 int64_t conv_nd_requant_avx2(const int32_t*, const int32_t*, bool, int32_t, const int32_t*, const int32_t*,
-                             const float*, const float*, int32_t, bool, int64_t, uint8_t*) {
+                             const float*, bool, float, const float*, int32_t, bool, int64_t, uint8_t*) {
   return 0;
 }
 }  // namespace qref

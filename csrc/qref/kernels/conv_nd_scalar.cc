@@ -113,7 +113,8 @@ bool conv_nd_dw_acc_avx2(const uint8_t* const* taps, int64_t T2, const int8_t* w
                          int32_t* rowsum);
 int64_t conv_nd_requant_avx2(const int32_t* acc, const int32_t* rowsum, bool rowsum_saturates, int32_t a_zp,
                              const int32_t* col_offset, const int32_t* w_zp, const float* bias_term,
-                             const float* multiplier, int32_t out_zp, bool relu, int64_t O, uint8_t* dst);
+                             bool bias_fma, float bias_rcp, const float* multiplier, int32_t out_zp, bool relu,
+                             int64_t O, uint8_t* dst);
 
 void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
                             int64_t m_begin, int64_t m_end) {
@@ -143,6 +144,8 @@ void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8
   // AVX2 accumulation (same arithmetic) for one output channel per input channel.
   const int64_t T2 = (T + 1) / 2 * 2;
   const bool use_avx2 = mult == 1 && cpu_features().avx2;
+  // the AVX2 epilogue fuses a per-tensor bias with vfmadd (requant.h): needs FMA too
+  const bool avx2_requant = use_avx2 && cpu_features().fma;
   std::vector<int8_t> wpairs(use_avx2 ? static_cast<size_t>(T2 * O) : 0, 0);
   if (use_avx2) {
     for (int64_t t = 0; t < T; ++t)
@@ -202,10 +205,11 @@ void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8
       const int64_t out_pos = ((n * s.OD + od) * s.OH + oh) * s.OW + ow;
       uint8_t* dst = out + out_pos * O;
       int64_t o0 = 0;
-      if (use_avx2 && !rq.bias_fma) {  // the AVX2 epilogue adds a per-channel bias term only
+      if (avx2_requant) {
         o0 = conv_nd_requant_avx2(acc.data(), need_rowsum ? rowsum.data() : nullptr, sat_rowsum, rq.input_zero_point,
                                   rq.col_offset.data(), rq.weight_zero_point.data(),
-                                  rq.has_bias ? rq.bias_term.data() : nullptr, rq.multiplier.data(),
+                                  rq.has_bias ? rq.bias_term.data() : nullptr, rq.bias_fma, rq.bias_rcp,
+                                  rq.multiplier.data(),
                                   rq.output_zero_point, rq.relu, O, dst);
       }
       for (int64_t o = o0; o < O; ++o) {
