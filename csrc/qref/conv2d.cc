@@ -72,43 +72,9 @@ bool path_saturates(ConvPath p, const IsaSemantics& isa) {
   return true;
 }
 
+// SPEC.md §2.1: the doubles are narrowed to float inside make_requant (requant.h).
 Requant prepare_requant(const Conv2dShape& s, const int8_t* w, const RequantArgs& a) {
-  Requant rq;
-  const int64_t O = s.O, K = s.K();
-  rq.input_zero_point = a.input_zero_point;
-  rq.output_zero_point = a.output_zero_point;
-  rq.relu = a.relu;
-  rq.has_bias = a.bias != nullptr;
-  rq.multiplier.resize(O);
-  rq.col_offset.resize(O);
-  rq.weight_zero_point.resize(O);
-  if (rq.has_bias) rq.bias_term.resize(O);
-  // SPEC.md §2.1: doubles narrowed to float, S = f32(a*w), M = f32(S / out).
-  const float a_f = static_cast<float>(a.input_scale);
-  const float o_f = static_cast<float>(a.output_scale);
-  for (int64_t o = 0; o < O; ++o) {
-    const int64_t i = a.per_channel ? o : 0;
-    const float w_f = static_cast<float>(a.weight_scale[i]);
-    const float S = a_f * w_f;
-    rq.multiplier[o] = S / o_f;
-    rq.weight_zero_point[o] = a.weight_zero_point[i];
-    if (rq.has_bias) {
-      // SPEC.md §5.1 step 4: per-tensor multiplies by a reciprocal rounded
-      // from double (_mm256_set1_ps(1.0 / ats)), fused with the add (see
-      // Requant::bias_fma); per-channel divides.
-      if (a.per_channel) {
-        rq.bias_term[o] = a.bias[o] / S;
-      } else {
-        rq.bias_fma = true;
-        rq.bias_rcp = static_cast<float>(1.0 / static_cast<double>(S));
-        rq.bias_term[o] = a.bias[o];
-      }
-    }
-    int64_t colsum = 0;
-    for (int64_t k = 0; k < K; ++k) colsum += w[o * K + k];
-    rq.col_offset[o] = wrap32(colsum - static_cast<int64_t>(rq.weight_zero_point[o]) * K);
-  }
-  return rq;
+  return make_requant(s.O, s.K(), w, a);
 }
 
 int default_threads() {

@@ -34,7 +34,7 @@ struct Conv2dShape {
 
 // fbgemm's requantization, prepared per output channel (SPEC.md §5). Every
 // float here is already rounded to float32 in the order fbgemm rounds it; see
-// requant.h for the formula and prepare_requant() in conv2d.cc for how the
+// requant.h for the formula and make_requant() there for how the
 // per-channel values are derived from the user's scales.
 struct Requant {
   int32_t input_zero_point = 0;

@@ -71,42 +71,9 @@ inline bool is_depthwise(const Conv2dShape& s) {
 inline bool saturates(const Conv2dShape& s, Isa isa) { return is_depthwise(s) || isa == Isa::avx2; }
 
 // Per-channel constants, rounded to float32 in fbgemm's order (SPEC.md §2.1,
-// §5.1): S = f32(a*w), M = f32(S/out); bias term f32(bias/S) per-channel, but
-// per-tensor the bias is multiplied by R = f32(1/(double)S) inside one fused
-// multiply-add with float(raw) (requantizeOutputProcessingAvx2 multiplies by
-// _mm256_set1_ps(1.0 / act_times_w_scale); the compiler contracts mul+add, see
-// Requant::bias_fma); col_offset = colsum - w_zp*K in int32.
+// §5.1): requant.h make_requant, the same function qref.conv2d uses.
 inline Requant prepare(const ConvArgs& a, const int8_t* w_ohwi) {
-  const Conv2dShape& s = a.shape;
-  const int64_t O = s.O, K = s.K();
-  Requant rq;
-  rq.input_zero_point = a.input_zero_point;
-  rq.output_zero_point = a.output_zero_point;
-  rq.relu = a.relu;
-  rq.has_bias = a.bias != nullptr;
-  rq.multiplier.resize(O);
-  rq.col_offset.resize(O);
-  rq.weight_zero_point.resize(O);
-  if (rq.has_bias) rq.bias_term.resize(O);
-  for (int64_t o = 0; o < O; ++o) {
-    const int64_t i = a.per_channel ? o : 0;
-    const float S = a.input_scale * a.weight_scale[i];
-    rq.multiplier[o] = S / a.output_scale;
-    rq.weight_zero_point[o] = a.weight_zero_point ? a.weight_zero_point[i] : 0;
-    if (rq.has_bias) {
-      if (a.per_channel) {
-        rq.bias_term[o] = a.bias[o] / S;
-      } else {
-        rq.bias_fma = true;
-        rq.bias_rcp = static_cast<float>(1.0 / static_cast<double>(S));
-        rq.bias_term[o] = a.bias[o];
-      }
-    }
-    int64_t colsum = 0;
-    for (int64_t k = 0; k < K; ++k) colsum += w_ohwi[o * K + k];
-    rq.col_offset[o] = wrap32(colsum - static_cast<int64_t>(rq.weight_zero_point[o]) * K);
-  }
-  return rq;
+  return make_requant(a.shape.O, a.shape.K(), w_ohwi, a);
 }
 
 // The reference conv2d. `a.shape` needs N,C,H,W,O,KH,KW and the conv

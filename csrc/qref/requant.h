@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <limits>
 
+#include "qref/conv2d.h"
+
 namespace qref {
 
 // int32 arithmetic that wraps like vpaddd / vpmulld.
@@ -56,6 +58,54 @@ inline uint8_t requant_output(float y, int32_t out_zp, bool relu) {
   if (r < lo) r = lo;
   if (r > 255) r = 255;
   return static_cast<uint8_t>(r);
+}
+
+// The per-channel constants, rounded to float32 in fbgemm's order (SPEC.md §2.1,
+// §5.1), for O output channels of reduction length K over the OHWI weight w:
+//   S = f32(a_s * w_s[o]), M = f32(S / out_s), every scale narrowed to float
+//   first (qconv.cpp GetQuantizationParams keeps float scales);
+//   bias per-channel: bias_term = f32(bias / S) (added);
+//   bias per-tensor:  bias_term = bias, bias_rcp = f32(1.0 / (double)S), fused
+//     with float(raw) in one fma (requantizeOutputProcessingAvx2 multiplies by
+//     _mm256_set1_ps(1.0 / act_times_w_scale) and the compiler contracts the
+//     mul+add; see Requant::bias_fma);
+//   col_offset = colsum - w_zp * K, int32 wrapping.
+// One function for qref's prepare_requant (api.h, double scales) and the
+// header-only ref::prepare (reference.h, float scales): `Args` is either
+// argument struct, both have the same member names; a null weight_zero_point
+// means all zero.
+template <typename Args>
+inline Requant make_requant(int64_t O, int64_t K, const int8_t* w, const Args& a) {
+  Requant rq;
+  rq.input_zero_point = a.input_zero_point;
+  rq.output_zero_point = a.output_zero_point;
+  rq.relu = a.relu;
+  rq.has_bias = a.bias != nullptr;
+  rq.multiplier.resize(O);
+  rq.col_offset.resize(O);
+  rq.weight_zero_point.resize(O);
+  if (rq.has_bias) rq.bias_term.resize(O);
+  const float a_f = static_cast<float>(a.input_scale);
+  const float o_f = static_cast<float>(a.output_scale);
+  for (int64_t o = 0; o < O; ++o) {
+    const int64_t i = a.per_channel ? o : 0;
+    const float S = a_f * static_cast<float>(a.weight_scale[i]);
+    rq.multiplier[o] = S / o_f;
+    rq.weight_zero_point[o] = a.weight_zero_point ? a.weight_zero_point[i] : 0;
+    if (rq.has_bias) {
+      if (a.per_channel) {
+        rq.bias_term[o] = a.bias[o] / S;
+      } else {
+        rq.bias_fma = true;
+        rq.bias_rcp = static_cast<float>(1.0 / static_cast<double>(S));
+        rq.bias_term[o] = a.bias[o];
+      }
+    }
+    int64_t colsum = 0;
+    for (int64_t k = 0; k < K; ++k) colsum += w[o * K + k];
+    rq.col_offset[o] = wrap32(colsum - static_cast<int64_t>(rq.weight_zero_point[o]) * K);
+  }
+  return rq;
 }
 
 }  // namespace qref
