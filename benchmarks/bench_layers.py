@@ -2,7 +2,10 @@
 
 Both run in one process on the same inputs, timed interleaved (torch, qref, torch, qref, ...)
 single-threaded, best of R; every qref output is asserted equal (``==``) to torch's. The ratio is
-t_torch / t_qref (> 1: qref is faster). ``--avx2`` reruns the table in a subprocess with
+t_torch / t_qref (> 1: qref is faster). Two qref columns: the function (``qref.linear`` etc.: it
+validates, rearranges and packs the weights on every call) and the layer's params object
+(``qref.bridge_nd.LinearParams`` etc., what ``qref.from_torch`` returns: weights prepared once and
+cached, as torch's prepacked weights are; the first, untimed call prepares them). ``--avx2`` reruns the table in a subprocess with
 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 set before torch is imported.
 
 Run: ``python benchmarks/bench_layers.py [--avx2] [--repeat R]``.
@@ -109,21 +112,57 @@ def run(repeat: int) -> list[tuple]:
             def q_fn():
                 return qref.conv_transpose2d(x, w, b, output_scale=0.5, output_zero_point=64, threads=1,
                                              reproduce_defects=defect, **kw)
-        tr, qr = t_fn().int_repr(), q_fn().int_repr()
-        if not torch.equal(tr, qr):
-            bad = (tr != qr).nonzero()
-            t2, q2 = t_fn().int_repr(), q_fn().int_repr()
-            raise AssertionError(f"{name}: {len(bad)} of {tr.numel()} differ, first {bad[0].tolist()}; "
-                                 f"torch repeatable {torch.equal(tr, t2)}, qref repeatable {torch.equal(qr, q2)}")
-        tt, tq = _best([t_fn, q_fn], repeat)
-        rows.append((name, kind, tt * 1e3, tq * 1e3))
+        params = _params(kind, w, b, kw)
+        extra = dict(reproduce_defects=True) if "defective" in name else {}
+
+        def p_fn():
+            return params(x, threads=1, **extra)
+
+        tr = t_fn().int_repr()
+        for what, f in (("function", q_fn), ("params (first call)", p_fn), ("params (cached)", p_fn)):
+            qr = f().int_repr()
+            if not torch.equal(tr, qr):
+                bad = (tr != qr).nonzero()
+                t2, q2 = t_fn().int_repr(), f().int_repr()
+                raise AssertionError(f"{name} {what}: {len(bad)} of {tr.numel()} differ, first {bad[0].tolist()}; "
+                                     f"torch repeatable {torch.equal(tr, t2)}, qref repeatable {torch.equal(qr, q2)}")
+        tt, tq, tp = _best([t_fn, q_fn, p_fn], repeat)
+        rows.append((name, kind, tt * 1e3, tq * 1e3, tp * 1e3))
     return rows
 
 
+def _params(kind: str, w, b, kw: dict):
+    """The layer's qref params object (what qref.from_torch returns for the module), per-tensor weight."""
+    import numpy as np
+
+    from qref.bridge_nd import Conv1dParams, Conv3dParams, ConvTransposeParams, LinearParams
+
+    common = dict(weight=w.int_repr().numpy(), weight_scale=np.array([w.q_scale()], np.float64),
+                  weight_zero_point=np.array([w.q_zero_point()], np.int32), per_channel=False,
+                  bias=b.numpy().astype(np.float32), output_scale=0.5, output_zero_point=64, relu=False,
+                  module_type=kind)
+    if kind == "linear":
+        return LinearParams(**common)
+    nd = w.dim() - 2
+
+    def tup(name, default):
+        v = kw.get(name, default)
+        return tuple(v) if isinstance(v, tuple) else (v,) * nd
+
+    conv = dict(stride=tup("stride", 1), padding=tup("padding", 0), dilation=tup("dilation", 1),
+                groups=kw.get("groups", 1))
+    if kind == "conv1d":
+        return Conv1dParams(**common, **conv)
+    if kind == "conv3d":
+        return Conv3dParams(**common, **conv)
+    return ConvTransposeParams(**common, **conv, output_padding=tup("output_padding", 0))
+
+
 def table(rows, title: str) -> str:
-    out = [f"### {title}", "", "| layer | kind | torch ms | qref ms | torch/qref |", "|---|---|---:|---:|---:|"]
-    for name, kind, tt, tq in rows:
-        out.append(f"| {name} | {kind} | {tt:.2f} | {tq:.2f} | {tt / tq:.2f} |")
+    out = [f"### {title}", "", "| layer | kind | torch ms | qref fn ms | qref params ms | torch/qref fn | "
+           "torch/qref params |", "|---|---|---:|---:|---:|---:|---:|"]
+    for name, kind, tt, tq, tp in rows:
+        out.append(f"| {name} | {kind} | {tt:.2f} | {tq:.2f} | {tp:.2f} | {tt / tq:.2f} | {tt / tp:.2f} |")
     return "\n".join(out)
 
 

@@ -244,7 +244,7 @@ def test_conv1d_conv3d_numpy_io_and_errors():
     assert isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.shape == (1, 4, 3, 3, 3)
     kw = dict(input_scale=0.1, input_zero_point=0, weight_scale=0.1, output_scale=0.1, output_zero_point=0)
     x5 = np.zeros((1, 4, 3, 4, 5), np.uint8)
-    with pytest.raises(ValueError, match=r"conv3d: input has shape \(4, 3, 4, 5\), expected 5 dimensions"):
+    with pytest.raises(ValueError, match=r"conv3d: input.shape=\(4, 3, 4, 5\) has 4 dimensions \(must be 5-D"):
         qref.conv3d(x5[0], b["w"], **kw)
     with pytest.raises(ValueError, match="conv3d: .*groups=3"):
         qref.conv3d(x5, b["w"], groups=3, **kw)
@@ -254,7 +254,7 @@ def test_conv1d_conv3d_numpy_io_and_errors():
         qref.conv3d(x5, b["w"], stride=(1, 2), **kw)
     with pytest.raises(TypeError, match="conv3d: reproduce_defects must be a bool"):
         qref.conv3d(x5, b["w"], reproduce_defects=1, **kw)
-    with pytest.raises(ValueError, match="conv1d: input has shape"):
+    with pytest.raises(ValueError, match="conv1d: input.shape="):
         qref.conv1d(x5, b["w"], **kw)
     with pytest.raises(qref.OneDNNNotSupportedError):
         qref.conv3d(x5, b["w"], engine="onednn", **kw)
@@ -353,3 +353,51 @@ def test_conv3d_depthwise_fused_bias_tie_every_kernel():
         on.assert_same(q.int_repr().numpy(), t, f"kernel {kernel}")
         on.assert_same(qref.conv3d(qx, qw, b, padding=1, groups=C, output_scale=0.5, output_zero_point=64,
                                    kernel=kernel).int_repr().numpy(), t, f"kernel {kernel} (fast loop)")
+
+
+def _params_for(s: dict, b: dict):
+    """The layer's params object (what qref.from_torch returns) for an oracle spec."""
+    from qref.bridge_nd import Conv1dParams, Conv3dParams, ConvTransposeParams, LinearParams
+
+    common = dict(weight=b["w"], weight_scale=b["w_scale"], weight_zero_point=b["w_zp"].astype(np.int32),
+                  per_channel=b["per_channel"], bias=b["bias"], output_scale=b["out_scale"],
+                  output_zero_point=b["out_zp"], relu=s["relu"] and not s["kind"].startswith("convt"),
+                  module_type=s["kind"])
+    if s["kind"] == "linear":
+        return LinearParams(**common)
+    conv = dict(stride=tuple(s["stride"]), padding=tuple(s["padding"]), dilation=tuple(s["dilation"]),
+                groups=s["groups"])
+    if s["kind"] == "conv1d":
+        return Conv1dParams(**common, **conv)
+    if s["kind"] == "conv3d":
+        return Conv3dParams(**common, **conv)
+    return ConvTransposeParams(**common, **conv, output_padding=tuple(s["output_padding"]))
+
+
+def _check_params_cache(s: dict, kernel: str) -> None:
+    """issue 7 item 4: a params object's first call (public function, then weights prepared) and
+    its cached calls (prepared weights) give torch's bytes, for quint8 tensors and uint8 arrays."""
+    b = on.build(s)
+    t = on.torch_run(s, b)
+    p = _params_for(s, b)
+    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(b["x"]), b["a_scale"], b["a_zp"])
+    for i in range(3):  # miss, hit, hit
+        on.assert_same(p(qx, kernel=kernel).int_repr().numpy(), t, f"{on.case_id(s)} {kernel} torch call {i}")
+        on.assert_same(p(b["x"], input_scale=b["a_scale"], input_zero_point=b["a_zp"], kernel=kernel), t,
+                       f"{on.case_id(s)} {kernel} numpy call {i}")
+    if s["kind"] not in ("convt1d", "convt3d"):  # those always run the public function
+        assert len(p._prepared) == 2, p._prepared
+
+
+def test_conv1d_conv3d_params_cache(kernel):
+    for s in CONV1D + [s for s, _ in CONV3D]:
+        _check_params_cache(s, kernel)
+    # a channels_last (fbgemm output) input and a changed input shape make new entries
+    s = CONV3D[0][0]
+    b = on.build(s)
+    p = _params_for(s, b)
+    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(b["x"]), b["a_scale"], b["a_zp"])
+    for x in (qx, qx.contiguous(memory_format=torch.channels_last_3d), qx[:, :, 1:], qx[:, :, 1:]):
+        s2 = dict(s, spatial=list(x.shape[2:]))
+        b2 = dict(b, x=np.ascontiguousarray(x.int_repr().numpy()))
+        on.assert_same(p(x, kernel=kernel).int_repr().numpy(), on.torch_run(s2, b2), f"{x.shape} {x.stride()}")

@@ -4,16 +4,96 @@
 ``nniq.ConvReLU1d``, ``nnq.Conv3d``, ``nniq.ConvReLU3d``, ``nnq.ConvTranspose1d``,
 ``nnq.ConvTranspose2d`` and ``nnq.ConvTranspose3d``. Each returns a frozen params object that runs
 like ``Conv2dParams``: ``params(qx, isa=..., kernel=...)``.
+
+Like ``Conv2dParams`` (issue 3), each params object keeps its weights prepared for the kernel
+(issue 7 item 4): the first call on an input shape / quantization / ISA / kernel runs the public
+function (which validates every argument) and then packs the weights once (``_core.conv2d_prepare``
+for the layers that run on the conv2d core, the rearranged weights for the N-d core); later calls
+with the same key only convert the input's layout and run the kernel. The cached result is the
+same arithmetic as the public function's (tests/test_linear.py, test_conv_nd.py,
+test_transposed.py: ``test_*params_cache*``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ._validate import is_torch_tensor
+from ._validate import check_int, check_scale, check_threads, is_torch_tensor
+
+_CACHE_ENTRIES = 16  # per params object, as Conv2dParams: cleared when full
+
+
+def _input_values(x: Any, input_scale: Any, input_zero_point: Any, ndim: Optional[int]):
+    """(uint8 values in the input's own dimension order, quantization key, from_torch) of an input
+    the cached path can take, else None (the public function then validates / rejects it)."""
+    if is_torch_tensor(x):
+        import torch
+
+        if not (input_scale is None and input_zero_point is None and x.is_quantized and x.dtype == torch.quint8
+                and x.qscheme() == torch.per_tensor_affine and x.device.type == "cpu" and x.numel() > 0
+                and (ndim is None or x.dim() == ndim)):
+            return None
+        from .conv import _int_view
+
+        return _int_view(x), ("torch", x.q_scale(), x.q_zero_point()), True
+    if not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.size > 0 and (ndim is None or x.ndim == ndim)
+            and input_scale is not None and input_zero_point is not None):
+        return None
+    return x, ("numpy", type(input_scale).__name__, repr(input_scale), type(input_zero_point).__name__,
+               repr(input_zero_point)), False
+
+
+def _channels_last(v: np.ndarray) -> np.ndarray:
+    """(N, C, *S) uint8 -> C-contiguous (N, *S, C); no copy when it already is (channels_last torch
+    tensors, what fbgemm's ops return), else the tiled byte transpose (~10x numpy's)."""
+    from . import _core
+
+    t = v.transpose((0,) + tuple(range(2, v.ndim)) + (1,))
+    if t.flags.c_contiguous:
+        return t
+    v = np.ascontiguousarray(v)
+    N, C = v.shape[:2]
+    S = int(np.prod(v.shape[2:], dtype=np.int64))
+    return _core.channels_transpose(v.reshape(N, C, S, 1), True).reshape(t.shape)
+
+
+def _wrap_channels_last(out_cl: np.ndarray, as_torch: bool, scale: float, zero_point: int) -> Any:
+    """(N, *S, O) uint8 -> the caller's kind, (N, O, *S): a channels-last strided quint8 tensor (as
+    fbgemm returns, no copy) or a C-contiguous numpy array."""
+    nd = out_cl.ndim - 2
+    if as_torch:
+        import torch
+
+        t = torch.from_numpy(out_cl).permute(0, nd + 1, *range(1, nd + 1))
+        return torch._make_per_tensor_quantized_tensor(t, scale, zero_point)
+    from . import _core
+
+    N, O = out_cl.shape[0], out_cl.shape[-1]
+    S = int(np.prod(out_cl.shape[1:-1], dtype=np.int64))
+    r = _core.channels_transpose(np.ascontiguousarray(out_cl).reshape(N, S, 1, O), False)
+    return r.reshape((N, O) + out_cl.shape[1:-1])
+
+
+def _input_quant(fn: str, qkey: tuple) -> tuple:
+    """(input scale, zero point) as the public functions read them (already validated there)."""
+    if qkey[0] == "torch":
+        return float(qkey[1]), int(qkey[2])
+    return None, None
+
+
+class _Entry:
+    """One prepared layer: run(values in input order, threads) -> output values (N, *S, O)."""
+
+    __slots__ = ("run", "out_scale", "out_zp", "keep")
+
+    def __init__(self, run: Callable, out_scale: float, out_zp: int, keep: Any = None) -> None:
+        self.run = run
+        self.out_scale = out_scale
+        self.out_zp = out_zp
+        self.keep = keep
 
 # torch class name -> (qref kind, relu fused)
 MODULE_KINDS = {
@@ -50,7 +130,109 @@ class _LayerParams:
     groups: int = 1
     padding_mode: str = "zeros"
 
+    # issue 7 item 4: prepared weights per input shape / quantization / ISA / kernel (see module doc)
+    _prepared: Any = field(default=None, init=False, repr=False, compare=False)
+
     kind = ""
+    _in_ndim: Optional[int] = None  # the input's ndim the cached path takes (None: any)
+
+    def __post_init__(self) -> None:
+        # Private read-only copies, so the prepared weights can never go stale (as Conv2dParams).
+        for name in ("weight", "weight_scale", "weight_zero_point", "bias"):
+            a = getattr(self, name)
+            if isinstance(a, np.ndarray):
+                a = np.array(a, copy=True)
+                a.setflags(write=False)
+                object.__setattr__(self, name, a)
+        object.__setattr__(self, "_prepared", {})
+
+    def __getstate__(self) -> dict:
+        d = dict(self.__dict__)
+        d["_prepared"] = {}  # native objects; a copy rebuilds them on demand
+        return d
+
+    def _cached_call(self, x: Any, input_scale: Any, input_zero_point: Any, isa: Any, kernel: Any, threads: Any,
+                     full: Callable[[], Any], extra: tuple = ()) -> Any:
+        """The cached path (module doc); ``full`` runs the public function."""
+        if not (isinstance(isa, str) and isinstance(kernel, str)):
+            return full()
+        got = _input_values(x, input_scale, input_zero_point, self._in_ndim)
+        if got is None:
+            return full()
+        v, qkey, from_torch = got
+        from .conv import _resolve_kernel
+
+        try:
+            kname = _resolve_kernel(self.kind, kernel)
+        except (TypeError, ValueError):
+            return full()
+        key = (tuple(v.shape), qkey, isa, kname) + extra
+        ent = self._prepared.get(key)
+        if ent is None:
+            res = full()  # validates every argument; a bad one raises here, before any entry is made
+            if len(self._prepared) >= _CACHE_ENTRIES:
+                self._prepared.clear()
+            a_s, a_zp = _input_quant(self.kind, qkey)
+            if a_s is None:
+                a_s = check_scale(self.kind, "input_scale", input_scale)
+                a_zp = check_int(self.kind, "input_zero_point", input_zero_point, 0, 255)
+            self._prepared[key] = self._prepare(tuple(v.shape), a_s, a_zp, isa, kname, *extra) or False
+            return res
+        if ent is False:  # a problem the cached path does not take (e.g. intermediates-only paths)
+            return full()
+        from . import _core
+
+        n = check_threads(self.kind, threads)
+        out = ent.run(v, _core.default_threads() if n is None else n)
+        return self._wrap(out, from_torch, ent.out_scale, ent.out_zp)
+
+    def _wrap(self, out: np.ndarray, from_torch: bool, scale: float, zero_point: int) -> Any:
+        return _wrap_channels_last(out, from_torch, scale, zero_point)
+
+    def _prepare(self, shape: tuple, a_s: float, a_zp: int, isa: str, kname: str, *extra) -> Optional[_Entry]:
+        return None
+
+    def _operands(self, fn: str, ndim: int):
+        """The weight (qref.conv._Weight), bias (float32 or None) and output quantization, as the
+        public functions read them."""
+        from .conv import _bias_operand, _weight_operand
+
+        wa = self._weight_args()
+        wt = _weight_operand(fn, self.weight, wa["weight_scale"], wa["weight_zero_point"], ndim=ndim)
+        return wt, wt.oihw, check_scale(fn, "output_scale", self.output_scale), int(self.output_zero_point)
+
+    def _prepare_conv2d(self, x4_shape: tuple, w_ohwi: np.ndarray, wt: Any, O: int, st, pd, dl, g, a_s, a_zp,
+                        out_s, out_zp, saturate: bool, kname: str):
+        """_core.conv2d_prepare for an NHWC input of x4_shape (the bias as the public functions
+        pass it)."""
+        from . import _core
+        from .conv import _bias_operand
+
+        b = _bias_operand(self.kind, self.bias, O)
+        w_ohwi = np.ascontiguousarray(w_ohwi)
+        return _core.conv2d_prepare(np.empty(x4_shape, np.uint8), w_ohwi, b, tuple(st), tuple(pd), tuple(dl),
+                                    int(g), a_s, a_zp, wt.scale, wt.zero_point, wt.per_channel, out_s, out_zp,
+                                    bool(self.relu), bool(saturate), kname)
+
+    def _prepare_nd(self, wt: Any, w_cl: np.ndarray, O: int, st, pd, dl, op, g, transposed: bool, sd: int, a_s,
+                    a_zp, out_s, out_zp, plan, reproduce_defects: bool, kname: str, to_nd: Callable) -> _Entry:
+        """The N-d core (_core.conv_nd_ndhwc, as conv_nd._run_nd calls it) with the weights
+        rearranged once; to_nd maps the channels-last input to (N, D, H, W, C)."""
+        from . import _core
+        from .conv import _bias_operand
+
+        b = _bias_operand(self.kind, self.bias, O)
+        w_cl = np.ascontiguousarray(w_cl)
+        relu = bool(self.relu) and not transposed
+        args = (list(st), list(pd), list(dl), list(op), int(g), bool(transposed), sd, a_s, a_zp, wt.scale,
+                wt.zero_point, wt.per_channel, out_s, out_zp, relu, plan.path, plan.saturates,
+                bool(reproduce_defects))
+
+        def run(v: np.ndarray, threads: int) -> np.ndarray:
+            out = _core.conv_nd_ndhwc(to_nd(_channels_last(v)), w_cl, b, *args, threads, False, kname != "scalar")
+            return out if sd == 3 else out[:, 0]
+
+        return _Entry(run, out_s, out_zp)
 
     def _weight_args(self) -> dict:
         ws = self.weight_scale if self.per_channel else float(self.weight_scale[0])
@@ -98,10 +280,39 @@ class LinearParams(_LayerParams):
                  kernel: str = "auto", threads: Optional[int] = None, return_intermediates: bool = False) -> Any:
         from .linear import linear
 
-        return linear(qx, self.weight, self.bias, input_scale=input_scale, input_zero_point=input_zero_point,
-                      output_scale=self.output_scale, output_zero_point=self.output_zero_point, relu=self.relu,
-                      isa=isa, kernel=kernel, threads=threads, return_intermediates=return_intermediates,
-                      **self._weight_args())
+        def full():
+            return linear(qx, self.weight, self.bias, input_scale=input_scale, input_zero_point=input_zero_point,
+                          output_scale=self.output_scale, output_zero_point=self.output_zero_point, relu=self.relu,
+                          isa=isa, kernel=kernel, threads=threads, return_intermediates=return_intermediates,
+                          **self._weight_args())
+
+        if return_intermediates:
+            return full()
+        return self._cached_call(qx, input_scale, input_zero_point, isa, kernel, threads, full)
+
+    def _prepare(self, shape: tuple, a_s: float, a_zp: int, isa: str, kname: str) -> Optional[_Entry]:
+        # qref.linear: the (M, K) rows as an NHWC image (M, 1, 1, K) of fbgemm's pointwise conv
+        from . import _core
+        from .linear import linear_plan
+
+        wt, w, out_s, out_zp = self._operands("linear", 2)
+        O, K = w.shape
+        lead = shape[:-1]
+        M = int(np.prod(lead, dtype=np.int64))
+        prep = self._prepare_conv2d((M, 1, 1, K), w.reshape(O, 1, 1, K), wt, O, (1, 1), (0, 0), (1, 1), 1, a_s,
+                                    a_zp, out_s, out_zp, linear_plan(isa).saturates, kname)
+
+        def run(v: np.ndarray, threads: int) -> np.ndarray:
+            return _core.conv2d_run(prep, np.ascontiguousarray(v).reshape(M, 1, 1, K), threads).reshape(lead + (O,))
+
+        return _Entry(run, out_s, out_zp, prep)
+
+    def _wrap(self, out: np.ndarray, from_torch: bool, scale: float, zero_point: int) -> Any:
+        if from_torch:
+            import torch
+
+            return torch._make_per_tensor_quantized_tensor(torch.from_numpy(out), scale, zero_point)
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,10 +336,37 @@ class Conv1dParams(_LayerParams):
         from .conv_nd import conv1d
 
         x, s, z, pad = self._pad_input(qx, input_scale, input_zero_point)
-        return conv1d(x, self.weight, self.bias, stride=self.stride, padding=pad, dilation=self.dilation,
-                      groups=self.groups, input_scale=s, input_zero_point=z, output_scale=self.output_scale,
-                      output_zero_point=self.output_zero_point, relu=self.relu, isa=isa, kernel=kernel,
-                      threads=threads, return_intermediates=return_intermediates, **self._weight_args())
+
+        def full():
+            return conv1d(x, self.weight, self.bias, stride=self.stride, padding=pad, dilation=self.dilation,
+                          groups=self.groups, input_scale=s, input_zero_point=z, output_scale=self.output_scale,
+                          output_zero_point=self.output_zero_point, relu=self.relu, isa=isa, kernel=kernel,
+                          threads=threads, return_intermediates=return_intermediates, **self._weight_args())
+
+        if return_intermediates:
+            return full()
+        return self._cached_call(x, s, z, isa, kernel, threads, full, (tuple(pad),))
+
+    _in_ndim = 3
+
+    def _prepare(self, shape: tuple, a_s: float, a_zp: int, isa: str, kname: str, pad: tuple) -> Optional[_Entry]:
+        # qref.conv1d: conv2d on (N, C, 1, L) with kernel (1, k) (torch's QConv1dInt8)
+        from . import _core
+        from .conv import conv_plan
+
+        wt, w, out_s, out_zp = self._operands("conv1d", 3)
+        N, C, L = shape
+        O, Cg, k = w.shape
+        st, pd, dl = (1, self.stride[0]), (0, pad[0]), (1, self.dilation[0])
+        plan = conv_plan((N, C, 1, L), (O, Cg, 1, k), st, pd, dl, self.groups, isa)
+        prep = self._prepare_conv2d((N, 1, L, C), w.transpose(0, 2, 1)[:, None], wt, O, st, pd, dl, self.groups,
+                                    a_s, a_zp, out_s, out_zp, plan.saturates, kname)
+
+        def run(v: np.ndarray, threads: int) -> np.ndarray:
+            out = _core.conv2d_run(prep, _channels_last(v).reshape(N, 1, L, C), threads)
+            return out.reshape(N, out.shape[2], O)
+
+        return _Entry(run, out_s, out_zp, prep)
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,11 +391,67 @@ class Conv3dParams(_LayerParams):
         from .conv_nd import conv3d
 
         x, s, z, pad = self._pad_input(qx, input_scale, input_zero_point)
-        return conv3d(x, self.weight, self.bias, stride=self.stride, padding=pad, dilation=self.dilation,
-                      groups=self.groups, input_scale=s, input_zero_point=z, output_scale=self.output_scale,
-                      output_zero_point=self.output_zero_point, relu=self.relu, isa=isa, kernel=kernel,
-                      threads=threads, return_intermediates=return_intermediates,
-                      reproduce_defects=reproduce_defects, **self._weight_args())
+
+        def full():
+            return conv3d(x, self.weight, self.bias, stride=self.stride, padding=pad, dilation=self.dilation,
+                          groups=self.groups, input_scale=s, input_zero_point=z, output_scale=self.output_scale,
+                          output_zero_point=self.output_zero_point, relu=self.relu, isa=isa, kernel=kernel,
+                          threads=threads, return_intermediates=return_intermediates,
+                          reproduce_defects=reproduce_defects, **self._weight_args())
+
+        if return_intermediates or not isinstance(reproduce_defects, (bool, np.bool_)):
+            return full()
+        return self._cached_call(x, s, z, isa, kernel, threads, full, (tuple(pad), bool(reproduce_defects)))
+
+    _in_ndim = 5
+
+    def _prepare(self, shape: tuple, a_s: float, a_zp: int, isa: str, kname: str, pad: tuple,
+                 reproduce_defects: bool) -> Optional[_Entry]:
+        # qref.conv3d's choice: the conv2d core on the depth-gathered problem, or the N-d core
+        from . import _core
+        from .conv_nd import _pairs_survive_reordering, conv_nd_plan
+
+        wt, w, out_s, out_zp = self._operands("conv3d", 5)
+        N, C, D, H, W = shape
+        O, Cg, KD, KH, KW = w.shape
+        st, pd, dl, g = tuple(self.stride), tuple(pad), tuple(self.dilation), int(self.groups)
+        plan = conv_nd_plan(shape, w.shape, st, pd, dl, g, isa=isa)
+        if not (kname != "scalar" and plan.path != "depthwise" and not reproduce_defects
+                and _pairs_survive_reordering(plan, Cg, KD * KH * KW)):
+            return self._prepare_nd(wt, w.transpose(0, 2, 3, 4, 1), O, st, pd, dl, (0, 0, 0), g, False, 3, a_s,
+                                    a_zp, out_s, out_zp, plan, reproduce_defects, kname, lambda x: x)
+        # conv_nd._conv3d_via_conv2d: one conv2d over N*OD images whose channels are (g, kd, c)
+        OD = (D + 2 * pd[0] - dl[0] * (KD - 1) - 1) // st[0] + 1
+        plain = KD == 1 and st[0] == 1 and pd[0] == 0
+        x4_shape = (N * D, H, W, C) if plain else (N * OD, H, W, g * KD * Cg)
+        prep = self._prepare_conv2d(x4_shape, w.transpose(0, 3, 4, 2, 1).reshape(O, KH, KW, KD * Cg), wt, O,
+                                    st[1:], pd[1:], dl[1:], g, a_s, a_zp, out_s, out_zp, plan.saturates, kname)
+        # per depth tap kd: the output depths od whose input depth od*s - p + kd*dl is inside
+        spans = []
+        for kd in range(KD):
+            first = [od for od in range(OD) if 0 <= od * st[0] - pd[0] + kd * dl[0] < D]
+            spans.append((first[0], first[-1] + 1) if first else (0, 0))
+
+        def run(v: np.ndarray, threads: int) -> np.ndarray:
+            cl = _channels_last(v)
+            if plain:
+                x4 = cl.reshape(x4_shape)
+            else:
+                x7 = np.empty((N, OD, H, W, g, KD, Cg), np.uint8)
+                xr = cl.reshape(N, D, H, W, g, Cg)
+                for kd, (o0, o1) in enumerate(spans):
+                    if o0 > 0:
+                        x7[:, :o0, :, :, :, kd] = a_zp
+                    if o1 < OD:
+                        x7[:, o1:, :, :, :, kd] = a_zp
+                    if o1 > o0:
+                        i0 = o0 * st[0] - pd[0] + kd * dl[0]
+                        x7[:, o0:o1, :, :, :, kd] = xr[:, i0:i0 + (o1 - o0 - 1) * st[0] + 1:st[0]]
+                x4 = x7.reshape(x4_shape)
+            out = _core.conv2d_run(prep, x4, threads)
+            return out.reshape((N, OD) + out.shape[1:])
+
+        return _Entry(run, out_s, out_zp, prep)
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,12 +479,66 @@ class ConvTransposeParams(_LayerParams):
         from .conv_nd import conv_transpose1d, conv_transpose2d, conv_transpose3d
 
         fn = {3: conv_transpose1d, 4: conv_transpose2d, 5: conv_transpose3d}[self.weight.ndim]
-        return fn(qx, self.weight, self.bias, stride=self.stride, padding=self.padding,
-                  output_padding=self.output_padding, groups=self.groups, dilation=self.dilation,
-                  input_scale=input_scale, input_zero_point=input_zero_point, output_scale=self.output_scale,
-                  output_zero_point=self.output_zero_point, isa=isa, kernel=kernel, threads=threads,
-                  return_intermediates=return_intermediates, reproduce_defects=reproduce_defects,
-                  **self._weight_args())
+
+        def full():
+            return fn(qx, self.weight, self.bias, stride=self.stride, padding=self.padding,
+                      output_padding=self.output_padding, groups=self.groups, dilation=self.dilation,
+                      input_scale=input_scale, input_zero_point=input_zero_point, output_scale=self.output_scale,
+                      output_zero_point=self.output_zero_point, isa=isa, kernel=kernel, threads=threads,
+                      return_intermediates=return_intermediates, reproduce_defects=reproduce_defects,
+                      **self._weight_args())
+
+        # the cached path: conv_transpose2d (1d/3d always take the public function)
+        if return_intermediates or self.weight.ndim != 4 or not isinstance(reproduce_defects, (bool, np.bool_)):
+            return full()
+        return self._cached_call(qx, input_scale, input_zero_point, isa, kernel, threads, full,
+                                 (bool(reproduce_defects),))
+
+    _in_ndim = 4
+
+    def _prepare(self, shape: tuple, a_s: float, a_zp: int, isa: str, kname: str,
+                 reproduce_defects: bool) -> Optional[_Entry]:
+        # qref.conv_transpose2d's choice: the conv2d core on the spread-out input (im2col path), or
+        # the N-d core with a unit depth
+        from . import _core
+        from .conv_nd import _pairs_survive_reordering, _transposed_weight, conv_nd_plan
+
+        fn = "conv_transpose2d"
+        wt, w, out_s, out_zp = self._operands(fn, 4)
+        N, C, H, W = shape
+        g = int(self.groups)
+        w_oihw, O, Cg = _transposed_weight(fn, w, g, C)
+        ks = tuple(w_oihw.shape[2:])
+        st, pd, dl, op = (tuple(int(v) for v in t) for t in (self.stride, self.padding, self.dilation,
+                                                             self.output_padding))
+        plan = conv_nd_plan(shape, (O, Cg) + ks, st, pd, dl, g, transposed=True, isa=isa)
+        if not (kname != "scalar" and plan.path == "im2col" and _pairs_survive_reordering(plan, Cg, ks[0] * ks[1])):
+            return self._prepare_nd(wt, w_oihw.transpose(0, 2, 3, 1)[:, None], O, (1,) + st, (0,) + pd, (1,) + dl,
+                                    (0,) + op, g, True, 2, a_s, a_zp, out_s, out_zp, plan, reproduce_defects,
+                                    kname, lambda x: x[:, None])
+        # conv_nd._convt2d_via_conv2d: a stride-1 conv over the input spread out by the stride (a_zp
+        # elsewhere) with the kernel flipped
+        out_hw = [(n - 1) * s_ - 2 * p + d * (k - 1) + o + 1 for n, s_, p, d, k, o in zip((H, W), st, pd, dl, ks, op)]
+        size = [o + d * (k - 1) for o, d, k in zip(out_hw, dl, ks)]
+        off = [d * (k - 1) - p for d, k, p in zip(dl, ks, pd)]
+        sl = []  # per dim: (input slice, spread slice)
+        for n_in, s_, o_, sz in zip((H, W), st, off, size):
+            keep = [i for i in range(n_in) if 0 <= i * s_ + o_ < sz]
+            if keep:
+                i0, i1 = keep[0], keep[-1] + 1
+                sl.append((slice(i0, i1), slice(i0 * s_ + o_, (i1 - 1) * s_ + o_ + 1, s_)))
+            else:
+                sl.append((slice(0, 0), slice(0, 0)))
+        (ih, uh), (iw, uw) = sl
+        prep = self._prepare_conv2d((N, size[0], size[1], C), w_oihw[:, :, ::-1, ::-1].transpose(0, 2, 3, 1), wt, O,
+                                    (1, 1), (0, 0), dl, g, a_s, a_zp, out_s, out_zp, plan.saturates, kname)
+
+        def run(v: np.ndarray, threads: int) -> np.ndarray:
+            u = np.full((N, size[0], size[1], C), a_zp, np.uint8)
+            u[:, uh, uw] = _channels_last(v)[:, ih, iw]
+            return _core.conv2d_run(prep, u, threads)
+
+        return _Entry(run, out_s, out_zp, prep)
 
 
 _CLASSES = {"linear": LinearParams, "conv1d": Conv1dParams, "conv3d": Conv3dParams,
