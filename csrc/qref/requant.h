@@ -27,6 +27,22 @@ inline int32_t cvtps2dq(float y) {
   return static_cast<int32_t>(std::nearbyint(y));
 }
 
+// acc = sum_k a[k] * w[k] over one output element's reduction (k in the
+// per-group order of conv2d.h). With `saturate`, consecutive pairs (2i, 2i+1)
+// are summed and saturated to int16 first, as vpmaddubsw does on every fbgemm
+// path that saturates (SPEC.md §0, §4.6); an odd last element pairs with zero.
+// The sum wraps to int32 like vpaddd. Plain loop: the normative scalar kernel
+// and the header-only reference (reference.h) both call it.
+inline int32_t pair_dot(const uint8_t* a, const int8_t* w, int64_t K, bool saturate) {
+  int64_t acc = 0;
+  for (int64_t k = 0; k < K; k += 2) {
+    const int32_t p0 = static_cast<int32_t>(a[k]) * w[k];
+    const int32_t p1 = k + 1 < K ? static_cast<int32_t>(a[k + 1]) * w[k + 1] : 0;
+    acc += saturate ? sat16(p0 + p1) : p0 + p1;
+  }
+  return wrap32(acc);
+}
+
 // raw = acc - a_zp * col_offset[o] - rowsum * w_zp[o], all int32 wrapping.
 inline int32_t zero_point_terms(int32_t acc, int32_t rowsum, int32_t a_zp, int32_t col_offset,
                                 int32_t w_zp) {

@@ -54,15 +54,8 @@ void scalar_run_rows(const Conv2dProblem& p, const int8_t* w, const void*, const
         }
         for (int64_t oc = 0; oc < Og; ++oc) {
           const int64_t o = g * Og + oc;
-          const int8_t* wo = w + o * K;
           // 2. products, pairwise int16 saturation where the path has it
-          int64_t acc = 0;
-          for (int64_t k = 0; k < K; k += 2) {
-            const int32_t p0 = static_cast<int32_t>(a[k]) * wo[k];
-            const int32_t p1 = k + 1 < K ? static_cast<int32_t>(a[k + 1]) * wo[k + 1] : 0;
-            acc += p.saturate ? sat16(p0 + p1) : p0 + p1;
-          }
-          const int32_t acc32 = wrap32(acc);
+          const int32_t acc32 = pair_dot(a, w + o * K, K, p.saturate);
           // 3-4. zero-point terms and requantization
           const int32_t raw = zero_point_terms(acc32, wrap32(rowsum), rq.input_zero_point,
                                                rq.col_offset[o], rq.weight_zero_point[o]);
