@@ -42,6 +42,9 @@ DIRECT = [
     on.spec("convt2d", N=1, C=8, O=24, spatial=[3, 9], k=[2, 6], output_padding=[0, 0], bias=False, act="high",
             weight="extreme", a_zp=255),
     on.spec("convt2d", N=1, C=32, O=16, spatial=[4, 4], k=[2, 1], w_zp=-7, a_zp=90),
+    # O = 40: the AVX2 reduction's 32-output and 8-output blocks (conv_nd_direct_tap_avx2)
+    on.spec("convt2d", N=1, C=24, O=40, spatial=[5, 6], k=[2, 5], stride=[1, 2], w_zp=-5, a_zp=130, act="high",
+            weight="extreme"),
 ]
 
 

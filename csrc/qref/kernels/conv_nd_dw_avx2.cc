@@ -111,6 +111,54 @@ int64_t conv_nd_requant_avx2(const int32_t* acc, const int32_t* rowsum, bool row
   return o;
 }
 
+// The direct transposed path's channel reduction for one input pixel and one tap (fbgemm
+// GenerateKernelDirectConvU8S8S32ACC32.cc genComputeBlockDirectConvTrans: vpbroadcastd of four
+// activation bytes, vpmaddubsw with the packed weights = sat16 of each consecutive channel pair,
+// vpmaddwd with ones = the exact int32 sum of the two pair sums, vpaddd). acc[o] += that sum
+// over the IC / 4 channel quads (IC % 4 == 0; the direct path has IC % 8 == 0), wrapping int32
+// as vpaddd. wq: for quad q and output o, the bytes w[o][4q .. 4q+3] at (q * O + o) * 4.
+// Returns the number of outputs done (a multiple of 8); the caller finishes the rest.
+int64_t conv_nd_direct_tap_avx2(const uint8_t* px, const int8_t* wq, int64_t IC, int64_t O, int32_t* acc) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  const int64_t Q = IC / 4;
+  int64_t o = 0;
+  for (; o + 32 <= O; o += 32) {
+    __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + o));
+    __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + o + 8));
+    __m256i a2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + o + 16));
+    __m256i a3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + o + 24));
+    for (int64_t q = 0; q < Q; ++q) {
+      int32_t quad;
+      __builtin_memcpy(&quad, px + 4 * q, 4);
+      const __m256i a = _mm256_set1_epi32(quad);
+      const int8_t* wp = wq + (q * O + o) * 4;
+      a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(
+                                    a, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp))), ones));
+      a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(
+                                    a, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + 32))), ones));
+      a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_maddubs_epi16(
+                                    a, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + 64))), ones));
+      a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_maddubs_epi16(
+                                    a, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + 96))), ones));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + o), a0);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + o + 8), a1);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + o + 16), a2);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + o + 24), a3);
+  }
+  for (; o + 8 <= O; o += 8) {
+    __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + o));
+    for (int64_t q = 0; q < Q; ++q) {
+      int32_t quad;
+      __builtin_memcpy(&quad, px + 4 * q, 4);
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + (q * O + o) * 4));
+      a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi32(quad), w), ones));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + o), a0);
+  }
+  return o;
+}
+
 }  // namespace qref
 
 #else
@@ -123,6 +171,7 @@ int64_t conv_nd_requant_avx2(const int32_t*, const int32_t*, bool, int32_t, cons
                              const float*, bool, float, const float*, int32_t, bool, int64_t, uint8_t*) {
   return 0;
 }
+int64_t conv_nd_direct_tap_avx2(const uint8_t*, const int8_t*, int64_t, int64_t, int32_t*) { return 0; }
 }  // namespace qref
 
 #endif

@@ -116,6 +116,8 @@ int64_t conv_nd_requant_avx2(const int32_t* acc, const int32_t* rowsum, bool row
                              bool bias_fma, float bias_rcp, const float* multiplier, int32_t out_zp, bool relu,
                              int64_t O, uint8_t* dst);
 
+int64_t conv_nd_direct_tap_avx2(const uint8_t* px, const int8_t* wq, int64_t IC, int64_t O, int32_t* acc);
+
 void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
                             int64_t m_begin, int64_t m_end) {
   const ConvNdShape& s = p.shape;
@@ -324,6 +326,18 @@ void conv_transpose_direct_rows(const ConvNdProblem& p, const int8_t* w, const u
         tap_colsum[t * O + o] += v;
       }
   std::vector<int32_t> acc(static_cast<size_t>(O)), colsum(static_cast<size_t>(O));
+  // AVX2 channel reduction (conv_nd_dw_avx2.cc conv_nd_direct_tap_avx2, same arithmetic): weights
+  // as [tap][channel quad][o][4]; the AVX2 requantization with the per-position column offsets and
+  // row sum (FMA for a fused per-tensor bias).
+  const bool use_avx2 = cpu_features().avx2 && IC % 4 == 0;
+  const bool avx2_requant = use_avx2 && cpu_features().fma;
+  std::vector<int8_t> wq(use_avx2 ? static_cast<size_t>(T * IC * O) : 0);
+  if (use_avx2) {
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t c = 0; c < IC; ++c)
+        for (int64_t o = 0; o < O; ++o) wq[((t * (IC / 4) + c / 4) * O + o) * 4 + c % 4] = w[o * K + t * IC + c];
+  }
+  std::vector<int32_t> col_off(avx2_requant ? static_cast<size_t>(O) : 0), rs_vec(col_off.size());
   for (int64_t m = m_begin; m < m_end; ++m) {
     const int64_t n = m / s.OH, oh = m % s.OH;
     for (int64_t ow = 0; ow < s.OW; ++ow) {
@@ -336,17 +350,19 @@ void conv_transpose_direct_rows(const ConvNdProblem& p, const int8_t* w, const u
           const bool w_ok = tw >= 0 && tw % sw == 0 && tw / sw < s.W;
           if (w_ok && th >= 0 && th % row_step == 0 && th / row_step < s.H) {
             const uint8_t* px = in + ((n * s.H + th / row_step) * s.W + tw / sw) * IC;
+            const int64_t o0 = use_avx2 ? conv_nd_direct_tap_avx2(px, wq.data() + t * IC * O, IC, O, acc.data()) : 0;
             for (int64_t c = 0; c < IC; c += 2) {
               const int32_t a0 = px[c], a1 = px[c + 1];
+              rowsum += a0 + a1;
+              if (o0 == O) continue;
               const int16_t* w0 = wt.data() + (t * IC + c) * O;
               const int16_t* w1 = w0 + O;
               int32_t* ac = acc.data();
-              for (int64_t o = 0; o < O; ++o) {
+              for (int64_t o = o0; o < O; ++o) {
                 int32_t v = a0 * w0[o] + a1 * w1[o];
                 v = v < -32768 ? -32768 : (v > 32767 ? 32767 : v);  // vpmaddubsw
                 ac[o] = static_cast<int32_t>(static_cast<uint32_t>(ac[o]) + static_cast<uint32_t>(v));  // vpaddd
               }
-              rowsum += a0 + a1;
             }
           }
           if (w_ok && th >= 0 && th % sh == 0 && th / sh < s.H) {
@@ -357,7 +373,18 @@ void conv_transpose_direct_rows(const ConvNdProblem& p, const int8_t* w, const u
         }
       }
       uint8_t* dst = out + ((n * s.OH + oh) * s.OW + ow) * O;
-      for (int64_t o = 0; o < O; ++o) {
+      int64_t r0 = 0;
+      if (avx2_requant) {
+        for (int64_t o = 0; o < O; ++o) {
+          col_off[o] = wrap32(static_cast<int64_t>(colsum[o]) - static_cast<int64_t>(rq.weight_zero_point[o]) * count);
+          rs_vec[o] = wrap32(rowsum);
+        }
+        r0 = conv_nd_requant_avx2(acc.data(), rs_vec.data(), false, rq.input_zero_point, col_off.data(),
+                                  rq.weight_zero_point.data(), rq.has_bias ? rq.bias_term.data() : nullptr,
+                                  rq.bias_fma, rq.bias_rcp, rq.multiplier.data(), rq.output_zero_point, rq.relu, O,
+                                  dst);
+      }
+      for (int64_t o = r0; o < O; ++o) {
         const int32_t col_offset = wrap32(static_cast<int64_t>(colsum[o]) -
                                           static_cast<int64_t>(rq.weight_zero_point[o]) * count);
         const int32_t raw =
