@@ -76,6 +76,34 @@ void check_weight_qparams(const py::array& weight_scale, const double* ws, const
   }
 }
 
+// The optional float32 bias (O values; None gives null). `keep` holds the array
+// until the kernel has run: bias.cast may have made a new one.
+const float* checked_bias(const py::object& bias, int64_t O, py::array& keep) {
+  if (bias.is_none()) return nullptr;
+  keep = bias.cast<py::array>();
+  const float* b = checked_ptr<float>(keep, "bias", 1, "float32");
+  if (keep.shape(0) != O) throw py::value_error("_core: bias length mismatch");
+  return b;
+}
+
+void check_zero_points(int32_t input_zero_point, int32_t output_zero_point) {
+  if (input_zero_point < 0 || input_zero_point > 255 || output_zero_point < 0 || output_zero_point > 255)
+    throw py::value_error("_core: zero point out of range");
+}
+
+// The looser scale checks of the oneDNN and N-d entry points (finite and > 0;
+// their float conversions are defined for any such double).
+void check_positive_scales(double input_scale, double output_scale) {
+  if (!(std::isfinite(input_scale) && input_scale > 0 && std::isfinite(output_scale) && output_scale > 0))
+    throw py::value_error("_core: scales must be finite and > 0");
+}
+
+void check_positive_weight_scales(const py::array& weight_scale, const double* ws, int64_t nq) {
+  if (weight_scale.shape(0) != nq) throw py::value_error("_core: weight_scale count mismatch");
+  for (py::ssize_t i = 0; i < weight_scale.shape(0); ++i)
+    if (!(std::isfinite(ws[i]) && ws[i] > 0)) throw py::value_error("_core: weight scales must be finite and > 0");
+}
+
 const KernelEntry& find_kernel(const std::string& name) {
   size_t n = 0;
   const KernelEntry* const* table = compiled_kernels(&n);
@@ -242,15 +270,9 @@ PYBIND11_MODULE(_core, m) {
         Conv2dShape s = make_shape(input, weight, stride, padding, dilation, groups);
         const int64_t nq = per_channel ? s.O : 1;
         check_weight_qparams(weight_scale, ws, weight_zero_point, wz, nq);
-        const float* b = nullptr;
         py::array bias_arr;
-        if (!bias.is_none()) {
-          bias_arr = bias.cast<py::array>();
-          b = checked_ptr<float>(bias_arr, "bias", 1, "float32");
-          if (bias_arr.shape(0) != s.O) throw py::value_error("_core: bias length mismatch");
-        }
-        if (input_zero_point < 0 || input_zero_point > 255 || output_zero_point < 0 || output_zero_point > 255)
-          throw py::value_error("_core: zero point out of range");
+        const float* b = checked_bias(bias, s.O, bias_arr);
+        check_zero_points(input_zero_point, output_zero_point);
         check_scale_value("input_scale", input_scale);
         check_scale_value("output_scale", output_scale);
         const KernelEntry& k = find_kernel(intermediates ? std::string("scalar") : kernel);
@@ -316,13 +338,8 @@ PYBIND11_MODULE(_core, m) {
         check_scale_value("input_scale", input_scale);
         check_scale_value("output_scale", output_scale);
         check_range("input_zero_point", input_zero_point, 0, 255);
-        const float* b = nullptr;
         py::array bias_arr;
-        if (!bias.is_none()) {
-          bias_arr = bias.cast<py::array>();
-          b = checked_ptr<float>(bias_arr, "bias", 1, "float32");
-          if (bias_arr.shape(0) != s.O) throw py::value_error("_core: bias length mismatch");
-        }
+        const float* b = checked_bias(bias, s.O, bias_arr);
         RequantArgs ra;
         ra.input_scale = input_scale;
         ra.input_zero_point = input_zero_point;
@@ -404,15 +421,9 @@ PYBIND11_MODULE(_core, m) {
         const int32_t* wz = checked_ptr<int32_t>(weight_zero_point, "weight_zero_point", 1, "int32");
         Conv2dShape s = make_shape(input, weight, stride, padding, dilation, groups);
         check_weight_qparams(weight_scale, ws, weight_zero_point, wz, per_channel ? s.O : 1);
-        const float* b = nullptr;
         py::array bias_arr;
-        if (!bias.is_none()) {
-          bias_arr = bias.cast<py::array>();
-          b = checked_ptr<float>(bias_arr, "bias", 1, "float32");
-          if (bias_arr.shape(0) != s.O) throw py::value_error("_core: bias length mismatch");
-        }
-        if (input_zero_point < 0 || input_zero_point > 255 || output_zero_point < 0 || output_zero_point > 255)
-          throw py::value_error("_core: zero point out of range");
+        const float* b = checked_bias(bias, s.O, bias_arr);
+        check_zero_points(input_zero_point, output_zero_point);
         check_scale_value("input_scale", input_scale);
         check_scale_value("output_scale", output_scale);
         const KernelEntry& k = find_kernel(kernel);
@@ -558,17 +569,10 @@ PYBIND11_MODULE(_core, m) {
         const int64_t nq = per_channel ? s.O : 1;
         if (weight_scale.shape(0) != nq || weight_zero_point.shape(0) != nq)
           throw py::value_error("_core: weight_scale/weight_zero_point count mismatch");
-        const float* b = nullptr;
         py::array bias_arr;
-        if (!bias.is_none()) {
-          bias_arr = bias.cast<py::array>();
-          b = checked_ptr<float>(bias_arr, "bias", 1, "float32");
-          if (bias_arr.shape(0) != s.O) throw py::value_error("_core: bias length mismatch");
-        }
-        if (input_zero_point < 0 || input_zero_point > 255 || output_zero_point < 0 || output_zero_point > 255)
-          throw py::value_error("_core: zero point out of range");
-        if (!(std::isfinite(input_scale) && input_scale > 0 && std::isfinite(output_scale) && output_scale > 0))
-          throw py::value_error("_core: scales must be finite and > 0");
+        const float* b = checked_bias(bias, s.O, bias_arr);
+        check_zero_points(input_zero_point, output_zero_point);
+        check_positive_scales(input_scale, output_scale);
         ConvNdProblem p;
         p.shape = s;
         p.saturate = saturate;
@@ -640,21 +644,11 @@ PYBIND11_MODULE(_core, m) {
         const int8_t* w = checked_ptr<int8_t>(weight, "weight", 4, "int8");
         const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
         Conv2dShape s = make_shape(input, weight, stride, padding, dilation, groups);
-        if (weight_scale.shape(0) != (per_channel ? s.O : 1))
-          throw py::value_error("_core: weight_scale count mismatch");
-        for (py::ssize_t i = 0; i < weight_scale.shape(0); ++i)
-          if (!(std::isfinite(ws[i]) && ws[i] > 0)) throw py::value_error("_core: weight scales must be finite and > 0");
-        const float* b = nullptr;
+        check_positive_weight_scales(weight_scale, ws, per_channel ? s.O : 1);
         py::array bias_arr;
-        if (!bias.is_none()) {
-          bias_arr = bias.cast<py::array>();
-          b = checked_ptr<float>(bias_arr, "bias", 1, "float32");
-          if (bias_arr.shape(0) != s.O) throw py::value_error("_core: bias length mismatch");
-        }
-        if (input_zero_point < 0 || input_zero_point > 255 || output_zero_point < 0 || output_zero_point > 255)
-          throw py::value_error("_core: zero point out of range");
-        if (!(std::isfinite(input_scale) && input_scale > 0 && std::isfinite(output_scale) && output_scale > 0))
-          throw py::value_error("_core: scales must be finite and > 0");
+        const float* b = checked_bias(bias, s.O, bias_arr);
+        check_zero_points(input_zero_point, output_zero_point);
+        check_positive_scales(input_scale, output_scale);
         OnednnVariant v;
         v.saturate = saturate;
         v.combined = combined;
@@ -717,21 +711,11 @@ PYBIND11_MODULE(_core, m) {
         s.OH = (s.H - 1) * s.stride_h - 2 * s.pad_h + s.dilation_h * (s.KH - 1) + output_padding.first + 1;
         s.OW = (s.W - 1) * s.stride_w - 2 * s.pad_w + s.dilation_w * (s.KW - 1) + output_padding.second + 1;
         if (s.OH < 1 || s.OW < 1) throw py::value_error("_core: empty output");
-        if (weight_scale.shape(0) != (per_channel ? s.O : 1))
-          throw py::value_error("_core: weight_scale count mismatch");
-        for (py::ssize_t i = 0; i < weight_scale.shape(0); ++i)
-          if (!(std::isfinite(ws[i]) && ws[i] > 0)) throw py::value_error("_core: weight scales must be finite and > 0");
-        const float* b = nullptr;
+        check_positive_weight_scales(weight_scale, ws, per_channel ? s.O : 1);
         py::array bias_arr;
-        if (!bias.is_none()) {
-          bias_arr = bias.cast<py::array>();
-          b = checked_ptr<float>(bias_arr, "bias", 1, "float32");
-          if (bias_arr.shape(0) != s.O) throw py::value_error("_core: bias length mismatch");
-        }
-        if (input_zero_point < 0 || input_zero_point > 255 || output_zero_point < 0 || output_zero_point > 255)
-          throw py::value_error("_core: zero point out of range");
-        if (!(std::isfinite(input_scale) && input_scale > 0 && std::isfinite(output_scale) && output_scale > 0))
-          throw py::value_error("_core: scales must be finite and > 0");
+        const float* b = checked_bias(bias, s.O, bias_arr);
+        check_zero_points(input_zero_point, output_zero_point);
+        check_positive_scales(input_scale, output_scale);
         OnednnVariant v;
         v.saturate = saturate;
         v.combined = combined;
