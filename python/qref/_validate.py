@@ -128,9 +128,17 @@ def _as_numpy(fn: str, name: str, a: Any) -> np.ndarray:
         raise TypeError(f"{fn}: {name}={a!r} (must be a number or a 1-D sequence of numbers)") from None
 
 
-def check_array(fn: str, name: str, a: Any, dtype: Any, ndim: int, layout: str) -> np.ndarray:
-    """A numpy array of exactly `dtype` and `ndim` (any strides, any byte order
-    of a one-byte type; callers make it C-contiguous)."""
+def check_ndim(fn: str, name: str, shape: Any, ndim: int, layout: str, at_least: bool = False) -> None:
+    """`shape` has exactly `ndim` dimensions (`at_least`: `ndim` or more)."""
+    n = len(shape)
+    if n < ndim if at_least else n != ndim:
+        rule = f"must be at least {ndim}-D {layout}" if at_least else f"must be {ndim}-D {layout}"
+        raise ValueError(f"{fn}: {name}.shape={tuple(shape)} has {n} dimensions ({rule})")
+
+
+def check_array(fn: str, name: str, a: Any, dtype: Any, ndim: int, layout: str, at_least: bool = False) -> np.ndarray:
+    """A numpy array of exactly `dtype` and `ndim` (`at_least`: `ndim` or more) dimensions
+    (any strides, any byte order of a one-byte type; callers make it C-contiguous)."""
     want = np.dtype(dtype)
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{fn}: {name} has type {type(a).__name__} (must be a numpy {want.name} array or a torch "
@@ -138,8 +146,7 @@ def check_array(fn: str, name: str, a: Any, dtype: Any, ndim: int, layout: str) 
     if a.dtype != want:
         raise TypeError(f"{fn}: {name}.dtype={a.dtype} (must be {want.name}; qref never casts silently, "
                         f"convert it yourself)")
-    if a.ndim != ndim:
-        raise ValueError(f"{fn}: {name}.shape={tuple(a.shape)} has {a.ndim} dimensions (must be {ndim}-D {layout})")
+    check_ndim(fn, name, a.shape, ndim, layout, at_least)
     return a
 
 

@@ -18,6 +18,7 @@ from ._validate import (
     check_bool,
     check_choice,
     check_int,
+    check_ndim,
     check_pair,
     check_scale,
     check_scales_array,
@@ -106,7 +107,13 @@ def _quint8_nhwc_view(x: Any) -> np.ndarray:
     return _int_view(x, (0, 2, 3, 1))
 
 
-def _input_operand(fn: str, x: Any, scale: Any, zero_point: Any) -> _Act:
+def _activation(fn: str, x: Any, scale: Any, zero_point: Any, ndim: int, layout: str, *, at_least: bool = False,
+                channels_last: bool = False) -> tuple[np.ndarray, float, int, bool]:
+    """The activation operand of every layer: (uint8 values, scale, zero point, from_torch).
+
+    ``x`` is a quint8 tensor or a uint8 array with ``input_scale``/``input_zero_point``, of
+    ``ndim`` dimensions (``at_least``: ``ndim`` or more) laid out as ``layout``. The values come
+    back C-contiguous; ``channels_last`` (4-D only, conv2d's kernels) gives them as (N, H, W, C)."""
     if is_torch_tensor(x):
         import torch
 
@@ -119,24 +126,27 @@ def _input_operand(fn: str, x: Any, scale: Any, zero_point: Any) -> _Act:
             raise ValueError(f"{fn}: input_scale={scale!r}, input_zero_point={zero_point!r} with a quantized tensor "
                              f"input (must be None: its own q_scale()={x.q_scale()} and "
                              f"q_zero_point()={x.q_zero_point()} are used)")
-        if x.dim() != 4:
-            raise ValueError(f"{fn}: input.shape={tuple(x.shape)} has {x.dim()} dimensions (must be 4-D (N, C, H, W))")
+        check_ndim(fn, "input", x.shape, ndim, layout, at_least)
         if x.device.type != "cpu":
             raise ValueError(f"{fn}: input.device={x.device} (must be a CPU tensor)")
         s = check_scale(fn, "input.q_scale()", x.q_scale())
         zp = check_int(fn, "input.q_zero_point()", x.q_zero_point(), 0, 255, "quint8 zero point must be in [0, 255]")
-        # Any memory format (channels_last included): int_repr keeps the strides, the
-        # permute is a view, and ascontiguousarray makes the one NHWC copy.
-        nhwc = np.ascontiguousarray(_quint8_nhwc_view(x))
-        return _Act(nhwc, s, zp, True)
-    a = check_array(fn, "input", x, np.uint8, 4, "(N, C, H, W)")
+        # Any memory format (channels_last included): the integer view keeps the strides,
+        # the permutation is a view, and ascontiguousarray makes at most one copy.
+        return np.ascontiguousarray(_quint8_nhwc_view(x) if channels_last else _int_view(x)), s, zp, True
+    a = check_array(fn, "input", x, np.uint8, ndim, layout, at_least)
     if scale is None or zero_point is None:
         raise ValueError(f"{fn}: input_scale={scale!r}, input_zero_point={zero_point!r} (both are required when "
                          f"input is a plain uint8 array)")
     s = check_scale(fn, "input_scale", scale)
     zp = check_int(fn, "input_zero_point", zero_point, 0, 255, "uint8 activations: must be in [0, 255]")
-    # Any strides (negative, non-contiguous, Fortran order): one NHWC copy.
-    return _Act(_channels_last(a), s, zp, False)
+    # Any strides (negative, non-contiguous, Fortran order): at most one copy.
+    return (_channels_last(a) if channels_last else np.ascontiguousarray(a)), s, zp, False
+
+
+def _input_operand(fn: str, x: Any, scale: Any, zero_point: Any) -> _Act:
+    """conv2d's activation: (N, C, H, W) in, NHWC values out."""
+    return _Act(*_activation(fn, x, scale, zero_point, 4, "(N, C, H, W)", channels_last=True))
 
 
 def _ndim(v: Any) -> int:
@@ -151,8 +161,16 @@ def _ndim(v: Any) -> int:
     return 0
 
 
-def _weight_operand(fn: str, w: Any, scale: Any, zero_point: Any, ndim: int = 4) -> _Weight:
-    layout = "(O, C/groups, kH, kW)" if ndim == 4 else ("(O, K)" if ndim == 2 else f"({ndim} dims)")
+# The weight layouts of the layers, by dimension (transposed convs pass torch's own).
+_WEIGHT_LAYOUTS = {2: "(O, K)", 3: "(O, C/groups, k)", 4: "(O, C/groups, kH, kW)", 5: "(O, C/groups, kD, kH, kW)"}
+
+
+def _weight_operand(fn: str, w: Any, scale: Any, zero_point: Any, ndim: int = 4,
+                    layout: Optional[str] = None) -> _Weight:
+    """The weight operand of every layer: a qint8 tensor (per-tensor or per-channel along axis
+    0) or an int8 array with ``weight_scale``/``weight_zero_point``, ``ndim``-D ``layout``
+    (default: the conv/linear layout of that dimension)."""
+    layout = layout or _WEIGHT_LAYOUTS[ndim]
     if is_torch_tensor(w):
         import torch
 
@@ -162,9 +180,7 @@ def _weight_operand(fn: str, w: Any, scale: Any, zero_point: Any, ndim: int = 4)
         if scale is not None or zero_point is not None:
             raise ValueError(f"{fn}: weight_scale={scale!r}, weight_zero_point={zero_point!r} with a quantized tensor "
                              f"weight (must be None: the tensor's own quantization parameters are used)")
-        if w.dim() != ndim:
-            raise ValueError(f"{fn}: weight.shape={tuple(w.shape)} has {w.dim()} dimensions "
-                             f"(must be {ndim}-D {layout})")
+        check_ndim(fn, "weight", w.shape, ndim, layout)
         if w.device.type != "cpu":
             raise ValueError(f"{fn}: weight.device={w.device} (must be a CPU tensor)")
         qs = w.qscheme()

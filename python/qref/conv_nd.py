@@ -17,7 +17,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._validate import check_int, check_scale, is_torch_tensor
+from ._validate import check_int, check_scale
+from .conv import _activation, _bias_operand, _weight_operand
 
 
 def _as_tuple(fn: str, name: str, v: Any, n: int, lo: int) -> tuple:
@@ -29,48 +30,6 @@ def _as_tuple(fn: str, name: str, v: Any, n: int, lo: int) -> tuple:
         return tuple(check_int(fn, f"{name}[{i}]", x, lo, None, f"must be >= {lo}") for i, x in enumerate(v))
     x = check_int(fn, name, v, lo, None, f"must be >= {lo}")
     return (x,) * n
-
-
-def _act_numpy(fn: str, x: Any, scale: Any, zero_point: Any, ndim: int, layout: str):
-    """(uint8 array, scale, zero point, from_torch) of an activation operand."""
-    if is_torch_tensor(x):
-        import torch
-
-        if not x.is_quantized or x.dtype != torch.quint8:
-            raise TypeError(f"{fn}: input is a torch tensor of dtype {x.dtype}; expected a quint8 quantized tensor "
-                            f"(or a numpy uint8 array with input_scale and input_zero_point)")
-        if x.qscheme() not in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-            raise ValueError(f"{fn}: input has qscheme {x.qscheme()}; activations must be per-tensor quantized")
-        if scale is not None or zero_point is not None:
-            raise ValueError(f"{fn}: input_scale/input_zero_point must be None when input is a quantized tensor "
-                             f"(its own q_scale()={x.q_scale()} and q_zero_point()={x.q_zero_point()} are used)")
-        if x.dim() != ndim:
-            raise ValueError(f"{fn}: input has shape {tuple(x.shape)}, expected {ndim} dimensions {layout}")
-        s = check_scale(fn, "input q_scale()", x.q_scale())
-        zp = check_int(fn, "input q_zero_point()", x.q_zero_point(), 0, 255, "quint8 zero point must be in [0, 255]")
-        return np.ascontiguousarray(x.int_repr().numpy()), s, zp, True
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{fn}: input must be a numpy uint8 array or a torch quint8 tensor, got {type(x).__name__}")
-    if x.dtype != np.uint8:
-        raise TypeError(f"{fn}: input has dtype {x.dtype}, expected uint8 (qref never casts silently; convert it "
-                        f"yourself)")
-    if x.ndim != ndim:
-        raise ValueError(f"{fn}: input has shape {tuple(x.shape)}, expected {ndim} dimensions {layout}")
-    if scale is None or zero_point is None:
-        raise ValueError(f"{fn}: input_scale and input_zero_point are required when input is a plain uint8 array")
-    s = check_scale(fn, "input_scale", scale)
-    zp = check_int(fn, "input_zero_point", zero_point, 0, 255, "uint8 activations: must be in [0, 255]")
-    return np.ascontiguousarray(x), s, zp, False
-
-
-def _weight_numpy(fn: str, w: Any, scale: Any, zero_point: Any, ndim: int):
-    """(int8 array, weight_scale arg, weight_zero_point arg) ready for conv2d-style calls."""
-    from .conv import _weight_operand
-
-    wt = _weight_operand(fn, w, scale, zero_point, ndim=ndim)
-    if wt.per_channel:
-        return wt, wt.scale, wt.zero_point
-    return wt, float(wt.scale[0]), int(wt.zero_point[0])
 
 
 def _wrap(out: np.ndarray, as_torch: bool, scale: float, zero_point: int) -> Any:
@@ -117,8 +76,10 @@ def conv1d(
     from .conv import conv2d
 
     fn = "conv1d"
-    a, a_s, a_zp, from_torch = _act_numpy(fn, input, input_scale, input_zero_point, 3, "(N, C, L)")
-    wt, ws, wz = _weight_numpy(fn, weight, weight_scale, weight_zero_point, 3)
+    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 3, "(N, C, L)")
+    wt = _weight_operand(fn, weight, weight_scale, weight_zero_point, 3)
+    # conv2d gets the parsed quantization back as arguments: per-channel arrays or per-tensor scalars.
+    ws, wz = (wt.scale, wt.zero_point) if wt.per_channel else (float(wt.scale[0]), int(wt.zero_point[0]))
     (st,) = _as_tuple(fn, "stride", stride, 1, 1)
     (pd,) = _as_tuple(fn, "padding", padding, 1, 0)
     (dl,) = _as_tuple(fn, "dilation", dilation, 1, 1)
@@ -305,12 +266,11 @@ def conv3d(
     32767, e.g. 7x7x7); the default computes the mathematically correct row sum
     (see :func:`known_torch_defect`).
     """
-    from .conv import _bias_operand, onednn_would_run
-    from .conv import Intermediates
+    from .conv import Intermediates, onednn_would_run
 
     fn = "conv3d"
-    a, a_s, a_zp, from_torch = _act_numpy(fn, input, input_scale, input_zero_point, 5, "(N, C, D, H, W)")
-    wt, _, _ = _weight_numpy(fn, weight, weight_scale, weight_zero_point, 5)
+    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 5, "(N, C, D, H, W)")
+    wt = _weight_operand(fn, weight, weight_scale, weight_zero_point, 5)
     N, C, D, H, W = a.shape
     O, Cg, KD, KH, KW = wt.oihw.shape
     g = check_int(fn, "groups", groups, 1, None, "must be >= 1")
@@ -415,7 +375,7 @@ def conv_transpose2d(
     ``reproduce_defects=True`` (which reproduces the deterministic stride_h == 2 defect).
     """
     fn = "conv_transpose2d"
-    a, a_s, a_zp, from_torch = _act_numpy(fn, input, input_scale, input_zero_point, 4, "(N, C, H, W)")
+    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 4, "(N, C, H, W)")
     return _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 4, bias, stride,
                            padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa,
                            kernel, threads, return_intermediates, reproduce_defects)
@@ -448,7 +408,7 @@ def conv_transpose1d(
     (1, k) (qconv.cpp ``QConv1dInt8`` / ``QConvTranspose1d`` unsqueeze), so always the transposed
     im2col path (the direct path needs kH == 2). ``weight`` (C, O/groups, k)."""
     fn = "conv_transpose1d"
-    a, a_s, a_zp, from_torch = _act_numpy(fn, input, input_scale, input_zero_point, 3, "(N, C, L)")
+    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 3, "(N, C, L)")
     (st,) = _as_tuple(fn, "stride", stride, 1, 1)
     (pd,) = _as_tuple(fn, "padding", padding, 1, 0)
     (op,) = _as_tuple(fn, "output_padding", output_padding, 1, 0)
@@ -492,7 +452,7 @@ def conv_transpose3d(
     always the transposed im2col path in (kd, kh, kw, c) order (fbgemm's direct path is 2D only).
     ``input`` (N, C, D, H, W); ``weight`` (C, O/groups, kD, kH, kW), per-tensor."""
     fn = "conv_transpose3d"
-    a, a_s, a_zp, from_torch = _act_numpy(fn, input, input_scale, input_zero_point, 5, "(N, C, D, H, W)")
+    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 5, "(N, C, D, H, W)")
     return _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 5, bias, stride,
                            padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa,
                            kernel, threads, return_intermediates, reproduce_defects)
@@ -507,13 +467,16 @@ def _squeeze_h(out: Any, from_torch: bool) -> Any:
     return np.ascontiguousarray(out[:, :, 0, :])
 
 
+_TRANSPOSED_WEIGHT_LAYOUT = {3: "(C, O/groups, k)", 4: "(C, O/groups, kH, kW)", 5: "(C, O/groups, kD, kH, kW)"}
+
+
 def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, wdim, bias, stride,
                     padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa, kernel,
                     threads, return_intermediates, reproduce_defects):
     """2D (``a`` is (N, C, H, W); a 1D weight gets a unit kernel height) or 3D (N, C, D, H, W)."""
-    from .conv import Intermediates, _bias_operand
+    from .conv import Intermediates
 
-    wt, _, _ = _weight_numpy(fn, weight, weight_scale, weight_zero_point, wdim)
+    wt = _weight_operand(fn, weight, weight_scale, weight_zero_point, wdim, _TRANSPOSED_WEIGHT_LAYOUT[wdim])
     if wt.per_channel:
         raise ValueError(f"{fn}: weight is per-channel quantized; torch's fbgemm rejects that for transposed convs "
                          f"('Per Channel Quantization is currently disabled for transposed conv'), so qref does too "

@@ -23,55 +23,21 @@ from . import _core
 from ._isa import ISAS, isa_semantics
 from ._validate import (
     MAX_ELEMENTS,
-    check_array,
     check_choice,
     check_int,
     check_scale,
     check_threads,
-    is_torch_tensor,
 )
 from .conv import (
     ENGINES,
     ConvPlan,
     Intermediates,
     OneDNNNotSupportedError,
+    _activation,
     _bias_operand,
     _resolve_kernel,
     _weight_operand,
 )
-
-
-def _linear_input(fn: str, x: Any, scale: Any, zero_point: Any):
-    """(uint8 array (..., K), scale, zero point, from_torch)."""
-    if is_torch_tensor(x):
-        import torch
-
-        if not x.is_quantized or x.dtype != torch.quint8:
-            raise TypeError(f"{fn}: input is a torch tensor of dtype {x.dtype}; expected a quint8 quantized tensor "
-                            f"(or a numpy uint8 array with input_scale and input_zero_point)")
-        if x.qscheme() not in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-            raise ValueError(f"{fn}: input has qscheme {x.qscheme()}; activations must be per-tensor quantized")
-        if scale is not None or zero_point is not None:
-            raise ValueError(f"{fn}: input_scale/input_zero_point must be None when input is a quantized tensor "
-                             f"(its own q_scale()={x.q_scale()} and q_zero_point()={x.q_zero_point()} are used)")
-        if x.dim() < 2:
-            raise ValueError(f"{fn}: input has shape {tuple(x.shape)}, expected at least 2 dimensions (..., K) "
-                             f"(as torch's quantized linear)")
-        a = x.int_repr().contiguous().numpy()
-        s = check_scale(fn, "input q_scale()", x.q_scale())
-        zp = check_int(fn, "input q_zero_point()", x.q_zero_point(), 0, 255, "quint8 zero point must be in [0, 255]")
-        return a, s, zp, True
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{fn}: input must be a numpy uint8 array or a torch quint8 tensor, got {type(x).__name__}")
-    a = check_array(fn, "input", x, np.uint8, x.ndim, "(..., K)")
-    if a.ndim < 2:
-        raise ValueError(f"{fn}: input has shape {tuple(a.shape)}, expected at least 2 dimensions (..., K) "
-                         f"(as torch's quantized linear)")
-    if scale is None or zero_point is None:
-        raise ValueError(f"{fn}: input_scale and input_zero_point are required when input is a plain uint8 array")
-    s = check_scale(fn, "input_scale", scale)
-    zp = check_int(fn, "input_zero_point", zero_point, 0, 255, "uint8 activations: must be in [0, 255]")
-    return np.ascontiguousarray(a), s, zp, False
 
 
 def linear_plan(isa: str = "auto") -> ConvPlan:
@@ -109,8 +75,9 @@ def linear(
     returns ``(output, Intermediates)`` whose arrays have shape (..., O).
     """
     fn = "linear"
-    a, a_s, a_zp, from_torch = _linear_input(fn, input, input_scale, input_zero_point)
-    wt = _weight_operand(fn, weight, weight_scale, weight_zero_point, ndim=2)
+    # torch's quantized linear takes any leading dimensions (..., K)
+    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 2, "(..., K)", at_least=True)
+    wt = _weight_operand(fn, weight, weight_scale, weight_zero_point, 2)
     O, K = wt.oihw.shape
     if a.shape[-1] != K:
         raise ValueError(f"{fn}: input has {a.shape[-1]} features (last dimension) but weight has {K} "
