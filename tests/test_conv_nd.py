@@ -35,6 +35,9 @@ CONV3D = [
              w_zp="random", relu=True), "depthwise"),
     (on.spec("conv3d", N=1, C=40, O=40, spatial=[3, 6, 5], k=[3, 5, 5], stride=[1, 2, 1], padding=[1, 2, 2],
              groups=40, w_zp="random", a_zp=250, act="high", weight="extreme"), "depthwise"),
+    # 56 channels: the AVX2 accumulation's 32-, 16- and 1-channel blocks (conv_nd_dw_avx2.cc)
+    (on.spec("conv3d", N=2, C=56, O=56, spatial=[4, 5, 6], k=[3, 3, 3], padding=[1, 1, 1], groups=56,
+             w_zp="random", a_zp=31, act="high", weight="extreme"), "depthwise"),
     (on.spec("conv3d", N=2, C=32, O=32, spatial=[4, 6, 6], k=[3, 3, 3], stride=[1, 2, 2], padding=[1, 1, 1],
              groups=8, act="high", weight="extreme"), "groupwise"),
     (on.spec("conv3d", N=1, C=16, O=16, spatial=[3, 5, 5], k=[3, 3, 3], stride=[2, 1, 1], padding=[1, 1, 1],
@@ -252,7 +255,7 @@ def test_conv1d_conv3d_numpy_io_and_errors():
         qref.conv3d(x5[:, :, :, :, :3], b["w"], dilation=2, **kw)
     with pytest.raises(ValueError, match=r"conv3d: stride=\(1, 2\) must be an int or a tuple of 3 ints"):
         qref.conv3d(x5, b["w"], stride=(1, 2), **kw)
-    with pytest.raises(TypeError, match="conv3d: reproduce_defects must be a bool"):
+    with pytest.raises(TypeError, match=r"conv3d: reproduce_defects=1 has type int \(must be a bool\)"):
         qref.conv3d(x5, b["w"], reproduce_defects=1, **kw)
     with pytest.raises(ValueError, match="conv1d: input.shape="):
         qref.conv1d(x5, b["w"], **kw)

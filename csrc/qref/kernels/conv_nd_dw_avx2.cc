@@ -18,15 +18,79 @@
 
 namespace qref {
 
+// The weight layout conv_nd_dw_acc_avx2 reads: for tap pair j and channel c, the bytes
+// (w[c][2j], w[c][2j+1]) (w is [c][tap], T taps; an odd last tap pairs with 0). Channels in
+// blocks of 32 are stored with their middle two groups of 8 swapped (0-7, 16-23, 8-15, 24-31):
+// the order vpunpcklbw / vpunpckhbw of two 32-byte activation rows produce in-lane.
+static inline int64_t dw_slot(int64_t c, int64_t C) {
+  const int64_t c32 = C / 32 * 32;
+  if (c >= c32) return c;
+  const int64_t i = c % 32, grp = i / 8;
+  const int64_t g2 = grp == 1 ? 2 : (grp == 2 ? 1 : grp);
+  return c - i + g2 * 8 + i % 8;
+}
+
+void conv_nd_dw_pack_avx2(const int8_t* w, int64_t T, int64_t C, int8_t* wpairs) {
+  const int64_t T2 = (T + 1) / 2 * 2;
+  for (int64_t i = 0; i < T2 * C; ++i) wpairs[i] = 0;
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t t = 0; t < T; ++t) wpairs[((t / 2) * C + dw_slot(c, C)) * 2 + (t % 2)] = w[c * T + t];
+}
+
+// Row sums of 16 channels: rowsum[c..c+15] = sum over the T2 taps (the zero row adds nothing).
+static inline void dw_rowsum16(const uint8_t* const* taps, int64_t T2, int64_t c, int32_t* rowsum) {
+  __m256i rs_lo = _mm256_setzero_si256(), rs_hi = _mm256_setzero_si256();
+  for (int64_t t = 0; t < T2; ++t) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(taps[t] + c));
+    rs_lo = _mm256_add_epi32(rs_lo, _mm256_cvtepu8_epi32(a));
+    rs_hi = _mm256_add_epi32(rs_hi, _mm256_cvtepu8_epi32(_mm_srli_si128(a, 8)));
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(rowsum + c), rs_lo);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(rowsum + c + 8), rs_hi);
+}
+
 // taps[t] (t < T2, T2 even): C activation bytes of tap t (padded taps point at an a_zp row, the
-// tap after an odd last one at a zero row). wpairs: for pair j and channel c, the bytes
-// (w[c][2j], w[c][2j+1]) at ((j * C) + c) * 2. acc[c] = sum_j sat16(...); rowsum (if not null)
-// [c] = sum_t a[t][c] over the T real taps (the zero row adds nothing).
+// tap after an odd last one at a zero row). wpairs: conv_nd_dw_pack_avx2's layout. acc[c] =
+// sum_j sat16(...); rowsum (if not null) [c] = sum_t a[t][c] over the T real taps.
+// The int16 pair sums are widened to int32 with vpmaddwd by (1, 0) and (0, 1) (exact: p * 1 +
+// 0 * p'), which gives the even and the odd channels without a lane-crossing shuffle; the
+// channel order is restored once per block, after the taps.
 bool conv_nd_dw_acc_avx2(const uint8_t* const* taps, int64_t T2, const int8_t* wpairs, int64_t C, int32_t* acc,
                          int32_t* rowsum) {
+  const __m256i even = _mm256_set1_epi32(1), odd = _mm256_set1_epi32(1 << 16);
   int64_t c = 0;
+  for (; c + 32 <= C; c += 32) {
+    // lo: channels 0-7 | 16-23, hi: 8-15 | 24-31 (in-lane unpack); e/o: even/odd channels
+    __m256i lo_e = _mm256_setzero_si256(), lo_o = _mm256_setzero_si256();
+    __m256i hi_e = _mm256_setzero_si256(), hi_o = _mm256_setzero_si256();
+    for (int64_t t = 0; t < T2; t += 2) {
+      const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(taps[t] + c));
+      const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(taps[t + 1] + c));
+      const int8_t* wp = wpairs + ((t / 2) * C + c) * 2;
+      const __m256i plo = _mm256_maddubs_epi16(_mm256_unpacklo_epi8(a0, a1),
+                                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp)));
+      const __m256i phi = _mm256_maddubs_epi16(_mm256_unpackhi_epi8(a0, a1),
+                                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + 32)));
+      lo_e = _mm256_add_epi32(lo_e, _mm256_madd_epi16(plo, even));
+      lo_o = _mm256_add_epi32(lo_o, _mm256_madd_epi16(plo, odd));
+      hi_e = _mm256_add_epi32(hi_e, _mm256_madd_epi16(phi, even));
+      hi_o = _mm256_add_epi32(hi_o, _mm256_madd_epi16(phi, odd));
+    }
+    const __m256i l0 = _mm256_unpacklo_epi32(lo_e, lo_o);  // 0-3 | 16-19
+    const __m256i l1 = _mm256_unpackhi_epi32(lo_e, lo_o);  // 4-7 | 20-23
+    const __m256i h0 = _mm256_unpacklo_epi32(hi_e, hi_o);  // 8-11 | 24-27
+    const __m256i h1 = _mm256_unpackhi_epi32(hi_e, hi_o);  // 12-15 | 28-31
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + c), _mm256_permute2x128_si256(l0, l1, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + c + 8), _mm256_permute2x128_si256(h0, h1, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + c + 16), _mm256_permute2x128_si256(l0, l1, 0x31));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + c + 24), _mm256_permute2x128_si256(h0, h1, 0x31));
+    if (rowsum) {
+      dw_rowsum16(taps, T2, c, rowsum);
+      dw_rowsum16(taps, T2, c + 16, rowsum);
+    }
+  }
   for (; c + 16 <= C; c += 16) {
-    __m256i acc_lo = _mm256_setzero_si256(), acc_hi = _mm256_setzero_si256();
+    __m256i acc_e = _mm256_setzero_si256(), acc_o = _mm256_setzero_si256();
     for (int64_t t = 0; t < T2; t += 2) {
       const __m128i a0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(taps[t] + c));
       const __m128i a1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(taps[t + 1] + c));
@@ -34,27 +98,20 @@ bool conv_nd_dw_acc_avx2(const uint8_t* const* taps, int64_t T2, const int8_t* w
       const __m256i a = _mm256_set_m128i(_mm_unpackhi_epi8(a0, a1), _mm_unpacklo_epi8(a0, a1));
       const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wpairs + ((t / 2) * C + c) * 2));
       const __m256i p = _mm256_maddubs_epi16(a, w);  // sat16(a0*w0 + a1*w1), channel order
-      acc_lo = _mm256_add_epi32(acc_lo, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(p)));
-      acc_hi = _mm256_add_epi32(acc_hi, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(p, 1)));
+      acc_e = _mm256_add_epi32(acc_e, _mm256_madd_epi16(p, even));
+      acc_o = _mm256_add_epi32(acc_o, _mm256_madd_epi16(p, odd));
     }
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + c), acc_lo);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + c + 8), acc_hi);
-    if (rowsum) {
-      __m256i rs_lo = _mm256_setzero_si256(), rs_hi = _mm256_setzero_si256();
-      for (int64_t t = 0; t < T2; ++t) {
-        const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(taps[t] + c));
-        rs_lo = _mm256_add_epi32(rs_lo, _mm256_cvtepu8_epi32(a));
-        rs_hi = _mm256_add_epi32(rs_hi, _mm256_cvtepu8_epi32(_mm_srli_si128(a, 8)));
-      }
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(rowsum + c), rs_lo);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(rowsum + c + 8), rs_hi);
-    }
+    const __m256i l0 = _mm256_unpacklo_epi32(acc_e, acc_o);  // 0-3 | 8-11
+    const __m256i l1 = _mm256_unpackhi_epi32(acc_e, acc_o);  // 4-7 | 12-15
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + c), _mm256_permute2x128_si256(l0, l1, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + c + 8), _mm256_permute2x128_si256(l0, l1, 0x31));
+    if (rowsum) dw_rowsum16(taps, T2, c, rowsum);
   }
   // remaining channels (C % 16): the same arithmetic, one channel at a time
   for (; c < C; ++c) {
     int32_t s = 0, r = 0;
     for (int64_t t = 0; t < T2; t += 2) {
-      const int8_t* wp = wpairs + ((t / 2) * C + c) * 2;
+      const int8_t* wp = wpairs + ((t / 2) * C + c) * 2;  // c >= C / 32 * 32: natural slot
       int32_t v = static_cast<int32_t>(taps[t][c]) * wp[0] + static_cast<int32_t>(taps[t + 1][c]) * wp[1];
       v = v < -32768 ? -32768 : (v > 32767 ? 32767 : v);
       s += v;
@@ -164,6 +221,7 @@ int64_t conv_nd_direct_tap_avx2(const uint8_t* px, const int8_t* wq, int64_t IC,
 #else
 
 namespace qref {
+void conv_nd_dw_pack_avx2(const int8_t*, int64_t, int64_t, int8_t*) {}
 bool conv_nd_dw_acc_avx2(const uint8_t* const*, int64_t, const int8_t*, int64_t, int32_t*, int32_t*) {
   return false;
 }

@@ -116,6 +116,7 @@ int64_t conv_nd_requant_avx2(const int32_t* acc, const int32_t* rowsum, bool row
                              bool bias_fma, float bias_rcp, const float* multiplier, int32_t out_zp, bool relu,
                              int64_t O, uint8_t* dst);
 
+void conv_nd_dw_pack_avx2(const int8_t* w, int64_t T, int64_t C, int8_t* wpairs);
 int64_t conv_nd_direct_tap_avx2(const uint8_t* px, const int8_t* wq, int64_t IC, int64_t O, int32_t* acc);
 
 void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
@@ -149,10 +150,7 @@ void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8
   // the AVX2 epilogue fuses a per-tensor bias with vfmadd (requant.h): needs FMA too
   const bool avx2_requant = use_avx2 && cpu_features().fma;
   std::vector<int8_t> wpairs(use_avx2 ? static_cast<size_t>(T2 * O) : 0, 0);
-  if (use_avx2) {
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t o = 0; o < O; ++o) wpairs[((t / 2) * O + o) * 2 + (t % 2)] = w[o * T + t];
-  }
+  if (use_avx2) conv_nd_dw_pack_avx2(w, T, O, wpairs.data());
   for (int64_t m = m_begin; m < m_end; ++m) {
     const int64_t oh = m % s.OH, od = (m / s.OH) % s.OD, n = m / (s.OH * s.OD);
     for (int64_t ow = 0; ow < s.OW; ++ow) {
