@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "qref/api.h"
+#include "qref/conv_nd.h"
 #include "qref/kernels.h"
 #include "qref/paths.h"
 #include "qref/requant.h"
@@ -31,33 +32,16 @@ const char* path_name(ConvPath p) {
   return "?";
 }
 
-// FbgemmConv.cc ConvFastPath, first match wins (SPEC.md §3).
+// FbgemmConv.cc ConvFastPath for conv_param_t<2>: the N-d rule (conv_nd.h
+// fbgemm_conv_nd_path) with D = 1, so 2D, 3D, transposed and reference.h share
+// one implementation. A non-transposed conv never takes the direct path.
 ConvPath fbgemm_conv_path(const Conv2dShape& s, bool avx512_host) {
-  const int64_t G = s.groups, Cg = s.cin_per_group(), Og = s.cout_per_group();
-  const bool no_dilation = s.dilation_h == 1 && s.dilation_w == 1;
-  auto k357 = [](int64_t k) { return k == 3 || k == 5 || k == 7; };
-  auto s12 = [](int64_t v) { return v == 1 || v == 2; };
-  // takeDepthWiseFastPath
-  if (G == s.C && (s.O == G || s.O == 2 * G) && G % 8 == 0 && s12(s.stride_h) && s12(s.stride_w) &&
-      s.KH == s.KW && k357(s.KH) && no_dilation && s.pad_h == (s.KH - 1) / 2 &&
-      s.pad_w == (s.KW - 1) / 2) {
-    return ConvPath::depthwise;
-  }
-  // fbgemmOptimizedGConv; G_together from numOfGroupsTogether (SIMD width in
-  // int32 lanes x 4: 64 with AVX512, 32 with AVX2).
-  if (Cg == Og && (Cg == 2 || Cg == 4 || Cg == 8 || Cg == 16)) {
-    const int64_t simd = avx512_host ? 64 : 32;
-    const int64_t g_together = std::max<int64_t>(simd / Og / std::max<int64_t>(Cg, 4), 1);
-    const bool strides_ok = (s.stride_h == 1 && s.stride_w == 1) || (s.stride_h == 2 && s.stride_w == 2);
-    if (G >= g_together && s.KH == 3 && s.KW == 3 && s.pad_h == 1 && s.pad_w == 1 && no_dilation &&
-        strides_ok) {
-      return ConvPath::groupwise;
-    }
-  }
-  // takePointWiseFastPath
-  if (s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && no_dilation && s.pad_h == 0 &&
-      s.pad_w == 0) {
-    return ConvPath::pointwise;
+  switch (fbgemm_conv_nd_path(conv_nd_shape_2d(s), avx512_host)) {
+    case ConvNdPath::depthwise: return ConvPath::depthwise;
+    case ConvNdPath::groupwise: return ConvPath::groupwise;
+    case ConvNdPath::pointwise: return ConvPath::pointwise;
+    case ConvNdPath::direct:
+    case ConvNdPath::im2col: break;
   }
   return ConvPath::im2col;
 }

@@ -19,55 +19,6 @@ const char* path_name(ConvNdPath p) {
   return "?";
 }
 
-// fbgemm src/FbgemmConv.cc ConvFastPath, first match wins (SPEC.md §3). The
-// kernel/stride/pad/dilation lists below are over the conv's spatial dims only
-// (depth is skipped for a 2D conv, as conv_param_t<2> has no depth).
-ConvNdPath fbgemm_conv_nd_path(const ConvNdShape& s, bool avx512_host) {
-  const int first = s.spatial_dims == 3 ? 0 : 1;
-  const int64_t k[3] = {s.KD, s.KH, s.KW};
-  auto all = [&](auto pred) {
-    for (int i = first; i < 3; ++i)
-      if (!pred(i)) return false;
-    return true;
-  };
-  const int64_t G = s.groups, Cg = s.cin_per_group(), Og = s.cout_per_group();
-  const bool no_dilation = all([&](int i) { return s.dilation[i] == 1; });
-  // takeDepthWiseFastPath: G == IC, OC in {G, 2G}, G % 8 == 0, strides in {1,2},
-  // K_h == K_w, every kernel dim in {3,5,7}, no dilation, "same" padding, not transposed.
-  if (!s.transposed && G == s.C && (s.O == G || s.O == 2 * G) && G % 8 == 0 &&
-      all([&](int i) { return s.stride[i] == 1 || s.stride[i] == 2; }) && s.KH == s.KW &&
-      all([&](int i) { return k[i] == 3 || k[i] == 5 || k[i] == 7; }) && no_dilation &&
-      all([&](int i) { return s.pad[i] == (k[i] - 1) / 2; })) {
-    return ConvNdPath::depthwise;
-  }
-  // fbgemmOptimizedGConv (src/Fbgemm.cc): Cg == Og in {2,4,8,16}, G >= G_together
-  // (PackWeightMatrixForGConv numOfGroupsTogether), every kernel dim 3, every pad
-  // 1, no dilation, H and W strides equal and in {1, 2} (the temporal stride is
-  // free), not transposed.
-  if (!s.transposed && Cg == Og && (Cg == 2 || Cg == 4 || Cg == 8 || Cg == 16)) {
-    const int64_t simd = avx512_host ? 64 : 32;
-    const int64_t g_together = std::max<int64_t>(simd / Og / std::max<int64_t>(Cg, 4), 1);
-    const bool strides_ok = s.stride[1] == s.stride[2] && (s.stride[1] == 1 || s.stride[1] == 2);
-    if (G >= g_together && all([&](int i) { return k[i] == 3; }) && all([&](int i) { return s.pad[i] == 1; }) &&
-        no_dilation && strides_ok) {
-      return ConvNdPath::groupwise;
-    }
-  }
-  // takePointWiseFastPath
-  if (!s.transposed && all([&](int i) { return k[i] == 1 && s.stride[i] == 1 && s.pad[i] == 0; }) && no_dilation) {
-    return ConvNdPath::pointwise;
-  }
-  // takeDirectConvPath (in the fbgemm pinned by torch 2.13; later fbgemm turns it
-  // off): transposed, G == 1, IC % 8 == 0, OC % 8 == 0, strides in {1,2}, 2D,
-  // K_h == 2, K_w <= 6, no dilation, zero padding.
-  if (s.transposed && s.spatial_dims == 2 && G == 1 && s.C % 8 == 0 && s.O % 8 == 0 &&
-      all([&](int i) { return s.stride[i] == 1 || s.stride[i] == 2; }) && s.KH == 2 && s.KW <= 6 && no_dilation &&
-      all([&](int i) { return s.pad[i] == 0; })) {
-    return ConvNdPath::direct;
-  }
-  return ConvNdPath::im2col;
-}
-
 void run_conv_nd(const ConvNdProblem& p, const uint8_t* in, const int8_t* w, uint8_t* out, int num_threads,
                  const Conv2dIntermediates* inter) {
   const ConvNdShape& s = p.shape;

@@ -13,6 +13,7 @@
 // Per-group reduction order (kd, kh, kw, c): k = ((kd*KH + kh)*KW + kw)*Cg + c.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "qref/conv2d.h"
@@ -55,8 +56,81 @@ struct ConvNdShape {
 enum class ConvNdPath { depthwise = 0, groupwise = 1, pointwise = 2, direct = 3, im2col = 4 };
 const char* path_name(ConvNdPath p);
 
-// fbgemm ConvFastPath for SPATIAL_DIM = shape.spatial_dims (SPEC.md §3).
-ConvNdPath fbgemm_conv_nd_path(const ConvNdShape& s, bool avx512_host);
+// pred(i) for every spatial dim i of s (depth skipped when spatial_dims == 2).
+template <class Pred>
+inline bool all_spatial_dims(const ConvNdShape& s, Pred pred) {
+  for (int i = s.spatial_dims == 3 ? 0 : 1; i < 3; ++i)
+    if (!pred(i)) return false;
+  return true;
+}
+
+// takeDepthWiseFastPath: G == IC, OC in {G, 2G}, G % 8 == 0, strides in {1,2},
+// K_h == K_w, every kernel dim in {3,5,7}, no dilation, "same" padding, not
+// transposed. Its own function (no division: safe on any shape) because
+// reference.h's is_depthwise asks only this.
+inline bool fbgemm_takes_depthwise(const ConvNdShape& s) {
+  const int64_t k[3] = {s.KD, s.KH, s.KW}, G = s.groups;
+  return !s.transposed && G == s.C && (s.O == G || s.O == 2 * G) && G % 8 == 0 &&
+         all_spatial_dims(s, [&](int i) { return s.stride[i] == 1 || s.stride[i] == 2; }) && s.KH == s.KW &&
+         all_spatial_dims(s, [&](int i) { return k[i] == 3 || k[i] == 5 || k[i] == 7; }) &&
+         all_spatial_dims(s, [&](int i) { return s.dilation[i] == 1; }) &&
+         all_spatial_dims(s, [&](int i) { return s.pad[i] == (k[i] - 1) / 2; });
+}
+
+// fbgemm ConvFastPath for SPATIAL_DIM = shape.spatial_dims (src/FbgemmConv.cc,
+// first match wins; SPEC.md §3). The kernel/stride/pad/dilation lists below are
+// over the conv's spatial dims only (depth is skipped for a 2D conv, as
+// conv_param_t<2> has no depth). The one implementation of the rule: conv2d's
+// fbgemm_conv_path (conv2d.cc) calls it through conv_nd_shape_2d, and the
+// header-only ref::is_depthwise (reference.h) its depthwise rule, hence inline.
+inline ConvNdPath fbgemm_conv_nd_path(const ConvNdShape& s, bool avx512_host) {
+  if (fbgemm_takes_depthwise(s)) return ConvNdPath::depthwise;
+  const int64_t k[3] = {s.KD, s.KH, s.KW};
+  auto all = [&](auto pred) { return all_spatial_dims(s, pred); };
+  const int64_t G = s.groups, Cg = s.cin_per_group(), Og = s.cout_per_group();
+  const bool no_dilation = all([&](int i) { return s.dilation[i] == 1; });
+  // fbgemmOptimizedGConv (src/Fbgemm.cc): Cg == Og in {2,4,8,16}, G >= G_together
+  // (PackWeightMatrixForGConv numOfGroupsTogether), every kernel dim 3, every pad
+  // 1, no dilation, H and W strides equal and in {1, 2} (the temporal stride is
+  // free), not transposed.
+  if (!s.transposed && Cg == Og && (Cg == 2 || Cg == 4 || Cg == 8 || Cg == 16)) {
+    const int64_t simd = avx512_host ? 64 : 32;
+    const int64_t g_together = std::max<int64_t>(simd / Og / std::max<int64_t>(Cg, 4), 1);
+    const bool strides_ok = s.stride[1] == s.stride[2] && (s.stride[1] == 1 || s.stride[1] == 2);
+    if (G >= g_together && all([&](int i) { return k[i] == 3; }) && all([&](int i) { return s.pad[i] == 1; }) &&
+        no_dilation && strides_ok) {
+      return ConvNdPath::groupwise;
+    }
+  }
+  // takePointWiseFastPath
+  if (!s.transposed && all([&](int i) { return k[i] == 1 && s.stride[i] == 1 && s.pad[i] == 0; }) && no_dilation) {
+    return ConvNdPath::pointwise;
+  }
+  // takeDirectConvPath (in the fbgemm pinned by torch 2.13; later fbgemm turns it
+  // off): transposed, G == 1, IC % 8 == 0, OC % 8 == 0, strides in {1,2}, 2D,
+  // K_h == 2, K_w <= 6, no dilation, zero padding.
+  if (s.transposed && s.spatial_dims == 2 && G == 1 && s.C % 8 == 0 && s.O % 8 == 0 &&
+      all([&](int i) { return s.stride[i] == 1 || s.stride[i] == 2; }) && s.KH == 2 && s.KW <= 6 && no_dilation &&
+      all([&](int i) { return s.pad[i] == 0; })) {
+    return ConvNdPath::direct;
+  }
+  return ConvNdPath::im2col;
+}
+
+// A 2D conv in N-d form, as fbgemm's templates see conv_param_t<2>: D = KD = OD = 1
+// and depth stride/pad/dilation 1/0/1 (skipped by spatial_dims = 2 anyway).
+inline ConvNdShape conv_nd_shape_2d(const Conv2dShape& s) {
+  ConvNdShape n;
+  n.N = s.N; n.C = s.C; n.H = s.H; n.W = s.W;
+  n.O = s.O; n.KH = s.KH; n.KW = s.KW;
+  n.stride[1] = s.stride_h; n.stride[2] = s.stride_w;
+  n.pad[1] = s.pad_h; n.pad[2] = s.pad_w;
+  n.dilation[1] = s.dilation_h; n.dilation[2] = s.dilation_w;
+  n.groups = s.groups;
+  n.spatial_dims = 2;
+  n.OD = 1; n.OH = s.OH; n.OW = s.OW;
+  return n;
+}
 
 struct ConvNdProblem {
   ConvNdShape shape;

@@ -23,6 +23,7 @@ struct IsaSemantics {
   bool avx512_host = false;         // cpuinfo has AVX512 f/bw/dq/vl: groupwise G_together uses 64
 };
 
+// The N-d rule of conv_nd.h (fbgemm_conv_nd_path) for a 2D conv (D = 1).
 ConvPath fbgemm_conv_path(const Conv2dShape& s, bool avx512_host);
 
 // Depthwise always saturates (its JIT is AVX2-only on every CPU, SPEC.md §4.2).

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "qref/conv2d.h"
+#include "qref/conv_nd.h"
 #include "qref/requant.h"
 
 namespace qref {
@@ -61,12 +62,7 @@ struct ConvArgs {
 // distinction matters on a VNNI host only under FBGEMM_ENABLE_INSTRUCTIONS=AVX2
 // (GEMM saturates, groupwise stays exact), which Isa does not model.
 inline bool is_depthwise(const Conv2dShape& s) {
-  const int64_t G = s.groups;
-  auto k357 = [](int64_t k) { return k == 3 || k == 5 || k == 7; };
-  auto s12 = [](int64_t v) { return v == 1 || v == 2; };
-  return G == s.C && (s.O == G || s.O == 2 * G) && G % 8 == 0 && s12(s.stride_h) && s12(s.stride_w) &&
-         s.KH == s.KW && k357(s.KH) && s.dilation_h == 1 && s.dilation_w == 1 && s.pad_h == (s.KH - 1) / 2 &&
-         s.pad_w == (s.KW - 1) / 2;
+  return fbgemm_takes_depthwise(conv_nd_shape_2d(s));  // conv_nd.h: the rule qref's path choice uses
 }
 inline bool saturates(const Conv2dShape& s, Isa isa) { return is_depthwise(s) || isa == Isa::avx2; }
 
