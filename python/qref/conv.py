@@ -255,6 +255,21 @@ def _bias_operand(fn: str, b: Any, O: int) -> Optional[np.ndarray]:
     return np.ascontiguousarray(b, dtype=np.float32)
 
 
+def _conv2d_geometry(fn: str, groups: Any, stride: Any, padding: Any, dilation: Any) -> tuple:
+    """groups, stride, padding, dilation of a 2D conv: (g, (sh, sw), (ph, pw), (dh, dw))."""
+    g = check_int(fn, "groups", groups, 1, INT32_MAX, "must be an int in [1, 2^31-1]")
+    st = check_pair(fn, "stride", stride, 1)
+    pd = check_pair(fn, "padding", padding, 0)
+    dl = check_pair(fn, "dilation", dilation, 1)
+    return g, st, pd, dl
+
+
+def _output_quant(fn: str, output_scale: Any, output_zero_point: Any) -> tuple[float, int]:
+    """The quint8 output quantization of every layer: (scale, zero point)."""
+    return (check_scale(fn, "output_scale", output_scale),
+            check_int(fn, "output_zero_point", output_zero_point, 0, 255, "quint8 output: must be in [0, 255]"))
+
+
 # ----------------------------------------------------------------------------- routing
 
 
@@ -343,12 +358,8 @@ def conv2d(
         if out is not None:
             return out
     # The scalar arguments first, so nothing is copied before they are known good.
-    g = check_int(fn, "groups", groups, 1, INT32_MAX, "must be an int in [1, 2^31-1]")
-    st = check_pair(fn, "stride", stride, 1)
-    pd = check_pair(fn, "padding", padding, 0)
-    dl = check_pair(fn, "dilation", dilation, 1)
-    out_s = check_scale(fn, "output_scale", output_scale)
-    out_zp = check_int(fn, "output_zero_point", output_zero_point, 0, 255, "quint8 output: must be in [0, 255]")
+    g, st, pd, dl = _conv2d_geometry(fn, groups, stride, padding, dilation)
+    out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     check_bool(fn, "relu", relu)
     check_bool(fn, "return_intermediates", return_intermediates)
     check_choice(fn, "engine", engine, ENGINES)

@@ -17,8 +17,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._validate import check_int, check_scale
-from .conv import _activation, _bias_operand, _weight_operand
+from ._validate import check_bool, check_int, check_scale
+from .conv import _activation, _bias_operand, _output_quant, _weight_operand
 
 
 def _as_tuple(fn: str, name: str, v: Any, n: int, lo: int) -> tuple:
@@ -136,14 +136,6 @@ def conv_nd_plan(input_shape, weight_shape, stride, padding, dilation, groups, *
     return ConvPlan(path, _saturates(path, sem), sem)
 
 
-def _common_out(fn: str, output_scale: Any, output_zero_point: Any, relu: Any):
-    out_s = check_scale(fn, "output_scale", output_scale)
-    out_zp = check_int(fn, "output_zero_point", output_zero_point, 0, 255, "quint8 output: must be in [0, 255]")
-    if not isinstance(relu, (bool, np.bool_)):
-        raise TypeError(f"{fn}: relu must be a bool, got {type(relu).__name__}")
-    return out_s, out_zp
-
-
 def _run_nd(fn, a_ndhwc, a_s, a_zp, w_odhwi, wt, b, st3, pd3, dl3, op3, groups, transposed, sd, out_s, out_zp,
             relu, plan, reproduce_defects, threads, return_intermediates, kname="scalar"):
     from . import _core
@@ -168,8 +160,7 @@ def _check_common(fn: str, engine: str, isa: str, kernel: Any, threads: Any, rep
     check_choice(fn, "engine", engine, ENGINES)
     check_choice(fn, "isa", isa, ISAS)
     kname = _resolve_kernel(fn, kernel)
-    if not isinstance(reproduce_defects, (bool, np.bool_)):
-        raise TypeError(f"{fn}: reproduce_defects must be a bool, got {type(reproduce_defects).__name__}")
+    check_bool(fn, "reproduce_defects", reproduce_defects)
     return check_threads(fn, threads), kname
 
 
@@ -284,7 +275,8 @@ def conv3d(
             raise ValueError(f"{fn}: kernel size {k} with dilation {dl[i]} spans {eff} in spatial dim {i}, larger "
                              f"than the padded input {n_in + 2 * pd[i]} (kernel must fit in the padded input)")
     b = _bias_operand(fn, bias, O)
-    out_s, out_zp = _common_out(fn, output_scale, output_zero_point, relu)
+    out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
+    check_bool(fn, "relu", relu)
     nthreads, kname = _check_common(fn, engine, isa, kernel, threads, reproduce_defects)
     if engine == "onednn" or (engine == "x86" and onednn_would_run(wt, g, isa)):
         raise _onednn_error(fn, engine)
@@ -503,7 +495,7 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
             raise ValueError(f"{fn}: output size {size} in spatial dim {i} is < 1 (input {n_in}, stride {st[i]}, "
                              f"padding {pd[i]}, kernel {k}, dilation {dl[i]}, output_padding {op[i]})")
     b = _bias_operand(fn, bias, O)
-    out_s, out_zp = _common_out(fn, output_scale, output_zero_point, False)
+    out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     nthreads, kname = _check_common(fn, engine, isa, kernel, threads, reproduce_defects)
     if engine == "onednn" or (engine == "x86" and _onednn_would_run_transposed(wt, g, op, isa)):
         raise _onednn_error(fn, engine)

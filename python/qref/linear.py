@@ -23,9 +23,8 @@ from . import _core
 from ._isa import ISAS, isa_semantics
 from ._validate import (
     MAX_ELEMENTS,
+    check_bool,
     check_choice,
-    check_int,
-    check_scale,
     check_threads,
 )
 from .conv import (
@@ -35,6 +34,7 @@ from .conv import (
     OneDNNNotSupportedError,
     _activation,
     _bias_operand,
+    _output_quant,
     _resolve_kernel,
     _weight_operand,
 )
@@ -91,10 +91,8 @@ def linear(
     if wt.per_channel and wt.scale.shape[0] != O:
         raise ValueError(f"{fn}: weight has {wt.scale.shape[0]} per-channel scales but {O} output features")
     b = _bias_operand(fn, bias, O)
-    out_s = check_scale(fn, "output_scale", output_scale)
-    out_zp = check_int(fn, "output_zero_point", output_zero_point, 0, 255, "quint8 output: must be in [0, 255]")
-    if not isinstance(relu, (bool, np.bool_)):
-        raise TypeError(f"{fn}: relu must be a bool, got {type(relu).__name__}")
+    out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
+    check_bool(fn, "relu", relu)
     check_choice(fn, "engine", engine, ENGINES)
     if engine == "onednn":
         # qlinear_prepack.cpp: only the "onednn" engine packs linear weights for oneDNN; "x86" and

@@ -38,8 +38,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .conv import _bias_operand, _input_operand, _weight_operand, conv_plan
-from ._validate import check_int, check_pair, check_scale
+from .conv import _bias_operand, _conv2d_geometry, _input_operand, _output_quant, _weight_operand, conv_plan
 from ._fp import fma_f32
 
 STAGES = {
@@ -194,12 +193,8 @@ def make_case(fn: str, input: Any = None, weight: Any = None, bias: Any = None, 
     wt = _weight_operand(fn, weight, weight_scale, weight_zero_point)
     O = wt.oihw.shape[0]
     b = _bias_operand(fn, bias, O)
-    g = check_int(fn, "groups", groups, 1, None, "must be >= 1")
-    st = check_pair(fn, "stride", stride, 1)
-    pd = check_pair(fn, "padding", padding, 0)
-    dl = check_pair(fn, "dilation", dilation, 1)
-    out_s = check_scale(fn, "output_scale", output_scale)
-    out_zp = check_int(fn, "output_zero_point", output_zero_point, 0, 255, "quint8 output: must be in [0, 255]")
+    g, st, pd, dl = _conv2d_geometry(fn, groups, stride, padding, dilation)
+    out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     x = np.ascontiguousarray(act.nhwc.transpose(0, 3, 1, 2))
     plan = conv_plan(x.shape, wt.oihw.shape, st, pd, dl, g, isa)
     return ConvCase(x, wt.oihw, b, tuple(st), tuple(pd), tuple(dl), int(g), float(act.scale), int(act.zero_point),
