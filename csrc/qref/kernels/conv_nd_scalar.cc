@@ -151,22 +151,38 @@ void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8
   const bool avx2_requant = use_avx2 && cpu_features().fma;
   std::vector<int8_t> wpairs(use_avx2 ? static_cast<size_t>(T2 * O) : 0, 0);
   if (use_avx2) conv_nd_dw_pack_avx2(w, T, O, wpairs.data());
+  // per (kd, kh) of the current output row: the input row (n, id, ih) or null (padding)
+  std::vector<const uint8_t*> rowbase(static_cast<size_t>(s.KD * s.KH)), rowp(rowbase.size());
+  std::vector<uint8_t> zp_line(mult == 1 ? static_cast<size_t>(s.W * C) : 0, static_cast<uint8_t>(rq.input_zero_point));
   for (int64_t m = m_begin; m < m_end; ++m) {
     const int64_t oh = m % s.OH, od = (m / s.OH) % s.OD, n = m / (s.OH * s.OD);
+    for (int64_t kd = 0; kd < s.KD; ++kd) {
+      const int64_t id = src(0, od, kd);
+      for (int64_t kh = 0; kh < s.KH; ++kh) {
+        const int64_t ih = src(1, oh, kh);
+        rowbase[kd * s.KH + kh] = (id < 0 || ih < 0) ? nullptr : in + ((n * s.D + id) * s.H + ih) * s.W * C;
+      }
+    }
+    for (int64_t r = 0; r < s.KD * s.KH; ++r) rowp[r] = rowbase[r] ? rowbase[r] : zp_line.data();
     for (int64_t ow = 0; ow < s.OW; ++ow) {
       // receptive field; padded taps hold a_zp
       int64_t t = 0;
-      for (int64_t kd = 0; kd < s.KD; ++kd) {
-        const int64_t id = src(0, od, kd);
-        for (int64_t kh = 0; kh < s.KH; ++kh) {
-          const int64_t ih = src(1, oh, kh);
+      const int64_t iw0 = ow * s.stride[2] - s.pad[2];
+      if (mult == 1 && iw0 >= 0 && iw0 + (s.KW - 1) * s.dilation[2] < s.W) {
+        // every kw inside the row: a padded (kd, kh) reads the a_zp line at the same column
+        for (int64_t r = 0; r < s.KD * s.KH; ++r)
+          for (int64_t kw = 0; kw < s.KW; ++kw, ++t) tap[t] = rowp[r] + (iw0 + kw * s.dilation[2]) * C;
+      }
+      for (int64_t r = 0; t < T && r < s.KD * s.KH; ++r) {
+        {
+          const uint8_t* row = rowbase[r];
           for (int64_t kw = 0; kw < s.KW; ++kw, ++t) {
             const int64_t iw = src(2, ow, kw);
-            if (id < 0 || ih < 0 || iw < 0) {
+            if (row == nullptr || iw < 0) {
               tap[t] = zp_row.data();
               continue;
             }
-            const uint8_t* px = in + (((n * s.D + id) * s.H + ih) * s.W + iw) * C;
+            const uint8_t* px = row + iw * C;
             if (mult == 1) {
               tap[t] = px;
             } else {
