@@ -55,30 +55,12 @@ constexpr int64_t kNR = 16;   // GEMM columns (output channels) per micro-tile
 constexpr int64_t kDW = 32;   // depthwise channels per block
 constexpr int64_t kTargetABytes = 96 * 1024;  // packed A block (stays in L2)
 
-// Conv2dShape's sizes without its inline members (same ODR reason as above).
-inline int64_t cin_pg(const Conv2dShape& s) { return s.C / s.groups; }
-inline int64_t cout_pg(const Conv2dShape& s) { return s.O / s.groups; }
-inline int64_t kdim(const Conv2dShape& s) { return s.KH * s.KW * (s.C / s.groups); }
-inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
-inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-inline size_t align64(size_t v) { return (v + 63) / 64 * 64; }
+// Shared helpers (cin_pg, round_up, RqArrays, set_rq, copy_small, sum_bytes,
+// im2col_row, ...), compiled here privately: see the file's comment.
+#include "qref/kernels/common-inl.h"
 
 // --------------------------------------------------------------------------
 // Problem classification and packed layouts.
-
-// Depthwise lanes only pay off with several groups of one input channel.
-bool use_depthwise(const Conv2dShape& s) {
-  return cin_pg(s) == 1 && s.groups >= 8 && cout_pg(s) <= 4;
-}
-
-// Per-channel requantization constants, padded and laid out for vector loads.
-struct RqArrays {
-  float* mult;
-  float* bias;
-  int32_t* azp_col;  // wrap32(a_zp * col_offset[o])
-  int32_t* wzp;
-};
 
 struct GemmLayout {
   int64_t K, Kp, NP, steps, panel_bytes, group_bytes;
@@ -125,42 +107,6 @@ DwLayout dw_layout(const Conv2dProblem& p) {
   return L;
 }
 
-RqArrays rq_arrays(void* base, int64_t count) {
-  RqArrays r;
-  char* b = static_cast<char*>(base);
-  r.mult = reinterpret_cast<float*>(b);
-  r.bias = reinterpret_cast<float*>(b + count * 4);
-  r.azp_col = reinterpret_cast<int32_t*>(b + count * 8);
-  r.wzp = reinterpret_cast<int32_t*>(b + count * 12);
-  return r;
-}
-const RqArrays rq_arrays_c(const void* base, int64_t count) { return rq_arrays(const_cast<void*>(base), count); }
-
-// Fills slot `i` of the padded arrays with output channel o (or zeros if o < 0).
-void set_rq(const RqArrays& r, int64_t i, const Conv2dProblem& p, int64_t o) {
-  if (o < 0) {
-    r.mult[i] = 0.0f;
-    r.bias[i] = 0.0f;
-    r.azp_col[i] = 0;
-    r.wzp[i] = 0;
-    return;
-  }
-  const Requant& rq = p.rq;
-  const float* bias = requant_bias_term(rq);
-  r.mult[i] = requant_multiplier(rq)[o];
-  r.bias[i] = bias ? bias[o] : 0.0f;
-  r.azp_col[i] = static_cast<int32_t>(static_cast<uint32_t>(rq.input_zero_point) *
-                                      static_cast<uint32_t>(requant_col_offset(rq)[o]));  // wraps like vpmulld
-  r.wzp[i] = requant_weight_zero_point(rq)[o];
-}
-
-bool any_weight_zero_point(const Conv2dProblem& p) {
-  const int32_t* wzp = requant_weight_zero_point(p.rq);
-  for (int64_t o = 0; o < p.shape.O; ++o)
-    if (wzp[o] != 0) return true;
-  return false;
-}
-
 // --------------------------------------------------------------------------
 // Requantization of 16 int32 accumulators (channels 0-7 in a0, 8-15 in a1).
 
@@ -203,45 +149,6 @@ inline void store_n(uint8_t* dst, __m128i v, int64_t n) {
     _mm_store_si128(reinterpret_cast<__m128i*>(tmp), v);
     std::memcpy(dst, tmp, static_cast<size_t>(n));
   }
-}
-
-// Copies n bytes with a few overlapping vector moves (im2col of small Cg).
-inline void copy_small(uint8_t* dst, const uint8_t* src, int64_t n) {
-  if (n >= 16) {
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
-    if (i < n)
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + n - 16),
-                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + n - 16)));
-  } else if (n >= 8) {
-    uint64_t a, b;
-    std::memcpy(&a, src, 8);
-    std::memcpy(&b, src + n - 8, 8);
-    std::memcpy(dst, &a, 8);
-    std::memcpy(dst + n - 8, &b, 8);
-  } else if (n >= 4) {
-    uint32_t a, b;
-    std::memcpy(&a, src, 4);
-    std::memcpy(&b, src + n - 4, 4);
-    std::memcpy(dst, &a, 4);
-    std::memcpy(dst + n - 4, &b, 4);
-  } else {
-    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
-  }
-}
-
-inline int32_t sum_bytes(const uint8_t* p, int64_t n) {
-  __m256i acc = _mm256_setzero_si256();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32)
-    acc = _mm256_add_epi64(acc, _mm256_sad_epu8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)),
-                                                _mm256_setzero_si256()));
-  alignas(32) int64_t l[4];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(l), acc);
-  int64_t s = l[0] + l[1] + l[2] + l[3];
-  for (; i < n; ++i) s += p[i];
-  return static_cast<int32_t>(s);  // at most K * 255, exact for any practical K
 }
 
 // --------------------------------------------------------------------------
@@ -354,41 +261,6 @@ Epilogue make_epilogue(const Conv2dProblem& p, bool use_rowsum) {
   return e;
 }
 
-// Receptive field of output pixel (n, oh, ow) in group g, (kh, kw, c) order,
-// padded taps = a_zp, bytes K..Kp-1 = 0 (their weights are 0 too).
-void im2col_row(const Conv2dShape& s, const uint8_t* in, int64_t n, int64_t oh, int64_t ow, int64_t g,
-                uint8_t a_zp, int64_t Kp, uint8_t* dst) {
-  const int64_t Cg = cin_pg(s);
-  // One contiguous run per kernel row when taps are adjacent pixels of all channels.
-  const bool row_contig = s.groups == 1 && s.dilation_w == 1;
-  const int64_t iw0 = ow * s.stride_w - s.pad_w;
-  uint8_t* d = dst;
-  for (int64_t kh = 0; kh < s.KH; ++kh) {
-    const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
-    if (ih < 0 || ih >= s.H) {
-      std::memset(d, a_zp, static_cast<size_t>(s.KW * Cg));
-      d += s.KW * Cg;
-      continue;
-    }
-    const uint8_t* rowp = in + (n * s.H + ih) * s.W * s.C + g * Cg;
-    if (row_contig && iw0 >= 0 && iw0 + s.KW <= s.W) {
-      copy_small(d, rowp + iw0 * s.C, s.KW * Cg);
-      d += s.KW * Cg;
-      continue;
-    }
-    for (int64_t kw = 0; kw < s.KW; ++kw) {
-      const int64_t iw = iw0 + kw * s.dilation_w;
-      if (iw < 0 || iw >= s.W) {
-        std::memset(d, a_zp, static_cast<size_t>(Cg));
-      } else {
-        copy_small(d, rowp + iw * s.C, Cg);
-      }
-      d += Cg;
-    }
-  }
-  for (int64_t k = kdim(s); k < Kp; ++k) dst[k] = 0;
-}
-
 inline void widen_row(const uint8_t* src, int64_t Kp, uint8_t* dst) {
   int64_t k = 0;
   for (; k + 16 <= Kp; k += 16)
@@ -416,7 +288,7 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
   const Epilogue e = make_epilogue(p, use_rowsum);
   const uint8_t a_zp = static_cast<uint8_t>(p.rq.input_zero_point);
   const char* base = static_cast<const char*>(packed);
-  const RqArrays r = rq_arrays_c(base + L.rq_off, G * L.NP);
+  const RqArrays r = rq_arrays(base + L.rq_off, G * L.NP);
   // 1x1, stride 1, no padding: A rows are input rows (no over-read when Cg % 4 == 0).
   const bool direct = SAT && s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
                       s.pad_w == 0 && Cg % 4 == 0;
@@ -605,7 +477,7 @@ void dw_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uint8
   const bool use_rowsum = any_weight_zero_point(p);
   const Epilogue e = make_epilogue(p, use_rowsum);
   const char* base = static_cast<const char*>(packed);
-  const RqArrays r = rq_arrays_c(base, Og * L.GP);
+  const RqArrays r = rq_arrays(base, Og * L.GP);
   const uint8_t* wbase = reinterpret_cast<const uint8_t*>(base + L.b_off);
   const int64_t full_blocks = G / kDW, rem = G % kDW;
 

@@ -52,19 +52,12 @@ constexpr int64_t kMR = 8;    // GEMM rows per micro-tile
 constexpr int64_t kNR = 32;   // output channels per micro-tile (two zmm)
 constexpr int64_t kTargetABytes = 96 * 1024;
 
-// Conv2dShape's sizes without its inline members (same ODR reason as above).
-inline int64_t cin_pg(const Conv2dShape& s) { return s.C / s.groups; }
-inline int64_t cout_pg(const Conv2dShape& s) { return s.O / s.groups; }
-inline int64_t kdim(const Conv2dShape& s) { return s.KH * s.KW * (s.C / s.groups); }
-inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
-inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-inline size_t align64(size_t v) { return (v + 63) / 64 * 64; }
+// Shared helpers (cin_pg, round_up, RqArrays, set_rq, copy_small, sum_bytes,
+// im2col_row, ...), compiled here privately: see the file's comment.
+#include "qref/kernels/common-inl.h"
 
 #ifdef QREF_HAVE_AVX2_KERNEL
-bool use_avx2_depthwise(const Conv2dShape& s) {
-  return cin_pg(s) == 1 && s.groups >= 8 && cout_pg(s) <= 4;
-}
+bool use_avx2_depthwise(const Conv2dShape& s) { return use_depthwise(s); }
 #else
 bool use_avx2_depthwise(const Conv2dShape&) { return false; }
 #endif
@@ -88,105 +81,6 @@ GemmLayout gemm_layout(const Conv2dProblem& p) {
   return L;
 }
 
-struct RqArrays {
-  float* mult;
-  float* bias;
-  int32_t* azp_col;  // wrap32(a_zp * col_offset[o])
-  int32_t* wzp;
-};
-
-RqArrays rq_arrays(const void* base, int64_t count) {
-  char* b = static_cast<char*>(const_cast<void*>(base));
-  RqArrays r;
-  r.mult = reinterpret_cast<float*>(b);
-  r.bias = reinterpret_cast<float*>(b + count * 4);
-  r.azp_col = reinterpret_cast<int32_t*>(b + count * 8);
-  r.wzp = reinterpret_cast<int32_t*>(b + count * 12);
-  return r;
-}
-
-bool any_weight_zero_point(const Conv2dProblem& p) {
-  const int32_t* wzp = requant_weight_zero_point(p.rq);
-  for (int64_t o = 0; o < p.shape.O; ++o)
-    if (wzp[o] != 0) return true;
-  return false;
-}
-
-// Copies n bytes with a few overlapping vector moves (im2col of small Cg).
-inline void copy_small(uint8_t* dst, const uint8_t* src, int64_t n) {
-  if (n >= 16) {
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
-    if (i < n)
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + n - 16),
-                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + n - 16)));
-  } else if (n >= 8) {
-    uint64_t a, b;
-    std::memcpy(&a, src, 8);
-    std::memcpy(&b, src + n - 8, 8);
-    std::memcpy(dst, &a, 8);
-    std::memcpy(dst + n - 8, &b, 8);
-  } else if (n >= 4) {
-    uint32_t a, b;
-    std::memcpy(&a, src, 4);
-    std::memcpy(&b, src + n - 4, 4);
-    std::memcpy(dst, &a, 4);
-    std::memcpy(dst + n - 4, &b, 4);
-  } else {
-    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
-  }
-}
-
-inline int32_t sum_bytes(const uint8_t* p, int64_t n) {
-  __m256i acc = _mm256_setzero_si256();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32)
-    acc = _mm256_add_epi64(acc, _mm256_sad_epu8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)),
-                                                _mm256_setzero_si256()));
-  alignas(32) int64_t l[4];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(l), acc);
-  int64_t s = l[0] + l[1] + l[2] + l[3];
-  for (; i < n; ++i) s += p[i];
-  return static_cast<int32_t>(s);  // at most K * 255, exact for any practical K
-}
-
-// Receptive field of output pixel (n, oh, ow) in group g, (kh, kw, c) order,
-// padded taps = a_zp, bytes K..Kp-1 = 0 (their weights are 0 too).
-void im2col_row(const Conv2dShape& s, const uint8_t* in, int64_t n, int64_t oh, int64_t ow, int64_t g,
-                uint8_t a_zp, int64_t Kp, uint8_t* dst) {
-  const int64_t Cg = cin_pg(s);
-  // One contiguous run per kernel row when taps are adjacent pixels of all channels.
-  const bool row_contig = s.groups == 1 && s.dilation_w == 1;
-  const int64_t iw0 = ow * s.stride_w - s.pad_w;
-  uint8_t* d = dst;
-  for (int64_t kh = 0; kh < s.KH; ++kh) {
-    const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
-    if (ih < 0 || ih >= s.H) {
-      std::memset(d, a_zp, static_cast<size_t>(s.KW * Cg));
-      d += s.KW * Cg;
-      continue;
-    }
-    const uint8_t* rowp = in + (n * s.H + ih) * s.W * s.C + g * Cg;
-    if (row_contig && iw0 >= 0 && iw0 + s.KW <= s.W) {
-      copy_small(d, rowp + iw0 * s.C, s.KW * Cg);
-      d += s.KW * Cg;
-      continue;
-    }
-    for (int64_t kw = 0; kw < s.KW; ++kw) {
-      const int64_t iw = iw0 + kw * s.dilation_w;
-      if (iw < 0 || iw >= s.W) {
-        std::memset(d, a_zp, static_cast<size_t>(Cg));
-      } else {
-        copy_small(d, rowp + iw * s.C, Cg);
-      }
-      d += Cg;
-    }
-  }
-  for (int64_t k = kdim(s); k < Kp; ++k) dst[k] = 0;
-}
-
-
 size_t gemm_scratch(const Conv2dProblem& p, int64_t* mb_out) {
   const GemmLayout L = gemm_layout(p);
   int64_t mb = kTargetABytes / imax(1, L.Kp) / kMR * kMR;
@@ -201,28 +95,8 @@ void gemm_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
   const int64_t G = s.groups, Og = cout_pg(s), K = L.K;
   char* base = static_cast<char*>(packed);
   const RqArrays r = rq_arrays(base, G * L.NP);
-  const Requant& rq = p.rq;
-  const float* mult = requant_multiplier(rq);
-  const float* bias = requant_bias_term(rq);
-  const int32_t* col = requant_col_offset(rq);
-  const int32_t* wzp = requant_weight_zero_point(rq);
   for (int64_t g = 0; g < G; ++g)
-    for (int64_t n = 0; n < L.NP; ++n) {
-      const int64_t i = g * L.NP + n;
-      if (n >= Og) {
-        r.mult[i] = 0.0f;
-        r.bias[i] = 0.0f;
-        r.azp_col[i] = 0;
-        r.wzp[i] = 0;
-        continue;
-      }
-      const int64_t o = g * Og + n;
-      r.mult[i] = mult[o];
-      r.bias[i] = bias ? bias[o] : 0.0f;
-      r.azp_col[i] = static_cast<int32_t>(static_cast<uint32_t>(rq.input_zero_point) *
-                                          static_cast<uint32_t>(col[o]));  // wraps like vpmulld
-      r.wzp[i] = wzp[o];
-    }
+    for (int64_t n = 0; n < L.NP; ++n) set_rq(r, g * L.NP + n, p, n < Og ? g * Og + n : -1);
   for (int64_t g = 0; g < G; ++g) {
     int8_t* gb = reinterpret_cast<int8_t*>(base + L.b_off + g * L.group_bytes);
     std::memset(gb, 0, static_cast<size_t>(L.group_bytes));
