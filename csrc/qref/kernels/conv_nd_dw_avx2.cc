@@ -175,7 +175,20 @@ int64_t conv_nd_requant_avx2(const int32_t* acc, const int32_t* rowsum, bool row
 // over the IC / 4 channel quads (IC % 4 == 0; the direct path has IC % 8 == 0), wrapping int32
 // as vpaddd. wq: for quad q and output o, the bytes w[o][4q .. 4q+3] at (q * O + o) * 4.
 // Returns the number of outputs done (a multiple of 8); the caller finishes the rest.
-int64_t conv_nd_direct_tap_avx2(const uint8_t* px, const int8_t* wq, int64_t IC, int64_t O, int32_t* acc) {
+// Also returns the pixel's activation sum (directConvRowSum's addend; exact, vpsadbw) in *rowsum.
+int64_t conv_nd_direct_tap_avx2(const uint8_t* px, const int8_t* wq, int64_t IC, int64_t O, int32_t* acc,
+                                int64_t* rowsum) {
+  {
+    __m256i sad = _mm256_setzero_si256();
+    int64_t c = 0;
+    for (; c + 32 <= IC; c += 32)
+      sad = _mm256_add_epi64(sad, _mm256_sad_epu8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(px + c)),
+                                                  _mm256_setzero_si256()));
+    int64_t sum = _mm256_extract_epi64(sad, 0) + _mm256_extract_epi64(sad, 1) + _mm256_extract_epi64(sad, 2) +
+                  _mm256_extract_epi64(sad, 3);
+    for (; c < IC; ++c) sum += px[c];
+    *rowsum = sum;
+  }
   const __m256i ones = _mm256_set1_epi16(1);
   const int64_t Q = IC / 4;
   int64_t o = 0;
@@ -229,7 +242,7 @@ int64_t conv_nd_requant_avx2(const int32_t*, const int32_t*, bool, int32_t, cons
                              const float*, bool, float, const float*, int32_t, bool, int64_t, uint8_t*) {
   return 0;
 }
-int64_t conv_nd_direct_tap_avx2(const uint8_t*, const int8_t*, int64_t, int64_t, int32_t*) { return 0; }
+int64_t conv_nd_direct_tap_avx2(const uint8_t*, const int8_t*, int64_t, int64_t, int32_t*, int64_t*) { return 0; }
 }  // namespace qref
 
 #endif

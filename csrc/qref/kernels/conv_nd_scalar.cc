@@ -117,7 +117,8 @@ int64_t conv_nd_requant_avx2(const int32_t* acc, const int32_t* rowsum, bool row
                              int64_t O, uint8_t* dst);
 
 void conv_nd_dw_pack_avx2(const int8_t* w, int64_t T, int64_t C, int8_t* wpairs);
-int64_t conv_nd_direct_tap_avx2(const uint8_t* px, const int8_t* wq, int64_t IC, int64_t O, int32_t* acc);
+int64_t conv_nd_direct_tap_avx2(const uint8_t* px, const int8_t* wq, int64_t IC, int64_t O, int32_t* acc,
+                                int64_t* rowsum);
 
 void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
                             int64_t m_begin, int64_t m_end) {
@@ -364,18 +365,30 @@ void conv_transpose_direct_rows(const ConvNdProblem& p, const int8_t* w, const u
           const bool w_ok = tw >= 0 && tw % sw == 0 && tw / sw < s.W;
           if (w_ok && th >= 0 && th % row_step == 0 && th / row_step < s.H) {
             const uint8_t* px = in + ((n * s.H + th / row_step) * s.W + tw / sw) * IC;
-            const int64_t o0 = use_avx2 ? conv_nd_direct_tap_avx2(px, wq.data() + t * IC * O, IC, O, acc.data()) : 0;
-            for (int64_t c = 0; c < IC; c += 2) {
-              const int32_t a0 = px[c], a1 = px[c + 1];
-              rowsum += a0 + a1;
-              if (o0 == O) continue;
-              const int16_t* w0 = wt.data() + (t * IC + c) * O;
-              const int16_t* w1 = w0 + O;
-              int32_t* ac = acc.data();
-              for (int64_t o = o0; o < O; ++o) {
-                int32_t v = a0 * w0[o] + a1 * w1[o];
-                v = v < -32768 ? -32768 : (v > 32767 ? 32767 : v);  // vpmaddubsw
-                ac[o] = static_cast<int32_t>(static_cast<uint32_t>(ac[o]) + static_cast<uint32_t>(v));  // vpaddd
+            if (use_avx2) {
+              int64_t px_sum = 0;
+              const int64_t o0 = conv_nd_direct_tap_avx2(px, wq.data() + t * IC * O, IC, O, acc.data(), &px_sum);
+              rowsum += px_sum;
+              if (o0 < O) {  // never on the direct path (O % 8 == 0): the remaining outputs
+                for (int64_t c = 0; c < IC; c += 2)
+                  for (int64_t o = o0; o < O; ++o) {
+                    int32_t v = px[c] * wt[(t * IC + c) * O + o] + px[c + 1] * wt[(t * IC + c + 1) * O + o];
+                    v = v < -32768 ? -32768 : (v > 32767 ? 32767 : v);  // vpmaddubsw
+                    acc[o] = static_cast<int32_t>(static_cast<uint32_t>(acc[o]) + static_cast<uint32_t>(v));
+                  }
+              }
+            } else {
+              for (int64_t c = 0; c < IC; c += 2) {
+                const int32_t a0 = px[c], a1 = px[c + 1];
+                rowsum += a0 + a1;
+                const int16_t* w0 = wt.data() + (t * IC + c) * O;
+                const int16_t* w1 = w0 + O;
+                int32_t* ac = acc.data();
+                for (int64_t o = 0; o < O; ++o) {
+                  int32_t v = a0 * w0[o] + a1 * w1[o];
+                  v = v < -32768 ? -32768 : (v > 32767 ? 32767 : v);  // vpmaddubsw
+                  ac[o] = static_cast<int32_t>(static_cast<uint32_t>(ac[o]) + static_cast<uint32_t>(v));  // vpaddd
+                }
               }
             }
           }
