@@ -252,6 +252,26 @@ def _input_uint8(params, qx: Any, input_scale: Any, input_zero_point: Any):
     return x, float(s), int(z), pad
 
 
+def _receptive_field(xin: np.ndarray, wt: np.ndarray, n: int, o: int, g: int, oh: int, ow: int, stride: tuple,
+                     pad: tuple, dilation: tuple, pad_value: int) -> list:
+    """The taps of output (n, o, oh, ow) of group g in fbgemm's per-group K order (kh, kw, c);
+    a tap outside the image holds ``pad_value``."""
+    H, W = xin.shape[2:]
+    Cg, KH, KW = wt.shape[1:]
+    (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
+    taps: list = []
+    for kh in range(KH):
+        ih = oh * sh - ph + kh * dh
+        for kw in range(KW):
+            iw = ow * sw - pw + kw * dw
+            inside = 0 <= ih < H and 0 <= iw < W
+            for c in range(Cg):
+                a = int(xin[n, g * Cg + c, ih, iw]) if inside else pad_value
+                wv = int(wt[o, c, kh, kw])
+                taps.append(Tap(len(taps), kh, kw, g * Cg + c, ih, iw, not inside, a, wv, a * wv))
+    return taps
+
+
 def _parse_index(index: Any, shape: tuple) -> tuple:
     N, O, OH, OW = shape
     if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
@@ -321,16 +341,7 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
     g = o // Og
     K = KH * KW * Cg
     # 1. the receptive field in (kh, kw, c) order; padded taps hold a_zp (fbgemm's im2col memset).
-    taps: list = []
-    for kh in range(KH):
-        ih = oh * sh - ph + kh * dh
-        for kw in range(KW):
-            iw = ow * sw - pw + kw * dw
-            inside = 0 <= ih < H and 0 <= iw < W
-            for c in range(Cg):
-                a = int(xin[n, g * Cg + c, ih, iw]) if inside else a_zp
-                wv = int(wt[o, c, kh, kw])
-                taps.append(Tap(len(taps), kh, kw, g * Cg + c, ih, iw, not inside, a, wv, a * wv))
+    taps = _receptive_field(xin, wt, n, o, g, oh, ow, params.stride, pad, params.dilation, a_zp)
     # 2. products; pairs (2i, 2i+1) saturated to int16 on the paths that do (SPEC.md §4.6).
     acc = 0
     sat_pairs = []
@@ -667,33 +678,25 @@ def _explain_onednn(params: Any, torch_out: Optional[np.ndarray], xin: np.ndarra
     Og = O // G
     g = o // Og
     K = KH * KW * Cg
-    taps: list = []
+    # padded taps hold 0, so their product is 0
+    taps = _receptive_field(xin, wt, n, o, g, oh, ow, (sh, sw), (ph, pw), (dh, dw), 0)
     acc = acc_exact = colsum = 0
     sat_pairs = []
-    for kh in range(KH):
-        ih = oh * sh - ph + kh * dh
-        for kw in range(KW):
-            iw = ow * sw - pw + kw * dw
-            inside = 0 <= ih < H and 0 <= iw < W
-            for c in range(Cg):
-                a = int(xin[n, g * Cg + c, ih, iw]) if inside else 0
-                wv = int(wt[o, c, kh, kw])
-                taps.append(Tap(len(taps), kh, kw, g * Cg + c, ih, iw, not inside, a, wv, a * wv if inside else 0))
-            if not inside:
-                continue  # oneDNN: no product and no compensation for a padded tap
-            base = len(taps) - Cg
-            for c in range(0, Cg, 2):  # channel pairs (2i, 2i+1) of one tap (vpmaddubsw kernels)
-                t0 = taps[base + c]
-                t1 = taps[base + c + 1] if c + 1 < Cg else None
-                pr = t0.product + (t1.product if t1 else 0)
-                sv = _sat16(pr) if pl.saturates else pr
-                if sv != pr:
-                    members = (t0,) + ((t1,) if t1 else ())
-                    sat_pairs.append(SaturatedPair(t0.k, t1.k if t1 else None,
-                                                   tuple((t.kh, t.kw, t.c) for t in members), pr, sv))
-                acc += sv
-                acc_exact += pr
-                colsum += t0.w + (t1.w if t1 else 0)
+    for base in range(0, K, Cg):  # one (kh, kw) position: Cg consecutive taps
+        if taps[base].padded:
+            continue  # oneDNN: no product and no compensation for a padded tap
+        for c in range(0, Cg, 2):  # channel pairs (2i, 2i+1) of one tap (vpmaddubsw kernels)
+            t0 = taps[base + c]
+            t1 = taps[base + c + 1] if c + 1 < Cg else None
+            pr = t0.product + (t1.product if t1 else 0)
+            sv = _sat16(pr) if pl.saturates else pr
+            if sv != pr:
+                members = (t0,) + ((t1,) if t1 else ())
+                sat_pairs.append(SaturatedPair(t0.k, t1.k if t1 else None,
+                                               tuple((t.kh, t.kw, t.c) for t in members), pr, sv))
+            acc += sv
+            acc_exact += pr
+            colsum += t0.w + (t1.w if t1 else 0)
     acc32, col32 = _wrap32(acc), _wrap32(colsum)
     f = np.float32
     with np.errstate(all="ignore"):
