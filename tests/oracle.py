@@ -144,29 +144,56 @@ def qref_conv(s: dict, b: dict | None = None, isa: str = "auto", kernel: str = "
 def run_in_subprocess(specs: list[dict], env: dict[str, str], kernel: str = "auto") -> list[dict]:
     """Run torch and qref (isa="auto") for each spec in a fresh interpreter with `env` set
     before torch is imported. Returns per case: torch, qref (uint8 arrays), plan."""
+    return run_worker("oracle.py", {"specs": specs, "kernel": kernel}, env)
+
+
+def run_worker(script: str, job: dict, env: dict[str, str]) -> list[dict]:
+    """Run tests/`script` (whose main is serve_worker) on `job` in a fresh interpreter with
+    `env` set before torch is imported. Returns per spec: torch, qref (uint8 arrays), plan, isa."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
         inp = os.path.join(d, "specs.json")
         out = os.path.join(d, "out.npz")
         with open(inp, "w") as f:
-            json.dump({"specs": specs, "kernel": kernel}, f)
+            json.dump(job, f)
         e = dict(os.environ)
         e.update(env)
-        r = subprocess.run([sys.executable, os.path.join(HERE, "oracle.py"), inp, out], env=e,
+        r = subprocess.run([sys.executable, os.path.join(HERE, script), inp, out], env=e,
                            capture_output=True, text=True, timeout=1800)
         if r.returncode != 0:
-            raise RuntimeError(f"oracle subprocess failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+            raise RuntimeError(f"{script} subprocess failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
         z = np.load(out, allow_pickle=False)
         meta = json.loads(str(z["meta"]))
         return [dict(torch=z[f"t{i}"], qref=z[f"q{i}"], plan=meta["plans"][i], isa=meta["isa"])
-                for i in range(len(specs))]
+                for i in range(len(job["specs"]))]
+
+
+def serve_worker(inp: str, out: str, run_case) -> None:
+    """The subprocess side of run_worker: torch is imported only here, after the environment
+    is set; ``run_case(spec, job)`` gives (torch output, qref output, plan) per spec."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import torch  # noqa: F401  (imported after the environment is set)
+
+    import qref
+
+    with open(inp) as f:
+        job = json.load(f)
+    arrays = {}
+    plans = []
+    for i, s in enumerate(job["specs"]):
+        arrays[f"t{i}"], arrays[f"q{i}"], plan = run_case(s, job)
+        plans.append(plan)
+    np.savez(out, meta=json.dumps(dict(plans=plans, isa=str(qref.torch_isa()))), **arrays)
 
 
 def first_mismatch_message(actual: np.ndarray, expected: np.ndarray, what: str = "", acc=None) -> str:
     bad = np.argwhere(actual != expected)
     idx = tuple(int(v) for v in bad[0])
-    msg = (f"{what}: {len(bad)} of {actual.size} elements differ; first at (n, c, h, w) = {idx}: "
+    at = f"(n, c, h, w) = {idx}" if actual.ndim == 4 else str(idx)
+    msg = (f"{what}: {len(bad)} of {actual.size} elements differ; first at {at}: "
            f"qref {int(actual[idx])} vs torch {int(expected[idx])}")
     if acc is not None:
         msg += f"; accumulator {int(acc[idx])}"
@@ -181,28 +208,17 @@ def assert_same(actual: np.ndarray, expected: np.ndarray, what: str = "", acc=No
         raise AssertionError(first_mismatch_message(actual, expected, what, acc))
 
 
-def _worker(inp: str, out: str) -> None:
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    import torch  # noqa: F401  (imported after the environment is set)
-
+def _run_case(s: dict, job: dict) -> tuple:
     import qref
 
-    with open(inp) as f:
-        job = json.load(f)
-    arrays = {}
-    plans = []
-    for i, s in enumerate(job["specs"]):
-        s = spec(**s)
-        b = build(s)
-        arrays[f"t{i}"] = torch_conv(s, b)
-        arrays[f"q{i}"] = qref_conv(s, b, isa="auto", kernel=job["kernel"])
-        plans.append(str(qref.conv_plan((s["N"], s["C"], s["H"], s["W"]), (s["O"], s["C"] // s["groups"], s["KH"],
-                                        s["KW"]), s["stride"], s["padding"], s["dilation"], s["groups"])))
-    meta = dict(plans=plans, isa=str(qref.torch_isa()))
-    np.savez(out, meta=json.dumps(meta), **arrays)
+    s = spec(**s)
+    b = build(s)
+    t = torch_conv(s, b)
+    q = qref_conv(s, b, isa="auto", kernel=job["kernel"])
+    plan = str(qref.conv_plan((s["N"], s["C"], s["H"], s["W"]), (s["O"], s["C"] // s["groups"], s["KH"], s["KW"]),
+                              s["stride"], s["padding"], s["dilation"], s["groups"]))
+    return t, q, plan
 
 
 if __name__ == "__main__":
-    _worker(sys.argv[1], sys.argv[2])
+    serve_worker(sys.argv[1], sys.argv[2], _run_case)

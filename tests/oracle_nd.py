@@ -14,13 +14,13 @@ weight ("full" | "extreme" | "small"), seed, out_scale, out_zp.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from typing import Any
 
 import numpy as np
+
+from oracle import assert_same, run_worker, serve_worker, torch_operands  # noqa: F401  (assert_same: re-exported)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -106,17 +106,8 @@ def build(s: dict) -> dict:
 
 
 def _torch_operands(b: dict):
-    import torch
-
-    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(b["x"]), b["a_scale"], b["a_zp"])
-    wi = torch.from_numpy(b["w"])
-    if b["per_channel"]:
-        qw = torch._make_per_channel_quantized_tensor(wi, torch.from_numpy(b["w_scale"]),
-                                                      torch.from_numpy(b["w_zp"]), 0)
-    else:
-        qw = torch._make_per_tensor_quantized_tensor(wi, float(b["w_scale"][0]), int(b["w_zp"][0]))
-    bias = None if b["bias"] is None else torch.from_numpy(b["bias"])
-    return qx, qw, bias
+    """(qx, qw, bias) as torch quantized tensors; the tests of every layer build them so."""
+    return torch_operands({}, b)
 
 
 def torch_run(s: dict, b: dict | None = None) -> np.ndarray:
@@ -204,56 +195,13 @@ def plan(s: dict, isa: str = "auto") -> str:
 def run_in_subprocess(specs: list[dict], env: dict[str, str]) -> list[dict]:
     """torch and qref (isa="auto") for each spec in a fresh interpreter with `env` set before
     torch is imported. Returns per case: torch, qref (uint8 arrays), plan, isa."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        inp = os.path.join(d, "specs.json")
-        out = os.path.join(d, "out.npz")
-        with open(inp, "w") as f:
-            json.dump({"specs": specs}, f)
-        e = dict(os.environ)
-        e.update(env)
-        r = subprocess.run([sys.executable, os.path.join(HERE, "oracle_nd.py"), inp, out], env=e,
-                           capture_output=True, text=True, timeout=1800)
-        if r.returncode != 0:
-            raise RuntimeError(f"oracle_nd subprocess failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-        z = np.load(out, allow_pickle=False)
-        meta = json.loads(str(z["meta"]))
-        return [dict(torch=z[f"t{i}"], qref=z[f"q{i}"], plan=meta["plans"][i], isa=meta["isa"])
-                for i in range(len(specs))]
+    return run_worker("oracle_nd.py", {"specs": specs}, env)
 
 
-def assert_same(actual: np.ndarray, expected: np.ndarray, what: str = "") -> None:
-    """Bit-exact, with the first mismatching index and both values."""
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} vs {expected.shape}"
-    assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} vs {expected.dtype}"
-    if not np.array_equal(actual, expected):
-        bad = np.argwhere(actual != expected)
-        idx = tuple(int(v) for v in bad[0])
-        raise AssertionError(f"{what}: {len(bad)} of {actual.size} elements differ; first at {idx}: "
-                             f"qref {int(actual[idx])} vs torch {int(expected[idx])}")
-
-
-def _worker(inp: str, out: str) -> None:
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    import torch  # noqa: F401  (imported after the environment is set)
-
-    import qref
-
-    with open(inp) as f:
-        job = json.load(f)
-    arrays = {}
-    plans = []
-    for i, s in enumerate(job["specs"]):
-        b = build(s)
-        arrays[f"t{i}"] = torch_run(s, b)
-        arrays[f"q{i}"] = qref_run(s, b, isa="auto")
-        plans.append(plan(s))
-    np.savez(out, meta=json.dumps(dict(plans=plans, isa=str(qref.torch_isa()))), **arrays)
+def _run_case(s: dict, job: dict) -> tuple:
+    b = build(s)
+    return torch_run(s, b), qref_run(s, b, isa="auto"), plan(s)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, HERE)
-    _worker(sys.argv[1], sys.argv[2])
+    serve_worker(sys.argv[1], sys.argv[2], _run_case)
