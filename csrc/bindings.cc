@@ -204,6 +204,42 @@ Conv2dShape make_shape(const py::array& input, const py::array& weight, std::pai
   return s;
 }
 
+// What conv2d_nhwc and conv2d_prepare check, in this order (arrays, shape,
+// weight quantization, bias, zero points, scales), and the problem they build.
+// The bias is only read here: prepare_requant copies it into rq.bias_term.
+Conv2dProblem checked_conv2d_problem(const py::array& input, const py::array& weight, const py::object& bias,
+                                     std::pair<int64_t, int64_t> stride, std::pair<int64_t, int64_t> padding,
+                                     std::pair<int64_t, int64_t> dilation, int64_t groups, double input_scale,
+                                     int32_t input_zero_point, const py::array& weight_scale,
+                                     const py::array& weight_zero_point, bool per_channel, double output_scale,
+                                     int32_t output_zero_point, bool relu, bool saturate) {
+  checked_ptr<uint8_t>(input, "input", 4, "uint8");
+  const int8_t* w = checked_ptr<int8_t>(weight, "weight", 4, "int8");
+  const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
+  const int32_t* wz = checked_ptr<int32_t>(weight_zero_point, "weight_zero_point", 1, "int32");
+  Conv2dProblem p;
+  p.shape = make_shape(input, weight, stride, padding, dilation, groups);
+  check_weight_qparams(weight_scale, ws, weight_zero_point, wz, per_channel ? p.shape.O : 1);
+  py::array bias_arr;
+  const float* b = checked_bias(bias, p.shape.O, bias_arr);
+  check_zero_points(input_zero_point, output_zero_point);
+  check_scale_value("input_scale", input_scale);
+  check_scale_value("output_scale", output_scale);
+  RequantArgs ra;
+  ra.input_scale = input_scale;
+  ra.input_zero_point = input_zero_point;
+  ra.weight_scale = ws;
+  ra.weight_zero_point = wz;
+  ra.per_channel = per_channel;
+  ra.output_scale = output_scale;
+  ra.output_zero_point = output_zero_point;
+  ra.relu = relu;
+  ra.bias = b;
+  p.saturate = saturate;
+  p.rq = prepare_requant(p.shape, w, ra);
+  return p;
+}
+
 py::dict cpu_features_dict() {
   const CpuFeatures& f = cpu_features();
   py::dict d;
@@ -263,34 +299,14 @@ PYBIND11_MODULE(_core, m) {
          double input_scale, int32_t input_zero_point, py::array weight_scale, py::array weight_zero_point,
          bool per_channel, double output_scale, int32_t output_zero_point, bool relu, bool saturate,
          const std::string& kernel, int threads, bool intermediates) -> py::object {
-        const uint8_t* in = checked_ptr<uint8_t>(input, "input", 4, "uint8");
-        const int8_t* w = checked_ptr<int8_t>(weight, "weight", 4, "int8");
-        const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
-        const int32_t* wz = checked_ptr<int32_t>(weight_zero_point, "weight_zero_point", 1, "int32");
-        Conv2dShape s = make_shape(input, weight, stride, padding, dilation, groups);
-        const int64_t nq = per_channel ? s.O : 1;
-        check_weight_qparams(weight_scale, ws, weight_zero_point, wz, nq);
-        py::array bias_arr;
-        const float* b = checked_bias(bias, s.O, bias_arr);
-        check_zero_points(input_zero_point, output_zero_point);
-        check_scale_value("input_scale", input_scale);
-        check_scale_value("output_scale", output_scale);
+        const Conv2dProblem p =
+            checked_conv2d_problem(input, weight, bias, stride, padding, dilation, groups, input_scale,
+                                   input_zero_point, weight_scale, weight_zero_point, per_channel, output_scale,
+                                   output_zero_point, relu, saturate);
         const KernelEntry& k = find_kernel(intermediates ? std::string("scalar") : kernel);
-
-        RequantArgs ra;
-        ra.input_scale = input_scale;
-        ra.input_zero_point = input_zero_point;
-        ra.weight_scale = ws;
-        ra.weight_zero_point = wz;
-        ra.per_channel = per_channel;
-        ra.output_scale = output_scale;
-        ra.output_zero_point = output_zero_point;
-        ra.relu = relu;
-        ra.bias = b;
-        Conv2dProblem p;
-        p.shape = s;
-        p.saturate = saturate;
-        p.rq = prepare_requant(s, w, ra);
+        const Conv2dShape& s = p.shape;
+        const uint8_t* in = static_cast<const uint8_t*>(input.data());  // checked above
+        const int8_t* w = static_cast<const int8_t*>(weight.data());
 
         py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
         py::array_t<int32_t> acc, raw;
@@ -415,32 +431,13 @@ PYBIND11_MODULE(_core, m) {
          double input_scale, int32_t input_zero_point, py::array weight_scale, py::array weight_zero_point,
          bool per_channel, double output_scale, int32_t output_zero_point, bool relu, bool saturate,
          const std::string& kernel) {
-        checked_ptr<uint8_t>(input, "input", 4, "uint8");
-        const int8_t* w = checked_ptr<int8_t>(weight, "weight", 4, "int8");
-        const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
-        const int32_t* wz = checked_ptr<int32_t>(weight_zero_point, "weight_zero_point", 1, "int32");
-        Conv2dShape s = make_shape(input, weight, stride, padding, dilation, groups);
-        check_weight_qparams(weight_scale, ws, weight_zero_point, wz, per_channel ? s.O : 1);
-        py::array bias_arr;
-        const float* b = checked_bias(bias, s.O, bias_arr);
-        check_zero_points(input_zero_point, output_zero_point);
-        check_scale_value("input_scale", input_scale);
-        check_scale_value("output_scale", output_scale);
+        const Conv2dProblem p =
+            checked_conv2d_problem(input, weight, bias, stride, padding, dilation, groups, input_scale,
+                                   input_zero_point, weight_scale, weight_zero_point, per_channel, output_scale,
+                                   output_zero_point, relu, saturate);
         const KernelEntry& k = find_kernel(kernel);
-        RequantArgs ra;
-        ra.input_scale = input_scale;
-        ra.input_zero_point = input_zero_point;
-        ra.weight_scale = ws;
-        ra.weight_zero_point = wz;
-        ra.per_channel = per_channel;
-        ra.output_scale = output_scale;
-        ra.output_zero_point = output_zero_point;
-        ra.relu = relu;
-        ra.bias = b;
-        Conv2dProblem p;
-        p.shape = s;
-        p.saturate = saturate;
-        p.rq = prepare_requant(s, w, ra);
+        const Conv2dShape& s = p.shape;
+        const int8_t* w = static_cast<const int8_t*>(weight.data());  // checked above
         PreparedHolder h;
         h.weight = weight;
         h.N = s.N;
