@@ -378,3 +378,31 @@ def _check_params_cache(s: dict, kernel: str) -> None:
 def test_transposed_params_cache(kernel):
     for s in IM2COL + DIRECT:
         _check_params_cache(s, kernel)
+
+
+def test_transposed_params_polyphase(kernel):
+    """Without int16 saturation (isa="vnni" semantics) a ConvTransposeParams runs the im2col path as
+    one stride-1 conv per output phase (bridge_nd._prepare_polyphase: the a_zp taps add 0 to raw
+    modulo 2^32): the same bytes as the normative reference, under both ISA semantics, for random
+    strides, kernels, paddings, output paddings and groups; and torch's bytes on this host."""
+    rng = np.random.default_rng(909)
+    specs = IM2COL[:6] + [_random_spec(rng, "convt2d", i) for i in range(40)]
+    specs += [on.spec("convt2d", N=2, C=8, O=6, spatial=[4, 5], k=[k, k], stride=[s, s], padding=[p, p],
+                      output_padding=[s - 1, 0], w_zp=3, a_zp=200)
+              for k, s, p in ((3, 2, 1), (4, 2, 1), (5, 3, 2), (3, 3, 0), (2, 2, 0), (6, 2, 3))]
+    phased = 0
+    for s in specs:
+        b = on.build(s)
+        p = _params_for(s, b)
+        for isa in ("avx2", "vnni"):
+            ref = on.qref_run(s, b, isa=isa, kernel="scalar")
+            for i in range(2):  # prepare, then the cached entry
+                got = p(b["x"], input_scale=b["a_scale"], input_zero_point=b["a_zp"], isa=isa, kernel=kernel)
+                on.assert_same(got, ref, f"{on.case_id(s)} {kernel} {isa} call {i}")
+        phased += sum(isinstance(e.keep, list) for e in p._prepared.values() if e)
+        if s["dilation"] == [1, 1] and s["groups"] == 1:
+            qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(b["x"]), b["a_scale"], b["a_zp"])
+            p(qx, kernel=kernel)
+            on.assert_same(p(qx, kernel=kernel).int_repr().numpy(), on.torch_run(s, b), f"{on.case_id(s)} torch")
+    if kernel != "scalar":
+        assert phased >= 10, phased

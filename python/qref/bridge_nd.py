@@ -519,6 +519,8 @@ class ConvTransposeParams(_LayerParams):
             return self._prepare_nd(wt, w_oihw.transpose(0, 2, 3, 1)[:, None], O, (1,) + st, (0,) + pd, (1,) + dl,
                                     (0,) + op, g, True, 2, a_s, a_zp, out_s, out_zp, plan, reproduce_defects,
                                     kname, lambda x: x[:, None])
+        if not plan.saturates and dl == (1, 1) and st != (1, 1) and all(k >= s_ for k, s_ in zip(ks, st)):
+            return self._prepare_polyphase(wt, w_oihw, O, shape, ks, st, pd, op, g, a_s, a_zp, out_s, out_zp, kname)
         # conv_nd._convt2d_via_conv2d: a stride-1 conv over the input spread out by the stride (a_zp
         # elsewhere) with the kernel flipped
         out_hw = [(n - 1) * s_ - 2 * p + d * (k - 1) + o + 1 for n, s_, p, d, k, o in zip((H, W), st, pd, dl, ks, op)]
@@ -542,6 +544,62 @@ class ConvTransposeParams(_LayerParams):
             return _core.conv2d_run(prep, u, threads)
 
         return _Entry(run, out_s, out_zp, prep)
+
+
+    def _prepare_polyphase(self, wt, w_oihw, O, shape, ks, st, pd, op, g, a_s, a_zp, out_s, out_zp, kname):
+        """The transposed im2col path without int16 saturation, as one stride-1 conv per output phase.
+
+        fbgemm's transposed im2col (SPEC.md §4.4) multiplies every tap, the a_zp ones included, and
+        then subtracts a_zp * col_offset and rowsum * w_zp, all in wrapping int32: raw is
+        sum over taps of (a - a_zp) * (w - w_zp) modulo 2^32 (a ring identity; only int16 pair
+        saturation would break it, hence not plan.saturates). A tap holding a_zp adds 0, so raw is
+        the same sum over the taps that read the input. Output o (per dim, dilation 1) reads input
+        i = (o + p - k) / s for the k with k == (o + p) mod s: for phase f = (o + p) mod s that is
+        a stride-1 conv over the input with the taps k = f, f + s, ... flipped, a_zp padding
+        (adds 0 as well). Same raw, same requantization, so the same bytes, with about 1/(sH*sW)
+        of the multiplies (torch's fbgemm multiplies all of them)."""
+        from . import _core
+
+        N, C, H, W = shape
+        out_hw = [(n - 1) * s_ - 2 * p + (k - 1) + o + 1 for n, s_, p, k, o in zip((H, W), st, pd, ks, op)]
+        dims = []  # per dim: [(first output o0, count T, taps J, first input lo)] per phase
+        for n_out, s_, p, k in zip(out_hw, st, pd, ks):
+            ph = []
+            for f in range(s_):
+                J = (k - f + s_ - 1) // s_
+                q0 = -((f - p) // s_)  # ceil((p - f) / s)
+                o0 = q0 * s_ + f - p
+                T = max(0, (n_out - o0 + s_ - 1) // s_)
+                ph.append((f, o0, T, J, q0 - (J - 1)))
+            dims.append(ph)
+        phases = []
+        for fh, oh0, th, jh, lh in dims[0]:
+            for fw, ow0, tw, jw, lw in dims[1]:
+                if th == 0 or tw == 0:
+                    continue
+                win = (N, th + jh - 1, tw + jw - 1, C)
+                # v[j] = w[f + (J - 1 - j) * s]: the phase's taps, flipped
+                v = w_oihw[:, :, fh::st[0], fw::st[1]][:, :, ::-1, ::-1].transpose(0, 2, 3, 1)
+                prep = self._prepare_conv2d(win, v, wt, O, (1, 1), (0, 0), (1, 1), g, a_s, a_zp, out_s, out_zp,
+                                            False, kname)
+                # the input rows / columns the window holds, clipped to the input
+                sl = []
+                for lo, n_win, n_in in ((lh, win[1], H), (lw, win[2], W)):
+                    a, b = max(lo, 0), min(lo + n_win, n_in)
+                    sl.append((slice(a - lo, max(b - lo, a - lo)), slice(a, max(b, a))))
+                phases.append((prep, win, sl, oh0, ow0, th, tw))
+
+        def run(v: np.ndarray, threads: int) -> np.ndarray:
+            x = _channels_last(v)
+            out = np.empty((N, out_hw[0], out_hw[1], O), np.uint8)
+            for prep, win, ((wh, xh), (ww, xw)), oh0, ow0, th, tw in phases:
+                u = np.full(win, a_zp, np.uint8)
+                u[:, wh, ww] = x[:, xh, xw]
+                out[:, oh0:oh0 + (th - 1) * st[0] + 1:st[0], ow0:ow0 + (tw - 1) * st[1] + 1:st[1]] = \
+                    _core.conv2d_run(prep, u, threads)
+            return out
+
+        return _Entry(run, out_s, out_zp, phases)
 
 
 _CLASSES = {"linear": LinearParams, "conv1d": Conv1dParams, "conv3d": Conv3dParams,
