@@ -42,56 +42,66 @@ def case_id(s: dict) -> str:
         parts.append(f"d{s['dilation'][0]}{s['dilation'][1]}")
     if s["groups"] != 1:
         parts.append(f"g{s['groups']}")
-    parts.append("pc" if s["per_channel"] else "pt")
+    return "-".join(parts + quant_tags(s))
+
+
+def quant_tags(s: dict) -> list:
+    """The case-id parts of a spec's quantization and data (oracle_nd's ids end with them too)."""
+    tags = ["pc" if s["per_channel"] else "pt"]
     if s["w_zp"] != 0:
-        parts.append(f"wzp{s['w_zp']}")
+        tags.append(f"wzp{s['w_zp']}")
     if s["a_zp"]:
-        parts.append(f"azp{s['a_zp']}")
+        tags.append(f"azp{s['a_zp']}")
     if s["relu"]:
-        parts.append("relu")
+        tags.append("relu")
     if not s["bias"]:
-        parts.append("nobias")
+        tags.append("nobias")
     if s["act"] != "full":
-        parts.append(s["act"])
-    return "-".join(parts)
+        tags.append(s["act"])
+    return tags
 
 
 def build(s: dict) -> dict:
     """Integer arrays and float parameters of a case (deterministic in the seed)."""
     rng = np.random.default_rng(s["seed"])
     N, C, H, W, O, KH, KW, G = (s[k] for k in ("N", "C", "H", "W", "O", "KH", "KW", "groups"))
-    act = s["act"]
-    if act == "full":
-        x = rng.integers(0, 256, (N, C, H, W), dtype=np.uint8)
-    elif act == "reduce":  # reduce_range activations: 7-bit
-        x = rng.integers(0, 128, (N, C, H, W), dtype=np.uint8)
-    elif act == "high":  # large activations: many saturated pairs
-        x = rng.integers(200, 256, (N, C, H, W), dtype=np.uint8)
-    else:
-        raise ValueError(act)
+    return draw_operands(rng, s, (N, C, H, W), (O, C // G, KH, KW), KH * KW * (C // G))
+
+
+_ACT_RANGES = {
+    "full": (0, 256),
+    "reduce": (0, 128),  # reduce_range activations: 7-bit
+    "high": (200, 256),  # large activations: many saturated pairs
+}
+
+
+def draw_operands(rng: np.random.Generator, s: dict, xshape: tuple, wshape: tuple, K: int) -> dict:
+    """The random operands of a case of any layer (oracle_nd uses it too): activations by
+    s["act"], weights by s["weight"], per-tensor or per-channel (axis 0) quantization, and an
+    output scale that keeps most outputs in range; ``K`` is the reduction length."""
+    lo, hi = _ACT_RANGES[s["act"]]
+    x = rng.integers(lo, hi, xshape, dtype=np.uint8)
     if s["weight"] == "full":
-        w = rng.integers(-128, 128, (O, C // G, KH, KW), dtype=np.int8)
+        w = rng.integers(-128, 128, wshape, dtype=np.int8)
     elif s["weight"] == "extreme":
-        w = rng.choice(np.array([-128, 127, -127, 126], np.int8), size=(O, C // G, KH, KW))
+        w = rng.choice(np.array([-128, 127, -127, 126], np.int8), size=wshape)
     else:
-        w = rng.integers(-20, 21, (O, C // G, KH, KW), dtype=np.int8)
-    K = KH * KW * (C // G)
-    a_scale = s["a_scale"] or float(np.float32(rng.uniform(0.005, 0.05)))
+        w = rng.integers(-20, 21, wshape, dtype=np.int8)
+    O = s["O"]  # output channels (not wshape[0] for a transposed conv)
+    a_scale = s.get("a_scale") or float(np.float32(rng.uniform(0.005, 0.05)))
     if s["per_channel"]:
         w_scale = rng.uniform(0.0005, 0.01, O).astype(np.float32).astype(np.float64)
         w_zp = (rng.integers(-10, 11, O) if s["w_zp"] == "random" else np.full(O, int(s["w_zp"]))).astype(np.int64)
     else:
         w_scale = np.array([float(np.float32(rng.uniform(0.0005, 0.01)))])
-        w_zp = np.array([0 if s["w_zp"] == "random" else int(s["w_zp"])], np.int64)
-        if s["w_zp"] == "random":
-            w_zp[0] = int(rng.integers(-10, 11))
+        w_zp = np.array([int(rng.integers(-10, 11)) if s["w_zp"] == "random" else int(s["w_zp"])], np.int64)
     # Output scale that keeps most outputs in range: typical |acc| ~ sqrt(K) * 128 * 74.
     typical = float(np.sqrt(K) * 128 * 74 * a_scale * float(np.median(w_scale)))
     out_scale = s["out_scale"] or float(np.float32(typical / rng.uniform(20, 60)))
     out_zp = s["out_zp"] if s["out_zp"] is not None else int(rng.integers(0, 256))
     bias = None
     if s["bias"]:
-        bias = (rng.normal(0, 1, O) * typical * s["bias_scale"]).astype(np.float32)
+        bias = (rng.normal(0, 1, O) * typical * s.get("bias_scale", 1.0)).astype(np.float32)
     return dict(x=x, w=w, a_scale=a_scale, a_zp=int(s["a_zp"]), w_scale=w_scale, w_zp=w_zp,
                 per_channel=bool(s["per_channel"]), bias=bias, out_scale=out_scale, out_zp=out_zp)
 

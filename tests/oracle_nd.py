@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from oracle import assert_same, run_worker, serve_worker, torch_operands  # noqa: F401  (assert_same: re-exported)
+from oracle import (  # noqa: F401  (assert_same: re-exported)
+    assert_same, draw_operands, quant_tags, run_worker, serve_worker, torch_operands)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -51,17 +52,7 @@ def case_id(s: dict) -> str:
                 parts.append(tag + "".join(map(str, s[f])))
         if s["groups"] != 1:
             parts.append(f"g{s['groups']}")
-    parts.append("pc" if s["per_channel"] else "pt")
-    if s["w_zp"] != 0:
-        parts.append(f"wzp{s['w_zp']}")
-    if s["a_zp"]:
-        parts.append(f"azp{s['a_zp']}")
-    if s["relu"]:
-        parts.append("relu")
-    if not s["bias"]:
-        parts.append("nobias")
-    if s["act"] != "full":
-        parts.append(s["act"])
+    parts += quant_tags(s)
     if s["weight"] != "full":
         parts.append(s["weight"])
     return "-".join(parts)
@@ -79,30 +70,8 @@ def weight_shape(s: dict) -> tuple:
 def build(s: dict) -> dict:
     rng = np.random.default_rng(s["seed"])
     xshape = tuple(s["lead"]) + (s["C"],) if s["kind"] == "linear" else (s["N"], s["C"]) + tuple(s["spatial"])
-    lo, hi = {"full": (0, 256), "high": (200, 256), "reduce": (0, 128)}[s["act"]]
-    x = rng.integers(lo, hi, xshape, dtype=np.uint8)
-    wshape = weight_shape(s)
-    if s["weight"] == "full":
-        w = rng.integers(-128, 128, wshape, dtype=np.int8)
-    elif s["weight"] == "extreme":
-        w = rng.choice(np.array([-128, 127, -127, 126], np.int8), size=wshape)
-    else:
-        w = rng.integers(-20, 21, wshape, dtype=np.int8)
-    O = s["O"]
     K = int(np.prod(s["k"])) * (s["C"] // s["groups"]) if s["kind"] != "linear" else s["C"]
-    a_scale = float(np.float32(rng.uniform(0.005, 0.05)))
-    if s["per_channel"]:
-        w_scale = rng.uniform(0.0005, 0.01, O).astype(np.float32).astype(np.float64)
-        w_zp = (rng.integers(-10, 11, O) if s["w_zp"] == "random" else np.full(O, int(s["w_zp"]))).astype(np.int64)
-    else:
-        w_scale = np.array([float(np.float32(rng.uniform(0.0005, 0.01)))])
-        w_zp = np.array([int(rng.integers(-10, 11)) if s["w_zp"] == "random" else int(s["w_zp"])], np.int64)
-    typical = float(np.sqrt(K) * 128 * 74 * a_scale * float(np.median(w_scale)))
-    out_scale = s["out_scale"] or float(np.float32(typical / rng.uniform(20, 60)))
-    out_zp = s["out_zp"] if s["out_zp"] is not None else int(rng.integers(0, 256))
-    bias = (rng.normal(0, 1, O) * typical).astype(np.float32) if s["bias"] else None
-    return dict(x=x, w=w, a_scale=a_scale, a_zp=int(s["a_zp"]), w_scale=w_scale, w_zp=w_zp,
-                per_channel=bool(s["per_channel"]), bias=bias, out_scale=out_scale, out_zp=out_zp)
+    return draw_operands(rng, s, xshape, weight_shape(s), K)
 
 
 def _torch_operands(b: dict):
