@@ -82,7 +82,7 @@ inline void conv2d(const ConvArgs& args, const uint8_t* in, const int8_t* w, uin
   Conv2dShape s = args.shape;
   s.finalize();
   const Requant rq = prepare(args, w);
-  const int64_t Cg = s.cin_per_group(), Og = s.cout_per_group(), K = s.K();
+  const int64_t Og = s.cout_per_group(), K = s.K();
   const uint8_t a_zp = static_cast<uint8_t>(rq.input_zero_point);
   std::vector<uint8_t> a(static_cast<size_t>(K));
   for (int64_t n = 0; n < s.N; ++n) {
@@ -91,19 +91,7 @@ inline void conv2d(const ConvArgs& args, const uint8_t* in, const int8_t* w, uin
         const int64_t pos = (n * s.OH + oh) * s.OW + ow;
         for (int64_t g = 0; g < s.groups; ++g) {
           // receptive field in (kh, kw, c) order; padding = activation zero point
-          int64_t rowsum = 0;
-          for (int64_t kh = 0; kh < s.KH; ++kh) {
-            const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
-            for (int64_t kw = 0; kw < s.KW; ++kw) {
-              const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
-              const bool inside = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
-              for (int64_t c = 0; c < Cg; ++c) {
-                const uint8_t v = inside ? in[((n * s.H + ih) * s.W + iw) * s.C + g * Cg + c] : a_zp;
-                a[(kh * s.KW + kw) * Cg + c] = v;
-                rowsum += v;
-              }
-            }
-          }
+          const int64_t rowsum = receptive_field(s, in, n, oh, ow, g, a_zp, a.data());
           for (int64_t oc = 0; oc < Og; ++oc) {
             const int64_t o = g * Og + oc;
             const int32_t acc32 = pair_dot(a.data(), w + o * K, K, args.saturate);

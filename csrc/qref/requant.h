@@ -27,6 +27,31 @@ inline int32_t cvtps2dq(float y) {
   return static_cast<int32_t>(std::nearbyint(y));
 }
 
+// The receptive field of output pixel (n, oh, ow) in group g, NHWC input, into
+// a[0..K) in the per-group reduction order k = (kh*KW + kw)*Cg + c (conv2d.h);
+// padded taps hold the activation zero point (fbgemm's im2col memset and the
+// depthwise/groupwise a_zp registers; SPEC.md §4.1-§4.3). Returns the row sum
+// (exact: at most K * 255). Step 1 of the scalar kernel and of reference.h.
+inline int64_t receptive_field(const Conv2dShape& s, const uint8_t* in, int64_t n, int64_t oh, int64_t ow,
+                               int64_t g, uint8_t a_zp, uint8_t* a) {
+  const int64_t Cg = s.cin_per_group();
+  int64_t rowsum = 0;
+  for (int64_t kh = 0; kh < s.KH; ++kh) {
+    const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
+    for (int64_t kw = 0; kw < s.KW; ++kw) {
+      const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
+      const bool inside = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
+      const uint8_t* px = inside ? in + ((n * s.H + ih) * s.W + iw) * s.C + g * Cg : nullptr;
+      for (int64_t c = 0; c < Cg; ++c) {
+        const uint8_t v = inside ? px[c] : a_zp;
+        a[(kh * s.KW + kw) * Cg + c] = v;
+        rowsum += v;
+      }
+    }
+  }
+  return rowsum;
+}
+
 // acc = sum_k a[k] * w[k] over one output element's reduction (k in the
 // per-group order of conv2d.h). With `saturate`, consecutive pairs (2i, 2i+1)
 // are summed and saturated to int16 first, as vpmaddubsw does on every fbgemm

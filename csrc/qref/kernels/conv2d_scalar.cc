@@ -28,7 +28,7 @@ void scalar_run_rows(const Conv2dProblem& p, const int8_t* w, const void*, const
                      const Conv2dIntermediates* inter) {
   const Conv2dShape& s = p.shape;
   const Requant& rq = p.rq;
-  const int64_t Cg = s.cin_per_group(), Og = s.cout_per_group(), K = s.K();
+  const int64_t Og = s.cout_per_group(), K = s.K();
   const uint8_t a_zp = static_cast<uint8_t>(rq.input_zero_point);
   uint8_t* a = static_cast<uint8_t*>(scratch);
 
@@ -37,21 +37,8 @@ void scalar_run_rows(const Conv2dProblem& p, const int8_t* w, const void*, const
     for (int64_t ow = 0; ow < s.OW; ++ow) {
       const int64_t out_pos = (n * s.OH + oh) * s.OW + ow;
       for (int64_t g = 0; g < s.groups; ++g) {
-        // 1. receptive field in (kh, kw, c) order
-        int64_t rowsum = 0;
-        for (int64_t kh = 0; kh < s.KH; ++kh) {
-          const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
-          for (int64_t kw = 0; kw < s.KW; ++kw) {
-            const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
-            const bool inside = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
-            const uint8_t* px = inside ? in + ((n * s.H + ih) * s.W + iw) * s.C + g * Cg : nullptr;
-            for (int64_t c = 0; c < Cg; ++c) {
-              const uint8_t v = inside ? px[c] : a_zp;
-              a[(kh * s.KW + kw) * Cg + c] = v;
-              rowsum += v;
-            }
-          }
-        }
+        // 1. receptive field in (kh, kw, c) order, and its sum
+        const int64_t rowsum = receptive_field(s, in, n, oh, ow, g, a_zp, a);
         for (int64_t oc = 0; oc < Og; ++oc) {
           const int64_t o = g * Og + oc;
           // 2. products, pairwise int16 saturation where the path has it
