@@ -163,6 +163,8 @@ def table(rows, title: str) -> str:
            "torch/qref params |", "|---|---|---:|---:|---:|---:|---:|"]
     for name, kind, tt, tq, tp in rows:
         out.append(f"| {name} | {kind} | {tt:.2f} | {tq:.2f} | {tp:.2f} | {tt / tq:.2f} | {tt / tp:.2f} |")
+    gm = [float(np.exp(np.mean([np.log(r[2] / r[i]) for r in rows]))) for i in (3, 4)]
+    out += ["", f"Geometric mean torch/qref: function {gm[0]:.2f}, params {gm[1]:.2f}"]
     return "\n".join(out)
 
 
