@@ -270,6 +270,15 @@ def _output_quant(fn: str, output_scale: Any, output_zero_point: Any) -> tuple[f
             check_int(fn, "output_zero_point", output_zero_point, 0, 255, "quint8 output: must be in [0, 255]"))
 
 
+def _run_args(fn: str, return_intermediates: Any, engine: Any, isa: Any, kernel: Any, threads: Any,
+              isas: tuple = ISAS) -> tuple[str, Optional[int]]:
+    """How every layer is asked to run: (kernel name, thread count or None for all cores)."""
+    check_bool(fn, "return_intermediates", return_intermediates)
+    check_choice(fn, "engine", engine, ENGINES)
+    check_choice(fn, "isa", isa, isas)
+    return _resolve_kernel(fn, kernel), check_threads(fn, threads)
+
+
 # ----------------------------------------------------------------------------- routing
 
 
@@ -361,12 +370,9 @@ def conv2d(
     g, st, pd, dl = _conv2d_geometry(fn, groups, stride, padding, dilation)
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     check_bool(fn, "relu", relu)
-    check_bool(fn, "return_intermediates", return_intermediates)
-    check_choice(fn, "engine", engine, ENGINES)
     # engine x86/onednn: isa may also name the oneDNN classes "amx" and "avx512_core" (qref/onednn.py).
-    check_choice(fn, "isa", isa, ISAS if engine == "fbgemm" else ISAS + ("amx", "avx512_core", "sse41"))
-    kname = _resolve_kernel(fn, kernel)
-    nthreads = check_threads(fn, threads)
+    kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads,
+                                ISAS if engine == "fbgemm" else ISAS + ("amx", "avx512_core", "sse41"))
     act = _input_operand(fn, input, input_scale, input_zero_point)
     wt = _weight_operand(fn, weight, weight_scale, weight_zero_point)
     N, H, W, C = act.nhwc.shape

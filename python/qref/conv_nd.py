@@ -18,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ._validate import check_bool, check_int, check_scale
-from .conv import _activation, _bias_operand, _output_quant, _weight_operand
+from .conv import _activation, _bias_operand, _output_quant, _run_args, _weight_operand
 
 
 def _as_tuple(fn: str, name: str, v: Any, n: int, lo: int) -> tuple:
@@ -152,18 +152,6 @@ def _run_nd(fn, a_ndhwc, a_s, a_zp, w_odhwi, wt, b, st3, pd3, dl3, op3, groups, 
     return res, None
 
 
-def _check_common(fn: str, engine: str, isa: str, kernel: Any, threads: Any, reproduce_defects: Any):
-    from ._isa import ISAS
-    from ._validate import check_choice, check_threads
-    from .conv import ENGINES, _resolve_kernel
-
-    check_choice(fn, "engine", engine, ENGINES)
-    check_choice(fn, "isa", isa, ISAS)
-    kname = _resolve_kernel(fn, kernel)
-    check_bool(fn, "reproduce_defects", reproduce_defects)
-    return check_threads(fn, threads), kname
-
-
 def _pairs_survive_reordering(plan, Cg: int, taps: int) -> bool:
     """Can the reduction be reordered tap-wise without changing the result? Exact sums can be
     reordered freely. Saturating pairs (2i, 2i+1) of the (taps, c) order stay the same pairs
@@ -277,7 +265,8 @@ def conv3d(
     b = _bias_operand(fn, bias, O)
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     check_bool(fn, "relu", relu)
-    nthreads, kname = _check_common(fn, engine, isa, kernel, threads, reproduce_defects)
+    kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads)
+    check_bool(fn, "reproduce_defects", reproduce_defects)
     if engine == "onednn" or (engine == "x86" and onednn_would_run(wt, g, isa)):
         raise _onednn_error(fn, engine)
     plan = conv_nd_plan((N, C, D, H, W), (O, Cg, KD, KH, KW), st, pd, dl, g, isa=isa)
@@ -496,7 +485,8 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
                              f"padding {pd[i]}, kernel {k}, dilation {dl[i]}, output_padding {op[i]})")
     b = _bias_operand(fn, bias, O)
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
-    nthreads, kname = _check_common(fn, engine, isa, kernel, threads, reproduce_defects)
+    kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads)
+    check_bool(fn, "reproduce_defects", reproduce_defects)
     if engine == "onednn" or (engine == "x86" and _onednn_would_run_transposed(wt, g, op, isa)):
         raise _onednn_error(fn, engine)
     plan = conv_nd_plan((N, C) + tuple(spatial), (O, Cg) + ks, st, pd, dl, g, transposed=True, isa=isa)

@@ -20,22 +20,19 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core
-from ._isa import ISAS, isa_semantics
+from ._isa import isa_semantics
 from ._validate import (
     MAX_ELEMENTS,
     check_bool,
-    check_choice,
-    check_threads,
 )
 from .conv import (
-    ENGINES,
     ConvPlan,
     Intermediates,
     OneDNNNotSupportedError,
     _activation,
     _bias_operand,
     _output_quant,
-    _resolve_kernel,
+    _run_args,
     _weight_operand,
 )
 
@@ -93,16 +90,13 @@ def linear(
     b = _bias_operand(fn, bias, O)
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     check_bool(fn, "relu", relu)
-    check_choice(fn, "engine", engine, ENGINES)
+    kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads)
     if engine == "onednn":
         # qlinear_prepack.cpp: only the "onednn" engine packs linear weights for oneDNN; "x86" and
         # "fbgemm" both use fbgemm's PackedLinearWeight.
         raise OneDNNNotSupportedError(
             f"{fn}: engine='onednn' runs this linear on oneDNN, whose arithmetic qref does not reproduce yet; "
             f"engine='fbgemm' and engine='x86' both run fbgemm for linear")
-    check_choice(fn, "isa", isa, ISAS)
-    kname = _resolve_kernel(fn, kernel)
-    nthreads = check_threads(fn, threads)
     plan = linear_plan(isa)
 
     out_shape = tuple(lead) + (O,)
