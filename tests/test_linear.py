@@ -275,3 +275,21 @@ def _check_params_cache(s: dict, kernel: str) -> None:
 def test_linear_params_cache(kernel):
     for s in CASES:
         _check_params_cache(s, kernel)
+
+
+def test_params_pickle_and_copy():
+    """A pickled or copied params object starts with an empty cache and runs (the unpickled arrays
+    are viewed with numpy's own dtypes again, which _core's dtype check needs)."""
+    import copy
+    import pickle
+
+    s = CASES[1]
+    b = on.build(s)
+    t = on.torch_run(s, b)
+    p = _params_for(s, b)
+    kw = dict(input_scale=b["a_scale"], input_zero_point=b["a_zp"])
+    on.assert_same(p(b["x"], **kw), t, "original")
+    for q in (pickle.loads(pickle.dumps(p)), copy.deepcopy(p), copy.copy(p)):
+        assert q._prepared == {} and q._prepared is not p._prepared
+        for i in range(2):
+            on.assert_same(q(b["x"], **kw), t, f"{type(q).__name__} call {i}")

@@ -154,6 +154,19 @@ class _LayerParams:
         d["_prepared"] = {}  # native objects; a copy rebuilds them on demand
         return d
 
+    def __setstate__(self, d: dict) -> None:
+        # An unpickled array carries its own (equal, not identical) dtype object, which _core's
+        # dtype check rejects: view the arrays with numpy's own dtype again (read-only as before).
+        d = dict(d)
+        for name in ("weight", "weight_scale", "weight_zero_point", "bias"):
+            a = d.get(name)
+            if isinstance(a, np.ndarray):
+                a = a.view(np.dtype(a.dtype.type))
+                a.setflags(write=False)
+                d[name] = a
+        d["_prepared"] = {}
+        self.__dict__.update(d)
+
     def _cached_call(self, x: Any, input_scale: Any, input_zero_point: Any, isa: Any, kernel: Any, threads: Any,
                      full: Callable[[], Any], extra: tuple = ()) -> Any:
         """The cached path (module doc); ``full`` runs the public function."""
