@@ -90,15 +90,7 @@ def check_scales_array(fn: str, name: str, a: np.ndarray) -> np.ndarray:
         if bool(np.all(np.isfinite(a) & (a > 0) & np.isfinite(f32s) & (f32s >= _F32_TINY))):
             return np.ascontiguousarray(a)
     for i, f in enumerate(a.ravel()):
-        if not math.isfinite(f) or f <= 0:
-            raise ValueError(f"{fn}: {name}[{i}]={float(f)!r} is not a valid scale (must be finite and > 0)")
-        with np.errstate(over="ignore"):
-            f32 = float(np.float32(f))
-        if not math.isfinite(f32) or f32 < _F32_TINY:
-            raise ValueError(
-                f"{fn}: {name}[{i}]={float(f)!r} rounds to {f32!r} in float32 "
-                f"(must be a normal float32 in [{_F32_TINY:.3g}, {_F32_MAX:.3g}])"
-            )
+        check_scale(fn, f"{name}[{i}]", float(f))  # raises for the first bad element
     return np.ascontiguousarray(a)
 
 
