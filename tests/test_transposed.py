@@ -209,7 +209,10 @@ def test_direct_unpack_defect_and_from_torch():
         qw = torch.quantize_per_tensor(torch.randn(16, 8, 2, 3, generator=g), 0.01, 0, torch.qint8)
         m = nnq.ConvTranspose2d(16, 8, (2, 3))
         m.set_weight_bias(qw, torch.randn(8, generator=g))
-        assert not torch.equal(m.weight().int_repr(), qw.int_repr()), "torch unpacked the direct-path weight?"
+        # uninitialized memory: now and then (about 1 call in 6 here) it still holds the weight's
+        # bytes from an earlier buffer, so look at several calls
+        assert not all(torch.equal(m.weight().int_repr(), qw.int_repr()) for _ in range(10)), \
+            "torch unpacked the direct-path weight?"
         with pytest.raises(UnsupportedModuleError, match="cannot unpack"):
             qref.from_torch(m)
         m2 = nnq.ConvTranspose2d(16, 8, (3, 3), stride=2, padding=1, output_padding=1)
