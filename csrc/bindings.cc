@@ -28,7 +28,9 @@ namespace {
 
 template <class T>
 const T* checked_ptr(const py::array& a, const char* name, int ndim, const char* dtype_name) {
-  if (!py::isinstance<py::array_t<T>>(a) || !a.dtype().is(py::dtype::of<T>())) {
+  // dtype().equal (PyArray_EquivTypes), not identity: an unpickled array carries its own dtype
+  // object; a non-native byte order is not equivalent and is refused.
+  if (!py::isinstance<py::array_t<T>>(a) || !a.dtype().equal(py::dtype::of<T>())) {
     throw py::type_error(std::string("_core: ") + name + " must be a " + dtype_name + " array, got dtype " +
                          std::string(py::str(a.dtype())));
   }
