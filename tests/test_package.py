@@ -77,3 +77,20 @@ def test_env_var_resolution(env, expect_gemm_sat):
         assert gemm_isa == qref.torch_isa().detected_gemm_isa
     else:
         assert gemm_sat is expect_gemm_sat
+
+
+def test_unpickled_arrays_are_accepted_and_foreign_byte_order_refused():
+    """An unpickled array has its own dtype object (the binding compares dtype equivalence, not
+    identity); a big-endian float32 bias is not float32 as the kernel reads it, and is refused."""
+    import pickle
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (1, 4, 5, 5), dtype=np.uint8)
+    w = rng.integers(-128, 128, (4, 4, 3, 3), dtype=np.int8)
+    b = rng.normal(size=4).astype(np.float32)
+    kw = dict(input_scale=0.02, input_zero_point=3, weight_scale=0.01, output_scale=0.1, output_zero_point=5)
+    ref = qref.conv2d(x, w, b, **kw)
+    x2, w2, b2 = (pickle.loads(pickle.dumps(a)) for a in (x, w, b))
+    assert np.array_equal(qref.conv2d(x2, w2, b2, **kw), ref)
+    with pytest.raises(TypeError, match="bias"):
+        qref.conv2d(x, w, b.astype(">f4"), **kw)
