@@ -174,3 +174,39 @@ def _run_case(s: dict, job: dict) -> tuple:
 
 if __name__ == "__main__":
     serve_worker(sys.argv[1], sys.argv[2], _run_case)
+
+
+def params_for(s: dict, b: dict):
+    """The layer's params object (what qref.from_torch returns) for an oracle spec."""
+    from qref.bridge_nd import Conv1dParams, Conv3dParams, ConvTransposeParams, LinearParams
+
+    common = dict(weight=b["w"], weight_scale=b["w_scale"], weight_zero_point=b["w_zp"].astype(np.int32),
+                  per_channel=b["per_channel"], bias=b["bias"], output_scale=b["out_scale"],
+                  output_zero_point=b["out_zp"], relu=s["relu"] and not s["kind"].startswith("convt"),
+                  module_type=s["kind"])
+    if s["kind"] == "linear":
+        return LinearParams(**common)
+    conv = dict(stride=tuple(s["stride"]), padding=tuple(s["padding"]), dilation=tuple(s["dilation"]),
+                groups=s["groups"])
+    if s["kind"] == "conv1d":
+        return Conv1dParams(**common, **conv)
+    if s["kind"] == "conv3d":
+        return Conv3dParams(**common, **conv)
+    return ConvTransposeParams(**common, **conv, output_padding=tuple(s["output_padding"]))
+
+
+def check_params_cache(s: dict, kernel: str) -> None:
+    """issue 7 item 4: a params object's first call (public function, then weights prepared) and
+    its cached calls (prepared weights) give torch's bytes, for quint8 tensors and uint8 arrays."""
+    import torch
+
+    b = build(s)
+    t = torch_run(s, b)
+    p = params_for(s, b)
+    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(b["x"]), b["a_scale"], b["a_zp"])
+    for i in range(3):  # miss, hit, hit
+        assert_same(p(qx, kernel=kernel).int_repr().numpy(), t, f"{case_id(s)} {kernel} torch call {i}")
+        assert_same(p(b["x"], input_scale=b["a_scale"], input_zero_point=b["a_zp"], kernel=kernel), t,
+                       f"{case_id(s)} {kernel} numpy call {i}")
+    if s["kind"] not in ("convt1d", "convt3d"):  # those always run the public function
+        assert len(p._prepared) == 2, p._prepared
