@@ -364,7 +364,7 @@ def test_conv1d_conv3d_params_cache(kernel):
     # a channels_last (fbgemm output) input and a changed input shape make new entries
     s = CONV3D[0][0]
     b = on.build(s)
-    p = _params_for(s, b)
+    p = on.params_for(s, b)
     qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(b["x"]), b["a_scale"], b["a_zp"])
     for x in (qx, qx.contiguous(memory_format=torch.channels_last_3d), qx[:, :, 1:], qx[:, :, 1:]):
         s2 = dict(s, spatial=list(x.shape[2:]))

@@ -252,7 +252,7 @@ def test_params_pickle_and_copy():
     s = CASES[1]
     b = on.build(s)
     t = on.torch_run(s, b)
-    p = _params_for(s, b)
+    p = on.params_for(s, b)
     kw = dict(input_scale=b["a_scale"], input_zero_point=b["a_zp"])
     on.assert_same(p(b["x"], **kw), t, "original")
     for q in (pickle.loads(pickle.dumps(p)), copy.deepcopy(p), copy.copy(p)):

@@ -362,7 +362,7 @@ def test_transposed_params_polyphase(kernel):
     phased = 0
     for s in specs:
         b = on.build(s)
-        p = _params_for(s, b)
+        p = on.params_for(s, b)
         for isa in ("avx2", "vnni"):
             ref = on.qref_run(s, b, isa=isa, kernel="scalar")
             for i in range(2):  # prepare, then the cached entry
