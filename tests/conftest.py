@@ -32,17 +32,26 @@ def _usable_kernels():
     return qref.kernels()
 
 
-@pytest.fixture(params=["scalar", "avx2", "avx512vnni"])
-def kernel(request):
-    """Each qref kernel; one this CPU or build lacks is a visible skip, and a failure
-    where QREF_REQUIRE_KERNELS names it (CI sets it for what its CPU must run)."""
-    name = request.param
+def _kernel_param(name: str) -> str:
     if name not in _usable_kernels():
         required = [k for k in os.environ.get("QREF_REQUIRE_KERNELS", "").split(",") if k]
         if name in required:
             pytest.fail(f"kernel {name!r} is required (QREF_REQUIRE_KERNELS) but not usable here")
         pytest.skip(f"kernel {name!r} not compiled in or not supported by this CPU")
     return name
+
+
+@pytest.fixture(params=["scalar", "avx2", "avx512vnni"])
+def kernel(request):
+    """Each qref kernel; one this CPU or build lacks is a visible skip, and a failure
+    where QREF_REQUIRE_KERNELS names it (CI sets it for what its CPU must run)."""
+    return _kernel_param(request.param)
+
+
+@pytest.fixture(params=["avx2", "avx512vnni"])
+def simd_kernel(request):
+    """Each SIMD kernel (compared with the scalar reference), with the same skip/require rule."""
+    return _kernel_param(request.param)
 
 
 @pytest.fixture(scope="session")

@@ -79,13 +79,7 @@ def operands(rng, N, C, H, W, O, Cg, k, w_zp_kind: str, bias: bool):
     return x, w, b, w_scale, w_zp, out_scale
 
 
-def skip_reference(kernel: str) -> None:
-    if kernel == "scalar":
-        pytest.skip("scalar vs scalar: the reference itself")
-
-
 def check_grid_point(kernel, c, k, s, p, d, g, isa, seed):
-    skip_reference(kernel)
     pt = grid_case(c, k, s, p, d, g)
     rng = np.random.default_rng(seed)
     C, G, O, H, W = pt["C"], pt["G"], pt["O"], pt["H"], pt["W"]
@@ -124,15 +118,15 @@ SUBSET = _subset()
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("pt", SUBSET, ids=[case_id(*pt) for pt in SUBSET])
-def test_grid_subset(kernel, pt, isa):
-    check_grid_point(kernel, *pt, isa=isa, seed=SUBSET.index(pt))
+def test_grid_subset(simd_kernel, pt, isa):
+    check_grid_point(simd_kernel, *pt, isa=isa, seed=SUBSET.index(pt))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("pt", ALL_POINTS, ids=[case_id(*pt) for pt in ALL_POINTS])
-def test_grid_full(kernel, pt, isa):
-    check_grid_point(kernel, *pt, isa=isa, seed=ALL_POINTS.index(pt))
+def test_grid_full(simd_kernel, pt, isa):
+    check_grid_point(simd_kernel, *pt, isa=isa, seed=ALL_POINTS.index(pt))
 
 
 # ----------------------------------------------------------------------------- random cases
@@ -166,7 +160,6 @@ def random_case(seed: int) -> dict:
 
 
 def check_random(kernel: str, seed: int, isa: str) -> None:
-    skip_reference(kernel)
     cs = random_case(seed)
     rng = np.random.default_rng(seed + 10_000)
     N, C, H, W, O, G = cs["N"], cs["C"], cs["H"], cs["W"], cs["O"], cs["G"]
@@ -185,15 +178,15 @@ def check_random(kernel: str, seed: int, isa: str) -> None:
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("seed", range(24))
-def test_random(kernel, seed, isa):
-    check_random(kernel, seed, isa)
+def test_random(simd_kernel, seed, isa):
+    check_random(simd_kernel, seed, isa)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("seed", range(24, 424))
-def test_random_sweep(kernel, seed, isa):
-    check_random(kernel, seed, isa)
+def test_random_sweep(simd_kernel, seed, isa):
+    check_random(simd_kernel, seed, isa)
 
 
 # ----------------------------------------------------------------------------- semantics and extremes
@@ -207,10 +200,10 @@ def test_random_sweep(kernel, seed, isa):
     (32, 32, 3, 1, 1, 32), (24, 48, 5, 2, 2, 24), (17, 17, 7, 1, 3, 17), (64, 48, 1, 1, 0, 1),
     (35, 20, 1, 1, 0, 1), (12, 40, 3, 2, 1, 1), (32, 32, 3, 1, 1, 8), (3, 64, 7, 2, 3, 1),
 ], ids=lambda v: "C{}-O{}-k{}-s{}-p{}-g{}".format(*v))
-def test_core_both_semantics_extreme_operands(kernel, shape, saturate):
+def test_core_both_semantics_extreme_operands(simd_kernel, shape, saturate):
     """_core directly with saturate on and off, extreme operands (255 activations,
     -128/127 weights: every pair saturates), zero-point extremes."""
-    skip_reference(kernel)
+    kernel = simd_kernel
     C, O, k, s, p, G = shape
     rng = np.random.default_rng(C * 1000 + O)
     x = np.where(rng.random((2, 9, 11, C)) < 0.7, 255, rng.integers(0, 256, (2, 9, 11, C))).astype(np.uint8)
@@ -263,10 +256,10 @@ def test_concurrent_calls_share_the_helper_pool(kernel):
             oracle.assert_same(f.result(), want, f"kernel={kernel} concurrent {kw}")
 
 
-def test_large_input_blocked_packing(kernel):
+def test_large_input_blocked_packing(simd_kernel):
     """An input large enough that the GEMM kernels pack A in many row blocks
     (never a full M x K im2col matrix): still the scalar bytes."""
-    skip_reference(kernel)
+    kernel = simd_kernel
     rng = np.random.default_rng(5)
     x = rng.integers(0, 256, (1, 24, 70, 66), dtype=np.uint8)
     w = rng.integers(-128, 128, (40, 24, 3, 3), dtype=np.int8)
