@@ -225,7 +225,31 @@ def test_two_threads_run_concurrently_wall_time():
             t.join()
         best = min(best, time.perf_counter() - t0)
     # A held GIL gives >= 2x; 1.85 leaves room for a busy 2-core machine (measured 1.5-1.7x at load 5).
+    if best >= 1.85 * single and _parallel_ratio_of_gil_free_control() >= 1.85:
+        pytest.skip("host busy: even a GIL-free control (hashlib) did not run two threads in parallel")
     assert best < 1.85 * single, f"two concurrent calls took {best:.3f}s vs {single:.3f}s for one"
+
+
+def _parallel_ratio_of_gil_free_control() -> float:
+    """Wall time of two concurrent sha256 runs over one run: hashlib releases the GIL on large
+    buffers, so this is ~1 on two free cores and ~2 when the second core is taken."""
+    import hashlib
+
+    data = b"\x5a" * (64 << 20)
+
+    def h():
+        hashlib.sha256(data).digest()
+
+    t0 = time.perf_counter()
+    h()
+    one = time.perf_counter() - t0
+    ts = [threading.Thread(target=h) for _ in range(2)]
+    t0 = time.perf_counter()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return (time.perf_counter() - t0) / one
 
 
 def test_concurrent_cached_params_identical():
