@@ -97,7 +97,38 @@ def test_check_fx_model():
         qm = convert_fx(qm)
         r = check(qm, x)
     assert r.ok, str(r)
-    assert {row.name for row in r.layers} == {"c1", "c2", "c3"}
+    # the FX graph's quantize_per_tensor call is verified like eager mode's Quantize module
+    assert {row.name for row in r.layers} == {"quantize_per_tensor", "c1", "c2", "c3"}
+    assert r["quantize_per_tensor"].status == "ok" and r["quantize_per_tensor"].numel == x.numel()
+
+
+def test_check_fx_functional_ops_are_listed_not_skipped():
+    """An FX model calls quantized add_relu as a function (no module, no hook): it must be listed
+    as not verified, so the FX model is not OK where its eager twin (QFunctional) is not."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = torch.nn.Conv2d(4, 4, 3, padding=1)
+            self.c2 = torch.nn.Conv2d(4, 4, 1)
+
+        def forward(self, x):
+            y = self.c(x)
+            return torch.relu(y + self.c2(y))
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 4, 8, 8)
+    with quantized_engine("fbgemm"), quiet_torch_quantization():
+        qm = prepare_fx(M().eval(), get_default_qconfig_mapping("fbgemm"), example_inputs=(x,))
+        qm(x)
+        qm = convert_fx(qm)
+        r = check(qm, x)
+    assert not r.ok
+    assert [row.status for row in r.layers if row.name in ("c", "c2")] == ["ok", "ok"]
+    funcs = [row for row in r.layers if row.type.startswith("function")]
+    assert funcs and all(row.status == "unsupported" and "quantized" in row.type for row in funcs), str(r)
 
 
 def test_check_lists_unverifiable_layers():

@@ -482,6 +482,12 @@ def _check_emulated(env_isa: str, specs: list[dict]) -> None:
     assert f"oneDNN CPU class: {want}" in isa_text
     bad = []
     for s, (t, q, info, kernel) in zip(specs, res):
+        cg1 = s["C"] // s["groups"] == 1 and s["O"] // s["groups"] > 1
+        if want == "avx512_core" and cg1:
+            # one input channel per group, not depthwise: oneDNN picks brg_conv_fwd or jit_int8 by
+            # shape with different tap pairings; qref refuses by name rather than guess.
+            assert info.startswith("refused") and "avx512_core" in info, f"{case_id(s)}: {info}"
+            continue
         assert info.startswith("ok"), f"{case_id(s)}: {info}"
         # qref's kernel rule names the family oneDNN really chose (ONEDNN_VERBOSE).
         families, isa_part = info[3:].split(" (")[0].split(":")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import sys
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -146,7 +147,10 @@ def _capture(model: Any, inputs: tuple) -> list:
         handles.append(mod.register_forward_hook(hook_for(name or "(model)", key)))
     try:
         with torch.no_grad():
-            model(*inputs)
+            if isinstance(model, torch.fx.GraphModule):
+                _FxRecorder(model, calls).run(*inputs)
+            else:
+                model(*inputs)
     finally:
         for h in handles:
             h.remove()
@@ -156,6 +160,48 @@ def _capture(model: Any, inputs: tuple) -> list:
         if module_key(mod) == "quantized.QFunctional":
             calls.append(_Call(name, "quantized.QFunctional", mod, (), None))
     return calls
+
+
+def _is_quantized_function(target: Any) -> bool:
+    import torch
+
+    if target is torch.quantize_per_tensor:
+        return True
+    name = getattr(target, "_qualified_op_name", "") or ""
+    return name.startswith("quantized::") or str(target).startswith("quantized.")
+
+
+def _fx_recorder_class():
+    import torch
+
+    class Recorder(torch.fx.Interpreter):
+        """Runs an FX-converted model node by node (submodules still fire their hooks) and records
+        the quantized ops it calls as functions, which no hook sees: quantize_per_tensor is verified
+        like eager mode's Quantize module; the others (quantized.add_relu, cat, ...) are listed as
+        not verified, so an FX model never reports OK where its eager twin would not."""
+
+        def __init__(self, module: Any, calls: list) -> None:
+            super().__init__(module)
+            self.calls = calls
+
+        def run_node(self, n: Any) -> Any:
+            out = super().run_node(n)
+            if n.op == "call_function" and _is_quantized_function(n.target):
+                args, kwargs = self.fetch_args_kwargs_from_env(n)
+                snap = lambda t: t.clone() if isinstance(t, torch.Tensor) else t  # noqa: E731
+                if n.target is torch.quantize_per_tensor:
+                    x, scale, zp, dtype = (list(args) + [kwargs.get(k) for k in ("scale", "zero_point", "dtype")])[:4]
+                    stub = SimpleNamespace(scale=float(scale), zero_point=int(zp), dtype=dtype)
+                    self.calls.append(_Call(n.name, "quantized.Quantize", stub, (snap(x),), snap(out)))
+                else:
+                    self.calls.append(_Call(n.name, f"function {n.target}", None, (), snap(out)))
+            return out
+
+    return Recorder
+
+
+def _FxRecorder(model: Any, calls: list) -> Any:
+    return _fx_recorder_class()(model, calls)
 
 
 def _to_uint8(t: Any) -> Optional[np.ndarray]:
@@ -275,6 +321,11 @@ class Report:
     def unsupported(self) -> list:
         return [r for r in self.layers if r.status == "unsupported"]
 
+    @property
+    def torch_wrong(self) -> list:
+        """Layers where torch's own output is known to be wrong (qref computes the correct result)."""
+        return [r for r in self.layers if r.status == "TORCH_WRONG"]
+
     def __getitem__(self, name: str) -> LayerResult:
         for r in self.layers:
             if r.name == name:
@@ -297,6 +348,8 @@ class Report:
                                "first mismatch (n,c,h,w)"])
         for r in self.unsupported:
             lines.append(f"  {r.name}: not verified: {r.reason}")
+        for r in self.torch_wrong:
+            lines.append(f"  {r.name}: {r.reason}")
         verified = sum(r.verified for r in self.layers)
         if self.ok:
             lines.append(f"OK: all {verified} layers bit-exact")
@@ -332,6 +385,7 @@ def check(model: Any, *inputs: Any, isa: str = "auto") -> Report:
     return Report(rows, isa, torch_isa().gemm_isa)
 
 
+
 def _check_call(call: _Call, isa: str) -> LayerResult:
     inp = call.inputs[0] if call.inputs else None
     row = LayerResult(call.name, call.key, _shape(inp), _shape(call.output), "unsupported")
@@ -343,6 +397,10 @@ def _check_call(call: _Call, isa: str) -> LayerResult:
     if expected is None:
         row.reason = f"output is {type(call.output).__name__}, not a quint8 tensor"
         return row
+    if isa != "auto" and getattr(runner, "engine", "fbgemm") == "onednn":
+        # Another host's torch: as portability() does, assume the default "x86" engine, which
+        # prepack routes to fbgemm on an AVX2 host and to oneDNN on a VNNI one (SPEC.md §1).
+        runner = _with_engine(runner, "x86")
     try:
         got = _to_uint8(runner(*call.inputs, isa=isa))
     except (UnsupportedModuleError, NotImplementedError) as e:
@@ -359,6 +417,16 @@ def _check_call(call: _Call, isa: str) -> LayerResult:
     bad = np.argwhere(d != 0)
     row.mismatches = int(len(bad))
     row.status = "ok" if len(bad) == 0 else "MISMATCH"
+    if len(bad) and inp is not None and hasattr(runner, "known_torch_defect"):
+        # qref computes the correct result; where fbgemm is known to be wrong for this layer and
+        # input (SPEC.md §4.2, §4.5), say so instead of reporting a qref mismatch.
+        try:
+            why = runner.known_torch_defect(tuple(inp.shape), isa=isa)
+        except Exception:  # noqa: BLE001 - a defect check must never hide the comparison itself
+            why = None
+        if why:
+            row.status = "TORCH_WRONG"
+            row.reason = f"torch is wrong here: {why}"
     if len(bad):
         idx = tuple(int(v) for v in bad[0])
         row.first_mismatch = idx

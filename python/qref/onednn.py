@@ -215,8 +215,15 @@ def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "
             # Measured (ONEDNN_MAX_CPU_ISA=AVX512_CORE): one input channel per group makes
             # brg_conv_fwd reduce the taps kw-major, consecutive taps forming the vpmaddubsw pairs
             # (found by searching all 945 pairings of a 3x3 kernel; then 0 mismatches on 1x1, 3x3,
-            # 5x5, 7x7 s2, 3x5, 5x3 s2).
-            return OnednnPlan(cls, "brg_conv_fwd:avx512_core", True, False, False, True, kw_major_pairs=True)
+            # 5x5, 7x7 s2, 3x5, 5x3 s2). But oneDNN picks jit_int8 instead for small inputs, and
+            # dilated brg_conv_fwd pairs differently (a review reproduced both mismatches); which
+            # kernel runs depends on the shape in a way qref does not model, so refuse rather than
+            # risk a wrong answer.
+            raise OneDNNNotSupportedError(
+                "onednn: the avx512_core class with one input channel per group (not depthwise) runs "
+                "brg_conv_fwd or jit_int8 depending on the shape, with different tap pairings; qref does not "
+                "model that choice (torch's x86 engine only uses oneDNN on AVX512-VNNI hosts, where the "
+                "'vnni' class is exact)")
         k = "brgconv_1x1" if one_by_one else "brg_conv_fwd/jit_int8"
         return OnednnPlan(cls, k + ":avx512_core", True, False, False, True)
     if cls in ("avx2", "sse41"):
