@@ -399,3 +399,32 @@ def test_inplace_op_after_layer_is_not_a_false_mismatch():
         torch.backends.quantized.engine = prev
     rows = [r for r in report.layers if r.name == "conv"]
     assert rows and rows[0].mismatches == 0 and report.ok, str(report)
+
+
+def test_check_reports_known_torch_defect():
+    """fbgemm's 3D depthwise row sums saturate at 32767 (SPEC.md §4.2): with a weight zero point and
+    a 7x7x7 kernel torch's bytes are wrong. check must say "torch is wrong here", not a qref mismatch."""
+    import torch.ao.nn.quantized as nnq
+
+    import qref
+
+    with quantized_engine("fbgemm"), quiet_torch_quantization():
+        m = nnq.Conv3d(8, 8, 7, padding=3, groups=8)
+        w = torch._make_per_tensor_quantized_tensor(torch.full((8, 1, 7, 7, 7), 5, dtype=torch.int8), 0.01, 5)
+        m.set_weight_bias(w, None)
+        m.scale, m.zero_point = 0.05, 100
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.dw = m
+
+            def forward(self, x):
+                return self.dw(x)
+
+        qx = torch._make_per_tensor_quantized_tensor(torch.full((1, 8, 7, 7, 7), 255, dtype=torch.uint8), 0.02, 0)
+        r = qref.check(Net(), qx)
+    row = r["dw"]
+    assert row.status == "TORCH_WRONG" and row.mismatches > 0, str(r)
+    assert "torch is wrong here" in row.reason and not r.ok
+    assert row in r.torch_wrong and row not in r.mismatching
