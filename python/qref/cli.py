@@ -20,6 +20,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -42,7 +43,8 @@ def _need_torch(cmd: str):
 
 def _shape(text: str, what: str) -> tuple:
     try:
-        v = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
+        # "1,3,224,224" or "1x3x224x224"; an empty part ("1,3,x") is an error, not skipped
+        v = tuple(int(s) for s in re.split(r"[,x]", text.strip()))
     except ValueError:
         sys.exit(f"qref: {what}={text!r} is not a comma-separated list of integers (e.g. 1,3,224,224)")
     if not v or any(d < 0 for d in v):
@@ -208,8 +210,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     import qref
 
     model, inputs = _load(args.model, args.input_shape, "check")
-    r = qref.check(model, *inputs, isa=args.isa)
-    p = None if args.no_portability else qref.portability(model, *inputs)
+    try:
+        r = qref.check(model, *inputs, isa=args.isa)
+        p = None if args.no_portability else qref.portability(model, *inputs)
+    except (RuntimeError, ValueError, TypeError) as err:  # the user's model failed on these inputs
+        sys.exit(f"qref check: running {args.model} on inputs of shape "
+                 f"{[tuple(getattr(t, 'shape', ())) for t in inputs]} failed: {type(err).__name__}: {err}")
     if args.json:
         print(json.dumps(dict(check=r.to_dict(), portability=None if p is None else p.to_dict()), indent=1))
     else:
