@@ -293,3 +293,31 @@ def test_explain_linear_and_conv1d_modules_equal_torch(engine):
             assert e.value == e.torch_value == int(out2[idx]), idx
         for flat in range(out2.numel()):
             assert explain(m.fc, q2, flat).value == int(out2.flatten()[flat])
+
+
+def test_explain_linear_with_leading_dims_equals_torch():
+    """A transformer-style Linear input (B, T, K): explain takes the (b, t, o) index of the output
+    (torch flattens the leading dims into rows) and derives torch's value for every element."""
+    torch = pytest.importorskip("torch")
+    import torch.ao.nn.quantized as nnq
+
+    import qref
+
+    prev = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "fbgemm"
+    try:
+        torch.manual_seed(3)
+        lin = nnq.Linear(24, 6)
+        lin.set_weight_bias(torch.quantize_per_tensor(torch.randn(6, 24), 0.02, 0, torch.qint8), torch.randn(6))
+        lin.scale, lin.zero_point = 0.1, 90
+        qx = torch.quantize_per_tensor(torch.rand(2, 3, 24) * 2, 0.02, 3, torch.quint8)
+        out = lin(qx).int_repr()
+        for b in range(2):
+            for t in range(3):
+                for o in range(6):
+                    d = qref.explain(lin, qx, (b, t, o)).to_dict()
+                    assert d["value"] == d["torch_value"] == int(out[b, t, o]), (b, t, o, d["value"])
+        with pytest.raises(ValueError, match="outside"):
+            qref.explain(lin, qx, (2, 0, 0))
+    finally:
+        torch.backends.quantized.engine = prev

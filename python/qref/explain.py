@@ -205,10 +205,14 @@ def _as_conv2d(p: Any, qx: Any, index: Any, input_scale: Any, input_zero_point: 
     if not isinstance(qx, np.ndarray) or qx.dtype != np.uint8:
         raise TypeError(f"explain: qx must be a quint8 torch tensor or a uint8 numpy array, got {type(qx).__name__}")
     nd = qx.ndim
+    lead: tuple = ()
     if p.kind == "linear":
-        if nd != 2:
-            raise ValueError(f"explain: a Linear layer's input has shape {qx.shape}; explain takes (N, in_features)")
-        x4 = qx[:, :, None, None]
+        if nd < 2:
+            raise ValueError(f"explain: a Linear layer's input has shape {qx.shape}; expected (..., in_features) "
+                             f"with at least 2 dimensions")
+        # torch flattens the leading dimensions into rows (qlinear.cpp): explain row m of (M, K)
+        lead = qx.shape[:-1]
+        x4 = qx.reshape(-1, qx.shape[-1])[:, :, None, None]
         w4 = p.weight[:, :, None, None]
         geo: dict = dict(stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, padding_mode="zeros")
     else:
@@ -225,7 +229,12 @@ def _as_conv2d(p: Any, qx: Any, index: Any, input_scale: Any, input_zero_point: 
         idx = tuple(int(v) for v in index)
         if len(idx) != nd:
             raise ValueError(f"explain: index={idx} has {len(idx)} entries (must be {nd} for this layer's output)")
-        index = (idx[0], idx[1], 0, idx[2] if nd == 3 else 0)
+        if p.kind == "linear":
+            if any(not 0 <= v < d for v, d in zip(idx[:-1], lead)):
+                raise ValueError(f"explain: index={idx} is outside the output's leading dimensions {tuple(lead)}")
+            index = (int(np.ravel_multi_index(idx[:-1], lead)), idx[-1], 0, 0)
+        else:
+            index = (idx[0], idx[1], 0, idx[2])
     c2 = Conv2dParams(weight=np.ascontiguousarray(w4), weight_scale=p.weight_scale,
                       weight_zero_point=p.weight_zero_point, per_channel=p.per_channel, bias=p.bias,
                       output_scale=p.output_scale, output_zero_point=p.output_zero_point, relu=p.relu,
@@ -315,10 +324,12 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
     if not isinstance(params, Conv2dParams):
         # Linear and Conv1d run through fbgemm's conv machinery as 1x1 / (1, k) convs (qlinear.cpp,
         # qconv.cpp QConv1dInt8): explain them as that conv2d.
+        is_linear = getattr(params, "kind", "") == "linear"
         params, qx, index, input_scale, input_zero_point, orig_ndim = _as_conv2d(
             params, qx, index, input_scale, input_zero_point)
-        if torch_out is not None:
-            torch_out = torch_out.reshape(torch_out.shape[0], torch_out.shape[1], 1, -1)
+        if torch_out is not None:  # the same elements, in the conv2d layout explained
+            torch_out = (torch_out.reshape(-1, torch_out.shape[-1], 1, 1) if is_linear
+                         else torch_out.reshape(torch_out.shape[0], torch_out.shape[1], 1, -1))
     xin, a_scale, a_zp, pad = _input_uint8(params, qx, input_scale, input_zero_point)
     N, C, H, W = xin.shape
     wt = params.weight
