@@ -141,14 +141,9 @@ class _LayerParams:
     _in_ndim: Optional[int] = None  # the input's ndim the cached path takes (None: any)
 
     def __post_init__(self) -> None:
-        # Private read-only copies, so the prepared weights can never go stale (as Conv2dParams).
-        for name in ("weight", "weight_scale", "weight_zero_point", "bias"):
-            a = getattr(self, name)
-            if isinstance(a, np.ndarray):
-                a = np.array(a, copy=True)
-                a.setflags(write=False)
-                object.__setattr__(self, name, a)
-        object.__setattr__(self, "_prepared", {})
+        from .torch_bridge import freeze_arrays
+
+        freeze_arrays(self)
 
     def __getstate__(self) -> dict:
         d = dict(self.__dict__)

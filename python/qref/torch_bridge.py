@@ -13,6 +13,18 @@ import numpy as np
 from ._validate import is_torch_tensor
 
 
+def freeze_arrays(params: Any) -> None:
+    """Replace a frozen params dataclass's arrays by private read-only copies and start an empty
+    prepared-weights cache: the cached packed weights can never go stale behind the user's back."""
+    for name in ("weight", "weight_scale", "weight_zero_point", "bias"):
+        a = getattr(params, name)
+        if isinstance(a, np.ndarray):
+            a = np.array(a, copy=True)
+            a.setflags(write=False)
+            object.__setattr__(params, name, a)
+    object.__setattr__(params, "_prepared", {})
+
+
 class UnsupportedModuleError(NotImplementedError):
     """qref cannot reproduce this module (yet); the message says why."""
 
@@ -48,15 +60,7 @@ class Conv2dParams:
     _prepared: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # The arrays are private read-only copies, so the cached packed weights
-        # can never go stale behind the user's back.
-        for name in ("weight", "weight_scale", "weight_zero_point", "bias"):
-            a = getattr(self, name)
-            if isinstance(a, np.ndarray):
-                a = np.array(a, copy=True)
-                a.setflags(write=False)
-                object.__setattr__(self, name, a)
-        object.__setattr__(self, "_prepared", {})
+        freeze_arrays(self)
         # The weight operand handed to qref.conv2d, built once.
         ws = self.weight_scale if self.per_channel else float(self.weight_scale[0])
         wz = self.weight_zero_point if self.per_channel else int(self.weight_zero_point[0])
