@@ -110,11 +110,11 @@ def make_operands(s: Shape, seed: int = 0) -> dict:
     )
 
 
-def torch_layer(s: Shape, ops: dict):
-    """(module, quantized channels-last input) on fbgemm, the engine qref reproduces."""
+def torch_layer(s: Shape, ops: dict, engine: str = "fbgemm"):
+    """(module, quantized channels-last input), packed under ``engine`` (fbgemm by default)."""
     import torch
 
-    torch.backends.quantized.engine = "fbgemm"
+    torch.backends.quantized.engine = engine
     conv = torch.ao.nn.quantized.Conv2d(s.C, s.O, s.k, stride=s.stride, padding=s.padding, groups=s.groups)
     qw = torch._make_per_channel_quantized_tensor(torch.from_numpy(ops["w"]), torch.from_numpy(ops["w_scale"]),
                                                   torch.from_numpy(ops["w_zp"]), 0)
@@ -358,6 +358,34 @@ def _layer_kind(name: str) -> str:
     return "pointwise" if "1x1" in name else "im2col"
 
 
+def bench_x86_engine(shape_list: list[Shape], budget_s: float) -> list[dict]:
+    """torch's default "x86" engine (prepack sends symmetric-weight convs with groups <= 100 to oneDNN
+    on AVX512-VNNI hosts) vs qref.from_torch(module) on the same module, single thread, bytes asserted."""
+    import torch
+
+    import qref
+
+    rows = []
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for s in shape_list:
+            ops = make_operands(s)
+            conv, qx = torch_layer(s, ops, engine="x86")
+            params = qref.from_torch(conv)
+            ref = conv(qx)
+            got = params(qx, threads=1)
+            if not torch.equal(got.int_repr(), ref.int_repr()):
+                n = int((got.int_repr() != ref.int_repr()).sum())
+                raise AssertionError(f"{s.name}: qref engine={params.engine} differs from torch x86 in {n} outputs")
+            t = interleaved({"torch": lambda: conv(qx), "qref": lambda: params(qx, threads=1)}, budget_s)
+            rows.append(dict(shape=s.name, macs=s.macs, engine=params.engine, t_torch=t["torch"], t_qref=t["qref"]))
+    finally:
+        torch.set_num_threads(prev_threads)
+        torch.backends.quantized.engine = "fbgemm"
+    return rows
+
+
 def format_report(res: dict) -> str:
     lines = ["# qref conv2d vs torch fbgemm vs numpy", ""]
     meta = res["meta"]
@@ -430,6 +458,22 @@ def format_report(res: dict) -> str:
         lines.append("")
         lines.append(f"Geometric mean t_numpy/t_qref: **{geomean([r['t_numpy'] / r['t_qref'] for r in res['numpy']]):.1f}**")
         lines.append("")
+    if res.get("x86"):
+        lines.append("### torch's default \"x86\" engine vs qref.from_torch(module) (oneDNN arithmetic where torch "
+                     "packed the weights for oneDNN), single thread, bytes asserted equal")
+        lines.append("")
+        lines.append("| shape | engine of the packed weights | torch ms | qref ms | torch GMAC/s | qref GMAC/s | "
+                     "t_torch/t_qref |")
+        lines.append("|---|---|---:|---:|---:|---:|---:|")
+        for r in res["x86"]:
+            lines.append(f"| {r['shape']} | {r['engine']} | {_ms(r['t_torch'])} | {_ms(r['t_qref'])} | "
+                         f"{_gmacs(r['macs'], r['t_torch'])} | {_gmacs(r['macs'], r['t_qref'])} | "
+                         f"{r['t_torch'] / r['t_qref']:.2f} |")
+        lines.append("")
+        lines.append(f"Geometric mean t_torch/t_qref: **{geomean([r['t_torch'] / r['t_qref'] for r in res['x86']]):.2f}**"
+                     " (oneDNN rows: qref's AVX512-VNNI oneDNN core; an AMX host's oneDNN is several times faster "
+                     "again, see docs/onednn.md)")
+        lines.append("")
     if res.get("memory"):
         lines.append(f"### extra memory of a qref call ({res['memory_threads']} threads)")
         lines.append("")
@@ -485,6 +529,7 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--no-avx2", action="store_true", help="skip the FBGEMM_ENABLE_INSTRUCTIONS=AVX2 subprocess")
     ap.add_argument("--no-numpy", action="store_true", help="skip the numpy reference")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory table")
+    ap.add_argument("--no-x86", action="store_true", help="skip torch's default x86 engine (oneDNN) comparison")
     ap.add_argument("--markdown", metavar="FILE", help="also write the report as Markdown to FILE")
     ap.add_argument("--json", metavar="FILE", help="also write the raw results as JSON to FILE")
     ap.add_argument("--_child-avx2", action="store_true", help=argparse.SUPPRESS)
@@ -513,6 +558,9 @@ def main(argv: Optional[list] = None) -> int:
     if not args.no_numpy:
         print("numpy reference ...", file=sys.stderr)
         res["numpy"] = run_subprocess_numpy(args)
+    if not args.no_x86:
+        print("torch x86 engine ...", file=sys.stderr)
+        res["x86"] = bench_x86_engine(shape_list, args.budget)
     if not args.no_memory:
         res["memory_threads"] = _threads_all()
         res["memory"] = bench_memory(shape_list, _threads_all())
