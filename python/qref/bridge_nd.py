@@ -207,7 +207,7 @@ class _LayerParams:
     def _operands(self, fn: str, ndim: int):
         """The weight (qref.conv._Weight), bias (float32 or None) and output quantization, as the
         public functions read them."""
-        from .conv import _bias_operand, _weight_operand
+        from .conv import _weight_operand
 
         wa = self._weight_args()
         wt = _weight_operand(fn, self.weight, wa["weight_scale"], wa["weight_zero_point"], ndim=ndim)
@@ -633,9 +633,8 @@ def packed_engine_nd(module: Any) -> str:
 
 def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
     """Integer parameters of a quantized Linear / Conv1d / Conv3d / ConvTranspose1d/2d module."""
-    import torch
 
-    from .torch_bridge import UnsupportedModuleError
+    from .torch_bridge import UnsupportedModuleError, weight_qparams
 
     name = type(module).__name__
     kind, relu = MODULE_KINDS[name]
@@ -668,17 +667,7 @@ def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
                 "torch.ao.quantization.get_default_qconfig('fbgemm') before prepare/convert.")
     w = module.weight()
     b = module.bias()
-    if w.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-        ws = np.array([w.q_scale()], np.float64)
-        wz = np.array([w.q_zero_point()], np.int32)
-        per_channel = False
-    else:
-        if w.q_per_channel_axis() != 0:
-            raise UnsupportedModuleError(f"from_torch: {name} weight is per-channel along axis "
-                                         f"{w.q_per_channel_axis()}; fbgemm needs axis 0")
-        ws = w.q_per_channel_scales().numpy().astype(np.float64)
-        wz = w.q_per_channel_zero_points().numpy().astype(np.int32)
-        per_channel = True
+    ws, wz, per_channel = weight_qparams(w, name)
     common = dict(
         weight=np.ascontiguousarray(w.int_repr().numpy()),
         weight_scale=ws,

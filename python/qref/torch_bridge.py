@@ -13,6 +13,20 @@ import numpy as np
 from ._validate import is_torch_tensor
 
 
+def weight_qparams(w: Any, name: str) -> tuple:
+    """(float64 scales, int32 zero points, per_channel) of a module's qint8 weight: one entry
+    per-tensor, one per output channel per-channel (fbgemm needs the channel axis 0)."""
+    import torch
+
+    if w.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        return np.array([w.q_scale()], np.float64), np.array([w.q_zero_point()], np.int32), False
+    if w.q_per_channel_axis() != 0:
+        raise UnsupportedModuleError(f"from_torch: {name} weight is per-channel along axis "
+                                     f"{w.q_per_channel_axis()}; fbgemm needs axis 0")
+    return (w.q_per_channel_scales().numpy().astype(np.float64),
+            w.q_per_channel_zero_points().numpy().astype(np.int32), True)
+
+
 def freeze_arrays(params: Any) -> None:
     """Replace a frozen params dataclass's arrays by private read-only copies and start an empty
     prepared-weights cache: the cached packed weights can never go stale behind the user's back."""
@@ -190,18 +204,10 @@ def from_torch(module: Any, *, check_engine: bool = True) -> Conv2dParams:
                 f"from_torch: could not tell whether this {name}'s packed weights run fbgemm or oneDNN (the probe "
                 "of SPEC.md §5.4 gave neither all-0 nor any-255 outputs); pass check_engine=False if you know "
                 "they run fbgemm")
-    import torch
 
     w = module.weight()
     b = module.bias()
-    if w.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-        ws = np.array([w.q_scale()], np.float64)
-        wz = np.array([w.q_zero_point()], np.int32)
-        per_channel = False
-    else:
-        ws = w.q_per_channel_scales().numpy().astype(np.float64)
-        wz = w.q_per_channel_zero_points().numpy().astype(np.int32)
-        per_channel = True
+    ws, wz, per_channel = weight_qparams(w, name)
     pm = getattr(module, "padding_mode", "zeros")
     if pm not in ("zeros", "reflect"):
         raise UnsupportedModuleError(f"from_torch: padding_mode={pm!r} is not supported")
