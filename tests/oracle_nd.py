@@ -210,3 +210,18 @@ def check_params_cache(s: dict, kernel: str) -> None:
                        f"{case_id(s)} {kernel} numpy call {i}")
     if s["kind"] not in ("convt1d", "convt3d"):  # those always run the public function
         assert len(p._prepared) == 2, p._prepared
+
+
+def check_avx2_subprocess(specs: list) -> None:
+    """FBGEMM_ENABLE_INSTRUCTIONS=AVX2 in a subprocess: qref(isa="auto") there equals torch there;
+    on the im2col cases with saturating data, isa="avx2" here gives those bytes and the exact
+    (isa="vnni") model does not, so the cases discriminate."""
+    res = run_in_subprocess(specs, env={"FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"})
+    for s, r in zip(specs, res):
+        assert_same(r["qref"], r["torch"], f"{case_id(s)} (AVX2 subprocess: {r['plan']})")
+    sat = [(s, r) for s, r in zip(specs, res) if "im2col" in r["plan"] and s["act"] == "high"]
+    assert sat
+    for s, r in sat:
+        b = build(s)
+        assert_same(qref_run(s, b, isa="avx2"), r["torch"], case_id(s) + " isa='avx2'")
+        assert not np.array_equal(qref_run(s, b, isa="vnni"), r["torch"]), case_id(s)

@@ -65,18 +65,7 @@ def test_conv3d_matches_torch_default_isa(s, path):
 def test_conv1d_conv3d_match_torch_fbgemm_avx2_subprocess():
     """FBGEMM_ENABLE_INSTRUCTIONS=AVX2 (GEMM paths saturate; depthwise always; groupwise follows
     the CPU). qref(isa="auto") in that process matches torch there."""
-    specs = CONV1D + [s for s, _ in CONV3D]
-    res = on.run_in_subprocess(specs, env={"FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"})
-    for s, r in zip(specs, res):
-        on.assert_same(r["qref"], r["torch"], f"{on.case_id(s)} (AVX2 subprocess: {r['plan']})")
-    # GEMM-path cases with saturating data: isa="avx2" here gives torch's AVX2 bytes, and the
-    # exact model would not.
-    gemm = [(s, r) for s, r in zip(specs, res) if "im2col" in r["plan"] and s["act"] == "high"]
-    assert gemm
-    for s, r in gemm:
-        b = on.build(s)
-        on.assert_same(on.qref_run(s, b, isa="avx2"), r["torch"], on.case_id(s) + " isa='avx2'")
-        assert not np.array_equal(on.qref_run(s, b, isa="vnni"), r["torch"]), on.case_id(s)
+    on.check_avx2_subprocess(CONV1D + [s for s, _ in CONV3D])
 
 
 def test_conv3d_depthwise_saturates_on_every_isa():

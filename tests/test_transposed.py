@@ -96,16 +96,7 @@ def test_direct_path_model_is_distinguished():
 
 
 def test_transposed_match_torch_fbgemm_avx2_subprocess():
-    specs = IM2COL + DIRECT
-    res = on.run_in_subprocess(specs, env={"FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"})
-    for s, r in zip(specs, res):
-        on.assert_same(r["qref"], r["torch"], f"{on.case_id(s)} (AVX2 subprocess: {r['plan']})")
-    sat = [(s, r) for s, r in zip(specs, res) if "im2col" in r["plan"] and s["act"] == "high"]
-    assert sat
-    for s, r in sat:
-        b = on.build(s)
-        on.assert_same(on.qref_run(s, b, isa="avx2"), r["torch"], on.case_id(s) + " isa='avx2'")
-        assert not np.array_equal(on.qref_run(s, b, isa="vnni"), r["torch"]), on.case_id(s)
+    on.check_avx2_subprocess(IM2COL + DIRECT)
 
 
 # ----------------------------------------------------------------------------- torch's direct-path defects
