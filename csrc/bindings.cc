@@ -735,6 +735,80 @@ PYBIND11_MODULE(_core, m) {
       py::arg("output_zero_point"), py::arg("relu"), py::arg("saturate"), py::arg("combined"),
       py::arg("float_comp"), py::arg("threads"),
       "oneDNN int8 deconvolution arithmetic (transposed conv2d) on NHWC input; see qref.onednn.conv_transpose2d.");
+  // A oneDNN conv2d with its weights packed once (OnednnConv2d, onednn.h), run by
+  // conv2d_run (an overload of issue 3's) on inputs of the prepared NHWC shape.
+  struct OnednnHolder {
+    std::unique_ptr<OnednnConv2d> conv;
+    py::array weight;  // keeps the OHWI weight alive (the reference route reads it)
+    int64_t N, H, W, C;
+  };
+  py::class_<OnednnHolder>(m, "OnednnConv2d")
+      .def_property_readonly("route", [](const OnednnHolder& h) { return std::string(h.conv->route()); })
+      .def_property_readonly("packed_bytes", [](const OnednnHolder& h) { return h.conv->packed_bytes(); })
+      .def_property_readonly("input_shape_nhwc",
+                             [](const OnednnHolder& h) { return py::make_tuple(h.N, h.H, h.W, h.C); });
+  m.def(
+      "onednn_conv2d_prepare",
+      [](py::array input, py::array weight, py::object bias, std::pair<int64_t, int64_t> stride,
+         std::pair<int64_t, int64_t> padding, std::pair<int64_t, int64_t> dilation, int64_t groups,
+         double input_scale, int32_t input_zero_point, py::array weight_scale, bool per_channel,
+         double output_scale, int32_t output_zero_point, bool relu, bool saturate, bool combined,
+         bool float_comp, bool kw_major_pairs, bool divide_dst) {
+        // The checks of onednn_conv2d_nhwc; `input` only gives the shape (its values are not read).
+        checked_ptr<uint8_t>(input, "input", 4, "uint8");
+        checked_ptr<int8_t>(weight, "weight", 4, "int8");
+        const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
+        Conv2dShape s = make_shape(input, weight, stride, padding, dilation, groups);
+        check_positive_weight_scales(weight_scale, ws, per_channel ? s.O : 1);
+        py::array bias_arr;
+        const float* b = checked_bias(bias, s.O, bias_arr);
+        check_zero_points(input_zero_point, output_zero_point);
+        check_positive_scales(input_scale, output_scale);
+        OnednnVariant v;
+        v.saturate = saturate;
+        v.combined = combined;
+        v.float_comp = float_comp;
+        v.kw_major_pairs = kw_major_pairs;
+        v.divide_dst = divide_dst;
+        const OnednnParams p = prepare_onednn(s, input_scale, input_zero_point, ws, per_channel, output_scale,
+                                              output_zero_point, relu, b, v);  // copies the bias
+        OnednnHolder h;
+        h.weight = weight;
+        h.N = s.N;
+        h.H = s.H;
+        h.W = s.W;
+        h.C = s.C;
+        const int8_t* w = static_cast<const int8_t*>(weight.data());
+        {
+          py::gil_scoped_release release;
+          h.conv = std::make_unique<OnednnConv2d>(s, p, w);
+        }
+        return h;
+      },
+      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("groups"), py::arg("input_scale"), py::arg("input_zero_point"),
+      py::arg("weight_scale"), py::arg("per_channel"), py::arg("output_scale"), py::arg("output_zero_point"),
+      py::arg("relu"), py::arg("saturate"), py::arg("combined"), py::arg("float_comp"),
+      py::arg("kw_major_pairs") = false, py::arg("divide_dst") = false,
+      "Pack a oneDNN-arithmetic conv2d's weights once for input's NHWC shape (the values of `input` are not "
+      "read); run with conv2d_run. Same bytes as onednn_conv2d_nhwc.");
+  m.def(
+      "conv2d_run",
+      [](const OnednnHolder& h, py::array input, int threads) {
+        const uint8_t* in = checked_ptr<uint8_t>(input, "input", 4, "uint8");
+        if (input.shape(0) != h.N || input.shape(1) != h.H || input.shape(2) != h.W || input.shape(3) != h.C)
+          throw py::value_error("_core: input shape differs from the prepared conv2d's");
+        const Conv2dShape& s = h.conv->shape();
+        py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
+        uint8_t* o = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          h.conv->run(in, o, threads);
+        }
+        return out;
+      },
+      py::arg("prepared"), py::arg("input"), py::arg("threads"),
+      "Run a prepared oneDNN conv2d (onednn_conv2d_prepare) on an NHWC uint8 input; returns the NHWC output.");
   m.def("onednn_set_simd", &set_onednn_simd, py::arg("enabled"),
         "Tests only: False forces the portable oneDNN loops (the AVX512-VNNI core must give the same bytes).");
   m.def(

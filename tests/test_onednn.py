@@ -315,7 +315,16 @@ def test_bridge_x86_converted_module(relu):
         p = qref.from_torch(m)
         expect = "onednn" if qref.torch_bridge.packed_engine(m) == "onednn" else "fbgemm"
         assert p.engine == expect
-        assert_same(p(qx).int_repr().numpy(), m(qx).int_repr().numpy(), "bridge x86 module")
+        ref = m(qx).int_repr().numpy()
+        assert_same(p(qx).int_repr().numpy(), ref, "bridge x86 module")
+        # issue 8: the packed weights are kept (one prepared conv per input shape), and the
+        # repeated call that runs them gives the same bytes.
+        entries = [v[0] for v in p._prepared.values()]
+        assert len(entries) == 1
+        if expect == "onednn":
+            assert isinstance(entries[0], qref._core.OnednnConv2d)
+        assert_same(p(qx).int_repr().numpy(), ref, "bridge x86 module, second call (prepared)")
+        assert [v[0] for v in p._prepared.values()] == entries
     finally:
         torch.backends.quantized.engine = prev
 
@@ -331,12 +340,25 @@ def test_bridge_x86_converted_module(relu):
                                      dict(saturate=True, combined=False, float_comp=False, kw_major_pairs=True)],
                          ids=["exact-sep", "sat-sep", "sat-comb", "amx", "ref-any", "kw-major"])
 def test_fast_equals_reference(variant):
-    """The repacked loop (no intermediates) gives the bytes of the plain reference loop
-    (return_intermediates=True), on every variant and shape family."""
+    """The repacked loops (no intermediates) give the bytes of the plain reference loop
+    (return_intermediates=True), on every variant and shape family; so does the prepared
+    (packed-once) conv that Conv2dParams caches, run by _core.conv2d_run. On an AVX512-VNNI
+    host the exact class runs the VNNI conv2d kernel's GEMM with oneDNN's epilogue
+    (route "vnni_gemm"; issue 8 item 5), except the shapes that kernel hands to its
+    (saturating) AVX2 depthwise code."""
     from qref import _core
 
+    vnni = "avx512vnni" in _core.kernels()
+    exact = not (variant.get("saturate") or variant.get("float_comp") or variant.get("kw_major_pairs"))
     r = np.random.default_rng(3)
-    shapes = SHAPES + CG1_SHAPES + [dict(C=640, O=8, KH=3, KW=3, H=5, W=5, padding=1, weight="extreme", act="high")]
+    shapes = SHAPES + CG1_SHAPES + [dict(C=640, O=8, KH=3, KW=3, H=5, W=5, padding=1, weight="extreme", act="high"),
+                                    # GEMM tails: O not a multiple of 16, odd Cg (K not a multiple of 4),
+                                    # the 1x1 direct path, many groups with Cg=1 and Og > 4
+                                    dict(C=20, O=70, KH=1, KW=1, H=7, W=9),
+                                    dict(C=5, O=33, KH=3, KW=2, H=8, W=11, padding=(2, 1), stride=(2, 1)),
+                                    dict(C=16, O=80, KH=3, KW=3, H=6, W=6, padding=1, groups=16),
+                                    dict(C=8, O=8, KH=1, KW=1, H=5, W=5, groups=2, weight="extreme", act="high")]
+    routes = set()
     for i, sh in enumerate(shapes):
         s = spec(**sh, N=2, seed=i, a_zp=int(r.integers(0, 256)), relu=bool(i % 2))
         b = build(s)
@@ -345,13 +367,26 @@ def test_fast_equals_reference(variant):
                 np.ascontiguousarray(b["w_scale"], dtype=np.float64), b["per_channel"], b["out_scale"], b["out_zp"],
                 s["relu"])
         ref = _core.onednn_conv2d_nhwc(*args, threads=1, intermediates=True, **variant)[0]
+        pv = dict(variant, kw_major_pairs=variant.get("kw_major_pairs", False),
+                  divide_dst=variant.get("divide_dst", False))
         for threads, simd in ((1, True), (2, True), (1, False)):
             _core.onednn_set_simd(simd)  # False: the portable loop even where the VNNI core runs
             try:
                 fast = _core.onednn_conv2d_nhwc(*args, threads=threads, intermediates=False, **variant)
+                prep = _core.onednn_conv2d_prepare(*args, **pv)
             finally:
                 _core.onednn_set_simd(True)
             assert_same(fast, ref, f"{case_id(s)} {variant} threads={threads} simd={simd}")
+            what = f"{case_id(s)} {variant} prepared route={prep.route} threads={threads} simd={simd}"
+            assert_same(_core.conv2d_run(prep, args[0], threads), ref, what)
+            assert_same(_core.conv2d_run(prep, args[0], threads), ref, what + " (second run)")
+            routes.add(prep.route)
+            Cg, Og, g = s["C"] // s["groups"], s["O"] // s["groups"], s["groups"]
+            gemm_shape = not (Cg == 1 and g >= 8 and Og <= 4)
+            if vnni and simd and exact and gemm_shape and not variant.get("kw_major_pairs"):
+                assert prep.route == "vnni_gemm", what
+    if vnni and exact:
+        assert "vnni_gemm" in routes
 
 
 # ----------------------------------------------------------------------------- transposed (oneDNN deconvolution)

@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "qref/api.h"
 #include "qref/kernels.h"
 #include "qref/kernels/onednn_simd.h"
 #include "qref/requant.h"
@@ -364,69 +365,186 @@ bool g_simd_enabled = true;
 
 void set_onednn_simd(bool enabled) { g_simd_enabled = enabled; }
 
-void run_onednn_conv2d(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, const int8_t* w,
-                       uint8_t* out, int num_threads, const OnednnIntermediates* inter, bool transposed) {
+// The routes, fastest first (each gives the reference loop's bytes:
+// tests/test_onednn.py test_fast_equals_reference):
+//  kGemm   exact class on the AVX512-VNNI conv2d kernel's GEMM (issue 3's integer core,
+//          kernels/conv2d_avx512vnni.cc) with oneDNN's epilogue (conv2d.h OnednnEpilogue)
+//  kVnni   the oneDNN-specific VNNI core (float compensation; shapes the GEMM kernel hands
+//          to its AVX2 depthwise code, which saturates)
+//  kDw512  depthwise (one input and one output channel per group), every class (one product
+//          per pair never saturates)
+//  kFast   portable repacked loop; kReference the plain loop (intermediates, transposed,
+//          kw-major pairs)
+struct OnednnConv2d::Impl {
+  enum Route { kReference, kFast, kVnni, kDw512, kGemm };
+  Conv2dShape s;
+  OnednnParams p;
+  const int8_t* w = nullptr;
+  bool transposed = false;
+  Route route = kReference;
+  FastPack fp;
+  VnniPack vp;
+  OnednnEpilogue od;
+  std::unique_ptr<PreparedConv2d> gemm;
+};
+
+namespace {
+// The AVX512-VNNI conv2d kernel's exact GEMM can carry oneDNN's epilogue: exact int32
+// products and integer compensation (the "vnni" class; ref:any's divide_dst too), not a
+// shape it forwards to the AVX2 depthwise code (use_depthwise in kernels/common-inl.h:
+// Cg == 1, groups >= 8, Og <= 4; that code saturates pairs), and the kernel usable here.
+bool gemm_eligible(const Conv2dShape& s, const OnednnVariant& v) {
+#ifdef QREF_HAVE_AVX512VNNI_KERNEL
+  if (v.saturate || v.float_comp || v.kw_major_pairs) return false;
+  if (s.cin_per_group() == 1 && s.groups >= 8 && s.cout_per_group() <= 4) return false;
+  return avx512vnni_kernel_usable();
+#else
+  (void)s;
+  (void)v;
+  return false;
+#endif
+}
+}  // namespace
+
+OnednnConv2d::OnednnConv2d(const Conv2dShape& s, const OnednnParams& p, const int8_t* w, bool transposed,
+                           bool reference)
+    : impl_(new Impl) {
+  Impl& I = *impl_;
+  I.s = s;
+  I.p = p;
+  I.w = w;
+  I.transposed = transposed;
+  const bool ref = reference || transposed || p.variant.kw_major_pairs;
+  const CpuFeatures& cpu = cpu_features();
+  const bool dw = s.cin_per_group() == 1 && s.cout_per_group() == 1 && s.groups > 1;
+  if (ref) {
+    I.route = Impl::kReference;
+  } else if (g_simd_enabled && !dw && gemm_eligible(s, p.variant)) {
+#ifdef QREF_HAVE_AVX512VNNI_KERNEL
+    I.route = Impl::kGemm;
+    const OnednnParams& q = I.p;  // the arrays the epilogue points into live in I
+    I.od.scale = q.variant.combined ? q.comb_scale.data() : q.wei_scale.data();
+    I.od.bias = q.has_bias ? q.bias.data() : nullptr;
+    I.od.ss = q.src_scale;
+    I.od.inv = q.dst_scale_inv;
+    I.od.dst_scale = q.dst_scale;
+    I.od.out_zp = q.output_zero_point;
+    I.od.relu = q.relu;
+    I.od.combined = q.variant.combined;
+    I.od.divide_dst = q.variant.divide_dst;
+    // fbgemm's Requant supplies the column sums (col_offset = colsum with w_zp = 0) and
+    // the input zero point the GEMM's im2col fills padded taps with; its float terms are
+    // replaced by the epilogue's.
+    const double one = 1.0;
+    const int32_t zero = 0;
+    RequantArgs ra;
+    ra.input_zero_point = q.input_zero_point;
+    ra.weight_scale = &one;
+    ra.weight_zero_point = &zero;
+    Conv2dProblem pr;
+    pr.shape = s;
+    pr.rq = prepare_requant(s, w, ra);
+    pr.saturate = false;
+    pr.onednn = &I.od;
+    I.gemm.reset(new PreparedConv2d(pr, kAvx512VnniKernel, w));
+#endif
+  } else if (g_simd_enabled && ((!dw && !p.variant.saturate && cpu.avx512() && cpu.avx512vnni) ||
+                                (dw && cpu.avx512()))) {
+    // Depthwise products never saturate (one product per pair), on every class.
+    I.route = dw ? Impl::kDw512 : Impl::kVnni;
+    if (dw) {
+      pack_dw_avx512(s, w, &I.vp);
+    } else {
+      pack_vnni(s, w, &I.vp);
+    }
+    const OnednnParams& q = I.p;
+    OnednnSimdProblem& P = I.vp.P;
+    P.a_zp = q.input_zero_point;
+    P.out_zp = q.output_zero_point;
+    P.relu = q.relu;
+    P.has_bias = q.has_bias;
+    P.combined = q.variant.combined;
+    P.float_comp = q.variant.float_comp;
+    P.divide_dst = q.variant.divide_dst;
+    P.ss = q.src_scale;
+    P.inv = q.dst_scale_inv;
+    P.dst_scale = q.dst_scale;
+    P.ws = q.wei_scale.data();
+    P.comb = q.comb_scale.data();
+    P.bias = q.has_bias ? q.bias.data() : nullptr;
+    P.out = nullptr;  // set per run
+    P.O = s.O;
+  } else {
+    I.route = Impl::kFast;
+    I.fp = pack_fast(s, w);
+  }
+}
+
+OnednnConv2d::~OnednnConv2d() = default;
+
+const Conv2dShape& OnednnConv2d::shape() const { return impl_->s; }
+
+const char* OnednnConv2d::route() const {
+  switch (impl_->route) {
+    case Impl::kGemm: return "vnni_gemm";
+    case Impl::kVnni: return "vnni";
+    case Impl::kDw512: return "dw512";
+    case Impl::kFast: return "portable";
+    default: return "reference";
+  }
+}
+
+size_t OnednnConv2d::packed_bytes() const {
+  const Impl& I = *impl_;
+  switch (I.route) {
+    case Impl::kGemm: return I.gemm->packed_bytes;
+    case Impl::kVnni:
+    case Impl::kDw512: return I.vp.wbuf.size() + I.vp.sbuf.size() * 4 + I.vp.zeros.size();
+    case Impl::kFast: return I.fp.w.size() * 2 + I.fp.wsum.size() * 4 + I.fp.wdw.size() * 2;
+    default: return 0;
+  }
+}
+
+void OnednnConv2d::run(const uint8_t* in, uint8_t* out, int num_threads,
+                       const OnednnIntermediates* inter) const {
+  const Impl& I = *impl_;
+  const Conv2dShape& s = I.s;
   const int64_t rows = s.N * s.OH;
   if (rows == 0 || s.OW == 0 || s.O == 0) return;
   if (num_threads < 1) num_threads = 1;
+  if (I.route == Impl::kGemm) {
+    I.gemm->run(in, out, num_threads);  // conv2d.cc's threaded driver
+    return;
+  }
   const int64_t macs_per_row = std::max<int64_t>(1, s.OW * s.O * s.K());
   const int64_t min_rows = std::max<int64_t>(1, (int64_t{1} << 16) / macs_per_row);
   int64_t nt = std::min<int64_t>(num_threads, (rows + min_rows - 1) / min_rows);
   nt = std::max<int64_t>(1, std::min<int64_t>(nt, 1024));
   const int64_t chunk = (rows + nt - 1) / nt;
-  // Intermediates come from the plain reference loop; otherwise the repacked
-  // loop (same bytes: tests/test_onednn.py test_fast_equals_reference).
-  // Transposed and kw-major pairs: reference loop only.
-  const bool reference = inter != nullptr || transposed || p.variant.kw_major_pairs;
-  const CpuFeatures& cpu = cpu_features();
-  const bool dw = s.cin_per_group() == 1 && s.cout_per_group() == 1 && s.groups > 1;
-  const bool vnni = !reference && g_simd_enabled && !p.variant.saturate && !dw && cpu.avx512() && cpu.avx512vnni;
-  // Depthwise products never saturate (one product per pair), on every class.
-  const bool dw512 = !reference && g_simd_enabled && dw && cpu.avx512();
-  FastPack fp;
-  VnniPack vp;
-  if (vnni || dw512) {
-    if (vnni) {
-      pack_vnni(s, w, &vp);
-    } else {
-      pack_dw_avx512(s, w, &vp);
-    }
-    OnednnSimdProblem& P = vp.P;
-    P.a_zp = p.input_zero_point;
-    P.out_zp = p.output_zero_point;
-    P.relu = p.relu;
-    P.has_bias = p.has_bias;
-    P.combined = p.variant.combined;
-    P.float_comp = p.variant.float_comp;
-    P.divide_dst = p.variant.divide_dst;
-    P.ss = p.src_scale;
-    P.inv = p.dst_scale_inv;
-    P.dst_scale = p.dst_scale;
-    P.ws = p.wei_scale.data();
-    P.comb = p.comb_scale.data();
-    P.bias = p.has_bias ? p.bias.data() : nullptr;
-    P.out = out;
-    P.O = s.O;
-  } else if (!reference) {
-    fp = pack_fast(s, w);
-  }
+  OnednnSimdProblem P = I.vp.P;
+  P.out = out;
   auto work = [&](int64_t t) {
     const int64_t b = t * chunk, e = std::min(rows, b + chunk);
     if (b >= e) return;
-    if (vnni) {
-      onednn_vnni_rows(vp.P, in, b, e);
-    } else if (dw512) {
-      onednn_avx512_dw_rows(vp.P, in, b, e);
-    } else if (reference) {
-      run_rows(s, p, in, w, out, b, e, inter, transposed);
-    } else {
-      run_rows_fast(s, p, fp, in, out, b, e);
+    switch (I.route) {
+      case Impl::kVnni: onednn_vnni_rows(P, in, b, e); break;
+      case Impl::kDw512: onednn_avx512_dw_rows(P, in, b, e); break;
+      case Impl::kFast: run_rows_fast(s, I.p, I.fp, in, out, b, e); break;
+      default: run_rows(s, I.p, in, I.w, out, b, e, inter, I.transposed); break;
     }
   };
   std::vector<std::thread> pool;
   for (int64_t t = 1; t < nt; ++t) pool.emplace_back(work, t);
   work(0);
   for (auto& th : pool) th.join();
+}
+
+void run_onednn_conv2d(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, const int8_t* w,
+                       uint8_t* out, int num_threads, const OnednnIntermediates* inter, bool transposed) {
+  if (s.N * s.OH == 0 || s.OW == 0 || s.O == 0) return;
+  // Intermediates come from the plain reference loop.
+  const OnednnConv2d conv(s, p, w, transposed, /*reference=*/inter != nullptr);
+  conv.run(in, out, num_threads, inter);
 }
 
 }  // namespace qref

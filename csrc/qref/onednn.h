@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "qref/conv2d.h"
@@ -73,6 +74,31 @@ struct OnednnIntermediates {
 // and s.OH/s.OW must be set by the caller (output_padding included).
 void run_onednn_conv2d(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, const int8_t* w,
                        uint8_t* out, int num_threads, const OnednnIntermediates* inter, bool transposed = false);
+
+// A oneDNN conv2d with its weights packed once (issue 8), run many times on
+// inputs of exactly s's shape. `w` (and the arrays p points to: none, p is
+// copied) must outlive it: the reference route reads w. `reference`: always the
+// plain loop (the only route that fills OnednnIntermediates). route() names the
+// implementation chosen at construction ("vnni_gemm": the AVX512-VNNI conv2d
+// kernel's exact GEMM with oneDNN's epilogue; "vnni", "dw512", "portable",
+// "reference"); set_onednn_simd is read then, not per run.
+class OnednnConv2d {
+ public:
+  OnednnConv2d(const Conv2dShape& s, const OnednnParams& p, const int8_t* w, bool transposed = false,
+               bool reference = false);
+  ~OnednnConv2d();
+  OnednnConv2d(const OnednnConv2d&) = delete;
+  OnednnConv2d& operator=(const OnednnConv2d&) = delete;
+  // Thread-safe (const): several runs may share one prepared conv.
+  void run(const uint8_t* in, uint8_t* out, int num_threads, const OnednnIntermediates* inter = nullptr) const;
+  const char* route() const;
+  size_t packed_bytes() const;
+  const Conv2dShape& shape() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // Tests: false makes run_onednn_conv2d use the portable loops even where the
 // AVX512-VNNI integer core could run (both must give the same bytes).

@@ -274,11 +274,10 @@ def scales(input_scale: float, output_scale: float) -> tuple[float, float]:
     return tuple(_core.onednn_scales(float(input_scale), float(output_scale)))  # type: ignore[return-value]
 
 
-def run(act: Any, wt: Any, bias: Optional[np.ndarray], stride, padding, dilation, groups: int,
-        out_scale: float, out_zp: int, relu: bool, isa: str, threads: Optional[int],
-        return_intermediates: bool, as_torch: bool) -> Any:
-    """Called by qref.conv2d with validated operands (conv.py _Act/_Weight)."""
-    from .conv import OneDNNNotSupportedError, _wrap_output
+def _checked_plan(wt: Any, groups: int, stride, padding, dilation, isa: str) -> OnednnPlan:
+    """The plan of a validated weight operand (conv.py _Weight): refuses asymmetric weights as torch's
+    oneDNN prepack does, warns once for unverified classes."""
+    from .conv import OneDNNNotSupportedError
 
     if not bool(np.all(wt.zero_point == 0)):
         raise OneDNNNotSupportedError(
@@ -287,7 +286,46 @@ def run(act: Any, wt: Any, bias: Optional[np.ndarray], stride, padding, dilation
     p = plan(wt.oihw.shape, groups, padding=padding, stride=stride, dilation=dilation, isa=isa)
     if not p.verified:
         _warn_unverified(p)
-    w_ohwi = np.ascontiguousarray(wt.oihw.transpose(0, 2, 3, 1))
+    return p
+
+
+def prepare_conv2d(input_shape_nhwc: tuple, w_ohwi: np.ndarray, bias: Optional[np.ndarray], stride, padding,
+                   dilation, groups: int, input_scale: float, input_zero_point: int, weight_scale: np.ndarray,
+                   per_channel: bool, output_scale: float, output_zero_point: int, relu: bool,
+                   plan: OnednnPlan) -> Any:
+    """oneDNN's arithmetic for one conv2d with the weights packed once (issue 8), for NHWC inputs of
+    ``input_shape_nhwc``; run it with ``_core.conv2d_run(prepared, x_nhwc_uint8, threads)`` (same bytes
+    as ``_core.onednn_conv2d_nhwc``). Low level: ``w_ohwi`` is the int8 (O, kH, kW, C/groups) weight,
+    ``weight_scale`` float64 (O,) or (1,), ``bias`` float32 (O,) or None, ``plan`` the kernel class
+    (``plan(...)`` / ``transposed_plan(...)``). ``prepared.route`` names the implementation: "vnni_gemm"
+    (the AVX512-VNNI conv2d kernel's exact GEMM with oneDNN's epilogue), "vnni", "dw512", "portable"."""
+    return _core.onednn_conv2d_prepare(
+        np.empty(tuple(int(v) for v in input_shape_nhwc), np.uint8), np.ascontiguousarray(w_ohwi, dtype=np.int8),
+        bias, tuple(stride), tuple(padding), tuple(dilation), int(groups), float(input_scale),
+        int(input_zero_point), np.ascontiguousarray(weight_scale, dtype=np.float64), bool(per_channel),
+        float(output_scale), int(output_zero_point), bool(relu), plan.saturates, plan.combined_scale,
+        plan.float_compensation, plan.kw_major_pairs, plan.divide_dst)
+
+
+def prepare(act: Any, wt: Any, bias: Optional[np.ndarray], stride, padding, dilation, groups: int,
+            out_scale: float, out_zp: int, relu: bool, isa: str) -> Any:
+    """Called by qref.conv2d (Conv2dParams' packed-weights cache) with validated operands: the
+    prepared conv for act's shape and quantization."""
+    from .conv import _channels_last
+
+    p = _checked_plan(wt, groups, stride, padding, dilation, isa)
+    return prepare_conv2d(act.nhwc.shape, _channels_last(wt.oihw), bias, stride, padding, dilation, groups,
+                          act.scale, act.zero_point, wt.scale, bool(wt.per_channel), out_scale, out_zp, relu, p)
+
+
+def run(act: Any, wt: Any, bias: Optional[np.ndarray], stride, padding, dilation, groups: int,
+        out_scale: float, out_zp: int, relu: bool, isa: str, threads: Optional[int],
+        return_intermediates: bool, as_torch: bool) -> Any:
+    """Called by qref.conv2d with validated operands (conv.py _Act/_Weight)."""
+    from .conv import _channels_last, _wrap_output
+
+    p = _checked_plan(wt, groups, stride, padding, dilation, isa)
+    w_ohwi = _channels_last(wt.oihw)
     nthreads = _core.default_threads() if threads is None else threads
     res = _core.onednn_conv2d_nhwc(
         act.nhwc, w_ohwi, bias, tuple(stride), tuple(padding), tuple(dilation), int(groups), act.scale,

@@ -25,6 +25,10 @@
 // vcvtdq2ps, vaddps bias term, vmulps multiplier, vcvtps2dq (0x80000000 out of
 // range), vpmovsdw (int16 saturation = vpackssdw), vpaddsw zero point,
 // vpackuswb, vpmaxub lo.
+// issue 8: with Conv2dProblem::onednn set (exact semantics only), the same
+// integer core ends in oneDNN's requantization instead (conv2d.h
+// OnednnEpilogue; onednn.h has the formula and why raw is oneDNN's int32).
+// It is a template parameter, so the fbgemm instantiations are unchanged.
 //
 // ODR note (STYLE.md): this file is compiled with ISA flags, so it includes no
 // standard-library template header, keeps every helper in an anonymous
@@ -97,6 +101,16 @@ void gemm_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
   const RqArrays r = rq_arrays(base, G * L.NP);
   for (int64_t g = 0; g < G; ++g)
     for (int64_t n = 0; n < L.NP; ++n) set_rq(r, g * L.NP + n, p, n < Og ? g * Og + n : -1);
+  if (p.onednn) {
+    // oneDNN's per-channel scale and bias in the multiplier and bias slots
+    // (azp_col stays wrap32(a_zp * colsum): w_zp = 0 makes col_offset the colsum).
+    const OnednnEpilogue& od = *p.onednn;
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t n = 0; n < Og; ++n) {
+        r.mult[g * L.NP + n] = od.scale[g * Og + n];
+        r.bias[g * L.NP + n] = od.bias ? od.bias[g * Og + n] : 0.0f;
+      }
+  }
   for (int64_t g = 0; g < G; ++g) {
     int8_t* gb = reinterpret_cast<int8_t*>(base + L.b_off + g * L.group_bytes);
     std::memset(gb, 0, static_cast<size_t>(L.group_bytes));
@@ -116,7 +130,29 @@ struct Epilogue {
   __m512 bias_rcp;  // per-tensor: fma(bias, rcp, float(raw)) (Requant::bias_fma)
   __m256i zp16;
   __m128i lo8;
+  // oneDNN epilogue (OnednnEpilogue): flags and broadcast constants
+  bool od_relu, od_combined, od_divide;
+  __m512 od_ss, od_inv, od_dst, od_zp;
 };
+
+// oneDNN's requantization of 16 channels, the operations of requant_one
+// (onednn.cc) in the same order: A = float(raw); y = f32(A * comb[o]) or
+// f32(f32(A * ss) * ws[o]); + bias; relu y < 0 ? 0 : y; * inv (or / dst);
+// + float(out_zp); clamp to [0, 255] in float (NaN -> 0, vmaxps returns its
+// second operand); vcvtps2dq (RNE); low byte. `scale` holds comb or ws.
+inline __m128i requant_onednn16(__m512i acc, const float* scale, const float* bias, const int32_t* azp_col,
+                                const Epilogue& e) {
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512 A = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, _mm512_loadu_si512(azp_col)));
+  __m512 y = e.od_combined ? _mm512_mul_ps(A, _mm512_loadu_ps(scale))
+                           : _mm512_mul_ps(_mm512_mul_ps(A, e.od_ss), _mm512_loadu_ps(scale));
+  if (e.has_bias) y = _mm512_add_ps(y, _mm512_loadu_ps(bias));
+  if (e.od_relu) y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ), zero);
+  y = e.od_divide ? _mm512_div_ps(y, e.od_dst) : _mm512_mul_ps(y, e.od_inv);
+  y = _mm512_add_ps(y, e.od_zp);
+  y = _mm512_min_ps(_mm512_max_ps(y, zero), _mm512_set1_ps(255.0f));
+  return _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(y));
+}
 
 inline __m128i requant16(__m512i acc, __m512i rowsum, const float* mult, const float* bias, const int32_t* azp_col,
                          const int32_t* wzp, const Epilogue& e) {
@@ -173,7 +209,7 @@ struct Tile {
   }
 
 // One 8 x 32 micro-tile: 16 zmm accumulators, B in two zmm, A broadcast.
-template <bool SAT>
+template <bool SAT, bool ONEDNN>
 void micro_8x32(const Tile& t, const Epilogue& e) {
   const __m512i ones = _mm512_set1_epi16(1);
   __m512i c00 = _mm512_setzero_si512(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
@@ -188,6 +224,18 @@ void micro_8x32(const Tile& t, const Epilogue& e) {
     QREF_ROW(0) QREF_ROW(1) QREF_ROW(2) QREF_ROW(3) QREF_ROW(4) QREF_ROW(5) QREF_ROW(6) QREF_ROW(7)
   }
   // Requantize and store row r (rows past mvalid are duplicates: skipped).
+  if (ONEDNN) {
+#define QREF_OUT(r)                                                                                      \
+  if (r < t.mvalid) {                                                                                   \
+    store_n(t.out[r], requant_onednn16(c##r##0, t.mult, t.bias, t.azp_col, e), t.nvalid);             \
+    if (t.nvalid > 16)                                                                                  \
+      store_n(t.out[r] + 16, requant_onednn16(c##r##1, t.mult + 16, t.bias + 16, t.azp_col + 16, e),   \
+              t.nvalid - 16);                                                                           \
+  }
+    QREF_OUT(0) QREF_OUT(1) QREF_OUT(2) QREF_OUT(3) QREF_OUT(4) QREF_OUT(5) QREF_OUT(6) QREF_OUT(7)
+#undef QREF_OUT
+    return;
+  }
 #define QREF_OUT(r)                                                                                              \
   if (r < t.mvalid) {                                                                                           \
     const __m512i rs = _mm512_set1_epi32(t.rowsum[r]);                                                          \
@@ -201,7 +249,7 @@ void micro_8x32(const Tile& t, const Epilogue& e) {
 }
 #undef QREF_ROW
 
-template <bool SAT>
+template <bool SAT, bool ONEDNN>
 void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uint8_t* out, int64_t m_begin,
               int64_t m_end, void* scratch) {
   const Conv2dShape& s = p.shape;
@@ -211,7 +259,7 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
   gemm_scratch(p, &mb);
   uint8_t* abuf = static_cast<uint8_t*>(scratch);
   int32_t* rowsum = reinterpret_cast<int32_t*>(abuf + align64(static_cast<size_t>(mb * L.Kp)));
-  const bool use_rowsum = any_weight_zero_point(p);
+  const bool use_rowsum = !ONEDNN && any_weight_zero_point(p);
   Epilogue e;
   e.has_bias = p.rq.has_bias;
   e.bias_fma = p.rq.bias_fma;
@@ -219,6 +267,20 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
   e.use_rowsum = use_rowsum;
   e.zp16 = _mm256_set1_epi16(static_cast<int16_t>(p.rq.output_zero_point));
   e.lo8 = _mm_set1_epi8(static_cast<char>(p.rq.relu ? p.rq.output_zero_point : 0));
+  e.od_relu = e.od_combined = e.od_divide = false;
+  e.od_ss = e.od_inv = e.od_dst = e.od_zp = _mm512_setzero_ps();
+  if (ONEDNN) {
+    const OnednnEpilogue& od = *p.onednn;
+    e.has_bias = od.bias != nullptr;
+    e.use_rowsum = false;  // oneDNN: symmetric weights only
+    e.od_relu = od.relu;
+    e.od_combined = od.combined;
+    e.od_divide = od.divide_dst;
+    e.od_ss = _mm512_set1_ps(od.ss);
+    e.od_inv = _mm512_set1_ps(od.inv);
+    e.od_dst = _mm512_set1_ps(od.dst_scale);
+    e.od_zp = _mm512_set1_ps(static_cast<float>(od.out_zp));
+  }
   const uint8_t a_zp = static_cast<uint8_t>(p.rq.input_zero_point);
   const char* base = static_cast<const char*>(packed);
   const RqArrays r = rq_arrays(base, G * L.NP);
@@ -265,7 +327,7 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
             t.rowsum[q] = use_rowsum ? rowsum[i] : 0;
             t.out[q] = out + (p0 + i) * s.O + g * Og + j * kNR;
           }
-          micro_8x32<SAT>(t, e);
+          micro_8x32<SAT, ONEDNN>(t, e);
         }
       }
     }
@@ -305,10 +367,12 @@ void vnni_run_rows(const Conv2dProblem& p, const int8_t* w, const void* packed, 
 #endif
   (void)w;
   (void)inter;
-  if (p.saturate)
-    gemm_run<true>(p, packed, in, out, m_begin, m_end, scratch);
+  if (p.onednn)  // exact semantics only (onednn.cc routes nothing else here)
+    gemm_run<false, true>(p, packed, in, out, m_begin, m_end, scratch);
+  else if (p.saturate)
+    gemm_run<true, false>(p, packed, in, out, m_begin, m_end, scratch);
   else
-    gemm_run<false>(p, packed, in, out, m_begin, m_end, scratch);
+    gemm_run<false, false>(p, packed, in, out, m_begin, m_end, scratch);
 }
 
 }  // namespace
