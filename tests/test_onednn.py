@@ -357,7 +357,13 @@ def test_fast_equals_reference(variant):
                                     dict(C=20, O=70, KH=1, KW=1, H=7, W=9),
                                     dict(C=5, O=33, KH=3, KW=2, H=8, W=11, padding=(2, 1), stride=(2, 1)),
                                     dict(C=16, O=80, KH=3, KW=3, H=6, W=6, padding=1, groups=16),
-                                    dict(C=8, O=8, KH=1, KW=1, H=5, W=5, groups=2, weight="extreme", act="high")]
+                                    dict(C=8, O=8, KH=1, KW=1, H=5, W=5, groups=2, weight="extreme", act="high"),
+                                    # depthwise: tap pairs with an even tap count, a channel tail,
+                                    # dilation with padding wider than the kernel reach, > 64 taps
+                                    dict(C=40, O=40, KH=2, KW=3, H=9, W=8, padding=(1, 2), groups=40),
+                                    dict(C=35, O=35, KH=3, KW=3, H=9, W=9, padding=3, dilation=2, stride=2,
+                                         groups=35, weight="extreme", act="high"),
+                                    dict(C=16, O=16, KH=9, KW=9, H=10, W=10, padding=4, groups=16)]
     routes = set()
     for i, sh in enumerate(shapes):
         s = spec(**sh, N=2, seed=i, a_zp=int(r.integers(0, 256)), relu=bool(i % 2))
@@ -382,9 +388,12 @@ def test_fast_equals_reference(variant):
             assert_same(_core.conv2d_run(prep, args[0], threads), ref, what + " (second run)")
             routes.add(prep.route)
             Cg, Og, g = s["C"] // s["groups"], s["O"] // s["groups"], s["groups"]
-            gemm_shape = not (Cg == 1 and g >= 8 and Og <= 4)
-            if vnni and simd and exact and gemm_shape and not variant.get("kw_major_pairs"):
+            dw = Cg == 1 and Og == 1 and g > 1
+            gemm_shape = not dw and not (Cg == 1 and g >= 8 and Og <= 4)
+            if vnni and simd and exact and gemm_shape:
                 assert prep.route == "vnni_gemm", what
+            if vnni and simd and dw and not variant.get("float_comp") and not variant.get("kw_major_pairs"):
+                assert prep.route == ("dw512_pairs" if s["KH"] * s["KW"] <= 64 else "dw512"), what
     if vnni and exact:
         assert "vnni_gemm" in routes
 

@@ -301,6 +301,8 @@ struct VnniPack {
   std::vector<int8_t> wbuf;
   std::vector<int32_t> sbuf;
   std::vector<uint8_t> zeros;
+  std::vector<int16_t> w16;  // depthwise tap pairs
+  std::vector<float> fbuf;   // depthwise tap pairs: permuted scale and bias
   OnednnSimdProblem P{};
 };
 
@@ -360,6 +362,49 @@ void pack_dw_avx512(const Conv2dShape& s, const int8_t* w, VnniPack* vp) {
   P.wsum = sp;
 }
 
+// Depthwise tap-pair kernel (onednn_simd.h onednn_avx512_dw_pair_rows): weights of taps
+// (2p, 2p+1) interleaved per channel, per-channel constants in the lane order the kernel's
+// vpunpck{l,h}wd leave the channels in (lane j of half h: channel 8*(j/4) + 4*h + j%4).
+void pack_dw_pairs(const Conv2dShape& s, const OnednnParams& p, const int8_t* w, VnniPack* vp) {
+  OnednnSimdProblem& P = vp->P;
+  P.N = s.N; P.H = s.H; P.W = s.W; P.C = s.C; P.OH = s.OH; P.OW = s.OW; P.KH = s.KH; P.KW = s.KW;
+  P.stride_h = s.stride_h; P.stride_w = s.stride_w; P.pad_h = s.pad_h; P.pad_w = s.pad_w;
+  P.dilation_h = s.dilation_h; P.dilation_w = s.dilation_w; P.groups = s.groups;
+  P.Cg = 1; P.Og = 1; P.quads = 1; P.oblocks = 1;
+  const int64_t T = s.KH * s.KW, TP = (T + 1) / 2, G = s.groups, NC = (G + 31) / 32, Gp = NC * 32;
+  vp->w16.assign(static_cast<size_t>(TP * NC * 64 + 32), 0);
+  vp->sbuf.assign(static_cast<size_t>(Gp + 16), 0);
+  vp->fbuf.assign(static_cast<size_t>(2 * Gp + 16), 0.f);
+  vp->zeros.assign(static_cast<size_t>(Gp), static_cast<uint8_t>(p.input_zero_point));
+  int16_t* wp = align64(vp->w16);
+  int32_t* cz = align64(vp->sbuf);
+  float* sc = align64(vp->fbuf);
+  float* bi = sc + Gp;
+  for (int64_t cb = 0; cb < NC; ++cb)
+    for (int64_t h = 0; h < 2; ++h)
+      for (int64_t j = 0; j < 16; ++j) {
+        const int64_t g = cb * 32 + 8 * (j / 4) + 4 * h + j % 4;
+        const int64_t slot = cb * 32 + h * 16 + j;
+        if (g >= G) continue;
+        uint32_t colsum = 0;
+        for (int64_t t = 0; t < T; ++t) {
+          const int8_t wv = w[g * T + t];
+          colsum += static_cast<uint32_t>(static_cast<int32_t>(wv));
+          wp[((t / 2) * NC + cb) * 64 + h * 32 + j * 2 + t % 2] = wv;
+        }
+        cz[slot] = static_cast<int32_t>(static_cast<uint32_t>(p.input_zero_point) * colsum);  // wraps like vpmulld
+        sc[slot] = p.variant.combined ? p.comb_scale[g] : p.wei_scale[g];
+        bi[slot] = p.has_bias ? p.bias[g] : 0.f;
+      }
+  P.w = nullptr;
+  P.wsum = nullptr;
+  P.wpair = wp;
+  P.colp = cz;
+  P.scale_p = sc;
+  P.bias_p = bi;
+  P.zp_row = vp->zeros.data();
+}
+
 bool g_simd_enabled = true;
 }  // namespace
 
@@ -371,12 +416,13 @@ void set_onednn_simd(bool enabled) { g_simd_enabled = enabled; }
 //          kernels/conv2d_avx512vnni.cc) with oneDNN's epilogue (conv2d.h OnednnEpilogue)
 //  kVnni   the oneDNN-specific VNNI core (float compensation; shapes the GEMM kernel hands
 //          to its AVX2 depthwise code, which saturates)
-//  kDw512  depthwise (one input and one output channel per group), every class (one product
-//          per pair never saturates)
+//  kDwPairs depthwise (one input and one output channel per group), integer compensation,
+//          every class (one product per channel pair never saturates): two taps per vpmaddwd
+//  kDw512  the same with float compensation (or kernels over 64 taps)
 //  kFast   portable repacked loop; kReference the plain loop (intermediates, transposed,
 //          kw-major pairs)
 struct OnednnConv2d::Impl {
-  enum Route { kReference, kFast, kVnni, kDw512, kGemm };
+  enum Route { kReference, kFast, kVnni, kDw512, kDwPairs, kGemm };
   Conv2dShape s;
   OnednnParams p;
   const int8_t* w = nullptr;
@@ -448,6 +494,23 @@ OnednnConv2d::OnednnConv2d(const Conv2dShape& s, const OnednnParams& p, const in
     pr.onednn = &I.od;
     I.gemm.reset(new PreparedConv2d(pr, kAvx512VnniKernel, w));
 #endif
+  } else if (g_simd_enabled && dw && cpu.avx512() && !p.variant.float_comp && s.KH * s.KW <= 64) {
+    I.route = Impl::kDwPairs;
+    pack_dw_pairs(s, I.p, w, &I.vp);
+    const OnednnParams& q = I.p;
+    OnednnSimdProblem& P = I.vp.P;
+    P.a_zp = q.input_zero_point;
+    P.out_zp = q.output_zero_point;
+    P.relu = q.relu;
+    P.has_bias = q.has_bias;
+    P.combined = q.variant.combined;
+    P.float_comp = false;
+    P.divide_dst = q.variant.divide_dst;
+    P.ss = q.src_scale;
+    P.inv = q.dst_scale_inv;
+    P.dst_scale = q.dst_scale;
+    P.out = nullptr;  // set per run
+    P.O = s.O;
   } else if (g_simd_enabled && ((!dw && !p.variant.saturate && cpu.avx512() && cpu.avx512vnni) ||
                                 (dw && cpu.avx512()))) {
     // Depthwise products never saturate (one product per pair), on every class.
@@ -489,6 +552,7 @@ const char* OnednnConv2d::route() const {
     case Impl::kGemm: return "vnni_gemm";
     case Impl::kVnni: return "vnni";
     case Impl::kDw512: return "dw512";
+    case Impl::kDwPairs: return "dw512_pairs";
     case Impl::kFast: return "portable";
     default: return "reference";
   }
@@ -499,7 +563,10 @@ size_t OnednnConv2d::packed_bytes() const {
   switch (I.route) {
     case Impl::kGemm: return I.gemm->packed_bytes;
     case Impl::kVnni:
-    case Impl::kDw512: return I.vp.wbuf.size() + I.vp.sbuf.size() * 4 + I.vp.zeros.size();
+    case Impl::kDw512:
+    case Impl::kDwPairs:
+      return I.vp.wbuf.size() + I.vp.sbuf.size() * 4 + I.vp.zeros.size() + I.vp.w16.size() * 2 +
+             I.vp.fbuf.size() * 4;
     case Impl::kFast: return I.fp.w.size() * 2 + I.fp.wsum.size() * 4 + I.fp.wdw.size() * 2;
     default: return 0;
   }
@@ -529,6 +596,7 @@ void OnednnConv2d::run(const uint8_t* in, uint8_t* out, int num_threads,
     switch (I.route) {
       case Impl::kVnni: onednn_vnni_rows(P, in, b, e); break;
       case Impl::kDw512: onednn_avx512_dw_rows(P, in, b, e); break;
+      case Impl::kDwPairs: onednn_avx512_dw_pair_rows(P, in, b, e); break;
       case Impl::kFast: run_rows_fast(s, I.p, I.fp, in, out, b, e); break;
       default: run_rows(s, I.p, in, I.w, out, b, e, inter, I.transposed); break;
     }

@@ -168,7 +168,80 @@ QREF_VNNI_TARGET void dw_rows_impl(const OnednnSimdProblem& P, const uint8_t* in
   }
 }
 
+#define QREF_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+
+// oneDNN's requantization of one half (16 lanes, permuted arrays: onednn_simd.h) from the
+// zero-point-compensated int32 raw; the operations of requant16 above, relu as the
+// reference loop writes it (y < 0 ? 0 : y). Returns the rounded int32 in [0, 255].
+QREF_AVX512_TARGET inline __m512i requant_half(const OnednnSimdProblem& P, __m512i raw, const float* scale,
+                                               const float* bias) {
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512 A = _mm512_cvtepi32_ps(raw);
+  __m512 y = P.combined ? _mm512_mul_ps(A, _mm512_load_ps(scale))
+                        : _mm512_mul_ps(_mm512_mul_ps(A, _mm512_set1_ps(P.ss)), _mm512_load_ps(scale));
+  if (P.has_bias) y = _mm512_add_ps(y, _mm512_load_ps(bias));
+  if (P.relu) y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ), zero);
+  y = P.divide_dst ? _mm512_div_ps(y, _mm512_set1_ps(P.dst_scale)) : _mm512_mul_ps(y, _mm512_set1_ps(P.inv));
+  y = _mm512_add_ps(y, _mm512_set1_ps(static_cast<float>(P.out_zp)));
+  y = _mm512_min_ps(_mm512_max_ps(y, zero), _mm512_set1_ps(255.0f));
+  return _mm512_cvtps_epi32(y);
+}
+
+// Depthwise, 32 channels per vector pair. Per output position: each tap's 32 bytes
+// widened to int16 (vpmovzxbw), taps 2p and 2p+1 interleaved per channel (vpunpck{l,h}wd),
+// vpmaddwd with the interleaved weights adds both exact products into the channel's int32
+// lane. Padded taps read P.zp_row (a_zp), so raw = acc - a_zp * colsum(all taps) is
+// oneDNN's int32 (onednn_simd.h). vpackusdw of the two halves restores the channel order.
+QREF_AVX512_TARGET void dw_pair_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin,
+                                          int64_t m_end) {
+  const int64_t G = P.groups, T = P.KH * P.KW, TP = (T + 1) / 2, NC = (G + 31) / 32;
+  const uint8_t* ptr[64];  // taps of one position (KH * KW <= 64: onednn.cc routes larger kernels elsewhere)
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    const int64_t n = m / P.OH, oh = m % P.OH;
+    for (int64_t ow = 0; ow < P.OW; ++ow) {
+      for (int64_t kh = 0; kh < P.KH; ++kh) {
+        const int64_t ih = oh * P.stride_h - P.pad_h + kh * P.dilation_h;
+        const bool hok = ih >= 0 && ih < P.H;
+        const uint8_t* row = in + ((n * P.H + (hok ? ih : 0)) * P.W) * P.C;
+        for (int64_t kw = 0; kw < P.KW; ++kw) {
+          const int64_t iw = ow * P.stride_w - P.pad_w + kw * P.dilation_w;
+          ptr[kh * P.KW + kw] = hok && iw >= 0 && iw < P.W ? row + iw * P.C : P.zp_row;
+        }
+      }
+      uint8_t* dst = P.out + ((n * P.OH + oh) * P.OW + ow) * P.O;
+      for (int64_t cb = 0; cb < NC; ++cb) {
+        const int64_t c0 = cb * 32;
+        const int64_t lanes = G - c0 < 32 ? G - c0 : 32;
+        const __mmask32 k = lanes == 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << lanes) - 1u);
+        const int16_t* wc = P.wpair + cb * 64;
+        __m512i acc_lo = _mm512_setzero_si512(), acc_hi = _mm512_setzero_si512();
+        for (int64_t p = 0; p < TP; ++p) {
+          const __m512i x0 = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(k, ptr[2 * p] + c0));
+          const __m512i x1 = 2 * p + 1 < T ? _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(k, ptr[2 * p + 1] + c0))
+                                           : _mm512_setzero_si512();
+          const int16_t* wp = wc + p * NC * 64;
+          acc_lo = _mm512_add_epi32(acc_lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(x0, x1), _mm512_load_si512(wp)));
+          acc_hi = _mm512_add_epi32(acc_hi,
+                                    _mm512_madd_epi16(_mm512_unpackhi_epi16(x0, x1), _mm512_load_si512(wp + 32)));
+        }
+        // raw = acc - wrap32(a_zp * colsum) (P.colp holds the product)
+        const int32_t* cz = P.colp + cb * 32;
+        const __m512i q_lo = requant_half(P, _mm512_sub_epi32(acc_lo, _mm512_load_si512(cz)), P.scale_p + c0,
+                                          P.bias_p + c0);
+        const __m512i q_hi = requant_half(P, _mm512_sub_epi32(acc_hi, _mm512_load_si512(cz + 16)),
+                                          P.scale_p + c0 + 16, P.bias_p + c0 + 16);
+        // per 128-bit lane: q_lo's channels 8L..8L+3 then q_hi's 8L+4..8L+7, as uint16
+        _mm256_mask_storeu_epi8(dst + c0, k, _mm512_cvtepi16_epi8(_mm512_packus_epi32(q_lo, q_hi)));
+      }
+    }
+  }
+}
+
 }  // namespace
+
+void onednn_avx512_dw_pair_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end) {
+  dw_pair_rows_impl(P, in, m_begin, m_end);
+}
 
 void onednn_vnni_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end) {
   vnni_rows_impl(P, in, m_begin, m_end);
@@ -182,6 +255,7 @@ void onednn_avx512_dw_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_
 
 void onednn_vnni_rows(const OnednnSimdProblem&, const uint8_t*, int64_t, int64_t) {}
 void onednn_avx512_dw_rows(const OnednnSimdProblem&, const uint8_t*, int64_t, int64_t) {}
+void onednn_avx512_dw_pair_rows(const OnednnSimdProblem&, const uint8_t*, int64_t, int64_t) {}
 
 #endif
 

@@ -24,6 +24,14 @@ struct OnednnSimdProblem {
   const float* bias;  // [O] or null
   uint8_t* out;       // NHWC [N][OH][OW][O]
   int64_t O;
+  // Depthwise tap-pair kernel (onednn_avx512_dw_pair_rows), 32 channels per chunk, two
+  // halves of 16 int32 lanes; lane j of half h is channel 8*(j/4) + 4*h + j%4 of the chunk
+  // (the order vpunpck{l,h}wd leave them in). All 64-byte aligned, zero-padded.
+  const int16_t* wpair;   // [tap pair][chunk][half][16 lanes][2]: weights of taps 2p, 2p+1 (0 past the last)
+  const int32_t* colp;    // [chunk][half][16]: wrap32(a_zp * sum of the weights over ALL taps)
+  const float* scale_p;   // [chunk][half][16]: comb (combined) or ws
+  const float* bias_p;    // [chunk][half][16]: bias (0 without)
+  const uint8_t* zp_row;  // groups rounded up to 32 bytes of a_zp (stand in for padded taps)
 };
 
 // Per output position and (group, 16-channel block): the exact int32 sum of
@@ -37,5 +45,10 @@ void onednn_vnni_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_b
 // products: P.wsum holds the int32 weights [tap][groups rounded up to 16].
 // Needs AVX512 (f/bw/dq/vl) only.
 void onednn_avx512_dw_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end);
+// The same for the exact integer compensation (not float_comp), faster: padded taps read
+// a_zp (they then add (a_zp - a_zp) * w = 0 to acc - a_zp * colsum, the ring identity the
+// fbgemm path uses), so the colsum is the all-taps one; two taps per vpmaddwd (u8 values
+// and s8 weights as int16: exact products, exact int32 pair sums). Needs AVX512 (f/bw/dq/vl).
+void onednn_avx512_dw_pair_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end);
 
 }  // namespace qref
