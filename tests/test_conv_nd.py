@@ -192,13 +192,12 @@ def _qw(g, shape, per_channel, zp):
 
 @pytest.mark.parametrize("engine", ["fbgemm", "x86"])
 def test_from_torch_conv1d_conv3d(engine):
-    """Modules converted under either engine: qref reproduces those that run fbgemm and refuses
-    (UnsupportedModuleError, by probe) those the x86 engine sent to oneDNN."""
+    """Modules converted under either engine: qref reproduces those that run fbgemm, and with
+    oneDNN's arithmetic (engine "onednn", by probe) those the x86 engine sent to oneDNN."""
     import torch.ao.nn.intrinsic.quantized as nniq
     import torch.ao.nn.quantized as nnq
 
     from qref.bridge_nd import packed_engine_nd
-    from qref.torch_bridge import UnsupportedModuleError
 
     g = torch.Generator().manual_seed(5)
     prev = torch.backends.quantized.engine
@@ -216,12 +215,10 @@ def test_from_torch_conv1d_conv3d(engine):
             m.scale, m.zero_point = 0.31, 64
             x = torch.quantize_per_tensor(torch.randn(xshape, generator=g) * 2, 0.05, 70, torch.quint8)
             name = type(m).__name__
-            if packed_engine_nd(m) == "onednn":
-                assert engine == "x86" and zp == 0
-                with pytest.raises(UnsupportedModuleError, match="oneDNN"):
-                    qref.from_torch(m)
-                continue
             p = qref.from_torch(m)
+            # oneDNN-packed (x86 engine, VNNI host, symmetric weights): oneDNN's arithmetic (issue 8)
+            assert p.engine == ("onednn" if packed_engine_nd(m) == "onednn" else "fbgemm")
+            assert p.engine == "fbgemm" or (engine == "x86" and zp == 0)
             assert p.relu == ("ReLU" in name)
             on.assert_same(p(x).int_repr().numpy(), m(x).int_repr().numpy(), f"{engine} {name}")
             assert p.known_torch_defect(x.shape) is None
@@ -248,8 +245,10 @@ def test_conv1d_conv3d_numpy_io_and_errors():
         qref.conv3d(x5, b["w"], reproduce_defects=1, **kw)
     with pytest.raises(ValueError, match="conv1d: input.shape="):
         qref.conv1d(x5, b["w"], **kw)
-    with pytest.raises(qref.OneDNNNotSupportedError):
-        qref.conv3d(x5, b["w"], engine="onednn", **kw)
+    with pytest.raises(qref.OneDNNNotSupportedError, match="symmetric weights"):
+        qref.conv3d(x5, b["w"], engine="onednn", **dict(kw, weight_zero_point=2))
+    with pytest.raises(ValueError, match="return_intermediates=True is not available"):
+        qref.conv3d(x5, b["w"], engine="onednn", return_intermediates=True, **kw)
 
 
 def _random_spec(rng, kind: str, i: int) -> dict:

@@ -133,6 +133,9 @@ class _LayerParams:
     output_padding: tuple = ()
     groups: int = 1
     padding_mode: str = "zeros"
+    # whose arithmetic torch's packed weights run: "fbgemm", or "onednn" for a module packed for
+    # oneDNN (the default "x86" engine on an AVX512-VNNI host, or "onednn"; qref/onednn_nd.py)
+    engine: str = "fbgemm"
 
     # issue 7 item 4: prepared weights per input shape / quantization / ISA / kernel (see module doc)
     _prepared: Any = field(default=None, init=False, repr=False, compare=False)
@@ -178,7 +181,7 @@ class _LayerParams:
             kname = _resolve_kernel(self.kind, kernel)
         except (TypeError, ValueError):
             return full()
-        key = (tuple(v.shape), qkey, isa, kname) + extra
+        key = (tuple(v.shape), qkey, isa, kname, self.engine) + extra
         ent = self._prepared.get(key)
         if ent is None:
             res = full()  # validates every argument; a bad one raises here, before any entry is made
@@ -188,7 +191,9 @@ class _LayerParams:
             if a_s is None:
                 a_s = check_scale(self.kind, "input_scale", input_scale)
                 a_zp = check_int(self.kind, "input_zero_point", input_zero_point, 0, 255)
-            self._prepared[key] = self._prepare(tuple(v.shape), a_s, a_zp, isa, kname, *extra) or False
+            # oneDNN-packed layers take the public function every call (no prepared entry yet)
+            self._prepared[key] = (self.engine == "fbgemm" and
+                                   self._prepare(tuple(v.shape), a_s, a_zp, isa, kname, *extra)) or False
             return res
         if ent is False:  # a problem the cached path does not take (e.g. intermediates-only paths)
             return full()
@@ -353,7 +358,8 @@ class Conv1dParams(_LayerParams):
             return conv1d(x, self.weight, self.bias, stride=self.stride, padding=pad, dilation=self.dilation,
                           groups=self.groups, input_scale=s, input_zero_point=z, output_scale=self.output_scale,
                           output_zero_point=self.output_zero_point, relu=self.relu, isa=isa, kernel=kernel,
-                          threads=threads, return_intermediates=return_intermediates, **self._weight_args())
+                          threads=threads, return_intermediates=return_intermediates, engine=self.engine,
+                          **self._weight_args())
 
         if return_intermediates:
             return full()
@@ -409,7 +415,7 @@ class Conv3dParams(_LayerParams):
                           groups=self.groups, input_scale=s, input_zero_point=z, output_scale=self.output_scale,
                           output_zero_point=self.output_zero_point, relu=self.relu, isa=isa, kernel=kernel,
                           threads=threads, return_intermediates=return_intermediates,
-                          reproduce_defects=reproduce_defects, **self._weight_args())
+                          reproduce_defects=reproduce_defects, engine=self.engine, **self._weight_args())
 
         if return_intermediates or not isinstance(reproduce_defects, (bool, np.bool_)):
             return full()
@@ -498,7 +504,7 @@ class ConvTransposeParams(_LayerParams):
                       input_scale=input_scale, input_zero_point=input_zero_point, output_scale=self.output_scale,
                       output_zero_point=self.output_zero_point, isa=isa, kernel=kernel, threads=threads,
                       return_intermediates=return_intermediates, reproduce_defects=reproduce_defects,
-                      **self._weight_args())
+                      engine=self.engine, **self._weight_args())
 
         # the cached path: conv_transpose2d (1d/3d always take the public function)
         if return_intermediates or self.weight.ndim != 4 or not isinstance(reproduce_defects, (bool, np.bool_)):
@@ -624,6 +630,13 @@ def handles(module: Any) -> bool:
     return (".intrinsic." in mod) == (name in _RELU_NAMES)
 
 
+def _direct_refusal(name: str) -> str:
+    return (f"from_torch: this {name} runs fbgemm's direct transposed path (groups 1, channels % 8 == 0, kernel "
+            f"height 2, stride 1/2, no padding), whose packed weights torch cannot unpack (module.weight() returns "
+            f"uninitialized memory), so qref cannot read them; call qref.conv_transpose2d with the original "
+            f"quantized weight instead")
+
+
 def packed_engine_nd(module: Any) -> str:
     """'fbgemm', 'onednn' or 'unknown' for any supported module: see torch_bridge.packed_engine."""
     from .torch_bridge import packed_engine
@@ -638,6 +651,7 @@ def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
 
     name = type(module).__name__
     kind, relu = MODULE_KINDS[name]
+    direct = False
     if kind == "conv_transpose2d":
         from .conv_nd import conv_nd_plan
 
@@ -645,26 +659,32 @@ def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
         plan = conv_nd_plan((1, module.in_channels, 8, 8), (module.out_channels, module.in_channels // g)
                             + tuple(module.kernel_size), module.stride, module.padding, module.dilation, g,
                             transposed=True)
-        if plan.path == "direct":
-            # E (tests/test_transposed.py): module.weight() of such a module returns uninitialized
-            # memory (different on every call); fbgemm's PackedDirectConvMatrix has no unpack.
-            # Checked before the engine probe: a probe call would also fix fbgemm's cached
-            # column offsets to the probe's input size (SPEC.md §4.5).
-            raise UnsupportedModuleError(
-                f"from_torch: this {name} runs oneDNN (x86 engine) or fbgemm's direct transposed path (groups 1, "
-                f"channels % 8 == 0, kernel height 2, stride 1/2, no padding), whose packed weights torch cannot "
-                f"unpack (module.weight() returns uninitialized memory), so qref cannot read them; call "
-                f"qref.conv_transpose2d with the original quantized weight instead")
+        # E (tests/test_transposed.py): module.weight() of a module on fbgemm's direct path returns
+        # uninitialized memory (different on every call; PackedDirectConvMatrix has no unpack). Two
+        # calls that differ rule out a oneDNN-packed module (whose unpack is exact) without the
+        # engine probe, whose call would fix fbgemm's cached column offsets to the probe's input
+        # size (SPEC.md §4.5).
+        direct = plan.path == "direct"
+        if direct and not bool((module.weight().int_repr() == module.weight().int_repr()).all()):
+            raise UnsupportedModuleError(_direct_refusal(name))
+    engine = "fbgemm"
     if check_engine:
         eng = packed_engine_nd(module)
-        if eng != "fbgemm":
+        if eng == "onednn" and kind != "linear":
+            # Packed for oneDNN (the default "x86" engine on an AVX512-VNNI Linux host, or "onednn"):
+            # the params run oneDNN's arithmetic (qref/onednn_nd.py; Conv1d as conv2d).
+            engine = "onednn"
+        elif eng != "fbgemm":
             raise UnsupportedModuleError(
                 f"from_torch: this {name}'s packed weights run oneDNN, not fbgemm "
                 + ("(detected by probe)" if eng == "onednn" else "(could not be ruled out)")
                 + ": the model was converted under torch.backends.quantized.engine='onednn' (or 'x86', the "
                 "default, for convs with symmetric weights), and oneDNN's arithmetic differs from fbgemm's "
-                "(SPEC.md §6); qref reproduces oneDNN for Conv2d only. Set torch.backends.quantized.engine = 'fbgemm' and use "
+                "(SPEC.md §6); qref reproduces oneDNN for convolutions, not for Linear. Set "
+                "torch.backends.quantized.engine = 'fbgemm' and use "
                 "torch.ao.quantization.get_default_qconfig('fbgemm') before prepare/convert.")
+    if direct and engine == "fbgemm":
+        raise UnsupportedModuleError(_direct_refusal(name))
     w = module.weight()
     b = module.bias()
     ws, wz, per_channel = weight_qparams(w, name)
@@ -692,4 +712,4 @@ def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
         groups=int(module.groups),
         padding_mode=pm,
     )
-    return _CLASSES[kind](**common, **conv)
+    return _CLASSES[kind](**common, **conv, engine=engine)

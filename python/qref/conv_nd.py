@@ -203,13 +203,31 @@ def _conv3d_via_conv2d(a_ndhwc, a_s, a_zp, wt, b, st, pd, dl, g, out_s, out_zp, 
     return five(out), (None if inter is None else tuple(five(v) for v in inter))
 
 
-def _onednn_error(fn: str, engine: str):
+def _onednn_nd(fn, a, a_s, a_zp, wt, w_conv, b, st, pd, dl, g, out_sp, out_s, out_zp, relu, transposed, isa,
+               return_intermediates):
+    """torch's x86/onednn engine: oneDNN's arithmetic (qref/onednn_nd.py). ``a`` (N, C, *S);
+    ``w_conv`` (O, Cg, *k) in conv form. Returns the uint8 output (N, O, *OS)."""
     from .conv import OneDNNNotSupportedError
+    from .onednn_nd import run
 
-    return OneDNNNotSupportedError(
-        f"{fn}: engine={engine!r} runs this conv on oneDNN (symmetric weights, groups <= 100, zero output_padding, "
-        f"AVX512-VNNI host), whose arithmetic qref does not reproduce yet; use engine='fbgemm' and convert the model "
-        f"with torch.backends.quantized.engine = 'fbgemm'")
+    if return_intermediates:
+        raise ValueError(f"{fn}: return_intermediates=True is not available for the oneDNN engines' {fn} (use "
+                         f"engine='fbgemm', or qref.conv2d for a 2D layer)")
+    if not bool(np.all(wt.zero_point == 0)):
+        raise OneDNNNotSupportedError(
+            f"{fn}: engine='onednn' with weight zero points {wt.zero_point.tolist()[:8]}: torch's oneDNN conv "
+            f"requires symmetric weights (all zero points 0) and refuses this prepack")
+    x_cl = np.ascontiguousarray(np.moveaxis(a, 1, -1))
+    out = run(x_cl, a_s, a_zp, np.ascontiguousarray(w_conv), wt.scale, b, st, pd, dl, g, out_sp, out_s, out_zp,
+              relu, transposed, isa)
+    return np.ascontiguousarray(np.moveaxis(out, -1, 1))
+
+
+def _isas(engine: Any) -> tuple:
+    """The isa names a layer takes: fbgemm's, plus oneDNN's classes for the x86/onednn engines."""
+    from .conv import ISAS
+
+    return ISAS if engine == "fbgemm" else ISAS + ("amx", "avx512_core", "sse41")
 
 
 def conv3d(
@@ -265,10 +283,18 @@ def conv3d(
     b = _bias_operand(fn, bias, O)
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     check_bool(fn, "relu", relu)
-    kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads)
+    kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads, _isas(engine))
     check_bool(fn, "reproduce_defects", reproduce_defects)
     if engine == "onednn" or (engine == "x86" and onednn_would_run(wt, g, isa)):
-        raise _onednn_error(fn, engine)
+        out_sp = tuple((n + 2 * p - d * (k - 1) - 1) // s_ + 1
+                       for n, p, d, k, s_ in zip((D, H, W), pd, dl, (KD, KH, KW), st))
+        out = _onednn_nd(fn, a, a_s, a_zp, wt, wt.oihw, b, st, pd, dl, g, out_sp, out_s, out_zp, bool(relu), False,
+                         isa, return_intermediates)
+        return _wrap(out, from_torch, out_s, out_zp)
+    if engine == "x86":
+        from .onednn import fbgemm_isa
+
+        isa = fbgemm_isa(isa)  # the fbgemm name of a machine named by a oneDNN class
     plan = conv_nd_plan((N, C, D, H, W), (O, Cg, KD, KH, KW), st, pd, dl, g, isa=isa)
     a_ndhwc = np.ascontiguousarray(a.transpose(0, 2, 3, 4, 1))
     # kernel="scalar" runs the normative N-d reference; the other kernels run the conv2d core on
@@ -485,10 +511,21 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
                              f"padding {pd[i]}, kernel {k}, dilation {dl[i]}, output_padding {op[i]})")
     b = _bias_operand(fn, bias, O)
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
-    kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads)
+    kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads, _isas(engine))
     check_bool(fn, "reproduce_defects", reproduce_defects)
     if engine == "onednn" or (engine == "x86" and _onednn_would_run_transposed(wt, g, op, isa)):
-        raise _onednn_error(fn, engine)
+        if any(op):
+            raise ValueError(f"{fn}: output_padding={op} with engine='onednn': torch's oneDNN transposed conv needs "
+                             f"zero output_padding ('ONEDNN only supports zero output_padding'; the x86 engine sends "
+                             f"such convs to fbgemm)")
+        out_sp = tuple((n - 1) * s_ - 2 * p + d * (k - 1) + 1 for n, s_, p, d, k in zip(spatial, st, pd, dl, ks))
+        out = _onednn_nd(fn, a, a_s, a_zp, wt, w_oihw, b, st, pd, dl, g, out_sp, out_s, out_zp, False, True, isa,
+                         return_intermediates)
+        return _wrap(out, from_torch, out_s, out_zp)
+    if engine == "x86":
+        from .onednn import fbgemm_isa
+
+        isa = fbgemm_isa(isa)
     plan = conv_nd_plan((N, C) + tuple(spatial), (O, Cg) + ks, st, pd, dl, g, transposed=True, isa=isa)
     # channels last; a 2D transposed conv runs in the N-d reference with a unit depth
     x_cl = np.ascontiguousarray(np.moveaxis(a, 1, -1))
@@ -578,6 +615,16 @@ def known_torch_defect(params: Any, input_shape: Any, *, first_input_shape: Any 
     """
     kind = getattr(params, "kind", "")
     shape = tuple(int(v) for v in input_shape)
+    eng = getattr(params, "engine", "fbgemm")
+    if kind == "conv_transpose" and eng != "fbgemm":
+        from .onednn import host_has_vnni, transposed_defect
+
+        if eng == "onednn" or (host_has_vnni(isa) and not any(params.output_padding) and params.groups <= 100):
+            # torch's x86/onednn deconvolution with in_channels != out_channels (SPEC.md §6.5)
+            IC, OCg = params.weight.shape[:2]
+            return transposed_defect(int(IC), int(OCg) * int(params.groups), int(params.groups))
+    if kind == "conv3d" and eng != "fbgemm":
+        return None  # the fbgemm defects below are not oneDNN's
     if kind == "conv3d":
         plan = params.plan(shape, isa)
         taps = int(np.prod(params.weight.shape[2:]))

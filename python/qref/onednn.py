@@ -359,21 +359,6 @@ def transposed_defect(in_channels: int, out_channels: int, groups: int = 1) -> O
     return None
 
 
-def transposed_plan(isa: str = "auto") -> OnednnPlan:
-    from .conv import OneDNNNotSupportedError
-
-    cls = resolve_class(isa)
-    if cls == "vnni":
-        return OnednnPlan(cls, "brg_deconv:avx512_core_vnni", False, False, False, True)
-    if cls == "amx":
-        # SPEC.md §6.2/§6.4: jit_deconvolution:avx512_core_vnni on the AMX Xeon, separate scales (measured
-        # there, not on this host).
-        return OnednnPlan(cls, "jit_deconvolution:avx512_core_vnni", False, False, False, False)
-    raise OneDNNNotSupportedError(
-        f"conv_transpose2d: torch's oneDNN runs transposed convs with its {cls} deconvolution kernels, whose "
-        f"int16 pair order qref has not matched (only the vnni class is reproduced)")
-
-
 def conv_transpose2d(input: Any, weight: Any, bias: Any = None, *, stride: Any = 1, padding: Any = 0,
                      output_padding: Any = 0, dilation: Any = 1, groups: int = 1, input_scale: Any = None,
                      input_zero_point: Any = None, weight_scale: Any = None, output_scale: Any,
@@ -381,54 +366,13 @@ def conv_transpose2d(input: Any, weight: Any, bias: Any = None, *, stride: Any =
     """torch's x86/onednn ``quantized::conv_transpose2d`` (oneDNN deconvolution) arithmetic.
 
     ``weight``: qint8 (C, O/groups, kH, kW) per-tensor symmetric, or an int8 array with
-    ``weight_scale``. Same formula as the oneDNN conv (module docstring) over the input pixels whose
-    scatter reaches each output. Where ``transposed_defect`` names a reason, torch's own output is
-    wrong and differs from this one.
+    ``weight_scale``. The same as ``qref.conv_transpose2d(..., engine="onednn")``: oneDNN's
+    deconvolution kernels and their arithmetic per shape are in qref/onednn_nd.py. Where
+    ``transposed_defect`` names a reason, torch's own output is wrong and differs from this one.
     """
-    from ._validate import check_choice, check_int, check_pair, check_scale, check_threads
-    from .conv import _bias_operand, _input_operand, _weight_operand, _wrap_output
+    from .conv_nd import conv_transpose2d as _ct2d
 
-    fn = "conv_transpose2d"
-    g = check_int(fn, "groups", groups, 1, None, "must be >= 1")
-    st = check_pair(fn, "stride", stride, 1)
-    pd = check_pair(fn, "padding", padding, 0)
-    op = check_pair(fn, "output_padding", output_padding, 0)
-    dl = check_pair(fn, "dilation", dilation, 1)
-    out_s = check_scale(fn, "output_scale", output_scale)
-    out_zp = check_int(fn, "output_zero_point", output_zero_point, 0, 255, "quint8 output: must be in [0, 255]")
-    check_choice(fn, "isa", isa, ("auto",) + ONEDNN_ISAS)
-    nthreads = check_threads(fn, threads)
-    act = _input_operand(fn, input, input_scale, input_zero_point)
-    wt = _weight_operand(fn, weight, weight_scale, None)
-    if wt.per_channel:
-        raise ValueError(f"{fn}: weight is per-channel quantized (torch's transposed quantized conv takes a "
-                         f"per-tensor weight)")
-    if int(wt.zero_point[0]) != 0:
-        from .conv import OneDNNNotSupportedError
-
-        raise OneDNNNotSupportedError(f"{fn}: weight zero point {int(wt.zero_point[0])} != 0: oneDNN needs "
-                                      f"symmetric weights")
-    N, H, W, C = act.nhwc.shape
-    Cw, Og, KH, KW = wt.oihw.shape
-    if Cw != C or C % g != 0:
-        raise ValueError(f"{fn}: weight has {Cw} input channels but input has C={C} (weight is (C, O/groups, kH, "
-                         f"kW); C must be divisible by groups={g})")
-    if op != (0, 0):
-        raise ValueError(f"{fn}: output_padding={op}: torch's oneDNN transposed conv needs zero output_padding "
-                         f"(the x86 engine sends such convs to fbgemm; the onednn engine refuses them)")
-    for i, (n_in, k) in enumerate(zip((H, W), (KH, KW))):
-        if op[i] >= max(st[i], dl[i]):
-            raise ValueError(f"{fn}: output_padding={op[i]} must be smaller than stride ({st[i]}) or dilation "
-                             f"({dl[i]}) (torch's rule)")
-        if (n_in - 1) * st[i] - 2 * pd[i] + dl[i] * (k - 1) + op[i] + 1 < 1:
-            raise ValueError(f"{fn}: output size < 1 in spatial dim {i}")
-    O, Cg = Og * g, C // g
-    b = _bias_operand(fn, bias, O)
-    p = transposed_plan(isa)
-    # [O][KH][KW][Cg] with w2[g*Og+oc][kh][kw][c] = w[g*Cg+c][oc][kh][kw] (no kernel flip).
-    w2 = wt.oihw.reshape(g, Cg, Og, KH, KW).transpose(0, 2, 3, 4, 1).reshape(O, KH, KW, Cg)
-    out = _core.onednn_conv_transpose2d_nhwc(
-        act.nhwc, np.ascontiguousarray(w2), b, st, pd, op, dl, g, act.scale, act.zero_point,
-        np.ascontiguousarray(wt.scale, dtype=np.float64), False, out_s, out_zp, False, p.saturates,
-        p.combined_scale, p.float_compensation, _core.default_threads() if nthreads is None else nthreads)
-    return _wrap_output(out, act.from_torch, out_s, out_zp)
+    return _ct2d(input, weight, bias, stride=stride, padding=padding, output_padding=output_padding,
+                 dilation=dilation, groups=groups, input_scale=input_scale, input_zero_point=input_zero_point,
+                 weight_scale=weight_scale, output_scale=output_scale, output_zero_point=output_zero_point,
+                 engine="onednn", isa=isa, threads=threads)

@@ -1,0 +1,212 @@
+"""torch's "x86"/"onednn" engine for Conv3d and the transposed convs (oneDNN convolution and
+deconvolution), as torch 2.13 drives oneDNN (docs/onednn.md, "Conv3d and transposed convs").
+
+torch's x86 engine sends these to oneDNN exactly as it does Conv2d (symmetric weights, groups <=
+100, zero output_padding, an AVX512-VNNI Linux host; SPEC.md §1); Conv1d and ConvTranspose1d run
+as their 2D forms with a unit height. Measured on this project's AVX512-VNNI host with
+ONEDNN_VERBOSE=1 (tests/test_onednn_nd.py), oneDNN's "vnni" class runs:
+
+========================================  ==============================  =========================
+shape                                     kernel                          arithmetic
+========================================  ==============================  =========================
+Conv3d                                    brg_conv_fwd, brgconv_1x1,      as Conv2d's vnni class:
+                                          jit_int8, brdgmm_dw             A = exact int32 over the
+                                                                          real taps, separate scales
+Conv3d depthwise with dilation > 1        x64:gemm_s8u8s32 (gemm conv)    ``_GEMM_CONV`` below
+transposed                                brg_deconv, jit_deconvolution   as the conv: exact int32,
+                                                                          separate scales
+transposed with stride > 1 and dilation   conv:any (ref_deconvolution     A through float (below),
+> 1 in one dimension; 3D depthwise        over gemm backward-data)        separate scales, divides
+transposed                                                                by the dst scale
+========================================  ==============================  =========================
+
+ref_deconvolution (oneDNN src/cpu/ref_deconvolution.cpp, ``apply_src_zero_point``) takes the
+backward-data conv's int32 sum over the real taps as float, subtracts the zero-point
+compensation over *all* taps in float, truncates to int32, adds back the compensation of the
+taps that fall outside the input in int32, and converts to float again:
+``A = f32(int32(trunc(f32(f32(acc) - f32(zp*colsum_all)))) + zp*colsum_outside)``. That is the
+exact value while |acc| < 2^24 and rounds like oneDNN beyond.
+
+The integer sums are computed here with float64 GEMMs per kernel tap (exact: every partial sum
+is far below 2^53) and reduced modulo 2^32 like oneDNN's int32 registers; the requantization
+runs in numpy float32, one IEEE operation at a time in oneDNN's order. Other oneDNN classes
+(avx512_core, avx2: int16 pair saturation) are refused by name for these layers: torch's x86
+engine never uses them (it picks fbgemm on non-VNNI hosts); the AMX class follows SPEC.md's
+description and is unverified (no AMX host), like Conv2d's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from . import _core
+
+_I32 = 1 << 32
+
+
+def _wrap32(v: np.ndarray) -> np.ndarray:
+    """int64 -> the int32 a wrapping register holds."""
+    return ((v + (1 << 31)) % _I32 - (1 << 31)).astype(np.int64)
+
+
+def _tap_slices(k: int, n_in: int, n_out: int, s: int, p: int, d: int, transposed: bool):
+    """(input slice, output slice) of one kernel tap along one dimension: the pairs (i, o) with
+    o*s - p + k*d == i (conv) or i*s - p + k*d == o (deconvolution), both inside."""
+    if not transposed:
+        # o in [lo, hi] with 0 <= o*s - p + k*d < n_in
+        lo = 0
+        while lo < n_out and lo * s - p + k * d < 0:
+            lo += 1
+        hi = n_out - 1
+        while hi >= lo and hi * s - p + k * d >= n_in:
+            hi -= 1
+        if hi < lo:
+            return None
+        i0 = lo * s - p + k * d
+        return slice(i0, i0 + (hi - lo) * s + 1, s), slice(lo, hi + 1)
+    # deconvolution: i in [lo, hi] with 0 <= i*s - p + k*d < n_out
+    lo = 0
+    while lo < n_in and lo * s - p + k * d < 0:
+        lo += 1
+    hi = n_in - 1
+    while hi >= lo and hi * s - p + k * d >= n_out:
+        hi -= 1
+    if hi < lo:
+        return None
+    o0 = lo * s - p + k * d
+    return slice(lo, hi + 1), slice(o0, o0 + (hi - lo) * s + 1, s)
+
+
+def integer_sums(x_cl: np.ndarray, w: np.ndarray, groups: int, stride, padding, dilation, out_spatial,
+                 transposed: bool):
+    """(acc, colsum_real): per output element the sum of a*w over the taps that read a real input
+    pixel, and the sum of w over the same taps (int64, exact; not yet wrapped).
+
+    ``x_cl`` uint8 (N, *S, C) channels last; ``w`` int8 (O, Cg, *k) with output channel
+    o = g*Og + oc reading input channels g*Cg ... (for a transposed conv pass the weight already
+    regrouped to that form, no kernel flip). Returns acc (N, *OS, O), colsum (*OS, O)."""
+    N, C = x_cl.shape[0], x_cl.shape[-1]
+    S = x_cl.shape[1:-1]
+    O, Cg = w.shape[:2]
+    ks = w.shape[2:]
+    Og = O // groups
+    acc = np.zeros((N,) + tuple(out_spatial) + (O,), np.float64)
+    col = np.zeros(tuple(out_spatial) + (O,), np.int64)
+    xf = x_cl.astype(np.float64)
+    for tap in np.ndindex(*ks):
+        sl = [_tap_slices(k, n, m, s, p, d, transposed)
+              for k, n, m, s, p, d in zip(tap, S, out_spatial, stride, padding, dilation)]
+        if any(v is None for v in sl):
+            continue
+        ins = tuple(v[0] for v in sl)
+        outs = tuple(v[1] for v in sl)
+        wt = w[(slice(None), slice(None)) + tap]  # (O, Cg)
+        for g in range(groups):
+            wg = wt[g * Og:(g + 1) * Og].astype(np.float64).T  # (Cg, Og)
+            xs = xf[(slice(None),) + ins + (slice(g * Cg, (g + 1) * Cg),)]
+            acc[(slice(None),) + outs + (slice(g * Og, (g + 1) * Og),)] += xs @ wg
+        col[outs + (slice(None),)] += wt.astype(np.int64).sum(axis=1)
+    return acc.astype(np.int64), col
+
+
+def compensated(acc: np.ndarray, col_real: np.ndarray, col_all: np.ndarray, a_zp: int, chain: str) -> np.ndarray:
+    """oneDNN's zero-point-compensated accumulator A (float32), per kernel family.
+
+    "int": A = f32(wrap32(acc - a_zp*colsum_real)) (brgemm / jit kernels, vpmulld + vpsubd).
+    "float": AMX micro-kernel, A = f32(f32(acc) + f32(f32(-colsum_real) * f32(a_zp))).
+    "ref_deconv": ref_deconvolution's float round trip (module doc)."""
+    acc32 = _wrap32(acc)
+    if chain == "int":
+        return _wrap32(acc32 - _wrap32(a_zp * col_real)).astype(np.float32)
+    if chain == "float":
+        return acc32.astype(np.float32) + (-_wrap32(col_real)).astype(np.float32) * np.float32(a_zp)
+    if chain == "ref_deconv":
+        comp_all = _wrap32(a_zp * col_all)  # int32 per output channel
+        t = acc32.astype(np.float32) - comp_all.astype(np.float32)
+        conv_result = _wrap32(np.trunc(t.astype(np.float64)).astype(np.int64))
+        outside = _wrap32(a_zp * (col_all - col_real))
+        return _wrap32(conv_result + outside).astype(np.float32)
+    raise ValueError(chain)
+
+
+def requantize(A: np.ndarray, input_scale: float, weight_scale: np.ndarray, bias: Optional[np.ndarray],
+               output_scale: float, output_zero_point: int, relu: bool, combined: bool,
+               divide_dst: bool) -> np.ndarray:
+    """oneDNN's requantization of A (float32, channels last) to uint8, in its order
+    (csrc/qref/onednn.h): scales, bias, ReLU, 1/dst (or /dst), + zero point, clamp, RNE."""
+    ss, inv = _core.onednn_scales(float(input_scale), float(output_scale))
+    ss, inv = np.float32(ss), np.float32(inv)
+    ws = np.asarray(weight_scale, np.float64).astype(np.float32)
+    if combined:
+        y = A * (ss * ws)
+    else:
+        y = (A * ss) * ws
+    if bias is not None:
+        y = y + np.asarray(bias, np.float32)
+    if relu:
+        y = np.where(y < 0, np.float32(0), y)
+    if divide_dst:
+        y = y / (np.float32(1) / np.float32(1.0 / output_scale))
+    else:
+        y = y * inv
+    y = y + np.float32(output_zero_point)
+    y = np.where(y > 0, y, np.float32(0))
+    y = np.minimum(y, np.float32(255))
+    return np.rint(y).astype(np.uint8)
+
+
+def plan_nd(transposed: bool, nd: int, groups: int, Cg: int, Og: int, stride, dilation, isa: str = "auto"):
+    """(OnednnPlan, compensation chain) of a Conv3d (nd 3) or transposed conv (nd 2 or 3) on the
+    named oneDNN class. Raises OneDNNNotSupportedError where qref does not reproduce the class."""
+    from .conv import OneDNNNotSupportedError
+    from .onednn import OnednnPlan, describe_class, resolve_class
+
+    cls = resolve_class(isa)
+    what = "transposed conv (oneDNN deconvolution)" if transposed else f"conv{nd}d"
+    if cls not in ("vnni", "amx"):
+        raise OneDNNNotSupportedError(
+            f"{what}: torch's oneDNN runs this layer with its {cls} kernels ({describe_class(cls)}), whose int16 "
+            f"pair order qref has not matched for {what}s (only the vnni class is reproduced; torch's x86 engine "
+            f"uses oneDNN only on AVX512-VNNI hosts, and fbgemm elsewhere)")
+    dw = groups > 1 and Cg == 1 and Og == 1
+    both = any(s_ > 1 and d > 1 for s_, d in zip(stride, dilation))
+    if transposed:
+        if both or (nd == 3 and dw):
+            # ref_deconvolution over gemm backward-data (ONEDNN_VERBOSE "conv:any+x64:gemm_s8u8s32")
+            return OnednnPlan(cls, "conv:any+gemm_s8u8s32 (ref_deconvolution)", False, False, False, cls == "vnni",
+                              divide_dst=True), "ref_deconv"
+        if cls == "amx":
+            # SPEC.md §6.2/§6.4: jit_deconvolution:avx512_core_vnni on the AMX Xeon, separate scales
+            return OnednnPlan(cls, "jit_deconvolution:avx512_core_vnni", False, False, False, False), "int"
+        return OnednnPlan(cls, "brg_deconv/jit_deconvolution:avx512_core_vnni", False, False, False, True), "int"
+    if dw and any(d > 1 for d in dilation):
+        return OnednnPlan(cls, "x64:gemm_s8u8s32 (gemm conv)", False, _GEMM_CONV["combined"], False,
+                          cls == "vnni", divide_dst=_GEMM_CONV["divide_dst"]), "int"
+    if cls == "amx" and not dw:
+        return OnednnPlan(cls, "brg_conv_fwd:avx512_core_amx", False, True, True, False), "float"
+    k = "brdgmm_dw" if dw else "brg_conv_fwd/brgconv_1x1/jit_int8"
+    return OnednnPlan(cls, k + ":avx512_core_vnni", False, False, False, cls == "vnni"), "int"
+
+
+# oneDNN's gemm convolution (gemm_x8s8s32x_convolution) requantization, found by experiment.
+_GEMM_CONV = {"combined": True, "divide_dst": False}
+
+
+def run(x_cl: np.ndarray, a_s: float, a_zp: int, w: np.ndarray, weight_scale: np.ndarray,
+        bias: Optional[np.ndarray], stride, padding, dilation, groups: int, out_spatial, out_s: float,
+        out_zp: int, relu: bool, transposed: bool, isa: str) -> np.ndarray:
+    """uint8 output (N, *OS, O) channels last. ``w`` (O, Cg, *k) in conv form (see integer_sums)."""
+    from .onednn import _warn_unverified
+
+    nd = x_cl.ndim - 2
+    O, Cg = w.shape[:2]
+    p, chain = plan_nd(transposed, nd, groups, Cg, O // groups, stride, dilation, isa)
+    if not p.verified:
+        _warn_unverified(p)
+    acc, col = integer_sums(x_cl, w, groups, stride, padding, dilation, out_spatial, transposed)
+    col_all = w.reshape(O, -1).astype(np.int64).sum(axis=1)
+    A = compensated(acc, col, col_all, a_zp, chain)
+    ws = np.broadcast_to(np.asarray(weight_scale, np.float64), (O,))
+    return requantize(A, a_s, ws, bias, out_s, out_zp, relu, p.combined_scale, p.divide_dst)
