@@ -125,6 +125,50 @@ void gemm_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
   }
 }
 
+// im2col of `rows` consecutive output pixels from p0 (same bytes as im2col_row, common-inl.h):
+// positions advance without divisions, and a kernel row of an interior pixel whose taps are
+// adjacent pixels (groups == 1, dilation_w == 1) is copied with 64-byte moves ending in one
+// masked move (the stem's 7x7x3 = 21 bytes: a single one) instead of copy_small's
+// overlapping moves. Masked loads never touch the bytes they leave out.
+void im2col_block(const Conv2dShape& s, const uint8_t* in, int64_t p0, int64_t rows, int64_t g, uint8_t a_zp,
+                  int64_t Kp, uint8_t* abuf) {
+  const int64_t Cg = cin_pg(s), seg = s.KW * Cg, K = kdim(s);
+  const bool fast = s.groups == 1 && s.dilation_w == 1;
+  const int64_t full = (seg - 1) / 64 * 64, tail = seg - full;  // 64-byte moves, then a masked one
+  const __mmask64 mseg = tail >= 64 ? ~__mmask64{0} : ((__mmask64{1} << tail) - 1);
+  const __m512i zp = _mm512_set1_epi8(static_cast<char>(a_zp));
+  const int64_t OHW = s.OH * s.OW;
+  int64_t n = p0 / OHW, oh = (p0 % OHW) / s.OW, ow = p0 % s.OW;
+  for (int64_t i = 0; i < rows; ++i) {
+    uint8_t* dst = abuf + i * Kp;
+    const int64_t iw0 = ow * s.stride_w - s.pad_w;
+    if (fast && iw0 >= 0 && iw0 + s.KW <= s.W) {
+      uint8_t* d = dst;
+      for (int64_t kh = 0; kh < s.KH; ++kh, d += seg) {
+        const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
+        if (ih < 0 || ih >= s.H) {
+          for (int64_t j = 0; j < full; j += 64) _mm512_storeu_si512(d + j, zp);
+          _mm512_mask_storeu_epi8(d + full, mseg, zp);
+        } else {
+          const uint8_t* src = in + ((n * s.H + ih) * s.W + iw0) * s.C;
+          for (int64_t j = 0; j < full; j += 64) _mm512_storeu_si512(d + j, _mm512_loadu_si512(src + j));
+          _mm512_mask_storeu_epi8(d + full, mseg, _mm512_maskz_loadu_epi8(mseg, src + full));
+        }
+      }
+      for (int64_t k = K; k < Kp; ++k) dst[k] = 0;
+    } else {
+      im2col_row(s, in, n, oh, ow, g, a_zp, Kp, dst);
+    }
+    if (++ow == s.OW) {
+      ow = 0;
+      if (++oh == s.OH) {
+        oh = 0;
+        ++n;
+      }
+    }
+  }
+}
+
 struct Epilogue {
   bool has_bias, bias_fma, use_rowsum;
   __m512 bias_rcp;  // per-tensor: fma(bias, rcp, float(raw)) (Requant::bias_fma)
@@ -286,7 +330,6 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
   const RqArrays r = rq_arrays(base, G * L.NP);
   const bool direct = s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
                       s.pad_w == 0 && Cg % 4 == 0;
-  const int64_t OHW = s.OH * s.OW;
   const int64_t pix_begin = m_begin * s.OW, pix_end = m_end * s.OW;
 
   for (int64_t g = 0; g < G; ++g) {
@@ -301,13 +344,9 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
         if (use_rowsum)
           for (int64_t i = 0; i < rows; ++i) rowsum[i] = sum_bytes(arow_base + i * lda, Cg);
       } else {
-        for (int64_t i = 0; i < rows; ++i) {
-          const int64_t pix = p0 + i;
-          const int64_t n = pix / OHW, rem = pix % OHW, oh = rem / s.OW, ow = rem % s.OW;
-          uint8_t* dst = abuf + i * L.Kp;
-          im2col_row(s, in, n, oh, ow, g, a_zp, L.Kp, dst);
-          if (use_rowsum) rowsum[i] = sum_bytes(dst, L.K);
-        }
+        im2col_block(s, in, p0, rows, g, a_zp, L.Kp, abuf);
+        if (use_rowsum)
+          for (int64_t i = 0; i < rows; ++i) rowsum[i] = sum_bytes(abuf + i * L.Kp, L.K);
       }
       for (int64_t j = 0; j < L.NP / kNR; ++j) {
         Tile t;
