@@ -1,0 +1,407 @@
+"""Issue 8: torch's default "x86" engine (and "onednn") for Conv1d, Conv3d and
+ConvTranspose1d/2d/3d: oneDNN's arithmetic per kernel family (qref/onednn_nd.py), against real
+torch modules on this host.
+
+Cases are tie-rich (power-of-two real multipliers, small weights, bias multiples of the output
+scale) so that candidate formulas round apart; the discrimination tests show that the
+alternatives (multiply vs divide by the dst scale, combined vs separate scales) would fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from oracle import assert_same  # noqa: E402
+
+torch = pytest.importorskip("torch")
+import torch.ao.nn.intrinsic.quantized as nniq  # noqa: E402
+import torch.ao.nn.quantized as nnq  # noqa: E402
+
+import qref  # noqa: E402
+from qref import onednn, onednn_nd  # noqa: E402
+
+_A_SCALES = [0.003, 0.013, 0.03, 0.065, 0.079, 0.1]
+_O_SCALES = [0.007, 0.065, 0.079, 0.101, 0.129, 0.149, 0.3]
+KINDS = ("conv1d", "conv3d", "convt1d", "convt2d", "convt3d")
+
+
+@pytest.fixture(autouse=True)
+def _x86_engine():
+    prev = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "x86"
+    yield
+    torch.backends.quantized.engine = prev
+
+
+def _vnni_host() -> None:
+    cls = onednn.onednn_isa().effective
+    if cls != "vnni":
+        pytest.skip(f"this host's oneDNN class is {cls!r}: torch's x86 engine sends Conv1d/Conv3d/transposed convs "
+                    f"to oneDNN only on AVX512-VNNI hosts, and these layers are verified on the 'vnni' class (AMX: "
+                    f"source-derived, unverified)")
+
+
+def _case(kind: str, seed: int):
+    """A random module of `kind` under the x86 engine and a quint8 input (torch tensors)."""
+    r = np.random.default_rng(seed)
+    nd = {"conv1d": 1, "conv3d": 3, "convt1d": 1, "convt2d": 2, "convt3d": 3}[kind]
+    transposed = kind.startswith("convt")
+    tie = seed % 3 != 0
+    a_s, o_s = float(r.choice(_A_SCALES)), float(r.choice(_O_SCALES))
+    g = int(r.choice([1, 1, 2, 4]))
+    Cg, Og = int(r.choice([1, 2, 3, 4, 8])), int(r.choice([1, 2, 3, 4, 8]))
+    if r.random() < 0.25:  # depthwise
+        Cg, Og, g = 1, 1, int(r.choice([4, 8, 16]))
+    C, O = Cg * g, Og * g
+    if transposed and r.random() < 0.75:
+        O = C  # torch's IC != OC defect (SPEC.md §6.5) is tested apart
+    span = {1: 16, 2: 8, 3: 6}[nd]
+    ks = tuple(int(v) for v in r.integers(1, 4, nd))
+    st = tuple(int(v) for v in r.integers(1, 3, nd))
+    dl = tuple(int(v) for v in r.integers(1, 3, nd))
+    pd = tuple(int(r.integers(0, k)) for k in ks)
+    S = tuple(int(r.integers(d * (k - 1) + 1, max(d * (k - 1) + 1, span) + 1)) for k, d in zip(ks, dl))
+    wmax = 3 if tie else 127
+    K = Cg * int(np.prod(ks))
+    m_pow = 2.0 ** -float(max(1, round(np.log2(np.sqrt(K) * 74 * wmax / 60))) + int(r.integers(-1, 2)))
+    w_s = float(np.float32(o_s * m_pow / a_s)) if tie else float(r.uniform(0.001, 0.02))
+    per_channel = not transposed and bool(r.integers(0, 2))
+    wshape = ((C, O // g) if transposed else (O, C // g)) + ks
+    wi = torch.from_numpy(r.integers(-wmax, wmax + 1, wshape).astype(np.int8))
+    if per_channel:
+        scales = torch.from_numpy(w_s * r.choice([1.0, 0.5, 2.0], O))
+        qw = torch._make_per_channel_quantized_tensor(wi, scales, torch.zeros(O, dtype=torch.long), 0)
+    else:
+        qw = torch._make_per_tensor_quantized_tensor(wi, w_s, 0)
+    bias = None
+    if r.random() < 0.85:
+        b = np.float32(o_s) * r.integers(-40, 40, O).astype(np.float32) if tie else r.normal(0, 1, O)
+        bias = torch.from_numpy(b.astype(np.float32))
+    a_zp, o_zp = int(r.integers(0, 256)) if seed % 5 else 0, int(r.integers(0, 256))
+    x = torch.from_numpy(r.integers(0, 256, (int(r.integers(1, 3)), C) + S).astype(np.uint8))
+    qx = torch._make_per_tensor_quantized_tensor(x, a_s, a_zp)
+    relu = not transposed and bool(r.integers(0, 2))
+    geo = dict(stride=st, padding=pd, dilation=dl, groups=g)
+    if kind == "conv1d":
+        m = (nniq.ConvReLU1d if relu else nnq.Conv1d)(C, O, ks, **geo)
+    elif kind == "conv3d":
+        m = (nniq.ConvReLU3d if relu else nnq.Conv3d)(C, O, ks, **geo)
+    else:
+        m = {1: nnq.ConvTranspose1d, 2: nnq.ConvTranspose2d, 3: nnq.ConvTranspose3d}[nd](C, O, ks, **geo)
+    m.set_weight_bias(qw, bias)
+    m.scale, m.zero_point = o_s, o_zp
+    return m, qx
+
+
+def _check_module(m, qx, what: str) -> str:
+    """from_torch(m)(qx) == m(qx) byte for byte, or torch's known defect named; returns the kernel."""
+    from qref.bridge_nd import packed_engine_nd
+
+    t = m(qx).int_repr().numpy()
+    assert packed_engine_nd(m) == "onednn", what
+    p = qref.from_torch(m)
+    assert p.engine == "onednn", what
+    q = p(qx).int_repr().numpy()
+    if getattr(m, "transposed", False) and m.in_channels != m.out_channels:
+        # SPEC.md §6.5: torch's own output is wrong here (check() reports TORCH_WRONG), except in
+        # degenerate shapes (e.g. a 1-tap kernel into one output channel) where it happens to agree
+        assert p.known_torch_defect(tuple(qx.shape)), what
+        return "torch defect"
+    assert_same(q, t, what)
+    return "ok"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_modules_vs_torch(kind):
+    """A few random tie-rich modules of each kind, converted under the x86 engine."""
+    _vnni_host()
+    for seed in range(12):
+        m, qx = _case(kind, seed)
+        _check_module(m, qx, f"{kind} seed={seed} {m}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_modules_vs_torch_long(kind, request):
+    _vnni_host()
+    n = max(200, int(request.config.getoption("--sweep") or 0) // 5)
+    seen = set()
+    for seed in range(100, 100 + n):
+        m, qx = _case(kind, seed)
+        seen.add(_check_module(m, qx, f"{kind} seed={seed} {m}"))
+    assert "ok" in seen
+
+
+# ----------------------------------------------------------------------------- discrimination
+
+
+def _zero_acc_probe(m, C: int, spatial: tuple, bias: np.ndarray, o_s: float, o_zp: int) -> tuple:
+    """Input == its zero point everywhere: A == 0 in every kernel family, so y == bias and the
+    output shows only how the kernel applies the dst scale. Returns (torch, times 1/dst, over dst)
+    at one interior output position."""
+    a_zp = 77
+    qx = torch._make_per_tensor_quantized_tensor(torch.full((1, C) + spatial, a_zp, dtype=torch.uint8), 0.05, a_zp)
+    t = m(qx).int_repr().numpy()[(0, slice(None)) + tuple(n // 2 for n in m(qx).shape[2:])]
+    A = np.zeros_like(bias)
+    mul = onednn_nd.requantize(A, 0.05, np.ones_like(bias, dtype=np.float64), bias, o_s, o_zp, False, False, False)
+    div = onednn_nd.requantize(A, 0.05, np.ones_like(bias, dtype=np.float64), bias, o_s, o_zp, False, False, True)
+    return t, mul, div
+
+
+def _tie_biases(o_s: float, n: int) -> np.ndarray:
+    """Biases (k + 1/2) * dst_scale where y * (1/dst) and y / dst round to different integers."""
+    from qref import _core
+
+    inv = np.float32(_core.onednn_scales(0.05, o_s)[1])
+    dst = np.float32(1) / np.float32(1.0 / o_s)
+    k = np.arange(-120, 120)
+    b = ((k + np.float32(0.5)).astype(np.float32) * dst).astype(np.float32)
+    sel = b[np.rint(b * inv) != np.rint(b / dst)]
+    assert len(sel) >= 4, o_s
+    return np.resize(sel, n).astype(np.float32)
+
+
+@pytest.mark.parametrize("layer,divides", [
+    ("conv3d brg_conv_fwd", False), ("conv3d brdgmm_dw", False), ("conv3d depthwise dilated (gemm conv)", False),
+    ("deconv brg (stride 1)", False), ("deconv jit (stride 2)", False), ("deconv ref (stride 2, dilation 2)", True),
+    ("deconv1d ref (stride 2, dilation 2)", True), ("deconv3d depthwise (ref)", True)])
+def test_dst_scale_multiply_or_divide(layer, divides):
+    """Which kernels multiply by 1/dst and which divide by dst (ref_deconvolution), shown with
+    biases where the two differ; qref's plan agrees, and the other choice would fail."""
+    _vnni_host()
+    o_s, C = 0.24345084788616025, 16
+    bias = _tie_biases(o_s, C)
+    r = np.random.default_rng(0)
+
+    def w(shape):
+        return torch._make_per_tensor_quantized_tensor(torch.from_numpy(r.integers(-5, 6, shape).astype(np.int8)),
+                                                       0.01, 0)
+    mods = {
+        "conv3d brg_conv_fwd": (nnq.Conv3d(C, C, 3, padding=1), (C, C, 3, 3, 3), (6, 6, 6)),
+        "conv3d brdgmm_dw": (nnq.Conv3d(C, C, 3, padding=1, groups=C), (C, 1, 3, 3, 3), (6, 6, 6)),
+        "conv3d depthwise dilated (gemm conv)": (nnq.Conv3d(C, C, 3, padding=2, dilation=2, groups=C),
+                                                 (C, 1, 3, 3, 3), (6, 6, 6)),
+        "deconv brg (stride 1)": (nnq.ConvTranspose2d(C, C, 3), (C, C, 3, 3), (6, 6)),
+        "deconv jit (stride 2)": (nnq.ConvTranspose2d(C, C, 3, stride=2), (C, C, 3, 3), (6, 6)),
+        "deconv ref (stride 2, dilation 2)": (nnq.ConvTranspose2d(C, C, 3, stride=2, dilation=2), (C, C, 3, 3),
+                                              (6, 6)),
+        "deconv1d ref (stride 2, dilation 2)": (nnq.ConvTranspose1d(C, C, 3, stride=2, dilation=2), (C, C, 3),
+                                                (9,)),
+        "deconv3d depthwise (ref)": (nnq.ConvTranspose3d(C, C, 3, groups=C), (C, 1, 3, 3, 3), (5, 5, 5)),
+    }
+    m, wshape, spatial = mods[layer]
+    m.set_weight_bias(w(wshape), torch.from_numpy(bias))
+    m.scale, m.zero_point = o_s, 100
+    t, mul, div = _zero_acc_probe(m, C, spatial, bias, o_s, 100)
+    assert (mul != div).any()  # the probe discriminates
+    assert_same(t, div if divides else mul, layer)
+    transposed = layer.startswith("deconv")
+    nd = len(spatial) if len(spatial) > 1 else 2
+    st = tuple(m.stride) if len(m.stride) > 1 else (1,) + tuple(m.stride)
+    dl = tuple(m.dilation) if len(m.dilation) > 1 else (1,) + tuple(m.dilation)
+    plan, _ = onednn_nd.plan_nd(transposed, nd, m.groups, m.in_channels // m.groups, m.out_channels // m.groups,
+                                st, dl)
+    assert plan.divide_dst == divides, (layer, plan)
+
+
+def _alt_output(m, qx, combined: bool) -> np.ndarray:
+    """qref's output of module m with the scale order forced (for the discrimination test)."""
+    from qref.conv_nd import _transposed_weight
+
+    x = qx.int_repr().numpy()
+    w = m.weight()
+    wi = w.int_repr().numpy()
+    transposed = bool(getattr(m, "transposed", False))
+    g = m.groups
+    if transposed:
+        wi, O, _ = _transposed_weight("t", wi, g, x.shape[1])
+    if x.ndim == 3:  # 1D as 2D
+        x, wi = x[:, :, None], wi[:, :, None]
+    st, pd, dl = (tuple(v) for v in (m.stride, m.padding, m.dilation))
+    if len(st) < x.ndim - 2:
+        st, pd, dl = (1,) + st, (0,) + pd, (1,) + dl
+    ks = wi.shape[2:]
+    if transposed:
+        osp = tuple((n - 1) * s - 2 * p + d * (k - 1) + 1 for n, s, p, d, k in zip(x.shape[2:], st, pd, dl, ks))
+    else:
+        osp = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, s, p, d, k in zip(x.shape[2:], st, pd, dl, ks))
+    plan, chain = onednn_nd.plan_nd(transposed, x.ndim - 2, g, wi.shape[1], wi.shape[0] // g, st, dl)
+    x_cl = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    acc, col = onednn_nd.integer_sums(x_cl, wi, g, st, pd, dl, osp, transposed)
+    A = onednn_nd.compensated(acc, col, wi.reshape(wi.shape[0], -1).astype(np.int64).sum(1), qx.q_zero_point(), chain)
+    ws = (w.q_per_channel_scales().numpy() if w.qscheme() == torch.per_channel_affine
+          else np.full(wi.shape[0], w.q_scale()))
+    b = m.bias()
+    y = onednn_nd.requantize(A, qx.q_scale(), ws, None if b is None else b.detach().numpy(), m.scale,
+                             m.zero_point, False, combined, plan.divide_dst)
+    return np.moveaxis(y, -1, 1).reshape(m(qx).shape)
+
+
+@pytest.mark.parametrize("family", ["ref_deconvolution", "gemm_conv"])
+def test_scale_order_discriminates(family):
+    """ref_deconvolution multiplies by ss then by ws (separate), oneDNN's gemm conv by f32(ss*ws)
+    (combined): over tie-rich cases the chosen order matches torch everywhere, the other does not."""
+    _vnni_host()
+    r = np.random.default_rng(7)
+    wrong = 0
+    for i in range(30):
+        a_s, o_s = float(r.choice(_A_SCALES)), float(r.choice(_O_SCALES))
+        if family == "ref_deconvolution":
+            C, g, k = int(r.choice([8, 16])), 1, 3
+            m = nnq.ConvTranspose1d(C, C, k, stride=2, dilation=2, padding=int(r.integers(0, 3)))
+            wshape, xshape = (C, C, k), (2, C, 20)
+        else:
+            C = g = 16
+            m = nnq.Conv3d(C, C, 3, dilation=2, padding=2, groups=g)
+            wshape, xshape = (C, 1, 3, 3, 3), (1, C, 6, 7, 7)
+        K = int(np.prod(wshape[1:]))
+        w_s = float(np.float32(o_s * 2.0 ** -max(1, round(np.log2(np.sqrt(K) * 74 * 3 / 60))) / a_s))
+        qw = torch._make_per_tensor_quantized_tensor(
+            torch.from_numpy(r.integers(-3, 4, wshape).astype(np.int8)), w_s, 0)
+        m.set_weight_bias(qw, torch.from_numpy(np.float32(o_s) * r.integers(-40, 40, C).astype(np.float32)))
+        m.scale, m.zero_point = o_s, int(r.integers(0, 256))
+        qx = torch._make_per_tensor_quantized_tensor(
+            torch.from_numpy(r.integers(0, 256, xshape).astype(np.uint8)), a_s, int(r.integers(0, 256)))
+        _check_module(m, qx, f"{family} case {i}")
+        chosen = onednn_nd.plan_nd(family == "ref_deconvolution", 2 if family == "ref_deconvolution" else 3, g,
+                                   C // g, C // g, (1, 2) if family == "ref_deconvolution" else (1, 1, 1),
+                                   (1, 2) if family == "ref_deconvolution" else (2, 2, 2))[0].combined_scale
+        assert_same(_alt_output(m, qx, chosen), m(qx).int_repr().numpy(), f"{family} case {i} (chosen)")
+        wrong += int((_alt_output(m, qx, not chosen) != m(qx).int_repr().numpy()).sum())
+    assert wrong > 0, f"{family}: the cases do not discriminate the scale order"
+
+
+def test_ref_deconvolution_large_accumulators():
+    """ref_deconvolution's float round trip (f32(acc) - f32(zp * colsum)) with sums past 2^24:
+    qref's chain agrees with torch where float32 no longer holds every sum (on this case the
+    exact-integer chain agrees too: the rounding stays below the output's resolution)."""
+    _vnni_host()
+    C, k = 512, 5
+    m = nnq.ConvTranspose1d(C, C, k, stride=2, dilation=2)
+    r = np.random.default_rng(3)
+    wi = np.where(r.random((C, C, k)) < 0.9, 127, -128).astype(np.int8)
+    m.set_weight_bias(torch._make_per_tensor_quantized_tensor(torch.from_numpy(wi), 1e-4, 0),
+                      torch.from_numpy(r.normal(0, 1, C).astype(np.float32)))
+    m.scale, m.zero_point = 3.7, 128
+    x = np.where(r.random((1, C, 12)) < 0.95, 255, 0).astype(np.uint8)
+    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), 0.0173, 3)
+    acc, _ = onednn_nd.integer_sums(np.ascontiguousarray(x[:, :, None].transpose(0, 2, 3, 1)), wi.transpose(1, 0, 2)[:, :, None],
+                                    1, (1, 2), (0, 0), (1, 2), (1, 11 * 2 + 2 * 4 + 1), True)
+    assert int(np.abs(acc).max()) > (1 << 24)  # float32 can no longer hold every sum exactly
+    _check_module(m, qx, "ref deconvolution, |acc| > 2^24")
+
+
+# ----------------------------------------------------------------------------- kernel rules (ONEDNN_VERBOSE)
+
+_VERBOSE_SHAPES = [
+    # (transposed, C, O, groups, kernel, stride, dilation, input spatial)
+    (False, 16, 16, 1, (3, 3, 3), (1, 1, 1), (1, 1, 1), (6, 6, 6)),
+    (False, 16, 16, 4, (3, 3, 3), (2, 2, 2), (2, 2, 2), (7, 7, 7)),
+    (False, 16, 16, 16, (3, 3, 3), (1, 1, 1), (1, 1, 1), (6, 6, 6)),
+    (False, 16, 16, 16, (3, 3, 3), (1, 2, 2), (2, 1, 1), (7, 7, 7)),
+    (False, 16, 32, 16, (3, 3, 3), (1, 1, 1), (2, 2, 2), (7, 7, 7)),
+    (True, 16, 16, 1, (3, 3), (1, 1), (2, 2), (6, 6)),
+    (True, 16, 16, 4, (3, 3), (2, 1), (1, 2), (6, 6)),
+    (True, 16, 16, 16, (3, 3), (2, 2), (1, 1), (6, 6)),
+    (True, 16, 16, 1, (3, 3), (2, 2), (1, 2), (6, 6)),
+    (True, 16, 16, 1, (3,), (2,), (2,), (9,)),
+    (True, 16, 16, 1, (2, 2, 2), (1, 1, 2), (1, 1, 2), (4, 4, 4)),
+    (True, 16, 16, 16, (2, 2, 2), (1, 1, 1), (1, 1, 1), (4, 4, 4)),
+    (True, 16, 16, 4, (2, 2, 2), (2, 2, 2), (1, 1, 1), (4, 4, 4)),
+]
+
+_VERBOSE_SCRIPT = r"""
+import json, sys, warnings
+warnings.filterwarnings("ignore")
+import torch
+import torch.ao.nn.quantized as nnq
+torch.backends.quantized.engine = "x86"
+for tr, C, O, g, k, st, dl, sp in json.loads(sys.argv[1]):
+    nd = len(k)
+    M = ({1: nnq.ConvTranspose1d, 2: nnq.ConvTranspose2d, 3: nnq.ConvTranspose3d} if tr else
+         {2: nnq.Conv2d, 3: nnq.Conv3d})[nd]
+    m = M(C, O, k, stride=st, dilation=dl, groups=g)
+    print("### case", flush=True)
+    m(torch.quantize_per_tensor(torch.rand((1, C) + tuple(sp)), 0.1, 3, torch.quint8))
+"""
+
+
+def test_kernel_rules_match_onednn_verbose():
+    """plan_nd's kernel family for each shape is the kernel oneDNN reports (ONEDNN_VERBOSE=1,
+    read in a fresh interpreter: oneDNN reads it once)."""
+    _vnni_host()
+    env = dict(os.environ, ONEDNN_VERBOSE="1")
+    env.pop("ONEDNN_MAX_CPU_ISA", None)
+    out = subprocess.run([sys.executable, "-c", _VERBOSE_SCRIPT, json.dumps(_VERBOSE_SHAPES)], env=env,
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    kernels = []
+    for case, block in zip(_VERBOSE_SHAPES, out.split("### case")[1:]):
+        # onednn_verbose,v1,primitive,exec,cpu,<primitive kind>,<implementation>,...
+        kind = "deconvolution" if case[0] else "convolution"
+        ex = [ln.split(",") for ln in block.splitlines() if ",exec,cpu," in ln]
+        ex = [f[6] for f in ex if len(f) > 6 and f[5] == kind]
+        assert ex, block[:500]
+        kernels.append(ex[-1])
+    assert len(kernels) == len(_VERBOSE_SHAPES)
+    for (tr, C, O, g, k, st, dl, _sp), kern in zip(_VERBOSE_SHAPES, kernels):
+        nd = max(len(k), 2)
+        st2 = tuple(st) if len(st) > 1 else (1,) + tuple(st)
+        dl2 = tuple(dl) if len(dl) > 1 else (1,) + tuple(dl)
+        plan, chain = onednn_nd.plan_nd(tr, nd, g, C // g, O // g, st2, dl2)
+        if chain == "ref_deconv":
+            assert kern.startswith("conv:any"), (tr, C, O, g, k, st, dl, kern)
+        elif "gemm" in plan.kernel:
+            assert "gemm_s8u8s32" in kern and not kern.startswith("conv:any"), (tr, C, O, g, k, st, dl, kern)
+        else:
+            assert kern.split(":")[0] in ("brg_conv_fwd", "brgconv_1x1", "jit_int8", "jit_int8_1x1", "brdgmm_dw",
+                                          "brg_deconv", "jit_deconvolution"), (tr, C, O, g, k, st, dl, kern)
+
+
+# ----------------------------------------------------------------------------- check() on a default-engine model
+
+
+def test_check_default_engine_model():
+    """qref.check on a model converted under the default x86 engine verifies every conv layer
+    (oneDNN-packed ones included) and reports torch's transposed IC != OC defect as TORCH_WRONG."""
+    _vnni_host()
+    import torch.nn as nn
+    from torch.ao.quantization import (DeQuantStub, QuantStub, convert, default_qconfig, fuse_modules,
+                                       get_default_qconfig, prepare)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q = QuantStub()
+            self.c1 = nn.Conv1d(8, 16, 3, padding=1)
+            self.r1 = nn.ReLU()
+            self.t1 = nn.ConvTranspose1d(16, 16, 4, stride=2, padding=1)
+            self.c3 = nn.Conv3d(4, 8, 3, padding=1)
+            self.t3 = nn.ConvTranspose3d(8, 4, 2, stride=2)
+            self.t2 = nn.ConvTranspose2d(8, 8, 3, stride=2, padding=1)
+            self.dq = DeQuantStub()
+
+        def forward(self, x, y, z):
+            return (self.dq(self.t1(self.r1(self.c1(self.q(x))))), self.dq(self.t3(self.c3(self.q(y)))),
+                    self.dq(self.t2(self.q(z))))
+
+    torch.manual_seed(0)
+    net = fuse_modules(Net().eval(), [["c1", "r1"]])
+    net.qconfig = get_default_qconfig("x86")
+    for t in (net.t1, net.t2, net.t3):
+        t.qconfig = default_qconfig  # torch has no per-channel observer for transposed convs
+    prepared = prepare(net)
+    ins = (torch.randn(2, 8, 20), torch.randn(1, 4, 6, 6, 6), torch.randn(1, 8, 7, 7))
+    prepared(*ins)
+    model = convert(prepared)
+    rep = qref.check(model, *ins)
+    status = {r.name: r.status for r in rep.layers}
+    assert status["c1"] == status["t1"] == status["c3"] == status["t2"] == "ok", str(rep)
+    assert status["t3"] == "TORCH_WRONG", str(rep)  # ConvTranspose3d(8 -> 4): SPEC.md §6.5
+    assert all(r.path == "oneDNN" for r in rep.layers if r.name in ("c1", "t1", "c3", "t2", "t3"))
