@@ -398,6 +398,31 @@ def test_fast_equals_reference(variant):
         assert "vnni_gemm" in routes
 
 
+@pytest.mark.parametrize("out_scale", [1e-20, 2e-4, 1e4])
+def test_fast_equals_reference_extreme_scales(out_scale):
+    """Pre-rounding values far past 255 (and past 2^31, where vcvtps2dq gives 0x80000000),
+    and values that all round to 0: the SIMD routes clamp as the reference loop does."""
+    from qref import _core
+
+    r = np.random.default_rng(11)
+    for i, sh in enumerate([dict(C=16, O=40, KH=3, KW=3, H=7, W=7, padding=1),
+                            dict(C=48, O=48, KH=3, KW=3, H=7, W=7, padding=1, groups=48)]):
+        for relu in (False, True):
+            x = r.integers(0, 256, (2, sh["H"], sh["W"], sh["C"]), dtype=np.uint8)
+            w = r.integers(-127, 128, (sh["O"], 3, 3, sh["C"] // sh.get("groups", 1)), dtype=np.int8)
+            bias = r.normal(0, 100, sh["O"]).astype(np.float32)
+            args = (x, w, bias, (1, 1), (1, 1), (1, 1), sh.get("groups", 1), 0.05, int(r.integers(0, 256)),
+                    np.full(sh["O"], 0.01), True, out_scale, int(r.integers(0, 256)), relu)
+            ref = _core.onednn_conv2d_nhwc(*args, False, False, False, 1, intermediates=True)[0]
+            fast = _core.onednn_conv2d_nhwc(*args, False, False, False, 1)
+            prep = _core.onednn_conv2d_prepare(*args, False, False, False)
+            what = f"shape {i} relu={relu} out_scale={out_scale} route={prep.route}"
+            assert_same(fast, ref, what)
+            assert_same(_core.conv2d_run(prep, x, 1), ref, what + " prepared")
+            if out_scale == 1e-20:  # both clamps exercised (relu: nothing below the zero point)
+                assert (ref == 255).any() and (relu or (ref == 0).any()), what
+
+
 # ----------------------------------------------------------------------------- transposed (oneDNN deconvolution)
 
 

@@ -182,8 +182,8 @@ struct Epilogue {
 // oneDNN's requantization of 16 channels, the operations of requant_one
 // (onednn.cc) in the same order: A = float(raw); y = f32(A * comb[o]) or
 // f32(f32(A * ss) * ws[o]); + bias; relu y < 0 ? 0 : y; * inv (or / dst);
-// + float(out_zp); clamp to [0, 255] in float (NaN -> 0, vmaxps returns its
-// second operand); vcvtps2dq (RNE); low byte. `scale` holds comb or ws.
+// + float(out_zp); clamp to [0, 255] (NaN -> 0, vmaxps returns its second operand; the
+// upper bound by vpmovusdb, below); vcvtps2dq (RNE). `scale` holds comb or ws.
 inline __m128i requant_onednn16(__m512i acc, const float* scale, const float* bias, const int32_t* azp_col,
                                 const Epilogue& e) {
   const __m512 zero = _mm512_setzero_ps();
@@ -194,8 +194,10 @@ inline __m128i requant_onednn16(__m512i acc, const float* scale, const float* bi
   if (e.od_relu) y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ), zero);
   y = e.od_divide ? _mm512_div_ps(y, e.od_dst) : _mm512_mul_ps(y, e.od_inv);
   y = _mm512_add_ps(y, e.od_zp);
-  y = _mm512_min_ps(_mm512_max_ps(y, zero), _mm512_set1_ps(255.0f));
-  return _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(y));
+  // max(y, 0) in float (NaN -> 0), then vcvtps2dq and vpmovusdb: the unsigned saturation
+  // gives 255 for y >= 255 (also for 0x80000000, what vcvtps2dq returns past 2^31), which is
+  // what clamping to 255.0f before rounding gives (RNE of a y in [254.5, 255] is 255 either way).
+  return _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_max_ps(y, zero)));
 }
 
 inline __m128i requant16(__m512i acc, __m512i rowsum, const float* mult, const float* bias, const int32_t* azp_col,
