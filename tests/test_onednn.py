@@ -357,6 +357,9 @@ def test_fast_equals_reference(variant):
                                     dict(C=20, O=70, KH=1, KW=1, H=7, W=9),
                                     dict(C=5, O=33, KH=3, KW=2, H=8, W=11, padding=(2, 1), stride=(2, 1)),
                                     dict(C=16, O=80, KH=3, KW=3, H=6, W=6, padding=1, groups=16),
+                                    # kernel rows read in place (KW*C % 4 == 0, >= 64 bytes), whole
+                                    # padded kernel rows (padding 2 > reach 1 of a 3x3 row)
+                                    dict(C=32, O=40, KH=3, KW=3, H=9, W=12, padding=(2, 1), stride=(1, 2)),
                                     dict(C=8, O=8, KH=1, KW=1, H=5, W=5, groups=2, weight="extreme", act="high"),
                                     # depthwise: tap pairs with an even tap count, a channel tail,
                                     # dilation with padding wider than the kernel reach, > 64 taps

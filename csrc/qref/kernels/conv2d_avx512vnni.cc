@@ -90,7 +90,25 @@ size_t gemm_scratch(const Conv2dProblem& p, int64_t* mb_out) {
   int64_t mb = kTargetABytes / imax(1, L.Kp) / kMR * kMR;
   mb = imin(imax(mb, kMR), 32 * kMR);
   if (mb_out) *mb_out = mb;
-  return align64(static_cast<size_t>(mb * L.Kp)) + align64(static_cast<size_t>(mb) * 4) + 64;
+  // A rows, row sums, segment pointers (segmented(): KH per row), one segment of a_zp bytes
+  const Conv2dShape& s = p.shape;
+  return align64(static_cast<size_t>(mb * L.Kp)) + align64(static_cast<size_t>(mb) * 4) +
+         align64(static_cast<size_t>(mb * s.KH) * sizeof(void*)) + align64(static_cast<size_t>(s.KW * cin_pg(s))) +
+         64;
+}
+
+// A row in KH segments read where they lie: with one group and dilation_w 1, the taps of
+// one kernel row of an output pixel are KW*Cg contiguous input bytes, in the K order
+// (kh, kw, c). When that length is a multiple of 4 (so no 4-byte k group straddles two
+// segments: the same groups, the same pair saturations) the micro-kernel reads an interior
+// pixel's segments straight from the input, a fully padded kernel row from a buffer of
+// a_zp bytes, and only pixels with horizontal padding go through im2col. Worth it only for
+// long segments (>= 16 k steps).
+bool segmented(const Conv2dShape& s) {
+  const int64_t seg = s.KW * cin_pg(s);
+  const bool direct = s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
+                      s.pad_w == 0 && cin_pg(s) % 4 == 0;
+  return !direct && s.groups == 1 && s.dilation_w == 1 && seg % 4 == 0 && seg >= 64;
 }
 
 void gemm_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
@@ -237,6 +255,10 @@ inline __m512i dot4(__m512i acc, __m512i a, __m512i b, __m512i ones) {
 
 struct Tile {
   const uint8_t* a[kMR];
+  // K in nseg segments of seg_steps k-steps each; row q's segment sg starts at segp[q][sg]
+  // (unsegmented: nseg 1, segp[q] = &a[q]).
+  const uint8_t* const* segp[kMR];
+  int64_t nseg, seg_steps;
   int32_t rowsum[kMR];
   uint8_t* out[kMR];
   int64_t mvalid, nvalid, steps;
@@ -260,14 +282,16 @@ void micro_8x32(const Tile& t, const Epilogue& e) {
   const __m512i ones = _mm512_set1_epi16(1);
   __m512i c00 = _mm512_setzero_si512(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
           c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
-  const uint8_t *a0 = t.a[0], *a1 = t.a[1], *a2 = t.a[2], *a3 = t.a[3], *a4 = t.a[4], *a5 = t.a[5],
-                *a6 = t.a[6], *a7 = t.a[7];
   const uint8_t* b = t.b;
-  for (int64_t st = 0; st < t.steps; ++st, b += kNR * 4) {
-    const __m512i b0 = _mm512_loadu_si512(b);
-    const __m512i b1 = _mm512_loadu_si512(b + 64);
-    const int64_t o = st * 4;
-    QREF_ROW(0) QREF_ROW(1) QREF_ROW(2) QREF_ROW(3) QREF_ROW(4) QREF_ROW(5) QREF_ROW(6) QREF_ROW(7)
+  for (int64_t sg = 0; sg < t.nseg; ++sg) {
+    const uint8_t *a0 = t.segp[0][sg], *a1 = t.segp[1][sg], *a2 = t.segp[2][sg], *a3 = t.segp[3][sg],
+                  *a4 = t.segp[4][sg], *a5 = t.segp[5][sg], *a6 = t.segp[6][sg], *a7 = t.segp[7][sg];
+    for (int64_t st = 0; st < t.seg_steps; ++st, b += kNR * 4) {
+      const __m512i b0 = _mm512_loadu_si512(b);
+      const __m512i b1 = _mm512_loadu_si512(b + 64);
+      const int64_t o = st * 4;
+      QREF_ROW(0) QREF_ROW(1) QREF_ROW(2) QREF_ROW(3) QREF_ROW(4) QREF_ROW(5) QREF_ROW(6) QREF_ROW(7)
+    }
   }
   // Requantize and store row r (rows past mvalid are duplicates: skipped).
   if (ONEDNN) {
@@ -305,6 +329,9 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
   gemm_scratch(p, &mb);
   uint8_t* abuf = static_cast<uint8_t*>(scratch);
   int32_t* rowsum = reinterpret_cast<int32_t*>(abuf + align64(static_cast<size_t>(mb * L.Kp)));
+  const uint8_t** segs = reinterpret_cast<const uint8_t**>(reinterpret_cast<char*>(rowsum) +
+                                                           align64(static_cast<size_t>(mb) * 4));
+  uint8_t* zpseg = reinterpret_cast<uint8_t*>(segs) + align64(static_cast<size_t>(mb * s.KH) * sizeof(void*));
   const bool use_rowsum = !ONEDNN && any_weight_zero_point(p);
   Epilogue e;
   e.has_bias = p.rq.has_bias;
@@ -333,6 +360,9 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
   const bool direct = s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
                       s.pad_w == 0 && Cg % 4 == 0;
   const int64_t pix_begin = m_begin * s.OW, pix_end = m_end * s.OW;
+  const bool seg_rows = segmented(s);
+  const int64_t seg = s.KW * Cg, nseg = seg_rows ? s.KH : 1;
+  if (seg_rows) std::memset(zpseg, a_zp, static_cast<size_t>(seg));
 
   for (int64_t g = 0; g < G; ++g) {
     const uint8_t* bg = reinterpret_cast<const uint8_t*>(base + L.b_off + g * L.group_bytes);
@@ -345,6 +375,36 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
         lda = s.C;
         if (use_rowsum)
           for (int64_t i = 0; i < rows; ++i) rowsum[i] = sum_bytes(arow_base + i * lda, Cg);
+      } else if (seg_rows) {
+        // groups == 1 here (segmented()), so g == 0
+        const int64_t OHW = s.OH * s.OW;
+        int64_t n = p0 / OHW, oh = (p0 % OHW) / s.OW, ow = p0 % s.OW;
+        for (int64_t i = 0; i < rows; ++i) {
+          const uint8_t** sp = segs + i * s.KH;
+          const int64_t iw0 = ow * s.stride_w - s.pad_w;
+          if (iw0 >= 0 && iw0 + s.KW <= s.W) {
+            for (int64_t kh = 0; kh < s.KH; ++kh) {
+              const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
+              sp[kh] = ih < 0 || ih >= s.H ? zpseg : in + ((n * s.H + ih) * s.W + iw0) * s.C;
+            }
+          } else {
+            uint8_t* dst = abuf + i * L.Kp;
+            im2col_row(s, in, n, oh, ow, 0, a_zp, L.Kp, dst);
+            for (int64_t kh = 0; kh < s.KH; ++kh) sp[kh] = dst + kh * seg;
+          }
+          if (use_rowsum) {
+            int32_t sum = 0;
+            for (int64_t kh = 0; kh < s.KH; ++kh) sum += sum_bytes(sp[kh], seg);
+            rowsum[i] = sum;
+          }
+          if (++ow == s.OW) {
+            ow = 0;
+            if (++oh == s.OH) {
+              oh = 0;
+              ++n;
+            }
+          }
+        }
       } else {
         im2col_block(s, in, p0, rows, g, a_zp, L.Kp, abuf);
         if (use_rowsum)
@@ -353,6 +413,8 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
       for (int64_t j = 0; j < L.NP / kNR; ++j) {
         Tile t;
         t.steps = L.steps;
+        t.nseg = nseg;
+        t.seg_steps = seg_rows ? seg / 4 : L.steps;
         t.b = bg + j * L.panel_bytes;
         const int64_t c0 = g * L.NP + j * kNR;
         t.mult = r.mult + c0;
@@ -365,6 +427,7 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
           for (int64_t q = 0; q < kMR; ++q) {
             const int64_t i = i0 + imin(q, t.mvalid - 1);
             t.a[q] = arow_base + i * lda;
+            t.segp[q] = seg_rows ? segs + i * s.KH : &t.a[q];
             t.rowsum[q] = use_rowsum ? rowsum[i] : 0;
             t.out[q] = out + (p0 + i) * s.O + g * Og + j * kNR;
           }
