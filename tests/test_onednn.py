@@ -426,6 +426,35 @@ def test_fast_equals_reference_extreme_scales(out_scale):
                 assert (ref == 255).any() and (relu or (ref == 0).any()), what
 
 
+@pytest.mark.parametrize("groups", [1, 2])
+def test_prepared_conv_on_zp_window_equals_deconvolution(groups):
+    """The call the transposed bridge can use (qref.onednn.prepare_conv2d on an input window
+    whose padding holds a_zp, kernel flipped, padding 0): oneDNN's deconvolution (reference
+    loop) gives the same bytes, since a tap holding a_zp adds (a_zp - a_zp) * w = 0 to the
+    compensated int32 (stride 1 here: a plain flip; the bridge's phases generalise it)."""
+    from qref import _core
+
+    r = np.random.default_rng(21 + groups)
+    N, C, O, H, W, K, pad = 2, 24, 24, 7, 6, 3, 1
+    Cg, Og = C // groups, O // groups
+    x = r.integers(0, 256, (N, H, W, C), dtype=np.uint8)
+    w2 = r.integers(-127, 128, (O, K, K, Cg), dtype=np.int8)  # [O][KH][KW][Cg], deconvolution layout
+    bias = r.normal(0, 2, O).astype(np.float32)
+    a_s, a_zp, w_s, o_s, o_zp = 0.02, int(r.integers(0, 256)), 0.004, 0.3, int(r.integers(0, 256))
+    ref = _core.onednn_conv_transpose2d_nhwc(x, w2, bias, (1, 1), (pad, pad), (0, 0), (1, 1), groups, a_s, a_zp,
+                                             np.array([w_s]), False, o_s, o_zp, False, False, False, False, 1)
+    P = K - 1 - pad
+    win = np.full((N, H + 2 * P, W + 2 * P, C), a_zp, np.uint8)
+    win[:, P:P + H, P:P + W] = x
+    v = np.ascontiguousarray(w2[:, ::-1, ::-1, :])
+    plan = onednn.OnednnPlan("vnni", "brg_deconv:avx512_core_vnni", False, False, False, True)
+    prep = onednn.prepare_conv2d(win.shape, v, bias, (1, 1), (0, 0), (1, 1), groups, a_s, a_zp, np.array([w_s]),
+                                 False, o_s, o_zp, False, plan)
+    assert_same(_core.conv2d_run(prep, win, 1), ref, f"zp window route={prep.route}")
+    if "avx512vnni" in _core.kernels():
+        assert prep.route == "vnni_gemm"
+
+
 # ----------------------------------------------------------------------------- transposed (oneDNN deconvolution)
 
 
