@@ -206,8 +206,9 @@ def test_dst_scale_multiply_or_divide(layer, divides):
     nd = len(spatial) if len(spatial) > 1 else 2
     st = tuple(m.stride) if len(m.stride) > 1 else (1,) + tuple(m.stride)
     dl = tuple(m.dilation) if len(m.dilation) > 1 else (1,) + tuple(m.dilation)
+    ks = tuple(m.kernel_size) if len(m.kernel_size) > 1 else (1,) + tuple(m.kernel_size)
     plan, _ = onednn_nd.plan_nd(transposed, nd, m.groups, m.in_channels // m.groups, m.out_channels // m.groups,
-                                st, dl)
+                                ks, st, dl)
     assert plan.divide_dst == divides, (layer, plan)
 
 
@@ -232,7 +233,7 @@ def _alt_output(m, qx, combined: bool) -> np.ndarray:
         osp = tuple((n - 1) * s - 2 * p + d * (k - 1) + 1 for n, s, p, d, k in zip(x.shape[2:], st, pd, dl, ks))
     else:
         osp = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, s, p, d, k in zip(x.shape[2:], st, pd, dl, ks))
-    plan, chain = onednn_nd.plan_nd(transposed, x.ndim - 2, g, wi.shape[1], wi.shape[0] // g, st, dl)
+    plan, chain = onednn_nd.plan_nd(transposed, x.ndim - 2, g, wi.shape[1], wi.shape[0] // g, ks, st, dl)
     x_cl = np.ascontiguousarray(np.moveaxis(x, 1, -1))
     acc, col = onednn_nd.integer_sums(x_cl, wi, g, st, pd, dl, osp, transposed)
     A = onednn_nd.compensated(acc, col, wi.reshape(wi.shape[0], -1).astype(np.int64).sum(1), qx.q_zero_point(), chain)
@@ -259,7 +260,8 @@ def test_scale_order_discriminates(family):
             wshape, xshape = (C, C, k), (2, C, 20)
         else:
             C = g = 16
-            m = nnq.Conv3d(C, C, 3, dilation=2, padding=2, groups=g)
+            k = 3
+            m = nnq.Conv3d(C, C, k, dilation=2, padding=2, groups=g)
             wshape, xshape = (C, 1, 3, 3, 3), (1, C, 6, 7, 7)
         K = int(np.prod(wshape[1:]))
         w_s = float(np.float32(o_s * 2.0 ** -max(1, round(np.log2(np.sqrt(K) * 74 * 3 / 60))) / a_s))
@@ -271,7 +273,8 @@ def test_scale_order_discriminates(family):
             torch.from_numpy(r.integers(0, 256, xshape).astype(np.uint8)), a_s, int(r.integers(0, 256)))
         _check_module(m, qx, f"{family} case {i}")
         chosen = onednn_nd.plan_nd(family == "ref_deconvolution", 2 if family == "ref_deconvolution" else 3, g,
-                                   C // g, C // g, (1, 2) if family == "ref_deconvolution" else (1, 1, 1),
+                                   C // g, C // g, (1, k) if family == "ref_deconvolution" else (3, 3, 3),
+                                   (1, 2) if family == "ref_deconvolution" else (1, 1, 1),
                                    (1, 2) if family == "ref_deconvolution" else (2, 2, 2))[0].combined_scale
         assert_same(_alt_output(m, qx, chosen), m(qx).int_repr().numpy(), f"{family} case {i} (chosen)")
         wrong += int((_alt_output(m, qx, not chosen) != m(qx).int_repr().numpy()).sum())
@@ -315,6 +318,13 @@ _VERBOSE_SHAPES = [
     (True, 16, 16, 1, (2, 2, 2), (1, 1, 2), (1, 1, 2), (4, 4, 4)),
     (True, 16, 16, 16, (2, 2, 2), (1, 1, 1), (1, 1, 1), (4, 4, 4)),
     (True, 16, 16, 4, (2, 2, 2), (2, 2, 2), (1, 1, 1), (4, 4, 4)),
+    (True, 12, 12, 4, (3, 3, 3), (2, 1, 1), (1, 1, 1), (5, 5, 5)),   # Cg 3: no jit, k % s: no brg -> ref
+    (True, 12, 12, 4, (2, 2, 2), (2, 1, 1), (1, 1, 1), (5, 5, 5)),   # k % s == 0: brgconv_strided
+    (True, 12, 12, 4, (3, 3, 3), (1, 1, 1), (2, 2, 2), (7, 7, 7)),   # stride 1: brg (dilation ok)
+    (True, 16, 16, 1, (1, 3), (1, 3), (2, 1), (5, 5)),               # strided + dilated elsewhere: jit
+    (True, 24, 6, 3, (1, 4), (1, 2), (2, 1), (5, 5)),                # Cg 8, Og 2: no jit; dilation: no brg
+    (True, 16, 16, 16, (4, 4, 4), (2, 1, 2), (1, 1, 1), (4, 4, 4)),  # 3D depthwise, strided brg
+    (True, 16, 16, 16, (3, 3), (1, 1), (1, 1), (6, 6)),              # 2D depthwise: jit
 ]
 
 _VERBOSE_SCRIPT = r"""
@@ -354,7 +364,8 @@ def test_kernel_rules_match_onednn_verbose():
         nd = max(len(k), 2)
         st2 = tuple(st) if len(st) > 1 else (1,) + tuple(st)
         dl2 = tuple(dl) if len(dl) > 1 else (1,) + tuple(dl)
-        plan, chain = onednn_nd.plan_nd(tr, nd, g, C // g, O // g, st2, dl2)
+        k2 = tuple(k) if len(k) > 1 else (1,) + tuple(k)
+        plan, chain = onednn_nd.plan_nd(tr, nd, g, C // g, O // g, k2, st2, dl2)
         if chain == "ref_deconv":
             assert kern.startswith("conv:any"), (tr, C, O, g, k, st, dl, kern)
         elif "gemm" in plan.kernel:

@@ -15,9 +15,9 @@ Conv3d                                    brg_conv_fwd, brgconv_1x1,      as Con
 Conv3d depthwise with dilation > 1        x64:gemm_s8u8s32 (gemm conv)    ``_GEMM_CONV`` below
 transposed                                brg_deconv, jit_deconvolution   as the conv: exact int32,
                                                                           separate scales
-transposed with stride > 1 and dilation   conv:any (ref_deconvolution     A through float (below),
-> 1 in one dimension; 3D depthwise        over gemm backward-data)        separate scales, divides
-transposed                                                                by the dst scale
+transposed shapes neither takes           conv:any (ref_deconvolution     A through float (below),
+(``_deconv_kernel_is_ref``)               over gemm backward-data)        separate scales, divides
+                                                                          by the dst scale
 ========================================  ==============================  =========================
 
 ref_deconvolution (oneDNN src/cpu/ref_deconvolution.cpp, ``apply_src_zero_point``) takes the
@@ -157,9 +157,29 @@ def requantize(A: np.ndarray, input_scale: float, weight_scale: np.ndarray, bias
     return np.rint(y).astype(np.uint8)
 
 
-def plan_nd(transposed: bool, nd: int, groups: int, Cg: int, Og: int, stride, dilation, isa: str = "auto"):
-    """(OnednnPlan, compensation chain) of a Conv3d (nd 3) or transposed conv (nd 2 or 3) on the
-    named oneDNN class. Raises OneDNNNotSupportedError where qref does not reproduce the class."""
+def _deconv_kernel_is_ref(nd: int, groups: int, Cg: int, Og: int, kernel, stride, dilation) -> bool:
+    """Whether oneDNN falls back to ref_deconvolution: neither brg_deconv nor jit_deconvolution
+    takes the shape. Fitted to ONEDNN_VERBOSE on 1,200 random transposed convs (1D/2D/3D, groups,
+    depthwise, strides 1-3, dilations 1-2; 0 misses) and re-checked by
+    tests/test_onednn_nd.py::test_kernel_rules_match_onednn_verbose:
+    - brg_deconv: stride 1 everywhere and not depthwise (a flipped brgemm conv), or strided with
+      every kernel size a multiple of its stride and no dilation anywhere (brgconv_strided);
+    - jit_deconvolution: no dimension with both stride > 1 and dilation > 1, and groups == 1, or
+      channels per group (in and out) multiples of 4, or depthwise in 2D (not 3D)."""
+    dw = groups > 1 and Cg == 1 and Og == 1
+    strided = any(s > 1 for s in stride)
+    brg = (not strided and not dw) or (strided and all(k % s == 0 for k, s in zip(kernel, stride))
+                                       and all(d == 1 for d in dilation))
+    jit = (not any(s > 1 and d > 1 for s, d in zip(stride, dilation))
+           and (groups == 1 or (dw and nd < 3) or (not dw and Cg % 4 == 0 and Og % 4 == 0)))
+    return not (brg or jit)
+
+
+def plan_nd(transposed: bool, nd: int, groups: int, Cg: int, Og: int, kernel, stride, dilation,
+            isa: str = "auto"):
+    """(OnednnPlan, compensation chain) of a Conv3d (nd 3) or transposed conv (nd 2 or 3; 1D as
+    2D with a unit height) on the named oneDNN class. Raises OneDNNNotSupportedError where qref
+    does not reproduce the class."""
     from .conv import OneDNNNotSupportedError
     from .onednn import OnednnPlan, describe_class, resolve_class
 
@@ -171,9 +191,8 @@ def plan_nd(transposed: bool, nd: int, groups: int, Cg: int, Og: int, stride, di
             f"pair order qref has not matched for {what}s (only the vnni class is reproduced; torch's x86 engine "
             f"uses oneDNN only on AVX512-VNNI hosts, and fbgemm elsewhere)")
     dw = groups > 1 and Cg == 1 and Og == 1
-    both = any(s_ > 1 and d > 1 for s_, d in zip(stride, dilation))
     if transposed:
-        if both or (nd == 3 and dw):
+        if _deconv_kernel_is_ref(nd, groups, Cg, Og, kernel, stride, dilation):
             # ref_deconvolution over gemm backward-data (ONEDNN_VERBOSE "conv:any+x64:gemm_s8u8s32")
             return OnednnPlan(cls, "conv:any+gemm_s8u8s32 (ref_deconvolution)", False, False, False, cls == "vnni",
                               divide_dst=True), "ref_deconv"
@@ -202,7 +221,7 @@ def run(x_cl: np.ndarray, a_s: float, a_zp: int, w: np.ndarray, weight_scale: np
 
     nd = x_cl.ndim - 2
     O, Cg = w.shape[:2]
-    p, chain = plan_nd(transposed, nd, groups, Cg, O // groups, stride, dilation, isa)
+    p, chain = plan_nd(transposed, nd, groups, Cg, O // groups, w.shape[2:], stride, dilation, isa)
     if not p.verified:
         _warn_unverified(p)
     acc, col = integer_sums(x_cl, w, groups, stride, padding, dilation, out_spatial, transposed)
