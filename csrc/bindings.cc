@@ -809,6 +809,8 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("prepared"), py::arg("input"), py::arg("threads"),
       "Run a prepared oneDNN conv2d (onednn_conv2d_prepare) on an NHWC uint8 input; returns the NHWC output.");
+  m.def("onednn_set_dw_vnni", &set_onednn_dw_vnni, py::arg("enabled"),
+        "Tests only: False makes depthwise convs take the AVX512 tap-pair kernel on VNNI CPUs too.");
   m.def("onednn_set_simd", &set_onednn_simd, py::arg("enabled"),
         "Tests only: False forces the portable oneDNN loops (the AVX512-VNNI core must give the same bytes).");
   m.def(

@@ -364,6 +364,7 @@ def test_fast_equals_reference(variant):
                                     # depthwise: tap pairs with an even tap count, a channel tail,
                                     # dilation with padding wider than the kernel reach, > 64 taps
                                     dict(C=40, O=40, KH=2, KW=3, H=9, W=8, padding=(1, 2), groups=40),
+                                    dict(C=72, O=72, KH=3, KW=3, H=6, W=13, padding=1, stride=(1, 2), groups=72),
                                     dict(C=35, O=35, KH=3, KW=3, H=9, W=9, padding=3, dilation=2, stride=2,
                                          groups=35, weight="extreme", act="high"),
                                     dict(C=16, O=16, KH=9, KW=9, H=10, W=10, padding=4, groups=16)]
@@ -378,15 +379,18 @@ def test_fast_equals_reference(variant):
         ref = _core.onednn_conv2d_nhwc(*args, threads=1, intermediates=True, **variant)[0]
         pv = dict(variant, kw_major_pairs=variant.get("kw_major_pairs", False),
                   divide_dst=variant.get("divide_dst", False))
-        for threads, simd in ((1, True), (2, True), (1, False)):
+        # dw_vnni False: depthwise takes the AVX512 tap-pair kernel (what CPUs without VNNI run)
+        for threads, simd, dw_vnni in ((1, True, True), (2, True, True), (1, False, True), (1, True, False)):
             _core.onednn_set_simd(simd)  # False: the portable loop even where the VNNI core runs
+            _core.onednn_set_dw_vnni(dw_vnni)
             try:
                 fast = _core.onednn_conv2d_nhwc(*args, threads=threads, intermediates=False, **variant)
                 prep = _core.onednn_conv2d_prepare(*args, **pv)
             finally:
                 _core.onednn_set_simd(True)
-            assert_same(fast, ref, f"{case_id(s)} {variant} threads={threads} simd={simd}")
-            what = f"{case_id(s)} {variant} prepared route={prep.route} threads={threads} simd={simd}"
+                _core.onednn_set_dw_vnni(True)
+            assert_same(fast, ref, f"{case_id(s)} {variant} threads={threads} simd={simd} dw_vnni={dw_vnni}")
+            what = f"{case_id(s)} {variant} prepared route={prep.route} threads={threads} simd={simd} dw_vnni={dw_vnni}"
             assert_same(_core.conv2d_run(prep, args[0], threads), ref, what)
             assert_same(_core.conv2d_run(prep, args[0], threads), ref, what + " (second run)")
             routes.add(prep.route)
@@ -396,9 +400,10 @@ def test_fast_equals_reference(variant):
             if vnni and simd and exact and gemm_shape:
                 assert prep.route == "vnni_gemm", what
             if vnni and simd and dw and not variant.get("float_comp") and not variant.get("kw_major_pairs"):
-                assert prep.route == ("dw512_pairs" if s["KH"] * s["KW"] <= 64 else "dw512"), what
+                assert prep.route == (("dw_vnni" if dw_vnni else "dw512_pairs") if s["KH"] * s["KW"] <= 64
+                                      else "dw512"), what
     if vnni and exact:
-        assert "vnni_gemm" in routes
+        assert {"vnni_gemm", "dw_vnni", "dw512_pairs", "dw512"} <= routes
 
 
 @pytest.mark.parametrize("out_scale", [1e-20, 2e-4, 1e4])
@@ -418,10 +423,15 @@ def test_fast_equals_reference_extreme_scales(out_scale):
                     np.full(sh["O"], 0.01), True, out_scale, int(r.integers(0, 256)), relu)
             ref = _core.onednn_conv2d_nhwc(*args, False, False, False, 1, intermediates=True)[0]
             fast = _core.onednn_conv2d_nhwc(*args, False, False, False, 1)
-            prep = _core.onednn_conv2d_prepare(*args, False, False, False)
-            what = f"shape {i} relu={relu} out_scale={out_scale} route={prep.route}"
-            assert_same(fast, ref, what)
-            assert_same(_core.conv2d_run(prep, x, 1), ref, what + " prepared")
+            assert_same(fast, ref, f"shape {i} relu={relu} out_scale={out_scale}")
+            for dw_vnni in (True, False):
+                _core.onednn_set_dw_vnni(dw_vnni)
+                try:
+                    prep = _core.onednn_conv2d_prepare(*args, False, False, False)
+                finally:
+                    _core.onednn_set_dw_vnni(True)
+                what = f"shape {i} relu={relu} out_scale={out_scale} route={prep.route}"
+                assert_same(_core.conv2d_run(prep, x, 1), ref, what + " prepared")
             if out_scale == 1e-20:  # both clamps exercised (relu: nothing below the zero point)
                 assert (ref == 255).any() and (relu or (ref == 0).any()), what
 

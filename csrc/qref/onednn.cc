@@ -405,8 +405,51 @@ void pack_dw_pairs(const Conv2dShape& s, const OnednnParams& p, const int8_t* w,
   P.zp_row = vp->zeros.data();
 }
 
+// Depthwise VNNI kernel (onednn_simd.h onednn_vnni_dw_rows): per tap and 64-channel chunk,
+// four weight vectors each keeping the bytes of one channel per int32 lane; per-channel
+// constants in quarter order (lane q of quarter j: channel 4q + j).
+void pack_dw_quads(const Conv2dShape& s, const OnednnParams& p, const int8_t* w, VnniPack* vp) {
+  OnednnSimdProblem& P = vp->P;
+  P.N = s.N; P.H = s.H; P.W = s.W; P.C = s.C; P.OH = s.OH; P.OW = s.OW; P.KH = s.KH; P.KW = s.KW;
+  P.stride_h = s.stride_h; P.stride_w = s.stride_w; P.pad_h = s.pad_h; P.pad_w = s.pad_w;
+  P.dilation_h = s.dilation_h; P.dilation_w = s.dilation_w; P.groups = s.groups;
+  P.Cg = 1; P.Og = 1; P.quads = 1; P.oblocks = 1;
+  const int64_t T = s.KH * s.KW, G = s.groups, NC = (G + 63) / 64, Gp = NC * 64;
+  vp->wbuf.assign(static_cast<size_t>(T * NC * 256 + 64), 0);
+  vp->sbuf.assign(static_cast<size_t>(Gp + 16), 0);
+  vp->fbuf.assign(static_cast<size_t>(2 * Gp + 16), 0.f);
+  vp->zeros.assign(static_cast<size_t>(Gp), static_cast<uint8_t>(p.input_zero_point));
+  int8_t* wq = align64(vp->wbuf);
+  int32_t* cz = align64(vp->sbuf);
+  float* sc = align64(vp->fbuf);
+  float* bi = sc + Gp;
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t cb = g / 64, c = g % 64, q = c / 4, j = c % 4;
+    const int64_t slot = cb * 64 + j * 16 + q;
+    uint32_t colsum = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      const int8_t wv = w[g * T + t];
+      colsum += static_cast<uint32_t>(static_cast<int32_t>(wv));
+      wq[((t * NC + cb) * 4 + j) * 64 + c] = wv;  // byte c = 4q + j of quarter j's vector
+    }
+    cz[slot] = static_cast<int32_t>(static_cast<uint32_t>(p.input_zero_point) * colsum);  // wraps like vpmulld
+    sc[slot] = p.variant.combined ? p.comb_scale[g] : p.wei_scale[g];
+    bi[slot] = p.has_bias ? p.bias[g] : 0.f;
+  }
+  P.w = nullptr;
+  P.wsum = nullptr;
+  P.wquad = wq;
+  P.colp = cz;
+  P.scale_p = sc;
+  P.bias_p = bi;
+  P.zp_row = vp->zeros.data();
+}
+
 bool g_simd_enabled = true;
+bool g_dw_vnni = true;
 }  // namespace
+
+void set_onednn_dw_vnni(bool enabled) { g_dw_vnni = enabled; }
 
 void set_onednn_simd(bool enabled) { g_simd_enabled = enabled; }
 
@@ -418,11 +461,12 @@ void set_onednn_simd(bool enabled) { g_simd_enabled = enabled; }
 //          to its AVX2 depthwise code, which saturates)
 //  kDwPairs depthwise (one input and one output channel per group), integer compensation,
 //          every class (one product per channel pair never saturates): two taps per vpmaddwd
+//          (kDwQuads: the same with VNNI, one product per int32 lane of vpdpbusd, no shuffles)
 //  kDw512  the same with float compensation (or kernels over 64 taps)
 //  kFast   portable repacked loop; kReference the plain loop (intermediates, transposed,
 //          kw-major pairs)
 struct OnednnConv2d::Impl {
-  enum Route { kReference, kFast, kVnni, kDw512, kDwPairs, kGemm };
+  enum Route { kReference, kFast, kVnni, kDw512, kDwPairs, kDwQuads, kGemm };
   Conv2dShape s;
   OnednnParams p;
   const int8_t* w = nullptr;
@@ -495,8 +539,13 @@ OnednnConv2d::OnednnConv2d(const Conv2dShape& s, const OnednnParams& p, const in
     I.gemm.reset(new PreparedConv2d(pr, kAvx512VnniKernel, w));
 #endif
   } else if (g_simd_enabled && dw && cpu.avx512() && !p.variant.float_comp && s.KH * s.KW <= 64) {
-    I.route = Impl::kDwPairs;
-    pack_dw_pairs(s, I.p, w, &I.vp);
+    if (cpu.avx512vnni && g_dw_vnni) {
+      I.route = Impl::kDwQuads;
+      pack_dw_quads(s, I.p, w, &I.vp);
+    } else {
+      I.route = Impl::kDwPairs;
+      pack_dw_pairs(s, I.p, w, &I.vp);
+    }
     const OnednnParams& q = I.p;
     OnednnSimdProblem& P = I.vp.P;
     P.a_zp = q.input_zero_point;
@@ -553,6 +602,7 @@ const char* OnednnConv2d::route() const {
     case Impl::kVnni: return "vnni";
     case Impl::kDw512: return "dw512";
     case Impl::kDwPairs: return "dw512_pairs";
+    case Impl::kDwQuads: return "dw_vnni";
     case Impl::kFast: return "portable";
     default: return "reference";
   }
@@ -565,6 +615,7 @@ size_t OnednnConv2d::packed_bytes() const {
     case Impl::kVnni:
     case Impl::kDw512:
     case Impl::kDwPairs:
+    case Impl::kDwQuads:
       return I.vp.wbuf.size() + I.vp.sbuf.size() * 4 + I.vp.zeros.size() + I.vp.w16.size() * 2 +
              I.vp.fbuf.size() * 4;
     case Impl::kFast: return I.fp.w.size() * 2 + I.fp.wsum.size() * 4 + I.fp.wdw.size() * 2;
@@ -597,6 +648,7 @@ void OnednnConv2d::run(const uint8_t* in, uint8_t* out, int num_threads,
       case Impl::kVnni: onednn_vnni_rows(P, in, b, e); break;
       case Impl::kDw512: onednn_avx512_dw_rows(P, in, b, e); break;
       case Impl::kDwPairs: onednn_avx512_dw_pair_rows(P, in, b, e); break;
+      case Impl::kDwQuads: onednn_vnni_dw_rows(P, in, b, e); break;
       case Impl::kFast: run_rows_fast(s, I.p, I.fp, in, out, b, e); break;
       default: run_rows(s, I.p, in, I.w, out, b, e, inter, I.transposed); break;
     }

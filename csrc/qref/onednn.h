@@ -103,5 +103,8 @@ class OnednnConv2d {
 // Tests: false makes run_onednn_conv2d use the portable loops even where the
 // AVX512-VNNI integer core could run (both must give the same bytes).
 void set_onednn_simd(bool enabled);
+// Tests: false makes depthwise convs take the AVX512 tap-pair kernel even on VNNI CPUs
+// (so that kernel, which AVX512 CPUs without VNNI run, is tested on VNNI hosts too).
+void set_onednn_dw_vnni(bool enabled);
 
 }  // namespace qref

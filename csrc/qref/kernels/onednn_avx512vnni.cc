@@ -237,7 +237,95 @@ QREF_AVX512_TARGET void dw_pair_rows_impl(const OnednnSimdProblem& P, const uint
   }
 }
 
+// Depthwise, 64 channels per chunk, VNNI (onednn_simd.h onednn_vnni_dw_rows). Four output
+// positions (consecutive ow) at a time: each weight vector feeds four vpdpbusd, and the
+// sixteen independent accumulator chains and requantizations keep the core busy (one
+// position alone is a chain of ~60 cycles of latency).
+QREF_VNNI_TARGET void vnni_dw_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin,
+                                        int64_t m_end) {
+  constexpr int NB = 4;
+  const int64_t G = P.groups, T = P.KH * P.KW, NC = (G + 63) / 64;
+  const uint8_t* ptr[NB][64];  // taps of each position (KH * KW <= 64: onednn.cc routes larger kernels elsewhere)
+  int64_t off[64];             // tap offsets from a position's first tap, all taps inside the image
+  for (int64_t kh = 0; kh < P.KH; ++kh)
+    for (int64_t kw = 0; kw < P.KW; ++kw) off[kh * P.KW + kw] = (kh * P.dilation_h * P.W + kw * P.dilation_w) * P.C;
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    const int64_t n = m / P.OH, oh = m % P.OH;
+    const int64_t ih0 = oh * P.stride_h - P.pad_h;
+    const bool rows_in = ih0 >= 0 && ih0 + (P.KH - 1) * P.dilation_h < P.H;
+    for (int64_t ow0 = 0; ow0 < P.OW; ow0 += NB) {
+      const int64_t nb = P.OW - ow0 < NB ? P.OW - ow0 : NB;
+      const int64_t iw_first = ow0 * P.stride_w - P.pad_w;
+      const int64_t iw_last = (ow0 + NB - 1) * P.stride_w - P.pad_w + (P.KW - 1) * P.dilation_w;
+      if (rows_in && nb == NB && iw_first >= 0 && iw_last < P.W) {
+        // interior block: no tap to test
+        for (int b = 0; b < NB; ++b) {
+          const uint8_t* base = in + ((n * P.H + ih0) * P.W + iw_first + b * P.stride_w) * P.C;
+          for (int64_t t = 0; t < T; ++t) ptr[b][t] = base + off[t];
+        }
+      } else {
+        for (int b = 0; b < NB; ++b) {
+          const int64_t ow = ow0 + (b < nb ? b : 0);  // past the row's end: a copy of the first (not stored)
+          for (int64_t kh = 0; kh < P.KH; ++kh) {
+            const int64_t ih = ih0 + kh * P.dilation_h;
+            const bool hok = ih >= 0 && ih < P.H;
+            const uint8_t* row = in + ((n * P.H + (hok ? ih : 0)) * P.W) * P.C;
+            for (int64_t kw = 0; kw < P.KW; ++kw) {
+              const int64_t iw = ow * P.stride_w - P.pad_w + kw * P.dilation_w;
+              ptr[b][kh * P.KW + kw] = hok && iw >= 0 && iw < P.W ? row + iw * P.C : P.zp_row;
+            }
+          }
+        }
+      }
+      uint8_t* dst = P.out + ((n * P.OH + oh) * P.OW + ow0) * P.O;
+      for (int64_t cb = 0; cb < NC; ++cb) {
+        const int64_t c0 = cb * 64;
+        const int64_t lanes = G - c0 < 64 ? G - c0 : 64;
+        const __mmask64 k = lanes == 64 ? ~__mmask64{0} : ((__mmask64{1} << lanes) - 1);
+        __m512i acc[NB][4];
+#pragma GCC unroll 4
+        for (int b = 0; b < NB; ++b)
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j) acc[b][j] = _mm512_setzero_si512();
+        for (int64_t t = 0; t < T; ++t) {
+          const int8_t* wt = P.wquad + (t * NC + cb) * 256;
+          const __m512i w0 = _mm512_load_si512(wt), w1 = _mm512_load_si512(wt + 64);
+          const __m512i w2 = _mm512_load_si512(wt + 128), w3 = _mm512_load_si512(wt + 192);
+#pragma GCC unroll 4
+          for (int b = 0; b < NB; ++b) {
+            const __m512i x = _mm512_maskz_loadu_epi8(k, ptr[b][t] + c0);
+            acc[b][0] = _mm512_dpbusd_epi32(acc[b][0], x, w0);
+            acc[b][1] = _mm512_dpbusd_epi32(acc[b][1], x, w1);
+            acc[b][2] = _mm512_dpbusd_epi32(acc[b][2], x, w2);
+            acc[b][3] = _mm512_dpbusd_epi32(acc[b][3], x, w3);
+          }
+        }
+        // raw = acc - wrap32(a_zp * colsum); every quarter rounds to an int32 in [0, 255]
+        const int32_t* cz = P.colp + cb * 64;
+        const float* sc = P.scale_p + cb * 64;
+        const float* bi = P.bias_p + cb * 64;
+#pragma GCC unroll 4
+        for (int b = 0; b < NB; ++b) {
+          __m512i q[4];
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j)
+            q[j] = requant_half(P, _mm512_sub_epi32(acc[b][j], _mm512_load_si512(cz + 16 * j)), sc + 16 * j,
+                                bi + 16 * j);
+          // lane q: channels 4q..4q+3 as its four bytes
+          const __m512i v = _mm512_or_si512(_mm512_or_si512(q[0], _mm512_slli_epi32(q[1], 8)),
+                                            _mm512_or_si512(_mm512_slli_epi32(q[2], 16), _mm512_slli_epi32(q[3], 24)));
+          if (b < nb) _mm512_mask_storeu_epi8(dst + b * P.O + c0, k, v);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
+
+void onednn_vnni_dw_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end) {
+  vnni_dw_rows_impl(P, in, m_begin, m_end);
+}
 
 void onednn_avx512_dw_pair_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end) {
   dw_pair_rows_impl(P, in, m_begin, m_end);
@@ -256,6 +344,7 @@ void onednn_avx512_dw_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_
 void onednn_vnni_rows(const OnednnSimdProblem&, const uint8_t*, int64_t, int64_t) {}
 void onednn_avx512_dw_rows(const OnednnSimdProblem&, const uint8_t*, int64_t, int64_t) {}
 void onednn_avx512_dw_pair_rows(const OnednnSimdProblem&, const uint8_t*, int64_t, int64_t) {}
+void onednn_vnni_dw_rows(const OnednnSimdProblem&, const uint8_t*, int64_t, int64_t) {}
 
 #endif
 

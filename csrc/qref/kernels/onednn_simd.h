@@ -31,7 +31,12 @@ struct OnednnSimdProblem {
   const int32_t* colp;    // [chunk][half][16]: wrap32(a_zp * sum of the weights over ALL taps)
   const float* scale_p;   // [chunk][half][16]: comb (combined) or ws
   const float* bias_p;    // [chunk][half][16]: bias (0 without)
-  const uint8_t* zp_row;  // groups rounded up to 32 bytes of a_zp (stand in for padded taps)
+  const uint8_t* zp_row;  // groups rounded up to 64 bytes of a_zp (stand in for padded taps)
+  // Depthwise VNNI kernel (onednn_vnni_dw_rows), 64 channels per chunk in four quarters
+  // j = 0..3 of 16 int32 lanes, lane q of quarter j = channel 4q + j of the chunk.
+  // Weights [tap][chunk][j][64 bytes]: the tap's 64 weights with only bytes 4q + j kept.
+  // colp / scale_p / bias_p as above, [chunk][j][16] (the pair kernel's fields reused).
+  const int8_t* wquad;
 };
 
 // Per output position and (group, 16-channel block): the exact int32 sum of
@@ -50,5 +55,10 @@ void onednn_avx512_dw_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_
 // fbgemm path uses), so the colsum is the all-taps one; two taps per vpmaddwd (u8 values
 // and s8 weights as int16: exact products, exact int32 pair sums). Needs AVX512 (f/bw/dq/vl).
 void onednn_avx512_dw_pair_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end);
+// The same arithmetic with AVX512-VNNI and no shuffles: each tap's 64 activation bytes
+// (channels in natural order) go through four vpdpbusd, each with the weights of one
+// channel per int32 lane (the other three bytes 0), so every lane adds one exact product;
+// the four quarters' rounded bytes are merged back in order by shifts and ors.
+void onednn_vnni_dw_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end);
 
 }  // namespace qref
