@@ -360,7 +360,9 @@ def _layer_kind(name: str) -> str:
 
 def bench_x86_engine(shape_list: list[Shape], budget_s: float) -> list[dict]:
     """torch's default "x86" engine (prepack sends symmetric-weight convs with groups <= 100 to oneDNN
-    on AVX512-VNNI hosts) vs qref.from_torch(module) on the same module, single thread, bytes asserted."""
+    on AVX512-VNNI hosts) vs qref.from_torch(module) on the same module, single thread, bytes asserted.
+    Also timed alongside: qref on the same layer packed under fbgemm (fbgemm's arithmetic), which shows
+    what oneDNN's requantization costs qref relative to fbgemm's (issue 8: no more)."""
     import torch
 
     import qref
@@ -371,6 +373,8 @@ def bench_x86_engine(shape_list: list[Shape], budget_s: float) -> list[dict]:
     try:
         for s in shape_list:
             ops = make_operands(s)
+            conv_fb, _ = torch_layer(s, ops, engine="fbgemm")
+            params_fb = qref.from_torch(conv_fb)
             conv, qx = torch_layer(s, ops, engine="x86")
             params = qref.from_torch(conv)
             ref = conv(qx)
@@ -378,8 +382,10 @@ def bench_x86_engine(shape_list: list[Shape], budget_s: float) -> list[dict]:
             if not torch.equal(got.int_repr(), ref.int_repr()):
                 n = int((got.int_repr() != ref.int_repr()).sum())
                 raise AssertionError(f"{s.name}: qref engine={params.engine} differs from torch x86 in {n} outputs")
-            t = interleaved({"torch": lambda: conv(qx), "qref": lambda: params(qx, threads=1)}, budget_s)
-            rows.append(dict(shape=s.name, macs=s.macs, engine=params.engine, t_torch=t["torch"], t_qref=t["qref"]))
+            t = interleaved({"torch": lambda: conv(qx), "qref": lambda: params(qx, threads=1),
+                             "qref_fbgemm": lambda: params_fb(qx, threads=1)}, budget_s)
+            rows.append(dict(shape=s.name, macs=s.macs, engine=params.engine, t_torch=t["torch"], t_qref=t["qref"],
+                             t_qref_fbgemm=t["qref_fbgemm"]))
     finally:
         torch.set_num_threads(prev_threads)
         torch.backends.quantized.engine = "fbgemm"
@@ -464,16 +470,18 @@ def format_report(res: dict) -> str:
                      "packed the weights for oneDNN), single thread, bytes asserted equal")
         lines.append("")
         lines.append("| shape | engine of the packed weights | torch ms | qref ms | torch GMAC/s | qref GMAC/s | "
-                     "t_torch/t_qref |")
-        lines.append("|---|---|---:|---:|---:|---:|---:|")
+                     "t_torch/t_qref | qref, layer packed under fbgemm, ms |")
+        lines.append("|---|---|---:|---:|---:|---:|---:|---:|")
         for r in res["x86"]:
+            fb = _ms(r["t_qref_fbgemm"]) if "t_qref_fbgemm" in r else "-"
             lines.append(f"| {r['shape']} | {r['engine']} | {_ms(r['t_torch'])} | {_ms(r['t_qref'])} | "
                          f"{_gmacs(r['macs'], r['t_torch'])} | {_gmacs(r['macs'], r['t_qref'])} | "
-                         f"{r['t_torch'] / r['t_qref']:.2f} |")
+                         f"{r['t_torch'] / r['t_qref']:.2f} | {fb} |")
         lines.append("")
         lines.append(f"Geometric mean t_torch/t_qref: **{geomean([r['t_torch'] / r['t_qref'] for r in res['x86']]):.2f}**"
-                     " (oneDNN rows: qref's AVX512-VNNI oneDNN core; an AMX host's oneDNN is several times faster "
-                     "again, see docs/onednn.md)")
+                     " (oneDNN rows: qref's AVX512-VNNI conv2d GEMM with oneDNN's requantization, depthwise its "
+                     "VNNI depthwise kernel; the last column is qref on the same layer with fbgemm's arithmetic, "
+                     "timed alongside. An AMX host's oneDNN is several times faster again, see docs/onednn.md)")
         lines.append("")
     if res.get("memory"):
         lines.append(f"### extra memory of a qref call ({res['memory_threads']} threads)")
