@@ -416,3 +416,17 @@ def test_check_default_engine_model():
     assert status["c1"] == status["t1"] == status["c3"] == status["t2"] == "ok", str(rep)
     assert status["t3"] == "TORCH_WRONG", str(rep)  # ConvTranspose3d(8 -> 4): SPEC.md §6.5
     assert all(r.path == "oneDNN" for r in rep.layers if r.name in ("c1", "t1", "c3", "t2", "t3"))
+
+
+def test_engine_probe_sees_onednn_when_first_probe_is_all_zero():
+    """packed_engine's first probe can give all zeros under oneDNN too (here a transposed conv into
+    one output channel whose values are all <= 0 on the probe input); the complemented input
+    flips every sign, so the module is still recognised as oneDNN-packed."""
+    _vnni_host()
+    import torch.ao.nn.quantized as nnq_
+
+    from qref.torch_bridge import packed_engine
+
+    m, _ = _case("convt1d", 238)
+    assert isinstance(m, nnq_.ConvTranspose1d) and m.out_channels == 1
+    assert packed_engine(m) == "onednn"

@@ -150,8 +150,10 @@ def packed_engine(module: Any) -> str:
     if hasattr(module, "in_features"):  # Linear / LinearReLU
         pp = getattr(pp, "_packed_params", pp)
         data = torch.randint(0, 256, (4, int(module.in_features)), dtype=torch.uint8, generator=gen)
-        qx = torch._make_per_tensor_quantized_tensor(data, 1.0e6, 128)
-        out = torch.ops.quantized.linear(qx, pp, 1.0e-20, 0).int_repr()
+
+        def probe(d):
+            qx = torch._make_per_tensor_quantized_tensor(d, 1.0e6, 128)
+            return torch.ops.quantized.linear(qx, pp, 1.0e-20, 0).int_repr()
     else:
         ks = tuple(int(v) for v in module.kernel_size)
         dl = tuple(int(v) for v in module.dilation)
@@ -160,12 +162,20 @@ def packed_engine(module: Any) -> str:
         # Transposed: one image (fbgemm's direct transposed path writes image 0 only).
         N = 1 if transposed else 2
         data = torch.randint(0, 256, (N, int(module.in_channels)) + spatial, dtype=torch.uint8, generator=gen)
-        qx = torch._make_per_tensor_quantized_tensor(data, 1.0e6, 128)
         name = ("conv_transpose" if transposed else "conv") + f"{len(ks)}d"
-        out = getattr(torch.ops.quantized, name)(qx, pp, 1.0e-20, 0).int_repr()
+
+        def probe(d):
+            qx = torch._make_per_tensor_quantized_tensor(d, 1.0e6, 128)
+            return getattr(torch.ops.quantized, name)(qx, pp, 1.0e-20, 0).int_repr()
+    out = probe(data)
+    if bool((out == 0).all()):
+        # oneDNN also answers 0 where every value is <= 0 (e.g. one output channel whose weights
+        # sum negative on this input): the complemented input flips the sign of every
+        # accumulator (a - 128 -> 127 - a), so oneDNN's answer then has a 255 somewhere.
+        out = probe(255 - data)
     if bool((out == 255).any()):
         return "onednn"
-    if bool((out == 0).all()):
+    if bool((out == 0).all()) and bool((w.int_repr() != 0).any()):
         return "fbgemm"
     return "unknown"
 
