@@ -136,6 +136,9 @@ class _LayerParams:
     # whose arithmetic torch's packed weights run: "fbgemm", or "onednn" for a module packed for
     # oneDNN (the default "x86" engine on an AVX512-VNNI host, or "onednn"; qref/onednn_nd.py)
     engine: str = "fbgemm"
+    # the oneDNN implementation torch ran for this layer (qref.check reads it from oneDNN's verbose
+    # log for the recorded input; "" = qref's shape rules decide)
+    onednn_kernel: str = ""
 
     # issue 7 item 4: prepared weights per input shape / quantization / ISA / kernel (see module doc)
     _prepared: Any = field(default=None, init=False, repr=False, compare=False)
@@ -181,7 +184,7 @@ class _LayerParams:
             kname = _resolve_kernel(self.kind, kernel)
         except (TypeError, ValueError):
             return full()
-        key = (tuple(v.shape), qkey, isa, kname, self.engine) + extra
+        key = (tuple(v.shape), qkey, isa, kname, self.engine, self.onednn_kernel) + extra
         ent = self._prepared.get(key)
         if ent is None:
             res = full()  # validates every argument; a bad one raises here, before any entry is made
@@ -415,7 +418,8 @@ class Conv3dParams(_LayerParams):
                           groups=self.groups, input_scale=s, input_zero_point=z, output_scale=self.output_scale,
                           output_zero_point=self.output_zero_point, relu=self.relu, isa=isa, kernel=kernel,
                           threads=threads, return_intermediates=return_intermediates,
-                          reproduce_defects=reproduce_defects, engine=self.engine, **self._weight_args())
+                          reproduce_defects=reproduce_defects, engine=self.engine,
+                          onednn_kernel=self.onednn_kernel or None, **self._weight_args())
 
         if return_intermediates or not isinstance(reproduce_defects, (bool, np.bool_)):
             return full()
@@ -504,7 +508,7 @@ class ConvTransposeParams(_LayerParams):
                       input_scale=input_scale, input_zero_point=input_zero_point, output_scale=self.output_scale,
                       output_zero_point=self.output_zero_point, isa=isa, kernel=kernel, threads=threads,
                       return_intermediates=return_intermediates, reproduce_defects=reproduce_defects,
-                      engine=self.engine, **self._weight_args())
+                      engine=self.engine, onednn_kernel=self.onednn_kernel or None, **self._weight_args())
 
         # the cached path: conv_transpose2d (1d/3d always take the public function)
         if return_intermediates or self.weight.ndim != 4 or not isinstance(reproduce_defects, (bool, np.bool_)):

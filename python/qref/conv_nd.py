@@ -204,9 +204,10 @@ def _conv3d_via_conv2d(a_ndhwc, a_s, a_zp, wt, b, st, pd, dl, g, out_s, out_zp, 
 
 
 def _onednn_nd(fn, a, a_s, a_zp, wt, w_conv, b, st, pd, dl, g, out_sp, out_s, out_zp, relu, transposed, isa,
-               return_intermediates):
+               return_intermediates, onednn_kernel=None):
     """torch's x86/onednn engine: oneDNN's arithmetic (qref/onednn_nd.py). ``a`` (N, C, *S);
-    ``w_conv`` (O, Cg, *k) in conv form. Returns the uint8 output (N, O, *OS)."""
+    ``w_conv`` (O, Cg, *k) in conv form; ``onednn_kernel``: the implementation torch's oneDNN
+    reported (overrides the shape rules). Returns the uint8 output (N, O, *OS)."""
     from .conv import OneDNNNotSupportedError
     from .onednn_nd import run
 
@@ -218,8 +219,11 @@ def _onednn_nd(fn, a, a_s, a_zp, wt, w_conv, b, st, pd, dl, g, out_sp, out_s, ou
             f"{fn}: engine='onednn' with weight zero points {wt.zero_point.tolist()[:8]}: torch's oneDNN conv "
             f"requires symmetric weights (all zero points 0) and refuses this prepack")
     x_cl = np.ascontiguousarray(np.moveaxis(a, 1, -1))
+    if onednn_kernel is not None and not isinstance(onednn_kernel, str):
+        raise TypeError(f"{fn}: onednn_kernel={onednn_kernel!r} has type {type(onednn_kernel).__name__} (must be None "
+                        f"or a oneDNN implementation name such as 'brg_conv_fwd:avx512_core_vnni')")
     out = run(x_cl, a_s, a_zp, np.ascontiguousarray(w_conv), wt.scale, b, st, pd, dl, g, out_sp, out_s, out_zp,
-              relu, transposed, isa)
+              relu, transposed, isa, onednn_kernel or None)
     return np.ascontiguousarray(np.moveaxis(out, -1, 1))
 
 
@@ -252,6 +256,7 @@ def conv3d(
     threads: Optional[int] = None,
     return_intermediates: bool = False,
     reproduce_defects: bool = False,
+    onednn_kernel: Optional[str] = None,
 ) -> Any:
     """Quantized conv3d, bit-exact with torch's fbgemm ``quantized::conv3d(_relu)``.
 
@@ -289,7 +294,7 @@ def conv3d(
         out_sp = tuple((n + 2 * p - d * (k - 1) - 1) // s_ + 1
                        for n, p, d, k, s_ in zip((D, H, W), pd, dl, (KD, KH, KW), st))
         out = _onednn_nd(fn, a, a_s, a_zp, wt, wt.oihw, b, st, pd, dl, g, out_sp, out_s, out_zp, bool(relu), False,
-                         isa, return_intermediates)
+                         isa, return_intermediates, onednn_kernel)
         return _wrap(out, from_torch, out_s, out_zp)
     if engine == "x86":
         from .onednn import fbgemm_isa
@@ -370,6 +375,7 @@ def conv_transpose2d(
     threads: Optional[int] = None,
     return_intermediates: bool = False,
     reproduce_defects: bool = False,
+    onednn_kernel: Optional[str] = None,
 ) -> Any:
     """Quantized ConvTranspose2d, bit-exact with torch's fbgemm ``quantized::conv_transpose2d``.
 
@@ -385,7 +391,7 @@ def conv_transpose2d(
     a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 4, "(N, C, H, W)")
     return _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 4, bias, stride,
                            padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa,
-                           kernel, threads, return_intermediates, reproduce_defects)
+                           kernel, threads, return_intermediates, reproduce_defects, onednn_kernel)
 
 
 def conv_transpose1d(
@@ -410,6 +416,7 @@ def conv_transpose1d(
     threads: Optional[int] = None,
     return_intermediates: bool = False,
     reproduce_defects: bool = False,
+    onednn_kernel: Optional[str] = None,
 ) -> Any:
     """Quantized ConvTranspose1d: torch runs it as conv_transpose2d on (N, C, 1, L) with kernel
     (1, k) (qconv.cpp ``QConv1dInt8`` / ``QConvTranspose1d`` unsqueeze), so always the transposed
@@ -422,7 +429,7 @@ def conv_transpose1d(
     (dl,) = _as_tuple(fn, "dilation", dilation, 1, 1)
     res = _conv_transpose(fn, a[:, :, None, :], a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 3,
                           bias, (1, st), (0, pd), (0, op), groups, (1, dl), output_scale, output_zero_point, engine,
-                          isa, kernel, threads, return_intermediates, reproduce_defects)
+                          isa, kernel, threads, return_intermediates, reproduce_defects, onednn_kernel)
     if return_intermediates:
         from .conv import Intermediates
 
@@ -454,6 +461,7 @@ def conv_transpose3d(
     threads: Optional[int] = None,
     return_intermediates: bool = False,
     reproduce_defects: bool = False,
+    onednn_kernel: Optional[str] = None,
 ) -> Any:
     """Quantized ConvTranspose3d, bit-exact with torch's fbgemm ``quantized::conv_transpose3d``:
     always the transposed im2col path in (kd, kh, kw, c) order (fbgemm's direct path is 2D only).
@@ -462,7 +470,7 @@ def conv_transpose3d(
     a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 5, "(N, C, D, H, W)")
     return _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 5, bias, stride,
                            padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa,
-                           kernel, threads, return_intermediates, reproduce_defects)
+                           kernel, threads, return_intermediates, reproduce_defects, onednn_kernel)
 
 
 def _squeeze_h(out: Any, from_torch: bool) -> Any:
@@ -479,7 +487,7 @@ _TRANSPOSED_WEIGHT_LAYOUT = {3: "(C, O/groups, k)", 4: "(C, O/groups, kH, kW)", 
 
 def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, wdim, bias, stride,
                     padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa, kernel,
-                    threads, return_intermediates, reproduce_defects):
+                    threads, return_intermediates, reproduce_defects, onednn_kernel=None):
     """2D (``a`` is (N, C, H, W); a 1D weight gets a unit kernel height) or 3D (N, C, D, H, W)."""
     from .conv import Intermediates
 
@@ -520,7 +528,7 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
                              f"such convs to fbgemm)")
         out_sp = tuple((n - 1) * s_ - 2 * p + d * (k - 1) + 1 for n, s_, p, d, k in zip(spatial, st, pd, dl, ks))
         out = _onednn_nd(fn, a, a_s, a_zp, wt, w_oihw, b, st, pd, dl, g, out_sp, out_s, out_zp, False, True, isa,
-                         return_intermediates)
+                         return_intermediates, onednn_kernel)
         return _wrap(out, from_torch, out_s, out_zp)
     if engine == "x86":
         from .onednn import fbgemm_isa

@@ -176,14 +176,28 @@ def _deconv_kernel_is_ref(nd: int, groups: int, Cg: int, Og: int, kernel, stride
 
 
 def plan_nd(transposed: bool, nd: int, groups: int, Cg: int, Og: int, kernel, stride, dilation,
-            isa: str = "auto"):
+            isa: str = "auto", onednn_kernel: Optional[str] = None):
     """(OnednnPlan, compensation chain) of a Conv3d (nd 3) or transposed conv (nd 2 or 3; 1D as
-    2D with a unit height) on the named oneDNN class. Raises OneDNNNotSupportedError where qref
-    does not reproduce the class."""
+    2D with a unit height) on the named oneDNN class. ``onednn_kernel``: the implementation name
+    torch's oneDNN reported for this layer and input (qref.check reads it from oneDNN's verbose
+    log); it overrides the shape rules. Raises OneDNNNotSupportedError where qref does not
+    reproduce the class or the named kernel."""
+    from ._onednn_verbose import kernel_family
     from .conv import OneDNNNotSupportedError
     from .onednn import OnednnPlan, describe_class, resolve_class
 
     cls = resolve_class(isa)
+    if onednn_kernel and cls == "vnni":
+        fam = kernel_family(onednn_kernel)
+        if fam == "ref_deconv" and transposed:
+            return OnednnPlan(cls, onednn_kernel, False, False, False, True, divide_dst=True), "ref_deconv"
+        if fam == "gemm" and not transposed:
+            return OnednnPlan(cls, onednn_kernel, False, True, False, True), "int"
+        if fam == "fast":
+            return OnednnPlan(cls, onednn_kernel, False, False, False, True), "int"
+        raise OneDNNNotSupportedError(
+            f"{'transposed conv' if transposed else f'conv{nd}d'}: torch's oneDNN ran {onednn_kernel!r} for this "
+            f"layer, a kernel whose arithmetic qref has not reproduced")
     what = "transposed conv (oneDNN deconvolution)" if transposed else f"conv{nd}d"
     if cls not in ("vnni", "amx"):
         raise OneDNNNotSupportedError(
@@ -215,13 +229,13 @@ _GEMM_CONV = {"combined": True, "divide_dst": False}
 
 def run(x_cl: np.ndarray, a_s: float, a_zp: int, w: np.ndarray, weight_scale: np.ndarray,
         bias: Optional[np.ndarray], stride, padding, dilation, groups: int, out_spatial, out_s: float,
-        out_zp: int, relu: bool, transposed: bool, isa: str) -> np.ndarray:
+        out_zp: int, relu: bool, transposed: bool, isa: str, onednn_kernel: Optional[str] = None) -> np.ndarray:
     """uint8 output (N, *OS, O) channels last. ``w`` (O, Cg, *k) in conv form (see integer_sums)."""
     from .onednn import _warn_unverified
 
     nd = x_cl.ndim - 2
     O, Cg = w.shape[:2]
-    p, chain = plan_nd(transposed, nd, groups, Cg, O // groups, w.shape[2:], stride, dilation, isa)
+    p, chain = plan_nd(transposed, nd, groups, Cg, O // groups, w.shape[2:], stride, dilation, isa, onednn_kernel)
     if not p.verified:
         _warn_unverified(p)
     acc, col = integer_sums(x_cl, w, groups, stride, padding, dilation, out_spatial, transposed)

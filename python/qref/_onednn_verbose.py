@@ -1,0 +1,90 @@
+"""Which oneDNN kernel torch runs for a module and input shape, read from oneDNN's verbose log.
+
+oneDNN picks its implementation per shape, partly by performance heuristics (e.g. its brgemm conv
+declines some small grouped convs with one input channel per group, which then run its gemm conv,
+whose requantization multiplies by one combined scale). Where qref's shape rules cannot be sure,
+``qref.check`` asks torch: ``torch.backends.mkldnn.verbose`` turns oneDNN's verbose mode on at run
+time, and oneDNN prints one ``onednn_verbose,...,exec,cpu,<primitive>,<implementation>,...`` line per
+execution to the process's C stdout, captured here through a temporary file descriptor.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from typing import Any, Callable, Optional
+
+
+def _capture_stdout(fn: Callable[[], Any]) -> str:
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with tempfile.TemporaryFile(mode="w+b") as f:
+            os.dup2(f.fileno(), 1)
+            try:
+                fn()
+            finally:
+                sys.stdout.flush()
+                os.dup2(saved, 1)
+            f.seek(0)
+            return f.read().decode(errors="replace")
+    finally:
+        os.close(saved)
+
+
+def executed_kernels(fn: Callable[[], Any], primitive: str) -> list:
+    """Implementation names of the oneDNN `primitive` ("convolution", "deconvolution") that
+    executing fn() ran, in order ([] when oneDNN's verbose mode is unavailable)."""
+    import torch
+
+    verbose = getattr(torch.backends, "mkldnn", None)
+    if verbose is None or not hasattr(verbose, "verbose"):
+        return []
+
+    def run() -> None:
+        with verbose.verbose(verbose.VERBOSE_ON):
+            fn()
+
+    try:
+        text = _capture_stdout(run)
+    except (OSError, RuntimeError):
+        return []
+    out = []
+    for line in text.splitlines():
+        f = line.split(",")
+        # onednn_verbose,v1,primitive,exec,cpu,<primitive kind>,<implementation>,...
+        if len(f) > 6 and f[0] == "onednn_verbose" and f[3] == "exec" and f[5] == primitive:
+            out.append(f[6])
+    return out
+
+
+def module_kernel(module: Any, input_shape: tuple) -> Optional[str]:
+    """The oneDNN implementation torch runs for this quantized conv module on an input of
+    `input_shape` (values do not matter), or None if it cannot be read."""
+    import torch
+
+    transposed = bool(getattr(module, "transposed", False))
+    x = torch._make_per_tensor_quantized_tensor(torch.full(tuple(int(v) for v in input_shape), 128,
+                                                           dtype=torch.uint8), 0.1, 128)
+    ks = executed_kernels(lambda: module(x), "deconvolution" if transposed else "convolution")
+    return ks[-1] if ks else None
+
+
+# Implementation-name prefixes (before ":<isa>") whose arithmetic qref reproduces on the vnni class
+# as "exact int32, separate scales, 1/dst" (docs/onednn.md, docs/onednn-layers.md).
+_FAST = ("brg_conv_fwd", "brgconv_1x1", "jit_int8", "jit_int8_1x1", "brdgmm_dw", "brg_deconv",
+         "jit_deconvolution", "jit_uni_int8", "jit_uni_int8_1x1")
+
+
+def kernel_family(name: str) -> str:
+    """oneDNN implementation name -> qref's arithmetic family: "fast" (brgemm/jit kernels),
+    "gemm" (gemm conv: combined scale), "ref_deconv" (ref_deconvolution over gemm backward-data:
+    float round trip, divides by dst), "ref" (ref_convolution_int8: divides by dst), or "unknown"."""
+    if name.startswith("conv:any"):
+        return "ref_deconv"
+    if "gemm_s8u8s32" in name:
+        return "gemm"
+    if name.startswith("ref:"):
+        return "ref"
+    return "fast" if name.split(":")[0].split("+")[0] in _FAST else "unknown"
