@@ -430,3 +430,42 @@ def test_engine_probe_sees_onednn_when_first_probe_is_all_zero():
     m, _ = _case("convt1d", 238)
     assert isinstance(m, nnq_.ConvTranspose1d) and m.out_channels == 1
     assert packed_engine(m) == "onednn"
+
+
+def test_kernel_read_from_onednn_verbose_at_run_time():
+    """qref.check's kernel detection: torch's oneDNN log, captured in-process, names the kernel
+    per input shape (oneDNN's brgemm conv declines this small grouped conv at width 13, not 40)."""
+    _vnni_host()
+    from qref._onednn_verbose import kernel_family, module_kernel
+
+    m = nnq.Conv1d(2, 4, 3, stride=2, groups=2)
+    assert kernel_family(module_kernel(m, (2, 2, 13))) == "gemm"
+    assert kernel_family(module_kernel(m, (2, 2, 40))) == "fast"
+    t = nnq.ConvTranspose2d(8, 8, 3, stride=2, dilation=2)
+    assert kernel_family(module_kernel(t, (1, 8, 7, 7))) == "ref_deconv"
+
+
+def test_onednn_kernel_override():
+    """onednn_kernel= (what check() passes) selects the family's arithmetic; a kernel qref has not
+    reproduced is refused by name; the shape rules agree with the kernel oneDNN names."""
+    _vnni_host()
+    from qref._onednn_verbose import module_kernel
+
+    r = np.random.default_rng(11)
+    for m in (nnq.Conv3d(8, 16, 3, padding=1), nnq.Conv3d(16, 16, 3, padding=2, dilation=2, groups=16)):
+        qw = torch._make_per_tensor_quantized_tensor(
+            torch.from_numpy(r.integers(-3, 4, tuple(m.weight().shape)).astype(np.int8)), 0.004, 0)
+        m.set_weight_bias(qw, torch.from_numpy(r.normal(0, 1, m.out_channels).astype(np.float32)))
+        m.scale, m.zero_point = 0.079, 100
+        qx = torch._make_per_tensor_quantized_tensor(
+            torch.from_numpy(r.integers(0, 256, (1, m.in_channels, 6, 7, 7)).astype(np.uint8)), 0.065, 3)
+        kw = dict(padding=m.padding, dilation=m.dilation, groups=m.groups, output_scale=m.scale,
+                  output_zero_point=m.zero_point, engine="x86")
+        name = module_kernel(m, tuple(qx.shape))
+        named = qref.conv3d(qx, m.weight(), m.bias(), onednn_kernel=name, **kw).int_repr().numpy()
+        assert_same(named, qref.conv3d(qx, m.weight(), m.bias(), **kw).int_repr().numpy(), f"{name} vs rules")
+        assert_same(named, m(qx).int_repr().numpy(), f"{name} vs torch")
+    with pytest.raises(qref.OneDNNNotSupportedError, match="'some_new_kernel:avx10' for this layer"):
+        qref.conv3d(qx, m.weight(), m.bias(), onednn_kernel="some_new_kernel:avx10", **kw)
+    with pytest.raises(TypeError, match="onednn_kernel=3 has type int"):
+        qref.conv3d(qx, m.weight(), m.bias(), onednn_kernel=3, **kw)
