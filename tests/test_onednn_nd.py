@@ -104,11 +104,17 @@ def _check_module(m, qx, what: str) -> str:
     """from_torch(m)(qx) == m(qx) byte for byte, or torch's known defect named; returns the kernel."""
     from qref.bridge_nd import packed_engine_nd
 
+    from dataclasses import replace
+
+    from qref._onednn_verbose import module_kernel
+
     t = m(qx).int_repr().numpy()
     assert packed_engine_nd(m) == "onednn", what
     p = qref.from_torch(m)
     assert p.engine == "onednn", what
-    q = p(qx).int_repr().numpy()
+    # as qref.check does: the kernel oneDNN reports for this input settles heuristic choices
+    k = module_kernel(m, tuple(qx.shape))
+    q = (replace(p, onednn_kernel=k) if k else p)(qx).int_repr().numpy()
     if getattr(m, "transposed", False) and m.in_channels != m.out_channels:
         # SPEC.md §6.5: torch's own output is wrong here (check() reports TORCH_WRONG), except in
         # degenerate shapes (e.g. a 1-tap kernel into one output channel) where it happens to agree
@@ -469,3 +475,29 @@ def test_onednn_kernel_override():
         qref.conv3d(qx, m.weight(), m.bias(), onednn_kernel="some_new_kernel:avx10", **kw)
     with pytest.raises(TypeError, match="onednn_kernel=3 has type int"):
         qref.conv3d(qx, m.weight(), m.bias(), onednn_kernel=3, **kw)
+
+
+def test_check_small_grouped_conv1d_on_gemm_conv():
+    """oneDNN's brgemm conv declines this small grouped Conv1d (one input channel per group) and its
+    gemm conv runs it with one combined scale; qref.check reads the kernel from oneDNN's log and
+    verifies the layer (the shape rules alone pick brgemm's separate scales, which round apart on
+    this input)."""
+    _vnni_host()
+    import torch.nn as nn
+    from torch.ao.quantization import DeQuantStub, QuantStub
+
+    m, qx = _case("conv1d", 220)
+    p = qref.from_torch(m)
+    assert (p(qx).int_repr() != m(qx).int_repr()).any()  # the rules alone: brgemm's scales
+
+    class Net(nn.Module):
+        def __init__(self, conv):
+            super().__init__()
+            self.q, self.conv, self.dq = QuantStub(), conv, DeQuantStub()
+
+        def forward(self, x):
+            return self.conv(x)
+
+    rep = qref.check(Net(m).eval(), qx)
+    row = [r for r in rep.layers if r.name == "conv"][0]
+    assert row.status == "ok" and row.path == "oneDNN", str(rep)

@@ -362,7 +362,7 @@ class Conv1dParams(_LayerParams):
                           groups=self.groups, input_scale=s, input_zero_point=z, output_scale=self.output_scale,
                           output_zero_point=self.output_zero_point, relu=self.relu, isa=isa, kernel=kernel,
                           threads=threads, return_intermediates=return_intermediates, engine=self.engine,
-                          **self._weight_args())
+                          onednn_kernel=self.onednn_kernel or None, **self._weight_args())
 
         if return_intermediates:
             return full()

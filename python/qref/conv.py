@@ -352,6 +352,7 @@ def conv2d(
     threads: Optional[int] = None,
     return_intermediates: bool = False,
     _prepared_cache: Optional[dict] = None,
+    onednn_kernel: Optional[str] = None,
 ) -> Any:
     """Quantized conv2d, bit-exact with torch's fbgemm ``quantized::conv2d(_relu)``.
 
@@ -411,13 +412,17 @@ def conv2d(
     if engine == "onednn" or (engine == "x86" and onednn_would_run(wt, g, isa)):
         from . import onednn  # oneDNN's arithmetic (SPEC.md §6, docs/onednn.md)
 
+        if onednn_kernel is not None and not isinstance(onednn_kernel, str):
+            raise TypeError(f"{fn}: onednn_kernel={onednn_kernel!r} has type {type(onednn_kernel).__name__} (must be "
+                            f"None or a oneDNN implementation name such as 'brg_conv_fwd:avx512_core_vnni')")
+
         if _prepared_cache is not None and not return_intermediates:
             # issue 8: as for fbgemm below, Conv2dParams keeps the oneDNN conv packed once
             # (a _core.OnednnConv2d, which _core.conv2d_run also runs), so _prepared_fast_path
             # serves repeated calls.
             if len(_prepared_cache) >= 16:
                 _prepared_cache.clear()
-            prep = onednn.prepare(act, wt, b, st, pd, dl, g, out_s, out_zp, bool(relu), isa)
+            prep = onednn.prepare(act, wt, b, st, pd, dl, g, out_s, out_zp, bool(relu), isa, onednn_kernel)
             _prepared_cache[_fast_key(input, input_scale, input_zero_point, weight, bias, weight_scale,
                                       weight_zero_point, stride, padding, dilation, groups, output_scale,
                                       output_zero_point, relu, engine, isa, kname)] = (
@@ -425,7 +430,7 @@ def conv2d(
             out_nhwc = _core.conv2d_run(prep, act.nhwc, _core.default_threads() if nthreads is None else nthreads)
             return _wrap_output(out_nhwc, act.from_torch, out_s, out_zp)
         return onednn.run(act, wt, b, st, pd, dl, g, out_s, out_zp, bool(relu), isa, nthreads,
-                          bool(return_intermediates), act.from_torch)
+                          bool(return_intermediates), act.from_torch, onednn_kernel)
     if engine == "x86":
         from .onednn import fbgemm_isa
 

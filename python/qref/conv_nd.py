@@ -64,6 +64,7 @@ def conv1d(
     kernel: str = "auto",
     threads: Optional[int] = None,
     return_intermediates: bool = False,
+    onednn_kernel: Optional[str] = None,
 ) -> Any:
     """Quantized conv1d, bit-exact with torch's fbgemm ``quantized::conv1d(_relu)``.
 
@@ -88,7 +89,7 @@ def conv1d(
                  padding=(0, pd), dilation=(1, dl), groups=groups, input_scale=a_s, input_zero_point=a_zp,
                  weight_scale=ws, weight_zero_point=wz, output_scale=output_scale,
                  output_zero_point=output_zero_point, relu=relu, engine=engine, isa=isa, kernel=kernel,
-                 threads=threads, return_intermediates=return_intermediates)
+                 threads=threads, return_intermediates=return_intermediates, onednn_kernel=onednn_kernel)
     out_s = check_scale(fn, "output_scale", output_scale)
     out_zp = int(output_zero_point)
     if return_intermediates:

@@ -183,14 +183,31 @@ class OnednnPlan:
         return f"oneDNN {self.kernel} ({self.isa}), {sat}, {sc}, {comp} zero-point compensation{v}"
 
 
-def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "auto") -> OnednnPlan:
+def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "auto",
+         onednn_kernel: Optional[str] = None) -> OnednnPlan:
     """oneDNN's kernel class for a (non-transposed) conv2d on the named machine.
 
-    Raises OneDNNNotSupportedError for kernel classes qref does not reproduce.
+    ``onednn_kernel``: the implementation torch's oneDNN reported for this layer and input
+    (qref.check reads it from oneDNN's verbose log). oneDNN's brgemm conv declines some small
+    grouped convs with one input channel per group by a performance heuristic, and its gemm conv
+    (x64:gemm_s8u8s32) then runs them with one combined scale f32(ss*ws) (measured: the zero-
+    accumulator probe and tie-rich layers, tests/test_onednn_nd.py); the name settles such shapes.
+    Raises OneDNNNotSupportedError for kernel classes or named kernels qref does not reproduce.
     """
     from .conv import OneDNNNotSupportedError
 
     cls = resolve_class(isa)
+    if onednn_kernel and cls == "vnni":
+        from ._onednn_verbose import kernel_family
+
+        fam = kernel_family(onednn_kernel)
+        if fam == "gemm":
+            return OnednnPlan(cls, onednn_kernel, False, True, False, True)
+        if fam == "ref":
+            return OnednnPlan(cls, onednn_kernel, False, False, False, True, divide_dst=True)
+        if fam != "fast":
+            raise OneDNNNotSupportedError(f"conv2d: torch's oneDNN ran {onednn_kernel!r} for this layer, a kernel "
+                                          f"whose arithmetic qref has not reproduced")
     O, Cg, KH, KW = (int(v) for v in weight_shape_oihw)
     Og = O // groups
     # oneDNN's depthwise test: grouped weights with one input and one output channel per group.
@@ -274,7 +291,8 @@ def scales(input_scale: float, output_scale: float) -> tuple[float, float]:
     return tuple(_core.onednn_scales(float(input_scale), float(output_scale)))  # type: ignore[return-value]
 
 
-def _checked_plan(wt: Any, groups: int, stride, padding, dilation, isa: str) -> OnednnPlan:
+def _checked_plan(wt: Any, groups: int, stride, padding, dilation, isa: str,
+                  onednn_kernel: Optional[str] = None) -> OnednnPlan:
     """The plan of a validated weight operand (conv.py _Weight): refuses asymmetric weights as torch's
     oneDNN prepack does, warns once for unverified classes."""
     from .conv import OneDNNNotSupportedError
@@ -283,7 +301,8 @@ def _checked_plan(wt: Any, groups: int, stride, padding, dilation, isa: str) -> 
         raise OneDNNNotSupportedError(
             f"conv2d: engine='onednn' with weight zero points {wt.zero_point.tolist()[:8]}: torch's oneDNN conv "
             f"requires symmetric weights (all zero points 0) and refuses this prepack")
-    p = plan(wt.oihw.shape, groups, padding=padding, stride=stride, dilation=dilation, isa=isa)
+    p = plan(wt.oihw.shape, groups, padding=padding, stride=stride, dilation=dilation, isa=isa,
+             onednn_kernel=onednn_kernel)
     if not p.verified:
         _warn_unverified(p)
     return p
@@ -308,23 +327,23 @@ def prepare_conv2d(input_shape_nhwc: tuple, w_ohwi: np.ndarray, bias: Optional[n
 
 
 def prepare(act: Any, wt: Any, bias: Optional[np.ndarray], stride, padding, dilation, groups: int,
-            out_scale: float, out_zp: int, relu: bool, isa: str) -> Any:
+            out_scale: float, out_zp: int, relu: bool, isa: str, onednn_kernel: Optional[str] = None) -> Any:
     """Called by qref.conv2d (Conv2dParams' packed-weights cache) with validated operands: the
     prepared conv for act's shape and quantization."""
     from .conv import _channels_last
 
-    p = _checked_plan(wt, groups, stride, padding, dilation, isa)
+    p = _checked_plan(wt, groups, stride, padding, dilation, isa, onednn_kernel)
     return prepare_conv2d(act.nhwc.shape, _channels_last(wt.oihw), bias, stride, padding, dilation, groups,
                           act.scale, act.zero_point, wt.scale, bool(wt.per_channel), out_scale, out_zp, relu, p)
 
 
 def run(act: Any, wt: Any, bias: Optional[np.ndarray], stride, padding, dilation, groups: int,
         out_scale: float, out_zp: int, relu: bool, isa: str, threads: Optional[int],
-        return_intermediates: bool, as_torch: bool) -> Any:
+        return_intermediates: bool, as_torch: bool, onednn_kernel: Optional[str] = None) -> Any:
     """Called by qref.conv2d with validated operands (conv.py _Act/_Weight)."""
     from .conv import _channels_last, _wrap_output
 
-    p = _checked_plan(wt, groups, stride, padding, dilation, isa)
+    p = _checked_plan(wt, groups, stride, padding, dilation, isa, onednn_kernel)
     w_ohwi = _channels_last(wt.oihw)
     nthreads = _core.default_threads() if threads is None else threads
     res = _core.onednn_conv2d_nhwc(

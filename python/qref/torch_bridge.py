@@ -69,6 +69,9 @@ class Conv2dParams:
     padding_mode: str = "zeros"
     module_type: str = "Conv2d"
     engine: str = "fbgemm"  # whose arithmetic torch's packed weights run: "fbgemm" or "onednn" (issue 8)
+    # the oneDNN implementation torch ran for this layer (qref.check reads it from oneDNN's verbose log
+    # for the recorded input; "" = qref's shape rules decide)
+    onednn_kernel: str = ""
     _weight_arg: Any = field(default=None, repr=False)
     # issue 3: packed weights per input shape / quantization / ISA / kernel (qref.conv.conv2d)
     _prepared: Any = field(default=None, init=False, repr=False, compare=False)
@@ -116,7 +119,7 @@ class Conv2dParams:
         b = kw.pop("bias")
         return conv2d(x, w, b, input_scale=s, input_zero_point=z, isa=isa, kernel=kernel, threads=threads,
                       return_intermediates=return_intermediates, engine=self.engine, _prepared_cache=self._prepared,
-                      **kw)
+                      onednn_kernel=self.onednn_kernel or None, **kw)
 
 
 def packed_engine(module: Any) -> str:
