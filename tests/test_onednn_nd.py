@@ -501,3 +501,16 @@ def test_check_small_grouped_conv1d_on_gemm_conv():
     rep = qref.check(Net(m).eval(), qx)
     row = [r for r in rep.layers if r.name == "conv"][0]
     assert row.status == "ok" and row.path == "oneDNN", str(rep)
+
+
+def test_explain_reads_the_onednn_kernel():
+    """qref.explain on a module reads the kernel like check(): on the gemm-conv Conv1d the element
+    where brgemm's scale order would round apart is explained with the combined scale, = torch."""
+    _vnni_host()
+    m, qx = _case("conv1d", 220)
+    t = m(qx).int_repr().numpy()
+    bad = np.argwhere(qref.from_torch(m)(qx).int_repr().numpy() != t)
+    assert len(bad)
+    e = qref.explain(m, qx, tuple(int(v) for v in bad[0]))
+    assert "gemm_s8u8s32" in str(e) and "combined scale" in str(e)
+    assert e.value == e.torch_value == int(t[tuple(bad[0])])

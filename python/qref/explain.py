@@ -238,7 +238,8 @@ def _as_conv2d(p: Any, qx: Any, index: Any, input_scale: Any, input_zero_point: 
     c2 = Conv2dParams(weight=np.ascontiguousarray(w4), weight_scale=p.weight_scale,
                       weight_zero_point=p.weight_zero_point, per_channel=p.per_channel, bias=p.bias,
                       output_scale=p.output_scale, output_zero_point=p.output_zero_point, relu=p.relu,
-                      module_type=p.module_type, engine=getattr(p, "engine", "fbgemm"), **geo)
+                      module_type=p.module_type, engine=getattr(p, "engine", "fbgemm"),
+                      onednn_kernel=getattr(p, "onednn_kernel", ""), **geo)
     return c2, np.ascontiguousarray(x4), index, input_scale, input_zero_point, nd
 
 
@@ -320,6 +321,11 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
     torch_out = None
     if module is not None and is_torch_tensor(qx):
         torch_out = module(qx).int_repr().numpy()
+        if getattr(params, "engine", "fbgemm") == "onednn" and isa == "auto" and hasattr(params, "onednn_kernel"):
+            # as qref.check: the kernel torch's oneDNN runs for this input (docs/onednn-layers.md)
+            from .check import _with_onednn_kernel
+
+            params = _with_onednn_kernel(params, module, tuple(qx.shape))
     orig_ndim = None
     if not isinstance(params, Conv2dParams):
         # Linear and Conv1d run through fbgemm's conv machinery as 1x1 / (1, k) convs (qlinear.cpp,
@@ -685,7 +691,7 @@ def _explain_onednn(params: Any, torch_out: Optional[np.ndarray], xin: np.ndarra
     n, o, oh, ow = index
     if not bool(np.all(params.weight_zero_point == 0)):
         raise ValueError("explain: oneDNN needs symmetric weights (all zero points 0)")
-    pl = od.plan(wt.shape, G, (sh, sw), (ph, pw), (dh, dw), isa)
+    pl = od.plan(wt.shape, G, (sh, sw), (ph, pw), (dh, dw), isa, getattr(params, "onednn_kernel", "") or None)
     Og = O // G
     g = o // Og
     K = KH * KW * Cg
