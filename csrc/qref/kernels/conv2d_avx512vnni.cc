@@ -4,8 +4,9 @@
 // GEMM problems (everything with Cg > 1, and Cg == 1 with few groups): per
 // group g, K = KH*KW*Cg in (kh, kw, c) order; A (receptive fields, u8) packed
 // in row blocks (a 1x1 stride-1 conv with Cg % 4 == 0 reads input rows
-// directly), B packed by pack_weights (once per call or per PreparedConv2d)
-// as [K/4][32][4] bytes: two zmm of 16 output channels x 4 k (fbgemm's VNNI
+// directly; with one group, dilation_w 1 and KW*Cg % 4 == 0, >= 64, interior
+// pixels' kernel rows are read in place: segmented()), B packed by
+// pack_weights (once per call or per PreparedConv2d) as [K/4][32][4] bytes: two zmm of 16 output channels x 4 k (fbgemm's VNNI
 // GEMM uses the same row interleave of 4, src/PackBMatrix.cc). Micro-tile:
 // 8 rows x 32 channels (16 zmm accumulators).
 //  - exact semantics: vpdpbusd(acc, u8 a[4k..4k+3], s8 w) adds the four exact
@@ -33,7 +34,8 @@
 // ODR note (STYLE.md): this file is compiled with ISA flags, so it includes no
 // standard-library template header, keeps every helper in an anonymous
 // namespace and reads Requant's std::vector arrays only through out-of-line
-// accessors defined in conv2d.cc: no inline function shared with generic code
+// accessors defined in conv2d.cc (Conv2dProblem::onednn is a plain struct of
+// pointers and scalars): no inline function shared with generic code
 // is compiled here (`nm` shows the kernel entry as the only external symbol).
 #include <immintrin.h>
 
