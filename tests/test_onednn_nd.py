@@ -514,3 +514,17 @@ def test_explain_reads_the_onednn_kernel():
     e = qref.explain(m, qx, tuple(int(v) for v in bad[0]))
     assert "gemm_s8u8s32" in str(e) and "combined scale" in str(e)
     assert e.value == e.torch_value == int(t[tuple(bad[0])])
+
+
+@pytest.mark.parametrize("kind", ["conv3d", "convt1d", "convt2d", "convt3d"])
+def test_core_route_equals_numpy_reference(kind, monkeypatch):
+    """The "int" chain through one prepared C++ oneDNN conv2d (spread / depth-gathered input,
+    a_zp-filled) gives the numpy reference's bytes (integer_sums + compensated + requantize)."""
+    _vnni_host()
+    for seed in range(20):
+        m, qx = _case(kind, seed)
+        p = qref.from_torch(m)
+        monkeypatch.setattr(onednn_nd, "USE_CORE", False)
+        ref = p(qx).int_repr().numpy()
+        monkeypatch.setattr(onednn_nd, "USE_CORE", True)
+        assert_same(p(qx).int_repr().numpy(), ref, f"{kind} seed={seed} core route vs numpy")

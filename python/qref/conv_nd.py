@@ -205,7 +205,7 @@ def _conv3d_via_conv2d(a_ndhwc, a_s, a_zp, wt, b, st, pd, dl, g, out_s, out_zp, 
 
 
 def _onednn_nd(fn, a, a_s, a_zp, wt, w_conv, b, st, pd, dl, g, out_sp, out_s, out_zp, relu, transposed, isa,
-               return_intermediates, onednn_kernel=None):
+               return_intermediates, onednn_kernel=None, threads=None):
     """torch's x86/onednn engine: oneDNN's arithmetic (qref/onednn_nd.py). ``a`` (N, C, *S);
     ``w_conv`` (O, Cg, *k) in conv form; ``onednn_kernel``: the implementation torch's oneDNN
     reported (overrides the shape rules). Returns the uint8 output (N, O, *OS)."""
@@ -224,7 +224,7 @@ def _onednn_nd(fn, a, a_s, a_zp, wt, w_conv, b, st, pd, dl, g, out_sp, out_s, ou
         raise TypeError(f"{fn}: onednn_kernel={onednn_kernel!r} has type {type(onednn_kernel).__name__} (must be None "
                         f"or a oneDNN implementation name such as 'brg_conv_fwd:avx512_core_vnni')")
     out = run(x_cl, a_s, a_zp, np.ascontiguousarray(w_conv), wt.scale, b, st, pd, dl, g, out_sp, out_s, out_zp,
-              relu, transposed, isa, onednn_kernel or None)
+              relu, transposed, isa, onednn_kernel or None, threads)
     return np.ascontiguousarray(np.moveaxis(out, -1, 1))
 
 
@@ -295,7 +295,7 @@ def conv3d(
         out_sp = tuple((n + 2 * p - d * (k - 1) - 1) // s_ + 1
                        for n, p, d, k, s_ in zip((D, H, W), pd, dl, (KD, KH, KW), st))
         out = _onednn_nd(fn, a, a_s, a_zp, wt, wt.oihw, b, st, pd, dl, g, out_sp, out_s, out_zp, bool(relu), False,
-                         isa, return_intermediates, onednn_kernel)
+                         isa, return_intermediates, onednn_kernel, nthreads)
         return _wrap(out, from_torch, out_s, out_zp)
     if engine == "x86":
         from .onednn import fbgemm_isa
@@ -529,7 +529,7 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
                              f"such convs to fbgemm)")
         out_sp = tuple((n - 1) * s_ - 2 * p + d * (k - 1) + 1 for n, s_, p, d, k in zip(spatial, st, pd, dl, ks))
         out = _onednn_nd(fn, a, a_s, a_zp, wt, w_oihw, b, st, pd, dl, g, out_sp, out_s, out_zp, False, True, isa,
-                         return_intermediates, onednn_kernel)
+                         return_intermediates, onednn_kernel, nthreads)
         return _wrap(out, from_torch, out_s, out_zp)
     if engine == "x86":
         from .onednn import fbgemm_isa

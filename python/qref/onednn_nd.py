@@ -229,7 +229,8 @@ _GEMM_CONV = {"combined": True, "divide_dst": False}
 
 def run(x_cl: np.ndarray, a_s: float, a_zp: int, w: np.ndarray, weight_scale: np.ndarray,
         bias: Optional[np.ndarray], stride, padding, dilation, groups: int, out_spatial, out_s: float,
-        out_zp: int, relu: bool, transposed: bool, isa: str, onednn_kernel: Optional[str] = None) -> np.ndarray:
+        out_zp: int, relu: bool, transposed: bool, isa: str, onednn_kernel: Optional[str] = None,
+        threads: Optional[int] = None) -> np.ndarray:
     """uint8 output (N, *OS, O) channels last. ``w`` (O, Cg, *k) in conv form (see integer_sums)."""
     from .onednn import _warn_unverified
 
@@ -238,8 +239,70 @@ def run(x_cl: np.ndarray, a_s: float, a_zp: int, w: np.ndarray, weight_scale: np
     p, chain = plan_nd(transposed, nd, groups, Cg, O // groups, w.shape[2:], stride, dilation, isa, onednn_kernel)
     if not p.verified:
         _warn_unverified(p)
+    ws = np.broadcast_to(np.asarray(weight_scale, np.float64), (O,))
+    if chain == "int" and not p.saturates and USE_CORE:
+        return _run_core(x_cl, a_s, a_zp, w, ws, bias, stride, padding, dilation, groups, out_spatial, out_s,
+                         out_zp, relu, transposed, p, threads)
     acc, col = integer_sums(x_cl, w, groups, stride, padding, dilation, out_spatial, transposed)
     col_all = w.reshape(O, -1).astype(np.int64).sum(axis=1)
     A = compensated(acc, col, col_all, a_zp, chain)
-    ws = np.broadcast_to(np.asarray(weight_scale, np.float64), (O,))
     return requantize(A, a_s, ws, bias, out_s, out_zp, relu, p.combined_scale, p.divide_dst)
+
+
+# False: every layer through the numpy reference above (tests compare the two routes).
+USE_CORE = True
+
+
+def _run_core(x_cl, a_s, a_zp, w, ws, bias, stride, padding, dilation, groups, out_spatial, out_s, out_zp, relu,
+              transposed, plan, threads):
+    """The "int" chain (A = sum over the real taps of (a - a_zp) * w, exact modulo 2^32) as one
+    prepared oneDNN conv2d of the C++ core (csrc/qref/onednn.cc: the AVX512-VNNI GEMM with
+    oneDNN's epilogue where the CPU has it). Taps that read no input are filled with a_zp: they add
+    (a_zp - a_zp) * w = 0, so the 2D problem's A is the same integer.
+    - transposed: the input spread out by the stride (a_zp between and around), then a stride-1
+      conv with the kernel flipped (output o reads spread index o + j*d with tap K-1-j);
+    - 3D: the depth taps gathered into channels (g, kd, c) of a conv2d over N*OD images."""
+    from . import _core
+    from .onednn import prepare_conv2d
+
+    N, C = x_cl.shape[0], x_cl.shape[-1]
+    O, Cg = w.shape[:2]
+    ks = tuple(w.shape[2:])
+    nd = len(ks)
+    a_zp8 = np.uint8(a_zp)
+    if transposed:
+        size = [o + d * (k - 1) for o, d, k in zip(out_spatial, dilation, ks)]
+        u = np.full((N,) + tuple(size) + (C,), a_zp8, np.uint8)
+        src, dst = [slice(None)], [slice(None)]
+        for n_in, s_, p_, d, k, sz in zip(x_cl.shape[1:-1], stride, padding, dilation, ks, size):
+            off = d * (k - 1) - p_
+            keep = [i for i in range(n_in) if 0 <= i * s_ + off < sz]
+            i0, i1 = (keep[0], keep[-1] + 1) if keep else (0, 0)  # none: every output reads only a_zp
+            src.append(slice(i0, i1))
+            dst.append(slice(i0 * s_ + off, (i1 - 1) * s_ + off + 1, s_) if keep else slice(0, 0))
+        u[tuple(dst)] = x_cl[tuple(src)]
+        x_cl, w = u, np.ascontiguousarray(w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd])
+        stride, padding = (1,) * nd, (0,) * nd
+    if nd == 3:
+        KD = ks[0]
+        OD = out_spatial[0]
+        D = x_cl.shape[1]
+        x7 = np.full((N, OD) + x_cl.shape[2:4] + (groups, KD, Cg), a_zp8, np.uint8)
+        xr = x_cl.reshape(x_cl.shape[:4] + (groups, Cg))
+        for kd in range(KD):
+            ods = [od for od in range(OD) if 0 <= od * stride[0] - padding[0] + kd * dilation[0] < D]
+            if ods:
+                o0, o1 = ods[0], ods[-1] + 1
+                i0 = o0 * stride[0] - padding[0] + kd * dilation[0]
+                x7[:, o0:o1, :, :, :, kd] = xr[:, i0:i0 + (o1 - o0 - 1) * stride[0] + 1:stride[0]]
+        x4 = x7.reshape((N * OD,) + x_cl.shape[2:4] + (groups * KD * Cg,))
+        w4 = np.ascontiguousarray(w.transpose(0, 3, 4, 2, 1).reshape(O, ks[1], ks[2], KD * Cg))
+        st2, pd2, dl2 = stride[1:], padding[1:], dilation[1:]
+    else:
+        x4 = np.ascontiguousarray(x_cl)
+        w4 = np.ascontiguousarray(w.transpose(0, 2, 3, 1))
+        st2, pd2, dl2 = stride, padding, dilation
+    prep = prepare_conv2d(x4.shape, w4, bias, st2, pd2, dl2, groups, a_s, a_zp, np.ascontiguousarray(ws), True,
+                          out_s, out_zp, relu, plan)
+    out = _core.conv2d_run(prep, np.ascontiguousarray(x4), _core.default_threads() if threads is None else threads)
+    return out.reshape((N,) + tuple(out_spatial) + (O,))

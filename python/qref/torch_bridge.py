@@ -178,8 +178,12 @@ def packed_engine(module: Any) -> str:
         out = probe(255 - data)
     if bool((out == 255).any()):
         return "onednn"
-    if bool((out == 0).all()) and bool((w.int_repr() != 0).any()):
-        return "fbgemm"
+    if bool((out == 0).all()):
+        if bool((w.int_repr() != 0).any()):
+            return "fbgemm"
+        b = module.bias() if callable(getattr(module, "bias", None)) else None
+        if b is None or not bool((b != 0).any()):
+            return "fbgemm"  # zero weights and bias: both engines output the zero point everywhere
     return "unknown"
 
 
