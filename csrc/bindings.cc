@@ -820,7 +820,7 @@ PYBIND11_MODULE(_core, m) {
         if (input.shape(0) != h.N || input.shape(1) != h.H || input.shape(2) != h.W || input.shape(3) != h.C)
           throw py::value_error("_core: input shape differs from the prepared conv2d's");
         const Conv2dShape& s = h.prep->p.shape;
-        if (out_address == 0 || out_bytes != s.N * s.OH * s.OW * s.O)
+        if (out_bytes != s.N * s.OH * s.OW * s.O || (out_bytes > 0 && out_address == 0))
           throw py::value_error("_core: conv2d_run_into needs N*OH*OW*O output bytes");
         uint8_t* o = reinterpret_cast<uint8_t*>(out_address);
         py::gil_scoped_release release;
@@ -834,7 +834,7 @@ PYBIND11_MODULE(_core, m) {
         if (input.shape(0) != h.N || input.shape(1) != h.H || input.shape(2) != h.W || input.shape(3) != h.C)
           throw py::value_error("_core: input shape differs from the prepared conv2d's");
         const Conv2dShape& s = h.conv->shape();
-        if (out_address == 0 || out_bytes != s.N * s.OH * s.OW * s.O)
+        if (out_bytes != s.N * s.OH * s.OW * s.O || (out_bytes > 0 && out_address == 0))
           throw py::value_error("_core: conv2d_run_into needs N*OH*OW*O output bytes");
         uint8_t* o = reinterpret_cast<uint8_t*>(out_address);
         py::gil_scoped_release release;
