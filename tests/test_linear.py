@@ -134,8 +134,10 @@ def test_linear_errors():
         qref.linear(np.zeros(8, np.uint8), w, **kw)
     assert qref.linear(np.zeros((0, 8), np.uint8), w, **kw).shape == (0, 4)
     assert np.array_equal(qref.linear(x, w, engine="x86", **kw), qref.linear(x, w, **kw))
-    with pytest.raises(qref.OneDNNNotSupportedError, match="linear: engine='onednn'"):
-        qref.linear(x, w, engine="onednn", **kw)
+    with pytest.raises(qref.OneDNNNotSupportedError, match="linear: engine='onednn' with weight zero points"):
+        qref.linear(x, w, engine="onednn", weight_zero_point=2, **{k: v for k, v in kw.items()})
+    with pytest.raises(ValueError, match="linear: return_intermediates=True is not available for engine='onednn'"):
+        qref.linear(x, w, engine="onednn", return_intermediates=True, **kw)
 
 
 @pytest.mark.slow

@@ -60,21 +60,22 @@ def executed_kernels(fn: Callable[[], Any], primitive: str) -> list:
 
 
 def module_kernel(module: Any, input_shape: tuple) -> Optional[str]:
-    """The oneDNN implementation torch runs for this quantized conv module on an input of
+    """The oneDNN implementation torch runs for this quantized conv or linear module on an input of
     `input_shape` (values do not matter), or None if it cannot be read."""
     import torch
 
     transposed = bool(getattr(module, "transposed", False))
     x = torch._make_per_tensor_quantized_tensor(torch.full(tuple(int(v) for v in input_shape), 128,
                                                            dtype=torch.uint8), 0.1, 128)
-    ks = executed_kernels(lambda: module(x), "deconvolution" if transposed else "convolution")
+    primitive = "matmul" if hasattr(module, "in_features") else ("deconvolution" if transposed else "convolution")
+    ks = executed_kernels(lambda: module(x), primitive)
     return ks[-1] if ks else None
 
 
 # Implementation-name prefixes (before ":<isa>") whose arithmetic qref reproduces on the vnni class
 # as "exact int32, separate scales, 1/dst" (docs/onednn.md, docs/onednn-layers.md).
 _FAST = ("brg_conv_fwd", "brgconv_1x1", "jit_int8", "jit_int8_1x1", "brdgmm_dw", "brg_deconv",
-         "jit_deconvolution", "jit_uni_int8", "jit_uni_int8_1x1")
+         "jit_deconvolution", "jit_uni_int8", "jit_uni_int8_1x1", "brg_matmul")
 
 
 def kernel_family(name: str) -> str:

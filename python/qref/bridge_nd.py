@@ -304,7 +304,7 @@ class LinearParams(_LayerParams):
             return linear(qx, self.weight, self.bias, input_scale=input_scale, input_zero_point=input_zero_point,
                           output_scale=self.output_scale, output_zero_point=self.output_zero_point, relu=self.relu,
                           isa=isa, kernel=kernel, threads=threads, return_intermediates=return_intermediates,
-                          **self._weight_args())
+                          engine=self.engine, onednn_kernel=self.onednn_kernel or None, **self._weight_args())
 
         if return_intermediates:
             return full()
@@ -674,9 +674,10 @@ def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
     engine = "fbgemm"
     if check_engine:
         eng = packed_engine_nd(module)
-        if eng == "onednn" and kind != "linear":
-            # Packed for oneDNN (the default "x86" engine on an AVX512-VNNI Linux host, or "onednn"):
-            # the params run oneDNN's arithmetic (qref/onednn_nd.py; Conv1d as conv2d).
+        if eng == "onednn":
+            # Packed for oneDNN (the default "x86" engine on an AVX512-VNNI Linux host, or "onednn";
+            # Linear only under "onednn"): the params run oneDNN's arithmetic (qref/onednn_nd.py;
+            # Conv1d as conv2d; Linear: qref/linear.py).
             engine = "onednn"
         elif eng != "fbgemm":
             raise UnsupportedModuleError(
@@ -684,8 +685,7 @@ def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
                 + ("(detected by probe)" if eng == "onednn" else "(could not be ruled out)")
                 + ": the model was converted under torch.backends.quantized.engine='onednn' (or 'x86', the "
                 "default, for convs with symmetric weights), and oneDNN's arithmetic differs from fbgemm's "
-                "(SPEC.md §6); qref reproduces oneDNN for convolutions, not for Linear. Set "
-                "torch.backends.quantized.engine = 'fbgemm' and use "
+                "(SPEC.md §6). Set torch.backends.quantized.engine = 'fbgemm' and use "
                 "torch.ao.quantization.get_default_qconfig('fbgemm') before prepare/convert.")
     if direct and engine == "fbgemm":
         raise UnsupportedModuleError(_direct_refusal(name))
@@ -704,7 +704,7 @@ def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
         module_type=name,
     )
     if kind == "linear":
-        return LinearParams(**common)
+        return LinearParams(**common, engine=engine)
     pm = getattr(module, "padding_mode", "zeros")
     if pm not in ("zeros", "reflect") or (pm != "zeros" and kind.startswith("conv_transpose")):
         raise UnsupportedModuleError(f"from_torch: {name} with padding_mode={pm!r} is not supported")

@@ -9,8 +9,13 @@ the GEMM ISA lacks VNNI), the same requantization (per-tensor bias times a recip
 per-channel bias divided). So qref runs it through the conv2d core (every kernel,
 including the fast ones), with the leading dimensions flattened as torch does.
 
-Linear always runs fbgemm, under the "fbgemm" and the "x86" engine alike
-(``qlinear_prepack.cpp`` ``QLinearPackWeightInt8::run``), so there is no oneDNN routing here.
+Linear runs fbgemm under the "fbgemm" and the "x86" engine alike
+(``qlinear_prepack.cpp`` ``QLinearPackWeightInt8::run``); only the "onednn" engine packs it
+for oneDNN, whose matmul (brg_matmul on the vnni class) computes like oneDNN's conv
+(qref/onednn.py) except that the weight scale goes through PyTorch's reciprocal round trip
+too: ws = f32(1 / f32(1 / (double)w_scale)) (measured: 0 mismatches over 330k tie-rich outputs,
+per-tensor and per-channel; the conv's plain f32(w_scale) gives 164 on the per-channel ones;
+tests/test_linear.py).
 """
 
 from __future__ import annotations
@@ -60,14 +65,16 @@ def linear(
     kernel: str = "auto",
     threads: Optional[int] = None,
     return_intermediates: bool = False,
+    onednn_kernel: Optional[str] = None,
 ) -> Any:
     """Quantized linear, bit-exact with torch's fbgemm ``quantized::linear(_relu)``.
 
     ``input``: quint8 tensor (..., K) or uint8 array with ``input_scale``/``input_zero_point``.
     ``weight``: qint8 tensor (O, K), per-tensor or per-channel (axis 0), or an int8 array with
     ``weight_scale``/``weight_zero_point``. ``bias``: float32 (O,) or None.
-    ``engine``: "fbgemm" or "x86" (both run fbgemm for linear); "onednn" raises
-    ``OneDNNNotSupportedError``.
+    ``engine``: "fbgemm" or "x86" (both run fbgemm for linear), or "onednn" (oneDNN's matmul: see
+    the module doc; needs symmetric weights, verified on the vnni class). ``onednn_kernel``: the
+    oneDNN implementation torch ran (qref.check reads it), refused unless qref reproduces it.
     Returns the same kind as ``input``, shape (..., O). With ``return_intermediates=True``
     returns ``(output, Intermediates)`` whose arrays have shape (..., O).
     """
@@ -90,13 +97,23 @@ def linear(
     b = _bias_operand(fn, bias, O)
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     check_bool(fn, "relu", relu)
-    kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads)
+    kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads,
+                                _isas(engine))
     if engine == "onednn":
         # qlinear_prepack.cpp: only the "onednn" engine packs linear weights for oneDNN; "x86" and
         # "fbgemm" both use fbgemm's PackedLinearWeight.
-        raise OneDNNNotSupportedError(
-            f"{fn}: engine='onednn' runs this linear on oneDNN, whose arithmetic qref does not reproduce yet; "
-            f"engine='fbgemm' and engine='x86' both run fbgemm for linear")
+        out = _onednn_linear(fn, a.reshape(M, K), a_s, a_zp, wt, b, out_s, out_zp, bool(relu), isa, nthreads,
+                             return_intermediates, onednn_kernel)
+        out = out.reshape(tuple(lead) + (O,))
+        if from_torch:
+            import torch
+
+            return torch._make_per_tensor_quantized_tensor(torch.from_numpy(np.ascontiguousarray(out)), out_s, out_zp)
+        return out
+    if engine == "x86":
+        from .onednn import fbgemm_isa
+
+        isa = fbgemm_isa(isa)
     plan = linear_plan(isa)
 
     out_shape = tuple(lead) + (O,)
@@ -127,3 +144,48 @@ def linear(
         return result, Intermediates(res[1].reshape(out_shape), res[2].reshape(out_shape), res[3].reshape(out_shape),
                                      plan)
     return result
+
+
+def _isas(engine: Any) -> tuple:
+    from .conv_nd import _isas as isas
+
+    return isas(engine)
+
+
+def _onednn_linear(fn: str, a2: np.ndarray, a_s: float, a_zp: int, wt: Any, b: Optional[np.ndarray], out_s: float,
+                   out_zp: int, relu: bool, isa: str, threads: Optional[int], return_intermediates: bool,
+                   onednn_kernel: Optional[str]) -> np.ndarray:
+    """oneDNN's matmul as one prepared oneDNN 1x1 conv2d over (M, 1, 1, K) (same exact int32 sum,
+    the same compensation, epilogue and scale order), with the weight scale's reciprocal round trip."""
+    from .onednn import OnednnPlan, describe_class, prepare_conv2d, resolve_class
+
+    if return_intermediates:
+        raise ValueError(f"{fn}: return_intermediates=True is not available for engine='onednn' (use "
+                         f"engine='fbgemm')")
+    if not bool(np.all(wt.zero_point == 0)):
+        raise OneDNNNotSupportedError(
+            f"{fn}: engine='onednn' with weight zero points {wt.zero_point.tolist()[:8]}: torch's oneDNN linear "
+            f"requires symmetric weights (all zero points 0)")
+    cls = resolve_class(isa)
+    if cls != "vnni":
+        raise OneDNNNotSupportedError(
+            f"{fn}: torch's oneDNN runs this linear with its {cls} matmul kernels ({describe_class(cls)}), whose "
+            f"arithmetic qref has not reproduced (the vnni class, brg_matmul, is)")
+    if onednn_kernel is not None and not isinstance(onednn_kernel, str):
+        raise TypeError(f"{fn}: onednn_kernel={onednn_kernel!r} has type {type(onednn_kernel).__name__} (must be None "
+                        f"or a oneDNN implementation name such as 'brg_matmul:avx512_core_vnni')")
+    if onednn_kernel and not onednn_kernel.startswith("brg_matmul"):
+        raise OneDNNNotSupportedError(f"{fn}: torch's oneDNN ran {onednn_kernel!r} for this linear, a kernel whose "
+                                      f"arithmetic qref has not reproduced")
+    M, K = a2.shape
+    O = wt.oihw.shape[0]
+    if M == 0:
+        return np.zeros((0, O), np.uint8)
+    # PyTorch hands oneDNN 1/w_scale and ideep inverts it (like the src and dst scales)
+    ws = np.broadcast_to(wt.scale, (O,)).astype(np.float64)
+    ws_eff = (np.float32(1) / (1.0 / ws).astype(np.float32)).astype(np.float64)
+    plan = OnednnPlan(cls, onednn_kernel or "brg_matmul:avx512_core_vnni", False, False, False, True)
+    prep = prepare_conv2d((M, 1, 1, K), wt.oihw.reshape(O, 1, 1, K), b, (1, 1), (0, 0), (1, 1), 1, a_s, a_zp,
+                          np.ascontiguousarray(ws_eff), True, out_s, out_zp, relu, plan)
+    return _core.conv2d_run(prep, np.ascontiguousarray(a2.reshape(M, 1, 1, K)),
+                            _core.default_threads() if threads is None else threads).reshape(M, O)
