@@ -316,7 +316,7 @@ def prepare_conv2d(input_shape_nhwc: tuple, w_ohwi: np.ndarray, bias: Optional[n
     ``input_shape_nhwc``; run it with ``_core.conv2d_run(prepared, x_nhwc_uint8, threads)`` (same bytes
     as ``_core.onednn_conv2d_nhwc``). Low level: ``w_ohwi`` is the int8 (O, kH, kW, C/groups) weight,
     ``weight_scale`` float64 (O,) or (1,), ``bias`` float32 (O,) or None, ``plan`` the kernel class
-    (``plan(...)`` / ``transposed_plan(...)``). ``prepared.route`` names the implementation: "vnni_gemm"
+    (``plan(...)`` / ``onednn_nd.plan_nd(...)``). ``prepared.route`` names the implementation: "vnni_gemm"
     (the AVX512-VNNI conv2d kernel's exact GEMM with oneDNN's epilogue), "vnni", "dw512", "portable"."""
     return _core.onednn_conv2d_prepare(
         np.empty(tuple(int(v) for v in input_shape_nhwc), np.uint8), np.ascontiguousarray(w_ohwi, dtype=np.int8),
