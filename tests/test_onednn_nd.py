@@ -113,8 +113,10 @@ def _check_module(m, qx, what: str) -> str:
     p = qref.from_torch(m)
     assert p.engine == "onednn", what
     # as qref.check does: the kernel oneDNN reports for this input settles heuristic choices
-    k = module_kernel(m, tuple(qx.shape))
+    k = module_kernel(m, qx)
     q = (replace(p, onednn_kernel=k) if k else p)(qx).int_repr().numpy()
+    # from_torch's params read the kernel themselves when called on a quint8 tensor
+    assert_same(p(qx).int_repr().numpy(), q, what + " (params reading the kernel)")
     if getattr(m, "transposed", False) and m.in_channels != m.out_channels:
         # SPEC.md §6.5: torch's own output is wrong here (check() reports TORCH_WRONG), except in
         # degenerate shapes (e.g. a 1-tap kernel into one output channel) where it happens to agree
@@ -444,11 +446,14 @@ def test_kernel_read_from_onednn_verbose_at_run_time():
     _vnni_host()
     from qref._onednn_verbose import kernel_family, module_kernel
 
+    def q(shape, zp=128):
+        return torch._make_per_tensor_quantized_tensor(torch.full(shape, 128, dtype=torch.uint8), 0.1, zp)
+
     m = nnq.Conv1d(2, 4, 3, stride=2, groups=2)
-    assert kernel_family(module_kernel(m, (2, 2, 13))) == "gemm"
-    assert kernel_family(module_kernel(m, (2, 2, 40))) == "fast"
+    assert kernel_family(module_kernel(m, q((2, 2, 13)))) == "gemm"
+    assert kernel_family(module_kernel(m, q((2, 2, 40)))) == "fast"
     t = nnq.ConvTranspose2d(8, 8, 3, stride=2, dilation=2)
-    assert kernel_family(module_kernel(t, (1, 8, 7, 7))) == "ref_deconv"
+    assert kernel_family(module_kernel(t, q((1, 8, 7, 7)))) == "ref_deconv"
 
 
 def test_onednn_kernel_override():
@@ -467,7 +472,7 @@ def test_onednn_kernel_override():
             torch.from_numpy(r.integers(0, 256, (1, m.in_channels, 6, 7, 7)).astype(np.uint8)), 0.065, 3)
         kw = dict(padding=m.padding, dilation=m.dilation, groups=m.groups, output_scale=m.scale,
                   output_zero_point=m.zero_point, engine="x86")
-        name = module_kernel(m, tuple(qx.shape))
+        name = module_kernel(m, qx)
         named = qref.conv3d(qx, m.weight(), m.bias(), onednn_kernel=name, **kw).int_repr().numpy()
         assert_same(named, qref.conv3d(qx, m.weight(), m.bias(), **kw).int_repr().numpy(), f"{name} vs rules")
         assert_same(named, m(qx).int_repr().numpy(), f"{name} vs torch")
@@ -488,7 +493,9 @@ def test_check_small_grouped_conv1d_on_gemm_conv():
 
     m, qx = _case("conv1d", 220)
     p = qref.from_torch(m)
-    assert (p(qx).int_repr() != m(qx).int_repr()).any()  # the rules alone: brgemm's scales
+    rules = p(qx.int_repr().numpy(), input_scale=qx.q_scale(), input_zero_point=qx.q_zero_point())
+    assert (rules != m(qx).int_repr().numpy()).any()  # numpy input: qref's shape rules (brgemm's scales)
+    assert_same(p(qx).int_repr().numpy(), m(qx).int_repr().numpy(), "params on the tensor read the kernel")
 
     class Net(nn.Module):
         def __init__(self, conv):
@@ -509,8 +516,9 @@ def test_explain_reads_the_onednn_kernel():
     _vnni_host()
     m, qx = _case("conv1d", 220)
     t = m(qx).int_repr().numpy()
-    bad = np.argwhere(qref.from_torch(m)(qx).int_repr().numpy() != t)
-    assert len(bad)
+    p = qref.from_torch(m)
+    bad = np.argwhere(p(qx.int_repr().numpy(), input_scale=qx.q_scale(), input_zero_point=qx.q_zero_point()) != t)
+    assert len(bad)  # where qref's shape rules alone (numpy input) round apart
     e = qref.explain(m, qx, tuple(int(v) for v in bad[0]))
     assert "gemm_s8u8s32" in str(e) and "combined scale" in str(e)
     assert e.value == e.torch_value == int(t[tuple(bad[0])])
@@ -625,3 +633,34 @@ def test_check_onednn_engine_model(_onednn_engine):
     rep = qref.check(convert(prepared), x)
     status = {r.name: (r.status, r.path) for r in rep.layers}
     assert status["conv"] == ("ok", "oneDNN") and status["fc"][0] == "ok", str(rep)
+
+
+def test_engine_probe_input_fits_transposed_padding():
+    """A transposed conv whose padding needs an input of >= 5 per dimension: the engine probe sizes
+    its input for an output of at least 1 (it used to crash inside torch)."""
+    _vnni_host()
+    m = nnq.ConvTranspose2d(2, 2, 1, stride=1, padding=2)
+    m.set_weight_bias(torch._make_per_tensor_quantized_tensor(
+        torch.tensor([[[[3]], [[-2]]], [[[1]], [[4]]]], dtype=torch.int8), 0.02, 0), None)
+    m.scale, m.zero_point = 0.05, 10
+    x = torch._make_per_tensor_quantized_tensor(
+        torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 2, 6, 6)).astype(np.uint8)), 0.01, 0)
+    p = qref.from_torch(m)
+    assert p.engine == "onednn"
+    assert_same(p(x).int_repr().numpy(), m(x).int_repr().numpy(), "padding 2, kernel 1")
+
+
+def test_conv1d_onednn_intermediates():
+    """conv1d(engine='onednn', return_intermediates=True): oneDNN's stages with the unit height removed."""
+    _vnni_host()
+    r = np.random.default_rng(1)
+    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(r.integers(0, 256, (2, 4, 9)).astype(np.uint8)),
+                                                 0.02, 3)
+    w = torch._make_per_tensor_quantized_tensor(torch.from_numpy(r.integers(-9, 10, (8, 4, 3)).astype(np.int8)),
+                                                0.01, 0)
+    out, it = qref.conv1d(qx, w, None, padding=1, output_scale=0.05, output_zero_point=10, engine="onednn",
+                          return_intermediates=True)
+    ref = qref.conv1d(qx, w, None, padding=1, output_scale=0.05, output_zero_point=10, engine="onednn")
+    assert_same(out.int_repr().numpy(), ref.int_repr().numpy(), "conv1d intermediates run")
+    assert it.acc.shape == it.colsum.shape == it.A.shape == it.y.shape == (2, 8, 9)
+    assert_same(np.rint(np.clip(it.y, 0, 255)).astype(np.uint8), out.int_repr().numpy(), "y rounds to the output")

@@ -59,17 +59,39 @@ def executed_kernels(fn: Callable[[], Any], primitive: str) -> list:
     return out
 
 
-def module_kernel(module: Any, input_shape: tuple) -> Optional[str]:
-    """The oneDNN implementation torch runs for this quantized conv or linear module on an input of
-    `input_shape` (values do not matter), or None if it cannot be read."""
-    import torch
-
+def module_kernel(module: Any, qx: Any) -> Optional[str]:
+    """The oneDNN implementation torch runs for this quantized conv or linear module on the quint8
+    tensor `qx` (run once more on exactly that input: oneDNN's choice can depend on the shape and
+    on the input zero point), or None if it cannot be read."""
     transposed = bool(getattr(module, "transposed", False))
-    x = torch._make_per_tensor_quantized_tensor(torch.full(tuple(int(v) for v in input_shape), 128,
-                                                           dtype=torch.uint8), 0.1, 128)
     primitive = "matmul" if hasattr(module, "in_features") else ("deconvolution" if transposed else "convolution")
-    ks = executed_kernels(lambda: module(x), primitive)
+    ks = executed_kernels(lambda: module(qx), primitive)
     return ks[-1] if ks else None
+
+
+def params_kernel(params: Any, qx: Any, isa: Any) -> Optional[str]:
+    """The oneDNN kernel name a params object from ``qref.from_torch`` should follow for input qx:
+    its own ``onednn_kernel`` if set, else (oneDNN-packed, this host's torch, a quint8 tensor, the
+    module still known) the kernel torch's oneDNN runs on that input, read once per input shape and
+    quantization and remembered on the params."""
+    if params.onednn_kernel or params.engine != "onednn" or isa != "auto":
+        return params.onednn_kernel or None
+    module = getattr(params, "_module", None)
+    if module is None or type(qx).__name__ != "Tensor" or not getattr(qx, "is_quantized", False):
+        return None
+    try:
+        key = (tuple(qx.shape), float(qx.q_scale()), int(qx.q_zero_point()))
+    except RuntimeError:
+        return None
+    cache = params.__dict__.setdefault("_kernels", {})
+    if key not in cache:
+        if len(cache) >= 64:
+            cache.clear()
+        try:
+            cache[key] = module_kernel(module, qx)
+        except Exception:  # noqa: BLE001 - the log is a hint; qref's shape rules still apply without it
+            cache[key] = None
+    return cache[key]
 
 
 # Implementation-name prefixes (before ":<isa>") whose arithmetic qref reproduces on the vnni class

@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from ._onednn_verbose import params_kernel
 from ._validate import check_int, check_scale, check_threads, is_torch_tensor
 
 _CACHE_ENTRIES = 16  # per params object, as Conv2dParams: cleared when full
@@ -142,6 +143,9 @@ class _LayerParams:
 
     # issue 7 item 4: prepared weights per input shape / quantization / ISA / kernel (see module doc)
     _prepared: Any = field(default=None, init=False, repr=False, compare=False)
+    # the torch module from_torch read (oneDNN-packed: asked which kernel oneDNN runs per input;
+    # not pickled)
+    _module: Any = field(default=None, init=False, repr=False, compare=False)
 
     kind = ""
     _in_ndim: Optional[int] = None  # the input's ndim the cached path takes (None: any)
@@ -154,6 +158,8 @@ class _LayerParams:
     def __getstate__(self) -> dict:
         d = dict(self.__dict__)
         d["_prepared"] = {}  # native objects; a copy rebuilds them on demand
+        d["_module"] = None
+        d.pop("_kernels", None)
         return d
 
     def __setstate__(self, d: dict) -> None:
@@ -304,7 +310,7 @@ class LinearParams(_LayerParams):
             return linear(qx, self.weight, self.bias, input_scale=input_scale, input_zero_point=input_zero_point,
                           output_scale=self.output_scale, output_zero_point=self.output_zero_point, relu=self.relu,
                           isa=isa, kernel=kernel, threads=threads, return_intermediates=return_intermediates,
-                          engine=self.engine, onednn_kernel=self.onednn_kernel or None, **self._weight_args())
+                          engine=self.engine, onednn_kernel=params_kernel(self, qx, isa), **self._weight_args())
 
         if return_intermediates:
             return full()
@@ -362,7 +368,7 @@ class Conv1dParams(_LayerParams):
                           groups=self.groups, input_scale=s, input_zero_point=z, output_scale=self.output_scale,
                           output_zero_point=self.output_zero_point, relu=self.relu, isa=isa, kernel=kernel,
                           threads=threads, return_intermediates=return_intermediates, engine=self.engine,
-                          onednn_kernel=self.onednn_kernel or None, **self._weight_args())
+                          onednn_kernel=params_kernel(self, qx, isa), **self._weight_args())
 
         if return_intermediates:
             return full()
@@ -419,7 +425,7 @@ class Conv3dParams(_LayerParams):
                           output_zero_point=self.output_zero_point, relu=self.relu, isa=isa, kernel=kernel,
                           threads=threads, return_intermediates=return_intermediates,
                           reproduce_defects=reproduce_defects, engine=self.engine,
-                          onednn_kernel=self.onednn_kernel or None, **self._weight_args())
+                          onednn_kernel=params_kernel(self, qx, isa), **self._weight_args())
 
         if return_intermediates or not isinstance(reproduce_defects, (bool, np.bool_)):
             return full()
@@ -508,7 +514,7 @@ class ConvTransposeParams(_LayerParams):
                       input_scale=input_scale, input_zero_point=input_zero_point, output_scale=self.output_scale,
                       output_zero_point=self.output_zero_point, isa=isa, kernel=kernel, threads=threads,
                       return_intermediates=return_intermediates, reproduce_defects=reproduce_defects,
-                      engine=self.engine, onednn_kernel=self.onednn_kernel or None, **self._weight_args())
+                      engine=self.engine, onednn_kernel=params_kernel(self, qx, isa), **self._weight_args())
 
         # the cached path: conv_transpose2d (1d/3d always take the public function)
         if return_intermediates or self.weight.ndim != 4 or not isinstance(reproduce_defects, (bool, np.bool_)):
@@ -704,7 +710,10 @@ def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
         module_type=name,
     )
     if kind == "linear":
-        return LinearParams(**common, engine=engine)
+        params = LinearParams(**common, engine=engine)
+        if engine == "onednn":
+            object.__setattr__(params, "_module", module)
+        return params
     pm = getattr(module, "padding_mode", "zeros")
     if pm not in ("zeros", "reflect") or (pm != "zeros" and kind.startswith("conv_transpose")):
         raise UnsupportedModuleError(f"from_torch: {name} with padding_mode={pm!r} is not supported")
@@ -716,4 +725,7 @@ def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
         groups=int(module.groups),
         padding_mode=pm,
     )
-    return _CLASSES[kind](**common, **conv, engine=engine)
+    params = _CLASSES[kind](**common, **conv, engine=engine)
+    if engine == "onednn":
+        object.__setattr__(params, "_module", module)
+    return params

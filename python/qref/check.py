@@ -404,7 +404,7 @@ def _check_call(call: _Call, isa: str) -> LayerResult:
     elif getattr(runner, "engine", "fbgemm") == "onednn" and hasattr(runner, "onednn_kernel") and inp is not None:
         # This host's torch: oneDNN picks some kernels by performance heuristics qref's shape rules
         # cannot see (e.g. its gemm conv for small grouped convs); ask oneDNN which one it runs.
-        runner = _with_onednn_kernel(runner, call.module, tuple(inp.shape))
+        runner = _with_onednn_kernel(runner, call.module, inp)
     try:
         got = _to_uint8(runner(*call.inputs, isa=isa))
     except (UnsupportedModuleError, NotImplementedError) as e:
@@ -526,13 +526,13 @@ def _intermediate_acc(runner: Any, inputs: tuple, isa: str) -> Optional[np.ndarr
     return res[1].acc if isinstance(res, tuple) and hasattr(res[1], "acc") else None
 
 
-def _with_onednn_kernel(runner: Any, module: Any, shape: tuple) -> Any:
+def _with_onednn_kernel(runner: Any, module: Any, qx: Any) -> Any:
     from dataclasses import replace
 
     from ._onednn_verbose import module_kernel
 
     try:
-        k = module_kernel(module, shape)
+        k = module_kernel(module, qx)
     except Exception:  # noqa: BLE001 - the log is a hint; qref's shape rules still apply without it
         k = None
     return replace(runner, onednn_kernel=k) if k else runner

@@ -93,11 +93,14 @@ def conv1d(
     out_s = check_scale(fn, "output_scale", output_scale)
     out_zp = int(output_zero_point)
     if return_intermediates:
-        from .conv import Intermediates
+        from dataclasses import fields, replace
 
         out, it = res
-        it3 = Intermediates(it.acc[:, :, 0, :], it.raw[:, :, 0, :], it.y[:, :, 0, :], it.plan)
-        return _wrap(out[:, :, 0, :], from_torch, out_s, out_zp), it3
+        # fbgemm's Intermediates or oneDNN's OnednnIntermediates: every array field loses the unit height
+        it3 = replace(it, **{f.name: getattr(it, f.name)[:, :, 0, :] for f in fields(it)
+                             if isinstance(getattr(it, f.name), np.ndarray)})
+        o = out.int_repr().numpy() if hasattr(out, "int_repr") else out
+        return _wrap(np.ascontiguousarray(o[:, :, 0, :]), from_torch, out_s, out_zp), it3
     return _wrap(np.ascontiguousarray(res[:, :, 0, :]), from_torch, out_s, out_zp)
 
 

@@ -325,7 +325,7 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
             # as qref.check: the kernel torch's oneDNN runs for this input (docs/onednn-layers.md)
             from .check import _with_onednn_kernel
 
-            params = _with_onednn_kernel(params, module, tuple(qx.shape))
+            params = _with_onednn_kernel(params, module, qx)
     orig_ndim = None
     if not isinstance(params, Conv2dParams):
         # Linear and Conv1d run through fbgemm's conv machinery as 1x1 / (1, k) convs (qlinear.cpp,

@@ -75,6 +75,9 @@ class Conv2dParams:
     _weight_arg: Any = field(default=None, repr=False)
     # issue 3: packed weights per input shape / quantization / ISA / kernel (qref.conv.conv2d)
     _prepared: Any = field(default=None, init=False, repr=False, compare=False)
+    # the torch module from_torch read (oneDNN-packed: asked which kernel oneDNN runs per input;
+    # not pickled)
+    _module: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         freeze_arrays(self)
@@ -87,6 +90,8 @@ class Conv2dParams:
         # issue 3: the packed-weight cache holds native objects; a copy rebuilds it on demand.
         d = dict(self.__dict__)
         d["_prepared"] = {}
+        d["_module"] = None
+        d.pop("_kernels", None)
         return d
 
     def conv_kwargs(self) -> dict:
@@ -110,8 +115,10 @@ class Conv2dParams:
 
     def __call__(self, qx: Any, *, input_scale: Any = None, input_zero_point: Any = None, isa: str = "auto",
                  kernel: str = "auto", threads: Optional[int] = None, return_intermediates: bool = False) -> Any:
+        from ._onednn_verbose import params_kernel
         from .conv import conv2d
 
+        kern = params_kernel(self, qx, isa)  # oneDNN-packed: the kernel torch's oneDNN runs on qx
         x, s, z, pad = self.prepare_input(qx, input_scale, input_zero_point)
         kw = self.conv_kwargs()
         kw["padding"] = pad
@@ -119,7 +126,7 @@ class Conv2dParams:
         b = kw.pop("bias")
         return conv2d(x, w, b, input_scale=s, input_zero_point=z, isa=isa, kernel=kernel, threads=threads,
                       return_intermediates=return_intermediates, engine=self.engine, _prepared_cache=self._prepared,
-                      onednn_kernel=self.onednn_kernel or None, **kw)
+                      onednn_kernel=kern, **kw)
 
 
 def packed_engine(module: Any) -> str:
@@ -161,7 +168,14 @@ def packed_engine(module: Any) -> str:
         ks = tuple(int(v) for v in module.kernel_size)
         dl = tuple(int(v) for v in module.dilation)
         transposed = bool(getattr(module, "transposed", False))
-        spatial = (4,) * len(ks) if transposed else tuple(max(8, d * (k - 1) + 1) for k, d in zip(ks, dl))
+        if transposed:
+            # at least 4, and enough for an output of >= 1 despite the padding
+            st = tuple(int(v) for v in module.stride)
+            pd = tuple(int(v) for v in module.padding)
+            op = tuple(int(v) for v in module.output_padding)
+            spatial = tuple(max(4, 2 + -(-(2 * p - d * (k - 1) - o) // s)) for k, d, s, p, o in zip(ks, dl, st, pd, op))
+        else:
+            spatial = tuple(max(8, d * (k - 1) + 1) for k, d in zip(ks, dl))
         # Transposed: one image (fbgemm's direct transposed path writes image 0 only).
         N = 1 if transposed else 2
         data = torch.randint(0, 256, (N, int(module.in_channels)) + spatial, dtype=torch.uint8, generator=gen)
@@ -228,7 +242,7 @@ def from_torch(module: Any, *, check_engine: bool = True) -> Conv2dParams:
     pm = getattr(module, "padding_mode", "zeros")
     if pm not in ("zeros", "reflect"):
         raise UnsupportedModuleError(f"from_torch: padding_mode={pm!r} is not supported")
-    return Conv2dParams(
+    params = Conv2dParams(
         weight=np.ascontiguousarray(w.int_repr().numpy()),
         weight_scale=ws,
         weight_zero_point=wz,
@@ -245,3 +259,6 @@ def from_torch(module: Any, *, check_engine: bool = True) -> Conv2dParams:
         module_type=name,
         engine=engine,
     )
+    if engine == "onednn":
+        object.__setattr__(params, "_module", module)
+    return params
