@@ -15,6 +15,8 @@ import sys
 import tempfile
 from typing import Any, Callable, Optional
 
+import numpy as np
+
 
 def _capture_stdout(fn: Callable[[], Any]) -> str:
     sys.stdout.flush()
@@ -69,15 +71,37 @@ def module_kernel(module: Any, qx: Any) -> Optional[str]:
     return ks[-1] if ks else None
 
 
-def params_kernel(params: Any, qx: Any, isa: Any) -> Optional[str]:
+def _host_is_vnni() -> bool:
+    """Named kernels are followed on the vnni class only (this process's oneDNN class)."""
+    from .onednn import resolve_class
+
+    return resolve_class("auto") == "vnni"
+
+
+def params_kernel(params: Any, qx: Any, isa: Any, input_scale: Any = None, input_zero_point: Any = None) -> Optional[str]:
     """The oneDNN kernel name a params object from ``qref.from_torch`` should follow for input qx:
     its own ``onednn_kernel`` if set, else (oneDNN-packed, this host's torch, a quint8 tensor, the
     module still known) the kernel torch's oneDNN runs on that input, read once per input shape and
     quantization and remembered on the params."""
-    if params.onednn_kernel or params.engine != "onednn" or isa != "auto":
+    if params.onednn_kernel or params.engine != "onednn" or isa != "auto" or not _host_is_vnni():
         return params.onednn_kernel or None
     module = getattr(params, "_module", None)
-    if module is None or type(qx).__name__ != "Tensor" or not getattr(qx, "is_quantized", False):
+    if module is None:
+        return None
+    if type(qx).__name__ != "Tensor":
+        # a uint8 array with its quantization: the same input as a quint8 tensor (invalid operands:
+        # no kernel here; the public function reports them)
+        try:
+            import torch
+
+            a = np.ascontiguousarray(qx)
+            if a.dtype != np.uint8:
+                return None
+            qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(a), float(input_scale),
+                                                         int(input_zero_point))
+        except Exception:  # noqa: BLE001
+            return None
+    if not getattr(qx, "is_quantized", False):
         return None
     try:
         key = (tuple(qx.shape), float(qx.q_scale()), int(qx.q_zero_point()))
@@ -111,3 +135,43 @@ def kernel_family(name: str) -> str:
     if name.startswith("ref:"):
         return "ref"
     return "fast" if name.split(":")[0].split("+")[0] in _FAST else "unknown"
+
+
+# Which implementations belong to which oneDNN primitive (the name's first component, before ":").
+_PRIMITIVE_IMPLS = {
+    "convolution": ("brg_conv_fwd", "brgconv_1x1", "jit_int8", "jit_int8_1x1", "brdgmm_dw", "x64", "ref"),
+    "deconvolution": ("brg_deconv", "jit_deconvolution", "conv"),
+    "matmul": ("brg_matmul",),
+}
+
+
+def checked_kernel(fn: str, name: Any, primitive: str, cls: str) -> Optional[str]:
+    """Validate a user- or log-supplied oneDNN implementation name for a layer run on oneDNN class
+    `cls` ("vnni", ...): None or a name of this primitive's kernels, built for the vnni class (the
+    only class whose named kernels qref reproduces; a name from another machine's log must not be
+    computed with VNNI arithmetic). Returns the name (or None); raises TypeError /
+    OneDNNNotSupportedError naming the value and the rule."""
+    from .conv import OneDNNNotSupportedError
+
+    if name is None or name == "":
+        return None
+    if not isinstance(name, str):
+        raise TypeError(f"{fn}: onednn_kernel={name!r} has type {type(name).__name__} (must be None or a oneDNN "
+                        f"implementation name such as 'brg_conv_fwd:avx512_core_vnni')")
+    head = name.split("+")[0]
+    impl = head.split(":")[0]
+    if impl not in _PRIMITIVE_IMPLS[primitive]:
+        raise OneDNNNotSupportedError(
+            f"{fn}: onednn_kernel={name!r} is not a oneDNN {primitive} kernel qref reproduces (expected one of "
+            f"{', '.join(_PRIMITIVE_IMPLS[primitive])} ...)")
+    if cls != "vnni":
+        raise OneDNNNotSupportedError(
+            f"{fn}: onednn_kernel={name!r} with the oneDNN class {cls!r}: qref follows named kernels of the 'vnni' "
+            f"class only (leave onednn_kernel unset to use qref's rules for {cls!r})")
+    isa_part = [f for f in name.replace("+", ":").split(":")[1:] if f.startswith("avx") or f in ("sse41", "any")]
+    if impl not in ("x64", "conv", "ref") and isa_part and isa_part[0] != "avx512_core_vnni":
+        raise OneDNNNotSupportedError(
+            f"{fn}: onednn_kernel={name!r} names a kernel built for {isa_part[0]}, not for the vnni class "
+            f"(avx512_core_vnni) this call computes; a log from another machine needs that machine's isa= and no "
+            f"kernel name")
+    return name

@@ -310,7 +310,7 @@ class LinearParams(_LayerParams):
             return linear(qx, self.weight, self.bias, input_scale=input_scale, input_zero_point=input_zero_point,
                           output_scale=self.output_scale, output_zero_point=self.output_zero_point, relu=self.relu,
                           isa=isa, kernel=kernel, threads=threads, return_intermediates=return_intermediates,
-                          engine=self.engine, onednn_kernel=params_kernel(self, qx, isa), **self._weight_args())
+                          engine=self.engine, onednn_kernel=params_kernel(self, qx, isa, input_scale, input_zero_point), **self._weight_args())
 
         if return_intermediates:
             return full()
@@ -368,7 +368,7 @@ class Conv1dParams(_LayerParams):
                           groups=self.groups, input_scale=s, input_zero_point=z, output_scale=self.output_scale,
                           output_zero_point=self.output_zero_point, relu=self.relu, isa=isa, kernel=kernel,
                           threads=threads, return_intermediates=return_intermediates, engine=self.engine,
-                          onednn_kernel=params_kernel(self, qx, isa), **self._weight_args())
+                          onednn_kernel=params_kernel(self, qx, isa, input_scale, input_zero_point), **self._weight_args())
 
         if return_intermediates:
             return full()
@@ -425,7 +425,7 @@ class Conv3dParams(_LayerParams):
                           output_zero_point=self.output_zero_point, relu=self.relu, isa=isa, kernel=kernel,
                           threads=threads, return_intermediates=return_intermediates,
                           reproduce_defects=reproduce_defects, engine=self.engine,
-                          onednn_kernel=params_kernel(self, qx, isa), **self._weight_args())
+                          onednn_kernel=params_kernel(self, qx, isa, input_scale, input_zero_point), **self._weight_args())
 
         if return_intermediates or not isinstance(reproduce_defects, (bool, np.bool_)):
             return full()
@@ -514,7 +514,7 @@ class ConvTransposeParams(_LayerParams):
                       input_scale=input_scale, input_zero_point=input_zero_point, output_scale=self.output_scale,
                       output_zero_point=self.output_zero_point, isa=isa, kernel=kernel, threads=threads,
                       return_intermediates=return_intermediates, reproduce_defects=reproduce_defects,
-                      engine=self.engine, onednn_kernel=params_kernel(self, qx, isa), **self._weight_args())
+                      engine=self.engine, onednn_kernel=params_kernel(self, qx, isa, input_scale, input_zero_point), **self._weight_args())
 
         # the cached path: conv_transpose2d (1d/3d always take the public function)
         if return_intermediates or self.weight.ndim != 4 or not isinstance(reproduce_defects, (bool, np.bool_)):
@@ -640,6 +640,13 @@ def handles(module: Any) -> bool:
     return (".intrinsic." in mod) == (name in _RELU_NAMES)
 
 
+def _engine_unknown(name: str) -> str:
+    return (f"from_torch: could not tell whether this {name}'s packed weights run fbgemm or oneDNN: the engine probe "
+            f"(SPEC.md §5.4: fbgemm answers 0 where oneDNN answers 255) was inconclusive, which happens with all-zero "
+            f"weights and a nonzero bias; pass check_engine=False if you know they run fbgemm, or call qref's "
+            f"function with engine='onednn'")
+
+
 def _direct_refusal(name: str) -> str:
     return (f"from_torch: this {name} runs fbgemm's direct transposed path (groups 1, channels % 8 == 0, kernel "
             f"height 2, stride 1/2, no padding), whose packed weights torch cannot unpack (module.weight() returns "
@@ -686,13 +693,7 @@ def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
             # Conv1d as conv2d; Linear: qref/linear.py).
             engine = "onednn"
         elif eng != "fbgemm":
-            raise UnsupportedModuleError(
-                f"from_torch: this {name}'s packed weights run oneDNN, not fbgemm "
-                + ("(detected by probe)" if eng == "onednn" else "(could not be ruled out)")
-                + ": the model was converted under torch.backends.quantized.engine='onednn' (or 'x86', the "
-                "default, for convs with symmetric weights), and oneDNN's arithmetic differs from fbgemm's "
-                "(SPEC.md §6). Set torch.backends.quantized.engine = 'fbgemm' and use "
-                "torch.ao.quantization.get_default_qconfig('fbgemm') before prepare/convert.")
+            raise UnsupportedModuleError(_engine_unknown(name))
     if direct and engine == "fbgemm":
         raise UnsupportedModuleError(_direct_refusal(name))
     w = module.weight()

@@ -353,6 +353,7 @@ def conv2d(
     return_intermediates: bool = False,
     _prepared_cache: Optional[dict] = None,
     onednn_kernel: Optional[str] = None,
+    _fn: str = "conv2d",
 ) -> Any:
     """Quantized conv2d, bit-exact with torch's fbgemm ``quantized::conv2d(_relu)``.
 
@@ -360,7 +361,7 @@ def conv2d(
     array (N, O, OH, OW). With ``return_intermediates=True`` returns
     ``(output, Intermediates)`` (computed by the scalar reference kernel).
     """
-    fn = "conv2d"
+    fn = _fn  # "conv1d" when qref.conv1d runs through here (its (1, k) geometry)
     if _prepared_cache is not None and not return_intermediates:
         out = _prepared_fast_path(_prepared_cache, input, weight, bias, weight_scale, weight_zero_point, stride,
                                   padding, dilation, groups, input_scale, input_zero_point, output_scale,
@@ -412,9 +413,6 @@ def conv2d(
     if engine == "onednn" or (engine == "x86" and onednn_would_run(wt, g, isa)):
         from . import onednn  # oneDNN's arithmetic (SPEC.md §6, docs/onednn.md)
 
-        if onednn_kernel is not None and not isinstance(onednn_kernel, str):
-            raise TypeError(f"{fn}: onednn_kernel={onednn_kernel!r} has type {type(onednn_kernel).__name__} (must be "
-                            f"None or a oneDNN implementation name such as 'brg_conv_fwd:avx512_core_vnni')")
 
         if _prepared_cache is not None and not return_intermediates:
             # issue 8: as for fbgemm below, Conv2dParams keeps the oneDNN conv packed once

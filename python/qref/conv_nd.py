@@ -89,7 +89,8 @@ def conv1d(
                  padding=(0, pd), dilation=(1, dl), groups=groups, input_scale=a_s, input_zero_point=a_zp,
                  weight_scale=ws, weight_zero_point=wz, output_scale=output_scale,
                  output_zero_point=output_zero_point, relu=relu, engine=engine, isa=isa, kernel=kernel,
-                 threads=threads, return_intermediates=return_intermediates, onednn_kernel=onednn_kernel)
+                 threads=threads, return_intermediates=return_intermediates, onednn_kernel=onednn_kernel,
+                 _fn="conv1d")
     out_s = check_scale(fn, "output_scale", output_scale)
     out_zp = int(output_zero_point)
     if return_intermediates:
@@ -223,9 +224,6 @@ def _onednn_nd(fn, a, a_s, a_zp, wt, w_conv, b, st, pd, dl, g, out_sp, out_s, ou
             f"{fn}: engine='onednn' with weight zero points {wt.zero_point.tolist()[:8]}: torch's oneDNN conv "
             f"requires symmetric weights (all zero points 0) and refuses this prepack")
     x_cl = np.ascontiguousarray(np.moveaxis(a, 1, -1))
-    if onednn_kernel is not None and not isinstance(onednn_kernel, str):
-        raise TypeError(f"{fn}: onednn_kernel={onednn_kernel!r} has type {type(onednn_kernel).__name__} (must be None "
-                        f"or a oneDNN implementation name such as 'brg_conv_fwd:avx512_core_vnni')")
     out = run(x_cl, a_s, a_zp, np.ascontiguousarray(w_conv), wt.scale, b, st, pd, dl, g, out_sp, out_s, out_zp,
               relu, transposed, isa, onednn_kernel or None, threads)
     return np.ascontiguousarray(np.moveaxis(out, -1, 1))

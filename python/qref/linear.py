@@ -171,12 +171,9 @@ def _onednn_linear(fn: str, a2: np.ndarray, a_s: float, a_zp: int, wt: Any, b: O
         raise OneDNNNotSupportedError(
             f"{fn}: torch's oneDNN runs this linear with its {cls} matmul kernels ({describe_class(cls)}), whose "
             f"arithmetic qref has not reproduced (the vnni class, brg_matmul, is)")
-    if onednn_kernel is not None and not isinstance(onednn_kernel, str):
-        raise TypeError(f"{fn}: onednn_kernel={onednn_kernel!r} has type {type(onednn_kernel).__name__} (must be None "
-                        f"or a oneDNN implementation name such as 'brg_matmul:avx512_core_vnni')")
-    if onednn_kernel and not onednn_kernel.startswith("brg_matmul"):
-        raise OneDNNNotSupportedError(f"{fn}: torch's oneDNN ran {onednn_kernel!r} for this linear, a kernel whose "
-                                      f"arithmetic qref has not reproduced")
+    from ._onednn_verbose import checked_kernel
+
+    onednn_kernel = checked_kernel(fn, onednn_kernel, "matmul", "vnni")
     M, K = a2.shape
     O = wt.oihw.shape[0]
     if M == 0:

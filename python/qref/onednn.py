@@ -197,9 +197,10 @@ def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "
     from .conv import OneDNNNotSupportedError
 
     cls = resolve_class(isa)
-    if onednn_kernel and cls == "vnni":
-        from ._onednn_verbose import kernel_family
+    from ._onednn_verbose import checked_kernel, kernel_family
 
+    onednn_kernel = checked_kernel("conv2d", onednn_kernel, "convolution", cls)
+    if onednn_kernel:
         fam = kernel_family(onednn_kernel)
         if fam == "gemm":
             return OnednnPlan(cls, onednn_kernel, False, True, False, True)

@@ -182,12 +182,14 @@ def plan_nd(transposed: bool, nd: int, groups: int, Cg: int, Og: int, kernel, st
     torch's oneDNN reported for this layer and input (qref.check reads it from oneDNN's verbose
     log); it overrides the shape rules. Raises OneDNNNotSupportedError where qref does not
     reproduce the class or the named kernel."""
-    from ._onednn_verbose import kernel_family
+    from ._onednn_verbose import checked_kernel, kernel_family
     from .conv import OneDNNNotSupportedError
     from .onednn import OnednnPlan, describe_class, resolve_class
 
     cls = resolve_class(isa)
-    if onednn_kernel and cls == "vnni":
+    onednn_kernel = checked_kernel("conv_transpose" if transposed else f"conv{nd}d", onednn_kernel,
+                                   "deconvolution" if transposed else "convolution", cls)
+    if onednn_kernel:
         fam = kernel_family(onednn_kernel)
         if fam == "ref_deconv" and transposed:
             return OnednnPlan(cls, onednn_kernel, False, False, False, True, divide_dst=True), "ref_deconv"

@@ -118,7 +118,7 @@ class Conv2dParams:
         from ._onednn_verbose import params_kernel
         from .conv import conv2d
 
-        kern = params_kernel(self, qx, isa)  # oneDNN-packed: the kernel torch's oneDNN runs on qx
+        kern = params_kernel(self, qx, isa, input_scale, input_zero_point)  # oneDNN-packed: the kernel oneDNN runs
         x, s, z, pad = self.prepare_input(qx, input_scale, input_zero_point)
         kw = self.conv_kwargs()
         kw["padding"] = pad
@@ -231,10 +231,9 @@ def from_torch(module: Any, *, check_engine: bool = True) -> Conv2dParams:
             # engine "onednn"): the params run oneDNN's arithmetic (qref/onednn.py, SPEC.md §6).
             engine = "onednn"
         elif eng != "fbgemm":
-            raise UnsupportedModuleError(
-                f"from_torch: could not tell whether this {name}'s packed weights run fbgemm or oneDNN (the probe "
-                "of SPEC.md §5.4 gave neither all-0 nor any-255 outputs); pass check_engine=False if you know "
-                "they run fbgemm")
+            from .bridge_nd import _engine_unknown
+
+            raise UnsupportedModuleError(_engine_unknown(name))
 
     w = module.weight()
     b = module.bias()
