@@ -1,6 +1,6 @@
 """The ``qref`` command line (also ``python -m qref``).
 
-  qref demo                      the forum question answered, then a whole-model check
+  qref demo                      the forum question answered, then whole-model checks (fbgemm, x86)
   qref explain [module:function] [--layer NAME] [--index n,c,h,w] [--isa ISA] [--json]
   qref check module:function [--input-shape 1,3,224,224] [--isa ISA] [--plot out.png] [--json]
   qref info                      CPU features, qref kernels, what isa="auto" means here
@@ -153,7 +153,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if args.plot:
             r.plot(args.plot, portability=p)
             print(f"\nplot written to {args.plot}")
-        ok = r.ok and same == t_out.size
+        print()
+        print("=" * 100)
+        print("3. torch's default engine: the same stem converted under torch.backends.quantized.engine = 'x86'")
+        print("=" * 100)
+        print("('x86' packs symmetric-weight convs for oneDNN on an AVX512-VNNI host, whose arithmetic differs from "
+              "fbgemm's;\nqref.from_torch tells the two apart and check verifies each layer with its engine's "
+              "arithmetic)\n")
+        net3, x3 = demo_model(size=args.size, engine="x86")
+        r3 = qref.check(net3, x3)
+        print(r3)
+        ok = r.ok and r3.ok and same == t_out.size
     else:
         ok = same == t_out.size
     print(f"\n(demo took {time.time() - t0:.1f} s; torch {torch.__version__}, "

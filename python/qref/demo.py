@@ -134,10 +134,11 @@ def forum_element(net: Any, x: Any) -> tuple:
     return tuple(int(v) for v in bad[0])
 
 
-def demo_model(seed: int = DEMO_SEED, size: int = 224, reduce_range: bool = False) -> tuple:
+def demo_model(seed: int = DEMO_SEED, size: int = 224, reduce_range: bool = False, engine: str = "fbgemm") -> tuple:
     """(converted model, float input (1, 3, size, size)): a MobileNet-like stem with every
-    fbgemm conv path, converted under engine "fbgemm", with full-range activations (or 7-bit
-    ones with ``reduce_range=True``, as fbgemm's default qconfig does)."""
+    fbgemm conv path, converted under ``engine`` ("fbgemm"; "x86", torch's default, packs it for
+    oneDNN on an AVX512-VNNI host), with full-range activations (or 7-bit ones with
+    ``reduce_range=True``, as fbgemm's default qconfig does)."""
     import torch
     import torch.ao.quantization as tq
     import torch.nn as nn
@@ -165,7 +166,7 @@ def demo_model(seed: int = DEMO_SEED, size: int = 224, reduce_range: bool = Fals
             x = self.relu4(self.gconv(x))
             return self.dequant(self.conv5(x))
 
-    with quantized_engine("fbgemm"), quiet_torch_quantization():
+    with quantized_engine(engine), quiet_torch_quantization():
         torch.manual_seed(seed)
         net = Stem().eval()
         tq.fuse_modules(net, [["conv1", "relu1"], ["dw", "relu2"], ["pw", "relu3"], ["gconv", "relu4"]],
