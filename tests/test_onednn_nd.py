@@ -10,6 +10,7 @@ alternatives (multiply vs divide by the dst scale, combined vs separate scales) 
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -739,13 +740,78 @@ def test_onednn_defect_never_excuses_one_step():
 
 
 def test_zero_weights_negative_bias_refused_with_the_reason():
-    """All-zero weights with a bias that is never positive leave the engine probe inconclusive
-    (both engines answer 0): from_torch refuses saying so, not with out-of-date advice."""
+    """All-zero weights with a bias that is never positive leave the value probe inconclusive (both
+    engines answer 0): a oneDNN-packed module is still recognised from oneDNN's log (and computed
+    right), and where nothing tells (Linear under "x86", which runs fbgemm) from_torch refuses saying
+    why, not with out-of-date advice."""
     from qref.torch_bridge import UnsupportedModuleError
 
-    for m in (nnq.Conv1d(4, 4, 3), nnq.Conv2d(4, 4, 3), nnq.Linear(4, 4), nnq.ConvTranspose2d(4, 4, 3)):
+    x = {3: torch.quantize_per_tensor(torch.rand(1, 4, 9), 0.05, 7, torch.quint8),
+         4: torch.quantize_per_tensor(torch.rand(1, 4, 9, 9), 0.05, 7, torch.quint8)}
+    for m in (nnq.Conv1d(4, 4, 3), nnq.Conv2d(4, 4, 3), nnq.ConvTranspose2d(4, 4, 3), nnq.Linear(4, 4)):
         m.set_weight_bias(torch._make_per_tensor_quantized_tensor(torch.zeros(tuple(m.weight().shape),
                                                                               dtype=torch.int8), 0.01, 0),
                           torch.full((4,), -0.3))
-        with pytest.raises(UnsupportedModuleError, match="engine probe .* was inconclusive"):
-            qref.from_torch(m)
+        if isinstance(m, nnq.Linear):
+            with pytest.raises(UnsupportedModuleError, match="engine probe .* was inconclusive"):
+                qref.from_torch(m)
+            continue
+        if onednn.onednn_isa().effective != "vnni":
+            continue
+        p = qref.from_torch(m)
+        assert p.engine == "onednn"
+        qx = x[m.weight().dim()]
+        assert_same(p(qx).int_repr().numpy(), m(qx).int_repr().numpy(), f"zero weights {type(m).__name__}")
+
+
+def test_onednn_kernel_errors_name_the_function_and_need_onednn():
+    """onednn_kernel refusals name the public function; a name where the layer runs fbgemm is an error."""
+    r = np.random.default_rng(1)
+    q = dict(input_scale=0.02, input_zero_point=9, weight_scale=0.01, weight_zero_point=0, output_scale=0.3,
+             output_zero_point=77)
+    x1 = r.integers(0, 256, (1, 4, 9), dtype=np.uint8)
+    w1 = r.integers(-128, 128, (4, 4, 3), dtype=np.int8)
+    with pytest.raises((qref.OneDNNNotSupportedError, ValueError), match="^conv1d: onednn_kernel='bogus'"):
+        qref.conv1d(x1, w1, None, onednn_kernel="bogus", engine="onednn", **q)
+    with pytest.raises((qref.OneDNNNotSupportedError, ValueError), match="^conv_transpose1d: onednn_kernel='bogus'"):
+        qref.conv_transpose1d(x1, w1, None, onednn_kernel="bogus", engine="onednn", **q)
+    with pytest.raises(ValueError, match="^conv1d: onednn_kernel='brg_conv_fwd:avx512_core_vnni' with engine='fbgemm'"):
+        qref.conv1d(x1, w1, None, onednn_kernel="brg_conv_fwd:avx512_core_vnni", **q)
+    with pytest.raises(ValueError, match="^linear: onednn_kernel='brg_matmul:avx512_core_vnni' with engine='x86'"):
+        qref.linear(r.integers(0, 256, (3, 8), dtype=np.uint8), r.integers(-128, 128, (4, 8), dtype=np.int8),
+                    onednn_kernel="brg_matmul:avx512_core_vnni", engine="x86", **q)
+
+
+def test_engine_probe_reads_onednn_log_where_values_mislead():
+    """A depthwise 1x1x1 Conv3d with padding under the x86 engine: torch/oneDNN computes wrong values
+    there, which fooled the value probe into 'fbgemm'; the probe reads oneDNN's log first."""
+    _vnni_host()
+    from qref.torch_bridge import packed_engine
+
+    torch.manual_seed(0)
+    m = nnq.Conv3d(16, 16, 1, stride=(2, 2, 3), padding=(0, 2, 0), groups=16)
+    m.set_weight_bias(torch.quantize_per_tensor(torch.randn(16, 1, 1, 1, 1) * 0.3, 0.01, 0, torch.qint8), None)
+    assert packed_engine(m) == "onednn"
+    x = torch.quantize_per_tensor(torch.randn(1, 16, 4, 6, 6), 0.05, 60, torch.quint8)
+    m.scale, m.zero_point = 0.03, 70
+    row = qref.check(torch.nn.Sequential(m), x).layers[0]
+    assert row.path == "oneDNN" and row.status in ("ok", "TORCH_WRONG"), row
+
+
+def test_kernel_names_checked_part_by_part():
+    """Only names as the vnni class's oneDNN log prints them are followed; made-up or mixed-ISA
+    composites are refused (a review found them accepted)."""
+    from qref._onednn_verbose import checked_kernel
+
+    ok = [("brg_deconv:avx512_core_vnni+brgconv_strided:avx512_core_vnni", "deconvolution"),
+          ("conv:any+x64:gemm_s8u8s32:jit", "deconvolution"), ("x64:gemm_s8u8s32:jit", "convolution"),
+          ("ref:any", "convolution"), ("brg_matmul:avx512_core_vnni", "matmul")]
+    for name, prim in ok:
+        assert checked_kernel("f", name, prim, "vnni") == name
+    bad = [("brg_conv_fwd", "convolution"), ("brg_conv_fwd:avx512_core_vnni+brg_conv_fwd:avx512_core", "convolution"),
+           ("brg_deconv:avx512_core_vnni+jit_uni_int8:sse41", "deconvolution"),
+           ("conv:any+jit_uni_int8:avx2", "deconvolution"), ("ref:avx2", "convolution"),
+           ("x64:gemm_s8u8s32:avx2", "convolution"), ("conv:anything_else", "deconvolution")]
+    for name, prim in bad:
+        with pytest.raises(qref.OneDNNNotSupportedError, match=re.escape(f"onednn_kernel='{name}'")):
+            checked_kernel("f", name, prim, "vnni")

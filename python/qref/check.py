@@ -576,10 +576,11 @@ def _onednn_defect(module: Any, qx: Any, got: np.ndarray, expected: np.ndarray, 
     sel = tuple(bad.T)
     t_off = int(np.abs(expected[sel].astype(np.int16) - ref[sel]).max())
     if q_off <= 1 and t_off >= 3:
+        near = int((np.abs(expected[sel].astype(np.int16) - ref[sel]) <= 1).sum())
         return (f"torch/oneDNN's output is up to {t_off} quantization steps from the layer computed in float at the "
-                f"{len(bad)} differing elements, while qref's is within {q_off} everywhere; no oneDNN requantization "
-                f"variant moves an output by more than one step, so these are torch/oneDNN defects "
-                f"(docs/onednn-layers.md)")
+                f"{len(bad)} differing elements ({near} of them within one step), while qref's is within {q_off} "
+                f"everywhere; no oneDNN requantization variant moves an output by more than one step, so these are "
+                f"torch/oneDNN defects (docs/onednn-layers.md)")
     return None
 
 

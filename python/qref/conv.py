@@ -282,6 +282,14 @@ def _run_args(fn: str, return_intermediates: Any, engine: Any, isa: Any, kernel:
 # ----------------------------------------------------------------------------- routing
 
 
+def _no_onednn_kernel(fn: str, onednn_kernel: Any, engine: str) -> None:
+    """onednn_kernel names a oneDNN kernel: refused where the layer runs fbgemm."""
+    if onednn_kernel is not None and onednn_kernel != "":
+        raise ValueError(f"{fn}: onednn_kernel={onednn_kernel!r} with engine={engine!r}: this layer runs fbgemm here, "
+                         f"and onednn_kernel applies only where it runs oneDNN (engine 'onednn', or 'x86' on an "
+                         f"AVX512-VNNI host with symmetric weights and groups <= 100)")
+
+
 def onednn_would_run(w: _Weight, groups: int, isa: str) -> bool:
     """torch's x86 engine: does prepack choose oneDNN? (qconv_prepack.cpp, OnednnUtils.h
     should_use_onednn_quant; SPEC.md §1). `isa` names the host."""
@@ -412,6 +420,9 @@ def conv2d(
     b = _bias_operand(fn, bias, O)
     if engine == "onednn" or (engine == "x86" and onednn_would_run(wt, g, isa)):
         from . import onednn  # oneDNN's arithmetic (SPEC.md §6, docs/onednn.md)
+        from ._onednn_verbose import checked_kernel
+
+        onednn_kernel = checked_kernel(fn, onednn_kernel, "convolution", onednn.resolve_class(isa))
 
 
         if _prepared_cache is not None and not return_intermediates:
@@ -429,6 +440,7 @@ def conv2d(
             return _wrap_output(out_nhwc, act.from_torch, out_s, out_zp)
         return onednn.run(act, wt, b, st, pd, dl, g, out_s, out_zp, bool(relu), isa, nthreads,
                           bool(return_intermediates), act.from_torch, onednn_kernel)
+    _no_onednn_kernel(fn, onednn_kernel, engine)
     if engine == "x86":
         from .onednn import fbgemm_isa
 

@@ -213,9 +213,13 @@ def _onednn_nd(fn, a, a_s, a_zp, wt, w_conv, b, st, pd, dl, g, out_sp, out_s, ou
     """torch's x86/onednn engine: oneDNN's arithmetic (qref/onednn_nd.py). ``a`` (N, C, *S);
     ``w_conv`` (O, Cg, *k) in conv form; ``onednn_kernel``: the implementation torch's oneDNN
     reported (overrides the shape rules). Returns the uint8 output (N, O, *OS)."""
+    from ._onednn_verbose import checked_kernel
     from .conv import OneDNNNotSupportedError
+    from .onednn import resolve_class
     from .onednn_nd import run
 
+    onednn_kernel = checked_kernel(fn, onednn_kernel, "deconvolution" if transposed else "convolution",
+                                   resolve_class(isa))
     if return_intermediates:
         raise ValueError(f"{fn}: return_intermediates=True is not available for the oneDNN engines' {fn} (use "
                          f"engine='fbgemm', or qref.conv2d for a 2D layer)")
@@ -298,6 +302,9 @@ def conv3d(
         out = _onednn_nd(fn, a, a_s, a_zp, wt, wt.oihw, b, st, pd, dl, g, out_sp, out_s, out_zp, bool(relu), False,
                          isa, return_intermediates, onednn_kernel, nthreads)
         return _wrap(out, from_torch, out_s, out_zp)
+    from .conv import _no_onednn_kernel
+
+    _no_onednn_kernel(fn, onednn_kernel, engine)
     if engine == "x86":
         from .onednn import fbgemm_isa
 
@@ -532,6 +539,9 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
         out = _onednn_nd(fn, a, a_s, a_zp, wt, w_oihw, b, st, pd, dl, g, out_sp, out_s, out_zp, False, True, isa,
                          return_intermediates, onednn_kernel, nthreads)
         return _wrap(out, from_torch, out_s, out_zp)
+    from .conv import _no_onednn_kernel
+
+    _no_onednn_kernel(fn, onednn_kernel, engine)
     if engine == "x86":
         from .onednn import fbgemm_isa
 

@@ -110,6 +110,9 @@ def linear(
 
             return torch._make_per_tensor_quantized_tensor(torch.from_numpy(np.ascontiguousarray(out)), out_s, out_zp)
         return out
+    from .conv import _no_onednn_kernel
+
+    _no_onednn_kernel(fn, onednn_kernel, engine)
     if engine == "x86":
         from .onednn import fbgemm_isa
 

@@ -207,8 +207,8 @@ def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "
         if fam == "ref":
             return OnednnPlan(cls, onednn_kernel, False, False, False, True, divide_dst=True)
         if fam != "fast":
-            raise OneDNNNotSupportedError(f"conv2d: torch's oneDNN ran {onednn_kernel!r} for this layer, a kernel "
-                                          f"whose arithmetic qref has not reproduced")
+            raise OneDNNNotSupportedError(f"conv2d: onednn_kernel={onednn_kernel!r} names a oneDNN kernel whose "
+                                          f"arithmetic qref has not reproduced")
     O, Cg, KH, KW = (int(v) for v in weight_shape_oihw)
     Og = O // groups
     # oneDNN's depthwise test: grouped weights with one input and one output channel per group.

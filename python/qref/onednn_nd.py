@@ -198,8 +198,8 @@ def plan_nd(transposed: bool, nd: int, groups: int, Cg: int, Og: int, kernel, st
         if fam == "fast":
             return OnednnPlan(cls, onednn_kernel, False, False, False, True), "int"
         raise OneDNNNotSupportedError(
-            f"{'transposed conv' if transposed else f'conv{nd}d'}: torch's oneDNN ran {onednn_kernel!r} for this "
-            f"layer, a kernel whose arithmetic qref has not reproduced")
+            f"{'conv_transpose' if transposed else f'conv{nd}d'}: onednn_kernel={onednn_kernel!r} names a oneDNN "
+            f"kernel whose arithmetic qref has not reproduced")
     what = "transposed conv (oneDNN deconvolution)" if transposed else f"conv{nd}d"
     if cls not in ("vnni", "amx"):
         raise OneDNNNotSupportedError(

@@ -184,6 +184,14 @@ def packed_engine(module: Any) -> str:
         def probe(d):
             qx = torch._make_per_tensor_quantized_tensor(d, 1.0e6, 128)
             return getattr(torch.ops.quantized, name)(qx, pp, 1.0e-20, 0).int_repr()
+    # oneDNN's own log settles it where readable: a oneDNN-packed module executes a oneDNN
+    # convolution / deconvolution / matmul primitive, an fbgemm one none (its value probe below can
+    # be fooled where torch/oneDNN itself computes wrong values, e.g. depthwise 1x1 convs with padding)
+    from ._onednn_verbose import executed_kernels
+
+    prims = ("matmul",) if hasattr(module, "in_features") else ("convolution", "deconvolution")
+    if any(executed_kernels(lambda: probe(data), prim) for prim in prims):
+        return "onednn"
     out = probe(data)
     if bool((out == 0).all()):
         # oneDNN also answers 0 where every value is <= 0 (e.g. one output channel whose weights
