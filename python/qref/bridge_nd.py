@@ -640,13 +640,6 @@ def handles(module: Any) -> bool:
     return (".intrinsic." in mod) == (name in _RELU_NAMES)
 
 
-def _engine_unknown(name: str) -> str:
-    return (f"from_torch: could not tell whether this {name}'s packed weights run fbgemm or oneDNN: the engine probe "
-            f"(SPEC.md §5.4: fbgemm answers 0 where oneDNN answers 255) was inconclusive, which happens with all-zero "
-            f"weights and a nonzero bias; pass check_engine=False if you know they run fbgemm, or call qref's "
-            f"function with engine='onednn'")
-
-
 def _direct_refusal(name: str) -> str:
     return (f"from_torch: this {name} runs fbgemm's direct transposed path (groups 1, channels % 8 == 0, kernel "
             f"height 2, stride 1/2, no padding), whose packed weights torch cannot unpack (module.weight() returns "
@@ -664,7 +657,7 @@ def packed_engine_nd(module: Any) -> str:
 def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
     """Integer parameters of a quantized Linear / Conv1d / Conv3d / ConvTranspose1d/2d module."""
 
-    from .torch_bridge import UnsupportedModuleError, weight_qparams
+    from .torch_bridge import UnsupportedModuleError, module_engine, weight_qparams
 
     name = type(module).__name__
     kind, relu = MODULE_KINDS[name]
@@ -684,16 +677,8 @@ def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
         direct = plan.path == "direct"
         if direct and not bool((module.weight().int_repr() == module.weight().int_repr()).all()):
             raise UnsupportedModuleError(_direct_refusal(name))
-    engine = "fbgemm"
-    if check_engine:
-        eng = packed_engine_nd(module)
-        if eng == "onednn":
-            # Packed for oneDNN (the default "x86" engine on an AVX512-VNNI Linux host, or "onednn";
-            # Linear only under "onednn"): the params run oneDNN's arithmetic (qref/onednn_nd.py;
-            # Conv1d as conv2d; Linear: qref/linear.py).
-            engine = "onednn"
-        elif eng != "fbgemm":
-            raise UnsupportedModuleError(_engine_unknown(name))
+    # oneDNN-packed: qref/onednn_nd.py (Conv1d as conv2d; Linear: qref/linear.py)
+    engine = module_engine(module, name) if check_engine else "fbgemm"
     if direct and engine == "fbgemm":
         raise UnsupportedModuleError(_direct_refusal(name))
     w = module.weight()

@@ -209,6 +209,20 @@ def packed_engine(module: Any) -> str:
     return "unknown"
 
 
+def module_engine(module: Any, name: str) -> str:
+    """'fbgemm' or 'onednn' for a module's packed weights (packed_engine), or UnsupportedModuleError
+    when the probe cannot tell. Packed for oneDNN (the default "x86" engine on an AVX512-VNNI Linux
+    host for convs, or "onednn" for every layer): the params run oneDNN's arithmetic (SPEC.md §6)."""
+    eng = packed_engine(module)
+    if eng == "unknown":
+        raise UnsupportedModuleError(
+            f"from_torch: could not tell whether this {name}'s packed weights run fbgemm or oneDNN: the engine probe "
+            f"(SPEC.md §5.4: fbgemm answers 0 where oneDNN answers 255) was inconclusive, which happens with all-zero "
+            f"weights and a nonzero bias; pass check_engine=False if you know they run fbgemm, or call qref's "
+            f"function with engine='onednn'")
+    return eng
+
+
 def from_torch(module: Any, *, check_engine: bool = True) -> Conv2dParams:
     """Integer parameters of ``torch.ao.nn.quantized.Conv2d`` / ``torch.ao.nn.intrinsic.quantized.ConvReLU2d``.
 
@@ -231,18 +245,7 @@ def from_torch(module: Any, *, check_engine: bool = True) -> Conv2dParams:
         raise UnsupportedModuleError(f"from_torch: {mod}.{name} is not supported")
     if getattr(module, "transposed", False):
         raise UnsupportedModuleError(f"from_torch: {name} is transposed; not supported yet")
-    engine = "fbgemm"
-    if check_engine:
-        eng = packed_engine(module)
-        if eng == "onednn":
-            # Packed for oneDNN (engine "x86" with symmetric weights on an AVX512-VNNI Linux host, or
-            # engine "onednn"): the params run oneDNN's arithmetic (qref/onednn.py, SPEC.md §6).
-            engine = "onednn"
-        elif eng != "fbgemm":
-            from .bridge_nd import _engine_unknown
-
-            raise UnsupportedModuleError(_engine_unknown(name))
-
+    engine = module_engine(module, name) if check_engine else "fbgemm"
     w = module.weight()
     b = module.bias()
     ws, wz, per_channel = weight_qparams(w, name)
