@@ -312,11 +312,16 @@ T* align64(std::vector<T>& v) {
   return reinterpret_cast<T*>((a + 63) / 64 * 64);
 }
 
+// The conv geometry every ISA problem carries (onednn_simd.h).
+void set_geometry(const Conv2dShape& s, OnednnSimdProblem* P) {
+  P->N = s.N; P->H = s.H; P->W = s.W; P->C = s.C; P->OH = s.OH; P->OW = s.OW; P->KH = s.KH; P->KW = s.KW;
+  P->stride_h = s.stride_h; P->stride_w = s.stride_w; P->pad_h = s.pad_h; P->pad_w = s.pad_w;
+  P->dilation_h = s.dilation_h; P->dilation_w = s.dilation_w; P->groups = s.groups;
+}
+
 void pack_vnni(const Conv2dShape& s, const int8_t* w, VnniPack* vp) {
   OnednnSimdProblem& P = vp->P;
-  P.N = s.N; P.H = s.H; P.W = s.W; P.C = s.C; P.OH = s.OH; P.OW = s.OW; P.KH = s.KH; P.KW = s.KW;
-  P.stride_h = s.stride_h; P.stride_w = s.stride_w; P.pad_h = s.pad_h; P.pad_w = s.pad_w;
-  P.dilation_h = s.dilation_h; P.dilation_w = s.dilation_w; P.groups = s.groups;
+  set_geometry(s, &P);
   P.Cg = s.cin_per_group(); P.Og = s.cout_per_group();
   P.quads = (P.Cg + 3) / 4;
   P.oblocks = (P.Og + 15) / 16;
@@ -349,9 +354,7 @@ void pack_vnni(const Conv2dShape& s, const int8_t* w, VnniPack* vp) {
 
 void pack_dw_avx512(const Conv2dShape& s, const int8_t* w, VnniPack* vp) {
   OnednnSimdProblem& P = vp->P;
-  P.N = s.N; P.H = s.H; P.W = s.W; P.C = s.C; P.OH = s.OH; P.OW = s.OW; P.KH = s.KH; P.KW = s.KW;
-  P.stride_h = s.stride_h; P.stride_w = s.stride_w; P.pad_h = s.pad_h; P.pad_w = s.pad_w;
-  P.dilation_h = s.dilation_h; P.dilation_w = s.dilation_w; P.groups = s.groups;
+  set_geometry(s, &P);
   P.Cg = 1; P.Og = 1; P.quads = 1; P.oblocks = 1;
   const int64_t T = s.KH * s.KW, G = s.groups, Gp = (G + 15) / 16 * 16;
   vp->sbuf.assign(static_cast<size_t>(T * Gp + 16), 0);
@@ -367,9 +370,7 @@ void pack_dw_avx512(const Conv2dShape& s, const int8_t* w, VnniPack* vp) {
 // vpunpck{l,h}wd leave the channels in (lane j of half h: channel 8*(j/4) + 4*h + j%4).
 void pack_dw_pairs(const Conv2dShape& s, const OnednnParams& p, const int8_t* w, VnniPack* vp) {
   OnednnSimdProblem& P = vp->P;
-  P.N = s.N; P.H = s.H; P.W = s.W; P.C = s.C; P.OH = s.OH; P.OW = s.OW; P.KH = s.KH; P.KW = s.KW;
-  P.stride_h = s.stride_h; P.stride_w = s.stride_w; P.pad_h = s.pad_h; P.pad_w = s.pad_w;
-  P.dilation_h = s.dilation_h; P.dilation_w = s.dilation_w; P.groups = s.groups;
+  set_geometry(s, &P);
   P.Cg = 1; P.Og = 1; P.quads = 1; P.oblocks = 1;
   const int64_t T = s.KH * s.KW, TP = (T + 1) / 2, G = s.groups, NC = (G + 31) / 32, Gp = NC * 32;
   vp->w16.assign(static_cast<size_t>(TP * NC * 64 + 32), 0);
@@ -410,9 +411,7 @@ void pack_dw_pairs(const Conv2dShape& s, const OnednnParams& p, const int8_t* w,
 // constants in quarter order (lane q of quarter j: channel 4q + j).
 void pack_dw_quads(const Conv2dShape& s, const OnednnParams& p, const int8_t* w, VnniPack* vp) {
   OnednnSimdProblem& P = vp->P;
-  P.N = s.N; P.H = s.H; P.W = s.W; P.C = s.C; P.OH = s.OH; P.OW = s.OW; P.KH = s.KH; P.KW = s.KW;
-  P.stride_h = s.stride_h; P.stride_w = s.stride_w; P.pad_h = s.pad_h; P.pad_w = s.pad_w;
-  P.dilation_h = s.dilation_h; P.dilation_w = s.dilation_w; P.groups = s.groups;
+  set_geometry(s, &P);
   P.Cg = 1; P.Og = 1; P.quads = 1; P.oblocks = 1;
   const int64_t T = s.KH * s.KW, G = s.groups, NC = (G + 63) / 64, Gp = NC * 64;
   vp->wbuf.assign(static_cast<size_t>(T * NC * 256 + 64), 0);
