@@ -815,3 +815,30 @@ def test_kernel_names_checked_part_by_part():
     for name, prim in bad:
         with pytest.raises(qref.OneDNNNotSupportedError, match=re.escape(f"onednn_kernel='{name}'")):
             checked_kernel("f", name, prim, "vnni")
+
+
+def test_unreached_outputs_of_transposed_convs():
+    """A transposed conv whose stride exceeds its kernel leaves outputs that no input reaches: their
+    value is the bias alone. torch/oneDNN (jit_deconvolution) leaves them uninitialized (a review saw
+    values one step off, run to run); check() names that, and only that, as torch's."""
+    from qref.check import _onednn_defect, _unreached_outputs
+
+    m = nnq.ConvTranspose2d(4, 4, (1, 2), stride=(3, 5), groups=4)
+    r = np.random.default_rng(0)
+    m.set_weight_bias(torch._make_per_tensor_quantized_tensor(
+        torch.from_numpy(r.integers(-20, 21, (4, 1, 1, 2)).astype(np.int8)), 0.01, 0), None)
+    m.scale, m.zero_point = 0.05, 59
+    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(r.integers(0, 256, (1, 4, 3, 3)).astype(np.uint8)),
+                                                 0.02, 7)
+    un = _unreached_outputs(m, tuple(qx.shape))
+    assert un.shape == (7, 12) and un[1].all() and not un[0].all()  # rows 1, 2, 4, 5 receive nothing
+    got = qref.from_torch(m)(qx).int_repr().numpy() if onednn.onednn_isa().effective == "vnni" else None
+    if got is None:
+        got = qref.conv_transpose2d(qx, m.weight(), None, stride=(3, 5), groups=4, output_scale=0.05,
+                                    output_zero_point=59).int_repr().numpy()
+    off = got.copy()
+    off[0, :, 1, :] += 1  # garbage one step off on an unreached row
+    assert "no input pixel reaches" in _onednn_defect(m, qx, got, off, np.argwhere(off != got))
+    off2 = got.copy()
+    off2[0, 0, 0, 0] += 1  # a reached output one step off: not excused
+    assert _onednn_defect(m, qx, got, off2, np.argwhere(off2 != got)) is None

@@ -560,12 +560,40 @@ def _float_reference(module: Any, qx: Any) -> Optional[np.ndarray]:
     return torch.quantize_per_tensor(y, float(module.scale), int(module.zero_point), torch.quint8).int_repr().numpy()
 
 
+def _unreached_outputs(module: Any, shape: tuple) -> Optional[np.ndarray]:
+    """For a transposed conv module: a boolean array over the output's spatial positions, True
+    where no input pixel contributes (input i reaches output i*s - p + k*d). None otherwise."""
+    if not getattr(module, "transposed", False):
+        return None
+    from .onednn_nd import _tap_slices
+
+    per_dim = []
+    for n_in, s_, p_, d, k, op in zip(shape[2:], module.stride, module.padding, module.dilation, module.kernel_size,
+                                      module.output_padding):
+        n_out = (n_in - 1) * s_ - 2 * p_ + d * (k - 1) + op + 1
+        hit = np.zeros(max(n_out, 0), bool)
+        for t in range(k):
+            sl = _tap_slices(t, n_in, n_out, s_, p_, d, True)
+            if sl is not None:
+                hit[sl[1]] = True
+        per_dim.append(~hit)
+    out = per_dim[0]
+    for m in per_dim[1:]:
+        out = out[..., None] | m  # unreached if unreached along any dimension
+    return out
+
+
 def _onednn_defect(module: Any, qx: Any, got: np.ndarray, expected: np.ndarray, bad: np.ndarray) -> Optional[str]:
     """Why a oneDNN layer's mismatch is torch's, measured: qref stays within one quantization step of
     the float computation everywhere while torch is 3 or more steps off where they differ. The
     requantization variants oneDNN's kernels differ by move an output by at most one step, so no
     correct oneDNN arithmetic is that far off; seen on torch 2.13 for brg_conv_fwd with one input
     channel per group where outputs read only padding, and brdgmm_dw 1x1 convs with padding."""
+    unreached = _unreached_outputs(module, tuple(qx.shape))
+    if unreached is not None and bool(unreached[tuple(bad.T)[2:]].all()):
+        return (f"all {len(bad)} differing elements are outputs that no input pixel reaches (a transposed conv whose "
+                f"stride exceeds its kernel span): their value is the bias alone, which qref gives, while torch/oneDNN "
+                f"leaves them uninitialized (varying values; docs/onednn-layers.md)")
     try:
         ref = _float_reference(module, qx)
     except Exception:  # noqa: BLE001 - no float reference, no verdict; the mismatch stands
