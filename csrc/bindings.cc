@@ -260,6 +260,12 @@ py::dict cpu_features_dict() {
 
 }  // namespace
 
+// Names a type for a generic lambda (the prepared-conv holders are local to the module body).
+template <class T>
+struct type_tag {
+  using type = T;
+};
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "qref compiled core: bit-exact fbgemm quantized conv2d";
 
@@ -418,6 +424,8 @@ PYBIND11_MODULE(_core, m) {
     std::unique_ptr<PreparedConv2d> prep;
     py::array weight;  // keeps the OHWI weight alive (kernels may read it)
     int64_t N, H, W, C;
+    const Conv2dShape& shape() const { return prep->p.shape; }
+    void run(const uint8_t* in, uint8_t* out, int threads) const { prep->run(in, out, threads); }
   };
   py::class_<PreparedHolder>(m, "PreparedConv2d")
       .def_property_readonly("kernel", [](const PreparedHolder& h) { return std::string(h.prep->kernel->name); })
@@ -486,23 +494,7 @@ PYBIND11_MODULE(_core, m) {
         return out;
       },
       py::arg("a"), py::arg("to_last"));
-  m.def(
-      "conv2d_run",
-      [](const PreparedHolder& h, py::array input, int threads) {
-        const uint8_t* in = checked_ptr<uint8_t>(input, "input", 4, "uint8");
-        if (input.shape(0) != h.N || input.shape(1) != h.H || input.shape(2) != h.W || input.shape(3) != h.C)
-          throw py::value_error("_core: input shape differs from the prepared conv2d's");
-        const Conv2dShape& s = h.prep->p.shape;
-        py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
-        uint8_t* o = out.mutable_data();
-        {
-          py::gil_scoped_release release;
-          h.prep->run(in, o, threads);
-        }
-        return out;
-      },
-      py::arg("prepared"), py::arg("input"), py::arg("threads"),
-      "Run a PreparedConv2d on an NHWC uint8 input; returns the NHWC output.");
+  // conv2d_run: registered with the oneDNN prepared conv below (one body for both kinds).
   // [bindings: issue 5 compare/export]
   // [bindings: issue 6 robustness]
   // [bindings: issue 7 linear/conv1d/conv3d/transposed]
@@ -741,6 +733,8 @@ PYBIND11_MODULE(_core, m) {
     std::unique_ptr<OnednnConv2d> conv;
     py::array weight;  // keeps the OHWI weight alive (the reference route reads it)
     int64_t N, H, W, C;
+    const Conv2dShape& shape() const { return conv->shape(); }
+    void run(const uint8_t* in, uint8_t* out, int threads) const { conv->run(in, out, threads); }
   };
   py::class_<OnednnHolder>(m, "OnednnConv2d")
       .def_property_readonly("route", [](const OnednnHolder& h) { return std::string(h.conv->route()); })
@@ -792,71 +786,60 @@ PYBIND11_MODULE(_core, m) {
       py::arg("kw_major_pairs") = false, py::arg("divide_dst") = false,
       "Pack a oneDNN-arithmetic conv2d's weights once for input's NHWC shape (the values of `input` are not "
       "read); run with conv2d_run. Same bytes as onednn_conv2d_nhwc.");
-  m.def(
-      "conv2d_run",
-      [](const OnednnHolder& h, py::array input, int threads) {
-        const uint8_t* in = checked_ptr<uint8_t>(input, "input", 4, "uint8");
-        if (input.shape(0) != h.N || input.shape(1) != h.H || input.shape(2) != h.W || input.shape(3) != h.C)
-          throw py::value_error("_core: input shape differs from the prepared conv2d's");
-        const Conv2dShape& s = h.conv->shape();
-        py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
-        uint8_t* o = out.mutable_data();
-        {
-          py::gil_scoped_release release;
-          h.conv->run(in, o, threads);
-        }
-        return out;
-      },
-      py::arg("prepared"), py::arg("input"), py::arg("threads"),
-      "Run a prepared oneDNN conv2d (onednn_conv2d_prepare) on an NHWC uint8 input; returns the NHWC output.");
   // Both prepared kinds, writing into memory the caller owns (the torch bridge passes the
   // data pointer of a channels_last quint8 tensor it just allocated, so the output is not
   // copied into a new tensor afterwards: that copy, with the fresh allocation's page faults,
   // cost 0.1-0.25 ms on 784 KB outputs). `out_bytes` must equal N*OH*OW*O.
-  m.def(
-      "conv2d_run_into",
-      [](const PreparedHolder& h, py::array input, uintptr_t out_address, int64_t out_bytes, int threads) {
-        const uint8_t* in = checked_ptr<uint8_t>(input, "input", 4, "uint8");
-        if (input.shape(0) != h.N || input.shape(1) != h.H || input.shape(2) != h.W || input.shape(3) != h.C)
-          throw py::value_error("_core: input shape differs from the prepared conv2d's");
-        const Conv2dShape& s = h.prep->p.shape;
-        if (out_bytes != s.N * s.OH * s.OW * s.O || (out_bytes > 0 && out_address == 0))
-          throw py::value_error("_core: conv2d_run_into needs N*OH*OW*O output bytes");
-        uint8_t* o = reinterpret_cast<uint8_t*>(out_address);
-        py::gil_scoped_release release;
-        h.prep->run(in, o, threads);
-      },
-      py::arg("prepared"), py::arg("input"), py::arg("out_address"), py::arg("out_bytes"), py::arg("threads"));
-  m.def(
-      "conv2d_run_into",
-      [](const OnednnHolder& h, py::array input, uintptr_t out_address, int64_t out_bytes, int threads) {
-        const uint8_t* in = checked_ptr<uint8_t>(input, "input", 4, "uint8");
-        if (input.shape(0) != h.N || input.shape(1) != h.H || input.shape(2) != h.W || input.shape(3) != h.C)
-          throw py::value_error("_core: input shape differs from the prepared conv2d's");
-        const Conv2dShape& s = h.conv->shape();
-        if (out_bytes != s.N * s.OH * s.OW * s.O || (out_bytes > 0 && out_address == 0))
-          throw py::value_error("_core: conv2d_run_into needs N*OH*OW*O output bytes");
-        uint8_t* o = reinterpret_cast<uint8_t*>(out_address);
-        py::gil_scoped_release release;
-        h.conv->run(in, o, threads);
-      },
-      py::arg("prepared"), py::arg("input"), py::arg("out_address"), py::arg("out_bytes"), py::arg("threads"),
-      "Run a prepared conv2d (conv2d_prepare or onednn_conv2d_prepare) into NHWC memory at out_address "
-      "(N*OH*OW*O bytes, kept alive by the caller).");
-  m.def(
-      "prepared_output_shape",
-      [](const PreparedHolder& h) {
-        const Conv2dShape& s = h.prep->p.shape;
-        return py::make_tuple(s.N, s.OH, s.OW, s.O);
-      },
-      py::arg("prepared"));
-  m.def(
-      "prepared_output_shape",
-      [](const OnednnHolder& h) {
-        const Conv2dShape& s = h.conv->shape();
-        return py::make_tuple(s.N, s.OH, s.OW, s.O);
-      },
-      py::arg("prepared"), "(N, OH, OW, O) of a prepared conv2d's NHWC output.");
+  // Both prepared kinds (PreparedConv2d, OnednnConv2d) share these bindings: same checks, same
+  // calls, through the holders' shape() and run().
+  auto def_prepared_runs = [&m](auto holder_tag) {
+    using H = typename decltype(holder_tag)::type;
+    auto checked_input = [](const H& h, py::array& input) {
+      const uint8_t* in = checked_ptr<uint8_t>(input, "input", 4, "uint8");
+      if (input.shape(0) != h.N || input.shape(1) != h.H || input.shape(2) != h.W || input.shape(3) != h.C)
+        throw py::value_error("_core: input shape differs from the prepared conv2d's");
+      return in;
+    };
+    m.def(
+        "conv2d_run",
+        [checked_input](const H& h, py::array input, int threads) {
+          const uint8_t* in = checked_input(h, input);
+          const Conv2dShape& s = h.shape();
+          py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
+          uint8_t* o = out.mutable_data();
+          {
+            py::gil_scoped_release release;
+            h.run(in, o, threads);
+          }
+          return out;
+        },
+        py::arg("prepared"), py::arg("input"), py::arg("threads"),
+        "Run a prepared conv2d (conv2d_prepare or onednn_conv2d_prepare) on an NHWC uint8 input; returns the NHWC "
+        "output.");
+    m.def(
+        "conv2d_run_into",
+        [checked_input](const H& h, py::array input, uintptr_t out_address, int64_t out_bytes, int threads) {
+          const uint8_t* in = checked_input(h, input);
+          const Conv2dShape& s = h.shape();
+          if (out_bytes != s.N * s.OH * s.OW * s.O || (out_bytes > 0 && out_address == 0))
+            throw py::value_error("_core: conv2d_run_into needs N*OH*OW*O output bytes");
+          uint8_t* o = reinterpret_cast<uint8_t*>(out_address);
+          py::gil_scoped_release release;
+          h.run(in, o, threads);
+        },
+        py::arg("prepared"), py::arg("input"), py::arg("out_address"), py::arg("out_bytes"), py::arg("threads"),
+        "Run a prepared conv2d (conv2d_prepare or onednn_conv2d_prepare) into NHWC memory at out_address "
+        "(N*OH*OW*O bytes, kept alive by the caller).");
+    m.def(
+        "prepared_output_shape",
+        [](const H& h) {
+          const Conv2dShape& s = h.shape();
+          return py::make_tuple(s.N, s.OH, s.OW, s.O);
+        },
+        py::arg("prepared"), "(N, OH, OW, O) of a prepared conv2d's NHWC output.");
+  };
+  def_prepared_runs(type_tag<PreparedHolder>{});
+  def_prepared_runs(type_tag<OnednnHolder>{});
   m.def("onednn_set_dw_vnni", &set_onednn_dw_vnni, py::arg("enabled"),
         "Tests only: False makes depthwise convs take the AVX512 tap-pair kernel on VNNI CPUs too.");
   m.def("onednn_set_simd", &set_onednn_simd, py::arg("enabled"),

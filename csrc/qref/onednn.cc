@@ -312,6 +312,14 @@ T* align64(std::vector<T>& v) {
   return reinterpret_cast<T*>((a + 63) / 64 * 64);
 }
 
+// A depthwise packer's per-channel constants for channel g at `slot`: a_zp * colsum (wrapping like
+// vpmulld), the scale (combined or the weight's) and the bias.
+void put_channel(const OnednnParams& p, int64_t g, uint32_t colsum, int64_t slot, int32_t* cz, float* sc, float* bi) {
+  cz[slot] = static_cast<int32_t>(static_cast<uint32_t>(p.input_zero_point) * colsum);
+  sc[slot] = p.variant.combined ? p.comb_scale[g] : p.wei_scale[g];
+  bi[slot] = p.has_bias ? p.bias[g] : 0.f;
+}
+
 // The conv geometry every ISA problem carries (onednn_simd.h).
 void set_geometry(const Conv2dShape& s, OnednnSimdProblem* P) {
   P->N = s.N; P->H = s.H; P->W = s.W; P->C = s.C; P->OH = s.OH; P->OW = s.OW; P->KH = s.KH; P->KW = s.KW;
@@ -393,9 +401,7 @@ void pack_dw_pairs(const Conv2dShape& s, const OnednnParams& p, const int8_t* w,
           colsum += static_cast<uint32_t>(static_cast<int32_t>(wv));
           wp[((t / 2) * NC + cb) * 64 + h * 32 + j * 2 + t % 2] = wv;
         }
-        cz[slot] = static_cast<int32_t>(static_cast<uint32_t>(p.input_zero_point) * colsum);  // wraps like vpmulld
-        sc[slot] = p.variant.combined ? p.comb_scale[g] : p.wei_scale[g];
-        bi[slot] = p.has_bias ? p.bias[g] : 0.f;
+        put_channel(p, g, colsum, slot, cz, sc, bi);
       }
   P.w = nullptr;
   P.wsum = nullptr;
@@ -431,9 +437,7 @@ void pack_dw_quads(const Conv2dShape& s, const OnednnParams& p, const int8_t* w,
       colsum += static_cast<uint32_t>(static_cast<int32_t>(wv));
       wq[((t * NC + cb) * 4 + j) * 64 + c] = wv;  // byte c = 4q + j of quarter j's vector
     }
-    cz[slot] = static_cast<int32_t>(static_cast<uint32_t>(p.input_zero_point) * colsum);  // wraps like vpmulld
-    sc[slot] = p.variant.combined ? p.comb_scale[g] : p.wei_scale[g];
-    bi[slot] = p.has_bias ? p.bias[g] : 0.f;
+    put_channel(p, g, colsum, slot, cz, sc, bi);
   }
   P.w = nullptr;
   P.wsum = nullptr;

@@ -53,30 +53,20 @@ def _wrap32(v: np.ndarray) -> np.ndarray:
 
 def _tap_slices(k: int, n_in: int, n_out: int, s: int, p: int, d: int, transposed: bool):
     """(input slice, output slice) of one kernel tap along one dimension: the pairs (i, o) with
-    o*s - p + k*d == i (conv) or i*s - p + k*d == o (deconvolution), both inside."""
-    if not transposed:
-        # o in [lo, hi] with 0 <= o*s - p + k*d < n_in
-        lo = 0
-        while lo < n_out and lo * s - p + k * d < 0:
-            lo += 1
-        hi = n_out - 1
-        while hi >= lo and hi * s - p + k * d >= n_in:
-            hi -= 1
-        if hi < lo:
-            return None
-        i0 = lo * s - p + k * d
-        return slice(i0, i0 + (hi - lo) * s + 1, s), slice(lo, hi + 1)
-    # deconvolution: i in [lo, hi] with 0 <= i*s - p + k*d < n_out
+    o*s - p + k*d == i (conv) or i*s - p + k*d == o (deconvolution), both inside. One search either
+    way: the strided index v runs over [0, n_v) with v*s - p + k*d in [0, n_t)."""
+    n_v, n_t = (n_in, n_out) if transposed else (n_out, n_in)
     lo = 0
-    while lo < n_in and lo * s - p + k * d < 0:
+    while lo < n_v and lo * s - p + k * d < 0:
         lo += 1
-    hi = n_in - 1
-    while hi >= lo and hi * s - p + k * d >= n_out:
+    hi = n_v - 1
+    while hi >= lo and hi * s - p + k * d >= n_t:
         hi -= 1
     if hi < lo:
         return None
-    o0 = lo * s - p + k * d
-    return slice(lo, hi + 1), slice(o0, o0 + (hi - lo) * s + 1, s)
+    t0 = lo * s - p + k * d
+    v_sl, t_sl = slice(lo, hi + 1), slice(t0, t0 + (hi - lo) * s + 1, s)
+    return (v_sl, t_sl) if transposed else (t_sl, v_sl)
 
 
 def integer_sums(x_cl: np.ndarray, w: np.ndarray, groups: int, stride, padding, dilation, out_spatial,
