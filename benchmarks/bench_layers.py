@@ -1,4 +1,4 @@
-"""qref vs torch fbgemm for the layers of issue 7: linear, conv1d, conv3d, conv_transpose2d.
+"""qref vs torch fbgemm for the layers beyond conv2d: linear, conv1d, conv3d, conv_transpose2d.
 
 Both run in one process on the same inputs, timed interleaved (torch, qref, torch, qref, ...)
 single-threaded, best of R; every qref output is asserted equal (``==``) to torch's. The ratio is
@@ -35,7 +35,7 @@ SHAPES = [
     ("x3d depthwise 3x3x3 @8x28x28", "conv3d", (1, 96, 8, 28, 28), (96, 1, 3, 3, 3), dict(padding=1, groups=96)),
     ("fcn up 3x3 s2 p1 op1", "convt2d", (1, 128, 32, 32), (128, 64, 3, 3), dict(stride=2, padding=1,
                                                                                    output_padding=1)),
-    # fbgemm's direct path, stride_h 2: torch is wrong here (SPEC.md §4.5); qref reproduces it only with
+    # fbgemm's direct path, stride_h 2: torch is wrong here (docs/numerics.md §4.5); qref reproduces it only with
     # reproduce_defects=True, which is what is timed and compared.
     ("unet up 2x2 s2 (direct, defective)", "convt2d", (1, 128, 32, 32), (128, 64, 2, 2), dict(stride=2)),
     ("dcgan 4x4 s2 p1", "convt2d", (1, 256, 16, 16), (256, 128, 4, 4), dict(stride=2, padding=1)),
