@@ -23,6 +23,11 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The names are split so that this file does not match its own patterns.
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
 OUTSIDE_NOTES = re.compile(r"\b(?:SPEC|STYLE|API|RUNTIMES)" + r"\.md\b")
 WORK_HISTORY = re.compile(r"\bissues?[ _#-]{0,2}#?\d+", re.IGNORECASE)
 
@@ -55,7 +60,7 @@ def _slug(heading: str) -> str:
 
 
 def _anchors(path: str) -> set[str]:
-    text = FENCE.sub("", open(path, encoding="utf-8").read())
+    text = FENCE.sub("", _read(path))
     seen: dict[str, int] = {}
     out = set()
     for m in re.finditer(r"^#{1,6}\s+(.*?)\s*#*\s*$", text, re.MULTILINE):
@@ -67,7 +72,7 @@ def _anchors(path: str) -> set[str]:
 
 
 def _links(path: str) -> list[tuple[int, str]]:
-    raw = open(path, encoding="utf-8").read()
+    raw = _read(path)
     text = _strip_code(raw)
     found = [m.group(1) for m in INLINE_LINK.finditer(text)] + [m.group(1) for m in REF_DEF.finditer(text)]
     out = []
@@ -113,8 +118,8 @@ def test_numerics_reference_is_linked_and_numbered():
     """docs/numerics.md exists, README links to it, and it keeps the section numbers §0 ... §11."""
     path = os.path.join(ROOT, "docs", "numerics.md")
     assert os.path.exists(path)
-    assert "docs/numerics.md" in open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    heads = re.findall(r"^## (\d+)\. ", open(path, encoding="utf-8").read(), re.MULTILINE)
+    assert "docs/numerics.md" in _read(os.path.join(ROOT, "README.md"))
+    heads = re.findall(r"^## (\d+)\. ", _read(path), re.MULTILINE)
     assert [int(h) for h in heads] == list(range(12)), heads
 
 
@@ -122,12 +127,12 @@ def _repo_files() -> list[str]:
     """Tracked and untracked-but-not-ignored files (what a checkout or a commit would hold)."""
     try:
         r = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, timeout=60)
+                           capture_output=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):
         r = None
     if r is not None and r.returncode == 0:
         names = [n for n in r.stdout.decode("utf-8", "replace").split("\0") if n]
-        return sorted(set(n for n in names if os.path.isfile(os.path.join(ROOT, n))))
+        return sorted({n for n in names if os.path.isfile(os.path.join(ROOT, n))})
     skip = {".git", "build", "__pycache__", ".pytest_cache", ".ruff_cache"}
     out = []
     for d, dirs, files in os.walk(ROOT):
