@@ -369,3 +369,116 @@ def test_torch_thread_count_does_not_change_bytes(name, shape, engine):
                     weight_scale=ws, weight_zero_point=np.zeros(O, np.int32), output_scale=0.4, output_zero_point=90,
                     engine=engine)
     assert np.array_equal(q, outs[0])
+
+
+# ----------------------------------------------------------------------------- §4.2: depthwise
+
+
+def _dw_acc(x, w, pad, mult, pairing):
+    """Depthwise (groups == C, `mult` output channels per channel) sum over the KH*KW taps in
+    row-major order: "taps" pairs taps (2j, 2j+1) and saturates each pair to int16 (the last tap
+    of an odd count alone); "shifted" pairs (0), (1, 2), (3, 4), ...; None is the exact sum.
+    Padded taps hold 0 (activation zero point 0)."""
+    N, C, H, W = x.shape
+    O, _, KH, KW = w.shape
+    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    OH, OW = H + 2 * pad - KH + 1, W + 2 * pad - KW + 1
+    taps = np.stack([xp[:, :, kh:kh + OH, kw:kw + OW] for kh in range(KH) for kw in range(KW)], axis=2)
+    taps = np.repeat(taps, mult, axis=1)  # output channel o reads input channel o // mult
+    prod = taps * w.reshape(O, KH * KW).astype(np.int64)[None, :, :, None, None]
+    if pairing is None:
+        return prod.sum(axis=2)
+    if pairing == "shifted":
+        prod = np.concatenate([np.zeros_like(prod[:, :, :1]), prod], axis=2)
+    if prod.shape[2] % 2:
+        prod = np.concatenate([prod, np.zeros_like(prod[:, :, :1])], axis=2)
+    return np.clip(prod[:, :, 0::2] + prod[:, :, 1::2], -32768, 32767).sum(axis=2)
+
+
+@pytest.mark.parametrize("k,mult", [(3, 1), (5, 1), (7, 1), (3, 2)])
+def test_depthwise_saturates_consecutive_tap_pairs_on_every_cpu(k, mult):
+    """§4.2: fbgemm's depthwise kernel is AVX2-only, so on every CPU (this one included, whatever
+    its VNNI support) the products of taps (2j, 2j+1) in row-major order are summed and saturated
+    to int16; with a channel multiplier of 2 each input channel feeds two outputs with the same
+    pairing. The exact sum and a shifted pairing both differ from torch."""
+    rng = np.random.default_rng(k * 10 + mult)
+    C = 16
+    x = rng.integers(180, 256, (1, C, 9, 9), dtype=np.uint8)
+    w = rng.choice(np.array([-128, -120, 110, 127], np.int8), (C * mult, 1, k, k))
+    ws = rng.uniform(0.002, 0.004, C * mult)
+    o_s = float(f32(0.02 * 0.003 * 255 * 127 * k * 2 / 100))
+    t = _torch_conv2d(x, w, None, 0.02, 0, ws, np.zeros(C * mult, np.int64), o_s, 128, padding=k // 2, groups=C)
+    S = (f32(0.02) * ws.astype(np.float32)).astype(np.float32)
+    M = (S / f32(o_s)).astype(np.float32)[None, :, None, None]
+
+    def out(acc):
+        return _out((acc.astype(np.float32) * M).astype(np.float32), 128)
+
+    assert np.array_equal(t, out(_dw_acc(x, w, k // 2, mult, "taps")))
+    assert np.any(t != out(_dw_acc(x, w, k // 2, mult, None)))
+    assert np.any(t != out(_dw_acc(x, w, k // 2, mult, "shifted")))
+
+
+# ----------------------------------------------------------------------------- §6.1: oneDNN scales
+
+
+def _round_trip_src(a):
+    return f32(f32(1.0) / f32(1.0 / np.float64(a)))
+
+
+def _round_trip_inv(o):
+    return f32(f32(1.0) / f32(f32(1.0) / f32(1.0 / np.float64(o))))
+
+
+def test_onednn_scales_pass_through_reciprocal_round_trips():
+    """§6.1-§6.2 (exact non-AMX oneDNN class, i.e. torch's x86 engine on an AVX512-VNNI host):
+    PyTorch hands oneDNN 1/scale computed in double and ideep inverts it again, so the effective
+    source scale is ss = f32(1/f32(1/(double)a)) and the kernel multiplies by
+    inv = f32(1/f32(1/f32(1/(double)out))); y = f32(f32(A*ss)*ws), + bias, then f32(y*inv) + zp in
+    float before rounding. Scales are picked where each round trip differs from the plain float
+    value, and weight scales make the real multiplier a power of two (many exact ties): the plain
+    source scale, the plain 1/out, and the zero point added after rounding each differ from torch."""
+    if not _vnni_host():
+        pytest.skip("torch's x86 engine runs oneDNN only on AVX512-VNNI hosts")
+    a_all = [0.013, 0.017, 0.019, 0.023, 0.029, 0.031, 0.037, 0.041, 0.043, 0.047, 0.053, 0.059, 0.061, 0.067]
+    o_all = [0.065, 0.079, 0.101, 0.113, 0.127, 0.139, 0.151, 0.163, 0.173, 0.181, 0.197, 0.211, 0.223, 0.229]
+    a_list = [a for a in a_all if _round_trip_src(a) != f32(a)]
+    o_list = [o for o in o_all if _round_trip_inv(o) != f32(1.0 / np.float64(o))]
+    assert a_list and o_list
+    wrong = {"plain source scale": 0, "plain 1/out": 0, "zero point after rounding": 0}
+    C = O = 16
+    for i in range(8):
+        rng = np.random.default_rng(100 + i)
+        a_s, o_s = a_list[i % len(a_list)], o_list[(3 * i) % len(o_list)]
+        x = rng.integers(0, 256, (2, C, 10, 10), dtype=np.uint8)
+        w = rng.integers(-3, 4, (O, C, 3, 3)).astype(np.int8)
+        e = rng.integers(6, 9, O)
+        ws = np.array([float(f32(o_s / a_s * 2.0 ** -int(v))) for v in e])
+        bias = (np.float64(o_s) * rng.integers(-40, 40, O) / 4).astype(np.float32)
+        a_zp, zp = int(rng.integers(100, 156)), int(rng.integers(60, 200))
+        kw = dict(padding=1, input_scale=a_s, input_zero_point=a_zp, weight_scale=ws,
+                  weight_zero_point=np.zeros(O, np.int32), output_scale=o_s, output_zero_point=zp)
+        q, it = qref.conv2d(x, w, bias, engine="onednn", return_intermediates=True, **kw)
+        if it.plan.combined_scale or it.plan.float_compensation or it.plan.saturates:
+            pytest.skip("this host's oneDNN class is not the exact separate-scale one (AMX, or capped by "
+                        "ONEDNN_MAX_CPU_ISA)")
+        t = _torch_conv2d(x, w, bias, a_s, a_zp, ws, np.zeros(O, np.int64), o_s, zp, engine="x86", padding=1)
+        assert np.array_equal(q, t)
+        A = it.A.astype(np.float32)
+        wsf = ws.astype(np.float32)[None, :, None, None]
+        bf = bias[None, :, None, None]
+
+        def model(ss, inv, zp_before=True, A=A, wsf=wsf, bf=bf, zp=zp):
+            y = ((A * ss).astype(np.float32) * wsf).astype(np.float32)
+            y = (y + bf).astype(np.float32)
+            y = (y * inv).astype(np.float32)
+            if zp_before:
+                return np.rint(np.clip((y + f32(zp)).astype(np.float32), 0, 255)).astype(np.int64)
+            return np.clip(np.rint(y).astype(np.int64) + zp, 0, 255)
+
+        ss, inv = _round_trip_src(a_s), _round_trip_inv(o_s)
+        assert np.array_equal(t, model(ss, inv)), (a_s, o_s)
+        wrong["plain source scale"] += int(np.sum(t != model(f32(a_s), inv)))
+        wrong["plain 1/out"] += int(np.sum(t != model(ss, f32(1.0 / np.float64(o_s)))))
+        wrong["zero point after rounding"] += int(np.sum(t != model(ss, inv, zp_before=False)))
+    assert all(v > 0 for v in wrong.values()), wrong
