@@ -123,6 +123,27 @@ def test_numerics_reference_is_linked_and_numbered():
     assert [int(h) for h in heads] == list(range(12)), heads
 
 
+TEST_REF = re.compile(r"tests/(test_\w+\.py)::(test_\w+)")
+
+
+def test_named_tests_exist():
+    """Every ``tests/test_x.py::test_name`` the documents name (docs/numerics.md ties each claim to
+    one) is a test function of that file."""
+    bad = []
+    refs = 0
+    for doc in _doc_files():
+        for i, line in enumerate(_read(doc).splitlines(), 1):
+            for fname, test in TEST_REF.findall(line):
+                refs += 1
+                path = os.path.join(ROOT, "tests", fname)
+                if not os.path.exists(path):
+                    bad.append(f"{os.path.relpath(doc, ROOT)}:{i}: tests/{fname} does not exist")
+                elif not re.search(rf"^\s*def {test}\(", _read(path), re.MULTILINE):
+                    bad.append(f"{os.path.relpath(doc, ROOT)}:{i}: no test {test} in tests/{fname}")
+    assert refs > 50, f"only {refs} test references found in the documents"
+    assert not bad, "documents name tests that do not exist:\n" + "\n".join(bad)
+
+
 def _repo_files() -> list[str]:
     """Tracked and untracked-but-not-ignored files (what a checkout or a commit would hold)."""
     try:
