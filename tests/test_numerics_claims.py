@@ -129,6 +129,19 @@ def test_overflow_edge_tells_the_engines_apart_and_linear_stays_on_fbgemm():
                                       weight_zero_point=0, output_scale=o_s, output_zero_point=0, engine="x86"), dn)
 
 
+def test_transposed_conv_refuses_per_channel_weights():
+    """§2.3: torch's transposed conv prepack rejects per-channel weights (fbgemm and oneDNN alike),
+    so a transposed conv always has per-tensor weights, and qref refuses them with a ValueError."""
+    w = np.ones((8, 4, 3, 3), np.int8)
+    qw = _qw(w, np.full(8, 0.1), np.zeros(8, np.int64))
+    for eng in ("fbgemm", "x86"):
+        with _engine(eng), pytest.raises(RuntimeError, match="(?i)per.?channel"):
+            torch.ops.quantized.conv_transpose2d_prepack(qw, None, [2, 2], [1, 1], [0, 0], [1, 1], 1)
+    with pytest.raises(ValueError, match="per-channel"):
+        qref.conv_transpose2d(np.zeros((1, 8, 4, 4), np.uint8), w, input_scale=0.1, input_zero_point=0,
+                              weight_scale=np.full(8, 0.1), output_scale=0.1, output_zero_point=0)
+
+
 # ----------------------------------------------------------------------------- §2, §5: requantization
 
 
@@ -379,7 +392,7 @@ def _dw_acc(x, w, pad, mult, pairing):
     row-major order: "taps" pairs taps (2j, 2j+1) and saturates each pair to int16 (the last tap
     of an odd count alone); "shifted" pairs (0), (1, 2), (3, 4), ...; None is the exact sum.
     Padded taps hold 0 (activation zero point 0)."""
-    N, C, H, W = x.shape
+    H, W = x.shape[2:]
     O, _, KH, KW = w.shape
     xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     OH, OW = H + 2 * pad - KH + 1, W + 2 * pad - KW + 1
@@ -456,8 +469,8 @@ def test_onednn_scales_pass_through_reciprocal_round_trips():
         ws = np.array([float(f32(o_s / a_s * 2.0 ** -int(v))) for v in e])
         bias = (np.float64(o_s) * rng.integers(-40, 40, O) / 4).astype(np.float32)
         a_zp, zp = int(rng.integers(100, 156)), int(rng.integers(60, 200))
-        kw = dict(padding=1, input_scale=a_s, input_zero_point=a_zp, weight_scale=ws,
-                  weight_zero_point=np.zeros(O, np.int32), output_scale=o_s, output_zero_point=zp)
+        kw = {"padding": 1, "input_scale": a_s, "input_zero_point": a_zp, "weight_scale": ws,
+              "weight_zero_point": np.zeros(O, np.int32), "output_scale": o_s, "output_zero_point": zp}
         q, it = qref.conv2d(x, w, bias, engine="onednn", return_intermediates=True, **kw)
         if it.plan.combined_scale or it.plan.float_compensation or it.plan.saturates:
             pytest.skip("this host's oneDNN class is not the exact separate-scale one (AMX, or capped by "
