@@ -197,7 +197,7 @@ ONEDNN_CASES = [
 def test_explain_onednn_equals_kernel(name, s, isa):
     from dataclasses import replace
 
-    from qref.conv import OneDNNNotSupportedError
+    from qref.common.errors import OneDNNNotSupportedError
 
     b = oracle.build(s)
     p = replace(params_of(s, b), engine="onednn")

@@ -26,7 +26,8 @@ import torch.ao.nn.intrinsic.quantized as nniq  # noqa: E402
 import torch.ao.nn.quantized as nnq  # noqa: E402
 
 import qref  # noqa: E402
-from qref import onednn, onednn_nd  # noqa: E402
+from qref import onednn  # noqa: E402
+from qref.engines.onednn import nd as onednn_nd  # noqa: E402
 
 _A_SCALES = [0.003, 0.013, 0.03, 0.065, 0.079, 0.1]
 _O_SCALES = [0.007, 0.065, 0.079, 0.101, 0.129, 0.149, 0.3]
@@ -107,7 +108,7 @@ def _check_module(m, qx, what: str) -> str:
 
     from dataclasses import replace
 
-    from qref._onednn_verbose import module_kernel
+    from qref.bridge.onednn_verbose import module_kernel
 
     t = m(qx).int_repr().numpy()
     assert packed_engine_nd(m) == "onednn", what
@@ -223,7 +224,7 @@ def test_dst_scale_multiply_or_divide(layer, divides):
 
 def _alt_output(m, qx, combined: bool) -> np.ndarray:
     """qref's output of module m with the scale order forced (for the discrimination test)."""
-    from qref.conv_nd import _transposed_weight
+    from qref.layers.conv_nd import _transposed_weight
 
     x = qx.int_repr().numpy()
     w = m.weight()
@@ -445,7 +446,8 @@ def test_kernel_read_from_onednn_verbose_at_run_time():
     """qref.check's kernel detection: torch's oneDNN log, captured in-process, names the kernel
     per input shape (oneDNN's brgemm conv declines this small grouped conv at width 13, not 40)."""
     _vnni_host()
-    from qref._onednn_verbose import kernel_family, module_kernel
+    from qref.bridge.onednn_verbose import module_kernel
+    from qref.engines.onednn.kernel_names import kernel_family
 
     def q(shape, zp=128):
         return torch._make_per_tensor_quantized_tensor(torch.full(shape, 128, dtype=torch.uint8), 0.1, zp)
@@ -461,7 +463,7 @@ def test_onednn_kernel_override():
     """onednn_kernel= (what check() passes) selects the family's arithmetic; a kernel qref has not
     reproduced is refused by name; the shape rules agree with the kernel oneDNN names."""
     _vnni_host()
-    from qref._onednn_verbose import module_kernel
+    from qref.bridge.onednn_verbose import module_kernel
 
     r = np.random.default_rng(11)
     for m in (nnq.Conv3d(8, 16, 3, padding=1), nnq.Conv3d(16, 16, 3, padding=2, dilation=2, groups=16)):
@@ -801,7 +803,7 @@ def test_engine_probe_reads_onednn_log_where_values_mislead():
 def test_kernel_names_checked_part_by_part():
     """Only names as the vnni class's oneDNN log prints them are followed; made-up or mixed-ISA
     composites are refused (a review found them accepted)."""
-    from qref._onednn_verbose import checked_kernel
+    from qref.engines.onednn.kernel_names import checked_kernel
 
     ok = [("brg_deconv:avx512_core_vnni+brgconv_strided:avx512_core_vnni", "deconvolution"),
           ("conv:any+x64:gemm_s8u8s32:jit", "deconvolution"), ("x64:gemm_s8u8s32:jit", "convolution"),

@@ -160,7 +160,7 @@ def test_per_tensor_bias_is_one_fused_multiply_add():
     With M = 1 every output is rne(that) + zp; the biases are searched so that, for each channel,
     some raw in [-128, 127] rounds differently fused and unfused. torch must agree with the fused
     form on every element, and the unfused form must be wrong somewhere in every channel."""
-    from qref._fp import fma_f32
+    from qref.common.fp import fma_f32
 
     rng = np.random.default_rng(5)
     a_scale, w_scale = 0.0173, 0.00291

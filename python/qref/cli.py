@@ -26,6 +26,16 @@ import time
 import warnings
 from typing import Optional
 
+import numpy as np
+
+import qref
+
+from . import bench
+from ._paths import main as paths_main
+from .check import _capture, module_key
+from .demo import demo_model, forum_element, forum_hand_formula, forum_model, printed_scale
+from .export import main as export_main  # qref.export (the attribute) is the function
+
 
 def _quiet() -> None:
     for msg in (r".*torch\.ao\.quantization is deprecated.*", r".*reduce_range will be deprecated.*",
@@ -100,10 +110,6 @@ def _grid(a, width: int = 16) -> list:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     torch = _need_torch("demo")
-    import numpy as np
-
-    import qref
-    from qref.demo import demo_model, forum_element, forum_hand_formula, forum_model, printed_scale
 
     t0 = time.time()
     print("=" * 100)
@@ -176,12 +182,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     _need_torch("explain")
-    import qref
-    from qref.check import _capture, module_key
 
     if args.model is None:
-        from qref.demo import forum_element, forum_model
-
         net, x = forum_model()
         inputs = (x,)
         layer = args.layer or "conv1"
@@ -217,8 +219,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     _need_torch("check")
-    import qref
-
     model, inputs = _load(args.model, args.input_shape, "check")
     try:
         r = qref.check(model, *inputs, isa=args.isa)
@@ -246,8 +246,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import qref
-
     print(f"qref {qref.__version__}")
     print(f"kernels compiled and usable here (best first): {', '.join(qref.kernels())}")
     print(qref.torch_isa())
@@ -262,26 +260,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(argv: list) -> int:
-    try:
-        from qref import bench
-    except ImportError:
-        print("qref bench: the benchmark module (qref.bench) is not available in this install", file=sys.stderr)
-        return 2
-    if not hasattr(bench, "main"):
-        print("qref bench: qref.bench has no main() yet", file=sys.stderr)
-        return 2
     return int(bench.main(argv) or 0)
 
 
 def cmd_export(argv: list) -> int:
-    from .export import main as export_main  # qref.export (the attribute) is the function
-
     return int(export_main(argv) or 0)
 
 
 def cmd_paths(argv: list) -> int:
-    from ._paths import main as paths_main
-
     return int(paths_main(argv) or 0)
 
 

@@ -16,7 +16,8 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
-from . import _core
+from .. import _core
+from .onednn_isa import OnednnIsa, onednn_isa
 
 ISAS = ("auto", "avx2", "vnni")
 
@@ -61,10 +62,8 @@ class TorchIsa:
     semantics: IsaSemantics
 
     @property
-    def onednn(self):
+    def onednn(self) -> OnednnIsa:
         """oneDNN's view of this host (engines "x86"/"onednn"): qref.onednn.OnednnIsa."""
-        from .onednn import onednn_isa
-
         return onednn_isa()
 
     def __str__(self) -> str:

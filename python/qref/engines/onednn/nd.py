@@ -41,7 +41,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import _core
+from ... import _core
+from ...common.errors import OneDNNNotSupportedError
+from ...common.onednn_isa import describe_class, resolve_class
+from .conv2d import OnednnPlan, _warn_unverified, prepare_conv2d
+from .kernel_names import checked_kernel, kernel_family
 
 _I32 = 1 << 32
 
@@ -172,10 +176,6 @@ def plan_nd(transposed: bool, nd: int, groups: int, Cg: int, Og: int, kernel, st
     torch's oneDNN reported for this layer and input (qref.check reads it from oneDNN's verbose
     log); it overrides the shape rules. Raises OneDNNNotSupportedError where qref does not
     reproduce the class or the named kernel."""
-    from ._onednn_verbose import checked_kernel, kernel_family
-    from .conv import OneDNNNotSupportedError
-    from .onednn import OnednnPlan, describe_class, resolve_class
-
     cls = resolve_class(isa)
     onednn_kernel = checked_kernel("conv_transpose" if transposed else f"conv{nd}d", onednn_kernel,
                                    "deconvolution" if transposed else "convolution", cls)
@@ -224,8 +224,6 @@ def run(x_cl: np.ndarray, a_s: float, a_zp: int, w: np.ndarray, weight_scale: np
         out_zp: int, relu: bool, transposed: bool, isa: str, onednn_kernel: Optional[str] = None,
         threads: Optional[int] = None) -> np.ndarray:
     """uint8 output (N, *OS, O) channels last. ``w`` (O, Cg, *k) in conv form (see integer_sums)."""
-    from .onednn import _warn_unverified
-
     nd = x_cl.ndim - 2
     O, Cg = w.shape[:2]
     p, chain = plan_nd(transposed, nd, groups, Cg, O // groups, w.shape[2:], stride, dilation, isa, onednn_kernel)
@@ -266,9 +264,6 @@ def _run_core(x_cl, a_s, a_zp, w, ws, bias, stride, padding, dilation, groups, o
     - transposed: the input spread out by the stride (a_zp between and around), then a stride-1
       conv with the kernel flipped (output o reads spread index o + j*d with tap K-1-j);
     - 3D: the depth taps gathered into channels (g, kd, c) of a conv2d over N*OD images."""
-    from . import _core
-    from .onednn import prepare_conv2d
-
     N, C = x_cl.shape[0], x_cl.shape[-1]
     O, Cg = w.shape[:2]
     ks = tuple(w.shape[2:])
