@@ -191,7 +191,7 @@ ONEDNN_CASES = [
 ]
 
 
-@pytest.mark.filterwarnings("ignore:.*source-derived.*:RuntimeWarning")  # qref's AMX model (issue 8)
+@pytest.mark.filterwarnings("ignore:.*source-derived.*:RuntimeWarning")  # qref's AMX model
 @pytest.mark.parametrize("isa", ["vnni", "amx", "avx512_core", "avx2"])
 @pytest.mark.parametrize("name,s", ONEDNN_CASES, ids=[c[0] for c in ONEDNN_CASES])
 def test_explain_onednn_equals_kernel(name, s, isa):

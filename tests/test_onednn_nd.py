@@ -1,5 +1,5 @@
-"""Issue 8: torch's default "x86" engine (and "onednn") for Conv1d, Conv3d and
-ConvTranspose1d/2d/3d: oneDNN's arithmetic per kernel family (qref/onednn_nd.py), against real
+"""torch's default "x86" engine (and "onednn") for Conv1d, Conv3d and
+ConvTranspose1d/2d/3d: oneDNN's arithmetic per kernel family (qref.engines.onednn.nd), against real
 torch modules on this host.
 
 Cases are tie-rich (power-of-two real multipliers, small weights, bias multiples of the output
@@ -10,8 +10,8 @@ alternatives (multiply vs divide by the dst scale, combined vs separate scales) 
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 
@@ -63,7 +63,7 @@ def _case(kind: str, seed: int):
         Cg, Og, g = 1, 1, int(r.choice([4, 8, 16]))
     C, O = Cg * g, Og * g
     if transposed and r.random() < 0.75:
-        O = C  # torch's IC != OC defect (SPEC.md §6.5) is tested apart
+        O = C  # torch's IC != OC defect (docs/numerics.md §6.5) is tested apart
     span = {1: 16, 2: 8, 3: 6}[nd]
     ks = tuple(int(v) for v in r.integers(1, 4, nd))
     st = tuple(int(v) for v in r.integers(1, 3, nd))
@@ -104,11 +104,10 @@ def _case(kind: str, seed: int):
 
 def _check_module(m, qx, what: str) -> str:
     """from_torch(m)(qx) == m(qx) byte for byte, or torch's known defect named; returns the kernel."""
-    from qref.bridge_nd import packed_engine_nd
-
     from dataclasses import replace
 
     from qref.bridge.onednn_verbose import module_kernel
+    from qref.bridge_nd import packed_engine_nd
 
     t = m(qx).int_repr().numpy()
     assert packed_engine_nd(m) == "onednn", what
@@ -120,7 +119,7 @@ def _check_module(m, qx, what: str) -> str:
     # from_torch's params read the kernel themselves when called on a quint8 tensor
     assert_same(p(qx).int_repr().numpy(), q, what + " (params reading the kernel)")
     if getattr(m, "transposed", False) and m.in_channels != m.out_channels:
-        # SPEC.md §6.5: torch's own output is wrong here (check() reports TORCH_WRONG), except in
+        # docs/numerics.md §6.5: torch's own output is wrong here (check() reports TORCH_WRONG), except in
         # degenerate shapes (e.g. a 1-tap kernel into one output channel) where it happens to agree
         assert p.known_torch_defect(tuple(qx.shape)), what
         return "torch defect"
@@ -393,8 +392,15 @@ def test_check_default_engine_model():
     (oneDNN-packed ones included) and reports torch's transposed IC != OC defect as TORCH_WRONG."""
     _vnni_host()
     import torch.nn as nn
-    from torch.ao.quantization import (DeQuantStub, QuantStub, convert, default_qconfig, fuse_modules,
-                                       get_default_qconfig, prepare)
+    from torch.ao.quantization import (
+        DeQuantStub,
+        QuantStub,
+        convert,
+        default_qconfig,
+        fuse_modules,
+        get_default_qconfig,
+        prepare,
+    )
 
     class Net(nn.Module):
         def __init__(self):
@@ -424,7 +430,7 @@ def test_check_default_engine_model():
     rep = qref.check(model, *ins)
     status = {r.name: r.status for r in rep.layers}
     assert status["c1"] == status["t1"] == status["c3"] == status["t2"] == "ok", str(rep)
-    assert status["t3"] == "TORCH_WRONG", str(rep)  # ConvTranspose3d(8 -> 4): SPEC.md §6.5
+    assert status["t3"] == "TORCH_WRONG", str(rep)  # ConvTranspose3d(8 -> 4): docs/numerics.md §6.5
     assert all(r.path == "oneDNN" for r in rep.layers if r.name in ("c1", "t1", "c3", "t2", "t3"))
 
 
@@ -573,7 +579,8 @@ def test_core_route_equals_numpy_reference(kind, monkeypatch):
 
 def _linear_case(seed: int):
     r = np.random.default_rng(seed)
-    K = int(r.choice([1, 3, 8, 17, 64, 200, 1000])); O = int(r.choice([1, 4, 16, 33]))
+    K = int(r.choice([1, 3, 8, 17, 64, 200, 1000]))
+    O = int(r.choice([1, 4, 16, 33]))
     a_s, o_s = float(r.choice(_A_SCALES)), float(r.choice(_O_SCALES))
     tie = seed % 3 != 0
     wmax = 3 if tie else 127

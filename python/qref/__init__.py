@@ -7,6 +7,8 @@ qref.common -> qref.routing -> qref.engines -> qref.layers -> qref.bridge -> the
 explain, compare, export, ...); this module re-exports the public names.
 """
 
+# documented module paths kept as façades over the layers (qref.onednn.plan, qref.torch_bridge...)
+from . import bridge_nd, onednn, onednn_nd, torch_bridge  # noqa: F401
 from ._paths import get_cmake_dir, get_include
 from ._version import __version__ as __version__
 from .bridge.from_torch import from_torch
@@ -26,9 +28,6 @@ from .layers.conv2d import conv2d, quantize
 from .layers.conv_nd import conv1d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d
 from .layers.defects import known_torch_defect
 from .layers.linear import linear
-
-# documented module paths kept as façades over the layers (qref.onednn.plan, qref.torch_bridge...)
-from . import bridge_nd, onednn, onednn_nd, torch_bridge  # noqa: E402, F401, I001
 
 __all__ = [
     "Comparison",

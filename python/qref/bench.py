@@ -35,11 +35,11 @@ from typing import Any, Callable, Optional
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-import qref
-
 from . import _core
+from .bridge.from_torch import from_torch
+from .bridge.modules import Conv2dParams
 from .common.isa import torch_isa
-from .common.kernels import _resolve_kernel
+from .common.kernels import _resolve_kernel, kernels
 from .common.layout import _quint8_nhwc_view
 
 # Real layer shapes. Columns: name, N, C, H, W, O, k, stride, padding, groups.
@@ -209,7 +209,7 @@ def bench_torch_vs_qref(shape_list: list[Shape], budget_s: float, extra_kernels:
     for s in shape_list:
         ops = make_operands(s)
         conv, qx = torch_layer(s, ops)
-        params = qref.from_torch(conv, check_engine=False)
+        params = from_torch(conv, check_engine=False)
         for threads in (1, _threads_all()):
             torch.set_num_threads(threads)
             ref = conv(qx)
@@ -251,7 +251,7 @@ def bench_numpy(shape_list: list[Shape], budget_s: float) -> list[dict]:
     for s in shape_list:
         ops = make_operands(s)
         ref = numpy_reference(s, ops)
-        params = qref.Conv2dParams(
+        params = Conv2dParams(
             weight=ops["w"], weight_scale=ops["w_scale"], weight_zero_point=ops["w_zp"].astype(np.int32),
             per_channel=True, bias=ops["bias"], stride=(s.stride, s.stride), padding=(s.padding, s.padding),
             dilation=(1, 1), groups=s.groups, output_scale=ops["out_scale"], output_zero_point=ops["out_zp"],
@@ -272,7 +272,7 @@ def bench_memory(shape_list: list[Shape], threads: int) -> list[dict]:
     for s in shape_list:
         ops = make_operands(s)
         conv, qx = torch_layer(s, ops)
-        params = qref.from_torch(conv, check_engine=False)
+        params = from_torch(conv, check_engine=False)
         params(qx, threads=threads)
         prep = next(iter(params._prepared.values()))[0]
         rows.append(dict(shape=s.name, kernel=prep.kernel, packed_bytes=int(prep.packed_bytes),
@@ -358,7 +358,7 @@ def bench_x86_engine(shape_list: list[Shape], budget_s: float) -> list[dict]:
     """torch's default "x86" engine (prepack sends symmetric-weight convs with groups <= 100 to oneDNN
     on AVX512-VNNI hosts) vs qref.from_torch(module) on the same module, single thread, bytes asserted.
     Also timed alongside: qref on the same layer packed under fbgemm (fbgemm's arithmetic), which shows
-    what oneDNN's requantization costs qref relative to fbgemm's (issue 8: no more)."""
+    what oneDNN's requantization costs qref relative to fbgemm's (no more)."""
     import torch
 
 
@@ -369,9 +369,9 @@ def bench_x86_engine(shape_list: list[Shape], budget_s: float) -> list[dict]:
         for s in shape_list:
             ops = make_operands(s)
             conv_fb, _ = torch_layer(s, ops, engine="fbgemm")
-            params_fb = qref.from_torch(conv_fb)
+            params_fb = from_torch(conv_fb)
             conv, qx = torch_layer(s, ops, engine="x86")
-            params = qref.from_torch(conv)
+            params = from_torch(conv)
             ref = conv(qx)
             got = params(qx, threads=1)
             if not torch.equal(got.int_repr(), ref.int_repr()):
@@ -520,7 +520,7 @@ def _meta(args: argparse.Namespace, argv: list) -> dict:
     else:
         cmd = "python -m qref.bench"
     return dict(command=" ".join([cmd] + argv), cpu=cpu, cores=_threads_all(),
-                kernels=qref.kernels(), torch=tv, numpy=np.__version__, budget=args.budget)
+                kernels=kernels(), torch=tv, numpy=np.__version__, budget=args.budget)
 
 
 def main(argv: Optional[list] = None) -> int:

@@ -38,7 +38,6 @@ from .engines.onednn.nd import _tap_slices
 from .layers.conv2d import quantize
 from .plot import plot_layers
 
-
 # ---------------------------------------------------------------------------- the registry
 
 
@@ -247,7 +246,7 @@ def _path_of(runner: Any, inp: Any, isa: str) -> str:
     if getattr(runner, "engine", "fbgemm") == "onednn" or (
             getattr(runner, "engine", "") == "x86" and isa != "avx2"):
         return "oneDNN"
-    if hasattr(runner, "plan") and not hasattr(runner, "conv_kwargs"):  # bridge_nd params (issue 7)
+    if hasattr(runner, "plan") and not hasattr(runner, "conv_kwargs"):  # qref.bridge.layers params
         try:
             return str(runner.plan(tuple(inp.shape), isa).path)
         except Exception:  # noqa: BLE001  (a path label is informative only)
@@ -396,7 +395,7 @@ def _check_call(call: _Call, isa: str) -> LayerResult:
         return row
     if isa != "auto" and getattr(runner, "engine", "fbgemm") == "onednn":
         # Another host's torch: as portability() does, assume the default "x86" engine, which
-        # prepack routes to fbgemm on an AVX2 host and to oneDNN on a VNNI one (SPEC.md §1).
+        # prepack routes to fbgemm on an AVX2 host and to oneDNN on a VNNI one (docs/numerics.md §1).
         runner = _with_engine(runner, "x86")
     elif getattr(runner, "engine", "fbgemm") == "onednn" and hasattr(runner, "onednn_kernel") and inp is not None:
         # This host's torch: oneDNN picks some kernels by performance heuristics qref's shape rules
@@ -420,7 +419,7 @@ def _check_call(call: _Call, isa: str) -> LayerResult:
     row.status = "ok" if len(bad) == 0 else "MISMATCH"
     if len(bad) and inp is not None and hasattr(runner, "known_torch_defect"):
         # qref computes the correct result; where fbgemm is known to be wrong for this layer and
-        # input (SPEC.md §4.2, §4.5), say so instead of reporting a qref mismatch.
+        # input (docs/numerics.md §4.2, §4.5), say so instead of reporting a qref mismatch.
         try:
             why = runner.known_torch_defect(tuple(inp.shape), isa=isa)
         except Exception:  # noqa: BLE001 - a defect check must never hide the comparison itself
@@ -626,7 +625,7 @@ def portability(model: Any, *inputs: Any) -> PortabilityReport:
         inp = call.inputs[0] if call.inputs else None
         row = PortabilityRow(call.name, call.key, _shape(call.output))
         # Packed for oneDNN here (engine "x86" on this VNNI host): assume the default "x86" engine,
-        # which prepack routes to fbgemm on an AVX2 host and to oneDNN on a VNNI one (SPEC.md §1).
+        # which prepack routes to fbgemm on an AVX2 host and to oneDNN on a VNNI one (docs/numerics.md §1).
         routed = getattr(runner, "engine", "fbgemm") == "onednn"
         r2 = _with_engine(runner, "x86") if routed else runner
         try:

@@ -45,7 +45,7 @@ def _sat16(v: int) -> int:
 
 def _cvtps2dq(y: np.float32) -> int:
     """cvtps2dq in the default MXCSR mode: round half to even; out of int32 range (or NaN)
-    gives INT32_MIN, which then saturates to the low clamp (SPEC.md §5.4)."""
+    gives INT32_MIN, which then saturates to the low clamp (docs/numerics.md §5.4)."""
     yd = float(y)
     if not (-2147483648.0 <= yd < 2147483648.0):
         return INT32_MIN
@@ -358,7 +358,7 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
     K = KH * KW * Cg
     # 1. the receptive field in (kh, kw, c) order; padded taps hold a_zp (fbgemm's im2col memset).
     taps = _receptive_field(xin, wt, n, o, g, oh, ow, params.stride, pad, params.dilation, a_zp)
-    # 2. products; pairs (2i, 2i+1) saturated to int16 on the paths that do (SPEC.md §4.6).
+    # 2. products; pairs (2i, 2i+1) saturated to int16 on the paths that do (docs/numerics.md §4.6).
     acc = 0
     sat_pairs = []
     for k in range(0, K, 2):
@@ -520,7 +520,7 @@ def _hand_formulas(e: dict) -> list:
         val = _clamp(_cvtps2dq(y) + zp, e)
         out.append(HandFormula("bias rounded to int32", "(raw + round(bias/S)) * M",
                                val, val == v, f"round(bias/S) = {bq}, but fbgemm adds the float bias term "
-                               f"{_f32(e['bias_term'])} in float32 (PyTorch passes a float bias; SPEC.md §2.2)"
+                               f"{_f32(e['bias_term'])} in float32 (PyTorch passes a float bias; docs/numerics.md §2.2)"
                                + (": here the difference does not change the result" if val == v else "")))
     # 5. Round half up instead of half to even.
     y = e["y"]
@@ -680,7 +680,7 @@ def _render(e: Explanation) -> str:
 def _explain_onednn(params: Any, torch_out: Optional[np.ndarray], xin: np.ndarray, a_scale: float, a_zp: int,
                     pad: tuple,
                     index: tuple, isa: str, layer: str) -> Explanation:
-    """torch's x86/onednn engine (SPEC.md §6, csrc/qref/onednn.h): padded taps are skipped (the zero
+    """torch's x86/onednn engine (docs/numerics.md §6, csrc/qref/onednn.h): padded taps are skipped (the zero
     point is compensated over the real taps only), bias added after scaling, ReLU as max(y, 0),
     output zero point added in float before rounding, scales through reciprocal round trips."""
     N, C, H, W = xin.shape

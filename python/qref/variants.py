@@ -9,7 +9,7 @@ replaced by a common alternative. ``VARIANTS`` names the alternatives that
 
 Stages and their alternatives (the fbgemm choice first):
 - ``products``: "fbgemm" (int16-saturating pairs exactly where fbgemm's path
-  and ISA saturate, SPEC.md §4.6), "exact" (plain int32 products), "saturate"
+  and ISA saturate, docs/numerics.md §4.6), "exact" (plain int32 products), "saturate"
   (vpmaddubsw pairs everywhere);
 - ``pad``: "zero_point" (padded taps hold the activation zero point, fbgemm's
   im2col memset) or "zero" (the float habit: uint8 0, i.e. real value -a_zp*s);
@@ -26,7 +26,7 @@ Stages and their alternatives (the fbgemm choice first):
 - ``zero_point``: "after_rounding" (fbgemm: rne(y) + zp) or "before_rounding"
   (rne(f32(y + zp)), as oneDNN does);
 - ``overflow``: "indefinite" (cvtps2dq gives INT32_MIN for |y| >= 2^31, so a huge
-  positive value becomes 0, SPEC.md §5.4) or "saturate" (clamp first: 255);
+  positive value becomes 0, docs/numerics.md §5.4) or "saturate" (clamp first: 255);
 - ``relu_floor``: "zero_point" (fbgemm: max(out, out_zp)) or "zero" (ReLU
   forgotten / clamped at 0).
 """
@@ -40,7 +40,13 @@ import numpy as np
 
 from . import _core
 from .common.fp import fma_f32
-from .common.operands import _bias_operand, _conv2d_geometry, _input_operand, _output_quant, _weight_operand
+from .common.operands import (
+    _bias_operand,
+    _conv2d_geometry,
+    _input_operand,
+    _output_quant,
+    _weight_operand,
+)
 from .engines.fbgemm.conv2d import conv_plan
 
 STAGES = {

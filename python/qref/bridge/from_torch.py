@@ -7,7 +7,13 @@ from typing import Any
 import numpy as np
 
 from .layers import from_torch_nd, handles
-from .modules import _CONV2D_TYPES, Conv2dParams, UnsupportedModuleError, module_engine, weight_qparams
+from .modules import (
+    _CONV2D_TYPES,
+    Conv2dParams,
+    UnsupportedModuleError,
+    module_engine,
+    weight_qparams,
+)
 
 
 def from_torch(module: Any, *, check_engine: bool = True) -> Conv2dParams:

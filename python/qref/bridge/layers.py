@@ -1,13 +1,13 @@
-"""The torch bridge for linear, conv1d, conv3d and transposed convs (issue 7).
+"""The torch bridge for linear, conv1d, conv3d and transposed convs.
 
 ``qref.from_torch`` dispatches here for ``nnq.Linear``, ``nniq.LinearReLU``, ``nnq.Conv1d``,
 ``nniq.ConvReLU1d``, ``nnq.Conv3d``, ``nniq.ConvReLU3d``, ``nnq.ConvTranspose1d``,
 ``nnq.ConvTranspose2d`` and ``nnq.ConvTranspose3d``. Each returns a frozen params object that runs
 like ``Conv2dParams``: ``params(qx, isa=..., kernel=...)``.
 
-Like ``Conv2dParams`` (issue 3), each params object keeps its weights prepared for the kernel
-(issue 7 item 4): the first call on an input shape / quantization / ISA / kernel runs the public
-function (which validates every argument) and then packs the weights once (``_core.conv2d_prepare``
+Like ``Conv2dParams``, each params object keeps its weights prepared for the kernel: the first
+call on an input shape / quantization / ISA / kernel runs the public function (which validates
+every argument) and then packs the weights once (``_core.conv2d_prepare``
 for the layers that run on the conv2d core, the rearranged weights for the N-d core); later calls
 with the same key only convert the input's layout and run the kernel. The cached result is the
 same arithmetic as the public function's (tests/test_linear.py, test_conv_nd.py,
@@ -29,10 +29,23 @@ from ..common.validate import check_int, check_scale, check_threads, is_torch_te
 from ..engines.fbgemm.conv2d import conv_plan
 from ..engines.fbgemm.conv_nd import _pairs_survive_reordering, conv_nd_plan
 from ..engines.fbgemm.linear import linear_plan
-from ..layers.conv_nd import _transposed_weight, conv1d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d
+from ..layers.conv_nd import (
+    _transposed_weight,
+    conv1d,
+    conv3d,
+    conv_transpose1d,
+    conv_transpose2d,
+    conv_transpose3d,
+)
 from ..layers.defects import known_torch_defect
 from ..layers.linear import linear
-from .modules import UnsupportedModuleError, freeze_arrays, module_engine, packed_engine, weight_qparams
+from .modules import (
+    UnsupportedModuleError,
+    freeze_arrays,
+    module_engine,
+    packed_engine,
+    weight_qparams,
+)
 from .onednn_verbose import params_kernel
 
 _CACHE_ENTRIES = 16  # per params object, as Conv2dParams: cleared when full
@@ -140,13 +153,13 @@ class _LayerParams:
     groups: int = 1
     padding_mode: str = "zeros"
     # whose arithmetic torch's packed weights run: "fbgemm", or "onednn" for a module packed for
-    # oneDNN (the default "x86" engine on an AVX512-VNNI host, or "onednn"; qref/onednn_nd.py)
+    # oneDNN (the default "x86" engine on an AVX512-VNNI host, or "onednn"; qref.engines.onednn.nd)
     engine: str = "fbgemm"
     # the oneDNN implementation torch ran for this layer (qref.check reads it from oneDNN's verbose
     # log for the recorded input; "" = qref's shape rules decide)
     onednn_kernel: str = ""
 
-    # issue 7 item 4: prepared weights per input shape / quantization / ISA / kernel (see module doc)
+    # prepared weights per input shape / quantization / ISA / kernel (see module doc)
     _prepared: Any = field(default=None, init=False, repr=False, compare=False)
     # the torch module from_torch read (oneDNN-packed: asked which kernel oneDNN runs per input;
     # not pickled)
@@ -218,7 +231,7 @@ class _LayerParams:
         return None
 
     def _operands(self, fn: str, ndim: int):
-        """The weight (qref.conv._Weight), bias (float32 or None) and output quantization, as the
+        """The weight (qref.common.operands._Weight), bias (float32 or None) and output quantization, as the
         public functions read them."""
         wa = self._weight_args()
         wt = _weight_operand(fn, self.weight, wa["weight_scale"], wa["weight_zero_point"], ndim=ndim)
@@ -535,7 +548,7 @@ class ConvTransposeParams(_LayerParams):
     def _prepare_polyphase(self, wt, w_oihw, O, shape, ks, st, pd, op, g, a_s, a_zp, out_s, out_zp, kname):
         """The transposed im2col path without int16 saturation, as one stride-1 conv per output phase.
 
-        fbgemm's transposed im2col (SPEC.md §4.4) multiplies every tap, the a_zp ones included, and
+        fbgemm's transposed im2col (docs/numerics.md §4.4) multiplies every tap, the a_zp ones included, and
         then subtracts a_zp * col_offset and rowsum * w_zp, all in wrapping int32: raw is
         sum over taps of (a - a_zp) * (w - w_zp) modulo 2^32 (a ring identity; only int16 pair
         saturation would break it, hence not plan.saturates). A tap holding a_zp adds 0, so raw is
@@ -627,11 +640,11 @@ def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
         # uninitialized memory (different on every call; PackedDirectConvMatrix has no unpack). Two
         # calls that differ rule out a oneDNN-packed module (whose unpack is exact) without the
         # engine probe, whose call would fix fbgemm's cached column offsets to the probe's input
-        # size (SPEC.md §4.5).
+        # size (docs/numerics.md §4.5).
         direct = plan.path == "direct"
         if direct and not bool((module.weight().int_repr() == module.weight().int_repr()).all()):
             raise UnsupportedModuleError(_direct_refusal(name))
-    # oneDNN-packed: qref/onednn_nd.py (Conv1d as conv2d; Linear: qref/linear.py)
+    # oneDNN-packed: qref.engines.onednn.nd (Conv1d as conv2d; Linear: qref.layers.linear)
     engine = module_engine(module, name) if check_engine else "fbgemm"
     if direct and engine == "fbgemm":
         raise UnsupportedModuleError(_direct_refusal(name))

@@ -71,12 +71,12 @@ class Conv2dParams:
     relu: bool
     padding_mode: str = "zeros"
     module_type: str = "Conv2d"
-    engine: str = "fbgemm"  # whose arithmetic torch's packed weights run: "fbgemm" or "onednn" (issue 8)
+    engine: str = "fbgemm"  # whose arithmetic torch's packed weights run: "fbgemm" or "onednn"
     # the oneDNN implementation torch ran for this layer (qref.check reads it from oneDNN's verbose log
     # for the recorded input; "" = qref's shape rules decide)
     onednn_kernel: str = ""
     _weight_arg: Any = field(default=None, repr=False)
-    # issue 3: packed weights per input shape / quantization / ISA / kernel (qref.conv.conv2d)
+    # packed weights per input shape / quantization / ISA / kernel (qref.conv2d)
     _prepared: Any = field(default=None, init=False, repr=False, compare=False)
     # the torch module from_torch read (oneDNN-packed: asked which kernel oneDNN runs per input;
     # not pickled)
@@ -90,7 +90,7 @@ class Conv2dParams:
         object.__setattr__(self, "_weight_arg", (self.weight, ws, wz))
 
     def __getstate__(self) -> dict:
-        # issue 3: the packed-weight cache holds native objects; a copy rebuilds it on demand.
+        # the packed-weight cache holds native objects; a copy rebuilds it on demand.
         d = dict(self.__dict__)
         d["_prepared"] = {}
         d["_module"] = None
@@ -133,17 +133,17 @@ def packed_engine(module: Any) -> str:
     """'fbgemm', 'onednn' or 'unknown': whose kernels run a quantized module's packed weights.
 
     torch decides at prepack time, from the engine current then (qconv_prepack.cpp,
-    qlinear_prepack.cpp; SPEC.md §1), and the packed object does not say which. A module
+    qlinear_prepack.cpp; docs/numerics.md §1), and the packed object does not say which. A module
     packed under engine "onednn" runs oneDNN whatever the host, and under "x86" a conv may run
     oneDNN, so a one-off probe decides (only asymmetric weights rule oneDNN out: it refuses
     them at prepack): with an output scale so small that every non-zero pre-rounding value
-    exceeds 2^31, fbgemm's cvtps2dq gives INT32_MIN -> 0 everywhere (SPEC.md §5.4) while
+    exceeds 2^31, fbgemm's cvtps2dq gives INT32_MIN -> 0 everywhere (docs/numerics.md §5.4) while
     oneDNN clamps in float first and gives 255 for positive values. The input scale is large
     so the bias term cannot hide the sign of the accumulator.
 
     Works for Conv1d/2d/3d, ConvTranspose1d/2d/3d and Linear (and their ReLU fusions).
     Caveat: fbgemm's direct transposed path fixes its column offsets on its first call
-    (SPEC.md §4.5); probing such a module before its first real call fixes them to the probe's
+    (docs/numerics.md §4.5); probing such a module before its first real call fixes them to the probe's
     input size (qref.check runs the model first).
     """
     import torch
@@ -210,12 +210,12 @@ def packed_engine(module: Any) -> str:
 def module_engine(module: Any, name: str) -> str:
     """'fbgemm' or 'onednn' for a module's packed weights (packed_engine), or UnsupportedModuleError
     when the probe cannot tell. Packed for oneDNN (the default "x86" engine on an AVX512-VNNI Linux
-    host for convs, or "onednn" for every layer): the params run oneDNN's arithmetic (SPEC.md §6)."""
+    host for convs, or "onednn" for every layer): the params run oneDNN's arithmetic (docs/numerics.md §6)."""
     eng = packed_engine(module)
     if eng == "unknown":
         raise UnsupportedModuleError(
             f"from_torch: could not tell whether this {name}'s packed weights run fbgemm or oneDNN: the engine probe "
-            f"(SPEC.md §5.4: fbgemm answers 0 where oneDNN answers 255) was inconclusive, which happens with all-zero "
+            f"(docs/numerics.md §5.4: fbgemm answers 0 where oneDNN answers 255) was inconclusive, which happens with all-zero "
             f"weights and a nonzero bias; pass check_engine=False if you know they run fbgemm, or call qref's "
             f"function with engine='onednn'")
     return eng

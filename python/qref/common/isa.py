@@ -1,4 +1,4 @@
-"""Which fbgemm arithmetic to reproduce: ISA semantics (SPEC.md §4.0, §4.6, §9).
+"""Which fbgemm arithmetic to reproduce: ISA semantics (docs/numerics.md §4.0, §4.6, §9).
 
 Three facts change fbgemm's numbers or its path choice:
 - whether its GEMM micro-kernels (pointwise, im2col, linear) lack VNNI and so

@@ -106,7 +106,7 @@ def onednn_isa() -> OnednnIsa:
 def describe_class(cls: str) -> str:
     return {
         "amx": "AMX brgemm: combined scale, float zero-point compensation (depthwise brdgmm: as vnni) "
-               "[per SPEC.md, not verified on this host]",
+               "[per docs/numerics.md, not verified on this host]",
         "vnni": "exact int32 (vpdpbusd), separate scales, integer zero-point compensation",
         "avx512_core": "int16-saturating channel pairs (vpmaddubsw; depthwise exact), separate scales",
         "avx2": "int16-saturating channel pairs (vpmaddubsw; depthwise exact), combined scale",

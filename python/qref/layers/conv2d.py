@@ -17,8 +17,22 @@ from ..common.isa import ISAS  # noqa: F401  (the isa names of engine "fbgemm")
 from ..common.kernels import _resolve_kernel, kernels  # noqa: F401  (qref.kernels)
 from ..common.layout import _channels_last, _quint8_nhwc_view, _wrap_output
 from ..common.onednn_isa import resolve_class
-from ..common.operands import _bias_operand, _conv2d_geometry, _input_operand, _output_quant, _weight_operand
-from ..common.validate import INT32_MAX, MAX_ELEMENTS, check_bool, check_int, check_scale, check_threads, is_torch_tensor
+from ..common.operands import (
+    _bias_operand,
+    _conv2d_geometry,
+    _input_operand,
+    _output_quant,
+    _weight_operand,
+)
+from ..common.validate import (
+    INT32_MAX,
+    MAX_ELEMENTS,
+    check_bool,
+    check_int,
+    check_scale,
+    check_threads,
+    is_torch_tensor,
+)
 from ..engines.fbgemm import conv2d as fbgemm_conv2d
 from ..engines.fbgemm.conv2d import ConvPlan, Intermediates, conv_plan  # noqa: F401  (qref.ConvPlan, ...)
 from ..engines.onednn import conv2d as onednn_conv2d
@@ -214,7 +228,7 @@ def _prepared_fast_path(cache: dict, x: Any, weight: Any, bias: Any, weight_scal
 
 
 def quantize(x: Any, scale: Any, zero_point: Any) -> np.ndarray:
-    """float32 -> quint8 exactly as torch.quantize_per_tensor does it on this build (SPEC.md §7):
+    """float32 -> quint8 exactly as torch.quantize_per_tensor does it on this build (docs/numerics.md §7):
     ``clamp(rne(fma(x, f32(1/f32(scale)), zp)), 0, 255)``. Returns a numpy uint8 array."""
     fn = "quantize"
     if is_torch_tensor(x):

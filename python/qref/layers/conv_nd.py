@@ -3,9 +3,9 @@
 - conv1d: torch runs it as conv2d on (N, C, 1, L) with kernel (1, k), stride (1, s),
   padding (0, p), dilation (1, d) (pytorch qconv.cpp ``QConv1dInt8``, qconv_prepack.cpp
   ``QConv1dPackWeightInt8``: unsqueeze at dim 2). qref does exactly that with the conv2d core.
-- conv3d: the 3D paths of fbgemm (SPEC.md §3, §4.2): depthwise 3D, groupwise 3D, pointwise,
+- conv3d: the 3D paths of fbgemm (docs/numerics.md §3, §4.2): depthwise 3D, groupwise 3D, pointwise,
   im2col in (kd, kh, kw, c) order.
-- conv_transpose1d/2d/3d: fbgemm's im2col transposed path (SPEC.md §4.4) and its direct
+- conv_transpose1d/2d/3d: fbgemm's im2col transposed path (docs/numerics.md §4.4) and its direct
   transposed path (§4.5, 2D only).
 The normative N-d reference is csrc/qref/kernels/conv_nd_scalar.cc (kernel="scalar"); the other
 kernels run exact reformulations on the conv2d core or vectorised loops (same bytes).
@@ -13,11 +13,10 @@ kernels run exact reformulations on the conv2d core or vectorised loops (same by
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from typing import Any, Optional
 
 import numpy as np
-
-from dataclasses import fields, replace
 
 from ..common.onednn_isa import resolve_class
 from ..common.operands import _activation, _as_tuple, _bias_operand, _output_quant, _weight_operand
@@ -151,7 +150,7 @@ def conv3d(
 ) -> Any:
     """Quantized conv3d, bit-exact with torch's fbgemm ``quantized::conv3d(_relu)``.
 
-    ``input`` (N, C, D, H, W), ``weight`` (O, C/groups, kD, kH, kW). fbgemm paths (SPEC.md §3):
+    ``input`` (N, C, D, H, W), ``weight`` (O, C/groups, kD, kH, kW). fbgemm paths (docs/numerics.md §3):
     depthwise 3D (K_d in {3,5,7}, K_h == K_w in {3,5,7}, "same" padding, stride 1/2, G % 8 == 0;
     int16-saturating tap pairs on every CPU), groupwise 3D, pointwise, im2col in (kd, kh, kw, c)
     order. ``reproduce_defects=True`` reproduces fbgemm's int16-saturating activation row sum of the
@@ -270,8 +269,8 @@ def conv_transpose2d(
     ``input`` (N, C, H, W); ``weight`` torch's layout (C, O/groups, kH, kW), per-tensor only (torch
     rejects per-channel weights for transposed convs). Two fbgemm paths: the direct transposed path
     (groups 1, C % 8 == 0, O % 8 == 0, kH == 2, kW <= 6, stride 1/2, no padding, no dilation;
-    always int16-saturating pairs of consecutive input channels; SPEC.md §4.5) and the transposed
-    im2col path (SPEC.md §4.4). fbgemm's direct path is defective for N > 1, stride_h == 2 and a
+    always int16-saturating pairs of consecutive input channels; docs/numerics.md §4.5) and the transposed
+    im2col path (docs/numerics.md §4.4). fbgemm's direct path is defective for N > 1, stride_h == 2 and a
     changed input size (:func:`known_torch_defect`); qref computes the correct result unless
     ``reproduce_defects=True`` (which reproduces the deterministic stride_h == 2 defect).
     """

@@ -24,9 +24,9 @@ def known_torch_defect(params: Any, input_shape: Any, *, first_input_shape: Any 
       kernel reads out of bounds (torch usually segfaults).
     - conv3d on fbgemm's depthwise 3D path with a weight zero point != 0 whose receptive field can
       sum past 32767 (more than 128 taps, e.g. 7x7x7): the kernel accumulates the activation row
-      sum with saturating int16 adds (vpaddsw; SPEC.md §4.2). Deterministic: qref reproduces it with
+      sum with saturating int16 adds (vpaddsw; docs/numerics.md §4.2). Deterministic: qref reproduces it with
       ``reproduce_defects=True`` (a data-dependent check: compare torch with that).
-    - conv_transpose2d on fbgemm's direct path (SPEC.md §4.5): N > 1 (only image 0 is computed;
+    - conv_transpose2d on fbgemm's direct path (docs/numerics.md §4.5): N > 1 (only image 0 is computed;
       the others are uninitialized memory, not reproducible); stride_h == 2 (rows placed as if
       stride_h were 1; reproduced with ``reproduce_defects=True``); an input size different from the
       module's first call with an input zero point != 0 (column offsets cached from the first call;
@@ -37,7 +37,7 @@ def known_torch_defect(params: Any, input_shape: Any, *, first_input_shape: Any 
     eng = getattr(params, "engine", "fbgemm")
     if kind == "conv_transpose" and eng != "fbgemm":
         if eng == "onednn" or x86_picks_onednn(params.groups, isa, tuple(params.output_padding)):
-            # torch's x86/onednn deconvolution with in_channels != out_channels (SPEC.md §6.5)
+            # torch's x86/onednn deconvolution with in_channels != out_channels (docs/numerics.md §6.5)
             IC, OCg = params.weight.shape[:2]
             return transposed_defect(int(IC), int(OCg) * int(params.groups), int(params.groups))
     if kind == "conv3d" and eng != "fbgemm":
@@ -54,7 +54,7 @@ def known_torch_defect(params: Any, input_shape: Any, *, first_input_shape: Any 
             kd, kh, kw = params.weight.shape[2:]
             return (f"fbgemm's depthwise 3D kernel ({kd}x{kh}x{kw}, {taps} taps) sums each receptive field's "
                     f"activations with saturating int16 adds (vpaddsw), so sums above 32767 are clipped, and the "
-                    f"weight zero point != 0 multiplies that wrong row sum into the output (SPEC.md §4.2); qref "
+                    f"weight zero point != 0 multiplies that wrong row sum into the output (docs/numerics.md §4.2); qref "
                     f"computes the correct value (reproduce_defects=True gives torch's)")
         return None
     if kind == "conv_transpose" and params.weight.ndim == 4:
@@ -66,15 +66,15 @@ def known_torch_defect(params: Any, input_shape: Any, *, first_input_shape: Any 
             return None
         if shape[0] > 1:
             return (f"fbgemm's direct transposed conv computes image 0 only (no batch loop, thread 0 only): images "
-                    f"1..{shape[0] - 1} of the N={shape[0]} output are uninitialized memory (SPEC.md §4.5); qref "
+                    f"1..{shape[0] - 1} of the N={shape[0]} output are uninitialized memory (docs/numerics.md §4.5); qref "
                     f"computes every image correctly")
         if params.stride[0] == 2:
             return ("fbgemm's direct transposed conv places input row j's contributions at output rows j + kh "
                     "instead of 2j + kh when stride_h == 2 (its host loop and row sums assume stride_h == 1; "
-                    "SPEC.md §4.5); qref computes the correct value (reproduce_defects=True gives torch's)")
+                    "docs/numerics.md §4.5); qref computes the correct value (reproduce_defects=True gives torch's)")
         if first_input_shape is not None and tuple(int(v) for v in first_input_shape) != shape and \
                 (input_zero_point is None or input_zero_point != 0):
             return (f"fbgemm's direct transposed conv caches its per-position column offsets on the module's first "
                     f"call (input {tuple(first_input_shape)}); with input {shape} and an input zero point != 0 they "
-                    f"are wrong (SPEC.md §4.5); qref computes the correct value")
+                    f"are wrong (docs/numerics.md §4.5); qref computes the correct value")
     return None

@@ -2,7 +2,7 @@
 
 fbgemm runs a quantized linear as a GEMM whose A rows are the input rows and whose K
 index is the input feature (pytorch ``qlinear.cpp`` ``PackedLinearWeight::apply_impl``:
-``PackAWithRowOffset`` + ``PackBMatrix`` + ``ReQuantizeOutput``; SPEC.md §8). That is
+``PackAWithRowOffset`` + ``PackBMatrix`` + ``ReQuantizeOutput``; docs/numerics.md §8). That is
 exactly fbgemm's pointwise conv on (M, K, 1, 1) with a (O, K, 1, 1) weight: the same K
 order, the same int16 pair saturation of the GEMM micro-kernel (features 2i, 2i+1 when
 the GEMM ISA lacks VNNI), the same requantization (per-tensor bias times a reciprocal,
@@ -12,7 +12,7 @@ including the fast ones), with the leading dimensions flattened as torch does.
 Linear runs fbgemm under the "fbgemm" and the "x86" engine alike
 (``qlinear_prepack.cpp`` ``QLinearPackWeightInt8::run``); only the "onednn" engine packs it
 for oneDNN, whose matmul (brg_matmul on the vnni class) computes like oneDNN's conv
-(qref/onednn.py) except that the weight scale goes through PyTorch's reciprocal round trip
+(qref.engines.onednn.conv2d) except that the weight scale goes through PyTorch's reciprocal round trip
 too: ws = f32(1 / f32(1 / (double)w_scale)) (measured: 0 mismatches over 330k tie-rich outputs,
 per-tensor and per-channel; the conv's plain f32(w_scale) gives 164 on the per-channel ones;
 tests/test_linear.py).
@@ -25,16 +25,22 @@ from typing import Any, Optional
 import numpy as np
 
 from .. import _core
-from ..common.operands import _activation, _bias_operand, _output_quant, _weight_operand
-from ..common.validate import MAX_ELEMENTS, check_bool
-from ..engines.fbgemm.conv2d import Intermediates
-from ..engines.fbgemm import linear as fbgemm_linear
-from ..engines.fbgemm.linear import linear_plan  # noqa: F401  (qref.linear_plan)
 from ..common.errors import OneDNNNotSupportedError
 from ..common.onednn_isa import describe_class, resolve_class
+from ..common.operands import _activation, _bias_operand, _output_quant, _weight_operand
+from ..common.validate import MAX_ELEMENTS, check_bool
+from ..engines.fbgemm import linear as fbgemm_linear
+from ..engines.fbgemm.conv2d import Intermediates
+from ..engines.fbgemm.linear import linear_plan  # noqa: F401  (qref.linear_plan)
 from ..engines.onednn.conv2d import OnednnPlan, prepare_conv2d
 from ..engines.onednn.kernel_names import checked_kernel
-from ..routing import _no_onednn_kernel, _run_args, fbgemm_isa, linear_runs_onednn, require_symmetric
+from ..routing import (
+    _no_onednn_kernel,
+    _run_args,
+    fbgemm_isa,
+    linear_runs_onednn,
+    require_symmetric,
+)
 
 
 def linear(

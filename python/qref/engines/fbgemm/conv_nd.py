@@ -19,7 +19,7 @@ from .conv2d import ConvPlan
 
 
 def _saturates(path: str, sem) -> bool:
-    """Whether fbgemm's path sums int16-saturating pairs (SPEC.md §4.6)."""
+    """Whether fbgemm's path sums int16-saturating pairs (docs/numerics.md §4.6)."""
     if path in ("depthwise", "direct"):
         return True  # AVX2-only JITs on every CPU
     if path == "groupwise":
@@ -112,7 +112,7 @@ def _conv3d_via_conv2d(a_ndhwc, a_s, a_zp, wt, b, st, pd, dl, g, out_s, out_zp, 
 
 def _convt2d_via_conv2d(x_nhwc, a_s, a_zp, w_oihw, wt, b, st, pd, dl, op, g, out_s, out_zp, plan, kname, threads):
     """fbgemm's transposed im2col reads input row (oh + pad - r*dil) / stride, or a_zp when that is
-    not an integer inside the input (SPEC.md §4.4). That is an ordinary stride-1 conv over the input
+    not an integer inside the input (docs/numerics.md §4.4). That is an ordinary stride-1 conv over the input
     spread out by the stride with a_zp everywhere else (and a_zp borders of dil*(k-1) - pad, plus
     output_padding at the end), with the kernel flipped: tap r reads spread index
     oh + (k-1-r)*dil. Same products, same a_zp taps, so the same row sums and zero-point terms;

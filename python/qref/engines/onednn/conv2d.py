@@ -1,4 +1,4 @@
-"""torch's "x86"/"onednn" quantized conv2d: oneDNN's int8 arithmetic (SPEC.md §1, §6; docs/onednn.md).
+"""torch's "x86"/"onednn" quantized conv2d: oneDNN's int8 arithmetic (docs/numerics.md §1, §6; docs/onednn.md).
 
 Which oneDNN kernel runs, and so which arithmetic, depends on the CPU class oneDNN
 dispatches on (capped by ``ONEDNN_MAX_CPU_ISA``, read once when oneDNN first runs)
@@ -9,7 +9,7 @@ isa            oneDNN kernels (torch 2.13, oneDNN 3.12)               arithmetic
 =============  =====================================================  ==============================
 "amx"          brgconv_1x1 / brg_conv_fwd (AMX), brdgmm_dw            combined scale, float zp comp
                                                                       (depthwise: as "vnni")
-                                                                      SOURCE/SPEC-DERIVED, unverified
+                                                                      SOURCE-DERIVED, unverified
 "vnni"         brgconv_1x1, brg_conv_fwd, jit_int8, brdgmm_dw          exact int32, separate scales
 "avx512_core"  brgconv_1x1, brg_conv_fwd, jit_int8 (no VNNI)          int16 channel-pair saturation
                                                                       (one channel per group: kw-major
@@ -40,6 +40,7 @@ from ...common.layout import _channels_last, _wrap_output
 from ...common.onednn_isa import _UNSUPPORTED_CLASSES, ONEDNN_ISAS, describe_class, resolve_class
 from ...routing import require_symmetric
 from .kernel_names import checked_kernel, kernel_family
+
 
 @dataclass(frozen=True)
 class OnednnPlan:
@@ -143,12 +144,12 @@ _WARNED: set = set()
 
 
 def _warn_unverified(p: OnednnPlan) -> None:
-    """Once per kernel: this class's arithmetic comes from SPEC.md/source only (no AMX on the
+    """Once per kernel: this class's arithmetic comes from the runtimes' sources only (no AMX on the
     development host). qref.check against real torch on such a host is the way to confirm it."""
     if p.kernel in _WARNED:
         return
     _WARNED.add(p.kernel)
-    warnings.warn(f"qref: oneDNN {p.kernel} ({p.isa}) arithmetic is source-derived (SPEC.md §6.2), not verified "
+    warnings.warn(f"qref: oneDNN {p.kernel} ({p.isa}) arithmetic is source-derived (docs/numerics.md §6.2), not verified "
                   f"against torch; verify with qref.check on this machine", RuntimeWarning, stacklevel=3)
 
 
@@ -184,7 +185,7 @@ def prepare_conv2d(input_shape_nhwc: tuple, w_ohwi: np.ndarray, bias: Optional[n
                    dilation, groups: int, input_scale: float, input_zero_point: int, weight_scale: np.ndarray,
                    per_channel: bool, output_scale: float, output_zero_point: int, relu: bool,
                    plan: OnednnPlan) -> Any:
-    """oneDNN's arithmetic for one conv2d with the weights packed once (issue 8), for NHWC inputs of
+    """oneDNN's arithmetic for one conv2d with the weights packed once, for NHWC inputs of
     ``input_shape_nhwc``; run it with ``_core.conv2d_run(prepared, x_nhwc_uint8, threads)`` (same bytes
     as ``_core.onednn_conv2d_nhwc``). Low level: ``w_ohwi`` is the int8 (O, kH, kW, C/groups) weight,
     ``weight_scale`` float64 (O,) or (1,), ``bias`` float32 (O,) or None, ``plan`` the kernel class
@@ -233,14 +234,14 @@ def run(act: Any, wt: Any, bias: Optional[np.ndarray], stride, padding, dilation
 
 
 def transposed_defect(in_channels: int, out_channels: int, groups: int = 1) -> Optional[str]:
-    """Why torch's x86/onednn transposed conv output is wrong for this layer, or None (SPEC.md §6.5).
+    """Why torch's x86/onednn transposed conv output is wrong for this layer, or None (docs/numerics.md §6.5).
 
     torch 2.13 gives wrong outputs (tens of real units off, every position) when the transposed conv
     runs oneDNN with in_channels != out_channels; qref computes what oneDNN's formula gives for the
     correct weights (which matches torch wherever in_channels == out_channels)."""
     if in_channels != out_channels:
         return (f"torch's x86/onednn quantized ConvTranspose with in_channels={in_channels} != "
-                f"out_channels={out_channels} computes wrong values (SPEC.md §6.5; root cause in torch/ideep's "
+                f"out_channels={out_channels} computes wrong values (docs/numerics.md §6.5; root cause in torch/ideep's "
                 f"deconvolution weight handling), so torch's output cannot be reproduced; qref gives the "
                 f"correct oneDNN arithmetic")
     return None

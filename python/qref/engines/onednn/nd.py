@@ -2,7 +2,7 @@
 deconvolution), as torch 2.13 drives oneDNN (docs/onednn.md, "Conv3d and transposed convs").
 
 torch's x86 engine sends these to oneDNN exactly as it does Conv2d (symmetric weights, groups <=
-100, zero output_padding, an AVX512-VNNI Linux host; SPEC.md §1); Conv1d and ConvTranspose1d run
+100, zero output_padding, an AVX512-VNNI Linux host; docs/numerics.md §1); Conv1d and ConvTranspose1d run
 as their 2D forms with a unit height. Measured on this project's AVX512-VNNI host with
 ONEDNN_VERBOSE=1 (tests/test_onednn_nd.py), oneDNN's "vnni" class runs:
 
@@ -31,13 +31,13 @@ The integer sums are computed here with float64 GEMMs per kernel tap (exact: eve
 is far below 2^53) and reduced modulo 2^32 like oneDNN's int32 registers; the requantization
 runs in numpy float32, one IEEE operation at a time in oneDNN's order. Other oneDNN classes
 (avx512_core, avx2: int16 pair saturation) are refused by name for these layers: torch's x86
-engine never uses them (it picks fbgemm on non-VNNI hosts); the AMX class follows SPEC.md's
+engine never uses them (it picks fbgemm on non-VNNI hosts); the AMX class follows docs/numerics.md's
 description and is unverified (no AMX host), like Conv2d's.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -203,7 +203,7 @@ def plan_nd(transposed: bool, nd: int, groups: int, Cg: int, Og: int, kernel, st
             return OnednnPlan(cls, "conv:any+gemm_s8u8s32 (ref_deconvolution)", False, False, False, cls == "vnni",
                               divide_dst=True), "ref_deconv"
         if cls == "amx":
-            # SPEC.md §6.2/§6.4: jit_deconvolution:avx512_core_vnni on the AMX Xeon, separate scales
+            # docs/numerics.md §6.2/§6.4: jit_deconvolution:avx512_core_vnni on the AMX Xeon, separate scales
             return OnednnPlan(cls, "jit_deconvolution:avx512_core_vnni", False, False, False, False), "int"
         return OnednnPlan(cls, "brg_deconv/jit_deconvolution:avx512_core_vnni", False, False, False, True), "int"
     if dw and any(d > 1 for d in dilation):
