@@ -37,6 +37,7 @@ from .engines.fbgemm.conv2d import conv_plan
 from .engines.onednn.nd import _tap_slices
 from .layers.conv2d import quantize
 from .plot import plot_layers
+from .routing import linear_runs_onednn, x86_picks_onednn
 
 # ---------------------------------------------------------------------------- the registry
 
@@ -242,9 +243,20 @@ def _prepare(call: _Call):
         return None, str(e)
 
 
+def _runs_onednn(runner: Any, isa: str) -> bool:
+    """Whether the layer of a params object runs oneDNN on the machine `isa` names (qref.routing)."""
+    engine = getattr(runner, "engine", "fbgemm")
+    if engine != "x86":
+        return engine == "onednn"
+    if getattr(runner, "kind", "") == "linear":
+        return linear_runs_onednn(engine)
+    symmetric = not bool(np.any(getattr(runner, "weight_zero_point", 0)))
+    return symmetric and x86_picks_onednn(int(getattr(runner, "groups", 1)), isa,
+                                          tuple(getattr(runner, "output_padding", ()) or ()))
+
+
 def _path_of(runner: Any, inp: Any, isa: str) -> str:
-    if getattr(runner, "engine", "fbgemm") == "onednn" or (
-            getattr(runner, "engine", "") == "x86" and isa != "avx2"):
+    if _runs_onednn(runner, isa):
         return "oneDNN"
     if hasattr(runner, "plan") and not hasattr(runner, "conv_kwargs"):  # qref.bridge.layers params
         try:

@@ -12,9 +12,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .. import _core
-from ..common.errors import OneDNNNotSupportedError  # noqa: F401  (qref.OneDNNNotSupportedError)
-from ..common.isa import ISAS  # noqa: F401  (the isa names of engine "fbgemm")
-from ..common.kernels import _resolve_kernel, kernels  # noqa: F401  (qref.kernels)
+from ..common.kernels import _resolve_kernel
 from ..common.layout import _channels_last, _quint8_nhwc_view, _wrap_output
 from ..common.onednn_isa import resolve_class
 from ..common.operands import (
@@ -34,10 +32,10 @@ from ..common.validate import (
     is_torch_tensor,
 )
 from ..engines.fbgemm import conv2d as fbgemm_conv2d
-from ..engines.fbgemm.conv2d import ConvPlan, Intermediates, conv_plan  # noqa: F401  (qref.ConvPlan, ...)
+from ..engines.fbgemm.conv2d import conv_plan
 from ..engines.onednn import conv2d as onednn_conv2d
 from ..engines.onednn.kernel_names import checked_kernel
-from ..routing import ENGINES, _no_onednn_kernel, _run_args, conv_runs_onednn, fbgemm_isa  # noqa: F401
+from ..routing import _no_onednn_kernel, _run_args, conv_runs_onednn, fbgemm_isa
 
 
 def conv2d(

@@ -31,7 +31,6 @@ from ..common.operands import _activation, _bias_operand, _output_quant, _weight
 from ..common.validate import MAX_ELEMENTS, check_bool
 from ..engines.fbgemm import linear as fbgemm_linear
 from ..engines.fbgemm.conv2d import Intermediates
-from ..engines.fbgemm.linear import linear_plan  # noqa: F401  (qref.linear_plan)
 from ..engines.onednn.conv2d import OnednnPlan, prepare_conv2d
 from ..engines.onednn.kernel_names import checked_kernel
 from ..routing import (
