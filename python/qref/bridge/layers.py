@@ -249,7 +249,7 @@ class _LayerParams:
 
     def _prepare_nd(self, wt: Any, w_cl: np.ndarray, O: int, st, pd, dl, op, g, transposed: bool, sd: int, a_s,
                     a_zp, out_s, out_zp, plan, reproduce_defects: bool, kname: str, to_nd: Callable) -> _Entry:
-        """The N-d core (_core.conv_nd_ndhwc, as conv_nd._run_nd calls it) with the weights
+        """The N-d core (_core.conv_nd_ndhwc, as qref.engines.fbgemm.conv_nd._run_nd calls it) with the weights
         rearranged once; to_nd maps the channels-last input to (N, D, H, W, C)."""
         b = _bias_operand(self.kind, self.bias, O)
         w_cl = np.ascontiguousarray(w_cl)
@@ -429,7 +429,7 @@ class Conv3dParams(_LayerParams):
                 and _pairs_survive_reordering(plan, Cg, KD * KH * KW)):
             return self._prepare_nd(wt, w.transpose(0, 2, 3, 4, 1), O, st, pd, dl, (0, 0, 0), g, False, 3, a_s,
                                     a_zp, out_s, out_zp, plan, reproduce_defects, kname, lambda x: x)
-        # conv_nd._conv3d_via_conv2d: one conv2d over N*OD images whose channels are (g, kd, c)
+        # qref.engines.fbgemm.conv_nd._conv3d_via_conv2d: one conv2d over N*OD images whose channels are (g, kd, c)
         OD = (D + 2 * pd[0] - dl[0] * (KD - 1) - 1) // st[0] + 1
         plain = KD == 1 and st[0] == 1 and pd[0] == 0
         x4_shape = (N * D, H, W, C) if plain else (N * OD, H, W, g * KD * Cg)
@@ -520,7 +520,7 @@ class ConvTransposeParams(_LayerParams):
                                     kname, lambda x: x[:, None])
         if not plan.saturates and dl == (1, 1) and st != (1, 1) and all(k >= s_ for k, s_ in zip(ks, st)):
             return self._prepare_polyphase(wt, w_oihw, O, shape, ks, st, pd, op, g, a_s, a_zp, out_s, out_zp, kname)
-        # conv_nd._convt2d_via_conv2d: a stride-1 conv over the input spread out by the stride (a_zp
+        # qref.engines.fbgemm.conv_nd._convt2d_via_conv2d: a stride-1 conv over the input spread out by the stride (a_zp
         # elsewhere) with the kernel flipped
         out_hw = [(n - 1) * s_ - 2 * p + d * (k - 1) + o + 1 for n, s_, p, d, k, o in zip((H, W), st, pd, dl, ks, op)]
         size = [o + d * (k - 1) for o, d, k in zip(out_hw, dl, ks)]
@@ -620,7 +620,7 @@ def _direct_refusal(name: str) -> str:
 
 
 def packed_engine_nd(module: Any) -> str:
-    """'fbgemm', 'onednn' or 'unknown' for any supported module: see torch_bridge.packed_engine."""
+    """'fbgemm', 'onednn' or 'unknown' for any supported module: see qref.bridge.modules.packed_engine."""
     return packed_engine(module)
 
 

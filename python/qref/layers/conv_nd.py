@@ -1,4 +1,5 @@
-"""qref.conv1d, qref.conv3d, qref.conv_transpose1d/2d: the other fbgemm conv layers.
+"""qref.conv1d, qref.conv3d, qref.conv_transpose1d/2d/3d: the other conv layers (validate, route to
+fbgemm or oneDNN as torch's engine does, run there).
 
 - conv1d: torch runs it as conv2d on (N, C, 1, L) with kernel (1, k), stride (1, s),
   padding (0, p), dilation (1, d) (pytorch qconv.cpp ``QConv1dInt8``, qconv_prepack.cpp
@@ -7,8 +8,7 @@
   im2col in (kd, kh, kw, c) order.
 - conv_transpose1d/2d/3d: fbgemm's im2col transposed path (docs/numerics.md §4.4) and its direct
   transposed path (§4.5, 2D only).
-The normative N-d reference is csrc/qref/kernels/conv_nd_scalar.cc (kernel="scalar"); the other
-kernels run exact reformulations on the conv2d core or vectorised loops (same bytes).
+The fbgemm operations are in qref.engines.fbgemm.conv_nd, the oneDNN ones in qref.engines.onednn.nd.
 """
 
 from __future__ import annotations
