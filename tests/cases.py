@@ -1,4 +1,4 @@
-"""Curated conv cases: every fbgemm path of SPEC.md §3 and a random-configuration generator."""
+"""Curated conv cases: every fbgemm path of docs/numerics.md §3 and a random-configuration generator."""
 
 from __future__ import annotations
 

@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from oracle import (  # noqa: F401  (assert_same: re-exported)
-    assert_same, draw_operands, quant_tags, run_worker, serve_worker, torch_operands)
+from oracle import assert_same, draw_operands, quant_tags, run_worker, serve_worker, torch_operands  # noqa: F401  (assert_same: re-exported)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -196,7 +195,7 @@ def params_for(s: dict, b: dict):
 
 
 def check_params_cache(s: dict, kernel: str) -> None:
-    """issue 7 item 4: a params object's first call (public function, then weights prepared) and
+    """A params object's first call (public function, then weights prepared) and
     its cached calls (prepared weights) give torch's bytes, for quint8 tensors and uint8 arrays."""
     import torch
 

@@ -68,7 +68,7 @@ def test_from_torch_fbgemm_module(name, cls, kw):
 
 
 def test_x86_engine_asymmetric_weights_run_fbgemm():
-    """Under the default x86 engine, asymmetric weights go to fbgemm (SPEC.md §1): qref verifies them."""
+    """Under the default x86 engine, asymmetric weights go to fbgemm (docs/numerics.md §1): qref verifies them."""
     m = _module(nnq.Conv2d, "x86", C=8, O=8, k=3, padding=1, per_channel=False, w_zp=3)
     assert packed_engine(m) == "fbgemm"
     qx = _input(8)

@@ -5,8 +5,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import qref  # noqa: E402
 import importlib  # noqa: E402
+
+import qref  # noqa: E402
 
 check_mod = importlib.import_module("qref.check")  # the module (qref.check is the function)
 from qref.check import check, portability  # noqa: E402
@@ -343,7 +344,7 @@ def test_avx2_torch_subprocess():
 
 
 def test_check_picks_up_bridge_layer_types():
-    """Conv1d, Conv3d and Linear (issue 7's bridge) are verified through qref.from_torch with no
+    """Conv1d, Conv3d and Linear (the layers' torch bridge) are verified through qref.from_torch with no
     change to check; a module called twice gives two rows."""
 
     class M(torch.nn.Module):
@@ -402,7 +403,7 @@ def test_inplace_op_after_layer_is_not_a_false_mismatch():
 
 
 def test_check_reports_known_torch_defect():
-    """fbgemm's 3D depthwise row sums saturate at 32767 (SPEC.md §4.2): with a weight zero point and
+    """fbgemm's 3D depthwise row sums saturate at 32767 (docs/numerics.md §4.2): with a weight zero point and
     a 7x7x7 kernel torch's bytes are wrong. check must say "torch is wrong here", not a qref mismatch."""
     import torch.ao.nn.quantized as nnq
 

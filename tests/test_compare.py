@@ -1,4 +1,4 @@
-"""qref.compare: bit-exact comparison and the diagnosis of alternative arithmetics (issue 5).
+"""qref.compare: bit-exact comparison and the diagnosis of alternative arithmetics.
 
 Each named variant of qref.variants is used on purpose to build a "custom kernel output";
 compare() must name it among the variants that reproduce that output exactly, and explain every

@@ -1,5 +1,5 @@
-"""qref.conv1d and qref.conv3d vs torch's fbgemm (SPEC.md §2.4, §3, §4), both ISA settings,
-and torch's depthwise-3D row-sum defect (SPEC.md §4.2)."""
+"""qref.conv1d and qref.conv3d vs torch's fbgemm (docs/numerics.md §2.4, §3, §4), both ISA settings,
+and torch's depthwise-3D row-sum defect (docs/numerics.md §4.2)."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_conv3d_depthwise_saturates_on_every_isa():
 
 @pytest.mark.parametrize("k,per_channel", [((7, 7, 7), False), ((7, 7, 7), True), ((5, 7, 7), False)])
 def test_conv3d_depthwise_rowsum_defect(k, per_channel):
-    """SPEC.md §4.2: fbgemm's depthwise 3D kernel sums the activations of each receptive field with
+    """docs/numerics.md §4.2: fbgemm's depthwise 3D kernel sums the activations of each receptive field with
     vpaddsw (int16 saturating). With > 128 taps and large activations the sum passes 32767, and a
     weight zero point != 0 multiplies the clipped sum into the output: torch is wrong. qref's
     default is the correct value, reproduce_defects=True gives torch's bytes exactly, and the
@@ -216,7 +216,7 @@ def test_from_torch_conv1d_conv3d(engine):
             x = torch.quantize_per_tensor(torch.randn(xshape, generator=g) * 2, 0.05, 70, torch.quint8)
             name = type(m).__name__
             p = qref.from_torch(m)
-            # oneDNN-packed (x86 engine, VNNI host, symmetric weights): oneDNN's arithmetic (issue 8)
+            # oneDNN-packed (x86 engine, VNNI host, symmetric weights): oneDNN's arithmetic
             assert p.engine == ("onednn" if packed_engine_nd(m) == "onednn" else "fbgemm")
             assert p.engine == "fbgemm" or (engine == "x86" and zp == 0)
             assert p.relu == ("ReLU" in name)

@@ -1,4 +1,4 @@
-"""examples/custom_kernel (issue 5): a user's naive AVX2 conv, built with CMake through
+"""examples/custom_kernel: a user's naive AVX2 conv, built with CMake through
 find_package(qref), validated in C++ against the golden output and qref/reference.h, and from
 Python through qref.compare: the first version's bug (padding with 0) is diagnosed, the fixed
 version is bit-exact."""

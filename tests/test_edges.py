@@ -4,7 +4,7 @@ VNNI host), with every usable qref kernel:
 
 - all-255 / all-0 inputs with extreme weights (-128 / 127), activation zero point 0 and 255;
 - an output scale so small that |y| >= 2^31: fbgemm's cvtps2dq gives INT32_MIN, so the
-  output is 0 (out_zp with ReLU) even for huge positive values (SPEC.md §5.4);
+  output is 0 (out_zp with ReLU) even for huge positive values (docs/numerics.md §5.4);
 - K so large that the int32 accumulator wraps (vpdpbusd / vpaddd wrap; with AVX2 the
   saturated int16 pairs wrap later);
 - ReLU with output zero point 255; per-channel weight zero points at -128 / 127;
@@ -193,9 +193,8 @@ if __name__ == "__main__":
 
 import pytest  # noqa: E402
 
-from oracle import assert_same  # noqa: E402
-
 import qref  # noqa: E402
+from oracle import assert_same  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +225,7 @@ def test_edges_vs_torch_avx2_subprocess(torch):
 
 def test_edges_isa_avx2_in_process_matches_subprocess(torch):
     """isa='avx2' in this process reproduces the AVX2 subprocess's torch for the GEMM and
-    depthwise paths (groupwise follows the CPU, not the env: SPEC.md §4.0)."""
+    depthwise paths (groupwise follows the CPU, not the env: docs/numerics.md §4.0)."""
     cases = [c for c in EDGE_CASES if not c["name"].endswith("groupwise") and c["name"].startswith(("wrap", "x255"))]
     res = run_cases_in_subprocess(cases, AVX2_ENV)
     for c, r in zip(cases, res):
@@ -455,7 +454,7 @@ def test_quantize_specials_vs_torch(torch):
 
 
 def test_quantize_avx2_subprocess_same_as_default(torch):
-    """The quantize kernel is fbgemm's, not gated by FBGEMM_ENABLE_INSTRUCTIONS (SPEC.md §7):
+    """The quantize kernel is fbgemm's, not gated by FBGEMM_ENABLE_INSTRUCTIONS (docs/numerics.md §7):
     torch under AVX2 gives what qref gives here."""
     code = ("import numpy as np, torch, sys; x = np.load(sys.argv[1]); "
             "np.save(sys.argv[2], torch.quantize_per_tensor(torch.from_numpy(x), 0.02, 95, torch.quint8)"

@@ -191,13 +191,13 @@ ONEDNN_CASES = [
 ]
 
 
-@pytest.mark.filterwarnings("ignore:.*source-derived.*:RuntimeWarning")  # qref's AMX model (issue 8)
+@pytest.mark.filterwarnings("ignore:.*source-derived.*:RuntimeWarning")  # qref's AMX model
 @pytest.mark.parametrize("isa", ["vnni", "amx", "avx512_core", "avx2"])
 @pytest.mark.parametrize("name,s", ONEDNN_CASES, ids=[c[0] for c in ONEDNN_CASES])
 def test_explain_onednn_equals_kernel(name, s, isa):
     from dataclasses import replace
 
-    from qref.conv import OneDNNNotSupportedError
+    from qref.common.errors import OneDNNNotSupportedError
 
     b = oracle.build(s)
     p = replace(params_of(s, b), engine="onednn")

@@ -1,4 +1,4 @@
-"""Golden vectors (issue 5): qref.export / qref.load_case round trip, re-verified by qref and torch."""
+"""Golden vectors: qref.export / qref.load_case round trip, re-verified by qref and torch."""
 
 import importlib
 import json

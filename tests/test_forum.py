@@ -1,4 +1,4 @@
-"""The forum scenario (issue 2, item 5): QuantStub -> Conv2d(1,1,1) -> DeQuantStub, HistogramObserver
+"""The forum scenario: QuantStub -> Conv2d(1,1,1) -> DeQuantStub, HistogramObserver
 (reduce_range=True) activations, PerChannelMinMaxObserver symmetric weights, engine "fbgemm",
 input arange(64)/255 as (1,1,4,16). qref reproduces every element, and the hand formula with
 the printed scales is shown (computed, not pasted) to give a different value where torch gives 30."""

@@ -274,7 +274,7 @@ def _boundary_worker(n: int, seed: int) -> None:
         st.tuples(st.just("_core.quantize"), corrupt(q)),
         st.tuples(st.just("_core.*"), generic),
     )
-    if hasattr(_core, "conv2d_prepare"):  # issue 3's prepared conv: prepare, then run on drawn inputs
+    if hasattr(_core, "conv2d_prepare"):  # the prepared conv: prepare, then run on drawn inputs
         target = st.one_of(
             target,
             st.tuples(st.just("_core.conv2d_prepare"), corrupt(base_core.map(prep_from))),

@@ -1,4 +1,4 @@
-"""The reference from C++ (issue 5): headers compile on their own, reference.h equals qref.conv2d,
+"""The reference from C++: headers compile on their own, reference.h equals qref.conv2d,
 and the include dir / CMake package config are found in both install layouts."""
 
 import glob

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 import oracle
-
 import qref
 from qref import _core
 

@@ -1,4 +1,4 @@
-"""qref.linear vs torch's fbgemm quantized linear (SPEC.md §8), both ISA settings."""
+"""qref.linear vs torch's fbgemm quantized linear (docs/numerics.md §8), both ISA settings."""
 
 from __future__ import annotations
 

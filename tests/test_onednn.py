@@ -207,7 +207,7 @@ def test_tie_cases_discriminate_scale_order():
     somewhere while qref's choice matches everywhere."""
     cls = _skip_unless_host_class()
     if cls == "amx":
-        pytest.skip("AMX host: the oneDNN AMX model is source-derived (SPEC.md §6.2)")
+        pytest.skip("AMX host: the oneDNN AMX model is source-derived (docs/numerics.md §6.2)")
     wrong = 0
     for s in make_specs(SHAPES[:4], 6, tie_every=100):
         b = build_case(s)
@@ -299,8 +299,8 @@ def test_bridge_x86_converted_module(relu):
     """A module converted under the default x86 engine: from_torch gives params that run
     oneDNN's arithmetic when torch's packed weights are oneDNN's."""
     _skip_unless_host_class()
-    import torch.ao.nn.quantized as nnq
     import torch.ao.nn.intrinsic.quantized as nniq
+    import torch.ao.nn.quantized as nnq
 
     prev = torch.backends.quantized.engine
     torch.backends.quantized.engine = "x86"
@@ -317,7 +317,7 @@ def test_bridge_x86_converted_module(relu):
         assert p.engine == expect
         ref = m(qx).int_repr().numpy()
         assert_same(p(qx).int_repr().numpy(), ref, "bridge x86 module")
-        # issue 8: the packed weights are kept (one prepared conv per input shape), and the
+        # the packed weights are kept (one prepared conv per input shape), and the
         # repeated call that runs them gives the same bytes.
         entries = [v[0] for v in p._prepared.values()]
         assert len(entries) == 1
@@ -344,7 +344,7 @@ def test_fast_equals_reference(variant):
     (return_intermediates=True), on every variant and shape family; so does the prepared
     (packed-once) conv that Conv2dParams caches, run by _core.conv2d_run. On an AVX512-VNNI
     host the exact class runs the VNNI conv2d kernel's GEMM with oneDNN's epilogue
-    (route "vnni_gemm"; issue 8 item 5), except the shapes that kernel hands to its
+    (route "vnni_gemm"), except the shapes that kernel hands to its
     (saturating) AVX2 depthwise code."""
     from qref import _core
 
@@ -446,7 +446,7 @@ def test_prepared_conv_on_zp_window_equals_deconvolution(groups):
 
     r = np.random.default_rng(21 + groups)
     N, C, O, H, W, K, pad = 2, 24, 24, 7, 6, 3, 1
-    Cg, Og = C // groups, O // groups
+    Cg = C // groups
     x = r.integers(0, 256, (N, H, W, C), dtype=np.uint8)
     w2 = r.integers(-127, 128, (O, K, K, Cg), dtype=np.int8)  # [O][KH][KW][Cg], deconvolution layout
     bias = r.normal(0, 2, O).astype(np.float32)
@@ -509,7 +509,7 @@ def test_transposed_equal_channels_vs_torch(engine):
 
 
 def test_transposed_unequal_channels_torch_is_wrong():
-    """SPEC.md §6.5: with IC != OC torch's x86 transposed conv is wrong. qref's oneDNN formula stays
+    """docs/numerics.md §6.5: with IC != OC torch's x86 transposed conv is wrong. qref's oneDNN formula stays
     within one quantum of the float reference; torch is off by many quanta."""
     cls = _skip_unless_host_class()
     if cls != "vnni":

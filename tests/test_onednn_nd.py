@@ -1,5 +1,5 @@
-"""Issue 8: torch's default "x86" engine (and "onednn") for Conv1d, Conv3d and
-ConvTranspose1d/2d/3d: oneDNN's arithmetic per kernel family (qref/onednn_nd.py), against real
+"""torch's default "x86" engine (and "onednn") for Conv1d, Conv3d and
+ConvTranspose1d/2d/3d: oneDNN's arithmetic per kernel family (qref.engines.onednn.nd), against real
 torch modules on this host.
 
 Cases are tie-rich (power-of-two real multipliers, small weights, bias multiples of the output
@@ -10,8 +10,8 @@ alternatives (multiply vs divide by the dst scale, combined vs separate scales) 
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 
@@ -26,7 +26,8 @@ import torch.ao.nn.intrinsic.quantized as nniq  # noqa: E402
 import torch.ao.nn.quantized as nnq  # noqa: E402
 
 import qref  # noqa: E402
-from qref import onednn, onednn_nd  # noqa: E402
+from qref import onednn  # noqa: E402
+from qref.engines.onednn import nd as onednn_nd  # noqa: E402
 
 _A_SCALES = [0.003, 0.013, 0.03, 0.065, 0.079, 0.1]
 _O_SCALES = [0.007, 0.065, 0.079, 0.101, 0.129, 0.149, 0.3]
@@ -62,7 +63,7 @@ def _case(kind: str, seed: int):
         Cg, Og, g = 1, 1, int(r.choice([4, 8, 16]))
     C, O = Cg * g, Og * g
     if transposed and r.random() < 0.75:
-        O = C  # torch's IC != OC defect (SPEC.md §6.5) is tested apart
+        O = C  # torch's IC != OC defect (docs/numerics.md §6.5) is tested apart
     span = {1: 16, 2: 8, 3: 6}[nd]
     ks = tuple(int(v) for v in r.integers(1, 4, nd))
     st = tuple(int(v) for v in r.integers(1, 3, nd))
@@ -103,11 +104,10 @@ def _case(kind: str, seed: int):
 
 def _check_module(m, qx, what: str) -> str:
     """from_torch(m)(qx) == m(qx) byte for byte, or torch's known defect named; returns the kernel."""
-    from qref.bridge_nd import packed_engine_nd
-
     from dataclasses import replace
 
-    from qref._onednn_verbose import module_kernel
+    from qref.bridge.onednn_verbose import module_kernel
+    from qref.bridge_nd import packed_engine_nd
 
     t = m(qx).int_repr().numpy()
     assert packed_engine_nd(m) == "onednn", what
@@ -119,7 +119,7 @@ def _check_module(m, qx, what: str) -> str:
     # from_torch's params read the kernel themselves when called on a quint8 tensor
     assert_same(p(qx).int_repr().numpy(), q, what + " (params reading the kernel)")
     if getattr(m, "transposed", False) and m.in_channels != m.out_channels:
-        # SPEC.md §6.5: torch's own output is wrong here (check() reports TORCH_WRONG), except in
+        # docs/numerics.md §6.5: torch's own output is wrong here (check() reports TORCH_WRONG), except in
         # degenerate shapes (e.g. a 1-tap kernel into one output channel) where it happens to agree
         assert p.known_torch_defect(tuple(qx.shape)), what
         return "torch defect"
@@ -223,7 +223,7 @@ def test_dst_scale_multiply_or_divide(layer, divides):
 
 def _alt_output(m, qx, combined: bool) -> np.ndarray:
     """qref's output of module m with the scale order forced (for the discrimination test)."""
-    from qref.conv_nd import _transposed_weight
+    from qref.layers.conv_nd import _transposed_weight
 
     x = qx.int_repr().numpy()
     w = m.weight()
@@ -392,8 +392,15 @@ def test_check_default_engine_model():
     (oneDNN-packed ones included) and reports torch's transposed IC != OC defect as TORCH_WRONG."""
     _vnni_host()
     import torch.nn as nn
-    from torch.ao.quantization import (DeQuantStub, QuantStub, convert, default_qconfig, fuse_modules,
-                                       get_default_qconfig, prepare)
+    from torch.ao.quantization import (
+        DeQuantStub,
+        QuantStub,
+        convert,
+        default_qconfig,
+        fuse_modules,
+        get_default_qconfig,
+        prepare,
+    )
 
     class Net(nn.Module):
         def __init__(self):
@@ -423,7 +430,7 @@ def test_check_default_engine_model():
     rep = qref.check(model, *ins)
     status = {r.name: r.status for r in rep.layers}
     assert status["c1"] == status["t1"] == status["c3"] == status["t2"] == "ok", str(rep)
-    assert status["t3"] == "TORCH_WRONG", str(rep)  # ConvTranspose3d(8 -> 4): SPEC.md §6.5
+    assert status["t3"] == "TORCH_WRONG", str(rep)  # ConvTranspose3d(8 -> 4): docs/numerics.md §6.5
     assert all(r.path == "oneDNN" for r in rep.layers if r.name in ("c1", "t1", "c3", "t2", "t3"))
 
 
@@ -445,7 +452,8 @@ def test_kernel_read_from_onednn_verbose_at_run_time():
     """qref.check's kernel detection: torch's oneDNN log, captured in-process, names the kernel
     per input shape (oneDNN's brgemm conv declines this small grouped conv at width 13, not 40)."""
     _vnni_host()
-    from qref._onednn_verbose import kernel_family, module_kernel
+    from qref.bridge.onednn_verbose import module_kernel
+    from qref.engines.onednn.kernel_names import kernel_family
 
     def q(shape, zp=128):
         return torch._make_per_tensor_quantized_tensor(torch.full(shape, 128, dtype=torch.uint8), 0.1, zp)
@@ -461,7 +469,7 @@ def test_onednn_kernel_override():
     """onednn_kernel= (what check() passes) selects the family's arithmetic; a kernel qref has not
     reproduced is refused by name; the shape rules agree with the kernel oneDNN names."""
     _vnni_host()
-    from qref._onednn_verbose import module_kernel
+    from qref.bridge.onednn_verbose import module_kernel
 
     r = np.random.default_rng(11)
     for m in (nnq.Conv3d(8, 16, 3, padding=1), nnq.Conv3d(16, 16, 3, padding=2, dilation=2, groups=16)):
@@ -571,7 +579,8 @@ def test_core_route_equals_numpy_reference(kind, monkeypatch):
 
 def _linear_case(seed: int):
     r = np.random.default_rng(seed)
-    K = int(r.choice([1, 3, 8, 17, 64, 200, 1000])); O = int(r.choice([1, 4, 16, 33]))
+    K = int(r.choice([1, 3, 8, 17, 64, 200, 1000]))
+    O = int(r.choice([1, 4, 16, 33]))
     a_s, o_s = float(r.choice(_A_SCALES)), float(r.choice(_O_SCALES))
     tie = seed % 3 != 0
     wmax = 3 if tie else 127
@@ -801,7 +810,7 @@ def test_engine_probe_reads_onednn_log_where_values_mislead():
 def test_kernel_names_checked_part_by_part():
     """Only names as the vnni class's oneDNN log prints them are followed; made-up or mixed-ISA
     composites are refused (a review found them accepted)."""
-    from qref._onednn_verbose import checked_kernel
+    from qref.engines.onednn.kernel_names import checked_kernel
 
     ok = [("brg_deconv:avx512_core_vnni+brgconv_strided:avx512_core_vnni", "deconvolution"),
           ("conv:any+x64:gemm_s8u8s32:jit", "deconvolution"), ("x64:gemm_s8u8s32:jit", "convolution"),

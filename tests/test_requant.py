@@ -1,4 +1,4 @@
-"""Requantization battery (SPEC.md §5) against torch: the float32 order of
+"""Requantization battery (docs/numerics.md §5) against torch: the float32 order of
 operations, per-tensor reciprocal vs per-channel division of the bias, ties
 rounded half to even, clamps, the |y| >= 2^31 edge, float rounding of |raw| > 2^24.
 
@@ -60,7 +60,7 @@ def _tie_biases(S: np.float32, n: int, rng) -> np.ndarray:
 
 @pytest.mark.parametrize("per_channel", [False, True], ids=["per-tensor", "per-channel"])
 def test_bias_term_reciprocal_vs_division(per_channel):
-    """Per-tensor: bias * f32(1.0/(double)S); per-channel: bias / S (SPEC.md §5.1 step 4).
+    """Per-tensor: bias * f32(1.0/(double)S); per-channel: bias / S (docs/numerics.md §5.1 step 4).
 
     Zero weights make raw = 0 and out_scale = S makes the multiplier exactly 1, so the
     output is rne(bias_term) + zp: the two candidate bias terms round apart on every channel."""
@@ -99,7 +99,7 @@ def test_ties_round_half_to_even():
 
 def test_overflow_edge_gives_zero():
     """|y| >= 2^31: cvtps2dq gives INT32_MIN, which saturates to 0 (ReLU: out_zp), even for
-    huge positive values (SPEC.md §5.4)."""
+    huge positive values (docs/numerics.md §5.4)."""
     x = np.full((1, 1, 4, 4), 255, np.uint8)
     w = np.full((2, 1, 1, 1), 127, np.int8)
     w[1] = -127
@@ -138,7 +138,7 @@ def test_clamps_and_zero_point_extremes(out_zp, relu):
 
 
 def test_per_tensor_scale_narrowing():
-    """Only the float32 rounding of the (double) scales matters to fbgemm (SPEC.md §2.1):
+    """Only the float32 rounding of the (double) scales matters to fbgemm (docs/numerics.md §2.1):
     two doubles with the same float32 value give the same output."""
     rng = np.random.default_rng(11)
     x = rng.integers(0, 256, (1, 4, 5, 5), dtype=np.uint8)
@@ -160,7 +160,7 @@ def test_per_tensor_bias_is_one_fused_multiply_add():
     With M = 1 every output is rne(that) + zp; the biases are searched so that, for each channel,
     some raw in [-128, 127] rounds differently fused and unfused. torch must agree with the fused
     form on every element, and the unfused form must be wrong somewhere in every channel."""
-    from qref._fp import fma_f32
+    from qref.common.fp import fma_f32
 
     rng = np.random.default_rng(5)
     a_scale, w_scale = 0.0173, 0.00291

@@ -1,4 +1,4 @@
-"""qref.conv_transpose1d/2d/3d vs torch's fbgemm: the transposed im2col path (SPEC.md §4.4) and the
+"""qref.conv_transpose1d/2d/3d vs torch's fbgemm: the transposed im2col path (docs/numerics.md §4.4) and the
 direct transposed path (§4.5), both ISA settings, and torch's direct-path defects."""
 
 from __future__ import annotations
@@ -249,9 +249,9 @@ def test_from_torch_transposed(engine):
             p = qref.from_torch(m)
             assert isinstance(p, qref.ConvTransposeParams)
             if packed_engine_nd(m) == "onednn":
-                # oneDNN-packed (x86 engine, VNNI host): reproduced with oneDNN's arithmetic (issue 8)
+                # oneDNN-packed (x86 engine, VNNI host): reproduced with oneDNN's arithmetic
                 assert engine == "x86" and zp == 0 and not any(m.output_padding) and p.engine == "onednn"
-                if m.in_channels != m.out_channels:  # torch's own defect (SPEC.md §6.5): reported, not matched
+                if m.in_channels != m.out_channels:  # torch's own defect (docs/numerics.md §6.5): reported, not matched
                     assert p.known_torch_defect(tuple(x.shape)) and (p(x).int_repr() != m(x).int_repr()).any()
                     continue
             else:

@@ -78,7 +78,7 @@ def test_saturation_matters_in_these_cases():
 
 
 def test_groupwise_env_var_does_not_reach_groupwise_kernel(avx2_subprocess_results):
-    """SPEC §4.3: groupwise saturation follows the CPU, not FBGEMM_ENABLE_INSTRUCTIONS."""
+    """docs/numerics.md §4.3: groupwise saturation follows the CPU, not FBGEMM_ENABLE_INSTRUCTIONS."""
     if not _host_vnni():
         pytest.skip("needs an AVX512-VNNI host to tell the two apart")
     hits = 0

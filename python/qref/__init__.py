@@ -1,80 +1,71 @@
 """qref: PyTorch's quantized int8 convolution (fbgemm), bit for bit, at native speed.
 
 ``import qref`` needs numpy only; torch is imported by the torch bridge when used.
+
+The package is layered (docs/architecture.md; pyproject.toml ``[tool.importlinter]`` checks it):
+qref.common -> qref.routing -> qref.engines -> qref.layers -> qref.bridge -> the tools (check,
+explain, compare, export, ...); this module re-exports the public names.
 """
 
-from ._isa import IsaSemantics, TorchIsa, torch_isa
-from .conv import (
-    ConvPlan,
-    Intermediates,
-    OneDNNNotSupportedError,
-    conv2d,
-    conv_plan,
-    kernels,
-    quantize,
-)
-from .torch_bridge import Conv2dParams, from_torch
-from .explain import Explanation, explain  # issue 4
-from .check import PortabilityReport, Report, check, portability  # issue 4
-from .compare import Comparison, compare  # issue 5
-from ._paths import get_cmake_dir, get_include  # issue 5
-from .export import GoldenCase, export, load_case  # issue 5
-
-__version__ = "0.1.0"
+# documented module paths kept as façades over the layers (qref.onednn.plan, qref.torch_bridge...)
+from . import bridge_nd, onednn, onednn_nd, torch_bridge  # noqa: F401
+from ._paths import get_cmake_dir, get_include
+from ._version import __version__ as __version__
+from .bridge.from_torch import from_torch
+from .bridge.layers import Conv1dParams, Conv3dParams, ConvTransposeParams, LinearParams
+from .bridge.modules import Conv2dParams
+from .check import PortabilityReport, Report, check, portability
+from .common.errors import OneDNNNotSupportedError
+from .common.isa import IsaSemantics, TorchIsa, torch_isa
+from .common.kernels import kernels
+from .compare import Comparison, compare
+from .engines.fbgemm.conv2d import ConvPlan, Intermediates, conv_plan
+from .engines.fbgemm.conv_nd import conv_nd_plan
+from .engines.fbgemm.linear import linear_plan
+from .explain import Explanation, explain
+from .export import GoldenCase, export, load_case
+from .layers.conv2d import conv2d, quantize
+from .layers.conv_nd import conv1d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d
+from .layers.defects import known_torch_defect
+from .layers.linear import linear
 
 __all__ = [
-    "Explanation",
-    "PortabilityReport",
-    "Report",
-    "check",
-    "explain",
-    "portability",
     "Comparison",
-    "compare",
-    "get_cmake_dir",
-    "get_include",
-    "GoldenCase",
-    "export",
-    "load_case",
+    "Conv1dParams",
     "Conv2dParams",
+    "Conv3dParams",
     "ConvPlan",
+    "ConvTransposeParams",
+    "Explanation",
+    "GoldenCase",
     "Intermediates",
     "IsaSemantics",
-    "OneDNNNotSupportedError",
-    "TorchIsa",
-    "conv2d",
-    "conv_plan",
-    "from_torch",
-    "kernels",
-    "quantize",
-    "torch_isa",
-]
-
-# issue 7: linear, conv1d, conv3d, transposed convs
-from .linear import linear, linear_plan  # noqa: E402
-from .conv_nd import (  # noqa: E402
-    conv1d,
-    conv3d,
-    conv_nd_plan,
-    conv_transpose1d,
-    conv_transpose2d,
-    conv_transpose3d,
-    known_torch_defect,
-)
-from .bridge_nd import Conv1dParams, Conv3dParams, ConvTransposeParams, LinearParams  # noqa: E402
-
-__all__ += [
-    "Conv1dParams",
-    "Conv3dParams",
-    "ConvTransposeParams",
     "LinearParams",
+    "OneDNNNotSupportedError",
+    "PortabilityReport",
+    "Report",
+    "TorchIsa",
+    "check",
+    "compare",
     "conv1d",
+    "conv2d",
     "conv3d",
     "conv_nd_plan",
+    "conv_plan",
     "conv_transpose1d",
     "conv_transpose2d",
     "conv_transpose3d",
+    "explain",
+    "export",
+    "from_torch",
+    "get_cmake_dir",
+    "get_include",
+    "kernels",
     "known_torch_defect",
     "linear",
     "linear_plan",
+    "load_case",
+    "portability",
+    "quantize",
+    "torch_isa",
 ]

@@ -29,10 +29,18 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from . import _core
+from .bridge.from_torch import from_torch
+from .bridge.modules import Conv2dParams
+from .common.isa import torch_isa
+from .common.kernels import _resolve_kernel, kernels
+from .common.layout import _quint8_nhwc_view
 
 # Real layer shapes. Columns: name, N, C, H, W, O, k, stride, padding, groups.
 SHAPES = [
@@ -130,8 +138,6 @@ def torch_layer(s: Shape, ops: dict, engine: str = "fbgemm"):
 def numpy_reference(s: Shape, ops: dict) -> Callable[[], np.ndarray]:
     """The fastest plain-numpy conv a user would write: im2col with a strided view,
     one float64 BLAS matmul per group, float64 requantization."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
     x = ops["x"].astype(np.float64) - ops["a_zp"]
     wf = ops["w"].astype(np.float64)
     G, Cg, Og = s.groups, s.C // s.groups, s.O // s.groups
@@ -189,8 +195,6 @@ def geomean(v: list) -> float:
 
 
 def _threads_all() -> int:
-    from . import _core
-
     return int(_core.default_threads())
 
 
@@ -200,13 +204,12 @@ def bench_torch_vs_qref(shape_list: list[Shape], budget_s: float, extra_kernels:
     ``also_exact_isa``: also assert that qref with that explicit isa gives torch's bytes."""
     import torch
 
-    import qref
 
     rows = []
     for s in shape_list:
         ops = make_operands(s)
         conv, qx = torch_layer(s, ops)
-        params = qref.from_torch(conv, check_engine=False)
+        params = from_torch(conv, check_engine=False)
         for threads in (1, _threads_all()):
             torch.set_num_threads(threads)
             ref = conv(qx)
@@ -226,9 +229,6 @@ def bench_torch_vs_qref(shape_list: list[Shape], budget_s: float, extra_kernels:
                                          f"(threads={threads})")
             # The C++ kernel call alone (packed weights cached, input read in place): the
             # rest of t_qref is Python / torch-bridge overhead.
-            from . import _core
-            from .conv import _quint8_nhwc_view, _resolve_kernel
-
             auto = _resolve_kernel("bench", "auto")
             prep = next(v[0] for v in params._prepared.values() if v[0].kernel == auto)
             nhwc = np.ascontiguousarray(_quint8_nhwc_view(qx))
@@ -247,13 +247,11 @@ def bench_numpy(shape_list: list[Shape], budget_s: float) -> list[dict]:
     """qref (single thread, isa="auto") on numpy NCHW arrays vs the plain-numpy reference
     (BLAS threads as configured). Both prepare their weights once, outside the timing (the
     reference its float64 copy, qref a Conv2dParams)."""
-    import qref
-
     rows = []
     for s in shape_list:
         ops = make_operands(s)
         ref = numpy_reference(s, ops)
-        params = qref.Conv2dParams(
+        params = Conv2dParams(
             weight=ops["w"], weight_scale=ops["w_scale"], weight_zero_point=ops["w_zp"].astype(np.int32),
             per_channel=True, bias=ops["bias"], stride=(s.stride, s.stride), padding=(s.padding, s.padding),
             dilation=(1, 1), groups=s.groups, output_scale=ops["out_scale"], output_zero_point=ops["out_zp"],
@@ -270,13 +268,11 @@ def bench_memory(shape_list: list[Shape], threads: int) -> list[dict]:
     weights (kept on Conv2dParams) plus the per-thread scratch (packed receptive-field
     blocks: never a full im2col matrix). A channels_last quint8 input is read in place;
     the output array is the result itself. The full im2col size is given for comparison."""
-    import qref
-
     rows = []
     for s in shape_list:
         ops = make_operands(s)
         conv, qx = torch_layer(s, ops)
-        params = qref.from_torch(conv, check_engine=False)
+        params = from_torch(conv, check_engine=False)
         params(qx, threads=threads)
         prep = next(iter(params._prepared.values()))[0]
         rows.append(dict(shape=s.name, kernel=prep.kernel, packed_bytes=int(prep.packed_bytes),
@@ -362,10 +358,9 @@ def bench_x86_engine(shape_list: list[Shape], budget_s: float) -> list[dict]:
     """torch's default "x86" engine (prepack sends symmetric-weight convs with groups <= 100 to oneDNN
     on AVX512-VNNI hosts) vs qref.from_torch(module) on the same module, single thread, bytes asserted.
     Also timed alongside: qref on the same layer packed under fbgemm (fbgemm's arithmetic), which shows
-    what oneDNN's requantization costs qref relative to fbgemm's (issue 8: no more)."""
+    what oneDNN's requantization costs qref relative to fbgemm's (no more)."""
     import torch
 
-    import qref
 
     rows = []
     prev_threads = torch.get_num_threads()
@@ -374,9 +369,9 @@ def bench_x86_engine(shape_list: list[Shape], budget_s: float) -> list[dict]:
         for s in shape_list:
             ops = make_operands(s)
             conv_fb, _ = torch_layer(s, ops, engine="fbgemm")
-            params_fb = qref.from_torch(conv_fb)
+            params_fb = from_torch(conv_fb)
             conv, qx = torch_layer(s, ops, engine="x86")
-            params = qref.from_torch(conv)
+            params = from_torch(conv)
             ref = conv(qx)
             got = params(qx, threads=1)
             if not torch.equal(got.int_repr(), ref.int_repr()):
@@ -502,8 +497,6 @@ def format_report(res: dict) -> str:
 
 
 def _meta(args: argparse.Namespace, argv: list) -> dict:
-    import qref
-
     try:
         import torch
 
@@ -527,7 +520,7 @@ def _meta(args: argparse.Namespace, argv: list) -> dict:
     else:
         cmd = "python -m qref.bench"
     return dict(command=" ".join([cmd] + argv), cpu=cpu, cores=_threads_all(),
-                kernels=qref.kernels(), torch=tv, numpy=np.__version__, budget=args.budget)
+                kernels=kernels(), torch=tv, numpy=np.__version__, budget=args.budget)
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -556,8 +549,6 @@ def main(argv: Optional[list] = None) -> int:
         return 0
     res: dict[str, Any] = {"meta": _meta(args, argv)}
     print(f"default ISA: {len(shape_list)} shapes ...", file=sys.stderr)
-    from ._isa import torch_isa
-
     vnni_host = not torch_isa().semantics.gemm_saturates  # then isa="vnni" must match torch here too
     res["default"] = bench_torch_vs_qref(shape_list, args.budget, also_exact_isa="vnni" if vnni_host else None)
     res["meta"]["default_isa_checked"] = "vnni" if vnni_host else None

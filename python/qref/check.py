@@ -10,8 +10,8 @@ differ, how many elements, and why.
 Which layers are verified is table-driven: ``VERIFIERS`` maps a quantized module type
 (``"quantized.Conv2d"``, ``"intrinsic.quantized.ConvReLU2d"``, ...) to a ``prepare(module)``
 function returning a runner ``runner(*inputs, isa=..., return_intermediates=False)``. Most
-entries use ``qref.from_torch`` (looked up at call time), so a module type that the torch bridge
-learns to convert is verified with no change here; a new kind of layer is one line:
+entries use ``qref.from_torch``, so a module type that the torch bridge learns to convert is
+verified with no change here; a new kind of layer is one line:
 ``VERIFIERS["quantized.Foo"] = my_prepare``. ``prepare`` raises
 ``qref.torch_bridge.UnsupportedModuleError`` with the reason when qref cannot reproduce a module
 (e.g. oneDNN-packed weights); such layers, and quantized layers with no entry, are reported by
@@ -22,15 +22,22 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ._validate import is_torch_tensor
-from .torch_bridge import UnsupportedModuleError
-
+from .bridge.from_torch import from_torch
+from .bridge.modules import UnsupportedModuleError
+from .bridge.onednn_verbose import _with_onednn_kernel
+from .common.isa import ISAS, torch_isa
+from .common.validate import is_torch_tensor
+from .engines.fbgemm.conv2d import conv_plan
+from .engines.onednn.nd import _tap_slices
+from .layers.conv2d import quantize
+from .plot import plot_layers
+from .routing import linear_runs_onednn, x86_picks_onednn
 
 # ---------------------------------------------------------------------------- the registry
 
@@ -54,9 +61,7 @@ def is_quantized_module(key: str) -> bool:
 def via_from_torch(module: Any) -> Callable:
     """The default verifier: ``qref.from_torch(module)`` gives a params object whose call runs
     the layer (``params(qx, isa=..., return_intermediates=...)``)."""
-    import qref
-
-    return qref.from_torch(module)
+    return from_torch(module)
 
 
 class _QuantizeRunner:
@@ -71,11 +76,9 @@ class _QuantizeRunner:
         self.zero_point = int(module.zero_point)
 
     def __call__(self, x: Any, isa: str = "auto", return_intermediates: bool = False) -> Any:
-        import qref
-
         if return_intermediates:
             raise TypeError("quantize has no intermediates")
-        return qref.quantize(x.detach().contiguous(), self.scale, self.zero_point)
+        return quantize(x.detach().contiguous(), self.scale, self.zero_point)
 
 
 def _unsupported(reason: str) -> Callable:
@@ -240,18 +243,27 @@ def _prepare(call: _Call):
         return None, str(e)
 
 
+def _runs_onednn(runner: Any, isa: str) -> bool:
+    """Whether the layer of a params object runs oneDNN on the machine `isa` names (qref.routing)."""
+    engine = getattr(runner, "engine", "fbgemm")
+    if engine != "x86":
+        return engine == "onednn"
+    if getattr(runner, "kind", "") == "linear":
+        return linear_runs_onednn(engine)
+    symmetric = not bool(np.any(getattr(runner, "weight_zero_point", 0)))
+    return symmetric and x86_picks_onednn(int(getattr(runner, "groups", 1)), isa,
+                                          tuple(getattr(runner, "output_padding", ()) or ()))
+
+
 def _path_of(runner: Any, inp: Any, isa: str) -> str:
-    if getattr(runner, "engine", "fbgemm") == "onednn" or (
-            getattr(runner, "engine", "") == "x86" and isa != "avx2"):
+    if _runs_onednn(runner, isa):
         return "oneDNN"
-    if hasattr(runner, "plan") and not hasattr(runner, "conv_kwargs"):  # bridge_nd params (issue 7)
+    if hasattr(runner, "plan") and not hasattr(runner, "conv_kwargs"):  # qref.bridge.layers params
         try:
             return str(runner.plan(tuple(inp.shape), isa).path)
         except Exception:  # noqa: BLE001  (a path label is informative only)
             return ""
     try:
-        from .conv import conv_plan
-
         w = runner.weight
         return conv_plan(tuple(inp.shape), tuple(w.shape), runner.stride, runner.padding, runner.dilation,
                          runner.groups, isa).path
@@ -361,8 +373,6 @@ class Report:
         return "\n".join(lines)
 
     def plot(self, path: str, portability: Optional["PortabilityReport"] = None) -> str:
-        from .plot import plot_layers
-
         return plot_layers(path, check=self, portability=portability)
 
 
@@ -372,8 +382,6 @@ def check(model: Any, *inputs: Any, isa: str = "auto") -> Report:
     ``isa="auto"`` compares with torch on this machine; ``"avx2"`` / ``"vnni"`` shows which layers
     an AVX2 / AVX512-VNNI host's torch would compute differently from this one.
     """
-    from ._isa import ISAS, torch_isa
-
     if isa not in ISAS:
         raise ValueError(f"check: isa={isa!r} is not valid (valid: {', '.join(map(repr, ISAS))})")
     if not hasattr(model, "named_modules") or not callable(model):
@@ -399,7 +407,7 @@ def _check_call(call: _Call, isa: str) -> LayerResult:
         return row
     if isa != "auto" and getattr(runner, "engine", "fbgemm") == "onednn":
         # Another host's torch: as portability() does, assume the default "x86" engine, which
-        # prepack routes to fbgemm on an AVX2 host and to oneDNN on a VNNI one (SPEC.md §1).
+        # prepack routes to fbgemm on an AVX2 host and to oneDNN on a VNNI one (docs/numerics.md §1).
         runner = _with_engine(runner, "x86")
     elif getattr(runner, "engine", "fbgemm") == "onednn" and hasattr(runner, "onednn_kernel") and inp is not None:
         # This host's torch: oneDNN picks some kernels by performance heuristics qref's shape rules
@@ -423,7 +431,7 @@ def _check_call(call: _Call, isa: str) -> LayerResult:
     row.status = "ok" if len(bad) == 0 else "MISMATCH"
     if len(bad) and inp is not None and hasattr(runner, "known_torch_defect"):
         # qref computes the correct result; where fbgemm is known to be wrong for this layer and
-        # input (SPEC.md §4.2, §4.5), say so instead of reporting a qref mismatch.
+        # input (docs/numerics.md §4.2, §4.5), say so instead of reporting a qref mismatch.
         try:
             why = runner.known_torch_defect(tuple(inp.shape), isa=isa)
         except Exception:  # noqa: BLE001 - a defect check must never hide the comparison itself
@@ -519,8 +527,6 @@ class PortabilityReport:
         return "\n".join(lines)
 
     def plot(self, path: str) -> str:
-        from .plot import plot_layers
-
         return plot_layers(path, portability=self)
 
 
@@ -565,8 +571,6 @@ def _unreached_outputs(module: Any, shape: tuple) -> Optional[np.ndarray]:
     where no input pixel contributes (input i reaches output i*s - p + k*d). None otherwise."""
     if not getattr(module, "transposed", False):
         return None
-    from .onednn_nd import _tap_slices
-
     per_dim = []
     for n_in, s_, p_, d, k, op in zip(shape[2:], module.stride, module.padding, module.dilation, module.kernel_size,
                                       module.output_padding):
@@ -612,23 +616,7 @@ def _onednn_defect(module: Any, qx: Any, got: np.ndarray, expected: np.ndarray, 
     return None
 
 
-def _with_onednn_kernel(runner: Any, module: Any, qx: Any) -> Any:
-    from dataclasses import replace
-
-    from ._onednn_verbose import _host_is_vnni, module_kernel
-
-    if not _host_is_vnni():
-        return runner  # named kernels are followed on the vnni class only; the class rules apply
-    try:
-        k = module_kernel(module, qx)
-    except Exception:  # noqa: BLE001 - the log is a hint; qref's shape rules still apply without it
-        k = None
-    return replace(runner, onednn_kernel=k) if k else runner
-
-
 def _with_engine(runner: Any, engine: str) -> Any:
-    from dataclasses import replace
-
     return replace(runner, engine=engine)
 
 
@@ -649,7 +637,7 @@ def portability(model: Any, *inputs: Any) -> PortabilityReport:
         inp = call.inputs[0] if call.inputs else None
         row = PortabilityRow(call.name, call.key, _shape(call.output))
         # Packed for oneDNN here (engine "x86" on this VNNI host): assume the default "x86" engine,
-        # which prepack routes to fbgemm on an AVX2 host and to oneDNN on a VNNI one (SPEC.md §1).
+        # which prepack routes to fbgemm on an AVX2 host and to oneDNN on a VNNI one (docs/numerics.md §1).
         routed = getattr(runner, "engine", "fbgemm") == "onednn"
         r2 = _with_engine(runner, "x86") if routed else runner
         try:

@@ -26,6 +26,19 @@ import time
 import warnings
 from typing import Optional
 
+import numpy as np
+
+from . import bench
+from ._paths import main as paths_main
+from ._version import __version__
+from .bridge.from_torch import from_torch
+from .check import _capture, check, module_key, portability
+from .common.isa import torch_isa
+from .common.kernels import kernels
+from .demo import demo_model, forum_element, forum_hand_formula, forum_model, printed_scale
+from .explain import explain
+from .export import main as export_main  # qref.export (the attribute) is the function
+
 
 def _quiet() -> None:
     for msg in (r".*torch\.ao\.quantization is deprecated.*", r".*reduce_range will be deprecated.*",
@@ -100,10 +113,6 @@ def _grid(a, width: int = 16) -> list:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     torch = _need_torch("demo")
-    import numpy as np
-
-    import qref
-    from qref.demo import demo_model, forum_element, forum_hand_formula, forum_model, printed_scale
 
     t0 = time.time()
     print("=" * 100)
@@ -116,7 +125,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(net)
     qx = net.quant(x)
     ref = net.conv1(qx)
-    mine = qref.from_torch(net.conv1)(qx)
+    mine = from_torch(net.conv1)(qx)
     t_out, q_out = ref.int_repr().numpy(), mine.int_repr().numpy()
     same = int((t_out == q_out).sum())
     print(f"\nqref.from_torch(model.conv1)(qx) == torch: {same}/{t_out.size} elements bit-exact"
@@ -137,7 +146,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nWhy element {idx} (flat index {flat}, input quantized value "
           f"{int(qx.int_repr()[idx[0], 0, idx[2], idx[3]])}) is {int(t_out[idx])}, not {int(hand[idx])}:  "
           f"qref.explain(model.conv1, qx, {idx})\n")
-    e = qref.explain(net.conv1, qx, idx, layer="conv1")
+    e = explain(net.conv1, qx, idx, layer="conv1")
     print(e)
     if not args.quick:
         print()
@@ -145,10 +154,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"2. A whole model: qref.check(model, x) on a {args.size}x{args.size} stem with every fbgemm conv path")
         print("=" * 100)
         net2, x2 = demo_model(size=args.size)
-        r = qref.check(net2, x2)
+        r = check(net2, x2)
         print(r)
         print()
-        p = qref.portability(net2, x2)
+        p = portability(net2, x2)
         print(p)
         if args.plot:
             r.plot(args.plot, portability=p)
@@ -161,13 +170,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
               "fbgemm's;\nqref.from_torch tells the two apart and check verifies each layer with its engine's "
               "arithmetic)\n")
         net3, x3 = demo_model(size=args.size, engine="x86")
-        r3 = qref.check(net3, x3)
+        r3 = check(net3, x3)
         print(r3)
         ok = r.ok and r3.ok and same == t_out.size
     else:
         ok = same == t_out.size
     print(f"\n(demo took {time.time() - t0:.1f} s; torch {torch.__version__}, "
-          f"fbgemm arithmetic here: {qref.torch_isa().gemm_isa})")
+          f"fbgemm arithmetic here: {torch_isa().gemm_isa})")
     return 0 if ok else 1
 
 
@@ -176,12 +185,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     _need_torch("explain")
-    import qref
-    from qref.check import _capture, module_key
 
     if args.model is None:
-        from qref.demo import forum_element, forum_model
-
         net, x = forum_model()
         inputs = (x,)
         layer = args.layer or "conv1"
@@ -204,7 +209,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         call = match[0]
     index = _shape(args.index, "--index") if args.index else default_index
     try:
-        e = qref.explain(call.module, call.inputs[0], index, isa=args.isa,
+        e = explain(call.module, call.inputs[0], index, isa=args.isa,
                          layer=f"{call.name} ({module_key(call.module)})")
     except (ValueError, TypeError, NotImplementedError) as err:
         sys.exit(f"qref explain: {err}")
@@ -217,12 +222,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     _need_torch("check")
-    import qref
-
     model, inputs = _load(args.model, args.input_shape, "check")
     try:
-        r = qref.check(model, *inputs, isa=args.isa)
-        p = None if args.no_portability else qref.portability(model, *inputs)
+        r = check(model, *inputs, isa=args.isa)
+        p = None if args.no_portability else portability(model, *inputs)
     except (RuntimeError, ValueError, TypeError) as err:  # the user's model failed on these inputs
         sys.exit(f"qref check: running {args.model} on inputs of shape "
                  f"{[tuple(getattr(t, 'shape', ())) for t in inputs]} failed: {type(err).__name__}: {err}")
@@ -246,11 +249,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import qref
-
-    print(f"qref {qref.__version__}")
-    print(f"kernels compiled and usable here (best first): {', '.join(qref.kernels())}")
-    print(qref.torch_isa())
+    print(f"qref {__version__}")
+    print(f"kernels compiled and usable here (best first): {', '.join(kernels())}")
+    print(torch_isa())
     try:
         import torch
 
@@ -262,26 +263,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(argv: list) -> int:
-    try:
-        from qref import bench
-    except ImportError:
-        print("qref bench: the benchmark module (qref.bench) is not available in this install", file=sys.stderr)
-        return 2
-    if not hasattr(bench, "main"):
-        print("qref bench: qref.bench has no main() yet", file=sys.stderr)
-        return 2
     return int(bench.main(argv) or 0)
 
 
 def cmd_export(argv: list) -> int:
-    from .export import main as export_main  # qref.export (the attribute) is the function
-
     return int(export_main(argv) or 0)
 
 
 def cmd_paths(argv: list) -> int:
-    from ._paths import main as paths_main
-
     return int(paths_main(argv) or 0)
 
 

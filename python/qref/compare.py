@@ -20,7 +20,8 @@ from typing import Any, Optional
 import numpy as np
 
 from . import variants as V
-from ._validate import is_torch_tensor
+from .common.validate import is_torch_tensor
+from .layers.conv2d import conv2d
 
 
 @dataclass(frozen=True)
@@ -189,8 +190,6 @@ def compare(actual: Any, expected: Any = None, *, layout: str = "NCHW", max_repo
     notes = []
     stages = None
     if case is not None:
-        from .conv import conv2d
-
         q, inter = conv2d(**case.conv_kwargs(), return_intermediates=True)
         stages = inter
     if expected is None:

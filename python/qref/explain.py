@@ -1,10 +1,13 @@
 """qref.explain: the worked derivation of one output element of a quantized conv.
 
-This is a second, independent implementation of fbgemm's arithmetic (SPEC.md §4-§5),
-written in Python with numpy float32 scalars (IEEE single precision, one rounding per
-operation, no FMA), following the same order of operations as ``csrc/qref/requant.h``.
-Its final value, accumulator, raw integer and pre-rounding float32 must equal what
-``qref.conv2d(..., return_intermediates=True)`` computes; ``tests/test_explain.py``
+The element is recomputed step by step in Python with numpy float32 scalars (IEEE single
+precision, one rounding per operation), following the same order of operations as
+``csrc/qref/requant.h`` (docs/numerics.md §4-§5): the receptive field, the int16 pair
+saturation, the zero-point terms, the bias, the multiplier and the rounding. fbgemm's
+per-channel constants (multiplier, column offsets, bias term or bias reciprocal) are the ones
+the kernels use, read from the core (``_core.requant_params``); oneDNN's effective scales likewise
+(``_core.onednn_scales``). Its final value, accumulator, raw integer and pre-rounding float32 must
+equal what ``qref.conv2d(..., return_intermediates=True)`` computes; ``tests/test_explain.py``
 checks that for hundreds of elements and against torch.
 
 ``str(explanation)`` reads like a forum answer; ``explanation.to_dict()`` serves tools.
@@ -13,13 +16,19 @@ checks that for hundreds of elements and against torch.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ._validate import is_torch_tensor
-from ._fp import fma_f32
+from . import _core
+from .bridge.from_torch import from_torch
+from .bridge.modules import Conv2dParams
+from .bridge.onednn_verbose import _with_onednn_kernel
+from .common.fp import fma_f32
+from .common.validate import is_torch_tensor
+from .engines.fbgemm.conv2d import conv_plan
+from .engines.onednn import conv2d as od
 
 INT32_MIN = -(2**31)
 
@@ -36,7 +45,7 @@ def _sat16(v: int) -> int:
 
 def _cvtps2dq(y: np.float32) -> int:
     """cvtps2dq in the default MXCSR mode: round half to even; out of int32 range (or NaN)
-    gives INT32_MIN, which then saturates to the low clamp (SPEC.md §5.4)."""
+    gives INT32_MIN, which then saturates to the low clamp (docs/numerics.md §5.4)."""
     yd = float(y)
     if not (-2147483648.0 <= yd < 2147483648.0):
         return INT32_MIN
@@ -173,8 +182,6 @@ class Explanation:
 
 
 def _as_params(module_or_params: Any):
-    from .torch_bridge import Conv2dParams, from_torch
-
     if isinstance(module_or_params, Conv2dParams):
         params, module = module_or_params, None
     elif module_or_params is None or not hasattr(module_or_params, "weight"):
@@ -195,8 +202,6 @@ def _as_params(module_or_params: Any):
 def _as_conv2d(p: Any, qx: Any, index: Any, input_scale: Any, input_zero_point: Any) -> tuple:
     """A LinearParams / Conv1dParams as the Conv2dParams fbgemm effectively runs, with the input as a
     uint8 (N, C, 1, L) array and the index as (n, c, 0, l)."""
-    from .torch_bridge import Conv2dParams
-
     if is_torch_tensor(qx):
         if not qx.is_quantized:
             raise TypeError(f"explain: qx is a torch tensor of dtype {qx.dtype}; expected a quint8 quantized tensor")
@@ -313,18 +318,12 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
     ``qx``: the conv's quint8 input tensor (or a uint8 array with ``input_scale``/``input_zero_point``).
     ``isa``: whose fbgemm arithmetic (``"auto"``: torch in this process; ``"avx2"``; ``"vnni"``).
     """
-    from .conv import conv_plan
-
-    from .torch_bridge import Conv2dParams
-
     params, module = _as_params(module_or_params)
     torch_out = None
     if module is not None and is_torch_tensor(qx):
         torch_out = module(qx).int_repr().numpy()
         if getattr(params, "engine", "fbgemm") == "onednn" and isa == "auto" and hasattr(params, "onednn_kernel"):
             # as qref.check: the kernel torch's oneDNN runs for this input (docs/onednn-layers.md)
-            from .check import _with_onednn_kernel
-
             params = _with_onednn_kernel(params, module, qx)
     orig_ndim = None
     if not isinstance(params, Conv2dParams):
@@ -359,7 +358,7 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
     K = KH * KW * Cg
     # 1. the receptive field in (kh, kw, c) order; padded taps hold a_zp (fbgemm's im2col memset).
     taps = _receptive_field(xin, wt, n, o, g, oh, ow, params.stride, pad, params.dilation, a_zp)
-    # 2. products; pairs (2i, 2i+1) saturated to int16 on the paths that do (SPEC.md §4.6).
+    # 2. products; pairs (2i, 2i+1) saturated to int16 on the paths that do (docs/numerics.md §4.6).
     acc = 0
     sat_pairs = []
     for k in range(0, K, 2):
@@ -374,21 +373,26 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
     acc32 = _wrap32(acc)
     acc_exact = sum(t.product for t in taps)
     rowsum = sum(t.a for t in taps)
-    # 3. zero-point terms (SPEC.md §5.1 steps 2-3), int32 wrapping.
+    # fbgemm's per-channel constants as the kernels use them (the core's prepare_requant).
     i = o if params.per_channel else 0
+    rq = _core.requant_params(np.ascontiguousarray(wt.transpose(0, 2, 3, 1)), float(a_scale), int(a_zp),
+                              np.ascontiguousarray(params.weight_scale, np.float64),
+                              np.ascontiguousarray(params.weight_zero_point, np.int32), bool(params.per_channel),
+                              float(params.output_scale), params.bias, int(G))
+    # 3. zero-point terms (docs/numerics.md §5.1 steps 2-3), int32 wrapping.
     w_zp = int(params.weight_zero_point[i])
     colsum = int(wt[o].astype(np.int64).sum())
-    col_offset = _wrap32(colsum - w_zp * K)
+    col_offset = int(rq["col_offset"][o])  # colsum - w_zp * K, wrapped to int32
     a_term = _wrap32(a_zp * col_offset)
     w_term = _wrap32(rowsum * w_zp)
     raw = _wrap32(_wrap32(acc32 - a_term) - w_term)
-    # 4. float32 requantization (SPEC.md §2.1, §5.1 steps 4-6): doubles narrowed to float.
+    # 4. float32 requantization (docs/numerics.md §2.1, §5.1 steps 4-6): doubles narrowed to float.
     with np.errstate(all="ignore"):
         a_f = np.float32(a_scale)
         w_f = np.float32(float(params.weight_scale[i]))
         o_f = np.float32(params.output_scale)
         S = np.float32(a_f * w_f)
-        M = np.float32(S / o_f)
+        M = np.float32(rq["multiplier"][o])  # f32(S / o_f)
         bias = None if params.bias is None else np.float32(params.bias[o])
         R = None
         if bias is None:
@@ -396,10 +400,10 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
             yf = np.float32(raw)
         else:
             if params.per_channel:
-                bterm = np.float32(bias / S)  # _mm256_div_ps
+                bterm = np.float32(rq["bias_term"][o])  # f32(bias / S): _mm256_div_ps
                 yf = np.float32(np.float32(raw) + bterm)  # cvtepi32_ps rounds |raw| > 2^24 to nearest even
             else:
-                R = np.float32(1.0 / float(S))  # _mm256_set1_ps(1.0 / ats): double division, then float
+                R = np.float32(rq["bias_rcp"])  # _mm256_set1_ps(1.0 / ats): double division, then float
                 bterm = np.float32(bias * R)  # shown for reference; fbgemm never rounds it on its own
                 yf = fma_f32(bias, R, np.float32(raw))  # mul+add contracted to vfmadd: one rounding
         y = np.float32(yf * M)
@@ -516,7 +520,7 @@ def _hand_formulas(e: dict) -> list:
         val = _clamp(_cvtps2dq(y) + zp, e)
         out.append(HandFormula("bias rounded to int32", "(raw + round(bias/S)) * M",
                                val, val == v, f"round(bias/S) = {bq}, but fbgemm adds the float bias term "
-                               f"{_f32(e['bias_term'])} in float32 (PyTorch passes a float bias; SPEC.md §2.2)"
+                               f"{_f32(e['bias_term'])} in float32 (PyTorch passes a float bias; docs/numerics.md §2.2)"
                                + (": here the difference does not change the result" if val == v else "")))
     # 5. Round half up instead of half to even.
     y = e["y"]
@@ -676,11 +680,9 @@ def _render(e: Explanation) -> str:
 def _explain_onednn(params: Any, torch_out: Optional[np.ndarray], xin: np.ndarray, a_scale: float, a_zp: int,
                     pad: tuple,
                     index: tuple, isa: str, layer: str) -> Explanation:
-    """torch's x86/onednn engine (SPEC.md §6, csrc/qref/onednn.h): padded taps are skipped (the zero
+    """torch's x86/onednn engine (docs/numerics.md §6, csrc/qref/onednn.h): padded taps are skipped (the zero
     point is compensated over the real taps only), bias added after scaling, ReLU as max(y, 0),
     output zero point added in float before rounding, scales through reciprocal round trips."""
-    from . import onednn as od
-
     N, C, H, W = xin.shape
     wt = params.weight
     O, Cg, KH, KW = wt.shape
@@ -716,9 +718,10 @@ def _explain_onednn(params: Any, torch_out: Optional[np.ndarray], xin: np.ndarra
             colsum += t0.w + (t1.w if t1 else 0)
     acc32, col32 = _wrap32(acc), _wrap32(colsum)
     f = np.float32
+    # PyTorch passes 1/(double)scale as float and ideep inverts it: ss = f32(1/f32(1/s_in)),
+    # inv = f32(1/f32(1/f32(1/s_out))), as the core computes them
+    ss, inv = (f(v) for v in od.scales(a_scale, float(params.output_scale)))
     with np.errstate(all="ignore"):
-        ss = f(f(1.0) / f(1.0 / a_scale))  # PyTorch passes 1/(double)scale as float; ideep inverts it
-        inv = f(f(1.0) / f(f(1.0) / f(1.0 / float(params.output_scale))))
         i = o if params.per_channel else 0
         ws = f(float(params.weight_scale[i]))
         if pl.float_compensation:
@@ -790,8 +793,6 @@ def _hand_formulas_onednn(e: dict, params: Any, xin: np.ndarray, pad: tuple) -> 
                                    f"value before rounding {y:.6f} vs oneDNN's {e['y'] - zp:.6f} (+ zp); " + why))
     # fbgemm's formula on the same layer: what engine='fbgemm' would give
     try:
-        from dataclasses import replace
-
         fb = replace(params, engine="fbgemm", padding_mode="zeros", padding=pad)
         ef = explain(fb, xin, e["index"], isa="vnni" if e["onednn"]["isa_class"] in ("amx", "vnni") else "avx2",
                      input_scale=a_s, input_zero_point=e["input_zero_point"])

@@ -41,6 +41,11 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from . import variants as V
+from ._version import __version__
+from .common.isa import torch_isa
+from .compare import compare
+from .engines.fbgemm.conv2d import conv_plan
+from .layers.conv2d import conv2d
 
 FORMAT = "qref-golden-case"
 VERSION = 1
@@ -117,8 +122,6 @@ def _nchw(a: np.ndarray) -> np.ndarray:
 
 def _named_isa(case: V.ConvCase) -> str:
     """A host-independent isa ("avx2" or "vnni") that gives this case's saturation."""
-    from .conv import conv_plan
-
     for isa in ("vnni", "avx2"):
         p = conv_plan(case.input.shape, case.weight.shape, case.stride, case.padding, case.dilation, case.groups,
                       isa)
@@ -135,8 +138,6 @@ def export(path: str, input: Any = None, weight: Any = None, bias: Any = None, *
     array with input_scale/input_zero_point; weight a qint8 tensor or an int8 array with
     weight_scale/weight_zero_point), or ``params=`` a ``qref.Conv2dParams``; ``isa`` picks the
     fbgemm arithmetic of the expected output (default "auto": this host's torch)."""
-    from .conv import conv2d
-
     unknown = sorted(set(conv_args) - set(V.CONV_ARGS))
     if unknown:
         raise TypeError(f"export: unexpected argument(s) {unknown} (conv arguments: {', '.join(V.CONV_ARGS)})")
@@ -188,9 +189,6 @@ def export(path: str, input: Any = None, weight: Any = None, bias: Any = None, *
     conv = dict(N=N, C=C, H=H, W=W, O=O, KH=KH, KW=KW, OH=OH, OW=OW, stride=list(case.stride),
                 padding=list(case.padding), dilation=list(case.dilation), groups=case.groups, relu=case.relu,
                 per_channel=case.per_channel, has_bias=case.bias is not None)
-    from . import __version__
-    from ._isa import torch_isa
-
     fb = dict(isa=case.isa, isa_for_verify=_named_isa(case), path=case.path, saturate=case.saturates,
               pair_rule="with saturate: consecutive pairs (2i, 2i+1) of k = (kh*KW + kw)*Cg + c are summed and "
                         "clipped to int16 first (an odd last element pairs with 0); padded taps hold "
@@ -259,8 +257,6 @@ class GoldenCase:
 
     def verify(self, isa: Optional[str] = None):
         """Recompute with qref and compare with the stored output (a ``qref.Comparison``)."""
-        from .compare import compare
-
         return compare(self.output, **self.conv_kwargs(isa))
 
 

@@ -9,7 +9,7 @@ replaced by a common alternative. ``VARIANTS`` names the alternatives that
 
 Stages and their alternatives (the fbgemm choice first):
 - ``products``: "fbgemm" (int16-saturating pairs exactly where fbgemm's path
-  and ISA saturate, SPEC.md §4.6), "exact" (plain int32 products), "saturate"
+  and ISA saturate, docs/numerics.md §4.6), "exact" (plain int32 products), "saturate"
   (vpmaddubsw pairs everywhere);
 - ``pad``: "zero_point" (padded taps hold the activation zero point, fbgemm's
   im2col memset) or "zero" (the float habit: uint8 0, i.e. real value -a_zp*s);
@@ -26,7 +26,7 @@ Stages and their alternatives (the fbgemm choice first):
 - ``zero_point``: "after_rounding" (fbgemm: rne(y) + zp) or "before_rounding"
   (rne(f32(y + zp)), as oneDNN does);
 - ``overflow``: "indefinite" (cvtps2dq gives INT32_MIN for |y| >= 2^31, so a huge
-  positive value becomes 0, SPEC.md §5.4) or "saturate" (clamp first: 255);
+  positive value becomes 0, docs/numerics.md §5.4) or "saturate" (clamp first: 255);
 - ``relu_floor``: "zero_point" (fbgemm: max(out, out_zp)) or "zero" (ReLU
   forgotten / clamped at 0).
 """
@@ -38,8 +38,16 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .conv import _bias_operand, _conv2d_geometry, _input_operand, _output_quant, _weight_operand, conv_plan
-from ._fp import fma_f32
+from . import _core
+from .common.fp import fma_f32
+from .common.operands import (
+    _bias_operand,
+    _conv2d_geometry,
+    _input_operand,
+    _output_quant,
+    _weight_operand,
+)
+from .engines.fbgemm.conv2d import conv_plan
 
 STAGES = {
     "products": ("fbgemm", "exact", "saturate"),
@@ -263,23 +271,30 @@ def accumulate(case: ConvCase, *, saturate: bool, pad_value: Optional[int] = Non
 
 
 def prepared(case: ConvCase) -> dict:
-    """fbgemm's per-channel float32 constants (SPEC.md §2.1, §5.1), numpy twin of prepare_requant."""
+    """fbgemm's per-channel float32 constants (docs/numerics.md §2.1, §5.1) as the kernels use them
+    (``_core.requant_params``: M, col_offset, the per-channel bias term f32(bias / S), the per-tensor
+    reciprocal f32(1/(double)S)), plus S and the constants of the alternative arithmetics."""
     O = case.weight.shape[0]
-    K = int(np.prod(case.weight.shape[1:]))
     idx = np.arange(O) if case.per_channel else np.zeros(O, np.int64)
+    rq = _core.requant_params(np.ascontiguousarray(case.weight.transpose(0, 2, 3, 1)), float(case.input_scale),
+                              int(case.input_zero_point), np.ascontiguousarray(case.weight_scale, np.float64),
+                              np.ascontiguousarray(case.weight_zero_point, np.int32), bool(case.per_channel),
+                              float(case.output_scale), case.bias, int(case.groups))
     a_f = np.float32(case.input_scale)
     w_f = case.weight_scale.astype(np.float32)[idx]
     o_f = np.float32(case.output_scale)
     S = (a_f * w_f).astype(np.float32)
-    Mf = (S / o_f).astype(np.float32)
-    R = (1.0 / S.astype(np.float64)).astype(np.float32)
+    Mf = np.asarray(rq["multiplier"], np.float32)
+    # fbgemm's reciprocal (per-tensor); per-channel only the alternatives use it
+    R = (np.full(O, rq["bias_rcp"], np.float32) if case.bias is not None and not case.per_channel
+         else (1.0 / S.astype(np.float64)).astype(np.float32))
     w_zp = case.weight_zero_point.astype(np.int64)[idx]
-    colsum = case.weight.reshape(O, -1).astype(np.int64).sum(axis=1)
-    col_offset = _wrap32(colsum - w_zp * K)
+    col_offset = np.asarray(rq["col_offset"], np.int32)
     out = dict(S=S, M=Mf, R=R, w_zp=w_zp.astype(np.int32), col_offset=col_offset, a_f=a_f, o_f=o_f)
     if case.bias is not None:
         b = case.bias.astype(np.float32)
-        out["bias_divided"] = (b / S).astype(np.float32)
+        divided = np.asarray(rq["bias_term"], np.float32) if case.per_channel else (b / S).astype(np.float32)
+        out["bias_divided"] = divided
         out["bias_reciprocal"] = (b * R).astype(np.float32)
         out["bias_term"] = out["bias_divided"] if case.per_channel else out["bias_reciprocal"]
     return out

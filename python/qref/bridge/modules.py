@@ -1,4 +1,5 @@
-"""The torch bridge: integer parameters out of torch's quantized conv modules.
+"""The torch bridge: integer parameters out of torch's quantized conv modules (Conv2d and what
+every module reader shares: weight quantization, frozen arrays, whose engine packed the weights).
 
 torch is imported lazily, so ``import qref`` works with numpy alone.
 """
@@ -10,7 +11,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._validate import is_torch_tensor
+from ..common.validate import is_torch_tensor
+from ..layers.conv2d import conv2d
+from .onednn_verbose import executed_kernels, params_kernel
 
 
 def weight_qparams(w: Any, name: str) -> tuple:
@@ -68,12 +71,12 @@ class Conv2dParams:
     relu: bool
     padding_mode: str = "zeros"
     module_type: str = "Conv2d"
-    engine: str = "fbgemm"  # whose arithmetic torch's packed weights run: "fbgemm" or "onednn" (issue 8)
+    engine: str = "fbgemm"  # whose arithmetic torch's packed weights run: "fbgemm" or "onednn"
     # the oneDNN implementation torch ran for this layer (qref.check reads it from oneDNN's verbose log
     # for the recorded input; "" = qref's shape rules decide)
     onednn_kernel: str = ""
     _weight_arg: Any = field(default=None, repr=False)
-    # issue 3: packed weights per input shape / quantization / ISA / kernel (qref.conv.conv2d)
+    # packed weights per input shape / quantization / ISA / kernel (qref.conv2d)
     _prepared: Any = field(default=None, init=False, repr=False, compare=False)
     # the torch module from_torch read (oneDNN-packed: asked which kernel oneDNN runs per input;
     # not pickled)
@@ -87,7 +90,7 @@ class Conv2dParams:
         object.__setattr__(self, "_weight_arg", (self.weight, ws, wz))
 
     def __getstate__(self) -> dict:
-        # issue 3: the packed-weight cache holds native objects; a copy rebuilds it on demand.
+        # the packed-weight cache holds native objects; a copy rebuilds it on demand.
         d = dict(self.__dict__)
         d["_prepared"] = {}
         d["_module"] = None
@@ -115,9 +118,6 @@ class Conv2dParams:
 
     def __call__(self, qx: Any, *, input_scale: Any = None, input_zero_point: Any = None, isa: str = "auto",
                  kernel: str = "auto", threads: Optional[int] = None, return_intermediates: bool = False) -> Any:
-        from ._onednn_verbose import params_kernel
-        from .conv import conv2d
-
         kern = params_kernel(self, qx, isa, input_scale, input_zero_point)  # oneDNN-packed: the kernel oneDNN runs
         x, s, z, pad = self.prepare_input(qx, input_scale, input_zero_point)
         kw = self.conv_kwargs()
@@ -133,17 +133,17 @@ def packed_engine(module: Any) -> str:
     """'fbgemm', 'onednn' or 'unknown': whose kernels run a quantized module's packed weights.
 
     torch decides at prepack time, from the engine current then (qconv_prepack.cpp,
-    qlinear_prepack.cpp; SPEC.md §1), and the packed object does not say which. A module
+    qlinear_prepack.cpp; docs/numerics.md §1), and the packed object does not say which. A module
     packed under engine "onednn" runs oneDNN whatever the host, and under "x86" a conv may run
     oneDNN, so a one-off probe decides (only asymmetric weights rule oneDNN out: it refuses
     them at prepack): with an output scale so small that every non-zero pre-rounding value
-    exceeds 2^31, fbgemm's cvtps2dq gives INT32_MIN -> 0 everywhere (SPEC.md §5.4) while
+    exceeds 2^31, fbgemm's cvtps2dq gives INT32_MIN -> 0 everywhere (docs/numerics.md §5.4) while
     oneDNN clamps in float first and gives 255 for positive values. The input scale is large
     so the bias term cannot hide the sign of the accumulator.
 
     Works for Conv1d/2d/3d, ConvTranspose1d/2d/3d and Linear (and their ReLU fusions).
     Caveat: fbgemm's direct transposed path fixes its column offsets on its first call
-    (SPEC.md §4.5); probing such a module before its first real call fixes them to the probe's
+    (docs/numerics.md §4.5); probing such a module before its first real call fixes them to the probe's
     input size (qref.check runs the model first).
     """
     import torch
@@ -187,8 +187,6 @@ def packed_engine(module: Any) -> str:
     # oneDNN's own log settles it where readable: a oneDNN-packed module executes a oneDNN
     # convolution / deconvolution / matmul primitive, an fbgemm one none (its value probe below can
     # be fooled where torch/oneDNN itself computes wrong values, e.g. depthwise 1x1 convs with padding)
-    from ._onednn_verbose import executed_kernels
-
     prims = ("matmul",) if hasattr(module, "in_features") else ("convolution", "deconvolution")
     if any(executed_kernels(lambda: probe(data), prim) for prim in prims):
         return "onednn"
@@ -212,63 +210,12 @@ def packed_engine(module: Any) -> str:
 def module_engine(module: Any, name: str) -> str:
     """'fbgemm' or 'onednn' for a module's packed weights (packed_engine), or UnsupportedModuleError
     when the probe cannot tell. Packed for oneDNN (the default "x86" engine on an AVX512-VNNI Linux
-    host for convs, or "onednn" for every layer): the params run oneDNN's arithmetic (SPEC.md §6)."""
+    host for convs, or "onednn" for every layer): the params run oneDNN's arithmetic (docs/numerics.md §6)."""
     eng = packed_engine(module)
     if eng == "unknown":
         raise UnsupportedModuleError(
             f"from_torch: could not tell whether this {name}'s packed weights run fbgemm or oneDNN: the engine probe "
-            f"(SPEC.md §5.4: fbgemm answers 0 where oneDNN answers 255) was inconclusive, which happens with all-zero "
+            f"(docs/numerics.md §5.4: fbgemm answers 0 where oneDNN answers 255) was inconclusive, which happens with all-zero "
             f"weights and a nonzero bias; pass check_engine=False if you know they run fbgemm, or call qref's "
             f"function with engine='onednn'")
     return eng
-
-
-def from_torch(module: Any, *, check_engine: bool = True) -> Conv2dParams:
-    """Integer parameters of ``torch.ao.nn.quantized.Conv2d`` / ``torch.ao.nn.intrinsic.quantized.ConvReLU2d``.
-
-    A module whose packed weights run oneDNN (converted under the default "x86"
-    engine with symmetric weights on an AVX512-VNNI Linux host, or under "onednn")
-    gives params with ``engine="onednn"``, which run oneDNN's arithmetic.
-    """
-    name = type(module).__name__
-    mod = type(module).__module__
-    from . import bridge_nd  # issue 7: Linear(ReLU), Conv(ReLU)1d/3d, ConvTranspose1d/2d/3d
-
-    if bridge_nd.handles(module):
-        return bridge_nd.from_torch_nd(module, check_engine=check_engine)  # type: ignore[return-value]
-    if name not in _CONV2D_TYPES or not mod.startswith("torch.ao.nn"):
-        raise UnsupportedModuleError(
-            f"from_torch: {mod}.{name} is not supported (supported: torch.ao.nn.quantized.Conv2d, "
-            f"torch.ao.nn.intrinsic.quantized.ConvReLU2d, Linear, LinearReLU, Conv1d, ConvReLU1d, Conv3d, "
-            f"ConvReLU3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d)")
-    if name == "ConvReLU2d" and ".intrinsic." not in mod:
-        raise UnsupportedModuleError(f"from_torch: {mod}.{name} is not supported")
-    if getattr(module, "transposed", False):
-        raise UnsupportedModuleError(f"from_torch: {name} is transposed; not supported yet")
-    engine = module_engine(module, name) if check_engine else "fbgemm"
-    w = module.weight()
-    b = module.bias()
-    ws, wz, per_channel = weight_qparams(w, name)
-    pm = getattr(module, "padding_mode", "zeros")
-    if pm not in ("zeros", "reflect"):
-        raise UnsupportedModuleError(f"from_torch: padding_mode={pm!r} is not supported")
-    params = Conv2dParams(
-        weight=np.ascontiguousarray(w.int_repr().numpy()),
-        weight_scale=ws,
-        weight_zero_point=wz,
-        per_channel=per_channel,
-        bias=None if b is None else np.ascontiguousarray(b.detach().numpy().astype(np.float32, copy=False)),
-        stride=tuple(int(v) for v in module.stride),
-        padding=tuple(int(v) for v in module.padding),
-        dilation=tuple(int(v) for v in module.dilation),
-        groups=int(module.groups),
-        output_scale=float(module.scale),
-        output_zero_point=int(module.zero_point),
-        relu=_CONV2D_TYPES[name],
-        padding_mode=pm,
-        module_type=name,
-        engine=engine,
-    )
-    if engine == "onednn":
-        object.__setattr__(params, "_module", module)
-    return params

@@ -13,9 +13,12 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from typing import Any, Callable, Optional
 
 import numpy as np
+
+from ..common.onednn_isa import resolve_class
 
 
 def _capture_stdout(fn: Callable[[], Any]) -> str:
@@ -73,8 +76,6 @@ def module_kernel(module: Any, qx: Any) -> Optional[str]:
 
 def _host_is_vnni() -> bool:
     """Named kernels are followed on the vnni class only (this process's oneDNN class)."""
-    from .onednn import resolve_class
-
     return resolve_class("auto") == "vnni"
 
 
@@ -118,70 +119,13 @@ def params_kernel(params: Any, qx: Any, isa: Any, input_scale: Any = None, input
     return cache[key]
 
 
-# Implementation-name prefixes (before ":<isa>") whose arithmetic qref reproduces on the vnni class
-# as "exact int32, separate scales, 1/dst" (docs/onednn.md, docs/onednn-layers.md).
-_FAST = ("brg_conv_fwd", "brgconv_1x1", "jit_int8", "jit_int8_1x1", "brdgmm_dw", "brg_deconv",
-         "jit_deconvolution", "jit_uni_int8", "jit_uni_int8_1x1", "brg_matmul")
-
-
-def kernel_family(name: str) -> str:
-    """oneDNN implementation name -> qref's arithmetic family: "fast" (brgemm/jit kernels),
-    "gemm" (gemm conv: combined scale), "ref_deconv" (ref_deconvolution over gemm backward-data:
-    float round trip, divides by dst), "ref" (ref_convolution_int8: divides by dst), or "unknown"."""
-    if name.split("+")[0] == "conv:any":
-        return "ref_deconv"
-    if "gemm_s8u8s32" in name:
-        return "gemm"
-    if name.startswith("ref:"):
-        return "ref"
-    return "fast" if name.split(":")[0].split("+")[0] in _FAST else "unknown"
-
-
-# The implementation names qref follows (the vnni class's, as its oneDNN log prints them). A
-# composite name ("brg_deconv:...+brgconv_strided:...") is checked part by part.
-_VNNI = ":avx512_core_vnni"
-_ISA_NEUTRAL = ("x64:gemm_s8u8s32:jit", "conv:any", "ref:any")
-_PRIMITIVE_IMPLS = {
-    "convolution": ("brg_conv_fwd", "brgconv_1x1", "jit_int8", "jit_int8_1x1", "brdgmm_dw", "x64", "ref"),
-    "deconvolution": ("brg_deconv", "jit_deconvolution", "conv"),
-    "matmul": ("brg_matmul",),
-}
-
-
-def checked_kernel(fn: str, name: Any, primitive: str, cls: str) -> Optional[str]:
-    """Validate a user- or log-supplied oneDNN implementation name for a layer run on oneDNN class
-    `cls` ("vnni", ...): None, or a name of this primitive's kernels as the vnni class's log prints
-    them (``<impl>:avx512_core_vnni``, or the ISA-neutral ``x64:gemm_s8u8s32:jit``, ``conv:any``,
-    ``ref:any``; composite names part by part). A name from another ISA's log must not be computed
-    with VNNI arithmetic. Returns the name (or None); raises TypeError / OneDNNNotSupportedError
-    naming the value and the rule."""
-    from .conv import OneDNNNotSupportedError
-
-    if name is None or name == "":
-        return None
-    if not isinstance(name, str):
-        raise TypeError(f"{fn}: onednn_kernel={name!r} has type {type(name).__name__} (must be None or a oneDNN "
-                        f"implementation name such as 'brg_conv_fwd:avx512_core_vnni')")
-    parts = name.split("+")
-    impl = parts[0].split(":")[0]
-    if impl not in _PRIMITIVE_IMPLS[primitive]:
-        raise OneDNNNotSupportedError(
-            f"{fn}: onednn_kernel={name!r} is not a oneDNN {primitive} kernel qref reproduces (expected one of "
-            f"{', '.join(_PRIMITIVE_IMPLS[primitive])} ...)")
-    if cls != "vnni":
-        raise OneDNNNotSupportedError(
-            f"{fn}: onednn_kernel={name!r} with the oneDNN class {cls!r}: qref follows named kernels of the 'vnni' "
-            f"class only (leave onednn_kernel unset to use qref's rules for {cls!r})")
-    for part in parts:
-        if part in _ISA_NEUTRAL or part.endswith(_VNNI):
-            continue
-        isa = [f for f in part.split(":")[1:] if f.startswith("avx") or f in ("sse41", "any", "uni")]
-        if isa:
-            raise OneDNNNotSupportedError(
-                f"{fn}: onednn_kernel={name!r} names a kernel built for {isa[0]}, not for the vnni class "
-                f"(avx512_core_vnni) this call computes; a log from another machine needs that machine's isa= and "
-                f"no kernel name")
-        raise OneDNNNotSupportedError(
-            f"{fn}: onednn_kernel={name!r}: {part!r} is not a kernel name as oneDNN's vnni class prints them "
-            f"('<kernel>:avx512_core_vnni', 'x64:gemm_s8u8s32:jit', 'conv:any' or 'ref:any')")
-    return name
+def _with_onednn_kernel(runner: Any, module: Any, qx: Any) -> Any:
+    """A params object that follows the oneDNN kernel torch runs for ``module`` on ``qx`` (read from
+    oneDNN's log; qref.check and qref.explain), or ``runner`` itself where none is read."""
+    if not _host_is_vnni():
+        return runner  # named kernels are followed on the vnni class only; the class rules apply
+    try:
+        k = module_kernel(module, qx)
+    except Exception:  # noqa: BLE001 - the log is a hint; qref's shape rules still apply without it
+        k = None
+    return replace(runner, onednn_kernel=k) if k else runner

@@ -83,7 +83,7 @@ def check_scales_array(fn: str, name: str, a: np.ndarray) -> np.ndarray:
     if a.dtype.kind not in "fiu":
         raise TypeError(f"{fn}: {name}.dtype={a.dtype} (scales must be floats)")
     a = a.astype(np.float64)
-    # Fast path (issue 3: this runs on every conv call): all valid, vectorized;
+    # Fast path (this runs on every conv call): all valid, vectorized;
     # the loop below only runs to name the first bad element.
     with np.errstate(over="ignore", invalid="ignore"):
         f32s = a.astype(np.float32)

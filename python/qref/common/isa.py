@@ -1,4 +1,4 @@
-"""Which fbgemm arithmetic to reproduce: ISA semantics (SPEC.md §4.0, §4.6, §9).
+"""Which fbgemm arithmetic to reproduce: ISA semantics (docs/numerics.md §4.0, §4.6, §9).
 
 Three facts change fbgemm's numbers or its path choice:
 - whether its GEMM micro-kernels (pointwise, im2col, linear) lack VNNI and so
@@ -16,7 +16,8 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
-from . import _core
+from .. import _core
+from .onednn_isa import OnednnIsa, onednn_isa
 
 ISAS = ("auto", "avx2", "vnni")
 
@@ -61,10 +62,8 @@ class TorchIsa:
     semantics: IsaSemantics
 
     @property
-    def onednn(self):
+    def onednn(self) -> OnednnIsa:
         """oneDNN's view of this host (engines "x86"/"onednn"): qref.onednn.OnednnIsa."""
-        from .onednn import onednn_isa
-
         return onednn_isa()
 
     def __str__(self) -> str:

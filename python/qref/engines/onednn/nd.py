@@ -2,7 +2,7 @@
 deconvolution), as torch 2.13 drives oneDNN (docs/onednn.md, "Conv3d and transposed convs").
 
 torch's x86 engine sends these to oneDNN exactly as it does Conv2d (symmetric weights, groups <=
-100, zero output_padding, an AVX512-VNNI Linux host; SPEC.md §1); Conv1d and ConvTranspose1d run
+100, zero output_padding, an AVX512-VNNI Linux host; docs/numerics.md §1); Conv1d and ConvTranspose1d run
 as their 2D forms with a unit height. Measured on this project's AVX512-VNNI host with
 ONEDNN_VERBOSE=1 (tests/test_onednn_nd.py), oneDNN's "vnni" class runs:
 
@@ -31,17 +31,21 @@ The integer sums are computed here with float64 GEMMs per kernel tap (exact: eve
 is far below 2^53) and reduced modulo 2^32 like oneDNN's int32 registers; the requantization
 runs in numpy float32, one IEEE operation at a time in oneDNN's order. Other oneDNN classes
 (avx512_core, avx2: int16 pair saturation) are refused by name for these layers: torch's x86
-engine never uses them (it picks fbgemm on non-VNNI hosts); the AMX class follows SPEC.md's
+engine never uses them (it picks fbgemm on non-VNNI hosts); the AMX class follows docs/numerics.md's
 description and is unverified (no AMX host), like Conv2d's.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
-from . import _core
+from ... import _core
+from ...common.errors import OneDNNNotSupportedError
+from ...common.onednn_isa import describe_class, resolve_class
+from .conv2d import OnednnPlan, _warn_unverified, prepare_conv2d
+from .kernel_names import checked_kernel, kernel_family
 
 _I32 = 1 << 32
 
@@ -172,10 +176,6 @@ def plan_nd(transposed: bool, nd: int, groups: int, Cg: int, Og: int, kernel, st
     torch's oneDNN reported for this layer and input (qref.check reads it from oneDNN's verbose
     log); it overrides the shape rules. Raises OneDNNNotSupportedError where qref does not
     reproduce the class or the named kernel."""
-    from ._onednn_verbose import checked_kernel, kernel_family
-    from .conv import OneDNNNotSupportedError
-    from .onednn import OnednnPlan, describe_class, resolve_class
-
     cls = resolve_class(isa)
     onednn_kernel = checked_kernel("conv_transpose" if transposed else f"conv{nd}d", onednn_kernel,
                                    "deconvolution" if transposed else "convolution", cls)
@@ -203,7 +203,7 @@ def plan_nd(transposed: bool, nd: int, groups: int, Cg: int, Og: int, kernel, st
             return OnednnPlan(cls, "conv:any+gemm_s8u8s32 (ref_deconvolution)", False, False, False, cls == "vnni",
                               divide_dst=True), "ref_deconv"
         if cls == "amx":
-            # SPEC.md §6.2/§6.4: jit_deconvolution:avx512_core_vnni on the AMX Xeon, separate scales
+            # docs/numerics.md §6.2/§6.4: jit_deconvolution:avx512_core_vnni on the AMX Xeon, separate scales
             return OnednnPlan(cls, "jit_deconvolution:avx512_core_vnni", False, False, False, False), "int"
         return OnednnPlan(cls, "brg_deconv/jit_deconvolution:avx512_core_vnni", False, False, False, True), "int"
     if dw and any(d > 1 for d in dilation):
@@ -224,8 +224,6 @@ def run(x_cl: np.ndarray, a_s: float, a_zp: int, w: np.ndarray, weight_scale: np
         out_zp: int, relu: bool, transposed: bool, isa: str, onednn_kernel: Optional[str] = None,
         threads: Optional[int] = None) -> np.ndarray:
     """uint8 output (N, *OS, O) channels last. ``w`` (O, Cg, *k) in conv form (see integer_sums)."""
-    from .onednn import _warn_unverified
-
     nd = x_cl.ndim - 2
     O, Cg = w.shape[:2]
     p, chain = plan_nd(transposed, nd, groups, Cg, O // groups, w.shape[2:], stride, dilation, isa, onednn_kernel)
@@ -266,9 +264,6 @@ def _run_core(x_cl, a_s, a_zp, w, ws, bias, stride, padding, dilation, groups, o
     - transposed: the input spread out by the stride (a_zp between and around), then a stride-1
       conv with the kernel flipped (output o reads spread index o + j*d with tap K-1-j);
     - 3D: the depth taps gathered into channels (g, kd, c) of a conv2d over N*OD images."""
-    from . import _core
-    from .onednn import prepare_conv2d
-
     N, C = x_cl.shape[0], x_cl.shape[-1]
     O, Cg = w.shape[:2]
     ks = tuple(w.shape[2:])

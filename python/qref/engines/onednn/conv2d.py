@@ -1,4 +1,4 @@
-"""torch's "x86"/"onednn" quantized conv2d: oneDNN's int8 arithmetic (SPEC.md §1, §6; docs/onednn.md).
+"""torch's "x86"/"onednn" quantized conv2d: oneDNN's int8 arithmetic (docs/numerics.md §1, §6; docs/onednn.md).
 
 Which oneDNN kernel runs, and so which arithmetic, depends on the CPU class oneDNN
 dispatches on (capped by ``ONEDNN_MAX_CPU_ISA``, read once when oneDNN first runs)
@@ -9,7 +9,7 @@ isa            oneDNN kernels (torch 2.13, oneDNN 3.12)               arithmetic
 =============  =====================================================  ==============================
 "amx"          brgconv_1x1 / brg_conv_fwd (AMX), brdgmm_dw            combined scale, float zp comp
                                                                       (depthwise: as "vnni")
-                                                                      SOURCE/SPEC-DERIVED, unverified
+                                                                      SOURCE-DERIVED, unverified
 "vnni"         brgconv_1x1, brg_conv_fwd, jit_int8, brdgmm_dw          exact int32, separate scales
 "avx512_core"  brgconv_1x1, brg_conv_fwd, jit_int8 (no VNNI)          int16 channel-pair saturation
                                                                       (one channel per group: kw-major
@@ -28,135 +28,18 @@ Shapes that oneDNN sends to kernels qref has not reproduced raise
 
 from __future__ import annotations
 
-import os
-import sys
+import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Optional
 
 import numpy as np
 
-from . import _core
-
-# oneDNN CPU classes qref distinguishes, best first.
-ONEDNN_ISAS = ("amx", "vnni", "avx512_core", "avx2", "sse41")
-# Classes that torch's oneDNN can dispatch to but qref has not reproduced (not emulable on the
-# development host, which lacks AVX-VNNI).
-_UNSUPPORTED_CLASSES = ("avx2_vnni",)
-_ORDER = {"sse41": 0, "avx2": 1, "avx2_vnni": 2, "avx512_core": 3, "vnni": 4, "amx": 5}
-
-# ONEDNN_MAX_CPU_ISA values (oneDNN src/cpu/x64/cpu_isa_traits.cpp, cpu_isa_hints) -> class.
-_ENV_CAP = {
-    "SSE41": "sse41",
-    "AVX": "sse41",
-    "AVX2": "avx2",
-    "AVX2_VNNI": "avx2_vnni",
-    "AVX2_VNNI_2": "avx2_vnni",
-    "AVX512_CORE": "avx512_core",
-    "AVX512_CORE_VNNI": "vnni",
-    "AVX512_CORE_BF16": "vnni",
-    "AVX512_CORE_FP16": "vnni",
-    "AVX10_1_512": "vnni",
-    "AVX512_CORE_AMX": "amx",
-    "AVX512_CORE_AMX_FP16": "amx",
-    "AVX10_1_512_AMX": "amx",
-    "AVX10_1_512_AMX_FP16": "amx",
-    "AVX10_2_512": "vnni",
-    "AVX10_2_512_AMX_2": "amx",
-    "DEFAULT": None,
-    "ALL": None,
-}
-
-
-def _linux_cpu_flags() -> set:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-@lru_cache(maxsize=1)
-def host_class() -> str:
-    """The oneDNN class of this CPU, ignoring ONEDNN_MAX_CPU_ISA."""
-    f = dict(_core.cpu_features())
-    avx512 = f["avx512f"] and f["avx512bw"] and f["avx512dq"] and f["avx512vl"]
-    if avx512 and f["avx512vnni"]:
-        # AMX needs the CPU flag and OS permission; /proc/cpuinfo shows the former only, which
-        # is what a kernel that supports AMX exposes (arch_prctl is granted on request by oneDNN).
-        if sys.platform.startswith("linux") and {"amx_int8", "amx_tile"} <= _linux_cpu_flags():
-            return "amx"
-        return "vnni"
-    if avx512:
-        return "avx512_core"
-    if f["avxvnni"] and f["avx2"]:
-        return "avx2_vnni"
-    if f["avx2"]:
-        return "avx2"
-    return "sse41"
-
-
-@dataclass(frozen=True)
-class OnednnIsa:
-    """What oneDNN's int8 convolution dispatches on in this process."""
-
-    host: str
-    env_value: Optional[str]
-    effective: str
-
-    def __str__(self) -> str:
-        env = self.env_value if self.env_value is not None else "(unset)"
-        return (f"oneDNN CPU class: {self.effective} (host {self.host}; ONEDNN_MAX_CPU_ISA={env})\n"
-                f"  {describe_class(self.effective)}")
-
-
-@lru_cache(maxsize=1)
-def onednn_isa() -> OnednnIsa:
-    """The oneDNN class in this process: the host, capped by ONEDNN_MAX_CPU_ISA (read once, as oneDNN does)."""
-    host = host_class()
-    env = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA"))
-    eff = host
-    if env is not None:
-        cap = _ENV_CAP.get(env.strip().upper(), None)
-        if cap is not None and _ORDER[cap] < _ORDER[host]:
-            eff = cap
-    return OnednnIsa(host, env, eff)
-
-
-def describe_class(cls: str) -> str:
-    return {
-        "amx": "AMX brgemm: combined scale, float zero-point compensation (depthwise brdgmm: as vnni) "
-               "[per SPEC.md, not verified on this host]",
-        "vnni": "exact int32 (vpdpbusd), separate scales, integer zero-point compensation",
-        "avx512_core": "int16-saturating channel pairs (vpmaddubsw; depthwise exact), separate scales",
-        "avx2": "int16-saturating channel pairs (vpmaddubsw; depthwise exact), combined scale",
-        "avx2_vnni": "AVX2-VNNI kernels: not reproduced by qref",
-        "sse41": "as avx2 (jit_uni_int8:sse41): int16-saturating channel pairs (depthwise exact), combined scale",
-    }[cls]
-
-
-def resolve_class(isa: str) -> str:
-    """qref's isa name -> oneDNN class ("auto": this process's oneDNN)."""
-    if isa == "auto":
-        return onednn_isa().effective
-    return isa
-
-
-def host_has_vnni(isa: str) -> bool:
-    """cpuinfo_has_x86_avx512vnni() of the named machine: the x86 engine's routing test (SPEC.md §1)."""
-    if isa in ("amx", "vnni"):
-        return True
-    if isa in ("avx2", "avx512_core", "sse41"):
-        return False
-    return bool(_core.cpu_features()["avx512vnni"])
-
-
-def fbgemm_isa(isa: str) -> str:
-    """The fbgemm isa name of a machine named by a oneDNN class (for convs the x86 engine sends to fbgemm)."""
-    return {"amx": "vnni", "avx512_core": "avx2", "sse41": "avx2"}.get(isa, isa)
+from ... import _core
+from ...common.errors import OneDNNNotSupportedError
+from ...common.layout import _channels_last, _wrap_output
+from ...common.onednn_isa import _UNSUPPORTED_CLASSES, ONEDNN_ISAS, describe_class, resolve_class
+from ...routing import require_symmetric
+from .kernel_names import checked_kernel, kernel_family
 
 
 @dataclass(frozen=True)
@@ -194,11 +77,7 @@ def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "
     accumulator probe and tie-rich layers, tests/test_onednn_nd.py); the name settles such shapes.
     Raises OneDNNNotSupportedError for kernel classes or named kernels qref does not reproduce.
     """
-    from .conv import OneDNNNotSupportedError
-
     cls = resolve_class(isa)
-    from ._onednn_verbose import checked_kernel, kernel_family
-
     onednn_kernel = checked_kernel("conv2d", onednn_kernel, "convolution", cls)
     if onednn_kernel:
         fam = kernel_family(onednn_kernel)
@@ -265,14 +144,12 @@ _WARNED: set = set()
 
 
 def _warn_unverified(p: OnednnPlan) -> None:
-    """Once per kernel: this class's arithmetic comes from SPEC.md/source only (no AMX on the
+    """Once per kernel: this class's arithmetic comes from the runtimes' sources only (no AMX on the
     development host). qref.check against real torch on such a host is the way to confirm it."""
     if p.kernel in _WARNED:
         return
     _WARNED.add(p.kernel)
-    import warnings
-
-    warnings.warn(f"qref: oneDNN {p.kernel} ({p.isa}) arithmetic is source-derived (SPEC.md §6.2), not verified "
+    warnings.warn(f"qref: oneDNN {p.kernel} ({p.isa}) arithmetic is source-derived (docs/numerics.md §6.2), not verified "
                   f"against torch; verify with qref.check on this machine", RuntimeWarning, stacklevel=3)
 
 
@@ -294,14 +171,9 @@ def scales(input_scale: float, output_scale: float) -> tuple[float, float]:
 
 def _checked_plan(wt: Any, groups: int, stride, padding, dilation, isa: str,
                   onednn_kernel: Optional[str] = None) -> OnednnPlan:
-    """The plan of a validated weight operand (conv.py _Weight): refuses asymmetric weights as torch's
-    oneDNN prepack does, warns once for unverified classes."""
-    from .conv import OneDNNNotSupportedError
-
-    if not bool(np.all(wt.zero_point == 0)):
-        raise OneDNNNotSupportedError(
-            f"conv2d: engine='onednn' with weight zero points {wt.zero_point.tolist()[:8]}: torch's oneDNN conv "
-            f"requires symmetric weights (all zero points 0) and refuses this prepack")
+    """The plan of a validated weight operand (qref.common.operands._Weight): refuses asymmetric weights
+    as torch's oneDNN prepack does, warns once for unverified classes."""
+    require_symmetric("conv2d", wt)
     p = plan(wt.oihw.shape, groups, padding=padding, stride=stride, dilation=dilation, isa=isa,
              onednn_kernel=onednn_kernel)
     if not p.verified:
@@ -313,7 +185,7 @@ def prepare_conv2d(input_shape_nhwc: tuple, w_ohwi: np.ndarray, bias: Optional[n
                    dilation, groups: int, input_scale: float, input_zero_point: int, weight_scale: np.ndarray,
                    per_channel: bool, output_scale: float, output_zero_point: int, relu: bool,
                    plan: OnednnPlan) -> Any:
-    """oneDNN's arithmetic for one conv2d with the weights packed once (issue 8), for NHWC inputs of
+    """oneDNN's arithmetic for one conv2d with the weights packed once, for NHWC inputs of
     ``input_shape_nhwc``; run it with ``_core.conv2d_run(prepared, x_nhwc_uint8, threads)`` (same bytes
     as ``_core.onednn_conv2d_nhwc``). Low level: ``w_ohwi`` is the int8 (O, kH, kW, C/groups) weight,
     ``weight_scale`` float64 (O,) or (1,), ``bias`` float32 (O,) or None, ``plan`` the kernel class
@@ -331,8 +203,6 @@ def prepare(act: Any, wt: Any, bias: Optional[np.ndarray], stride, padding, dila
             out_scale: float, out_zp: int, relu: bool, isa: str, onednn_kernel: Optional[str] = None) -> Any:
     """Called by qref.conv2d (Conv2dParams' packed-weights cache) with validated operands: the
     prepared conv for act's shape and quantization."""
-    from .conv import _channels_last
-
     p = _checked_plan(wt, groups, stride, padding, dilation, isa, onednn_kernel)
     return prepare_conv2d(act.nhwc.shape, _channels_last(wt.oihw), bias, stride, padding, dilation, groups,
                           act.scale, act.zero_point, wt.scale, bool(wt.per_channel), out_scale, out_zp, relu, p)
@@ -341,9 +211,7 @@ def prepare(act: Any, wt: Any, bias: Optional[np.ndarray], stride, padding, dila
 def run(act: Any, wt: Any, bias: Optional[np.ndarray], stride, padding, dilation, groups: int,
         out_scale: float, out_zp: int, relu: bool, isa: str, threads: Optional[int],
         return_intermediates: bool, as_torch: bool, onednn_kernel: Optional[str] = None) -> Any:
-    """Called by qref.conv2d with validated operands (conv.py _Act/_Weight)."""
-    from .conv import _channels_last, _wrap_output
-
+    """Called by qref.conv2d with validated operands (qref.common.operands _Act/_Weight)."""
     p = _checked_plan(wt, groups, stride, padding, dilation, isa, onednn_kernel)
     w_ohwi = _channels_last(wt.oihw)
     nthreads = _core.default_threads() if threads is None else threads
@@ -366,33 +234,14 @@ def run(act: Any, wt: Any, bias: Optional[np.ndarray], stride, padding, dilation
 
 
 def transposed_defect(in_channels: int, out_channels: int, groups: int = 1) -> Optional[str]:
-    """Why torch's x86/onednn transposed conv output is wrong for this layer, or None (SPEC.md §6.5).
+    """Why torch's x86/onednn transposed conv output is wrong for this layer, or None (docs/numerics.md §6.5).
 
     torch 2.13 gives wrong outputs (tens of real units off, every position) when the transposed conv
     runs oneDNN with in_channels != out_channels; qref computes what oneDNN's formula gives for the
     correct weights (which matches torch wherever in_channels == out_channels)."""
     if in_channels != out_channels:
         return (f"torch's x86/onednn quantized ConvTranspose with in_channels={in_channels} != "
-                f"out_channels={out_channels} computes wrong values (SPEC.md §6.5; root cause in torch/ideep's "
+                f"out_channels={out_channels} computes wrong values (docs/numerics.md §6.5; root cause in torch/ideep's "
                 f"deconvolution weight handling), so torch's output cannot be reproduced; qref gives the "
                 f"correct oneDNN arithmetic")
     return None
-
-
-def conv_transpose2d(input: Any, weight: Any, bias: Any = None, *, stride: Any = 1, padding: Any = 0,
-                     output_padding: Any = 0, dilation: Any = 1, groups: int = 1, input_scale: Any = None,
-                     input_zero_point: Any = None, weight_scale: Any = None, output_scale: Any,
-                     output_zero_point: Any, isa: str = "auto", threads: Optional[int] = None) -> Any:
-    """torch's x86/onednn ``quantized::conv_transpose2d`` (oneDNN deconvolution) arithmetic.
-
-    ``weight``: qint8 (C, O/groups, kH, kW) per-tensor symmetric, or an int8 array with
-    ``weight_scale``. The same as ``qref.conv_transpose2d(..., engine="onednn")``: oneDNN's
-    deconvolution kernels and their arithmetic per shape are in qref/onednn_nd.py. Where
-    ``transposed_defect`` names a reason, torch's own output is wrong and differs from this one.
-    """
-    from .conv_nd import conv_transpose2d as _ct2d
-
-    return _ct2d(input, weight, bias, stride=stride, padding=padding, output_padding=output_padding,
-                 dilation=dilation, groups=groups, input_scale=input_scale, input_zero_point=input_zero_point,
-                 weight_scale=weight_scale, output_scale=output_scale, output_zero_point=output_zero_point,
-                 engine="onednn", isa=isa, threads=threads)

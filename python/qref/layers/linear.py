@@ -2,7 +2,7 @@
 
 fbgemm runs a quantized linear as a GEMM whose A rows are the input rows and whose K
 index is the input feature (pytorch ``qlinear.cpp`` ``PackedLinearWeight::apply_impl``:
-``PackAWithRowOffset`` + ``PackBMatrix`` + ``ReQuantizeOutput``; SPEC.md §8). That is
+``PackAWithRowOffset`` + ``PackBMatrix`` + ``ReQuantizeOutput``; docs/numerics.md §8). That is
 exactly fbgemm's pointwise conv on (M, K, 1, 1) with a (O, K, 1, 1) weight: the same K
 order, the same int16 pair saturation of the GEMM micro-kernel (features 2i, 2i+1 when
 the GEMM ISA lacks VNNI), the same requantization (per-tensor bias times a reciprocal,
@@ -12,7 +12,7 @@ including the fast ones), with the leading dimensions flattened as torch does.
 Linear runs fbgemm under the "fbgemm" and the "x86" engine alike
 (``qlinear_prepack.cpp`` ``QLinearPackWeightInt8::run``); only the "onednn" engine packs it
 for oneDNN, whose matmul (brg_matmul on the vnni class) computes like oneDNN's conv
-(qref/onednn.py) except that the weight scale goes through PyTorch's reciprocal round trip
+(qref.engines.onednn.conv2d) except that the weight scale goes through PyTorch's reciprocal round trip
 too: ws = f32(1 / f32(1 / (double)w_scale)) (measured: 0 mismatches over 330k tie-rich outputs,
 per-tensor and per-channel; the conv's plain f32(w_scale) gives 164 on the per-channel ones;
 tests/test_linear.py).
@@ -24,28 +24,22 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import _core
-from ._isa import isa_semantics
-from ._validate import (
-    MAX_ELEMENTS,
-    check_bool,
-)
-from .conv import (
-    ConvPlan,
-    Intermediates,
-    OneDNNNotSupportedError,
-    _activation,
-    _bias_operand,
-    _output_quant,
+from .. import _core
+from ..common.errors import OneDNNNotSupportedError
+from ..common.onednn_isa import describe_class, resolve_class
+from ..common.operands import _activation, _bias_operand, _output_quant, _weight_operand
+from ..common.validate import MAX_ELEMENTS, check_bool
+from ..engines.fbgemm import linear as fbgemm_linear
+from ..engines.fbgemm.conv2d import Intermediates
+from ..engines.onednn.conv2d import OnednnPlan, prepare_conv2d
+from ..engines.onednn.kernel_names import checked_kernel
+from ..routing import (
+    _no_onednn_kernel,
     _run_args,
-    _weight_operand,
+    fbgemm_isa,
+    linear_runs_onednn,
+    require_symmetric,
 )
-
-
-def linear_plan(isa: str = "auto") -> ConvPlan:
-    """fbgemm's linear is a GEMM: it saturates int16 pairs iff the GEMM ISA lacks VNNI."""
-    sem = isa_semantics(isa)
-    return ConvPlan("linear (GEMM)", sem.gemm_saturates, sem)
 
 
 def linear(
@@ -97,9 +91,8 @@ def linear(
     b = _bias_operand(fn, bias, O)
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     check_bool(fn, "relu", relu)
-    kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads,
-                                _isas(engine))
-    if engine == "onednn":
+    kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads)
+    if linear_runs_onednn(engine):
         # qlinear_prepack.cpp: only the "onednn" engine packs linear weights for oneDNN; "x86" and
         # "fbgemm" both use fbgemm's PackedLinearWeight.
         out = _onednn_linear(fn, a.reshape(M, K), a_s, a_zp, wt, b, out_s, out_zp, bool(relu), isa, nthreads,
@@ -110,29 +103,18 @@ def linear(
 
             return torch._make_per_tensor_quantized_tensor(torch.from_numpy(np.ascontiguousarray(out)), out_s, out_zp)
         return out
-    from .conv import _no_onednn_kernel
-
     _no_onednn_kernel(fn, onednn_kernel, engine)
     if engine == "x86":
-        from .onednn import fbgemm_isa
-
         isa = fbgemm_isa(isa)
-    plan = linear_plan(isa)
+    plan = fbgemm_linear.linear_plan(isa)
 
     out_shape = tuple(lead) + (O,)
     if M == 0:
         out = np.zeros(out_shape, np.uint8)
         res = None
     else:
-        # (M, K) rows as an NHWC image (M, 1, 1, K); weight (O, K) as OHWI (O, 1, 1, K): fbgemm's
-        # pointwise conv and its linear are the same GEMM (SPEC.md §4.1, §8).
-        x4 = a.reshape(M, 1, 1, K)
-        w4 = np.ascontiguousarray(wt.oihw.reshape(O, 1, 1, K))
-        res = _core.conv2d_nhwc(
-            x4, w4, b, (1, 1), (0, 0), (1, 1), 1, a_s, a_zp, wt.scale, wt.zero_point, wt.per_channel,
-            out_s, out_zp, bool(relu), plan.saturates, kname,
-            _core.default_threads() if nthreads is None else nthreads, bool(return_intermediates),
-        )
+        res = fbgemm_linear.run(a.reshape(M, K), a_s, a_zp, wt, b, out_s, out_zp, bool(relu), plan, kname, nthreads,
+                                bool(return_intermediates))
         out = (res[0] if return_intermediates else res).reshape(out_shape)
     if from_torch:
         import torch
@@ -149,33 +131,20 @@ def linear(
     return result
 
 
-def _isas(engine: Any) -> tuple:
-    from .conv_nd import _isas as isas
-
-    return isas(engine)
-
-
 def _onednn_linear(fn: str, a2: np.ndarray, a_s: float, a_zp: int, wt: Any, b: Optional[np.ndarray], out_s: float,
                    out_zp: int, relu: bool, isa: str, threads: Optional[int], return_intermediates: bool,
                    onednn_kernel: Optional[str]) -> np.ndarray:
     """oneDNN's matmul as one prepared oneDNN 1x1 conv2d over (M, 1, 1, K) (same exact int32 sum,
     the same compensation, epilogue and scale order), with the weight scale's reciprocal round trip."""
-    from .onednn import OnednnPlan, describe_class, prepare_conv2d, resolve_class
-
     if return_intermediates:
         raise ValueError(f"{fn}: return_intermediates=True is not available for engine='onednn' (use "
                          f"engine='fbgemm')")
-    if not bool(np.all(wt.zero_point == 0)):
-        raise OneDNNNotSupportedError(
-            f"{fn}: engine='onednn' with weight zero points {wt.zero_point.tolist()[:8]}: torch's oneDNN linear "
-            f"requires symmetric weights (all zero points 0)")
+    require_symmetric(fn, wt, "linear")
     cls = resolve_class(isa)
     if cls != "vnni":
         raise OneDNNNotSupportedError(
             f"{fn}: torch's oneDNN runs this linear with its {cls} matmul kernels ({describe_class(cls)}), whose "
             f"arithmetic qref has not reproduced (the vnni class, brg_matmul, is)")
-    from ._onednn_verbose import checked_kernel
-
     onednn_kernel = checked_kernel(fn, onednn_kernel, "matmul", "vnni")
     M, K = a2.shape
     O = wt.oihw.shape[0]

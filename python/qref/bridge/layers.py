@@ -1,13 +1,13 @@
-"""The torch bridge for linear, conv1d, conv3d and transposed convs (issue 7).
+"""The torch bridge for linear, conv1d, conv3d and transposed convs.
 
 ``qref.from_torch`` dispatches here for ``nnq.Linear``, ``nniq.LinearReLU``, ``nnq.Conv1d``,
 ``nniq.ConvReLU1d``, ``nnq.Conv3d``, ``nniq.ConvReLU3d``, ``nnq.ConvTranspose1d``,
 ``nnq.ConvTranspose2d`` and ``nnq.ConvTranspose3d``. Each returns a frozen params object that runs
 like ``Conv2dParams``: ``params(qx, isa=..., kernel=...)``.
 
-Like ``Conv2dParams`` (issue 3), each params object keeps its weights prepared for the kernel
-(issue 7 item 4): the first call on an input shape / quantization / ISA / kernel runs the public
-function (which validates every argument) and then packs the weights once (``_core.conv2d_prepare``
+Like ``Conv2dParams``, each params object keeps its weights prepared for the kernel: the first
+call on an input shape / quantization / ISA / kernel runs the public function (which validates
+every argument) and then packs the weights once (``_core.conv2d_prepare``
 for the layers that run on the conv2d core, the rearranged weights for the N-d core); later calls
 with the same key only convert the input's layout and run the kernel. The cached result is the
 same arithmetic as the public function's (tests/test_linear.py, test_conv_nd.py,
@@ -21,8 +21,32 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ._onednn_verbose import params_kernel
-from ._validate import check_int, check_scale, check_threads, is_torch_tensor
+from .. import _core
+from ..common.kernels import _resolve_kernel
+from ..common.layout import _int_view
+from ..common.operands import _bias_operand, _weight_operand
+from ..common.validate import check_int, check_scale, check_threads, is_torch_tensor
+from ..engines.fbgemm.conv2d import conv_plan
+from ..engines.fbgemm.conv_nd import _pairs_survive_reordering, conv_nd_plan
+from ..engines.fbgemm.linear import linear_plan
+from ..layers.conv_nd import (
+    _transposed_weight,
+    conv1d,
+    conv3d,
+    conv_transpose1d,
+    conv_transpose2d,
+    conv_transpose3d,
+)
+from ..layers.defects import known_torch_defect
+from ..layers.linear import linear
+from .modules import (
+    UnsupportedModuleError,
+    freeze_arrays,
+    module_engine,
+    packed_engine,
+    weight_qparams,
+)
+from .onednn_verbose import params_kernel
 
 _CACHE_ENTRIES = 16  # per params object, as Conv2dParams: cleared when full
 
@@ -37,8 +61,6 @@ def _input_values(x: Any, input_scale: Any, input_zero_point: Any, ndim: Optiona
                 and x.qscheme() == torch.per_tensor_affine and x.device.type == "cpu" and x.numel() > 0
                 and (ndim is None or x.dim() == ndim)):
             return None
-        from .conv import _int_view
-
         return _int_view(x), ("torch", x.q_scale(), x.q_zero_point()), True
     if not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.size > 0 and (ndim is None or x.ndim == ndim)
             and input_scale is not None and input_zero_point is not None):
@@ -50,8 +72,6 @@ def _input_values(x: Any, input_scale: Any, input_zero_point: Any, ndim: Optiona
 def _channels_last(v: np.ndarray) -> np.ndarray:
     """(N, C, *S) uint8 -> C-contiguous (N, *S, C); no copy when it already is (channels_last torch
     tensors, what fbgemm's ops return), else the tiled byte transpose (~10x numpy's)."""
-    from . import _core
-
     t = v.transpose((0,) + tuple(range(2, v.ndim)) + (1,))
     if t.flags.c_contiguous:
         return t
@@ -74,8 +94,6 @@ def _wrap_channels_last(out_cl: np.ndarray, as_torch: bool, scale: float, zero_p
         # than a small conv1d's kernel)
         q = torch._make_per_tensor_quantized_tensor(torch.from_numpy(out_cl), scale, zero_point)
         return q.permute(0, nd + 1, *range(1, nd + 1))
-    from . import _core
-
     N, O = out_cl.shape[0], out_cl.shape[-1]
     S = int(np.prod(out_cl.shape[1:-1], dtype=np.int64))
     r = _core.channels_transpose(np.ascontiguousarray(out_cl).reshape(N, S, 1, O), False)
@@ -135,13 +153,13 @@ class _LayerParams:
     groups: int = 1
     padding_mode: str = "zeros"
     # whose arithmetic torch's packed weights run: "fbgemm", or "onednn" for a module packed for
-    # oneDNN (the default "x86" engine on an AVX512-VNNI host, or "onednn"; qref/onednn_nd.py)
+    # oneDNN (the default "x86" engine on an AVX512-VNNI host, or "onednn"; qref.engines.onednn.nd)
     engine: str = "fbgemm"
     # the oneDNN implementation torch ran for this layer (qref.check reads it from oneDNN's verbose
     # log for the recorded input; "" = qref's shape rules decide)
     onednn_kernel: str = ""
 
-    # issue 7 item 4: prepared weights per input shape / quantization / ISA / kernel (see module doc)
+    # prepared weights per input shape / quantization / ISA / kernel (see module doc)
     _prepared: Any = field(default=None, init=False, repr=False, compare=False)
     # the torch module from_torch read (oneDNN-packed: asked which kernel oneDNN runs per input;
     # not pickled)
@@ -151,8 +169,6 @@ class _LayerParams:
     _in_ndim: Optional[int] = None  # the input's ndim the cached path takes (None: any)
 
     def __post_init__(self) -> None:
-        from .torch_bridge import freeze_arrays
-
         freeze_arrays(self)
 
     def __getstate__(self) -> dict:
@@ -184,8 +200,6 @@ class _LayerParams:
         if got is None:
             return full()
         v, qkey, from_torch = got
-        from .conv import _resolve_kernel
-
         try:
             kname = _resolve_kernel(self.kind, kernel)
         except (TypeError, ValueError):
@@ -206,8 +220,6 @@ class _LayerParams:
             return res
         if ent is False:  # a problem the cached path does not take (e.g. intermediates-only paths)
             return full()
-        from . import _core
-
         n = check_threads(self.kind, threads)
         out = ent.run(v, _core.default_threads() if n is None else n)
         return self._wrap(out, from_torch, ent.out_scale, ent.out_zp)
@@ -219,10 +231,8 @@ class _LayerParams:
         return None
 
     def _operands(self, fn: str, ndim: int):
-        """The weight (qref.conv._Weight), bias (float32 or None) and output quantization, as the
+        """The weight (qref.common.operands._Weight), bias (float32 or None) and output quantization, as the
         public functions read them."""
-        from .conv import _weight_operand
-
         wa = self._weight_args()
         wt = _weight_operand(fn, self.weight, wa["weight_scale"], wa["weight_zero_point"], ndim=ndim)
         return wt, wt.oihw, check_scale(fn, "output_scale", self.output_scale), int(self.output_zero_point)
@@ -231,9 +241,6 @@ class _LayerParams:
                         out_s, out_zp, saturate: bool, kname: str):
         """_core.conv2d_prepare for an NHWC input of x4_shape (the bias as the public functions
         pass it)."""
-        from . import _core
-        from .conv import _bias_operand
-
         b = _bias_operand(self.kind, self.bias, O)
         w_ohwi = np.ascontiguousarray(w_ohwi)
         return _core.conv2d_prepare(np.empty(x4_shape, np.uint8), w_ohwi, b, tuple(st), tuple(pd), tuple(dl),
@@ -242,11 +249,8 @@ class _LayerParams:
 
     def _prepare_nd(self, wt: Any, w_cl: np.ndarray, O: int, st, pd, dl, op, g, transposed: bool, sd: int, a_s,
                     a_zp, out_s, out_zp, plan, reproduce_defects: bool, kname: str, to_nd: Callable) -> _Entry:
-        """The N-d core (_core.conv_nd_ndhwc, as conv_nd._run_nd calls it) with the weights
+        """The N-d core (_core.conv_nd_ndhwc, as qref.engines.fbgemm.conv_nd._run_nd calls it) with the weights
         rearranged once; to_nd maps the channels-last input to (N, D, H, W, C)."""
-        from . import _core
-        from .conv import _bias_operand
-
         b = _bias_operand(self.kind, self.bias, O)
         w_cl = np.ascontiguousarray(w_cl)
         relu = bool(self.relu) and not transposed
@@ -281,8 +285,6 @@ class _LayerParams:
 
     def known_torch_defect(self, input_shape: Any, *, first_input_shape: Any = None,
                            input_zero_point: Optional[int] = None, isa: str = "auto") -> Optional[str]:
-        from .conv_nd import known_torch_defect
-
         return known_torch_defect(self, input_shape, first_input_shape=first_input_shape,
                                   input_zero_point=input_zero_point, isa=isa)
 
@@ -298,14 +300,10 @@ class LinearParams(_LayerParams):
     kind = "linear"
 
     def plan(self, input_shape: Any, isa: str = "auto"):
-        from .linear import linear_plan
-
         return linear_plan(isa)
 
     def __call__(self, qx: Any, *, input_scale: Any = None, input_zero_point: Any = None, isa: str = "auto",
                  kernel: str = "auto", threads: Optional[int] = None, return_intermediates: bool = False) -> Any:
-        from .linear import linear
-
         def full():
             return linear(qx, self.weight, self.bias, input_scale=input_scale, input_zero_point=input_zero_point,
                           output_scale=self.output_scale, output_zero_point=self.output_zero_point, relu=self.relu,
@@ -318,9 +316,6 @@ class LinearParams(_LayerParams):
 
     def _prepare(self, shape: tuple, a_s: float, a_zp: int, isa: str, kname: str) -> Optional[_Entry]:
         # qref.linear: the (M, K) rows as an NHWC image (M, 1, 1, K) of fbgemm's pointwise conv
-        from . import _core
-        from .linear import linear_plan
-
         wt, w, out_s, out_zp = self._operands("linear", 2)
         O, K = w.shape
         lead = shape[:-1]
@@ -348,8 +343,6 @@ class Conv1dParams(_LayerParams):
     kind = "conv1d"
 
     def plan(self, input_shape: Any, isa: str = "auto"):
-        from .conv import conv_plan
-
         N, C, L = (int(v) for v in input_shape)
         O, Cg, k = self.weight.shape
         p = 0 if self.padding_mode != "zeros" else self.padding[0]
@@ -359,8 +352,6 @@ class Conv1dParams(_LayerParams):
 
     def __call__(self, qx: Any, *, input_scale: Any = None, input_zero_point: Any = None, isa: str = "auto",
                  kernel: str = "auto", threads: Optional[int] = None, return_intermediates: bool = False) -> Any:
-        from .conv_nd import conv1d
-
         x, s, z, pad = self._pad_input(qx, input_scale, input_zero_point)
 
         def full():
@@ -378,9 +369,6 @@ class Conv1dParams(_LayerParams):
 
     def _prepare(self, shape: tuple, a_s: float, a_zp: int, isa: str, kname: str, pad: tuple) -> Optional[_Entry]:
         # qref.conv1d: conv2d on (N, C, 1, L) with kernel (1, k) (torch's QConv1dInt8)
-        from . import _core
-        from .conv import conv_plan
-
         wt, w, out_s, out_zp = self._operands("conv1d", 3)
         N, C, L = shape
         O, Cg, k = w.shape
@@ -403,8 +391,6 @@ class Conv3dParams(_LayerParams):
     kind = "conv3d"
 
     def plan(self, input_shape: Any, isa: str = "auto"):
-        from .conv_nd import conv_nd_plan
-
         shape = tuple(int(v) for v in input_shape)
         pad = self.padding
         if self.padding_mode != "zeros":
@@ -415,8 +401,6 @@ class Conv3dParams(_LayerParams):
     def __call__(self, qx: Any, *, input_scale: Any = None, input_zero_point: Any = None, isa: str = "auto",
                  kernel: str = "auto", threads: Optional[int] = None, return_intermediates: bool = False,
                  reproduce_defects: bool = False) -> Any:
-        from .conv_nd import conv3d
-
         x, s, z, pad = self._pad_input(qx, input_scale, input_zero_point)
 
         def full():
@@ -436,9 +420,6 @@ class Conv3dParams(_LayerParams):
     def _prepare(self, shape: tuple, a_s: float, a_zp: int, isa: str, kname: str, pad: tuple,
                  reproduce_defects: bool) -> Optional[_Entry]:
         # qref.conv3d's choice: the conv2d core on the depth-gathered problem, or the N-d core
-        from . import _core
-        from .conv_nd import _pairs_survive_reordering, conv_nd_plan
-
         wt, w, out_s, out_zp = self._operands("conv3d", 5)
         N, C, D, H, W = shape
         O, Cg, KD, KH, KW = w.shape
@@ -448,7 +429,7 @@ class Conv3dParams(_LayerParams):
                 and _pairs_survive_reordering(plan, Cg, KD * KH * KW)):
             return self._prepare_nd(wt, w.transpose(0, 2, 3, 4, 1), O, st, pd, dl, (0, 0, 0), g, False, 3, a_s,
                                     a_zp, out_s, out_zp, plan, reproduce_defects, kname, lambda x: x)
-        # conv_nd._conv3d_via_conv2d: one conv2d over N*OD images whose channels are (g, kd, c)
+        # qref.engines.fbgemm.conv_nd._conv3d_via_conv2d: one conv2d over N*OD images whose channels are (g, kd, c)
         OD = (D + 2 * pd[0] - dl[0] * (KD - 1) - 1) // st[0] + 1
         plain = KD == 1 and st[0] == 1 and pd[0] == 0
         x4_shape = (N * D, H, W, C) if plain else (N * OD, H, W, g * KD * Cg)
@@ -489,8 +470,6 @@ class ConvTransposeParams(_LayerParams):
     kind = "conv_transpose"
 
     def plan(self, input_shape: Any, isa: str = "auto"):
-        from .conv_nd import conv_nd_plan
-
         shape = tuple(int(v) for v in input_shape)
         IC, OCg = self.weight.shape[:2]
         g = self.groups
@@ -504,8 +483,6 @@ class ConvTransposeParams(_LayerParams):
     def __call__(self, qx: Any, *, input_scale: Any = None, input_zero_point: Any = None, isa: str = "auto",
                  kernel: str = "auto", threads: Optional[int] = None, return_intermediates: bool = False,
                  reproduce_defects: bool = False) -> Any:
-        from .conv_nd import conv_transpose1d, conv_transpose2d, conv_transpose3d
-
         fn = {3: conv_transpose1d, 4: conv_transpose2d, 5: conv_transpose3d}[self.weight.ndim]
 
         def full():
@@ -528,9 +505,6 @@ class ConvTransposeParams(_LayerParams):
                  reproduce_defects: bool) -> Optional[_Entry]:
         # qref.conv_transpose2d's choice: the conv2d core on the spread-out input (im2col path), or
         # the N-d core with a unit depth
-        from . import _core
-        from .conv_nd import _pairs_survive_reordering, _transposed_weight, conv_nd_plan
-
         fn = "conv_transpose2d"
         wt, w, out_s, out_zp = self._operands(fn, 4)
         N, C, H, W = shape
@@ -546,7 +520,7 @@ class ConvTransposeParams(_LayerParams):
                                     kname, lambda x: x[:, None])
         if not plan.saturates and dl == (1, 1) and st != (1, 1) and all(k >= s_ for k, s_ in zip(ks, st)):
             return self._prepare_polyphase(wt, w_oihw, O, shape, ks, st, pd, op, g, a_s, a_zp, out_s, out_zp, kname)
-        # conv_nd._convt2d_via_conv2d: a stride-1 conv over the input spread out by the stride (a_zp
+        # qref.engines.fbgemm.conv_nd._convt2d_via_conv2d: a stride-1 conv over the input spread out by the stride (a_zp
         # elsewhere) with the kernel flipped
         out_hw = [(n - 1) * s_ - 2 * p + d * (k - 1) + o + 1 for n, s_, p, d, k, o in zip((H, W), st, pd, dl, ks, op)]
         size = [o + d * (k - 1) for o, d, k in zip(out_hw, dl, ks)]
@@ -574,7 +548,7 @@ class ConvTransposeParams(_LayerParams):
     def _prepare_polyphase(self, wt, w_oihw, O, shape, ks, st, pd, op, g, a_s, a_zp, out_s, out_zp, kname):
         """The transposed im2col path without int16 saturation, as one stride-1 conv per output phase.
 
-        fbgemm's transposed im2col (SPEC.md §4.4) multiplies every tap, the a_zp ones included, and
+        fbgemm's transposed im2col (docs/numerics.md §4.4) multiplies every tap, the a_zp ones included, and
         then subtracts a_zp * col_offset and rowsum * w_zp, all in wrapping int32: raw is
         sum over taps of (a - a_zp) * (w - w_zp) modulo 2^32 (a ring identity; only int16 pair
         saturation would break it, hence not plan.saturates). A tap holding a_zp adds 0, so raw is
@@ -583,8 +557,6 @@ class ConvTransposeParams(_LayerParams):
         a stride-1 conv over the input with the taps k = f, f + s, ... flipped, a_zp padding
         (adds 0 as well). Same raw, same requantization, so the same bytes, with about 1/(sH*sW)
         of the multiplies (torch's fbgemm multiplies all of them)."""
-        from . import _core
-
         N, C, H, W = shape
         out_hw = [(n - 1) * s_ - 2 * p + (k - 1) + o + 1 for n, s_, p, k, o in zip((H, W), st, pd, ks, op)]
         dims = []  # per dim: [(first output o0, count T, taps J, first input lo)] per phase
@@ -648,23 +620,18 @@ def _direct_refusal(name: str) -> str:
 
 
 def packed_engine_nd(module: Any) -> str:
-    """'fbgemm', 'onednn' or 'unknown' for any supported module: see torch_bridge.packed_engine."""
-    from .torch_bridge import packed_engine
-
+    """'fbgemm', 'onednn' or 'unknown' for any supported module: see qref.bridge.modules.packed_engine."""
     return packed_engine(module)
 
 
 def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
     """Integer parameters of a quantized Linear / Conv1d / Conv3d / ConvTranspose1d/2d module."""
 
-    from .torch_bridge import UnsupportedModuleError, module_engine, weight_qparams
 
     name = type(module).__name__
     kind, relu = MODULE_KINDS[name]
     direct = False
     if kind == "conv_transpose2d":
-        from .conv_nd import conv_nd_plan
-
         g = int(module.groups)
         plan = conv_nd_plan((1, module.in_channels, 8, 8), (module.out_channels, module.in_channels // g)
                             + tuple(module.kernel_size), module.stride, module.padding, module.dilation, g,
@@ -673,11 +640,11 @@ def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
         # uninitialized memory (different on every call; PackedDirectConvMatrix has no unpack). Two
         # calls that differ rule out a oneDNN-packed module (whose unpack is exact) without the
         # engine probe, whose call would fix fbgemm's cached column offsets to the probe's input
-        # size (SPEC.md §4.5).
+        # size (docs/numerics.md §4.5).
         direct = plan.path == "direct"
         if direct and not bool((module.weight().int_repr() == module.weight().int_repr()).all()):
             raise UnsupportedModuleError(_direct_refusal(name))
-    # oneDNN-packed: qref/onednn_nd.py (Conv1d as conv2d; Linear: qref/linear.py)
+    # oneDNN-packed: qref.engines.onednn.nd (Conv1d as conv2d; Linear: qref.layers.linear)
     engine = module_engine(module, name) if check_engine else "fbgemm"
     if direct and engine == "fbgemm":
         raise UnsupportedModuleError(_direct_refusal(name))

@@ -1,0 +1,245 @@
+"""qref.conv2d and qref.quantize: the public numerics entry points.
+
+conv2d validates its arguments (qref.common), asks torch's routing which engine runs the conv
+(qref.routing) and runs it there (qref.engines.fbgemm / qref.engines.onednn); the owner of
+immutable weights (Conv2dParams) passes a cache in which the packed weights are kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from .. import _core
+from ..common.kernels import _resolve_kernel
+from ..common.layout import _channels_last, _quint8_nhwc_view, _wrap_output
+from ..common.onednn_isa import resolve_class
+from ..common.operands import (
+    _bias_operand,
+    _conv2d_geometry,
+    _input_operand,
+    _output_quant,
+    _weight_operand,
+)
+from ..common.validate import (
+    INT32_MAX,
+    MAX_ELEMENTS,
+    check_bool,
+    check_int,
+    check_scale,
+    check_threads,
+    is_torch_tensor,
+)
+from ..engines.fbgemm import conv2d as fbgemm_conv2d
+from ..engines.fbgemm.conv2d import conv_plan
+from ..engines.onednn import conv2d as onednn_conv2d
+from ..engines.onednn.kernel_names import checked_kernel
+from ..routing import _no_onednn_kernel, _run_args, conv_runs_onednn, fbgemm_isa
+
+
+def conv2d(
+    input: Any,
+    weight: Any,
+    bias: Any = None,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    input_scale: Any = None,
+    input_zero_point: Any = None,
+    weight_scale: Any = None,
+    weight_zero_point: Any = None,
+    output_scale: Any,
+    output_zero_point: Any,
+    relu: bool = False,
+    engine: str = "fbgemm",
+    isa: str = "auto",
+    kernel: str = "auto",
+    threads: Optional[int] = None,
+    return_intermediates: bool = False,
+    _prepared_cache: Optional[dict] = None,
+    onednn_kernel: Optional[str] = None,
+    _fn: str = "conv2d",
+) -> Any:
+    """Quantized conv2d, bit-exact with torch's fbgemm ``quantized::conv2d(_relu)``.
+
+    Returns the same kind as ``input``: a torch quint8 tensor or a numpy uint8
+    array (N, O, OH, OW). With ``return_intermediates=True`` returns
+    ``(output, Intermediates)`` (computed by the scalar reference kernel).
+    """
+    fn = _fn  # "conv1d" when qref.conv1d runs through here (its (1, k) geometry)
+    if _prepared_cache is not None and not return_intermediates:
+        out = _prepared_fast_path(_prepared_cache, input, weight, bias, weight_scale, weight_zero_point, stride,
+                                  padding, dilation, groups, input_scale, input_zero_point, output_scale,
+                                  output_zero_point, relu, engine, isa, kernel, threads)
+        if out is not None:
+            return out
+    # The scalar arguments first, so nothing is copied before they are known good.
+    g, st, pd, dl = _conv2d_geometry(fn, groups, stride, padding, dilation)
+    out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
+    check_bool(fn, "relu", relu)
+    # engine x86/onednn: isa may also name the oneDNN classes "amx", "avx512_core", "sse41" (qref.routing).
+    kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads)
+    act = _input_operand(fn, input, input_scale, input_zero_point)
+    wt = _weight_operand(fn, weight, weight_scale, weight_zero_point)
+    N, H, W, C = act.nhwc.shape
+    O, Cg, KH, KW = wt.oihw.shape
+    if O == 0 or Cg == 0 or KH == 0 or KW == 0:
+        # torch divides by zero (SIGFPE) for O=0 and reads uninitialised memory for C=0.
+        raise ValueError(f"{fn}: weight.shape={(O, Cg, KH, KW)} (every weight dimension must be >= 1)")
+    if C % g != 0:
+        raise ValueError(f"{fn}: input has C={C} channels with groups={g} (channels must be divisible by groups)")
+    if O % g != 0:
+        raise ValueError(f"{fn}: weight has O={O} output channels with groups={g} (output channels must be "
+                         f"divisible by groups)")
+    if Cg * g != C:
+        raise ValueError(f"{fn}: weight has {Cg} input channels per group but input has C={C} channels with "
+                         f"groups={g} (input channels must equal groups * weight channels)")
+    for dim, v in (("input.shape[0] (N)", N), ("input.shape[1] (C)", C), ("input.shape[2] (H)", H),
+                   ("input.shape[3] (W)", W), ("weight.shape[0] (O)", O), ("padded height H+2*padding", H + 2 * pd[0]),
+                   ("padded width W+2*padding", W + 2 * pd[1]), ("kernel span dilation*(kH-1)+1", dl[0] * (KH - 1) + 1),
+                   ("kernel span dilation*(kW-1)+1", dl[1] * (KW - 1) + 1)):
+        if v > INT32_MAX:
+            raise ValueError(f"{fn}: {dim}={v} is too large (must be <= 2^31-1: fbgemm's conv_param_t holds a C int)")
+    eff_h, eff_w = dl[0] * (KH - 1) + 1, dl[1] * (KW - 1) + 1
+    if eff_h > H + 2 * pd[0] or eff_w > W + 2 * pd[1]:
+        raise ValueError(f"{fn}: kernel {KH}x{KW} with dilation={dl} spans {eff_h}x{eff_w}, larger than the padded "
+                         f"input {H + 2 * pd[0]}x{W + 2 * pd[1]} (kernel must fit in the padded input)")
+    OH = (H + 2 * pd[0] - eff_h) // st[0] + 1
+    OW = (W + 2 * pd[1] - eff_w) // st[1] + 1
+    K = Cg * KH * KW
+    if N * O * OH * OW > MAX_ELEMENTS or N * OH * OW * K > (1 << 62) or O * K > MAX_ELEMENTS:
+        raise ValueError(f"{fn}: output shape {(N, O, OH, OW)} with K={K} is too large (at most 2^40 output "
+                         f"elements and 2^62 multiply-adds, so index arithmetic stays inside int64)")
+    if wt.per_channel and wt.scale.shape[0] != O:
+        raise ValueError(f"{fn}: weight has {wt.scale.shape[0]} per-channel scales but O={O} output channels "
+                         f"(one per output channel)")
+    b = _bias_operand(fn, bias, O)
+    if conv_runs_onednn(engine, wt, g, isa):
+        # oneDNN's arithmetic (docs/numerics.md §6, docs/onednn.md)
+        onednn_kernel = checked_kernel(fn, onednn_kernel, "convolution", resolve_class(isa))
+        if _prepared_cache is not None and not return_intermediates:
+            # as for fbgemm below, Conv2dParams keeps the oneDNN conv packed once (a
+            # _core.OnednnConv2d, which _core.conv2d_run also runs), so _prepared_fast_path serves
+            # repeated calls.
+            prep = onednn_conv2d.prepare(act, wt, b, st, pd, dl, g, out_s, out_zp, bool(relu), isa, onednn_kernel)
+            return _remember_and_run(_prepared_cache, prep, act, nthreads, out_s, out_zp, input, input_scale,
+                                     input_zero_point, weight, bias, weight_scale, weight_zero_point, stride,
+                                     padding, dilation, groups, output_scale, output_zero_point, relu, engine, isa,
+                                     kname)
+        return onednn_conv2d.run(act, wt, b, st, pd, dl, g, out_s, out_zp, bool(relu), isa, nthreads,
+                                 bool(return_intermediates), act.from_torch, onednn_kernel)
+    _no_onednn_kernel(fn, onednn_kernel, engine)
+    if engine == "x86":
+        isa = fbgemm_isa(isa)  # the fbgemm name of a machine named by a oneDNN class
+
+    plan = conv_plan((N, C, H, W), (O, Cg, KH, KW), st, pd, dl, g, isa)
+    if _prepared_cache is not None and not return_intermediates:
+        # the owner of immutable weights (Conv2dParams) keeps the weights transposed,
+        # column-summed and packed for the kernel, one entry per input shape / quantization /
+        # ISA semantics / kernel, so a call only runs the kernel.
+        prep = fbgemm_conv2d.prepare(act, wt, b, st, pd, dl, g, out_s, out_zp, bool(relu), plan, kname)
+        return _remember_and_run(_prepared_cache, prep, act, nthreads, out_s, out_zp, input, input_scale,
+                                 input_zero_point, weight, bias, weight_scale, weight_zero_point, stride, padding,
+                                 dilation, groups, output_scale, output_zero_point, relu, engine, isa, kname)
+    return fbgemm_conv2d.run(act, wt, b, st, pd, dl, g, out_s, out_zp, bool(relu), plan, kname, nthreads,
+                             bool(return_intermediates))
+
+
+def _remember_and_run(cache: dict, prep: Any, act: Any, nthreads: Optional[int], out_s: float, out_zp: int,
+                      *key_args: Any) -> Any:
+    """Keep a prepared conv (fbgemm's or oneDNN's) in the owner's cache, then run it once."""
+    if len(cache) >= 16:
+        cache.clear()
+    # Remembered under the caller's own argument objects (immutable, owned by the cache's owner)
+    # plus the input's shape and quantization: see _prepared_fast_path.
+    weight, bias, weight_scale, weight_zero_point = key_args[3:7]
+    cache[_fast_key(*key_args)] = (prep, (weight, bias, weight_scale, weight_zero_point))
+    out_nhwc = _core.conv2d_run(prep, act.nhwc, _core.default_threads() if nthreads is None else nthreads)
+    return _wrap_output(out_nhwc, act.from_torch, out_s, out_zp)
+
+
+def _fast_key(x: Any, input_scale: Any, input_zero_point: Any, weight: Any, bias: Any, weight_scale: Any,
+              weight_zero_point: Any, stride: Any, padding: Any, dilation: Any, groups: Any, output_scale: Any,
+              output_zero_point: Any, relu: Any, engine: str, isa: str, kname: str) -> tuple:
+    """What a prepared conv2d depends on: the identity of the (read-only, owned)
+    weight-side objects, the other arguments by value, the input's kind, shape and
+    quantization, the kernel (after QREF_KERNEL) and the ISA name (whose meaning is fixed
+    for the process: fbgemm reads its environment once)."""
+    if is_torch_tensor(x):
+        q = ("torch", x.q_scale(), x.q_zero_point())
+    else:
+        q = ("numpy", repr(input_scale), repr(input_zero_point))
+    return (id(weight), id(bias), id(weight_scale), id(weight_zero_point), repr(stride), repr(padding),
+            repr(dilation), repr(groups), repr(output_scale), repr(output_zero_point), bool(relu), engine, isa, kname,
+            tuple(x.shape)) + q
+
+
+def _prepared_fast_path(cache: dict, x: Any, weight: Any, bias: Any, weight_scale: Any, weight_zero_point: Any,
+                        stride: Any, padding: Any, dilation: Any, groups: Any, input_scale: Any,
+                        input_zero_point: Any, output_scale: Any, output_zero_point: Any, relu: Any, engine: Any,
+                        isa: Any, kernel: Any, threads: Any) -> Any:
+    """A repeated call of a Conv2dParams on an input (quint8 tensor, or uint8 array with the
+    same input_scale/input_zero_point) of a shape and quantization it has seen: every
+    argument was validated when the entry was made, so only the input's kind, the kernel
+    name and the thread count are checked again. None: take the full path."""
+    if not (isinstance(kernel, str) and isinstance(isa, str) and isinstance(engine, str)):
+        return None
+    if is_torch_tensor(x):
+        import torch
+
+        if not (input_scale is None and input_zero_point is None and x.dim() == 4 and x.is_quantized
+                and x.dtype == torch.quint8 and x.qscheme() == torch.per_tensor_affine):
+            return None
+    elif not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 4 and input_scale is not None
+              and input_zero_point is not None):
+        return None
+    kname = _resolve_kernel("conv2d", kernel)
+    hit = cache.get(_fast_key(x, input_scale, input_zero_point, weight, bias, weight_scale, weight_zero_point, stride,
+                              padding, dilation, groups, output_scale, output_zero_point, relu, engine, isa, kname))
+    if hit is None:
+        return None
+    prep = hit[0]  # hit[1] keeps the keyed objects alive, so their ids are never reused
+    nthreads = check_threads("conv2d", threads)
+    torch_in = is_torch_tensor(x)
+    nhwc = np.ascontiguousarray(_quint8_nhwc_view(x)) if torch_in else _channels_last(x)
+    nt = _core.default_threads() if nthreads is None else nthreads
+    if torch_in:
+        # the kernel writes straight into the channels_last quint8 result (NHWC memory),
+        # instead of a numpy array copied into a new tensor by _wrap_output (0.1-0.25 ms on a
+        # 784 KB output: a quarter of ResNet-50 conv1's time).
+        import torch
+
+        N, OH, OW, O = _core.prepared_output_shape(prep)
+        q = torch._empty_affine_quantized((N, O, OH, OW), scale=float(output_scale),
+                                          zero_point=int(output_zero_point), dtype=torch.quint8,
+                                          memory_format=torch.channels_last)
+        _core.conv2d_run_into(prep, nhwc, q.data_ptr(), N * OH * OW * O, nt)
+        return q
+    out_nhwc = _core.conv2d_run(prep, nhwc, nt)
+    return _wrap_output(out_nhwc, torch_in, float(output_scale), int(output_zero_point))
+
+
+# ----------------------------------------------------------------------------- quantize
+
+
+def quantize(x: Any, scale: Any, zero_point: Any) -> np.ndarray:
+    """float32 -> quint8 exactly as torch.quantize_per_tensor does it on this build (docs/numerics.md §7):
+    ``clamp(rne(fma(x, f32(1/f32(scale)), zp)), 0, 255)``. Returns a numpy uint8 array."""
+    fn = "quantize"
+    if is_torch_tensor(x):
+        import torch
+
+        if x.is_quantized or x.dtype != torch.float32:
+            raise TypeError(f"{fn}: x.dtype={x.dtype} (must be float32; qref never casts silently)")
+        x = x.detach().cpu().numpy()
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{fn}: x has type {type(x).__name__} (must be a float32 numpy array or torch tensor)")
+    if x.dtype != np.float32:
+        raise TypeError(f"{fn}: x.dtype={x.dtype} (must be float32; qref never casts silently)")
+    s = check_scale(fn, "scale", scale)
+    zp = check_int(fn, "zero_point", zero_point, 0, 255, "quint8: must be in [0, 255]")
+    # Any strides: one C-contiguous copy (a no-op when already contiguous).
+    return _core.quantize(np.ascontiguousarray(x), s, zp)
