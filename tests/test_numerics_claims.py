@@ -13,6 +13,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+
 import qref
 from oracle import build, run_in_subprocess, spec
 
