@@ -25,9 +25,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "qref/conv2d.h"
-#include "qref/conv_nd.h"
-#include "qref/requant.h"
+#include "qref/gemm/conv2d.h"
+#include "qref/fbgemm/conv_nd.h"
+#include "qref/fbgemm/requant.h"
 
 namespace qref {
 namespace ref {

@@ -1,6 +1,6 @@
 // qref: fbgemm path rules for 3D and transposed convs, and the threaded driver
 // of the N-d scalar reference (conv_nd.h).
-#include "qref/conv_nd.h"
+#include "qref/fbgemm/conv_nd.h"
 
 #include <algorithm>
 #include <thread>

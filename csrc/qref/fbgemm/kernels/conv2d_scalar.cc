@@ -12,8 +12,8 @@
 //   4. requantization as requant.h.
 #include <cstdint>
 
-#include "qref/kernels.h"
-#include "qref/requant.h"
+#include "qref/common/kernels.h"
+#include "qref/fbgemm/requant.h"
 
 namespace qref {
 namespace {

@@ -38,7 +38,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "qref/kernels.h"
+#include "qref/common/kernels.h"
 
 namespace qref {
 // Defined in conv2d.cc (generic code): Requant's arrays, read here without
@@ -57,7 +57,7 @@ constexpr int64_t kTargetABytes = 96 * 1024;  // packed A block (stays in L2)
 
 // Shared helpers (cin_pg, round_up, RqArrays, set_rq, copy_small, sum_bytes,
 // im2col_row, ...), compiled here privately: see the file's comment.
-#include "qref/kernels/common-inl.h"
+#include "qref/fbgemm/kernels/common-inl.h"
 
 // --------------------------------------------------------------------------
 // Problem classification and packed layouts.

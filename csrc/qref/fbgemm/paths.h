@@ -7,7 +7,7 @@
 // numOfGroupsTogether.
 #pragma once
 
-#include "qref/conv2d.h"
+#include "qref/gemm/conv2d.h"
 
 namespace qref {
 

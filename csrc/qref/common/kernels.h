@@ -12,7 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "qref/conv2d.h"
+#include "qref/gemm/conv2d.h"
 
 namespace qref {
 

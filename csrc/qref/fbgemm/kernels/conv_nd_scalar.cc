@@ -22,9 +22,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "qref/conv_nd.h"
-#include "qref/kernels.h"
-#include "qref/requant.h"
+#include "qref/fbgemm/conv_nd.h"
+#include "qref/common/kernels.h"
+#include "qref/fbgemm/requant.h"
 
 namespace qref {
 

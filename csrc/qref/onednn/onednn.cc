@@ -1,15 +1,16 @@
 // qref: oneDNN int8 conv2d arithmetic (scalar, normative). See onednn.h.
-#include "qref/onednn.h"
+#include "qref/onednn/onednn.h"
 
 #include <algorithm>
 #include <cmath>
 #include <thread>
 #include <vector>
 
-#include "qref/api.h"
-#include "qref/kernels.h"
-#include "qref/kernels/onednn_simd.h"
-#include "qref/requant.h"
+#include "qref/fbgemm/conv2d.h"
+#include "qref/gemm/api.h"
+#include "qref/common/kernels.h"
+#include "qref/onednn/kernels/onednn_simd.h"
+#include "qref/fbgemm/requant.h"
 
 namespace qref {
 

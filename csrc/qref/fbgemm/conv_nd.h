@@ -16,7 +16,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "qref/conv2d.h"
+#include "qref/gemm/conv2d.h"
 
 namespace qref {
 

@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "qref/kernels/onednn_simd.h"
+#include "qref/onednn/kernels/onednn_simd.h"
 
 namespace qref {
 

@@ -24,7 +24,7 @@
 #include <memory>
 #include <vector>
 
-#include "qref/conv2d.h"
+#include "qref/gemm/conv2d.h"
 
 namespace qref {
 

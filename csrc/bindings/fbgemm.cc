@@ -16,10 +16,11 @@
 #include <string>
 #include <vector>
 
-#include "qref/api.h"
-#include "qref/conv_nd.h"  // issue 7
-#include "qref/onednn.h"  // issue 8
-#include "qref/requant.h"
+#include "qref/fbgemm/conv2d.h"
+#include "qref/gemm/api.h"
+#include "qref/fbgemm/conv_nd.h"  // issue 7
+#include "qref/onednn/onednn.h"  // issue 8
+#include "qref/fbgemm/requant.h"
 
 namespace py = pybind11;
 using namespace qref;
