@@ -151,7 +151,7 @@ def _run_nd(fn, a_ndhwc, a_s, a_zp, w_odhwi, wt, b, st3, pd3, dl3, op3, groups, 
         a_ndhwc, w_odhwi, b, list(st3), list(pd3), list(dl3), list(op3), int(groups), bool(transposed), sd,
         a_s, a_zp, wt.scale, wt.zero_point, wt.per_channel, out_s, out_zp, bool(relu), plan.path,
         plan.saturates, bool(reproduce_defects), _core.default_threads() if threads is None else threads,
-        bool(return_intermediates), kname != "scalar")
+        bool(return_intermediates), kname)
     if return_intermediates:
         return res[0], (res[1], res[2], res[3])
     return res, None

@@ -143,30 +143,6 @@ struct ConvNdProblem {
   //  - direct transposed with stride_h = 2: the host loop places input row j's
   //    contributions at output rows j + kh instead of 2j + kh (SPEC.md §4.5).
   bool reproduce_defects = false;
-  // Run the depthwise and direct transposed paths with the channel-vectorised loops
-  // (conv_nd_depthwise_rows, conv_transpose_direct_rows) instead of the plain reference; same
-  // bytes (tests: test_conv3d_kernels_agree, test_transposed_kernels_agree).
-  bool fast_depthwise = false;
 };
-
-// Runs the whole problem (scalar reference) with up to num_threads threads.
-// `inter` (may be null) receives acc / raw / y per output element (NDHWC).
-void run_conv_nd(const ConvNdProblem& p, const uint8_t* in, const int8_t* w, uint8_t* out, int num_threads,
-                 const Conv2dIntermediates* inter);
-
-// Scalar kernels (kernels/conv_nd_scalar.cc): output rows m in [m_begin, m_end),
-// m = (n * OD + od) * OH + oh.
-void conv_nd_scalar_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
-                         int64_t m_begin, int64_t m_end, uint8_t* scratch, const Conv2dIntermediates* inter);
-// The depthwise path (Cg == 1) with channels innermost: the loops over output channels are
-// plain int32 arithmetic the compiler vectorises. Same arithmetic as conv_nd_scalar_rows.
-void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
-                            int64_t m_begin, int64_t m_end);
-// fbgemm's direct transposed path (scatter; SPEC.md §4.5), one image n.
-void conv_transpose_direct_scalar(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
-                                  int64_t n, const Conv2dIntermediates* inter);
-// The same, vectorised over output channels, for output rows m = n * OH + oh in [m_begin, m_end).
-void conv_transpose_direct_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
-                                int64_t m_begin, int64_t m_end);
 
 }  // namespace qref

@@ -56,33 +56,12 @@ struct Requant {
   std::vector<int32_t> weight_zero_point; // per output channel (broadcast if per-tensor)
 };
 
-// issue 8: oneDNN's requantization (onednn.h) in place of fbgemm's, for the
-// exact-int32 oneDNN class. With symmetric weights (w_zp = 0, which oneDNN
-// requires) the exact GEMM's raw = acc - a_zp * colsum (padded taps filled with
-// a_zp) equals oneDNN's wrap32(acc_real - a_zp * colsum_real) (ring identity
-// mod 2^32; a padded tap adds (a_zp - a_zp) * w = 0), so only the float steps
-// after it differ. Plain data read through pointers (kernel files are compiled
-// with ISA flags; kernels.h). The arrays have O entries and must outlive every
-// run of the problem (the owner keeps them: OnednnConv2d in onednn.cc).
-struct OnednnEpilogue {
-  const float* scale = nullptr;  // [O]: f32(ss * ws[o]) if combined, else ws[o]
-  const float* bias = nullptr;   // [O] or null
-  float ss = 1.f;                // src scale (separate scales: f32(f32(A * ss) * ws[o]))
-  float inv = 1.f;               // 1 / dst scale (multiplied)
-  float dst_scale = 1.f;         // divided by, if divide_dst
-  int32_t out_zp = 0;            // added in float before rounding
-  bool relu = false, combined = false, divide_dst = false;
-};
-
 // Which of fbgemm's int16 pair saturations apply to this problem. Decided
 // once from the path (paths.h) and the ISA semantics the caller asked for.
 struct Conv2dProblem {
   Conv2dShape shape;
   Requant rq;
   bool saturate = false;  // sum consecutive K pairs with int16 saturation
-  // issue 8: non-null = oneDNN's requantization (only the AVX512-VNNI kernel's
-  // exact GEMM honours it; onednn.cc routes nothing else here).
-  const OnednnEpilogue* onednn = nullptr;
 };
 
 // Optional stage-by-stage outputs (NHWC, one per output element).

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "qref/gemm/conv2d.h"
+#include "qref/onednn/requant.h"
 
 namespace qref {
 
@@ -53,6 +54,23 @@ struct OnednnParams {
   std::vector<float> wei_scale;    // ws[o] (broadcast when per-tensor)
   std::vector<float> comb_scale;   // f32(ss * ws[o])
   std::vector<float> bias;         // f32 bias[o] (only if has_bias)
+
+  // The constants of the one requantization (requant.h) and channel o's scale there.
+  OnednnRequant requant() const {
+    OnednnRequant r;
+    r.ss = src_scale;
+    r.inv = dst_scale_inv;
+    r.dst_scale = dst_scale;
+    r.a_zp = input_zero_point;
+    r.out_zp = output_zero_point;
+    r.relu = relu;
+    r.has_bias = has_bias;
+    r.combined = variant.combined;
+    r.divide_dst = variant.divide_dst;
+    r.float_comp = variant.float_comp;
+    return r;
+  }
+  const float* scales() const { return variant.combined ? comb_scale.data() : wei_scale.data(); }
 };
 
 // Scales as PyTorch/ideep hand them to oneDNN (SPEC.md §6.1).

@@ -543,7 +543,7 @@ size_t avx2_packed_bytes(const Conv2dProblem& p) {
   return use_depthwise(p.shape) ? dw_layout(p).total : gemm_layout(p).total;
 }
 
-void avx2_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
+void avx2_pack(const Conv2dProblem& p, const Conv2dEpilogue&, const int8_t* w, void* packed) {
   if (use_depthwise(p.shape))
     dw_pack(p, w, packed);
   else
@@ -554,7 +554,7 @@ size_t avx2_scratch_bytes(const Conv2dProblem& p) {
   return use_depthwise(p.shape) ? dw_scratch(p) : gemm_scratch(p, nullptr);
 }
 
-void avx2_run_rows(const Conv2dProblem& p, const int8_t*, const void* packed, const uint8_t* in, uint8_t* out,
+void avx2_run_rows(const Conv2dProblem& p, const Conv2dEpilogue&, const int8_t*, const void* packed, const uint8_t* in, uint8_t* out,
                    int64_t m_begin, int64_t m_end, void* scratch, const Conv2dIntermediates*) {
   if (use_depthwise(p.shape)) {
     if (p.saturate)
@@ -571,7 +571,8 @@ void avx2_run_rows(const Conv2dProblem& p, const int8_t*, const void* packed, co
 }  // namespace
 
 extern const KernelEntry kAvx2Kernel;  // external linkage even without kernels.h's macro
-const KernelEntry kAvx2Kernel = {"avx2", avx2_kernel_usable, avx2_packed_bytes, avx2_pack, avx2_scratch_bytes,
-                                 avx2_run_rows};
+const KernelEntry kAvx2Kernel = {"avx2",        avx2_kernel_usable, avx2_packed_bytes,
+                                 avx2_pack,     avx2_scratch_bytes, avx2_run_rows,
+                                 /*onednn_epilogue=*/false, ConvNdLoops::avx2};
 
 }  // namespace qref

@@ -1,11 +1,10 @@
-// qref: AVX512-VNNI integer core for the oneDNN arithmetic (exact int32 class,
-// non-depthwise). Same bytes as the reference loop in ../onednn.cc (tests:
-// tests/test_onednn.py test_fast_equals_reference).
+// qref: the AVX512-VNNI kernels of the oneDNN arithmetic (exact int32 class): the
+// non-depthwise core and the depthwise VNNI kernel. Same bytes as the reference loop in
+// ../onednn.cc (tests/test_onednn.py test_fast_equals_reference).
 //
-// This translation unit is compiled without ISA flags; only the functions
-// below carry __attribute__((target(...))) and they are called only after the
-// dispatcher checked the CPU (onednn.cc, cpu_features()). No standard-library
-// inline templates are instantiated inside the target-attributed functions.
+// Compiled with the AVX512-VNNI flags set in CMakeLists.txt (its only ISA mechanism) and
+// called only after the dispatcher checked the CPU (onednn.cc, cpu_features()). No
+// standard-library inline templates are used here.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -15,10 +14,6 @@
 
 namespace qref {
 
-#if defined(__x86_64__) || defined(_M_X64)
-
-#define QREF_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")))
-
 // Packed weights (pack_onednn_vnni): per group g, output block ob (16 output
 // channels, zero-padded), tap t, channel quad q (4 input channels,
 // zero-padded): 64 bytes = 16 lanes x 4 int8, lane j = output channel
@@ -26,35 +21,12 @@ namespace qref {
 // (g, ob, t) 16 int32 = sum over the tap's channels of each output channel.
 namespace {
 
-QREF_VNNI_TARGET inline void requant16(const OnednnSimdProblem& P, __m512i acc, __m512i col, int64_t o0,
-                                       __mmask16 k, uint8_t* dst) {
-  __m512 A;
-  if (P.float_comp) {
-    // f32(f32(acc) + f32(f32(-colsum) * f32(a_zp)))
-    const __m512 nc = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_setzero_si512(), col));
-    A = _mm512_add_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(nc, _mm512_set1_ps(static_cast<float>(P.a_zp))));
-  } else {
-    // float(acc - a_zp * colsum), int32 wrapping (vpmulld + vpsubd)
-    A = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, _mm512_mullo_epi32(col, _mm512_set1_epi32(P.a_zp))));
-  }
-  __m512 y;
-  if (P.combined) {
-    y = _mm512_mul_ps(A, _mm512_maskz_loadu_ps(k, P.comb + o0));
-  } else {
-    y = _mm512_mul_ps(_mm512_mul_ps(A, _mm512_set1_ps(P.ss)), _mm512_maskz_loadu_ps(k, P.ws + o0));
-  }
-  if (P.has_bias) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(k, P.bias + o0));
-  if (P.relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
-  y = P.divide_dst ? _mm512_div_ps(y, _mm512_set1_ps(P.dst_scale)) : _mm512_mul_ps(y, _mm512_set1_ps(P.inv));
-  y = _mm512_add_ps(y, _mm512_set1_ps(static_cast<float>(P.out_zp)));
-  y = _mm512_min_ps(_mm512_max_ps(y, _mm512_setzero_ps()), _mm512_set1_ps(255.0f));
-  _mm512_mask_cvtepi32_storeu_epi8(dst, k, _mm512_cvtps_epi32(y));  // RNE, then the low byte
-}
+using avx512::OnednnRequant16;
 
 // Four activation bytes of channels 4q..4q+3 of one pixel; bytes past Cg are
 // zero (their packed weights are zero too, and this never reads past the
 // pixel's group).
-QREF_VNNI_TARGET inline __m512i bcast4(const uint8_t* px, int64_t q, int64_t Cg) {
+inline __m512i bcast4(const uint8_t* px, int64_t q, int64_t Cg) {
   int32_t a4 = 0;
   if (q * 4 + 4 <= Cg) {
     std::memcpy(&a4, px + q * 4, 4);
@@ -68,8 +40,9 @@ QREF_VNNI_TARGET inline __m512i bcast4(const uint8_t* px, int64_t q, int64_t Cg)
 
 // Output positions are processed eight at a time (same n, oh; consecutive ow)
 // so every 64-byte weight load feeds eight vpdpbusd.
-QREF_VNNI_TARGET void vnni_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin,
+void vnni_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin,
                                      int64_t m_end) {
+  const OnednnRequant16 c = avx512::onednn_requant16_consts(P.rq);
   constexpr int NB = 8;
   const int64_t Cg = P.Cg, Q = P.quads, OB = P.oblocks, T = P.KH * P.KW;
   const int64_t Qfull = Cg / 4;
@@ -124,114 +97,9 @@ QREF_VNNI_TARGET void vnni_rows_impl(const OnednnSimdProblem& P, const uint8_t* 
           const int64_t o0 = g * P.Og + ob * 16;
           for (int b = 0; b < nb; ++b) {
             const int64_t pos = (n * P.OH + oh) * P.OW + ow0 + b;
-            requant16(P, acc[b], col[b], o0, k, P.out + pos * P.O + o0);
+            avx512::onednn_store16(P, c, acc[b], col[b], o0, k, P.out + pos * P.O + o0);
           }
         }
-      }
-    }
-  }
-}
-
-// Depthwise (one input and one output channel per group): channels are
-// contiguous in NHWC, so 16 groups go in one vector. P.w holds the weights
-// widened to int32 as [tap][G rounded up to 16] (zero-padded); vpmaddwd of a
-// zero-extended byte (high half 0) with a sign-extended weight is the exact
-// product.
-QREF_VNNI_TARGET void dw_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin,
-                                   int64_t m_end) {
-  const int64_t G = P.groups, Gp = (G + 15) / 16 * 16;
-  const int32_t* w32 = P.wsum;
-  for (int64_t m = m_begin; m < m_end; ++m) {
-    const int64_t n = m / P.OH, oh = m % P.OH;
-    for (int64_t ow = 0; ow < P.OW; ++ow) {
-      const int64_t pos = (n * P.OH + oh) * P.OW + ow;
-      for (int64_t c0 = 0; c0 < G; c0 += 16) {
-        const int64_t lanes = G - c0 < 16 ? G - c0 : 16;
-        const __mmask16 k = static_cast<__mmask16>((1u << lanes) - 1u);
-        __m512i acc = _mm512_setzero_si512(), col = _mm512_setzero_si512();
-        for (int64_t kh = 0; kh < P.KH; ++kh) {
-          const int64_t ih = oh * P.stride_h - P.pad_h + kh * P.dilation_h;
-          if (ih < 0 || ih >= P.H) continue;
-          for (int64_t kw = 0; kw < P.KW; ++kw) {
-            const int64_t iw = ow * P.stride_w - P.pad_w + kw * P.dilation_w;
-            if (iw < 0 || iw >= P.W) continue;
-            const uint8_t* px = in + ((n * P.H + ih) * P.W + iw) * P.C + c0;
-            const __m512i a = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, px));
-            const __m512i wv = _mm512_load_si512(w32 + (kh * P.KW + kw) * Gp + c0);
-            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(a, wv));
-            col = _mm512_add_epi32(col, wv);
-          }
-        }
-        requant16(P, acc, col, c0, k, P.out + pos * P.O + c0);
-      }
-    }
-  }
-}
-
-#define QREF_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
-
-// oneDNN's requantization of one half (16 lanes, permuted arrays: onednn_simd.h) from the
-// zero-point-compensated int32 raw; the operations of requant16 above, relu as the
-// reference loop writes it (y < 0 ? 0 : y). Returns the rounded int32 in [0, 255].
-QREF_AVX512_TARGET inline __m512i requant_half(const OnednnSimdProblem& P, __m512i raw, const float* scale,
-                                               const float* bias) {
-  const __m512 zero = _mm512_setzero_ps();
-  const __m512 A = _mm512_cvtepi32_ps(raw);
-  __m512 y = P.combined ? _mm512_mul_ps(A, _mm512_load_ps(scale))
-                        : _mm512_mul_ps(_mm512_mul_ps(A, _mm512_set1_ps(P.ss)), _mm512_load_ps(scale));
-  if (P.has_bias) y = _mm512_add_ps(y, _mm512_load_ps(bias));
-  if (P.relu) y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ), zero);
-  y = P.divide_dst ? _mm512_div_ps(y, _mm512_set1_ps(P.dst_scale)) : _mm512_mul_ps(y, _mm512_set1_ps(P.inv));
-  y = _mm512_add_ps(y, _mm512_set1_ps(static_cast<float>(P.out_zp)));
-  y = _mm512_min_ps(_mm512_max_ps(y, zero), _mm512_set1_ps(255.0f));
-  return _mm512_cvtps_epi32(y);
-}
-
-// Depthwise, 32 channels per vector pair. Per output position: each tap's 32 bytes
-// widened to int16 (vpmovzxbw), taps 2p and 2p+1 interleaved per channel (vpunpck{l,h}wd),
-// vpmaddwd with the interleaved weights adds both exact products into the channel's int32
-// lane. Padded taps read P.zp_row (a_zp), so raw = acc - a_zp * colsum(all taps) is
-// oneDNN's int32 (onednn_simd.h). vpackusdw of the two halves restores the channel order.
-QREF_AVX512_TARGET void dw_pair_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin,
-                                          int64_t m_end) {
-  const int64_t G = P.groups, T = P.KH * P.KW, TP = (T + 1) / 2, NC = (G + 31) / 32;
-  const uint8_t* ptr[64];  // taps of one position (KH * KW <= 64: onednn.cc routes larger kernels elsewhere)
-  for (int64_t m = m_begin; m < m_end; ++m) {
-    const int64_t n = m / P.OH, oh = m % P.OH;
-    for (int64_t ow = 0; ow < P.OW; ++ow) {
-      for (int64_t kh = 0; kh < P.KH; ++kh) {
-        const int64_t ih = oh * P.stride_h - P.pad_h + kh * P.dilation_h;
-        const bool hok = ih >= 0 && ih < P.H;
-        const uint8_t* row = in + ((n * P.H + (hok ? ih : 0)) * P.W) * P.C;
-        for (int64_t kw = 0; kw < P.KW; ++kw) {
-          const int64_t iw = ow * P.stride_w - P.pad_w + kw * P.dilation_w;
-          ptr[kh * P.KW + kw] = hok && iw >= 0 && iw < P.W ? row + iw * P.C : P.zp_row;
-        }
-      }
-      uint8_t* dst = P.out + ((n * P.OH + oh) * P.OW + ow) * P.O;
-      for (int64_t cb = 0; cb < NC; ++cb) {
-        const int64_t c0 = cb * 32;
-        const int64_t lanes = G - c0 < 32 ? G - c0 : 32;
-        const __mmask32 k = lanes == 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << lanes) - 1u);
-        const int16_t* wc = P.wpair + cb * 64;
-        __m512i acc_lo = _mm512_setzero_si512(), acc_hi = _mm512_setzero_si512();
-        for (int64_t p = 0; p < TP; ++p) {
-          const __m512i x0 = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(k, ptr[2 * p] + c0));
-          const __m512i x1 = 2 * p + 1 < T ? _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(k, ptr[2 * p + 1] + c0))
-                                           : _mm512_setzero_si512();
-          const int16_t* wp = wc + p * NC * 64;
-          acc_lo = _mm512_add_epi32(acc_lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(x0, x1), _mm512_load_si512(wp)));
-          acc_hi = _mm512_add_epi32(acc_hi,
-                                    _mm512_madd_epi16(_mm512_unpackhi_epi16(x0, x1), _mm512_load_si512(wp + 32)));
-        }
-        // raw = acc - wrap32(a_zp * colsum) (P.colp holds the product)
-        const int32_t* cz = P.colp + cb * 32;
-        const __m512i q_lo = requant_half(P, _mm512_sub_epi32(acc_lo, _mm512_load_si512(cz)), P.scale_p + c0,
-                                          P.bias_p + c0);
-        const __m512i q_hi = requant_half(P, _mm512_sub_epi32(acc_hi, _mm512_load_si512(cz + 16)),
-                                          P.scale_p + c0 + 16, P.bias_p + c0 + 16);
-        // per 128-bit lane: q_lo's channels 8L..8L+3 then q_hi's 8L+4..8L+7, as uint16
-        _mm256_mask_storeu_epi8(dst + c0, k, _mm512_cvtepi16_epi8(_mm512_packus_epi32(q_lo, q_hi)));
       }
     }
   }
@@ -241,8 +109,9 @@ QREF_AVX512_TARGET void dw_pair_rows_impl(const OnednnSimdProblem& P, const uint
 // positions (consecutive ow) at a time: each weight vector feeds four vpdpbusd, and the
 // sixteen independent accumulator chains and requantizations keep the core busy (one
 // position alone is a chain of ~60 cycles of latency).
-QREF_VNNI_TARGET void vnni_dw_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin,
+void vnni_dw_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin,
                                         int64_t m_end) {
+  const OnednnRequant16 c = avx512::onednn_requant16_consts(P.rq);
   constexpr int NB = 4;
   const int64_t G = P.groups, T = P.KH * P.KW, NC = (G + 63) / 64;
   const uint8_t* ptr[NB][64];  // taps of each position (KH * KW <= 64: onednn.cc routes larger kernels elsewhere)
@@ -309,7 +178,7 @@ QREF_VNNI_TARGET void vnni_dw_rows_impl(const OnednnSimdProblem& P, const uint8_
           __m512i q[4];
 #pragma GCC unroll 4
           for (int j = 0; j < 4; ++j)
-            q[j] = requant_half(P, _mm512_sub_epi32(acc[b][j], _mm512_load_si512(cz + 16 * j)), sc + 16 * j,
+            q[j] = avx512::onednn_requant_half(P, c, _mm512_sub_epi32(acc[b][j], _mm512_load_si512(cz + 16 * j)), sc + 16 * j,
                                 bi + 16 * j);
           // lane q: channels 4q..4q+3 as its four bytes
           const __m512i v = _mm512_or_si512(_mm512_or_si512(q[0], _mm512_slli_epi32(q[1], 8)),
@@ -327,25 +196,8 @@ void onednn_vnni_dw_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t 
   vnni_dw_rows_impl(P, in, m_begin, m_end);
 }
 
-void onednn_avx512_dw_pair_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end) {
-  dw_pair_rows_impl(P, in, m_begin, m_end);
-}
-
 void onednn_vnni_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end) {
   vnni_rows_impl(P, in, m_begin, m_end);
 }
-
-void onednn_avx512_dw_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end) {
-  dw_rows_impl(P, in, m_begin, m_end);
-}
-
-#else
-
-void onednn_vnni_rows(const OnednnSimdProblem&, const uint8_t*, int64_t, int64_t) {}
-void onednn_avx512_dw_rows(const OnednnSimdProblem&, const uint8_t*, int64_t, int64_t) {}
-void onednn_avx512_dw_pair_rows(const OnednnSimdProblem&, const uint8_t*, int64_t, int64_t) {}
-void onednn_vnni_dw_rows(const OnednnSimdProblem&, const uint8_t*, int64_t, int64_t) {}
-
-#endif
 
 }  // namespace qref
