@@ -37,7 +37,7 @@ void register_onednn(py::module_& m) {
          double input_scale, int32_t input_zero_point, py::array weight_scale, bool per_channel,
          double output_scale, int32_t output_zero_point, bool relu, bool saturate, bool combined,
          bool float_comp, int threads, bool intermediates, bool kw_major_pairs, bool divide_dst) -> py::object {
-        // oneDNN int8 conv arithmetic (csrc/qref/onednn.h); see python/qref/onednn.py.
+        // oneDNN int8 conv arithmetic (csrc/qref/onednn/onednn.h); see python/qref/onednn.py.
         const uint8_t* in = checked_ptr<uint8_t>(input, "input", 4, "uint8");
         const int8_t* w = checked_ptr<int8_t>(weight, "weight", 4, "int8");
         const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");

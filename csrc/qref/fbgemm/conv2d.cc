@@ -41,7 +41,7 @@ bool path_saturates(ConvPath p, const IsaSemantics& isa) {
   return true;
 }
 
-// SPEC.md §2.1: the doubles are narrowed to float inside make_requant (requant.h).
+// docs/numerics.md §2.1: the doubles are narrowed to float inside make_requant (requant.h).
 Requant prepare_requant(const Conv2dShape& s, const int8_t* w, const RequantArgs& a) {
   return make_requant(s.O, s.K(), w, a);
 }

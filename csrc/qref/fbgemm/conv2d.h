@@ -22,7 +22,7 @@ struct RequantArgs {
   const float* bias = nullptr;  // O floats or null
 };
 
-// Per-channel multipliers, bias terms and column offsets (SPEC.md §2.1, §5.1).
+// Per-channel multipliers, bias terms and column offsets (docs/numerics.md §2.1, §5.1).
 // `w` is the OHWI weight.
 Requant prepare_requant(const Conv2dShape& s, const int8_t* w, const RequantArgs& a);
 

@@ -43,7 +43,7 @@ void run_conv_nd(const ConvNdProblem& p, const KernelEntry& k, const uint8_t* in
   }
   if (p.path == ConvNdPath::direct) {
     // Images are independent; the reference computes each one the correct way
-    // (fbgemm itself only computes image 0, SPEC.md §4.5).
+    // (fbgemm itself only computes image 0, docs/numerics.md §4.5).
     const int64_t nt = std::min<int64_t>(num_threads, s.N);
     auto work = [&](int64_t t) {
       for (int64_t n = t; n < s.N; n += nt) conv_transpose_direct_scalar(p, w, in, out, n, inter);

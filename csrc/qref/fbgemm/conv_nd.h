@@ -4,7 +4,7 @@
 // conv_transpose3d. qref.conv2d keeps its own kernels (conv2d.h); nothing here
 // changes them.
 //
-// Layouts (channels last, as fbgemm's; SPEC.md §2.4):
+// Layouts (channels last, as fbgemm's; docs/numerics.md §2.4):
 //   input   uint8  [N][D][H][W][C]
 //   weight  int8   [O][KD][KH][KW][C/groups]   (transposed: torch's
 //           [IC][OC/G][kD][kH][kW] rearranged to [G][OC/G][kD][kH][kW][IC/G],
@@ -78,7 +78,7 @@ inline bool fbgemm_takes_depthwise(const ConvNdShape& s) {
 }
 
 // fbgemm ConvFastPath for SPATIAL_DIM = shape.spatial_dims (src/FbgemmConv.cc,
-// first match wins; SPEC.md §3). The kernel/stride/pad/dilation lists below are
+// first match wins; docs/numerics.md §3). The kernel/stride/pad/dilation lists below are
 // over the conv's spatial dims only (depth is skipped for a 2D conv, as
 // conv_param_t<2> has no depth). The one implementation of the rule: conv2d's
 // fbgemm_conv_path (conv2d.cc) calls it through conv_nd_shape_2d, and the
@@ -139,9 +139,9 @@ struct ConvNdProblem {
   bool saturate = false;  // int16-saturating pairs (2i, 2i+1) of the K order
   // Reproduce fbgemm's deterministic defects instead of the correct result:
   //  - depthwise 3D: the activation row sum is accumulated with vpaddsw
-  //    (int16 saturating), so it is min(sum, 32767) (SPEC.md §4.2);
+  //    (int16 saturating), so it is min(sum, 32767) (docs/numerics.md §4.2);
   //  - direct transposed with stride_h = 2: the host loop places input row j's
-  //    contributions at output rows j + kh instead of 2j + kh (SPEC.md §4.5).
+  //    contributions at output rows j + kh instead of 2j + kh (docs/numerics.md §4.5).
   bool reproduce_defects = false;
 };
 

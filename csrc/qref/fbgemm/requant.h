@@ -1,4 +1,4 @@
-// qref: THE normative requantization of fbgemm (SPEC.md §5). Every kernel,
+// qref: THE normative requantization of fbgemm (docs/numerics.md §5). Every kernel,
 // the Python explainer and the docs follow this function.
 //
 // fbgemm sources: include/fbgemm/OutputProcessing-inl.h ReQuantizeOutput::f,
@@ -17,7 +17,7 @@ namespace qref {
 // The receptive field of output pixel (n, oh, ow) in group g, NHWC input, into
 // a[0..K) in the per-group reduction order k = (kh*KW + kw)*Cg + c (conv2d.h);
 // padded taps hold the activation zero point (fbgemm's im2col memset and the
-// depthwise/groupwise a_zp registers; SPEC.md §4.1-§4.3). Returns the row sum
+// depthwise/groupwise a_zp registers; docs/numerics.md §4.1-§4.3). Returns the row sum
 // (exact: at most K * 255). Step 1 of the scalar kernel and of reference.h.
 inline int64_t receptive_field(const Conv2dShape& s, const uint8_t* in, int64_t n, int64_t oh, int64_t ow,
                                int64_t g, uint8_t a_zp, uint8_t* a) {
@@ -42,7 +42,7 @@ inline int64_t receptive_field(const Conv2dShape& s, const uint8_t* in, int64_t 
 // acc = sum_k a[k] * w[k] over one output element's reduction (k in the
 // per-group order of conv2d.h). With `saturate`, consecutive pairs (2i, 2i+1)
 // are summed and saturated to int16 first, as vpmaddubsw does on every fbgemm
-// path that saturates (SPEC.md §0, §4.6); an odd last element pairs with zero.
+// path that saturates (docs/numerics.md §0, §4.6); an odd last element pairs with zero.
 // The sum wraps to int32 like vpaddd. Plain loop: the normative scalar kernel
 // and the header-only reference (reference.h) both call it.
 inline int32_t pair_dot(const uint8_t* a, const int8_t* w, int64_t K, bool saturate) {
@@ -77,7 +77,7 @@ inline float requant_prerounding(int32_t raw, bool has_bias, bool bias_fma, floa
 
 // The uint8 output: cvtps2dq, pack to int16 with saturation, saturating int16
 // add of the zero point, pack to uint8 with unsigned saturation, then the
-// clamp [lo, 255], lo = out_zp when ReLU is fused (SPEC.md §5.1 step 7, §5.2).
+// clamp [lo, 255], lo = out_zp when ReLU is fused (docs/numerics.md §5.1 step 7, §5.2).
 inline uint8_t requant_output(float y, int32_t out_zp, bool relu) {
   int32_t r = sat16(cvtps2dq(y));
   r = sat16(r + out_zp);
@@ -88,7 +88,7 @@ inline uint8_t requant_output(float y, int32_t out_zp, bool relu) {
   return static_cast<uint8_t>(r);
 }
 
-// The per-channel constants, rounded to float32 in fbgemm's order (SPEC.md §2.1,
+// The per-channel constants, rounded to float32 in fbgemm's order (docs/numerics.md §2.1,
 // §5.1), for O output channels of reduction length K over the OHWI weight w:
 //   S = f32(a_s * w_s[o]), M = f32(S / out_s), every scale narrowed to float
 //   first (qconv.cpp GetQuantizationParams keeps float scales);

@@ -18,13 +18,13 @@ void run_conv2d(const Conv2dProblem& p, const KernelEntry& k, const uint8_t* in,
                 uint8_t* out, int num_threads, const Conv2dIntermediates* inter,
                 const Conv2dEpilogue& e = Conv2dEpilogue());
 
-// The same with weights already packed by k.pack_weights(p, ...) (issue 3).
+// The same with weights already packed by k.pack_weights(p, ...).
 void run_conv2d_packed(const Conv2dProblem& p, const KernelEntry& k, const uint8_t* in, const int8_t* w,
                        const void* packed, uint8_t* out, int num_threads, const Conv2dIntermediates* inter,
                        const Conv2dEpilogue& e = Conv2dEpilogue());
 
 // A conv2d problem with its weights packed once for one kernel, run many times
-// on inputs of exactly the problem's shape and quantization (issue 3: the torch
+// on inputs of exactly the problem's shape and quantization (the torch
 // bridge caches one per input shape / scale / ISA / kernel). `w` (OHWI) must
 // outlive it: kernels may read it (the scalar kernel does).
 struct PreparedConv2d {

@@ -26,8 +26,8 @@ int default_threads() {
 }
 
 namespace {
-// Buffers for packed weights and per-thread scratch, reused across calls
-// (issue 3): a fresh multi-megabyte aligned_alloc is an mmap whose first touch
+// Buffers for packed weights and per-thread scratch, reused across calls:
+// a fresh multi-megabyte aligned_alloc is an mmap whose first touch
 // page-faults on every call, which cost as much as packing the weights.
 // Plain free list under a mutex (calls may run concurrently: the GIL is
 // released); at most kPoolKeep buffers and kPoolBytes bytes are kept.
@@ -151,7 +151,7 @@ WorkerPool& workers() {
 // Out-of-line views of Requant's arrays for the kernel translation units compiled
 // with ISA flags (kernels/conv2d_avx2.cc, conv2d_avx512vnni.cc, which declare
 // them): they call these instead of std::vector members, so no standard-library
-// inline code is ever compiled there with -mavx2 / -mavx512* (STYLE.md, the
+// inline code is ever compiled there with -mavx2 / -mavx512* (the
 // one-definition-rule hazard Highway documents).
 const float* requant_multiplier(const Requant& r) { return r.multiplier.data(); }
 const float* requant_bias_term(const Requant& r) { return r.has_bias ? r.bias_term.data() : nullptr; }

@@ -1,12 +1,12 @@
 // qref: parameter structs of a quantized conv2d, shared by every kernel.
 //
-// Layouts inside qref (as fbgemm's, see SPEC.md §2.4):
+// Layouts inside qref (as fbgemm's, see docs/numerics.md §2.4):
 //   input   uint8  [N][H][W][C]            (NHWC)
 //   weight  int8   [O][KH][KW][C/groups]   (channels last)
 //   output  uint8  [N][OH][OW][O]          (NHWC)
 // The reduction order of one output element inside its group is (kh, kw, c):
 // k = (kh * KW + kw) * Cg + c. fbgemm's int16-saturating pairs are (2i, 2i+1)
-// of that order on every path (SPEC.md §0, §4.6).
+// of that order on every path (docs/numerics.md §0, §4.6).
 #pragma once
 
 #include <cstdint>
@@ -32,7 +32,7 @@ struct Conv2dShape {
   }
 };
 
-// fbgemm's requantization, prepared per output channel (SPEC.md §5). Every
+// fbgemm's requantization, prepared per output channel (docs/numerics.md §5). Every
 // float here is already rounded to float32 in the order fbgemm rounds it; see
 // requant.h for the formula and make_requant() there for how the
 // per-channel values are derived from the user's scales.
@@ -42,7 +42,7 @@ struct Requant {
   bool relu = false;
   bool has_bias = false;
   std::vector<float> multiplier;          // M[o]   = f32(f32(a_s * w_s[o]) / f32(out_s))
-  // Bias (only if has_bias), in the form fbgemm adds it (SPEC.md §5.1 step 4):
+  // Bias (only if has_bias), in the form fbgemm adds it (docs/numerics.md §5.1 step 4):
   //   per-channel (bias_fma false): bias_term[o] = f32(bias[o] / S[o]), added: f32(float(raw) + bias_term)
   //   per-tensor  (bias_fma true):  bias_term[o] = bias[o], bias_rcp = f32(1.0 / (double)S), fused:
   //     fma(bias_term[o], bias_rcp, float(raw)) with ONE rounding. fbgemm writes

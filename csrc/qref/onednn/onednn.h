@@ -1,6 +1,6 @@
 // qref: torch's "x86"/"onednn" quantized conv2d, i.e. oneDNN's int8
 // convolution as PyTorch (qconv.cpp PackedConvWeightsOnednn, ideep conv.hpp)
-// drives it. NORMATIVE scalar reference; see docs/onednn.md and SPEC.md §6.
+// drives it. NORMATIVE scalar reference; see docs/onednn.md and docs/numerics.md §6.
 //
 // For one output element (n, oh, ow, o) of group g, over the taps that lie
 // inside the image only (oneDNN skips padded taps and compensates the source
@@ -73,7 +73,7 @@ struct OnednnParams {
   const float* scales() const { return variant.combined ? comb_scale.data() : wei_scale.data(); }
 };
 
-// Scales as PyTorch/ideep hand them to oneDNN (SPEC.md §6.1).
+// Scales as PyTorch/ideep hand them to oneDNN (docs/numerics.md §6.1).
 OnednnParams prepare_onednn(const Conv2dShape& s, double input_scale, int32_t input_zero_point,
                             const double* weight_scale, bool per_channel, double output_scale,
                             int32_t output_zero_point, bool relu, const float* bias, OnednnVariant v);
@@ -93,7 +93,7 @@ struct OnednnIntermediates {
 void run_onednn_conv2d(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, const int8_t* w,
                        uint8_t* out, int num_threads, const OnednnIntermediates* inter, bool transposed = false);
 
-// A oneDNN conv2d with its weights packed once (issue 8), run many times on
+// A oneDNN conv2d with its weights packed once, run many times on
 // inputs of exactly s's shape. `w` (and the arrays p points to: none, p is
 // copied) must outlive it: the reference route reads w. `reference`: always the
 // plain loop (the only route that fills OnednnIntermediates). route() names the

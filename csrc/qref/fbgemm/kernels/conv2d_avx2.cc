@@ -28,7 +28,7 @@
 // of range), vpackssdw, vpaddsw zero point, vpackuswb, vpmaxub lo (as
 // src/QuantUtilsAvx2.cc requantizeOutputProcessingAvx2).
 //
-// ODR note (STYLE.md): this file is compiled with ISA flags, so it includes no
+// ODR note: this file is compiled with ISA flags, so it includes no
 // standard-library template header, keeps every helper in an anonymous
 // namespace and reads Requant's std::vector arrays only through out-of-line
 // accessors defined in conv2d.cc: no inline function shared with generic code

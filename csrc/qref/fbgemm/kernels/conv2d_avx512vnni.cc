@@ -31,7 +31,7 @@
 // (onednn/requant.h, its AVX-512 form) instead. Each is a functor type the GEMM is
 // instantiated with (FbgemmOut, OnednnOut below), so the fbgemm instantiations are unchanged.
 //
-// ODR note (STYLE.md): this file is compiled with ISA flags, so it includes no
+// ODR note: this file is compiled with ISA flags, so it includes no
 // standard-library template header, keeps every helper in an anonymous
 // namespace and reads Requant's std::vector arrays only through out-of-line
 // accessors defined in gemm/conv2d.cc (Conv2dEpilogue is a plain struct of

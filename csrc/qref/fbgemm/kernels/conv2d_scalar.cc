@@ -4,7 +4,7 @@
 // For one output element (n, oh, ow, o) in group g:
 //   1. the receptive field a[k], k = (kh*KW + kw)*Cg + c, with padded taps
 //      holding the activation zero point (fbgemm's im2col memset, depthwise
-//      and groupwise a_zp registers; SPEC.md §4.1-§4.3);
+//      and groupwise a_zp registers; docs/numerics.md §4.1-§4.3);
 //   2. acc = sum_k a[k]*w[o][k], where on saturating paths consecutive pairs
 //      (2i, 2i+1) are summed and saturated to int16 first (vpmaddubsw), and an
 //      odd last element pairs with zero; int32 wrapping sums otherwise;

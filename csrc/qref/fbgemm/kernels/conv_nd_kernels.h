@@ -27,7 +27,7 @@ void conv_nd_scalar_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t*
 // plain int32 arithmetic the compiler vectorises. Same arithmetic as conv_nd_scalar_rows.
 void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
                             int64_t m_begin, int64_t m_end, bool avx2);
-// fbgemm's direct transposed path (scatter; SPEC.md §4.5), one image n.
+// fbgemm's direct transposed path (scatter; docs/numerics.md §4.5), one image n.
 void conv_transpose_direct_scalar(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
                                   int64_t n, const Conv2dIntermediates* inter);
 // The same, vectorised over output channels, for output rows m = n * OH + oh in [m_begin, m_end).

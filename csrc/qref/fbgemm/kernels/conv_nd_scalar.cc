@@ -9,10 +9,10 @@
 //                    (PackAWithIm2Col memset; depthwise/groupwise a_zp registers);
 //        transposed: t = o + pad - k*dil; input i = t / stride if t % stride == 0
 //                    and 0 <= i < in, else a_zp (fbgemm's output-stationary
-//                    transposed im2col, PackAWithIm2Col; SPEC.md §4.4);
+//                    transposed im2col, PackAWithIm2Col; docs/numerics.md §4.4);
 //   2. acc = sum of products; on saturating paths consecutive pairs (2i, 2i+1)
 //      of that order are summed and saturated to int16 first (vpmaddubsw; for
-//      depthwise the pairs are taps (2i, 2i+1) because Cg = 1, SPEC.md §4.2);
+//      depthwise the pairs are taps (2i, 2i+1) because Cg = 1, docs/numerics.md §4.2);
 //   3. rowsum = sum_k a[k]; fbgemm's 3D depthwise kernel accumulates it with
 //      vpaddsw (GenerateI8Depthwise.cc genMaddEpi16xNPacked): every addend is a
 //      non-negative tap-pair sum, so the saturating running sum is
@@ -105,7 +105,7 @@ void conv_nd_scalar_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t*
 }
 
 // Depthwise (G == C, Cg == 1, O = G * mult): K order = tap order, pairs are taps (2i, 2i+1)
-// per output channel (SPEC.md §4.2). The receptive field is expanded to one int16 value per
+// per output channel (docs/numerics.md §4.2). The receptive field is expanded to one int16 value per
 // output channel (channel o reads input channel o / mult), so every inner loop runs over o.
 void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
                             int64_t m_begin, int64_t m_end, bool avx2) {
@@ -241,7 +241,7 @@ void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8
 //     (col_offsets_with_zero_pt_s8acc32_DirectConvT),
 //   rowsum[pos] = sum of those activations (directConvRowSum),
 // then requantizeOutputProcessingAvx2<..., DIRECT=true>, the same float steps.
-// G == 1, no padding, no dilation, 2D (SPEC.md §3 takeDirectConvPath).
+// G == 1, no padding, no dilation, 2D (docs/numerics.md §3 takeDirectConvPath).
 void conv_transpose_direct_scalar(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
                                   int64_t n, const Conv2dIntermediates* inter) {
   const ConvNdShape& s = p.shape;
