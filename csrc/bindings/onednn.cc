@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "checks.h"
 #include "qref/onednn/onednn.h"
@@ -145,7 +146,7 @@ void register_onednn(py::module_& m) {
          std::pair<int64_t, int64_t> padding, std::pair<int64_t, int64_t> dilation, int64_t groups,
          double input_scale, int32_t input_zero_point, py::array weight_scale, bool per_channel,
          double output_scale, int32_t output_zero_point, bool relu, bool saturate, bool combined,
-         bool float_comp, bool kw_major_pairs, bool divide_dst) {
+         bool float_comp, bool kw_major_pairs, bool divide_dst, bool weight_scale_reciprocal) {
         // The checks of onednn_conv2d_nhwc; `input` only gives the shape (its values are not read).
         checked_ptr<uint8_t>(input, "input", 4, "uint8");
         checked_ptr<int8_t>(weight, "weight", 4, "int8");
@@ -162,6 +163,7 @@ void register_onednn(py::module_& m) {
         v.float_comp = float_comp;
         v.kw_major_pairs = kw_major_pairs;
         v.divide_dst = divide_dst;
+        v.weight_scale_reciprocal = weight_scale_reciprocal;
         const OnednnParams p = prepare_onednn(s, input_scale, input_zero_point, ws, per_channel, output_scale,
                                               output_zero_point, relu, b, v);  // copies the bias
         OnednnHolder h;
@@ -181,9 +183,79 @@ void register_onednn(py::module_& m) {
       py::arg("dilation"), py::arg("groups"), py::arg("input_scale"), py::arg("input_zero_point"),
       py::arg("weight_scale"), py::arg("per_channel"), py::arg("output_scale"), py::arg("output_zero_point"),
       py::arg("relu"), py::arg("saturate"), py::arg("combined"), py::arg("float_comp"),
-      py::arg("kw_major_pairs") = false, py::arg("divide_dst") = false,
+      py::arg("kw_major_pairs") = false, py::arg("divide_dst") = false, py::arg("weight_scale_reciprocal") = false,
       "Pack a oneDNN-arithmetic conv2d's weights once for input's NHWC shape (the values of `input` are not "
       "read); run with conv2d_run. Same bytes as onednn_conv2d_nhwc.");
+  m.def(
+      "onednn_conv_nd_ndhwc",
+      [](py::array input, py::array weight, py::object bias, std::vector<int64_t> stride, std::vector<int64_t> padding,
+         std::vector<int64_t> dilation, std::vector<int64_t> output_shape, int64_t groups, bool transposed,
+         double input_scale, int32_t input_zero_point, py::array weight_scale, bool per_channel, double output_scale,
+         int32_t output_zero_point, bool relu, bool combined, bool divide_dst, const std::string& compensation,
+         int threads) {
+        // oneDNN's N-d reference loop (csrc/qref/onednn/onednn.h run_onednn_conv_nd).
+        const uint8_t* in = checked_ptr<uint8_t>(input, "input", 5, "uint8");
+        const int8_t* w = checked_ptr<int8_t>(weight, "weight", 5, "int8");
+        const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
+        if (stride.size() != 3 || padding.size() != 3 || dilation.size() != 3 || output_shape.size() != 3)
+          throw py::value_error("_core: stride, padding, dilation and output_shape need 3 elements (D, H, W)");
+        check_range("groups", groups, 1, kIntMax);
+        ConvNdShape s;
+        s.N = input.shape(0); s.D = input.shape(1); s.H = input.shape(2); s.W = input.shape(3); s.C = input.shape(4);
+        s.O = weight.shape(0); s.KD = weight.shape(1); s.KH = weight.shape(2); s.KW = weight.shape(3);
+        for (int i = 0; i < 5; ++i) {
+          check_range("input.shape[i]", input.shape(i), 0, kIntMax);
+          check_range("weight.shape[i]", weight.shape(i), 1, kIntMax);
+        }
+        for (int i = 0; i < 3; ++i) {
+          check_range("stride[i]", stride[i], 1, kIntMax);
+          check_range("padding[i]", padding[i], 0, kIntMax);
+          check_range("dilation[i]", dilation[i], 1, kIntMax);
+          check_range("output_shape[i]", output_shape[i], 1, kIntMax);
+          s.stride[i] = stride[i]; s.pad[i] = padding[i]; s.dilation[i] = dilation[i];
+        }
+        s.groups = groups;
+        s.transposed = transposed;
+        if (s.C % groups != 0 || s.O % groups != 0 || weight.shape(4) * groups != s.C)
+          throw py::value_error("_core: inconsistent channels/groups");
+        s.OD = output_shape[0]; s.OH = output_shape[1]; s.OW = output_shape[2];
+        const double macs = static_cast<double>(s.N) * s.OD * s.OH * s.OW * s.O * s.K();
+        if (static_cast<double>(s.N) * s.OD * s.OH * s.OW * s.O > static_cast<double>(kMaxElements) || macs > 0x1p62)
+          throw py::value_error("_core: output too large (at most 2^40 elements and 2^62 multiply-adds)");
+        check_positive_weight_scales(weight_scale, ws, per_channel ? s.O : 1);
+        py::array bias_arr;
+        const float* b = checked_bias(bias, s.O, bias_arr);
+        check_zero_points(input_zero_point, output_zero_point);
+        check_positive_scales(input_scale, output_scale);
+        OnednnComp comp;
+        if (compensation == "int") comp = OnednnComp::integer;
+        else if (compensation == "float") comp = OnednnComp::float_comp;
+        else if (compensation == "ref_deconv") comp = OnednnComp::ref_deconv;
+        else throw py::value_error("_core: compensation='" + compensation + "' (must be 'int', 'float' or 'ref_deconv')");
+        OnednnVariant v;
+        v.combined = combined;
+        v.divide_dst = divide_dst;
+        v.float_comp = comp == OnednnComp::float_comp;
+        Conv2dShape s2;  // prepare_onednn reads only O
+        s2.O = s.O;
+        const OnednnParams p = prepare_onednn(s2, input_scale, input_zero_point, ws, per_channel, output_scale,
+                                              output_zero_point, relu, b, v);
+        py::array_t<uint8_t> out({s.N, s.OD, s.OH, s.OW, s.O});
+        uint8_t* o = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          run_onednn_conv_nd(s, p, comp, in, w, o, threads);
+        }
+        return out;
+      },
+      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+      py::arg("output_shape"), py::arg("groups"), py::arg("transposed"), py::arg("input_scale"),
+      py::arg("input_zero_point"), py::arg("weight_scale"), py::arg("per_channel"), py::arg("output_scale"),
+      py::arg("output_zero_point"), py::arg("relu"), py::arg("combined"), py::arg("divide_dst"),
+      py::arg("compensation"), py::arg("threads"),
+      "oneDNN's N-d reference loop (Conv3d, deconvolution; 2D as D = 1) on NDHWC uint8 input and "
+      "[O][kD][kH][kW][C/groups] int8 weight in conv form, with the compensation chain 'int', 'float' (AMX) or "
+      "'ref_deconv' (ref_deconvolution's float round trip).");
   def_prepared_runs<OnednnHolder>(m);
   m.def("onednn_set_dw_vnni", &set_onednn_dw_vnni, py::arg("enabled"),
         "Tests only: False makes depthwise convs take the AVX512 tap-pair kernel on VNNI CPUs too.");

@@ -29,7 +29,8 @@ OnednnParams prepare_onednn(const Conv2dShape& s, double input_scale, int32_t in
   p.wei_scale.resize(s.O);
   p.comb_scale.resize(s.O);
   for (int64_t o = 0; o < s.O; ++o) {
-    p.wei_scale[o] = static_cast<float>(weight_scale[per_channel ? o : 0]);
+    const double ws = weight_scale[per_channel ? o : 0];
+    p.wei_scale[o] = v.weight_scale_reciprocal ? 1.0f / static_cast<float>(1.0 / ws) : static_cast<float>(ws);
     p.comb_scale[o] = p.src_scale * p.wei_scale[o];
   }
   p.has_bias = bias != nullptr;

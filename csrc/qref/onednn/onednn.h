@@ -24,6 +24,7 @@
 #include <memory>
 #include <vector>
 
+#include "qref/fbgemm/conv_nd.h"
 #include "qref/gemm/conv2d.h"
 #include "qref/onednn/requant.h"
 
@@ -40,6 +41,9 @@ struct OnednnVariant {
   // oneDNN's reference kernel (ref:any, AVX2 grouped convs with channels per
   // group not multiples of 8): y / dst_scale instead of y * (1 / dst_scale).
   bool divide_dst = false;
+  // oneDNN matmul (torch's quantized linear): PyTorch hands oneDNN 1 / w_scale and ideep inverts
+  // it, like the src and dst scales: ws = f32(1 / f32(1 / (double)w_scale)).
+  bool weight_scale_reciprocal = false;
 };
 
 struct OnednnParams {
@@ -117,6 +121,17 @@ class OnednnConv2d {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// oneDNN's plain reference loop for Conv3d and deconvolution (2D as D = 1: the shape's
+// spatial_dims 2), the compensation chains of requant.h: acc and colsum over the taps that read a
+// real input pixel (deconvolution: o + pad - k*dil = i*stride), A by `comp`, then oneDNN's
+// requantization with p's scales (p.variant: combined, divide_dst; saturate and kw_major_pairs
+// are not used). in: [N][D][H][W][C] uint8; w: [O][KD][KH][KW][C/groups] int8 in conv form
+// (deconvolution: regrouped, no kernel flip); out: [N][OD][OH][OW][O] with s.OD/OH/OW set by the
+// caller (finalize()).
+enum class OnednnComp { integer, float_comp, ref_deconv };
+void run_onednn_conv_nd(const ConvNdShape& s, const OnednnParams& p, OnednnComp comp, const uint8_t* in,
+                        const int8_t* w, uint8_t* out, int num_threads);
 
 // Tests: false makes run_onednn_conv2d use the portable loops even where the
 // AVX512-VNNI integer core could run (both must give the same bytes).

@@ -75,6 +75,18 @@ inline float onednn_compensated(int32_t acc, int32_t colsum, int32_t a_zp, bool 
   return static_cast<float>(wrap32(static_cast<int64_t>(acc) - static_cast<int64_t>(onednn_zp_comp(a_zp, colsum))));
 }
 
+// ref_deconvolution's compensation (oneDNN src/cpu/ref_deconvolution.cpp apply_src_zero_point):
+// the backward-data conv's int32 sum over the real taps as float, minus the compensation over
+// ALL taps in float, truncated to int32, plus the compensation of the taps outside the input in
+// int32, as float: A = f32(int32(trunc(f32(f32(acc) - f32(zp*colsum_all)))) + zp*colsum_outside).
+// The exact value while |acc| < 2^24; rounds like oneDNN beyond. colsum_* wrap like int32.
+inline float onednn_compensated_ref_deconv(int32_t acc, int32_t colsum_real, int32_t colsum_all, int32_t a_zp) {
+  const float t = static_cast<float>(acc) - static_cast<float>(onednn_zp_comp(a_zp, colsum_all));
+  const int32_t conv = wrap32(static_cast<int64_t>(std::trunc(static_cast<double>(t))));
+  const int32_t outside = onednn_zp_comp(a_zp, wrap32(static_cast<int64_t>(colsum_all) - colsum_real));
+  return static_cast<float>(wrap32(static_cast<int64_t>(conv) + outside));
+}
+
 // y before clamping and rounding, from A and channel o's scale and bias (0 without bias).
 inline float onednn_prerounding(float A, float scale, float bias, const OnednnRequant& r) {
   float y = r.combined ? A * scale : (A * r.ss) * scale;
