@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -261,6 +262,48 @@ void register_onednn(py::module_& m) {
         "Tests only: False makes depthwise convs take the AVX512 tap-pair kernel on VNNI CPUs too.");
   m.def("onednn_set_simd", &set_onednn_simd, py::arg("enabled"),
         "Tests only: False forces the portable oneDNN loops (the AVX512-VNNI core must give the same bytes).");
+  m.def(
+      "onednn_requant_steps",
+      [](int64_t acc, int64_t colsum, int32_t input_zero_point, bool float_compensation, double weight_scale,
+         py::object bias, double input_scale, double output_scale, int32_t output_zero_point, bool relu,
+         bool combined, bool divide_dst) {
+        // One output element through oneDNN's requantization (csrc/qref/onednn/requant.h), every step.
+        check_positive_scales(input_scale, output_scale);
+        if (!(std::isfinite(weight_scale) && weight_scale > 0))
+          throw py::value_error("_core: weight_scale must be finite and > 0");
+        check_zero_points(input_zero_point, output_zero_point);
+        const OnednnScales sc = onednn_scales(input_scale, output_scale);
+        OnednnRequant r;
+        r.ss = sc.ss;
+        r.inv = sc.inv;
+        r.dst_scale = sc.dst_scale;
+        r.a_zp = input_zero_point;
+        r.out_zp = output_zero_point;
+        r.relu = relu;
+        r.has_bias = !bias.is_none();
+        r.combined = combined;
+        r.divide_dst = divide_dst;
+        r.float_comp = float_compensation;
+        const float ws = static_cast<float>(weight_scale);
+        const float comb = r.ss * ws;
+        const float b = r.has_bias ? static_cast<float>(bias.cast<double>()) : 0.f;
+        const float A = onednn_compensated(wrap32(acc), wrap32(colsum), r.a_zp, r.float_comp);
+        const OnednnSteps t = onednn_steps(A, combined ? comb : ws, b, r);
+        float clamped = t.y;
+        if (!(clamped > 0.f)) clamped = 0.f;
+        if (clamped > 255.f) clamped = 255.f;
+        py::dict d;
+        d["ss"] = r.ss; d["inv"] = r.inv; d["dst_scale"] = r.dst_scale; d["ws"] = ws; d["comb"] = comb;
+        d["bias"] = b; d["A"] = A; d["scaled"] = t.scaled; d["with_bias"] = t.with_bias;
+        d["after_relu"] = t.after_relu; d["dst_scaled"] = t.dst_scaled; d["y"] = t.y; d["clamped"] = clamped;
+        d["value"] = static_cast<int>(onednn_output(t.y));
+        return d;
+      },
+      py::arg("acc"), py::arg("colsum"), py::arg("input_zero_point"), py::arg("float_compensation"),
+      py::arg("weight_scale"), py::arg("bias"), py::arg("input_scale"), py::arg("output_scale"),
+      py::arg("output_zero_point"), py::arg("relu"), py::arg("combined"), py::arg("divide_dst"),
+      "One output element through oneDNN's requantization from its int32 sums (acc, colsum over the real taps, "
+      "wrapped to int32): every float32 step, as qref.explain shows them.");
   m.def(
       "onednn_scales",
       [](double input_scale, double output_scale) {

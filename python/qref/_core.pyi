@@ -8,7 +8,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['OnednnConv2d', 'PreparedConv2d', 'channels_transpose', 'compiled_kernels', 'conv2d_nhwc', 'conv2d_prepare', 'conv2d_run', 'conv2d_run_into', 'conv_nd_ndhwc', 'conv_nd_path', 'conv_path', 'cpu_features', 'default_threads', 'kernels', 'onednn_conv2d_nhwc', 'onednn_conv2d_prepare', 'onednn_conv_nd_ndhwc', 'onednn_conv_transpose2d_nhwc', 'onednn_scales', 'onednn_set_dw_vnni', 'onednn_set_simd', 'prepared_output_shape', 'quantize', 'requant_params']
+__all__: list[str] = ['OnednnConv2d', 'PreparedConv2d', 'channels_transpose', 'compiled_kernels', 'conv2d_nhwc', 'conv2d_prepare', 'conv2d_run', 'conv2d_run_into', 'conv_nd_ndhwc', 'conv_nd_path', 'conv_path', 'cpu_features', 'default_threads', 'kernels', 'onednn_conv2d_nhwc', 'onednn_conv2d_prepare', 'onednn_conv_nd_ndhwc', 'onednn_conv_transpose2d_nhwc', 'onednn_requant_steps', 'onednn_scales', 'onednn_set_dw_vnni', 'onednn_set_simd', 'prepared_output_shape', 'quantize', 'requant_params']
 class PreparedConv2d:
     @property
     def input_shape_nhwc(self) -> tuple[int, int, int, int]:
@@ -103,6 +103,10 @@ def onednn_conv_nd_ndhwc(input: numpy.ndarray, weight: numpy.ndarray, bias: typi
 def onednn_conv_transpose2d_nhwc(input: numpy.ndarray, weight: numpy.ndarray, bias: typing.Any, stride: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], padding: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], output_padding: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], dilation: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], groups: typing.SupportsInt | typing.SupportsIndex, input_scale: typing.SupportsFloat | typing.SupportsIndex, input_zero_point: typing.SupportsInt | typing.SupportsIndex, weight_scale: numpy.ndarray, per_channel: bool, output_scale: typing.SupportsFloat | typing.SupportsIndex, output_zero_point: typing.SupportsInt | typing.SupportsIndex, relu: bool, saturate: bool, combined: bool, float_comp: bool, threads: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
     """
     oneDNN int8 deconvolution arithmetic (transposed conv2d) on NHWC input; see qref.onednn.conv_transpose2d.
+    """
+def onednn_requant_steps(acc: typing.SupportsInt | typing.SupportsIndex, colsum: typing.SupportsInt | typing.SupportsIndex, input_zero_point: typing.SupportsInt | typing.SupportsIndex, float_compensation: bool, weight_scale: typing.SupportsFloat | typing.SupportsIndex, bias: typing.Any, input_scale: typing.SupportsFloat | typing.SupportsIndex, output_scale: typing.SupportsFloat | typing.SupportsIndex, output_zero_point: typing.SupportsInt | typing.SupportsIndex, relu: bool, combined: bool, divide_dst: bool) -> dict:
+    """
+    One output element through oneDNN's requantization from its int32 sums (acc, colsum over the real taps, wrapped to int32): every float32 step, as qref.explain shows them.
     """
 def onednn_scales(input_scale: typing.SupportsFloat | typing.SupportsIndex, output_scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple[float, float]:
     """

@@ -87,13 +87,27 @@ inline float onednn_compensated_ref_deconv(int32_t acc, int32_t colsum_real, int
   return static_cast<float>(wrap32(static_cast<int64_t>(conv) + outside));
 }
 
+// Every float32 value of the requantization after A, in order (qref.explain shows them).
+struct OnednnSteps {
+  float scaled;      // f32(A * scale) or f32(f32(A * ss) * scale)
+  float with_bias;   // f32(scaled + bias) (scaled without bias)
+  float after_relu;  // with_bias < 0 ? 0 : with_bias (with_bias without ReLU)
+  float dst_scaled;  // f32(after_relu * inv) or f32(after_relu / dst_scale)
+  float y;           // f32(dst_scaled + f32(out_zp)): the value clamped and rounded
+};
+inline OnednnSteps onednn_steps(float A, float scale, float bias, const OnednnRequant& r) {
+  OnednnSteps t;
+  t.scaled = r.combined ? A * scale : (A * r.ss) * scale;
+  t.with_bias = r.has_bias ? t.scaled + bias : t.scaled;
+  t.after_relu = r.relu && t.with_bias < 0.f ? 0.f : t.with_bias;
+  t.dst_scaled = r.divide_dst ? t.after_relu / r.dst_scale : t.after_relu * r.inv;
+  t.y = t.dst_scaled + static_cast<float>(r.out_zp);
+  return t;
+}
+
 // y before clamping and rounding, from A and channel o's scale and bias (0 without bias).
 inline float onednn_prerounding(float A, float scale, float bias, const OnednnRequant& r) {
-  float y = r.combined ? A * scale : (A * r.ss) * scale;
-  if (r.has_bias) y = y + bias;
-  if (r.relu) y = y < 0.f ? 0.f : y;
-  y = r.divide_dst ? y / r.dst_scale : y * r.inv;
-  return y + static_cast<float>(r.out_zp);
+  return onednn_steps(A, scale, bias, r).y;
 }
 
 // saturate_cvt_f32 (jit_generator.hpp): clamp to [0, 255] in float (NaN -> 0), then RNE.

@@ -250,8 +250,8 @@ struct FbgemmOut {
   __m512 bias_rcp;  // per-tensor: fma(bias, rcp, float(raw)) (Requant::bias_fma)
   __m256i zp16;
   __m128i lo8;
-  FbgemmOut(const Conv2dProblem& p, bool rowsum)
-      : has_bias(p.rq.has_bias), bias_fma(p.rq.bias_fma), use_rowsum(rowsum),
+  FbgemmOut(const Conv2dProblem& p, const Conv2dEpilogue&)
+      : has_bias(p.rq.has_bias), bias_fma(p.rq.bias_fma), use_rowsum(any_weight_zero_point(p)),
         bias_rcp(_mm512_set1_ps(p.rq.bias_rcp)),
         zp16(_mm256_set1_epi16(static_cast<int16_t>(p.rq.output_zero_point))),
         lo8(_mm_set1_epi8(static_cast<char>(p.rq.relu ? p.rq.output_zero_point : 0))) {}
@@ -267,7 +267,7 @@ struct FbgemmOut {
 struct OnednnOut {
   static constexpr bool use_rowsum = false;  // oneDNN: symmetric weights only
   avx512::OnednnRequant16 c;
-  explicit OnednnOut(const Conv2dEpilogue& e) : c(avx512::onednn_requant16_consts(e.onednn)) {}
+  OnednnOut(const Conv2dProblem&, const Conv2dEpilogue& e) : c(avx512::onednn_requant16_consts(e.onednn)) {}
   __m128i operator()(__m512i acc, int32_t, const Tile& t, int64_t j) const {
     const __m512 A = avx512::onednn_compensated16(acc, _mm512_loadu_si512(t.azp_col + j));
     const __m512 bias = c.has_bias ? _mm512_loadu_ps(t.bias + j) : _mm512_setzero_ps();
@@ -311,7 +311,7 @@ void micro_8x32(const Tile& t, const Out& out) {
 #undef QREF_ROW
 
 template <bool SAT, class Out>
-void gemm_run(const Conv2dProblem& p, const Out& epi, const void* packed, const uint8_t* in, uint8_t* out, int64_t m_begin,
+void gemm_run(const Conv2dProblem& p, const Conv2dEpilogue& e, const void* packed, const uint8_t* in, uint8_t* out, int64_t m_begin,
               int64_t m_end, void* scratch) {
   const Conv2dShape& s = p.shape;
   const GemmLayout L = gemm_layout(p);
@@ -323,6 +323,7 @@ void gemm_run(const Conv2dProblem& p, const Out& epi, const void* packed, const 
   const uint8_t** segs = reinterpret_cast<const uint8_t**>(reinterpret_cast<char*>(rowsum) +
                                                            align64(static_cast<size_t>(mb) * 4));
   uint8_t* zpseg = reinterpret_cast<uint8_t*>(segs) + align64(static_cast<size_t>(mb * s.KH) * sizeof(void*));
+  const Out epi(p, e);  // the output stage (gemm/epilogue.h), built once per call
   const bool use_rowsum = epi.use_rowsum;
   const uint8_t a_zp = static_cast<uint8_t>(p.rq.input_zero_point);
   const char* base = static_cast<const char*>(packed);
@@ -442,11 +443,11 @@ void vnni_run_rows(const Conv2dProblem& p, const Conv2dEpilogue& e, const int8_t
   (void)w;
   (void)inter;
   if (e.kind == Conv2dEpilogue::Kind::onednn)  // exact semantics only (onednn.cc routes nothing else here)
-    gemm_run<false>(p, OnednnOut(e), packed, in, out, m_begin, m_end, scratch);
+    gemm_run<false, OnednnOut>(p, e, packed, in, out, m_begin, m_end, scratch);
   else if (p.saturate)
-    gemm_run<true>(p, FbgemmOut(p, any_weight_zero_point(p)), packed, in, out, m_begin, m_end, scratch);
+    gemm_run<true, FbgemmOut>(p, e, packed, in, out, m_begin, m_end, scratch);
   else
-    gemm_run<false>(p, FbgemmOut(p, any_weight_zero_point(p)), packed, in, out, m_begin, m_end, scratch);
+    gemm_run<false, FbgemmOut>(p, e, packed, in, out, m_begin, m_end, scratch);
 }
 
 }  // namespace
