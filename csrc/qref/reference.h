@@ -17,7 +17,7 @@
 //   - requantization exactly as requant.h (the normative formula, docs/numerics.md §5),
 //     with the per-channel constants prepared as fbgemm prepares them (§2.1).
 //
-// This is the same plain loop as kernels/conv2d_scalar.cc (qref's normative
+// This is the same plain loop as fbgemm/kernels/conv2d_scalar.cc (qref's normative
 // scalar kernel), kept header-only so it can be used without the library;
 // tests/test_headers.py checks that both give identical bytes.
 #pragma once

@@ -7,7 +7,7 @@
   im2col in (kd, kh, kw, c) order.
 - conv_transpose1d/2d/3d: fbgemm's im2col transposed path (SPEC.md §4.4) and its direct
   transposed path (§4.5, 2D only).
-The normative N-d reference is csrc/qref/kernels/conv_nd_scalar.cc (kernel="scalar"); the other
+The normative N-d reference is csrc/qref/fbgemm/kernels/conv_nd_scalar.cc (kernel="scalar"); the other
 kernels run exact reformulations on the conv2d core or vectorised loops (same bytes).
 """
 

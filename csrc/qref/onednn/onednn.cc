@@ -450,7 +450,7 @@ struct OnednnConv2d::Impl {
 namespace {
 // The AVX512-VNNI conv2d kernel's exact GEMM can carry oneDNN's epilogue: exact int32
 // products and integer compensation (the "vnni" class; ref:any's divide_dst too), not a
-// shape it forwards to the AVX2 depthwise code (use_depthwise in kernels/common-inl.h:
+// shape it forwards to the AVX2 depthwise code (use_depthwise in fbgemm/kernels/common-inl.h:
 // Cg == 1, groups >= 8, Og <= 4; that code saturates pairs), and the kernel usable here.
 bool gemm_eligible(const Conv2dShape& s, const OnednnVariant& v) {
 #ifdef QREF_HAVE_AVX512VNNI_KERNEL
@@ -574,7 +574,7 @@ void OnednnConv2d::run(const uint8_t* in, uint8_t* out, int num_threads,
   if (rows == 0 || s.OW == 0 || s.O == 0) return;
   if (num_threads < 1) num_threads = 1;
   if (I.route == Impl::kGemm) {
-    I.gemm->run(in, out, num_threads);  // conv2d.cc's threaded driver
+    I.gemm->run(in, out, num_threads);  // gemm/conv2d.cc: the threaded driver
     return;
   }
   const int64_t macs_per_row = std::max<int64_t>(1, s.OW * s.O * s.K());

@@ -31,7 +31,7 @@
 // ODR note: this file is compiled with ISA flags, so it includes no
 // standard-library template header, keeps every helper in an anonymous
 // namespace and reads Requant's std::vector arrays only through out-of-line
-// accessors defined in conv2d.cc: no inline function shared with generic code
+// accessors defined in gemm/conv2d.cc: no inline function shared with generic code
 // is compiled here (`nm` shows the kernel entry as the only external symbol).
 #include <immintrin.h>
 
@@ -41,7 +41,7 @@
 #include "qref/common/kernels.h"
 
 namespace qref {
-// Defined in conv2d.cc (generic code): Requant's arrays, read here without
+// Defined in gemm/conv2d.cc (generic code): Requant's arrays, read here without
 // instantiating any std::vector member under this file's ISA flags.
 const float* requant_multiplier(const Requant& r);
 const float* requant_bias_term(const Requant& r);  // null without bias

@@ -47,7 +47,7 @@
 #include "qref/onednn/requant.h"
 
 namespace qref {
-// Defined in conv2d.cc (generic code): Requant's arrays, read here without
+// Defined in gemm/conv2d.cc (generic code): Requant's arrays, read here without
 // instantiating any std::vector member under this file's ISA flags.
 const float* requant_multiplier(const Requant& r);
 const float* requant_bias_term(const Requant& r);  // null without bias
