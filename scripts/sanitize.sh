@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build qref's C++ core with AddressSanitizer + UndefinedBehaviorSanitizer into a
 # separate directory (never the shared editable install) and run a focused set of
-# tests against that build: the error/boundary/edge/thread tests of issue 6 plus the
+# tests against that build: the error, boundary, edge and thread tests plus the
 # per-path torch comparisons.
 #
 #   scripts/sanitize.sh                 # build + focused tests

@@ -35,7 +35,7 @@ CONV3D = [
              w_zp="random", relu=True), "depthwise"),
     (on.spec("conv3d", N=1, C=40, O=40, spatial=[3, 6, 5], k=[3, 5, 5], stride=[1, 2, 1], padding=[1, 2, 2],
              groups=40, w_zp="random", a_zp=250, act="high", weight="extreme"), "depthwise"),
-    # 56 channels: the AVX2 accumulation's 32-, 16- and 1-channel blocks (conv_nd_dw_avx2.cc)
+    # 56 channels: the AVX2 accumulation's 32-, 16- and 1-channel blocks (fbgemm/kernels/conv_nd_avx2.cc)
     (on.spec("conv3d", N=2, C=56, O=56, spatial=[4, 5, 6], k=[3, 3, 3], padding=[1, 1, 1], groups=56,
              w_zp="random", a_zp=31, act="high", weight="extreme"), "depthwise"),
     (on.spec("conv3d", N=2, C=32, O=32, spatial=[4, 6, 6], k=[3, 3, 3], stride=[1, 2, 2], padding=[1, 1, 1],
@@ -315,7 +315,7 @@ def test_random_sweep(kind, request):
 
 
 def test_conv3d_depthwise_fused_bias_tie_every_kernel():
-    """The depthwise-3D AVX2 requantization (conv_nd_dw_avx2.cc) fuses a per-tensor bias with
+    """The depthwise-3D AVX2 requantization (fbgemm/kernels/conv_nd_avx2.cc) fuses a per-tensor bias with
     vfmadd like requant.h: at a constructed tie (raw = -55691, bias 0.59146, S = 0.02 * 0.003,
     output scale 0.5) torch gives the fused value 59 (unfused: 58), and every kernel gives torch's
     bytes on every output. 16 channels: the 16-channel accumulation and the 8-channel epilogue."""

@@ -1,6 +1,6 @@
 """Every qref kernel gives the scalar reference's bytes (and torch's).
 
-The scalar kernel (csrc/qref/kernels/conv2d_scalar.cc) is normative; the AVX2 and
+The scalar kernel (csrc/qref/fbgemm/kernels/conv2d_scalar.cc) is normative; the AVX2 and
 AVX-512 VNNI kernels must equal it byte for byte for the same problem, under both
 ISA semantics (isa="avx2": int16-saturating pairs on every path that has them;
 isa="vnni": exact GEMM / groupwise). The grid sits around the vector widths the

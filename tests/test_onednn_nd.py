@@ -20,6 +20,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from oracle import assert_same  # noqa: E402
+import oracle_onednn  # noqa: E402
 
 torch = pytest.importorskip("torch")
 import torch.ao.nn.intrinsic.quantized as nniq  # noqa: E402
@@ -159,8 +160,8 @@ def _zero_acc_probe(m, C: int, spatial: tuple, bias: np.ndarray, o_s: float, o_z
     qx = torch._make_per_tensor_quantized_tensor(torch.full((1, C) + spatial, a_zp, dtype=torch.uint8), 0.05, a_zp)
     t = m(qx).int_repr().numpy()[(0, slice(None)) + tuple(n // 2 for n in m(qx).shape[2:])]
     A = np.zeros_like(bias)
-    mul = onednn_nd.requantize(A, 0.05, np.ones_like(bias, dtype=np.float64), bias, o_s, o_zp, False, False, False)
-    div = onednn_nd.requantize(A, 0.05, np.ones_like(bias, dtype=np.float64), bias, o_s, o_zp, False, False, True)
+    mul = oracle_onednn.requantize(A, 0.05, np.ones_like(bias, dtype=np.float64), bias, o_s, o_zp, False, False, False)
+    div = oracle_onednn.requantize(A, 0.05, np.ones_like(bias, dtype=np.float64), bias, o_s, o_zp, False, False, True)
     return t, mul, div
 
 
@@ -244,12 +245,12 @@ def _alt_output(m, qx, combined: bool) -> np.ndarray:
         osp = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, s, p, d, k in zip(x.shape[2:], st, pd, dl, ks))
     plan, chain = onednn_nd.plan_nd(transposed, x.ndim - 2, g, wi.shape[1], wi.shape[0] // g, ks, st, dl)
     x_cl = np.ascontiguousarray(np.moveaxis(x, 1, -1))
-    acc, col = onednn_nd.integer_sums(x_cl, wi, g, st, pd, dl, osp, transposed)
-    A = onednn_nd.compensated(acc, col, wi.reshape(wi.shape[0], -1).astype(np.int64).sum(1), qx.q_zero_point(), chain)
+    acc, col = oracle_onednn.integer_sums(x_cl, wi, g, st, pd, dl, osp, transposed)
+    A = oracle_onednn.compensated(acc, col, wi.reshape(wi.shape[0], -1).astype(np.int64).sum(1), qx.q_zero_point(), chain)
     ws = (w.q_per_channel_scales().numpy() if w.qscheme() == torch.per_channel_affine
           else np.full(wi.shape[0], w.q_scale()))
     b = m.bias()
-    y = onednn_nd.requantize(A, qx.q_scale(), ws, None if b is None else b.detach().numpy(), m.scale,
+    y = oracle_onednn.requantize(A, qx.q_scale(), ws, None if b is None else b.detach().numpy(), m.scale,
                              m.zero_point, False, combined, plan.divide_dst)
     return np.moveaxis(y, -1, 1).reshape(m(qx).shape)
 
@@ -304,7 +305,7 @@ def test_ref_deconvolution_large_accumulators():
     m.scale, m.zero_point = 3.7, 128
     x = np.where(r.random((1, C, 12)) < 0.95, 255, 0).astype(np.uint8)
     qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), 0.0173, 3)
-    acc, _ = onednn_nd.integer_sums(np.ascontiguousarray(x[:, :, None].transpose(0, 2, 3, 1)), wi.transpose(1, 0, 2)[:, :, None],
+    acc, _ = oracle_onednn.integer_sums(np.ascontiguousarray(x[:, :, None].transpose(0, 2, 3, 1)), wi.transpose(1, 0, 2)[:, :, None],
                                     1, (1, 2), (0, 0), (1, 2), (1, 11 * 2 + 2 * 4 + 1), True)
     assert int(np.abs(acc).max()) > (1 << 24)  # float32 can no longer hold every sum exactly
     _check_module(m, qx, "ref deconvolution, |acc| > 2^24")
@@ -560,18 +561,78 @@ def test_explain_reads_the_onednn_kernel():
     assert e.value == e.torch_value == int(t[tuple(bad[0])])
 
 
+def _oracle_run(x_cl, a_s, a_zp, w, ws, bias, stride, padding, dilation, groups, out_spatial, out_s, out_zp, relu,
+                transposed, combined, divide_dst, chain):
+    """The numpy oracle (tests/oracle_onednn.py) of onednn_nd.run with a given chain."""
+    acc, col = oracle_onednn.integer_sums(x_cl, w, groups, stride, padding, dilation, out_spatial, transposed)
+    A = oracle_onednn.compensated(acc, col, w.reshape(w.shape[0], -1).astype(np.int64).sum(axis=1), a_zp, chain)
+    return oracle_onednn.requantize(A, a_s, ws, bias, out_s, out_zp, relu, combined, divide_dst)
+
+
+def _core_operands(kind: str, seed: int):
+    """onednn_nd.run's operands for a random module of `kind` (weight in conv form)."""
+    from qref.conv_nd import _transposed_weight
+
+    m, qx = _case(kind, seed)
+    x = qx.int_repr().numpy()
+    w = m.weight()
+    wi = w.int_repr().numpy()
+    transposed = kind.startswith("convt")
+    g = m.groups
+    if transposed:
+        wi, O, _ = _transposed_weight("t", wi, g, x.shape[1])
+    if x.ndim == 3:
+        x, wi = x[:, :, None], wi[:, :, None]
+    st, pd, dl = (tuple(v) for v in (m.stride, m.padding, m.dilation))
+    if len(st) < x.ndim - 2:
+        st, pd, dl = (1,) + st, (0,) + pd, (1,) + dl
+    ks = wi.shape[2:]
+    if transposed:
+        osp = tuple((n - 1) * s - 2 * p + d * (k - 1) + 1 for n, s, p, d, k in zip(x.shape[2:], st, pd, dl, ks))
+    else:
+        osp = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, s, p, d, k in zip(x.shape[2:], st, pd, dl, ks))
+    ws = (w.q_per_channel_scales().numpy() if w.qscheme() == torch.per_channel_affine
+          else np.full(wi.shape[0], w.q_scale()))
+    b = m.bias()
+    relu = type(m).__name__.startswith("ConvReLU")
+    return dict(x_cl=np.ascontiguousarray(np.moveaxis(x, 1, -1)), a_s=qx.q_scale(), a_zp=qx.q_zero_point(), w=wi,
+                ws=ws.astype(np.float64), bias=None if b is None else b.detach().numpy().astype(np.float32),
+                stride=st, padding=pd, dilation=dl, groups=g, out_spatial=osp, out_s=m.scale, out_zp=m.zero_point,
+                relu=relu, transposed=transposed)
+
+
+@pytest.mark.parametrize("chain", ["int", "float", "ref_deconv"])
 @pytest.mark.parametrize("kind", ["conv3d", "convt1d", "convt2d", "convt3d"])
-def test_core_route_equals_numpy_reference(kind, monkeypatch):
+def test_core_reference_equals_numpy_oracle(kind, chain):
+    """oneDNN's N-d reference loop of the C++ core (every compensation chain, both scale orders,
+    both dst-scale forms) gives the numpy oracle's bytes (tests/oracle_onednn.py: integer_sums +
+    compensated + requantize, the route qref used to compute in Python)."""
+    from qref.onednn import OnednnPlan
+
+    for seed in range(12):
+        op = _core_operands(kind, seed)
+        combined, divide_dst = bool(seed % 2), bool(seed % 3 == 0)
+        plan = OnednnPlan("vnni", "test", False, combined, chain == "float", True, divide_dst=divide_dst)
+        got = onednn_nd._run_reference(**op, plan=plan, chain=chain)
+        ref = _oracle_run(**op, combined=combined, divide_dst=divide_dst, chain=chain)
+        assert_same(got, ref, f"{kind} seed={seed} chain={chain} combined={combined} divide_dst={divide_dst}")
+
+
+@pytest.mark.parametrize("kind", ["conv3d", "convt1d", "convt2d", "convt3d"])
+def test_core_route_equals_numpy_oracle(kind):
     """The "int" chain through one prepared C++ oneDNN conv2d (spread / depth-gathered input,
-    a_zp-filled) gives the numpy reference's bytes (integer_sums + compensated + requantize)."""
+    a_zp-filled; what qref runs for the vnni class) gives the numpy oracle's bytes."""
     _vnni_host()
     for seed in range(20):
-        m, qx = _case(kind, seed)
-        p = qref.from_torch(m)
-        monkeypatch.setattr(onednn_nd, "USE_CORE", False)
-        ref = p(qx).int_repr().numpy()
-        monkeypatch.setattr(onednn_nd, "USE_CORE", True)
-        assert_same(p(qx).int_repr().numpy(), ref, f"{kind} seed={seed} core route vs numpy")
+        op = _core_operands(kind, seed)
+        O, Cg = op["w"].shape[:2]
+        plan, chain = onednn_nd.plan_nd(op["transposed"], op["x_cl"].ndim - 2, op["groups"], Cg, O // op["groups"],
+                                        op["w"].shape[2:], op["stride"], op["dilation"])
+        got = onednn_nd.run(op["x_cl"], op["a_s"], op["a_zp"], op["w"], op["ws"], op["bias"], op["stride"],
+                            op["padding"], op["dilation"], op["groups"], op["out_spatial"], op["out_s"],
+                            op["out_zp"], op["relu"], op["transposed"], "auto")
+        ref = _oracle_run(**op, combined=plan.combined_scale, divide_dst=plan.divide_dst, chain=chain)
+        assert_same(got, ref, f"{kind} seed={seed} core route vs numpy oracle")
 
 
 # ----------------------------------------------------------------------------- Linear under the "onednn" engine

@@ -6,18 +6,18 @@
 // qref.conv2d and torch's fbgemm quantized::conv2d(_relu) compute:
 //
 //   - layouts: input uint8 NHWC, weight int8 OHWI ([O][KH][KW][C/groups]),
-//     output uint8 NHWC (fbgemm's own layouts, SPEC.md §2.4);
+//     output uint8 NHWC (fbgemm's own layouts, docs/numerics.md §2.4);
 //   - padded taps hold the activation zero point (fbgemm's im2col memset and
-//     depthwise/groupwise a_zp registers, SPEC.md §4.1-§4.3);
+//     depthwise/groupwise a_zp registers, docs/numerics.md §4.1-§4.3);
 //   - with `saturate`, consecutive pairs (2i, 2i+1) of the per-group reduction
 //     order k = (kh*KW + kw)*Cg + c are summed and saturated to int16 first
 //     (vpmaddubsw), an odd last element pairing with zero; this one rule covers
-//     every fbgemm path (SPEC.md §0, §4.6); `saturates()` below says when
+//     every fbgemm path (docs/numerics.md §0, §4.6); `saturates()` below says when
 //     fbgemm does it;
-//   - requantization exactly as requant.h (the normative formula, SPEC.md §5),
+//   - requantization exactly as requant.h (the normative formula, docs/numerics.md §5),
 //     with the per-channel constants prepared as fbgemm prepares them (§2.1).
 //
-// This is the same plain loop as kernels/conv2d_scalar.cc (qref's normative
+// This is the same plain loop as fbgemm/kernels/conv2d_scalar.cc (qref's normative
 // scalar kernel), kept header-only so it can be used without the library;
 // tests/test_headers.py checks that both give identical bytes.
 #pragma once
@@ -25,9 +25,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "qref/conv2d.h"
-#include "qref/conv_nd.h"
-#include "qref/requant.h"
+#include "qref/gemm/conv2d.h"
+#include "qref/fbgemm/conv_nd.h"
+#include "qref/fbgemm/requant.h"
 
 namespace qref {
 namespace ref {
@@ -38,7 +38,7 @@ namespace ref {
 enum class Isa { avx2, vnni };
 
 // The user's quantization parameters. fbgemm narrows every scale to float32
-// before using it (qconv.cpp GetQuantizationParams, SPEC.md §2.1), so float
+// before using it (qconv.cpp GetQuantizationParams, docs/numerics.md §2.1), so float
 // scales lose nothing.
 struct ConvArgs {
   Conv2dShape shape;                           // N,C,H,W,O,KH,KW,stride,pad,dilation,groups
@@ -55,7 +55,7 @@ struct ConvArgs {
 };
 
 // fbgemm's path choice, reduced to the one fact that changes integers: do the
-// pair sums saturate? (FbgemmConv.cc ConvFastPath; SPEC.md §3, §4.6.)
+// pair sums saturate? (FbgemmConv.cc ConvFastPath; docs/numerics.md §3, §4.6.)
 // Depthwise (G == C, O in {G, 2G}, G % 8 == 0, k 3/5/7 square, stride 1/2,
 // "same" padding, no dilation) saturates on every CPU; groupwise and the GEMM
 // paths (pointwise, im2col) saturate only without VNNI. The groupwise/GEMM
@@ -66,7 +66,7 @@ inline bool is_depthwise(const Conv2dShape& s) {
 }
 inline bool saturates(const Conv2dShape& s, Isa isa) { return is_depthwise(s) || isa == Isa::avx2; }
 
-// Per-channel constants, rounded to float32 in fbgemm's order (SPEC.md §2.1,
+// Per-channel constants, rounded to float32 in fbgemm's order (docs/numerics.md §2.1,
 // §5.1): requant.h make_requant, the same function qref.conv2d uses.
 inline Requant prepare(const ConvArgs& a, const int8_t* w_ohwi) {
   return make_requant(a.shape.O, a.shape.K(), w_ohwi, a);

@@ -2,7 +2,7 @@
 
 The element is recomputed step by step in Python with numpy float32 scalars (IEEE single
 precision, one rounding per operation), following the same order of operations as
-``csrc/qref/requant.h`` (docs/numerics.md §4-§5): the receptive field, the int16 pair
+``csrc/qref/fbgemm/requant.h`` (docs/numerics.md §4-§5): the receptive field, the int16 pair
 saturation, the zero-point terms, the bias, the multiplier and the rounding. fbgemm's
 per-channel constants (multiplier, column offsets, bias term or bias reciprocal) are the ones
 the kernels use, read from the core (``_core.requant_params``); oneDNN's effective scales likewise
@@ -680,7 +680,7 @@ def _render(e: Explanation) -> str:
 def _explain_onednn(params: Any, torch_out: Optional[np.ndarray], xin: np.ndarray, a_scale: float, a_zp: int,
                     pad: tuple,
                     index: tuple, isa: str, layer: str) -> Explanation:
-    """torch's x86/onednn engine (docs/numerics.md §6, csrc/qref/onednn.h): padded taps are skipped (the zero
+    """torch's x86/onednn engine (docs/numerics.md §6, csrc/qref/onednn/requant.h): padded taps are skipped (the zero
     point is compensated over the real taps only), bias added after scaling, ReLU as max(y, 0),
     output zero point added in float before rounding, scales through reciprocal round trips."""
     N, C, H, W = xin.shape
@@ -717,29 +717,19 @@ def _explain_onednn(params: Any, torch_out: Optional[np.ndarray], xin: np.ndarra
             acc_exact += pr
             colsum += t0.w + (t1.w if t1 else 0)
     acc32, col32 = _wrap32(acc), _wrap32(colsum)
+    i = o if params.per_channel else 0
+    comp = "float" if pl.float_compensation else "int32"
+    # oneDNN's requantization of this element, every step, in the core (csrc/qref/onednn/requant.h)
+    st = _core.onednn_requant_steps(acc32, col32, a_zp, bool(pl.float_compensation), float(params.weight_scale[i]),
+                                    None if params.bias is None else float(params.bias[o]), float(a_scale),
+                                    float(params.output_scale), int(params.output_zero_point), bool(params.relu),
+                                    bool(pl.combined_scale), bool(pl.divide_dst))
     f = np.float32
-    # PyTorch passes 1/(double)scale as float and ideep inverts it: ss = f32(1/f32(1/s_in)),
-    # inv = f32(1/f32(1/f32(1/s_out))), as the core computes them
-    ss, inv = (f(v) for v in od.scales(a_scale, float(params.output_scale)))
-    with np.errstate(all="ignore"):
-        i = o if params.per_channel else 0
-        ws = f(float(params.weight_scale[i]))
-        if pl.float_compensation:
-            A = f(f(acc32) + f(f(-col32) * f(a_zp)))
-            comp = "float"
-        else:
-            A = f(_wrap32(acc32 - _wrap32(a_zp * col32)))
-            comp = "int32"
-        comb = f(ss * ws)
-        scaled = f(A * comb) if pl.combined_scale else f(f(A * ss) * ws)
-        bias = None if params.bias is None else f(params.bias[o])
-        yb = scaled if bias is None else f(scaled + bias)
-        yr = f(max(yb, f(0.0))) if params.relu else yb
-        yi = f(yr * inv)
-        y = f(yi + f(params.output_zero_point))
-    yc = float(y)
-    yc = 0.0 if not yc > 0.0 else min(yc, 255.0)  # saturate_cvt_f32: clamp in float (NaN -> 0), then round
-    value = int(np.rint(yc))
+    ss, inv, ws, comb, A = f(st["ss"]), f(st["inv"]), f(st["ws"]), f(st["comb"]), f(st["A"])
+    scaled, yb, yr, yi, y = f(st["scaled"]), f(st["with_bias"]), f(st["after_relu"]), f(st["dst_scaled"]), f(st["y"])
+    bias = None if params.bias is None else f(st["bias"])
+    yc = float(st["clamped"])
+    value = int(st["value"])
     tie = bool(np.isfinite(y) and float(y) - math.floor(float(y)) == 0.5)
     torch_value = None
     if torch_out is not None:

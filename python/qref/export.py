@@ -206,7 +206,7 @@ def export(path: str, input: Any = None, weight: Any = None, bias: Any = None, *
                  "col_offset[o] = sum(weight[o]) - weight_zero_point[o]*K; yf = per_channel ? "
                  "f32(float(raw) + bias_term[o]) with bias_term[o] = f32(bias[o] / S[o]) : fma(bias[o], bias_rcp, "
                  "float(raw)) rounded once, bias_rcp = f32(1/(double)S); y = f32(yf * M[o]); output = clamp(rne(y) + output_zero_point, relu ? output_zero_point : 0, 255), "
-                 "rne(y) = INT32_MIN if |y| >= 2^31 (qref csrc/qref/requant.h)"),
+                 "rne(y) = INT32_MIN if |y| >= 2^31 (qref csrc/qref/fbgemm/requant.h)"),
     )
     meta = dict(format=FORMAT, version=VERSION, name=name or os.path.basename(os.path.normpath(str(path))),
                 qref_version=__version__, conv=conv, fbgemm=fb, quantization=quant, arrays=index,

@@ -2,7 +2,7 @@
 
 ``model(case, **changes)`` recomputes a conv stage by stage in numpy (exact
 int64 accumulation, IEEE float32 one operation at a time) as fbgemm does it --
-the same formula as ``csrc/qref/requant.h`` and the scalar kernel, checked
+the same formula as ``csrc/qref/fbgemm/requant.h`` and the scalar kernel, checked
 against ``qref.conv2d`` in tests/test_compare.py -- with one or more stages
 replaced by a common alternative. ``VARIANTS`` names the alternatives that
 ``qref.compare`` tries when it diagnoses a mismatching kernel.

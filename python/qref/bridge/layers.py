@@ -259,7 +259,7 @@ class _LayerParams:
                 bool(reproduce_defects))
 
         def run(v: np.ndarray, threads: int) -> np.ndarray:
-            out = _core.conv_nd_ndhwc(to_nd(_channels_last(v)), w_cl, b, *args, threads, False, kname != "scalar")
+            out = _core.conv_nd_ndhwc(to_nd(_channels_last(v)), w_cl, b, *args, threads, False, kname)
             return out if sd == 3 else out[:, 0]
 
         return _Entry(run, out_s, out_zp)

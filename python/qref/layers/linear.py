@@ -150,11 +150,12 @@ def _onednn_linear(fn: str, a2: np.ndarray, a_s: float, a_zp: int, wt: Any, b: O
     O = wt.oihw.shape[0]
     if M == 0:
         return np.zeros((0, O), np.uint8)
-    # PyTorch hands oneDNN 1/w_scale and ideep inverts it (like the src and dst scales)
+    # PyTorch hands oneDNN 1/w_scale and ideep inverts it (like the src and dst scales): the core's
+    # weight_scale_reciprocal
     ws = np.broadcast_to(wt.scale, (O,)).astype(np.float64)
-    ws_eff = (np.float32(1) / (1.0 / ws).astype(np.float32)).astype(np.float64)
-    plan = OnednnPlan(cls, onednn_kernel or "brg_matmul:avx512_core_vnni", False, False, False, True)
+    plan = OnednnPlan(cls, onednn_kernel or "brg_matmul:avx512_core_vnni", False, False, False, True,
+                      weight_scale_reciprocal=True)
     prep = prepare_conv2d((M, 1, 1, K), wt.oihw.reshape(O, 1, 1, K), b, (1, 1), (0, 0), (1, 1), 1, a_s, a_zp,
-                          np.ascontiguousarray(ws_eff), True, out_s, out_zp, relu, plan)
+                          np.ascontiguousarray(ws), True, out_s, out_zp, relu, plan)
     return _core.conv2d_run(prep, np.ascontiguousarray(a2.reshape(M, 1, 1, K)),
                             _core.default_threads() if threads is None else threads).reshape(M, O)

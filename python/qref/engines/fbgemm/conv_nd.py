@@ -5,7 +5,7 @@ exact reformulations that run them on the conv2d core's fast kernels.
   pointwise, im2col in (kd, kh, kw, c) order;
 - transposed: fbgemm's im2col transposed path (docs/numerics.md §4.4) and its direct transposed
   path (§4.5, 2D only).
-The normative N-d reference is csrc/qref/kernels/conv_nd_scalar.cc (kernel="scalar"); the other
+The normative N-d reference is csrc/qref/fbgemm/kernels/conv_nd_scalar.cc (kernel="scalar"); the other
 kernels run exact reformulations on the conv2d core or vectorised loops (same bytes).
 """
 
@@ -55,7 +55,7 @@ def _run_nd(fn, a_ndhwc, a_s, a_zp, w_odhwi, wt, b, st3, pd3, dl3, op3, groups, 
         a_ndhwc, w_odhwi, b, list(st3), list(pd3), list(dl3), list(op3), int(groups), bool(transposed), sd,
         a_s, a_zp, wt.scale, wt.zero_point, wt.per_channel, out_s, out_zp, bool(relu), plan.path,
         plan.saturates, bool(reproduce_defects), _core.default_threads() if threads is None else threads,
-        bool(return_intermediates), kname != "scalar")
+        bool(return_intermediates), kname)
     if return_intermediates:
         return res[0], (res[1], res[2], res[3])
     return res, None

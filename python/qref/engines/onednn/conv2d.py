@@ -54,6 +54,7 @@ class OnednnPlan:
     verified: bool
     kw_major_pairs: bool = False  # Cg == 1: pairs of consecutive taps in kw-major order
     divide_dst: bool = False  # ref:any: y / dst_scale instead of y * (1 / dst_scale)
+    weight_scale_reciprocal: bool = False  # matmul: ws = f32(1 / f32(1 / w_scale)) (PyTorch hands 1/w_scale)
 
     def __str__(self) -> str:
         sat = ("int16-saturating tap pairs in kw-major order (vpmaddubsw)" if self.kw_major_pairs else
@@ -196,7 +197,8 @@ def prepare_conv2d(input_shape_nhwc: tuple, w_ohwi: np.ndarray, bias: Optional[n
         bias, tuple(stride), tuple(padding), tuple(dilation), int(groups), float(input_scale),
         int(input_zero_point), np.ascontiguousarray(weight_scale, dtype=np.float64), bool(per_channel),
         float(output_scale), int(output_zero_point), bool(relu), plan.saturates, plan.combined_scale,
-        plan.float_compensation, plan.kw_major_pairs, plan.divide_dst)
+        plan.float_compensation, plan.kw_major_pairs, plan.divide_dst,
+        weight_scale_reciprocal=plan.weight_scale_reciprocal)
 
 
 def prepare(act: Any, wt: Any, bias: Optional[np.ndarray], stride, padding, dilation, groups: int,

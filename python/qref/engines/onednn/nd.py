@@ -27,9 +27,9 @@ taps that fall outside the input in int32, and converts to float again:
 ``A = f32(int32(trunc(f32(f32(acc) - f32(zp*colsum_all)))) + zp*colsum_outside)``. That is the
 exact value while |acc| < 2^24 and rounds like oneDNN beyond.
 
-The integer sums are computed here with float64 GEMMs per kernel tap (exact: every partial sum
-is far below 2^53) and reduced modulo 2^32 like oneDNN's int32 registers; the requantization
-runs in numpy float32, one IEEE operation at a time in oneDNN's order. Other oneDNN classes
+The arithmetic runs in the C++ core: the "int" chain as one prepared oneDNN conv2d (_run_core),
+the other chains in oneDNN's N-d reference loop (_run_reference, csrc/qref/onednn/conv_nd.cc), both
+with oneDNN's one requantization (csrc/qref/onednn/requant.h). Other oneDNN classes
 (avx512_core, avx2: int16 pair saturation) are refused by name for these layers: torch's x86
 engine never uses them (it picks fbgemm on non-VNNI hosts); the AMX class follows docs/numerics.md's
 description and is unverified (no AMX host), like Conv2d's.
@@ -50,11 +50,6 @@ from .kernel_names import checked_kernel, kernel_family
 _I32 = 1 << 32
 
 
-def _wrap32(v: np.ndarray) -> np.ndarray:
-    """int64 -> the int32 a wrapping register holds."""
-    return ((v + (1 << 31)) % _I32 - (1 << 31)).astype(np.int64)
-
-
 def _tap_slices(k: int, n_in: int, n_out: int, s: int, p: int, d: int, transposed: bool):
     """(input slice, output slice) of one kernel tap along one dimension: the pairs (i, o) with
     o*s - p + k*d == i (conv) or i*s - p + k*d == o (deconvolution), both inside. One search either
@@ -71,84 +66,6 @@ def _tap_slices(k: int, n_in: int, n_out: int, s: int, p: int, d: int, transpose
     t0 = lo * s - p + k * d
     v_sl, t_sl = slice(lo, hi + 1), slice(t0, t0 + (hi - lo) * s + 1, s)
     return (v_sl, t_sl) if transposed else (t_sl, v_sl)
-
-
-def integer_sums(x_cl: np.ndarray, w: np.ndarray, groups: int, stride, padding, dilation, out_spatial,
-                 transposed: bool):
-    """(acc, colsum_real): per output element the sum of a*w over the taps that read a real input
-    pixel, and the sum of w over the same taps (int64, exact; not yet wrapped).
-
-    ``x_cl`` uint8 (N, *S, C) channels last; ``w`` int8 (O, Cg, *k) with output channel
-    o = g*Og + oc reading input channels g*Cg ... (for a transposed conv pass the weight already
-    regrouped to that form, no kernel flip). Returns acc (N, *OS, O), colsum (*OS, O)."""
-    N, C = x_cl.shape[0], x_cl.shape[-1]
-    S = x_cl.shape[1:-1]
-    O, Cg = w.shape[:2]
-    ks = w.shape[2:]
-    Og = O // groups
-    acc = np.zeros((N,) + tuple(out_spatial) + (O,), np.float64)
-    col = np.zeros(tuple(out_spatial) + (O,), np.int64)
-    xf = x_cl.astype(np.float64)
-    for tap in np.ndindex(*ks):
-        sl = [_tap_slices(k, n, m, s, p, d, transposed)
-              for k, n, m, s, p, d in zip(tap, S, out_spatial, stride, padding, dilation)]
-        if any(v is None for v in sl):
-            continue
-        ins = tuple(v[0] for v in sl)
-        outs = tuple(v[1] for v in sl)
-        wt = w[(slice(None), slice(None)) + tap]  # (O, Cg)
-        for g in range(groups):
-            wg = wt[g * Og:(g + 1) * Og].astype(np.float64).T  # (Cg, Og)
-            xs = xf[(slice(None),) + ins + (slice(g * Cg, (g + 1) * Cg),)]
-            acc[(slice(None),) + outs + (slice(g * Og, (g + 1) * Og),)] += xs @ wg
-        col[outs + (slice(None),)] += wt.astype(np.int64).sum(axis=1)
-    return acc.astype(np.int64), col
-
-
-def compensated(acc: np.ndarray, col_real: np.ndarray, col_all: np.ndarray, a_zp: int, chain: str) -> np.ndarray:
-    """oneDNN's zero-point-compensated accumulator A (float32), per kernel family.
-
-    "int": A = f32(wrap32(acc - a_zp*colsum_real)) (brgemm / jit kernels, vpmulld + vpsubd).
-    "float": AMX micro-kernel, A = f32(f32(acc) + f32(f32(-colsum_real) * f32(a_zp))).
-    "ref_deconv": ref_deconvolution's float round trip (module doc)."""
-    acc32 = _wrap32(acc)
-    if chain == "int":
-        return _wrap32(acc32 - _wrap32(a_zp * col_real)).astype(np.float32)
-    if chain == "float":
-        return acc32.astype(np.float32) + (-_wrap32(col_real)).astype(np.float32) * np.float32(a_zp)
-    if chain == "ref_deconv":
-        comp_all = _wrap32(a_zp * col_all)  # int32 per output channel
-        t = acc32.astype(np.float32) - comp_all.astype(np.float32)
-        conv_result = _wrap32(np.trunc(t.astype(np.float64)).astype(np.int64))
-        outside = _wrap32(a_zp * (col_all - col_real))
-        return _wrap32(conv_result + outside).astype(np.float32)
-    raise ValueError(chain)
-
-
-def requantize(A: np.ndarray, input_scale: float, weight_scale: np.ndarray, bias: Optional[np.ndarray],
-               output_scale: float, output_zero_point: int, relu: bool, combined: bool,
-               divide_dst: bool) -> np.ndarray:
-    """oneDNN's requantization of A (float32, channels last) to uint8, in its order
-    (csrc/qref/onednn.h): scales, bias, ReLU, 1/dst (or /dst), + zero point, clamp, RNE."""
-    ss, inv = _core.onednn_scales(float(input_scale), float(output_scale))
-    ss, inv = np.float32(ss), np.float32(inv)
-    ws = np.asarray(weight_scale, np.float64).astype(np.float32)
-    if combined:
-        y = A * (ss * ws)
-    else:
-        y = (A * ss) * ws
-    if bias is not None:
-        y = y + np.asarray(bias, np.float32)
-    if relu:
-        y = np.where(y < 0, np.float32(0), y)
-    if divide_dst:
-        y = y / (np.float32(1) / np.float32(1.0 / output_scale))
-    else:
-        y = y * inv
-    y = y + np.float32(output_zero_point)
-    y = np.where(y > 0, y, np.float32(0))
-    y = np.minimum(y, np.float32(255))
-    return np.rint(y).astype(np.uint8)
 
 
 def _deconv_kernel_is_ref(nd: int, groups: int, Cg: int, Og: int, kernel, stride, dilation) -> bool:
@@ -232,17 +149,34 @@ def run(x_cl: np.ndarray, a_s: float, a_zp: int, w: np.ndarray, weight_scale: np
     ws = np.broadcast_to(np.asarray(weight_scale, np.float64), (O,))
     if chain == "ref_deconv" and _ref_deconv_is_exact(w, a_zp):
         chain = "int"  # every float in ref_deconvolution's round trip holds its integer exactly
-    if chain == "int" and not p.saturates and USE_CORE:
+    if chain == "int" and not p.saturates:
         return _run_core(x_cl, a_s, a_zp, w, ws, bias, stride, padding, dilation, groups, out_spatial, out_s,
                          out_zp, relu, transposed, p, threads)
-    acc, col = integer_sums(x_cl, w, groups, stride, padding, dilation, out_spatial, transposed)
-    col_all = w.reshape(O, -1).astype(np.int64).sum(axis=1)
-    A = compensated(acc, col, col_all, a_zp, chain)
-    return requantize(A, a_s, ws, bias, out_s, out_zp, relu, p.combined_scale, p.divide_dst)
+    return _run_reference(x_cl, a_s, a_zp, w, ws, bias, stride, padding, dilation, groups, out_spatial, out_s,
+                          out_zp, relu, transposed, p, chain, threads)
 
 
-# False: every layer through the numpy reference above (tests compare the two routes).
-USE_CORE = True
+def _run_reference(x_cl, a_s, a_zp, w, ws, bias, stride, padding, dilation, groups, out_spatial, out_s, out_zp,
+                   relu, transposed, plan, chain: str, threads=None) -> np.ndarray:
+    """oneDNN's N-d reference loop of the C++ core (csrc/qref/onednn/conv_nd.cc) with compensation
+    chain ``chain``: "int", "float" (AMX micro-kernel) or "ref_deconv" (ref_deconvolution's float
+    round trip, module doc). Same arguments as run; returns (N, *OS, O) uint8."""
+    from . import _core
+
+    N, O = x_cl.shape[0], w.shape[0]
+    nd = x_cl.ndim - 2
+    if nd == 2:  # as 3D with a unit depth
+        x_cl, w = x_cl[:, None], w[:, :, None]
+        stride, padding, dilation = (1,) + tuple(stride), (0,) + tuple(padding), (1,) + tuple(dilation)
+        out_spatial = (1,) + tuple(out_spatial)
+    out = _core.onednn_conv_nd_ndhwc(
+        np.ascontiguousarray(x_cl), np.ascontiguousarray(np.moveaxis(w, 1, -1)),
+        None if bias is None else np.ascontiguousarray(bias, np.float32), [int(v) for v in stride],
+        [int(v) for v in padding], [int(v) for v in dilation], [int(v) for v in out_spatial], int(groups),
+        bool(transposed), float(a_s), int(a_zp), np.ascontiguousarray(np.broadcast_to(ws, (O,)), np.float64), True,
+        float(out_s), int(out_zp), bool(relu), bool(plan.combined_scale), bool(plan.divide_dst), chain,
+        _core.default_threads() if threads is None else threads)
+    return out.reshape((N,) + tuple(out_spatial[3 - nd:]) + (O,))
 
 
 def _ref_deconv_is_exact(w: np.ndarray, a_zp: int) -> bool:
@@ -258,7 +192,7 @@ def _ref_deconv_is_exact(w: np.ndarray, a_zp: int) -> bool:
 def _run_core(x_cl, a_s, a_zp, w, ws, bias, stride, padding, dilation, groups, out_spatial, out_s, out_zp, relu,
               transposed, plan, threads):
     """The "int" chain (A = sum over the real taps of (a - a_zp) * w, exact modulo 2^32) as one
-    prepared oneDNN conv2d of the C++ core (csrc/qref/onednn.cc: the AVX512-VNNI GEMM with
+    prepared oneDNN conv2d of the C++ core (csrc/qref/onednn/onednn.cc: the AVX512-VNNI GEMM with
     oneDNN's epilogue where the CPU has it). Taps that read no input are filled with a_zp: they add
     (a_zp - a_zp) * w = 0, so the 2D problem's A is the same integer.
     - transposed: the input spread out by the stride (a_zp between and around), then a stride-1

@@ -4,7 +4,7 @@
 // conv_transpose3d. qref.conv2d keeps its own kernels (conv2d.h); nothing here
 // changes them.
 //
-// Layouts (channels last, as fbgemm's; SPEC.md §2.4):
+// Layouts (channels last, as fbgemm's; docs/numerics.md §2.4):
 //   input   uint8  [N][D][H][W][C]
 //   weight  int8   [O][KD][KH][KW][C/groups]   (transposed: torch's
 //           [IC][OC/G][kD][kH][kW] rearranged to [G][OC/G][kD][kH][kW][IC/G],
@@ -16,7 +16,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "qref/conv2d.h"
+#include "qref/gemm/conv2d.h"
 
 namespace qref {
 
@@ -78,7 +78,7 @@ inline bool fbgemm_takes_depthwise(const ConvNdShape& s) {
 }
 
 // fbgemm ConvFastPath for SPATIAL_DIM = shape.spatial_dims (src/FbgemmConv.cc,
-// first match wins; SPEC.md §3). The kernel/stride/pad/dilation lists below are
+// first match wins; docs/numerics.md §3). The kernel/stride/pad/dilation lists below are
 // over the conv's spatial dims only (depth is skipped for a 2D conv, as
 // conv_param_t<2> has no depth). The one implementation of the rule: conv2d's
 // fbgemm_conv_path (conv2d.cc) calls it through conv_nd_shape_2d, and the
@@ -139,34 +139,10 @@ struct ConvNdProblem {
   bool saturate = false;  // int16-saturating pairs (2i, 2i+1) of the K order
   // Reproduce fbgemm's deterministic defects instead of the correct result:
   //  - depthwise 3D: the activation row sum is accumulated with vpaddsw
-  //    (int16 saturating), so it is min(sum, 32767) (SPEC.md §4.2);
+  //    (int16 saturating), so it is min(sum, 32767) (docs/numerics.md §4.2);
   //  - direct transposed with stride_h = 2: the host loop places input row j's
-  //    contributions at output rows j + kh instead of 2j + kh (SPEC.md §4.5).
+  //    contributions at output rows j + kh instead of 2j + kh (docs/numerics.md §4.5).
   bool reproduce_defects = false;
-  // Run the depthwise and direct transposed paths with the channel-vectorised loops
-  // (conv_nd_depthwise_rows, conv_transpose_direct_rows) instead of the plain reference; same
-  // bytes (tests: test_conv3d_kernels_agree, test_transposed_kernels_agree).
-  bool fast_depthwise = false;
 };
-
-// Runs the whole problem (scalar reference) with up to num_threads threads.
-// `inter` (may be null) receives acc / raw / y per output element (NDHWC).
-void run_conv_nd(const ConvNdProblem& p, const uint8_t* in, const int8_t* w, uint8_t* out, int num_threads,
-                 const Conv2dIntermediates* inter);
-
-// Scalar kernels (kernels/conv_nd_scalar.cc): output rows m in [m_begin, m_end),
-// m = (n * OD + od) * OH + oh.
-void conv_nd_scalar_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
-                         int64_t m_begin, int64_t m_end, uint8_t* scratch, const Conv2dIntermediates* inter);
-// The depthwise path (Cg == 1) with channels innermost: the loops over output channels are
-// plain int32 arithmetic the compiler vectorises. Same arithmetic as conv_nd_scalar_rows.
-void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
-                            int64_t m_begin, int64_t m_end);
-// fbgemm's direct transposed path (scatter; SPEC.md §4.5), one image n.
-void conv_transpose_direct_scalar(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
-                                  int64_t n, const Conv2dIntermediates* inter);
-// The same, vectorised over output channels, for output rows m = n * OH + oh in [m_begin, m_end).
-void conv_transpose_direct_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
-                                int64_t m_begin, int64_t m_end);
 
 }  // namespace qref

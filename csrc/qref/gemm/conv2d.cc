@@ -1,5 +1,5 @@
-// qref: path rules, requantization set-up and the threaded driver.
-#include "qref/conv2d.h"
+// qref: the exact int8 GEMM/conv driver: buffers, threads and the prepared conv.
+#include "qref/gemm/conv2d.h"
 
 #include <algorithm>
 #include <atomic>
@@ -11,55 +11,14 @@
 #include <mutex>
 #include <utility>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
-#include "qref/api.h"
-#include "qref/conv_nd.h"
-#include "qref/kernels.h"
-#include "qref/paths.h"
-#include "qref/requant.h"
+#include "qref/gemm/api.h"
+#include "qref/common/kernels.h"
 
 namespace qref {
-
-const char* path_name(ConvPath p) {
-  switch (p) {
-    case ConvPath::depthwise: return "depthwise";
-    case ConvPath::groupwise: return "groupwise";
-    case ConvPath::pointwise: return "pointwise";
-    case ConvPath::im2col: return "im2col";
-  }
-  return "?";
-}
-
-// FbgemmConv.cc ConvFastPath for conv_param_t<2>: the N-d rule (conv_nd.h
-// fbgemm_conv_nd_path) with D = 1, so 2D, 3D, transposed and reference.h share
-// one implementation. A non-transposed conv never takes the direct path.
-ConvPath fbgemm_conv_path(const Conv2dShape& s, bool avx512_host) {
-  switch (fbgemm_conv_nd_path(conv_nd_shape_2d(s), avx512_host)) {
-    case ConvNdPath::depthwise: return ConvPath::depthwise;
-    case ConvNdPath::groupwise: return ConvPath::groupwise;
-    case ConvNdPath::pointwise: return ConvPath::pointwise;
-    case ConvNdPath::direct:
-    case ConvNdPath::im2col: break;
-  }
-  return ConvPath::im2col;
-}
-
-bool path_saturates(ConvPath p, const IsaSemantics& isa) {
-  switch (p) {
-    case ConvPath::depthwise: return true;
-    case ConvPath::groupwise: return isa.groupwise_saturates;
-    case ConvPath::pointwise:
-    case ConvPath::im2col: return isa.gemm_saturates;
-  }
-  return true;
-}
-
-// SPEC.md §2.1: the doubles are narrowed to float inside make_requant (requant.h).
-Requant prepare_requant(const Conv2dShape& s, const int8_t* w, const RequantArgs& a) {
-  return make_requant(s.O, s.K(), w, a);
-}
 
 int default_threads() {
   unsigned n = std::thread::hardware_concurrency();
@@ -67,8 +26,8 @@ int default_threads() {
 }
 
 namespace {
-// Buffers for packed weights and per-thread scratch, reused across calls
-// (issue 3): a fresh multi-megabyte aligned_alloc is an mmap whose first touch
+// Buffers for packed weights and per-thread scratch, reused across calls:
+// a fresh multi-megabyte aligned_alloc is an mmap whose first touch
 // page-faults on every call, which cost as much as packing the weights.
 // Plain free list under a mutex (calls may run concurrently: the GIL is
 // released); at most kPoolKeep buffers and kPoolBytes bytes are kept.
@@ -192,15 +151,24 @@ WorkerPool& workers() {
 // Out-of-line views of Requant's arrays for the kernel translation units compiled
 // with ISA flags (kernels/conv2d_avx2.cc, conv2d_avx512vnni.cc, which declare
 // them): they call these instead of std::vector members, so no standard-library
-// inline code is ever compiled there with -mavx2 / -mavx512* (STYLE.md, the
+// inline code is ever compiled there with -mavx2 / -mavx512* (the
 // one-definition-rule hazard Highway documents).
 const float* requant_multiplier(const Requant& r) { return r.multiplier.data(); }
 const float* requant_bias_term(const Requant& r) { return r.has_bias ? r.bias_term.data() : nullptr; }
 const int32_t* requant_col_offset(const Requant& r) { return r.col_offset.data(); }
 const int32_t* requant_weight_zero_point(const Requant& r) { return r.weight_zero_point.data(); }
 
+namespace {
+void check_epilogue(const KernelEntry& k, const Conv2dEpilogue& e) {
+  if (e.kind == Conv2dEpilogue::Kind::onednn && !k.onednn_epilogue)
+    throw std::invalid_argument(std::string("kernel '") + k.name + "' does not implement the oneDNN epilogue");
+}
+}  // namespace
+
 void run_conv2d_packed(const Conv2dProblem& p, const KernelEntry& k, const uint8_t* in, const int8_t* w,
-                       const void* packed, uint8_t* out, int num_threads, const Conv2dIntermediates* inter) {
+                       const void* packed, uint8_t* out, int num_threads, const Conv2dIntermediates* inter,
+                       const Conv2dEpilogue& epi) {
+  check_epilogue(k, epi);
   const Conv2dShape& s = p.shape;
   const int64_t rows = s.N * s.OH;
   if (rows == 0 || s.OW == 0 || s.O == 0) return;
@@ -221,7 +189,7 @@ void run_conv2d_packed(const Conv2dProblem& p, const KernelEntry& k, const uint8
   nt = std::min<int64_t>(nt, (rows + chunk - 1) / chunk);
   PooledBuf own_scratch(scratch);  // before any helper starts: an allocation failure throws here
   if (nt == 1) {
-    k.run_rows(p, w, packed, in, out, 0, rows, own_scratch.get(), inter);
+    k.run_rows(p, epi, w, packed, in, out, 0, rows, own_scratch.get(), inter);
     return;
   }
   // Helpers (persistent pool threads) share this state through a shared_ptr.
@@ -236,12 +204,13 @@ void run_conv2d_packed(const Conv2dProblem& p, const KernelEntry& k, const uint8
   auto sh = std::make_shared<Shared>();
   const Conv2dProblem* pp = &p;
   const KernelEntry* kk = &k;
+  const Conv2dEpilogue* ee = &epi;
   auto claim_and_run = [=](Shared& st, void* scr) {
     for (;;) {
       const int64_t b = st.next.fetch_add(chunk);
       if (b >= rows) return;
       const int64_t e = std::min(rows, b + chunk);
-      kk->run_rows(*pp, w, packed, in, out, b, e, scr, inter);
+      kk->run_rows(*pp, *ee, w, packed, in, out, b, e, scr, inter);
       if (st.done.fetch_add(e - b) + (e - b) == rows) {
         std::lock_guard<std::mutex> lock(st.mu);
         st.cv.notify_all();
@@ -267,28 +236,30 @@ void run_conv2d_packed(const Conv2dProblem& p, const KernelEntry& k, const uint8
 }
 
 void run_conv2d(const Conv2dProblem& p, const KernelEntry& k, const uint8_t* in, const int8_t* w,
-                uint8_t* out, int num_threads, const Conv2dIntermediates* inter) {
+                uint8_t* out, int num_threads, const Conv2dIntermediates* inter, const Conv2dEpilogue& e) {
   const Conv2dShape& s = p.shape;
   if (s.N * s.OH == 0 || s.OW == 0 || s.O == 0) return;
   PooledBuf packed(k.packed_weight_bytes(p));
-  if (packed.get()) k.pack_weights(p, w, packed.get());
-  run_conv2d_packed(p, k, in, w, packed.get(), out, num_threads, inter);
+  if (packed.get()) k.pack_weights(p, e, w, packed.get());
+  run_conv2d_packed(p, k, in, w, packed.get(), out, num_threads, inter, e);
 }
 
-PreparedConv2d::PreparedConv2d(const Conv2dProblem& problem, const KernelEntry& k, const int8_t* w)
-    : p(problem), kernel(&k), weight(w) {
+PreparedConv2d::PreparedConv2d(const Conv2dProblem& problem, const KernelEntry& k, const int8_t* w,
+                               const Conv2dEpilogue& e)
+    : p(problem), epilogue(e), kernel(&k), weight(w) {
+  check_epilogue(k, e);
   packed_bytes = k.packed_weight_bytes(p);
   if (packed_bytes) {
     packed = std::aligned_alloc(64, (packed_bytes + 63) / 64 * 64);
     if (!packed) throw std::bad_alloc();
-    k.pack_weights(p, w, packed);
+    k.pack_weights(p, epilogue, w, packed);
   }
 }
 
 PreparedConv2d::~PreparedConv2d() { std::free(packed); }
 
 void PreparedConv2d::run(const uint8_t* in, uint8_t* out, int num_threads) const {
-  run_conv2d_packed(p, *kernel, in, weight, packed, out, num_threads, nullptr);
+  run_conv2d_packed(p, *kernel, in, weight, packed, out, num_threads, nullptr, epilogue);
 }
 
 }  // namespace qref

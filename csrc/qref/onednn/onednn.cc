@@ -1,15 +1,16 @@
 // qref: oneDNN int8 conv2d arithmetic (scalar, normative). See onednn.h.
-#include "qref/onednn.h"
+#include "qref/onednn/onednn.h"
 
 #include <algorithm>
 #include <cmath>
 #include <thread>
 #include <vector>
 
-#include "qref/api.h"
-#include "qref/kernels.h"
-#include "qref/kernels/onednn_simd.h"
-#include "qref/requant.h"
+#include "qref/fbgemm/conv2d.h"
+#include "qref/gemm/api.h"
+#include "qref/common/kernels.h"
+#include "qref/onednn/kernels/onednn_simd.h"
+#include "qref/fbgemm/requant.h"
 
 namespace qref {
 
@@ -21,20 +22,15 @@ OnednnParams prepare_onednn(const Conv2dShape& s, double input_scale, int32_t in
   p.output_zero_point = output_zero_point;
   p.relu = relu;
   p.variant = v;
-  // qconv.cpp: src scale passed as 1.0/input_scale (double -> float); ideep
-  // sets oneDNN's src scale to 1.0f / that float.
-  const float src_rcp = static_cast<float>(1.0 / input_scale);
-  p.src_scale = 1.0f / src_rcp;
-  // qconv.cpp: dst scale passed as 1.0/output_scale; ideep inverts it; the
-  // oneDNN kernel multiplies by 1.f / dst_scale.
-  const float dst_rcp = static_cast<float>(1.0 / output_scale);
-  const float dst_scale = 1.0f / dst_rcp;
-  p.dst_scale_inv = 1.0f / dst_scale;
-  p.dst_scale = dst_scale;
+  const OnednnScales sc = onednn_scales(input_scale, output_scale);  // requant.h
+  p.src_scale = sc.ss;
+  p.dst_scale_inv = sc.inv;
+  p.dst_scale = sc.dst_scale;
   p.wei_scale.resize(s.O);
   p.comb_scale.resize(s.O);
   for (int64_t o = 0; o < s.O; ++o) {
-    p.wei_scale[o] = static_cast<float>(weight_scale[per_channel ? o : 0]);
+    const double ws = weight_scale[per_channel ? o : 0];
+    p.wei_scale[o] = v.weight_scale_reciprocal ? 1.0f / static_cast<float>(1.0 / ws) : static_cast<float>(ws);
     p.comb_scale[o] = p.src_scale * p.wei_scale[o];
   }
   p.has_bias = bias != nullptr;
@@ -64,8 +60,8 @@ void run_rows(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, co
               int64_t m_begin, int64_t m_end, const OnednnIntermediates* inter, bool transposed) {
   const int64_t Cg = s.cin_per_group(), Og = s.cout_per_group(), K = s.K();
   const bool sat = p.variant.saturate;
-  const float out_zp_f = static_cast<float>(p.output_zero_point);
-  const float a_zp_f = static_cast<float>(p.input_zero_point);
+  const OnednnRequant rq = p.requant();
+  const float* scale = p.scales();
   for (int64_t m = m_begin; m < m_end; ++m) {
     const int64_t n = m / s.OH, oh = m % s.OH;
     for (int64_t ow = 0; ow < s.OW; ++ow) {
@@ -123,27 +119,9 @@ void run_rows(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, co
           }
         }
         const int32_t acc32 = wrap32(acc), col32 = wrap32(colsum);
-        float A;
-        if (p.variant.float_comp) {
-          // jit_brgemm_amx_uker.cpp: compensation comp = -colsum scaled by the
-          // src zero point in float, added to the float accumulator.
-          A = static_cast<float>(acc32) + static_cast<float>(-static_cast<int64_t>(col32)) * a_zp_f;
-        } else {
-          // jit_brgemm_kernel.cpp apply_compensation etc.: vpmulld + vpaddd.
-          A = static_cast<float>(wrap32(static_cast<int64_t>(acc32) -
-                                        static_cast<int64_t>(wrap32(static_cast<int64_t>(p.input_zero_point) * col32))));
-        }
-        float y = p.variant.combined ? A * p.comb_scale[o] : (A * p.src_scale) * p.wei_scale[o];
-        if (p.has_bias) y = y + p.bias[o];
-        if (p.relu) y = y < 0.f ? 0.f : y;  // eltwise relu post-op
-        // jit kernels multiply by 1/dst_scale; ref_convolution_int8 divides.
-        y = p.variant.divide_dst ? y / p.dst_scale : y * p.dst_scale_inv;
-        y = y + out_zp_f;  // dst zero point added in float before rounding
-        // saturate_cvt_f32 (jit_generator.hpp): clamp to [0, 255] in float, then vcvtps2dq (RNE).
-        float yc = y;
-        if (!(yc > 0.f)) yc = 0.f;
-        if (yc > 255.f) yc = 255.f;
-        out[pos * s.O + o] = static_cast<uint8_t>(std::nearbyint(yc));
+        const float A = onednn_compensated(acc32, col32, rq.a_zp, rq.float_comp);  // requant.h
+        const float y = onednn_prerounding(A, scale[o], rq.has_bias ? p.bias[o] : 0.f, rq);
+        out[pos * s.O + o] = onednn_output(y);
         if (inter) {
           if (inter->acc) inter->acc[pos * s.O + o] = acc32;
           if (inter->colsum) inter->colsum[pos * s.O + o] = col32;
@@ -197,28 +175,16 @@ FastPack pack_fast(const Conv2dShape& s, const int8_t* w) {
 }
 
 // The requantization of run_rows for one element (acc, colsum as wrapped uint32).
-inline uint8_t requant_one(const OnednnParams& p, int64_t o, uint32_t acc, uint32_t col) {
-  float A;
-  if (p.variant.float_comp) {
-    A = static_cast<float>(static_cast<int32_t>(acc)) +
-        static_cast<float>(-static_cast<int64_t>(static_cast<int32_t>(col))) * static_cast<float>(p.input_zero_point);
-  } else {
-    A = static_cast<float>(static_cast<int32_t>(acc - static_cast<uint32_t>(p.input_zero_point) * col));
-  }
-  float y = p.variant.combined ? A * p.comb_scale[o] : (A * p.src_scale) * p.wei_scale[o];
-  if (p.has_bias) y = y + p.bias[o];
-  if (p.relu) y = y < 0.f ? 0.f : y;
-  y = p.variant.divide_dst ? y / p.dst_scale : y * p.dst_scale_inv;
-  y = y + static_cast<float>(p.output_zero_point);
-  if (!(y > 0.f)) y = 0.f;
-  if (y > 255.f) y = 255.f;
-  return static_cast<uint8_t>(std::nearbyint(y));
+inline uint8_t requant_one(const OnednnParams& p, const OnednnRequant& rq, int64_t o, uint32_t acc, uint32_t col) {
+  const float A = onednn_compensated(static_cast<int32_t>(acc), static_cast<int32_t>(col), rq.a_zp, rq.float_comp);
+  return onednn_output(onednn_prerounding(A, p.scales()[o], rq.has_bias ? p.bias[o] : 0.f, rq));
 }
 
 void run_rows_fast(const Conv2dShape& s, const OnednnParams& p, const FastPack& f, const uint8_t* in,
                    uint8_t* out, int64_t m_begin, int64_t m_end) {
   const int64_t Og = f.Og, Cg = f.Cg, T = f.T;
   const bool sat = p.variant.saturate;
+  const OnednnRequant rq = p.requant();
   std::vector<uint32_t> acc(static_cast<size_t>(Og)), col(static_cast<size_t>(Og));
   std::vector<uint32_t> dacc(static_cast<size_t>(s.groups)), dcol(static_cast<size_t>(s.groups));
   uint32_t* __restrict accp = acc.data();
@@ -249,7 +215,7 @@ void run_rows_fast(const Conv2dShape& s, const OnednnParams& p, const FastPack& 
             }
           }
         }
-        for (int64_t g = 0; g < G; ++g) out[pos * s.O + g] = requant_one(p, g, a[g], cs[g]);
+        for (int64_t g = 0; g < G; ++g) out[pos * s.O + g] = requant_one(p, rq, g, a[g], cs[g]);
         continue;
       }
       for (int64_t g = 0; g < s.groups; ++g) {
@@ -289,7 +255,7 @@ void run_rows_fast(const Conv2dShape& s, const OnednnParams& p, const FastPack& 
           }
         }
         uint8_t* o_out = out + pos * s.O + g * Og;
-        for (int64_t oc = 0; oc < Og; ++oc) o_out[oc] = requant_one(p, g * Og + oc, accp[oc], colp[oc]);
+        for (int64_t oc = 0; oc < Og; ++oc) o_out[oc] = requant_one(p, rq, g * Og + oc, accp[oc], colp[oc]);
       }
     }
   }
@@ -315,8 +281,8 @@ T* align64(std::vector<T>& v) {
 // A depthwise packer's per-channel constants for channel g at `slot`: a_zp * colsum (wrapping like
 // vpmulld), the scale (combined or the weight's) and the bias.
 void put_channel(const OnednnParams& p, int64_t g, uint32_t colsum, int64_t slot, int32_t* cz, float* sc, float* bi) {
-  cz[slot] = static_cast<int32_t>(static_cast<uint32_t>(p.input_zero_point) * colsum);
-  sc[slot] = p.variant.combined ? p.comb_scale[g] : p.wei_scale[g];
+  cz[slot] = onednn_zp_comp(p.input_zero_point, static_cast<int32_t>(colsum));
+  sc[slot] = p.scales()[g];
   bi[slot] = p.has_bias ? p.bias[g] : 0.f;
 }
 
@@ -458,8 +424,8 @@ void set_onednn_simd(bool enabled) { g_simd_enabled = enabled; }
 
 // The routes, fastest first (each gives the reference loop's bytes:
 // tests/test_onednn.py test_fast_equals_reference):
-//  kGemm   exact class on the AVX512-VNNI conv2d kernel's GEMM (issue 3's integer core,
-//          kernels/conv2d_avx512vnni.cc) with oneDNN's epilogue (conv2d.h OnednnEpilogue)
+//  kGemm   exact class on the AVX512-VNNI conv2d kernel's GEMM (the exact int8 GEMM,
+//          fbgemm/kernels/conv2d_avx512vnni.cc) with oneDNN's epilogue (gemm/epilogue.h)
 //  kVnni   the oneDNN-specific VNNI core (float compensation; shapes the GEMM kernel hands
 //          to its AVX2 depthwise code, which saturates)
 //  kDwPairs depthwise (one input and one output channel per group), integer compensation,
@@ -477,14 +443,14 @@ struct OnednnConv2d::Impl {
   Route route = kReference;
   FastPack fp;
   VnniPack vp;
-  OnednnEpilogue od;
+  Conv2dEpilogue od;
   std::unique_ptr<PreparedConv2d> gemm;
 };
 
 namespace {
 // The AVX512-VNNI conv2d kernel's exact GEMM can carry oneDNN's epilogue: exact int32
 // products and integer compensation (the "vnni" class; ref:any's divide_dst too), not a
-// shape it forwards to the AVX2 depthwise code (use_depthwise in kernels/common-inl.h:
+// shape it forwards to the AVX2 depthwise code (use_depthwise in fbgemm/kernels/common-inl.h:
 // Cg == 1, groups >= 8, Og <= 4; that code saturates pairs), and the kernel usable here.
 bool gemm_eligible(const Conv2dShape& s, const OnednnVariant& v) {
 #ifdef QREF_HAVE_AVX512VNNI_KERNEL
@@ -516,15 +482,10 @@ OnednnConv2d::OnednnConv2d(const Conv2dShape& s, const OnednnParams& p, const in
 #ifdef QREF_HAVE_AVX512VNNI_KERNEL
     I.route = Impl::kGemm;
     const OnednnParams& q = I.p;  // the arrays the epilogue points into live in I
-    I.od.scale = q.variant.combined ? q.comb_scale.data() : q.wei_scale.data();
+    I.od.kind = Conv2dEpilogue::Kind::onednn;
+    I.od.onednn = q.requant();
+    I.od.scale = q.scales();
     I.od.bias = q.has_bias ? q.bias.data() : nullptr;
-    I.od.ss = q.src_scale;
-    I.od.inv = q.dst_scale_inv;
-    I.od.dst_scale = q.dst_scale;
-    I.od.out_zp = q.output_zero_point;
-    I.od.relu = q.relu;
-    I.od.combined = q.variant.combined;
-    I.od.divide_dst = q.variant.divide_dst;
     // fbgemm's Requant supplies the column sums (col_offset = colsum with w_zp = 0) and
     // the input zero point the GEMM's im2col fills padded taps with; its float terms are
     // replaced by the epilogue's.
@@ -538,8 +499,7 @@ OnednnConv2d::OnednnConv2d(const Conv2dShape& s, const OnednnParams& p, const in
     pr.shape = s;
     pr.rq = prepare_requant(s, w, ra);
     pr.saturate = false;
-    pr.onednn = &I.od;
-    I.gemm.reset(new PreparedConv2d(pr, kAvx512VnniKernel, w));
+    I.gemm.reset(new PreparedConv2d(pr, kAvx512VnniKernel, w, I.od));
 #endif
   } else if (g_simd_enabled && dw && cpu.avx512() && !p.variant.float_comp && s.KH * s.KW <= 64) {
     if (cpu.avx512vnni && g_dw_vnni) {
@@ -549,18 +509,8 @@ OnednnConv2d::OnednnConv2d(const Conv2dShape& s, const OnednnParams& p, const in
       I.route = Impl::kDwPairs;
       pack_dw_pairs(s, I.p, w, &I.vp);
     }
-    const OnednnParams& q = I.p;
     OnednnSimdProblem& P = I.vp.P;
-    P.a_zp = q.input_zero_point;
-    P.out_zp = q.output_zero_point;
-    P.relu = q.relu;
-    P.has_bias = q.has_bias;
-    P.combined = q.variant.combined;
-    P.float_comp = false;
-    P.divide_dst = q.variant.divide_dst;
-    P.ss = q.src_scale;
-    P.inv = q.dst_scale_inv;
-    P.dst_scale = q.dst_scale;
+    P.rq = I.p.requant();  // float_comp is false here
     P.out = nullptr;  // set per run
     P.O = s.O;
   } else if (g_simd_enabled && ((!dw && !p.variant.saturate && cpu.avx512() && cpu.avx512vnni) ||
@@ -574,18 +524,8 @@ OnednnConv2d::OnednnConv2d(const Conv2dShape& s, const OnednnParams& p, const in
     }
     const OnednnParams& q = I.p;
     OnednnSimdProblem& P = I.vp.P;
-    P.a_zp = q.input_zero_point;
-    P.out_zp = q.output_zero_point;
-    P.relu = q.relu;
-    P.has_bias = q.has_bias;
-    P.combined = q.variant.combined;
-    P.float_comp = q.variant.float_comp;
-    P.divide_dst = q.variant.divide_dst;
-    P.ss = q.src_scale;
-    P.inv = q.dst_scale_inv;
-    P.dst_scale = q.dst_scale;
-    P.ws = q.wei_scale.data();
-    P.comb = q.comb_scale.data();
+    P.rq = q.requant();
+    P.scale = q.scales();
     P.bias = q.has_bias ? q.bias.data() : nullptr;
     P.out = nullptr;  // set per run
     P.O = s.O;
@@ -634,7 +574,7 @@ void OnednnConv2d::run(const uint8_t* in, uint8_t* out, int num_threads,
   if (rows == 0 || s.OW == 0 || s.O == 0) return;
   if (num_threads < 1) num_threads = 1;
   if (I.route == Impl::kGemm) {
-    I.gemm->run(in, out, num_threads);  // conv2d.cc's threaded driver
+    I.gemm->run(in, out, num_threads);  // gemm/conv2d.cc: the threaded driver
     return;
   }
   const int64_t macs_per_row = std::max<int64_t>(1, s.OW * s.O * s.K());
@@ -648,10 +588,12 @@ void OnednnConv2d::run(const uint8_t* in, uint8_t* out, int num_threads,
     const int64_t b = t * chunk, e = std::min(rows, b + chunk);
     if (b >= e) return;
     switch (I.route) {
+#ifdef QREF_HAVE_AVX512VNNI_KERNEL  // the AVX-512 translation units (x86 builds; CMakeLists.txt)
       case Impl::kVnni: onednn_vnni_rows(P, in, b, e); break;
       case Impl::kDw512: onednn_avx512_dw_rows(P, in, b, e); break;
       case Impl::kDwPairs: onednn_avx512_dw_pair_rows(P, in, b, e); break;
       case Impl::kDwQuads: onednn_vnni_dw_rows(P, in, b, e); break;
+#endif
       case Impl::kFast: run_rows_fast(s, I.p, I.fp, in, out, b, e); break;
       default: run_rows(s, I.p, in, I.w, out, b, e, inter, I.transposed); break;
     }

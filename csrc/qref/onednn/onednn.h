@@ -1,6 +1,6 @@
 // qref: torch's "x86"/"onednn" quantized conv2d, i.e. oneDNN's int8
 // convolution as PyTorch (qconv.cpp PackedConvWeightsOnednn, ideep conv.hpp)
-// drives it. NORMATIVE scalar reference; see docs/onednn.md and SPEC.md §6.
+// drives it. NORMATIVE scalar reference; see docs/onednn.md and docs/numerics.md §6.
 //
 // For one output element (n, oh, ow, o) of group g, over the taps that lie
 // inside the image only (oneDNN skips padded taps and compensates the source
@@ -24,7 +24,9 @@
 #include <memory>
 #include <vector>
 
-#include "qref/conv2d.h"
+#include "qref/fbgemm/conv_nd.h"
+#include "qref/gemm/conv2d.h"
+#include "qref/onednn/requant.h"
 
 namespace qref {
 
@@ -39,6 +41,9 @@ struct OnednnVariant {
   // oneDNN's reference kernel (ref:any, AVX2 grouped convs with channels per
   // group not multiples of 8): y / dst_scale instead of y * (1 / dst_scale).
   bool divide_dst = false;
+  // oneDNN matmul (torch's quantized linear): PyTorch hands oneDNN 1 / w_scale and ideep inverts
+  // it, like the src and dst scales: ws = f32(1 / f32(1 / (double)w_scale)).
+  bool weight_scale_reciprocal = false;
 };
 
 struct OnednnParams {
@@ -53,9 +58,26 @@ struct OnednnParams {
   std::vector<float> wei_scale;    // ws[o] (broadcast when per-tensor)
   std::vector<float> comb_scale;   // f32(ss * ws[o])
   std::vector<float> bias;         // f32 bias[o] (only if has_bias)
+
+  // The constants of the one requantization (requant.h) and channel o's scale there.
+  OnednnRequant requant() const {
+    OnednnRequant r;
+    r.ss = src_scale;
+    r.inv = dst_scale_inv;
+    r.dst_scale = dst_scale;
+    r.a_zp = input_zero_point;
+    r.out_zp = output_zero_point;
+    r.relu = relu;
+    r.has_bias = has_bias;
+    r.combined = variant.combined;
+    r.divide_dst = variant.divide_dst;
+    r.float_comp = variant.float_comp;
+    return r;
+  }
+  const float* scales() const { return variant.combined ? comb_scale.data() : wei_scale.data(); }
 };
 
-// Scales as PyTorch/ideep hand them to oneDNN (SPEC.md §6.1).
+// Scales as PyTorch/ideep hand them to oneDNN (docs/numerics.md §6.1).
 OnednnParams prepare_onednn(const Conv2dShape& s, double input_scale, int32_t input_zero_point,
                             const double* weight_scale, bool per_channel, double output_scale,
                             int32_t output_zero_point, bool relu, const float* bias, OnednnVariant v);
@@ -75,7 +97,7 @@ struct OnednnIntermediates {
 void run_onednn_conv2d(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, const int8_t* w,
                        uint8_t* out, int num_threads, const OnednnIntermediates* inter, bool transposed = false);
 
-// A oneDNN conv2d with its weights packed once (issue 8), run many times on
+// A oneDNN conv2d with its weights packed once, run many times on
 // inputs of exactly s's shape. `w` (and the arrays p points to: none, p is
 // copied) must outlive it: the reference route reads w. `reference`: always the
 // plain loop (the only route that fills OnednnIntermediates). route() names the
@@ -99,6 +121,17 @@ class OnednnConv2d {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// oneDNN's plain reference loop for Conv3d and deconvolution (2D as D = 1: the shape's
+// spatial_dims 2), the compensation chains of requant.h: acc and colsum over the taps that read a
+// real input pixel (deconvolution: o + pad - k*dil = i*stride), A by `comp`, then oneDNN's
+// requantization with p's scales (p.variant: combined, divide_dst; saturate and kw_major_pairs
+// are not used). in: [N][D][H][W][C] uint8; w: [O][KD][KH][KW][C/groups] int8 in conv form
+// (deconvolution: regrouped, no kernel flip); out: [N][OD][OH][OW][O] with s.OD/OH/OW set by the
+// caller (finalize()).
+enum class OnednnComp { integer, float_comp, ref_deconv };
+void run_onednn_conv_nd(const ConvNdShape& s, const OnednnParams& p, OnednnComp comp, const uint8_t* in,
+                        const int8_t* w, uint8_t* out, int num_threads);
 
 // Tests: false makes run_onednn_conv2d use the portable loops even where the
 // AVX512-VNNI integer core could run (both must give the same bytes).

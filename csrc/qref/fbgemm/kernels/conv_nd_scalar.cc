@@ -9,10 +9,10 @@
 //                    (PackAWithIm2Col memset; depthwise/groupwise a_zp registers);
 //        transposed: t = o + pad - k*dil; input i = t / stride if t % stride == 0
 //                    and 0 <= i < in, else a_zp (fbgemm's output-stationary
-//                    transposed im2col, PackAWithIm2Col; SPEC.md §4.4);
+//                    transposed im2col, PackAWithIm2Col; docs/numerics.md §4.4);
 //   2. acc = sum of products; on saturating paths consecutive pairs (2i, 2i+1)
 //      of that order are summed and saturated to int16 first (vpmaddubsw; for
-//      depthwise the pairs are taps (2i, 2i+1) because Cg = 1, SPEC.md §4.2);
+//      depthwise the pairs are taps (2i, 2i+1) because Cg = 1, docs/numerics.md §4.2);
 //   3. rowsum = sum_k a[k]; fbgemm's 3D depthwise kernel accumulates it with
 //      vpaddsw (GenerateI8Depthwise.cc genMaddEpi16xNPacked): every addend is a
 //      non-negative tap-pair sum, so the saturating running sum is
@@ -22,9 +22,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "qref/conv_nd.h"
-#include "qref/kernels.h"
-#include "qref/requant.h"
+#include "qref/fbgemm/kernels/conv_nd_kernels.h"
+#include "qref/fbgemm/requant.h"
 
 namespace qref {
 
@@ -106,22 +105,10 @@ void conv_nd_scalar_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t*
 }
 
 // Depthwise (G == C, Cg == 1, O = G * mult): K order = tap order, pairs are taps (2i, 2i+1)
-// per output channel (SPEC.md §4.2). The receptive field is expanded to one int16 value per
+// per output channel (docs/numerics.md §4.2). The receptive field is expanded to one int16 value per
 // output channel (channel o reads input channel o / mult), so every inner loop runs over o.
-// kernels/conv_nd_dw_avx2.cc (AVX2 code; call only when cpu_features().avx2)
-bool conv_nd_dw_acc_avx2(const uint8_t* const* taps, int64_t T2, const int8_t* wpairs, int64_t C, int32_t* acc,
-                         int32_t* rowsum);
-int64_t conv_nd_requant_avx2(const int32_t* acc, const int32_t* rowsum, bool rowsum_saturates, int32_t a_zp,
-                             const int32_t* col_offset, const int32_t* w_zp, const float* bias_term,
-                             bool bias_fma, float bias_rcp, const float* multiplier, int32_t out_zp, bool relu,
-                             int64_t O, uint8_t* dst);
-
-void conv_nd_dw_pack_avx2(const int8_t* w, int64_t T, int64_t C, int8_t* wpairs);
-int64_t conv_nd_direct_tap_avx2(const uint8_t* px, const int8_t* wq, int64_t IC, int64_t O, int32_t* acc,
-                                int64_t* rowsum);
-
 void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
-                            int64_t m_begin, int64_t m_end) {
+                            int64_t m_begin, int64_t m_end, bool avx2) {
   const ConvNdShape& s = p.shape;
   const Requant& rq = p.rq;
   const int64_t O = s.O, C = s.C, mult = s.O / s.C, T = s.taps();
@@ -147,9 +134,8 @@ void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8
   tap[T] = zero_row.data();
   // AVX2 accumulation (same arithmetic) for one output channel per input channel.
   const int64_t T2 = (T + 1) / 2 * 2;
-  const bool use_avx2 = mult == 1 && cpu_features().avx2;
-  // the AVX2 epilogue fuses a per-tensor bias with vfmadd (requant.h): needs FMA too
-  const bool avx2_requant = use_avx2 && cpu_features().fma;
+  const bool use_avx2 = avx2 && mult == 1;  // the dispatcher checked the CPU (run_conv_nd)
+  const bool avx2_requant = use_avx2;
   std::vector<int8_t> wpairs(use_avx2 ? static_cast<size_t>(T2 * O) : 0, 0);
   if (use_avx2) conv_nd_dw_pack_avx2(w, T, O, wpairs.data());
   // per (kd, kh) of the current output row: the input row (n, id, ih) or null (padding)
@@ -255,7 +241,7 @@ void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8
 //     (col_offsets_with_zero_pt_s8acc32_DirectConvT),
 //   rowsum[pos] = sum of those activations (directConvRowSum),
 // then requantizeOutputProcessingAvx2<..., DIRECT=true>, the same float steps.
-// G == 1, no padding, no dilation, 2D (SPEC.md §3 takeDirectConvPath).
+// G == 1, no padding, no dilation, 2D (docs/numerics.md §3 takeDirectConvPath).
 void conv_transpose_direct_scalar(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
                                   int64_t n, const Conv2dIntermediates* inter) {
   const ConvNdShape& s = p.shape;
@@ -325,7 +311,7 @@ void conv_transpose_direct_scalar(const ConvNdProblem& p, const int8_t* w, const
 // conv_transpose_direct_scalar with the output channels innermost: weights as [tap][c][o] so
 // the pair sums of one input pixel and tap run over o; column sums per tap precomputed.
 void conv_transpose_direct_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
-                                int64_t m_begin, int64_t m_end) {
+                                int64_t m_begin, int64_t m_end, bool avx2) {
   const ConvNdShape& s = p.shape;
   const Requant& rq = p.rq;
   const int64_t IC = s.C, O = s.O, KH = s.KH, KW = s.KW, K = s.K(), T = KH * KW;
@@ -341,11 +327,11 @@ void conv_transpose_direct_rows(const ConvNdProblem& p, const int8_t* w, const u
         tap_colsum[t * O + o] += v;
       }
   std::vector<int32_t> acc(static_cast<size_t>(O)), colsum(static_cast<size_t>(O));
-  // AVX2 channel reduction (conv_nd_dw_avx2.cc conv_nd_direct_tap_avx2, same arithmetic): weights
+  // AVX2 channel reduction (conv_nd_avx2.cc conv_nd_direct_tap_avx2, same arithmetic): weights
   // as [tap][channel quad][o][4]; the AVX2 requantization with the per-position column offsets and
   // row sum (FMA for a fused per-tensor bias).
-  const bool use_avx2 = cpu_features().avx2 && IC % 4 == 0;
-  const bool avx2_requant = use_avx2 && cpu_features().fma;
+  const bool use_avx2 = avx2 && IC % 4 == 0;  // the dispatcher checked the CPU (run_conv_nd)
+  const bool avx2_requant = use_avx2;
   std::vector<int8_t> wq(use_avx2 ? static_cast<size_t>(T * IC * O) : 0);
   if (use_avx2) {
     for (int64_t t = 0; t < T; ++t)

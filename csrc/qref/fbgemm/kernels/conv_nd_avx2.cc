@@ -5,15 +5,14 @@
 // in int32. The row sums are exact int32 sums. conv_nd_requant_avx2 restates requant.h with
 // intrinsics (requant.h's inline functions are not compiled here, see below).
 //
-// This file is compiled with AVX2+FMA code generation (the pragma below; it is its own translation
-// unit, like the conv2d AVX2 kernel) and called only after cpu_features().avx2 (and .fma for
-// conv_nd_requant_avx2 with a fused bias) was checked.
+// This translation unit is compiled with the AVX2 flags of CMakeLists.txt (like the conv2d AVX2
+// kernel; on other architectures it holds only the stubs at its end) and called only after
+// avx2_kernel_usable() (common/cpu.cc) was checked.
 // It includes no standard-library templates (Highway's one-definition-rule hazard), only
 // <immintrin.h> and <cstdint>.
 #include <cstdint>
 
-#if defined(__x86_64__) || defined(__i386__)
-#pragma GCC target("avx2,fma")
+#if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 
 namespace qref {

@@ -1,5 +1,5 @@
 // qref: which fbgemm conv path a shape takes, and whether that path sums
-// int16-saturating pairs under a given ISA semantics (SPEC.md §3, §4.6).
+// int16-saturating pairs under a given ISA semantics (docs/numerics.md §3, §4.6).
 //
 // fbgemm sources: src/FbgemmConv.cc (takeDepthWiseFastPath,
 // takePointWiseFastPath, takeDirectConvPath, ConvFastPath),
@@ -7,7 +7,7 @@
 // numOfGroupsTogether.
 #pragma once
 
-#include "qref/conv2d.h"
+#include "qref/gemm/conv2d.h"
 
 namespace qref {
 
@@ -26,7 +26,7 @@ struct IsaSemantics {
 // The N-d rule of conv_nd.h (fbgemm_conv_nd_path) for a 2D conv (D = 1).
 ConvPath fbgemm_conv_path(const Conv2dShape& s, bool avx512_host);
 
-// Depthwise always saturates (its JIT is AVX2-only on every CPU, SPEC.md §4.2).
+// Depthwise always saturates (its JIT is AVX2-only on every CPU, docs/numerics.md §4.2).
 bool path_saturates(ConvPath p, const IsaSemantics& isa);
 
 }  // namespace qref

@@ -28,20 +28,20 @@
 // of range), vpackssdw, vpaddsw zero point, vpackuswb, vpmaxub lo (as
 // src/QuantUtilsAvx2.cc requantizeOutputProcessingAvx2).
 //
-// ODR note (STYLE.md): this file is compiled with ISA flags, so it includes no
+// ODR note: this file is compiled with ISA flags, so it includes no
 // standard-library template header, keeps every helper in an anonymous
 // namespace and reads Requant's std::vector arrays only through out-of-line
-// accessors defined in conv2d.cc: no inline function shared with generic code
+// accessors defined in gemm/conv2d.cc: no inline function shared with generic code
 // is compiled here (`nm` shows the kernel entry as the only external symbol).
 #include <immintrin.h>
 
 #include <cstdint>
 #include <cstring>
 
-#include "qref/kernels.h"
+#include "qref/common/kernels.h"
 
 namespace qref {
-// Defined in conv2d.cc (generic code): Requant's arrays, read here without
+// Defined in gemm/conv2d.cc (generic code): Requant's arrays, read here without
 // instantiating any std::vector member under this file's ISA flags.
 const float* requant_multiplier(const Requant& r);
 const float* requant_bias_term(const Requant& r);  // null without bias
@@ -57,7 +57,7 @@ constexpr int64_t kTargetABytes = 96 * 1024;  // packed A block (stays in L2)
 
 // Shared helpers (cin_pg, round_up, RqArrays, set_rq, copy_small, sum_bytes,
 // im2col_row, ...), compiled here privately: see the file's comment.
-#include "qref/kernels/common-inl.h"
+#include "qref/fbgemm/kernels/common-inl.h"
 
 // --------------------------------------------------------------------------
 // Problem classification and packed layouts.
@@ -543,7 +543,7 @@ size_t avx2_packed_bytes(const Conv2dProblem& p) {
   return use_depthwise(p.shape) ? dw_layout(p).total : gemm_layout(p).total;
 }
 
-void avx2_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
+void avx2_pack(const Conv2dProblem& p, const Conv2dEpilogue&, const int8_t* w, void* packed) {
   if (use_depthwise(p.shape))
     dw_pack(p, w, packed);
   else
@@ -554,7 +554,7 @@ size_t avx2_scratch_bytes(const Conv2dProblem& p) {
   return use_depthwise(p.shape) ? dw_scratch(p) : gemm_scratch(p, nullptr);
 }
 
-void avx2_run_rows(const Conv2dProblem& p, const int8_t*, const void* packed, const uint8_t* in, uint8_t* out,
+void avx2_run_rows(const Conv2dProblem& p, const Conv2dEpilogue&, const int8_t*, const void* packed, const uint8_t* in, uint8_t* out,
                    int64_t m_begin, int64_t m_end, void* scratch, const Conv2dIntermediates*) {
   if (use_depthwise(p.shape)) {
     if (p.saturate)
@@ -571,7 +571,8 @@ void avx2_run_rows(const Conv2dProblem& p, const int8_t*, const void* packed, co
 }  // namespace
 
 extern const KernelEntry kAvx2Kernel;  // external linkage even without kernels.h's macro
-const KernelEntry kAvx2Kernel = {"avx2", avx2_kernel_usable, avx2_packed_bytes, avx2_pack, avx2_scratch_bytes,
-                                 avx2_run_rows};
+const KernelEntry kAvx2Kernel = {"avx2",        avx2_kernel_usable, avx2_packed_bytes,
+                                 avx2_pack,     avx2_scratch_bytes, avx2_run_rows,
+                                 /*onednn_epilogue=*/false, ConvNdLoops::avx2};
 
 }  // namespace qref

@@ -1,8 +1,10 @@
 // qref: interface between the oneDNN driver (../onednn.cc) and its ISA
-// translation units. Plain data only (see kernels.h for why).
+// translation units. Plain data only (see common/kernels.h for why).
 #pragma once
 
 #include <cstdint>
+
+#include "qref/onednn/requant.h"
 
 namespace qref {
 
@@ -15,13 +17,10 @@ struct OnednnSimdProblem {
   const int8_t* w;       // packed, 64-byte aligned (see onednn_avx512vnni.cc)
   const int32_t* wsum;   // packed per-tap weight sums, 64-byte aligned
   const uint8_t* zeros;  // Cg + 4 zero bytes (stands in for taps outside the image)
-  // Requantization (onednn.h; every value already rounded as oneDNN rounds it).
-  int32_t a_zp, out_zp;
-  bool relu, has_bias, combined, float_comp, divide_dst;
-  float ss, inv, dst_scale;
-  const float* ws;    // [O]
-  const float* comb;  // [O]
-  const float* bias;  // [O] or null
+  // Requantization (../requant.h; every value already rounded as oneDNN rounds it).
+  OnednnRequant rq;
+  const float* scale;  // [O]: f32(ss * ws[o]) when combined, else ws[o]
+  const float* bias;   // [O] or null
   uint8_t* out;       // NHWC [N][OH][OW][O]
   int64_t O;
   // Depthwise tap-pair kernel (onednn_avx512_dw_pair_rows), 32 channels per chunk, two
@@ -42,7 +41,7 @@ struct OnednnSimdProblem {
 // Per output position and (group, 16-channel block): the exact int32 sum of
 // products over the real taps and the sum of the weights over them (wrapping
 // int32), then oneDNN's requantization on 16 lanes (same IEEE operations, in
-// the same order, as requant_one in ../onednn.cc).
+// the same order: ../requant.h).
 // Computes output rows [m_begin, m_end) into P.out. Call only when the CPU
 // has AVX512 (f/bw/dq/vl) and AVX512-VNNI.
 void onednn_vnni_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end);
@@ -60,5 +59,35 @@ void onednn_avx512_dw_pair_rows(const OnednnSimdProblem& P, const uint8_t* in, i
 // channel per int32 lane (the other three bytes 0), so every lane adds one exact product;
 // the four quarters' rounded bytes are merged back in order by shifts and ors.
 void onednn_vnni_dw_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end);
+
+#if defined(__AVX512F__)
+// The requantization helpers of the AVX-512 translation units (compiled only there, all with
+// AVX-512 flags): the one formula of ../requant.h applied to the problem's arrays.
+namespace avx512 {
+namespace {  // internal linkage: each AVX-512 translation unit compiles its own copy
+
+// oneDNN's requantization of 16 output channels o0.. (../requant.h) from the int32 sums over
+// the real taps, stored as bytes under mask k.
+inline void onednn_store16(const OnednnSimdProblem& P, const OnednnRequant16& c, __m512i acc,
+                                       __m512i col, int64_t o0, __mmask16 k, uint8_t* dst) {
+  const __m512 A = P.rq.float_comp
+                       ? onednn_compensated16_float(acc, col, P.rq.a_zp)
+                       : onednn_compensated16(acc, _mm512_mullo_epi32(col, _mm512_set1_epi32(P.rq.a_zp)));
+  const __m512 bias = P.rq.has_bias ? _mm512_maskz_loadu_ps(k, P.bias + o0) : _mm512_setzero_ps();
+  const __m512i q = onednn_requant16(A, _mm512_maskz_loadu_ps(k, P.scale + o0), bias, c);
+  _mm512_mask_cvtepi32_storeu_epi8(dst, k, q);
+}
+
+// oneDNN's requantization of one half (16 lanes, permuted arrays: onednn_simd.h) from the
+// zero-point-compensated int32 raw (../requant.h). Returns the rounded int32 in [0, 255].
+inline __m512i onednn_requant_half(const OnednnSimdProblem& P, const OnednnRequant16& c,
+                                               __m512i raw, const float* scale, const float* bias) {
+  return onednn_requant16(_mm512_cvtepi32_ps(raw), _mm512_load_ps(scale),
+                                  P.rq.has_bias ? _mm512_load_ps(bias) : _mm512_setzero_ps(), c);
+}
+
+}  // namespace
+}  // namespace avx512
+#endif
 
 }  // namespace qref

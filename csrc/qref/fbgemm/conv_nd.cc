@@ -1,6 +1,7 @@
 // qref: fbgemm path rules for 3D and transposed convs, and the threaded driver
 // of the N-d scalar reference (conv_nd.h).
-#include "qref/conv_nd.h"
+#include "qref/fbgemm/conv_nd.h"
+#include "qref/fbgemm/kernels/conv_nd_kernels.h"
 
 #include <algorithm>
 #include <thread>
@@ -19,18 +20,20 @@ const char* path_name(ConvNdPath p) {
   return "?";
 }
 
-void run_conv_nd(const ConvNdProblem& p, const uint8_t* in, const int8_t* w, uint8_t* out, int num_threads,
-                 const Conv2dIntermediates* inter) {
+void run_conv_nd(const ConvNdProblem& p, const KernelEntry& k, const uint8_t* in, const int8_t* w, uint8_t* out,
+                 int num_threads, const Conv2dIntermediates* inter) {
+  const bool vectorised = k.conv_nd != ConvNdLoops::reference && inter == nullptr;
+  const bool avx2 = k.conv_nd == ConvNdLoops::avx2;
   const ConvNdShape& s = p.shape;
   if (s.N == 0 || s.OD == 0 || s.OH == 0 || s.OW == 0 || s.O == 0) return;
   if (num_threads < 1) num_threads = 1;
-  if (p.path == ConvNdPath::direct && p.fast_depthwise && inter == nullptr) {
+  if (p.path == ConvNdPath::direct && vectorised) {
     const int64_t rows = s.N * s.OH;
     const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(num_threads, rows));
     const int64_t chunk = (rows + nt - 1) / nt;
     auto work = [&](int64_t t) {
       const int64_t b = t * chunk, e = std::min(rows, b + chunk);
-      if (b < e) conv_transpose_direct_rows(p, w, in, out, b, e);
+      if (b < e) conv_transpose_direct_rows(p, w, in, out, b, e, avx2);
     };
     std::vector<std::thread> pool;
     for (int64_t t = 1; t < nt; ++t) pool.emplace_back(work, t);
@@ -40,7 +43,7 @@ void run_conv_nd(const ConvNdProblem& p, const uint8_t* in, const int8_t* w, uin
   }
   if (p.path == ConvNdPath::direct) {
     // Images are independent; the reference computes each one the correct way
-    // (fbgemm itself only computes image 0, SPEC.md §4.5).
+    // (fbgemm itself only computes image 0, docs/numerics.md §4.5).
     const int64_t nt = std::min<int64_t>(num_threads, s.N);
     auto work = [&](int64_t t) {
       for (int64_t n = t; n < s.N; n += nt) conv_transpose_direct_scalar(p, w, in, out, n, inter);
@@ -57,12 +60,12 @@ void run_conv_nd(const ConvNdProblem& p, const uint8_t* in, const int8_t* w, uin
   int64_t nt = std::min<int64_t>(num_threads, (rows + min_rows - 1) / min_rows);
   nt = std::max<int64_t>(1, std::min<int64_t>(nt, 1024));
   const int64_t chunk = (rows + nt - 1) / nt;
-  const bool fast_dw = p.fast_depthwise && p.path == ConvNdPath::depthwise && inter == nullptr;
+  const bool fast_dw = vectorised && p.path == ConvNdPath::depthwise;
   auto work = [&](int64_t t) {
     const int64_t b = t * chunk, e = std::min(rows, b + chunk);
     if (b >= e) return;
     if (fast_dw) {
-      conv_nd_depthwise_rows(p, w, in, out, b, e);
+      conv_nd_depthwise_rows(p, w, in, out, b, e, avx2);
       return;
     }
     std::vector<uint8_t> scratch(static_cast<size_t>(s.K()));

@@ -12,9 +12,15 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "qref/conv2d.h"
+#include "qref/gemm/conv2d.h"
+#include "qref/gemm/epilogue.h"
 
 namespace qref {
+
+// The loops a kernel runs fbgemm's N-d depthwise and direct transposed paths with
+// (fbgemm/kernels/conv_nd_kernels.h): the plain reference, the channel-vectorised loops, or
+// those with the AVX2 helpers of fbgemm/kernels/conv_nd_avx2.cc. Same bytes.
+enum class ConvNdLoops { reference, vectorised, avx2 };
 
 struct KernelEntry {
   const char* name;
@@ -22,14 +28,17 @@ struct KernelEntry {
   // Bytes of packed weights this kernel wants (0: it reads the OHWI weights).
   size_t (*packed_weight_bytes)(const Conv2dProblem& p);
   // Pack weights into `packed` (64-byte aligned, packed_weight_bytes long).
-  void (*pack_weights)(const Conv2dProblem& p, const int8_t* w, void* packed);
+  void (*pack_weights)(const Conv2dProblem& p, const Conv2dEpilogue& e, const int8_t* w, void* packed);
   // Per-thread scratch bytes.
   size_t (*scratch_bytes)(const Conv2dProblem& p);
   // Compute output rows m in [m_begin, m_end), m = n * OH + oh (all OW, all O).
   // `inter` is only honoured by the scalar kernel (may be null).
-  void (*run_rows)(const Conv2dProblem& p, const int8_t* w, const void* packed, const uint8_t* in,
+  void (*run_rows)(const Conv2dProblem& p, const Conv2dEpilogue& e, const int8_t* w, const void* packed, const uint8_t* in,
                    uint8_t* out, int64_t m_begin, int64_t m_end, void* scratch,
                    const Conv2dIntermediates* inter);
+  // Whether run_rows implements Conv2dEpilogue::Kind::onednn (every kernel implements fbgemm).
+  bool onednn_epilogue;
+  ConvNdLoops conv_nd;
 };
 
 // Kernels compiled into this build, best first; scalar is last and always usable.

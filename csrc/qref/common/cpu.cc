@@ -1,7 +1,7 @@
 // qref: CPU feature detection and the kernel table.
 #include <cstddef>
 
-#include "qref/kernels.h"
+#include "qref/common/kernels.h"
 
 namespace qref {
 

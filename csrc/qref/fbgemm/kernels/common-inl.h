@@ -3,11 +3,11 @@
 //
 // NOT a normal header: no includes, no include guard. Each kernel file
 // includes it exactly once, INSIDE `namespace qref { namespace { ... } }`,
-// after <immintrin.h>, <cstring>, "qref/kernels.h" and the declarations of the
-// requant_* accessors (conv2d.cc). So every function here gets internal linkage
+// after <immintrin.h>, <cstring>, "qref/common/kernels.h" and the declarations of the
+// requant_* accessors (gemm/conv2d.cc). So every function here gets internal linkage
 // and is compiled under that file's ISA flags only: no inline symbol is shared
 // between translation units built with different -m flags (the one-definition
-// -rule hazard Highway documents for its own *-inl.h files; STYLE.md), and
+// -rule hazard Highway documents for its own *-inl.h files), and
 // `nm -C --defined-only` on each object still shows its KernelEntry as the only
 // external symbol. It uses only AVX2 (and SSE2) intrinsics, which both files'
 // flags include.

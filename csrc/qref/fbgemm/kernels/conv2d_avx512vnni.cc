@@ -26,26 +26,28 @@
 // vcvtdq2ps, vaddps bias term, vmulps multiplier, vcvtps2dq (0x80000000 out of
 // range), vpmovsdw (int16 saturation = vpackssdw), vpaddsw zero point,
 // vpackuswb, vpmaxub lo.
-// issue 8: with Conv2dProblem::onednn set (exact semantics only), the same
-// integer core ends in oneDNN's requantization instead (conv2d.h
-// OnednnEpilogue; onednn.h has the formula and why raw is oneDNN's int32).
-// It is a template parameter, so the fbgemm instantiations are unchanged.
+// The output stage is a parameter (gemm/epilogue.h): with Conv2dEpilogue::Kind::onednn
+// (exact semantics only) the same integer core ends in oneDNN's requantization
+// (onednn/requant.h, its AVX-512 form) instead. Each is a functor type the GEMM is
+// instantiated with (FbgemmOut, OnednnOut below), so the fbgemm instantiations are unchanged.
 //
-// ODR note (STYLE.md): this file is compiled with ISA flags, so it includes no
+// ODR note: this file is compiled with ISA flags, so it includes no
 // standard-library template header, keeps every helper in an anonymous
 // namespace and reads Requant's std::vector arrays only through out-of-line
-// accessors defined in conv2d.cc (Conv2dProblem::onednn is a plain struct of
-// pointers and scalars): no inline function shared with generic code
-// is compiled here (`nm` shows the kernel entry as the only external symbol).
+// accessors defined in gemm/conv2d.cc (Conv2dEpilogue is a plain struct of
+// pointers and scalars; onednn/requant.h's AVX-512 functions are compiled only in
+// AVX-512 translation units, all with the same flags): no inline function shared with
+// generic code is compiled here (`nm` shows the kernel entry as the only external symbol).
 #include <immintrin.h>
 
 #include <cstdint>
 #include <cstring>
 
-#include "qref/kernels.h"
+#include "qref/common/kernels.h"
+#include "qref/onednn/requant.h"
 
 namespace qref {
-// Defined in conv2d.cc (generic code): Requant's arrays, read here without
+// Defined in gemm/conv2d.cc (generic code): Requant's arrays, read here without
 // instantiating any std::vector member under this file's ISA flags.
 const float* requant_multiplier(const Requant& r);
 const float* requant_bias_term(const Requant& r);  // null without bias
@@ -60,7 +62,7 @@ constexpr int64_t kTargetABytes = 96 * 1024;
 
 // Shared helpers (cin_pg, round_up, RqArrays, set_rq, copy_small, sum_bytes,
 // im2col_row, ...), compiled here privately: see the file's comment.
-#include "qref/kernels/common-inl.h"
+#include "qref/fbgemm/kernels/common-inl.h"
 
 #ifdef QREF_HAVE_AVX2_KERNEL
 bool use_avx2_depthwise(const Conv2dShape& s) { return use_depthwise(s); }
@@ -113,7 +115,7 @@ bool segmented(const Conv2dShape& s) {
   return !direct && s.groups == 1 && s.dilation_w == 1 && seg % 4 == 0 && seg >= 64;
 }
 
-void gemm_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
+void gemm_pack(const Conv2dProblem& p, const Conv2dEpilogue& e, const int8_t* w, void* packed) {
   const Conv2dShape& s = p.shape;
   const GemmLayout L = gemm_layout(p);
   const int64_t G = s.groups, Og = cout_pg(s), K = L.K;
@@ -121,14 +123,13 @@ void gemm_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
   const RqArrays r = rq_arrays(base, G * L.NP);
   for (int64_t g = 0; g < G; ++g)
     for (int64_t n = 0; n < L.NP; ++n) set_rq(r, g * L.NP + n, p, n < Og ? g * Og + n : -1);
-  if (p.onednn) {
+  if (e.kind == Conv2dEpilogue::Kind::onednn) {
     // oneDNN's per-channel scale and bias in the multiplier and bias slots
     // (azp_col stays wrap32(a_zp * colsum): w_zp = 0 makes col_offset the colsum).
-    const OnednnEpilogue& od = *p.onednn;
     for (int64_t g = 0; g < G; ++g)
       for (int64_t n = 0; n < Og; ++n) {
-        r.mult[g * L.NP + n] = od.scale[g * Og + n];
-        r.bias[g * L.NP + n] = od.bias ? od.bias[g * Og + n] : 0.0f;
+        r.mult[g * L.NP + n] = e.scale[g * Og + n];
+        r.bias[g * L.NP + n] = e.bias ? e.bias[g * Og + n] : 0.0f;
       }
   }
   for (int64_t g = 0; g < G; ++g) {
@@ -189,50 +190,20 @@ void im2col_block(const Conv2dShape& s, const uint8_t* in, int64_t p0, int64_t r
   }
 }
 
-struct Epilogue {
-  bool has_bias, bias_fma, use_rowsum;
-  __m512 bias_rcp;  // per-tensor: fma(bias, rcp, float(raw)) (Requant::bias_fma)
-  __m256i zp16;
-  __m128i lo8;
-  // oneDNN epilogue (OnednnEpilogue): flags and broadcast constants
-  bool od_relu, od_combined, od_divide;
-  __m512 od_ss, od_inv, od_dst, od_zp;
-};
-
-// oneDNN's requantization of 16 channels, the operations of requant_one
-// (onednn.cc) in the same order: A = float(raw); y = f32(A * comb[o]) or
-// f32(f32(A * ss) * ws[o]); + bias; relu y < 0 ? 0 : y; * inv (or / dst);
-// + float(out_zp); clamp to [0, 255] (NaN -> 0, vmaxps returns its second operand; the
-// upper bound by vpmovusdb, below); vcvtps2dq (RNE). `scale` holds comb or ws.
-inline __m128i requant_onednn16(__m512i acc, const float* scale, const float* bias, const int32_t* azp_col,
-                                const Epilogue& e) {
-  const __m512 zero = _mm512_setzero_ps();
-  const __m512 A = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, _mm512_loadu_si512(azp_col)));
-  __m512 y = e.od_combined ? _mm512_mul_ps(A, _mm512_loadu_ps(scale))
-                           : _mm512_mul_ps(_mm512_mul_ps(A, e.od_ss), _mm512_loadu_ps(scale));
-  if (e.has_bias) y = _mm512_add_ps(y, _mm512_loadu_ps(bias));
-  if (e.od_relu) y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ), zero);
-  y = e.od_divide ? _mm512_div_ps(y, e.od_dst) : _mm512_mul_ps(y, e.od_inv);
-  y = _mm512_add_ps(y, e.od_zp);
-  // max(y, 0) in float (NaN -> 0), then vcvtps2dq and vpmovusdb: the unsigned saturation
-  // gives 255 for y >= 255 (also for 0x80000000, what vcvtps2dq returns past 2^31), which is
-  // what clamping to 255.0f before rounding gives (RNE of a y in [254.5, 255] is 255 either way).
-  return _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_max_ps(y, zero)));
-}
-
 inline __m128i requant16(__m512i acc, __m512i rowsum, const float* mult, const float* bias, const int32_t* azp_col,
-                         const int32_t* wzp, const Epilogue& e) {
+                         const int32_t* wzp, bool has_bias, bool bias_fma, bool use_rowsum, __m512 bias_rcp,
+                         __m256i zp16, __m128i lo8) {
   __m512i raw = _mm512_sub_epi32(acc, _mm512_loadu_si512(azp_col));
-  if (e.use_rowsum) raw = _mm512_sub_epi32(raw, _mm512_mullo_epi32(rowsum, _mm512_loadu_si512(wzp)));
+  if (use_rowsum) raw = _mm512_sub_epi32(raw, _mm512_mullo_epi32(rowsum, _mm512_loadu_si512(wzp)));
   __m512 y = _mm512_cvtepi32_ps(raw);
-  if (e.has_bias)
-    y = e.bias_fma ? _mm512_fmadd_ps(_mm512_loadu_ps(bias), e.bias_rcp, y) : _mm512_add_ps(y, _mm512_loadu_ps(bias));
+  if (has_bias)
+    y = bias_fma ? _mm512_fmadd_ps(_mm512_loadu_ps(bias), bias_rcp, y) : _mm512_add_ps(y, _mm512_loadu_ps(bias));
   y = _mm512_mul_ps(y, _mm512_loadu_ps(mult));
   const __m512i q = _mm512_cvtps_epi32(y);
   __m256i p16 = _mm512_cvtsepi32_epi16(q);  // int16 saturation, channel order kept
-  p16 = _mm256_adds_epi16(p16, e.zp16);
+  p16 = _mm256_adds_epi16(p16, zp16);
   const __m128i p8 = _mm_packus_epi16(_mm256_castsi256_si128(p16), _mm256_extracti128_si256(p16, 1));
-  return _mm_max_epu8(p8, e.lo8);
+  return _mm_max_epu8(p8, lo8);
 }
 
 inline void store_n(uint8_t* dst, __m128i v, int64_t n) {
@@ -271,6 +242,39 @@ struct Tile {
   const int32_t* wzp;
 };
 
+// The output stages (gemm/epilogue.h): 16 channels of one row from their int32 sums. `j` is 0
+// or 16 (the tile's second zmm of channels).
+// fbgemm's requantization (fbgemm/requant.h), one float32 operation at a time.
+struct FbgemmOut {
+  bool has_bias, bias_fma, use_rowsum;
+  __m512 bias_rcp;  // per-tensor: fma(bias, rcp, float(raw)) (Requant::bias_fma)
+  __m256i zp16;
+  __m128i lo8;
+  FbgemmOut(const Conv2dProblem& p, const Conv2dEpilogue&)
+      : has_bias(p.rq.has_bias), bias_fma(p.rq.bias_fma), use_rowsum(any_weight_zero_point(p)),
+        bias_rcp(_mm512_set1_ps(p.rq.bias_rcp)),
+        zp16(_mm256_set1_epi16(static_cast<int16_t>(p.rq.output_zero_point))),
+        lo8(_mm_set1_epi8(static_cast<char>(p.rq.relu ? p.rq.output_zero_point : 0))) {}
+  __m128i operator()(__m512i acc, int32_t rowsum, const Tile& t, int64_t j) const {
+    return requant16(acc, _mm512_set1_epi32(rowsum), t.mult + j, t.bias + j, t.azp_col + j, t.wzp + j, has_bias,
+                     bias_fma, use_rowsum, bias_rcp, zp16, lo8);
+  }
+};
+
+// oneDNN's requantization (onednn/requant.h) from raw = acc - a_zp * colsum, oneDNN's
+// compensated int32 (gemm/epilogue.h); the pack put its scale and bias in the mult and bias
+// slots. The result is in [0, 255], so vpmovusdb only narrows it.
+struct OnednnOut {
+  static constexpr bool use_rowsum = false;  // oneDNN: symmetric weights only
+  avx512::OnednnRequant16 c;
+  OnednnOut(const Conv2dProblem&, const Conv2dEpilogue& e) : c(avx512::onednn_requant16_consts(e.onednn)) {}
+  __m128i operator()(__m512i acc, int32_t, const Tile& t, int64_t j) const {
+    const __m512 A = avx512::onednn_compensated16(acc, _mm512_loadu_si512(t.azp_col + j));
+    const __m512 bias = c.has_bias ? _mm512_loadu_ps(t.bias + j) : _mm512_setzero_ps();
+    return _mm512_cvtusepi32_epi8(avx512::onednn_requant16(A, _mm512_loadu_ps(t.mult + j), bias, c));
+  }
+};
+
 #define QREF_ROW(r)                                     \
   {                                                     \
     const __m512i a = bcast4(a##r + o);                 \
@@ -279,8 +283,8 @@ struct Tile {
   }
 
 // One 8 x 32 micro-tile: 16 zmm accumulators, B in two zmm, A broadcast.
-template <bool SAT, bool ONEDNN>
-void micro_8x32(const Tile& t, const Epilogue& e) {
+template <bool SAT, class Out>
+void micro_8x32(const Tile& t, const Out& out) {
   const __m512i ones = _mm512_set1_epi16(1);
   __m512i c00 = _mm512_setzero_si512(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
           c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
@@ -296,33 +300,18 @@ void micro_8x32(const Tile& t, const Epilogue& e) {
     }
   }
   // Requantize and store row r (rows past mvalid are duplicates: skipped).
-  if (ONEDNN) {
-#define QREF_OUT(r)                                                                                      \
-  if (r < t.mvalid) {                                                                                   \
-    store_n(t.out[r], requant_onednn16(c##r##0, t.mult, t.bias, t.azp_col, e), t.nvalid);             \
-    if (t.nvalid > 16)                                                                                  \
-      store_n(t.out[r] + 16, requant_onednn16(c##r##1, t.mult + 16, t.bias + 16, t.azp_col + 16, e),   \
-              t.nvalid - 16);                                                                           \
-  }
-    QREF_OUT(0) QREF_OUT(1) QREF_OUT(2) QREF_OUT(3) QREF_OUT(4) QREF_OUT(5) QREF_OUT(6) QREF_OUT(7)
-#undef QREF_OUT
-    return;
-  }
-#define QREF_OUT(r)                                                                                              \
-  if (r < t.mvalid) {                                                                                           \
-    const __m512i rs = _mm512_set1_epi32(t.rowsum[r]);                                                          \
-    store_n(t.out[r], requant16(c##r##0, rs, t.mult, t.bias, t.azp_col, t.wzp, e), t.nvalid);                  \
-    if (t.nvalid > 16)                                                                                          \
-      store_n(t.out[r] + 16, requant16(c##r##1, rs, t.mult + 16, t.bias + 16, t.azp_col + 16, t.wzp + 16, e),  \
-              t.nvalid - 16);                                                                                   \
+#define QREF_OUT(r)                                                                     \
+  if (r < t.mvalid) {                                                                  \
+    store_n(t.out[r], out(c##r##0, t.rowsum[r], t, 0), t.nvalid);                      \
+    if (t.nvalid > 16) store_n(t.out[r] + 16, out(c##r##1, t.rowsum[r], t, 16), t.nvalid - 16); \
   }
   QREF_OUT(0) QREF_OUT(1) QREF_OUT(2) QREF_OUT(3) QREF_OUT(4) QREF_OUT(5) QREF_OUT(6) QREF_OUT(7)
 #undef QREF_OUT
 }
 #undef QREF_ROW
 
-template <bool SAT, bool ONEDNN>
-void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uint8_t* out, int64_t m_begin,
+template <bool SAT, class Out>
+void gemm_run(const Conv2dProblem& p, const Conv2dEpilogue& e, const void* packed, const uint8_t* in, uint8_t* out, int64_t m_begin,
               int64_t m_end, void* scratch) {
   const Conv2dShape& s = p.shape;
   const GemmLayout L = gemm_layout(p);
@@ -334,28 +323,8 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
   const uint8_t** segs = reinterpret_cast<const uint8_t**>(reinterpret_cast<char*>(rowsum) +
                                                            align64(static_cast<size_t>(mb) * 4));
   uint8_t* zpseg = reinterpret_cast<uint8_t*>(segs) + align64(static_cast<size_t>(mb * s.KH) * sizeof(void*));
-  const bool use_rowsum = !ONEDNN && any_weight_zero_point(p);
-  Epilogue e;
-  e.has_bias = p.rq.has_bias;
-  e.bias_fma = p.rq.bias_fma;
-  e.bias_rcp = _mm512_set1_ps(p.rq.bias_rcp);
-  e.use_rowsum = use_rowsum;
-  e.zp16 = _mm256_set1_epi16(static_cast<int16_t>(p.rq.output_zero_point));
-  e.lo8 = _mm_set1_epi8(static_cast<char>(p.rq.relu ? p.rq.output_zero_point : 0));
-  e.od_relu = e.od_combined = e.od_divide = false;
-  e.od_ss = e.od_inv = e.od_dst = e.od_zp = _mm512_setzero_ps();
-  if (ONEDNN) {
-    const OnednnEpilogue& od = *p.onednn;
-    e.has_bias = od.bias != nullptr;
-    e.use_rowsum = false;  // oneDNN: symmetric weights only
-    e.od_relu = od.relu;
-    e.od_combined = od.combined;
-    e.od_divide = od.divide_dst;
-    e.od_ss = _mm512_set1_ps(od.ss);
-    e.od_inv = _mm512_set1_ps(od.inv);
-    e.od_dst = _mm512_set1_ps(od.dst_scale);
-    e.od_zp = _mm512_set1_ps(static_cast<float>(od.out_zp));
-  }
+  const Out epi(p, e);  // the output stage (gemm/epilogue.h), built once per call
+  const bool use_rowsum = epi.use_rowsum;
   const uint8_t a_zp = static_cast<uint8_t>(p.rq.input_zero_point);
   const char* base = static_cast<const char*>(packed);
   const RqArrays r = rq_arrays(base, G * L.NP);
@@ -433,7 +402,7 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
             t.rowsum[q] = use_rowsum ? rowsum[i] : 0;
             t.out[q] = out + (p0 + i) * s.O + g * Og + j * kNR;
           }
-          micro_8x32<SAT, ONEDNN>(t, e);
+          micro_8x32<SAT>(t, epi);
         }
       }
     }
@@ -452,11 +421,11 @@ size_t vnni_packed_bytes(const Conv2dProblem& p) {
   return gemm_layout(p).total;
 }
 
-void vnni_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
+void vnni_pack(const Conv2dProblem& p, const Conv2dEpilogue& e, const int8_t* w, void* packed) {
 #ifdef QREF_HAVE_AVX2_KERNEL
-  if (use_avx2_depthwise(p.shape)) return kAvx2Kernel.pack_weights(p, w, packed);
+  if (use_avx2_depthwise(p.shape)) return kAvx2Kernel.pack_weights(p, e, w, packed);
 #endif
-  gemm_pack(p, w, packed);
+  gemm_pack(p, e, w, packed);
 }
 
 size_t vnni_scratch_bytes(const Conv2dProblem& p) {
@@ -466,25 +435,25 @@ size_t vnni_scratch_bytes(const Conv2dProblem& p) {
   return gemm_scratch(p, nullptr);
 }
 
-void vnni_run_rows(const Conv2dProblem& p, const int8_t* w, const void* packed, const uint8_t* in, uint8_t* out,
+void vnni_run_rows(const Conv2dProblem& p, const Conv2dEpilogue& e, const int8_t* w, const void* packed, const uint8_t* in, uint8_t* out,
                    int64_t m_begin, int64_t m_end, void* scratch, const Conv2dIntermediates* inter) {
 #ifdef QREF_HAVE_AVX2_KERNEL
-  if (use_avx2_depthwise(p.shape)) return kAvx2Kernel.run_rows(p, w, packed, in, out, m_begin, m_end, scratch, inter);
+  if (use_avx2_depthwise(p.shape)) return kAvx2Kernel.run_rows(p, e, w, packed, in, out, m_begin, m_end, scratch, inter);
 #endif
   (void)w;
   (void)inter;
-  if (p.onednn)  // exact semantics only (onednn.cc routes nothing else here)
-    gemm_run<false, true>(p, packed, in, out, m_begin, m_end, scratch);
+  if (e.kind == Conv2dEpilogue::Kind::onednn)  // exact semantics only (onednn.cc routes nothing else here)
+    gemm_run<false, OnednnOut>(p, e, packed, in, out, m_begin, m_end, scratch);
   else if (p.saturate)
-    gemm_run<true, false>(p, packed, in, out, m_begin, m_end, scratch);
+    gemm_run<true, FbgemmOut>(p, e, packed, in, out, m_begin, m_end, scratch);
   else
-    gemm_run<false, false>(p, packed, in, out, m_begin, m_end, scratch);
+    gemm_run<false, FbgemmOut>(p, e, packed, in, out, m_begin, m_end, scratch);
 }
 
 }  // namespace
 
 extern const KernelEntry kAvx512VnniKernel;  // external linkage even without kernels.h's macro
-const KernelEntry kAvx512VnniKernel = {"avx512vnni", avx512vnni_kernel_usable, vnni_packed_bytes, vnni_pack,
-                                       vnni_scratch_bytes, vnni_run_rows};
+const KernelEntry kAvx512VnniKernel = {"avx512vnni",       avx512vnni_kernel_usable, vnni_packed_bytes, vnni_pack,
+                                       vnni_scratch_bytes, vnni_run_rows,            /*onednn_epilogue=*/true, ConvNdLoops::avx2};
 
 }  // namespace qref

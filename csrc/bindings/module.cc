@@ -1,0 +1,13 @@
+// qref: the _core extension module. Each engine registers its own bindings, defined in
+// one file each (common.cc, fbgemm.cc, onednn.cc); adding an engine is one register call here
+// and its file in CMakeLists.txt.
+#include <pybind11/pybind11.h>
+
+#include "register.h"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "qref compiled core: bit-exact PyTorch quantized int8 arithmetic (fbgemm and oneDNN engines)";
+  qref_bindings::register_common(m);
+  qref_bindings::register_fbgemm(m);
+  qref_bindings::register_onednn(m);
+}

@@ -1,0 +1,12 @@
+// qref bindings: one registration function per engine, called by module.cc.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace qref_bindings {
+
+void register_common(pybind11::module_& m);  // common.cc: CPU features, kernels, threads, layouts
+void register_fbgemm(pybind11::module_& m);  // fbgemm.cc: fbgemm's conv2d / conv_nd / quantize
+void register_onednn(pybind11::module_& m);  // onednn.cc: oneDNN's conv2d / deconvolution
+
+}  // namespace qref_bindings
