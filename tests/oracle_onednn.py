@@ -32,7 +32,7 @@ def integer_sums(x_cl: np.ndarray, w: np.ndarray, groups: int, stride, padding, 
     ``x_cl`` uint8 (N, *S, C) channels last; ``w`` int8 (O, Cg, *k) with output channel
     o = g*Og + oc reading input channels g*Cg ... (for a transposed conv pass the weight already
     regrouped to that form, no kernel flip). Returns acc (N, *OS, O), colsum (*OS, O)."""
-    N, C = x_cl.shape[0], x_cl.shape[-1]
+    N = x_cl.shape[0]
     S = x_cl.shape[1:-1]
     O, Cg = w.shape[:2]
     ks = w.shape[2:]

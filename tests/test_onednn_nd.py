@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from oracle import assert_same  # noqa: E402
 import oracle_onednn  # noqa: E402
+from oracle import assert_same  # noqa: E402
 
 torch = pytest.importorskip("torch")
 import torch.ao.nn.intrinsic.quantized as nniq  # noqa: E402

@@ -4,10 +4,13 @@ fbgemm and oneDNN bindings). Generated with pybind11-stubgen (PyPI) from the bui
 and checked by tests/test_stubs.py (every _core name is here, with its parameter names).
 """
 from __future__ import annotations
+
 import collections.abc
+import typing
+
 import numpy
 import numpy.typing
-import typing
+
 __all__: list[str] = ['OnednnConv2d', 'PreparedConv2d', 'channels_transpose', 'compiled_kernels', 'conv2d_nhwc', 'conv2d_prepare', 'conv2d_run', 'conv2d_run_into', 'conv_nd_ndhwc', 'conv_nd_path', 'conv_path', 'cpu_features', 'default_threads', 'kernels', 'onednn_conv2d_nhwc', 'onednn_conv2d_prepare', 'onednn_conv_nd_ndhwc', 'onednn_conv_transpose2d_nhwc', 'onednn_requant_steps', 'onednn_scales', 'onednn_set_dw_vnni', 'onednn_set_simd', 'prepared_output_shape', 'quantize', 'requant_params']
 class PreparedConv2d:
     @property
