@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from qref import _core
-from qref.onednn_nd import _tap_slices
+from qref.engines.onednn.nd import _tap_slices
 
 _I32 = 1 << 32
 

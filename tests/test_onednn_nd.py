@@ -571,7 +571,7 @@ def _oracle_run(x_cl, a_s, a_zp, w, ws, bias, stride, padding, dilation, groups,
 
 def _core_operands(kind: str, seed: int):
     """onednn_nd.run's operands for a random module of `kind` (weight in conv form)."""
-    from qref.conv_nd import _transposed_weight
+    from qref.layers.conv_nd import _transposed_weight
 
     m, qx = _case(kind, seed)
     x = qx.int_repr().numpy()

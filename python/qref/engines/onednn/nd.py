@@ -161,7 +161,6 @@ def _run_reference(x_cl, a_s, a_zp, w, ws, bias, stride, padding, dilation, grou
     """oneDNN's N-d reference loop of the C++ core (csrc/qref/onednn/conv_nd.cc) with compensation
     chain ``chain``: "int", "float" (AMX micro-kernel) or "ref_deconv" (ref_deconvolution's float
     round trip, module doc). Same arguments as run; returns (N, *OS, O) uint8."""
-    from . import _core
 
     N, O = x_cl.shape[0], w.shape[0]
     nd = x_cl.ndim - 2
