@@ -26,6 +26,7 @@ from oracle import assert_same, build, case_id, spec, torch_operands  # noqa: E4
 torch = pytest.importorskip("torch")
 import qref  # noqa: E402
 from qref import onednn  # noqa: E402
+from qref.bridge.onednn_verbose import executed_kernels  # noqa: E402
 
 _A_SCALES = [0.003, 0.007, 0.013, 0.03, 0.065, 0.079, 0.1]  # f32(1/f32(1/a)) != f32(a) for most
 _O_SCALES = [0.007, 0.065, 0.079, 0.013, 0.101, 0.129, 0.149, 0.3]  # inv round trip differs for most
@@ -125,6 +126,58 @@ def _skip_unless_host_class():
     return cls
 
 
+def _torch_kernel(s: dict, b: dict, engine: str):
+    """The oneDNN implementation torch runs for this case (its verbose log), or None (fbgemm ran)."""
+    ks = executed_kernels(lambda: torch_engine_conv(s, b, engine), "convolution")
+    return ks[-1] if ks else None
+
+
+def _host_kw(s: dict, b: dict, engine: str, cls: str) -> dict:
+    """On the amx class oneDNN picks its AMX or its avx512_core_vnni builds by performance heuristics:
+    qref follows the name torch's log gives, as qref.check does."""
+    if cls != "amx":
+        return {}
+    k = _torch_kernel(s, b, engine)
+    return {"onednn_kernel": k} if k else {}
+
+
+def _float_reference(s: dict, b: dict) -> np.ndarray:
+    """The conv computed in float64 from the real values, quantized to the output: within one step of any
+    correct requantization."""
+    x = (b["x"].astype(np.float64) - b["a_zp"]) * b["a_scale"]
+    ws = np.broadcast_to(np.asarray(b["w_scale"], np.float64), (b["w"].shape[0],))
+    w = (b["w"].astype(np.float64) - np.broadcast_to(np.asarray(b["w_zp"]), ws.shape)[:, None, None, None]) \
+        * ws[:, None, None, None]
+    y = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w),
+                                   None if b["bias"] is None else torch.from_numpy(b["bias"].astype(np.float64)),
+                                   s["stride"], s["padding"], s["dilation"], s["groups"]).numpy()
+    if s["relu"]:
+        y = np.maximum(y, 0)
+    return np.clip(np.rint(y / b["out_scale"]) + b["out_zp"], 0, 255)
+
+
+def _amx_grouped_defect(s: dict, b: dict, t: np.ndarray, q: np.ndarray, kernel) -> bool:
+    """torch/oneDNN's AMX brg_conv_fwd gives wrong values for grouped convs whose output channels per
+    group are not a multiple of 16 (measured with torch 2.11 on an AMX Xeon: groups >= 1 off by up to
+    tens of steps; 8 or 16 per group exact): true when this case is that, measured (qref within one step
+    of the float computation everywhere, torch 3 or more steps off where they differ)."""
+    Og = s["O"] // s["groups"]
+    if not (kernel and "amx" in kernel and kernel.startswith("brg_conv_fwd") and s["groups"] > 1 and Og % 16):
+        return False
+    ref = _float_reference(s, b)
+    bad = q != t
+    return bool(np.abs(q - ref).max() <= 1 and np.abs(t[bad].astype(np.float64) - ref[bad]).max() >= 3)
+
+
+def _compare_host(s: dict, b: dict, engine: str, cls: str, what: str) -> None:
+    kw = _host_kw(s, b, engine, cls)
+    t = torch_engine_conv(s, b, engine)
+    q = qref_engine_conv(s, b, engine, **kw)
+    if cls == "amx" and not np.array_equal(q, t) and _amx_grouped_defect(s, b, t, q, kw.get("onednn_kernel")):
+        return  # torch's defect, measured (qref.check labels it TORCH_WRONG the same way)
+    assert_same(q, t, f"{what} engine={engine} class={cls} kernel={kw.get('onednn_kernel')}")
+
+
 # ----------------------------------------------------------------------------- in-process (host class)
 
 
@@ -132,10 +185,32 @@ def _skip_unless_host_class():
 @pytest.mark.parametrize("s", make_specs(SHAPES + CG1_SHAPES, 3), ids=case_id)
 def test_host_class_vs_torch(s, engine):
     cls = _skip_unless_host_class()
-    b = build_case(s)
-    t = torch_engine_conv(s, b, engine)
-    q = qref_engine_conv(s, b, engine)
-    assert_same(q, t, f"{case_id(s)} engine={engine} class={cls}")
+    _compare_host(s, build_case(s), engine, cls, case_id(s))
+
+
+def test_amx_1x1_scales_follow_batch_and_threads():
+    """AMX host: brgconv_1x1's AMX build combines the scales, except for one image run by several threads
+    (separate scales); qref reads torch's thread count. Tie-rich 1x1 layers, N 1 and 2, 1 and 4 threads."""
+    cls = _skip_unless_host_class()
+    if cls != "amx":
+        pytest.skip(f"needs an AMX host (this host's oneDNN class is {cls})")
+    prev = torch.get_num_threads()
+    seen = set()
+    try:
+        for threads in (1, 4):
+            torch.set_num_threads(threads)
+            for N in (1, 2):
+                for seed in range(4):
+                    s = spec(C=64, O=64, KH=1, KW=1, H=14, W=14, N=N, seed=300 + seed, per_channel=seed != 3,
+                             a_zp=[0, 100, 200, 31][seed], tie=True)
+                    b = build_case(s)
+                    k = _torch_kernel(s, b, "onednn")
+                    if k and "amx" in k:
+                        seen.add((threads, N))
+                    _compare_host(s, b, "onednn", cls, f"{case_id(s)} threads={threads}")
+    finally:
+        torch.set_num_threads(prev)
+    assert seen, "oneDNN ran no AMX build for these 1x1 layers"
 
 
 def test_host_class_random_sweep():
@@ -177,10 +252,13 @@ def _random_sweep(n: int, seed: int) -> None:
                  relu=bool(r.integers(0, 2)), a_zp=int(r.integers(0, 256)), tie=bool(r.integers(0, 3)))
         b = build_case(s)
         engine = "x86" if i % 2 else "onednn"
+        cls = onednn.onednn_isa().effective
+        kw = _host_kw(s, b, engine, cls)
         t = torch_engine_conv(s, b, engine)
-        q = qref_engine_conv(s, b, engine)
-        if not np.array_equal(q, t):
-            bad.append(f"{case_id(s)} seed={s['seed']} engine={engine}: {int((q != t).sum())} of {q.size} differ")
+        q = qref_engine_conv(s, b, engine, **kw)
+        if not np.array_equal(q, t) and not (cls == "amx" and _amx_grouped_defect(s, b, t, q, kw.get("onednn_kernel"))):
+            bad.append(f"{case_id(s)} seed={s['seed']} engine={engine} kernel={kw.get('onednn_kernel')}: "
+                       f"{int((q != t).sum())} of {q.size} differ")
     assert not bad, "\n".join(bad)
 
 

@@ -693,7 +693,8 @@ def _explain_onednn(params: Any, torch_out: Optional[np.ndarray], xin: np.ndarra
     n, o, oh, ow = index
     if not bool(np.all(params.weight_zero_point == 0)):
         raise ValueError("explain: oneDNN needs symmetric weights (all zero points 0)")
-    pl = od.plan(wt.shape, G, (sh, sw), (ph, pw), (dh, dw), isa, getattr(params, "onednn_kernel", "") or None)
+    pl = od.plan(wt.shape, G, (sh, sw), (ph, pw), (dh, dw), isa, getattr(params, "onednn_kernel", "") or None,
+                 batch=N)
     Og = O // G
     g = o // Og
     K = KH * KW * Cg

@@ -75,8 +75,9 @@ def module_kernel(module: Any, qx: Any) -> Optional[str]:
 
 
 def _host_is_vnni() -> bool:
-    """Named kernels are followed on the vnni class only (this process's oneDNN class)."""
-    return resolve_class("auto") == "vnni"
+    """Named kernels are followed on the vnni and amx classes (this process's oneDNN class): on an AMX
+    CPU the name also tells an AMX build from the avx512_core_vnni kernels oneDNN runs there."""
+    return resolve_class("auto") in ("vnni", "amx")
 
 
 def params_kernel(params: Any, qx: Any, isa: Any, input_scale: Any = None, input_zero_point: Any = None) -> Optional[str]:
@@ -123,7 +124,7 @@ def _with_onednn_kernel(runner: Any, module: Any, qx: Any) -> Any:
     """A params object that follows the oneDNN kernel torch runs for ``module`` on ``qx`` (read from
     oneDNN's log; qref.check and qref.explain), or ``runner`` itself where none is read."""
     if not _host_is_vnni():
-        return runner  # named kernels are followed on the vnni class only; the class rules apply
+        return runner  # named kernels are followed on the vnni and amx classes; the class rules apply
     try:
         k = module_kernel(module, qx)
     except Exception:  # noqa: BLE001 - the log is a hint; qref's shape rules still apply without it

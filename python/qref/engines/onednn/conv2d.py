@@ -7,9 +7,12 @@ and on the shape. qref names the classes:
 =============  =====================================================  ==============================
 isa            oneDNN kernels (torch 2.13, oneDNN 3.12)               arithmetic
 =============  =====================================================  ==============================
-"amx"          brgconv_1x1 / brg_conv_fwd (AMX), brdgmm_dw            combined scale, float zp comp
-                                                                      (depthwise: as "vnni")
-                                                                      SOURCE-DERIVED, unverified
+"amx"          brgconv_1x1 / brg_conv_fwd (AMX builds), and the       AMX builds: combined scale, float
+               avx512_core_vnni kernels for other shapes             zp comp (brgconv_1x1, batch 1, >1
+                                                                      thread: separate scales); vnni
+                                                                      builds: as "vnni". Measured with
+                                                                      torch 2.11's oneDNN on an AMX
+                                                                      Xeon, not with this torch
 "vnni"         brgconv_1x1, brg_conv_fwd, jit_int8, brdgmm_dw          exact int32, separate scales
 "avx512_core"  brgconv_1x1, brg_conv_fwd, jit_int8 (no VNNI)          int16 channel-pair saturation
                                                                       (one channel per group: kw-major
@@ -28,6 +31,8 @@ Shapes that oneDNN sends to kernels qref has not reproduced raise
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -39,7 +44,7 @@ from ...common.errors import OneDNNNotSupportedError
 from ...common.layout import _channels_last, _wrap_output
 from ...common.onednn_isa import _UNSUPPORTED_CLASSES, ONEDNN_ISAS, describe_class, resolve_class
 from ...routing import require_symmetric
-from .kernel_names import checked_kernel, kernel_family
+from .kernel_names import checked_kernel, is_amx_build, kernel_family
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,32 @@ class OnednnPlan:
         return f"oneDNN {self.kernel} ({self.isa}), {sat}, {sc}, {comp} zero-point compensation{v}"
 
 
+def onednn_threads() -> int:
+    """The thread count torch's oneDNN runs with in this process: torch's intra-op threads where torch is
+    imported, else the CPUs this process may use (torch's default)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            return int(torch.get_num_threads())
+        except Exception:  # noqa: BLE001 - a torch without the call: its default
+            pass
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _amx_plan(cls: str, kernel: str, one_by_one: bool, batch: Optional[int]) -> OnednnPlan:
+    """oneDNN's AMX brgemm convs (docs/onednn.md, measured on an AMX Xeon): the micro-kernel combines
+    the scales f32(ss*ws) and compensates the zero point in float; brgconv_1x1 with a batch of one
+    image run by more than one thread applies separate scales instead (its other blocking). Without
+    the batch (``batch=None``) the micro-kernel's arithmetic is assumed."""
+    separate = kernel.startswith("brgconv_1x1") and one_by_one and batch == 1 and onednn_threads() > 1
+    return OnednnPlan(cls, kernel, False, not separate, True, False)
+
+
 def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "auto",
-         onednn_kernel: Optional[str] = None) -> OnednnPlan:
+         onednn_kernel: Optional[str] = None, batch: Optional[int] = None) -> OnednnPlan:
     """oneDNN's kernel class for a (non-transposed) conv2d on the named machine.
 
     ``onednn_kernel``: the implementation torch's oneDNN reported for this layer and input
@@ -76,6 +105,9 @@ def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "
     grouped convs with one input channel per group by a performance heuristic, and its gemm conv
     (x64:gemm_s8u8s32) then runs them with one combined scale f32(ss*ws) (measured: the zero-
     accumulator probe and tie-rich layers, tests/test_onednn_nd.py); the name settles such shapes.
+    On the amx class the name also says whether an AMX build ran (``...:avx10_1_512_amx``: AMX
+    arithmetic) or one of the avx512_core_vnni kernels oneDNN picks on AMX CPUs for other shapes (the
+    vnni class's exact arithmetic). ``batch``: the input's N, which decides brgconv_1x1's AMX scales.
     Raises OneDNNNotSupportedError for kernel classes or named kernels qref does not reproduce.
     """
     cls = resolve_class(isa)
@@ -94,6 +126,12 @@ def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "
     # oneDNN's depthwise test: grouped weights with one input and one output channel per group.
     dw = groups > 1 and Cg == 1 and Og == 1
     one_by_one = KH == 1 and KW == 1 and tuple(padding) == (0, 0)
+    if onednn_kernel and cls == "amx":
+        if is_amx_build(onednn_kernel):
+            return _amx_plan(cls, onednn_kernel, one_by_one, batch)
+        # an avx512_core_vnni kernel on an AMX CPU: the vnni class's arithmetic (measured: 0 mismatches
+        # over 1,684 such layers on an AMX Xeon)
+        return OnednnPlan(cls, onednn_kernel, False, False, False, True)
     if cls in _UNSUPPORTED_CLASSES:
         raise OneDNNNotSupportedError(
             f"conv2d: torch's oneDNN runs this conv with its {cls} kernels ({describe_class(cls)}); qref reproduces "
@@ -101,8 +139,10 @@ def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "
     if cls == "amx":
         if dw:
             return OnednnPlan(cls, "brdgmm_dw:avx512_core_vnni", False, False, False, False)
+        # Without the kernel name: oneDNN chooses between its AMX and avx512_core_vnni builds by
+        # performance heuristics qref does not model; the AMX build is assumed (qref.check reads the name).
         k = "brgconv_1x1:avx512_core_amx" if one_by_one else "brg_conv_fwd:avx512_core_amx"
-        return OnednnPlan(cls, k, False, True, True, False)
+        return _amx_plan(cls, k, one_by_one, batch)
     if cls == "vnni":
         k = "brdgmm_dw" if dw else ("brgconv_1x1" if one_by_one else "brg_conv_fwd/jit_int8")
         return OnednnPlan(cls, k + ":avx512_core_vnni", False, False, False, True)
@@ -145,13 +185,15 @@ _WARNED: set = set()
 
 
 def _warn_unverified(p: OnednnPlan) -> None:
-    """Once per kernel: this class's arithmetic comes from the runtimes' sources only (no AMX on the
-    development host). qref.check against real torch on such a host is the way to confirm it."""
+    """Once per kernel: this class's arithmetic comes from oneDNN's source and a measurement with another
+    torch's oneDNN (torch 2.11 on an AMX Xeon; docs/onednn.md), not from this torch. qref.check against
+    real torch on such a host is the way to confirm it."""
     if p.kernel in _WARNED:
         return
     _WARNED.add(p.kernel)
-    warnings.warn(f"qref: oneDNN {p.kernel} ({p.isa}) arithmetic is source-derived (docs/numerics.md §6.2), not verified "
-                  f"against torch; verify with qref.check on this machine", RuntimeWarning, stacklevel=3)
+    warnings.warn(f"qref: oneDNN {p.kernel} ({p.isa}) arithmetic is source-derived (docs/numerics.md §6.2) and measured "
+                  f"against torch 2.11's oneDNN on an AMX Xeon only, not against this torch; verify with qref.check "
+                  f"on this machine", RuntimeWarning, stacklevel=3)
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,12 +213,12 @@ def scales(input_scale: float, output_scale: float) -> tuple[float, float]:
 
 
 def _checked_plan(wt: Any, groups: int, stride, padding, dilation, isa: str,
-                  onednn_kernel: Optional[str] = None) -> OnednnPlan:
+                  onednn_kernel: Optional[str] = None, batch: Optional[int] = None) -> OnednnPlan:
     """The plan of a validated weight operand (qref.common.operands._Weight): refuses asymmetric weights
     as torch's oneDNN prepack does, warns once for unverified classes."""
     require_symmetric("conv2d", wt)
     p = plan(wt.oihw.shape, groups, padding=padding, stride=stride, dilation=dilation, isa=isa,
-             onednn_kernel=onednn_kernel)
+             onednn_kernel=onednn_kernel, batch=batch)
     if not p.verified:
         _warn_unverified(p)
     return p
@@ -205,7 +247,7 @@ def prepare(act: Any, wt: Any, bias: Optional[np.ndarray], stride, padding, dila
             out_scale: float, out_zp: int, relu: bool, isa: str, onednn_kernel: Optional[str] = None) -> Any:
     """Called by qref.conv2d (Conv2dParams' packed-weights cache) with validated operands: the
     prepared conv for act's shape and quantization."""
-    p = _checked_plan(wt, groups, stride, padding, dilation, isa, onednn_kernel)
+    p = _checked_plan(wt, groups, stride, padding, dilation, isa, onednn_kernel, batch=int(act.nhwc.shape[0]))
     return prepare_conv2d(act.nhwc.shape, _channels_last(wt.oihw), bias, stride, padding, dilation, groups,
                           act.scale, act.zero_point, wt.scale, bool(wt.per_channel), out_scale, out_zp, relu, p)
 
@@ -214,7 +256,7 @@ def run(act: Any, wt: Any, bias: Optional[np.ndarray], stride, padding, dilation
         out_scale: float, out_zp: int, relu: bool, isa: str, threads: Optional[int],
         return_intermediates: bool, as_torch: bool, onednn_kernel: Optional[str] = None) -> Any:
     """Called by qref.conv2d with validated operands (qref.common.operands _Act/_Weight)."""
-    p = _checked_plan(wt, groups, stride, padding, dilation, isa, onednn_kernel)
+    p = _checked_plan(wt, groups, stride, padding, dilation, isa, onednn_kernel, batch=int(act.nhwc.shape[0]))
     w_ohwi = _channels_last(wt.oihw)
     nthreads = _core.default_threads() if threads is None else threads
     res = _core.onednn_conv2d_nhwc(

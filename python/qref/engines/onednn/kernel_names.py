@@ -30,9 +30,12 @@ def kernel_family(name: str) -> str:
     return "fast" if name.split(":")[0].split("+")[0] in _FAST else "unknown"
 
 
-# The implementation names qref follows (the vnni class's, as its oneDNN log prints them). A
-# composite name ("brg_deconv:...+brgconv_strided:...") is checked part by part.
+# The implementation names qref follows: the vnni class's, as its oneDNN log prints them, and on the
+# amx class also the AMX builds (oneDNN on an AMX CPU runs AMX kernels for some shapes and its
+# avx512_core_vnni kernels for others, by performance heuristics). A composite name
+# ("brg_deconv:...+brgconv_strided:...") is checked part by part.
 _VNNI = ":avx512_core_vnni"
+_AMX_ISAS = ("avx512_core_amx", "avx512_core_amx_fp16", "avx10_1_512_amx", "avx10_1_512_amx_fp16", "avx10_2_512_amx_2")
 _ISA_NEUTRAL = ("x64:gemm_s8u8s32:jit", "conv:any", "ref:any")
 _PRIMITIVE_IMPLS = {
     "convolution": ("brg_conv_fwd", "brgconv_1x1", "jit_int8", "jit_int8_1x1", "brdgmm_dw", "x64", "ref"),
@@ -59,20 +62,29 @@ def checked_kernel(fn: str, name: Any, primitive: str, cls: str) -> Optional[str
         raise OneDNNNotSupportedError(
             f"{fn}: onednn_kernel={name!r} is not a oneDNN {primitive} kernel qref reproduces (expected one of "
             f"{', '.join(_PRIMITIVE_IMPLS[primitive])} ...)")
-    if cls != "vnni":
+    if cls not in ("vnni", "amx"):
         raise OneDNNNotSupportedError(
             f"{fn}: onednn_kernel={name!r} with the oneDNN class {cls!r}: qref follows named kernels of the 'vnni' "
-            f"class only (leave onednn_kernel unset to use qref's rules for {cls!r})")
+            f"and 'amx' classes only (leave onednn_kernel unset to use qref's rules for {cls!r})")
     for part in parts:
         if part in _ISA_NEUTRAL or part.endswith(_VNNI):
+            continue
+        if cls == "amx" and part.split(":")[-1] in _AMX_ISAS:
             continue
         isa = [f for f in part.split(":")[1:] if f.startswith("avx") or f in ("sse41", "any", "uni")]
         if isa:
             raise OneDNNNotSupportedError(
-                f"{fn}: onednn_kernel={name!r} names a kernel built for {isa[0]}, not for the vnni class "
-                f"(avx512_core_vnni) this call computes; a log from another machine needs that machine's isa= and "
-                f"no kernel name")
+                f"{fn}: onednn_kernel={name!r} names a kernel built for {isa[0]}, not for the {cls} class "
+                f"({'avx512_core_vnni or an AMX build' if cls == 'amx' else 'avx512_core_vnni'}) this call computes; a "
+                f"log from another machine needs that machine's isa= and no kernel name")
         raise OneDNNNotSupportedError(
             f"{fn}: onednn_kernel={name!r}: {part!r} is not a kernel name as oneDNN's vnni class prints them "
             f"('<kernel>:avx512_core_vnni', 'x64:gemm_s8u8s32:jit', 'conv:any' or 'ref:any')")
     return name
+
+
+def is_amx_build(name: Optional[str]) -> bool:
+    """Whether a (checked) implementation name is one of oneDNN's AMX builds, e.g.
+    ``brgconv_1x1:avx10_1_512_amx``: their brgemm micro-kernel combines the scales and compensates the
+    zero point in float; the avx512_core_vnni builds oneDNN also runs on AMX CPUs do neither."""
+    return bool(name) and any(part.split(":")[-1] in _AMX_ISAS for part in name.split("+"))

@@ -45,7 +45,7 @@ from ... import _core
 from ...common.errors import OneDNNNotSupportedError
 from ...common.onednn_isa import describe_class, resolve_class
 from .conv2d import OnednnPlan, _warn_unverified, prepare_conv2d
-from .kernel_names import checked_kernel, kernel_family
+from .kernel_names import checked_kernel, is_amx_build, kernel_family
 
 _I32 = 1 << 32
 
@@ -102,6 +102,13 @@ def plan_nd(transposed: bool, nd: int, groups: int, Cg: int, Og: int, kernel, st
             return OnednnPlan(cls, onednn_kernel, False, False, False, True, divide_dst=True), "ref_deconv"
         if fam == "gemm" and not transposed:
             return OnednnPlan(cls, onednn_kernel, False, True, False, True), "int"
+        if fam == "fast" and is_amx_build(onednn_kernel):
+            if transposed:
+                raise OneDNNNotSupportedError(
+                    f"conv_transpose: onednn_kernel={onednn_kernel!r} is an AMX build of oneDNN's deconvolution, "
+                    f"whose arithmetic qref has not reproduced")
+            # the AMX brgemm micro-kernel: combined scale, float compensation (as conv2d's)
+            return OnednnPlan(cls, onednn_kernel, False, True, True, False), "float"
         if fam == "fast":
             return OnednnPlan(cls, onednn_kernel, False, False, False, True), "int"
         raise OneDNNNotSupportedError(
