@@ -1,0 +1,1 @@
+"""qref engines: one subpackage per runtime whose arithmetic qref reproduces."""

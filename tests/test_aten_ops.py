@@ -1,0 +1,318 @@
+"""qref.engines.aten vs torch's own quantized CPU kernels, in this process: bytes equal (==).
+
+Inputs come from numpy's RNG (torch.randn differs between CPU capabilities); scales include
+tie-rich ones (powers of two, 0.1, 1/255) and outputs saturate. The capability compared is the one
+torch picked here; tests/test_aten_capability.py repeats them under every ATEN_CPU_CAPABILITY."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from qref.engines import aten  # noqa: E402
+
+QDT = {"quint8": torch.quint8, "qint8": torch.qint8}
+ZR = {"quint8": (0, 255), "qint8": (-128, 127)}
+SCALES = [0.1, 0.5, 0.25, 1.0 / 255, 0.0078125, 0.037, 1.7, 2.0**-10, 0.3333333, 12.5]
+
+
+def rng(seed):
+    return np.random.default_rng(seed)
+
+
+def rand_q(r, shape, dtype, scale=None, zp=None, channels_last=False):
+    lo, hi = ZR[dtype]
+    s = float(r.choice(SCALES)) if scale is None else scale
+    z = int(r.integers(lo, hi + 1)) if zp is None else zp
+    data = r.integers(lo, hi + 1, size=shape).astype(np.uint8 if dtype == "quint8" else np.int8)
+    t = torch._make_per_tensor_quantized_tensor(torch.from_numpy(data), s, z)
+    if channels_last:
+        t = t.contiguous(memory_format=torch.channels_last if len(shape) == 4 else torch.channels_last_3d)
+    return t
+
+
+def same(a, b):
+    assert a.dtype == b.dtype
+    assert tuple(a.shape) == tuple(b.shape)
+    if a.is_quantized:
+        assert a.q_scale() == b.q_scale() and a.q_zero_point() == b.q_zero_point()
+        x, y = a.int_repr().numpy(), b.int_repr().numpy()
+    else:
+        x, y = a.numpy(), b.numpy()
+    bad = np.argwhere(x.view(np.uint8) != y.view(np.uint8)) if x.dtype.itemsize == 1 else np.argwhere(
+        x.view(np.uint32) != y.view(np.uint32))
+    assert bad.size == 0, f"{len(bad)} of {x.size} differ, first at {bad[0].tolist()}: {x[tuple(bad[0])]} vs {y[tuple(bad[0])]}"
+
+
+SHAPES = [(1, 3, 5, 7), (2, 16, 9, 9), (1, 64, 7, 7), (3, 130), (257,), (1, 24, 56, 56)]
+
+
+def out_q(r, dtype):
+    lo, hi = ZR[dtype]
+    return float(r.choice(SCALES)), int(r.integers(lo, hi + 1))
+
+
+# --------------------------------------------------------------------- quantize / dequantize
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("seed", range(6))
+def test_quantize_per_tensor(dtype, seed):
+    r = rng(seed)
+    shape = SHAPES[seed % len(SHAPES)]
+    s, z = out_q(r, dtype)
+    x = (r.standard_normal(shape) * s * r.choice([10, 100, 1000])).astype(np.float32)
+    # ties: exact multiples of scale / 2
+    x.reshape(-1)[::3] = (r.integers(-600, 600, size=x.reshape(-1)[::3].shape) * (s / 2)).astype(np.float32)
+    xt = torch.from_numpy(x)
+    same(aten.quantize_per_tensor(xt, scale=s, zero_point=z, dtype=dtype), torch.quantize_per_tensor(xt, s, z, QDT[dtype]))
+    if len(shape) == 4:
+        xc = xt.contiguous(memory_format=torch.channels_last)
+        same(aten.quantize_per_tensor(xc, scale=s, zero_point=z, dtype=dtype),
+             torch.quantize_per_tensor(xc, s, z, QDT[dtype]))
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_quantize_per_tensor_huge_and_inf(dtype):
+    r = rng(7)
+    for n in (7, 64, 100, 40000, 70001):
+        x = (r.standard_normal(n) * 1e10).astype(np.float32)
+        x[::5] = np.inf
+        x[1::7] = -np.inf
+        x[2::11] = 3e38
+        for s, z in ((0.1, ZR[dtype][1]), (1e-3, ZR[dtype][0]), (1.0, 0)):
+            xt = torch.from_numpy(x)
+            same(aten.quantize_per_tensor(xt, scale=s, zero_point=z, dtype=dtype),
+                 torch.quantize_per_tensor(xt, s, z, QDT[dtype]))
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_quantize_per_channel(dtype, axis):
+    r = rng(11 + axis)
+    x = (r.standard_normal((4, 6, 5, 3)) * 5).astype(np.float32)
+    C = x.shape[axis]
+    sc = r.choice(SCALES, size=C).astype(np.float64)
+    zp = r.integers(*ZR[dtype], size=C).astype(np.int64)
+    xt = torch.from_numpy(x)
+    ref = torch.quantize_per_channel(xt, torch.from_numpy(sc), torch.from_numpy(zp), axis, QDT[dtype])
+    got = aten.quantize_per_channel(xt, scales=sc, zero_points=zp, axis=axis, dtype=dtype)
+    assert np.array_equal(got.int_repr().numpy(), ref.int_repr().numpy())
+    same(aten.dequantize(ref), ref.dequantize())
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("seed", range(4))
+def test_dequantize(dtype, seed):
+    r = rng(20 + seed)
+    q = rand_q(r, SHAPES[seed], dtype, channels_last=len(SHAPES[seed]) == 4 and seed % 2 == 1)
+    same(aten.dequantize(q), q.dequantize())
+
+
+# --------------------------------------------------------------------- binary
+
+BIN = {"add": (aten.add, torch.ops.quantized.add), "add_relu": (aten.add_relu, torch.ops.quantized.add_relu),
+       "mul": (aten.mul, torch.ops.quantized.mul), "mul_relu": (aten.mul_relu, torch.ops.quantized.mul_relu)}
+
+
+@pytest.mark.parametrize("op", list(BIN))
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("seed", range(6))
+def test_binary(op, dtype, seed):
+    r = rng(100 + seed)
+    shape = SHAPES[seed]
+    cl = len(shape) == 4 and seed % 2 == 0
+    a = rand_q(r, shape, dtype, channels_last=cl)
+    b = rand_q(r, shape, dtype, channels_last=cl)
+    s, z = out_q(r, dtype)
+    ours, ref = BIN[op]
+    same(ours(a, b, scale=s, zero_point=z), ref(a, b, s, z))
+
+
+@pytest.mark.parametrize("op", ["add", "add_relu"])
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_add_tie_rich(op, dtype):
+    # same scales everywhere, premultiplied zero points rounding: the fma body vs the scalar tail
+    r = rng(5)
+    for s in (0.1, 0.3, 0.7, 1.0 / 3, 0.05):
+        for n in (127, 128, 200, 33000, 70000):
+            lo, hi = ZR[dtype]
+            a = rand_q(r, (n,), dtype, scale=s, zp=int(r.integers(lo, hi)))
+            b = rand_q(r, (n,), dtype, scale=s, zp=int(r.integers(lo, hi)))
+            z = int(r.integers(lo, hi))
+            ours, ref = BIN[op]
+            same(ours(a, b, scale=s, zero_point=z), ref(a, b, s, z))
+            same(ours(a, b, scale=2 * s, zero_point=z), ref(a, b, 2 * s, z))
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_add_scalar(relu, dtype):
+    r = rng(31)
+    for c in (0.0, 0.5, -0.5, 3.7, -12.0, 100.0, -100.0, 1e3):
+        x = rand_q(r, (2, 8, 5, 5), dtype)
+        ref = (torch.ops.quantized.add_relu if relu else torch.ops.quantized.add)(x, c)
+        same(aten.add_scalar(x, c, relu=relu), ref)
+
+
+# --------------------------------------------------------------------- unary
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("seed", range(6))
+def test_hardswish(dtype, seed):
+    r = rng(200 + seed)
+    x = rand_q(r, SHAPES[seed], dtype, channels_last=len(SHAPES[seed]) == 4 and seed % 2 == 1)
+    s, z = out_q(r, dtype)
+    same(aten.hardswish(x, scale=s, zero_point=z), torch.ops.quantized.hardswish(x, s, z))
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("seed", range(6))
+def test_hardsigmoid(dtype, seed):
+    r = rng(300 + seed)
+    x = rand_q(r, SHAPES[seed], dtype)
+    same(aten.hardsigmoid(x), torch.nn.functional.hardsigmoid(x))
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("seed", range(4))
+def test_leaky_relu(dtype, seed):
+    r = rng(400 + seed)
+    x = rand_q(r, SHAPES[seed], dtype)
+    s, z = out_q(r, dtype)
+    ns = float(r.choice([0.01, 0.1, 0.2, 0.3333]))
+    same(aten.leaky_relu(x, negative_slope=ns, scale=s, zero_point=z),
+         torch.ops.quantized.leaky_relu(x, ns, False, s, z))
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("seed", range(4))
+def test_threshold(dtype, seed):
+    r = rng(500 + seed)
+    x = rand_q(r, SHAPES[seed], dtype)
+    t, v = float(r.standard_normal()), float(r.standard_normal())
+    same(aten.threshold(x, threshold=t, value=v), torch.nn.functional.threshold(x, t, v))
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("seed", range(4))
+def test_clamp_family(dtype, seed):
+    r = rng(600 + seed)
+    x = rand_q(r, SHAPES[seed], dtype)
+    lo, hi = sorted(float(v) for v in r.standard_normal(2) * 5)
+    same(aten.clamp(x, min=lo, max=hi), torch.clamp(x, lo, hi))
+    same(aten.clamp(x, min=lo), torch.clamp(x, min=lo))
+    same(aten.clamp(x, max=hi), torch.clamp(x, max=hi))
+    same(aten.hardtanh(x, min_val=lo, max_val=hi), torch.nn.functional.hardtanh(x, lo, hi))
+    same(aten.relu6(x), torch.nn.functional.relu6(x))
+
+
+# --------------------------------------------------------------------- cat
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_cat(relu, cl, dtype):
+    r = rng(700 + 2 * cl + relu)
+    for chans in ([3, 5], [16, 24, 8], [64, 7, 40], [33, 130]):
+        s, z = out_q(r, dtype)
+        xs = [rand_q(r, (2, c, 5, 6), dtype, channels_last=cl) for c in chans]
+        xs.append(rand_q(r, (2, 9, 5, 6), dtype, scale=s, zp=z, channels_last=cl))  # same qparams: the memcpy path
+        ref = (torch.ops.quantized.cat_relu if relu else torch.ops.quantized.cat)(xs, 1, s, z)
+        same(aten.cat(xs, dim=1, scale=s, zero_point=z, relu=relu), ref)
+    xs = [rand_q(r, (2, 4, 5, 6), dtype) for _ in range(3)]
+    s, z = out_q(r, dtype)
+    same(aten.cat(xs, dim=3, scale=s, zero_point=z, relu=relu),
+         (torch.ops.quantized.cat_relu if relu else torch.ops.quantized.cat)(xs, 3, s, z))
+
+
+# --------------------------------------------------------------------- pooling
+
+POOL = [  # shape, kernel, stride, padding, dilation, ceil
+    ((1, 3, 12, 12), 3, 2, 1, 1, False), ((2, 16, 9, 11), 2, 2, 0, 1, True), ((1, 64, 7, 7), 3, 1, 1, 1, False),
+    ((1, 24, 15, 15), (3, 2), (2, 1), (1, 0), 1, True), ((1, 40, 8, 8), 2, 1, 0, 2, False),
+]
+
+
+@pytest.mark.parametrize("case", range(len(POOL)))
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_max_pool2d(case, cl, dtype):
+    shape, k, st, p, d, cm = POOL[case]
+    x = rand_q(rng(800 + case), shape, dtype, channels_last=cl)
+    same(aten.max_pool2d(x, kernel_size=k, stride=st, padding=p, dilation=d, ceil_mode=cm),
+         torch.nn.functional.max_pool2d(x, k, st, p, d, cm))
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_max_pool1d(dtype):
+    x = rand_q(rng(850), (2, 8, 31), dtype)
+    same(aten.max_pool1d(x, kernel_size=3, stride=2, padding=1), torch.nn.functional.max_pool1d(x, 3, 2, 1))
+
+
+@pytest.mark.parametrize("case", range(len(POOL)))
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("cip,div", [(True, None), (False, None), (True, 5)])
+def test_avg_pool2d(case, cl, dtype, cip, div):
+    shape, k, st, p, _d, cm = POOL[case]
+    x = rand_q(rng(900 + case), shape, dtype, channels_last=cl)
+    same(aten.avg_pool2d(x, kernel_size=k, stride=st, padding=p, ceil_mode=cm, count_include_pad=cip,
+                         divisor_override=div),
+         torch.nn.functional.avg_pool2d(x, k, st, p, cm, cip, div))
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("cl", [False, True])
+def test_avg_pool3d(dtype, cl):
+    x = rand_q(rng(950), (1, 20, 5, 6, 7), dtype, channels_last=cl)
+    same(aten.avg_pool3d(x, kernel_size=(2, 3, 3), stride=(1, 2, 2), padding=(1, 1, 0)),
+         torch.nn.functional.avg_pool3d(x, (2, 3, 3), (1, 2, 2), (1, 1, 0)))
+
+
+@pytest.mark.parametrize("out", [(1, 1), (2, 3), (5, 5), (7, 4)])
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_adaptive_avg_pool2d(out, cl, dtype):
+    x = rand_q(rng(1000 + out[0]), (2, 40, 9, 13), dtype, channels_last=cl)
+    same(aten.adaptive_avg_pool2d(x, output_size=out), torch.nn.functional.adaptive_avg_pool2d(x, out))
+
+
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_adaptive_avg_pool3d(cl, dtype):
+    x = rand_q(rng(1100), (1, 18, 5, 7, 6), dtype, channels_last=cl)
+    same(aten.adaptive_avg_pool3d(x, output_size=(2, 3, 4)), torch.nn.functional.adaptive_avg_pool3d(x, (2, 3, 4)))
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_mean(dtype, keepdim):
+    r = rng(1200)
+    for shape in ((2, 16, 7, 7), (1, 960, 7, 7), (3, 5, 1, 9)):
+        x = rand_q(r, shape, dtype)
+        same(aten.mean(x, dim=(2, 3), keepdim=keepdim), x.mean((2, 3), keepdim=keepdim))
+        same(aten.mean(x, dim=-1, keepdim=keepdim), x.mean(-1, keepdim=keepdim))
+
+
+# --------------------------------------------------------------------- resampling
+
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_upsample_nearest(cl, dtype):
+    x = rand_q(rng(1300), (1, 6, 5, 7), dtype, channels_last=cl)
+    for kw in ({"size": (10, 14)}, {"size": (7, 9)}, {"size": (3, 4)}, {"scale_factor": 2.0},
+               {"scale_factor": 1.7}, {"scale_factor": (3.0, 0.6)}):
+        same(aten.upsample_nearest2d(x, **kw), torch.nn.functional.interpolate(x, mode="nearest", **kw))
+
+
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("ac", [False, True])
+def test_upsample_bilinear(cl, dtype, ac):
+    x = rand_q(rng(1400), (1, 40, 5, 7), dtype, channels_last=cl)
+    for kw in ({"size": (10, 14)}, {"size": (7, 9)}, {"size": (3, 4)}, {"scale_factor": 2.0},
+               {"scale_factor": 1.7}):
+        same(aten.upsample_bilinear2d(x, align_corners=ac, **kw),
+             torch.nn.functional.interpolate(x, mode="bilinear", align_corners=ac, **kw))
