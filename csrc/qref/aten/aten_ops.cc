@@ -19,11 +19,11 @@ constexpr int64_t kGrain = 32768;  // at::internal::GRAIN_SIZE
 // cpu_kernel_vec over a contiguous 1-d range (ATen/native/cpu/Loops.h
 // vectorized_loop) split by at::parallel_for (OpenMP: min(threads,
 // ceil(n / grain)) chunks of ceil(n / chunks)). Measured on torch 2.13: the
-// SIMD body covers whole Vectorized<q>::size() blocks of each chunk (64
-// elements under AVX512), the scalar op the rest.
+// SIMD body covers whole blocks of 64 elements of each chunk under every
+// capability (DEFAULT, AVX2, AVX512), the scalar op the rest.
 template <class Body, class Tail>
 void ew_drive(int64_t n, const Sched& s, Body body, Tail tail) {
-  const int64_t v2 = qvec_size(s.cap);
+  const int64_t v2 = 64;
   auto run = [&](int64_t b, int64_t e) {
     int64_t i = b;
     for (; i + v2 <= e; i += v2)
@@ -53,6 +53,15 @@ void quantize_per_tensor_t(const float* x, int64_t n, double scale, int64_t zp, 
   for (int64_t i = 0; i < n; ++i) out[i] = quantize_legacy<T>(inv, z, x[i]);
 }
 
+// The quantize of a SIMD body: Vectorized<q>::quantize. AVX2/AVX512: ATen's
+// QuantizeAvx2/QuantizeAvx512 lanes with the inverse the kernel hands in;
+// DEFAULT: quantize_vec, i.e. fbgemm::Quantize's legacy lanes (measured),
+// nearbyint(fma(x, 1 / scale, zp)).
+template <class T>
+inline T body_quantize(int cap, float inverse_scale, float scale, int32_t zp, float x) {
+  return cap == kDefault ? quantize_legacy<T>(1.0f / scale, zp, x) : quantize_lane<T>(inverse_scale, zp, x);
+}
+
 template <class T>
 void binary_t(int op, const T* a, const T* b, int64_t n, double sa_d, int64_t za, double sb_d, int64_t zb,
               double so_d, int64_t zo, T* out, const Sched& sc) {
@@ -71,7 +80,7 @@ void binary_t(int op, const T* a, const T* b, int64_t n, double sa_d, int64_t za
           const float db = fma_body ? dequantize_fma(sb, pb, b[i]) : dequantize_val(sb, zb, b[i]);
           float c = da + db;
           if (relu) c = c > 0.0f ? c : 0.0f;  // vec::maximum(c, 0)
-          out[i] = quantize_lane<T>(inv, zo32, c);
+          out[i] = body_quantize<T>(sc.cap, inv, so, zo32, c);
         },
         [&](int64_t i) {
           float c = dequantize_val(sa, za, a[i]) + dequantize_val(sb, zb, b[i]);
@@ -102,13 +111,10 @@ void unary_t(int op, const T* x, int64_t n, double si_d, int64_t zi, double so_d
   const int32_t zo32 = static_cast<int32_t>(zo);
   const float pi = premul(si, zi);
   const bool fma_body = sc.cap != kDefault;
-  // The inverse each kernel hands its SIMD quantize (DEFAULT's quantize_vec
-  // recomputes 1.0f / float(scale) inside fbgemm instead).
+  // The inverse each kernel hands its SIMD quantize.
   float body_inv = 1.0f / so;
-  if (sc.cap != kDefault) {
-    if (op == kHardswish || op == kThreshold) body_inv = static_cast<float>(1.0 / so_d);
-    if (op == kHardsigmoid) body_inv = static_cast<float>(1.0 / static_cast<double>(so));
-  }
+  if (op == kHardswish || op == kThreshold) body_inv = static_cast<float>(1.0 / so_d);
+  if (op == kHardsigmoid) body_inv = static_cast<float>(1.0 / static_cast<double>(so));
   auto f = [&](float v) -> float {
     switch (op) {
       case kHardswish:  // qhardswish_kernel: x * clamp(x + 3, 0, 6) / 6
@@ -125,7 +131,7 @@ void unary_t(int op, const T* x, int64_t n, double si_d, int64_t zi, double so_d
       n, sc,
       [&](int64_t i) {
         const float v = fma_body ? dequantize_fma(si, pi, x[i]) : dequantize_val(si, zi, x[i]);
-        out[i] = quantize_lane<T>(body_inv, zo32, f(v));
+        out[i] = body_quantize<T>(sc.cap, body_inv, so, zo32, f(v));
       },
       [&](int64_t i) { out[i] = quantize_val<T>(so, zo32, f(dequantize_val(si, zi, x[i]))); });
 }
@@ -182,7 +188,7 @@ void cat_nhwc_t(const void* const* xs, const int64_t* cs, const double* scales, 
   const float s_out = static_cast<float>(scale);
   const int32_t z_out = static_cast<int32_t>(zp);
   const int64_t vlen = qvec_size(cap), kvlen = 8;
-  const float body_inv = cap == kDefault ? 1.0f / s_out : inv_scale;
+
   for (int64_t p = 0; p < pixels; ++p) {
     int64_t c_base = 0;
     for (int64_t t = 0; t < count; ++t) {
@@ -200,7 +206,7 @@ void cat_nhwc_t(const void* const* xs, const int64_t* cs, const double* scales, 
       auto body = [&](int64_t c) {
         float v = cap == kDefault ? dequantize_val(cs_f, static_cast<int32_t>(cz), ip[c]) : dequantize_fma(cs_f, pre, ip[c]);
         if (relu) v = v > 0.0f ? v : 0.0f;
-        op[c] = quantize_lane<T>(body_inv, z_out, v);
+        op[c] = body_quantize<T>(cap, inv_scale, s_out, z_out, v);
       };
       int64_t c = 0;
       for (; c + vlen <= C; c += vlen)
@@ -359,13 +365,11 @@ template <class T>
 void adaptive_avg_pool_nhwc_t(const T* x, int64_t batch, int64_t C, int64_t id, int64_t ih, int64_t iw, int64_t od,
                               int64_t oh, int64_t ow, double si_d, int64_t zi, double so_d, int64_t zo, T* out,
                               int cap) {
-  const int64_t vw = cap == kDefault ? 0 : fvec_size(cap);
-  const int64_t c_vec = vw ? C / vw * vw : 0;
-  // QuantizedOpKernels.cpp _qadaptive_avg_pool_kernel: int sum with -zp*size,
-  // quantized with scale 1 / multiplier. Measured on torch 2.13 (AVX512),
-  // every channel, SIMD block or not: fbgemm's legacy rounding,
-  // nearbyint(fma(acc, 1 / (1 / multiplier), zp)).
-  (void)cap;
+    // QuantizedOpKernels.cpp _qadaptive_avg_pool_kernel: int sum with -zp*size,
+  // quantized with scale 1 / multiplier. Measured on torch 2.13: under
+  // AVX2/AVX512 every channel, SIMD block or not, rounds the fma
+  // nearbyint(fma(acc, 1 / (1 / multiplier), zp)); under DEFAULT every
+  // channel takes quantize_val (no fma).
   const float si = static_cast<float>(si_d), so = static_cast<float>(so_d);
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t a = 0; a < od; ++a) {
@@ -384,7 +388,8 @@ void adaptive_avg_pool_nhwc_t(const T* x, int64_t batch, int64_t C, int64_t id, 
               for (int64_t y = 0; y < kH; ++y)
                 for (int64_t xx = 0; xx < kW; ++xx) acc += ip[(((d0 + dd) * ih + h0 + y) * iw + w0 + xx) * C + c];
             const float sc = 1.0f / multiplier;
-            op[c] = quantize_legacy<T>(1.0f / sc, static_cast<int32_t>(zo), static_cast<float>(acc));
+            op[c] = cap == kDefault ? quantize_val<T>(sc, static_cast<int32_t>(zo), static_cast<float>(acc))
+                                    : quantize_legacy<T>(1.0f / sc, static_cast<int32_t>(zo), static_cast<float>(acc));
           }
         }
       }

@@ -13,7 +13,8 @@ scalar tail round differently; see docs/ops.md.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -334,7 +335,7 @@ def threshold(x: Any, *, threshold: Any, value: Any, capability: Any = None, num
     return _unary(fn, 3, x, q.scale, q.zero_point, t, v, q, capability, num_threads)
 
 
-def clamp(x: Any, *, min: Any = None, max: Any = None) -> Any:  # noqa: A002
+def clamp(x: Any, *, min: Any = None, max: Any = None) -> Any:
     """torch.clamp on a quantized tensor (qclamp_kernel): bounds quantized with x's qparams."""
     fn = "clamp"
     q = _Q(fn, "x", x)
@@ -595,7 +596,7 @@ def _resample_size(fn: str, a: np.ndarray, size: Any, scale_factor: Any) -> tupl
         sh = sw = check_float(fn, "scale_factor", scale_factor)
     if sh <= 0 or sw <= 0:
         raise ValueError(f"{fn}: scale_factor={scale_factor!r} (must be > 0)")
-    oh, ow = int(math.floor(H * sh)), int(math.floor(W * sw))
+    oh, ow = math.floor(H * sh), math.floor(W * sw)
     if oh < 1 or ow < 1:
         raise ValueError(f"{fn}: scale_factor={scale_factor!r} gives output size ({oh}, {ow}) (must be >= 1)")
     return oh, ow, sh, sw
@@ -634,8 +635,30 @@ def upsample_bilinear2d(x: Any, *, size: Any = None, scale_factor: Any = None, a
 
 
 __all__: list[str] = [
-    "QTensor", "quantize_per_tensor", "quantize_per_channel", "dequantize", "add", "add_relu", "mul", "mul_relu",
-    "add_scalar", "hardswish", "hardsigmoid", "leaky_relu", "threshold", "clamp", "hardtanh", "relu6", "cat",
-    "max_pool2d", "max_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "mean",
-    "upsample_nearest2d", "upsample_bilinear2d",
+    "QTensor",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d",
+    "add",
+    "add_relu",
+    "add_scalar",
+    "avg_pool2d",
+    "avg_pool3d",
+    "cat",
+    "clamp",
+    "dequantize",
+    "hardsigmoid",
+    "hardswish",
+    "hardtanh",
+    "leaky_relu",
+    "max_pool1d",
+    "max_pool2d",
+    "mean",
+    "mul",
+    "mul_relu",
+    "quantize_per_channel",
+    "quantize_per_tensor",
+    "relu6",
+    "threshold",
+    "upsample_bilinear2d",
+    "upsample_nearest2d",
 ]
