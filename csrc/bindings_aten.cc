@@ -402,4 +402,42 @@ void register_aten(py::module_& m) {
     }
     return out;
   });
+
+  m.def("aten_batch_norm_nhwc", [](py::array x, py::object weight, py::object bias, py::array mean, py::array var,
+                                   double eps, double si, int64_t zi, double so, int64_t zo, bool relu, int cap) {
+    bool s8 = false;
+    const void* xp = qdata(x, "x", &s8);
+    need(x.ndim() == 2, "x must be (pixels, C)");
+    need(cap >= 0 && cap <= 2, "cap must be 0, 1 or 2");
+    const int64_t P = x.shape(0), C = x.shape(1);
+    auto vec = [&](const py::array& a, const char* name) {
+      const float* p = fdata(a, name);
+      need(a.ndim() == 1 && a.shape(0) == C, std::string(name) + " must have C values");
+      return p;
+    };
+    py::array w_keep, b_keep;
+    const float* wp = nullptr;
+    const float* bp = nullptr;
+    if (!weight.is_none()) {
+      w_keep = weight.cast<py::array>();
+      wp = vec(w_keep, "weight");
+    }
+    if (!bias.is_none()) {
+      b_keep = bias.cast<py::array>();
+      bp = vec(b_keep, "bias");
+    }
+    const float* mp = vec(mean, "mean");
+    const float* vp = vec(var, "var");
+    check_scale(si, "input scale");
+    check_scale(so, "output scale");
+    check_zp(zi, s8, "input zero_point");
+    check_zp(zo, s8, "output zero_point");
+    py::array out = new_q(s8, {P, C});
+    void* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      qref::aten::batch_norm_nhwc(xp, P, C, wp, bp, mp, vp, eps, si, zi, so, zo, relu, s8, op, cap);
+    }
+    return out;
+  });
 }

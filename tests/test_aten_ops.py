@@ -323,3 +323,38 @@ def test_upsample_bilinear(cl, dtype, ac):
                {"scale_factor": 1.7}):
         same(aten.upsample_bilinear2d(x, align_corners=ac, **kw),
              torch.nn.functional.interpolate(x, mode="bilinear", align_corners=ac, **kw))
+
+
+# --------------------------------------------------------------------- normalization
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("C", [3, 16, 40, 64, 100])
+def test_batch_norm2d(relu, dtype, C):
+    r = rng(1500 + C)
+    x = rand_q(r, (2, C, 5, 4), dtype)
+    w = torch.from_numpy((r.standard_normal(C) * 0.5 + 1).astype(np.float32))
+    b = torch.from_numpy(r.standard_normal(C).astype(np.float32))
+    m = torch.from_numpy(r.standard_normal(C).astype(np.float32))
+    v = torch.from_numpy((r.random(C) + 0.1).astype(np.float32))
+    s, z = out_q(r, dtype)
+    op = torch.ops.quantized.batch_norm2d_relu if relu else torch.ops.quantized.batch_norm2d
+    ref = op(x, w, b, m, v, 1e-5, s, z)
+    got = aten.batch_norm(x, weight=w, bias=b, mean=m, var=v, eps=1e-5, scale=s, zero_point=z, relu=relu)
+    same(got, ref)
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_batch_norm1d_3d(dtype):
+    r = rng(1600)
+    for shape, op in (((4, 20, 9), torch.ops.quantized.batch_norm1d), ((4, 20), torch.ops.quantized.batch_norm1d),
+                      ((1, 70, 3, 4, 5), torch.ops.quantized.batch_norm3d)):
+        C = shape[1]
+        x = rand_q(r, shape, dtype)
+        w = torch.from_numpy((r.standard_normal(C) * 0.5 + 1).astype(np.float32))
+        b = torch.from_numpy(r.standard_normal(C).astype(np.float32))
+        m = torch.from_numpy(r.standard_normal(C).astype(np.float32))
+        v = torch.from_numpy((r.random(C) + 0.1).astype(np.float32))
+        s, z = out_q(r, dtype)
+        same(aten.batch_norm(x, weight=w, bias=b, mean=m, var=v, eps=1e-5, scale=s, zero_point=z),
+             op(x, w, b, m, v, 1e-5, s, z))

@@ -470,6 +470,56 @@ void upsample_bilinear2d_t(const T* x, int64_t planes, int64_t ih, int64_t iw, i
     }
 }
 
+template <class T>
+void batch_norm_t(const T* x, int64_t pixels, int64_t C, const float* weight, const float* bias, const float* mean,
+                  const float* var, double eps, double si, int64_t zi, double so, int64_t zo, bool relu, T* out,
+                  int cap) {
+  // Normalization.cpp compute_fused_params (generic translation unit):
+  // inv_sigma = float(1.0 / sqrtf(var + float(eps))), alpha and beta rounded
+  // from double.
+  std::vector<float> alpha(static_cast<size_t>(C)), beta(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) {
+    const float inv_sigma = static_cast<float>(1.0 / static_cast<double>(std::sqrt(var[c] + static_cast<float>(eps))));
+    const float w = weight ? weight[c] : 1.0f;
+    const float b = bias ? bias[c] : 0.0f;
+    alpha[c] = static_cast<float>(static_cast<double>(inv_sigma * w) * (si / so));
+    beta[c] = static_cast<float>(static_cast<double>(b - mean[c] * inv_sigma * w) / so);
+  }
+  // QuantizedOpKernels.cpp q_batch_norm_kernel<ReluFused> on the NHWC data:
+  // SIMD blocks of float_num_vecs * Vectorized<float>::size() channels
+  // (64 AVX512, 32 AVX2 / DEFAULT; AVX2 / DEFAULT then one block of whole
+  // 8-float vectors), scalar channels after. AVX2/AVX512 bodies use fma and
+  // lanes rint(v) + zo; their scalar channels are compiled with -mfma and
+  // contracted (fma). DEFAULT: alpha * x + beta in two roundings, then
+  // quantize_vec's legacy lanes (body) or lrintf + zo (scalar).
+  const int64_t lanes = cap == kAvx512 ? 64 : 32;
+  const int64_t c_body_full = C / lanes * lanes;
+  const int64_t rem = C - c_body_full;
+  const int64_t c_body = (lanes == 32 && rem >= 8) ? c_body_full + rem / 8 * 8 : c_body_full;
+  const T zt = static_cast<T>(zo);
+  for (int64_t p = 0; p < pixels; ++p) {
+    const T* ip = x + p * C;
+    T* op = out + p * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const float v = static_cast<float>(static_cast<int32_t>(ip[c]) - static_cast<int32_t>(zi));
+      T r;
+      if (c < c_body) {
+        if (cap == kDefault) {
+          r = quantize_legacy<T>(1.0f, static_cast<int32_t>(zo), alpha[c] * v + beta[c]);
+        } else {
+          r = quantize_lane<T>(1.0f, static_cast<int32_t>(zo), std::fma(alpha[c], v, beta[c]));
+        }
+      } else {
+        const float y = cap == kDefault ? alpha[c] * v + beta[c] : std::fma(alpha[c], v, beta[c]);
+        const int64_t q = zo + static_cast<int64_t>(std::lrintf(y));
+        r = static_cast<T>(std::min<int64_t>(std::max<int64_t>(q, QLim<T>::lo), QLim<T>::hi));
+      }
+      if (relu) r = std::max(r, zt);
+      op[c] = r;
+    }
+  }
+}
+
 }  // namespace
 
 #define QREF_ATEN_DISPATCH(s8, ...)  \
@@ -630,6 +680,13 @@ void upsample_bilinear2d(const void* x, int64_t planes, int64_t ih, int64_t iw, 
                          int64_t zo, bool s8, void* out, bool contracted) {
   QREF_ATEN_DISPATCH(s8, upsample_bilinear2d_t<T>(static_cast<const T*>(x), planes, ih, iw, oh, ow, align_corners,
                                                   scale_h, scale_w, si, zi, so, zo, static_cast<T*>(out), contracted));
+}
+
+void batch_norm_nhwc(const void* x, int64_t pixels, int64_t channels, const float* weight, const float* bias,
+                     const float* mean, const float* var, double eps, double si, int64_t zi, double so, int64_t zo,
+                     bool relu, bool s8, void* out, int cap) {
+  QREF_ATEN_DISPATCH(s8, batch_norm_t<T>(static_cast<const T*>(x), pixels, channels, weight, bias, mean, var, eps, si,
+                                         zi, so, zo, relu, static_cast<T*>(out), cap));
 }
 
 }  // namespace aten

@@ -80,5 +80,11 @@ void upsample_bilinear2d(const void* x, int64_t planes, int64_t ih, int64_t iw, 
                          bool align_corners, double scale_h, double scale_w, double si, int64_t zi, double so,
                          int64_t zo, bool s8, void* out, bool contracted);
 
+// quantized::batch_norm (and _relu) on NHWC data (pixels x channels);
+// weight/bias may be null.
+void batch_norm_nhwc(const void* x, int64_t pixels, int64_t channels, const float* weight, const float* bias,
+                     const float* mean, const float* var, double eps, double si, int64_t zi, double so, int64_t zo,
+                     bool relu, bool s8, void* out, int cap);
+
 }  // namespace aten
 }  // namespace qref

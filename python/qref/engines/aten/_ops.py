@@ -662,3 +662,52 @@ __all__: list[str] = [
     "upsample_bilinear2d",
     "upsample_nearest2d",
 ]
+
+
+# ---------------------------------------------------------------------------
+# normalization
+
+
+def _f32vec(fn: str, name: str, v: Any, C: int, optional: bool = False) -> np.ndarray | None:
+    if v is None:
+        if optional:
+            return None
+        raise ValueError(f"{fn}: {name}=None (must be {C} float32 values)")
+    a = v.detach().numpy() if is_torch(v) else np.asarray(v)
+    if a.dtype != np.float32:
+        raise TypeError(f"{fn}: {name} has dtype {a.dtype} (must be float32, as torch's BatchNorm stores it)")
+    a = np.ascontiguousarray(a.reshape(-1))
+    if a.size != C:
+        raise ValueError(f"{fn}: {name} has {a.size} values (must be {C}, one per channel)")
+    return a
+
+
+def batch_norm(x: Any, *, weight: Any, bias: Any, mean: Any, var: Any, eps: Any, scale: Any, zero_point: Any,
+               relu: Any = False, capability: Any = None) -> Any:
+    """quantized::batch_norm2d / batch_norm2d_relu (and 1d/3d): Normalization.cpp
+    compute_fused_params, then q_batch_norm_kernel on channels_last data."""
+    fn = "batch_norm"
+    q = _Q(fn, "x", x)
+    if len(q.shape) not in (2, 3, 4, 5):
+        raise ValueError(f"{fn}: x has shape {q.shape} (must be 2-d to 5-d, channels in dim 1)")
+    C = q.shape[1]
+    w = _f32vec(fn, "weight", weight, C, optional=True)
+    b = _f32vec(fn, "bias", bias, C, optional=True)
+    m = _f32vec(fn, "mean", mean, C)
+    v = _f32vec(fn, "var", var, C)
+    e = check_float(fn, "eps", eps)
+    if e < 0:
+        raise ValueError(f"{fn}: eps={e!r} is negative (must be >= 0)")
+    s, z = _out_qparams(fn, q, scale, zero_point)
+    r = check_bool(fn, "relu", relu)
+    cap = check_capability(fn, capability)
+    a = q.nchw()
+    nhwc = np.ascontiguousarray(np.moveaxis(a, 1, -1)).reshape(-1, C)
+    out = _core.aten_batch_norm_nhwc(nhwc, w, b, m, v, e, q.scale, q.zero_point, s, z, r, cap)
+    res = np.moveaxis(out.reshape((a.shape[0],) + a.shape[2:] + (C,)), -1, 1)
+    if q.torch:
+        if len(q.shape) == 4:
+            return q.make(np.ascontiguousarray(out.reshape(a.shape[0], a.shape[2], a.shape[3], C)), s, z, "nhwc")
+        if len(q.shape) == 5:
+            return q.make(np.ascontiguousarray(out.reshape(a.shape[0], *a.shape[2:], C)), s, z, "ndhwc")
+    return q.make(np.ascontiguousarray(res), s, z, "contiguous")
