@@ -440,4 +440,42 @@ void register_aten(py::module_& m) {
     }
     return out;
   });
+
+  m.def("aten_normalize", [](py::array x, int64_t M, int64_t N, py::object gamma, py::object beta, bool per_channel,
+                             int64_t num_channels, int64_t num_groups, double eps, double xs, int64_t xz, double ys,
+                             int64_t yz, int cap) {
+    bool s8 = false;
+    const void* xp = qdata(x, "x", &s8);
+    need(cap >= 0 && cap <= 2, "cap must be 0, 1 or 2");
+    need(M >= 0 && N >= 1 && M * N == x.size(), "shape mismatch");
+    need(!per_channel || (num_groups >= 1 && num_channels >= 1 && num_channels % num_groups == 0 &&
+                          N % (num_channels / num_groups) == 0),
+         "channels/groups mismatch");
+    const int64_t nparam = per_channel ? num_channels : N;
+    py::array g_keep, b_keep;
+    const float* gp = nullptr;
+    const float* bp = nullptr;
+    if (!gamma.is_none()) {
+      g_keep = gamma.cast<py::array>();
+      gp = fdata(g_keep, "weight");
+      need(g_keep.size() == nparam, "weight size mismatch");
+    }
+    if (!beta.is_none()) {
+      b_keep = beta.cast<py::array>();
+      bp = fdata(b_keep, "bias");
+      need(b_keep.size() == nparam, "bias size mismatch");
+    }
+    check_scale(xs, "input scale");
+    check_scale(ys, "output scale");
+    check_zp(xz, s8, "input zero_point");
+    check_zp(yz, s8, "output zero_point");
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+    py::array out = new_q(s8, shape);
+    void* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      qref::aten::normalize(xp, M, N, gp, bp, per_channel, num_channels, num_groups, eps, xs, xz, ys, yz, s8, op, cap);
+    }
+    return out;
+  });
 }

@@ -358,3 +358,34 @@ def test_batch_norm1d_3d(dtype):
         s, z = out_q(r, dtype)
         same(aten.batch_norm(x, weight=w, bias=b, mean=m, var=v, eps=1e-5, scale=s, zero_point=z),
              op(x, w, b, m, v, 1e-5, s, z))
+
+
+def _affine(r, n):
+    return (torch.from_numpy((r.standard_normal(n) * 0.5 + 1).astype(np.float32)),
+            torch.from_numpy(r.standard_normal(n).astype(np.float32)))
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("shape,ns", [((4, 10), (10,)), ((2, 3, 100), (100,)), ((2, 5, 8, 8), (8, 8)),
+                                      ((3, 130), (130,))])
+def test_layer_norm(dtype, shape, ns):
+    r = rng(1700 + len(shape))
+    x = rand_q(r, shape, dtype)
+    w, b = _affine(r, int(np.prod(ns)))
+    s, z = out_q(r, dtype)
+    same(aten.layer_norm(x, normalized_shape=ns, weight=w.reshape(ns), bias=b.reshape(ns), eps=1e-5, scale=s,
+                         zero_point=z),
+         torch.ops.quantized.layer_norm(x, list(ns), w.reshape(ns), b.reshape(ns), 1e-5, s, z))
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("shape,G", [((2, 8, 5, 5), 2), ((1, 16, 9, 11), 4), ((2, 6, 3, 3), 6), ((1, 32, 10, 10), 8)])
+def test_group_and_instance_norm(dtype, shape, G):
+    r = rng(1800 + G)
+    x = rand_q(r, shape, dtype)
+    w, b = _affine(r, shape[1])
+    s, z = out_q(r, dtype)
+    same(aten.group_norm(x, num_groups=G, weight=w, bias=b, eps=1e-5, scale=s, zero_point=z),
+         torch.ops.quantized.group_norm(x, G, w, b, 1e-5, s, z))
+    same(aten.instance_norm(x, weight=w, bias=b, eps=1e-5, scale=s, zero_point=z),
+         torch.ops.quantized.instance_norm(x, w, b, 1e-5, s, z))

@@ -520,6 +520,63 @@ void batch_norm_t(const T* x, int64_t pixels, int64_t C, const float* weight, co
   }
 }
 
+template <class T>
+void normalize_t(const T* x, int64_t M, int64_t N, const float* gamma, const float* beta, bool per_channel,
+                 int64_t num_channels, int64_t num_groups, double eps, double xs_d, int64_t xz, double ys_d, int64_t yz,
+                 T* out, int cap) {
+  // QuantizedOpKernels.cpp quantized_normalize_kernel (layer_norm; group_norm
+  // and instance_norm with per-channel affine). Integer sums, float
+  // statistics; under AVX2/AVX512 the compiler contracts a - b * c and
+  // u * g + b into fma (measured), under DEFAULT it does not.
+  const bool fma_on = cap != kDefault;
+  const float xs = static_cast<float>(xs_d), ys = static_cast<float>(ys_d);
+  const float y_inv = 1.0f / ys;
+  const int32_t yz32 = static_cast<int32_t>(yz);
+  const int64_t kint = cap == kAvx512 ? 64 : 32;
+  auto q_body = [&](float v) { return body_quantize<T>(cap, y_inv, ys, yz32, v); };
+  const int64_t cpg = per_channel ? num_channels / num_groups : 1;
+  const int64_t n_per_ch = per_channel ? N / cpg : N;
+  for (int64_t i = 0; i < M; ++i) {
+    const T* xp = x + i * N;
+    T* yp = out + i * N;
+    int64_t sum = 0, sum_sq = 0;
+    for (int64_t j = 0; j < N; ++j) {
+      sum += xp[j];
+      sum_sq += static_cast<int64_t>(xp[j]) * xp[j];
+    }
+    const float mean_shifted = static_cast<float>(sum) / static_cast<float>(N);
+    const float mean = mean_shifted - static_cast<float>(xz);
+    const float ex2 = static_cast<float>(sum_sq) / static_cast<float>(N);
+    const float var0 = fma_on ? std::fma(-mean_shifted, mean_shifted, ex2) : ex2 - mean_shifted * mean_shifted;
+    const float var = std::max(var0, 0.0f);
+    const float inv_std = static_cast<float>(
+        static_cast<double>(xs) / std::sqrt(static_cast<double>(var * xs * xs) + eps));
+    if (per_channel) {
+      for (int64_t ch = 0; ch < cpg; ++ch) {
+        const int64_t si = (i * cpg + ch) % num_channels;
+        const float g = gamma ? gamma[si] : 1.0f;
+        const float gp = inv_std * g;
+        const float b = beta ? beta[si] : 0.0f;
+        for (int64_t j = ch * n_per_ch; j < (ch + 1) * n_per_ch; ++j) {
+          const float dq = static_cast<float>(static_cast<int32_t>(xp[j]) - static_cast<int32_t>(xz));
+          const float u = dq - mean;
+          yp[j] = q_body(fma_on ? std::fma(u, gp, b) : u * gp + b);
+        }
+      }
+    } else {
+      const int64_t n_body = N / kint * kint;
+      for (int64_t j = 0; j < N; ++j) {
+        const float g = gamma ? gamma[j] : 1.0f;
+        const float b = beta ? beta[j] : 0.0f;
+        const float dq = static_cast<float>(static_cast<int32_t>(xp[j]) - static_cast<int32_t>(xz));
+        const float t = (dq - mean) * inv_std;
+        const float y = fma_on ? std::fma(t, g, b) : t * g + b;
+        yp[j] = j < n_body ? q_body(y) : quantize_val<T>(ys, yz32, y);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 #define QREF_ATEN_DISPATCH(s8, ...)  \
@@ -687,6 +744,13 @@ void batch_norm_nhwc(const void* x, int64_t pixels, int64_t channels, const floa
                      bool relu, bool s8, void* out, int cap) {
   QREF_ATEN_DISPATCH(s8, batch_norm_t<T>(static_cast<const T*>(x), pixels, channels, weight, bias, mean, var, eps, si,
                                          zi, so, zo, relu, static_cast<T*>(out), cap));
+}
+
+void normalize(const void* x, int64_t M, int64_t N, const float* gamma, const float* beta, bool per_channel,
+               int64_t num_channels, int64_t num_groups, double eps, double xs, int64_t xz, double ys, int64_t yz,
+               bool s8, void* out, int cap) {
+  QREF_ATEN_DISPATCH(s8, normalize_t<T>(static_cast<const T*>(x), M, N, gamma, beta, per_channel, num_channels,
+                                        num_groups, eps, xs, xz, ys, yz, static_cast<T*>(out), cap));
 }
 
 }  // namespace aten

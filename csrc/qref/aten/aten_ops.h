@@ -86,5 +86,12 @@ void batch_norm_nhwc(const void* x, int64_t pixels, int64_t channels, const floa
                      const float* mean, const float* var, double eps, double si, int64_t zi, double so, int64_t zo,
                      bool relu, bool s8, void* out, int cap);
 
+// quantized layer_norm (per_channel = false: gamma/beta of N values) and
+// group_norm / instance_norm (per_channel = true: one value per channel) over
+// M contiguous groups of N elements; gamma/beta may be null.
+void normalize(const void* x, int64_t M, int64_t N, const float* gamma, const float* beta, bool per_channel,
+               int64_t num_channels, int64_t num_groups, double eps, double xs, int64_t xz, double ys, int64_t yz,
+               bool s8, void* out, int cap);
+
 }  // namespace aten
 }  // namespace qref

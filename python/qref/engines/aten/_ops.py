@@ -711,3 +711,60 @@ def batch_norm(x: Any, *, weight: Any, bias: Any, mean: Any, var: Any, eps: Any,
         if len(q.shape) == 5:
             return q.make(np.ascontiguousarray(out.reshape(a.shape[0], *a.shape[2:], C)), s, z, "ndhwc")
     return q.make(np.ascontiguousarray(res), s, z, "contiguous")
+
+
+def _norm_common(fn: str, x: Any, scale: Any, zero_point: Any, eps: Any, capability: Any):
+    q = _Q(fn, "x", x)
+    if q.layout != "contiguous":
+        raise ValueError(f"{fn}: x is {q.layout} (must be contiguous: the channels_last kernel is not reproduced)")
+    e = check_float(fn, "eps", eps)
+    if e < 0:
+        raise ValueError(f"{fn}: eps={e!r} is negative (must be >= 0)")
+    s, z = _out_qparams(fn, q, scale, zero_point)
+    return q, e, s, z, check_capability(fn, capability)
+
+
+def layer_norm(x: Any, *, normalized_shape: Any, weight: Any = None, bias: Any = None, eps: Any = 1e-5, scale: Any,
+               zero_point: Any, capability: Any = None) -> Any:
+    """quantized::layer_norm (quantized_normalize_kernel, elementwise affine)."""
+    fn = "layer_norm"
+    q, e, s, z, cap = _norm_common(fn, x, scale, zero_point, eps, capability)
+    ns = tuple(normalized_shape) if isinstance(normalized_shape, (list, tuple)) else (normalized_shape,)
+    ns = tuple(check_int(fn, "normalized_shape", d, 1) for d in ns)
+    if len(ns) == 0 or len(ns) > len(q.shape) or tuple(q.shape[len(q.shape) - len(ns):]) != ns:
+        raise ValueError(f"{fn}: normalized_shape={ns} (must be the trailing dims of x's shape {q.shape})")
+    N = int(np.prod(ns, dtype=np.int64))
+    M = q.data.size // N
+    g = _f32vec(fn, "weight", weight, N, optional=True)
+    b = _f32vec(fn, "bias", bias, N, optional=True)
+    out = _core.aten_normalize(q.data, M, N, g, b, False, 1, 1, e, q.scale, q.zero_point, s, z, cap)
+    return q.make(out, s, z)
+
+
+def group_norm(x: Any, *, num_groups: Any, weight: Any = None, bias: Any = None, eps: Any = 1e-5, scale: Any,
+               zero_point: Any, capability: Any = None) -> Any:
+    """quantized::group_norm on contiguous x (quantized_normalize_kernel, per-channel affine)."""
+    fn = "group_norm"
+    q, e, s, z, cap = _norm_common(fn, x, scale, zero_point, eps, capability)
+    if len(q.shape) < 2:
+        raise ValueError(f"{fn}: x has shape {q.shape} (must have a channel dim)")
+    C = q.shape[1]
+    G = check_int(fn, "num_groups", num_groups, 1, C)
+    if C % G:
+        raise ValueError(f"{fn}: num_groups={G} does not divide the {C} channels (must divide them)")
+    g = _f32vec(fn, "weight", weight, C, optional=True)
+    b = _f32vec(fn, "bias", bias, C, optional=True)
+    M = q.shape[0] * G
+    N = q.data.size // M
+    out = _core.aten_normalize(q.data, M, N, g, b, True, C, G, e, q.scale, q.zero_point, s, z, cap)
+    return q.make(out, s, z)
+
+
+def instance_norm(x: Any, *, weight: Any = None, bias: Any = None, eps: Any = 1e-5, scale: Any, zero_point: Any,
+                  capability: Any = None) -> Any:
+    """quantized::instance_norm on contiguous x: group_norm with one group per channel."""
+    q = _Q("instance_norm", "x", x)
+    if len(q.shape) < 2:
+        raise ValueError(f"instance_norm: x has shape {q.shape} (must have a channel dim)")
+    return group_norm(x, num_groups=q.shape[1], weight=weight, bias=bias, eps=eps, scale=scale,
+                      zero_point=zero_point, capability=capability)
