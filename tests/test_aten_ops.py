@@ -389,3 +389,55 @@ def test_group_and_instance_norm(dtype, shape, G):
          torch.ops.quantized.group_norm(x, G, w, b, 1e-5, s, z))
     same(aten.instance_norm(x, weight=w, bias=b, eps=1e-5, scale=s, zero_point=z),
          torch.ops.quantized.instance_norm(x, w, b, 1e-5, s, z))
+
+
+# --------------------------------------------------------------------- argument checks
+
+def test_qtensor_without_torch_objects_matches_torch():
+    r = rng(1900)
+    a = rand_q(r, (3, 70), "quint8")
+    b = rand_q(r, (3, 70), "quint8")
+    qa = aten.QTensor(data=a.int_repr().numpy(), scale=a.q_scale(), zero_point=a.q_zero_point())
+    qb = aten.QTensor(data=b.int_repr().numpy(), scale=b.q_scale(), zero_point=b.q_zero_point())
+    got = aten.add(qa, qb, scale=0.1, zero_point=3)
+    assert isinstance(got, aten.QTensor) and got.scale == 0.1 and got.zero_point == 3
+    assert np.array_equal(got.data, torch.ops.quantized.add(a, b, 0.1, 3).int_repr().numpy())
+
+
+@pytest.mark.parametrize("call,exc,words", [
+    (lambda x: aten.add(x, x, scale=0.0, zero_point=0), ValueError, ["scale=0.0", "finite normal float32"]),
+    (lambda x: aten.add(x, x, scale=0.1, zero_point=300), ValueError, ["zero_point=300", "[0, 255]"]),
+    (lambda x: aten.add(x, x, scale=0.1, zero_point=1.5), TypeError, ["zero_point=1.5", "int"]),
+    (lambda x: aten.add(x, x[:, :2], scale=0.1, zero_point=0), ValueError, ["shape", "broadcasting"]),
+    (lambda x: aten.add(x, x.dequantize(), scale=0.1, zero_point=0), TypeError, ["b", "quantized"]),
+    (lambda x: aten.hardswish(x, scale=0.1, zero_point=0, capability="sse"), ValueError, ["capability='sse'"]),
+    (lambda x: aten.hardswish(x, scale=0.1, zero_point=0, num_threads=0), ValueError, ["num_threads=0"]),
+    (lambda x: aten.mean(x, dim=1), ValueError, ["dim=1", "innermost"]),
+    (lambda x: aten.max_pool2d(x, kernel_size=2, padding=2), ValueError, ["padding", "half of kernel_size"]),
+    (lambda x: aten.avg_pool2d(x, kernel_size=0), ValueError, ["kernel_size=0"]),
+    (lambda x: aten.clamp(x), ValueError, ["min=None and max=None"]),
+    (lambda x: aten.cat([], dim=0, scale=0.1, zero_point=0), ValueError, ["xs=[]"]),
+    (lambda x: aten.upsample_nearest2d(x, size=(4, 4), scale_factor=2.0), ValueError, ["exactly one"]),
+    (lambda x: aten.add_scalar(x, float("nan")), ValueError, ["other=nan", "finite"]),
+    (lambda x: aten.group_norm(x, num_groups=3, scale=0.1, zero_point=0), ValueError, ["num_groups=3", "divide"]),
+    (lambda x: aten.add(x, x, 0.1, 0), TypeError, ["positional"]),
+])
+def test_bad_arguments(call, exc, words):
+    x = rand_q(rng(1950), (1, 4, 6, 6), "quint8")
+    with pytest.raises(exc) as ei:
+        call(x)
+    for w in words:
+        assert w in str(ei.value), (w, str(ei.value))
+
+
+def test_quantize_refuses_nan_and_wrong_dtype():
+    x = np.zeros(10, np.float32)
+    x[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        aten.quantize_per_tensor(x, scale=0.1, zero_point=0, dtype="quint8")
+    with pytest.raises(TypeError, match="float32"):
+        aten.quantize_per_tensor(np.zeros(3), scale=0.1, zero_point=0, dtype="quint8")
+    with pytest.raises(ValueError, match="'quint8' or 'qint8'"):
+        aten.quantize_per_tensor(np.zeros(3, np.float32), scale=0.1, zero_point=0, dtype="qint32")
+    with pytest.raises(ValueError, match=r"zero_point=200 is out of range \(must be in \[-128, 127\]\)"):
+        aten.quantize_per_tensor(np.zeros(3, np.float32), scale=0.1, zero_point=200, dtype=torch.qint8)
