@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "qref/aten/aten_ops.h"
+#include "qref/aten/aten_ref.h"
 
 namespace py = pybind11;
 
@@ -168,7 +169,7 @@ void register_aten(py::module_& m) {
                          int cap, int threads) {
     bool s8 = false;
     const void* xp = qdata(x, "x", &s8);
-    need(op >= 0 && op <= 3, "unknown unary op");
+    need(op >= 0 && op <= 4, "unknown unary op");
     check_scale(si, "input scale");
     check_scale(so, "output scale");
     check_zp(zi, s8, "input zero_point");
@@ -476,6 +477,17 @@ void register_aten(py::module_& m) {
       py::gil_scoped_release nogil;
       qref::aten::normalize(xp, M, N, gp, bp, per_channel, num_channels, num_groups, eps, xs, xz, ys, yz, s8, op, cap);
     }
+    return out;
+  });
+
+  // The SLEEF expf_u10 that qsigmoid's SIMD body uses, elementwise (for tests).
+  m.def("aten_sleef_expf", [](py::array x) {
+    const float* xp = fdata(x, "x");
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+    py::array_t<float> out(shape);
+    float* op = out.mutable_data();
+    const int64_t n = x.size();
+    for (int64_t i = 0; i < n; ++i) op[i] = qref::aten::sleef_expf_u10(xp[i]);
     return out;
   });
 }

@@ -441,3 +441,28 @@ def test_quantize_refuses_nan_and_wrong_dtype():
         aten.quantize_per_tensor(np.zeros(3, np.float32), scale=0.1, zero_point=0, dtype="qint32")
     with pytest.raises(ValueError, match=r"zero_point=200 is out of range \(must be in \[-128, 127\]\)"):
         aten.quantize_per_tensor(np.zeros(3, np.float32), scale=0.1, zero_point=200, dtype=torch.qint8)
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("seed", range(4))
+def test_sigmoid(dtype, seed):
+    r = rng(2000 + seed)
+    x = rand_q(r, SHAPES[seed], dtype)
+    same(aten.sigmoid(x), torch.sigmoid(x))
+    s, z = out_q(r, dtype)
+    same(aten.sigmoid(x, scale=s, zero_point=z), torch.ops.quantized.sigmoid(x, s, z))
+
+
+def test_sleef_expf_is_torchs_vectorized_exp():
+    # qsigmoid's SIMD body calls Vectorized<float>::exp (SLEEF's expf_u10 under AVX2/AVX512).
+    # torch's float sigmoid kernel computes 1 / (1 + Vectorized::exp(-x)) with the same function
+    # (torch.exp itself goes to MKL's vsExp, a different exp), so it checks ours bit for bit.
+    import qref._core as core
+
+    if torch.backends.cpu.get_cpu_capability().lower() == "default":
+        pytest.skip("Vectorized<float>::exp is std::exp under the DEFAULT capability")
+    r = rng(2100)
+    x = np.concatenate([r.uniform(-110, 110, 1 << 16), r.standard_normal(1 << 16) * 4]).astype(np.float32)
+    ref = torch.sigmoid(torch.from_numpy(x)).numpy()
+    got = (np.float32(1) / (np.float32(1) + core.aten_sleef_expf(-x))).astype(np.float32)
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))

@@ -115,6 +115,26 @@ void unary_t(int op, const T* x, int64_t n, double si_d, int64_t zi, double so_d
   float body_inv = 1.0f / so;
   if (op == kHardswish || op == kThreshold) body_inv = static_cast<float>(1.0 / so_d);
   if (op == kHardsigmoid) body_inv = static_cast<float>(1.0 / static_cast<double>(so));
+  if (op == kSigmoid) {
+    // QuantizedOpKernels.cpp qsigmoid_kernel. Body: (q - zp) * scale, then
+    // 1 / (1 + exp(-x)) in float with Vectorized<float>::exp (SLEEF expf_u10
+    // under AVX2/AVX512, std::exp under DEFAULT); inverse float(1.0 / so).
+    // Tail: float(1.0 / (1.0 + double(std::exp(-x)))).
+    const float inv = static_cast<float>(1.0 / so_d);
+    ew_drive(
+        n, sc,
+        [&](int64_t i) {
+          const float v = dequantize_val(si, zi, x[i]);
+          const float e = sc.cap == kDefault ? std::exp(-v) : sleef_expf_u10(-v);
+          out[i] = body_quantize<T>(sc.cap, inv, so, zo32, 1.0f / (1.0f + e));
+        },
+        [&](int64_t i) {
+          const float v = dequantize_val(si, zi, x[i]);
+          const float y = static_cast<float>(1.0 / (1.0 + static_cast<double>(std::exp(-v))));
+          out[i] = quantize_val<T>(so, zo32, y);
+        });
+    return;
+  }
   auto f = [&](float v) -> float {
     switch (op) {
       case kHardswish:  // qhardswish_kernel: x * clamp(x + 3, 0, 6) / 6

@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
 namespace qref {
@@ -111,6 +112,37 @@ template <class T>
 inline T requantize_from_int(float multiplier, int64_t zp, int64_t src) {
   const int64_t q = zp + static_cast<int64_t>(std::lrintf(static_cast<float>(src) * multiplier));
   return static_cast<T>(std::min<int64_t>(std::max<int64_t>(q, QLim<T>::lo), QLim<T>::hi));
+}
+
+// SLEEF's expf_u10 (Sleef_expf8_u10 / Sleef_expf16_u10), which
+// Vectorized<float>::exp calls under AVX2/AVX512: Cody-Waite reduction by
+// ln 2, a degree-6 polynomial evaluated with fma, scaling by 2^q in two
+// steps. Constants are SLEEF's.
+inline float pow2i_f(int32_t q) {
+  const uint32_t bits = static_cast<uint32_t>(q + 0x7f) << 23;
+  float f;
+  static_assert(sizeof(f) == sizeof(bits), "float is 32-bit");
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+inline float sleef_expf_u10(float d) {
+  const int32_t q = static_cast<int32_t>(std::nearbyint(d * 1.442695040888963407359924681001892137426645954152985934135449406931f));
+  const float qf = static_cast<float>(q);
+  float s = std::fma(qf, -0.693145751953125f, d);
+  s = std::fma(qf, -1.428606765330187045e-06f, s);
+  float u = 0.000198527617612853646278381f;
+  u = std::fma(u, s, 0.00139304355252534151077271f);
+  u = std::fma(u, s, 0.00833336077630519866943359f);
+  u = std::fma(u, s, 0.0416664853692054748535156f);
+  u = std::fma(u, s, 0.166666671633720397949219f);
+  u = std::fma(u, s, 0.5f);
+  u = 1.0f + std::fma(s * s, u, s);
+  const int32_t h = q >> 1;
+  u = u * pow2i_f(h) * pow2i_f(q - h);
+  if (d < -104.0f) u = 0.0f;
+  if (100.0f < d) u = std::numeric_limits<float>::infinity();
+  return u;
 }
 
 }  // namespace aten

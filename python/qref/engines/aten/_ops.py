@@ -316,6 +316,21 @@ def hardsigmoid(x: Any, *, capability: Any = None, num_threads: Any = None) -> A
     return _unary("hardsigmoid", 1, x, 0.00390625, z, 0.0, 0.0, q, capability, num_threads)
 
 
+def sigmoid(x: Any, *, scale: Any = None, zero_point: Any = None, capability: Any = None,
+            num_threads: Any = None) -> Any:
+    """quantized::sigmoid (qsigmoid_kernel); scale/zero_point None: torch.sigmoid's output qparams
+    (1/256 with zero point 0 for quint8, -128 for qint8)."""
+    fn = "sigmoid"
+    q = _Q(fn, "x", x)
+    if (scale is None) != (zero_point is None):
+        raise ValueError(f"{fn}: scale={scale!r}, zero_point={zero_point!r} (give both or neither)")
+    if scale is None:
+        s, z = 0.00390625, (-128 if q.dtype == "qint8" else 0)
+    else:
+        s, z = _out_qparams(fn, q, scale, zero_point)
+    return _unary(fn, 4, x, s, z, 0.0, 0.0, q, capability, num_threads)
+
+
 def leaky_relu(x: Any, *, negative_slope: Any = 0.01, scale: Any, zero_point: Any, capability: Any = None,
                num_threads: Any = None) -> Any:
     """quantized::leaky_relu (leaky_qrelu_out_kernel)."""
