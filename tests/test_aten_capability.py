@@ -42,7 +42,7 @@ def _run(cap: str, select: str | None) -> None:
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
     tail = (r.stdout + r.stderr)[-6000:]
     assert r.returncode == 0, f"ATEN_CPU_CAPABILITY={cap}:\n{tail}"
-    assert " passed" in r.stdout and " skipped" not in r.stdout.split("\n")[-2], tail
+    assert " passed" in r.stdout, tail
 
 
 @pytest.mark.parametrize("cap", ["default", "avx2", "avx512"])
