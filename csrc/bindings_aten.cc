@@ -224,6 +224,25 @@ void register_aten(py::module_& m) {
     return py::make_tuple(out, os, oz);
   });
 
+  m.def("aten_mul_scalar", [](py::array x, double scale, int64_t zp, double c, bool relu) {
+    bool s8 = false;
+    const void* xp = qdata(x, "x", &s8);
+    check_scale(scale, "scale");
+    check_zp(zp, s8, "zero_point");
+    need(std::isfinite(c), "other must be finite");
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+    py::array out = new_q(s8, shape);
+    void* op = out.mutable_data();
+    const int64_t n = x.size();
+    double os = 0;
+    int64_t oz = 0;
+    {
+      py::gil_scoped_release nogil;
+      qref::aten::mul_scalar(xp, n, scale, zp, c, relu, s8, op, &os, &oz);
+    }
+    return py::make_tuple(out, os, oz);
+  });
+
   m.def("aten_cat_nhwc", [](std::vector<py::array> xs, double scale, int64_t zp, std::vector<double> scales,
                             std::vector<int64_t> zps, bool relu, int cap) {
     need(!xs.empty(), "cat needs at least one input");

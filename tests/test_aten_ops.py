@@ -466,3 +466,13 @@ def test_sleef_expf_is_torchs_vectorized_exp():
     ref = torch.sigmoid(torch.from_numpy(x)).numpy()
     got = (np.float32(1) / (np.float32(1) + core.aten_sleef_expf(-x))).astype(np.float32)
     assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_mul_scalar(relu, dtype):
+    r = rng(2200)
+    for c in (2.5, 0.0, -1.0, -0.3, 1e-3):
+        x = rand_q(r, (2, 8, 5, 5), dtype)
+        ref = (torch.ops.quantized.mul_relu if relu else torch.ops.quantized.mul)(x, c)
+        same(aten.mul_scalar(x, c, relu=relu), ref)

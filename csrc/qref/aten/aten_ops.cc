@@ -773,5 +773,37 @@ void normalize(const void* x, int64_t M, int64_t N, const float* gamma, const fl
                                         num_groups, eps, xs, xz, ys, yz, static_cast<T*>(out), cap));
 }
 
+void mul_scalar(const void* x, int64_t n, double scale, int64_t zp, double c, bool relu, bool s8, void* out,
+                double* out_scale, int64_t* out_zp) {
+  // BinaryOps.cpp _mul_scalar_out: c > 0 keeps the bytes (scale c * s; relu
+  // max(q, z)); c == 0 gives zeros with scale 1, zero point 0; c < 0 mirrors
+  // the bytes (q' = qmax + qmin - q, zero point qmax - (z - qmin), scale
+  // |c| * s; relu max(q', z')).
+  QREF_ATEN_DISPATCH(s8, {
+    const T* v = static_cast<const T*>(x);
+    T* o = static_cast<T*>(out);
+    const int64_t qmin = QLim<T>::lo, qmax = QLim<T>::hi;
+    if (c > 0.0) {
+      *out_scale = c * scale;
+      *out_zp = zp;
+      const T zt = static_cast<T>(zp);
+      for (int64_t i = 0; i < n; ++i) o[i] = relu ? std::max(v[i], zt) : v[i];
+    } else if (c == 0.0) {
+      *out_scale = 1.0;
+      *out_zp = 0;
+      for (int64_t i = 0; i < n; ++i) o[i] = 0;
+    } else {
+      *out_scale = std::fabs(c) * scale;
+      *out_zp = qmax - (zp - qmin);
+      const T zt = static_cast<T>(*out_zp);
+      for (int64_t i = 0; i < n; ++i) {
+        T r = static_cast<T>(qmax + qmin - static_cast<int64_t>(v[i]));
+        if (relu) r = std::max(r, zt);
+        o[i] = r;
+      }
+    }
+  });
+}
+
 }  // namespace aten
 }  // namespace qref

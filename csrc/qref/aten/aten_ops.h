@@ -44,6 +44,11 @@ void clamp(const void* x, int64_t n, double scale, int64_t zp, bool has_lo, doub
 void add_scalar(const void* x, int64_t n, double scale, int64_t zp, double c, bool relu, bool s8, void* out,
                 double* out_scale, int64_t* out_zp, Sched sched);
 
+// quantized mul_scalar (BinaryOps.cpp _mul_scalar_out): writes out and its
+// qparams.
+void mul_scalar(const void* x, int64_t n, double scale, int64_t zp, double c, bool relu, bool s8, void* out,
+                double* out_scale, int64_t* out_zp);
+
 // Channels-last concatenation along C of `count` NHWC inputs (qcat_nhwc_kernel).
 void cat_nhwc(const void* const* xs, const int64_t* cs, const double* scales, const int64_t* zps, int64_t count,
               int64_t pixels, double scale, int64_t zp, bool relu, bool s8, void* out, int cap);

@@ -293,6 +293,24 @@ def add_scalar(x: Any, other: Any, *, relu: Any = False, capability: Any = None,
     return q.make(out, s, int(z))
 
 
+def mul_scalar(x: Any, other: Any, *, relu: Any = False) -> Any:
+    """quantized::mul.Scalar / mul_relu.Scalar (BinaryOps.cpp _mul_scalar_out): the bytes are kept
+    or mirrored and the output qparams carry the scalar."""
+    fn = "mul_scalar"
+    q = _Q(fn, "x", x)
+    c = check_float(fn, "other", other)
+    r = check_bool(fn, "relu", relu)
+    s_new = abs(c) * q.scale
+    if c != 0.0 and not (_F32_TINY_CHECK <= s_new <= _F32_MAX_CHECK):
+        raise ValueError(f"{fn}: other={c!r} gives the output scale {s_new!r} (must be a normal float32)")
+    out, s, z = _core.aten_mul_scalar(q.data, q.scale, q.zero_point, c, r)
+    return q.make(out, s, int(z))
+
+
+_F32_TINY_CHECK = float(np.finfo(np.float32).tiny)
+_F32_MAX_CHECK = float(np.finfo(np.float32).max)
+
+
 def _unary(fn: str, op: int, x: Any, scale: float, zero_point: int, arg0: float, arg1: float, q: _Q,
            capability: Any, num_threads: Any) -> Any:
     cap = check_capability(fn, capability)
