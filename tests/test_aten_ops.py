@@ -476,3 +476,15 @@ def test_mul_scalar(relu, dtype):
         x = rand_q(r, (2, 8, 5, 5), dtype)
         ref = (torch.ops.quantized.mul_relu if relu else torch.ops.quantized.mul)(x, c)
         same(aten.mul_scalar(x, c, relu=relu), ref)
+
+
+@pytest.mark.parametrize("cl", [False, True])
+def test_channel_shuffle(cl):
+    x = rand_q(rng(2300), (2, 12, 5, 3), "quint8", channels_last=cl)
+    for g in (1, 2, 3, 4, 12):
+        same(aten.channel_shuffle(x, groups=g), torch.nn.functional.channel_shuffle(x, g))
+    xs = rand_q(rng(2301), (2, 12, 5, 3), "qint8")
+    with pytest.raises(RuntimeError):
+        torch.nn.functional.channel_shuffle(xs, 2)
+    with pytest.raises(TypeError, match="must be quint8"):
+        aten.channel_shuffle(xs, groups=2)

@@ -429,6 +429,25 @@ def cat(xs: Sequence[Any], *, dim: Any, scale: Any, zero_point: Any, relu: Any =
     return q0.make(out, s, z, "contiguous")
 
 
+def channel_shuffle(x: Any, *, groups: Any) -> Any:
+    """channel_shuffle on a quantized tensor (qchannel_shuffle.cpp): a permutation of the channels,
+    (N, g, C/g, ...) -> (N, C/g, g, ...); no arithmetic. x's qparams and memory format."""
+    fn = "channel_shuffle"
+    q = _Q(fn, "x", x)
+    if len(q.shape) < 3:
+        raise ValueError(f"{fn}: x has shape {q.shape} (must have at least 3 dims)")
+    if q.dtype != "quint8":
+        raise TypeError(f"{fn}: x has dtype {q.dtype} (must be quint8: torch's quantized channel_shuffle "
+                        "supports only quint8)")
+    C = q.shape[1]
+    g = check_int(fn, "groups", groups, 1, C)
+    if C % g:
+        raise ValueError(f"{fn}: groups={g} does not divide the {C} channels (must divide them)")
+    a = q.nchw()
+    out = a.reshape((a.shape[0], g, C // g) + a.shape[2:]).swapaxes(1, 2).reshape(a.shape)
+    return _back(q, np.ascontiguousarray(out), q.scale, q.zero_point)
+
+
 # ---------------------------------------------------------------------------
 # pooling
 
