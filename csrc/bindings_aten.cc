@@ -243,6 +243,30 @@ void register_aten(py::module_& m) {
     return py::make_tuple(out, os, oz);
   });
 
+  m.def("aten_prelu", [](py::array x, int64_t outer, int64_t channels, int64_t inner, py::array w, double si,
+                         int64_t zi, double sw, int64_t zw, double so, int64_t zo) {
+    bool s8 = false, s8w = false;
+    const void* xp = qdata(x, "x", &s8);
+    const void* wp = qdata(w, "weight", &s8w);
+    need(s8 == s8w, "x and weight must have the same dtype");
+    need(outer >= 0 && channels >= 1 && inner >= 0 && outer * channels * inner == x.size(), "shape mismatch");
+    need(w.size() == channels, "weight must have one value per channel");
+    check_scale(si, "input scale");
+    check_scale(sw, "weight scale");
+    check_scale(so, "output scale");
+    check_zp(zi, s8, "input zero_point");
+    check_zp(zw, s8, "weight zero_point");
+    check_zp(zo, s8, "output zero_point");
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+    py::array out = new_q(s8, shape);
+    void* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      qref::aten::prelu(xp, outer, channels, inner, wp, si, zi, sw, zw, so, zo, s8, op);
+    }
+    return out;
+  });
+
   m.def("aten_cat_nhwc", [](std::vector<py::array> xs, double scale, int64_t zp, std::vector<double> scales,
                             std::vector<int64_t> zps, bool relu, int cap) {
     need(!xs.empty(), "cat needs at least one input");

@@ -488,3 +488,14 @@ def test_channel_shuffle(cl):
         torch.nn.functional.channel_shuffle(xs, 2)
     with pytest.raises(TypeError, match="must be quint8"):
         aten.channel_shuffle(xs, groups=2)
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("cl", [False, True])
+def test_prelu(dtype, cl):
+    r = rng(2400)
+    for C, wn in ((8, 8), (8, 1), (70, 70)):
+        x = rand_q(r, (2, C, 5, 4), dtype, channels_last=cl)
+        w = rand_q(r, (wn,), dtype)
+        s, z = out_q(r, dtype)
+        same(aten.prelu(x, w, scale=s, zero_point=z), torch.ops.quantized.prelu(x, w, s, z))

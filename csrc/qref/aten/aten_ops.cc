@@ -805,5 +805,32 @@ void mul_scalar(const void* x, int64_t n, double scale, int64_t zp, double c, bo
   });
 }
 
+void prelu(const void* x, int64_t outer, int64_t channels, int64_t inner, const void* w, double si, int64_t zi,
+           double sw_d, int64_t zw, double so_d, int64_t zo, bool s8, void* out) {
+  // QuantizedOpKernels.cpp qprelu_out_kernel: integer products with the
+  // quantized weight and the quantized 1.0 (quantize_val(w_scale, w_zp, 1)),
+  // requantize_from_int with multiplier si * sw * (1 / so) in float.
+  QREF_ATEN_DISPATCH(s8, {
+    const T* v = static_cast<const T*>(x);
+    const T* wq = static_cast<const T*>(w);
+    T* o = static_cast<T*>(out);
+    const float sw = static_cast<float>(sw_d), so = static_cast<float>(so_d);
+    const float multiplier = static_cast<float>(si) * sw * (1.0f / so);
+    const int32_t one_sub = static_cast<int32_t>(quantize_val<T>(sw, static_cast<int32_t>(zw), 1.0f)) -
+                            static_cast<int32_t>(zw);
+    const int32_t izp = static_cast<int32_t>(zi);
+    for (int64_t a = 0; a < outer; ++a)
+      for (int64_t c = 0; c < channels; ++c) {
+        const int32_t w_sub = static_cast<int32_t>(wq[c]) - static_cast<int32_t>(zw);
+        const int64_t base = (a * channels + c) * inner;
+        for (int64_t i = 0; i < inner; ++i) {
+          const int32_t q = v[base + i];
+          const int32_t pos = std::max(q, izp) - izp, neg = std::min(q, izp) - izp;
+          o[base + i] = requantize_from_int<T>(multiplier, zo, pos * one_sub + neg * w_sub);
+        }
+      }
+  });
+}
+
 }  // namespace aten
 }  // namespace qref

@@ -49,6 +49,11 @@ void add_scalar(const void* x, int64_t n, double scale, int64_t zp, double c, bo
 void mul_scalar(const void* x, int64_t n, double scale, int64_t zp, double c, bool relu, bool s8, void* out,
                 double* out_scale, int64_t* out_zp);
 
+// quantized prelu over (outer, channels, inner) with one quantized weight per
+// channel (qprelu_out_kernel).
+void prelu(const void* x, int64_t outer, int64_t channels, int64_t inner, const void* w, double si, int64_t zi,
+           double sw, int64_t zw, double so, int64_t zo, bool s8, void* out);
+
 // Channels-last concatenation along C of `count` NHWC inputs (qcat_nhwc_kernel).
 void cat_nhwc(const void* const* xs, const int64_t* cs, const double* scales, const int64_t* zps, int64_t count,
               int64_t pixels, double scale, int64_t zp, bool relu, bool s8, void* out, int cap);

@@ -429,6 +429,33 @@ def cat(xs: Sequence[Any], *, dim: Any, scale: Any, zero_point: Any, relu: Any =
     return q0.make(out, s, z, "contiguous")
 
 
+def prelu(x: Any, weight: Any, *, scale: Any, zero_point: Any) -> Any:
+    """quantized::prelu (qprelu_out_kernel): weight a quantized tensor with 1 or C values."""
+    fn = "prelu"
+    q = _Q(fn, "x", x)
+    w = _Q(fn, "weight", weight)
+    if w.torch != q.torch or w.dtype != q.dtype:
+        raise TypeError(f"{fn}: weight differs from x in kind or dtype (must match)")
+    if len(q.shape) == 0:
+        raise ValueError(f"{fn}: x is 0-d (must have at least 1 dim)")
+    C = q.shape[1] if len(q.shape) > 1 else 1
+    wd = w.nchw().reshape(-1)
+    if wd.size == 1:
+        wd = np.repeat(wd, C)
+    if wd.size != C:
+        raise ValueError(f"{fn}: weight has {w.data.size} values (must be 1 or {C}, one per channel)")
+    s, z = _out_qparams(fn, q, scale, zero_point)
+    a = q.nchw()
+    outer = a.shape[0] if a.ndim > 1 else 1
+    inner = int(np.prod(a.shape[2:], dtype=np.int64)) if a.ndim > 1 else a.shape[0]
+    if a.ndim == 1:
+        C = 1
+        wd = wd[:1]
+    out = _core.aten_prelu(a, outer, C, inner, np.ascontiguousarray(wd), q.scale, q.zero_point, w.scale,
+                           w.zero_point, s, z)
+    return _back(q, out, s, z)
+
+
 def channel_shuffle(x: Any, *, groups: Any) -> Any:
     """channel_shuffle on a quantized tensor (qchannel_shuffle.cpp): a permutation of the channels,
     (N, g, C/g, ...) -> (N, C/g, g, ...); no arithmetic. x's qparams and memory format."""
