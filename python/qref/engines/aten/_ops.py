@@ -131,8 +131,9 @@ def _out_qparams(fn: str, q: _Q, scale: Any, zero_point: Any) -> tuple[float, in
 
 
 def quantize_per_tensor(x: Any, *, scale: Any, zero_point: Any, dtype: Any, num_threads: Any = None) -> Any:
-    """torch.quantize_per_tensor: fbgemm::Quantize (x * (1 / scale), nearest-even, + zero_point,
-    saturate), split into num_threads shares. x: a float32 torch tensor or numpy array."""
+    """torch.quantize_per_tensor: fbgemm::Quantize<T> with its default LEGACY rounding,
+    sat(rne(fma(x, 1 / scale, zero_point))) for every element (so num_threads, accepted for symmetry,
+    does not change the bytes). x: a float32 torch tensor or numpy array; NaN is refused."""
     fn = "quantize_per_tensor"
     dt = check_dtype(fn, "dtype", dtype)
     s = check_scale(fn, "scale", scale)
