@@ -8,5 +8,6 @@ namespace qref_bindings {
 void register_common(pybind11::module_& m);  // common.cc: CPU features, kernels, threads, layouts
 void register_fbgemm(pybind11::module_& m);  // fbgemm.cc: fbgemm's conv2d / conv_nd / quantize
 void register_onednn(pybind11::module_& m);  // onednn.cc: oneDNN's conv2d / deconvolution
+void register_aten(pybind11::module_& m);    // aten.cc: ATen's quantized non-conv ops
 
 }  // namespace qref_bindings
