@@ -6,6 +6,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #if defined(__SSE2__)
 #include <emmintrin.h>  // issue 3: transpose_bytes
@@ -25,6 +27,36 @@ namespace py = pybind11;
 using namespace qref;
 
 namespace {
+
+// Releases the GIL around a kernel call. Taking it back is where a daemon thread meets
+// interpreter shutdown: CPython (before 3.14) then ends the thread with pthread_exit, a forced
+// unwind, and pybind11's gil_scoped_release takes the GIL back in a noexcept destructor, which
+// turns that unwind into std::terminate (SIGABRT at exit). A thread that comes back while the
+// interpreter is finalizing parks here instead (the process is exiting; CPython 3.14 does the
+// same); should finalization start between the check and the re-acquire, the destructor lets the
+// forced unwind through (noexcept(false)).
+class ReleaseGil {
+ public:
+  ReleaseGil() : state_(PyEval_SaveThread()) {}
+  ReleaseGil(const ReleaseGil&) = delete;
+  ReleaseGil& operator=(const ReleaseGil&) = delete;
+  ~ReleaseGil() noexcept(false) {
+    if (finalizing()) {
+      for (;;) pause();
+    }
+    PyEval_RestoreThread(state_);
+  }
+
+ private:
+  static bool finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing() != 0;
+#else
+    return _Py_IsFinalizing() != 0;
+#endif
+  }
+  PyThreadState* state_;
+};
 
 template <class T>
 const T* checked_ptr(const py::array& a, const char* name, int ndim, const char* dtype_name) {
@@ -330,7 +362,7 @@ PYBIND11_MODULE(_core, m) {
         }
         uint8_t* o = out.mutable_data();
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           run_conv2d(p, k, in, w, o, threads, intermediates ? &inter : nullptr);
         }
         if (intermediates) return py::make_tuple(out, acc, raw, y);
@@ -398,7 +430,7 @@ PYBIND11_MODULE(_core, m) {
         uint8_t* dst = out.mutable_data();
         const int64_t n = x.size();
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           // fbgemm::Quantize<uint8_t, LEGACY=true> AVX2+FMA path (SPEC.md §7):
           // t = fma(x, f32(1/f32(scale)), f32(zp)), min(t, 2147483520), cvtps2dq, clamp.
           const float inv = 1.0f / static_cast<float>(scale);
@@ -455,7 +487,7 @@ PYBIND11_MODULE(_core, m) {
         h.W = s.W;
         h.C = s.C;
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           h.prep = std::make_unique<PreparedConv2d>(p, k, w);
         }
         return h;
@@ -488,7 +520,7 @@ PYBIND11_MODULE(_core, m) {
         const uint8_t* src = static_cast<const uint8_t*>(a.data());
         uint8_t* dst = static_cast<uint8_t*>(out.mutable_data());
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           for (int64_t i = 0; i < n; ++i) transpose_bytes(src + i * rows * cols, cols, dst + i * rows * cols, rows, rows, cols);
         }
         return out;
@@ -609,7 +641,7 @@ PYBIND11_MODULE(_core, m) {
         }
         uint8_t* o = out.mutable_data();
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           run_conv_nd(p, in, w, o, threads, intermediates ? &inter : nullptr);
         }
         if (intermediates) return py::make_tuple(out, acc, raw, y);
@@ -664,7 +696,7 @@ PYBIND11_MODULE(_core, m) {
         }
         uint8_t* o = out.mutable_data();
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           run_onednn_conv2d(s, p, in, w, o, threads, intermediates ? &inter : nullptr);
         }
         if (intermediates) return py::make_tuple(out, acc, col, A, y);
@@ -716,7 +748,7 @@ PYBIND11_MODULE(_core, m) {
         py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
         uint8_t* o = out.mutable_data();
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           run_onednn_conv2d(s, p, in, w, o, threads, nullptr, /*transposed=*/true);
         }
         return out;
@@ -774,7 +806,7 @@ PYBIND11_MODULE(_core, m) {
         h.C = s.C;
         const int8_t* w = static_cast<const int8_t*>(weight.data());
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           h.conv = std::make_unique<OnednnConv2d>(s, p, w);
         }
         return h;
@@ -808,7 +840,7 @@ PYBIND11_MODULE(_core, m) {
           py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
           uint8_t* o = out.mutable_data();
           {
-            py::gil_scoped_release release;
+            ReleaseGil release;
             h.run(in, o, threads);
           }
           return out;
@@ -824,7 +856,7 @@ PYBIND11_MODULE(_core, m) {
           if (out_bytes != s.N * s.OH * s.OW * s.O || (out_bytes > 0 && out_address == 0))
             throw py::value_error("_core: conv2d_run_into needs N*OH*OW*O output bytes");
           uint8_t* o = reinterpret_cast<uint8_t*>(out_address);
-          py::gil_scoped_release release;
+          ReleaseGil release;
           h.run(in, o, threads);
         },
         py::arg("prepared"), py::arg("input"), py::arg("out_address"), py::arg("out_bytes"), py::arg("threads"),

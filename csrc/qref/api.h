@@ -26,7 +26,10 @@ struct RequantArgs {
 // `w` is the OHWI weight.
 Requant prepare_requant(const Conv2dShape& s, const int8_t* w, const RequantArgs& a);
 
+// The CPUs this process may run on (sched_getaffinity), at least 1.
 int default_threads();
+// A thread count clamped to [1, default_threads()]: every driver caps its argument.
+int cap_threads(int num_threads);
 
 // Runs kernel `k` over the whole problem with up to num_threads threads.
 void run_conv2d(const Conv2dProblem& p, const KernelEntry& k, const uint8_t* in, const int8_t* w,

@@ -2,6 +2,8 @@
 // of the N-d scalar reference (conv_nd.h).
 #include "qref/conv_nd.h"
 
+#include "qref/api.h"
+
 #include <algorithm>
 #include <thread>
 #include <vector>
@@ -23,7 +25,7 @@ void run_conv_nd(const ConvNdProblem& p, const uint8_t* in, const int8_t* w, uin
                  const Conv2dIntermediates* inter) {
   const ConvNdShape& s = p.shape;
   if (s.N == 0 || s.OD == 0 || s.OH == 0 || s.OW == 0 || s.O == 0) return;
-  if (num_threads < 1) num_threads = 1;
+  num_threads = cap_threads(num_threads);
   if (p.path == ConvNdPath::direct && p.fast_depthwise && inter == nullptr) {
     const int64_t rows = s.N * s.OH;
     const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(num_threads, rows));

@@ -632,7 +632,7 @@ void OnednnConv2d::run(const uint8_t* in, uint8_t* out, int num_threads,
   const Conv2dShape& s = I.s;
   const int64_t rows = s.N * s.OH;
   if (rows == 0 || s.OW == 0 || s.O == 0) return;
-  if (num_threads < 1) num_threads = 1;
+  num_threads = cap_threads(num_threads);
   if (I.route == Impl::kGemm) {
     I.gemm->run(in, out, num_threads);  // conv2d.cc's threaded driver
     return;
