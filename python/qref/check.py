@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 from types import SimpleNamespace
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -126,9 +127,14 @@ def _capture(model: Any, inputs: tuple) -> list:
     calls: list = []
     handles = []
     seen: dict = {}
+    # The hooks live on the (shared) modules: another thread running the same model meanwhile
+    # (its own check, or plain inference) fires them too. Only this thread's calls are recorded.
+    me = threading.get_ident()
 
     def hook_for(name: str, key: str):
         def hook(mod, args, out):
+            if threading.get_ident() != me:
+                return
             seen[name] = seen.get(name, 0) + 1
             label = name if seen[name] == 1 else f"{name}[call {seen[name]}]"
             # Copies: a later in-place op (ReLU(inplace=True), add_) would change the live tensors
@@ -145,8 +151,10 @@ def _capture(model: Any, inputs: tuple) -> list:
         if key in IGNORED or not (key in VERIFIERS or is_quantized_module(key)):
             continue
         handles.append(mod.register_forward_hook(hook_for(name or "(model)", key)))
+    from ._onednn_verbose import onednn_lock
+
     try:
-        with torch.no_grad():
+        with torch.no_grad(), onednn_lock():
             if isinstance(model, torch.fx.GraphModule):
                 _FxRecorder(model, calls).run(*inputs)
             else:
