@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ._onednn_verbose import params_kernel
-from ._validate import check_int, check_scale, check_threads, is_torch_tensor
+from ._validate import check_int, check_reflect_padding, check_scale, check_threads, is_torch_tensor
 
 _CACHE_ENTRIES = 16  # per params object, as Conv2dParams: cleared when full
 
@@ -269,6 +269,10 @@ class _LayerParams:
         """Non-zero padding modes pad the quantized input first, as torch's modules do."""
         if self.padding_mode == "zeros" or not self.padding:
             return qx, input_scale, input_zero_point, self.padding
+        shape = tuple(getattr(qx, "shape", ()))
+        if len(shape) != 2 + len(self.padding):
+            return qx, input_scale, input_zero_point, self.padding  # the layer's function refuses the input
+        check_reflect_padding(self.kind, self.padding, shape)
         pads = []
         for p in reversed(self.padding):
             pads += [p, p]

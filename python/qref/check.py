@@ -120,6 +120,15 @@ class _Call:
     output: Any
 
 
+def check_inputs(fn: str, inputs: tuple) -> None:
+    """The model's inputs are torch tensors (or other objects the model takes), never numpy
+    arrays, which a torch model would refuse deep inside with torch's own message."""
+    for i, x in enumerate(inputs):
+        if isinstance(x, np.ndarray):
+            raise TypeError(f"{fn}: inputs[{i}] is a numpy {x.dtype} array of shape {x.shape} (the model runs on torch "
+                            f"tensors: pass torch.from_numpy(x))")
+
+
 def _capture(model: Any, inputs: tuple) -> list:
     """Run the model once; return every call of a quantized layer, in execution order."""
     import torch
@@ -386,6 +395,7 @@ def check(model: Any, *inputs: Any, isa: str = "auto") -> Report:
         raise ValueError(f"check: isa={isa!r} is not valid (valid: {', '.join(map(repr, ISAS))})")
     if not hasattr(model, "named_modules") or not callable(model):
         raise TypeError(f"check: model must be a torch.nn.Module, got {type(model).__name__}")
+    check_inputs("check", inputs)
     calls = _capture(model, inputs)
     rows = []
     for call in _progress(calls, "qref check"):
@@ -645,6 +655,7 @@ def portability(model: Any, *inputs: Any) -> PortabilityReport:
     AVX512-VNNI host's torch would (fbgemm engine); list the layers whose bytes differ."""
     if not hasattr(model, "named_modules") or not callable(model):
         raise TypeError(f"portability: model must be a torch.nn.Module, got {type(model).__name__}")
+    check_inputs("portability", inputs)
     calls = _capture(model, inputs)
     rows, unsupported, advice = [], [], []
     onednn = False

@@ -17,9 +17,11 @@ from ._validate import (
     check_array,
     check_bool,
     check_choice,
+    check_input_elements,
     check_int,
     check_ndim,
     check_pair,
+    check_plan_args,
     check_scale,
     check_scales_array,
     check_threads,
@@ -108,12 +110,14 @@ def _quint8_nhwc_view(x: Any) -> np.ndarray:
 
 
 def _activation(fn: str, x: Any, scale: Any, zero_point: Any, ndim: int, layout: str, *, at_least: bool = False,
-                channels_last: bool = False) -> tuple[np.ndarray, float, int, bool]:
+                channels_last: bool = False, materialize: bool = True) -> tuple[np.ndarray, float, int, bool]:
     """The activation operand of every layer: (uint8 values, scale, zero point, from_torch).
 
     ``x`` is a quint8 tensor or a uint8 array with ``input_scale``/``input_zero_point``, of
     ``ndim`` dimensions (``at_least``: ``ndim`` or more) laid out as ``layout``. The values come
-    back C-contiguous; ``channels_last`` (4-D only, conv2d's kernels) gives them as (N, H, W, C)."""
+    back C-contiguous; ``channels_last`` (4-D only, conv2d's kernels) gives them as (N, H, W, C).
+    ``materialize=False``: the values as a view, not copied yet (the caller checks the geometry
+    first and makes the copy with ``_materialize``)."""
     if is_torch_tensor(x):
         import torch
 
@@ -131,8 +135,11 @@ def _activation(fn: str, x: Any, scale: Any, zero_point: Any, ndim: int, layout:
             raise ValueError(f"{fn}: input.device={x.device} (must be a CPU tensor)")
         s = check_scale(fn, "input.q_scale()", x.q_scale())
         zp = check_int(fn, "input.q_zero_point()", x.q_zero_point(), 0, 255, "quint8 zero point must be in [0, 255]")
+        check_input_elements(fn, "input", x.shape)
         # Any memory format (channels_last included): the integer view keeps the strides,
         # the permutation is a view, and ascontiguousarray makes at most one copy.
+        if not materialize:
+            return _int_view(x), s, zp, True
         return np.ascontiguousarray(_quint8_nhwc_view(x) if channels_last else _int_view(x)), s, zp, True
     a = check_array(fn, "input", x, np.uint8, ndim, layout, at_least)
     if scale is None or zero_point is None:
@@ -140,8 +147,17 @@ def _activation(fn: str, x: Any, scale: Any, zero_point: Any, ndim: int, layout:
                          f"input is a plain uint8 array)")
     s = check_scale(fn, "input_scale", scale)
     zp = check_int(fn, "input_zero_point", zero_point, 0, 255, "uint8 activations: must be in [0, 255]")
-    # Any strides (negative, non-contiguous, Fortran order): at most one copy.
-    return (_channels_last(a) if channels_last else np.ascontiguousarray(a)), s, zp, False
+    check_input_elements(fn, "input", a.shape)
+    if not materialize:
+        return a, s, zp, False
+    return _materialize(a, channels_last), s, zp, False
+
+
+def _materialize(a: np.ndarray, channels_last: bool = False) -> np.ndarray:
+    """An activation view (N, C, ...) as C-contiguous values, (N, H, W, C) with channels_last:
+    any strides (negative, non-contiguous, Fortran order, a quint8 tensor's storage), at most one
+    copy."""
+    return _channels_last(a) if channels_last else np.ascontiguousarray(a)
 
 
 def _input_operand(fn: str, x: Any, scale: Any, zero_point: Any) -> _Act:
@@ -316,9 +332,16 @@ class ConvPlan:
 
 
 def conv_plan(input_shape_nchw, weight_shape_oihw, stride, padding, dilation, groups, isa: str = "auto") -> ConvPlan:
-    sem = isa_semantics(isa)
+    shapes = check_plan_args("conv_plan", input_shape_nchw, weight_shape_oihw, stride, padding, dilation, groups, 2,
+                             isa=isa)
+    return _conv_plan(*shapes, isa)
+
+
+def _conv_plan(input_shape_nchw, weight_shape_oihw, stride, padding, dilation, groups, isa: str) -> ConvPlan:
+    """conv_plan of arguments already checked (conv2d's own)."""
     N, C, H, W = (int(v) for v in input_shape_nchw)
     O, Cg, KH, KW = (int(v) for v in weight_shape_oihw)
+    sem = isa_semantics(isa)
     path = _core.conv_path([N, H, W, C], [O, KH, KW, Cg], tuple(stride), tuple(padding), tuple(dilation),
                            int(groups), sem.avx512_host)
     sat = {"depthwise": True, "groupwise": sem.groupwise_saturates}.get(path, sem.gemm_saturates)
@@ -383,9 +406,11 @@ def conv2d(
     # engine x86/onednn: isa may also name the oneDNN classes "amx" and "avx512_core" (qref/onednn.py).
     kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads,
                                 ISAS if engine == "fbgemm" else ISAS + ("amx", "avx512_core", "sse41"))
-    act = _input_operand(fn, input, input_scale, input_zero_point)
+    # The input is copied (to NHWC) only after every size below is known good.
+    a_view, a_s, a_zp, a_torch = _activation(fn, input, input_scale, input_zero_point, 4, "(N, C, H, W)",
+                                             materialize=False)
     wt = _weight_operand(fn, weight, weight_scale, weight_zero_point)
-    N, H, W, C = act.nhwc.shape
+    N, C, H, W = a_view.shape
     O, Cg, KH, KW = wt.oihw.shape
     if O == 0 or Cg == 0 or KH == 0 or KW == 0:
         # torch divides by zero (SIGFPE) for O=0 and reads uninitialised memory for C=0.
@@ -418,6 +443,7 @@ def conv2d(
         raise ValueError(f"{fn}: weight has {wt.scale.shape[0]} per-channel scales but O={O} output channels "
                          f"(one per output channel)")
     b = _bias_operand(fn, bias, O)
+    act = _Act(_materialize(a_view, channels_last=True), a_s, a_zp, a_torch)
     if engine == "onednn" or (engine == "x86" and onednn_would_run(wt, g, isa)):
         from . import onednn  # oneDNN's arithmetic (SPEC.md §6, docs/onednn.md)
         from ._onednn_verbose import checked_kernel
@@ -446,7 +472,7 @@ def conv2d(
 
         isa = fbgemm_isa(isa)  # the fbgemm name of a machine named by a oneDNN class
 
-    plan = conv_plan((N, C, H, W), (O, Cg, KH, KW), st, pd, dl, g, isa)
+    plan = _conv_plan((N, C, H, W), (O, Cg, KH, KW), st, pd, dl, g, isa)
     if _prepared_cache is not None and not return_intermediates:
         # issue 3: the owner of immutable weights (Conv2dParams) keeps the weights
         # transposed, column-summed and packed for the kernel, one entry per input
@@ -584,5 +610,7 @@ def quantize(x: Any, scale: Any, zero_point: Any) -> np.ndarray:
         raise TypeError(f"{fn}: x.dtype={x.dtype} (must be float32; qref never casts silently)")
     s = check_scale(fn, "scale", scale)
     zp = check_int(fn, "zero_point", zero_point, 0, 255, "quint8: must be in [0, 255]")
-    # Any strides: one C-contiguous copy (a no-op when already contiguous).
-    return _core.quantize(np.ascontiguousarray(x), s, zp)
+    check_input_elements(fn, "x", x.shape)
+    # Any strides: one C-contiguous copy (a no-op when already contiguous); the input's shape,
+    # a 0-d one included (ascontiguousarray makes it 1-d).
+    return _core.quantize(np.ascontiguousarray(x), s, zp).reshape(x.shape)

@@ -17,19 +17,34 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._validate import check_bool, check_int, check_scale
+from ._validate import (
+    INT32_MAX,
+    check_bool,
+    check_conv_output,
+    check_int,
+    check_plan_args,
+    check_scale,
+)
 from .conv import _activation, _bias_operand, _output_quant, _run_args, _weight_operand
 
 
 def _as_tuple(fn: str, name: str, v: Any, n: int, lo: int) -> tuple:
+    """An int or `n` ints, each in [lo, 2^31-1] (fbgemm's conv_param_t holds C ints)."""
+    rule = f"must be an int in [{lo}, 2^31-1]: fbgemm's conv_param_t holds a C int"
+    if isinstance(v, np.ndarray) and v.ndim == 1:
+        v = tuple(v.tolist())
     if isinstance(v, (tuple, list)):
         if len(v) == 1:
             v = tuple(v) * n
         if len(v) != n:
             raise ValueError(f"{fn}: {name}={v!r} must be an int or a tuple of {n} ints")
-        return tuple(check_int(fn, f"{name}[{i}]", x, lo, None, f"must be >= {lo}") for i, x in enumerate(v))
-    x = check_int(fn, name, v, lo, None, f"must be >= {lo}")
+        return tuple(check_int(fn, f"{name}[{i}]", x, lo, INT32_MAX, rule) for i, x in enumerate(v))
+    x = check_int(fn, name, v, lo, INT32_MAX, rule)
     return (x,) * n
+
+
+def _groups(fn: str, groups: Any) -> int:
+    return check_int(fn, "groups", groups, 1, INT32_MAX, "must be an int in [1, 2^31-1]")
 
 
 def _wrap(out: np.ndarray, as_torch: bool, scale: float, zero_point: int) -> Any:
@@ -77,13 +92,16 @@ def conv1d(
     from .conv import conv2d
 
     fn = "conv1d"
-    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 3, "(N, C, L)")
-    wt = _weight_operand(fn, weight, weight_scale, weight_zero_point, 3)
-    # conv2d gets the parsed quantization back as arguments: per-channel arrays or per-tensor scalars.
-    ws, wz = (wt.scale, wt.zero_point) if wt.per_channel else (float(wt.scale[0]), int(wt.zero_point[0]))
+    # conv1d's own arguments first (conv2d below would name its (1, k) geometry's entries)
     (st,) = _as_tuple(fn, "stride", stride, 1, 1)
     (pd,) = _as_tuple(fn, "padding", padding, 1, 0)
     (dl,) = _as_tuple(fn, "dilation", dilation, 1, 1)
+    _groups(fn, groups)
+    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 3, "(N, C, L)",
+                                           materialize=False)
+    wt = _weight_operand(fn, weight, weight_scale, weight_zero_point, 3)
+    # conv2d gets the parsed quantization back as arguments: per-channel arrays or per-tensor scalars.
+    ws, wz = (wt.scale, wt.zero_point) if wt.per_channel else (float(wt.scale[0]), int(wt.zero_point[0]))
     # QConv1dPackWeightInt8: weight.unsqueeze(2); stride {1, s}, padding {0, p}, dilation {1, d}.
     res = conv2d(a[:, :, None, :], np.ascontiguousarray(wt.oihw[:, :, None, :]), bias, stride=(1, st),
                  padding=(0, pd), dilation=(1, dl), groups=groups, input_scale=a_s, input_zero_point=a_zp,
@@ -122,18 +140,31 @@ def conv_nd_plan(input_shape, weight_shape, stride, padding, dilation, groups, *
     """The fbgemm path and its saturation for a 3D conv (5-d shapes) or a 2D transposed conv
     (4-d shapes). ``weight_shape`` is qref's (O, C/groups, k...) order (transposed: after the
     rearrangement, i.e. (OC, IC/groups, kH, kW))."""
+    fn = "conv_nd_plan"
+    check_bool(fn, "transposed", transposed)
+    n = len(input_shape) if isinstance(input_shape, (tuple, list)) or np.ndim(input_shape) == 1 else 0
+    if n not in (4, 5):
+        raise ValueError(f"{fn}: input_shape={input_shape!r} (must be 5 ints (N, C, D, H, W) for a 3D conv, or 4 "
+                         f"ints (N, C, H, W) for a 2D transposed conv)")
+    input_shape, weight_shape, stride, padding, dilation, groups = check_plan_args(
+        fn, input_shape, weight_shape, stride, padding, dilation, groups, n - 2, bool(transposed), isa)
+    return _nd_plan(input_shape, weight_shape, stride, padding, dilation, groups, bool(transposed), isa)
+
+
+def _nd_plan(input_shape, weight_shape, stride, padding, dilation, groups, transposed: bool, isa: str):
+    """conv_nd_plan of arguments already checked (the layer functions' own)."""
     from . import _core
     from ._isa import isa_semantics
     from .conv import ConvPlan
 
     sem = isa_semantics(isa)
     if len(input_shape) == 5:
-        N, C, D, H, W = (int(v) for v in input_shape)
-        O, Cg, KD, KH, KW = (int(v) for v in weight_shape)
+        N, C, D, H, W = input_shape
+        O, Cg, KD, KH, KW = weight_shape
         st, pd, dl, sd = tuple(stride), tuple(padding), tuple(dilation), 3
     else:
-        N, C, H, W = (int(v) for v in input_shape)
-        O, Cg, KH, KW = (int(v) for v in weight_shape)
+        N, C, H, W = input_shape
+        O, Cg, KH, KW = weight_shape
         D = KD = 1
         st, pd, dl, sd = (1,) + tuple(stride), (0,) + tuple(padding), (1,) + tuple(dilation), 2
     path = _core.conv_nd_path([N, D, H, W, C], [O, KD, KH, KW, Cg], list(st), list(pd), list(dl), int(groups),
@@ -277,20 +308,18 @@ def conv3d(
     from .conv import Intermediates, onednn_would_run
 
     fn = "conv3d"
-    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 5, "(N, C, D, H, W)")
+    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 5, "(N, C, D, H, W)",
+                                           materialize=False)
     wt = _weight_operand(fn, weight, weight_scale, weight_zero_point, 5)
     N, C, D, H, W = a.shape
     O, Cg, KD, KH, KW = wt.oihw.shape
-    g = check_int(fn, "groups", groups, 1, None, "must be >= 1")
+    g = _groups(fn, groups)
     st = _as_tuple(fn, "stride", stride, 3, 1)
     pd = _as_tuple(fn, "padding", padding, 3, 0)
     dl = _as_tuple(fn, "dilation", dilation, 3, 1)
     _check_channels(fn, C, O, Cg, g, (KD, KH, KW))
-    for i, (n_in, k) in enumerate(zip((D, H, W), (KD, KH, KW))):
-        eff = dl[i] * (k - 1) + 1
-        if eff > n_in + 2 * pd[i]:
-            raise ValueError(f"{fn}: kernel size {k} with dilation {dl[i]} spans {eff} in spatial dim {i}, larger "
-                             f"than the padded input {n_in + 2 * pd[i]} (kernel must fit in the padded input)")
+    check_conv_output(fn, N, C, O, (D, H, W), (KD, KH, KW), st, pd, dl, g)  # before anything is allocated
+    a = np.ascontiguousarray(a)
     b = _bias_operand(fn, bias, O)
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     check_bool(fn, "relu", relu)
@@ -309,7 +338,7 @@ def conv3d(
         from .onednn import fbgemm_isa
 
         isa = fbgemm_isa(isa)  # the fbgemm name of a machine named by a oneDNN class
-    plan = conv_nd_plan((N, C, D, H, W), (O, Cg, KD, KH, KW), st, pd, dl, g, isa=isa)
+    plan = _nd_plan((N, C, D, H, W), (O, Cg, KD, KH, KW), st, pd, dl, g, False, isa)
     a_ndhwc = np.ascontiguousarray(a.transpose(0, 2, 3, 4, 1))
     # kernel="scalar" runs the normative N-d reference; the other kernels run the conv2d core on
     # the depth-gathered problem where that is the same arithmetic (never for depthwise, whose
@@ -397,7 +426,8 @@ def conv_transpose2d(
     ``reproduce_defects=True`` (which reproduces the deterministic stride_h == 2 defect).
     """
     fn = "conv_transpose2d"
-    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 4, "(N, C, H, W)")
+    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 4, "(N, C, H, W)",
+                                           materialize=False)
     return _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 4, bias, stride,
                            padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa,
                            kernel, threads, return_intermediates, reproduce_defects, onednn_kernel)
@@ -431,7 +461,8 @@ def conv_transpose1d(
     (1, k) (qconv.cpp ``QConv1dInt8`` / ``QConvTranspose1d`` unsqueeze), so always the transposed
     im2col path (the direct path needs kH == 2). ``weight`` (C, O/groups, k)."""
     fn = "conv_transpose1d"
-    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 3, "(N, C, L)")
+    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 3, "(N, C, L)",
+                                           materialize=False)
     (st,) = _as_tuple(fn, "stride", stride, 1, 1)
     (pd,) = _as_tuple(fn, "padding", padding, 1, 0)
     (op,) = _as_tuple(fn, "output_padding", output_padding, 1, 0)
@@ -476,7 +507,8 @@ def conv_transpose3d(
     always the transposed im2col path in (kd, kh, kw, c) order (fbgemm's direct path is 2D only).
     ``input`` (N, C, D, H, W); ``weight`` (C, O/groups, kD, kH, kW), per-tensor."""
     fn = "conv_transpose3d"
-    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 5, "(N, C, D, H, W)")
+    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 5, "(N, C, D, H, W)",
+                                           materialize=False)
     return _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 5, bias, stride,
                            padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa,
                            kernel, threads, return_intermediates, reproduce_defects, onednn_kernel)
@@ -509,7 +541,7 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
     w = wt.oihw if wdim == nd + 2 else wt.oihw[:, :, None, :]
     N, C = a.shape[:2]
     spatial = a.shape[2:]
-    g = check_int(fn, "groups", groups, 1, None, "must be >= 1")
+    g = _groups(fn, groups)
     st = _as_tuple(fn, "stride", stride, nd, 1)
     pd = _as_tuple(fn, "padding", padding, nd, 0)
     op = _as_tuple(fn, "output_padding", output_padding, nd, 0)
@@ -522,10 +554,8 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
         if op[i] >= max(st[i], dl[i]):
             raise ValueError(f"{fn}: output_padding={op[i]} in spatial dim {i} must be smaller than stride "
                              f"({st[i]}) or dilation ({dl[i]}) (torch's rule)")
-        size = (n_in - 1) * st[i] - 2 * pd[i] + dl[i] * (k - 1) + op[i] + 1
-        if size < 1:
-            raise ValueError(f"{fn}: output size {size} in spatial dim {i} is < 1 (input {n_in}, stride {st[i]}, "
-                             f"padding {pd[i]}, kernel {k}, dilation {dl[i]}, output_padding {op[i]})")
+    check_conv_output(fn, N, C, O, tuple(spatial), ks, st, pd, dl, g, op)  # before anything is allocated
+    a = np.ascontiguousarray(a)
     b = _bias_operand(fn, bias, O)
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads, _isas(engine))
@@ -546,7 +576,7 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
         from .onednn import fbgemm_isa
 
         isa = fbgemm_isa(isa)
-    plan = conv_nd_plan((N, C) + tuple(spatial), (O, Cg) + ks, st, pd, dl, g, transposed=True, isa=isa)
+    plan = _nd_plan((N, C) + tuple(spatial), (O, Cg) + ks, st, pd, dl, g, True, isa)
     # channels last; a 2D transposed conv runs in the N-d reference with a unit depth
     x_cl = np.ascontiguousarray(np.moveaxis(a, 1, -1))
     if (nd == 2 and kname != "scalar" and plan.path == "im2col" and not return_intermediates

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._validate import is_torch_tensor
+from ._validate import check_reflect_padding, is_torch_tensor
 
 
 def weight_qparams(w: Any, name: str) -> tuple:
@@ -112,6 +112,10 @@ class Conv2dParams:
         if self.padding_mode == "zeros":
             return qx, input_scale, input_zero_point, self.padding
         ph, pw = self.padding
+        shape = tuple(getattr(qx, "shape", ()))
+        if len(shape) != 4:
+            return qx, input_scale, input_zero_point, self.padding  # conv2d refuses the input
+        check_reflect_padding("conv2d", self.padding, shape)
         if is_torch_tensor(qx):
             import torch.nn.functional as F
 
