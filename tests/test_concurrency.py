@@ -68,7 +68,7 @@ def test_daemon_threads_inside_calls_at_exit(threads):
     """The interpreter exits while daemon threads are inside every public compute function: the
     process exits 0 (it used to abort: the GIL re-acquire met finalization inside a noexcept
     destructor, 'terminate called without an active exception', rc 134)."""
-    runs = 4
+    runs = 2
     for i in range(runs):
         r = _run_py(_EXIT_SCRIPT.format(threads=threads, delay=0.05 + 0.05 * i), timeout=60)
         assert r.returncode == 0 and "exiting" in r.stdout, (
@@ -145,7 +145,7 @@ def test_fork_while_other_threads_compute():
     """fork() while two threads run every public compute function with threads=2 (the
     persistent helpers hold the pool's mutexes at random moments): each child computes every
     function right (it used to deadlock on a core mutex in about 1 fork of 20)."""
-    _check_forks(25)
+    _check_forks(16)
 
 
 @pytest.mark.slow

@@ -38,7 +38,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .conv import _bias_operand, _conv2d_geometry, _input_operand, _output_quant, _weight_operand, conv_plan
+from ._validate import check_plan_args
+from .conv import _bias_operand, _conv2d_geometry, _conv_plan, _input_operand, _output_quant, _weight_operand
 from ._fp import fma_f32
 
 STAGES = {
@@ -196,7 +197,9 @@ def make_case(fn: str, input: Any = None, weight: Any = None, bias: Any = None, 
     g, st, pd, dl = _conv2d_geometry(fn, groups, stride, padding, dilation)
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     x = np.ascontiguousarray(act.nhwc.transpose(0, 3, 1, 2))
-    plan = conv_plan(x.shape, wt.oihw.shape, st, pd, dl, g, isa)
+    # the plan's rules (channels, sizes, isa), reported under this function's name
+    check_plan_args(fn, x.shape, wt.oihw.shape, st, pd, dl, g, 2, isa=isa)
+    plan = _conv_plan(x.shape, wt.oihw.shape, st, pd, dl, g, isa)
     return ConvCase(x, wt.oihw, b, tuple(st), tuple(pd), tuple(dl), int(g), float(act.scale), int(act.zero_point),
                     np.asarray(wt.scale, np.float64), np.asarray(wt.zero_point, np.int32), bool(wt.per_channel),
                     float(out_s), int(out_zp), bool(relu), isa, plan.path, bool(plan.saturates))
