@@ -307,3 +307,47 @@ def test_concurrent_calls_threads_isa_kernel_engine():
         got = list(ex.map(lambda c: (c[0], c[1]().tobytes()), order))
     wrong = sorted({name for name, b in got if b != want[name]})
     assert not wrong, f"results that differ under concurrency: {wrong}"
+
+
+_LIMITED = """
+    import resource, sys
+    import numpy as np
+    import qref
+    rng = np.random.default_rng(0)
+    q = dict(input_scale=0.02, input_zero_point=7, weight_scale=0.01, weight_zero_point=0, output_scale=0.5,
+             output_zero_point=100)
+    x3 = rng.integers(0, 256, (4, 16, 6, 12, 12), dtype=np.uint8)
+    w3 = rng.integers(-128, 128, (16, 16, 3, 3, 3), dtype=np.int8)
+    x2 = rng.integers(0, 256, (2, 16, 12, 12), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (16, 8, 3, 3), dtype=np.int8)
+    w2 = rng.integers(-128, 128, (16, 1, 3, 3), dtype=np.int8)
+    ops = dict(
+        conv3d=lambda t: qref.conv3d(x3, w3, None, padding=1, threads=t, kernel="scalar", **q),
+        conv_transpose2d=lambda t: qref.conv_transpose2d(x2, wt, None, stride=2, threads=t, kernel="scalar", **q),
+        onednn_depthwise=lambda t: qref.conv2d(x2, w2, None, padding=1, groups=16, engine="onednn", threads=t, **q),
+    )
+    f = ops[sys.argv[1]]
+    want = f(1)
+    vm = int([l for l in open("/proc/self/status") if l.startswith("VmSize")][0].split()[1]) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (vm + (4 << 20), resource.RLIM_INFINITY))
+    try:
+        print("same" if np.array_equal(f(2), want) else "wrong bytes")
+    except Exception as e:
+        print(f"{type(e).__name__}: {e}")
+"""
+
+
+@pytest.mark.parametrize("op", ["conv3d", "conv_transpose2d", "onednn_depthwise"])
+def test_thread_creation_refused_by_the_system(op):
+    """Where the system refuses a new thread (here: an address-space limit that leaves no room for
+    its stack), the per-call threaded drivers (N-d reference, oneDNN kernels) do that part on the
+    calling thread and return the same bytes (they raised "Resource temporarily unavailable",
+    and would have aborted had a later thread failed after an earlier one started)."""
+    if _core.default_threads() < 2:
+        pytest.skip("one CPU: every call is single-threaded")
+    e = dict(os.environ)
+    e["PYTHONPATH"] = TESTS + os.pathsep + e.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(_LIMITED), op], capture_output=True, text=True,
+                       timeout=120, env=e)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "same", r.stdout

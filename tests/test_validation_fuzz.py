@@ -386,6 +386,8 @@ def _bases(tmp: str) -> dict:
         "compare": (qref.compare, [out, out.copy()], dict(layout="NCHW", max_report=10)),
         "export": (qref.export, [os.path.join(tmp, "out"), x2, w2, b], dict(padding=1, **Q)),
         "load_case": (qref.load_case, [case_dir], dict(source="bin")),
+        "params": (_params(), [rng.integers(0, 256, (1, 3, 6, 6), dtype=np.uint8)],
+                   dict(input_scale=0.1, input_zero_point=3, isa="auto", kernel="auto", threads=None)),
         "conv_plan": (qref.conv_plan, [(1, 4, 6, 6), (4, 4, 3, 3), (1, 1), (1, 1), (1, 1), 1], dict(isa="auto")),
         "conv_nd_plan": (qref.conv_nd_plan, [(1, 4, 4, 5, 5), (4, 4, 3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1],
                          dict(isa="auto", transposed=False)),
@@ -393,6 +395,7 @@ def _bases(tmp: str) -> dict:
 
 
 _OK = (TypeError, ValueError, NotImplementedError)
+_PREFIX = {"params": "conv2d"}  # a Conv2dParams call runs (and reports as) conv2d
 
 
 def _one(f, args: list, kwargs: dict, name: str, picks: list, failures: list) -> None:
@@ -407,7 +410,7 @@ def _one(f, args: list, kwargs: dict, name: str, picks: list, failures: list) ->
     except _OK as e:
         # qref's template: "<function>: <argument> <what is wrong> (<the rule>)"; anything else is
         # numpy's or torch's own message escaping
-        if not str(e).startswith(f"{name}:"):
+        if not str(e).startswith(f"{_PREFIX.get(name, name)}:"):
             desc = ", ".join(f"{k}={v!r:.60}" for (_, k), v in picks)
             failures.append(f"{name}({desc}): unclear {type(e).__name__}: {str(e)[:200]}")
     except OSError:

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "qref/conv2d.h"
 #include "qref/kernels.h"
@@ -30,6 +31,10 @@ Requant prepare_requant(const Conv2dShape& s, const int8_t* w, const RequantArgs
 int default_threads();
 // A thread count clamped to [1, default_threads()]: every driver caps its argument.
 int cap_threads(int num_threads);
+// Runs work(0) .. work(nt - 1), work(0) on the calling thread and the others on threads of
+// their own; a thread the system refuses (EAGAIN: a pids or address-space limit) leaves its
+// part to the calling thread, and every thread started is joined, whatever happens.
+void run_parallel(int64_t nt, const std::function<void(int64_t)>& work);
 
 // Runs kernel `k` over the whole problem with up to num_threads threads.
 void run_conv2d(const Conv2dProblem& p, const KernelEntry& k, const uint8_t* in, const int8_t* w,

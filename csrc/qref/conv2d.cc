@@ -77,6 +77,27 @@ int default_threads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
+void run_parallel(int64_t nt, const std::function<void(int64_t)>& work) {
+  std::vector<std::thread> pool;
+  std::vector<int64_t> inline_parts;
+  for (int64_t t = 1; t < nt; ++t) {
+    try {
+      pool.emplace_back(work, t);
+    } catch (...) {  // no thread (std::system_error) or no memory for one: do it here
+      inline_parts.push_back(t);
+    }
+  }
+  struct Joiner {
+    std::vector<std::thread>& p;
+    ~Joiner() {
+      for (auto& th : p)
+        if (th.joinable()) th.join();
+    }
+  } joiner{pool};
+  work(0);
+  for (int64_t t : inline_parts) work(t);
+}
+
 int cap_threads(int num_threads) {
   // More threads than CPUs only adds OS threads and contention (the bytes do not depend on the
   // split), and the persistent helpers below would keep every one of them.

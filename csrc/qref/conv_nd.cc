@@ -34,10 +34,7 @@ void run_conv_nd(const ConvNdProblem& p, const uint8_t* in, const int8_t* w, uin
       const int64_t b = t * chunk, e = std::min(rows, b + chunk);
       if (b < e) conv_transpose_direct_rows(p, w, in, out, b, e);
     };
-    std::vector<std::thread> pool;
-    for (int64_t t = 1; t < nt; ++t) pool.emplace_back(work, t);
-    work(0);
-    for (auto& th : pool) th.join();
+    run_parallel(nt, work);
     return;
   }
   if (p.path == ConvNdPath::direct) {
@@ -47,10 +44,7 @@ void run_conv_nd(const ConvNdProblem& p, const uint8_t* in, const int8_t* w, uin
     auto work = [&](int64_t t) {
       for (int64_t n = t; n < s.N; n += nt) conv_transpose_direct_scalar(p, w, in, out, n, inter);
     };
-    std::vector<std::thread> pool;
-    for (int64_t t = 1; t < nt; ++t) pool.emplace_back(work, t);
-    work(0);
-    for (auto& th : pool) th.join();
+    run_parallel(nt, work);
     return;
   }
   const int64_t rows = s.N * s.OD * s.OH;
@@ -70,10 +64,7 @@ void run_conv_nd(const ConvNdProblem& p, const uint8_t* in, const int8_t* w, uin
     std::vector<uint8_t> scratch(static_cast<size_t>(s.K()));
     conv_nd_scalar_rows(p, w, in, out, b, e, scratch.data(), inter);
   };
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < nt; ++t) pool.emplace_back(work, t);
-  work(0);
-  for (auto& th : pool) th.join();
+  run_parallel(nt, work);
 }
 
 }  // namespace qref
