@@ -429,6 +429,7 @@ def _worker(n: int, seed: int, only: str = "") -> list:
 
     failures: list = []
     with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)  # a fuzzed relative export path lands here, not in the caller's folder
         for name, (f, args, kwargs) in _bases(tmp).items():
             if only and name != only:
                 continue
@@ -448,8 +449,9 @@ def _worker(n: int, seed: int, only: str = "") -> list:
 
 
 def _run_worker(n: int, seed: int) -> list:
-    r = subprocess.run([sys.executable, os.path.abspath(__file__), str(n), str(seed)], capture_output=True,
-                       text=True, timeout=900, cwd=HERE)
+    with tempfile.TemporaryDirectory() as cwd:
+        r = subprocess.run([sys.executable, os.path.abspath(__file__), str(n), str(seed)], capture_output=True,
+                           text=True, timeout=900, cwd=cwd)
     assert r.returncode == 0, f"the fuzz worker died (rc {r.returncode}): {r.stderr[-3000:]}"
     return json.loads(r.stdout.strip().splitlines()[-1])
 
