@@ -1,10 +1,12 @@
 // qref bindings: argument checks and helpers shared by the per-engine binding files. They
 // check what a direct _core caller hands them (so it cannot crash the process); the
-// user-facing messages come from python/qref/_validate.py, these are the safety net behind it.
+// user-facing messages come from python/qref/common/validate.py, these are the safety net behind it.
 #pragma once
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+
+#include <unistd.h>
 
 #include <cstdint>
 #include <limits>
@@ -16,6 +18,37 @@
 namespace qref_bindings {
 
 namespace py = pybind11;
+
+// Releases the GIL around a kernel call (every binding uses it instead of
+// py::gil_scoped_release). Taking the GIL back is where a daemon thread meets interpreter
+// shutdown: CPython (before 3.14) then ends the thread with pthread_exit, a forced unwind, and
+// pybind11's gil_scoped_release takes the GIL back in a noexcept destructor, which turns that
+// unwind into std::terminate (SIGABRT at exit). A thread that comes back while the interpreter
+// is finalizing parks here instead (the process is exiting; CPython 3.14 does the same); should
+// finalization start between the check and the re-acquire, the destructor lets the forced
+// unwind through (noexcept(false)).
+class ReleaseGil {
+ public:
+  ReleaseGil() : state_(PyEval_SaveThread()) {}
+  ReleaseGil(const ReleaseGil&) = delete;
+  ReleaseGil& operator=(const ReleaseGil&) = delete;
+  ~ReleaseGil() noexcept(false) {
+    if (finalizing()) {
+      for (;;) pause();
+    }
+    PyEval_RestoreThread(state_);
+  }
+
+ private:
+  static bool finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing() != 0;
+#else
+    return _Py_IsFinalizing() != 0;
+#endif
+  }
+  PyThreadState* state_;
+};
 
 template <class T>
 const T* checked_ptr(const py::array& a, const char* name, int ndim, const char* dtype_name) {
@@ -81,7 +114,7 @@ void def_prepared_runs(py::module_& m) {
         py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
         uint8_t* o = out.mutable_data();
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           h.run(in, o, threads);
         }
         return out;
@@ -97,7 +130,7 @@ void def_prepared_runs(py::module_& m) {
         if (out_bytes != s.N * s.OH * s.OW * s.O || (out_bytes > 0 && out_address == 0))
           throw py::value_error("_core: conv2d_run_into needs N*OH*OW*O output bytes");
         uint8_t* o = reinterpret_cast<uint8_t*>(out_address);
-        py::gil_scoped_release release;
+        ReleaseGil release;
         h.run(in, o, threads);
       },
       py::arg("prepared"), py::arg("input"), py::arg("out_address"), py::arg("out_bytes"), py::arg("threads"),

@@ -57,7 +57,7 @@ void register_common(py::module_& m) {
         const uint8_t* src = static_cast<const uint8_t*>(a.data());
         uint8_t* dst = static_cast<uint8_t*>(out.mutable_data());
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           qref::channels_transpose(src, src_shape, to_last, dst);
         }
         return out;

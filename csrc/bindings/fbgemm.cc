@@ -24,7 +24,6 @@ using namespace qref;
 
 namespace {
 
-
 // What conv2d_nhwc and conv2d_prepare check, in this order (arrays, shape,
 // weight quantization, bias, zero points, scales), and the problem they build.
 // The bias is only read here: prepare_requant copies it into rq.bias_term.
@@ -131,7 +130,7 @@ void register_fbgemm(py::module_& m) {
         }
         uint8_t* o = out.mutable_data();
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           run_conv2d(p, k, in, w, o, threads, intermediates ? &inter : nullptr);
         }
         if (intermediates) return py::make_tuple(out, acc, raw, y);
@@ -199,7 +198,7 @@ void register_fbgemm(py::module_& m) {
         uint8_t* dst = out.mutable_data();
         const int64_t n = x.size();
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           quantize_u8(src, n, scale, zero_point, dst);  // qref/fbgemm/quantize.h
         }
         return out;
@@ -234,7 +233,7 @@ void register_fbgemm(py::module_& m) {
         h.W = s.W;
         h.C = s.C;
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           h.prep = std::make_unique<PreparedConv2d>(p, k, w);
         }
         return h;
@@ -356,7 +355,7 @@ void register_fbgemm(py::module_& m) {
         }
         uint8_t* o = out.mutable_data();
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           run_conv_nd(p, k, in, w, o, threads, intermediates ? &inter : nullptr);
         }
         if (intermediates) return py::make_tuple(out, acc, raw, y);

@@ -73,7 +73,7 @@ void register_onednn(py::module_& m) {
         }
         uint8_t* o = out.mutable_data();
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           run_onednn_conv2d(s, p, in, w, o, threads, intermediates ? &inter : nullptr);
         }
         if (intermediates) return py::make_tuple(out, acc, col, A, y);
@@ -125,7 +125,7 @@ void register_onednn(py::module_& m) {
         py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
         uint8_t* o = out.mutable_data();
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           run_onednn_conv2d(s, p, in, w, o, threads, nullptr, /*transposed=*/true);
         }
         return out;
@@ -175,7 +175,7 @@ void register_onednn(py::module_& m) {
         h.C = s.C;
         const int8_t* w = static_cast<const int8_t*>(weight.data());
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           h.conv = std::make_unique<OnednnConv2d>(s, p, w);
         }
         return h;
@@ -244,7 +244,7 @@ void register_onednn(py::module_& m) {
         py::array_t<uint8_t> out({s.N, s.OD, s.OH, s.OW, s.O});
         uint8_t* o = out.mutable_data();
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           run_onednn_conv_nd(s, p, comp, in, w, o, threads);
         }
         return out;

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any, Callable, Optional
@@ -30,7 +31,7 @@ import numpy as np
 
 from .bridge.from_torch import from_torch
 from .bridge.modules import UnsupportedModuleError
-from .bridge.onednn_verbose import _with_onednn_kernel
+from .bridge.onednn_verbose import _with_onednn_kernel, onednn_lock
 from .common.isa import ISAS, torch_isa
 from .common.validate import is_torch_tensor
 from .engines.fbgemm.conv2d import conv_plan
@@ -122,6 +123,15 @@ class _Call:
     output: Any
 
 
+def check_inputs(fn: str, inputs: tuple) -> None:
+    """The model's inputs are torch tensors (or other objects the model takes), never numpy
+    arrays, which a torch model would refuse deep inside with torch's own message."""
+    for i, x in enumerate(inputs):
+        if isinstance(x, np.ndarray):
+            raise TypeError(f"{fn}: inputs[{i}] is a numpy {x.dtype} array of shape {x.shape} (the model runs on torch "
+                            f"tensors: pass torch.from_numpy(x))")
+
+
 def _capture(model: Any, inputs: tuple) -> list:
     """Run the model once; return every call of a quantized layer, in execution order."""
     import torch
@@ -129,9 +139,14 @@ def _capture(model: Any, inputs: tuple) -> list:
     calls: list = []
     handles = []
     seen: dict = {}
+    # The hooks live on the (shared) modules: another thread running the same model meanwhile
+    # (its own check, or plain inference) fires them too. Only this thread's calls are recorded.
+    me = threading.get_ident()
 
     def hook_for(name: str, key: str):
         def hook(mod, args, out):
+            if threading.get_ident() != me:
+                return
             seen[name] = seen.get(name, 0) + 1
             label = name if seen[name] == 1 else f"{name}[call {seen[name]}]"
             # Copies: a later in-place op (ReLU(inplace=True), add_) would change the live tensors
@@ -149,7 +164,7 @@ def _capture(model: Any, inputs: tuple) -> list:
             continue
         handles.append(mod.register_forward_hook(hook_for(name or "(model)", key)))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), onednn_lock():
             if isinstance(model, torch.fx.GraphModule):
                 _FxRecorder(model, calls).run(*inputs)
             else:
@@ -386,6 +401,7 @@ def check(model: Any, *inputs: Any, isa: str = "auto") -> Report:
         raise ValueError(f"check: isa={isa!r} is not valid (valid: {', '.join(map(repr, ISAS))})")
     if not hasattr(model, "named_modules") or not callable(model):
         raise TypeError(f"check: model must be a torch.nn.Module, got {type(model).__name__}")
+    check_inputs("check", inputs)
     calls = _capture(model, inputs)
     rows = []
     for call in _progress(calls, "qref check"):
@@ -625,6 +641,7 @@ def portability(model: Any, *inputs: Any) -> PortabilityReport:
     AVX512-VNNI host's torch would (fbgemm engine); list the layers whose bytes differ."""
     if not hasattr(model, "named_modules") or not callable(model):
         raise TypeError(f"portability: model must be a torch.nn.Module, got {type(model).__name__}")
+    check_inputs("portability", inputs)
     calls = _capture(model, inputs)
     rows, unsupported, advice = [], [], []
     onednn = False

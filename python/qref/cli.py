@@ -62,7 +62,22 @@ def _shape(text: str, what: str) -> tuple:
         sys.exit(f"qref: {what}={text!r} is not a comma-separated list of integers (e.g. 1,3,224,224)")
     if not v or any(d < 0 for d in v):
         sys.exit(f"qref: {what}={text!r} must be non-negative integers")
+    n = 1
+    for d in v:
+        n *= d
+    if n > _MAX_INPUT_ELEMENTS:
+        sys.exit(f"qref: {what}={text!r} has {n} elements (at most 2^30 = {_MAX_INPUT_ELEMENTS}: a float32 input of "
+                 f"4 GiB)")
     return v
+
+
+_MAX_INPUT_ELEMENTS = 1 << 30
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0]}" if msg else type(e).__name__
 
 
 def _load(spec: str, input_shape: Optional[str], cmd: str) -> tuple:
@@ -80,17 +95,23 @@ def _load(spec: str, input_shape: Optional[str], cmd: str) -> tuple:
             sys.exit(f"qref {cmd}: cannot load {modname!r} as a Python module")
         mod = importlib.util.module_from_spec(s)
         sys.modules[s.name] = mod
-        s.loader.exec_module(mod)
+        try:
+            s.loader.exec_module(mod)
+        except Exception as e:  # noqa: BLE001 - a syntax error or any failure of the user's module
+            sys.exit(f"qref {cmd}: cannot load {modname!r}: {_one_line(e)}")
     else:
         sys.path.insert(0, os.getcwd())
         try:
             mod = importlib.import_module(modname)
-        except ImportError as e:
-            sys.exit(f"qref {cmd}: cannot import {modname!r}: {e}")
+        except Exception as e:  # noqa: BLE001 - ImportError, SyntaxError, or the module's own failure
+            sys.exit(f"qref {cmd}: cannot import {modname!r}: {_one_line(e)}")
     f = getattr(mod, fn, None)
     if not callable(f):
         sys.exit(f"qref {cmd}: {modname!r} has no function {fn!r}")
-    res = f()
+    try:
+        res = f()
+    except Exception as e:  # noqa: BLE001 - the user's model builder
+        sys.exit(f"qref {cmd}: {spec}() raised {_one_line(e)}")
     if isinstance(res, tuple):
         model, inputs = res[0], tuple(res[1:])
     else:
@@ -314,7 +335,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list] = None) -> int:
+    """Every failure is one line on stderr and a non-zero exit (QREF_TRACEBACK=1: the traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    cmd = argv[0] if argv and not argv[0].startswith("-") else ""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print(f"qref{' ' + cmd if cmd else ''}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if os.environ.get("QREF_TRACEBACK"):
+            raise
+        print(f"qref{' ' + cmd if cmd else ''}: {_one_line(e)}", file=sys.stderr)
+        return 1
+
+
+def _main(argv: list) -> int:
     _quiet()
     passthrough = {"bench": cmd_bench, "export": cmd_export, "paths": cmd_paths}
     if argv and argv[0] in passthrough:

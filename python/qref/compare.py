@@ -20,7 +20,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import variants as V
-from .common.validate import is_torch_tensor
+from .common.validate import check_choice, check_int, is_torch_tensor
 from .layers.conv2d import conv2d
 
 
@@ -127,6 +127,16 @@ def _as_uint8(fn: str, name: str, a: Any, layout: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def _qparams(t: Any) -> tuple | None:
+    """(scale, zero point) of a per-tensor quantized torch tensor, else None."""
+    if is_torch_tensor(t) and t.is_quantized:
+        import torch
+
+        if t.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+            return float(t.q_scale()), int(t.q_zero_point())
+    return None
+
+
 def _score(actual: np.ndarray, mis: np.ndarray, n_mis: int, out: np.ndarray, name: str, desc: str) -> Candidate:
     eq = out == actual
     explained = int(np.count_nonzero(eq & mis))
@@ -182,8 +192,8 @@ def compare(actual: Any, expected: Any = None, *, layout: str = "NCHW", max_repo
     unknown = sorted(set(conv_args) - set(V.CONV_ARGS))
     if unknown:
         raise TypeError(f"compare: unexpected argument(s) {unknown} (conv arguments: {', '.join(V.CONV_ARGS)})")
-    if layout not in ("NCHW", "NHWC"):
-        raise ValueError(f"compare: layout={layout!r} is not valid (valid: 'NCHW', 'NHWC')")
+    check_choice(fn, "layout", layout, ("NCHW", "NHWC"))
+    max_report = check_int(fn, "max_report", max_report, 0, None, "must be an int >= 0")
     a = _as_uint8(fn, "actual", actual, layout)
     have_conv = params is not None or any(k in conv_args for k in ("input", "weight"))
     case = V.make_case(fn, params=params, **conv_args) if have_conv else None
@@ -225,5 +235,15 @@ def compare(actual: Any, expected: Any = None, *, layout: str = "NCHW", max_repo
     diagnosis = None
     if case is not None and n_mis:
         diagnosis = diagnose(case, a, e)
-    return Comparison(ok=n_mis == 0, mismatches=n_mis, numel=int(a.size), max_abs_diff=int(diff.max(initial=0)),
+    # Equal bytes under different quantization parameters are different values: a quint8 actual's
+    # own (scale, zero point) must be the expected output's.
+    qp_ok = True
+    a_qp = _qparams(actual)
+    e_qp = _qparams(expected) if expected is not None else (
+        (float(case.conv_kwargs()["output_scale"]), int(case.conv_kwargs()["output_zero_point"])) if case else None)
+    if a_qp is not None and e_qp is not None and a_qp != e_qp:
+        qp_ok = False
+        notes.append(f"actual is quantized with scale={a_qp[0]!r}, zero_point={a_qp[1]} but expected with "
+                     f"scale={e_qp[0]!r}, zero_point={e_qp[1]}: equal bytes are different values, so not ok")
+    return Comparison(ok=n_mis == 0 and qp_ok, mismatches=n_mis, numel=int(a.size), max_abs_diff=int(diff.max(initial=0)),
                       first=first, diagnosis=diagnosis, expected_source=source, notes=notes)

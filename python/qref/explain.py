@@ -26,7 +26,8 @@ from .bridge.from_torch import from_torch
 from .bridge.modules import Conv2dParams
 from .bridge.onednn_verbose import _with_onednn_kernel
 from .common.fp import fma_f32
-from .common.validate import is_torch_tensor
+from .common.isa import ISAS
+from .common.validate import check_choice, check_index, check_int, check_scale, is_torch_tensor
 from .engines.fbgemm.conv2d import conv_plan
 from .engines.onednn import conv2d as od
 
@@ -248,6 +249,31 @@ def _as_conv2d(p: Any, qx: Any, index: Any, input_scale: Any, input_zero_point: 
     return c2, np.ascontiguousarray(x4), index, input_scale, input_zero_point, nd
 
 
+def _checked_input(qx: Any, input_scale: Any, input_zero_point: Any) -> tuple:
+    """explain's input, checked before anything runs: a quint8 tensor (its own quantization), or a
+    uint8 array with a valid input_scale / input_zero_point (the same rules as conv2d's)."""
+    fn = "explain"
+    if is_torch_tensor(qx):
+        import torch
+
+        if not qx.is_quantized or qx.dtype != torch.quint8:
+            raise TypeError(f"{fn}: qx.dtype={qx.dtype} (must be a torch.quint8 quantized tensor, or a numpy uint8 "
+                            f"array with input_scale and input_zero_point)")
+        if qx.qscheme() not in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+            raise ValueError(f"{fn}: qx.qscheme()={qx.qscheme()} (activations must be per-tensor quantized)")
+        return input_scale, input_zero_point
+    if not isinstance(qx, np.ndarray):
+        raise TypeError(f"{fn}: qx has type {type(qx).__name__} (must be a quint8 torch tensor or a uint8 numpy "
+                        f"array)")
+    if qx.dtype != np.uint8:
+        raise TypeError(f"{fn}: qx.dtype={qx.dtype} (must be uint8; qref never casts silently)")
+    if input_scale is None or input_zero_point is None:
+        raise ValueError(f"{fn}: input_scale={input_scale!r}, input_zero_point={input_zero_point!r} (both are "
+                         f"required when qx is a uint8 array)")
+    return (check_scale(fn, "input_scale", input_scale),
+            check_int(fn, "input_zero_point", input_zero_point, 0, 255, "uint8 activations: must be in [0, 255]"))
+
+
 def _input_uint8(params, qx: Any, input_scale: Any, input_zero_point: Any):
     """(uint8 NCHW array after the module's own padding, a_scale, a_zp, padding, torch input or None)."""
     x, s, z, pad = params.prepare_input(qx, input_scale, input_zero_point)
@@ -319,6 +345,10 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
     ``isa``: whose fbgemm arithmetic (``"auto"``: torch in this process; ``"avx2"``; ``"vnni"``).
     """
     params, module = _as_params(module_or_params)
+    check_choice("explain", "isa", isa, ISAS if getattr(params, "engine", "fbgemm") == "fbgemm"
+                 else ISAS + ("amx", "avx512_core", "sse41"))
+    index = check_index("explain", index)
+    input_scale, input_zero_point = _checked_input(qx, input_scale, input_zero_point)
     torch_out = None
     if module is not None and is_torch_tensor(qx):
         torch_out = module(qx).int_repr().numpy()

@@ -43,6 +43,7 @@ import numpy as np
 from . import variants as V
 from ._version import __version__
 from .common.isa import torch_isa
+from .common.validate import check_choice
 from .compare import compare
 from .engines.fbgemm.conv2d import conv_plan
 from .layers.conv2d import conv2d
@@ -93,8 +94,11 @@ def write_bin(path: str, a: np.ndarray) -> bytes:
 def read_bin(path: str) -> np.ndarray:
     with open(path, "rb") as f:
         data = f.read()
-    if len(data) < 32 or data[:4] != MAGIC:
+    if data[:4] != MAGIC[:len(data[:4])]:
         raise ValueError(f"read_bin: {path} is not a qref binary (magic {data[:4]!r}, expected {MAGIC!r})")
+    if len(data) < 32:
+        raise ValueError(f"read_bin: {path} is truncated: {len(data)} bytes, shorter than the 32-byte header of a "
+                         f"qref binary")
     ver, code, ndim, d0, d1, d2, d3, size = struct.unpack("<HBB4IQ", data[4:32])
     if ver != 1 or code not in _CODES or ndim > 4:
         raise ValueError(f"read_bin: {path}: unsupported header (version {ver}, dtype code {code}, ndim {ndim})")
@@ -263,10 +267,23 @@ class GoldenCase:
 def load_case(path: str, source: str = "npz") -> GoldenCase:
     """Read a case written by ``export`` from its npz (``source="npz"``) or its raw binaries
     (``source="bin"``, SHA-256 checked against case.json)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load_case: path has type {type(path).__name__} (must be the folder export wrote, or a file "
+                        f"in it)")
+    check_choice("load_case", "source", source, ("npz", "bin"))
+    path = os.fspath(path)
     if os.path.isfile(path):
         path = os.path.dirname(path)
+    if not os.path.isfile(os.path.join(path, "case.json")):
+        raise FileNotFoundError(f"load_case: {os.path.join(path, 'case.json')} does not exist (path must be the "
+                                f"folder export wrote)")
     with open(os.path.join(path, "case.json")) as f:
-        meta = json.load(f)
+        try:
+            meta = json.load(f)
+        except ValueError as e:
+            raise ValueError(f"load_case: {path}/case.json is not valid JSON ({e})") from None
+    if not hasattr(meta, "get"):  # a JSON list or scalar
+        raise ValueError(f"load_case: {path}/case.json is not a {FORMAT} file (not a JSON object)")
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ValueError(f"load_case: {path}/case.json is not a {FORMAT} v{VERSION} file "
                          f"(format={meta.get('format')!r}, version={meta.get('version')!r})")

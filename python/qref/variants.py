@@ -47,7 +47,8 @@ from .common.operands import (
     _output_quant,
     _weight_operand,
 )
-from .engines.fbgemm.conv2d import conv_plan
+from .common.validate import check_plan_args
+from .engines.fbgemm.conv2d import _conv_plan
 
 STAGES = {
     "products": ("fbgemm", "exact", "saturate"),
@@ -204,7 +205,9 @@ def make_case(fn: str, input: Any = None, weight: Any = None, bias: Any = None, 
     g, st, pd, dl = _conv2d_geometry(fn, groups, stride, padding, dilation)
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     x = np.ascontiguousarray(act.nhwc.transpose(0, 3, 1, 2))
-    plan = conv_plan(x.shape, wt.oihw.shape, st, pd, dl, g, isa)
+    # the plan's rules (channels, sizes, isa), reported under this function's name
+    check_plan_args(fn, x.shape, wt.oihw.shape, st, pd, dl, g, 2, isa=isa)
+    plan = _conv_plan(x.shape, wt.oihw.shape, st, pd, dl, g, isa)
     return ConvCase(x, wt.oihw, b, tuple(st), tuple(pd), tuple(dl), int(g), float(act.scale), int(act.zero_point),
                     np.asarray(wt.scale, np.float64), np.asarray(wt.zero_point, np.int32), bool(wt.per_channel),
                     float(out_s), int(out_zp), bool(relu), isa, plan.path, bool(plan.saturates))

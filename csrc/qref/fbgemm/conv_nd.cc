@@ -3,6 +3,8 @@
 #include "qref/fbgemm/conv_nd.h"
 #include "qref/fbgemm/kernels/conv_nd_kernels.h"
 
+#include "qref/gemm/api.h"
+
 #include <algorithm>
 #include <thread>
 #include <vector>
@@ -26,7 +28,7 @@ void run_conv_nd(const ConvNdProblem& p, const KernelEntry& k, const uint8_t* in
   const bool avx2 = k.conv_nd == ConvNdLoops::avx2;
   const ConvNdShape& s = p.shape;
   if (s.N == 0 || s.OD == 0 || s.OH == 0 || s.OW == 0 || s.O == 0) return;
-  if (num_threads < 1) num_threads = 1;
+  num_threads = cap_threads(num_threads);
   if (p.path == ConvNdPath::direct && vectorised) {
     const int64_t rows = s.N * s.OH;
     const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(num_threads, rows));
@@ -35,10 +37,7 @@ void run_conv_nd(const ConvNdProblem& p, const KernelEntry& k, const uint8_t* in
       const int64_t b = t * chunk, e = std::min(rows, b + chunk);
       if (b < e) conv_transpose_direct_rows(p, w, in, out, b, e, avx2);
     };
-    std::vector<std::thread> pool;
-    for (int64_t t = 1; t < nt; ++t) pool.emplace_back(work, t);
-    work(0);
-    for (auto& th : pool) th.join();
+    run_parallel(nt, work);
     return;
   }
   if (p.path == ConvNdPath::direct) {
@@ -48,10 +47,7 @@ void run_conv_nd(const ConvNdProblem& p, const KernelEntry& k, const uint8_t* in
     auto work = [&](int64_t t) {
       for (int64_t n = t; n < s.N; n += nt) conv_transpose_direct_scalar(p, w, in, out, n, inter);
     };
-    std::vector<std::thread> pool;
-    for (int64_t t = 1; t < nt; ++t) pool.emplace_back(work, t);
-    work(0);
-    for (auto& th : pool) th.join();
+    run_parallel(nt, work);
     return;
   }
   const int64_t rows = s.N * s.OD * s.OH;
@@ -71,10 +67,7 @@ void run_conv_nd(const ConvNdProblem& p, const KernelEntry& k, const uint8_t* in
     std::vector<uint8_t> scratch(static_cast<size_t>(s.K()));
     conv_nd_scalar_rows(p, w, in, out, b, e, scratch.data(), inter);
   };
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < nt; ++t) pool.emplace_back(work, t);
-  work(0);
-  for (auto& th : pool) th.join();
+  run_parallel(nt, work);
 }
 
 }  // namespace qref

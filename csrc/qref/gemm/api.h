@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "qref/gemm/conv2d.h"
 #include "qref/common/kernels.h"
@@ -10,7 +11,14 @@
 
 namespace qref {
 
+// The CPUs this process may run on (sched_getaffinity), at least 1.
 int default_threads();
+// A thread count clamped to [1, default_threads()]: every driver caps its argument.
+int cap_threads(int num_threads);
+// Runs work(0) .. work(nt - 1), work(0) on the calling thread and the others on threads of
+// their own; a thread the system refuses (EAGAIN: a pids or address-space limit) leaves its
+// part to the calling thread, and every thread started is joined, whatever happens.
+void run_parallel(int64_t nt, const std::function<void(int64_t)>& work);
 
 // Runs kernel `k` over the whole problem with up to num_threads threads.
 // `e`: the output stage (gemm/epilogue.h); the default is fbgemm's requantization.

@@ -1,6 +1,9 @@
 // qref: the exact int8 GEMM/conv driver: buffers, threads and the prepared conv.
 #include "qref/gemm/conv2d.h"
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -20,9 +23,44 @@
 
 namespace qref {
 
+// The CPUs this process may run on (its affinity mask: a container or `taskset` limits it
+// below the machine's count), else the machine's count, at least 1.
 int default_threads() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
+}
+
+void run_parallel(int64_t nt, const std::function<void(int64_t)>& work) {
+  std::vector<std::thread> pool;
+  std::vector<int64_t> inline_parts;
+  for (int64_t t = 1; t < nt; ++t) {
+    try {
+      pool.emplace_back(work, t);
+    } catch (...) {  // no thread (std::system_error) or no memory for one: do it here
+      inline_parts.push_back(t);
+    }
+  }
+  struct Joiner {
+    std::vector<std::thread>& p;
+    ~Joiner() {
+      for (auto& th : p)
+        if (th.joinable()) th.join();
+    }
+  } joiner{pool};
+  work(0);
+  for (int64_t t : inline_parts) work(t);
+}
+
+int cap_threads(int num_threads) {
+  // More threads than CPUs only adds OS threads and contention (the bytes do not depend on the
+  // split), and the persistent helpers below would keep every one of them.
+  return std::max(1, std::min(num_threads, default_threads()));
 }
 
 namespace {
@@ -53,6 +91,11 @@ class BufferPool {
     *got = rounded;
     return p;
   }
+  // fork(): the parent holds mu_ across the fork, so the child's copy of the free list is
+  // consistent; the child (one thread, the forking one) gets a fresh unlocked mutex.
+  void lock_for_fork() { mu_.lock(); }
+  void unlock_in_parent() { mu_.unlock(); }
+  void reset_in_child() { new (&mu_) std::mutex(); }
   void release(void* p, size_t bytes) {
     std::lock_guard<std::mutex> lock(mu_);
     if (bytes > kPoolBytes) {
@@ -80,8 +123,14 @@ class BufferPool {
   size_t held_ = 0;
 };
 
+void register_fork_handlers();
+
 BufferPool& pool() {
-  static BufferPool* p = new BufferPool();  // never destroyed: no exit-order issues
+  static BufferPool* p = [] {
+    auto* b = new BufferPool();  // never destroyed: no exit-order issues
+    register_fork_handlers();
+    return b;
+  }();
   return *p;
 }
 
@@ -108,10 +157,12 @@ class PooledBuf {
 // Persistent helper threads (created on first need, never destroyed), so a
 // call does not pay for creating threads. Tasks are "help with this call's
 // rows" closures; a task that runs after its call finished finds no rows left
-// and returns at once. After fork() the child has no helpers: tasks stay
-// queued and every call simply does all its rows itself.
+// and returns at once. fork() copies only the forking thread: the child starts
+// a new, empty pool (register_fork_handlers), whose helpers it creates on need.
 class WorkerPool {
  public:
+  std::mutex& mutex() { return mu_; }
+
   // Queues `copies` runs of fn, with at least `workers` helper threads alive.
   void submit(const std::function<void()>& fn, int64_t copies, int64_t workers) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -142,10 +193,45 @@ class WorkerPool {
   int64_t nworkers_ = 0;
 };
 
+// Never destroyed: helpers outlive static destructors. Replaced (the old one leaked) in a
+// forked child, whose copy has helpers that do not exist there and a condition variable
+// whose waiter counts name them.
+std::atomic<WorkerPool*> g_workers{nullptr};
+std::mutex g_workers_init;
+
 WorkerPool& workers() {
-  static WorkerPool* w = new WorkerPool();  // never destroyed: helpers outlive static destructors
+  WorkerPool* w = g_workers.load(std::memory_order_acquire);
+  if (w) return *w;
+  pool();  // registers the fork handlers first
+  std::lock_guard<std::mutex> lock(g_workers_init);
+  w = g_workers.load(std::memory_order_relaxed);
+  if (!w) {
+    w = new WorkerPool();
+    g_workers.store(w, std::memory_order_release);
+  }
   return *w;
 }
+
+// pthread_atfork: no mutex of the core is held by a thread that does not exist in the
+// child. prepare takes every one (in this order; no code path takes two at once), the
+// parent releases them, the child re-creates them.
+void fork_prepare() {
+  g_workers_init.lock();
+  pool().lock_for_fork();
+  if (WorkerPool* w = g_workers.load()) w->mutex().lock();
+}
+void fork_parent() {
+  if (WorkerPool* w = g_workers.load()) w->mutex().unlock();
+  pool().unlock_in_parent();
+  g_workers_init.unlock();
+}
+void fork_child() {
+  if (g_workers.load()) g_workers.store(new WorkerPool());
+  pool().reset_in_child();
+  new (&g_workers_init) std::mutex();
+}
+
+void register_fork_handlers() { pthread_atfork(fork_prepare, fork_parent, fork_child); }
 }  // namespace
 
 // Out-of-line views of Requant's arrays for the kernel translation units compiled
@@ -173,7 +259,7 @@ void run_conv2d_packed(const Conv2dProblem& p, const KernelEntry& k, const uint8
   const int64_t rows = s.N * s.OH;
   if (rows == 0 || s.OW == 0 || s.O == 0) return;
   const size_t scratch = k.scratch_bytes(p);
-  if (num_threads < 1) num_threads = 1;
+  num_threads = cap_threads(num_threads);
   // Threads split the output rows m = n*OH + oh into contiguous chunks. Every
   // kernel computes each output element from its own receptive field only, so
   // the bytes do not depend on the split (tested for every thread count).

@@ -2,9 +2,9 @@
 // deconvolutions with every compensation chain of requant.h, including ref_deconvolution's
 // float round trip and the AMX micro-kernel's float compensation.
 #include <algorithm>
-#include <thread>
 #include <vector>
 
+#include "qref/gemm/api.h"
 #include "qref/onednn/onednn.h"
 #include "qref/onednn/requant.h"
 
@@ -87,17 +87,14 @@ void run_onednn_conv_nd(const ConvNdShape& s, const OnednnParams& p, OnednnComp 
     for (int64_t k = 0; k < K; ++k) col_all[o] += w[o * K + k];
   const int64_t macs_per_row = std::max<int64_t>(1, s.OW * s.O * K);
   const int64_t min_rows = std::max<int64_t>(1, (int64_t{1} << 16) / macs_per_row);
-  int64_t nt = std::min<int64_t>(std::max(num_threads, 1), (rows + min_rows - 1) / min_rows);
+  int64_t nt = std::min<int64_t>(cap_threads(num_threads), (rows + min_rows - 1) / min_rows);
   nt = std::max<int64_t>(1, std::min<int64_t>(nt, 1024));
   const int64_t chunk = (rows + nt - 1) / nt;
   auto work = [&](int64_t t) {
     const int64_t b = t * chunk, e = std::min(rows, b + chunk);
     if (b < e) nd_rows(s, p, comp, in, w, col_all, out, b, e);
   };
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < nt; ++t) pool.emplace_back(work, t);
-  work(0);
-  for (auto& th : pool) th.join();
+  run_parallel(nt, work);
 }
 
 }  // namespace qref

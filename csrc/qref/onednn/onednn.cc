@@ -572,7 +572,7 @@ void OnednnConv2d::run(const uint8_t* in, uint8_t* out, int num_threads,
   const Conv2dShape& s = I.s;
   const int64_t rows = s.N * s.OH;
   if (rows == 0 || s.OW == 0 || s.O == 0) return;
-  if (num_threads < 1) num_threads = 1;
+  num_threads = cap_threads(num_threads);
   if (I.route == Impl::kGemm) {
     I.gemm->run(in, out, num_threads);  // gemm/conv2d.cc: the threaded driver
     return;
@@ -598,10 +598,7 @@ void OnednnConv2d::run(const uint8_t* in, uint8_t* out, int num_threads,
       default: run_rows(s, I.p, in, I.w, out, b, e, inter, I.transposed); break;
     }
   };
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < nt; ++t) pool.emplace_back(work, t);
-  work(0);
-  for (auto& th : pool) th.join();
+  run_parallel(nt, work);
 }
 
 void run_onednn_conv2d(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, const int8_t* w,

@@ -25,7 +25,7 @@ from .. import _core
 from ..common.kernels import _resolve_kernel
 from ..common.layout import _int_view
 from ..common.operands import _bias_operand, _weight_operand
-from ..common.validate import check_int, check_scale, check_threads, is_torch_tensor
+from ..common.validate import check_int, check_reflect_padding, check_scale, check_threads, is_torch_tensor
 from ..engines.fbgemm.conv2d import conv_plan
 from ..engines.fbgemm.conv_nd import _pairs_survive_reordering, conv_nd_plan
 from ..engines.fbgemm.linear import linear_plan
@@ -273,6 +273,10 @@ class _LayerParams:
         """Non-zero padding modes pad the quantized input first, as torch's modules do."""
         if self.padding_mode == "zeros" or not self.padding:
             return qx, input_scale, input_zero_point, self.padding
+        shape = tuple(getattr(qx, "shape", ()))
+        if len(shape) != 2 + len(self.padding):
+            return qx, input_scale, input_zero_point, self.padding  # the layer's function refuses the input
+        check_reflect_padding(self.kind, self.padding, shape)
         pads = []
         for p in reversed(self.padding):
             pads += [p, p]

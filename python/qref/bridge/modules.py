@@ -11,9 +11,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..common.validate import is_torch_tensor
+from ..common.validate import check_reflect_padding, is_torch_tensor
 from ..layers.conv2d import conv2d
-from .onednn_verbose import executed_kernels, params_kernel
+from .onednn_verbose import executed_kernels, onednn_lock, params_kernel
 
 
 def weight_qparams(w: Any, name: str) -> tuple:
@@ -97,6 +97,12 @@ class Conv2dParams:
         d.pop("_kernels", None)
         return d
 
+    def __setstate__(self, d: dict) -> None:
+        # A copy (pickle, copy.deepcopy) owns read-only arrays again, as the original does: the
+        # prepared cache is keyed by the arrays' identity and would go stale if they were writable.
+        self.__dict__.update(d)
+        self.__post_init__()
+
     def conv_kwargs(self) -> dict:
         w, ws, wz = self._weight_arg
         return dict(weight=w, bias=self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation,
@@ -109,6 +115,10 @@ class Conv2dParams:
         if self.padding_mode == "zeros":
             return qx, input_scale, input_zero_point, self.padding
         ph, pw = self.padding
+        shape = tuple(getattr(qx, "shape", ()))
+        if len(shape) != 4:
+            return qx, input_scale, input_zero_point, self.padding  # conv2d refuses the input
+        check_reflect_padding("conv2d", self.padding, shape)
         if is_torch_tensor(qx):
             import torch.nn.functional as F
 
@@ -130,6 +140,11 @@ class Conv2dParams:
 
 
 def packed_engine(module: Any) -> str:
+    with onednn_lock():
+        return _packed_engine(module)
+
+
+def _packed_engine(module: Any) -> str:
     """'fbgemm', 'onednn' or 'unknown': whose kernels run a quantized module's packed weights.
 
     torch decides at prepack time, from the engine current then (qconv_prepack.cpp,
@@ -184,19 +199,21 @@ def packed_engine(module: Any) -> str:
         def probe(d):
             qx = torch._make_per_tensor_quantized_tensor(d, 1.0e6, 128)
             return getattr(torch.ops.quantized, name)(qx, pp, 1.0e-20, 0).int_repr()
-    # oneDNN's own log settles it where readable: a oneDNN-packed module executes a oneDNN
-    # convolution / deconvolution / matmul primitive, an fbgemm one none (its value probe below can
-    # be fooled where torch/oneDNN itself computes wrong values, e.g. depthwise 1x1 convs with padding)
-    prims = ("matmul",) if hasattr(module, "in_features") else ("convolution", "deconvolution")
-    if any(executed_kernels(lambda: probe(data), prim) for prim in prims):
-        return "onednn"
+    # fbgemm never answers 255 here (every non-zero value saturates to 0): a 255 settles it without
+    # oneDNN's log, whose capture redirects the process's fd 1 (onednn_verbose).
     out = probe(data)
-    if bool((out == 0).all()):
+    if not bool((out == 255).any()) and bool((out == 0).all()):
         # oneDNN also answers 0 where every value is <= 0 (e.g. one output channel whose weights
         # sum negative on this input): the complemented input flips the sign of every
         # accumulator (a - 128 -> 127 - a), so oneDNN's answer then has a 255 somewhere.
         out = probe(255 - data)
     if bool((out == 255).any()):
+        return "onednn"
+    # No 255: oneDNN's own log settles it where readable: a oneDNN-packed module executes a oneDNN
+    # convolution / deconvolution / matmul primitive, an fbgemm one none (the value probe can be
+    # fooled where torch/oneDNN itself computes wrong values, e.g. depthwise 1x1 convs with padding)
+    prims = ("matmul",) if hasattr(module, "in_features") else ("convolution", "deconvolution")
+    if any(executed_kernels(lambda: probe(data), prim) for prim in prims):
         return "onednn"
     if bool((out == 0).all()):
         if bool((w.int_repr() != 0).any()):

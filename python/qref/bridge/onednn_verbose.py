@@ -6,6 +6,11 @@ whose requantization multiplies by one combined scale). Where qref's shape rules
 ``qref.check`` asks torch: ``torch.backends.mkldnn.verbose`` turns oneDNN's verbose mode on at run
 time, and oneDNN prints one ``onednn_verbose,...,exec,cpu,<primitive>,<implementation>,...`` line per
 execution to the process's C stdout, captured here through a temporary file descriptor.
+
+oneDNN has no other destination for that log (no file, no callback), so the capture is
+process-global state: one lock serializes every capture and the verbose switch (two threads
+capturing at once used to leave fd 1 on a deleted temporary file), whatever else reached fd 1
+meanwhile is written back to it, and callers capture only where oneDNN may run.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import threading
 from dataclasses import replace
 from typing import Any, Callable, Optional
 
@@ -20,8 +26,29 @@ import numpy as np
 
 from ..common.onednn_isa import resolve_class
 
+_CAPTURE_LOCK = threading.RLock()
+
+
+def _new_lock_in_child() -> None:
+    # a forked child has no thread that could release a lock held across the fork
+    global _CAPTURE_LOCK
+    _CAPTURE_LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
+def onednn_lock() -> Any:
+    """The capture lock (re-entrant), for code that runs torch's oneDNN kernels itself (the engine
+    probe, qref.check's model run): while it holds the lock, no capture of another thread is on,
+    so its oneDNN log neither leaks onto stdout nor lands in another thread's capture."""
+    return _CAPTURE_LOCK
+
 
 def _capture_stdout(fn: Callable[[], Any]) -> str:
+    """fd 1's output while fn() runs (the caller holds _CAPTURE_LOCK). Lines that are not oneDNN's
+    log (another thread's prints) are written back to fd 1 afterwards."""
     sys.stdout.flush()
     saved = os.dup(1)
     try:
@@ -30,12 +57,21 @@ def _capture_stdout(fn: Callable[[], Any]) -> str:
             try:
                 fn()
             finally:
-                sys.stdout.flush()
-                os.dup2(saved, 1)
+                try:
+                    sys.stdout.flush()
+                finally:
+                    os.dup2(saved, 1)
             f.seek(0)
-            return f.read().decode(errors="replace")
+            data = f.read()
     finally:
         os.close(saved)
+    other = b"".join(line for line in data.splitlines(keepends=True) if not line.startswith(b"onednn_verbose,"))
+    if other:
+        try:
+            os.write(1, other)
+        except OSError:
+            pass
+    return data.decode(errors="replace")
 
 
 def executed_kernels(fn: Callable[[], Any], primitive: str) -> list:
@@ -52,7 +88,8 @@ def executed_kernels(fn: Callable[[], Any], primitive: str) -> list:
             fn()
 
     try:
-        text = _capture_stdout(run)
+        with _CAPTURE_LOCK:
+            text = _capture_stdout(run)
     except (OSError, RuntimeError):
         return []
     out = []

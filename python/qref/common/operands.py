@@ -13,6 +13,7 @@ from .layout import _channels_last, _int_view, _quint8_nhwc_view
 from .validate import (
     INT32_MAX,
     check_array,
+    check_input_elements,
     check_int,
     check_ndim,
     check_pair,
@@ -40,12 +41,14 @@ class _Weight:
 
 
 def _activation(fn: str, x: Any, scale: Any, zero_point: Any, ndim: int, layout: str, *, at_least: bool = False,
-                channels_last: bool = False) -> tuple[np.ndarray, float, int, bool]:
+                channels_last: bool = False, materialize: bool = True) -> tuple[np.ndarray, float, int, bool]:
     """The activation operand of every layer: (uint8 values, scale, zero point, from_torch).
 
     ``x`` is a quint8 tensor or a uint8 array with ``input_scale``/``input_zero_point``, of
     ``ndim`` dimensions (``at_least``: ``ndim`` or more) laid out as ``layout``. The values come
-    back C-contiguous; ``channels_last`` (4-D only, conv2d's kernels) gives them as (N, H, W, C)."""
+    back C-contiguous; ``channels_last`` (4-D only, conv2d's kernels) gives them as (N, H, W, C).
+    ``materialize=False``: the values as a view, not copied yet (the caller checks the geometry
+    first and makes the copy with ``_materialize``)."""
     if is_torch_tensor(x):
         import torch
 
@@ -63,8 +66,11 @@ def _activation(fn: str, x: Any, scale: Any, zero_point: Any, ndim: int, layout:
             raise ValueError(f"{fn}: input.device={x.device} (must be a CPU tensor)")
         s = check_scale(fn, "input.q_scale()", x.q_scale())
         zp = check_int(fn, "input.q_zero_point()", x.q_zero_point(), 0, 255, "quint8 zero point must be in [0, 255]")
+        check_input_elements(fn, "input", x.shape)
         # Any memory format (channels_last included): the integer view keeps the strides,
         # the permutation is a view, and ascontiguousarray makes at most one copy.
+        if not materialize:
+            return _int_view(x), s, zp, True
         return np.ascontiguousarray(_quint8_nhwc_view(x) if channels_last else _int_view(x)), s, zp, True
     a = check_array(fn, "input", x, np.uint8, ndim, layout, at_least)
     if scale is None or zero_point is None:
@@ -72,8 +78,17 @@ def _activation(fn: str, x: Any, scale: Any, zero_point: Any, ndim: int, layout:
                          f"input is a plain uint8 array)")
     s = check_scale(fn, "input_scale", scale)
     zp = check_int(fn, "input_zero_point", zero_point, 0, 255, "uint8 activations: must be in [0, 255]")
-    # Any strides (negative, non-contiguous, Fortran order): at most one copy.
-    return (_channels_last(a) if channels_last else np.ascontiguousarray(a)), s, zp, False
+    check_input_elements(fn, "input", a.shape)
+    if not materialize:
+        return a, s, zp, False
+    return _materialize(a, channels_last), s, zp, False
+
+
+def _materialize(a: np.ndarray, channels_last: bool = False) -> np.ndarray:
+    """An activation view (N, C, ...) as C-contiguous values, (N, H, W, C) with channels_last:
+    any strides (negative, non-contiguous, Fortran order, a quint8 tensor's storage), at most one
+    copy."""
+    return _channels_last(a) if channels_last else np.ascontiguousarray(a)
 
 
 def _input_operand(fn: str, x: Any, scale: Any, zero_point: Any) -> _Act:
@@ -203,11 +218,15 @@ def _output_quant(fn: str, output_scale: Any, output_zero_point: Any) -> tuple[f
 
 
 def _as_tuple(fn: str, name: str, v: Any, n: int, lo: int) -> tuple:
+    """An int or `n` ints, each in [lo, 2^31-1] (fbgemm's conv_param_t holds C ints)."""
+    rule = f"must be an int in [{lo}, 2^31-1]: fbgemm's conv_param_t holds a C int"
+    if isinstance(v, np.ndarray) and v.ndim == 1:
+        v = tuple(v.tolist())
     if isinstance(v, (tuple, list)):
         if len(v) == 1:
             v = tuple(v) * n
         if len(v) != n:
             raise ValueError(f"{fn}: {name}={v!r} must be an int or a tuple of {n} ints")
-        return tuple(check_int(fn, f"{name}[{i}]", x, lo, None, f"must be >= {lo}") for i, x in enumerate(v))
-    x = check_int(fn, name, v, lo, None, f"must be >= {lo}")
+        return tuple(check_int(fn, f"{name}[{i}]", x, lo, INT32_MAX, rule) for i, x in enumerate(v))
+    x = check_int(fn, name, v, lo, INT32_MAX, rule)
     return (x,) * n

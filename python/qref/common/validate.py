@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .isa import ISAS
+
 _F32_MAX = float(np.finfo(np.float32).max)
 _F32_TINY = float(np.finfo(np.float32).tiny)
 # Output elements and index arithmetic stay far inside int64.
@@ -161,3 +163,141 @@ def check_bool(fn: str, name: str, v: Any) -> bool:
     if not isinstance(v, (bool, np.bool_)):
         raise TypeError(f"{fn}: {name}={v!r} has type {type(v).__name__} (must be a bool)")
     return bool(v)
+
+
+def check_tuple(fn: str, name: str, v: Any, n: int, lo: int, hi: int = INT32_MAX) -> tuple:
+    """An int or a sequence of `n` ints (one entry: repeated), each in [lo, hi] (default: what
+    fbgemm's conv_param_t holds), named by its index in the caller's own argument."""
+    rule = (f"must be an int in [{lo}, 2^31-1]: fbgemm's conv_param_t holds a C int" if hi == INT32_MAX
+            else f"must be an int in [{lo}, {hi}]")
+    if isinstance(v, np.ndarray) and v.ndim == 1:
+        v = tuple(v.tolist())
+    if isinstance(v, (tuple, list)):
+        if len(v) == 1:
+            v = tuple(v) * n
+        if len(v) != n:
+            raise ValueError(f"{fn}: {name}={v!r} has {len(v)} entries (must be an int or a sequence of {n} ints)")
+        return tuple(check_int(fn, f"{name}[{i}]", x, lo, hi, rule) for i, x in enumerate(v))
+    return (check_int(fn, name, v, lo, hi, rule),) * n
+
+
+def check_input_elements(fn: str, name: str, shape: Any) -> None:
+    """An operand is at most 2^40 elements, checked from its shape before anything is copied
+    (a broadcast view can name far more elements than memory holds)."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if n > MAX_ELEMENTS:
+        raise ValueError(f"{fn}: {name}.shape={tuple(int(d) for d in shape)} has {n} elements (at most 2^40, so "
+                         f"index arithmetic stays inside int64)")
+
+
+def check_conv_output(fn: str, N: int, C: int, O: int, spatial: tuple, ks: tuple, st: tuple, pd: tuple, dl: tuple,
+                      groups: int, output_padding: tuple | None = None) -> tuple:
+    """Spatial output sizes of a (transposed, when output_padding is given) convolution, after
+    the size rules every engine needs, checked before anything is allocated: each padded input
+    and kernel span fits a C int, the kernel fits the padded input (forward), every output size is
+    >= 1, and the output has at most 2^40 elements and 2^62 multiply-adds."""
+    out = []
+    for i, (n_in, k, s, p, d) in enumerate(zip(spatial, ks, st, pd, dl)):
+        span = d * (k - 1) + 1
+        if span > INT32_MAX:
+            raise ValueError(f"{fn}: kernel span dilation*(k-1)+1={span} in spatial dim {i} is too large (must be "
+                             f"<= 2^31-1: fbgemm's conv_param_t holds a C int)")
+        if output_padding is None:
+            if n_in + 2 * p > INT32_MAX:
+                raise ValueError(f"{fn}: padded input size {n_in + 2 * p} in spatial dim {i} is too large (must be "
+                                 f"<= 2^31-1: fbgemm's conv_param_t holds a C int)")
+            if span > n_in + 2 * p:
+                raise ValueError(f"{fn}: kernel size {k} with dilation {d} spans {span} in spatial dim {i}, larger "
+                                 f"than the padded input {n_in + 2 * p} (kernel must fit in the padded input)")
+            size = (n_in + 2 * p - span) // s + 1
+        else:
+            size = (n_in - 1) * s - 2 * p + span + output_padding[i]
+            if size < 1:
+                raise ValueError(f"{fn}: output size {size} in spatial dim {i} is < 1 (input {n_in}, stride {s}, "
+                                 f"padding {p}, kernel {k}, dilation {d}, output_padding {output_padding[i]})")
+            if size > INT32_MAX:
+                raise ValueError(f"{fn}: output size {size} in spatial dim {i} is too large (must be <= 2^31-1: "
+                                 f"fbgemm's conv_param_t holds a C int)")
+        out.append(size)
+    elems = N * O
+    K = max(1, C // max(1, groups))
+    for v, k in zip(out, ks):
+        elems *= v
+        K *= k
+    if elems > MAX_ELEMENTS or elems * K > (1 << 62):
+        raise ValueError(f"{fn}: output shape {(N, O) + tuple(out)} is too large (at most 2^40 output elements and "
+                         f"2^62 multiply-adds, so index arithmetic stays inside int64)")
+    return tuple(out)
+
+
+def check_index(fn: str, index: Any) -> Any:
+    """An output index: a flat int, or a sequence (or "n,c,h,w" string) of ints, each entry an
+    int (a float such as 1.7 is refused, never truncated). Returns an int or a tuple of ints."""
+    if isinstance(index, np.ndarray) and index.ndim == 0:
+        index = index.item()
+    if isinstance(index, (numbers.Integral,)) and not isinstance(index, (bool, np.bool_)):
+        return int(index)
+    if isinstance(index, str):
+        parts = [v for v in index.replace(" ", "").split(",") if v]
+        try:
+            return tuple(int(v) for v in parts)
+        except ValueError:
+            raise ValueError(f"{fn}: index={index!r} (a string index must be comma-separated ints, e.g. "
+                             f"'0,3,5,7')") from None
+    if isinstance(index, np.ndarray) and index.ndim == 1:
+        index = index.tolist()
+    if not isinstance(index, (tuple, list)):
+        raise TypeError(f"{fn}: index={index!r} has type {type(index).__name__} (must be a flat int or a tuple of "
+                        f"ints, one per output dimension)")
+    return tuple(check_int(fn, f"index[{i}]", v) for i, v in enumerate(index))
+
+
+def check_reflect_padding(fn: str, padding: tuple, shape: tuple) -> None:
+    """padding_mode='reflect' needs every padding smaller than its input dimension (torch's rule,
+    F.pad: "Padding size should be less than the corresponding input dimension")."""
+    spatial = tuple(int(d) for d in shape[2:])
+    for i, (p, d) in enumerate(zip(padding, spatial)):
+        if p >= d:
+            raise ValueError(f"{fn}: padding={tuple(padding)} with padding_mode='reflect' on an input of shape "
+                             f"{tuple(int(v) for v in shape)}: padding[{i}]={p} is not smaller than the input's "
+                             f"spatial size {d} (reflect padding must be smaller than the input, torch's rule)")
+
+
+def check_shape(fn: str, name: str, shape: Any, ndim: int, lo: int, layout: str) -> tuple:
+    """A shape argument: a sequence of `ndim` ints, each in [lo, 2^31-1]."""
+    if isinstance(shape, np.ndarray):
+        shape = shape.tolist()
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{fn}: {name}={shape!r} has type {type(shape).__name__} (must be a sequence of {ndim} ints "
+                        f"{layout})")
+    if len(shape) != ndim:
+        raise ValueError(f"{fn}: {name}={tuple(shape)!r} has {len(shape)} entries (must be {ndim}: {layout})")
+    return tuple(check_int(fn, f"{name}[{i}]", v, lo, INT32_MAX, f"must be an int in [{lo}, 2^31-1]")
+                 for i, v in enumerate(shape))
+
+
+def check_plan_args(fn: str, input_shape: Any, weight_shape: Any, stride: Any, padding: Any, dilation: Any,
+                    groups: Any, nd: int, transposed: bool = False, isa: Any = "auto") -> tuple:
+    """The arguments of conv_plan / conv_nd_plan, by the rules the layer functions apply:
+    (input shape, weight shape, stride, padding, dilation, groups)."""
+    check_choice(fn, "isa", isa, ISAS)
+    names = {1: "L", 2: "H, W", 3: "D, H, W"}[nd]
+    ks = {1: "k", 2: "kH, kW", 3: "kD, kH, kW"}[nd]
+    ins = check_shape(fn, "input_shape", input_shape, nd + 2, 0, f"(N, C, {names})")
+    ws = check_shape(fn, "weight_shape", weight_shape, nd + 2, 1, f"(O, C/groups, {ks})")
+    st = check_tuple(fn, "stride", stride, nd, 1)
+    pd = check_tuple(fn, "padding", padding, nd, 0)
+    dl = check_tuple(fn, "dilation", dilation, nd, 1)
+    g = check_int(fn, "groups", groups, 1, INT32_MAX, "must be an int in [1, 2^31-1]")
+    C, O, Cg = ins[1], ws[0], ws[1]
+    if C % g != 0 or O % g != 0:
+        raise ValueError(f"{fn}: groups={g} with C={C} input and O={O} output channels (both must be divisible by "
+                         f"groups)")
+    if Cg * g != C:
+        raise ValueError(f"{fn}: weight_shape has {Cg} input channels per group but input_shape has C={C} with "
+                         f"groups={g} (input channels must equal groups * weight channels per group)")
+    if not transposed:
+        check_conv_output(fn, ins[0], C, O, ins[2:], ws[2:], st, pd, dl, g)
+    return ins, ws, st, pd, dl, g

@@ -16,9 +16,11 @@ from ..common.kernels import _resolve_kernel
 from ..common.layout import _channels_last, _quint8_nhwc_view, _wrap_output
 from ..common.onednn_isa import resolve_class
 from ..common.operands import (
+    _Act,
+    _activation,
     _bias_operand,
     _conv2d_geometry,
-    _input_operand,
+    _materialize,
     _output_quant,
     _weight_operand,
 )
@@ -26,13 +28,14 @@ from ..common.validate import (
     INT32_MAX,
     MAX_ELEMENTS,
     check_bool,
+    check_input_elements,
     check_int,
     check_scale,
     check_threads,
     is_torch_tensor,
 )
 from ..engines.fbgemm import conv2d as fbgemm_conv2d
-from ..engines.fbgemm.conv2d import conv_plan
+from ..engines.fbgemm.conv2d import _conv_plan
 from ..engines.onednn import conv2d as onednn_conv2d
 from ..engines.onednn.kernel_names import checked_kernel
 from ..routing import _no_onednn_kernel, _run_args, conv_runs_onednn, fbgemm_isa
@@ -82,9 +85,11 @@ def conv2d(
     check_bool(fn, "relu", relu)
     # engine x86/onednn: isa may also name the oneDNN classes "amx", "avx512_core", "sse41" (qref.routing).
     kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads)
-    act = _input_operand(fn, input, input_scale, input_zero_point)
+    # The input is copied (to NHWC) only after every size below is known good.
+    a_view, a_s, a_zp, a_torch = _activation(fn, input, input_scale, input_zero_point, 4, "(N, C, H, W)",
+                                             materialize=False)
     wt = _weight_operand(fn, weight, weight_scale, weight_zero_point)
-    N, H, W, C = act.nhwc.shape
+    N, C, H, W = a_view.shape
     O, Cg, KH, KW = wt.oihw.shape
     if O == 0 or Cg == 0 or KH == 0 or KW == 0:
         # torch divides by zero (SIGFPE) for O=0 and reads uninitialised memory for C=0.
@@ -117,6 +122,7 @@ def conv2d(
         raise ValueError(f"{fn}: weight has {wt.scale.shape[0]} per-channel scales but O={O} output channels "
                          f"(one per output channel)")
     b = _bias_operand(fn, bias, O)
+    act = _Act(_materialize(a_view, channels_last=True), a_s, a_zp, a_torch)
     if conv_runs_onednn(engine, wt, g, isa):
         # oneDNN's arithmetic (docs/numerics.md §6, docs/onednn.md)
         onednn_kernel = checked_kernel(fn, onednn_kernel, "convolution", resolve_class(isa))
@@ -135,7 +141,7 @@ def conv2d(
     if engine == "x86":
         isa = fbgemm_isa(isa)  # the fbgemm name of a machine named by a oneDNN class
 
-    plan = conv_plan((N, C, H, W), (O, Cg, KH, KW), st, pd, dl, g, isa)
+    plan = _conv_plan((N, C, H, W), (O, Cg, KH, KW), st, pd, dl, g, isa)
     if _prepared_cache is not None and not return_intermediates:
         # the owner of immutable weights (Conv2dParams) keeps the weights transposed,
         # column-summed and packed for the kernel, one entry per input shape / quantization /
@@ -241,5 +247,7 @@ def quantize(x: Any, scale: Any, zero_point: Any) -> np.ndarray:
         raise TypeError(f"{fn}: x.dtype={x.dtype} (must be float32; qref never casts silently)")
     s = check_scale(fn, "scale", scale)
     zp = check_int(fn, "zero_point", zero_point, 0, 255, "quint8: must be in [0, 255]")
-    # Any strides: one C-contiguous copy (a no-op when already contiguous).
-    return _core.quantize(np.ascontiguousarray(x), s, zp)
+    check_input_elements(fn, "x", x.shape)
+    # Any strides: one C-contiguous copy (a no-op when already contiguous); the input's shape,
+    # a 0-d one included (ascontiguousarray makes it 1-d).
+    return _core.quantize(np.ascontiguousarray(x), s, zp).reshape(x.shape)

@@ -20,19 +20,23 @@ import numpy as np
 
 from ..common.onednn_isa import resolve_class
 from ..common.operands import _activation, _as_tuple, _bias_operand, _output_quant, _weight_operand
-from ..common.validate import check_bool, check_int, check_scale
+from ..common.validate import INT32_MAX, check_bool, check_conv_output, check_int, check_scale
 from ..engines.fbgemm.conv2d import Intermediates
 from ..engines.fbgemm.conv_nd import (
     _conv3d_via_conv2d,
     _convt2d_via_conv2d,
+    _nd_plan,
     _pairs_survive_reordering,
     _run_nd,
-    conv_nd_plan,
 )
 from ..engines.onednn import nd as onednn_nd
 from ..engines.onednn.kernel_names import checked_kernel
 from ..routing import _no_onednn_kernel, _run_args, conv_runs_onednn, fbgemm_isa, require_symmetric
 from .conv2d import conv2d
+
+
+def _groups(fn: str, groups: Any) -> int:
+    return check_int(fn, "groups", groups, 1, INT32_MAX, "must be an int in [1, 2^31-1]")
 
 
 def _wrap(out: np.ndarray, as_torch: bool, scale: float, zero_point: int) -> Any:
@@ -78,13 +82,16 @@ def conv1d(
     Returns the same kind as ``input``, (N, O, L_out).
     """
     fn = "conv1d"
-    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 3, "(N, C, L)")
-    wt = _weight_operand(fn, weight, weight_scale, weight_zero_point, 3)
-    # conv2d gets the parsed quantization back as arguments: per-channel arrays or per-tensor scalars.
-    ws, wz = (wt.scale, wt.zero_point) if wt.per_channel else (float(wt.scale[0]), int(wt.zero_point[0]))
+    # conv1d's own arguments first (conv2d below would name its (1, k) geometry's entries)
     (st,) = _as_tuple(fn, "stride", stride, 1, 1)
     (pd,) = _as_tuple(fn, "padding", padding, 1, 0)
     (dl,) = _as_tuple(fn, "dilation", dilation, 1, 1)
+    _groups(fn, groups)
+    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 3, "(N, C, L)",
+                                           materialize=False)
+    wt = _weight_operand(fn, weight, weight_scale, weight_zero_point, 3)
+    # conv2d gets the parsed quantization back as arguments: per-channel arrays or per-tensor scalars.
+    ws, wz = (wt.scale, wt.zero_point) if wt.per_channel else (float(wt.scale[0]), int(wt.zero_point[0]))
     # QConv1dPackWeightInt8: weight.unsqueeze(2); stride {1, s}, padding {0, p}, dilation {1, d}.
     res = conv2d(a[:, :, None, :], np.ascontiguousarray(wt.oihw[:, :, None, :]), bias, stride=(1, st),
                  padding=(0, pd), dilation=(1, dl), groups=groups, input_scale=a_s, input_zero_point=a_zp,
@@ -159,20 +166,18 @@ def conv3d(
     (see :func:`known_torch_defect`).
     """
     fn = "conv3d"
-    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 5, "(N, C, D, H, W)")
+    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 5, "(N, C, D, H, W)",
+                                           materialize=False)
     wt = _weight_operand(fn, weight, weight_scale, weight_zero_point, 5)
     N, C, D, H, W = a.shape
     O, Cg, KD, KH, KW = wt.oihw.shape
-    g = check_int(fn, "groups", groups, 1, None, "must be >= 1")
+    g = _groups(fn, groups)
     st = _as_tuple(fn, "stride", stride, 3, 1)
     pd = _as_tuple(fn, "padding", padding, 3, 0)
     dl = _as_tuple(fn, "dilation", dilation, 3, 1)
     _check_channels(fn, C, O, Cg, g, (KD, KH, KW))
-    for i, (n_in, k) in enumerate(zip((D, H, W), (KD, KH, KW))):
-        eff = dl[i] * (k - 1) + 1
-        if eff > n_in + 2 * pd[i]:
-            raise ValueError(f"{fn}: kernel size {k} with dilation {dl[i]} spans {eff} in spatial dim {i}, larger "
-                             f"than the padded input {n_in + 2 * pd[i]} (kernel must fit in the padded input)")
+    check_conv_output(fn, N, C, O, (D, H, W), (KD, KH, KW), st, pd, dl, g)  # before anything is allocated
+    a = np.ascontiguousarray(a)
     b = _bias_operand(fn, bias, O)
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     check_bool(fn, "relu", relu)
@@ -187,7 +192,7 @@ def conv3d(
     _no_onednn_kernel(fn, onednn_kernel, engine)
     if engine == "x86":
         isa = fbgemm_isa(isa)  # the fbgemm name of a machine named by a oneDNN class
-    plan = conv_nd_plan((N, C, D, H, W), (O, Cg, KD, KH, KW), st, pd, dl, g, isa=isa)
+    plan = _nd_plan((N, C, D, H, W), (O, Cg, KD, KH, KW), st, pd, dl, g, False, isa)
     a_ndhwc = np.ascontiguousarray(a.transpose(0, 2, 3, 4, 1))
     # kernel="scalar" runs the normative N-d reference; the other kernels run the conv2d core on
     # the depth-gathered problem where that is the same arithmetic (never for depthwise, whose
@@ -275,7 +280,8 @@ def conv_transpose2d(
     ``reproduce_defects=True`` (which reproduces the deterministic stride_h == 2 defect).
     """
     fn = "conv_transpose2d"
-    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 4, "(N, C, H, W)")
+    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 4, "(N, C, H, W)",
+                                           materialize=False)
     return _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 4, bias, stride,
                            padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa,
                            kernel, threads, return_intermediates, reproduce_defects, onednn_kernel)
@@ -309,7 +315,8 @@ def conv_transpose1d(
     (1, k) (qconv.cpp ``QConv1dInt8`` / ``QConvTranspose1d`` unsqueeze), so always the transposed
     im2col path (the direct path needs kH == 2). ``weight`` (C, O/groups, k)."""
     fn = "conv_transpose1d"
-    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 3, "(N, C, L)")
+    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 3, "(N, C, L)",
+                                           materialize=False)
     (st,) = _as_tuple(fn, "stride", stride, 1, 1)
     (pd,) = _as_tuple(fn, "padding", padding, 1, 0)
     (op,) = _as_tuple(fn, "output_padding", output_padding, 1, 0)
@@ -352,7 +359,8 @@ def conv_transpose3d(
     always the transposed im2col path in (kd, kh, kw, c) order (fbgemm's direct path is 2D only).
     ``input`` (N, C, D, H, W); ``weight`` (C, O/groups, kD, kH, kW), per-tensor."""
     fn = "conv_transpose3d"
-    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 5, "(N, C, D, H, W)")
+    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 5, "(N, C, D, H, W)",
+                                           materialize=False)
     return _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 5, bias, stride,
                            padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa,
                            kernel, threads, return_intermediates, reproduce_defects, onednn_kernel)
@@ -383,7 +391,7 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
     w = wt.oihw if wdim == nd + 2 else wt.oihw[:, :, None, :]
     N, C = a.shape[:2]
     spatial = a.shape[2:]
-    g = check_int(fn, "groups", groups, 1, None, "must be >= 1")
+    g = _groups(fn, groups)
     st = _as_tuple(fn, "stride", stride, nd, 1)
     pd = _as_tuple(fn, "padding", padding, nd, 0)
     op = _as_tuple(fn, "output_padding", output_padding, nd, 0)
@@ -396,10 +404,8 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
         if op[i] >= max(st[i], dl[i]):
             raise ValueError(f"{fn}: output_padding={op[i]} in spatial dim {i} must be smaller than stride "
                              f"({st[i]}) or dilation ({dl[i]}) (torch's rule)")
-        size = (n_in - 1) * st[i] - 2 * pd[i] + dl[i] * (k - 1) + op[i] + 1
-        if size < 1:
-            raise ValueError(f"{fn}: output size {size} in spatial dim {i} is < 1 (input {n_in}, stride {st[i]}, "
-                             f"padding {pd[i]}, kernel {k}, dilation {dl[i]}, output_padding {op[i]})")
+    check_conv_output(fn, N, C, O, tuple(spatial), ks, st, pd, dl, g, op)  # before anything is allocated
+    a = np.ascontiguousarray(a)
     b = _bias_operand(fn, bias, O)
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads)
@@ -416,7 +422,7 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
     _no_onednn_kernel(fn, onednn_kernel, engine)
     if engine == "x86":
         isa = fbgemm_isa(isa)
-    plan = conv_nd_plan((N, C) + tuple(spatial), (O, Cg) + ks, st, pd, dl, g, transposed=True, isa=isa)
+    plan = _nd_plan((N, C) + tuple(spatial), (O, Cg) + ks, st, pd, dl, g, True, isa)
     # channels last; a 2D transposed conv runs in the N-d reference with a unit depth
     x_cl = np.ascontiguousarray(np.moveaxis(a, 1, -1))
     if (nd == 2 and kname != "scalar" and plan.path == "im2col" and not return_intermediates

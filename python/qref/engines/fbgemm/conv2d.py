@@ -15,6 +15,7 @@ import numpy as np
 from ... import _core
 from ...common.isa import IsaSemantics, isa_semantics
 from ...common.layout import _channels_last, _wrap_output
+from ...common.validate import check_plan_args
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,16 @@ class ConvPlan:
 
 
 def conv_plan(input_shape_nchw, weight_shape_oihw, stride, padding, dilation, groups, isa: str = "auto") -> ConvPlan:
-    sem = isa_semantics(isa)
+    shapes = check_plan_args("conv_plan", input_shape_nchw, weight_shape_oihw, stride, padding, dilation, groups, 2,
+                             isa=isa)
+    return _conv_plan(*shapes, isa)
+
+
+def _conv_plan(input_shape_nchw, weight_shape_oihw, stride, padding, dilation, groups, isa: str) -> ConvPlan:
+    """conv_plan of arguments already checked (conv2d's own)."""
     N, C, H, W = (int(v) for v in input_shape_nchw)
     O, Cg, KH, KW = (int(v) for v in weight_shape_oihw)
+    sem = isa_semantics(isa)
     path = _core.conv_path([N, H, W, C], [O, KH, KW, Cg], tuple(stride), tuple(padding), tuple(dilation),
                            int(groups), sem.avx512_host)
     sat = {"depthwise": True, "groupwise": sem.groupwise_saturates}.get(path, sem.gemm_saturates)

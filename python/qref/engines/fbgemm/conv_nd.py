@@ -15,6 +15,7 @@ import numpy as np
 
 from ... import _core
 from ...common.isa import isa_semantics
+from ...common.validate import check_bool, check_plan_args
 from .conv2d import ConvPlan
 
 
@@ -32,14 +33,27 @@ def conv_nd_plan(input_shape, weight_shape, stride, padding, dilation, groups, *
     """The fbgemm path and its saturation for a 3D conv (5-d shapes) or a 2D transposed conv
     (4-d shapes). ``weight_shape`` is qref's (O, C/groups, k...) order (transposed: after the
     rearrangement, i.e. (OC, IC/groups, kH, kW))."""
+    fn = "conv_nd_plan"
+    check_bool(fn, "transposed", transposed)
+    n = len(input_shape) if isinstance(input_shape, (tuple, list)) or np.ndim(input_shape) == 1 else 0
+    if n not in (4, 5):
+        raise ValueError(f"{fn}: input_shape={input_shape!r} (must be 5 ints (N, C, D, H, W) for a 3D conv, or 4 "
+                         f"ints (N, C, H, W) for a 2D transposed conv)")
+    input_shape, weight_shape, stride, padding, dilation, groups = check_plan_args(
+        fn, input_shape, weight_shape, stride, padding, dilation, groups, n - 2, bool(transposed), isa)
+    return _nd_plan(input_shape, weight_shape, stride, padding, dilation, groups, bool(transposed), isa)
+
+
+def _nd_plan(input_shape, weight_shape, stride, padding, dilation, groups, transposed: bool, isa: str) -> ConvPlan:
+    """conv_nd_plan of arguments already checked (the layer functions' own)."""
     sem = isa_semantics(isa)
     if len(input_shape) == 5:
-        N, C, D, H, W = (int(v) for v in input_shape)
-        O, Cg, KD, KH, KW = (int(v) for v in weight_shape)
+        N, C, D, H, W = input_shape
+        O, Cg, KD, KH, KW = weight_shape
         st, pd, dl, sd = tuple(stride), tuple(padding), tuple(dilation), 3
     else:
-        N, C, H, W = (int(v) for v in input_shape)
-        O, Cg, KH, KW = (int(v) for v in weight_shape)
+        N, C, H, W = input_shape
+        O, Cg, KH, KW = weight_shape
         D = KD = 1
         st, pd, dl, sd = (1,) + tuple(stride), (0,) + tuple(padding), (1,) + tuple(dilation), 2
     path = _core.conv_nd_path([N, D, H, W, C], [O, KD, KH, KW, Cg], list(st), list(pd), list(dl), int(groups),
