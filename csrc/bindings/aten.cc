@@ -13,6 +13,7 @@
 
 #include "qref/aten/aten_ops.h"
 #include "qref/aten/aten_ref.h"
+#include "checks.h"
 #include "register.h"
 
 namespace py = pybind11;
@@ -83,7 +84,7 @@ void register_aten(py::module_& m) {
     void* op = out.mutable_data();
     const int64_t n = x.size();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       A::quantize_per_tensor(xp, n, scale, zp, s8, op, threads);
     }
     return out;
@@ -103,7 +104,7 @@ void register_aten(py::module_& m) {
     py::array out = new_q(s8, shape);
     void* op = out.mutable_data();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       A::quantize_per_channel(xp, outer, channels, inner, scales.data(), zps.data(), s8, op);
     }
     return out;
@@ -119,7 +120,7 @@ void register_aten(py::module_& m) {
     float* op = out.mutable_data();
     const int64_t n = q.size();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       A::dequantize_per_tensor(qp, n, scale, zp, s8, op);
     }
     return out;
@@ -136,7 +137,7 @@ void register_aten(py::module_& m) {
     py::array_t<float> out(shape);
     float* op = out.mutable_data();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       A::dequantize_per_channel(qp, outer, channels, inner, scales.data(), zps.data(), s8, op);
     }
     return out;
@@ -162,7 +163,7 @@ void register_aten(py::module_& m) {
     void* op_ = out.mutable_data();
     const int64_t n = a.size();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       A::binary(op, ap, bp, n, sa, za, sb, zb, so, zo, s8a, op_, sc);
     }
     return out;
@@ -183,7 +184,7 @@ void register_aten(py::module_& m) {
     void* op_ = out.mutable_data();
     const int64_t n = x.size();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       A::unary(op, xp, n, si, zi, so, zo, arg0, arg1, s8, op_, sc);
     }
     return out;
@@ -201,7 +202,7 @@ void register_aten(py::module_& m) {
     void* op = out.mutable_data();
     const int64_t n = x.size();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       A::clamp(xp, n, scale, zp, has_lo, lv, has_hi, hv, s8, op);
     }
     return out;
@@ -221,7 +222,7 @@ void register_aten(py::module_& m) {
     double os = 0;
     int64_t oz = 0;
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       A::add_scalar(xp, n, scale, zp, c, relu, s8, op, &os, &oz, sc);
     }
     return py::make_tuple(out, os, oz);
@@ -240,7 +241,7 @@ void register_aten(py::module_& m) {
     double os = 0;
     int64_t oz = 0;
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       qref::aten::mul_scalar(xp, n, scale, zp, c, relu, s8, op, &os, &oz);
     }
     return py::make_tuple(out, os, oz);
@@ -264,7 +265,7 @@ void register_aten(py::module_& m) {
     py::array out = new_q(s8, shape);
     void* op = out.mutable_data();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       qref::aten::prelu(xp, outer, channels, inner, wp, si, zi, sw, zw, so, zo, s8, op);
     }
     return out;
@@ -300,7 +301,7 @@ void register_aten(py::module_& m) {
     py::array out = new_q(s8, {x0.shape(0), x0.shape(1), x0.shape(2), static_cast<py::ssize_t>(c_out)});
     void* op = out.mutable_data();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       A::cat_nhwc(ptrs.data(), cs.data(), scales.data(), zps.data(), static_cast<int64_t>(xs.size()), pixels, scale,
                   zp, relu, s8, op, cap);
     }
@@ -321,7 +322,7 @@ void register_aten(py::module_& m) {
     py::array out = new_q(s8, {P, oh, ow});
     void* op = out.mutable_data();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       A::max_pool2d(xp, P, ih, iw, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, s8, op);
     }
     return out;
@@ -342,7 +343,7 @@ void register_aten(py::module_& m) {
     py::array out = new_q(s8, {P, oh, ow});
     void* op = out.mutable_data();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       A::avg_pool2d_nchw(xp, P, ih, iw, oh, ow, kh, kw, sh, sw, ph, pw, cip, divisor, si, zi, so, zo, s8, op);
     }
     return out;
@@ -365,7 +366,7 @@ void register_aten(py::module_& m) {
     py::array out = new_q(s8, {x.shape(0), osz[0], osz[1], osz[2], x.shape(4)});
     void* op = out.mutable_data();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       A::avg_pool_nhwc(xp, x.shape(0), x.shape(4), x.shape(1), x.shape(2), x.shape(3), osz[0], osz[1], osz[2], k[0],
                        k[1], k[2], s[0], s[1], s[2], p[0], p[1], p[2], cip, divisor, si, zi, so, zo, s8, op, cap);
     }
@@ -381,7 +382,7 @@ void register_aten(py::module_& m) {
     py::array out = new_q(s8, {x.shape(0), od, oh, ow});
     void* op = out.mutable_data();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       A::adaptive_avg_pool_nchw(xp, x.shape(0), x.shape(1), x.shape(2), x.shape(3), od, oh, ow, s8, op);
     }
     return out;
@@ -398,7 +399,7 @@ void register_aten(py::module_& m) {
     py::array out = new_q(s8, {x.shape(0), od, oh, ow, x.shape(4)});
     void* op = out.mutable_data();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       A::adaptive_avg_pool_nhwc(xp, x.shape(0), x.shape(4), x.shape(1), x.shape(2), x.shape(3), od, oh, ow, si, zi,
                                 so, zo, s8, op, cap);
     }
@@ -412,7 +413,7 @@ void register_aten(py::module_& m) {
     py::array out = new_q(s8, {static_cast<py::ssize_t>(outer)});
     void* op = out.mutable_data();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       A::mean_inner(xp, outer, inner, s8, op);
     }
     return out;
@@ -426,7 +427,7 @@ void register_aten(py::module_& m) {
     py::array out = new_q(s8, {x.shape(0), oh, ow});
     void* op = out.mutable_data();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       A::upsample_nearest2d(xp, x.shape(0), x.shape(1), x.shape(2), oh, ow, sh, sw, s8, op);
     }
     return out;
@@ -443,7 +444,7 @@ void register_aten(py::module_& m) {
     py::array out = new_q(s8, {x.shape(0), oh, ow});
     void* op = out.mutable_data();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       A::upsample_bilinear2d(xp, x.shape(0), x.shape(1), x.shape(2), oh, ow, align_corners, sh, sw, si, zi, so, zo,
                              s8, op, contracted);
     }
@@ -482,7 +483,7 @@ void register_aten(py::module_& m) {
     py::array out = new_q(s8, {P, C});
     void* op = out.mutable_data();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       qref::aten::batch_norm_nhwc(xp, P, C, wp, bp, mp, vp, eps, si, zi, so, zo, relu, s8, op, cap);
     }
     return out;
@@ -520,7 +521,7 @@ void register_aten(py::module_& m) {
     py::array out = new_q(s8, shape);
     void* op = out.mutable_data();
     {
-      py::gil_scoped_release nogil;
+      qref_bindings::ReleaseGil nogil;
       qref::aten::normalize(xp, M, N, gp, bp, per_channel, num_channels, num_groups, eps, xs, xz, ys, yz, s8, op, cap);
     }
     return out;
