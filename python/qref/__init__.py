@@ -78,3 +78,8 @@ __all__ += [
     "linear",
     "linear_plan",
 ]
+
+# Campaigns (fuzzing a custom kernel, checking a dataset; in process, worker processes or Ray)
+from .campaign import DatasetReport, FuzzReport, check_dataset, fuzz  # noqa: E402
+
+__all__ += ["DatasetReport", "FuzzReport", "check_dataset", "fuzz"]
