@@ -6,6 +6,6 @@ imported only when a campaign runs with ``cluster="ray"`` or ``"ray://..."``.
 """
 
 from .dataset import DatasetLayer, DatasetReport, check_dataset
-from .fuzz import FuzzFailure, FuzzReport, fuzz
+from .fuzzer import FuzzFailure, FuzzReport, fuzz
 
 __all__ = ["DatasetLayer", "DatasetReport", "FuzzFailure", "FuzzReport", "check_dataset", "fuzz"]

@@ -21,6 +21,7 @@ Ray is imported only here, and only when ``cluster`` names it.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -188,15 +189,40 @@ def _local_run(sid: int, shard: Any) -> tuple:
 
 
 class _RayWorker:
-    """One Ray actor: the state arrives once (an object reference, fetched when the actor
-    starts), every shard is one method call."""
+    """One Ray actor. The state arrives once per campaign: a call names it by digest and carries
+    its object reference boxed in a list (so Ray does not fetch it for every call); the actor
+    fetches and unpickles it only when the digest changes. Actors outlive a campaign and serve
+    the next one in the same Ray session (starting an actor costs seconds: a process importing
+    qref and the caller's modules)."""
 
-    def __init__(self, func_path: str, payload: bytes) -> None:
-        self.work = resolve(func_path)
-        self.state = serialize.loads(payload)
+    def __init__(self) -> None:
+        self.key: Optional[str] = None
+        self.work: Any = None
+        self.state: Any = None
 
-    def run(self, sid: int, shard: Any) -> tuple:
+    def run(self, func_path: str, key: str, boxed: list, sid: int, shard: Any) -> tuple:
+        if key != self.key:
+            import ray
+
+            self.work = resolve(func_path)
+            self.state = serialize.loads(ray.get(boxed[0]))
+            self.key = key
         return sid, self.work(self.state, shard)
+
+
+_ACTORS: dict = {}  # Ray job id -> (runtime_env key, [actors]) of the session this process is in
+
+
+def release_workers() -> None:
+    """Kill the Ray actors qref keeps between campaigns in this Ray session."""
+    ray = sys.modules.get("ray")
+    for _env, actors in _ACTORS.values():
+        for a in actors:
+            try:
+                ray.kill(a)
+            except Exception:  # noqa: BLE001 - already gone with its session
+                pass
+    _ACTORS.clear()
 
 
 def _driver_path_env() -> dict:
@@ -298,19 +324,33 @@ def _run_ray(fn: str, func_path: str, payload: bytes, todo: Iterator, cluster: s
         started = True
     try:
         nw = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        opts: dict = {"num_cpus": 1}
+        # num_cpus=0: actors kept between campaigns hold no CPU reservation, so they never starve
+        # the caller's own Ray tasks; SPREAD puts them on every node of a cluster.
+        opts: dict = {"num_cpus": 0, "scheduling_strategy": "SPREAD"}
         if not cluster.startswith("ray://"):
             opts["runtime_env"] = {"env_vars": _driver_path_env()}
-        ref = ray.put(payload)  # shipped once to the object store; every actor reads the same copy
+        ctx = ray.get_runtime_context()
+        job = f"{ctx.get_job_id()}@{ctx.get_node_id()}"  # a new Ray instance may reuse job ids
+        env_key = json.dumps(opts, sort_keys=True)
+        cached = _ACTORS.get(job)
+        if cached is None or cached[0] != env_key:
+            for a in (cached[1] if cached else []):
+                ray.kill(a)
+            _ACTORS.clear()
+            cached = _ACTORS[job] = (env_key, [])
         actor_cls = ray.remote(_RayWorker).options(**opts)
-        actors = [actor_cls.remote(func_path, ref) for _ in range(nw)]
+        while len(cached[1]) < nw:
+            cached[1].append(actor_cls.remote())
+        actors = cached[1][:nw]  # a smaller campaign uses the first ones
+        key = hashlib.sha256(payload).hexdigest()
+        boxed = [ray.put(payload)]  # shipped once to the object store; each actor fetches it once
         idle = deque(actors * 2)  # two shards queued per actor: it never waits for the driver
         busy: dict = {}
         backlog: deque = deque()
 
         def submit(sid: int, shard: Any) -> None:
             a = idle.popleft()
-            busy[a.run.remote(sid, shard)] = a
+            busy[a.run.remote(func_path, key, boxed, sid, shard)] = a
 
         def drain(block_until: int) -> None:
             while len(busy) > block_until:
@@ -321,18 +361,23 @@ def _run_ray(fn: str, func_path: str, payload: bytes, todo: Iterator, cluster: s
                     while backlog and idle:
                         submit(*backlog.popleft())
 
-        for sid, shard in todo:
-            if idle:
-                submit(sid, shard)
-            else:
-                backlog.append((sid, shard))
+        try:
+            for sid, shard in todo:
+                if idle:
+                    submit(sid, shard)
+                else:
+                    backlog.append((sid, shard))
+                    drain(len(busy) - 1)
+            while backlog:
                 drain(len(busy) - 1)
-        while backlog:
-            drain(len(busy) - 1)
-        drain(0)
-        for a in actors:
-            ray.kill(a)
+            drain(0)
+        except BaseException:
+            _ACTORS.clear()  # an interrupted campaign leaves its actors busy: never reuse them
+            for a in actors:
+                ray.kill(a)
+            raise
     finally:
         if started:
+            _ACTORS.clear()
             ray.shutdown()
 

@@ -297,25 +297,34 @@ def diagnose(cfg: dict, o: _Outcome, original: dict, o_orig: _Outcome, isa: str,
     if o.error is not None:
         return dict(diagnosis=o.error, variant=None, explained_by=[], comparison=o.error)
     cmp_min = _compare(cfg, o, isa)
-    exact_min = [c.name for c in (cmp_min.diagnosis or []) if c.exact]
-    exact = exact_min
-    if o_orig.actual is not None and o_orig is not o:
-        cmp_orig = _compare(original, o_orig, isa)
-        exact_orig = [c.name for c in (cmp_orig.diagnosis or []) if c.exact]
-        both = [n for n in exact_orig if n in exact_min]
-        exact = both or exact_orig or exact_min
     descr = {c.name: c.description for c in (cmp_min.diagnosis or [])}
+    exact_min = [c.name for c in (cmp_min.diagnosis or []) if c.exact]
+    exact_orig: list = []
+    if o_orig.actual is not None and o_orig is not o:
+        exact_orig = [c.name for c in (_compare(original, o_orig, isa).diagnosis or []) if c.exact]
+    else:
+        exact_orig = exact_min
+    # 1. a variant reproducing the kernel on both configurations; 2. another engine's whole
+    # arithmetic on both; 3. a variant on one of them (the minimal one can be ambiguous). The
+    # variants change one stage of fbgemm's arithmetic, so under another engine that engine
+    # comes first (a variant that happens to change nothing would "explain" fbgemm's output).
+    both = [n for n in exact_orig if n in exact_min]
+    other = None
+    if not both or engine != "fbgemm":
+        other = _other_engine(original, o_orig, isa, engine) if o_orig.actual is not None else None
+        if other is not None and _other_engine(cfg, o, isa, engine) != other:
+            other = None
+    if other is not None:
+        return dict(diagnosis=f"{other}_arithmetic: the kernel computes {other}'s arithmetic, not "
+                              f"engine={engine!r}'s", variant=f"{other}_arithmetic",
+                    explained_by=[f"{other}_arithmetic"], comparison=str(cmp_min))
+    exact = both or exact_orig or exact_min
     if exact:
         name = exact[0]
         text = f"{name}: {descr.get(name, '')}".rstrip(": ")
         if len(exact) > 1:
             text += f" (equally explained by: {', '.join(exact[1:])})"
         return dict(diagnosis=text, variant=name, explained_by=exact, comparison=str(cmp_min))
-    other = _other_engine(cfg, o, isa, engine)
-    if other is not None:
-        return dict(diagnosis=f"{other}_arithmetic: the kernel computes {other}'s arithmetic, not "
-                              f"engine={engine!r}'s", variant=f"{other}_arithmetic",
-                    explained_by=[f"{other}_arithmetic"], comparison=str(cmp_min))
     if cmp_min.diagnosis:
         c = cmp_min.diagnosis[0]
         return dict(diagnosis=f"unexplained: no known alternative arithmetic reproduces the kernel; closest: "
@@ -495,7 +504,7 @@ def fuzz(kernel: Callable, n: int, *, isa: str = "auto", engine: str = "fbgemm",
               for sid in range((n + shard_size - 1) // shard_size))
     bar = C.Progress("qref fuzz", n, "config", progress)
     try:
-        done = C.run(fn, "qref.campaign.fuzz:run_shard",
+        done = C.run(fn, "qref.campaign.fuzzer:run_shard",
                      dict(kernel=kernel, isa=isa, engine=engine, shrink=bool(shrink)), shards, cluster=cluster,
                      workers=workers, results=res, progress=bar, n_items=len,
                      n_failures=lambda items: sum(it["failure"] is not None for it in items))
