@@ -328,6 +328,11 @@ def _fingerprint(model: Any) -> str:
     import torch
 
     h = hashlib.sha256(type(model).__qualname__.encode())
+    for name, mod in model.named_modules():  # hooks change what a model computes, not its state
+        for kind in ("_forward_pre_hooks", "_forward_hooks"):
+            for hook in getattr(mod, kind, {}).values():
+                h.update(f"{name}.{kind}:{getattr(hook, '__module__', '')}.{getattr(hook, '__qualname__', '')}"
+                         .encode())
     for k, v in model.state_dict().items():
         h.update(k.encode())
         if isinstance(v, torch.Tensor):
