@@ -193,6 +193,42 @@ def test_local_workers_same_report(model):
     assert r.to_dict() == qref.check_dataset(model, _inputs(), progress=False).to_dict()
 
 
+BUILDER = """
+import sys
+sys.path.insert(0, {tests!r})
+import test_dataset as T
+
+def build():
+    return T._model(fault={fault})
+"""
+
+
+def test_cli_check_inputs(tmp_path):
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    for fault in (True, False):
+        (tmp_path / f"m{int(fault)}.py").write_text(BUILDER.format(tests=here, fault=fault))
+    np.savez(tmp_path / "x.npz", x=torch.cat(_inputs()).numpy())
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "qref", "check", *args], capture_output=True, text=True,
+                              timeout=300)
+
+    p = cli(f"{tmp_path}/m1.py:build", "--inputs", str(tmp_path / "x.npz"), "--json", "--no-progress")
+    assert p.returncode == 1, p.stderr
+    d = json.loads(p.stdout)
+    assert d["mismatching_inputs"] == [PLANTED] and not d["ok"]
+    assert [x["name"] for x in d["layers"] if x["elements"]] == ["conv2"]
+    p = cli(f"{tmp_path}/m0.py:build", "--inputs", str(tmp_path / "x.npz"))
+    assert p.returncode == 0 and "OK" in p.stdout and f"{N_INPUTS}/{N_INPUTS} inputs" in p.stderr, p.stderr
+    for bad, match in (([f"{tmp_path}/m0.py:build", "--inputs", str(tmp_path / "none.npz")], "does not exist"),
+                       ([f"{tmp_path}/m0.py:nope", "--inputs", str(tmp_path / "x.npz")], "no function 'nope'")):
+        p = cli(*bad)
+        assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1 and match in p.stderr, (bad, p.stderr)
+
+
 @pytest.fixture(scope="module")
 def ray_instance():
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'qref[ray]')")

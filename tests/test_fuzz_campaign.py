@@ -200,6 +200,28 @@ def test_import_qref_does_not_import_ray():
     assert out.strip() == "False"
 
 
+def _qref_cli(*args):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "qref", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_fuzz():
+    here = os.path.abspath(__file__)
+    p = _qref_cli("fuzz", f"{here}:round_half_away", "--n", "16", "--seed", "0", "--json", "--no-progress")
+    assert p.returncode == 1, p.stderr
+    assert json.loads(p.stdout) == qref.fuzz(round_half_away, 16, seed=0, progress=False).to_dict()
+    p = _qref_cli("fuzz", f"{here}:correct", "--n", "8")
+    assert p.returncode == 0 and "OK" in p.stdout and "8/8" in p.stderr, p.stderr
+    for bad, match in ((["nosuchmodule:k", "--n", "2"], "cannot import 'nosuchmodule'"),
+                       ([f"{here}:nosuch", "--n", "2"], "has no function 'nosuch'"),
+                       ([f"{here}:correct", "--n", "-2"], "n=-2 is not valid"),
+                       ([f"{here}:correct", "--n", "2", "--cluster", "slurm"], "--cluster='slurm'"),
+                       ([f"{here}:correct", "--n", "2", "--engine", "tvm"], "engine='tvm'")):
+        p = _qref_cli("fuzz", *bad)
+        assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1 and match in p.stderr, (bad, p.stderr)
+
+
 # ----------------------------------------------------------------------------- worker processes, Ray
 
 
