@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore:.*reduce_range will be deprecated.*:UserWarning")]
 
 import qref  # noqa: E402
 
@@ -122,6 +123,22 @@ class _BatchOne(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return self.x[i:i + 1]
+
+
+def test_same_report_for_any_sharding(model):
+    xs = _inputs()
+    ref = qref.check_dataset(model, xs, progress=False).to_dict()
+    for n in (1, 5, 64):
+        assert qref.check_dataset(model, xs, shard_size=n, progress=False).to_dict() == ref
+
+
+def test_unreadable_file_is_an_error_of_that_input(model, tmp_path):
+    for i, x in enumerate(_inputs()[:3]):
+        torch.save(x, tmp_path / f"{i}.pt")
+    (tmp_path / "1.pt").write_bytes(b"not a tensor")
+    r = qref.check_dataset(model, tmp_path, progress=False)
+    assert not r.ok and [i for i, _ in r.errors] == [1] and "cannot read" in str(r)
+    assert r.inputs_checked == 3 and r["conv2"].inputs == 2
 
 
 def test_unverified_is_never_ok():

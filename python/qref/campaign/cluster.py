@@ -179,7 +179,19 @@ class Progress:
 _STATE: dict = {}
 
 
+def _one_thread() -> None:
+    """A worker is one of many side by side, one per core: torch's intra-op threads would only
+    oversubscribe the cores (OpenMP spin-waits). Set before the payload imports torch."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
+
+
 def _local_init(func_path: str, payload: bytes) -> None:
+    _one_thread()
     _STATE["work"] = resolve(func_path)
     _STATE["state"] = serialize.loads(payload)
 
@@ -204,6 +216,7 @@ class _RayWorker:
         if key != self.key:
             import ray
 
+            _one_thread()
             self.work = resolve(func_path)
             self.state = serialize.loads(ray.get(boxed[0]))
             self.key = key

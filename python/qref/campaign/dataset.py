@@ -73,7 +73,7 @@ def open_inputs(fn: str, inputs: Any) -> tuple:
             if not files:
                 raise ValueError(f"{fn}: inputs={path!r} is a folder without .npy or .pt files (one input per file, "
                                  f"taken in sorted file-name order)")
-            return (_load_file(fn, os.path.join(path, f)) for f in files), len(files), f"folder {path}"
+            return (FileInput(os.path.abspath(os.path.join(path, f))) for f in files), len(files), f"folder {path}"
         if not os.path.exists(path):
             raise ValueError(f"{fn}: inputs={path!r} does not exist (a .npz file or a folder of .npy / .pt files)")
         if not path.endswith(".npz"):
@@ -127,23 +127,38 @@ def _torch_or_none() -> Any:
 # ----------------------------------------------------------------------------- one shard
 
 
-def run_shard(state: dict, shard: list) -> list:
-    """Worker entry: ``shard = [(index, inputs), ...]`` -> one JSON-able item per input."""
-    model, isa = state["model"], state["isa"]
-    items = []
-    for index, inputs in shard:
+class FileInput(str):
+    """An input file of a folder: read by the worker that checks it (a cluster needs the folder on
+    a file system its nodes share), so the driver streams names, not tensors."""
+
+
+def _check_one(model: Any, isa: str, index: int, inputs: Any) -> dict:
+    if isinstance(inputs, FileInput):
         try:
-            r = qref.check(model, *inputs, isa=isa)
-        except Exception as e:  # noqa: BLE001 - the model failed on this input: recorded, never ok
-            items.append(dict(index=index, ok=False, error=f"{type(e).__name__}: {e}", layers=[]))
-            continue
-        rows = [dict(name=x.name, type=x.type, status=x.status, numel=int(x.numel), mismatches=int(x.mismatches),
-                     max_abs_diff=int(x.max_abs_diff),
-                     first_mismatch=None if x.first_mismatch is None else [int(v) for v in x.first_mismatch],
-                     torch_value=x.torch_value, qref_value=x.qref_value, path=x.path, reason=x.reason)
-                for x in r.layers]
-        items.append(dict(index=index, ok=bool(r.ok), error=None, layers=rows))
-    return items
+            inputs = _as_inputs("check_dataset", _load_file("check_dataset", str(inputs)), index)
+        except (ValueError, TypeError, OSError) as e:
+            return dict(index=index, error=f"cannot read {str(inputs)!r}: {e}", layers=[])
+    try:
+        r = qref.check(model, *inputs, isa=isa)
+    except Exception as e:  # noqa: BLE001 - the model failed on this input: recorded, never ok
+        return dict(index=index, error=f"{type(e).__name__}: {e}", layers=[])
+    rows = [dict(name=x.name, type=x.type, status=x.status, numel=int(x.numel), mismatches=int(x.mismatches),
+                 max_abs_diff=int(x.max_abs_diff),
+                 first_mismatch=None if x.first_mismatch is None else [int(v) for v in x.first_mismatch],
+                 torch_value=x.torch_value, qref_value=x.qref_value, path=x.path, reason=x.reason)
+            for x in r.layers]
+    return dict(index=index, error=None, layers=rows)
+
+
+def run_shard(state: dict, shard: list) -> list:
+    """Worker entry: ``shard = [(index, inputs), ...]`` -> ``[partial]``, the shard's inputs
+    merged per layer (``_partial`` / ``_combine``): a shard's result has the size of the model's
+    layer list, not of its inputs."""
+    model, isa = state["model"], state["isa"]
+    part = _partial([])
+    for index, inputs in shard:
+        part = _combine(part, _partial([_check_one(model, isa, index, inputs)]))
+    return [part]
 
 
 # ----------------------------------------------------------------------------- report
@@ -274,52 +289,88 @@ def _table(rows: list, cols: list) -> list:
     return [fmt.format(*cols), fmt.format(*("-" * w for w in widths))] + [fmt.format(*r) for r in rows]
 
 
-def merge(items: list, isa: str, source: str = "") -> DatasetReport:
-    """The dataset report of per-input items (any order; merged by input index)."""
-    items = sorted(items, key=lambda it: it["index"])
+_SUMS = ("inputs", "mismatching_inputs", "elements", "numel", "unsupported_inputs", "torch_wrong_inputs")
+
+
+def _partial(items: list) -> dict:
+    """Per-input check results (dicts of ``_check_one``) as one mergeable aggregate."""
     layers: dict = {}
-    mism, errors, empty, twrong = [], [], [], []
+    out = dict(inputs=len(items), layers=layers, mismatching=[], errors=[], empty=[], torch_wrong=[])
     for it in items:
         i = it["index"]
         if it["error"] is not None:
-            errors.append((i, it["error"]))
+            out["errors"].append([i, it["error"]])
             continue
         if not it["layers"]:
-            empty.append(i)
+            out["empty"].append(i)
         bad = wrong = False
-        for r in it["layers"]:
-            x = layers.get(r["name"])
-            if x is None:
-                x = layers[r["name"]] = DatasetLayer(r["name"], r["type"])
-            x.inputs += 1
-            if r["path"] and r["path"] not in x.paths:
-                x.paths.append(r["path"])
+        for pos, r in enumerate(it["layers"]):
+            x = layers.setdefault(r["name"], dict(name=r["name"], type=r["type"], seen=[i, pos], paths=[],
+                                                  reason=None, first=None, max_abs_diff=0,
+                                                  **{k: 0 for k in _SUMS}))
+            x["inputs"] += 1
+            if r["path"] and r["path"] not in x["paths"]:
+                x["paths"].append(r["path"])
             if r["status"] == "unsupported":
-                x.unsupported_inputs += 1
-                x.reason = x.reason or r["reason"]
-                continue
-            x.numel += r["numel"]
-            if r["status"] == "TORCH_WRONG":
-                x.torch_wrong_inputs += 1
-                x.reason = x.reason or r["reason"]
+                x["unsupported_inputs"] += 1
+            elif r["status"] == "TORCH_WRONG":
+                x["numel"] += r["numel"]
+                x["torch_wrong_inputs"] += 1
                 wrong = True
-                continue
-            if r["mismatches"]:
-                bad = True
-                x.mismatching_inputs += 1
-                x.elements += r["mismatches"]
-                x.max_abs_diff = max(x.max_abs_diff, r["max_abs_diff"])
-                if x.first_input is None:
-                    x.first_input = i
-                    x.first_mismatch = None if r["first_mismatch"] is None else tuple(r["first_mismatch"])
-                    x.torch_value, x.qref_value = r["torch_value"], r["qref_value"]
-                    if r["reason"]:
-                        x.reason = r["reason"]
+            else:
+                x["numel"] += r["numel"]
+                if r["mismatches"]:
+                    bad = True
+                    x["mismatching_inputs"] += 1
+                    x["elements"] += r["mismatches"]
+                    x["max_abs_diff"] = max(x["max_abs_diff"], r["max_abs_diff"])
+                    if x["first"] is None:
+                        x["first"] = [i, r["first_mismatch"], r["torch_value"], r["qref_value"]]
+            if r["reason"] and x["reason"] is None:
+                x["reason"] = [i, r["reason"]]
         if bad:
-            mism.append(i)
+            out["mismatching"].append(i)
         if wrong:
-            twrong.append(i)
-    return DatasetReport(len(items), mism, list(layers.values()), errors, empty, twrong, isa, source)
+            out["torch_wrong"].append(i)
+    return out
+
+
+def _combine(a: dict, b: dict) -> dict:
+    """Two aggregates as one; the same result in any order and any grouping (sums, maxima,
+    the earliest input's values), so the report does not depend on how inputs were sharded."""
+    layers = {k: dict(v, paths=list(v["paths"])) for k, v in a["layers"].items()}
+    for name, y in b["layers"].items():
+        x = layers.get(name)
+        if x is None:
+            layers[name] = dict(y, paths=list(y["paths"]))
+            continue
+        for k in _SUMS:
+            x[k] += y[k]
+        x["max_abs_diff"] = max(x["max_abs_diff"], y["max_abs_diff"])
+        x["seen"] = min(x["seen"], y["seen"])
+        x["paths"] = sorted(set(x["paths"]) | set(y["paths"]))
+        for k in ("first", "reason"):
+            if y[k] is not None and (x[k] is None or y[k][0] < x[k][0]):
+                x[k] = y[k]
+    return dict(inputs=a["inputs"] + b["inputs"], layers=layers,
+                **{k: sorted(a[k] + b[k]) for k in ("mismatching", "errors", "empty", "torch_wrong")})
+
+
+def merge(parts: list, isa: str, source: str = "") -> DatasetReport:
+    """The dataset report of shard aggregates (any order)."""
+    total = _partial([])
+    for p in parts:
+        total = _combine(total, p)
+    layers = []
+    for x in sorted(total["layers"].values(), key=lambda v: v["seen"]):
+        d = DatasetLayer(x["name"], x["type"], **{k: x[k] for k in _SUMS}, max_abs_diff=x["max_abs_diff"],
+                         reason="" if x["reason"] is None else x["reason"][1], paths=sorted(x["paths"]))
+        if x["first"] is not None:
+            d.first_input, fm, d.torch_value, d.qref_value = x["first"]
+            d.first_mismatch = None if fm is None else tuple(fm)
+        layers.append(d)
+    return DatasetReport(total["inputs"], total["mismatching"], layers, [tuple(e) for e in total["errors"]],
+                         total["empty"], total["torch_wrong"], isa, source)
 
 
 def _fingerprint(model: Any) -> str:
@@ -380,7 +431,7 @@ def check_dataset(model: Any, inputs: Any, *, cluster: Any = None, isa: str = "a
             if sid in res.done:  # finished before: not even converted
                 buf.append(None)
             else:
-                buf.append((index, _as_inputs(fn, item, index)))
+                buf.append((index, item if isinstance(item, FileInput) else _as_inputs(fn, item, index)))
             if len(buf) == shard_size:
                 yield sid, buf
                 buf, sid = [], sid + 1
@@ -390,8 +441,9 @@ def check_dataset(model: Any, inputs: Any, *, cluster: Any = None, isa: str = "a
     bar = C.Progress("qref check_dataset", total, "input", progress)
     try:
         done = C.run(fn, "qref.campaign.dataset:run_shard", dict(model=model, isa=isa), shards(), cluster=cluster,
-                     workers=workers, results=res, progress=bar, n_items=len,
-                     n_failures=lambda items: sum(not x["ok"] for x in items))
+                     workers=workers, results=res, progress=bar, n_items=lambda parts: sum(p["inputs"] for p in parts),
+                     n_failures=lambda parts: sum(len(set(p["mismatching"]) | {e[0] for e in p["errors"]})
+                                                  for p in parts))
     finally:
         bar.close()
         res.close()

@@ -335,25 +335,28 @@ def diagnose(cfg: dict, o: _Outcome, original: dict, o_orig: _Outcome, isa: str,
 
 
 def run_shard(state: dict, shard: tuple) -> list:
-    """Worker entry: ``shard = (seed, [config indices])`` -> one JSON-able item per index."""
+    """Worker entry: ``shard = (seed, [config indices])`` -> one JSON-able summary: how many
+    configurations ran, per path, and the failures (shrunk, diagnosed). A passing configuration
+    costs nothing in the result, so a shard's result stays small however large the shard."""
     kernel, isa, engine, do_shrink = state["kernel"], state["isa"], state["engine"], state["shrink"]
     seed, indices = shard
-    items = []
+    coverage: dict = {}
+    failures = []
     for i in indices:
         cfg = draw_config(seed, i, engine)
         o = evaluate(kernel, cfg, isa, engine)
-        item: dict = dict(index=i, path=path_label(cfg, isa, engine), failure=None)
+        label = path_label(cfg, isa, engine)
+        coverage[label] = coverage.get(label, 0) + 1
         if o.invalid:  # never for drawn configurations; a failure of the generator itself
-            item["failure"] = dict(index=i, config=cfg, original_config=cfg, mismatches=0, numel=0, max_abs_diff=0,
-                                   first=[], diagnosis="invalid configuration drawn (qref refused it)",
-                                   variant=None, explained_by=[], comparison="", error="invalid", shrink_steps=0)
+            failures.append(dict(index=i, config=cfg, original_config=cfg, mismatches=0, numel=0, max_abs_diff=0,
+                                 first=[], diagnosis="invalid configuration drawn (qref refused it)",
+                                 variant=None, explained_by=[], comparison="", error="invalid", shrink_steps=0))
         elif o.failed:
             small, o_small, spent = shrink(kernel, cfg, isa, engine) if do_shrink else (cfg, o, 0)
-            item["failure"] = dict(index=i, config=small, original_config=cfg, **_stats(o_small),
-                                   **diagnose(small, o_small, cfg, o, isa, engine), error=o_small.error,
-                                   shrink_steps=spent)
-        items.append(item)
-    return items
+            failures.append(dict(index=i, config=small, original_config=cfg, **_stats(o_small),
+                                 **diagnose(small, o_small, cfg, o, isa, engine), error=o_small.error,
+                                 shrink_steps=spent))
+    return [dict(configs=len(indices), coverage=coverage, failures=failures)]
 
 
 # ----------------------------------------------------------------------------- report
@@ -506,17 +509,21 @@ def fuzz(kernel: Callable, n: int, *, isa: str = "auto", engine: str = "fbgemm",
     try:
         done = C.run(fn, "qref.campaign.fuzzer:run_shard",
                      dict(kernel=kernel, isa=isa, engine=engine, shrink=bool(shrink)), shards, cluster=cluster,
-                     workers=workers, results=res, progress=bar, n_items=len,
-                     n_failures=lambda items: sum(it["failure"] is not None for it in items))
+                     workers=workers, results=res, progress=bar,
+                     n_items=lambda items: sum(it["configs"] for it in items),
+                     n_failures=lambda items: sum(len(it["failures"]) for it in items))
     finally:
         bar.close()
         res.close()
-    items = sorted((it for v in done.values() for it in v), key=lambda it: it["index"])
+    parts = [it for v in done.values() for it in v]
     coverage: dict = {}
-    for it in items:
-        coverage[it["path"]] = coverage.get(it["path"], 0) + 1
-    failures = [FuzzFailure(**it["failure"]) for it in items if it["failure"] is not None]
+    for it in parts:
+        for k, v in it["coverage"].items():
+            coverage[k] = coverage.get(k, 0) + v
+    coverage = dict(sorted(coverage.items()))
+    failures = sorted((FuzzFailure(**f) for it in parts for f in it["failures"]), key=lambda f: f.index)
+    configs_run = sum(it["configs"] for it in parts)
     notes = []
     if engine != "fbgemm":
         notes.append(f"diagnoses name fbgemm variants relative to engine={engine!r}'s expected output")
-    return FuzzReport(len(items), failures, coverage, seed, isa, engine, name, notes)
+    return FuzzReport(configs_run, failures, coverage, seed, isa, engine, name, notes)
