@@ -18,8 +18,6 @@ import sys
 import time
 import warnings
 
-import numpy as np
-
 import qref
 from qref.campaign import cluster as C
 

@@ -14,7 +14,6 @@ import sys
 
 import numpy as np
 import pytest
-
 import qref
 from qref import variants as V
 from qref.campaign import fuzzer as F
@@ -192,6 +191,16 @@ def test_bad_arguments(kw, match):
         qref.fuzz(42, 3)
 
 
+def test_auto_isa_must_mean_the_same_on_every_worker():
+    """isa='auto' is the driver's host: a worker whose CPU resolves it differently refuses to run."""
+    state = dict(kernel=correct, isa="auto", engine="fbgemm", shrink=True, host="IsaSemantics(name='auto(avx2)')")
+    with pytest.raises(RuntimeError, match="isa='avx2' or 'vnni'"):
+        F.run_shard(state, (0, 0, 2))
+    state["host"] = F.host_semantics()
+    assert F.run_shard(state, (0, 0, 2))[0]["configs"] == 2
+    assert F.run_shard(dict(state, isa="vnni", host="other"), (0, 0, 2))[0]["configs"] == 2  # named: no check
+
+
 def test_import_qref_does_not_import_ray():
     import subprocess
 
@@ -265,6 +274,6 @@ def test_ray_starts_and_stops_its_own_instance():
 def test_long_campaign_correct_kernel_every_isa():
     n = int(os.environ.get("QREF_FUZZ_CAMPAIGN", "3000"))
     for isa in ("auto", "avx2", "vnni"):
-        r = qref.fuzz(lambda x, w, b, **kw: qref.conv2d(x, w, b, **kw, isa=isa), n, seed=11, isa=isa,
+        r = qref.fuzz(lambda x, w, b, _isa=isa, **kw: qref.conv2d(x, w, b, **kw, isa=_isa), n, seed=11, isa=isa,
                       cluster="local", progress=False)
         assert r.ok, str(r)

@@ -27,7 +27,8 @@ import json
 import os
 import sys
 from collections import deque
-from typing import Any, Callable, Iterable, Iterator, Optional
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Optional
 
 from . import serialize
 

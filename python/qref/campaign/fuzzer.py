@@ -23,8 +23,9 @@ data of that shape) and diagnosed with ``qref.compare``'s alternative arithmetic
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -334,12 +335,26 @@ def diagnose(cfg: dict, o: _Outcome, original: dict, o_orig: _Outcome, isa: str,
                 explained_by=[], comparison=str(cmp_min))
 
 
+def host_semantics() -> str:
+    """What isa="auto" means on this host (fbgemm's semantics and the CPU features oneDNN's class
+    follows), as a comparable string."""
+    t = qref.torch_isa()
+    return f"{t.semantics}, features {sorted(k for k, v in t.cpu_features.items() if v)}"
+
+
 def run_shard(state: dict, shard: tuple) -> list:
-    """Worker entry: ``shard = (seed, [config indices])`` -> one JSON-able summary: how many
+    """Worker entry: ``shard = (seed, start, stop)`` -> one JSON-able summary: how many
     configurations ran, per path, and the failures (shrunk, diagnosed). A passing configuration
     costs nothing in the result, so a shard's result stays small however large the shard."""
     kernel, isa, engine, do_shrink = state["kernel"], state["isa"], state["engine"], state["shrink"]
-    seed, indices = shard
+    if isa == "auto" and state.get("host") is not None and host_semantics() != state["host"]:
+        # isa="auto" means "this host's torch": a worker on another kind of CPU would compute
+        # another expected output, and the report would depend on where each shard ran.
+        raise RuntimeError(f"fuzz: isa='auto' resolves to {host_semantics()} on this worker but to {state['host']} "
+                           f"where the campaign started; on a cluster of mixed CPUs name the arithmetic: "
+                           f"isa='avx2' or 'vnni'")
+    seed, start, stop = shard
+    indices = range(start, stop)
     coverage: dict = {}
     failures = []
     for i in indices:
@@ -503,12 +518,13 @@ def fuzz(kernel: Callable, n: int, *, isa: str = "auto", engine: str = "fbgemm",
     key = dict(kind="fuzz", kernel=name, n=n, seed=seed, isa=isa, engine=engine, shard_size=shard_size,
                shrink=bool(shrink))
     res = C.ResultsFile(fn, results, key)
-    shards = ((sid, (seed, list(range(sid * shard_size, min(n, (sid + 1) * shard_size)))))
+    shards = ((sid, (seed, sid * shard_size, min(n, (sid + 1) * shard_size)))
               for sid in range((n + shard_size - 1) // shard_size))
     bar = C.Progress("qref fuzz", n, "config", progress)
     try:
         done = C.run(fn, "qref.campaign.fuzzer:run_shard",
-                     dict(kernel=kernel, isa=isa, engine=engine, shrink=bool(shrink)), shards, cluster=cluster,
+                     dict(kernel=kernel, isa=isa, engine=engine, shrink=bool(shrink),
+                          host=host_semantics() if cluster is not None else None), shards, cluster=cluster,
                      workers=workers, results=res, progress=bar,
                      n_items=lambda items: sum(it["configs"] for it in items),
                      n_failures=lambda items: sum(len(it["failures"]) for it in items))

@@ -17,14 +17,6 @@ import pickle
 import sys
 from typing import Any
 
-try:  # cloudpickle ships with Ray; it pickles lambdas and closures by value
-    import cloudpickle as _cp
-
-    _Base: Any = _cp.CloudPickler
-except ImportError:  # pragma: no cover - plain pickle: module-level functions only
-    _cp = None
-    _Base = pickle.Pickler
-
 
 def _rebuild_module(cls: type, state: Any, extra: dict) -> Any:
     import torch
@@ -40,19 +32,31 @@ def _is_script_object(v: Any) -> bool:
     return type(v).__name__ == "ScriptObject"
 
 
-class _Pickler(_Base):  # type: ignore[misc, valid-type]
-    def reducer_override(self, obj: Any) -> Any:
-        torch = sys.modules.get("torch")
-        if torch is not None and isinstance(obj, torch.nn.Module):
-            cls = type(obj)
-            own = getattr(cls, "__getstate__", None)
-            if own is not None and own is not getattr(torch.nn.Module, "__getstate__", None):
-                state = obj.__getstate__()
-                if isinstance(state, tuple):  # the quantized modules' tuple state
-                    extra = {k: v for k, v in obj.__dict__.items() if not _is_script_object(v)}
-                    return _rebuild_module, (cls, state, extra)
-        parent = getattr(super(), "reducer_override", None)
-        return parent(obj) if parent is not None else NotImplemented
+def _pickler_class() -> type:
+    """cloudpickle's pickler when installed (it comes with Ray: lambdas and closures travel by
+    value), else pickle's; plus the quantized-module rule. Imported on first use only."""
+    try:
+        import cloudpickle
+
+        base: Any = cloudpickle.CloudPickler
+    except ImportError:  # plain pickle: module-level functions only
+        base = pickle.Pickler
+
+    class Pickler(base):  # type: ignore[misc, valid-type]
+        def reducer_override(self, obj: Any) -> Any:
+            torch = sys.modules.get("torch")
+            if torch is not None and isinstance(obj, torch.nn.Module):
+                cls = type(obj)
+                own = getattr(cls, "__getstate__", None)
+                if own is not None and own is not getattr(torch.nn.Module, "__getstate__", None):
+                    state = obj.__getstate__()
+                    if isinstance(state, tuple):  # the quantized modules' tuple state
+                        extra = {k: v for k, v in obj.__dict__.items() if not _is_script_object(v)}
+                        return _rebuild_module, (cls, state, extra)
+            parent = getattr(super(), "reducer_override", None)
+            return parent(obj) if parent is not None else NotImplemented
+
+    return Pickler
 
 
 def dumps(obj: Any) -> bytes:
@@ -61,7 +65,7 @@ def dumps(obj: Any) -> bytes:
     torch = sys.modules.get("torch")
     engine = torch.backends.quantized.engine if torch is not None else None
     buf = io.BytesIO()
-    _Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    _pickler_class()(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
     return pickle.dumps((engine, buf.getvalue()), protocol=pickle.HIGHEST_PROTOCOL)
 
 
