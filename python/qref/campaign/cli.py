@@ -99,8 +99,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 def cmd_check_dataset(args: argparse.Namespace) -> int:
     import qref
 
-    if args.input_shape:
-        _fail("check", "--inputs and --input-shape exclude each other")
+    for opt, given in (("--input-shape", args.input_shape), ("--plot", args.plot)):
+        if given:
+            _fail("check", f"--inputs and {opt} exclude each other ({opt} applies to a single input)")
     build = import_function(args.model, "check")
     try:
         res = build()

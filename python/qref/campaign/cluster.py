@@ -26,6 +26,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Optional
@@ -132,13 +133,14 @@ class ResultsFile:
 
 class Progress:
     """done / total and failures so far on stderr: tqdm when installed, else one text line
-    (rewritten in place on a terminal, printed every ~10% otherwise)."""
+    (rewritten in place on a terminal; otherwise printed every 10% and at least every 10 s)."""
 
     def __init__(self, desc: str, total: Optional[int], unit: str, enabled: bool) -> None:
         self.desc, self.total, self.unit, self.enabled = desc, total, unit, enabled
         self.done = self.failures = 0
         self._bar = None
         self._last = -1.0
+        self._when = time.monotonic()
         self._tty = sys.stderr.isatty()
         if enabled:
             try:
@@ -158,8 +160,10 @@ class Progress:
             self._bar.update(step)
             return
         frac = done / self.total if self.total else 0.0
-        if self._tty or frac >= self._last + 0.1 or (self.total and done >= self.total):
-            self._last = frac
+        now = time.monotonic()
+        if (self._tty or frac >= self._last + 0.1 or now >= self._when + 10.0
+                or (self.total is not None and done >= self.total)):
+            self._last, self._when = frac, now
             tot = "?" if self.total is None else str(self.total)
             line = f"{self.desc}: {done}/{tot} {self.unit}s, failures {failures}"
             sys.stderr.write(("\r" + line) if self._tty else (line + "\n"))
@@ -183,12 +187,10 @@ _STATE: dict = {}
 def _one_thread() -> None:
     """A worker is one of many side by side, one per core: torch's intra-op threads would only
     oversubscribe the cores (OpenMP spin-waits). Set before the payload imports torch."""
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        import torch
-    except ImportError:
-        return
-    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"  # read by torch when it is imported (never imported here)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 def _local_init(func_path: str, payload: bytes) -> None:
@@ -237,6 +239,19 @@ def release_workers() -> None:
             except Exception:  # noqa: BLE001 - already gone with its session
                 pass
     _ACTORS.clear()
+
+
+def _single_local_node(ray: Any) -> bool:
+    """A Ray instance on this machine only (not Ray Client, not a multi-node cluster): the
+    driver's import path exists for its workers."""
+    try:
+        from ray.util.client import ray as client
+
+        if client.is_connected():
+            return False
+        return len([n for n in ray.nodes() if n.get("Alive")]) == 1
+    except Exception:  # noqa: BLE001 - unknown: assume remote, pass nothing
+        return False
 
 
 def _driver_path_env() -> dict:
@@ -341,7 +356,7 @@ def _run_ray(fn: str, func_path: str, payload: bytes, todo: Iterator, cluster: s
         # num_cpus=0: actors kept between campaigns hold no CPU reservation, so they never starve
         # the caller's own Ray tasks; SPREAD puts them on every node of a cluster.
         opts: dict = {"num_cpus": 0, "scheduling_strategy": "SPREAD"}
-        if not cluster.startswith("ray://"):
+        if _single_local_node(ray):
             opts["runtime_env"] = {"env_vars": _driver_path_env()}
         ctx = ray.get_runtime_context()
         job = f"{ctx.get_job_id()}@{ctx.get_node_id()}"  # a new Ray instance may reuse job ids
