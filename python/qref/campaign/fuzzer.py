@@ -13,7 +13,10 @@ of any size. Each configuration draws a shape family so that every fbgemm path i
 - ``reduce``: 7-bit activations (``reduce_range``), never saturating;
 - ``small``: weights -20..20;
 - ``ties``: power-of-two scales, multiplier 1/2 or 1/4 and a bias that is a whole number of
-  accumulator units, so that many outputs land exactly on k + 0.5 (rounding and bias order show).
+  accumulator units, so that many outputs land exactly on k + 0.5 (the rounding shows);
+- ``bias``: multiplier exactly 1 and a bias whose term ``f32(bias / S)`` is exactly j + 0.5 while
+  the reciprocal product ``f32(bias * f32(1/S))`` is not: how the bias is rounded decides every
+  output (per-channel: fbgemm divides; a kernel multiplying by the reciprocal shows).
 
 Each failure is shrunk greedily (N, groups, channels per group, H, W, kernel size, stride,
 dilation, padding: each made as small as possible while the kernel still fails on freshly drawn
@@ -38,7 +41,7 @@ ISAS = {"fbgemm": ("auto", "avx2", "vnni"),
         "x86": ("auto", "avx2", "vnni", "amx", "avx512_core", "sse41"),
         "onednn": ("auto", "avx2", "vnni", "amx", "avx512_core", "sse41")}
 FAMILIES = ("pointwise", "im2col", "depthwise", "groupwise")
-PROFILES = ("full", "high", "reduce", "small", "ties")
+PROFILES = ("full", "high", "reduce", "small", "ties", "bias")
 SHAPE_KEYS = ("N", "C", "H", "W", "O", "KH", "KW")
 
 
@@ -80,7 +83,7 @@ def draw_config(seed: int, index: int, engine: str = "fbgemm") -> dict:
     profile = PROFILES[int(rng.integers(len(PROFILES)))]
     per_channel = bool(rng.integers(2))
     zp_modes = ("zero",) if engine == "onednn" else ("zero", "zero", "same", "random")
-    a_zp = r(0, 15) if profile == "ties" else (0, 128, 255, r(0, 255))[r(0, 3)]
+    a_zp = r(0, 15) if profile in ("ties", "bias") else (0, 128, 255, r(0, 255))[r(0, 3)]
     gen = dict(N=r(1, 2), C=s["groups"] * s["Cg"], H=s["H"], W=s["W"], O=s["groups"] * s["Og"], KH=s["KH"],
                KW=s["KW"], stride=s["stride"], padding=s["padding"], dilation=s["dilation"], groups=s["groups"],
                input_zero_point=a_zp, relu=bool(rng.integers(2)), has_bias=bool(rng.integers(4) > 0),
@@ -99,7 +102,23 @@ def materialize(gen: dict) -> dict:
     cfg.update(stride=_pair(gen["stride"]), padding=_pair(gen["padding"]), dilation=_pair(gen["dilation"]),
                groups=int(gen["groups"]), input_zero_point=int(gen["input_zero_point"]), relu=bool(gen["relu"]))
     nsc = O if gen["per_channel"] else 1
-    if profile == "ties":
+    if profile == "bias":
+        # Every output on a tie that only the bias's own rounding decides: one weight scale for
+        # all channels and output_scale = S, so the multiplier is exactly 1, and a bias b whose
+        # term f32(b / S) (fbgemm, per-channel) is exactly j + 0.5 while f32(b * f32(1/S)) (the
+        # reciprocal, rounded before the add) is not. Small raw (activations near the zero point,
+        # weights -4..4) keeps y = raw + j + 0.5 in range.
+        a_s = float(np.float32(rng.uniform(0.005, 0.05)))
+        w1 = float(np.float32(rng.uniform(0.0005, 0.01)))
+        w_s = [w1] * nsc
+        S = np.float32(np.float32(a_s) * np.float32(w1))
+        out_s = float(S)
+        R = np.float32(1.0 / np.float64(S))
+        bias = np.empty(O, np.float32)
+        for o in range(O):
+            bias[o] = _bias_on_tie(rng, S, R)
+        out_zp = int(rng.integers(96, 161))
+    elif profile == "ties":
         # Powers of two: S = a*w and M = S/out are exact, M is 1/2 or 1/4 (per channel), and a bias
         # of k*S is exactly k accumulator units, so every raw with the right low bits is a tie.
         ea, e0, m = int(rng.integers(4, 9)), int(rng.integers(4, 9)), int(rng.integers(1, 3))
@@ -128,6 +147,25 @@ def materialize(gen: dict) -> dict:
     return cfg
 
 
+def _bias_on_tie(rng: np.random.Generator, S: np.float32, R: np.float32) -> np.float32:
+    """A float32 bias b with f32(b / S) == j + 0.5 exactly and f32(b * R) != j + 0.5 (R the
+    float32 reciprocal of S), for a random j; the plain f32((j + 0.5) * S) if none is near."""
+    first = None
+    for _ in range(16):
+        T = np.float32(int(rng.integers(-20, 21)) + 0.5)
+        b0 = np.float32(np.float64(T) * np.float64(S))
+        first = b0 if first is None else first
+        cand = [b0]
+        up = down = b0
+        for _k in range(4):
+            up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(-np.inf))
+            cand += [up, down]
+        for b in cand:
+            if np.float32(b / S) == T and np.float32(b * R) != T:
+                return np.float32(b)
+    return np.float32(first)
+
+
 def _genotype(cfg: dict) -> dict:
     keep = ("N", "C", "H", "W", "O", "KH", "KW", "stride", "padding", "dilation", "groups", "input_zero_point",
             "relu", "has_bias", "per_channel", "weight_zp_mode", "profile", "data_seed", "family")
@@ -142,7 +180,7 @@ def operands(cfg: dict) -> tuple:
     rx = np.random.default_rng([cfg["data_seed"], 1])
     rw = np.random.default_rng([cfg["data_seed"], 2])
     xs, ws = (N, Cc, H, W), (O, Cc // G, KH, KW)
-    if profile == "ties":
+    if profile in ("ties", "bias"):
         x = rx.integers(max(0, azp - 8), min(255, azp + 8) + 1, xs, dtype=np.uint8)
         w = rw.integers(-4, 5, ws, dtype=np.int8)
     else:
