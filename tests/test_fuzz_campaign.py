@@ -234,7 +234,8 @@ def test_cli_fuzz():
                        ([f"{here}:nosuch", "--n", "2"], "has no function 'nosuch'"),
                        ([f"{here}:correct", "--n", "-2"], "n=-2 is not valid"),
                        ([f"{here}:correct", "--n", "2", "--cluster", "slurm"], "--cluster='slurm'"),
-                       ([f"{here}:correct", "--n", "2", "--engine", "tvm"], "engine='tvm'")):
+                       ([f"{here}:correct", "--n", "2", "--engine", "tvm"], "engine='tvm'"),
+                       ([f"{here}:correct"], "required: --n"), ([f"{here}:correct", "--n", "x"], "invalid int")):
         p = _qref_cli("fuzz", *bad)
         assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1 and match in p.stderr, (bad, p.stderr)
 

@@ -64,6 +64,7 @@ def import_function(spec: str, cmd: str) -> Any:
 def add_fuzz_parser(sub: Any) -> None:
     f = sub.add_parser("fuzz", help="run a custom conv kernel on N random configurations against qref "
                                     "(failures shrunk and diagnosed)")
+    f.error = lambda message: _fail("fuzz", message)  # type: ignore[method-assign]  # one line, not usage + error
     f.add_argument("kernel", help="module:function, the kernel kernel(x_u8, w_i8, bias_f32, **kw) -> uint8 array")
     f.add_argument("--n", type=int, required=True, help="how many configurations")
     f.add_argument("--seed", type=int, default=0, help="campaign seed (configuration i depends on (seed, i) only)")
