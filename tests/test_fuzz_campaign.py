@@ -60,6 +60,25 @@ def round_half_away(x, w, b, **kw):
     return np.clip(np.clip(r, -32768, 32767) + zp, zp if kw["relu"] else 0, 255).astype(np.uint8)
 
 
+def torch_kernel(x, w, b, engine="fbgemm", **kw):
+    """torch's own quantized conv2d as the kernel under test: the campaign then checks qref
+    against the real runtime on every drawn configuration."""
+    import torch
+
+    torch.backends.quantized.engine = engine
+    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), kw["input_scale"], kw["input_zero_point"])
+    ws, wz = kw["weight_scale"], kw["weight_zero_point"]
+    if isinstance(ws, np.ndarray):
+        qw = torch._make_per_channel_quantized_tensor(torch.from_numpy(w), torch.from_numpy(ws),
+                                                      torch.from_numpy(np.asarray(wz, np.int64)), 0)
+    else:
+        qw = torch._make_per_tensor_quantized_tensor(torch.from_numpy(w), float(ws), int(wz))
+    packed = torch.ops.quantized.conv2d_prepack(qw, None if b is None else torch.from_numpy(b), list(kw["stride"]),
+                                                list(kw["padding"]), list(kw["dilation"]), kw["groups"])
+    op = torch.ops.quantized.conv2d_relu if kw["relu"] else torch.ops.quantized.conv2d
+    return op(qx, packed, kw["output_scale"], kw["output_zero_point"]).int_repr().numpy()
+
+
 def returns_int32(x, w, b, **kw):
     return qref.conv2d(x, w, b, **kw).astype(np.int32)
 
@@ -87,6 +106,18 @@ def test_correct_kernel_passes_every_path():
     assert r.ok and r.configs_run == 120 and not r.failures, str(r)
     assert set(r.coverage) == {"pointwise", "im2col", "depthwise", "groupwise"}, r.coverage
     assert "OK" in str(r)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_torch_itself_passes():
+    """The real runtime as the kernel: torch's fbgemm conv2d equals qref on every drawn path."""
+    pytest.importorskip("torch")
+    prev = __import__("torch").backends.quantized.engine
+    try:
+        r = qref.fuzz(torch_kernel, 100, seed=3, progress=False)
+    finally:
+        __import__("torch").backends.quantized.engine = prev
+    assert r.ok and set(r.coverage) == {"pointwise", "im2col", "depthwise", "groupwise"}, str(r)
 
 
 @pytest.mark.parametrize("kernel,variant", BUGS, ids=[v for _, v in BUGS])
@@ -215,6 +246,12 @@ def test_import_qref_does_not_import_ray():
     code = "import sys, qref; qref.fuzz; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+    # and fuzzing in process needs numpy only
+    code = ("import sys; sys.modules['torch'] = None; import qref; "
+            "r = qref.fuzz(lambda x, w, b, **kw: qref.conv2d(x, w, b, **kw), 8, progress=False); "
+            "print(r.ok, r.configs_run, 'ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "8", "False"]
 
 
 def _qref_cli(*args):
@@ -277,6 +314,19 @@ def test_ray_starts_and_stops_its_own_instance():
     r = qref.fuzz(round_half_away, 24, seed=5, cluster="ray", progress=False)
     assert not ray.is_initialized()
     assert r.to_dict() == qref.fuzz(round_half_away, 24, seed=5, progress=False).to_dict()
+
+
+@pytest.mark.slow
+def test_long_campaign_torch_is_the_kernel():
+    """torch's fbgemm conv2d against qref on many configurations, in worker processes (a torch
+    crash fails this test instead of ending the run). Not the x86 engine: torch/oneDNN itself is
+    wrong or crashes on some drawn shapes there (grouped convs with one input channel per group
+    and outputs that read padding; a grouped 3x3 stride-2 conv of a 1x1 input: SIGSEGV), which
+    qref.check reports as TORCH_WRONG and a campaign against torch would count as failures."""
+    pytest.importorskip("torch")
+    n = int(os.environ.get("QREF_FUZZ_CAMPAIGN", "3000"))
+    r = qref.fuzz(torch_kernel, n, seed=12, cluster="local", progress=False)
+    assert r.ok, str(r)
 
 
 @pytest.mark.slow

@@ -578,6 +578,6 @@ def fuzz(kernel: Callable, n: int, *, isa: str = "auto", engine: str = "fbgemm",
     failures = sorted((FuzzFailure(**f) for it in parts for f in it["failures"]), key=lambda f: f.index)
     configs_run = sum(it["configs"] for it in parts)
     notes = []
-    if engine != "fbgemm":
+    if engine != "fbgemm" and failures:
         notes.append(f"diagnoses name fbgemm variants relative to engine={engine!r}'s expected output")
     return FuzzReport(configs_run, failures, coverage, seed, isa, engine, name, notes)
