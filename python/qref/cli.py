@@ -28,6 +28,8 @@ import time
 import warnings
 from typing import Optional
 
+from .campaign.cli import add_cluster_args, add_fuzz_parser, cmd_check_dataset, cmd_fuzz
+
 
 def _quiet() -> None:
     for msg in (r".*torch\.ao\.quantization is deprecated.*", r".*reduce_range will be deprecated.*",
@@ -222,8 +224,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     import qref
 
     if args.inputs is not None:  # a whole input set (qref.check_dataset)
-        from .campaign.cli import cmd_check_dataset
-
         return cmd_check_dataset(args)
 
     model, inputs = _load(args.model, args.input_shape, "check")
@@ -323,8 +323,6 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the structured form")
     c.add_argument("--inputs", metavar="PATH", help="check every input of a .npz file or a folder of .npy / .pt files "
                    "(qref.check_dataset)")
-    from .campaign.cli import add_cluster_args, add_fuzz_parser
-
     add_cluster_args(c)
     add_fuzz_parser(sub)
 
@@ -349,8 +347,6 @@ def main(argv: Optional[list] = None) -> int:
         ap.print_help()
         return 2
     if args.cmd == "fuzz":
-        from .campaign.cli import cmd_fuzz
-
         return cmd_fuzz(args)
     return {"demo": cmd_demo, "explain": cmd_explain, "check": cmd_check, "info": cmd_info}[args.cmd](args)
 

@@ -20,6 +20,9 @@ import os
 import sys
 from typing import Any
 
+from .dataset import check_dataset
+from .fuzzer import fuzz
+
 
 def _fail(cmd: str, msg: Any) -> None:
     text = " ".join(str(msg).split())  # one line
@@ -84,11 +87,9 @@ def add_cluster_args(p: Any) -> None:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    import qref
-
     kernel = import_function(args.kernel, "fuzz")
     try:
-        r = qref.fuzz(kernel, args.n, seed=args.seed, isa=args.isa, engine=args.engine,
+        r = fuzz(kernel, args.n, seed=args.seed, isa=args.isa, engine=args.engine,
                       cluster=_cluster("fuzz", args.cluster), workers=args.workers, results=args.results,
                       progress=not args.no_progress)
     except (ValueError, TypeError, ImportError, RuntimeError, OSError) as e:
@@ -98,8 +99,6 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def cmd_check_dataset(args: argparse.Namespace) -> int:
-    import qref
-
     for opt, given in (("--input-shape", args.input_shape), ("--plot", args.plot)):
         if given:
             _fail("check", f"--inputs and {opt} exclude each other ({opt} applies to a single input)")
@@ -110,7 +109,7 @@ def cmd_check_dataset(args: argparse.Namespace) -> int:
         _fail("check", f"{args.model}() raised {type(e).__name__}: {e}")
     model = res[0] if isinstance(res, tuple) else res
     try:
-        r = qref.check_dataset(model, args.inputs, cluster=_cluster("check", args.cluster), isa=args.isa,
+        r = check_dataset(model, args.inputs, cluster=_cluster("check", args.cluster), isa=args.isa,
                                workers=args.workers, results=args.results, progress=not args.no_progress)
     except (ValueError, TypeError, ImportError, RuntimeError, OSError) as e:
         _fail("check", e)

@@ -24,11 +24,14 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import multiprocessing as mp
 import os
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Optional
 
 from . import serialize
@@ -303,8 +306,6 @@ def run(fn: str, func_path: str, state: Any, shards: Iterable, *, cluster: Any, 
 
 def _run_local(func_path: str, payload: bytes, todo: Iterator, workers: Optional[int],
                finished: Callable) -> None:
-    from concurrent.futures.process import BrokenProcessPool
-
     nw = workers or os.cpu_count() or 1
     try:
         _local_pool(func_path, payload, todo, nw, finished)
@@ -316,9 +317,6 @@ def _run_local(func_path: str, payload: bytes, todo: Iterator, workers: Optional
 
 
 def _local_pool(func_path: str, payload: bytes, todo: Iterator, nw: int, finished: Callable) -> None:
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
     with ProcessPoolExecutor(max_workers=nw, mp_context=mp.get_context("spawn"), initializer=_local_init,
                              initargs=(func_path, payload)) as ex:
         pending: set = set()

@@ -21,8 +21,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-import qref
-
+from . import api as qref
 from . import cluster as C
 
 # ----------------------------------------------------------------------------- inputs

@@ -32,8 +32,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-import qref
-
+from . import api as qref
 from . import cluster as C
 
 ENGINES = ("fbgemm", "x86", "onednn")

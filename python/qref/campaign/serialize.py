@@ -17,6 +17,11 @@ import pickle
 import sys
 from typing import Any
 
+try:  # cloudpickle comes with Ray: lambdas and closures travel by value
+    import cloudpickle
+except ImportError:  # plain pickle: module-level functions only
+    cloudpickle = None
+
 
 def _rebuild_module(cls: type, state: Any, extra: dict) -> Any:
     import torch
@@ -33,14 +38,8 @@ def _is_script_object(v: Any) -> bool:
 
 
 def _pickler_class() -> type:
-    """cloudpickle's pickler when installed (it comes with Ray: lambdas and closures travel by
-    value), else pickle's; plus the quantized-module rule. Imported on first use only."""
-    try:
-        import cloudpickle
-
-        base: Any = cloudpickle.CloudPickler
-    except ImportError:  # plain pickle: module-level functions only
-        base = pickle.Pickler
+    """cloudpickle's pickler when installed, else pickle's; plus the quantized-module rule."""
+    base: Any = cloudpickle.CloudPickler if cloudpickle is not None else pickle.Pickler
 
     class Pickler(base):  # type: ignore[misc, valid-type]
         def reducer_override(self, obj: Any) -> Any:
