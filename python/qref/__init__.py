@@ -69,3 +69,8 @@ __all__ = [
     "quantize",
     "torch_isa",
 ]
+
+# Campaigns (fuzzing a custom kernel, checking a dataset; in process, worker processes or Ray)
+from .campaign import DatasetReport, FuzzReport, check_dataset, fuzz  # noqa: E402
+
+__all__ += ["DatasetReport", "FuzzReport", "check_dataset", "fuzz"]

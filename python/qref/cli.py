@@ -3,6 +3,8 @@
   qref demo                      the forum question answered, then whole-model checks (fbgemm, x86)
   qref explain [module:function] [--layer NAME] [--index n,c,h,w] [--isa ISA] [--json]
   qref check module:function [--input-shape 1,3,224,224] [--isa ISA] [--plot out.png] [--json]
+  qref check module:function --inputs PATH [--cluster ray]   every input of a data set (qref.check_dataset)
+  qref fuzz module:function --n N [--seed S] [--cluster ray]   a custom kernel on N random convs (qref.fuzz)
   qref info                      CPU features, qref kernels, what isa="auto" means here
   qref bench [...]               qref vs torch timings (qref.bench)
   qref export DIR [...]          a golden test case for a custom kernel (qref.export)
@@ -32,6 +34,7 @@ from . import bench
 from ._paths import main as paths_main
 from ._version import __version__
 from .bridge.from_torch import from_torch
+from .campaign.cli import add_cluster_args, add_fuzz_parser, cmd_check_dataset, cmd_fuzz
 from .check import _capture, check, module_key, portability
 from .common.isa import torch_isa
 from .common.kernels import kernels
@@ -243,6 +246,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     _need_torch("check")
+    if args.inputs is not None:  # a whole input set (qref.check_dataset)
+        return cmd_check_dataset(args)
+
     model, inputs = _load(args.model, args.input_shape, "check")
     try:
         r = check(model, *inputs, isa=args.isa)
@@ -301,7 +307,7 @@ def cmd_paths(argv: list) -> int:
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="qref", description="Bit-exact reference for PyTorch's quantized int8 "
                                  "convolution (fbgemm): reproduce, explain, check.")
-    sub = ap.add_subparsers(dest="cmd", metavar="{demo,explain,check,export,info,bench,paths}")
+    sub = ap.add_subparsers(dest="cmd", metavar="{demo,explain,check,fuzz,export,info,bench,paths}")
     isa_help = "whose fbgemm arithmetic: auto (torch in this process), avx2, vnni"
 
     d = sub.add_parser("demo", help="answer the forum question, then check a whole model (no arguments needed)")
@@ -324,6 +330,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--plot", metavar="PNG", help="draw differing layers (needs matplotlib)")
     c.add_argument("--no-portability", action="store_true", help="skip the AVX2 vs VNNI comparison")
     c.add_argument("--json", action="store_true", help="print the structured form")
+    c.add_argument("--inputs", metavar="PATH", help="check every input of a .npz file or a folder of .npy / .pt files "
+                   "(qref.check_dataset)")
+    add_cluster_args(c)
+    add_fuzz_parser(sub)
 
     sub.add_parser("info", help="CPU features, qref kernels, what isa='auto' means here")
     sub.add_parser("bench", help="qref vs torch timings (arguments go to qref.bench)", add_help=False)
@@ -360,6 +370,8 @@ def _main(argv: list) -> int:
     if args.cmd is None:
         ap.print_help()
         return 2
+    if args.cmd == "fuzz":
+        return cmd_fuzz(args)
     return {"demo": cmd_demo, "explain": cmd_explain, "check": cmd_check, "info": cmd_info}[args.cmd](args)
 
 
