@@ -24,6 +24,8 @@
 namespace py = pybind11;
 using namespace qref;
 
+void register_aten(py::module_& m);  // bindings_aten.cc
+
 namespace {
 
 template <class T>
@@ -269,6 +271,7 @@ struct type_tag {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "qref compiled core: bit-exact fbgemm quantized conv2d";
 
+  register_aten(m);
   m.def("cpu_features", &cpu_features_dict, "CPU features qref and fbgemm look at.");
   m.def("kernels", []() { return usable_kernel_names(true); }, "Usable kernels, best first.");
   m.def("compiled_kernels", []() { return usable_kernel_names(false); }, "Kernels compiled in.");

@@ -1,0 +1,493 @@
+// pybind11 bindings of qref::aten (ATen's quantized non-conv ops). User-facing
+// validation lives in python/qref/engines/aten/; the checks here are the
+// safety net that keeps a direct _core.aten_* caller from reading or writing
+// out of bounds. The GIL is released around every kernel.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "qref/aten/aten_ops.h"
+#include "qref/aten/aten_ref.h"
+
+namespace py = pybind11;
+
+namespace {
+
+using qref::aten::Sched;
+
+// A C-contiguous uint8 or int8 array; returns its data and whether it is int8.
+const void* qdata(const py::array& a, const char* name, bool* s8) {
+  const bool is_u8 = a.dtype().equal(py::dtype::of<uint8_t>());
+  const bool is_s8 = a.dtype().equal(py::dtype::of<int8_t>());
+  if (!is_u8 && !is_s8)
+    throw py::type_error(std::string("_core: ") + name + " must be a uint8 or int8 array, got dtype " +
+                         std::string(py::str(a.dtype())));
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string("_core: ") + name + " must be C-contiguous");
+  *s8 = is_s8;
+  return a.data();
+}
+
+const float* fdata(const py::array& a, const char* name) {
+  if (!a.dtype().equal(py::dtype::of<float>()))
+    throw py::type_error(std::string("_core: ") + name + " must be a float32 array, got dtype " +
+                         std::string(py::str(a.dtype())));
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string("_core: ") + name + " must be C-contiguous");
+  return static_cast<const float*>(a.data());
+}
+
+void need(bool ok, const std::string& what) {
+  if (!ok) throw py::value_error("_core: " + what);
+}
+
+py::array new_q(bool s8, std::vector<py::ssize_t> shape) {
+  if (s8) return py::array_t<int8_t>(shape);
+  return py::array_t<uint8_t>(shape);
+}
+
+void check_scale(double s, const char* name) {
+  need(std::isfinite(s) && s >= static_cast<double>(std::numeric_limits<float>::min()) &&
+           s <= static_cast<double>(std::numeric_limits<float>::max()),
+       std::string(name) + " must be a finite normal float32 > 0");
+}
+
+void check_zp(int64_t z, bool s8, const char* name) {
+  need(s8 ? (z >= -128 && z <= 127) : (z >= 0 && z <= 255), std::string(name) + " out of range for the dtype");
+}
+
+Sched sched(int cap, int threads) {
+  need(cap >= 0 && cap <= 2, "cap must be 0 (default), 1 (avx2) or 2 (avx512)");
+  need(threads >= 1 && threads <= 4096, "num_threads must be in [1, 4096]");
+  return Sched{cap, threads};
+}
+
+}  // namespace
+
+void register_aten(py::module_& m) {
+  namespace A = qref::aten;
+
+  m.def("aten_quantize_per_tensor", [](py::array x, double scale, int64_t zp, bool s8, int threads) {
+    const float* xp = fdata(x, "x");
+    check_scale(scale, "scale");
+    check_zp(zp, s8, "zero_point");
+    need(threads >= 1 && threads <= 4096, "num_threads must be in [1, 4096]");
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+    py::array out = new_q(s8, shape);
+    void* op = out.mutable_data();
+    const int64_t n = x.size();
+    {
+      py::gil_scoped_release nogil;
+      A::quantize_per_tensor(xp, n, scale, zp, s8, op, threads);
+    }
+    return out;
+  });
+
+  m.def("aten_quantize_per_channel", [](py::array x, int64_t outer, int64_t channels, int64_t inner,
+                                        py::array_t<double, py::array::c_style | py::array::forcecast> scales,
+                                        py::array_t<int64_t, py::array::c_style | py::array::forcecast> zps, bool s8) {
+    const float* xp = fdata(x, "x");
+    need(outer >= 0 && channels >= 1 && inner >= 0 && outer * channels * inner == x.size(), "shape mismatch");
+    need(scales.size() == channels && zps.size() == channels, "scales/zero_points must have one value per channel");
+    for (int64_t c = 0; c < channels; ++c) {
+      check_scale(scales.data()[c], "scales[c]");
+      check_zp(zps.data()[c], s8, "zero_points[c]");
+    }
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+    py::array out = new_q(s8, shape);
+    void* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      A::quantize_per_channel(xp, outer, channels, inner, scales.data(), zps.data(), s8, op);
+    }
+    return out;
+  });
+
+  m.def("aten_dequantize_per_tensor", [](py::array q, double scale, int64_t zp) {
+    bool s8 = false;
+    const void* qp = qdata(q, "q", &s8);
+    check_scale(scale, "scale");
+    check_zp(zp, s8, "zero_point");
+    std::vector<py::ssize_t> shape(q.shape(), q.shape() + q.ndim());
+    py::array_t<float> out(shape);
+    float* op = out.mutable_data();
+    const int64_t n = q.size();
+    {
+      py::gil_scoped_release nogil;
+      A::dequantize_per_tensor(qp, n, scale, zp, s8, op);
+    }
+    return out;
+  });
+
+  m.def("aten_dequantize_per_channel", [](py::array q, int64_t outer, int64_t channels, int64_t inner,
+                                          py::array_t<double, py::array::c_style | py::array::forcecast> scales,
+                                          py::array_t<int64_t, py::array::c_style | py::array::forcecast> zps) {
+    bool s8 = false;
+    const void* qp = qdata(q, "q", &s8);
+    need(outer >= 0 && channels >= 1 && inner >= 0 && outer * channels * inner == q.size(), "shape mismatch");
+    need(scales.size() == channels && zps.size() == channels, "scales/zero_points must have one value per channel");
+    std::vector<py::ssize_t> shape(q.shape(), q.shape() + q.ndim());
+    py::array_t<float> out(shape);
+    float* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      A::dequantize_per_channel(qp, outer, channels, inner, scales.data(), zps.data(), s8, op);
+    }
+    return out;
+  });
+
+  m.def("aten_binary", [](int op, py::array a, py::array b, double sa, int64_t za, double sb, int64_t zb, double so,
+                          int64_t zo, int cap, int threads) {
+    bool s8a = false, s8b = false;
+    const void* ap = qdata(a, "a", &s8a);
+    const void* bp = qdata(b, "b", &s8b);
+    need(s8a == s8b, "a and b must have the same dtype");
+    need(a.size() == b.size(), "a and b must have the same number of elements");
+    need(op >= 0 && op <= 3, "unknown binary op");
+    check_scale(sa, "a_scale");
+    check_scale(sb, "b_scale");
+    check_scale(so, "scale");
+    check_zp(za, s8a, "a_zero_point");
+    check_zp(zb, s8a, "b_zero_point");
+    check_zp(zo, s8a, "zero_point");
+    const Sched sc = sched(cap, threads);
+    std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
+    py::array out = new_q(s8a, shape);
+    void* op_ = out.mutable_data();
+    const int64_t n = a.size();
+    {
+      py::gil_scoped_release nogil;
+      A::binary(op, ap, bp, n, sa, za, sb, zb, so, zo, s8a, op_, sc);
+    }
+    return out;
+  });
+
+  m.def("aten_unary", [](int op, py::array x, double si, int64_t zi, double so, int64_t zo, double arg0, double arg1,
+                         int cap, int threads) {
+    bool s8 = false;
+    const void* xp = qdata(x, "x", &s8);
+    need(op >= 0 && op <= 4, "unknown unary op");
+    check_scale(si, "input scale");
+    check_scale(so, "output scale");
+    check_zp(zi, s8, "input zero_point");
+    check_zp(zo, s8, "output zero_point");
+    const Sched sc = sched(cap, threads);
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+    py::array out = new_q(s8, shape);
+    void* op_ = out.mutable_data();
+    const int64_t n = x.size();
+    {
+      py::gil_scoped_release nogil;
+      A::unary(op, xp, n, si, zi, so, zo, arg0, arg1, s8, op_, sc);
+    }
+    return out;
+  });
+
+  m.def("aten_clamp", [](py::array x, double scale, int64_t zp, py::object lo, py::object hi) {
+    bool s8 = false;
+    const void* xp = qdata(x, "x", &s8);
+    check_scale(scale, "scale");
+    check_zp(zp, s8, "zero_point");
+    const bool has_lo = !lo.is_none(), has_hi = !hi.is_none();
+    const double lv = has_lo ? lo.cast<double>() : 0.0, hv = has_hi ? hi.cast<double>() : 0.0;
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+    py::array out = new_q(s8, shape);
+    void* op = out.mutable_data();
+    const int64_t n = x.size();
+    {
+      py::gil_scoped_release nogil;
+      A::clamp(xp, n, scale, zp, has_lo, lv, has_hi, hv, s8, op);
+    }
+    return out;
+  });
+
+  m.def("aten_add_scalar", [](py::array x, double scale, int64_t zp, double c, bool relu, int cap, int threads) {
+    bool s8 = false;
+    const void* xp = qdata(x, "x", &s8);
+    check_scale(scale, "scale");
+    check_zp(zp, s8, "zero_point");
+    need(std::isfinite(c) && std::fabs(c / scale) < 1e15, "other must be finite and |other / scale| < 1e15");
+    const Sched sc = sched(cap, threads);
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+    py::array out = new_q(s8, shape);
+    void* op = out.mutable_data();
+    const int64_t n = x.size();
+    double os = 0;
+    int64_t oz = 0;
+    {
+      py::gil_scoped_release nogil;
+      A::add_scalar(xp, n, scale, zp, c, relu, s8, op, &os, &oz, sc);
+    }
+    return py::make_tuple(out, os, oz);
+  });
+
+  m.def("aten_cat_nhwc", [](std::vector<py::array> xs, double scale, int64_t zp, std::vector<double> scales,
+                            std::vector<int64_t> zps, bool relu, int cap) {
+    need(!xs.empty(), "cat needs at least one input");
+    need(xs.size() == scales.size() && xs.size() == zps.size(), "one scale and zero point per input");
+    need(cap >= 0 && cap <= 2, "cap must be 0, 1 or 2");
+    bool s8 = false;
+    std::vector<const void*> ptrs;
+    std::vector<int64_t> cs;
+    const py::array& x0 = xs[0];
+    need(x0.ndim() == 4, "inputs must be 4-d NHWC arrays");
+    const int64_t pixels = x0.shape(0) * x0.shape(1) * x0.shape(2);
+    int64_t c_out = 0;
+    for (size_t t = 0; t < xs.size(); ++t) {
+      bool s = false;
+      ptrs.push_back(qdata(xs[t], "xs[i]", &s));
+      if (t == 0) s8 = s;
+      need(s == s8, "all inputs must have the same dtype");
+      need(xs[t].ndim() == 4 && xs[t].shape(0) == x0.shape(0) && xs[t].shape(1) == x0.shape(1) &&
+               xs[t].shape(2) == x0.shape(2),
+           "inputs must agree in N, H, W");
+      cs.push_back(xs[t].shape(3));
+      c_out += xs[t].shape(3);
+      check_scale(scales[t], "scales[i]");
+      check_zp(zps[t], s8, "zero_points[i]");
+    }
+    check_scale(scale, "scale");
+    check_zp(zp, s8, "zero_point");
+    py::array out = new_q(s8, {x0.shape(0), x0.shape(1), x0.shape(2), static_cast<py::ssize_t>(c_out)});
+    void* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      A::cat_nhwc(ptrs.data(), cs.data(), scales.data(), zps.data(), static_cast<int64_t>(xs.size()), pixels, scale,
+                  zp, relu, s8, op, cap);
+    }
+    return out;
+  });
+
+  // Pools and resampling on planes (NCHW: planes = N * C) or NHWC arrays.
+  m.def("aten_max_pool2d", [](py::array x, int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                              int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+    bool s8 = false;
+    const void* xp = qdata(x, "x", &s8);
+    need(x.ndim() == 3, "x must be (planes, H, W)");
+    const int64_t P = x.shape(0), ih = x.shape(1), iw = x.shape(2);
+    need(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0, "bad pool geometry");
+    need(oh >= 0 && ow >= 0 && (oh == 0 || (oh - 1) * sh - ph < ih) && (ow == 0 || (ow - 1) * sw - pw < iw) &&
+             ph <= (kh - 1) * dh / 2 + 1 && pw <= (kw - 1) * dw / 2 + 1,
+         "output size does not fit the input");
+    py::array out = new_q(s8, {P, oh, ow});
+    void* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      A::max_pool2d(xp, P, ih, iw, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, s8, op);
+    }
+    return out;
+  });
+
+  m.def("aten_avg_pool2d_nchw", [](py::array x, int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh,
+                                   int64_t sw, int64_t ph, int64_t pw, bool cip, int64_t divisor, double si,
+                                   int64_t zi, double so, int64_t zo) {
+    bool s8 = false;
+    const void* xp = qdata(x, "x", &s8);
+    need(x.ndim() == 3, "x must be (planes, H, W)");
+    const int64_t P = x.shape(0), ih = x.shape(1), iw = x.shape(2);
+    need(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && ph >= 0 && pw >= 0 && 2 * ph <= kh && 2 * pw <= kw,
+         "bad pool geometry");
+    need(oh >= 0 && ow >= 0 && (oh == 0 || (oh - 1) * sh - ph < ih) && (ow == 0 || (ow - 1) * sw - pw < iw),
+         "output size does not fit the input");
+    need(divisor >= 0, "divisor_override must be >= 0 (0: none)");
+    py::array out = new_q(s8, {P, oh, ow});
+    void* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      A::avg_pool2d_nchw(xp, P, ih, iw, oh, ow, kh, kw, sh, sw, ph, pw, cip, divisor, si, zi, so, zo, s8, op);
+    }
+    return out;
+  });
+
+  m.def("aten_avg_pool_nhwc", [](py::array x, std::vector<int64_t> osz, std::vector<int64_t> k,
+                                 std::vector<int64_t> s, std::vector<int64_t> p, bool cip, int64_t divisor, double si,
+                                 int64_t zi, double so, int64_t zo, int cap) {
+    bool s8 = false;
+    const void* xp = qdata(x, "x", &s8);
+    need(x.ndim() == 5, "x must be (N, D, H, W, C)");
+    need(osz.size() == 3 && k.size() == 3 && s.size() == 3 && p.size() == 3, "3 sizes each");
+    need(cap >= 0 && cap <= 2, "cap must be 0, 1 or 2");
+    for (int i = 0; i < 3; ++i) {
+      const int64_t in = x.shape(1 + i);
+      need(k[i] >= 1 && s[i] >= 1 && p[i] >= 0 && 2 * p[i] <= k[i], "bad pool geometry");
+      need(osz[i] >= 0 && (osz[i] == 0 || (osz[i] - 1) * s[i] - p[i] < in), "output size does not fit the input");
+    }
+    need(divisor >= 0, "divisor_override must be >= 0 (0: none)");
+    py::array out = new_q(s8, {x.shape(0), osz[0], osz[1], osz[2], x.shape(4)});
+    void* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      A::avg_pool_nhwc(xp, x.shape(0), x.shape(4), x.shape(1), x.shape(2), x.shape(3), osz[0], osz[1], osz[2], k[0],
+                       k[1], k[2], s[0], s[1], s[2], p[0], p[1], p[2], cip, divisor, si, zi, so, zo, s8, op, cap);
+    }
+    return out;
+  });
+
+  m.def("aten_adaptive_avg_pool_nchw", [](py::array x, int64_t od, int64_t oh, int64_t ow) {
+    bool s8 = false;
+    const void* xp = qdata(x, "x", &s8);
+    need(x.ndim() == 4, "x must be (planes, D, H, W)");
+    need(od >= 1 && oh >= 1 && ow >= 1 && x.shape(1) >= 1 && x.shape(2) >= 1 && x.shape(3) >= 1,
+         "sizes must be >= 1");
+    py::array out = new_q(s8, {x.shape(0), od, oh, ow});
+    void* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      A::adaptive_avg_pool_nchw(xp, x.shape(0), x.shape(1), x.shape(2), x.shape(3), od, oh, ow, s8, op);
+    }
+    return out;
+  });
+
+  m.def("aten_adaptive_avg_pool_nhwc", [](py::array x, int64_t od, int64_t oh, int64_t ow, double si, int64_t zi,
+                                          double so, int64_t zo, int cap) {
+    need(cap >= 0 && cap <= 2, "cap must be 0, 1 or 2");
+    bool s8 = false;
+    const void* xp = qdata(x, "x", &s8);
+    need(x.ndim() == 5, "x must be (N, D, H, W, C)");
+    need(od >= 1 && oh >= 1 && ow >= 1 && x.shape(1) >= 1 && x.shape(2) >= 1 && x.shape(3) >= 1,
+         "sizes must be >= 1");
+    py::array out = new_q(s8, {x.shape(0), od, oh, ow, x.shape(4)});
+    void* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      A::adaptive_avg_pool_nhwc(xp, x.shape(0), x.shape(4), x.shape(1), x.shape(2), x.shape(3), od, oh, ow, si, zi,
+                                so, zo, s8, op, cap);
+    }
+    return out;
+  });
+
+  m.def("aten_mean_inner", [](py::array x, int64_t outer, int64_t inner) {
+    bool s8 = false;
+    const void* xp = qdata(x, "x", &s8);
+    need(outer >= 0 && inner >= 1 && outer * inner == x.size(), "shape mismatch");
+    py::array out = new_q(s8, {static_cast<py::ssize_t>(outer)});
+    void* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      A::mean_inner(xp, outer, inner, s8, op);
+    }
+    return out;
+  });
+
+  m.def("aten_upsample_nearest2d", [](py::array x, int64_t oh, int64_t ow, double sh, double sw) {
+    bool s8 = false;
+    const void* xp = qdata(x, "x", &s8);
+    need(x.ndim() == 3 && x.shape(1) >= 1 && x.shape(2) >= 1, "x must be (planes, H, W) with H, W >= 1");
+    need(oh >= 1 && ow >= 1, "output sizes must be >= 1");
+    py::array out = new_q(s8, {x.shape(0), oh, ow});
+    void* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      A::upsample_nearest2d(xp, x.shape(0), x.shape(1), x.shape(2), oh, ow, sh, sw, s8, op);
+    }
+    return out;
+  });
+
+  m.def("aten_upsample_bilinear2d", [](py::array x, int64_t oh, int64_t ow, bool align_corners, double sh, double sw,
+                                       double si, int64_t zi, double so, int64_t zo, bool contracted) {
+    bool s8 = false;
+    const void* xp = qdata(x, "x", &s8);
+    need(x.ndim() == 3 && x.shape(1) >= 1 && x.shape(2) >= 1, "x must be (planes, H, W) with H, W >= 1");
+    need(oh >= 1 && ow >= 1, "output sizes must be >= 1");
+    check_scale(si, "input scale");
+    check_scale(so, "output scale");
+    py::array out = new_q(s8, {x.shape(0), oh, ow});
+    void* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      A::upsample_bilinear2d(xp, x.shape(0), x.shape(1), x.shape(2), oh, ow, align_corners, sh, sw, si, zi, so, zo,
+                             s8, op, contracted);
+    }
+    return out;
+  });
+
+  m.def("aten_batch_norm_nhwc", [](py::array x, py::object weight, py::object bias, py::array mean, py::array var,
+                                   double eps, double si, int64_t zi, double so, int64_t zo, bool relu, int cap) {
+    bool s8 = false;
+    const void* xp = qdata(x, "x", &s8);
+    need(x.ndim() == 2, "x must be (pixels, C)");
+    need(cap >= 0 && cap <= 2, "cap must be 0, 1 or 2");
+    const int64_t P = x.shape(0), C = x.shape(1);
+    auto vec = [&](const py::array& a, const char* name) {
+      const float* p = fdata(a, name);
+      need(a.ndim() == 1 && a.shape(0) == C, std::string(name) + " must have C values");
+      return p;
+    };
+    py::array w_keep, b_keep;
+    const float* wp = nullptr;
+    const float* bp = nullptr;
+    if (!weight.is_none()) {
+      w_keep = weight.cast<py::array>();
+      wp = vec(w_keep, "weight");
+    }
+    if (!bias.is_none()) {
+      b_keep = bias.cast<py::array>();
+      bp = vec(b_keep, "bias");
+    }
+    const float* mp = vec(mean, "mean");
+    const float* vp = vec(var, "var");
+    check_scale(si, "input scale");
+    check_scale(so, "output scale");
+    check_zp(zi, s8, "input zero_point");
+    check_zp(zo, s8, "output zero_point");
+    py::array out = new_q(s8, {P, C});
+    void* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      qref::aten::batch_norm_nhwc(xp, P, C, wp, bp, mp, vp, eps, si, zi, so, zo, relu, s8, op, cap);
+    }
+    return out;
+  });
+
+  m.def("aten_normalize", [](py::array x, int64_t M, int64_t N, py::object gamma, py::object beta, bool per_channel,
+                             int64_t num_channels, int64_t num_groups, double eps, double xs, int64_t xz, double ys,
+                             int64_t yz, int cap) {
+    bool s8 = false;
+    const void* xp = qdata(x, "x", &s8);
+    need(cap >= 0 && cap <= 2, "cap must be 0, 1 or 2");
+    need(M >= 0 && N >= 1 && M * N == x.size(), "shape mismatch");
+    need(!per_channel || (num_groups >= 1 && num_channels >= 1 && num_channels % num_groups == 0 &&
+                          N % (num_channels / num_groups) == 0),
+         "channels/groups mismatch");
+    const int64_t nparam = per_channel ? num_channels : N;
+    py::array g_keep, b_keep;
+    const float* gp = nullptr;
+    const float* bp = nullptr;
+    if (!gamma.is_none()) {
+      g_keep = gamma.cast<py::array>();
+      gp = fdata(g_keep, "weight");
+      need(g_keep.size() == nparam, "weight size mismatch");
+    }
+    if (!beta.is_none()) {
+      b_keep = beta.cast<py::array>();
+      bp = fdata(b_keep, "bias");
+      need(b_keep.size() == nparam, "bias size mismatch");
+    }
+    check_scale(xs, "input scale");
+    check_scale(ys, "output scale");
+    check_zp(xz, s8, "input zero_point");
+    check_zp(yz, s8, "output zero_point");
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+    py::array out = new_q(s8, shape);
+    void* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      qref::aten::normalize(xp, M, N, gp, bp, per_channel, num_channels, num_groups, eps, xs, xz, ys, yz, s8, op, cap);
+    }
+    return out;
+  });
+
+  // The SLEEF expf_u10 that qsigmoid's SIMD body uses, elementwise (for tests).
+  m.def("aten_sleef_expf", [](py::array x) {
+    const float* xp = fdata(x, "x");
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+    py::array_t<float> out(shape);
+    float* op = out.mutable_data();
+    const int64_t n = x.size();
+    for (int64_t i = 0; i < n; ++i) op[i] = qref::aten::sleef_expf_u10(xp[i]);
+    return out;
+  });
+}

@@ -1,0 +1,777 @@
+// qref::aten -- ATen's quantized (non-conv) CPU ops. Sources named per op are
+// files under aten/src/ATen/native/quantized/cpu/ of PyTorch (and fbgemm's
+// QuantUtils for quantize/dequantize); the code here is our own.
+#include "qref/aten/aten_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "qref/aten/aten_ref.h"
+
+namespace qref {
+namespace aten {
+namespace {
+
+constexpr int64_t kGrain = 32768;  // at::internal::GRAIN_SIZE
+
+// cpu_kernel_vec over a contiguous 1-d range (ATen/native/cpu/Loops.h
+// vectorized_loop) split by at::parallel_for (OpenMP: min(threads,
+// ceil(n / grain)) chunks of ceil(n / chunks)). Measured on torch 2.13: the
+// SIMD body covers whole blocks of 64 elements of each chunk under every
+// capability (DEFAULT, AVX2, AVX512), the scalar op the rest.
+template <class Body, class Tail>
+void ew_drive(int64_t n, const Sched& s, Body body, Tail tail) {
+  const int64_t v2 = 64;
+  auto run = [&](int64_t b, int64_t e) {
+    int64_t i = b;
+    for (; i + v2 <= e; i += v2)
+      for (int64_t j = i; j < i + v2; ++j) body(j);
+    for (; i < e; ++i) tail(i);
+  };
+  if (n < kGrain || s.num_threads <= 1) {
+    run(0, n);
+    return;
+  }
+  const int64_t nt = std::min<int64_t>(s.num_threads, (n + kGrain - 1) / kGrain);
+  const int64_t chunk = (n + nt - 1) / nt;
+  for (int64_t t = 0; t < nt; ++t) {
+    const int64_t b = t * chunk;
+    if (b < n) run(b, std::min(n, b + chunk));
+  }
+}
+
+template <class T>
+void quantize_per_tensor_t(const float* x, int64_t n, double scale, int64_t zp, T* out) {
+  // QuantizedOpKernels.cpp quantize_tensor_per_tensor_affine_cpu (USE_FBGEMM)
+  // calls fbgemm::Quantize<T> with its default LEGACY=true: the zero point is
+  // added inside one fma before rounding, in the 8-lane body and (measured)
+  // in the scalar tail alike, so the split into threads does not matter.
+  const float inv = 1.0f / static_cast<float>(scale);
+  const int32_t z = static_cast<int32_t>(zp);
+  for (int64_t i = 0; i < n; ++i) out[i] = quantize_legacy<T>(inv, z, x[i]);
+}
+
+// The quantize of a SIMD body: Vectorized<q>::quantize. AVX2/AVX512: ATen's
+// QuantizeAvx2/QuantizeAvx512 lanes with the inverse the kernel hands in;
+// DEFAULT: quantize_vec, i.e. fbgemm::Quantize's legacy lanes (measured),
+// nearbyint(fma(x, 1 / scale, zp)).
+template <class T>
+inline T body_quantize(int cap, float inverse_scale, float scale, int32_t zp, float x) {
+  return cap == kDefault ? quantize_legacy<T>(1.0f / scale, zp, x) : quantize_lane<T>(inverse_scale, zp, x);
+}
+
+template <class T>
+void binary_t(int op, const T* a, const T* b, int64_t n, double sa_d, int64_t za, double sb_d, int64_t zb,
+              double so_d, int64_t zo, T* out, const Sched& sc) {
+  const float sa = static_cast<float>(sa_d), sb = static_cast<float>(sb_d), so = static_cast<float>(so_d);
+  const int32_t zo32 = static_cast<int32_t>(zo);
+  if (op == kAdd || op == kAddRelu) {
+    // QuantizedOpKernels.cpp qadd_kernel<ReLUFused>.
+    const bool relu = op == kAddRelu;
+    const float inv = 1.0f / so;
+    const float pa = premul(sa, za), pb = premul(sb, zb);
+    const bool fma_body = sc.cap != kDefault;
+    ew_drive(
+        n, sc,
+        [&](int64_t i) {
+          const float da = fma_body ? dequantize_fma(sa, pa, a[i]) : dequantize_val(sa, za, a[i]);
+          const float db = fma_body ? dequantize_fma(sb, pb, b[i]) : dequantize_val(sb, zb, b[i]);
+          float c = da + db;
+          if (relu) c = c > 0.0f ? c : 0.0f;  // vec::maximum(c, 0)
+          out[i] = body_quantize<T>(sc.cap, inv, so, zo32, c);
+        },
+        [&](int64_t i) {
+          float c = dequantize_val(sa, za, a[i]) + dequantize_val(sb, zb, b[i]);
+          if (relu) c = std::max<float>(c, 0.0f);
+          out[i] = quantize_val<T>(so, zo32, c);
+        });
+    return;
+  }
+  // QuantizedOpKernels.cpp qmul_kernel<ReLUFused>: integer product,
+  // requantize_from_int with multiplier sa * sb * (1 / so) in float.
+  const bool relu = op == kMulRelu;
+  const float inv = 1.0f / so;
+  const float mult = sa * sb * inv;
+  const T zt = static_cast<T>(zo);
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t c = (static_cast<int32_t>(a[i]) - static_cast<int32_t>(za)) *
+                      (static_cast<int32_t>(b[i]) - static_cast<int32_t>(zb));
+    T r = requantize_from_int<T>(mult, zo, c);
+    if (relu) r = std::max(r, zt);
+    out[i] = r;
+  }
+}
+
+template <class T>
+void unary_t(int op, const T* x, int64_t n, double si_d, int64_t zi, double so_d, int64_t zo, double arg0,
+             double arg1, T* out, const Sched& sc) {
+  const float si = static_cast<float>(si_d), so = static_cast<float>(so_d);
+  const int32_t zo32 = static_cast<int32_t>(zo);
+  const float pi = premul(si, zi);
+  const bool fma_body = sc.cap != kDefault;
+  // The inverse each kernel hands its SIMD quantize.
+  float body_inv = 1.0f / so;
+  if (op == kHardswish || op == kThreshold) body_inv = static_cast<float>(1.0 / so_d);
+  if (op == kHardsigmoid) body_inv = static_cast<float>(1.0 / static_cast<double>(so));
+  if (op == kSigmoid) {
+    // QuantizedOpKernels.cpp qsigmoid_kernel. Body: (q - zp) * scale, then
+    // 1 / (1 + exp(-x)) in float with Vectorized<float>::exp (SLEEF expf_u10
+    // under AVX2/AVX512, std::exp under DEFAULT); inverse float(1.0 / so).
+    // Tail: float(1.0 / (1.0 + double(std::exp(-x)))).
+    const float inv = static_cast<float>(1.0 / so_d);
+    ew_drive(
+        n, sc,
+        [&](int64_t i) {
+          const float v = dequantize_val(si, zi, x[i]);
+          const float e = sc.cap == kDefault ? std::exp(-v) : sleef_expf_u10(-v);
+          out[i] = body_quantize<T>(sc.cap, inv, so, zo32, 1.0f / (1.0f + e));
+        },
+        [&](int64_t i) {
+          const float v = dequantize_val(si, zi, x[i]);
+          const float y = static_cast<float>(1.0 / (1.0 + static_cast<double>(std::exp(-v))));
+          out[i] = quantize_val<T>(so, zo32, y);
+        });
+    return;
+  }
+  auto f = [&](float v) -> float {
+    switch (op) {
+      case kHardswish:  // qhardswish_kernel: x * clamp(x + 3, 0, 6) / 6
+        return v * std::min(std::max(v + 3.0f, 0.0f), 6.0f) / 6.0f;
+      case kHardsigmoid:  // qhardsigmoid_kernel: clamp(x + 3, 0, 6) / 6
+        return std::min(std::max(v + 3.0f, 0.0f), 6.0f) / 6.0f;
+      case kLeakyRelu:  // leaky_qrelu_out_kernel
+        return v > 0.0f ? v : v * static_cast<float>(arg0);
+      default:  // qthreshold_kernel
+        return v > static_cast<float>(arg0) ? v : static_cast<float>(arg1);
+    }
+  };
+  ew_drive(
+      n, sc,
+      [&](int64_t i) {
+        const float v = fma_body ? dequantize_fma(si, pi, x[i]) : dequantize_val(si, zi, x[i]);
+        out[i] = body_quantize<T>(sc.cap, body_inv, so, zo32, f(v));
+      },
+      [&](int64_t i) { out[i] = quantize_val<T>(so, zo32, f(dequantize_val(si, zi, x[i]))); });
+}
+
+template <class T>
+void add_scalar_t(const T* x, int64_t n, double s, int64_t z, double c, bool relu, T* out, double* out_scale,
+                  int64_t* out_zp, const Sched& sc) {
+  // BinaryOps.cpp _add_scalar_out: c_q = nearbyint(c / s) in double; the
+  // output either keeps the bytes with zero point z - c_q, or takes a new
+  // scale and an extreme zero point and requantizes (qadd_scalar_kernel).
+  const int64_t qmin = QLim<T>::lo, qmax = QLim<T>::hi;
+  const int64_t c_q = static_cast<int64_t>(std::nearbyint(c / s));
+  double s_prime;
+  int64_t z_prime;
+  if (qmin > z - c_q) {
+    s_prime = ((static_cast<double>(qmax) - (z - c_q))) / (static_cast<double>(qmax) - qmin) * s;
+    z_prime = qmin;
+  } else if (qmax < z - c_q) {
+    s_prime = (static_cast<double>(z - c_q) - qmin) / (static_cast<double>(qmax) - qmin) * s;
+    z_prime = qmax;
+  } else {
+    *out_scale = s;
+    *out_zp = z - c_q;
+    const T zt = static_cast<T>(z - c_q);
+    for (int64_t i = 0; i < n; ++i) out[i] = relu ? std::max(x[i], zt) : x[i];
+    return;
+  }
+  *out_scale = s_prime;
+  *out_zp = z_prime;
+  // qadd_scalar_kernel: multiplier = float(s) * (1.0f / float(s'))
+  const float inv = 1.0f / static_cast<float>(s_prime);
+  const float mult = static_cast<float>(s) * inv;
+  const T zt = static_cast<T>(z_prime);
+  (void)sc;
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t v = static_cast<int32_t>(x[i]) - static_cast<int32_t>(z) + static_cast<int32_t>(c_q);
+    T r = requantize_from_int<T>(mult, z_prime, v);
+    if (relu) r = std::max(r, zt);
+    out[i] = r;
+  }
+}
+
+template <class T>
+void cat_nhwc_t(const void* const* xs, const int64_t* cs, const double* scales, const int64_t* zps, int64_t count,
+                int64_t pixels, double scale, int64_t zp, bool relu, T* out, int cap) {
+  // QuantizedOpKernels.cpp qcat_nhwc_kernel<ReLUFused>: per pixel and input,
+  // a memcpy when the qparams match (and no relu); else SIMD blocks of
+  // Vectorized<q>::size() channels, then (measured on torch 2.13 under
+  // AVX512) the remaining channels in whole groups of 8 through the same SIMD
+  // formula, then scalar channels.
+  int64_t c_out = 0;
+  for (int64_t t = 0; t < count; ++t) c_out += cs[t];
+  const float inv_scale = static_cast<float>(1.0 / scale);
+  const float s_out = static_cast<float>(scale);
+  const int32_t z_out = static_cast<int32_t>(zp);
+  const int64_t vlen = qvec_size(cap), kvlen = 8;
+
+  for (int64_t p = 0; p < pixels; ++p) {
+    int64_t c_base = 0;
+    for (int64_t t = 0; t < count; ++t) {
+      const int64_t C = cs[t];
+      const T* ip = static_cast<const T*>(xs[t]) + p * C;
+      T* op = out + p * c_out + c_base;
+      c_base += C;
+      const float cs_f = static_cast<float>(scales[t]);
+      const int64_t cz = zps[t];
+      if (scales[t] == scale && cz == zp && !relu) {
+        std::memcpy(op, ip, static_cast<size_t>(C) * sizeof(T));
+        continue;
+      }
+      const float pre = premul(cs_f, cz);
+      auto body = [&](int64_t c) {
+        float v = cap == kDefault ? dequantize_val(cs_f, static_cast<int32_t>(cz), ip[c]) : dequantize_fma(cs_f, pre, ip[c]);
+        if (relu) v = v > 0.0f ? v : 0.0f;
+        op[c] = body_quantize<T>(cap, inv_scale, s_out, z_out, v);
+      };
+      int64_t c = 0;
+      for (; c + vlen <= C; c += vlen)
+        for (int64_t j = c; j < c + vlen; ++j) body(j);
+      const int64_t rem = C - c;
+      if (rem >= kvlen) {
+        const int64_t m = rem / kvlen * kvlen;
+        for (int64_t j = c; j < c + m; ++j) body(j);
+        c += m;
+      }
+      for (; c < C; ++c) {
+        float v = dequantize_val(cs_f, static_cast<int32_t>(cz), ip[c]);
+        if (relu) v = std::max(0.0f, v);
+        op[c] = quantize_val<T>(s_out, z_out, v);
+      }
+    }
+  }
+}
+
+template <class T>
+void max_pool2d_t(const T* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
+                  int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, T* out) {
+  // Pooling.cpp spatial_dilated_max_pooling (and the NHWC kernel's same
+  // window): max over the in-bounds taps of the dilated window.
+  for (int64_t p = 0; p < planes; ++p) {
+    const T* ip = x + p * ih * iw;
+    T* op = out + p * oh * ow;
+    for (int64_t r = 0; r < oh; ++r) {
+      int64_t h0 = r * sh - ph;
+      const int64_t h1 = std::min(h0 + (kh - 1) * dh + 1, ih);
+      while (h0 < 0) h0 += dh;
+      for (int64_t q = 0; q < ow; ++q) {
+        int64_t w0 = q * sw - pw;
+        const int64_t w1 = std::min(w0 + (kw - 1) * dw + 1, iw);
+        while (w0 < 0) w0 += dw;
+        T m = std::numeric_limits<T>::lowest();
+        for (int64_t y = h0; y < h1; y += dh)
+          for (int64_t xx = w0; xx < w1; xx += dw) m = std::max(m, ip[y * iw + xx]);
+        op[r * ow + q] = m;
+      }
+    }
+  }
+}
+
+template <class T>
+void avg_pool2d_nchw_t(const T* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh, int64_t ow, int64_t kh,
+                       int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, bool count_include_pad,
+                       int64_t divisor_override, double si, int64_t zi, double so, int64_t zo, T* out) {
+  // q_avgpool.cpp avg_pool2d_out_frame: int sum minus size * zp, then
+  // nearbyint(sum * float(si / so / divide) + zo) in float.
+  const double scale_factor = si / so;
+  for (int64_t p = 0; p < planes; ++p) {
+    const T* ip = x + p * ih * iw;
+    T* op = out + p * oh * ow;
+    for (int64_t r = 0; r < oh; ++r) {
+      for (int64_t q = 0; q < ow; ++q) {
+        int64_t h0 = r * sh - ph, w0 = q * sw - pw;
+        int64_t h1 = std::min(h0 + kh, ih + ph), w1 = std::min(w0 + kw, iw + pw);
+        const int64_t pool_size = (h1 - h0) * (w1 - w0);
+        h0 = std::max<int64_t>(h0, 0);
+        w0 = std::max<int64_t>(w0, 0);
+        h1 = std::min(h1, ih);
+        w1 = std::min(w1, iw);
+        const int64_t size = (h1 - h0) * (w1 - w0);
+        const int64_t divide = divisor_override ? divisor_override : (count_include_pad ? pool_size : size);
+        int32_t sum_int = 0;
+        for (int64_t y = h0; y < h1; ++y)
+          for (int64_t xx = w0; xx < w1; ++xx) sum_int += ip[y * iw + xx];
+        const float multiplier = static_cast<float>(scale_factor / static_cast<double>(divide));
+        sum_int -= static_cast<int32_t>(size * zi);
+        const float sum = static_cast<float>(sum_int);
+        const int32_t v = static_cast<int32_t>(std::nearbyint(sum * multiplier + static_cast<float>(zo)));
+        op[r * ow + q] = static_cast<T>(std::min<int32_t>(std::max<int32_t>(v, QLim<T>::lo), QLim<T>::hi));
+      }
+    }
+  }
+}
+
+template <class T>
+void avg_pool_nhwc_t(const T* x, int64_t batch, int64_t C, int64_t id, int64_t ih, int64_t iw, int64_t od, int64_t oh,
+                     int64_t ow, int64_t kd, int64_t kh, int64_t kw, int64_t sd, int64_t sh, int64_t sw, int64_t pd,
+                     int64_t ph, int64_t pw, bool count_include_pad, int64_t divisor_override, double si_d,
+                     int64_t zi, double so_d, int64_t zo, T* out, int cap) {
+  // QuantizedOpKernels.cpp _qavg_pool_nhwc_kernel: multiplier = si / so /
+  // divide in float; SIMD channel blocks (do_avg_pool_nhwc_on_AVX_n) quantize
+  // with x * multiplier, the scalar channels with quantize_val(1 / multiplier).
+  const float si = static_cast<float>(si_d), so = static_cast<float>(so_d);
+  const int64_t vw = cap == kDefault ? 0 : fvec_size(cap);
+  const int64_t c_vec = vw ? C / vw * vw : 0;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t a = 0; a < od; ++a)
+      for (int64_t r = 0; r < oh; ++r)
+        for (int64_t q = 0; q < ow; ++q) {
+          int64_t d0 = a * sd - pd, h0 = r * sh - ph, w0 = q * sw - pw;
+          int64_t d1 = std::min(d0 + kd, id + pd), h1 = std::min(h0 + kh, ih + ph), w1 = std::min(w0 + kw, iw + pw);
+          const int64_t pool_size = (d1 - d0) * (h1 - h0) * (w1 - w0);
+          d0 = std::max<int64_t>(d0, 0);
+          h0 = std::max<int64_t>(h0, 0);
+          w0 = std::max<int64_t>(w0, 0);
+          d1 = std::min(d1, id);
+          h1 = std::min(h1, ih);
+          w1 = std::min(w1, iw);
+          const int64_t size = (d1 - d0) * (h1 - h0) * (w1 - w0);
+          const int64_t divide = divisor_override ? divisor_override : (count_include_pad ? pool_size : size);
+          const float multiplier = si / so / static_cast<float>(divide);
+          const int32_t acc0 = static_cast<int32_t>(-zi * size);
+          const T* ip = x + b * id * ih * iw * C;
+          T* op = out + (((b * od + a) * oh + r) * ow + q) * C;
+          for (int64_t c = 0; c < C; ++c) {
+            int32_t acc = acc0;
+            for (int64_t dd = d0; dd < d1; ++dd)
+              for (int64_t y = h0; y < h1; ++y)
+                for (int64_t xx = w0; xx < w1; ++xx) acc += ip[((dd * ih + y) * iw + xx) * C + c];
+            op[c] = c < c_vec ? quantize_lane<T>(multiplier, static_cast<int32_t>(zo), static_cast<float>(acc))
+                              : quantize_val<T>(1.0f / multiplier, static_cast<int32_t>(zo), static_cast<float>(acc));
+          }
+        }
+}
+
+inline int64_t start_index(int64_t o, int64_t olen, int64_t ilen) {
+  return static_cast<int64_t>(std::floor(static_cast<float>(o * ilen) / static_cast<float>(olen)));
+}
+inline int64_t end_index(int64_t o, int64_t olen, int64_t ilen) {
+  return static_cast<int64_t>(std::ceil(static_cast<float>((o + 1) * ilen) / static_cast<float>(olen)));
+}
+
+template <class T>
+void adaptive_avg_pool_nchw_t(const T* x, int64_t planes, int64_t id, int64_t ih, int64_t iw, int64_t od, int64_t oh,
+                              int64_t ow, T* out) {
+  // AdaptiveAveragePooling.cpp adaptive_avg_pool_single_out_frame:
+  // nearbyint(float(sum) * (((float)(1.0 / kD) / kH) / kW)), no clamp.
+  for (int64_t p = 0; p < planes; ++p) {
+    const T* ip = x + p * id * ih * iw;
+    for (int64_t a = 0; a < od; ++a) {
+      const int64_t d0 = start_index(a, od, id), kD = end_index(a, od, id) - d0;
+      const float kDr = static_cast<float>(1.0 / static_cast<double>(kD));
+      for (int64_t r = 0; r < oh; ++r) {
+        const int64_t h0 = start_index(r, oh, ih), kH = end_index(r, oh, ih) - h0;
+        const float kDHr = kDr / static_cast<float>(kH);
+        for (int64_t q = 0; q < ow; ++q) {
+          const int64_t w0 = start_index(q, ow, iw), kW = end_index(q, ow, iw) - w0;
+          const float kDHWr = kDHr / static_cast<float>(kW);
+          int64_t sum = 0;
+          for (int64_t dd = 0; dd < kD; ++dd)
+            for (int64_t y = 0; y < kH; ++y)
+              for (int64_t xx = 0; xx < kW; ++xx) sum += ip[((d0 + dd) * ih + h0 + y) * iw + w0 + xx];
+          out[((p * od + a) * oh + r) * ow + q] =
+              static_cast<T>(static_cast<int32_t>(std::nearbyint(static_cast<float>(sum) * kDHWr)));
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+void adaptive_avg_pool_nhwc_t(const T* x, int64_t batch, int64_t C, int64_t id, int64_t ih, int64_t iw, int64_t od,
+                              int64_t oh, int64_t ow, double si_d, int64_t zi, double so_d, int64_t zo, T* out,
+                              int cap) {
+    // QuantizedOpKernels.cpp _qadaptive_avg_pool_kernel: int sum with -zp*size,
+  // quantized with scale 1 / multiplier. Measured on torch 2.13: under
+  // AVX2/AVX512 every channel, SIMD block or not, rounds the fma
+  // nearbyint(fma(acc, 1 / (1 / multiplier), zp)); under DEFAULT every
+  // channel takes quantize_val (no fma).
+  const float si = static_cast<float>(si_d), so = static_cast<float>(so_d);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t a = 0; a < od; ++a) {
+      const int64_t d0 = start_index(a, od, id), kD = end_index(a, od, id) - d0;
+      for (int64_t r = 0; r < oh; ++r) {
+        const int64_t h0 = start_index(r, oh, ih), kH = end_index(r, oh, ih) - h0;
+        for (int64_t q = 0; q < ow; ++q) {
+          const int64_t w0 = start_index(q, ow, iw), kW = end_index(q, ow, iw) - w0;
+          const int64_t size = kD * kH * kW;
+          const float multiplier = si / so / static_cast<float>(size);
+          const T* ip = x + b * id * ih * iw * C;
+          T* op = out + (((b * od + a) * oh + r) * ow + q) * C;
+          for (int64_t c = 0; c < C; ++c) {
+            int32_t acc = static_cast<int32_t>(-zi * size);
+            for (int64_t dd = 0; dd < kD; ++dd)
+              for (int64_t y = 0; y < kH; ++y)
+                for (int64_t xx = 0; xx < kW; ++xx) acc += ip[(((d0 + dd) * ih + h0 + y) * iw + w0 + xx) * C + c];
+            const float sc = 1.0f / multiplier;
+            op[c] = cap == kDefault ? quantize_val<T>(sc, static_cast<int32_t>(zo), static_cast<float>(acc))
+                                    : quantize_legacy<T>(1.0f / sc, static_cast<int32_t>(zo), static_cast<float>(acc));
+          }
+        }
+      }
+    }
+}
+
+// UpSample.h compute_scales_value<float> / nearest_idx /
+// area_pixel_compute_scale / area_pixel_compute_source_index.
+inline float scales_value(double scale, int64_t in, int64_t out) {
+  return scale > 0 ? static_cast<float>(1.0 / scale) : static_cast<float>(in) / static_cast<float>(out);
+}
+inline int64_t nearest_idx(int64_t o, int64_t in, int64_t out, double scale) {
+  if (out == in) return o;
+  if (out == 2 * in) return o >> 1;
+  const float s = scales_value(scale, in, out);
+  return std::min(static_cast<int64_t>(std::floor(static_cast<float>(o) * s)), in - 1);
+}
+inline float area_scale(int64_t in, int64_t out, bool align_corners, double scale) {
+  if (align_corners) return out > 1 ? static_cast<float>(in - 1) / static_cast<float>(out - 1) : 0.0f;
+  return scales_value(scale, in, out);
+}
+inline float area_src(float scale, int64_t dst, bool align_corners, bool contracted) {
+  if (align_corners) return scale * static_cast<float>(dst);
+  const float src = contracted ? std::fma(scale, static_cast<float>(dst) + 0.5f, -0.5f)
+                               : scale * (static_cast<float>(dst) + 0.5f) - 0.5f;
+  return src < 0.0f ? 0.0f : src;
+}
+
+template <class T>
+void upsample_nearest2d_t(const T* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh, int64_t ow, double sh,
+                          double sw, T* out) {
+  std::vector<int64_t> wi(static_cast<size_t>(ow));
+  for (int64_t q = 0; q < ow; ++q) wi[q] = nearest_idx(q, iw, ow, sw);
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t r = 0; r < oh; ++r) {
+      const int64_t y = nearest_idx(r, ih, oh, sh);
+      for (int64_t q = 0; q < ow; ++q) out[(p * oh + r) * ow + q] = x[(p * ih + y) * iw + wi[q]];
+    }
+}
+
+template <class T>
+void upsample_bilinear2d_t(const T* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh, int64_t ow,
+                           bool align_corners, double sh, double sw, double si, int64_t zi, double so, int64_t zo,
+                           T* out, bool contracted) {
+  // UpSampleBilinear2d.cpp upsample_bilinear2d_out_frame: float lambdas,
+  // result minus float(zi), then quantize_val(float(so / si), zo, result).
+  // The channels_last kernel (QuantizedOpKernels.cpp
+  // qupsample_bilinear2d_nhwc_kernel) lives in the per-capability
+  // translation unit, which the compiler builds with -mfma and contracts:
+  // measured on torch 2.13 (AVX512), every channel matches
+  // fma(h1, fma(w1, p3, w0 * p2), h0 * fma(w1, p1, w0 * p0)) - zi, with
+  // source indices fma(scale, dst + 0.5, -0.5).
+  if (ih == oh && iw == ow) {
+    std::memcpy(out, x, static_cast<size_t>(planes * ih * iw) * sizeof(T));
+    return;
+  }
+  const float rh = area_scale(ih, oh, align_corners, sh), rw = area_scale(iw, ow, align_corners, sw);
+  const float oscale = static_cast<float>(so / si);
+  const float zf = static_cast<float>(zi);
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t r = 0; r < oh; ++r) {
+      const float h1r = area_src(rh, r, align_corners, contracted);
+      const int64_t h1 = static_cast<int64_t>(h1r);
+      const int64_t h1p = h1 < ih - 1 ? 1 : 0;
+      const float h1l = h1r - static_cast<float>(h1), h0l = 1.0f - h1l;
+      for (int64_t q = 0; q < ow; ++q) {
+        const float w1r = area_src(rw, q, align_corners, contracted);
+        const int64_t w1 = static_cast<int64_t>(w1r);
+        const int64_t w1p = w1 < iw - 1 ? 1 : 0;
+        const float w1l = w1r - static_cast<float>(w1), w0l = 1.0f - w1l;
+        const T* p1 = x + (p * ih + h1) * iw + w1;
+        const float a0 = static_cast<float>(p1[0]), a1 = static_cast<float>(p1[w1p]);
+        const float a2 = static_cast<float>(p1[h1p * iw]), a3 = static_cast<float>(p1[h1p * iw + w1p]);
+        const float res = contracted ? std::fma(h1l, std::fma(w1l, a3, w0l * a2), h0l * std::fma(w1l, a1, w0l * a0)) - zf
+                                     : h0l * (w0l * a0 + w1l * a1) + h1l * (w0l * a2 + w1l * a3) - zf;
+        out[(p * oh + r) * ow + q] = quantize_val<T>(oscale, static_cast<int32_t>(zo), res);
+      }
+    }
+}
+
+template <class T>
+void batch_norm_t(const T* x, int64_t pixels, int64_t C, const float* weight, const float* bias, const float* mean,
+                  const float* var, double eps, double si, int64_t zi, double so, int64_t zo, bool relu, T* out,
+                  int cap) {
+  // Normalization.cpp compute_fused_params (generic translation unit):
+  // inv_sigma = float(1.0 / sqrtf(var + float(eps))), alpha and beta rounded
+  // from double.
+  std::vector<float> alpha(static_cast<size_t>(C)), beta(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) {
+    const float inv_sigma = static_cast<float>(1.0 / static_cast<double>(std::sqrt(var[c] + static_cast<float>(eps))));
+    const float w = weight ? weight[c] : 1.0f;
+    const float b = bias ? bias[c] : 0.0f;
+    alpha[c] = static_cast<float>(static_cast<double>(inv_sigma * w) * (si / so));
+    beta[c] = static_cast<float>(static_cast<double>(b - mean[c] * inv_sigma * w) / so);
+  }
+  // QuantizedOpKernels.cpp q_batch_norm_kernel<ReluFused> on the NHWC data:
+  // SIMD blocks of float_num_vecs * Vectorized<float>::size() channels
+  // (64 AVX512, 32 AVX2 / DEFAULT; AVX2 / DEFAULT then one block of whole
+  // 8-float vectors), scalar channels after. AVX2/AVX512 bodies use fma and
+  // lanes rint(v) + zo; their scalar channels are compiled with -mfma and
+  // contracted (fma). DEFAULT: alpha * x + beta in two roundings, then
+  // quantize_vec's legacy lanes (body) or lrintf + zo (scalar).
+  const int64_t lanes = cap == kAvx512 ? 64 : 32;
+  const int64_t c_body_full = C / lanes * lanes;
+  const int64_t rem = C - c_body_full;
+  const int64_t c_body = (lanes == 32 && rem >= 8) ? c_body_full + rem / 8 * 8 : c_body_full;
+  const T zt = static_cast<T>(zo);
+  for (int64_t p = 0; p < pixels; ++p) {
+    const T* ip = x + p * C;
+    T* op = out + p * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const float v = static_cast<float>(static_cast<int32_t>(ip[c]) - static_cast<int32_t>(zi));
+      T r;
+      if (c < c_body) {
+        if (cap == kDefault) {
+          r = quantize_legacy<T>(1.0f, static_cast<int32_t>(zo), alpha[c] * v + beta[c]);
+        } else {
+          r = quantize_lane<T>(1.0f, static_cast<int32_t>(zo), std::fma(alpha[c], v, beta[c]));
+        }
+      } else {
+        const float y = cap == kDefault ? alpha[c] * v + beta[c] : std::fma(alpha[c], v, beta[c]);
+        const int64_t q = zo + static_cast<int64_t>(std::lrintf(y));
+        r = static_cast<T>(std::min<int64_t>(std::max<int64_t>(q, QLim<T>::lo), QLim<T>::hi));
+      }
+      if (relu) r = std::max(r, zt);
+      op[c] = r;
+    }
+  }
+}
+
+template <class T>
+void normalize_t(const T* x, int64_t M, int64_t N, const float* gamma, const float* beta, bool per_channel,
+                 int64_t num_channels, int64_t num_groups, double eps, double xs_d, int64_t xz, double ys_d, int64_t yz,
+                 T* out, int cap) {
+  // QuantizedOpKernels.cpp quantized_normalize_kernel (layer_norm; group_norm
+  // and instance_norm with per-channel affine). Integer sums, float
+  // statistics; under AVX2/AVX512 the compiler contracts a - b * c and
+  // u * g + b into fma (measured), under DEFAULT it does not.
+  const bool fma_on = cap != kDefault;
+  const float xs = static_cast<float>(xs_d), ys = static_cast<float>(ys_d);
+  const float y_inv = 1.0f / ys;
+  const int32_t yz32 = static_cast<int32_t>(yz);
+  const int64_t kint = cap == kAvx512 ? 64 : 32;
+  auto q_body = [&](float v) { return body_quantize<T>(cap, y_inv, ys, yz32, v); };
+  const int64_t cpg = per_channel ? num_channels / num_groups : 1;
+  const int64_t n_per_ch = per_channel ? N / cpg : N;
+  for (int64_t i = 0; i < M; ++i) {
+    const T* xp = x + i * N;
+    T* yp = out + i * N;
+    int64_t sum = 0, sum_sq = 0;
+    for (int64_t j = 0; j < N; ++j) {
+      sum += xp[j];
+      sum_sq += static_cast<int64_t>(xp[j]) * xp[j];
+    }
+    const float mean_shifted = static_cast<float>(sum) / static_cast<float>(N);
+    const float mean = mean_shifted - static_cast<float>(xz);
+    const float ex2 = static_cast<float>(sum_sq) / static_cast<float>(N);
+    const float var0 = fma_on ? std::fma(-mean_shifted, mean_shifted, ex2) : ex2 - mean_shifted * mean_shifted;
+    const float var = std::max(var0, 0.0f);
+    const float inv_std = static_cast<float>(
+        static_cast<double>(xs) / std::sqrt(static_cast<double>(var * xs * xs) + eps));
+    if (per_channel) {
+      for (int64_t ch = 0; ch < cpg; ++ch) {
+        const int64_t si = (i * cpg + ch) % num_channels;
+        const float g = gamma ? gamma[si] : 1.0f;
+        const float gp = inv_std * g;
+        const float b = beta ? beta[si] : 0.0f;
+        for (int64_t j = ch * n_per_ch; j < (ch + 1) * n_per_ch; ++j) {
+          const float dq = static_cast<float>(static_cast<int32_t>(xp[j]) - static_cast<int32_t>(xz));
+          const float u = dq - mean;
+          yp[j] = q_body(fma_on ? std::fma(u, gp, b) : u * gp + b);
+        }
+      }
+    } else {
+      const int64_t n_body = N / kint * kint;
+      for (int64_t j = 0; j < N; ++j) {
+        const float g = gamma ? gamma[j] : 1.0f;
+        const float b = beta ? beta[j] : 0.0f;
+        const float dq = static_cast<float>(static_cast<int32_t>(xp[j]) - static_cast<int32_t>(xz));
+        const float t = (dq - mean) * inv_std;
+        const float y = fma_on ? std::fma(t, g, b) : t * g + b;
+        yp[j] = j < n_body ? q_body(y) : quantize_val<T>(ys, yz32, y);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+#define QREF_ATEN_DISPATCH(s8, ...)  \
+  do {                               \
+    if (s8) {                        \
+      using T = int8_t;              \
+      __VA_ARGS__;                   \
+    } else {                         \
+      using T = uint8_t;             \
+      __VA_ARGS__;                   \
+    }                                \
+  } while (0)
+
+void quantize_per_tensor(const float* x, int64_t n, double scale, int64_t zp, bool s8, void* out, int num_threads) {
+  (void)num_threads;
+  QREF_ATEN_DISPATCH(s8, quantize_per_tensor_t<T>(x, n, scale, zp, static_cast<T*>(out)));
+}
+
+void quantize_per_channel(const float* x, int64_t outer, int64_t channels, int64_t inner, const double* scales,
+                          const int64_t* zps, bool s8, void* out) {
+  // QuantizedOpKernels.cpp quantize_tensor_per_channel_impl: quantize_val per
+  // element with its channel's (float) scale and zero point.
+  QREF_ATEN_DISPATCH(s8, {
+    T* o = static_cast<T*>(out);
+    for (int64_t a = 0; a < outer; ++a)
+      for (int64_t c = 0; c < channels; ++c) {
+        const float s = static_cast<float>(scales[c]);
+        const int32_t z = static_cast<int32_t>(zps[c]);
+        const int64_t base = (a * channels + c) * inner;
+        for (int64_t i = 0; i < inner; ++i) o[base + i] = quantize_val<T>(s, z, x[base + i]);
+      }
+  });
+}
+
+void dequantize_per_tensor(const void* q, int64_t n, double scale, int64_t zp, bool s8, float* out) {
+  QREF_ATEN_DISPATCH(s8, {
+    const T* v = static_cast<const T*>(q);
+    const float s = static_cast<float>(scale);
+    for (int64_t i = 0; i < n; ++i) out[i] = dequantize_val(s, static_cast<int32_t>(zp), v[i]);
+  });
+}
+
+void dequantize_per_channel(const void* q, int64_t outer, int64_t channels, int64_t inner, const double* scales,
+                            const int64_t* zps, bool s8, float* out) {
+  // QuantizedOpKernels.cpp dequantize_per_channel_affine_kernel: measured
+  // (q - zp) * scale with the double scale, rounded once to float.
+  QREF_ATEN_DISPATCH(s8, {
+    const T* v = static_cast<const T*>(q);
+    for (int64_t a = 0; a < outer; ++a)
+      for (int64_t c = 0; c < channels; ++c) {
+        const double s = scales[c];
+        const int64_t z = zps[c];
+        const int64_t base = (a * channels + c) * inner;
+        for (int64_t i = 0; i < inner; ++i)
+          out[base + i] = static_cast<float>(static_cast<double>(static_cast<int64_t>(v[base + i]) - z) * s);
+      }
+  });
+}
+
+void binary(int op, const void* a, const void* b, int64_t n, double sa, int64_t za, double sb, int64_t zb, double so,
+            int64_t zo, bool s8, void* out, Sched sched) {
+  QREF_ATEN_DISPATCH(s8, binary_t<T>(op, static_cast<const T*>(a), static_cast<const T*>(b), n, sa, za, sb, zb, so, zo,
+                                     static_cast<T*>(out), sched));
+}
+
+void unary(int op, const void* x, int64_t n, double si, int64_t zi, double so, int64_t zo, double arg0, double arg1,
+           bool s8, void* out, Sched sched) {
+  QREF_ATEN_DISPATCH(s8, unary_t<T>(op, static_cast<const T*>(x), n, si, zi, so, zo, arg0, arg1, static_cast<T*>(out),
+                                    sched));
+}
+
+void clamp(const void* x, int64_t n, double scale, int64_t zp, bool has_lo, double lo, bool has_hi, double hi, bool s8,
+           void* out) {
+  // QuantizedOpKernels.cpp qclamp_kernel / qclamp_min_kernel /
+  // qclamp_max_kernel (relu6: the same with [0, 6]).
+  QREF_ATEN_DISPATCH(s8, {
+    const T* v = static_cast<const T*>(x);
+    T* o = static_cast<T*>(out);
+    const float s = static_cast<float>(scale);
+    const T qlo = has_lo ? quantize_val<T>(s, static_cast<int32_t>(zp), static_cast<float>(lo))
+                         : std::numeric_limits<T>::lowest();
+    const T qhi = has_hi ? quantize_val<T>(s, static_cast<int32_t>(zp), static_cast<float>(hi))
+                         : std::numeric_limits<T>::max();
+    for (int64_t i = 0; i < n; ++i) o[i] = std::min(std::max(v[i], qlo), qhi);
+  });
+}
+
+void add_scalar(const void* x, int64_t n, double scale, int64_t zp, double c, bool relu, bool s8, void* out,
+                double* out_scale, int64_t* out_zp, Sched sched) {
+  QREF_ATEN_DISPATCH(s8, add_scalar_t<T>(static_cast<const T*>(x), n, scale, zp, c, relu, static_cast<T*>(out),
+                                         out_scale, out_zp, sched));
+}
+
+void cat_nhwc(const void* const* xs, const int64_t* cs, const double* scales, const int64_t* zps, int64_t count,
+              int64_t pixels, double scale, int64_t zp, bool relu, bool s8, void* out, int cap) {
+  QREF_ATEN_DISPATCH(s8, cat_nhwc_t<T>(xs, cs, scales, zps, count, pixels, scale, zp, relu, static_cast<T*>(out), cap));
+}
+
+void max_pool2d(const void* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
+                int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool s8, void* out) {
+  QREF_ATEN_DISPATCH(s8, max_pool2d_t<T>(static_cast<const T*>(x), planes, ih, iw, oh, ow, kh, kw, sh, sw, ph, pw, dh,
+                                         dw, static_cast<T*>(out)));
+}
+
+void avg_pool2d_nchw(const void* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh, int64_t ow, int64_t kh,
+                     int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, bool count_include_pad,
+                     int64_t divisor_override, double si, int64_t zi, double so, int64_t zo, bool s8, void* out) {
+  QREF_ATEN_DISPATCH(s8, avg_pool2d_nchw_t<T>(static_cast<const T*>(x), planes, ih, iw, oh, ow, kh, kw, sh, sw, ph, pw,
+                                              count_include_pad, divisor_override, si, zi, so, zo,
+                                              static_cast<T*>(out)));
+}
+
+void avg_pool_nhwc(const void* x, int64_t batch, int64_t channels, int64_t id, int64_t ih, int64_t iw, int64_t od,
+                   int64_t oh, int64_t ow, int64_t kd, int64_t kh, int64_t kw, int64_t sd, int64_t sh, int64_t sw,
+                   int64_t pd, int64_t ph, int64_t pw, bool count_include_pad, int64_t divisor_override, double si,
+                   int64_t zi, double so, int64_t zo, bool s8, void* out, int cap) {
+  QREF_ATEN_DISPATCH(s8, avg_pool_nhwc_t<T>(static_cast<const T*>(x), batch, channels, id, ih, iw, od, oh, ow, kd, kh,
+                                            kw, sd, sh, sw, pd, ph, pw, count_include_pad, divisor_override, si, zi,
+                                            so, zo, static_cast<T*>(out), cap));
+}
+
+void adaptive_avg_pool_nchw(const void* x, int64_t planes, int64_t id, int64_t ih, int64_t iw, int64_t od, int64_t oh,
+                            int64_t ow, bool s8, void* out) {
+  QREF_ATEN_DISPATCH(s8, adaptive_avg_pool_nchw_t<T>(static_cast<const T*>(x), planes, id, ih, iw, od, oh, ow,
+                                                     static_cast<T*>(out)));
+}
+
+void adaptive_avg_pool_nhwc(const void* x, int64_t batch, int64_t channels, int64_t id, int64_t ih, int64_t iw,
+                            int64_t od, int64_t oh, int64_t ow, double si, int64_t zi, double so, int64_t zo, bool s8,
+                            void* out, int cap) {
+  QREF_ATEN_DISPATCH(s8, adaptive_avg_pool_nhwc_t<T>(static_cast<const T*>(x), batch, channels, id, ih, iw, od, oh, ow,
+                                                     si, zi, so, zo, static_cast<T*>(out), cap));
+}
+
+void mean_inner(const void* x, int64_t outer, int64_t inner, bool s8, void* out) {
+  // QuantizedOpKernels.cpp qmean_inner_dim_kernel: hsum, float(sum) / N,
+  // nearbyint (output keeps the input's qparams).
+  QREF_ATEN_DISPATCH(s8, {
+    const T* v = static_cast<const T*>(x);
+    T* o = static_cast<T*>(out);
+    for (int64_t r = 0; r < outer; ++r) {
+      int64_t sum = 0;
+      for (int64_t i = 0; i < inner; ++i) sum += v[r * inner + i];
+      const float y = static_cast<float>(sum) / static_cast<float>(inner);
+      o[r] = static_cast<T>(static_cast<int32_t>(std::nearbyint(y)));
+    }
+  });
+}
+
+void upsample_nearest2d(const void* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh, int64_t ow, double scale_h,
+                        double scale_w, bool s8, void* out) {
+  QREF_ATEN_DISPATCH(s8, upsample_nearest2d_t<T>(static_cast<const T*>(x), planes, ih, iw, oh, ow, scale_h, scale_w,
+                                                 static_cast<T*>(out)));
+}
+
+void upsample_bilinear2d(const void* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh, int64_t ow,
+                         bool align_corners, double scale_h, double scale_w, double si, int64_t zi, double so,
+                         int64_t zo, bool s8, void* out, bool contracted) {
+  QREF_ATEN_DISPATCH(s8, upsample_bilinear2d_t<T>(static_cast<const T*>(x), planes, ih, iw, oh, ow, align_corners,
+                                                  scale_h, scale_w, si, zi, so, zo, static_cast<T*>(out), contracted));
+}
+
+void batch_norm_nhwc(const void* x, int64_t pixels, int64_t channels, const float* weight, const float* bias,
+                     const float* mean, const float* var, double eps, double si, int64_t zi, double so, int64_t zo,
+                     bool relu, bool s8, void* out, int cap) {
+  QREF_ATEN_DISPATCH(s8, batch_norm_t<T>(static_cast<const T*>(x), pixels, channels, weight, bias, mean, var, eps, si,
+                                         zi, so, zo, relu, static_cast<T*>(out), cap));
+}
+
+void normalize(const void* x, int64_t M, int64_t N, const float* gamma, const float* beta, bool per_channel,
+               int64_t num_channels, int64_t num_groups, double eps, double xs, int64_t xz, double ys, int64_t yz,
+               bool s8, void* out, int cap) {
+  QREF_ATEN_DISPATCH(s8, normalize_t<T>(static_cast<const T*>(x), M, N, gamma, beta, per_channel, num_channels,
+                                        num_groups, eps, xs, xz, ys, yz, static_cast<T*>(out), cap));
+}
+
+}  // namespace aten
+}  // namespace qref
