@@ -500,8 +500,8 @@ class _Tracker:
         if kids is None:
             kids = [m for m in parent.children() if type(m).__name__ == "QFunctional"]
             self._qfunctional[id(parent)] = kids
-        if scale is None:
-            return None
+        if scale is None:  # add_scalar, mul_scalar: output qparams derived, not the module's
+            return kids[0] if len(kids) == 1 else None
         match = [m for m in kids if float(m.scale) == float(scale) and int(m.zero_point) == int(zero_point)]
         return match[0] if len(match) == 1 else None
 
@@ -668,7 +668,8 @@ class _CaptureMode:
                         lab = tracker.path(qf)
                         mod = qf
                     else:
-                        lab = path if next(mod.children(), None) is None else f"{path}.{short}"
+                        lab = path if next(mod.children(), None) is None else (
+                            f"{path}.{short}" if path != "(model)" else short)
                 elif module_op or next(mod.children(), None) is None:
                     lab = path  # a leaf module (Conv2d, ReLU, Quantize, ...): the op it exists for
                 else:
