@@ -30,11 +30,13 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from . import _core
 from .bridge.from_torch import from_torch
 from .bridge.modules import UnsupportedModuleError
 from .bridge.onednn_verbose import _with_onednn_kernel
 from .common.errors import UnsupportedOpError
 from .engines import aten as A
+from .engines.aten._args import check_capability, check_threads
 
 # ---------------------------------------------------------------------------- op classes
 
@@ -129,16 +131,27 @@ class OpContext:
     runner: Optional[Callable] = None  # module -> params object (conv/linear), cached
 
 
+def _like_format(x: Any, out: Any) -> Any:
+    """quantize/dequantize allocate their output in the input's suggested memory format (dense),
+    also for a non-dense view such as a channel slice of a channels_last tensor."""
+    import torch
+
+    if _suggests_channels_last(x) and not out.is_contiguous(memory_format=torch.channels_last):
+        return out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
 def _quantize(ctx, func, b):
-    return A.quantize_per_tensor(b["self"], scale=_f(b["scale"]), zero_point=_i(b["zero_point"]),
-                                 dtype=_dtype_name(b["dtype"]))
+    x = b["self"]
+    return _like_format(x, A.quantize_per_tensor(x, scale=_f(b["scale"]), zero_point=_i(b["zero_point"]),
+                                                 dtype=_dtype_name(b["dtype"])))
 
 
 def _dequantize(ctx, func, b):
     x = b["self"] if "self" in b else b.get("tensors")
     if isinstance(x, (list, tuple)):
-        return [A.dequantize(t) for t in x]
-    return A.dequantize(x)
+        return [_like_format(t, A.dequantize(t)) for t in x]
+    return _like_format(x, A.dequantize(x))
 
 
 def _binary(op):
@@ -152,9 +165,84 @@ def _binary(op):
             return A.add_scalar(qa, _f(c))
         if ov not in ("", "default"):
             raise UnsupportedOpError(f"{func} is not reproduced by qref (the out= form)")
-        return op(b["qa"], b["qb"], scale=_f(b["scale"]), zero_point=_i(b["zero_point"]))
+        qa, qb = b["qa"], b["qb"]
+        if tuple(qa.shape) != tuple(qb.shape):
+            return _broadcast_binary(_BINARY_CODES[op], qa, qb, _f(b["scale"]), _i(b["zero_point"]), ctx.threads)
+        return op(qa, qb, scale=_f(b["scale"]), zero_point=_i(b["zero_point"]))
 
     return run
+
+
+_BINARY_CODES = {A.add: 0, A.add_relu: 1, A.mul: 2, A.mul_relu: 3}
+_GRAIN = 32768  # at::internal::GRAIN_SIZE
+
+
+def _broadcast_binary(code: int, qa: Any, qb: Any, scale: float, zero_point: int, threads: Optional[int]) -> Any:
+    """quantized add/mul with a broadcast operand (squeeze-excitation's x * gate): ATen's
+    TensorIterator walks the output in its memory format (qa's), coalescing dims while every
+    operand stays linear; each inner row is one cpu_kernel_vec call (SIMD blocks of 64, scalar
+    tail), rows split further where at::parallel_for cuts the range. qref's elementwise kernel is
+    called on exactly those segments; an inner dim where the broadcast operand is neither
+    contiguous nor constant runs the scalar op only (segments shorter than a SIMD block)."""
+    import torch
+
+    fn = "mul" if code >= 2 else "add"
+    if qa.dtype != qb.dtype or qa.dtype not in (torch.quint8, torch.qint8):
+        raise UnsupportedOpError(f"quantized::{fn}: operands {qa.dtype} and {qb.dtype} are not reproduced")
+    try:
+        shape = torch.broadcast_shapes(qa.shape, qb.shape)
+    except RuntimeError as e:
+        raise ValueError(f"quantized::{fn}: shapes {tuple(qa.shape)} and {tuple(qb.shape)} do not broadcast") from e
+    if tuple(shape) != tuple(qa.shape):
+        raise UnsupportedOpError(f"quantized::{fn}: the first operand {tuple(qa.shape)} is broadcast to "
+                                 f"{tuple(shape)} (qref reproduces a broadcast second operand only)")
+    cl = qa.dim() == 4 and not qa.is_contiguous() and qa.is_contiguous(memory_format=torch.channels_last)
+    if not cl and not qa.is_contiguous():
+        raise UnsupportedOpError(f"quantized::{fn}: a strided first operand is not reproduced")
+    order = [1, 3, 2, 0] if cl else list(range(qa.dim() - 1, -1, -1))  # innermost first
+    be = qb.int_repr().expand(shape)
+    sizes = [shape[d] for d in order]
+    sb = [be.stride(d) for d in order]
+    dense = []  # the output's (and qa's) strides in its own memory order
+    acc = 1
+    for s_ in sizes:
+        dense.append(acc)
+        acc *= s_
+    # TensorIterator coalesce_dimensions: merge the next dim while every operand stays linear
+    inner, k = sizes[0] if sizes else 1, 1
+    sb0 = sb[0] if sb else 0
+    while k < len(sizes):
+        if sizes[k] == 1 or all(st[k] == st[k - 1] * sizes[k - 1] or sizes[k - 1] == 1 for st in (dense, sb)):
+            inner *= sizes[k]
+            k += 1
+        else:
+            break
+    vec_ok = sb0 in (0, 1) or inner == 1
+    perm = [order[i] for i in range(len(order) - 1, -1, -1)]  # outermost first
+    a_mem = np.ascontiguousarray(qa.int_repr().permute(*perm).contiguous().numpy()).reshape(-1)
+    b_mem = np.ascontiguousarray(be.permute(*perm).contiguous().numpy()).reshape(-1)
+    n = a_mem.size
+    nt = check_threads(fn, threads)
+    cap = check_capability(fn, None)
+    cuts = {0, n}
+    if n >= _GRAIN and nt > 1:
+        tasks = min(nt, -(-n // _GRAIN))
+        chunk = -(-n // tasks)
+        cuts.update(range(0, n, chunk))
+    cuts.update(range(0, n, max(inner, 1)))
+    if not vec_ok:
+        cuts.update(range(0, n, 63))
+    edges = sorted(cuts)
+    out = np.empty_like(a_mem)
+    sa, za, sb_, zb = qa.q_scale(), qa.q_zero_point(), qb.q_scale(), qb.q_zero_point()
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        if hi > lo:
+            out[lo:hi] = _core.aten_binary(code, a_mem[lo:hi], b_mem[lo:hi], sa, za, sb_, zb, scale, zero_point,
+                                           cap, 1)
+    mem_shape = [shape[d] for d in perm]
+    r = torch.from_numpy(out.reshape(mem_shape))
+    inv = [perm.index(d) for d in range(len(perm))]
+    return torch._make_per_tensor_quantized_tensor(r.permute(*inv), scale, zero_point)
 
 
 def _add_scalar(relu):
@@ -169,7 +257,7 @@ def _qcat(relu):
         xs = list(b["qx"])
         s = xs[0].q_scale() if b.get("scale") is None else _f(b["scale"])
         z = xs[0].q_zero_point() if b.get("zero_point") is None else _i(b["zero_point"])
-        return A.cat(xs, dim=_i(b["dim"]), scale=s, zero_point=z, relu=relu)
+        return _cat_format(xs, A.cat(xs, dim=_i(b["dim"]), scale=s, zero_point=z, relu=relu))
 
     return run
 
@@ -177,7 +265,35 @@ def _qcat(relu):
 def _aten_cat(ctx, func, b):
     xs = list(b["tensors"])
     # cat_quantized_cpu: the output takes the first input's qparams (quantized_cat_impl)
-    return A.cat(xs, dim=_i(b["dim"]), scale=xs[0].q_scale(), zero_point=xs[0].q_zero_point())
+    return _cat_format(xs, A.cat(xs, dim=_i(b["dim"]), scale=xs[0].q_scale(), zero_point=xs[0].q_zero_point()))
+
+
+def _suggests_channels_last(t: Any) -> bool:
+    """TensorBase::suggest_memory_format for a 4-d tensor (c10 is_channels_last_strides_2d_s4)."""
+    if t.dim() != 4:
+        return False
+    sizes, strides = t.shape, t.stride()
+    if strides[1] == 0:
+        return False
+    lo = 0
+    for d in (1, 3, 2, 0):
+        if sizes[d] == 0 or strides[d] < lo:
+            return False
+        if d == 0 and lo == strides[1]:
+            return False
+        lo = strides[d] * (sizes[d] if sizes[d] > 1 else 1)
+    return True
+
+
+def _cat_format(xs: list, out: Any) -> Any:
+    """quantized_cat_impl's slow path dequantizes each input (in its suggested memory format),
+    at::cat's the floats (channels_last when every input suggests it, else contiguous) and
+    quantizes in that format: the bytes qref computes, laid out as torch's."""
+    import torch
+
+    if out.dim() == 4 and out.is_contiguous() and all(_suggests_channels_last(x) for x in xs):
+        return out.contiguous(memory_format=torch.channels_last)
+    return out
 
 
 def _relu(ctx, func, b):
