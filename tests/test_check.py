@@ -36,7 +36,7 @@ def test_check_flags_planted_wrong_element(stem, monkeypatch):
     net, x = stem
     orig = check_mod._models.capture
 
-    def planted(model, inputs, on_call, *args):
+    def planted(model, inputs, on_call, *args, **kwargs):
         def plant(c):
             if c.name == "pw":
                 ir = c.output.int_repr().clone()
@@ -44,7 +44,7 @@ def test_check_flags_planted_wrong_element(stem, monkeypatch):
                 c.output = torch._make_per_tensor_quantized_tensor(ir, c.output.q_scale(), c.output.q_zero_point())
             on_call(c)
 
-        return orig(model, inputs, plant, *args)
+        return orig(model, inputs, plant, *args, **kwargs)
 
     monkeypatch.setattr(check_mod._models, "capture", planted)
     r = check(net, x)

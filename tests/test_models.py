@@ -416,3 +416,29 @@ def test_prepared_cache_follows_new_weights():
         r = qref.check(m, x)
         assert r.ok, str(r)
         assert torch.equal(qref.run(m, x), m(x))
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("op", ["add", "add_relu", "mul", "mul_relu"])
+def test_broadcast_binary_ops(op, channels_last, threads):
+    """quantized add/mul with a (N, C, 1, 1) second operand, large enough for at::parallel_for to
+    split the range across threads: qref (qref.mode) equals torch.ops.quantized.<op>."""
+    torch.manual_seed(7)
+    a = torch.quantize_per_tensor(torch.rand(2, 24, 37, 41) * 4 - 1, 0.03, 40, torch.quint8)
+    if channels_last:
+        a = a.contiguous(memory_format=torch.channels_last)
+    b = torch.quantize_per_tensor(torch.rand(2, 24, 1, 1), 1 / 256, 0, torch.quint8)
+    fn = getattr(torch.ops.quantized, op)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        expected = fn(a, b, 0.05, 20)
+        with qref.mode():
+            got = fn(a, b, 0.05, 20)
+    finally:
+        torch.set_num_threads(prev)
+    assert got.is_contiguous(memory_format=torch.channels_last) == expected.is_contiguous(
+        memory_format=torch.channels_last)
+    assert got.q_scale() == expected.q_scale() and got.q_zero_point() == expected.q_zero_point()
+    assert torch.equal(got.int_repr(), expected.int_repr())

@@ -122,6 +122,7 @@ class _Call:
     module: Any
     inputs: tuple
     output: Any
+    qref_out: Any = None  # qref's result (reused by the end-to-end run where its inputs are the same bytes)
 
 
 def _capture(model: Any, inputs: tuple) -> list:
@@ -415,14 +416,17 @@ def check(model: Any, *inputs: Any, isa: str = "auto", end_to_end: bool = True,
     def on_call(c: Any) -> None:
         if c.kind == "module":
             key = module_key(c.module) if c.module is not None else c.op
-            rows.append(_check_call(_Call(c.name, key, c.module, tuple(c.inputs), c.output), isa))
+            call = _Call(c.name, key, c.module, tuple(c.inputs), c.output)
+            rows.append(_check_call(call, isa))
+            c.qref = call.qref_out
         else:
             rows.append(_op_row(c))
 
-    expected = _models.capture(model, inputs, on_call, isa, threads)
+    memo: list = []
+    expected = _models.capture(model, inputs, on_call, isa, threads, memo=memo if end_to_end else None)
     e2e = None
     if end_to_end and isa == "auto":
-        e2e = _end_to_end(model, inputs, expected, threads)
+        e2e = _end_to_end(model, inputs, expected, threads, memo)
     return Report(rows, isa, torch_isa().gemm_isa, end_to_end=e2e)
 
 
@@ -450,10 +454,10 @@ def _fill(row: LayerResult, cmp: Any) -> None:
         row.diff = cmp.diff
 
 
-def _end_to_end(model: Any, inputs: tuple, expected: Any, threads: Optional[int]) -> LayerResult:
+def _end_to_end(model: Any, inputs: tuple, expected: Any, threads: Optional[int], memo: list) -> LayerResult:
     row = LayerResult("(end to end)", "qref.run", None, _shape(expected), "unsupported", path="qref")
     try:
-        got = _models.run(model, *inputs, threads=threads)
+        got = _models.run(model, *inputs, threads=threads, _memo=memo)
     except UnsupportedOpError as e:
         row.reason = str(e)
         return row
@@ -483,7 +487,8 @@ def _check_call(call: _Call, isa: str) -> LayerResult:
         runner = _models.PREPARED.get(call.module, ("onednn-kernel", id(base), tuple(inp.shape), inp.q_scale(), inp.q_zero_point()),
                                       lambda: _with_onednn_kernel(base, call.module, inp))
     try:
-        got = _to_uint8(runner(*call.inputs, isa=isa))
+        call.qref_out = runner(*call.inputs, isa=isa)
+        got = _to_uint8(call.qref_out)
     except (UnsupportedModuleError, NotImplementedError) as e:
         row.reason = str(e)
         return row

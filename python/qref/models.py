@@ -667,8 +667,9 @@ def _dispatch_mode_class():
 class _RunMode:
     """Every quantized op computed by qref."""
 
-    def __new__(cls, tracker: _Tracker, isa: str, threads: Optional[int]):
+    def __new__(cls, tracker: _Tracker, isa: str, threads: Optional[int], memo: Optional[list] = None):
         base = _dispatch_mode_class()
+        seq = [0]
 
         def run_runner_for(module):
             return _RUNNER_HOOK(module)
@@ -682,8 +683,12 @@ class _RunMode:
                 if name in OPS and (name in _QUANTIZE_OPS or name.startswith("quantized::")
                                     or _touches_quantized(args, kwargs)):
                     ctx = OpContext(tracker.module, isa, threads, run_runner_for)
+                    i = seq[0]
+                    seq[0] += 1
                     try:
-                        out = compute(func, args, kwargs, ctx)
+                        out = _recall(memo, i, name, args, kwargs)
+                        if out is None:
+                            out = compute(func, args, kwargs, ctx)
                     except UnsupportedOpError:
                         raise
                     except (ValueError, TypeError) as e:
@@ -734,14 +739,14 @@ def mode(isa: str = "auto", threads: Optional[int] = None):
         yield
 
 
-def run(model: Any, *inputs: Any, isa: str = "auto", threads: Optional[int] = None) -> Any:
+def run(model: Any, *inputs: Any, isa: str = "auto", threads: Optional[int] = None, _memo: Optional[list] = None) -> Any:
     """``model(*inputs)`` with every quantized op computed by qref: returns what the model returns,
     bit for bit (float outputs included)."""
     import torch
 
     _validate_model("run", model, inputs)
     tracker = _Tracker(model)
-    with torch.no_grad(), tracker, _RunMode(tracker, isa, threads):
+    with torch.no_grad(), tracker, _RunMode(tracker, isa, threads, _memo):
         return _call_model(model, inputs, tracker)
 
 
@@ -807,15 +812,16 @@ class _CaptureMode:
                     if _is_q(out) or (isinstance(out, (list, tuple)) and any(_is_q(v) for v in out)):
                         lab, mod = label(func, args, kwargs, False)
                         on_call(OpCall(lab, name, mod, [], out, error=f"{name} makes a quantized tensor qref does "
-                                                                       f"not reproduce"))
+                                                                       f"not reproduce"), args, kwargs)
                     return out
                 module_op = name in MODULE_OPS
                 lab, mod = label(func, args, kwargs, module_op)
                 if module_op:
                     out = func(*args, **kwargs)
-                    on_call(OpCall(lab, name, mod, _quantized_args(args), out, kind="module"))
+                    on_call(OpCall(lab, name, mod, _quantized_args(args), out, kind="module"), args, kwargs)
                     return out
                 got, err = None, ""
+                versions = _versions(args, kwargs)
                 try:  # before torch runs the op: an in-place op would change its input
                     got = compute(func, args, kwargs, OpContext(mod, isa, threads, None))
                 except UnsupportedOpError as e:
@@ -823,20 +829,107 @@ class _CaptureMode:
                 except (ValueError, TypeError) as e:
                     err = f"qref does not reproduce this call: {e}"
                 out = func(*args, **kwargs)
-                on_call(OpCall(lab, name, mod, [], out, qref=got, error=err))
+                on_call(OpCall(lab, name, mod, _quantized_args(args), out, qref=got, error=err), args, kwargs,
+                        versions)
                 return out
 
         return Mode()
 
 
-def capture(model: Any, inputs: tuple, on_call: Callable, isa: str = "auto", threads: Optional[int] = None) -> Any:
+def capture(model: Any, inputs: tuple, on_call: Callable, isa: str = "auto", threads: Optional[int] = None,
+            memo: Optional[list] = None) -> Any:
     """Run ``model(*inputs)`` under torch; ``on_call(OpCall)`` for every op on quantized tensors
-    (qref's own result of each non-module op attached). Returns the model's output."""
+    (qref's own result of each non-module op attached). Returns the model's output. With ``memo``
+    (a list), each op call's arguments and qref's result are recorded for ``run(..., _memo=memo)``."""
     import torch
 
     tracker = _Tracker(model)
-    with torch.no_grad(), tracker, _CaptureMode(tracker, on_call, isa, threads):
+    rec = (lambda c, *rest: on_call(c)) if memo is None else _recording(on_call, memo)
+    with torch.no_grad(), tracker, _CaptureMode(tracker, rec, isa, threads):
         return _call_model(model, inputs, tracker)
+
+
+# ---------------------------------------------------------------------------- the end-to-end memo
+#
+# qref.check runs the model twice: op by op under torch (each op recomputed by qref from torch's
+# inputs), then end to end with qref's values. An op's qref result depends only on its arguments
+# (bytes, memory format, qparams, the other arguments), so where the end-to-end run calls the
+# same op with the same argument bytes as the op-by-op pass did, the result qref computed then is
+# the result now: it is reused instead of recomputed. Any difference (other bytes, a layout, a
+# tensor modified in place since, another op sequence) computes the op afresh.
+
+
+@dataclass(eq=False)
+class _MemoEntry:
+    name: str
+    args: tuple
+    kwargs: dict
+    versions: list
+    out: Any
+
+
+def _tensors(args: tuple, kwargs: dict) -> list:
+    import torch
+
+    out = []
+    for a in list(args) + list(kwargs.values()):
+        if isinstance(a, torch.Tensor):
+            out.append(a)
+        elif isinstance(a, (list, tuple)):
+            out.extend(v for v in a if isinstance(v, torch.Tensor))
+    return out
+
+
+def _versions(args: tuple, kwargs: dict) -> list:
+    return [t._version for t in _tensors(args, kwargs)]
+
+
+def _recording(on_call: Callable, memo: list) -> Callable:
+    def rec(c: OpCall, args: tuple = (), kwargs: Optional[dict] = None, versions: Optional[list] = None) -> None:
+        on_call(c)
+        kw = kwargs or {}
+        memo.append(_MemoEntry(c.op, args, kw, versions if versions is not None else _versions(args, kw),
+                               None if c.error else c.qref))
+
+    return rec
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    import torch
+
+    if a is b:
+        return True
+    if isinstance(b, torch.Tensor):
+        if not isinstance(a, torch.Tensor) or a.dtype != b.dtype or a.shape != b.shape or a.stride() != b.stride():
+            return False
+        if b.is_quantized and (a.qscheme() != b.qscheme() or a.q_scale() != b.q_scale()
+                               or a.q_zero_point() != b.q_zero_point()):
+            return False
+        if b.is_quantized:
+            return bool(torch.equal(a.int_repr(), b.int_repr()))
+        return bool(np.array_equal(np.ascontiguousarray(a.detach().numpy()).view(np.uint8),
+                                   np.ascontiguousarray(b.detach().numpy()).view(np.uint8)))
+    if isinstance(b, (list, tuple)):
+        return isinstance(a, (list, tuple)) and len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    if isinstance(b, (int, float, bool, str, type(None))) or type(b).__name__ in ("dtype", "memory_format"):
+        return type(a) is type(b) and a == b
+    return False  # packed params and other objects: only the very same object
+
+
+def _recall(memo: Optional[list], i: int, name: str, args: tuple, kwargs: dict) -> Any:
+    """qref's result of op call ``i`` of the op-by-op pass, if this call has the same arguments."""
+    if not memo or i >= len(memo):
+        return None
+    e = memo[i]
+    if e.out is None or e.name != name or len(e.args) != len(args) or set(e.kwargs) != set(kwargs):
+        return None
+    if _versions(e.args, e.kwargs) != e.versions:  # torch's inputs were modified in place since
+        return None
+    if not all(_same_value(a, b) for a, b in zip(args, e.args)):
+        return None
+    if not all(_same_value(kwargs[k], e.kwargs[k]) for k in kwargs):
+        return None
+    return e.out
 
 
 # ---------------------------------------------------------------------------- comparison
