@@ -686,7 +686,7 @@ class _RunMode:
                     i = seq[0]
                     seq[0] += 1
                     try:
-                        out = _recall(memo, i, name, args, kwargs)
+                        out = _recall(memo, i, name, args, kwargs, tracker.module)
                         if out is None:
                             out = compute(func, args, kwargs, ctx)
                     except UnsupportedOpError:
@@ -866,6 +866,8 @@ class _MemoEntry:
     kwargs: dict
     versions: list
     out: Any
+    module: Any = None  # conv/linear: the module whose params ran the op, and their objects then
+    token: tuple = ()
 
 
 def _tensors(args: tuple, kwargs: dict) -> list:
@@ -888,23 +890,29 @@ def _recording(on_call: Callable, memo: list) -> Callable:
     def rec(c: OpCall, args: tuple = (), kwargs: Optional[dict] = None, versions: Optional[list] = None) -> None:
         on_call(c)
         kw = kwargs or {}
+        mod = c.module if c.kind == "module" else None
         memo.append(_MemoEntry(c.op, args, kw, versions if versions is not None else _versions(args, kw),
-                               None if c.error else c.qref))
+                               None if c.error else c.qref, mod,
+                               _PreparedCache._token(mod) if mod is not None else ()))
 
     return rec
 
 
-def _same_value(a: Any, b: Any) -> bool:
+def _same_value(a: Any, b: Any, same_module: bool = False) -> bool:
     import torch
 
     if a is b:
         return True
+    if same_module and isinstance(b, torch.ScriptObject) and isinstance(a, torch.ScriptObject):
+        return True  # the packed params of the same module, unchanged (checked by the caller)
     if isinstance(b, torch.Tensor):
         if not isinstance(a, torch.Tensor) or a.dtype != b.dtype or a.shape != b.shape or a.stride() != b.stride():
             return False
         if b.is_quantized and (a.qscheme() != b.qscheme() or a.q_scale() != b.q_scale()
                                or a.q_zero_point() != b.q_zero_point()):
             return False
+        if same_bytes(a, b):
+            return True
         if b.is_quantized:
             return bool(torch.equal(a.int_repr(), b.int_repr()))
         return bool(np.array_equal(np.ascontiguousarray(a.detach().numpy()).view(np.uint8),
@@ -916,23 +924,67 @@ def _same_value(a: Any, b: Any) -> bool:
     return False  # packed params and other objects: only the very same object
 
 
-def _recall(memo: Optional[list], i: int, name: str, args: tuple, kwargs: dict) -> Any:
+def _recall(memo: Optional[list], i: int, name: str, args: tuple, kwargs: dict, module: Any) -> Any:
     """qref's result of op call ``i`` of the op-by-op pass, if this call has the same arguments."""
     if not memo or i >= len(memo):
         return None
     e = memo[i]
     if e.out is None or e.name != name or len(e.args) != len(args) or set(e.kwargs) != set(kwargs):
         return None
+    same_module = False
+    if e.module is not None:  # conv/linear: the same module, holding the same packed params
+        if module is not e.module or not _PreparedCache._same(_PreparedCache._token(module), e.token):
+            return None
+        same_module = True
     if _versions(e.args, e.kwargs) != e.versions:  # torch's inputs were modified in place since
         return None
-    if not all(_same_value(a, b) for a, b in zip(args, e.args)):
+    if not all(_same_value(a, b, same_module) for a, b in zip(args, e.args)):
         return None
-    if not all(_same_value(kwargs[k], e.kwargs[k]) for k in kwargs):
+    if not all(_same_value(kwargs[k], e.kwargs[k], same_module) for k in kwargs):
         return None
     return e.out
 
 
 # ---------------------------------------------------------------------------- comparison
+
+
+def _dense(t: Any) -> bool:
+    import torch
+
+    return t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)) or (
+        t.dim() == 5 and t.is_contiguous(memory_format=torch.channels_last_3d))
+
+
+def _raw(t: Any) -> np.ndarray:
+    """A dense tensor's bytes in memory order, without a copy (quantized: the integer values)."""
+    import torch
+
+    if not t.is_quantized:
+        return t.detach().reshape(-1).numpy().view(np.uint8) if t.is_contiguous() else \
+            np.ascontiguousarray(t.detach().numpy()).reshape(-1).view(np.uint8)
+    dt = torch.int8 if t.dtype == torch.qint8 else torch.uint8 if t.dtype == torch.quint8 else None
+    if dt is None:
+        raise TypeError(f"{t.dtype} tensors are not compared by bytes")
+    n = t.numel()
+    return torch.empty(0, dtype=dt).set_(t.untyped_storage(), t.storage_offset(), (n,), (1,)).numpy()
+
+
+def same_bytes(a: Any, b: Any) -> bool:
+    """Both tensors dense with the same shape, strides, dtype and qparams, and equal bytes."""
+    import torch
+
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        return False
+    if a.dtype != b.dtype or a.shape != b.shape or a.stride() != b.stride() or not _dense(a) or not _dense(b):
+        return False
+    if b.is_quantized:
+        if b.qscheme() not in (torch.per_tensor_affine, torch.per_tensor_symmetric) or a.qscheme() != b.qscheme():
+            return False
+        if a.q_scale() != b.q_scale() or a.q_zero_point() != b.q_zero_point():
+            return False
+        if b.dtype not in (torch.quint8, torch.qint8):
+            return False
+    return bool(np.array_equal(_raw(a), _raw(b)))
 
 
 @dataclass
@@ -958,6 +1010,8 @@ def compare(got: Any, expected: Any) -> Compared:
     import torch
     from torch.utils._pytree import tree_flatten
 
+    if isinstance(expected, torch.Tensor) and same_bytes(got, expected):
+        return Compared(True, numel=expected.numel())
     gl, gs = tree_flatten(got)
     el, es = tree_flatten(expected)
     if gs != es or len(gl) != len(el):
