@@ -113,6 +113,10 @@ def test_demo():
     assert "31 with printed scales" in out  # the post's 31 vs torch's 30
     assert "OK: all 7 quantized op calls bit-exact, and the model's output end to end" in out
     assert "Cross-machine" in out and "advice:" in out
+    # the residual network: every op counted and verified, and qref.run equal to torch end to end
+    assert "OK: all 13 quantized op calls bit-exact, and the model's output end to end" in out
+    assert "layer1.skip    quantized::add_relu" in out
+    assert "qref.run(model, x) == model(x) (float output, bit for bit): True" in out
     assert "Traceback" not in r.stderr and "Warning" not in r.stderr
 
 
