@@ -112,6 +112,17 @@ def timed(fn, repeat: int) -> float:
     return statistics.median(ts)
 
 
+def interleaved(fns: dict, repeat: int) -> dict:
+    """Median seconds of each function, run in turns (a busy machine slows all of them alike)."""
+    ts: dict = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            ts[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in ts.items()}
+
+
 def main(argv=None) -> dict:
     import torch
 
@@ -119,23 +130,28 @@ def main(argv=None) -> dict:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--engine", default="fbgemm", choices=["fbgemm", "x86"])
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     m, x = build(a.size, a.engine)
     with torch.no_grad():
         expected = m(x)
-        t_torch = timed(lambda: m(x), max(a.repeat, 5))
     t0 = time.perf_counter()
     r = qref.check(m, x, threads=1)
     t_first = time.perf_counter() - t0
     assert r.ok, str(r)
     n_ops = len(r.layers)
-    t_check = timed(lambda: qref.check(m, x, threads=1), a.repeat)
-    t_check_ops = timed(lambda: qref.check(m, x, threads=1, end_to_end=False), a.repeat)
     assert torch.equal(qref.run(m, x, threads=1), expected)
-    t_run = timed(lambda: qref.run(m, x, threads=1), a.repeat)
+
+    def fwd():
+        with torch.no_grad():
+            m(x)
+
+    t = interleaved({"torch": fwd, "check": lambda: qref.check(m, x, threads=1),
+                     "ops": lambda: qref.check(m, x, threads=1, end_to_end=False),
+                     "run": lambda: qref.run(m, x, threads=1)}, a.repeat)
+    t_torch, t_check, t_check_ops, t_run = t["torch"], t["check"], t["ops"], t["run"]
     res = dict(size=a.size, engine=a.engine, ops=n_ops, torch_ms=t_torch * 1e3, check_first_ms=t_first * 1e3,
                check_ms=t_check * 1e3, check_ops_only_ms=t_check_ops * 1e3, run_ms=t_run * 1e3)
     print(f"ResNet-50-style, 1x3x{a.size}x{a.size}, engine {a.engine}, single thread; {n_ops} quantized op calls, "
