@@ -442,3 +442,68 @@ def test_broadcast_binary_ops(op, channels_last, threads):
         memory_format=torch.channels_last)
     assert got.q_scale() == expected.q_scale() and got.q_zero_point() == expected.q_zero_point()
     assert torch.equal(got.int_repr(), expected.int_repr())
+
+
+class MiscOps(nn.Module):
+    """Less common quantized ops in one net: standalone BatchNorm, LeakyReLU, ReLU6, nearest and
+    bilinear interpolation (by scale and by size), LayerNorm/InstanceNorm on channels_last input,
+    Hardtanh, clamp, Sigmoid, avg_pool2d, an added scalar (FX), mean with keepdim."""
+
+    def __init__(self, eager):
+        super().__init__()
+        self.eager = eager
+        self.c = nn.Conv2d(3, 8, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.c2 = nn.Conv2d(8, 8, 1)
+        self.bn = nn.BatchNorm2d(8)
+        self.lr = nn.LeakyReLU(0.1)
+        self.r6 = nn.ReLU6()
+        self.ln = nn.LayerNorm([8, 8])
+        self.inorm = nn.InstanceNorm2d(8, affine=True)
+        self.ht = nn.Hardtanh(-0.5, 0.5)
+        self.sig = nn.Sigmoid()
+
+    def forward(self, x):
+        y = self.bn(self.c2(self.relu(self.c(x))))
+        y = self.r6(self.lr(y))
+        y = F.interpolate(y, scale_factor=2, mode="nearest")
+        y = F.interpolate(y, size=(8, 8), mode="bilinear", align_corners=False)
+        y = self.inorm(self.ln(y))
+        y = self.sig(torch.clamp(self.ht(y), -0.2, 0.4))
+        y = F.avg_pool2d(y, 2)
+        if not self.eager:
+            y = y + 1.0
+        return y.mean(dim=(2, 3), keepdim=True)
+
+
+@pytest.mark.parametrize("mode", ["eager", "fx"])
+@pytest.mark.parametrize("engine", ["fbgemm", "x86"])
+def test_misc_ops(mode, engine):
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 8, 8)
+    with quantized_engine(engine), quiet_torch_quantization(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        body = MiscOps(mode == "eager").eval()
+        if mode == "eager":
+            m = Stubs(body, True).eval()
+            m.qconfig = tq.get_default_qconfig(engine)
+            tq.prepare(m, inplace=True)
+            m(x)
+            m(torch.rand_like(x))
+            tq.convert(m, inplace=True)
+        else:
+            m = prepare_fx(body, get_default_qconfig_mapping(engine), example_inputs=(x,))
+            m(x)
+            m(torch.rand_like(x))
+            m = convert_fx(m)
+        expected = m(x)
+        r = qref.check(m, x)
+        assert r.ok, str(r)
+        types = {row.type for row in r.layers}
+        want = {"aten::upsample_nearest2d", "aten::upsample_bilinear2d", "aten::sigmoid", "aten::clamp",
+                "aten::avg_pool2d", "aten::mean", "quantized::instance_norm", "quantized::layer_norm"}
+        assert want <= types, sorted(types)
+        assert torch.equal(qref.run(m, x), expected)

@@ -459,7 +459,7 @@ def _end_to_end(model: Any, inputs: tuple, expected: Any, threads: Optional[int]
     try:
         got = _models.run(model, *inputs, threads=threads, _memo=memo)
     except UnsupportedOpError as e:
-        row.reason = str(e)
+        row.reason = str(e).split("\n\nWhile executing")[0]  # without the FX interpreter's note
         return row
     _fill(row, _models.compare(got, expected))
     return row

@@ -382,9 +382,17 @@ def _upsample(bilinear):
             if b["output_size"] is not None:
                 return fn(x, size=[int(v) for v in b["output_size"]], **kw)
             return fn(x, scale_factor=list(b["scale_factors"]), **kw)
-        if b.get("scales_h") is not None or b.get("scales_w") is not None:
-            raise UnsupportedOpError(f"{func} with explicit scales is not reproduced by qref")
-        return fn(x, size=[int(v) for v in b["output_size"]], **kw)
+        size = [int(v) for v in b["output_size"]]
+        sh, sw = b.get("scales_h"), b.get("scales_w")
+        if sh is not None and sw is not None:
+            # F.interpolate(scale_factor=...) passes the size it computed and the scales; the kernel
+            # maps indices with the scales, as qref does when given scale_factor
+            if [int(x.shape[-2] * sh), int(x.shape[-1] * sw)] == size:
+                return fn(x, scale_factor=[float(sh), float(sw)], **kw)
+        if sh is not None or sw is not None:
+            raise UnsupportedOpError(f"{func} with scales {sh}, {sw} not matching the output size {size} is not "
+                                     f"reproduced by qref")
+        return fn(x, size=size, **kw)
 
     return run
 
@@ -398,18 +406,24 @@ def _batch_norm(relu):
     return run
 
 
+def _contig(x: Any) -> Any:
+    # the quantized norms read their input through expect_contiguous (qnormalization.cpp): a
+    # channels_last input is first copied to contiguous, and so is the output
+    return x if x.is_contiguous() else x.contiguous()
+
+
 def _layer_norm(ctx, func, b):
-    return A.layer_norm(b["input"], normalized_shape=list(b["normalized_shape"]), weight=b["weight"], bias=b["bias"],
+    return A.layer_norm(_contig(b["input"]), normalized_shape=list(b["normalized_shape"]), weight=b["weight"], bias=b["bias"],
                         eps=_f(b["eps"]), scale=_f(b["output_scale"]), zero_point=_i(b["output_zero_point"]))
 
 
 def _group_norm(ctx, func, b):
-    return A.group_norm(b["input"], num_groups=_i(b["num_groups"]), weight=b["weight"], bias=b["bias"],
+    return A.group_norm(_contig(b["input"]), num_groups=_i(b["num_groups"]), weight=b["weight"], bias=b["bias"],
                         eps=_f(b["eps"]), scale=_f(b["output_scale"]), zero_point=_i(b["output_zero_point"]))
 
 
 def _instance_norm(ctx, func, b):
-    return A.instance_norm(b["input"], weight=b["weight"], bias=b["bias"], eps=_f(b["eps"]),
+    return A.instance_norm(_contig(b["input"]), weight=b["weight"], bias=b["bias"], eps=_f(b["eps"]),
                            scale=_f(b["output_scale"]), zero_point=_i(b["output_zero_point"]))
 
 
