@@ -842,6 +842,8 @@ class _CaptureMode:
                     err = str(e)
                 except (ValueError, TypeError) as e:
                     err = f"qref does not reproduce this call: {e}"
+                except Exception as e:  # noqa: BLE001 - a row says what failed; the check goes on
+                    err = f"qref failed on this call: {type(e).__name__}: {e}"
                 out = func(*args, **kwargs)
                 on_call(OpCall(lab, name, mod, _quantized_args(args), out, qref=got, error=err), args, kwargs,
                         versions)
