@@ -507,3 +507,23 @@ def test_misc_ops(mode, engine):
                 "aten::avg_pool2d", "aten::mean", "quantized::instance_norm", "quantized::layer_norm"}
         assert want <= types, sorted(types)
         assert torch.equal(qref.run(m, x), expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["fbgemm", "x86"])
+def test_resnet50_scale(engine):
+    """The benchmark's ResNet-50-style network at 224x224: every op call verified, qref.run equal."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    from bench_check import build as build50
+
+    prev = torch.backends.quantized.engine
+    try:
+        m, x = build50(224, engine)
+        r = qref.check(m, x)
+        assert r.ok and len(r.layers) == 74, str(r)
+        assert torch.equal(qref.run(m, x), m(x))
+    finally:
+        torch.backends.quantized.engine = prev
