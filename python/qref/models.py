@@ -36,7 +36,7 @@ from .bridge.modules import UnsupportedModuleError
 from .bridge.onednn_verbose import _with_onednn_kernel
 from .common.errors import UnsupportedOpError
 from .engines import aten as A
-from .engines.aten._args import check_capability, check_threads
+from .engines.aten._args import check_capability, check_scale, check_threads, check_zero_point
 
 # ---------------------------------------------------------------------------- op classes
 
@@ -168,12 +168,45 @@ def _binary(op):
         qa, qb = b["qa"], b["qb"]
         if tuple(qa.shape) != tuple(qb.shape):
             return _broadcast_binary(_BINARY_CODES[op], qa, qb, _f(b["scale"]), _i(b["zero_point"]), ctx.threads)
+        if _same_dense(qa, qb):  # the bytes read in place (no int_repr copies), the same kernel
+            return _dense_binary(_BINARY_CODES[op], qa, qb, _f(b["scale"]), _i(b["zero_point"]), ctx.threads)
         return op(qa, qb, scale=_f(b["scale"]), zero_point=_i(b["zero_point"]))
 
     return run
 
 
 _BINARY_CODES = {A.add: 0, A.add_relu: 1, A.mul: 2, A.mul_relu: 3}
+
+
+def _same_dense(a: Any, b: Any) -> bool:
+    import torch
+
+    return (a.dtype == b.dtype and a.dtype in (torch.quint8, torch.qint8) and a.stride() == b.stride()
+            and a.qscheme() == torch.per_tensor_affine and b.qscheme() == torch.per_tensor_affine
+            and _dense(a) and _dense(b))
+
+
+def _dense_binary(code: int, qa: Any, qb: Any, scale: float, zero_point: int, threads: Optional[int]) -> Any:
+    """quantized add/mul of two dense tensors in one memory format: ATen's TensorIterator
+    coalesces them into one contiguous range, which qref's elementwise kernel walks as
+    qref.engines.aten.add/mul do (after their argument checks, done here)."""
+    import torch
+
+    fn = "mul" if code >= 2 else "add"
+    dt = "qint8" if qa.dtype == torch.qint8 else "quint8"
+    s = check_scale(fn, "scale", scale)
+    z = check_zero_point(fn, "zero_point", zero_point, dt)
+    out = _core.aten_binary(code, _raw(qa), _raw(qb), qa.q_scale(), qa.q_zero_point(), qb.q_scale(),
+                            qb.q_zero_point(), s, z, check_capability(fn, None), check_threads(fn, threads))
+    if qa.dim() == 4 and not qa.is_contiguous():
+        n, c, h, w = qa.shape
+        r = torch.from_numpy(out.reshape(n, h, w, c)).permute(0, 3, 1, 2)
+    elif qa.dim() == 5 and not qa.is_contiguous():
+        n, c, d, h, w = qa.shape
+        r = torch.from_numpy(out.reshape(n, d, h, w, c)).permute(0, 4, 1, 2, 3)
+    else:
+        r = torch.from_numpy(out.reshape(tuple(qa.shape)))
+    return torch._make_per_tensor_quantized_tensor(r, s, z)
 _GRAIN = 32768  # at::internal::GRAIN_SIZE
 
 
