@@ -127,6 +127,9 @@ class OpContext:
 
     module: Any  # the innermost module whose forward issued the op (None: none known)
     isa: str = "auto"
+    # qref's threads for conv/linear (the numerics do not depend on them). ATen's ops always follow
+    # torch.get_num_threads(): where ATen's split into threads moves the SIMD/scalar boundary, the
+    # count torch runs with decides the bytes.
     threads: Optional[int] = None
     runner: Optional[Callable] = None  # module -> params object (conv/linear), cached
 
@@ -197,7 +200,7 @@ def _dense_binary(code: int, qa: Any, qb: Any, scale: float, zero_point: int, th
     s = check_scale(fn, "scale", scale)
     z = check_zero_point(fn, "zero_point", zero_point, dt)
     out = _core.aten_binary(code, _raw(qa), _raw(qb), qa.q_scale(), qa.q_zero_point(), qb.q_scale(),
-                            qb.q_zero_point(), s, z, check_capability(fn, None), check_threads(fn, threads))
+                            qb.q_zero_point(), s, z, check_capability(fn, None), check_threads(fn, None))
     if qa.dim() == 4 and not qa.is_contiguous():
         n, c, h, w = qa.shape
         r = torch.from_numpy(out.reshape(n, h, w, c)).permute(0, 3, 1, 2)
@@ -255,7 +258,7 @@ def _broadcast_binary(code: int, qa: Any, qb: Any, scale: float, zero_point: int
     a_mem = np.ascontiguousarray(qa.int_repr().permute(*perm).contiguous().numpy()).reshape(-1)
     b_mem = np.ascontiguousarray(be.permute(*perm).contiguous().numpy()).reshape(-1)
     n = a_mem.size
-    nt = check_threads(fn, threads)
+    nt = check_threads(fn, None)
     cap = check_capability(fn, None)
     cuts = {0, n}
     if n >= _GRAIN and nt > 1:
@@ -788,7 +791,8 @@ def mode(isa: str = "auto", threads: Optional[int] = None):
 
 def run(model: Any, *inputs: Any, isa: str = "auto", threads: Optional[int] = None, _memo: Optional[list] = None) -> Any:
     """``model(*inputs)`` with every quantized op computed by qref: returns what the model returns,
-    bit for bit (float outputs included)."""
+    bit for bit (float outputs included). ``isa``/``threads``: qref's conv/linear (as
+    ``qref.conv2d``); ATen's ops follow the thread count torch runs with (torch.get_num_threads())."""
     import torch
 
     _validate_model("run", model, inputs)
