@@ -527,3 +527,21 @@ def test_resnet50_scale(engine):
         assert torch.equal(qref.run(m, x), m(x))
     finally:
         torch.backends.quantized.engine = prev
+
+
+@pytest.mark.parametrize("torch_threads,qref_threads", [(1, 3), (3, 1)])
+def test_threads_argument_does_not_change_aten_ops(torch_threads, qref_threads):
+    """``threads=`` parallelizes qref's conv/linear only; ATen's elementwise ops follow the thread
+    count torch runs with (their SIMD/scalar split depends on it): an add over more than
+    at::internal::GRAIN_SIZE elements stays bit-exact either way."""
+    m, x = build("resnet", "eager", "fbgemm", size=94)  # add of 2x8x47x47: two chunks, not 64-aligned
+    prev = torch.get_num_threads()
+    torch.set_num_threads(torch_threads)
+    try:
+        with quantized_engine("fbgemm"):
+            r = qref.check(m, x, threads=qref_threads)
+            assert r.ok, str(r)
+            assert max(row.numel for row in r.layers if row.type == "quantized::add_relu") > 32768
+            assert torch.equal(qref.run(m, x, threads=qref_threads), m(x))
+    finally:
+        torch.set_num_threads(prev)
