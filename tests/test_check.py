@@ -24,7 +24,7 @@ def test_check_eager_all_paths_ok(stem):
     r = check(net, x)
     assert r.ok, str(r)
     names = [row.name for row in r.layers]
-    assert names == ["quant", "conv1", "dw", "pw", "gconv", "conv5"]
+    assert names == ["quant", "conv1", "dw", "pw", "gconv", "conv5", "dequant"]
     paths = {row.name: row.path for row in r.layers}
     assert paths["dw"] == "depthwise" and paths["pw"] == "pointwise" and paths["conv1"] == "im2col"
     assert all(row.mismatches == 0 and row.numel > 0 for row in r.layers)
@@ -34,18 +34,19 @@ def test_check_eager_all_paths_ok(stem):
 def test_check_flags_planted_wrong_element(stem, monkeypatch):
     """Plant one wrong byte in one layer's torch output: exactly that layer, count 1, that index."""
     net, x = stem
-    orig = check_mod._capture
+    orig = check_mod._models.capture
 
-    def planted(model, inputs):
-        calls = orig(model, inputs)
-        for c in calls:
+    def planted(model, inputs, on_call, *args, **kwargs):
+        def plant(c):
             if c.name == "pw":
                 ir = c.output.int_repr().clone()
                 ir[0, 5, 7, 9] = (int(ir[0, 5, 7, 9]) + 3) % 256
                 c.output = torch._make_per_tensor_quantized_tensor(ir, c.output.q_scale(), c.output.q_zero_point())
-        return calls
+            on_call(c)
 
-    monkeypatch.setattr(check_mod, "_capture", planted)
+        return orig(model, inputs, plant, *args, **kwargs)
+
+    monkeypatch.setattr(check_mod._models, "capture", planted)
     r = check(net, x)
     assert not r.ok
     bad = r.mismatching
@@ -99,13 +100,15 @@ def test_check_fx_model():
         r = check(qm, x)
     assert r.ok, str(r)
     # the FX graph's quantize_per_tensor call is verified like eager mode's Quantize module
-    assert {row.name for row in r.layers} == {"quantize_per_tensor", "c1", "c2", "c3"}
+    rows = {row.name for row in r.layers if row.type != "aten::dequantize"}
+    assert rows == {"quantize_per_tensor", "c1", "c2", "c3"}
+    assert [row.status for row in r.layers if row.type == "aten::dequantize"] == ["ok"]
     assert r["quantize_per_tensor"].status == "ok" and r["quantize_per_tensor"].numel == x.numel()
 
 
-def test_check_fx_functional_ops_are_listed_not_skipped():
-    """An FX model calls quantized add_relu as a function (no module, no hook): it must be listed
-    as not verified, so the FX model is not OK where its eager twin (QFunctional) is not."""
+def test_check_fx_functional_ops_are_verified():
+    """An FX model calls quantized add_relu as a function (no module, no hook): the dispatcher
+    sees it, it gets a row named by its FX node, and qref verifies it."""
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
@@ -126,17 +129,19 @@ def test_check_fx_functional_ops_are_listed_not_skipped():
         qm(x)
         qm = convert_fx(qm)
         r = check(qm, x)
-    assert not r.ok
+    assert r.ok, str(r)
     assert [row.status for row in r.layers if row.name in ("c", "c2")] == ["ok", "ok"]
-    funcs = [row for row in r.layers if row.type.startswith("function")]
-    assert funcs and all(row.status == "unsupported" and "quantized" in row.type for row in funcs), str(r)
+    funcs = [row for row in r.layers if row.type.startswith("quantized::add")]
+    assert len(funcs) == 1 and funcs[0].status == "ok" and funcs[0].numel == 4 * 64, str(r)
+    assert r.end_to_end is not None and r.end_to_end.status == "ok"
 
 
 def test_check_lists_unverifiable_layers():
     """Converted under the default 'x86' engine: on a VNNI host oneDNN runs the conv (verified with
     oneDNN's arithmetic, or listed with the reason where qref lacks that oneDNN kernel); quantized
-    Hardswish and a FloatFunctional add are quantized arithmetic qref does not model: listed by
-    name and reason, never silently skipped, and report.ok is False."""
+    Hardswish and a FloatFunctional add are verified; a FloatFunctional mul by a scalar
+    (quantized::mul.Scalar) is quantized arithmetic qref does not model: listed by name and reason,
+    never silently skipped, report.ok is False and the end-to-end run names the op."""
 
     class M(torch.nn.Module):
         def __init__(self):
@@ -145,12 +150,13 @@ def test_check_lists_unverifiable_layers():
             self.conv = torch.nn.Conv2d(3, 4, 3)
             self.act = torch.nn.Hardswish()
             self.skip = torch.ao.nn.quantized.FloatFunctional()
+            self.scaled = torch.ao.nn.quantized.FloatFunctional()
             self.fc = torch.nn.Linear(4 * 6 * 6, 5)
             self.dequant = torch.ao.quantization.DeQuantStub()
 
         def forward(self, x):
             y = self.conv(self.quant(x))
-            y = self.skip.add(y, self.act(y))
+            y = self.scaled.mul_scalar(self.skip.add(y, self.act(y)), 0.5)
             return self.dequant(self.fc(y.flatten(1)))
 
     torch.manual_seed(1)
@@ -163,17 +169,21 @@ def test_check_lists_unverifiable_layers():
         torch.ao.quantization.convert(m, inplace=True)
         r = check(m, x)
     rows = {row.name: row for row in r.layers}
-    assert set(rows) == {"quant", "conv", "act", "skip", "fc"}, str(r)
+    # two QFunctionals in one forward: the scalar op has no output qparams to tell which issued it,
+    # so its row is named by the op
+    assert set(rows) == {"quant", "conv", "act", "skip", "mul_scalar", "fc", "dequant"}, str(r)
     assert rows["quant"].status == "ok"
     for name in ("conv", "fc"):  # verified (bit-exact), or listed with a reason
         assert rows[name].status in ("ok", "unsupported"), str(r)
         assert rows[name].status == "ok" or rows[name].reason
     if qref.torch_isa().cpu_features["avx512vnni"] and rows["conv"].status == "ok":
         assert rows["conv"].path == "oneDNN"
-    assert rows["act"].status == "unsupported" and "Hardswish" in rows["act"].reason
-    assert rows["skip"].status == "unsupported" and "QFunctional" in rows["skip"].reason
+    assert rows["act"].status == "ok" and rows["act"].type == "quantized::hardswish"
+    assert rows["skip"].status == "ok" and rows["skip"].type == "quantized::add"
+    assert rows["mul_scalar"].status == "unsupported" and "quantized::mul" in rows["mul_scalar"].reason
     assert not r.ok
-    assert "act: not verified" in str(r) and "skip: not verified" in str(r) and "NOT OK" in str(r)
+    assert r.end_to_end.status == "unsupported" and "quantized::mul" in r.end_to_end.reason
+    assert "mul_scalar: not verified" in str(r) and "NOT OK" in str(r)
 
 
 def test_portability_x86_engine_routing():
@@ -207,10 +217,11 @@ def test_portability_x86_engine_routing():
 
 def test_registry_one_line_extension(stem, monkeypatch):
     net, x = stem
-    monkeypatch.delitem(check_mod.VERIFIERS, "quantized.Quantize")
-    r = check(net, x)
-    assert r["quant"].status == "unsupported" and not r.ok
-    qref.check.register("quantized.Quantize", check_mod._QuantizeRunner)  # the one line
+    key = check(net, x, end_to_end=False)["conv1"].type
+    monkeypatch.delitem(check_mod.VERIFIERS, key)
+    r = check(net, x, end_to_end=False)
+    assert r["conv1"].status == "unsupported" and not r.ok
+    qref.check.register(key, check_mod.via_from_torch)  # the one line
     assert check(net, x).ok
     assert qref.check.VERIFIERS is check_mod.VERIFIERS
 
@@ -227,8 +238,8 @@ def test_check_isa_named_and_portability(stem):
     # mismatches exactly where portability says bytes differ
     if qref.torch_isa().gemm_isa == "avx512_vnni":
         r = check(net, x, isa="avx2")
-        for row in r.layers:
-            assert row.mismatches == rows[row.name].differing, row.name
+        for row in r.layers:  # conv rows: as portability says; ATen's ops are the same on both
+            assert row.mismatches == (rows[row.name].differing if row.name in rows else 0), row.name
         assert check(net, x, isa="vnni").ok
 
 

@@ -80,10 +80,12 @@ MODELS = textwrap.dedent('''
             self.quant = tq.QuantStub()
             self.c1 = torch.nn.Conv2d(3, 8, 3)
             self.act = torch.nn.Hardswish()
+            self.f = torch.ao.nn.quantized.FloatFunctional()
             self.dequant = tq.DeQuantStub()
 
         def forward(self, x):
-            return self.dequant(self.act(self.c1(self.quant(x))))
+            # quantized::mul with a scalar operand: an op qref does not reproduce
+            return self.dequant(self.f.mul_scalar(self.act(self.c1(self.quant(x))), 0.5))
 
     def hardswish_model():
         torch.manual_seed(0)
@@ -109,8 +111,12 @@ def test_demo():
     assert "64/64 elements bit-exact" in out
     assert "How the usual hand formulas do on this element" in out
     assert "31 with printed scales" in out  # the post's 31 vs torch's 30
-    assert "OK: all 6 layers bit-exact" in out
+    assert "OK: all 7 quantized op calls bit-exact, and the model's output end to end" in out
     assert "Cross-machine" in out and "advice:" in out
+    # the residual network: every op counted and verified, and qref.run equal to torch end to end
+    assert "OK: all 13 quantized op calls bit-exact, and the model's output end to end" in out
+    assert "layer1.skip    quantized::add_relu" in out
+    assert "qref.run(model, x) == model(x) (float output, bit for bit): True" in out
     assert "Traceback" not in r.stderr and "Warning" not in r.stderr
 
 
@@ -133,7 +139,7 @@ def test_check_subprocess_and_plot(models, tmp_path):
     except ImportError:
         pass
     r = run(*args, cwd=str(models))
-    assert "OK: all 3 layers bit-exact" in r.stdout and "Cross-machine" in r.stdout
+    assert "OK: all 4 quantized op calls bit-exact" in r.stdout and "Cross-machine" in r.stdout
     if "--plot" in args:
         assert png.read_bytes()[:4] == b"\x89PNG"
 
@@ -173,7 +179,7 @@ def test_check_json_and_file_path(models, capsys, monkeypatch):
     code, out, _ = inproc(capsys, monkeypatch, "check", str(models / "mymodels.py") + ":fbgemm_model_with_input",
                           "--json", "--no-portability")
     d = json.loads(out)
-    assert code == 0 and d["check"]["ok"] and len(d["check"]["layers"]) == 3
+    assert code == 0 and d["check"]["ok"] and len(d["check"]["layers"]) == 4 and d["check"]["end_to_end"]["status"] == "ok"
 
 
 def test_check_x86_engine_model(models, capsys, monkeypatch):
@@ -195,7 +201,7 @@ def test_check_x86_engine_model(models, capsys, monkeypatch):
 def test_check_unverifiable_layer_exit_code(models, capsys, monkeypatch):
     code, out, _ = inproc(capsys, monkeypatch, "check", "mymodels:hardswish_model", "--input-shape", "1,3,16,16",
                           cwd=str(models))
-    assert code == 1 and "act: not verified" in out and "NOT OK" in out
+    assert code == 1 and "f: not verified" in out and "quantized::mul" in out and "NOT OK" in out
 
 
 def test_check_usage_errors(models, capsys, monkeypatch):

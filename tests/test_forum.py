@@ -39,7 +39,7 @@ def test_qref_reproduces_every_element(forum):
     assert mine.q_scale() == out.q_scale() and mine.q_zero_point() == out.q_zero_point()
     # the whole model, QuantStub included, checked layer by layer
     r = qref.check(net, x)
-    assert r.ok and [row.name for row in r.layers] == ["quant", "conv1"]
+    assert r.ok and [row.name for row in r.layers] == ["quant", "conv1", "dequant"]
     # and the float output of the model equals dequantized qref output
     assert torch.equal(net(x), mine.dequantize())
 

@@ -15,7 +15,7 @@ from .bridge.from_torch import from_torch
 from .bridge.layers import Conv1dParams, Conv3dParams, ConvTransposeParams, LinearParams
 from .bridge.modules import Conv2dParams
 from .check import PortabilityReport, Report, check, portability
-from .common.errors import OneDNNNotSupportedError
+from .common.errors import OneDNNNotSupportedError, UnsupportedOpError
 from .common.isa import IsaSemantics, TorchIsa, torch_isa
 from .common.kernels import kernels
 from .compare import Comparison, compare
@@ -28,6 +28,7 @@ from .layers.conv2d import conv2d, quantize
 from .layers.conv_nd import conv1d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d
 from .layers.defects import known_torch_defect
 from .layers.linear import linear
+from .models import mode, run
 
 __all__ = [
     "Comparison",
@@ -45,6 +46,7 @@ __all__ = [
     "PortabilityReport",
     "Report",
     "TorchIsa",
+    "UnsupportedOpError",
     "check",
     "compare",
     "conv1d",
@@ -65,8 +67,10 @@ __all__ = [
     "linear",
     "linear_plan",
     "load_case",
+    "mode",
     "portability",
     "quantize",
+    "run",
     "torch_isa",
 ]
 

@@ -29,11 +29,13 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from . import models as _models
 from .bridge.from_torch import from_torch
 from .bridge.modules import UnsupportedModuleError
 from .bridge.onednn_verbose import _with_onednn_kernel, onednn_lock
+from .common.errors import UnsupportedOpError
 from .common.isa import ISAS, torch_isa
-from .common.validate import is_torch_tensor
+from .common.validate import check_inputs, is_torch_tensor
 from .engines.fbgemm.conv2d import conv_plan
 from .engines.onednn.nd import _tap_slices
 from .layers.conv2d import quantize
@@ -121,15 +123,7 @@ class _Call:
     module: Any
     inputs: tuple
     output: Any
-
-
-def check_inputs(fn: str, inputs: tuple) -> None:
-    """The model's inputs are torch tensors (or other objects the model takes), never numpy
-    arrays, which a torch model would refuse deep inside with torch's own message."""
-    for i, x in enumerate(inputs):
-        if isinstance(x, np.ndarray):
-            raise TypeError(f"{fn}: inputs[{i}] is a numpy {x.dtype} array of shape {x.shape} (the model runs on torch "
-                            f"tensors: pass torch.from_numpy(x))")
+    qref_out: Any = None  # qref's result (reused by the end-to-end run where its inputs are the same bytes)
 
 
 def _capture(model: Any, inputs: tuple) -> list:
@@ -253,7 +247,8 @@ def _prepare(call: _Call):
     if prep is None:
         return None, f"{call.key} is not supported by qref yet (no verifier registered)"
     try:
-        return prep(call.module), ""
+        # once per module and weights (qref.models.PREPARED: keyed by the module's packed-params objects)
+        return _models.prepared(call.module, prep, key=("verifier", prep)), ""
     except UnsupportedModuleError as e:
         return None, str(e)
 
@@ -334,11 +329,14 @@ class Report:
     layers: list
     isa: str
     torch_isa: str = ""
+    end_to_end: Optional[LayerResult] = None  # the whole model run by qref (qref.run) vs torch
 
     @property
     def ok(self) -> bool:
-        """True only if there was at least one layer and every one was verified bit-exact."""
-        return bool(self.layers) and all(r.verified for r in self.layers)
+        """True only if there was at least one op, every one was verified bit-exact, and (when
+        run) the end-to-end output equals torch's."""
+        return (bool(self.layers) and all(r.verified for r in self.layers)
+                and (self.end_to_end is None or self.end_to_end.verified))
 
     @property
     def mismatching(self) -> list:
@@ -360,7 +358,8 @@ class Report:
         raise KeyError(name)
 
     def to_dict(self) -> dict:
-        return dict(ok=self.ok, isa=self.isa, layers=[r.to_dict() for r in self.layers])
+        return dict(ok=self.ok, isa=self.isa, layers=[r.to_dict() for r in self.layers],
+                    end_to_end=None if self.end_to_end is None else self.end_to_end.to_dict())
 
     def __str__(self) -> str:
         rows = []
@@ -370,44 +369,106 @@ class Report:
             rows.append((r.name, r.type.split(".")[-1], "x".join(map(str, r.output_shape or ())) or "-", r.path,
                          r.status, f"{r.mismatches}/{r.numel}" if r.status != "unsupported" else "-",
                          str(r.max_abs_diff) if r.status != "unsupported" else "-", first))
-        lines = [f"qref check (isa={self.isa}): {len(self.layers)} quantized layer call(s)"]
-        lines += _table(rows, ["layer", "type", "output", "path", "status", "mismatches", "max|diff|",
+        lines = [f"qref check (isa={self.isa}): {len(self.layers)} quantized op call(s)"]
+        lines += _table(rows, ["op", "type", "output", "path", "status", "mismatches", "max|diff|",
                                "first mismatch (n,c,h,w)"])
         for r in self.unsupported:
             lines.append(f"  {r.name}: not verified: {r.reason}")
         for r in self.torch_wrong:
             lines.append(f"  {r.name}: {r.reason}")
+        for r in self.mismatching:
+            if r.reason:
+                lines.append(f"  {r.name}: {r.reason}")
+        e = self.end_to_end
+        if e is not None:
+            what = {"ok": "bit-exact", "MISMATCH": f"MISMATCH ({e.mismatches}/{e.numel}) {e.reason}"}.get(
+                e.status, f"not run: {e.reason}")
+            lines.append(f"end to end (the whole model run by qref.run vs torch): {what}")
         verified = sum(r.verified for r in self.layers)
         if self.ok:
-            lines.append(f"OK: all {verified} layers bit-exact")
+            lines.append(f"OK: all {verified} quantized op calls bit-exact"
+                         + (", and the model's output end to end" if e is not None else ""))
         elif not self.layers:
-            lines.append("NOT OK: no quantized layers were called (is the model converted?)")
+            lines.append("NOT OK: no quantized ops were called (is the model converted?)")
         else:
-            lines.append(f"NOT OK: {verified} of {len(self.layers)} layers verified bit-exact, "
-                         f"{len(self.mismatching)} mismatching, {len(self.unsupported)} not verifiable")
+            lines.append(f"NOT OK: {verified} of {len(self.layers)} quantized op calls verified bit-exact, "
+                         f"{len(self.mismatching)} mismatching, {len(self.unsupported)} not verifiable"
+                         + ("" if e is None or e.verified else ", end to end not bit-exact"))
         return "\n".join(lines)
 
     def plot(self, path: str, portability: Optional["PortabilityReport"] = None) -> str:
         return plot_layers(path, check=self, portability=portability)
 
 
-def check(model: Any, *inputs: Any, isa: str = "auto") -> Report:
-    """Run ``model(*inputs)`` once, recompute every quantized layer with qref and compare bytes.
+def check(model: Any, *inputs: Any, isa: str = "auto", end_to_end: bool = True,
+          threads: Optional[int] = None) -> Report:
+    """Run ``model(*inputs)`` once under torch and recompute every op on quantized tensors with
+    qref from torch's own inputs (one row per op call: conv/linear by the module that issued them,
+    ATen's quantized ops with ``qref.engines.aten``); then, with ``end_to_end=True`` (isa="auto"),
+    run the whole model with qref (``qref.run``) and compare its output with torch's
+    (``report.end_to_end``).
 
-    ``isa="auto"`` compares with torch on this machine; ``"avx2"`` / ``"vnni"`` shows which layers
-    an AVX2 / AVX512-VNNI host's torch would compute differently from this one.
+    Ops are seen through torch's dispatcher (qref.models), so functional calls and FX graph nodes
+    get rows too; an op qref does not reproduce gets a "not verified" row and ``report.ok`` is
+    False. ``isa="avx2"`` / ``"vnni"`` recomputes the conv/linear rows as that host's torch would.
     """
     if isa not in ISAS:
         raise ValueError(f"check: isa={isa!r} is not valid (valid: {', '.join(map(repr, ISAS))})")
     if not hasattr(model, "named_modules") or not callable(model):
         raise TypeError(f"check: model must be a torch.nn.Module, got {type(model).__name__}")
-    check_inputs("check", inputs)
-    calls = _capture(model, inputs)
-    rows = []
-    for call in _progress(calls, "qref check"):
-        rows.append(_check_call(call, isa))
-    return Report(rows, isa, torch_isa().gemm_isa)
+    _models._validate_model("check", model, inputs)
+    rows: list = []
 
+    def on_call(c: Any) -> None:
+        if c.kind == "module":
+            key = module_key(c.module) if c.module is not None else c.op
+            call = _Call(c.name, key, c.module, tuple(c.inputs), c.output)
+            rows.append(_check_call(call, isa))
+            c.qref = call.qref_out
+        else:
+            rows.append(_op_row(c))
+
+    memo: list = []
+    expected = _models.capture(model, inputs, on_call, isa, threads, memo=memo if end_to_end else None)
+    e2e = None
+    if end_to_end and isa == "auto":
+        e2e = _end_to_end(model, inputs, expected, threads, memo)
+    return Report(rows, isa, torch_isa().gemm_isa, end_to_end=e2e)
+
+
+def _op_row(c: Any) -> LayerResult:
+    """A row for an ATen/quantized op: qref's result (computed from torch's inputs) vs torch's."""
+    inp = c.inputs[0] if c.inputs else None
+    row = LayerResult(c.name, c.op, _shape(inp), _shape(c.output), "unsupported", path="ATen")
+    if c.error:
+        row.reason = c.error
+        return row
+    cmp = _models.compare(c.qref, c.output)
+    _fill(row, cmp)
+    return row
+
+
+def _fill(row: LayerResult, cmp: Any) -> None:
+    row.numel = int(cmp.numel)
+    row.mismatches = int(cmp.mismatches)
+    row.status = "ok" if cmp.equal else "MISMATCH"
+    if not cmp.equal:
+        row.reason = cmp.reason
+        row.first_mismatch = cmp.first
+        row.torch_value, row.qref_value = cmp.torch_value, cmp.qref_value
+        row.max_abs_diff = int(cmp.max_abs_diff)
+        row.diff = cmp.diff
+
+
+def _end_to_end(model: Any, inputs: tuple, expected: Any, threads: Optional[int], memo: list) -> LayerResult:
+    row = LayerResult("(end to end)", "qref.run", None, _shape(expected), "unsupported", path="qref")
+    try:
+        got = _models.run(model, *inputs, threads=threads, _memo=memo)
+    except UnsupportedOpError as e:
+        row.reason = str(e).split("\n\nWhile executing")[0]  # without the FX interpreter's note
+        return row
+    _fill(row, _models.compare(got, expected))
+    return row
 
 
 def _check_call(call: _Call, isa: str) -> LayerResult:
@@ -417,8 +478,7 @@ def _check_call(call: _Call, isa: str) -> LayerResult:
     if runner is None:
         row.reason = reason
         return row
-    expected = _to_uint8(call.output)
-    if expected is None:
+    if not (is_torch_tensor(call.output) and call.output.is_quantized):
         row.reason = f"output is {type(call.output).__name__}, not a quint8 tensor"
         return row
     if isa != "auto" and getattr(runner, "engine", "fbgemm") == "onednn":
@@ -428,9 +488,18 @@ def _check_call(call: _Call, isa: str) -> LayerResult:
     elif getattr(runner, "engine", "fbgemm") == "onednn" and hasattr(runner, "onednn_kernel") and inp is not None:
         # This host's torch: oneDNN picks some kernels by performance heuristics qref's shape rules
         # cannot see (e.g. its gemm conv for small grouped convs); ask oneDNN which one it runs.
-        runner = _with_onednn_kernel(runner, call.module, inp)
+        base = runner
+        key = ("onednn-kernel", id(base), tuple(inp.shape), inp.q_scale(), inp.q_zero_point())
+        runner = _models.PREPARED.get(call.module, key, lambda: _with_onednn_kernel(base, call.module, inp))
     try:
-        got = _to_uint8(runner(*call.inputs, isa=isa))
+        call.qref_out = runner(*call.inputs, isa=isa)
+        if _models.same_bytes(call.qref_out, call.output):  # the usual case: equal, no diff to compute
+            row.path = _path_of(runner, inp, isa)
+            row.numel = int(call.output.numel())
+            row.status = "ok"
+            return row
+        got = _to_uint8(call.qref_out)
+        expected = _to_uint8(call.output)
     except (UnsupportedModuleError, NotImplementedError) as e:
         row.reason = str(e)
         return row

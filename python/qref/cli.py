@@ -38,9 +38,18 @@ from .campaign.cli import add_cluster_args, add_fuzz_parser, cmd_check_dataset, 
 from .check import _capture, check, module_key, portability
 from .common.isa import torch_isa
 from .common.kernels import kernels
-from .demo import demo_model, forum_element, forum_hand_formula, forum_model, printed_scale
+from .demo import (
+    demo_model,
+    forum_element,
+    forum_hand_formula,
+    forum_model,
+    printed_scale,
+    quantized_engine,
+    residual_model,
+)
 from .explain import explain
 from .export import main as export_main  # qref.export (the attribute) is the function
+from .models import run as qref_run
 
 
 def _quiet() -> None:
@@ -196,7 +205,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         net3, x3 = demo_model(size=args.size, engine="x86")
         r3 = check(net3, x3)
         print(r3)
-        ok = r.ok and r3.ok and same == t_out.size
+        print()
+        print("=" * 100)
+        print("4. A residual network, every op: conv, add_relu, pools, linear, quantize/dequantize, end to end")
+        print("=" * 100)
+        print("(qref.check sees every op on quantized tensors through torch's dispatcher, modules and functional "
+              "calls alike,\nrecomputes each from torch's inputs, then runs the whole model with qref (qref.run) "
+              "and compares the output)\n")
+        net4, x4 = residual_model()
+        with quantized_engine("fbgemm"):
+            r4 = check(net4, x4)
+            y_qref = qref_run(net4, x4)
+            y_torch = net4(x4)
+        print(r4)
+        same4 = bool(torch.equal(y_qref, y_torch))
+        print(f"qref.run(model, x) == model(x) (float output, bit for bit): {same4}")
+        ok = r.ok and r3.ok and r4.ok and same4 and same == t_out.size
     else:
         ok = same == t_out.size
     print(f"\n(demo took {time.time() - t0:.1f} s; torch {torch.__version__}, "

@@ -183,3 +183,66 @@ def demo_model(seed: int = DEMO_SEED, size: int = 224, reduce_range: bool = Fals
             net(x)
         tq.convert(net, inplace=True)
     return net, x
+
+
+def residual_model(seed: int = DEMO_SEED, size: int = 32, engine: str = "fbgemm") -> tuple:
+    """(converted model, float input (1, 3, size, size)): a small ResNet-style network (conv-BN-ReLU
+    stem, max pool, two basic blocks with a residual ``add_relu`` through FloatFunctional, one with a
+    strided 1x1 downsample, adaptive average pool, Linear), eager quantization under ``engine``
+    with torch's default qconfig. Its ops: quantize, conv (+ReLU), max_pool2d, add_relu,
+    adaptive_avg_pool2d, linear, dequantize — every one verified by ``qref.check``."""
+    import torch
+    import torch.ao.quantization as tq
+    import torch.nn as nn
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.relu = nn.ReLU()
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.down = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                         if stride != 1 or cin != cout else None)
+            self.skip = nn.quantized.FloatFunctional()
+
+        def forward(self, x):
+            idn = x if self.down is None else self.down(x)
+            return self.skip.add_relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))), idn)
+
+    class ResNetish(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.quant = tq.QuantStub()
+            self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(16)
+            self.relu = nn.ReLU()
+            self.pool = nn.MaxPool2d(3, 2, 1)
+            self.layer1 = Block(16, 16, 1)
+            self.layer2 = Block(16, 32, 2)
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(32, 10)
+            self.dequant = tq.DeQuantStub()
+
+        def forward(self, x):
+            x = self.pool(self.relu(self.bn1(self.conv1(self.quant(x)))))
+            x = self.avgpool(self.layer2(self.layer1(x)))
+            return self.dequant(self.fc(torch.flatten(x, 1)))
+
+    with quantized_engine(engine), quiet_torch_quantization():
+        torch.manual_seed(seed)
+        net = ResNetish().eval()
+        tq.fuse_modules(net, [["conv1", "bn1", "relu"]], inplace=True)
+        for b in (net.layer1, net.layer2):
+            tq.fuse_modules(b, [["conv1", "bn1", "relu"], ["conv2", "bn2"]], inplace=True)
+            if b.down is not None:
+                tq.fuse_modules(b.down, [["0", "1"]], inplace=True)
+        net.qconfig = tq.get_default_qconfig(engine)
+        tq.prepare(net, inplace=True)
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(1, 3, size, size, generator=g)
+        with torch.no_grad():
+            net(torch.rand(1, 3, size, size, generator=g))
+        tq.convert(net, inplace=True)
+    return net, x

@@ -301,3 +301,12 @@ def check_plan_args(fn: str, input_shape: Any, weight_shape: Any, stride: Any, p
     if not transposed:
         check_conv_output(fn, ins[0], C, O, ins[2:], ws[2:], st, pd, dl, g)
     return ins, ws, st, pd, dl, g
+
+
+def check_inputs(fn: str, inputs: tuple) -> None:
+    """A torch model's inputs are torch tensors (or other objects the model takes), never numpy
+    arrays, which the model would refuse deep inside with torch's own message."""
+    for i, x in enumerate(inputs):
+        if isinstance(x, np.ndarray):
+            raise TypeError(f"{fn}: inputs[{i}] is a numpy {x.dtype} array of shape {x.shape} (the model runs on torch "
+                            f"tensors: pass torch.from_numpy(x))")
