@@ -108,8 +108,12 @@ def test_engine_probe_captures_only_where_needed(monkeypatch):
         assert n == []
 
 
-def test_capture_writes_other_output_back(capfd):
+def test_capture_writes_other_output_back(capfd, monkeypatch):
+    """The fd-1 fallback (where the C library's stdout cannot be reached): what else reached fd 1
+    during the capture is written back."""
     from qref.bridge import onednn_verbose as _onednn_verbose
+
+    monkeypatch.setattr(_onednn_verbose, "_C_STDOUT", False)
 
     def fn():
         os.write(1, b"onednn_verbose,v1,primitive,exec,cpu,convolution,x:avx2,rest\nuser line\n")
@@ -117,6 +121,30 @@ def test_capture_writes_other_output_back(capfd):
     with _onednn_verbose.onednn_lock():
         text = _onednn_verbose._capture_stdout(fn)
     assert "onednn_verbose" in text
+    assert capfd.readouterr().out == "user line\n"
+
+
+def test_capture_leaves_fd1_alone(capfd):
+    """Where the C library's stdout can be reached, the capture reads what C stdio prints (oneDNN's
+    log) and never redirects fd 1: a line written to fd 1 meanwhile goes straight out, in place."""
+    from qref.bridge import onednn_verbose as _onednn_verbose
+
+    c = _onednn_verbose._c_stdout()
+    if c is None:
+        pytest.skip("the C library's stdout is not reachable here (the fd-1 fallback is tested above)")
+    libc, _ = c
+    import ctypes
+
+    libc.printf.argtypes = [ctypes.c_char_p]
+
+    def fn():
+        libc.printf(b"onednn_verbose,v1,primitive,exec,cpu,convolution,x:avx2,rest\n")
+        os.write(1, b"user line\n")
+
+    with _onednn_verbose.onednn_lock():
+        text = _onednn_verbose._capture_stdout(fn)
+    assert "onednn_verbose,v1,primitive,exec,cpu,convolution,x:avx2" in text
+    assert "user line" not in text
     assert capfd.readouterr().out == "user line\n"
 
 

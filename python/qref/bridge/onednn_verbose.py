@@ -7,10 +7,12 @@ whose requantization multiplies by one combined scale). Where qref's shape rules
 time, and oneDNN prints one ``onednn_verbose,...,exec,cpu,<primitive>,<implementation>,...`` line per
 execution to the process's C stdout, captured here through a temporary file descriptor.
 
-oneDNN has no other destination for that log (no file, no callback), so the capture is
-process-global state: one lock serializes every capture and the verbose switch (two threads
-capturing at once used to leave fd 1 on a deleted temporary file), whatever else reached fd 1
-meanwhile is written back to it, and callers capture only where oneDNN may run.
+oneDNN has no other destination for that log (no file, no callback): it prints with C stdio. qref
+points the C library's ``stdout`` FILE* at a temporary file while the module runs, so fd 1 (Python's
+prints, other threads' output) is never redirected; where that variable cannot be reached it falls
+back to redirecting fd 1 and writes whatever else reached it back. Either way the capture is
+process-global state: one lock serializes every capture and the verbose switch, and callers capture
+only where oneDNN may run.
 """
 
 from __future__ import annotations
@@ -46,9 +48,61 @@ def onednn_lock() -> Any:
     return _CAPTURE_LOCK
 
 
+def _c_stdout() -> Optional[Any]:
+    """The C library's ``stdout`` (a FILE* variable, as ctypes sees it), or None where it cannot be
+    reached (not glibc-like); oneDNN prints its verbose log with C stdio to it."""
+    global _C_STDOUT
+    if _C_STDOUT is None:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None)
+            libc.fopen.restype = ctypes.c_void_p
+            libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+            libc.fflush.argtypes = [ctypes.c_void_p]
+            libc.fclose.argtypes = [ctypes.c_void_p]
+            _C_STDOUT = (libc, ctypes.c_void_p.in_dll(libc, "stdout"))
+        except (OSError, ValueError, AttributeError):
+            _C_STDOUT = False
+    return _C_STDOUT or None
+
+
+_C_STDOUT: Any = None
+
+
+def _capture_c_stdout(fn: Callable[[], Any], libc: Any, cstdout: Any) -> str:
+    """oneDNN's log while fn() runs, read by pointing the C library's ``stdout`` FILE* at a temporary
+    file: fd 1 is never touched, so nothing Python or another thread writes to it is moved or
+    reordered."""
+    with tempfile.NamedTemporaryFile(mode="w+b", delete=False) as tmp:
+        path = tmp.name
+    try:
+        f = libc.fopen(path.encode(), b"w")
+        if not f:
+            raise OSError("cannot open a temporary file for oneDNN's log")
+        old = cstdout.value
+        libc.fflush(old)
+        cstdout.value = f
+        try:
+            fn()
+        finally:
+            libc.fflush(f)
+            cstdout.value = old
+            libc.fclose(f)
+        with open(path, "rb") as r:
+            data = r.read()
+    finally:
+        os.unlink(path)
+    return data.decode(errors="replace")
+
+
 def _capture_stdout(fn: Callable[[], Any]) -> str:
-    """fd 1's output while fn() runs (the caller holds _CAPTURE_LOCK). Lines that are not oneDNN's
-    log (another thread's prints) are written back to fd 1 afterwards."""
+    """The oneDNN log printed while fn() runs (the caller holds _CAPTURE_LOCK). Through the C
+    library's stdout where it can be reached (fd 1 untouched); else through fd 1, writing the lines
+    that are not oneDNN's log (another thread's prints) back to it afterwards."""
+    c = _c_stdout()
+    if c is not None:
+        return _capture_c_stdout(fn, *c)
     sys.stdout.flush()
     saved = os.dup(1)
     try:
