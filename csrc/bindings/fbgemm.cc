@@ -40,28 +40,6 @@ RequantArgs requant_args(double input_scale, int32_t input_zero_point, const dou
   return ra;
 }
 
-// Allocates the uint8 output of `shape` (and with `intermediates` its acc, raw and y stages),
-// runs `run(out, stages or nullptr)` without the GIL; returns out or (out, acc, raw, y).
-template <class Run>
-py::object run_with_stages(const std::vector<py::ssize_t>& shape, bool intermediates, Run run) {
-  py::array_t<uint8_t> out(shape);
-  py::array_t<int32_t> acc, raw;
-  py::array_t<float> y;
-  Conv2dIntermediates inter;
-  if (intermediates) {
-    inter.acc = new_stage(acc, shape);
-    inter.raw = new_stage(raw, shape);
-    inter.y = new_stage(y, shape);
-  }
-  uint8_t* o = out.mutable_data();
-  {
-    ReleaseGil release;
-    run(o, intermediates ? &inter : nullptr);
-  }
-  if (intermediates) return py::make_tuple(out, acc, raw, y);
-  return out;
-}
-
 // What conv2d_nhwc and conv2d_prepare check, in this order (arrays, shape,
 // weight quantization, bias, zero points, scales), and the problem they build.
 // The bias is only read here: prepare_requant copies it into rq.bias_term.
@@ -143,10 +121,25 @@ void register_fbgemm(py::module_& m) {
         const Conv2dShape& s = p.shape;
         const uint8_t* in = static_cast<const uint8_t*>(input.data());  // checked above
         const int8_t* w = static_cast<const int8_t*>(weight.data());
-        return run_with_stages({s.N, s.OH, s.OW, s.O}, intermediates,
-                               [&](uint8_t* o, const Conv2dIntermediates* inter) {
-                                 run_conv2d(p, k, in, w, o, threads, inter);
-                               });
+        py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
+        py::array_t<int32_t> acc, raw;
+        py::array_t<float> y;
+        Conv2dIntermediates inter;
+        if (intermediates) {
+          acc = py::array_t<int32_t>({s.N, s.OH, s.OW, s.O});
+          raw = py::array_t<int32_t>({s.N, s.OH, s.OW, s.O});
+          y = py::array_t<float>({s.N, s.OH, s.OW, s.O});
+          inter.acc = acc.mutable_data();
+          inter.raw = raw.mutable_data();
+          inter.y = y.mutable_data();
+        }
+        uint8_t* o = out.mutable_data();
+        {
+          ReleaseGil release;
+          run_conv2d(p, k, in, w, o, threads, intermediates ? &inter : nullptr);
+        }
+        if (intermediates) return py::make_tuple(out, acc, raw, y);
+        return out;
       },
       py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
       py::arg("dilation"), py::arg("groups"), py::arg("input_scale"), py::arg("input_zero_point"),
@@ -334,10 +327,26 @@ void register_fbgemm(py::module_& m) {
         p.rq = prepare_requant(s2, w,
                                requant_args(input_scale, input_zero_point, ws, wz, per_channel, output_scale,
                                             output_zero_point, relu, b));
-        return run_with_stages({s.N, s.OD, s.OH, s.OW, s.O}, intermediates,
-                               [&](uint8_t* o, const Conv2dIntermediates* inter) {
-                                 run_conv_nd(p, k, in, w, o, threads, inter);
-                               });
+        std::vector<py::ssize_t> oshape{s.N, s.OD, s.OH, s.OW, s.O};
+        py::array_t<uint8_t> out(oshape);
+        py::array_t<int32_t> acc, raw;
+        py::array_t<float> y;
+        Conv2dIntermediates inter;
+        if (intermediates) {
+          acc = py::array_t<int32_t>(oshape);
+          raw = py::array_t<int32_t>(oshape);
+          y = py::array_t<float>(oshape);
+          inter.acc = acc.mutable_data();
+          inter.raw = raw.mutable_data();
+          inter.y = y.mutable_data();
+        }
+        uint8_t* o = out.mutable_data();
+        {
+          ReleaseGil release;
+          run_conv_nd(p, k, in, w, o, threads, intermediates ? &inter : nullptr);
+        }
+        if (intermediates) return py::make_tuple(out, acc, raw, y);
+        return out;
       },
       py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
       py::arg("dilation"), py::arg("output_padding"), py::arg("groups"), py::arg("transposed"),
