@@ -58,3 +58,13 @@ def simd_kernel(request):
 def torch_fbgemm():
     torch = pytest.importorskip("torch")
     return torch
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """A local Ray runtime (2 CPUs) for one test module's cluster="ray" campaigns; skips visibly
+    where ray is not installed."""
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'qref[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -120,21 +120,28 @@ def torch_operands(s: dict, b: dict):
     return qx, qw, bias
 
 
-def torch_conv(s: dict, b: dict | None = None) -> np.ndarray:
-    """torch's quantized::conv2d(_relu) under the fbgemm engine, in this process."""
+def torch_quantized_conv2d(qx, qw, bias, stride, padding, dilation, groups: int, relu: bool, out_scale: float,
+                           out_zp: int, engine: str = "fbgemm") -> np.ndarray:
+    """torch's quantized::conv2d(_relu) on quantized tensors, weights packed under ``engine`` (in this
+    process; the previous engine is restored); the output's uint8 values."""
     import torch
 
-    b = b or build(s)
     prev = torch.backends.quantized.engine
-    torch.backends.quantized.engine = "fbgemm"
+    torch.backends.quantized.engine = engine
     try:
-        qx, qw, bias = torch_operands(s, b)
-        pp = torch.ops.quantized.conv2d_prepack(qw, bias, list(s["stride"]), list(s["padding"]),
-                                                list(s["dilation"]), s["groups"])
-        op = torch.ops.quantized.conv2d_relu if s["relu"] else torch.ops.quantized.conv2d
-        return op(qx, pp, b["out_scale"], b["out_zp"]).int_repr().numpy()
+        pp = torch.ops.quantized.conv2d_prepack(qw, bias, list(stride), list(padding), list(dilation), groups)
+        op = torch.ops.quantized.conv2d_relu if relu else torch.ops.quantized.conv2d
+        return op(qx, pp, out_scale, out_zp).int_repr().numpy()
     finally:
         torch.backends.quantized.engine = prev
+
+
+def torch_conv(s: dict, b: dict | None = None, engine: str = "fbgemm") -> np.ndarray:
+    """torch's quantized::conv2d(_relu) under ``engine`` (fbgemm by default), in this process."""
+    b = b or build(s)
+    qx, qw, bias = torch_operands(s, b)
+    return torch_quantized_conv2d(qx, qw, bias, s["stride"], s["padding"], s["dilation"], s["groups"], s["relu"],
+                                  b["out_scale"], b["out_zp"], engine)
 
 
 def qref_conv(s: dict, b: dict | None = None, isa: str = "auto", kernel: str = "auto", threads=None,

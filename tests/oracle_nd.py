@@ -224,3 +224,15 @@ def check_avx2_subprocess(specs: list) -> None:
         b = build(s)
         assert_same(qref_run(s, b, isa="avx2"), r["torch"], case_id(s) + " isa='avx2'")
         assert not np.array_equal(qref_run(s, b, isa="vnni"), r["torch"]), case_id(s)
+
+
+def check_sweep(specs: list, show_plan: bool = True) -> None:
+    """A random sweep: every spec gives torch's bytes in this process, then (a second pass) under
+    FBGEMM_ENABLE_INSTRUCTIONS=AVX2 in a subprocess, qref(isa="auto") there equals torch there."""
+    for s in specs:
+        b = build(s)
+        where = f" [{plan(s)}]" if show_plan else ""
+        assert_same(qref_run(s, b), torch_run(s, b), f"seed {s['seed']}: {case_id(s)}{where}")
+    for s, r in zip(specs, run_in_subprocess(specs, env={"FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"})):
+        where = f" [{r['plan']}]" if show_plan else ""
+        assert_same(r["qref"], r["torch"], f"AVX2 seed {s['seed']}: {case_id(s)}{where}")

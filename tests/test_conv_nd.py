@@ -307,11 +307,7 @@ def test_random_sweep(kind, request):
     n = request.config.getoption("--sweep") or 200
     rng = np.random.default_rng(4321 if kind == "conv1d" else 4322)
     specs = [_random_spec(rng, kind, i) for i in range(n)]
-    for s in specs:
-        b = on.build(s)
-        on.assert_same(on.qref_run(s, b), on.torch_run(s, b), f"seed {s['seed']}: {on.case_id(s)} [{on.plan(s)}]")
-    for s, r in zip(specs, on.run_in_subprocess(specs, env={"FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"})):
-        on.assert_same(r["qref"], r["torch"], f"AVX2 seed {s['seed']}: {on.case_id(s)} [{r['plan']}]")
+    on.check_sweep(specs)
 
 
 def test_conv3d_depthwise_fused_bias_tie_every_kernel():

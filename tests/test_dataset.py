@@ -245,14 +245,6 @@ def test_cli_check_inputs(tmp_path):
         assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1 and match in p.stderr, (bad, p.stderr)
 
 
-@pytest.fixture(scope="module")
-def ray_instance():
-    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'qref[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_ray_same_report(model, ray_instance):
     r = qref.check_dataset(model, _inputs(), cluster="ray", shard_size=3, progress=False)
     _assert_names_planted(r)

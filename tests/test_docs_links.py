@@ -144,6 +144,48 @@ def test_named_tests_exist():
     assert not bad, "documents name tests that do not exist:\n" + "\n".join(bad)
 
 
+# A repository path in a code span: python/qref/..., qref/... (the package, under python/), csrc/...,
+# tests/..., benchmarks/..., examples/..., scripts/... naming a source file.
+REPO_PATH = re.compile(r"(?<![\w/.-])((?:python/)?qref/[\w/.-]*\w\.pyi?|csrc/[\w/.-]*\w\.(?:h|cc)"
+                       r"|(?:tests|benchmarks|examples|scripts)/[\w/.-]*\w\.py)\b")
+
+
+def _code_spans(text: str) -> list[str]:
+    """The fenced code blocks and the inline code spans outside them."""
+    return [m.group(0) for m in FENCE.finditer(text)] + re.findall(r"`[^`\n]*`", FENCE.sub("", text))
+
+
+def test_named_repository_paths_exist():
+    """Every repository file a document names in code (``python/qref/layers/conv2d.py``,
+    ``csrc/qref/gemm/conv2d.cc``, ``tests/test_x.py``, ``benchmarks/bench_x.py``, ``qref/x.py``
+    meaning python/qref/x.py) exists, so a file move cannot leave a document pointing at nothing."""
+    bad = []
+    named = 0
+    for doc in _doc_files():
+        rel_doc = os.path.relpath(doc, ROOT)
+        for span in _code_spans(_read(doc)):
+            for path in REPO_PATH.findall(span):
+                named += 1
+                full = os.path.join(ROOT, "python", path) if path.startswith("qref/") else os.path.join(ROOT, path)
+                if not os.path.isfile(full):
+                    bad.append(f"{rel_doc}: {path} does not exist")
+    assert named > 20, f"only {named} repository paths found in the documents: the pattern is broken"
+    assert not bad, "documents name files that do not exist:\n" + "\n".join(sorted(set(bad)))
+
+
+@pytest.mark.parametrize("text,paths", [
+    ("`python/qref/layers/conv2d.py`", ["python/qref/layers/conv2d.py"]),
+    ("`csrc/qref/gemm/conv2d.cc` and `csrc/bindings/register.h`", ["csrc/qref/gemm/conv2d.cc", "csrc/bindings/register.h"]),
+    ("`tests/test_onednn.py::test_isa_names`", ["tests/test_onednn.py"]),
+    ("`python benchmarks/bench_conv2d.py --markdown`", ["benchmarks/bench_conv2d.py"]),
+    ("`qref/_core.pyi`", ["qref/_core.pyi"]), ("`#include \"qref/reference.h\"`", []),
+    ("`python/qref`", []), ("`examples/x.py`", ["examples/x.py"]),
+])
+def test_repo_path_pattern(text, paths):
+    """The path pattern finds the file names and leaves include paths and folders alone."""
+    assert [p for s in _code_spans(text) for p in REPO_PATH.findall(s)] == paths
+
+
 def _repo_files() -> list[str]:
     """Tracked and untracked-but-not-ignored files (what a checkout or a commit would hold)."""
     try:

@@ -36,15 +36,8 @@ def _torch_output(kw):
         qw = torch._make_per_tensor_quantized_tensor(torch.from_numpy(w), kw["weight_scale"],
                                                      kw["weight_zero_point"])
     b = None if kw["bias"] is None else torch.from_numpy(kw["bias"])
-    prev = torch.backends.quantized.engine
-    torch.backends.quantized.engine = "fbgemm"
-    try:
-        pp = torch.ops.quantized.conv2d_prepack(qw, b, list(kw["stride"]), list(kw["padding"]),
-                                                list(kw["dilation"]), kw["groups"])
-        op = torch.ops.quantized.conv2d_relu if kw["relu"] else torch.ops.quantized.conv2d
-        return op(qx, pp, kw["output_scale"], kw["output_zero_point"]).int_repr().numpy()
-    finally:
-        torch.backends.quantized.engine = prev
+    return oracle.torch_quantized_conv2d(qx, qw, b, kw["stride"], kw["padding"], kw["dilation"], kw["groups"],
+                                         kw["relu"], kw["output_scale"], kw["output_zero_point"])
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

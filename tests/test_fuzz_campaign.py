@@ -287,14 +287,6 @@ def test_local_workers_same_report():
     assert a.failures and a.to_dict() == b.to_dict()
 
 
-@pytest.fixture(scope="module")
-def ray_instance():
-    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'qref[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_ray_finds_shrinks_diagnoses_every_planted_bug(ray_instance):
     """One Ray campaign per planted bug and one for the correct kernel; each report equals the
     in-process one, and the instance this process started stays up (qref did not start it)."""

@@ -21,7 +21,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from oracle import assert_same, build, case_id, spec, torch_operands  # noqa: E402
+from oracle import assert_same, build, case_id, spec, torch_conv  # noqa: E402
 
 torch = pytest.importorskip("torch")
 import qref  # noqa: E402
@@ -57,16 +57,7 @@ def build_case(s: dict) -> dict:
 
 
 def torch_engine_conv(s: dict, b: dict, engine: str) -> np.ndarray:
-    prev = torch.backends.quantized.engine
-    torch.backends.quantized.engine = engine
-    try:
-        qx, qw, bias = torch_operands(s, b)
-        pp = torch.ops.quantized.conv2d_prepack(qw, bias, list(s["stride"]), list(s["padding"]),
-                                                list(s["dilation"]), s["groups"])
-        op = torch.ops.quantized.conv2d_relu if s["relu"] else torch.ops.quantized.conv2d
-        return op(qx, pp, b["out_scale"], b["out_zp"]).int_repr().numpy()
-    finally:
-        torch.backends.quantized.engine = prev
+    return torch_conv(s, b, engine)
 
 
 def qref_engine_conv(s: dict, b: dict, engine: str, isa: str = "auto", **kw):

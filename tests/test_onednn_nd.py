@@ -222,17 +222,15 @@ def test_dst_scale_multiply_or_divide(layer, divides):
     assert plan.divide_dst == divides, (layer, plan)
 
 
-def _alt_output(m, qx, combined: bool) -> np.ndarray:
-    """qref's output of module m with the scale order forced (for the discrimination test)."""
+def _conv_form(m, x: np.ndarray, transposed: bool) -> tuple:
+    """Module m's int8 weight in conv form and its geometry, a 1D layer as 2D:
+    (x, weight, groups, stride, padding, dilation, output spatial sizes)."""
     from qref.layers.conv_nd import _transposed_weight
 
-    x = qx.int_repr().numpy()
-    w = m.weight()
-    wi = w.int_repr().numpy()
-    transposed = bool(getattr(m, "transposed", False))
+    wi = m.weight().int_repr().numpy()
     g = m.groups
     if transposed:
-        wi, O, _ = _transposed_weight("t", wi, g, x.shape[1])
+        wi, _, _ = _transposed_weight("t", wi, g, x.shape[1])
     if x.ndim == 3:  # 1D as 2D
         x, wi = x[:, :, None], wi[:, :, None]
     st, pd, dl = (tuple(v) for v in (m.stride, m.padding, m.dilation))
@@ -243,6 +241,15 @@ def _alt_output(m, qx, combined: bool) -> np.ndarray:
         osp = tuple((n - 1) * s - 2 * p + d * (k - 1) + 1 for n, s, p, d, k in zip(x.shape[2:], st, pd, dl, ks))
     else:
         osp = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, s, p, d, k in zip(x.shape[2:], st, pd, dl, ks))
+    return x, wi, g, st, pd, dl, osp
+
+
+def _alt_output(m, qx, combined: bool) -> np.ndarray:
+    """qref's output of module m with the scale order forced (for the discrimination test)."""
+    w = m.weight()
+    transposed = bool(getattr(m, "transposed", False))
+    x, wi, g, st, pd, dl, osp = _conv_form(m, qx.int_repr().numpy(), transposed)
+    ks = wi.shape[2:]
     plan, chain = onednn_nd.plan_nd(transposed, x.ndim - 2, g, wi.shape[1], wi.shape[0] // g, ks, st, dl)
     x_cl = np.ascontiguousarray(np.moveaxis(x, 1, -1))
     acc, col = oracle_onednn.integer_sums(x_cl, wi, g, st, pd, dl, osp, transposed)
@@ -571,26 +578,10 @@ def _oracle_run(x_cl, a_s, a_zp, w, ws, bias, stride, padding, dilation, groups,
 
 def _core_operands(kind: str, seed: int):
     """onednn_nd.run's operands for a random module of `kind` (weight in conv form)."""
-    from qref.layers.conv_nd import _transposed_weight
-
     m, qx = _case(kind, seed)
-    x = qx.int_repr().numpy()
     w = m.weight()
-    wi = w.int_repr().numpy()
     transposed = kind.startswith("convt")
-    g = m.groups
-    if transposed:
-        wi, O, _ = _transposed_weight("t", wi, g, x.shape[1])
-    if x.ndim == 3:
-        x, wi = x[:, :, None], wi[:, :, None]
-    st, pd, dl = (tuple(v) for v in (m.stride, m.padding, m.dilation))
-    if len(st) < x.ndim - 2:
-        st, pd, dl = (1,) + st, (0,) + pd, (1,) + dl
-    ks = wi.shape[2:]
-    if transposed:
-        osp = tuple((n - 1) * s - 2 * p + d * (k - 1) + 1 for n, s, p, d, k in zip(x.shape[2:], st, pd, dl, ks))
-    else:
-        osp = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, s, p, d, k in zip(x.shape[2:], st, pd, dl, ks))
+    x, wi, g, st, pd, dl, osp = _conv_form(m, qx.int_repr().numpy(), transposed)
     ws = (w.q_per_channel_scales().numpy() if w.qscheme() == torch.per_channel_affine
           else np.full(wi.shape[0], w.q_scale()))
     b = m.bias()

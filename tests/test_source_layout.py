@@ -1,4 +1,4 @@
-"""The C++ layout rules (docs/architecture-cpp.md): ISA code only in the translation units that
+"""The C++ layout rules (docs/architecture.md, "The C++ core"): ISA code only in the translation units that
 CMakeLists.txt compiles with ISA flags, only public headers installed (and each compiles on its
 own), and no citations of notes outside the repository."""
 

@@ -217,13 +217,7 @@ def test_two_threads_run_concurrently_wall_time():
         single = min(single, time.perf_counter() - t0)
     best = float("inf")
     for _ in range(3):
-        ts = [threading.Thread(target=one) for _ in range(2)]
-        t0 = time.perf_counter()
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, _two_threads_wall(one))
     # A held GIL gives >= 2x; 1.85 leaves room for a busy 2-core machine (measured 1.5-1.7x at load 5).
     if best >= 1.85 * single and _parallel_ratio_of_gil_free_control() >= 1.85:
         pytest.skip("host busy: even a GIL-free control (hashlib) did not run two threads in parallel")
@@ -243,13 +237,18 @@ def _parallel_ratio_of_gil_free_control() -> float:
     t0 = time.perf_counter()
     h()
     one = time.perf_counter() - t0
-    ts = [threading.Thread(target=h) for _ in range(2)]
+    return _two_threads_wall(h) / one
+
+
+def _two_threads_wall(fn) -> float:
+    """Wall time of ``fn`` run by two threads at once."""
+    ts = [threading.Thread(target=fn) for _ in range(2)]
     t0 = time.perf_counter()
     for t in ts:
         t.start()
     for t in ts:
         t.join()
-    return (time.perf_counter() - t0) / one
+    return time.perf_counter() - t0
 
 
 def test_concurrent_cached_params_identical():

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "qref/common/kernels.h"
 #include "qref/gemm/conv2d.h"
@@ -91,6 +92,27 @@ py::list usable_kernel_names(bool only_usable);
 qref::Conv2dShape make_shape(const py::array& input, const py::array& weight, std::pair<int64_t, int64_t> stride,
                              std::pair<int64_t, int64_t> padding, std::pair<int64_t, int64_t> dilation,
                              int64_t groups);
+
+// A new array of `shape` for one intermediate stage of a conv; returns the data the kernel fills.
+template <class T>
+T* new_stage(py::array_t<T>& a, const std::vector<py::ssize_t>& shape) {
+  a = py::array_t<T>(shape);
+  return a.mutable_data();
+}
+
+// What a prepared-conv holder keeps besides the conv: the weight it reads (kept alive) and
+// the NHWC input shape it was prepared for (def_prepared_runs checks inputs against it).
+struct PreparedInput {
+  py::array weight;
+  int64_t N = 0, H = 0, W = 0, C = 0;
+  void keep(const py::array& w, const qref::Conv2dShape& s) {
+    weight = w;
+    N = s.N;
+    H = s.H;
+    W = s.W;
+    C = s.C;
+  }
+};
 
 // conv2d_run, conv2d_run_into and prepared_output_shape for one prepared-conv holder type H
 // (fbgemm's PreparedConv2d and oneDNN's OnednnConv2d share them as overloads: same checks,

@@ -24,6 +24,22 @@ using namespace qref;
 
 namespace {
 
+RequantArgs requant_args(double input_scale, int32_t input_zero_point, const double* ws, const int32_t* wz,
+                         bool per_channel, double output_scale, int32_t output_zero_point, bool relu,
+                         const float* bias) {
+  RequantArgs ra;
+  ra.input_scale = input_scale;
+  ra.input_zero_point = input_zero_point;
+  ra.weight_scale = ws;
+  ra.weight_zero_point = wz;
+  ra.per_channel = per_channel;
+  ra.output_scale = output_scale;
+  ra.output_zero_point = output_zero_point;
+  ra.relu = relu;
+  ra.bias = bias;
+  return ra;
+}
+
 // What conv2d_nhwc and conv2d_prepare check, in this order (arrays, shape,
 // weight quantization, bias, zero points, scales), and the problem they build.
 // The bias is only read here: prepare_requant copies it into rq.bias_term.
@@ -45,28 +61,18 @@ Conv2dProblem checked_conv2d_problem(const py::array& input, const py::array& we
   check_zero_points(input_zero_point, output_zero_point);
   check_scale_value("input_scale", input_scale);
   check_scale_value("output_scale", output_scale);
-  RequantArgs ra;
-  ra.input_scale = input_scale;
-  ra.input_zero_point = input_zero_point;
-  ra.weight_scale = ws;
-  ra.weight_zero_point = wz;
-  ra.per_channel = per_channel;
-  ra.output_scale = output_scale;
-  ra.output_zero_point = output_zero_point;
-  ra.relu = relu;
-  ra.bias = b;
   p.saturate = saturate;
-  p.rq = prepare_requant(p.shape, w, ra);
+  p.rq = prepare_requant(p.shape, w,
+                         requant_args(input_scale, input_zero_point, ws, wz, per_channel, output_scale,
+                                      output_zero_point, relu, b));
   return p;
 }
 
 // A conv2d with its weights packed once (PreparedConv2d, gemm/api.h); the torch bridge caches
 // one per input shape/quantization/ISA/kernel, so repeated calls skip the weight transpose,
 // column sums and packing.
-struct PreparedHolder {
+struct PreparedHolder : PreparedInput {  // the OHWI weight kept alive: kernels may read it
   std::unique_ptr<PreparedConv2d> prep;
-  py::array weight;  // keeps the OHWI weight alive (kernels may read it)
-  int64_t N, H, W, C;
   const Conv2dShape& shape() const { return prep->p.shape; }
   void run(const uint8_t* in, uint8_t* out, int threads) const { prep->run(in, out, threads); }
 };
@@ -115,7 +121,6 @@ void register_fbgemm(py::module_& m) {
         const Conv2dShape& s = p.shape;
         const uint8_t* in = static_cast<const uint8_t*>(input.data());  // checked above
         const int8_t* w = static_cast<const int8_t*>(weight.data());
-
         py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
         py::array_t<int32_t> acc, raw;
         py::array_t<float> y;
@@ -164,15 +169,10 @@ void register_fbgemm(py::module_& m) {
         check_range("input_zero_point", input_zero_point, 0, 255);
         py::array bias_arr;
         const float* b = checked_bias(bias, s.O, bias_arr);
-        RequantArgs ra;
-        ra.input_scale = input_scale;
-        ra.input_zero_point = input_zero_point;
-        ra.weight_scale = ws;
-        ra.weight_zero_point = wz;
-        ra.per_channel = per_channel;
-        ra.output_scale = output_scale;
-        ra.bias = b;
-        Requant rq = prepare_requant(s, w, ra);
+        // the output zero point and ReLU do not enter these constants
+        Requant rq = prepare_requant(s, w,
+                                     requant_args(input_scale, input_zero_point, ws, wz, per_channel, output_scale,
+                                                  /*output_zero_point=*/0, /*relu=*/false, b));
         py::dict d;
         d["multiplier"] = py::array_t<float>(rq.multiplier.size(), rq.multiplier.data());
         d["col_offset"] = py::array_t<int32_t>(rq.col_offset.size(), rq.col_offset.data());
@@ -227,11 +227,7 @@ void register_fbgemm(py::module_& m) {
         const Conv2dShape& s = p.shape;
         const int8_t* w = static_cast<const int8_t*>(weight.data());  // checked above
         PreparedHolder h;
-        h.weight = weight;
-        h.N = s.N;
-        h.H = s.H;
-        h.W = s.W;
-        h.C = s.C;
+        h.keep(weight, s);
         {
           ReleaseGil release;
           h.prep = std::make_unique<PreparedConv2d>(p, k, w);
@@ -328,18 +324,9 @@ void register_fbgemm(py::module_& m) {
         // prepare_requant only reads O, K() = KH*KW*C/groups and the weight rows.
         Conv2dShape s2;
         s2.O = s.O; s2.KH = s.KD * s.KH; s2.KW = s.KW; s2.C = s.C; s2.groups = s.groups;
-        RequantArgs ra;
-        ra.input_scale = input_scale;
-        ra.input_zero_point = input_zero_point;
-        ra.weight_scale = ws;
-        ra.weight_zero_point = wz;
-        ra.per_channel = per_channel;
-        ra.output_scale = output_scale;
-        ra.output_zero_point = output_zero_point;
-        ra.relu = relu;
-        ra.bias = b;
-        p.rq = prepare_requant(s2, w, ra);
-
+        p.rq = prepare_requant(s2, w,
+                               requant_args(input_scale, input_zero_point, ws, wz, per_channel, output_scale,
+                                            output_zero_point, relu, b));
         std::vector<py::ssize_t> oshape{s.N, s.OD, s.OH, s.OW, s.O};
         py::array_t<uint8_t> out(oshape);
         py::array_t<int32_t> acc, raw;

@@ -22,13 +22,35 @@ using namespace qref;
 namespace {
 // A oneDNN conv2d with its weights packed once (OnednnConv2d, onednn/onednn.h), run by the
 // conv2d_run overloads (checks.h def_prepared_runs) on inputs of the prepared NHWC shape.
-struct OnednnHolder {
+struct OnednnHolder : PreparedInput {  // the OHWI weight kept alive: the reference route reads it
   std::unique_ptr<OnednnConv2d> conv;
-  py::array weight;  // keeps the OHWI weight alive (the reference route reads it)
-  int64_t N, H, W, C;
   const Conv2dShape& shape() const { return conv->shape(); }
   void run(const uint8_t* in, uint8_t* out, int threads) const { conv->run(in, out, threads); }
 };
+// The quantization checks every oneDNN binding makes, in this order (weight scales, bias, zero
+// points, scales); returns the float32 bias (nullptr without one), which `keep` holds alive.
+const float* checked_onednn_quant(int64_t O, const py::array& weight_scale, const double* ws, bool per_channel,
+                                  const py::object& bias, py::array& keep, double input_scale,
+                                  int32_t input_zero_point, double output_scale, int32_t output_zero_point) {
+  check_positive_weight_scales(weight_scale, ws, per_channel ? O : 1);
+  const float* b = checked_bias(bias, O, keep);
+  check_zero_points(input_zero_point, output_zero_point);
+  check_positive_scales(input_scale, output_scale);
+  return b;
+}
+
+OnednnVariant onednn_variant(bool saturate, bool combined, bool float_comp, bool kw_major_pairs = false,
+                             bool divide_dst = false, bool weight_scale_reciprocal = false) {
+  OnednnVariant v;
+  v.saturate = saturate;
+  v.combined = combined;
+  v.float_comp = float_comp;
+  v.kw_major_pairs = kw_major_pairs;
+  v.divide_dst = divide_dst;
+  v.weight_scale_reciprocal = weight_scale_reciprocal;
+  return v;
+}
+
 }  // namespace
 
 void register_onednn(py::module_& m) {
@@ -44,17 +66,10 @@ void register_onednn(py::module_& m) {
         const int8_t* w = checked_ptr<int8_t>(weight, "weight", 4, "int8");
         const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
         Conv2dShape s = make_shape(input, weight, stride, padding, dilation, groups);
-        check_positive_weight_scales(weight_scale, ws, per_channel ? s.O : 1);
         py::array bias_arr;
-        const float* b = checked_bias(bias, s.O, bias_arr);
-        check_zero_points(input_zero_point, output_zero_point);
-        check_positive_scales(input_scale, output_scale);
-        OnednnVariant v;
-        v.saturate = saturate;
-        v.combined = combined;
-        v.float_comp = float_comp;
-        v.kw_major_pairs = kw_major_pairs;
-        v.divide_dst = divide_dst;
+        const float* b = checked_onednn_quant(s.O, weight_scale, ws, per_channel, bias, bias_arr, input_scale,
+                                              input_zero_point, output_scale, output_zero_point);
+        const OnednnVariant v = onednn_variant(saturate, combined, float_comp, kw_major_pairs, divide_dst);
         OnednnParams p = prepare_onednn(s, input_scale, input_zero_point, ws, per_channel, output_scale,
                                         output_zero_point, relu, b, v);
         py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
@@ -62,14 +77,11 @@ void register_onednn(py::module_& m) {
         py::array_t<float> A, y;
         OnednnIntermediates inter;
         if (intermediates) {
-          acc = py::array_t<int32_t>({s.N, s.OH, s.OW, s.O});
-          col = py::array_t<int32_t>({s.N, s.OH, s.OW, s.O});
-          A = py::array_t<float>({s.N, s.OH, s.OW, s.O});
-          y = py::array_t<float>({s.N, s.OH, s.OW, s.O});
-          inter.acc = acc.mutable_data();
-          inter.colsum = col.mutable_data();
-          inter.A = A.mutable_data();
-          inter.y = y.mutable_data();
+          const std::vector<py::ssize_t> shape{s.N, s.OH, s.OW, s.O};
+          inter.acc = new_stage(acc, shape);
+          inter.colsum = new_stage(col, shape);
+          inter.A = new_stage(A, shape);
+          inter.y = new_stage(y, shape);
         }
         uint8_t* o = out.mutable_data();
         {
@@ -111,15 +123,10 @@ void register_onednn(py::module_& m) {
         s.OH = (s.H - 1) * s.stride_h - 2 * s.pad_h + s.dilation_h * (s.KH - 1) + output_padding.first + 1;
         s.OW = (s.W - 1) * s.stride_w - 2 * s.pad_w + s.dilation_w * (s.KW - 1) + output_padding.second + 1;
         if (s.OH < 1 || s.OW < 1) throw py::value_error("_core: empty output");
-        check_positive_weight_scales(weight_scale, ws, per_channel ? s.O : 1);
         py::array bias_arr;
-        const float* b = checked_bias(bias, s.O, bias_arr);
-        check_zero_points(input_zero_point, output_zero_point);
-        check_positive_scales(input_scale, output_scale);
-        OnednnVariant v;
-        v.saturate = saturate;
-        v.combined = combined;
-        v.float_comp = float_comp;
+        const float* b = checked_onednn_quant(s.O, weight_scale, ws, per_channel, bias, bias_arr, input_scale,
+                                              input_zero_point, output_scale, output_zero_point);
+        const OnednnVariant v = onednn_variant(saturate, combined, float_comp);
         OnednnParams p = prepare_onednn(s, input_scale, input_zero_point, ws, per_channel, output_scale,
                                         output_zero_point, relu, b, v);
         py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
@@ -153,26 +160,15 @@ void register_onednn(py::module_& m) {
         checked_ptr<int8_t>(weight, "weight", 4, "int8");
         const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
         Conv2dShape s = make_shape(input, weight, stride, padding, dilation, groups);
-        check_positive_weight_scales(weight_scale, ws, per_channel ? s.O : 1);
         py::array bias_arr;
-        const float* b = checked_bias(bias, s.O, bias_arr);
-        check_zero_points(input_zero_point, output_zero_point);
-        check_positive_scales(input_scale, output_scale);
-        OnednnVariant v;
-        v.saturate = saturate;
-        v.combined = combined;
-        v.float_comp = float_comp;
-        v.kw_major_pairs = kw_major_pairs;
-        v.divide_dst = divide_dst;
-        v.weight_scale_reciprocal = weight_scale_reciprocal;
+        const float* b = checked_onednn_quant(s.O, weight_scale, ws, per_channel, bias, bias_arr, input_scale,
+                                              input_zero_point, output_scale, output_zero_point);
+        const OnednnVariant v =
+            onednn_variant(saturate, combined, float_comp, kw_major_pairs, divide_dst, weight_scale_reciprocal);
         const OnednnParams p = prepare_onednn(s, input_scale, input_zero_point, ws, per_channel, output_scale,
                                               output_zero_point, relu, b, v);  // copies the bias
         OnednnHolder h;
-        h.weight = weight;
-        h.N = s.N;
-        h.H = s.H;
-        h.W = s.W;
-        h.C = s.C;
+        h.keep(weight, s);
         const int8_t* w = static_cast<const int8_t*>(weight.data());
         {
           ReleaseGil release;
@@ -223,20 +219,16 @@ void register_onednn(py::module_& m) {
         const double macs = static_cast<double>(s.N) * s.OD * s.OH * s.OW * s.O * s.K();
         if (static_cast<double>(s.N) * s.OD * s.OH * s.OW * s.O > static_cast<double>(kMaxElements) || macs > 0x1p62)
           throw py::value_error("_core: output too large (at most 2^40 elements and 2^62 multiply-adds)");
-        check_positive_weight_scales(weight_scale, ws, per_channel ? s.O : 1);
         py::array bias_arr;
-        const float* b = checked_bias(bias, s.O, bias_arr);
-        check_zero_points(input_zero_point, output_zero_point);
-        check_positive_scales(input_scale, output_scale);
+        const float* b = checked_onednn_quant(s.O, weight_scale, ws, per_channel, bias, bias_arr, input_scale,
+                                              input_zero_point, output_scale, output_zero_point);
         OnednnComp comp;
         if (compensation == "int") comp = OnednnComp::integer;
         else if (compensation == "float") comp = OnednnComp::float_comp;
         else if (compensation == "ref_deconv") comp = OnednnComp::ref_deconv;
         else throw py::value_error("_core: compensation='" + compensation + "' (must be 'int', 'float' or 'ref_deconv')");
-        OnednnVariant v;
-        v.combined = combined;
-        v.divide_dst = divide_dst;
-        v.float_comp = comp == OnednnComp::float_comp;
+        const OnednnVariant v = onednn_variant(/*saturate=*/false, combined, comp == OnednnComp::float_comp,
+                                               /*kw_major_pairs=*/false, divide_dst);
         Conv2dShape s2;  // prepare_onednn reads only O
         s2.O = s.O;
         const OnednnParams p = prepare_onednn(s2, input_scale, input_zero_point, ws, per_channel, output_scale,

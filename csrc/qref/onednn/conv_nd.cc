@@ -12,19 +12,6 @@ namespace qref {
 
 namespace {
 
-// Input index along one dimension of output index `oi` through tap `k` (onednn.cc input_index).
-inline bool nd_input_index(bool transposed, int64_t oi, int64_t k, int64_t stride, int64_t pad, int64_t dil,
-                           int64_t n_in, int64_t* i) {
-  if (!transposed) {
-    *i = oi * stride - pad + k * dil;
-    return *i >= 0 && *i < n_in;
-  }
-  const int64_t t = oi + pad - k * dil;
-  if (t < 0 || t % stride != 0) return false;
-  *i = t / stride;
-  return *i < n_in;
-}
-
 void nd_rows(const ConvNdShape& s, const OnednnParams& p, OnednnComp comp, const uint8_t* in, const int8_t* w,
              const std::vector<int64_t>& col_all, uint8_t* out, int64_t m_begin, int64_t m_end) {
   const int64_t Cg = s.cin_per_group(), Og = s.cout_per_group(), K = s.K();
@@ -46,7 +33,7 @@ void nd_rows(const ConvNdShape& s, const OnednnParams& p, OnednnComp comp, const
               int64_t idx[3];
               bool inside = true;
               for (int i = 0; i < 3 && inside; ++i)
-                inside = nd_input_index(s.transposed, oi[i], k[i], s.stride[i], s.pad[i], s.dilation[i], dims_in[i],
+                inside = onednn_input_index(s.transposed, oi[i], k[i], s.stride[i], s.pad[i], s.dilation[i], dims_in[i],
                                         &idx[i]);
               if (!inside) continue;  // no product, no compensation
               const uint8_t* px = in + (((n * s.D + idx[0]) * s.H + idx[1]) * s.W + idx[2]) * s.C + g * Cg;

@@ -40,22 +40,6 @@ OnednnParams prepare_onednn(const Conv2dShape& s, double input_scale, int32_t in
 
 namespace {
 
-// Input index of output index `oi` through kernel tap `k`: direct conv
-// i = oi*stride - pad + k*dil; transposed conv (oneDNN deconvolution) the
-// input pixel whose scatter reaches oi: oi + pad - k*dil = i*stride. False
-// when no real input pixel exists (padding, or not on the stride grid).
-inline bool input_index(bool transposed, int64_t oi, int64_t k, int64_t stride, int64_t pad, int64_t dil,
-                        int64_t n_in, int64_t* i) {
-  if (!transposed) {
-    *i = oi * stride - pad + k * dil;
-    return *i >= 0 && *i < n_in;
-  }
-  const int64_t t = oi + pad - k * dil;
-  if (t < 0 || t % stride != 0) return false;
-  *i = t / stride;
-  return *i < n_in;
-}
-
 void run_rows(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, const int8_t* w, uint8_t* out,
               int64_t m_begin, int64_t m_end, const OnednnIntermediates* inter, bool transposed) {
   const int64_t Cg = s.cin_per_group(), Og = s.cout_per_group(), K = s.K();
@@ -79,8 +63,8 @@ void run_rows(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, co
             for (int64_t kh = 0; kh < s.KH; ++kh, ++slot) {
               int64_t ih, iw;
               int32_t pr = 0;
-              if (input_index(transposed, oh, kh, s.stride_h, s.pad_h, s.dilation_h, s.H, &ih) &&
-                  input_index(transposed, ow, kw, s.stride_w, s.pad_w, s.dilation_w, s.W, &iw)) {
+              if (onednn_input_index(transposed, oh, kh, s.stride_h, s.pad_h, s.dilation_h, s.H, &ih) &&
+                  onednn_input_index(transposed, ow, kw, s.stride_w, s.pad_w, s.dilation_w, s.W, &iw)) {
                 const int8_t wv = wo[kh * s.KW + kw];
                 pr = static_cast<int32_t>(in[((n * s.H + ih) * s.W + iw) * s.C + g]) * wv;
                 colsum += wv;
@@ -98,9 +82,9 @@ void run_rows(const Conv2dShape& s, const OnednnParams& p, const uint8_t* in, co
         for (int64_t kh = 0; kh < s.KH && !(p.variant.kw_major_pairs && Cg == 1); ++kh) {
           int64_t ih, iw;
           // padded (or off-grid) tap: no product, no compensation
-          if (!input_index(transposed, oh, kh, s.stride_h, s.pad_h, s.dilation_h, s.H, &ih)) continue;
+          if (!onednn_input_index(transposed, oh, kh, s.stride_h, s.pad_h, s.dilation_h, s.H, &ih)) continue;
           for (int64_t kw = 0; kw < s.KW; ++kw) {
-            if (!input_index(transposed, ow, kw, s.stride_w, s.pad_w, s.dilation_w, s.W, &iw)) continue;
+            if (!onednn_input_index(transposed, ow, kw, s.stride_w, s.pad_w, s.dilation_w, s.W, &iw)) continue;
             const uint8_t* px = in + ((n * s.H + ih) * s.W + iw) * s.C + g * Cg;
             const int8_t* wt = wo + (kh * s.KW + kw) * Cg;
             // Channel pairs (2i, 2i+1) of one tap: oneDNN's weight layouts
@@ -293,6 +277,37 @@ void set_geometry(const Conv2dShape& s, OnednnSimdProblem* P) {
   P->dilation_h = s.dilation_h; P->dilation_w = s.dilation_w; P->groups = s.groups;
 }
 
+// The geometry of a depthwise problem: one input and one output channel per group.
+void set_dw_geometry(const Conv2dShape& s, OnednnSimdProblem* P) {
+  set_geometry(s, P);
+  P->Cg = 1; P->Og = 1; P->quads = 1; P->oblocks = 1;
+}
+
+// The per-channel tables of a depthwise VNNI-class kernel over Gp (padded) channels, which
+// put_channel fills (a_zp * colsum, scale, bias), and the row of a_zp bytes the kernel reads
+// for padding; the problem points at them and at no plain weights.
+struct DwTables {
+  int32_t* cz;
+  float* sc;
+  float* bi;
+};
+
+DwTables dw_tables(const OnednnParams& p, int64_t Gp, VnniPack* vp) {
+  vp->sbuf.assign(static_cast<size_t>(Gp + 16), 0);
+  vp->fbuf.assign(static_cast<size_t>(2 * Gp + 16), 0.f);
+  vp->zeros.assign(static_cast<size_t>(Gp), static_cast<uint8_t>(p.input_zero_point));
+  float* sc = align64(vp->fbuf);
+  const DwTables t{align64(vp->sbuf), sc, sc + Gp};
+  OnednnSimdProblem& P = vp->P;
+  P.w = nullptr;
+  P.wsum = nullptr;
+  P.colp = t.cz;
+  P.scale_p = t.sc;
+  P.bias_p = t.bi;
+  P.zp_row = vp->zeros.data();
+  return t;
+}
+
 void pack_vnni(const Conv2dShape& s, const int8_t* w, VnniPack* vp) {
   OnednnSimdProblem& P = vp->P;
   set_geometry(s, &P);
@@ -328,8 +343,7 @@ void pack_vnni(const Conv2dShape& s, const int8_t* w, VnniPack* vp) {
 
 void pack_dw_avx512(const Conv2dShape& s, const int8_t* w, VnniPack* vp) {
   OnednnSimdProblem& P = vp->P;
-  set_geometry(s, &P);
-  P.Cg = 1; P.Og = 1; P.quads = 1; P.oblocks = 1;
+  set_dw_geometry(s, &P);
   const int64_t T = s.KH * s.KW, G = s.groups, Gp = (G + 15) / 16 * 16;
   vp->sbuf.assign(static_cast<size_t>(T * Gp + 16), 0);
   int32_t* sp = align64(vp->sbuf);
@@ -344,17 +358,11 @@ void pack_dw_avx512(const Conv2dShape& s, const int8_t* w, VnniPack* vp) {
 // vpunpck{l,h}wd leave the channels in (lane j of half h: channel 8*(j/4) + 4*h + j%4).
 void pack_dw_pairs(const Conv2dShape& s, const OnednnParams& p, const int8_t* w, VnniPack* vp) {
   OnednnSimdProblem& P = vp->P;
-  set_geometry(s, &P);
-  P.Cg = 1; P.Og = 1; P.quads = 1; P.oblocks = 1;
+  set_dw_geometry(s, &P);
   const int64_t T = s.KH * s.KW, TP = (T + 1) / 2, G = s.groups, NC = (G + 31) / 32, Gp = NC * 32;
   vp->w16.assign(static_cast<size_t>(TP * NC * 64 + 32), 0);
-  vp->sbuf.assign(static_cast<size_t>(Gp + 16), 0);
-  vp->fbuf.assign(static_cast<size_t>(2 * Gp + 16), 0.f);
-  vp->zeros.assign(static_cast<size_t>(Gp), static_cast<uint8_t>(p.input_zero_point));
   int16_t* wp = align64(vp->w16);
-  int32_t* cz = align64(vp->sbuf);
-  float* sc = align64(vp->fbuf);
-  float* bi = sc + Gp;
+  const DwTables tb = dw_tables(p, Gp, vp);
   for (int64_t cb = 0; cb < NC; ++cb)
     for (int64_t h = 0; h < 2; ++h)
       for (int64_t j = 0; j < 16; ++j) {
@@ -367,15 +375,9 @@ void pack_dw_pairs(const Conv2dShape& s, const OnednnParams& p, const int8_t* w,
           colsum += static_cast<uint32_t>(static_cast<int32_t>(wv));
           wp[((t / 2) * NC + cb) * 64 + h * 32 + j * 2 + t % 2] = wv;
         }
-        put_channel(p, g, colsum, slot, cz, sc, bi);
+        put_channel(p, g, colsum, slot, tb.cz, tb.sc, tb.bi);
       }
-  P.w = nullptr;
-  P.wsum = nullptr;
   P.wpair = wp;
-  P.colp = cz;
-  P.scale_p = sc;
-  P.bias_p = bi;
-  P.zp_row = vp->zeros.data();
 }
 
 // Depthwise VNNI kernel (onednn_simd.h onednn_vnni_dw_rows): per tap and 64-channel chunk,
@@ -383,17 +385,11 @@ void pack_dw_pairs(const Conv2dShape& s, const OnednnParams& p, const int8_t* w,
 // constants in quarter order (lane q of quarter j: channel 4q + j).
 void pack_dw_quads(const Conv2dShape& s, const OnednnParams& p, const int8_t* w, VnniPack* vp) {
   OnednnSimdProblem& P = vp->P;
-  set_geometry(s, &P);
-  P.Cg = 1; P.Og = 1; P.quads = 1; P.oblocks = 1;
+  set_dw_geometry(s, &P);
   const int64_t T = s.KH * s.KW, G = s.groups, NC = (G + 63) / 64, Gp = NC * 64;
   vp->wbuf.assign(static_cast<size_t>(T * NC * 256 + 64), 0);
-  vp->sbuf.assign(static_cast<size_t>(Gp + 16), 0);
-  vp->fbuf.assign(static_cast<size_t>(2 * Gp + 16), 0.f);
-  vp->zeros.assign(static_cast<size_t>(Gp), static_cast<uint8_t>(p.input_zero_point));
   int8_t* wq = align64(vp->wbuf);
-  int32_t* cz = align64(vp->sbuf);
-  float* sc = align64(vp->fbuf);
-  float* bi = sc + Gp;
+  const DwTables tb = dw_tables(p, Gp, vp);
   for (int64_t g = 0; g < G; ++g) {
     const int64_t cb = g / 64, c = g % 64, q = c / 4, j = c % 4;
     const int64_t slot = cb * 64 + j * 16 + q;
@@ -403,15 +399,9 @@ void pack_dw_quads(const Conv2dShape& s, const OnednnParams& p, const int8_t* w,
       colsum += static_cast<uint32_t>(static_cast<int32_t>(wv));
       wq[((t * NC + cb) * 4 + j) * 64 + c] = wv;  // byte c = 4q + j of quarter j's vector
     }
-    put_channel(p, g, colsum, slot, cz, sc, bi);
+    put_channel(p, g, colsum, slot, tb.cz, tb.sc, tb.bi);
   }
-  P.w = nullptr;
-  P.wsum = nullptr;
   P.wquad = wq;
-  P.colp = cz;
-  P.scale_p = sc;
-  P.bias_p = bi;
-  P.zp_row = vp->zeros.data();
 }
 
 bool g_simd_enabled = true;

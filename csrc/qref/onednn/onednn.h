@@ -140,4 +140,20 @@ void set_onednn_simd(bool enabled);
 // (so that kernel, which AVX512 CPUs without VNNI run, is tested on VNNI hosts too).
 void set_onednn_dw_vnni(bool enabled);
 
+// Input index along one dimension of output index `oi` through kernel tap `k` (the reference
+// loops of onednn.cc and conv_nd.cc): direct conv i = oi*stride - pad + k*dil; transposed conv
+// (oneDNN deconvolution) the input pixel whose scatter reaches oi: oi + pad - k*dil = i*stride.
+// False when no real input pixel exists (padding, or not on the stride grid).
+inline bool onednn_input_index(bool transposed, int64_t oi, int64_t k, int64_t stride, int64_t pad, int64_t dil,
+                               int64_t n_in, int64_t* i) {
+  if (!transposed) {
+    *i = oi * stride - pad + k * dil;
+    return *i >= 0 && *i < n_in;
+  }
+  const int64_t t = oi + pad - k * dil;
+  if (t < 0 || t % stride != 0) return false;
+  *i = t / stride;
+  return *i < n_in;
+}
+
 }  // namespace qref

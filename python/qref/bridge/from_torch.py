@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from .layers import from_torch_nd, handles
 from .modules import (
     _CONV2D_TYPES,
     Conv2dParams,
     UnsupportedModuleError,
     module_engine,
-    weight_qparams,
+    module_weights,
 )
 
 
@@ -37,18 +35,12 @@ def from_torch(module: Any, *, check_engine: bool = True) -> Conv2dParams:
     if getattr(module, "transposed", False):
         raise UnsupportedModuleError(f"from_torch: {name} is transposed; not supported yet")
     engine = module_engine(module, name) if check_engine else "fbgemm"
-    w = module.weight()
-    b = module.bias()
-    ws, wz, per_channel = weight_qparams(w, name)
+    weights = module_weights(module, name)
     pm = getattr(module, "padding_mode", "zeros")
     if pm not in ("zeros", "reflect"):
         raise UnsupportedModuleError(f"from_torch: padding_mode={pm!r} is not supported")
     params = Conv2dParams(
-        weight=np.ascontiguousarray(w.int_repr().numpy()),
-        weight_scale=ws,
-        weight_zero_point=wz,
-        per_channel=per_channel,
-        bias=None if b is None else np.ascontiguousarray(b.detach().numpy().astype(np.float32, copy=False)),
+        **weights,
         stride=tuple(int(v) for v in module.stride),
         padding=tuple(int(v) for v in module.padding),
         dilation=tuple(int(v) for v in module.dilation),

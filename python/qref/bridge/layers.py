@@ -43,8 +43,8 @@ from .modules import (
     UnsupportedModuleError,
     freeze_arrays,
     module_engine,
+    module_weights,
     packed_engine,
-    weight_qparams,
 )
 from .onednn_verbose import params_kernel
 
@@ -652,15 +652,8 @@ def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
     engine = module_engine(module, name) if check_engine else "fbgemm"
     if direct and engine == "fbgemm":
         raise UnsupportedModuleError(_direct_refusal(name))
-    w = module.weight()
-    b = module.bias()
-    ws, wz, per_channel = weight_qparams(w, name)
     common = dict(
-        weight=np.ascontiguousarray(w.int_repr().numpy()),
-        weight_scale=ws,
-        weight_zero_point=wz,
-        per_channel=per_channel,
-        bias=None if b is None else np.ascontiguousarray(b.detach().numpy().astype(np.float32, copy=False)),
+        **module_weights(module, name),
         output_scale=float(module.scale),
         output_zero_point=int(module.zero_point),
         relu=relu,

@@ -30,6 +30,21 @@ def weight_qparams(w: Any, name: str) -> tuple:
             w.q_per_channel_zero_points().numpy().astype(np.int32), True)
 
 
+def module_weights(module: Any, name: str) -> dict:
+    """The params fields of a quantized module's weight and bias: the int8 weight in torch's
+    layout, its quantization (weight_qparams) and the float32 bias or None."""
+    w = module.weight()
+    b = module.bias()
+    ws, wz, per_channel = weight_qparams(w, name)
+    return dict(
+        weight=np.ascontiguousarray(w.int_repr().numpy()),
+        weight_scale=ws,
+        weight_zero_point=wz,
+        per_channel=per_channel,
+        bias=None if b is None else np.ascontiguousarray(b.detach().numpy().astype(np.float32, copy=False)),
+    )
+
+
 def freeze_arrays(params: Any) -> None:
     """Replace a frozen params dataclass's arrays by private read-only copies and start an empty
     prepared-weights cache: the cached packed weights can never go stale behind the user's back."""

@@ -64,3 +64,12 @@ def _wrap_output(out_nhwc: np.ndarray, as_torch: bool, scale: float, zero_point:
         t = torch.from_numpy(out_nhwc).permute(0, 3, 1, 2)  # NCHW view, channels_last strides
         return torch._make_per_tensor_quantized_tensor(t, scale, zero_point)
     return _channels_first(out_nhwc)
+
+
+def _wrap_quint8(out: np.ndarray, as_torch: bool, scale: float, zero_point: int) -> Any:
+    """The uint8 output as the caller's kind: itself, or a quint8 tensor of its (contiguous) layout."""
+    if not as_torch:
+        return out
+    import torch
+
+    return torch._make_per_tensor_quantized_tensor(torch.from_numpy(np.ascontiguousarray(out)), scale, zero_point)

@@ -19,6 +19,7 @@ from .validate import (
     check_pair,
     check_scale,
     check_scales_array,
+    check_tuple,
     check_zero_points_array,
     is_torch_tensor,
 )
@@ -219,14 +220,4 @@ def _output_quant(fn: str, output_scale: Any, output_zero_point: Any) -> tuple[f
 
 def _as_tuple(fn: str, name: str, v: Any, n: int, lo: int) -> tuple:
     """An int or `n` ints, each in [lo, 2^31-1] (fbgemm's conv_param_t holds C ints)."""
-    rule = f"must be an int in [{lo}, 2^31-1]: fbgemm's conv_param_t holds a C int"
-    if isinstance(v, np.ndarray) and v.ndim == 1:
-        v = tuple(v.tolist())
-    if isinstance(v, (tuple, list)):
-        if len(v) == 1:
-            v = tuple(v) * n
-        if len(v) != n:
-            raise ValueError(f"{fn}: {name}={v!r} must be an int or a tuple of {n} ints")
-        return tuple(check_int(fn, f"{name}[{i}]", x, lo, INT32_MAX, rule) for i, x in enumerate(v))
-    x = check_int(fn, name, v, lo, INT32_MAX, rule)
-    return (x,) * n
+    return check_tuple(fn, name, v, n, lo, count_rule=f"must be an int or a tuple of {n} ints")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -165,9 +165,11 @@ def check_bool(fn: str, name: str, v: Any) -> bool:
     return bool(v)
 
 
-def check_tuple(fn: str, name: str, v: Any, n: int, lo: int, hi: int = INT32_MAX) -> tuple:
+def check_tuple(fn: str, name: str, v: Any, n: int, lo: int, hi: int = INT32_MAX,
+                count_rule: Optional[str] = None) -> tuple:
     """An int or a sequence of `n` ints (one entry: repeated), each in [lo, hi] (default: what
-    fbgemm's conv_param_t holds), named by its index in the caller's own argument."""
+    fbgemm's conv_param_t holds), named by its index in the caller's own argument. ``count_rule``:
+    the message for a sequence of another length (default: how many entries it has, and the rule)."""
     rule = (f"must be an int in [{lo}, 2^31-1]: fbgemm's conv_param_t holds a C int" if hi == INT32_MAX
             else f"must be an int in [{lo}, {hi}]")
     if isinstance(v, np.ndarray) and v.ndim == 1:
@@ -176,7 +178,8 @@ def check_tuple(fn: str, name: str, v: Any, n: int, lo: int, hi: int = INT32_MAX
         if len(v) == 1:
             v = tuple(v) * n
         if len(v) != n:
-            raise ValueError(f"{fn}: {name}={v!r} has {len(v)} entries (must be an int or a sequence of {n} ints)")
+            raise ValueError(f"{fn}: {name}={v!r} " + (count_rule or f"has {len(v)} entries (must be an int or a "
+                                                                         f"sequence of {n} ints)"))
         return tuple(check_int(fn, f"{name}[{i}]", x, lo, hi, rule) for i, x in enumerate(v))
     return (check_int(fn, name, v, lo, hi, rule),) * n
 

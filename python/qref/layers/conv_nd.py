@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..common.layout import _wrap_quint8 as _wrap
 from ..common.onednn_isa import resolve_class
 from ..common.operands import _activation, _as_tuple, _bias_operand, _output_quant, _weight_operand
 from ..common.validate import INT32_MAX, check_bool, check_conv_output, check_int, check_scale
@@ -37,14 +38,6 @@ from .conv2d import conv2d
 
 def _groups(fn: str, groups: Any) -> int:
     return check_int(fn, "groups", groups, 1, INT32_MAX, "must be an int in [1, 2^31-1]")
-
-
-def _wrap(out: np.ndarray, as_torch: bool, scale: float, zero_point: int) -> Any:
-    if not as_torch:
-        return out
-    import torch
-
-    return torch._make_per_tensor_quantized_tensor(torch.from_numpy(np.ascontiguousarray(out)), scale, zero_point)
 
 
 # ----------------------------------------------------------------------------- conv1d

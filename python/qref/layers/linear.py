@@ -24,22 +24,13 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .. import _core
-from ..common.errors import OneDNNNotSupportedError
-from ..common.onednn_isa import describe_class, resolve_class
+from ..common.layout import _wrap_quint8
 from ..common.operands import _activation, _bias_operand, _output_quant, _weight_operand
 from ..common.validate import MAX_ELEMENTS, check_bool
 from ..engines.fbgemm import linear as fbgemm_linear
 from ..engines.fbgemm.conv2d import Intermediates
-from ..engines.onednn.conv2d import OnednnPlan, prepare_conv2d
-from ..engines.onednn.kernel_names import checked_kernel
-from ..routing import (
-    _no_onednn_kernel,
-    _run_args,
-    fbgemm_isa,
-    linear_runs_onednn,
-    require_symmetric,
-)
+from ..engines.onednn import linear as onednn_linear
+from ..routing import _no_onednn_kernel, _run_args, fbgemm_isa, linear_runs_onednn
 
 
 def linear(
@@ -95,14 +86,9 @@ def linear(
     if linear_runs_onednn(engine):
         # qlinear_prepack.cpp: only the "onednn" engine packs linear weights for oneDNN; "x86" and
         # "fbgemm" both use fbgemm's PackedLinearWeight.
-        out = _onednn_linear(fn, a.reshape(M, K), a_s, a_zp, wt, b, out_s, out_zp, bool(relu), isa, nthreads,
-                             return_intermediates, onednn_kernel)
-        out = out.reshape(tuple(lead) + (O,))
-        if from_torch:
-            import torch
-
-            return torch._make_per_tensor_quantized_tensor(torch.from_numpy(np.ascontiguousarray(out)), out_s, out_zp)
-        return out
+        out = onednn_linear.run(fn, a.reshape(M, K), a_s, a_zp, wt, b, out_s, out_zp, bool(relu), isa, nthreads,
+                                return_intermediates, onednn_kernel)
+        return _wrap_quint8(out.reshape(tuple(lead) + (O,)), from_torch, out_s, out_zp)
     _no_onednn_kernel(fn, onednn_kernel, engine)
     if engine == "x86":
         isa = fbgemm_isa(isa)
@@ -116,12 +102,7 @@ def linear(
         res = fbgemm_linear.run(a.reshape(M, K), a_s, a_zp, wt, b, out_s, out_zp, bool(relu), plan, kname, nthreads,
                                 bool(return_intermediates))
         out = (res[0] if return_intermediates else res).reshape(out_shape)
-    if from_torch:
-        import torch
-
-        result = torch._make_per_tensor_quantized_tensor(torch.from_numpy(np.ascontiguousarray(out)), out_s, out_zp)
-    else:
-        result = out
+    result = _wrap_quint8(out, from_torch, out_s, out_zp)
     if return_intermediates:
         if res is None:
             z32 = np.zeros(out_shape, np.int32)
@@ -129,33 +110,3 @@ def linear(
         return result, Intermediates(res[1].reshape(out_shape), res[2].reshape(out_shape), res[3].reshape(out_shape),
                                      plan)
     return result
-
-
-def _onednn_linear(fn: str, a2: np.ndarray, a_s: float, a_zp: int, wt: Any, b: Optional[np.ndarray], out_s: float,
-                   out_zp: int, relu: bool, isa: str, threads: Optional[int], return_intermediates: bool,
-                   onednn_kernel: Optional[str]) -> np.ndarray:
-    """oneDNN's matmul as one prepared oneDNN 1x1 conv2d over (M, 1, 1, K) (same exact int32 sum,
-    the same compensation, epilogue and scale order), with the weight scale's reciprocal round trip."""
-    if return_intermediates:
-        raise ValueError(f"{fn}: return_intermediates=True is not available for engine='onednn' (use "
-                         f"engine='fbgemm')")
-    require_symmetric(fn, wt, "linear")
-    cls = resolve_class(isa)
-    if cls != "vnni":
-        raise OneDNNNotSupportedError(
-            f"{fn}: torch's oneDNN runs this linear with its {cls} matmul kernels ({describe_class(cls)}), whose "
-            f"arithmetic qref has not reproduced (the vnni class, brg_matmul, is)")
-    onednn_kernel = checked_kernel(fn, onednn_kernel, "matmul", "vnni")
-    M, K = a2.shape
-    O = wt.oihw.shape[0]
-    if M == 0:
-        return np.zeros((0, O), np.uint8)
-    # PyTorch hands oneDNN 1/w_scale and ideep inverts it (like the src and dst scales): the core's
-    # weight_scale_reciprocal
-    ws = np.broadcast_to(wt.scale, (O,)).astype(np.float64)
-    plan = OnednnPlan(cls, onednn_kernel or "brg_matmul:avx512_core_vnni", False, False, False, True,
-                      weight_scale_reciprocal=True)
-    prep = prepare_conv2d((M, 1, 1, K), wt.oihw.reshape(O, 1, 1, K), b, (1, 1), (0, 0), (1, 1), 1, a_s, a_zp,
-                          np.ascontiguousarray(ws), True, out_s, out_zp, relu, plan)
-    return _core.conv2d_run(prep, np.ascontiguousarray(a2.reshape(M, 1, 1, K)),
-                            _core.default_threads() if threads is None else threads).reshape(M, O)
