@@ -1,9 +1,12 @@
 """qref.check_dataset: qref.check over a whole input set, in process, in worker processes and on Ray.
 
-The planted fault: a forward hook on the second quantized conv changes one output byte when its
-input is spatially constant, which only the planted input (a constant image) produces. torch's
-own output for that input then differs from what its conv computes, so qref (which recomputes
-the conv from the captured input) must name exactly that input and that layer, and nothing else.
+The planted fault: the second quantized conv's forward, when its input is spatially constant (which
+only the planted input, a constant image, produces), calls torch's ``quantized::conv2d`` with a
+packed weight whose bias is off in output channel 0, not with the module's own. qref verifies that
+op against the module's parameters (``qref.from_torch(module)``), so torch's own op computes
+something qref does not reproduce for that input only: qref must name exactly that input and that
+layer, and nothing else. (A forward hook that changes a layer's output would not do: check verifies
+each op from torch's own inputs to it, and a hook is model code that ``qref.run`` runs too.)
 """
 
 from __future__ import annotations
@@ -25,14 +28,39 @@ PLANTED = 7
 N_INPUTS = 12
 
 
-def tamper_constant_input(module, args, out):
-    """The planted fault (module level: worker processes and Ray actors import it from here)."""
-    x = args[0].int_repr()
-    if bool((x == x[..., :1, :1]).all()):
-        r = out.int_repr().clone()
-        r[0, 0, 0, 0] = r[0, 0, 0, 0] ^ 1
-        return torch._make_per_tensor_quantized_tensor(r, out.q_scale(), out.q_zero_point())
-    return out
+class TamperOnConstantInput:
+    """The planted fault: a quantized conv's ``forward`` (module level: worker processes and Ray
+    actors import it from here). It holds the conv's weight and bias, packs them twice (the
+    module's own packing, and one with ``BIAS_OFFSET`` output steps added to channel 0's bias),
+    and sends a spatially constant input through the corrupted packing. Packed weights do not
+    pickle: it travels as its tensors and packs again on arrival (under the engine the campaign
+    set first)."""
+
+    BIAS_OFFSET = 2.0
+
+    def __init__(self, conv):
+        self.args = (conv.weight(), conv.bias(), conv.stride, conv.padding, conv.dilation, conv.groups,
+                     float(conv.scale), int(conv.zero_point))
+        self._pack()
+
+    def _pack(self):
+        w, b, stride, padding, dilation, groups, scale, _ = self.args
+        bad = b.detach().clone()
+        bad[0] += self.BIAS_OFFSET * scale
+        self.clean = torch.ops.quantized.conv2d_prepack(w, b, stride, padding, dilation, groups)
+        self.corrupt = torch.ops.quantized.conv2d_prepack(w, bad, stride, padding, dilation, groups)
+
+    def __getstate__(self):
+        return self.args
+
+    def __setstate__(self, args):
+        self.args = args
+        self._pack()
+
+    def __call__(self, x):
+        r = x.int_repr()
+        packed = self.corrupt if bool((r == r[..., :1, :1]).all()) else self.clean
+        return torch.ops.quantized.conv2d(x, packed, self.args[6], self.args[7])
 
 
 def _model(fault=True):
@@ -52,7 +80,7 @@ def _model(fault=True):
     finally:
         torch.backends.quantized.engine = prev
     if fault:
-        m.conv2.register_forward_hook(tamper_constant_input)
+        m.conv2.forward = TamperOnConstantInput(m.conv2)
     return m
 
 
@@ -71,14 +99,31 @@ def model():
     torch.backends.quantized.engine = prev
 
 
+def _planted_diff():
+    """The oracle for the planted fault, from torch: the conv2 output for the planted input under
+    the module's own packed weight minus the one its tampered forward returns (int values)."""
+    prev = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "fbgemm"
+    try:
+        m = _model()
+        x = m.relu(m.conv1(m.quant(_inputs()[PLANTED])))
+        own = torch.ops.quantized.conv2d(x, m.conv2._packed_params, m.conv2.scale, m.conv2.zero_point)
+        return (own.int_repr().int() - m.conv2(x).int_repr().int()).numpy()
+    finally:
+        torch.backends.quantized.engine = prev
+
+
 def _assert_names_planted(r):
     assert not r.ok
     assert r.inputs_checked == N_INPUTS
     assert r.mismatching_inputs == [PLANTED]
     conv2 = r["conv2"]
+    d = _planted_diff()
+    wrong = np.argwhere(d != 0)
+    assert len(wrong) > 0  # the fault changes torch's result for the planted input
     assert (conv2.mismatching_inputs, conv2.elements, conv2.first_input, conv2.first_mismatch) == (
-        1, 1, PLANTED, (0, 0, 0, 0))
-    assert conv2.max_abs_diff == 1 and conv2.inputs == N_INPUTS
+        1, len(wrong), PLANTED, tuple(int(v) for v in wrong[0]))
+    assert conv2.max_abs_diff == int(np.abs(d).max()) and conv2.inputs == N_INPUTS
     for name in ("quant", "conv1"):
         assert r[name].status == "ok" and r[name].elements == 0 and r[name].inputs == N_INPUTS
     s = str(r)
@@ -144,20 +189,19 @@ def test_unreadable_file_is_an_error_of_that_input(model, tmp_path):
 def test_unverified_is_never_ok():
     import torch.ao.quantization as tq
 
-    class AddNet(torch.nn.Module):
+    class MulScalarNet(torch.nn.Module):  # quantized::mul_scalar: an op qref does not reproduce
         def __init__(self):
             super().__init__()
             self.quant, self.conv, self.dequant = tq.QuantStub(), torch.nn.Conv2d(3, 4, 1), tq.DeQuantStub()
-            self.add = torch.ao.nn.quantized.FloatFunctional()
+            self.f = torch.ao.nn.quantized.FloatFunctional()
 
         def forward(self, x):
-            x = self.quant(x)
-            return self.dequant(self.add.add(self.conv(x), self.conv(x)))
+            return self.dequant(self.f.mul_scalar(self.conv(self.quant(x)), 0.5))
 
     prev = torch.backends.quantized.engine
     torch.backends.quantized.engine = "fbgemm"
     try:
-        m = AddNet().eval()
+        m = MulScalarNet().eval()
         m.qconfig = tq.get_default_qconfig("fbgemm")
         tq.prepare(m, inplace=True)
         m(torch.rand(1, 3, 4, 4))

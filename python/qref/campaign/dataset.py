@@ -375,7 +375,8 @@ def merge(parts: list, isa: str, source: str = "") -> DatasetReport:
 
 def _fingerprint(model: Any) -> str:
     """A digest of the model's class and state (quantized weights by their integer values and
-    quantization parameters), naming the campaign in a results file."""
+    quantization parameters, plus the names of its hooks and of any ``forward`` set on a module
+    instance), naming the campaign in a results file."""
     import torch
 
     h = hashlib.sha256(type(model).__qualname__.encode())
@@ -384,6 +385,10 @@ def _fingerprint(model: Any) -> str:
             for hook in getattr(mod, kind, {}).values():
                 h.update(f"{name}.{kind}:{getattr(hook, '__module__', '')}.{getattr(hook, '__qualname__', '')}"
                          .encode())
+        fwd = mod.__dict__.get("forward")  # a forward set on the instance replaces its class's
+        if fwd is not None:
+            h.update(f"{name}.forward:{getattr(fwd, '__module__', '')}."
+                     f"{getattr(fwd, '__qualname__', type(fwd).__qualname__)}".encode())
     for k, v in model.state_dict().items():
         h.update(k.encode())
         if isinstance(v, torch.Tensor):
