@@ -144,7 +144,7 @@ void register_aten(py::module_& m) {
   }, py::arg("q"), py::arg("outer"), py::arg("channels"), py::arg("inner"), py::arg("scales"), py::arg("zps"));
 
   m.def("aten_binary", [](int op, py::array a, py::array b, double sa, int64_t za, double sb, int64_t zb, double so,
-                          int64_t zo, int cap, int threads) {
+                          int64_t zo, int cap, int threads, bool simd) {
     bool s8a = false, s8b = false;
     const void* ap = qdata(a, "a", &s8a);
     const void* bp = qdata(b, "b", &s8b);
@@ -157,7 +157,8 @@ void register_aten(py::module_& m) {
     check_zp(za, s8a, "a_zero_point");
     check_zp(zb, s8a, "b_zero_point");
     check_zp(zo, s8a, "zero_point");
-    const Sched sc = sched(cap, threads);
+    Sched sc = sched(cap, threads);
+    sc.simd = simd;
     std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
     py::array out = new_q(s8a, shape);
     void* op_ = out.mutable_data();
@@ -167,7 +168,7 @@ void register_aten(py::module_& m) {
       A::binary(op, ap, bp, n, sa, za, sb, zb, so, zo, s8a, op_, sc);
     }
     return out;
-  }, py::arg("op"), py::arg("a"), py::arg("b"), py::arg("sa"), py::arg("za"), py::arg("sb"), py::arg("zb"), py::arg("so"), py::arg("zo"), py::arg("cap"), py::arg("threads"));
+  }, py::arg("op"), py::arg("a"), py::arg("b"), py::arg("sa"), py::arg("za"), py::arg("sb"), py::arg("zb"), py::arg("so"), py::arg("zo"), py::arg("cap"), py::arg("threads"), py::arg("simd") = true);
 
   m.def("aten_unary", [](int op, py::array x, double si, int64_t zi, double so, int64_t zo, double arg0, double arg1,
                          int cap, int threads) {

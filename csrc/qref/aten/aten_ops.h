@@ -13,9 +13,12 @@ namespace aten {
 // chunk per OpenMP thread when n > 32768 (at::internal::GRAIN_SIZE), in each
 // chunk a SIMD body over whole blocks of Vectorized<q>::size() elements,
 // then a scalar tail. `cap` (Cap) and `num_threads` say which.
+// `simd` false runs the scalar reference even where a vectorized body
+// (kernels/, same bytes) is usable.
 struct Sched {
   int cap;
   int num_threads;
+  bool simd = true;
 };
 
 void quantize_per_tensor(const float* x, int64_t n, double scale, int64_t zp, bool s8, void* out, int num_threads);
