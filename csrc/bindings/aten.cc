@@ -314,17 +314,21 @@ void register_aten(py::module_& m) {
                               int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
     bool s8 = false;
     const void* xp = qdata(x, "x", &s8);
-    need(x.ndim() == 3, "x must be (planes, H, W)");
-    const int64_t P = x.shape(0), ih = x.shape(1), iw = x.shape(2);
+    need(x.ndim() == 3 || x.ndim() == 4, "x must be (planes, H, W) or channels-last (N, H, W, C)");
+    const bool nhwc = x.ndim() == 4;
+    const int64_t P = x.shape(0), ih = x.shape(1), iw = x.shape(2), C = nhwc ? x.shape(3) : 1;
     need(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0, "bad pool geometry");
     need(oh >= 0 && ow >= 0 && (oh == 0 || (oh - 1) * sh - ph < ih) && (ow == 0 || (ow - 1) * sw - pw < iw) &&
              ph <= (kh - 1) * dh / 2 + 1 && pw <= (kw - 1) * dw / 2 + 1,
          "output size does not fit the input");
-    py::array out = new_q(s8, {P, oh, ow});
+    py::array out = nhwc ? new_q(s8, {P, oh, ow, C}) : new_q(s8, {P, oh, ow});
     void* op = out.mutable_data();
     {
       qref_bindings::ReleaseGil nogil;
-      A::max_pool2d(xp, P, ih, iw, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, s8, op);
+      if (nhwc)
+        A::max_pool2d_nhwc(xp, P, ih, iw, C, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, s8, op);
+      else
+        A::max_pool2d(xp, P, ih, iw, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, s8, op);
     }
     return out;
   }, py::arg("x"), py::arg("oh"), py::arg("ow"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"));
@@ -334,8 +338,9 @@ void register_aten(py::module_& m) {
                                    int64_t zi, double so, int64_t zo) {
     bool s8 = false;
     const void* xp = qdata(x, "x", &s8);
-    need(x.ndim() == 3, "x must be (planes, H, W)");
-    const int64_t P = x.shape(0), ih = x.shape(1), iw = x.shape(2);
+    need(x.ndim() == 3 || x.ndim() == 4, "x must be (planes, H, W) or channels-last (N, H, W, C)");
+    const bool nhwc = x.ndim() == 4;
+    const int64_t P = x.shape(0), ih = x.shape(1), iw = x.shape(2), C = nhwc ? x.shape(3) : 1;
     need(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && ph >= 0 && pw >= 0 && 2 * ph <= kh && 2 * pw <= kw,
          "bad pool geometry");
     need(oh >= 0 && ow >= 0 && (oh == 0 || (oh - 1) * sh - ph < ih) && (ow == 0 || (ow - 1) * sw - pw < iw),

@@ -317,6 +317,34 @@ void max_pool2d_t(const T* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh
 }
 
 template <class T>
+void max_pool2d_nhwc_t(const T* x, int64_t n, int64_t ih, int64_t iw, int64_t c, int64_t oh, int64_t ow, int64_t kh,
+                       int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, T* out) {
+  // The same window as max_pool2d_t, channels innermost (Pooling.cpp's
+  // channels-last kernel): an integer max, so the order of taps does not matter.
+  for (int64_t b = 0; b < n; ++b) {
+    const T* ip = x + b * ih * iw * c;
+    T* op = out + b * oh * ow * c;
+    for (int64_t r = 0; r < oh; ++r) {
+      int64_t h0 = r * sh - ph;
+      const int64_t h1 = std::min(h0 + (kh - 1) * dh + 1, ih);
+      while (h0 < 0) h0 += dh;
+      for (int64_t q = 0; q < ow; ++q) {
+        int64_t w0 = q * sw - pw;
+        const int64_t w1 = std::min(w0 + (kw - 1) * dw + 1, iw);
+        while (w0 < 0) w0 += dw;
+        T* o = op + (r * ow + q) * c;
+        for (int64_t k = 0; k < c; ++k) o[k] = std::numeric_limits<T>::lowest();
+        for (int64_t y = h0; y < h1; y += dh)
+          for (int64_t xx = w0; xx < w1; xx += dw) {
+            const T* t = ip + (y * iw + xx) * c;
+            for (int64_t k = 0; k < c; ++k) o[k] = std::max(o[k], t[k]);
+          }
+      }
+    }
+  }
+}
+
+template <class T>
 void avg_pool2d_nchw_t(const T* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh, int64_t ow, int64_t kh,
                        int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, bool count_include_pad,
                        int64_t divisor_override, double si, int64_t zi, double so, int64_t zo, T* out) {
@@ -744,6 +772,13 @@ void max_pool2d(const void* x, int64_t planes, int64_t ih, int64_t iw, int64_t o
                 int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool s8, void* out) {
   QREF_ATEN_DISPATCH(s8, max_pool2d_t<T>(static_cast<const T*>(x), planes, ih, iw, oh, ow, kh, kw, sh, sw, ph, pw, dh,
                                          dw, static_cast<T*>(out)));
+}
+
+void max_pool2d_nhwc(const void* x, int64_t n, int64_t ih, int64_t iw, int64_t c, int64_t oh, int64_t ow, int64_t kh,
+                     int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool s8,
+                     void* out) {
+  QREF_ATEN_DISPATCH(s8, max_pool2d_nhwc_t<T>(static_cast<const T*>(x), n, ih, iw, c, oh, ow, kh, kw, sh, sw, ph, pw,
+                                              dh, dw, static_cast<T*>(out)));
 }
 
 void avg_pool2d_nchw(const void* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh, int64_t ow, int64_t kh,

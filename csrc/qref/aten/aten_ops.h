@@ -64,6 +64,10 @@ void cat_nhwc(const void* const* xs, const int64_t* cs, const double* scales, co
 // max pooling over planes (planes x H x W, NCHW order).
 void max_pool2d(const void* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
                 int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool s8, void* out);
+// The same max pool on an (n, ih, iw, c) channels-last array.
+void max_pool2d_nhwc(const void* x, int64_t n, int64_t ih, int64_t iw, int64_t c, int64_t oh, int64_t ow, int64_t kh,
+                     int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool s8,
+                     void* out);
 
 // avg_pool2d: NCHW (avg_pool2d_out_frame) or NHWC (qavg_pool2d_nhwc_kernel).
 void avg_pool2d_nchw(const void* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh, int64_t ow, int64_t kh,
