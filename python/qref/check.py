@@ -429,10 +429,11 @@ def check(model: Any, *inputs: Any, isa: str = "auto", end_to_end: bool = True,
             rows.append(_op_row(c))
 
     memo: list = []
-    expected = _models.capture(model, inputs, on_call, isa, threads, memo=memo if end_to_end else None)
     e2e = None
-    if end_to_end and isa == "auto":
-        e2e = _end_to_end(model, inputs, expected, threads, memo)
+    with _models.same_bytes_cache():
+        expected = _models.capture(model, inputs, on_call, isa, threads, memo=memo if end_to_end else None)
+        if end_to_end and isa == "auto":
+            e2e = _end_to_end(model, inputs, expected, threads, memo)
     return Report(rows, isa, torch_isa().gemm_isa, end_to_end=e2e)
 
 
