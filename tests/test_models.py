@@ -545,3 +545,20 @@ def test_threads_argument_does_not_change_aten_ops(torch_threads, qref_threads):
             assert torch.equal(qref.run(m, x, threads=qref_threads), m(x))
     finally:
         torch.set_num_threads(prev)
+
+
+def test_same_bytes_cache_misses_after_an_in_place_change():
+    """The per-check cache of equal pairs answers only for the same objects at the same versions."""
+    import torch
+
+    from qref import models
+
+    a = torch.quantize_per_tensor(torch.rand(2, 3, 4, 5), 0.01, 3, torch.quint8)
+    b = a.clone()
+    c = torch.quantize_per_tensor(torch.rand(2, 3, 4, 5) + 1.0, 0.01, 3, torch.quint8)
+    with models.same_bytes_cache():
+        assert models.same_bytes(a, b) and models.same_bytes(b, a)
+        b.copy_(c)  # in place: bumps b's version
+        assert not models.same_bytes(a, b) and not models.same_bytes(b, a)
+        assert models.same_bytes(b, c)
+    assert not models.same_bytes(a, b)

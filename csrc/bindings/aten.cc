@@ -144,7 +144,7 @@ void register_aten(py::module_& m) {
   }, py::arg("q"), py::arg("outer"), py::arg("channels"), py::arg("inner"), py::arg("scales"), py::arg("zps"));
 
   m.def("aten_binary", [](int op, py::array a, py::array b, double sa, int64_t za, double sb, int64_t zb, double so,
-                          int64_t zo, int cap, int threads) {
+                          int64_t zo, int cap, int threads, bool simd) {
     bool s8a = false, s8b = false;
     const void* ap = qdata(a, "a", &s8a);
     const void* bp = qdata(b, "b", &s8b);
@@ -157,7 +157,8 @@ void register_aten(py::module_& m) {
     check_zp(za, s8a, "a_zero_point");
     check_zp(zb, s8a, "b_zero_point");
     check_zp(zo, s8a, "zero_point");
-    const Sched sc = sched(cap, threads);
+    Sched sc = sched(cap, threads);
+    sc.simd = simd;
     std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
     py::array out = new_q(s8a, shape);
     void* op_ = out.mutable_data();
@@ -167,7 +168,7 @@ void register_aten(py::module_& m) {
       A::binary(op, ap, bp, n, sa, za, sb, zb, so, zo, s8a, op_, sc);
     }
     return out;
-  }, py::arg("op"), py::arg("a"), py::arg("b"), py::arg("sa"), py::arg("za"), py::arg("sb"), py::arg("zb"), py::arg("so"), py::arg("zo"), py::arg("cap"), py::arg("threads"));
+  }, py::arg("op"), py::arg("a"), py::arg("b"), py::arg("sa"), py::arg("za"), py::arg("sb"), py::arg("zb"), py::arg("so"), py::arg("zo"), py::arg("cap"), py::arg("threads"), py::arg("simd") = true);
 
   m.def("aten_unary", [](int op, py::array x, double si, int64_t zi, double so, int64_t zo, double arg0, double arg1,
                          int cap, int threads) {
@@ -313,17 +314,21 @@ void register_aten(py::module_& m) {
                               int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
     bool s8 = false;
     const void* xp = qdata(x, "x", &s8);
-    need(x.ndim() == 3, "x must be (planes, H, W)");
-    const int64_t P = x.shape(0), ih = x.shape(1), iw = x.shape(2);
+    need(x.ndim() == 3 || x.ndim() == 4, "x must be (planes, H, W) or channels-last (N, H, W, C)");
+    const bool nhwc = x.ndim() == 4;
+    const int64_t P = x.shape(0), ih = x.shape(1), iw = x.shape(2), C = nhwc ? x.shape(3) : 1;
     need(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0, "bad pool geometry");
     need(oh >= 0 && ow >= 0 && (oh == 0 || (oh - 1) * sh - ph < ih) && (ow == 0 || (ow - 1) * sw - pw < iw) &&
              ph <= (kh - 1) * dh / 2 + 1 && pw <= (kw - 1) * dw / 2 + 1,
          "output size does not fit the input");
-    py::array out = new_q(s8, {P, oh, ow});
+    py::array out = nhwc ? new_q(s8, {P, oh, ow, C}) : new_q(s8, {P, oh, ow});
     void* op = out.mutable_data();
     {
       qref_bindings::ReleaseGil nogil;
-      A::max_pool2d(xp, P, ih, iw, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, s8, op);
+      if (nhwc)
+        A::max_pool2d_nhwc(xp, P, ih, iw, C, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, s8, op);
+      else
+        A::max_pool2d(xp, P, ih, iw, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, s8, op);
     }
     return out;
   }, py::arg("x"), py::arg("oh"), py::arg("ow"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"));
@@ -333,8 +338,9 @@ void register_aten(py::module_& m) {
                                    int64_t zi, double so, int64_t zo) {
     bool s8 = false;
     const void* xp = qdata(x, "x", &s8);
-    need(x.ndim() == 3, "x must be (planes, H, W)");
-    const int64_t P = x.shape(0), ih = x.shape(1), iw = x.shape(2);
+    need(x.ndim() == 3 || x.ndim() == 4, "x must be (planes, H, W) or channels-last (N, H, W, C)");
+    const bool nhwc = x.ndim() == 4;
+    const int64_t P = x.shape(0), ih = x.shape(1), iw = x.shape(2), C = nhwc ? x.shape(3) : 1;
     need(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && ph >= 0 && pw >= 0 && 2 * ph <= kh && 2 * pw <= kw,
          "bad pool geometry");
     need(oh >= 0 && ow >= 0 && (oh == 0 || (oh - 1) * sh - ph < ih) && (ow == 0 || (ow - 1) * sw - pw < iw),

@@ -429,10 +429,11 @@ def check(model: Any, *inputs: Any, isa: str = "auto", end_to_end: bool = True,
             rows.append(_op_row(c))
 
     memo: list = []
-    expected = _models.capture(model, inputs, on_call, isa, threads, memo=memo if end_to_end else None)
     e2e = None
-    if end_to_end and isa == "auto":
-        e2e = _end_to_end(model, inputs, expected, threads, memo)
+    with _models.same_bytes_cache():
+        expected = _models.capture(model, inputs, on_call, isa, threads, memo=memo if end_to_end else None)
+        if end_to_end and isa == "auto":
+            e2e = _end_to_end(model, inputs, expected, threads, memo)
     return Report(rows, isa, torch_isa().gemm_isa, end_to_end=e2e)
 
 
@@ -478,6 +479,7 @@ def _check_call(call: _Call, isa: str) -> LayerResult:
     if runner is None:
         row.reason = reason
         return row
+    prepared = runner  # cached per module and weights: what runs below follows from it, the shape and isa
     if not (is_torch_tensor(call.output) and call.output.is_quantized):
         row.reason = f"output is {type(call.output).__name__}, not a quint8 tensor"
         return row
@@ -494,7 +496,9 @@ def _check_call(call: _Call, isa: str) -> LayerResult:
     try:
         call.qref_out = runner(*call.inputs, isa=isa)
         if _models.same_bytes(call.qref_out, call.output):  # the usual case: equal, no diff to compute
-            row.path = _path_of(runner, inp, isa)
+            # The kernel path depends only on the prepared params, the input shape and isa: found once.
+            row.path = _models.PREPARED.get(call.module, ("path", id(prepared), _shape(inp), isa),
+                                            lambda: _path_of(runner, inp, isa))
             row.numel = int(call.output.numel())
             row.status = "ok"
             return row

@@ -6,9 +6,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "qref/aten/aten_ref.h"
+#include "qref/aten/kernels/aten_kernels.h"
+#include "qref/common/kernels.h"
 
 namespace qref {
 namespace aten {
@@ -21,14 +24,15 @@ constexpr int64_t kGrain = 32768;  // at::internal::GRAIN_SIZE
 // ceil(n / grain)) chunks of ceil(n / chunks)). Measured on torch 2.13: the
 // SIMD body covers whole blocks of 64 elements of each chunk under every
 // capability (DEFAULT, AVX2, AVX512), the scalar op the rest.
-template <class Body, class Tail>
-void ew_drive(int64_t n, const Sched& s, Body body, Tail tail) {
+// ew_drive_blocks: the same schedule, the SIMD body of each chunk handed over
+// as one range [b, e) of whole 64-element blocks (a vectorized kernel).
+template <class BodyRange, class Tail>
+void ew_drive_blocks(int64_t n, const Sched& s, BodyRange body_range, Tail tail) {
   const int64_t v2 = 64;
   auto run = [&](int64_t b, int64_t e) {
-    int64_t i = b;
-    for (; i + v2 <= e; i += v2)
-      for (int64_t j = i; j < i + v2; ++j) body(j);
-    for (; i < e; ++i) tail(i);
+    const int64_t nb = (e - b) / v2 * v2;
+    if (nb > 0) body_range(b, b + nb);
+    for (int64_t i = b + nb; i < e; ++i) tail(i);
   };
   if (n < kGrain || s.num_threads <= 1) {
     run(0, n);
@@ -40,6 +44,27 @@ void ew_drive(int64_t n, const Sched& s, Body body, Tail tail) {
     const int64_t b = t * chunk;
     if (b < n) run(b, std::min(n, b + chunk));
   }
+}
+
+template <class Body, class Tail>
+void ew_drive(int64_t n, const Sched& s, Body body, Tail tail) {
+  ew_drive_blocks(
+      n, s,
+      [&](int64_t b, int64_t e) {
+        for (int64_t j = b; j < e; ++j) body(j);
+      },
+      tail);
+}
+
+// Whether the vectorized bodies (kernels/) may run: compiled in, the CPU has
+// the ISA, and the caller did not ask for the scalar reference.
+inline bool simd_usable(const Sched& s) {
+#ifdef QREF_HAVE_AVX2_KERNEL
+  return s.simd && avx2_kernel_usable();
+#else
+  (void)s;
+  return false;
+#endif
 }
 
 template <class T>
@@ -73,6 +98,30 @@ void binary_t(int op, const T* a, const T* b, int64_t n, double sa_d, int64_t za
     const float inv = 1.0f / so;
     const float pa = premul(sa, za), pb = premul(sb, zb);
     const bool fma_body = sc.cap != kDefault;
+    auto tail = [&](int64_t i) {
+      float c = dequantize_val(sa, za, a[i]) + dequantize_val(sb, zb, b[i]);
+      if (relu) c = std::max<float>(c, 0.0f);
+      out[i] = quantize_val<T>(so, zo32, c);
+    };
+#ifdef QREF_HAVE_AVX2_KERNEL
+    if (simd_usable(sc)) {
+      AddBodyArgs g;
+      g.sa = sa;
+      g.sb = sb;
+      g.pa = pa;
+      g.pb = pb;
+      g.inv = inv;
+      g.za = static_cast<int32_t>(za);
+      g.zb = static_cast<int32_t>(zb);
+      g.zo = zo32;
+      g.relu = relu;
+      g.fma_body = fma_body;
+      g.s8 = std::is_same<T, int8_t>::value;
+      ew_drive_blocks(
+          n, sc, [&](int64_t b0, int64_t e0) { add_body_avx2(g, a + b0, b + b0, e0 - b0, out + b0); }, tail);
+      return;
+    }
+#endif
     ew_drive(
         n, sc,
         [&](int64_t i) {
@@ -82,11 +131,7 @@ void binary_t(int op, const T* a, const T* b, int64_t n, double sa_d, int64_t za
           if (relu) c = c > 0.0f ? c : 0.0f;  // vec::maximum(c, 0)
           out[i] = body_quantize<T>(sc.cap, inv, so, zo32, c);
         },
-        [&](int64_t i) {
-          float c = dequantize_val(sa, za, a[i]) + dequantize_val(sb, zb, b[i]);
-          if (relu) c = std::max<float>(c, 0.0f);
-          out[i] = quantize_val<T>(so, zo32, c);
-        });
+        tail);
     return;
   }
   // QuantizedOpKernels.cpp qmul_kernel<ReLUFused>: integer product,
@@ -266,6 +311,34 @@ void max_pool2d_t(const T* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh
         for (int64_t y = h0; y < h1; y += dh)
           for (int64_t xx = w0; xx < w1; xx += dw) m = std::max(m, ip[y * iw + xx]);
         op[r * ow + q] = m;
+      }
+    }
+  }
+}
+
+template <class T>
+void max_pool2d_nhwc_t(const T* x, int64_t n, int64_t ih, int64_t iw, int64_t c, int64_t oh, int64_t ow, int64_t kh,
+                       int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, T* out) {
+  // The same window as max_pool2d_t, channels innermost (Pooling.cpp's
+  // channels-last kernel): an integer max, so the order of taps does not matter.
+  for (int64_t b = 0; b < n; ++b) {
+    const T* ip = x + b * ih * iw * c;
+    T* op = out + b * oh * ow * c;
+    for (int64_t r = 0; r < oh; ++r) {
+      int64_t h0 = r * sh - ph;
+      const int64_t h1 = std::min(h0 + (kh - 1) * dh + 1, ih);
+      while (h0 < 0) h0 += dh;
+      for (int64_t q = 0; q < ow; ++q) {
+        int64_t w0 = q * sw - pw;
+        const int64_t w1 = std::min(w0 + (kw - 1) * dw + 1, iw);
+        while (w0 < 0) w0 += dw;
+        T* o = op + (r * ow + q) * c;
+        for (int64_t k = 0; k < c; ++k) o[k] = std::numeric_limits<T>::lowest();
+        for (int64_t y = h0; y < h1; y += dh)
+          for (int64_t xx = w0; xx < w1; xx += dw) {
+            const T* t = ip + (y * iw + xx) * c;
+            for (int64_t k = 0; k < c; ++k) o[k] = std::max(o[k], t[k]);
+          }
       }
     }
   }
@@ -699,6 +772,13 @@ void max_pool2d(const void* x, int64_t planes, int64_t ih, int64_t iw, int64_t o
                 int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool s8, void* out) {
   QREF_ATEN_DISPATCH(s8, max_pool2d_t<T>(static_cast<const T*>(x), planes, ih, iw, oh, ow, kh, kw, sh, sw, ph, pw, dh,
                                          dw, static_cast<T*>(out)));
+}
+
+void max_pool2d_nhwc(const void* x, int64_t n, int64_t ih, int64_t iw, int64_t c, int64_t oh, int64_t ow, int64_t kh,
+                     int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool s8,
+                     void* out) {
+  QREF_ATEN_DISPATCH(s8, max_pool2d_nhwc_t<T>(static_cast<const T*>(x), n, ih, iw, c, oh, ow, kh, kw, sh, sw, ph, pw,
+                                              dh, dw, static_cast<T*>(out)));
 }
 
 void avg_pool2d_nchw(const void* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh, int64_t ow, int64_t kh,

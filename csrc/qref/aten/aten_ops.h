@@ -13,9 +13,12 @@ namespace aten {
 // chunk per OpenMP thread when n > 32768 (at::internal::GRAIN_SIZE), in each
 // chunk a SIMD body over whole blocks of Vectorized<q>::size() elements,
 // then a scalar tail. `cap` (Cap) and `num_threads` say which.
+// `simd` false runs the scalar reference even where a vectorized body
+// (kernels/, same bytes) is usable.
 struct Sched {
   int cap;
   int num_threads;
+  bool simd = true;
 };
 
 void quantize_per_tensor(const float* x, int64_t n, double scale, int64_t zp, bool s8, void* out, int num_threads);
@@ -61,6 +64,10 @@ void cat_nhwc(const void* const* xs, const int64_t* cs, const double* scales, co
 // max pooling over planes (planes x H x W, NCHW order).
 void max_pool2d(const void* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
                 int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool s8, void* out);
+// The same max pool on an (n, ih, iw, c) channels-last array.
+void max_pool2d_nhwc(const void* x, int64_t n, int64_t ih, int64_t iw, int64_t c, int64_t oh, int64_t ow, int64_t kh,
+                     int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool s8,
+                     void* out);
 
 // avg_pool2d: NCHW (avg_pool2d_out_frame) or NHWC (qavg_pool2d_nhwc_kernel).
 void avg_pool2d_nchw(const void* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh, int64_t ow, int64_t kh,

@@ -502,7 +502,8 @@ def max_pool2d(x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0
     """quantized max_pool2d (Pooling.cpp): max over the in-bounds taps; x's qparams."""
     fn = "max_pool2d"
     q = _Q(fn, "x", x)
-    a = _spatial(fn, q, 2)
+    if len(q.shape) not in (3, 4):
+        raise ValueError(f"{fn}: x has shape {q.shape} (must have 3 or 4 dims)")
     k = check_size_list(fn, "kernel_size", kernel_size, 2, 1)
     st = k if stride is None or stride == [] or stride == () else check_size_list(fn, "stride", stride, 2, 1)
     p = check_size_list(fn, "padding", padding, 2, 0)
@@ -511,9 +512,13 @@ def max_pool2d(x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0
     for i in range(2):
         if p[i] > k[i] // 2:
             raise ValueError(f"{fn}: padding={p} (must be at most half of kernel_size={k})")
-    H, W = a.shape[-2:]
+    H, W = q.shape[-2:]
     oh = _pool_out(fn, H, k[0], p[0], st[0], dl[0], cm)
     ow = _pool_out(fn, W, k[1], p[1], st[1], dl[1], cm)
+    if q.layout == "nhwc":  # the channels-last bytes in place, no transposes
+        out = _core.aten_max_pool2d(q.data, oh, ow, k[0], k[1], st[0], st[1], p[0], p[1], dl[0], dl[1])
+        return q.make(out, q.scale, q.zero_point)
+    a = q.nchw()
     planes = a.reshape(-1, H, W)
     out = _core.aten_max_pool2d(planes, oh, ow, k[0], k[1], st[0], st[1], p[0], p[1], dl[0], dl[1])
     out = out.reshape(a.shape[:-2] + (oh, ow))
