@@ -17,6 +17,7 @@ only where oneDNN may run.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import tempfile
@@ -54,8 +55,6 @@ def _c_stdout() -> Optional[Any]:
     global _C_STDOUT
     if _C_STDOUT is None:
         try:
-            import ctypes
-
             libc = ctypes.CDLL(None)
             libc.fopen.restype = ctypes.c_void_p
             libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
