@@ -468,6 +468,80 @@ def test_sleef_expf_is_torchs_vectorized_exp():
     assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
 
 
+def every_byte(r, dtype, n=700):
+    """Each representable byte at least twice, shuffled: the SIMD body and the scalar tail both
+    see every input value (n > 64 * k leaves a tail of n % 64 elements)."""
+    lo, hi = ZR[dtype]
+    v = np.tile(np.arange(lo, hi + 1), n // (hi - lo + 1) + 1)[:n]
+    return r.permutation(v).astype(np.uint8 if dtype == "quint8" else np.int8)
+
+
+def q_of(data, scale, zp):
+    return torch._make_per_tensor_quantized_tensor(torch.from_numpy(data), scale, zp)
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_tanh(dtype):
+    r = rng(2300)
+    for s in SCALES:
+        x = q_of(every_byte(r, dtype), s, int(r.integers(*ZR[dtype])))
+        same(aten.tanh(x), torch.tanh(x))
+    x = rand_q(r, (1, 24, 56, 56), dtype, channels_last=True)  # > 32768 elements: thread chunks
+    same(aten.tanh(x), torch.tanh(x))
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_elu(dtype):
+    r = rng(2400)
+    lo, hi = ZR[dtype]
+    for s in SCALES:
+        x = q_of(every_byte(r, dtype), s, int(r.integers(lo, hi + 1)))
+        so, zo = float(r.choice(SCALES)), int(r.integers(lo, hi + 1))
+        same(aten.elu(x, scale=so, zero_point=zo), torch.ops.quantized.elu(x, so, zo))
+        a, c, ic = 0.7, 1.2, 0.8
+        same(aten.elu(x, scale=so, zero_point=zo, alpha=a, coef=c, input_coef=ic),
+             torch.ops.quantized.elu(x, so, zo, a, c, ic))
+        same(aten.celu(x, scale=so, zero_point=zo, alpha=1.7), torch.ops.quantized.celu(x, so, zo, 1.7))
+    with pytest.raises(ValueError, match="alpha=0.0"):
+        aten.celu(x, scale=0.1, zero_point=lo, alpha=0.0)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_gelu(dtype, approximate):
+    r = rng(2500)
+    for s in SCALES + [float(v) for v in r.uniform(0.001, 0.2, 20)]:
+        x = q_of(every_byte(r, dtype), s, int(r.integers(*ZR[dtype])))
+        same(aten.gelu(x, approximate=approximate), torch.nn.functional.gelu(x, approximate=approximate))
+    with pytest.raises(ValueError, match="approximate='exact'"):
+        aten.gelu(x, approximate="exact")
+
+
+def test_vectorized_tanh_and_erf_are_torchs():
+    # Vectorized<float>::tanh is SLEEF's tanhf_u10 and ::erf ATen's own polynomial (with SLEEF's
+    # expf_u10) under AVX2/AVX512. torch.tanh / torch.erf on float tensors go elsewhere (MKL), but
+    # torch's float gelu kernels (with oneDNN off) evaluate the same expressions as the quantized
+    # ones, with the same Vectorized functions: they check ours bit for bit. The tanh form is contracted
+    # (x + kappa * x^3 as one fma) by the compiler in the per-capability units.
+    import qref._core as core
+
+    if torch.backends.cpu.get_cpu_capability().lower() == "default":
+        pytest.skip("Vectorized<float> tanh/erf are the std:: functions under the DEFAULT capability")
+    r = rng(2600)
+    x = np.concatenate([r.uniform(-10, 10, 1 << 15), r.standard_normal(1 << 15) * 2]).astype(np.float32)
+    f = np.float32
+    beta, kappa = f(np.sqrt(2.0) * (2.0 / np.sqrt(np.pi)) * 0.5), f(0.044715)
+    cube = x * x * x
+    inner = (beta * (x.astype(np.float64) + kappa.astype(np.float64) * cube.astype(np.float64)).astype(f)).astype(f)
+    got = (f(0.5) * x * (f(1) + core.aten_vec_math(inner, "tanh"))).astype(f)
+    ref = torch.nn.functional.gelu(torch.from_numpy(x), approximate="tanh").numpy()
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+    got = (x * f(0.5) * (f(1) + core.aten_vec_math((x * f(np.sqrt(0.5))).astype(f), "erf"))).astype(f)
+    with torch.backends.mkldnn.flags(enabled=False):  # else float gelu('none') runs oneDNN's kernel
+        ref = torch.nn.functional.gelu(torch.from_numpy(x)).numpy()
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+
+
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("dtype", ["quint8", "qint8"])
 def test_mul_scalar(relu, dtype):

@@ -171,10 +171,10 @@ void register_aten(py::module_& m) {
   }, py::arg("op"), py::arg("a"), py::arg("b"), py::arg("sa"), py::arg("za"), py::arg("sb"), py::arg("zb"), py::arg("so"), py::arg("zo"), py::arg("cap"), py::arg("threads"), py::arg("simd") = true);
 
   m.def("aten_unary", [](int op, py::array x, double si, int64_t zi, double so, int64_t zo, double arg0, double arg1,
-                         int cap, int threads) {
+                         int cap, int threads, double arg2) {
     bool s8 = false;
     const void* xp = qdata(x, "x", &s8);
-    need(op >= 0 && op <= 4, "unknown unary op");
+    need(op >= 0 && op <= 8, "unknown unary op");
     check_scale(si, "input scale");
     check_scale(so, "output scale");
     check_zp(zi, s8, "input zero_point");
@@ -186,10 +186,10 @@ void register_aten(py::module_& m) {
     const int64_t n = x.size();
     {
       qref_bindings::ReleaseGil nogil;
-      A::unary(op, xp, n, si, zi, so, zo, arg0, arg1, s8, op_, sc);
+      A::unary(op, xp, n, si, zi, so, zo, arg0, arg1, arg2, s8, op_, sc);
     }
     return out;
-  }, py::arg("op"), py::arg("x"), py::arg("si"), py::arg("zi"), py::arg("so"), py::arg("zo"), py::arg("param0"), py::arg("param1"), py::arg("cap"), py::arg("threads"));
+  }, py::arg("op"), py::arg("x"), py::arg("si"), py::arg("zi"), py::arg("so"), py::arg("zo"), py::arg("param0"), py::arg("param1"), py::arg("cap"), py::arg("threads"), py::arg("param2") = 0.0);
 
   m.def("aten_clamp", [](py::array x, double scale, int64_t zp, py::object lo, py::object hi) {
     bool s8 = false;
@@ -543,6 +543,20 @@ void register_aten(py::module_& m) {
     for (int64_t i = 0; i < n; ++i) op[i] = qref::aten::sleef_expf_u10(xp[i]);
     return out;
   }, py::arg("x"));
+
+  // Vectorized<float>::tanh / ::erf of the AVX2/AVX512 capabilities, element by
+  // element (for tests against torch's float kernels that call the same).
+  m.def("aten_vec_math", [](py::array x, const std::string& fn) {
+    const float* xp = fdata(x, "x");
+    need(fn == "tanh" || fn == "erf", "fn must be 'tanh' or 'erf'");
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+    py::array_t<float> out(shape);
+    float* op = out.mutable_data();
+    const int64_t n = x.size();
+    const bool t = fn == "tanh";
+    for (int64_t i = 0; i < n; ++i) op[i] = t ? qref::aten::sleef_tanhf_u10(xp[i]) : qref::aten::aten_vec_erf(xp[i]);
+    return out;
+  }, py::arg("x"), py::arg("fn"));
 }
 
 }  // namespace qref_bindings

@@ -32,10 +32,21 @@ enum BinaryOp : int { kAdd = 0, kAddRelu = 1, kMul = 2, kMulRelu = 3 };
 void binary(int op, const void* a, const void* b, int64_t n, double sa, int64_t za, double sb, int64_t zb, double so,
             int64_t zo, bool s8, void* out, Sched sched);
 
-enum UnaryOp : int { kHardswish = 0, kHardsigmoid = 1, kLeakyRelu = 2, kThreshold = 3, kSigmoid = 4 };
-// arg0/arg1: leaky_relu negative_slope; threshold threshold, value.
+enum UnaryOp : int {
+  kHardswish = 0,
+  kHardsigmoid = 1,
+  kLeakyRelu = 2,
+  kThreshold = 3,
+  kSigmoid = 4,
+  kTanh = 5,
+  kElu = 6,
+  kGelu = 7,
+  kGeluTanh = 8
+};
+// arg0/arg1/arg2: leaky_relu negative_slope; threshold threshold, value; elu
+// alpha, scale, input_scale.
 void unary(int op, const void* x, int64_t n, double si, int64_t zi, double so, int64_t zo, double arg0, double arg1,
-           bool s8, void* out, Sched sched);
+           double arg2, bool s8, void* out, Sched sched);
 
 // quantized clamp / hardtanh / relu6: bounds quantized with the input's qparams
 // (quantize_val), then an integer clamp. has_lo/has_hi select the bounds.

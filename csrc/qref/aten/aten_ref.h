@@ -145,5 +145,105 @@ inline float sleef_expf_u10(float d) {
   return u;
 }
 
+
+// SLEEF's double-float ("df") helpers in their FMA form (df.h under
+// ENABLE_FMA_SP, which SLEEF's AVX2 and AVX512F builds define): a value is
+// the unevaluated sum x + y of two floats.
+struct DF {
+  float x, y;
+};
+inline DF df_add2_ff(DF a, float b) {  // dfadd2_vf2_vf2_vf
+  const float s = a.x + b, v = s - a.x;
+  const float t = (a.x - (s - v)) + (b - v);
+  return {s, t + a.y};
+}
+inline DF df_add2_dd(DF a, DF b) {  // dfadd2_vf2_vf2_vf2
+  const float s = a.x + b.x, v = s - a.x;
+  const float t = (a.x - (s - v)) + (b.x - v);
+  return {s, t + (a.y + b.y)};
+}
+inline DF df_add_dd(DF a, DF b) {  // dfadd_vf2_vf2_vf2 (|a| >= |b|)
+  const float s = a.x + b.x;
+  return {s, (((a.x - s) + b.x) + a.y) + b.y};
+}
+inline DF df_add_fd(float a, DF b) {  // dfadd_vf2_vf_vf2
+  const float s = a + b.x;
+  return {s, ((a - s) + b.x) + b.y};
+}
+inline DF df_mul_df(DF a, float b) {  // dfmul_vf2_vf2_vf
+  const float s = a.x * b;
+  return {s, std::fma(a.y, b, std::fma(a.x, b, -s))};
+}
+inline DF df_mul_dd(DF a, DF b) {  // dfmul_vf2_vf2_vf2
+  const float s = a.x * b.x;
+  return {s, std::fma(a.x, b.y, std::fma(a.y, b.x, std::fma(a.x, b.x, -s)))};
+}
+inline DF df_squ(DF a) {  // dfsqu_vf2_vf2
+  const float s = a.x * a.x;
+  return {s, std::fma(a.x + a.x, a.y, std::fma(a.x, a.x, -s))};
+}
+inline DF df_rec(DF d) {  // dfrec_vf2_vf2
+  const float s = 1.0f / d.x;
+  return {s, s * std::fma(-d.y, s, std::fma(-d.x, s, 1.0f))};
+}
+inline DF df_div(DF n, DF d) {  // dfdiv_vf2_vf2_vf2
+  const float t = 1.0f / d.x;
+  const float s = n.x * t;
+  const float u = std::fma(t, n.x, -s);
+  const float v = std::fma(-d.y, t, std::fma(-d.x, t, 1.0f));
+  return {s, std::fma(s, v, std::fma(n.y, t, u))};
+}
+// vldexp2_vf_vf_vi2: d * 2^(e >> 1) * 2^(e - (e >> 1)).
+inline float ldexp2_f(float d, int32_t e) { return d * pow2i_f(e >> 1) * pow2i_f(e - (e >> 1)); }
+
+// SLEEF's expk2f: exp of a double-float, as a double-float.
+inline DF sleef_expk2f(DF d) {
+  const float u0 = (d.x + d.y) * 1.442695040888963407359924681001892137426645954152985934135449406931f;
+  const int32_t q = cvt_rne_i32(u0);
+  const float qf = static_cast<float>(q);
+  DF s = df_add2_ff(d, qf * -0.693145751953125f);
+  s = df_add2_ff(s, qf * -1.428606765330187045e-06f);
+  float u = 0.1980960224e-3f;
+  u = std::fma(u, s.x, 0.1394256484e-2f);
+  u = std::fma(u, s.x, 0.8333456703e-2f);
+  u = std::fma(u, s.x, 0.4166637361e-1f);
+  DF t = df_add2_ff(df_mul_df(s, u), 0.166666659414234244790680580464e+0f);
+  t = df_add2_ff(df_mul_dd(s, t), 0.5f);
+  t = df_add2_dd(s, df_mul_dd(df_squ(s), t));
+  t = df_add_fd(1.0f, t);
+  t.x = ldexp2_f(t.x, q);
+  t.y = ldexp2_f(t.y, q);
+  if (d.x < -104.0f) t = {0.0f, 0.0f};
+  return t;
+}
+
+// SLEEF's tanhf_u10 (Sleef_tanhf8_u10 / Sleef_tanhf16_u10, sleefsimdsp.c
+// xtanhf), which Vectorized<float>::tanh calls under AVX2/AVX512.
+inline float sleef_tanhf_u10(float x) {
+  float y = std::fabs(x);
+  DF d = sleef_expk2f({y, 0.0f});
+  const DF e = df_rec(d);
+  d = df_div(df_add_dd(d, {-e.x, -e.y}), df_add_dd(d, e));
+  y = d.x + d.y;
+  if (std::fabs(x) > 8.664339742f || std::isnan(y)) y = 1.0f;
+  y = std::signbit(x) ? -y : y;  // vmulsign (y >= 0 here)
+  if (std::isnan(x)) y = x;
+  return y;
+}
+
+// Vectorized<float>::erf under AVX2/AVX512 (vec256_float.h / vec512_float.h):
+// Abramowitz-Stegun 7.1.26 with fma and SLEEF's expf_u10.
+inline float aten_vec_erf(float v) {
+  const float a = std::fabs(v);
+  const float t = 1.0f / std::fma(0.3275911f, a, 1.0f);
+  float r = std::fma(1.061405429f, t, -1.453152027f);
+  r = std::fma(r, t, 1.421413741f);
+  r = std::fma(r, t, -0.284496736f);
+  r = std::fma(r, t, 0.254829592f);
+  const float e = sleef_expf_u10(-(v * v));
+  const float y = std::fma(-e * t, r, 1.0f);
+  return std::signbit(v) ? -y : y;
+}
+
 }  // namespace aten
 }  // namespace qref

@@ -313,10 +313,10 @@ _F32_MAX_CHECK = float(np.finfo(np.float32).max)
 
 
 def _unary(fn: str, op: int, x: Any, scale: float, zero_point: int, arg0: float, arg1: float, q: _Q,
-           capability: Any, num_threads: Any) -> Any:
+           capability: Any, num_threads: Any, arg2: float = 0.0) -> Any:
     cap = check_capability(fn, capability)
     nt = check_threads(fn, num_threads)
-    out = _core.aten_unary(op, q.data, q.scale, q.zero_point, scale, zero_point, arg0, arg1, cap, nt)
+    out = _core.aten_unary(op, q.data, q.scale, q.zero_point, scale, zero_point, arg0, arg1, cap, nt, arg2)
     return q.make(out, scale, zero_point)
 
 
@@ -348,6 +348,53 @@ def sigmoid(x: Any, *, scale: Any = None, zero_point: Any = None, capability: An
     else:
         s, z = _out_qparams(fn, q, scale, zero_point)
     return _unary(fn, 4, x, s, z, 0.0, 0.0, q, capability, num_threads)
+
+
+def tanh(x: Any, *, capability: Any = None, num_threads: Any = None) -> Any:
+    """torch.tanh on a quantized tensor (qtanh_kernel): output scale 2/256, zero point 128
+    (quint8) or 0 (qint8); SIMD body with SLEEF's tanhf_u10 under AVX2/AVX512."""
+    q = _Q("tanh", "x", x)
+    z = 0 if q.dtype == "qint8" else 128
+    return _unary("tanh", 5, x, 0.0078125, z, 0.0, 0.0, q, capability, num_threads)
+
+
+def elu(x: Any, *, scale: Any, zero_point: Any, alpha: Any = 1.0, coef: Any = 1.0, input_coef: Any = 1.0,
+        capability: Any = None, num_threads: Any = None) -> Any:
+    """quantized::elu (qelu_kernel): ``x > 0 ? x : alpha * (exp(x * input_coef) - 1)``, times
+    ``coef`` (torch's ELU "scale" and "input_scale" coefficients; 1 for plain ELU)."""
+    fn = "elu"
+    q = _Q(fn, "x", x)
+    s, z = _out_qparams(fn, q, scale, zero_point)
+    a = check_float(fn, "alpha", alpha)
+    c = check_float(fn, "coef", coef)
+    ic = check_float(fn, "input_coef", input_coef)
+    return _unary(fn, 6, x, s, z, a, c, q, capability, num_threads, ic)
+
+
+def celu(x: Any, *, scale: Any, zero_point: Any, alpha: Any = 1.0, capability: Any = None,
+         num_threads: Any = None) -> Any:
+    """quantized::celu: quantized elu with input coefficient ``1.0 / alpha`` (qelu_kernel)."""
+    a = check_float("celu", "alpha", alpha)
+    if a == 0.0:
+        raise ValueError("celu: alpha=0.0 (must be nonzero: the input is divided by it)")
+    return elu(x, scale=scale, zero_point=zero_point, alpha=a, coef=1.0, input_coef=1.0 / a,
+               capability=capability, num_threads=num_threads)
+
+
+_GELU_APPROX = {"none": 7, "tanh": 8}
+
+
+def gelu(x: Any, *, approximate: Any = "none", capability: Any = None, num_threads: Any = None) -> Any:
+    """torch.nn.functional.gelu on a quantized tensor (qgelu_kernel): x's qparams (the scale
+    rounded to float32); the body uses
+    ATen's vectorized erf (a polynomial with SLEEF's expf_u10) or SLEEF's tanhf_u10."""
+    fn = "gelu"
+    q = _Q(fn, "x", x)
+    if approximate not in _GELU_APPROX:
+        raise ValueError(f"{fn}: approximate={approximate!r} (must be 'none' or 'tanh')")
+    # the output scale is x's, as the kernel's float32 copy of it
+    s = float(np.float32(q.scale))
+    return _unary(fn, _GELU_APPROX[approximate], x, s, q.zero_point, 0.0, 0.0, q, capability, num_threads)
 
 
 def leaky_relu(x: Any, *, negative_slope: Any = 0.01, scale: Any, zero_point: Any, capability: Any = None,
