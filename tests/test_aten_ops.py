@@ -502,6 +502,13 @@ def test_elu(dtype):
         same(aten.elu(x, scale=so, zero_point=zo, alpha=a, coef=c, input_coef=ic),
              torch.ops.quantized.elu(x, so, zo, a, c, ic))
         same(aten.celu(x, scale=so, zero_point=zo, alpha=1.7), torch.ops.quantized.celu(x, so, zo, 1.7))
+    # channels_last in, contiguous out (quantized_elu's allocation): the scalar op on every element
+    for s in SCALES:
+        x = rand_q(r, (2, 16, 9, 9), dtype, scale=s, channels_last=True)
+        so, zo = float(r.choice(SCALES)), int(r.integers(lo, hi + 1))
+        y = aten.elu(x, scale=so, zero_point=zo, alpha=0.9)
+        assert y.is_contiguous()
+        same(y, torch.ops.quantized.elu(x, so, zo, 0.9))
     with pytest.raises(ValueError, match="alpha=0.0"):
         aten.celu(x, scale=0.1, zero_point=lo, alpha=0.0)
 

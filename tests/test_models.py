@@ -334,11 +334,12 @@ def test_unsupported_op_is_named():
             super().__init__()
             self.quant = tq.QuantStub()
             self.conv = nn.Conv2d(3, 4, 3)
-            self.f = FF()
             self.dequant = tq.DeQuantStub()
 
         def forward(self, x):
-            return self.dequant(self.f.mul_scalar(self.conv(self.quant(x)), 0.5))
+            # nearest 3-d upsampling of a quantized tensor (qref reproduces the 2-d one only)
+            y = F.interpolate(self.conv(self.quant(x)).unsqueeze(2), scale_factor=2, mode="nearest")
+            return self.dequant(y)
 
     torch.manual_seed(0)
     x = torch.rand(1, 3, 8, 8)
@@ -349,10 +350,11 @@ def test_unsupported_op_is_named():
         m(x)
         tq.convert(m, inplace=True)
         r = qref.check(m, x)
-        assert not r.ok and r["f"].status == "unsupported" and "quantized::mul_scalar" in r["f"].reason
-        with pytest.raises(qref.UnsupportedOpError, match="quantized::mul_scalar"):
+        rows = [row for row in r.layers if row.status == "unsupported"]
+        assert not r.ok and len(rows) == 1 and "aten::upsample_nearest3d" in rows[0].reason, str(r)
+        with pytest.raises(qref.UnsupportedOpError, match="aten::upsample_nearest3d"):
             qref.run(m, x)
-        with pytest.raises(qref.UnsupportedOpError, match="quantized::mul_scalar"):
+        with pytest.raises(qref.UnsupportedOpError, match="aten::upsample_nearest3d"):
             with qref.mode():
                 m(x)
 
@@ -505,6 +507,65 @@ def test_misc_ops(mode, engine):
         types = {row.type for row in r.layers}
         want = {"aten::upsample_nearest2d", "aten::upsample_bilinear2d", "aten::sigmoid", "aten::clamp",
                 "aten::avg_pool2d", "aten::mean", "quantized::instance_norm", "quantized::layer_norm"}
+        assert want <= types, sorted(types)
+        assert torch.equal(qref.run(m, x), expected)
+
+
+class Activations(nn.Module):
+    """tanh, ELU, GELU (both forms), a multiplied and an added scalar, Linear+ReLU (fused)."""
+
+    def __init__(self, eager):
+        super().__init__()
+        self.eager = eager
+        self.c = nn.Conv2d(3, 8, 3, padding=1)
+        self.elu = nn.ELU(0.8)
+        self.f = FF()
+        self.fc = nn.Linear(8 * 8 * 8, 6)
+        self.fr = nn.ReLU()
+
+    def forward(self, x):
+        y = self.elu(torch.tanh(self.c(x)))
+        y = F.gelu(F.gelu(y), approximate="tanh")
+        if self.eager:
+            y = self.f.add_scalar(self.f.mul_scalar(y, 0.75), 0.1)
+        else:
+            y = y * 0.75 + 0.1
+        return self.fr(self.fc(torch.flatten(y, 1)))
+
+    def fuse(self):
+        tq.fuse_modules(self, [["fc", "fr"]], inplace=True)
+
+
+@pytest.mark.parametrize("mode", ["eager", "fx"])
+@pytest.mark.parametrize("engine", ["fbgemm", "x86"])
+def test_activation_ops(mode, engine):
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 8, 8) * 4 - 2
+    with quantized_engine(engine), quiet_torch_quantization(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        body = Activations(mode == "eager").eval()
+        if mode == "eager":
+            body.fuse()
+            m = Stubs(body, True).eval()
+            m.qconfig = tq.get_default_qconfig(engine)
+            tq.prepare(m, inplace=True)
+            m(x)
+            tq.convert(m, inplace=True)
+        else:
+            m = prepare_fx(body, get_default_qconfig_mapping(engine), example_inputs=(x,))
+            m(x)
+            m = convert_fx(m)
+        expected = m(x)
+        r = qref.check(m, x)
+        assert r.ok, str(r)
+        types = {row.type for row in r.layers}
+        want = {"aten::tanh", "quantized::elu"}
+        if mode == "eager":  # FX's default mapping runs gelu and the scalar ops in float
+            want |= {"aten::gelu", "quantized::mul_scalar", "quantized::add_scalar"}
+            assert sum(1 for row in r.layers if row.type == "aten::gelu") == 2, str(r)
         assert want <= types, sorted(types)
         assert torch.equal(qref.run(m, x), expected)
 

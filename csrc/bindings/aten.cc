@@ -171,7 +171,7 @@ void register_aten(py::module_& m) {
   }, py::arg("op"), py::arg("a"), py::arg("b"), py::arg("sa"), py::arg("za"), py::arg("sb"), py::arg("zb"), py::arg("so"), py::arg("zo"), py::arg("cap"), py::arg("threads"), py::arg("simd") = true);
 
   m.def("aten_unary", [](int op, py::array x, double si, int64_t zi, double so, int64_t zo, double arg0, double arg1,
-                         int cap, int threads, double arg2) {
+                         int cap, int threads, double arg2, bool scalar_only) {
     bool s8 = false;
     const void* xp = qdata(x, "x", &s8);
     need(op >= 0 && op <= 8, "unknown unary op");
@@ -179,7 +179,8 @@ void register_aten(py::module_& m) {
     check_scale(so, "output scale");
     check_zp(zi, s8, "input zero_point");
     check_zp(zo, s8, "output zero_point");
-    const Sched sc = sched(cap, threads);
+    Sched sc = sched(cap, threads);
+    sc.scalar_only = scalar_only;
     std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
     py::array out = new_q(s8, shape);
     void* op_ = out.mutable_data();
@@ -189,7 +190,7 @@ void register_aten(py::module_& m) {
       A::unary(op, xp, n, si, zi, so, zo, arg0, arg1, arg2, s8, op_, sc);
     }
     return out;
-  }, py::arg("op"), py::arg("x"), py::arg("si"), py::arg("zi"), py::arg("so"), py::arg("zo"), py::arg("param0"), py::arg("param1"), py::arg("cap"), py::arg("threads"), py::arg("param2") = 0.0);
+  }, py::arg("op"), py::arg("x"), py::arg("si"), py::arg("zi"), py::arg("so"), py::arg("zo"), py::arg("param0"), py::arg("param1"), py::arg("cap"), py::arg("threads"), py::arg("param2") = 0.0, py::arg("scalar_only") = false);
 
   m.def("aten_clamp", [](py::array x, double scale, int64_t zp, py::object lo, py::object hi) {
     bool s8 = false;

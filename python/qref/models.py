@@ -161,12 +161,12 @@ def _dequantize(ctx, func, b):
 def _binary(op):
     def run(ctx, func, b):
         ov = func._overloadname
-        if ov.startswith("Scalar"):
-            qa, c = (b["qa"], b["b"])
-            if op is not A.add:
-                raise UnsupportedOpError(f"quantized::{func._schema.name.split('::')[1]}.{ov} (a scalar operand) "
-                                         f"is not reproduced by qref")
-            return A.add_scalar(qa, _f(c))
+        if ov in ("Scalar", "Scalar2"):
+            qa, c = b["qa"], _f(b["b"])
+            relu = op in (A.add_relu, A.mul_relu)
+            if op in (A.add, A.add_relu):
+                return A.add_scalar(qa, c, relu=relu)
+            return A.mul_scalar(qa, c, relu=relu)
         if ov not in ("", "default"):
             raise UnsupportedOpError(f"{func} is not reproduced by qref (the out= form)")
         qa, qb = b["qa"], b["qb"]
@@ -483,6 +483,8 @@ OPS: dict = {
     "quantized::mul_relu": _binary(A.mul_relu),
     "quantized::add_scalar": _add_scalar(False),
     "quantized::add_scalar_relu": _add_scalar(True),
+    "quantized::mul_scalar": lambda ctx, func, b: A.mul_scalar(b["qa"], _f(b["b"])),
+    "quantized::mul_scalar_relu": lambda ctx, func, b: A.mul_scalar(b["qa"], _f(b["b"]), relu=True),
     "quantized::cat": _qcat(False),
     "quantized::cat_relu": _qcat(True),
     "aten::cat": _aten_cat,
@@ -501,6 +503,13 @@ OPS: dict = {
     "aten::hardsigmoid": lambda ctx, func, b: A.hardsigmoid(b["self"]),
     "aten::hardsigmoid_": lambda ctx, func, b: A.hardsigmoid(b["self"]),
     "aten::sigmoid": lambda ctx, func, b: A.sigmoid(b["self"]),
+    "aten::tanh": lambda ctx, func, b: A.tanh(b["self"]),
+    "aten::gelu": lambda ctx, func, b: A.gelu(b["self"], approximate=b["approximate"]),
+    "quantized::elu": lambda ctx, func, b: A.elu(
+        b["self"], scale=_f(b["output_scale"]), zero_point=_i(b["output_zero_point"]), alpha=_f(b["alpha"]),
+        coef=_f(b["scale"]), input_coef=_f(b["input_scale"])),
+    "quantized::celu": lambda ctx, func, b: A.celu(
+        b["self"], scale=_f(b["output_scale"]), zero_point=_i(b["output_zero_point"]), alpha=_f(b["alpha"])),
     "quantized::sigmoid": _sigmoid_q,
     "aten::leaky_relu": _leaky_aten,
     "aten::leaky_relu_": _leaky_aten,

@@ -29,6 +29,10 @@ constexpr int64_t kGrain = 32768;  // at::internal::GRAIN_SIZE
 template <class BodyRange, class Tail>
 void ew_drive_blocks(int64_t n, const Sched& s, BodyRange body_range, Tail tail) {
   const int64_t v2 = 64;
+  if (s.scalar_only) {
+    for (int64_t i = 0; i < n; ++i) tail(i);
+    return;
+  }
   auto run = [&](int64_t b, int64_t e) {
     const int64_t nb = (e - b) / v2 * v2;
     if (nb > 0) body_range(b, b + nb);

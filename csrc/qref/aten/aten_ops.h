@@ -19,6 +19,10 @@ struct Sched {
   int cap;
   int num_threads;
   bool simd = true;
+  // every element through the scalar op: what cpu_kernel_vec does when the
+  // operands' inner strides differ (e.g. a channels_last input written to a
+  // contiguous output).
+  bool scalar_only = false;
 };
 
 void quantize_per_tensor(const float* x, int64_t n, double scale, int64_t zp, bool s8, void* out, int num_threads);

@@ -313,11 +313,17 @@ _F32_MAX_CHECK = float(np.finfo(np.float32).max)
 
 
 def _unary(fn: str, op: int, x: Any, scale: float, zero_point: int, arg0: float, arg1: float, q: _Q,
-           capability: Any, num_threads: Any, arg2: float = 0.0) -> Any:
+           capability: Any, num_threads: Any, arg2: float = 0.0, contiguous_out: bool = False) -> Any:
     cap = check_capability(fn, capability)
     nt = check_threads(fn, num_threads)
+    if contiguous_out and q.layout != "contiguous":
+        # a contiguous output of a channels_last input: the operands' strides differ, so
+        # cpu_kernel_vec runs the scalar op on every element (in the output's, logical, order)
+        out = _core.aten_unary(op, q.nchw(), q.scale, q.zero_point, scale, zero_point, arg0, arg1, cap, nt,
+                               arg2, True)
+        return q.make(out, scale, zero_point, "contiguous")
     out = _core.aten_unary(op, q.data, q.scale, q.zero_point, scale, zero_point, arg0, arg1, cap, nt, arg2)
-    return q.make(out, scale, zero_point)
+    return q.make(out, scale, zero_point, "contiguous" if contiguous_out else None)
 
 
 def hardswish(x: Any, *, scale: Any, zero_point: Any, capability: Any = None, num_threads: Any = None) -> Any:
@@ -368,7 +374,8 @@ def elu(x: Any, *, scale: Any, zero_point: Any, alpha: Any = 1.0, coef: Any = 1.
     a = check_float(fn, "alpha", alpha)
     c = check_float(fn, "coef", coef)
     ic = check_float(fn, "input_coef", input_coef)
-    return _unary(fn, 6, x, s, z, a, c, q, capability, num_threads, ic)
+    # quantized_elu allocates its output contiguous whatever x's memory format
+    return _unary(fn, 6, x, s, z, a, c, q, capability, num_threads, ic, contiguous_out=True)
 
 
 def celu(x: Any, *, scale: Any, zero_point: Any, alpha: Any = 1.0, capability: Any = None,
