@@ -580,3 +580,33 @@ def test_prelu(dtype, cl):
         w = rand_q(r, (wn,), dtype)
         s, z = out_q(r, dtype)
         same(aten.prelu(x, w, scale=s, zero_point=z), torch.ops.quantized.prelu(x, w, s, z))
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_linear_dynamic(per_channel):
+    # quantized::linear_dynamic / linear_relu_dynamic with torch's own packed weights; inputs of
+    # every magnitude (the dynamic scale below the small-scale cutoff too), float outputs compared bit
+    # for bit.
+    r = rng(2700)
+    for i, (k, n) in enumerate([(16, 8), (64, 33), (100, 7), (3, 5), (256, 64)]):
+        w = torch.from_numpy(r.standard_normal((n, k)).astype(np.float32) * 0.1)
+        if per_channel:
+            qw = torch.quantize_per_channel(w, torch.from_numpy(r.uniform(1e-3, 3e-3, n)),
+                                            torch.zeros(n, dtype=torch.long), 0, torch.qint8)
+        else:
+            qw = torch.quantize_per_tensor(w, 0.002, 0, torch.qint8)
+        bias = None if i == 2 else torch.from_numpy(r.standard_normal(n).astype(np.float32))
+        packed = torch.ops.quantized.linear_prepack(qw, bias)
+        for mag in (1e-6, 0.01, 1.0, 30.0, 1e4):
+            x = torch.from_numpy((r.standard_normal((2, 3, k)) * mag + r.choice([0.0, mag, -mag])).astype(np.float32))
+            for rr in (True, False):
+                same(aten.linear_dynamic(x, qw, bias, reduce_range=rr),
+                     torch.ops.quantized.linear_dynamic(x, packed, reduce_range=rr))
+                same(aten.linear_dynamic(x, qw, bias, reduce_range=rr, relu=True),
+                     torch.ops.quantized.linear_relu_dynamic(x, packed, reduce_range=rr))
+    with pytest.raises(ValueError, match="last dimension"):
+        aten.linear_dynamic(torch.zeros(2, k + 1), qw, bias)
+    with pytest.raises(TypeError, match="torch.qint8"):
+        aten.linear_dynamic(x, w, bias)
+    with pytest.raises(ValueError, match="NaN"):
+        aten.linear_dynamic(torch.full((1, k), float("nan")), qw, bias)

@@ -570,6 +570,47 @@ def test_activation_ops(mode, engine):
         assert torch.equal(qref.run(m, x), expected)
 
 
+class TinyTransformerish(nn.Module):
+    """Linear layers as quantize_dynamic converts them (float in, float out), LSTM-free."""
+
+    def __init__(self):
+        super().__init__()
+        self.q = nn.Linear(16, 16)
+        self.k = nn.Linear(16, 16, bias=False)
+        self.ff = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 16))
+
+    def forward(self, x):
+        a = torch.softmax(self.q(x) @ self.k(x).transpose(-1, -2) / 4.0, dim=-1)
+        return self.ff(a @ x)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("engine", ["fbgemm", "x86"])
+def test_quantize_dynamic_linear(engine, per_channel):
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 16) * 3
+    with quantized_engine(engine), quiet_torch_quantization(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qconfig = tq.per_channel_dynamic_qconfig if per_channel else tq.default_dynamic_qconfig
+        m = tq.quantize_dynamic(TinyTransformerish().eval(), {nn.Linear: qconfig})
+        expected = m(x)
+        r = qref.check(m, x)
+        assert r.ok, str(r)
+        rows = [row for row in r.layers if row.type == "quantized::linear_dynamic"]
+        assert len(rows) == 4 and all(row.status == "ok" for row in rows), str(r)
+        got = qref.run(m, x)
+        assert np.array_equal(got.numpy().view(np.uint32), expected.numpy().view(np.uint32))
+
+
+def test_dynamic_fp16_linear_is_not_verified():
+    torch.manual_seed(0)
+    with quantized_engine("fbgemm"), quiet_torch_quantization(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = tq.quantize_dynamic(nn.Sequential(nn.Linear(8, 4)).eval(), {nn.Linear}, dtype=torch.float16)
+        r = qref.check(m, torch.randn(3, 8))
+        assert not r.ok and any(row.status == "unsupported" for row in r.layers), str(r)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["fbgemm", "x86"])
 def test_resnet50_scale(engine):

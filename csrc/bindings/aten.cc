@@ -558,6 +558,43 @@ void register_aten(py::module_& m) {
     for (int64_t i = 0; i < n; ++i) op[i] = t ? qref::aten::sleef_tanhf_u10(xp[i]) : qref::aten::aten_vec_erf(xp[i]);
     return out;
   }, py::arg("x"), py::arg("fn"));
+
+  m.def("aten_linear_dynamic", [](py::array x, py::array w, py::array w_scales, py::array w_zps, py::object bias,
+                                  bool reduce_range, bool relu) {
+    const float* xp = fdata(x, "x");
+    need(w.dtype().equal(py::dtype::of<int8_t>()) && (w.flags() & py::array::c_style) && w.ndim() == 2,
+         "w must be a C-contiguous 2-d int8 array");
+    need(x.ndim() >= 1, "x must have at least one dimension");
+    const int64_t N = w.shape(0), K = w.shape(1);
+    need(x.shape(x.ndim() - 1) == K, "x's last dimension must equal w's columns");
+    const float* sp = fdata(w_scales, "w_scales");
+    need(w_zps.dtype().equal(py::dtype::of<int32_t>()) && (w_zps.flags() & py::array::c_style),
+         "w_zps must be a C-contiguous int32 array");
+    const int64_t nq = w_scales.size();
+    need(nq == w_zps.size() && (nq == 1 || nq == N), "w_scales/w_zps must hold 1 or N values");
+    const float* bp = nullptr;
+    py::array b;
+    if (!bias.is_none()) {
+      b = bias.cast<py::array>();
+      bp = fdata(b, "bias");
+      need(b.size() == N, "bias must hold N values");
+    }
+    const int64_t M = K > 0 ? x.size() / K : 0;
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+    shape.back() = N;
+    py::array_t<float> out(shape);
+    float* op = out.mutable_data();
+    double xs = 0.0;
+    int32_t xz = 0;
+    {
+      qref_bindings::ReleaseGil nogil;
+      qref::aten::linear_dynamic(xp, M, K, static_cast<const int8_t*>(w.data()), N, sp,
+                                 static_cast<const int32_t*>(w_zps.data()), nq == N && N != 1, bp, reduce_range, relu,
+                                 op, &xs, &xz);
+    }
+    return py::make_tuple(out, xs, xz);
+  }, py::arg("x"), py::arg("w"), py::arg("w_scales"), py::arg("w_zps"), py::arg("bias"), py::arg("reduce_range"),
+     py::arg("relu"));
 }
 
 }  // namespace qref_bindings

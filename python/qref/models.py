@@ -464,6 +464,14 @@ def _instance_norm(ctx, func, b):
                            scale=_f(b["output_scale"]), zero_point=_i(b["output_zero_point"]))
 
 
+def _linear_dynamic(relu):
+    def run(ctx, func, b):
+        w, bias = b["W_prepack"].unpack()
+        return A.linear_dynamic(b["X"], w, bias, reduce_range=bool(b["reduce_range"]), relu=relu)
+
+    return run
+
+
 def _module_op(ctx, func, b):
     """conv / linear: the params of the module that issued the op (qref.from_torch, cached)."""
     if ctx.module is None or ctx.runner is None:
@@ -536,6 +544,8 @@ OPS: dict = {
     "quantized::layer_norm": _layer_norm,
     "quantized::group_norm": _group_norm,
     "quantized::instance_norm": _instance_norm,
+    "quantized::linear_dynamic": _linear_dynamic(False),
+    "quantized::linear_relu_dynamic": _linear_dynamic(True),
 }
 for _n in ("conv1d", "conv2d", "conv3d", "conv1d_relu", "conv2d_relu", "conv3d_relu", "conv2d_add",
            "conv2d_add_relu", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "linear", "linear_relu",

@@ -1007,5 +1007,94 @@ void prelu(const void* x, int64_t outer, int64_t channels, int64_t inner, const 
   });
 }
 
+
+void choose_qparams(float min, float max, int32_t qmin, int32_t qmax, bool reduce_range, double* scale_out,
+                    int32_t* zp_out) {
+  // ATen quant_utils.h ChooseQuantizationParams (preserve_sparsity and
+  // force_scale_power_of_two false, as the dynamic linear calls it).
+  if (reduce_range) {
+    qmin = qmin / 2;
+    qmax = qmax / 2;
+  }
+  min = std::min(min, 0.0f);
+  max = std::max(max, 0.0f);
+  double scale = (static_cast<double>(max) - min) / (qmax - qmin);
+  if (static_cast<float>(scale) == 0.0f || std::isinf(1.0f / static_cast<float>(scale))) scale = 0.1;
+  constexpr float kSmall = 6.1e-5f;  // SMALL_SCALE_THRESHOLD
+  if (scale < kSmall) {
+    const float org_scale = static_cast<float>(scale);
+    scale = kSmall;
+    if (min == 0.0f) {
+      max = kSmall * static_cast<float>(qmax - qmin);
+    } else if (max == 0.0f) {
+      min = -kSmall * static_cast<float>(qmax - qmin);
+    } else {
+      const float amplifier = kSmall / org_scale;
+      min *= amplifier;
+      max *= amplifier;
+    }
+  }
+  const double zp_from_min = qmin - min / scale;
+  const double zp_from_max = qmax - max / scale;
+  const double err_min = std::abs(qmin) - std::abs(min / scale);
+  const double err_max = std::abs(qmax) - std::abs(max / scale);
+  const double initial = err_min < err_max ? zp_from_min : zp_from_max;
+  int32_t nudged;
+  if (initial < qmin) {
+    nudged = qmin;
+  } else if (initial > qmax) {
+    nudged = qmax;
+  } else {
+    nudged = static_cast<int32_t>(std::nearbyint(initial));
+  }
+  *scale_out = scale;
+  *zp_out = nudged;
+}
+
+void linear_dynamic(const float* x, int64_t M, int64_t K, const int8_t* w, int64_t N, const float* w_scales,
+                    const int32_t* w_zps, bool per_channel, const float* bias, bool reduce_range, bool relu,
+                    float* out, double* x_scale, int32_t* x_zp) {
+  // fbgemm::FindMinMax over the whole input, ChooseQuantizationParams into
+  // uint8 (reduce_range: 7 bits), PackAWithQuantRowOffset quantizes with
+  // fbgemm::Quantize<uint8_t> (legacy: rint(fma(x, 1/scale, zp))), the int8
+  // GEMM is exact in int32, and ReQuantizeForFloat's AVX2/AVX512 path
+  // (QuantUtilsAvx2.cc requantizeForFloatAvx2) gives
+  //   fma(float(acc - zp_x * col_offset - row_offset * zp_w), x_scale * w_scale, bias)
+  // with the scale product rounded to float first, then max(0, .) for relu.
+  float mn = 0.0f, mx = 0.0f;
+  if (M * K > 0) {
+    mn = mx = x[0];
+    for (int64_t i = 1; i < M * K; ++i) {
+      mn = std::min(mn, x[i]);
+      mx = std::max(mx, x[i]);
+    }
+  }
+  double sd;
+  int32_t zp;
+  choose_qparams(mn, mx, 0, 255, reduce_range, &sd, &zp);
+  *x_scale = sd;
+  *x_zp = zp;
+  const float s = static_cast<float>(sd);
+  const float inv = 1.0f / s;
+  std::vector<int32_t> qa(static_cast<size_t>(K));
+  for (int64_t m = 0; m < M; ++m) {
+    const float* xr = x + m * K;
+    for (int64_t k = 0; k < K; ++k) qa[k] = static_cast<int32_t>(quantize_legacy<uint8_t>(inv, zp, xr[k])) - zp;
+    for (int64_t n = 0; n < N; ++n) {
+      const int8_t* wr = w + n * K;
+      const int32_t wz = per_channel ? w_zps[n] : w_zps[0];
+      int32_t acc = 0;
+      for (int64_t k = 0; k < K; ++k) acc += qa[k] * (static_cast<int32_t>(wr[k]) - wz);
+      const float mult = s * (per_channel ? w_scales[n] : w_scales[0]);
+      // measured on torch 2.13: the product and the bias add round once (the
+      // compiler contracts _mm256_add_ps(_mm256_mul_ps(..), bias) to an fma)
+      const float r0 = static_cast<float>(acc);
+      float r = bias ? std::fma(r0, mult, bias[n]) : r0 * mult;
+      if (relu) r = std::max(0.0f, r);
+      out[m * N + n] = r;
+    }
+  }
+}
+
 }  // namespace aten
 }  // namespace qref

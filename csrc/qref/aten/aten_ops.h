@@ -125,5 +125,19 @@ void normalize(const void* x, int64_t M, int64_t N, const float* gamma, const fl
                int64_t num_channels, int64_t num_groups, double eps, double xs, int64_t xz, double ys, int64_t yz,
                bool s8, void* out, int cap);
 
+// quantized::linear_dynamic (and _relu) with fbgemm's packed weights
+// (qlinear_dynamic.cpp PackedLinearWeight::apply_dynamic_impl): x (M x K)
+// float, w (N x K) int8 with one scale/zero point (per_channel false) or N of
+// them; bias N floats or null. Writes out (M x N) floats and the activation's
+// dynamic qparams.
+void linear_dynamic(const float* x, int64_t M, int64_t K, const int8_t* w, int64_t N, const float* w_scales,
+                    const int32_t* w_zps, bool per_channel, const float* bias, bool reduce_range, bool relu,
+                    float* out, double* x_scale, int32_t* x_zp);
+
+// fbgemm/ATen ChooseQuantizationParams (quant_utils.h) for [min, max] and
+// [qmin, qmax]: scale (double) and zero point.
+void choose_qparams(float min, float max, int32_t qmin, int32_t qmax, bool reduce_range, double* scale,
+                    int32_t* zp);
+
 }  // namespace aten
 }  // namespace qref

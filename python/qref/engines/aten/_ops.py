@@ -907,3 +907,53 @@ def instance_norm(x: Any, *, weight: Any = None, bias: Any = None, eps: Any = 1e
         raise ValueError(f"instance_norm: x has shape {q.shape} (must have a channel dim)")
     return group_norm(x, num_groups=q.shape[1], weight=weight, bias=bias, eps=eps, scale=scale,
                       zero_point=zero_point, capability=capability)
+
+
+# ---------------------------------------------------------------------------
+# dynamic quantization
+
+
+def linear_dynamic(x: Any, weight: Any, bias: Any = None, *, reduce_range: Any = True, relu: Any = False) -> Any:
+    """quantized::linear_dynamic / linear_relu_dynamic with fbgemm's packed weights (what
+    ``torch.ao.quantization.quantize_dynamic``'s Linear runs under the "fbgemm" and "x86"
+    engines): x's min/max give its uint8 qparams (ChooseQuantizationParams, 7 bits with
+    reduce_range), x is quantized, multiplied with the int8 weight in int32 and the sum scaled
+    back to float: ``float(acc) * float(x_scale * w_scale) + bias``.
+
+    x: a float32 torch tensor or numpy array (..., K); weight: a torch qint8 tensor (N, K),
+    per tensor or per channel along 0; bias: None or N floats. Returns a float32 tensor (numpy
+    array for numpy x) of shape (..., N)."""
+    import torch
+
+    fn = "linear_dynamic"
+    rr = check_bool(fn, "reduce_range", reduce_range)
+    rl = check_bool(fn, "relu", relu)
+    if not (isinstance(weight, torch.Tensor) and weight.dtype == torch.qint8 and weight.dim() == 2):
+        raise TypeError(f"{fn}: weight must be a 2-d torch.qint8 tensor, got "
+                        f"{getattr(weight, 'dtype', type(weight).__name__)}")
+    if weight.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        scales = np.array([weight.q_scale()], np.float32)
+        zps = np.array([weight.q_zero_point()], np.int32)
+    elif weight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric) and weight.q_per_channel_axis() == 0:
+        scales = weight.q_per_channel_scales().numpy().astype(np.float32)
+        zps = weight.q_per_channel_zero_points().numpy().astype(np.int32)
+    else:
+        raise ValueError(f"{fn}: weight has qscheme {weight.qscheme()} (must be per tensor or per channel along 0)")
+    w = np.ascontiguousarray(weight.int_repr().numpy())
+    is_t = isinstance(x, torch.Tensor)
+    xa = x.detach().contiguous().numpy() if is_t else np.asarray(x)
+    if xa.dtype != np.float32:
+        raise TypeError(f"{fn}: x has dtype {xa.dtype} (must be float32)")
+    if xa.ndim < 1 or xa.shape[-1] != w.shape[1]:
+        raise ValueError(f"{fn}: x has shape {tuple(xa.shape)} (its last dimension must be the weight's "
+                         f"{w.shape[1]} input features)")
+    if not np.all(np.isfinite(xa)):
+        raise ValueError(f"{fn}: x holds NaN or infinite values (its dynamic qparams would be undefined)")
+    b = None
+    if bias is not None:
+        b = np.ascontiguousarray((bias.detach().numpy() if isinstance(bias, torch.Tensor) else np.asarray(bias)),
+                                 dtype=np.float32).reshape(-1)
+        if b.size != w.shape[0]:
+            raise ValueError(f"{fn}: bias has {b.size} values (must be {w.shape[0]}, one per output feature)")
+    out, _, _ = _core.aten_linear_dynamic(np.ascontiguousarray(xa), w, scales, zps, b, rr, rl)
+    return torch.from_numpy(out) if is_t else out
