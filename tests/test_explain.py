@@ -321,3 +321,57 @@ def test_explain_linear_with_leading_dims_equals_torch():
             qref.explain(lin, qx, (2, 0, 0))
     finally:
         torch.backends.quantized.engine = prev
+
+
+# ---------------------------------------------------------------------------- ATen ops
+
+
+def _qt(r, shape, s, z):
+    torch = pytest.importorskip("torch")
+    data = r.integers(0, 256, shape).astype(np.uint8)
+    return torch._make_per_tensor_quantized_tensor(torch.from_numpy(data), s, z)
+
+
+def test_explain_op_matches_torch_elementwise():
+    """Every element of a 400-element tensor (SIMD body and scalar tail): explain_op's
+    derivation ends in torch's byte, for each elementwise op it covers."""
+    torch = pytest.importorskip("torch")
+    r = np.random.default_rng(7)
+    a, b = _qt(r, (1, 4, 10, 10), 0.05, 128), _qt(r, (1, 4, 10, 10), 0.03, 100)
+    cases = [
+        ("add", (a, b), {"scale": 0.07, "zero_point": 120}, torch.ops.quantized.add(a, b, 0.07, 120)),
+        ("add_relu", (a, b), {"scale": 0.07, "zero_point": 120}, torch.ops.quantized.add_relu(a, b, 0.07, 120)),
+        ("mul", (a, b), {"scale": 0.07, "zero_point": 120}, torch.ops.quantized.mul(a, b, 0.07, 120)),
+        ("hardswish", (a,), {"scale": 0.04, "zero_point": 30}, torch.ops.quantized.hardswish(a, 0.04, 30)),
+        ("sigmoid", (a,), {}, torch.sigmoid(a)),
+        ("tanh", (a,), {}, torch.tanh(a)),
+        ("elu", (a,), {"scale": 0.04, "zero_point": 60, "alpha": 0.8}, torch.ops.quantized.elu(a, 0.04, 60, 0.8)),
+        ("gelu", (a,), {}, torch.nn.functional.gelu(a)),
+    ]
+    for name, ins, kw, ref in cases:
+        parts = set()
+        for flat in range(400):
+            idx = tuple(int(v) for v in np.unravel_index(flat, (1, 4, 10, 10)))
+            e = qref.explain_op(name, *ins, index=idx, **kw)
+            assert e.value == int(ref.int_repr()[idx]), str(e)
+            parts.add(e.part)
+        assert parts == {"SIMD body", "scalar tail"} or name.startswith("mul"), (name, parts)
+        assert str(e).startswith(name) and e.to_dict()["value"] == e.value
+
+
+def test_explain_op_dynamic_linear_matches_torch():
+    torch = pytest.importorskip("torch")
+    r = np.random.default_rng(8)
+    w = torch.quantize_per_tensor(torch.from_numpy(r.standard_normal((6, 16)).astype(np.float32)) * 0.1, 0.002, 0,
+                                  torch.qint8)
+    bias = torch.from_numpy(r.standard_normal(6).astype(np.float32))
+    x = torch.from_numpy(r.standard_normal((3, 16)).astype(np.float32))
+    ref = torch.ops.quantized.linear_dynamic(x, torch.ops.quantized.linear_prepack(w, bias), True)
+    for i in range(3):
+        for j in range(6):
+            e = qref.explain_op("linear_dynamic", x, w, bias, index=(i, j))
+            assert np.float32(e.value).view(np.uint32) == ref[i, j].numpy().view(np.uint32), str(e)
+    with pytest.raises(ValueError, match="not an element"):
+        qref.explain_op("linear_dynamic", x, w, bias, index=(3, 0))
+    with pytest.raises(ValueError, match="op"):
+        qref.explain_op("softmax", x, index=(0, 0))

@@ -78,3 +78,8 @@ __all__ = [
 from .campaign import DatasetReport, FuzzReport, check_dataset, fuzz  # noqa: E402
 
 __all__ += ["DatasetReport", "FuzzReport", "check_dataset", "fuzz"]
+
+# ATen's elementwise ops and the dynamic Linear, explained element by element
+from .explain import OpExplanation, explain_op  # noqa: E402
+
+__all__ += ["OpExplanation", "explain_op"]

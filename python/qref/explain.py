@@ -28,6 +28,7 @@ from .bridge.onednn_verbose import _with_onednn_kernel
 from .common.fp import fma_f32
 from .common.isa import ISAS
 from .common.validate import check_choice, check_index, check_int, check_scale, is_torch_tensor
+from .engines.aten._args import check_capability, check_threads
 from .engines.fbgemm.conv2d import conv_plan
 from .engines.onednn import conv2d as od
 
@@ -876,3 +877,267 @@ def _render_onednn(e: Explanation) -> list:
 def explain_many(module_or_params: Any, qx: Any, indices: Sequence, isa: str = "auto", **kw: Any) -> list:
     """``explain`` for several indices (convenience for tools)."""
     return [explain(module_or_params, qx, i, isa=isa, **kw) for i in indices]
+
+
+# ---------------------------------------------------------------------------- ATen's elementwise ops
+#
+# explain_op: the derivation of one output element of an ATen quantized elementwise op (add,
+# mul, hardswish, sigmoid, tanh, elu, gelu) or of a dynamic Linear (float output), recomputed
+# here with numpy float32 scalars in the kernel's order: whether the element falls in the SIMD
+# body or the scalar tail of ATen's loop (docs/ops.md), the dequantize, the float function, the
+# quantize. Its value is asserted equal to qref's op and torch's in tests/test_explain.py.
+
+_EW_OPS = ("add", "add_relu", "mul", "mul_relu", "hardswish", "sigmoid", "tanh", "elu", "gelu")
+
+
+@dataclass
+class OpExplanation:
+    """One output element of an ATen op, step by step: ``steps`` are (what, value) pairs."""
+
+    op: str
+    index: tuple
+    capability: str
+    part: str  # "SIMD body" / "scalar tail" / "" (not an elementwise loop)
+    steps: list = field(default_factory=list)
+    value: Any = None  # the output element: an int (quantized ops) or a float32 (dynamic linear)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["steps"] = [(k, float(v) if isinstance(v, np.floating) else v) for k, v in self.steps]
+        d["value"] = float(self.value) if isinstance(self.value, np.floating) else self.value
+        return d
+
+    def __str__(self) -> str:
+        head = f"{self.op} at {self.index}"
+        if self.part:
+            head += f" ({self.part} of ATen's {self.capability} loop)"
+        lines = [head + ":"]
+        for k, v in self.steps:
+            lines.append(f"  {k:<34} = {_f32(v) if isinstance(v, np.floating) else v}")
+        lines.append(f"  => {self.value if not isinstance(self.value, np.floating) else _f32(self.value)}")
+        return "\n".join(lines)
+
+
+def _ew_part(pos: int, n: int, threads: int) -> bool:
+    """True where ATen's cpu_kernel_vec runs element ``pos`` (memory order) in the SIMD body."""
+    grain = 32768
+    if n < grain or threads <= 1:
+        b, e = 0, n
+    else:
+        nt = min(threads, -(-n // grain))
+        chunk = -(-n // nt)
+        b = pos // chunk * chunk
+        e = min(n, b + chunk)
+    return pos < b + (e - b) // 64 * 64
+
+
+def _q_lane(inv: np.float32, zp: int, x: np.float32, lo: int, hi: int) -> tuple:
+    t = np.float32(x * inv)
+    r = int(np.rint(min(t, np.float32(2147483520.0))))
+    return t, min(max(r + zp, lo), hi)
+
+
+def _q_val(scale: np.float32, zp: int, x: np.float32, lo: int, hi: int) -> tuple:
+    inv = np.float32(np.float32(1.0) / scale)
+    t = np.float32(np.float32(zp) + np.float32(x * inv))
+    return t, int(min(max(float(np.rint(t)), lo), hi))
+
+
+def _q_legacy(inv: np.float32, zp: int, x: np.float32, lo: int, hi: int) -> tuple:
+    t = np.float32(fma_f32(x, inv, np.float32(zp)))
+    return t, int(min(max(float(np.rint(min(t, np.float32(2147483520.0)))), lo), hi))
+
+
+def _nd_index(fn: str, index: Any, shape: tuple) -> tuple:
+    if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+        index = (int(index),)
+    try:
+        idx = tuple(int(v) for v in index)
+    except TypeError:
+        raise TypeError(f"{fn}: index must be a tuple of ints, got {type(index).__name__}") from None
+    if len(idx) != len(shape) or not all(0 <= v < d for v, d in zip(idx, shape)):
+        raise ValueError(f"{fn}: index={idx} is not an element of the output of shape {shape}")
+    return idx
+
+
+def explain_op(op: str, *inputs: Any, index: Any, capability: Any = None, num_threads: Any = None,
+               **params: Any) -> OpExplanation:
+    """The worked derivation of one output element of an ATen quantized op or a dynamic Linear.
+
+    ``op``: one of "add", "add_relu", "mul", "mul_relu", "hardswish", "sigmoid", "tanh", "elu",
+    "gelu" (torch quantized tensors in; output qparams as keywords ``scale``/``zero_point``
+    where the op takes them, ``alpha`` for elu, ``approximate`` for gelu) or "linear_dynamic"
+    (a float tensor and a qint8 weight, ``bias``, ``reduce_range``). ``index``: the output
+    element (a tuple of ints)."""
+    fn = "explain_op"
+    check_choice(fn, "op", op, _EW_OPS + ("linear_dynamic",))
+    if op == "linear_dynamic":
+        return _explain_linear_dynamic(*inputs, index=index, **params)
+    caps = ("default", "avx2", "avx512")
+    cap = check_capability(fn, capability)
+    nt = check_threads(fn, num_threads)
+    nin = 2 if op in ("add", "add_relu", "mul", "mul_relu") else 1
+    if len(inputs) != nin:
+        raise ValueError(f"{fn}: op={op!r} takes {nin} input tensor(s), got {len(inputs)}")
+    for t in inputs:
+        if not is_torch_tensor(t) or not t.is_quantized:
+            raise TypeError(f"{fn}: inputs must be torch quantized tensors, got {type(t).__name__}")
+    x = inputs[0]
+    idx = _nd_index(fn, index, tuple(x.shape))
+    s8 = str(x.dtype) == "torch.qint8"
+    lo, hi = (-128, 127) if s8 else (0, 255)
+    n = x.numel()
+    pos = int(sum(i * st for i, st in zip(idx, x.stride())))
+    body = _ew_part(pos, n, nt)
+    steps: list = []
+    qs = [int(t.int_repr()[idx]) for t in inputs]
+    ss = [np.float32(t.q_scale()) for t in inputs]
+    zs = [int(t.q_zero_point()) for t in inputs]
+    fma_body = body and cap != 0
+
+    def deq(j: int) -> np.float32:
+        steps.append((f"q{j} (input {j}'s byte)", qs[j]))
+        if fma_body:
+            pre = np.float32(ss[j] * -np.float32(zs[j]))
+            v = fma_f32(ss[j], np.float32(qs[j]), pre)
+            steps.append((f"x{j} = fma(s{j}, q{j}, s{j}*-z{j})", v))
+        else:
+            v = np.float32(ss[j] * np.float32(qs[j] - zs[j]))
+            steps.append((f"x{j} = s{j} * (q{j} - z{j})", v))
+        return np.float32(v)
+
+    def quant(y: np.float32, so: np.float32, zo: int, inv: np.float32) -> int:
+        if not body:
+            t, r = _q_val(so, zo, y, lo, hi)
+            steps.append(("zo + y * (1/so) (tail quantize_val)", t))
+        elif cap == 0:
+            t, r = _q_legacy(np.float32(np.float32(1.0) / so), zo, y, lo, hi)
+            steps.append(("fma(y, 1/so, zo) (DEFAULT body)", t))
+        else:
+            t, r = _q_lane(inv, zo, y, lo, hi)
+            steps.append(("y * inverse (SIMD quantize)", t))
+        return r
+
+    if op in ("mul", "mul_relu"):
+        so, zo = np.float32(params["scale"]), int(params["zero_point"])
+        prod = (qs[0] - zs[0]) * (qs[1] - zs[1])
+        mult = np.float32(np.float32(ss[0] * ss[1]) * np.float32(np.float32(1.0) / so))
+        steps += [("(qa - za) * (qb - zb)", prod), ("multiplier sa*sb*(1/so)", mult)]
+        y = np.float32(np.float32(prod) * mult)
+        steps.append(("product * multiplier", y))
+        r = min(max(zo + int(np.rint(y)), lo), hi)
+        if op == "mul_relu":
+            r = max(r, zo)
+        return OpExplanation(op, idx, caps[cap], "", steps, r)
+    xs = [deq(j) for j in range(nin)]
+    v = xs[0]
+    if op in ("add", "add_relu"):
+        so, zo = np.float32(params["scale"]), int(params["zero_point"])
+        y = np.float32(xs[0] + xs[1])
+        steps.append(("y = x0 + x1", y))
+        if op == "add_relu":
+            y = max(y, np.float32(0.0))
+            steps.append(("relu", y))
+        inv = np.float32(np.float32(1.0) / so)
+    elif op == "hardswish":
+        so, zo = np.float32(params["scale"]), int(params["zero_point"])
+        y = np.float32(np.float32(v * min(max(np.float32(v + np.float32(3)), np.float32(0)), np.float32(6)))
+                       / np.float32(6))
+        steps.append(("y = x * min(max(x + 3, 0), 6) / 6", y))
+        inv = np.float32(1.0 / float(params["scale"]))
+    elif op == "sigmoid":
+        so, zo = np.float32(1.0 / 256), (-128 if s8 else 0)
+        if body:
+            v = np.float32(ss[0] * np.float32(qs[0] - zs[0]))  # qsigmoid's body dequantizes (q - z) * s
+            e = np.float32(np.exp(-v)) if cap == 0 else np.float32(_core.aten_sleef_expf(np.array([-v], np.float32))[0])
+            steps.append(("exp(-x)" + (" (SLEEF expf_u10)" if cap else ""), e))
+            y = np.float32(np.float32(1.0) / np.float32(np.float32(1.0) + e))
+        else:
+            e = np.float32(np.exp(np.float32(-v)))
+            steps.append(("exp(-x)", e))
+            y = np.float32(1.0 / (1.0 + float(e)))
+        steps.append(("y = 1 / (1 + exp(-x))", y))
+        inv = np.float32(1.0 / float(so))
+    elif op == "tanh":
+        so, zo = np.float32(0.0078125), (0 if s8 else 128)
+        if body and cap:
+            y = np.float32(_core.aten_vec_math(np.array([v], np.float32), "tanh")[0])
+            steps.append(("y = tanh(x) (SLEEF tanhf_u10)", y))
+        else:
+            y = np.float32(np.tanh(v))
+            steps.append(("y = tanh(x)", y))
+        inv = np.float32(128.0)
+    elif op == "elu":
+        so, zo = np.float32(params["scale"]), int(params["zero_point"])
+        alpha = np.float32(params.get("alpha", 1.0))
+        if v > 0 or (not body and v >= 0):
+            y = v
+        else:
+            e = (np.float32(_core.aten_sleef_expf(np.array([v], np.float32))[0]) if body and cap
+                 else np.float32(np.exp(v)))
+            steps.append(("exp(x)" + (" (SLEEF expf_u10)" if body and cap else ""), e))
+            y = np.float32(np.float32(e - np.float32(1.0)) * alpha)
+        steps.append(("y = x > 0 ? x : (exp(x) - 1) * alpha", y))
+        inv = np.float32(1.0 / float(so))
+    else:  # gelu
+        approximate = params.get("approximate", "none")
+        so, zo = ss[0], zs[0]
+        if approximate != "none":
+            raise ValueError(f"{fn}: gelu approximate={approximate!r} (explain_op covers 'none')")
+        if body:
+            a = np.float32(v * np.float32(math.sqrt(0.5)))
+            er = np.float32(_core.aten_vec_math(np.array([a], np.float32), "erf")[0]) if cap else np.float32(math.erf(a))
+            steps.append(("erf(x / sqrt(2))" + (" (ATen's vectorized erf)" if cap else ""), er))
+            y = np.float32(np.float32(v * np.float32(0.5)) * np.float32(np.float32(1.0) + er))
+        else:
+            er = math.erf(float(v) * math.sqrt(0.5))
+            steps.append(("erf(x / sqrt(2)) (double)", er))
+            y = np.float32(float(v) * 0.5 * (1.0 + er))
+        steps.append(("y = x * 0.5 * (1 + erf)", y))
+        inv = np.float32(1.0 / float(so))
+    r = quant(np.float32(y), np.float32(so), zo, inv)
+    return OpExplanation(op, idx, caps[cap], "SIMD body" if body else "scalar tail", steps, r)
+
+
+def _explain_linear_dynamic(x: Any, weight: Any, bias: Any = None, *, index: Any, reduce_range: bool = True,
+                            relu: bool = False) -> OpExplanation:
+    fn = "explain_op"
+    xa = np.ascontiguousarray(x.detach().numpy() if is_torch_tensor(x) else np.asarray(x, np.float32))
+    shape = tuple(xa.shape[:-1]) + (int(weight.shape[0]),)
+    idx = _nd_index(fn, index, shape)
+    if str(weight.qscheme()) in ("torch.per_tensor_affine", "torch.per_tensor_symmetric"):
+        ws, wz = np.float32(weight.q_scale()), int(weight.q_zero_point())
+    else:
+        ws = np.float32(weight.q_per_channel_scales()[idx[-1]].item())
+        wz = int(weight.q_per_channel_zero_points()[idx[-1]].item())
+    mn, mx = np.float32(min(float(xa.min()), 0.0)), np.float32(max(float(xa.max()), 0.0))
+    qmin, qmax = (0, 127) if reduce_range else (0, 255)
+    scale = (float(mx) - float(mn)) / (qmax - qmin)
+    if np.float32(scale) == 0 or np.isinf(np.float32(1.0) / np.float32(scale)):
+        scale = 0.1
+    if scale < float(np.float32(6.1e-5)):
+        raise ValueError(f"{fn}: x's range gives a scale below the 6.1e-5 cutoff (explain_op does not cover it)")
+    zmin, zmax = qmin - float(mn) / scale, qmax - float(mx) / scale
+    init = zmin if abs(qmin) - abs(float(mn) / scale) < abs(qmax) - abs(float(mx) / scale) else zmax
+    xz = qmin if init < qmin else qmax if init > qmax else int(np.rint(init))
+    s = np.float32(scale)
+    steps: list = [("min(x, 0), max(x, 0)", f"{_f32(mn)}, {_f32(mx)}"), ("x_scale (float)", s), ("x_zero_point", xz)]
+    row = xa.reshape(-1, xa.shape[-1])[int(np.ravel_multi_index(idx[:-1], shape[:-1])) if len(shape) > 1 else 0]
+    inv = np.float32(np.float32(1.0) / s)
+    qa = np.array([_q_legacy(inv, xz, np.float32(v), 0, 255)[1] for v in row], np.int64)
+    w = weight.int_repr().numpy()[idx[-1]].astype(np.int64)
+    acc = int(((qa - xz) * (w - wz)).sum())
+    steps += [("quantized row: rint(fma(x, 1/x_scale, zp))", f"{qa[:8].tolist()}{'...' if len(qa) > 8 else ''}"),
+              ("acc = sum (qx - zx) * (w - zw)", acc)]
+    mult = np.float32(s * ws)
+    steps.append(("x_scale * w_scale", mult))
+    if bias is not None:
+        b = np.float32(float(bias[idx[-1]]))
+        y = fma_f32(np.float32(acc), mult, b)
+        steps.append(("fma(float(acc), x_scale*w_scale, bias)", y))
+    else:
+        y = np.float32(np.float32(acc) * mult)
+        steps.append(("float(acc) * x_scale*w_scale", y))
+    if relu:
+        y = max(np.float32(y), np.float32(0.0))
+    return OpExplanation("linear_dynamic", idx, "", "", steps, np.float32(y))
