@@ -20,7 +20,7 @@ from qref import _core  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 # the tests that showed capability-dependent arithmetic (body/tail split, DEFAULT's legacy
 # rounding, FMA contraction of channels_last kernels); --runslow runs every test
-SENSITIVE = "tie_rich or leaky_relu or adaptive_avg_pool2d or bilinear or test_cat or batch_norm2d or layer_norm or group_and or sigmoid or sleef or tanh or elu or gelu or vectorized"
+SENSITIVE = "tie_rich or leaky_relu or adaptive_avg_pool2d or bilinear or test_cat or batch_norm2d or layer_norm or group_and or sigmoid or sleef or tanh or elu or gelu or vectorized or softmax"
 
 
 def _supported(cap: str) -> bool:

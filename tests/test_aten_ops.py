@@ -610,3 +610,23 @@ def test_linear_dynamic(per_channel):
         aten.linear_dynamic(x, w, bias)
     with pytest.raises(ValueError, match="NaN"):
         aten.linear_dynamic(torch.full((1, k), float("nan")), qw, bias)
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_softmax(dtype):
+    # quantized::softmax = quantize_per_tensor(float softmax(dequantize(x))): rows shorter than,
+    # equal to and longer than a SIMD vector, with partial last vectors; every capability
+    # (tests/test_aten_capability.py) has its own exp and summation order.
+    r = rng(2800)
+    lo, hi = ZR[dtype]
+    for n in (1, 3, 7, 8, 13, 16, 17, 33, 64, 100, 257):
+        for s in (0.05, 0.3333333, 1.7, 2.0**-10):
+            x = rand_q(r, (3, 2, n), dtype, scale=s)
+            so, zo = 1.0 / 256, lo
+            same(aten.softmax(x, dim=-1, scale=so, zero_point=zo), torch.ops.quantized.softmax(x, -1, so, zo))
+            so, zo = float(r.choice(SCALES)), int(r.integers(lo, hi + 1))
+            same(aten.softmax(x, dim=2, scale=so, zero_point=zo), torch.ops.quantized.softmax(x, 2, so, zo))
+    x = rand_q(r, (2, 5, 1), dtype)  # a dim followed by size-1 dims only
+    same(aten.softmax(x, dim=1, scale=0.01, zero_point=lo), torch.ops.quantized.softmax(x, 1, 0.01, lo))
+    with pytest.raises(ValueError, match="last dimension only"):
+        aten.softmax(rand_q(r, (2, 5, 3), dtype), dim=1, scale=0.01, zero_point=lo)

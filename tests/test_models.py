@@ -512,7 +512,7 @@ def test_misc_ops(mode, engine):
 
 
 class Activations(nn.Module):
-    """tanh, ELU, GELU (both forms), a multiplied and an added scalar, Linear+ReLU (fused)."""
+    """tanh, ELU, GELU (both forms), a multiplied and an added scalar, softmax, Linear+ReLU (fused)."""
 
     def __init__(self, eager):
         super().__init__()
@@ -520,6 +520,7 @@ class Activations(nn.Module):
         self.c = nn.Conv2d(3, 8, 3, padding=1)
         self.elu = nn.ELU(0.8)
         self.f = FF()
+        self.sm = nn.Softmax(dim=-1)
         self.fc = nn.Linear(8 * 8 * 8, 6)
         self.fr = nn.ReLU()
 
@@ -530,6 +531,11 @@ class Activations(nn.Module):
             y = self.f.add_scalar(self.f.mul_scalar(y, 0.75), 0.1)
         else:
             y = y * 0.75 + 0.1
+        # eager convert keeps nn.Softmax float: call the quantized op (FX quantizes it itself)
+        if self.eager and y.is_quantized:
+            y = torch.ops.quantized.softmax(y, -1, 1.0 / 256, 0)
+        else:
+            y = self.sm(y)
         return self.fr(self.fc(torch.flatten(y, 1)))
 
     def fuse(self):
@@ -564,7 +570,7 @@ def test_activation_ops(mode, engine):
         types = {row.type for row in r.layers}
         want = {"aten::tanh", "quantized::elu"}
         if mode == "eager":  # FX's default mapping runs gelu and the scalar ops in float
-            want |= {"aten::gelu", "quantized::mul_scalar", "quantized::add_scalar"}
+            want |= {"aten::gelu", "quantized::mul_scalar", "quantized::add_scalar", "quantized::softmax"}
             assert sum(1 for row in r.layers if row.type == "aten::gelu") == 2, str(r)
         assert want <= types, sorted(types)
         assert torch.equal(qref.run(m, x), expected)

@@ -595,6 +595,26 @@ void register_aten(py::module_& m) {
     return py::make_tuple(out, xs, xz);
   }, py::arg("x"), py::arg("w"), py::arg("w_scales"), py::arg("w_zps"), py::arg("bias"), py::arg("reduce_range"),
      py::arg("relu"));
+
+  m.def("aten_softmax_lastdim", [](py::array x, double si, int64_t zi, double so, int64_t zo, int cap) {
+    bool s8 = false;
+    const void* xp = qdata(x, "x", &s8);
+    need(x.ndim() >= 1 && x.shape(x.ndim() - 1) > 0, "x must have a non-empty last dimension");
+    check_scale(si, "input scale");
+    check_scale(so, "output scale");
+    check_zp(zi, s8, "input zero_point");
+    check_zp(zo, s8, "output zero_point");
+    need(cap >= 0 && cap <= 2, "cap must be 0 (default), 1 (avx2) or 2 (avx512)");
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+    py::array out = new_q(s8, shape);
+    const int64_t n = x.shape(x.ndim() - 1);
+    void* op_ = out.mutable_data();
+    {
+      qref_bindings::ReleaseGil nogil;
+      qref::aten::softmax_lastdim(xp, x.size() / n, n, si, zi, so, zo, s8, op_, cap);
+    }
+    return out;
+  }, py::arg("x"), py::arg("si"), py::arg("zi"), py::arg("so"), py::arg("zo"), py::arg("cap"));
 }
 
 }  // namespace qref_bindings

@@ -11,7 +11,7 @@ import typing
 import numpy
 import numpy.typing
 
-__all__: list[str] = ['OnednnConv2d', 'PreparedConv2d', 'aten_adaptive_avg_pool_nchw', 'aten_adaptive_avg_pool_nhwc', 'aten_add_scalar', 'aten_avg_pool2d_nchw', 'aten_avg_pool_nhwc', 'aten_batch_norm_nhwc', 'aten_binary', 'aten_cat_nhwc', 'aten_clamp', 'aten_dequantize_per_channel', 'aten_dequantize_per_tensor', 'aten_linear_dynamic', 'aten_max_pool2d', 'aten_mean_inner', 'aten_mul_scalar', 'aten_normalize', 'aten_prelu', 'aten_quantize_per_channel', 'aten_quantize_per_tensor', 'aten_sleef_expf', 'aten_unary', 'aten_vec_math', 'aten_upsample_bilinear2d', 'aten_upsample_nearest2d', 'channels_transpose', 'compiled_kernels', 'conv2d_nhwc', 'conv2d_prepare', 'conv2d_run', 'conv2d_run_into', 'conv_nd_ndhwc', 'conv_nd_path', 'conv_path', 'cpu_features', 'default_threads', 'kernels', 'onednn_conv2d_nhwc', 'onednn_conv2d_prepare', 'onednn_conv_nd_ndhwc', 'onednn_conv_transpose2d_nhwc', 'onednn_requant_steps', 'onednn_scales', 'onednn_set_dw_vnni', 'onednn_set_simd', 'prepared_output_shape', 'quantize', 'requant_params']
+__all__: list[str] = ['OnednnConv2d', 'PreparedConv2d', 'aten_adaptive_avg_pool_nchw', 'aten_adaptive_avg_pool_nhwc', 'aten_add_scalar', 'aten_avg_pool2d_nchw', 'aten_avg_pool_nhwc', 'aten_batch_norm_nhwc', 'aten_binary', 'aten_cat_nhwc', 'aten_clamp', 'aten_dequantize_per_channel', 'aten_dequantize_per_tensor', 'aten_linear_dynamic', 'aten_max_pool2d', 'aten_mean_inner', 'aten_mul_scalar', 'aten_normalize', 'aten_prelu', 'aten_quantize_per_channel', 'aten_quantize_per_tensor', 'aten_sleef_expf', 'aten_softmax_lastdim', 'aten_unary', 'aten_vec_math', 'aten_upsample_bilinear2d', 'aten_upsample_nearest2d', 'channels_transpose', 'compiled_kernels', 'conv2d_nhwc', 'conv2d_prepare', 'conv2d_run', 'conv2d_run_into', 'conv_nd_ndhwc', 'conv_nd_path', 'conv_path', 'cpu_features', 'default_threads', 'kernels', 'onednn_conv2d_nhwc', 'onednn_conv2d_prepare', 'onednn_conv_nd_ndhwc', 'onednn_conv_transpose2d_nhwc', 'onednn_requant_steps', 'onednn_scales', 'onednn_set_dw_vnni', 'onednn_set_simd', 'prepared_output_shape', 'quantize', 'requant_params']
 class PreparedConv2d:
     @property
     def input_shape_nhwc(self) -> tuple[int, int, int, int]:
@@ -74,6 +74,8 @@ def aten_quantize_per_channel(x: numpy.ndarray, outer: typing.SupportsInt | typi
 def aten_quantize_per_tensor(x: numpy.ndarray, scale: typing.SupportsFloat | typing.SupportsIndex, zp: typing.SupportsInt | typing.SupportsIndex, s8: bool, threads: typing.SupportsInt | typing.SupportsIndex) -> numpy.ndarray:
     ...
 def aten_sleef_expf(x: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]:
+    ...
+def aten_softmax_lastdim(x: numpy.ndarray, si: typing.SupportsFloat | typing.SupportsIndex, zi: typing.SupportsInt | typing.SupportsIndex, so: typing.SupportsFloat | typing.SupportsIndex, zo: typing.SupportsInt | typing.SupportsIndex, cap: typing.SupportsInt | typing.SupportsIndex) -> numpy.ndarray:
     ...
 def aten_unary(op: typing.SupportsInt | typing.SupportsIndex, x: numpy.ndarray, si: typing.SupportsFloat | typing.SupportsIndex, zi: typing.SupportsInt | typing.SupportsIndex, so: typing.SupportsFloat | typing.SupportsIndex, zo: typing.SupportsInt | typing.SupportsIndex, param0: typing.SupportsFloat | typing.SupportsIndex, param1: typing.SupportsFloat | typing.SupportsIndex, cap: typing.SupportsInt | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex, param2: typing.SupportsFloat | typing.SupportsIndex = 0.0, scalar_only: bool = False) -> numpy.ndarray:
     ...

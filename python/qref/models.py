@@ -544,6 +544,8 @@ OPS: dict = {
     "quantized::layer_norm": _layer_norm,
     "quantized::group_norm": _group_norm,
     "quantized::instance_norm": _instance_norm,
+    "quantized::softmax": lambda ctx, func, b: A.softmax(b["qx"], dim=_i(b["dim"]), scale=_f(b["output_scale"]),
+                                                         zero_point=_i(b["output_zero_point"])),
     "quantized::linear_dynamic": _linear_dynamic(False),
     "quantized::linear_relu_dynamic": _linear_dynamic(True),
 }

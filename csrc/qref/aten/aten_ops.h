@@ -125,6 +125,11 @@ void normalize(const void* x, int64_t M, int64_t N, const float* gamma, const fl
                int64_t num_channels, int64_t num_groups, double eps, double xs, int64_t xz, double ys, int64_t yz,
                bool s8, void* out, int cap);
 
+// quantized::softmax over the last dimension (qsoftmax.cpp: quantize_per_tensor
+// of the float softmax of the dequantized input): `rows` rows of n elements.
+void softmax_lastdim(const void* x, int64_t rows, int64_t n, double si, int64_t zi, double so, int64_t zo, bool s8,
+                     void* out, int cap);
+
 // quantized::linear_dynamic (and _relu) with fbgemm's packed weights
 // (qlinear_dynamic.cpp PackedLinearWeight::apply_dynamic_impl): x (M x K)
 // float, w (N x K) int8 with one scale/zero point (per_channel false) or N of

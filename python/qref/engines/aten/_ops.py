@@ -957,3 +957,26 @@ def linear_dynamic(x: Any, weight: Any, bias: Any = None, *, reduce_range: Any =
             raise ValueError(f"{fn}: bias has {b.size} values (must be {w.shape[0]}, one per output feature)")
     out, _, _ = _core.aten_linear_dynamic(np.ascontiguousarray(xa), w, scales, zps, b, rr, rl)
     return torch.from_numpy(out) if is_t else out
+
+
+def softmax(x: Any, *, dim: Any, scale: Any, zero_point: Any, capability: Any = None) -> Any:
+    """quantized::softmax (qsoftmax.cpp): ``quantize_per_tensor(softmax(dequantize(x), dim))``
+    with torch's float softmax over the last dimension (SoftMaxKernel.cpp _vec_softmax_lastdim:
+    Vectorized exp and vec::reduce_all's summation order, per capability). ``dim`` must be the
+    last dimension of a contiguous x (or a dimension after which all sizes are 1); other dims run
+    another float kernel and are refused with a ValueError."""
+    fn = "softmax"
+    q = _Q(fn, "x", x)
+    nd = len(q.shape)
+    d = check_int(fn, "dim", dim, -nd, nd - 1) % nd if nd else 0
+    if nd == 0 or any(v != 1 for v in q.shape[d + 1:]):
+        raise ValueError(f"{fn}: dim={dim!r} over shape {q.shape} (qref reproduces the softmax over the last "
+                         f"dimension only: ATen runs another float kernel for inner dims)")
+    if q.layout != "contiguous":
+        raise ValueError(f"{fn}: x is {q.layout} (must be contiguous: qref reproduces the contiguous last-dim "
+                         f"kernel only)")
+    s, z = _out_qparams(fn, q, scale, zero_point)
+    cap = check_capability(fn, capability)
+    data = q.data.reshape(-1, q.shape[d]) if nd else q.data
+    out = _core.aten_softmax_lastdim(np.ascontiguousarray(data), q.scale, q.zero_point, s, z, cap)
+    return q.make(out.reshape(q.data.shape), s, z)
