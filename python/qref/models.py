@@ -97,6 +97,16 @@ def _touches_quantized(args: tuple, kwargs: dict) -> bool:
     return False
 
 
+def _quantized_call(name: str, args: tuple, kwargs: dict) -> bool:
+    """Whether a dispatched op is one qref accounts for: a quantize, a quantized:: op (also with
+    float operands, e.g. the dynamic linear) or any op with a quantized tensor argument."""
+    return name in _QUANTIZE_OPS or name.startswith("quantized::") or _touches_quantized(args, kwargs)
+
+
+def _makes_quantized(out: Any) -> bool:
+    return _is_q(out) or (isinstance(out, (list, tuple)) and any(_is_q(v) for v in out))
+
+
 def _quantized_args(args: tuple) -> list:
     out = []
     for a in args:
@@ -749,8 +759,7 @@ class _RunMode:
                 name = op_name(func)
                 if name in LAYOUT_OPS:
                     return func(*args, **kwargs)
-                if name in OPS and (name in _QUANTIZE_OPS or name.startswith("quantized::")
-                                    or _touches_quantized(args, kwargs)):
+                if name in OPS and _quantized_call(name, args, kwargs):
                     ctx = OpContext(tracker.module, isa, threads, run_runner_for)
                     i = seq[0]
                     seq[0] += 1
@@ -771,7 +780,7 @@ class _RunMode:
                     raise UnsupportedOpError(f"{name} (issued by {_where(tracker)}) on quantized tensors is not "
                                              f"reproduced by qref")
                 out = func(*args, **kwargs)
-                if _is_q(out) or (isinstance(out, (list, tuple)) and any(_is_q(v) for v in out)):
+                if _makes_quantized(out):
                     raise UnsupportedOpError(f"{name} (issued by {_where(tracker)}) makes a quantized tensor "
                                              f"qref does not reproduce")
                 return out
@@ -876,10 +885,9 @@ class _CaptureMode:
                 name = op_name(func)
                 if name in LAYOUT_OPS:
                     return func(*args, **kwargs)
-                quant = name in _QUANTIZE_OPS or name.startswith("quantized::") or _touches_quantized(args, kwargs)
-                if not quant:
+                if not _quantized_call(name, args, kwargs):
                     out = func(*args, **kwargs)
-                    if _is_q(out) or (isinstance(out, (list, tuple)) and any(_is_q(v) for v in out)):
+                    if _makes_quantized(out):
                         lab, mod = label(func, args, kwargs, False)
                         on_call(OpCall(lab, name, mod, [], out, error=f"{name} makes a quantized tensor qref does "
                                                                        f"not reproduce"), args, kwargs)

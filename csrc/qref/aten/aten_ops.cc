@@ -387,6 +387,17 @@ void cat_nhwc_t(const void* const* xs, const int64_t* cs, const double* scales, 
   }
 }
 
+// The in-bounds taps [begin, end) of a dilated pooling window along one axis
+// (Pooling.cpp): output index o, stride s, padding p, kernel k, dilation d,
+// input size lim.
+inline void pool_window(int64_t o, int64_t s, int64_t p, int64_t k, int64_t d, int64_t lim, int64_t* begin,
+                        int64_t* end) {
+  int64_t b = o * s - p;
+  *end = std::min(b + (k - 1) * d + 1, lim);
+  while (b < 0) b += d;
+  *begin = b;
+}
+
 template <class T>
 void max_pool2d_t(const T* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
                   int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, T* out) {
@@ -396,13 +407,11 @@ void max_pool2d_t(const T* x, int64_t planes, int64_t ih, int64_t iw, int64_t oh
     const T* ip = x + p * ih * iw;
     T* op = out + p * oh * ow;
     for (int64_t r = 0; r < oh; ++r) {
-      int64_t h0 = r * sh - ph;
-      const int64_t h1 = std::min(h0 + (kh - 1) * dh + 1, ih);
-      while (h0 < 0) h0 += dh;
+      int64_t h0, h1;
+      pool_window(r, sh, ph, kh, dh, ih, &h0, &h1);
       for (int64_t q = 0; q < ow; ++q) {
-        int64_t w0 = q * sw - pw;
-        const int64_t w1 = std::min(w0 + (kw - 1) * dw + 1, iw);
-        while (w0 < 0) w0 += dw;
+        int64_t w0, w1;
+        pool_window(q, sw, pw, kw, dw, iw, &w0, &w1);
         T m = std::numeric_limits<T>::lowest();
         for (int64_t y = h0; y < h1; y += dh)
           for (int64_t xx = w0; xx < w1; xx += dw) m = std::max(m, ip[y * iw + xx]);
@@ -421,13 +430,11 @@ void max_pool2d_nhwc_t(const T* x, int64_t n, int64_t ih, int64_t iw, int64_t c,
     const T* ip = x + b * ih * iw * c;
     T* op = out + b * oh * ow * c;
     for (int64_t r = 0; r < oh; ++r) {
-      int64_t h0 = r * sh - ph;
-      const int64_t h1 = std::min(h0 + (kh - 1) * dh + 1, ih);
-      while (h0 < 0) h0 += dh;
+      int64_t h0, h1;
+      pool_window(r, sh, ph, kh, dh, ih, &h0, &h1);
       for (int64_t q = 0; q < ow; ++q) {
-        int64_t w0 = q * sw - pw;
-        const int64_t w1 = std::min(w0 + (kw - 1) * dw + 1, iw);
-        while (w0 < 0) w0 += dw;
+        int64_t w0, w1;
+        pool_window(q, sw, pw, kw, dw, iw, &w0, &w1);
         T* o = op + (r * ow + q) * c;
         for (int64_t k = 0; k < c; ++k) o[k] = std::numeric_limits<T>::lowest();
         for (int64_t y = h0; y < h1; y += dh)

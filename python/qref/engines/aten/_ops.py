@@ -609,6 +609,23 @@ def _back(q: _Q, out_nchw: np.ndarray, scale: float, zp: int) -> Any:
     return q.make(out_nchw, scale, zp)
 
 
+def _avg_pool_args(fn: str, nd: int, kernel_size: Any, stride: Any, padding: Any, ceil_mode: Any,
+                   count_include_pad: Any, divisor_override: Any, capability: Any) -> tuple:
+    """avg_pool{nd}d's validated arguments: (kernel, stride, padding, ceil_mode,
+    count_include_pad, divisor (0: none), capability)."""
+    k = check_size_list(fn, "kernel_size", kernel_size, nd, 1)
+    st = k if stride is None or stride == [] or stride == () else check_size_list(fn, "stride", stride, nd, 1)
+    p = check_size_list(fn, "padding", padding, nd, 0)
+    cm = check_bool(fn, "ceil_mode", ceil_mode)
+    cip = check_bool(fn, "count_include_pad", count_include_pad)
+    dv = 0 if divisor_override is None else check_int(fn, "divisor_override", divisor_override, 1, (1 << 31) - 1)
+    cap = check_capability(fn, capability)
+    for i in range(nd):
+        if p[i] > k[i] // 2:
+            raise ValueError(f"{fn}: padding={p} (must be at most half of kernel_size={k})")
+    return k, st, p, cm, cip, dv, cap
+
+
 def avg_pool2d(x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: Any = False,
                count_include_pad: Any = True, divisor_override: Any = None, capability: Any = None) -> Any:
     """quantized avg_pool2d (q_avgpool.cpp): NCHW avg_pool2d_out_frame, channels_last
@@ -616,16 +633,8 @@ def avg_pool2d(x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0
     fn = "avg_pool2d"
     q = _Q(fn, "x", x)
     a = _spatial(fn, q, 2)
-    k = check_size_list(fn, "kernel_size", kernel_size, 2, 1)
-    st = k if stride is None or stride == [] or stride == () else check_size_list(fn, "stride", stride, 2, 1)
-    p = check_size_list(fn, "padding", padding, 2, 0)
-    cm = check_bool(fn, "ceil_mode", ceil_mode)
-    cip = check_bool(fn, "count_include_pad", count_include_pad)
-    dv = 0 if divisor_override is None else check_int(fn, "divisor_override", divisor_override, 1, (1 << 31) - 1)
-    cap = check_capability(fn, capability)
-    for i in range(2):
-        if p[i] > k[i] // 2:
-            raise ValueError(f"{fn}: padding={p} (must be at most half of kernel_size={k})")
+    k, st, p, cm, cip, dv, cap = _avg_pool_args(fn, 2, kernel_size, stride, padding, ceil_mode,
+                                                count_include_pad, divisor_override, capability)
     H, W = a.shape[-2:]
     oh = _pool_out(fn, H, k[0], p[0], st[0], 1, cm)
     ow = _pool_out(fn, W, k[1], p[1], st[1], 1, cm)
@@ -646,16 +655,8 @@ def avg_pool3d(x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0
     q = _Q(fn, "x", x)
     if len(q.shape) != 5:
         raise ValueError(f"{fn}: x has shape {q.shape} (must be 5-d)")
-    k = check_size_list(fn, "kernel_size", kernel_size, 3, 1)
-    st = k if stride is None or stride == [] or stride == () else check_size_list(fn, "stride", stride, 3, 1)
-    p = check_size_list(fn, "padding", padding, 3, 0)
-    cm = check_bool(fn, "ceil_mode", ceil_mode)
-    cip = check_bool(fn, "count_include_pad", count_include_pad)
-    dv = 0 if divisor_override is None else check_int(fn, "divisor_override", divisor_override, 1, (1 << 31) - 1)
-    cap = check_capability(fn, capability)
-    for i in range(3):
-        if p[i] > k[i] // 2:
-            raise ValueError(f"{fn}: padding={p} (must be at most half of kernel_size={k})")
+    k, st, p, cm, cip, dv, cap = _avg_pool_args(fn, 3, kernel_size, stride, padding, ceil_mode,
+                                                count_include_pad, divisor_override, capability)
     a = q.nchw()
     osz = [_pool_out(fn, a.shape[2 + i], k[i], p[i], st[i], 1, cm) for i in range(3)]
     nd = np.ascontiguousarray(a.transpose(0, 2, 3, 4, 1))
@@ -782,21 +783,35 @@ __all__: list[str] = [
     "add_scalar",
     "avg_pool2d",
     "avg_pool3d",
+    "batch_norm",
     "cat",
+    "celu",
+    "channel_shuffle",
     "clamp",
     "dequantize",
+    "elu",
+    "gelu",
+    "group_norm",
     "hardsigmoid",
     "hardswish",
     "hardtanh",
+    "instance_norm",
+    "layer_norm",
     "leaky_relu",
+    "linear_dynamic",
     "max_pool1d",
     "max_pool2d",
     "mean",
     "mul",
     "mul_relu",
+    "mul_scalar",
+    "prelu",
     "quantize_per_channel",
     "quantize_per_tensor",
     "relu6",
+    "sigmoid",
+    "softmax",
+    "tanh",
     "threshold",
     "upsample_bilinear2d",
     "upsample_nearest2d",
