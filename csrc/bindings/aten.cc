@@ -51,6 +51,11 @@ py::array new_q(bool s8, std::vector<py::ssize_t> shape) {
   return py::array_t<uint8_t>(shape);
 }
 
+// A new uint8/int8 array of like's shape.
+py::array new_q_like(bool s8, const py::array& like) {
+  return new_q(s8, std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()));
+}
+
 void check_scale(double s, const char* name) {
   need(std::isfinite(s) && s >= static_cast<double>(std::numeric_limits<float>::min()) &&
            s <= static_cast<double>(std::numeric_limits<float>::max()),
@@ -59,6 +64,14 @@ void check_scale(double s, const char* name) {
 
 void check_zp(int64_t z, bool s8, const char* name) {
   need(s8 ? (z >= -128 && z <= 127) : (z >= 0 && z <= 255), std::string(name) + " out of range for the dtype");
+}
+
+// Input and output qparams of an elementwise op.
+void check_io_qparams(double si, int64_t zi, double so, int64_t zo, bool s8) {
+  check_scale(si, "input scale");
+  check_scale(so, "output scale");
+  check_zp(zi, s8, "input zero_point");
+  check_zp(zo, s8, "output zero_point");
 }
 
 Sched sched(int cap, int threads) {
@@ -79,8 +92,7 @@ void register_aten(py::module_& m) {
     check_scale(scale, "scale");
     check_zp(zp, s8, "zero_point");
     need(threads >= 1 && threads <= 4096, "num_threads must be in [1, 4096]");
-    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-    py::array out = new_q(s8, shape);
+    py::array out = new_q_like(s8, x);
     void* op = out.mutable_data();
     const int64_t n = x.size();
     {
@@ -100,8 +112,7 @@ void register_aten(py::module_& m) {
       check_scale(scales.data()[c], "scales[c]");
       check_zp(zps.data()[c], s8, "zero_points[c]");
     }
-    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-    py::array out = new_q(s8, shape);
+    py::array out = new_q_like(s8, x);
     void* op = out.mutable_data();
     {
       qref_bindings::ReleaseGil nogil;
@@ -159,8 +170,7 @@ void register_aten(py::module_& m) {
     check_zp(zo, s8a, "zero_point");
     Sched sc = sched(cap, threads);
     sc.simd = simd;
-    std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
-    py::array out = new_q(s8a, shape);
+    py::array out = new_q_like(s8a, a);
     void* op_ = out.mutable_data();
     const int64_t n = a.size();
     {
@@ -175,14 +185,10 @@ void register_aten(py::module_& m) {
     bool s8 = false;
     const void* xp = qdata(x, "x", &s8);
     need(op >= 0 && op <= 8, "unknown unary op");
-    check_scale(si, "input scale");
-    check_scale(so, "output scale");
-    check_zp(zi, s8, "input zero_point");
-    check_zp(zo, s8, "output zero_point");
+    check_io_qparams(si, zi, so, zo, s8);
     Sched sc = sched(cap, threads);
     sc.scalar_only = scalar_only;
-    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-    py::array out = new_q(s8, shape);
+    py::array out = new_q_like(s8, x);
     void* op_ = out.mutable_data();
     const int64_t n = x.size();
     {
@@ -199,8 +205,7 @@ void register_aten(py::module_& m) {
     check_zp(zp, s8, "zero_point");
     const bool has_lo = !lo.is_none(), has_hi = !hi.is_none();
     const double lv = has_lo ? lo.cast<double>() : 0.0, hv = has_hi ? hi.cast<double>() : 0.0;
-    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-    py::array out = new_q(s8, shape);
+    py::array out = new_q_like(s8, x);
     void* op = out.mutable_data();
     const int64_t n = x.size();
     {
@@ -217,8 +222,7 @@ void register_aten(py::module_& m) {
     check_zp(zp, s8, "zero_point");
     need(std::isfinite(c) && std::fabs(c / scale) < 1e15, "other must be finite and |other / scale| < 1e15");
     const Sched sc = sched(cap, threads);
-    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-    py::array out = new_q(s8, shape);
+    py::array out = new_q_like(s8, x);
     void* op = out.mutable_data();
     const int64_t n = x.size();
     double os = 0;
@@ -236,8 +240,7 @@ void register_aten(py::module_& m) {
     check_scale(scale, "scale");
     check_zp(zp, s8, "zero_point");
     need(std::isfinite(c), "other must be finite");
-    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-    py::array out = new_q(s8, shape);
+    py::array out = new_q_like(s8, x);
     void* op = out.mutable_data();
     const int64_t n = x.size();
     double os = 0;
@@ -263,8 +266,7 @@ void register_aten(py::module_& m) {
     check_zp(zi, s8, "input zero_point");
     check_zp(zw, s8, "weight zero_point");
     check_zp(zo, s8, "output zero_point");
-    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-    py::array out = new_q(s8, shape);
+    py::array out = new_q_like(s8, x);
     void* op = out.mutable_data();
     {
       qref_bindings::ReleaseGil nogil;
@@ -483,10 +485,7 @@ void register_aten(py::module_& m) {
     }
     const float* mp = vec(mean, "mean");
     const float* vp = vec(var, "var");
-    check_scale(si, "input scale");
-    check_scale(so, "output scale");
-    check_zp(zi, s8, "input zero_point");
-    check_zp(zo, s8, "output zero_point");
+    check_io_qparams(si, zi, so, zo, s8);
     py::array out = new_q(s8, {P, C});
     void* op = out.mutable_data();
     {
@@ -524,8 +523,7 @@ void register_aten(py::module_& m) {
     check_scale(ys, "output scale");
     check_zp(xz, s8, "input zero_point");
     check_zp(yz, s8, "output zero_point");
-    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-    py::array out = new_q(s8, shape);
+    py::array out = new_q_like(s8, x);
     void* op = out.mutable_data();
     {
       qref_bindings::ReleaseGil nogil;
@@ -600,13 +598,9 @@ void register_aten(py::module_& m) {
     bool s8 = false;
     const void* xp = qdata(x, "x", &s8);
     need(x.ndim() >= 1 && x.shape(x.ndim() - 1) > 0, "x must have a non-empty last dimension");
-    check_scale(si, "input scale");
-    check_scale(so, "output scale");
-    check_zp(zi, s8, "input zero_point");
-    check_zp(zo, s8, "output zero_point");
+    check_io_qparams(si, zi, so, zo, s8);
     need(cap >= 0 && cap <= 2, "cap must be 0 (default), 1 (avx2) or 2 (avx512)");
-    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-    py::array out = new_q(s8, shape);
+    py::array out = new_q_like(s8, x);
     const int64_t n = x.shape(x.ndim() - 1);
     void* op_ = out.mutable_data();
     {
