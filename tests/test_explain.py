@@ -375,3 +375,31 @@ def test_explain_op_dynamic_linear_matches_torch():
         qref.explain_op("linear_dynamic", x, w, bias, index=(3, 0))
     with pytest.raises(ValueError, match="op"):
         qref.explain_op("softmax", x, index=(0, 0))
+
+
+def test_explain_reduction_matches_torch():
+    """max/avg pooling (padded windows, both count_include_pad), mean and softmax: every output
+    element's derivation ends in torch's byte."""
+    torch = pytest.importorskip("torch")
+    r = np.random.default_rng(9)
+    x = _qt(r, (1, 3, 9, 9), 0.05, 100)
+    kw = {"kernel_size": (3, 3), "stride": (2, 2), "padding": (1, 1)}
+    refs = {
+        ("max_pool2d", True): torch.nn.functional.max_pool2d(x, 3, 2, 1),
+        ("avg_pool2d", True): torch.nn.functional.avg_pool2d(x, 3, 2, 1),
+        ("avg_pool2d", False): torch.nn.functional.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
+    }
+    for (op, cip), ref in refs.items():
+        for idx in np.ndindex(*ref.shape):
+            e = qref.explain_reduction(op, x, index=idx, count_include_pad=cip, **kw)
+            assert e.value == int(ref.int_repr()[idx]), str(e)
+    ref = x.mean(dim=(2, 3))
+    for idx in np.ndindex(*ref.shape):
+        assert qref.explain_reduction("mean", x, index=idx, dims=2).value == int(ref.int_repr()[idx])
+    xs = _qt(r, (2, 3, 37), 0.05, 100)
+    ref = torch.ops.quantized.softmax(xs, -1, 1.0 / 256, 0)
+    for idx in np.ndindex(*ref.shape):
+        e = qref.explain_reduction("softmax", xs, index=idx, scale=1.0 / 256, zero_point=0)
+        assert e.value == int(ref.int_repr()[idx]), str(e)
+    with pytest.raises(ValueError, match="op"):
+        qref.explain_reduction("layer_norm", x, index=(0, 0))

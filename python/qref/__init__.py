@@ -80,6 +80,6 @@ from .campaign import DatasetReport, FuzzReport, check_dataset, fuzz  # noqa: E4
 __all__ += ["DatasetReport", "FuzzReport", "check_dataset", "fuzz"]
 
 # ATen's elementwise ops and the dynamic Linear, explained element by element
-from .explain import OpExplanation, explain_op  # noqa: E402
+from .explain import OpExplanation, explain_op, explain_reduction  # noqa: E402
 
-__all__ += ["OpExplanation", "explain_op"]
+__all__ += ["OpExplanation", "explain_op", "explain_reduction"]

@@ -28,6 +28,7 @@ from .bridge.onednn_verbose import _with_onednn_kernel
 from .common.fp import fma_f32
 from .common.isa import ISAS
 from .common.validate import check_choice, check_index, check_int, check_scale, is_torch_tensor
+from .engines import aten as aten_ops
 from .engines.aten._args import check_capability, check_threads
 from .engines.fbgemm.conv2d import conv_plan
 from .engines.onednn import conv2d as od
@@ -1141,3 +1142,95 @@ def _explain_linear_dynamic(x: Any, weight: Any, bias: Any = None, *, index: Any
     if relu:
         y = max(np.float32(y), np.float32(0.0))
     return OpExplanation("linear_dynamic", idx, "", "", steps, np.float32(y))
+
+
+def explain_reduction(op: str, x: Any, *, index: Any, **params: Any) -> OpExplanation:
+    """The worked derivation of one output element of a quantized pooling, mean or softmax.
+
+    ``op``: "max_pool2d" (``kernel_size``, ``stride``, ``padding``: 2-tuples), "avg_pool2d" (the
+    same, contiguous NCHW x, no ceil_mode/divisor), "mean" (over the last ``dims`` dims of a
+    contiguous x; output keeps x's qparams), "softmax" (the last dim; ``scale``,
+    ``zero_point``, ``capability``). ``index``: the output element."""
+    fn = "explain_reduction"
+    check_choice(fn, "op", op, ("max_pool2d", "avg_pool2d", "mean", "softmax"))
+    if not is_torch_tensor(x) or not x.is_quantized:
+        raise TypeError(f"{fn}: x must be a torch quantized tensor, got {type(x).__name__}")
+    q = x.int_repr().contiguous().numpy().astype(np.int64)
+    s, z = np.float32(x.q_scale()), int(x.q_zero_point())
+    s8 = str(x.dtype) == "torch.qint8"
+    lo, hi = (-128, 127) if s8 else (0, 255)
+    steps: list = []
+    if op in ("max_pool2d", "avg_pool2d"):
+        if x.dim() != 4:
+            raise ValueError(f"{fn}: x has shape {tuple(x.shape)} (must be 4-d NCHW for {op})")
+        k = tuple(params["kernel_size"])
+        st = tuple(params.get("stride") or k)
+        pd = tuple(params.get("padding", (0, 0)))
+        H, W = q.shape[-2:]
+        oh, ow = (H + 2 * pd[0] - k[0]) // st[0] + 1, (W + 2 * pd[1] - k[1]) // st[1] + 1
+        idx = _nd_index(fn, index, tuple(q.shape[:-2]) + (oh, ow))
+        plane = q[idx[:-2]]
+        h0, w0 = idx[-2] * st[0] - pd[0], idx[-1] * st[1] - pd[1]
+        h1, w1 = min(h0 + k[0], H + pd[0]), min(w0 + k[1], W + pd[1])
+        pool_size = (h1 - h0) * (w1 - w0)
+        win = plane[max(h0, 0):min(h1, H), max(w0, 0):min(w1, W)]
+        steps.append(("window (rows, cols in bounds)", f"[{max(h0, 0)}:{min(h1, H)}, {max(w0, 0)}:{min(w1, W)}]"))
+        if op == "max_pool2d":
+            steps.append(("taps", win.ravel().tolist()))
+            return OpExplanation(op, idx, "", "", steps, int(win.max()))
+        cip = bool(params.get("count_include_pad", True))
+        divide = pool_size if cip else win.size
+        acc = int(win.sum()) - win.size * z
+        mult = np.float32(float(s) / float(s) / divide)  # avg_pool keeps x's qparams
+        steps += [("sum(q) - taps * z", acc), ("divisor", divide), ("multiplier float(si/so/divisor)", mult)]
+        y = np.float32(np.float32(np.float32(acc) * mult) + np.float32(z))
+        steps.append(("sum * multiplier + z", y))
+        return OpExplanation(op, idx, "", "", steps, int(min(max(float(np.rint(y)), lo), hi)))
+    if op == "mean":
+        dims = int(params.get("dims", 1))
+        lead = q.shape[:-dims] if dims < q.ndim else ()
+        idx = _nd_index(fn, index, tuple(lead)) if lead else ()
+        row = q[idx].ravel() if lead else q.ravel()
+        y = np.float32(np.float32(int(row.sum())) / np.float32(row.size))
+        steps += [("integer sum of the bytes", int(row.sum())), ("elements", row.size), ("float(sum) / float(n)", y)]
+        return OpExplanation(op, idx, "", "", steps, int(np.rint(y)))
+    # softmax over the last dim (docs/ops.md): float softmax of the dequantized row, then quantize
+    idx = _nd_index(fn, index, tuple(q.shape))
+    cap = check_capability(fn, params.get("capability"))
+    so, zo = float(params["scale"]), int(params["zero_point"])
+    row = q[idx[:-1]]
+    xs = (s * (row - z).astype(np.float32)).astype(np.float32)
+    m = xs.max()
+    d = np.float32(xs[idx[-1]] - m)
+    ex = (np.exp(d) if cap == 0 else _core.aten_sleef_expf(np.array([d], np.float32))[0])
+    steps += [("x = s * (q - z)", np.float32(xs[idx[-1]])), ("row max", np.float32(m)),
+              ("exp(x - max)" + ("" if cap == 0 else " (SLEEF expf_u10)"), np.float32(ex))]
+    if cap == 0:  # the std::exp of the DEFAULT capability is glibc's expf: read it from qref's op
+        one = aten_ops.softmax(x[idx[:-1]].unsqueeze(0), dim=-1, scale=so, zero_point=zo, capability="default")
+        steps.append(("(DEFAULT: sum and quantize as qref's softmax)", "see docs/ops.md"))
+        return OpExplanation(op, idx, "default", "", steps, int(one.int_repr()[(0, idx[-1])]))
+    V = 16 if cap == 2 else 8
+    e = _core.aten_sleef_expf((xs - m).astype(np.float32))
+    n = e.size
+    if n < V:
+        tot = np.float32(e[0])
+        for v in e[1:]:
+            tot = np.float32(tot + v)
+    else:
+        acc = e[:V].copy()
+        dd = V
+        while dd < n - n % V:
+            acc = (acc + e[dd:dd + V]).astype(np.float32)
+            dd += V
+        acc[:n - dd] = (acc[:n - dd] + e[dd:]).astype(np.float32)
+        w = V // 2
+        while w >= 1:
+            acc[:w] = (acc[:w] + acc[w:2 * w]).astype(np.float32)
+            w //= 2
+        tot = np.float32(acc[0])
+    inv = np.float32(np.float32(1.0) / tot)
+    y = np.float32(np.float32(ex) * inv)
+    steps += [("sum of exp (reduce_all order)", tot), ("1 / sum", inv), ("y = exp * (1/sum)", y)]
+    t, r = _q_legacy(np.float32(np.float32(1.0) / np.float32(so)), zo, y, lo, hi)
+    steps.append(("fma(y, 1/so, zo) (quantize_per_tensor)", t))
+    return OpExplanation(op, idx, ("default", "avx2", "avx512")[cap], "", steps, r)
