@@ -139,9 +139,9 @@ def test_check_fx_functional_ops_are_verified():
 def test_check_lists_unverifiable_layers():
     """Converted under the default 'x86' engine: on a VNNI host oneDNN runs the conv (verified with
     oneDNN's arithmetic, or listed with the reason where qref lacks that oneDNN kernel); quantized
-    Hardswish and a FloatFunctional add are verified; a FloatFunctional mul by a scalar
-    (quantized::mul.Scalar) is quantized arithmetic qref does not model: listed by name and reason,
-    never silently skipped, report.ok is False and the end-to-end run names the op."""
+    Hardswish, a FloatFunctional add and a mul by a scalar are verified; a nearest 3-d upsampling
+    (aten::upsample_nearest3d) is quantized arithmetic qref does not model: listed by name and
+    reason, never silently skipped, report.ok is False and the end-to-end run names the op."""
 
     class M(torch.nn.Module):
         def __init__(self):
@@ -157,6 +157,7 @@ def test_check_lists_unverifiable_layers():
         def forward(self, x):
             y = self.conv(self.quant(x))
             y = self.scaled.mul_scalar(self.skip.add(y, self.act(y)), 0.5)
+            y = torch.nn.functional.interpolate(y.unsqueeze(2), size=(1, 6, 6), mode="nearest").squeeze(2)
             return self.dequant(self.fc(y.flatten(1)))
 
     torch.manual_seed(1)
@@ -171,7 +172,7 @@ def test_check_lists_unverifiable_layers():
     rows = {row.name: row for row in r.layers}
     # two QFunctionals in one forward: the scalar op has no output qparams to tell which issued it,
     # so its row is named by the op
-    assert set(rows) == {"quant", "conv", "act", "skip", "mul_scalar", "fc", "dequant"}, str(r)
+    assert set(rows) == {"quant", "conv", "act", "skip", "mul_scalar", "upsample_nearest3d", "fc", "dequant"}, str(r)
     assert rows["quant"].status == "ok"
     for name in ("conv", "fc"):  # verified (bit-exact), or listed with a reason
         assert rows[name].status in ("ok", "unsupported"), str(r)
@@ -180,10 +181,12 @@ def test_check_lists_unverifiable_layers():
         assert rows["conv"].path == "oneDNN"
     assert rows["act"].status == "ok" and rows["act"].type == "quantized::hardswish"
     assert rows["skip"].status == "ok" and rows["skip"].type == "quantized::add"
-    assert rows["mul_scalar"].status == "unsupported" and "quantized::mul" in rows["mul_scalar"].reason
+    assert rows["mul_scalar"].status == "ok" and rows["mul_scalar"].type == "quantized::mul_scalar"
+    up = rows["upsample_nearest3d"]
+    assert up.status == "unsupported" and "aten::upsample_nearest3d" in up.reason
     assert not r.ok
-    assert r.end_to_end.status == "unsupported" and "quantized::mul" in r.end_to_end.reason
-    assert "mul_scalar: not verified" in str(r) and "NOT OK" in str(r)
+    assert r.end_to_end.status == "unsupported" and "aten::upsample_nearest3d" in r.end_to_end.reason
+    assert "upsample_nearest3d: not verified" in str(r) and "NOT OK" in str(r)
 
 
 def test_portability_x86_engine_routing():
