@@ -84,8 +84,10 @@ MODELS = textwrap.dedent('''
             self.dequant = tq.DeQuantStub()
 
         def forward(self, x):
-            # quantized::mul with a scalar operand: an op qref does not reproduce
-            return self.dequant(self.f.mul_scalar(self.act(self.c1(self.quant(x))), 0.5))
+            # nearest 3-d upsampling of a quantized tensor: an op qref does not reproduce
+            y = self.f.mul_scalar(self.act(self.c1(self.quant(x))), 0.5)
+            y = torch.nn.functional.interpolate(y.unsqueeze(2), size=(1, 14, 14), mode="nearest").squeeze(2)
+            return self.dequant(y)
 
     def hardswish_model():
         torch.manual_seed(0)
@@ -201,7 +203,8 @@ def test_check_x86_engine_model(models, capsys, monkeypatch):
 def test_check_unverifiable_layer_exit_code(models, capsys, monkeypatch):
     code, out, _ = inproc(capsys, monkeypatch, "check", "mymodels:hardswish_model", "--input-shape", "1,3,16,16",
                           cwd=str(models))
-    assert code == 1 and "f: not verified" in out and "quantized::mul" in out and "NOT OK" in out
+    assert code == 1 and "upsample_nearest3d: not verified" in out and "aten::upsample_nearest3d" in out
+    assert "NOT OK" in out
 
 
 def test_check_usage_errors(models, capsys, monkeypatch):

@@ -189,19 +189,21 @@ def test_unreadable_file_is_an_error_of_that_input(model, tmp_path):
 def test_unverified_is_never_ok():
     import torch.ao.quantization as tq
 
-    class MulScalarNet(torch.nn.Module):  # quantized::mul_scalar: an op qref does not reproduce
+    class Up3dNet(torch.nn.Module):  # aten::upsample_nearest3d: an op qref does not reproduce
         def __init__(self):
             super().__init__()
             self.quant, self.conv, self.dequant = tq.QuantStub(), torch.nn.Conv2d(3, 4, 1), tq.DeQuantStub()
             self.f = torch.ao.nn.quantized.FloatFunctional()
 
         def forward(self, x):
-            return self.dequant(self.f.mul_scalar(self.conv(self.quant(x)), 0.5))
+            y = self.f.mul_scalar(self.conv(self.quant(x)), 0.5)
+            y = torch.nn.functional.interpolate(y.unsqueeze(2), size=(1, 4, 4), mode="nearest").squeeze(2)
+            return self.dequant(y)
 
     prev = torch.backends.quantized.engine
     torch.backends.quantized.engine = "fbgemm"
     try:
-        m = MulScalarNet().eval()
+        m = Up3dNet().eval()
         m.qconfig = tq.get_default_qconfig("fbgemm")
         tq.prepare(m, inplace=True)
         m(torch.rand(1, 3, 4, 4))
