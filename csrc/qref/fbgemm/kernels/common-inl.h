@@ -71,6 +71,16 @@ bool any_weight_zero_point(const Conv2dProblem& p) {
   return false;
 }
 
+// Copies n bytes (sizeof(T) <= n <= 2 * sizeof(T)) as two possibly overlapping T moves.
+template <class T>
+inline void copy_ends(uint8_t* dst, const uint8_t* src, int64_t n) {
+  T a, b;
+  std::memcpy(&a, src, sizeof(T));
+  std::memcpy(&b, src + n - sizeof(T), sizeof(T));
+  std::memcpy(dst, &a, sizeof(T));
+  std::memcpy(dst + n - sizeof(T), &b, sizeof(T));
+}
+
 // Copies n bytes with a few overlapping vector moves (im2col of small Cg).
 inline void copy_small(uint8_t* dst, const uint8_t* src, int64_t n) {
   if (n >= 16) {
@@ -81,17 +91,9 @@ inline void copy_small(uint8_t* dst, const uint8_t* src, int64_t n) {
       _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + n - 16),
                        _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + n - 16)));
   } else if (n >= 8) {
-    uint64_t a, b;
-    std::memcpy(&a, src, 8);
-    std::memcpy(&b, src + n - 8, 8);
-    std::memcpy(dst, &a, 8);
-    std::memcpy(dst + n - 8, &b, 8);
+    copy_ends<uint64_t>(dst, src, n);
   } else if (n >= 4) {
-    uint32_t a, b;
-    std::memcpy(&a, src, 4);
-    std::memcpy(&b, src + n - 4, 4);
-    std::memcpy(dst, &a, 4);
-    std::memcpy(dst + n - 4, &b, 4);
+    copy_ends<uint32_t>(dst, src, n);
   } else {
     for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
   }
@@ -143,4 +145,68 @@ void im2col_row(const Conv2dShape& s, const uint8_t* in, int64_t n, int64_t oh, 
     }
   }
   for (int64_t k = kdim(s); k < Kp; ++k) dst[k] = 0;
+}
+
+// --------------------------------------------------------------------------
+// The GEMM path's packed weights, as both kernels lay them out: per group, NP = Og rounded up
+// to the panel width NR; a panel holds `steps` k-steps of NR output channels x 4 bytes (4 u8
+// k, or 2 int16 k: `k_per_step`); the padded requantization arrays (RqArrays, G * NP
+// entries) come first.
+struct GemmLayout {
+  int64_t K, Kp, NP, steps, panel_bytes, group_bytes;
+  size_t b_off, total;
+};
+
+inline GemmLayout gemm_layout_for(const Conv2dProblem& p, int64_t nr, int64_t k_per_step) {
+  const Conv2dShape& s = p.shape;
+  GemmLayout L;
+  L.K = kdim(s);
+  L.Kp = round_up(L.K, 4);
+  L.NP = round_up(cout_pg(s), nr);
+  L.steps = L.Kp / k_per_step;
+  L.panel_bytes = L.steps * nr * 4;
+  L.group_bytes = (L.NP / nr) * L.panel_bytes;
+  L.b_off = align64(static_cast<size_t>(s.groups * L.NP) * 16);
+  L.total = L.b_off + static_cast<size_t>(s.groups * L.group_bytes);
+  return L;
+}
+
+// Fills the padded requantization arrays of a GEMM layout (zeros past Og in each group).
+inline RqArrays gemm_fill_rq(const Conv2dProblem& p, const GemmLayout& L, void* packed) {
+  const int64_t G = p.shape.groups, Og = cout_pg(p.shape);
+  const RqArrays r = rq_arrays(packed, G * L.NP);
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t n = 0; n < L.NP; ++n) set_rq(r, g * L.NP + n, p, n < Og ? g * Og + n : -1);
+  return r;
+}
+
+// Runs micro(t) over one block of A rows of group g: every NR-channel panel j, every MR rows
+// (a short last tile repeats its last row; the micro-kernel stores only mvalid rows). Sets the
+// fields both kernels' Tile has; per_row(t, q, i) sets a kernel's own fields for tile row q
+// (block row i). Output row i of the block starts at out_block + i * O.
+template <int64_t MR, int64_t NR, class Tile, class PerRow, class Micro>
+inline void gemm_block_tiles(Tile& t, const GemmLayout& L, const RqArrays& r, const uint8_t* bg, int64_t g, int64_t Og,
+                             int64_t rows, const uint8_t* arow_base, int64_t lda, const int32_t* rowsum,
+                             bool use_rowsum, uint8_t* out_block, int64_t O, PerRow per_row, Micro micro) {
+  t.steps = L.steps;
+  for (int64_t j = 0; j < L.NP / NR; ++j) {
+    t.b = bg + j * L.panel_bytes;
+    const int64_t c0 = g * L.NP + j * NR;
+    t.mult = r.mult + c0;
+    t.bias = r.bias + c0;
+    t.azp_col = r.azp_col + c0;
+    t.wzp = r.wzp + c0;
+    t.nvalid = imin(NR, Og - j * NR);
+    for (int64_t i0 = 0; i0 < rows; i0 += MR) {
+      t.mvalid = imin(MR, rows - i0);
+      for (int64_t q = 0; q < MR; ++q) {
+        const int64_t i = i0 + imin(q, t.mvalid - 1);
+        t.a[q] = arow_base + i * lda;
+        t.rowsum[q] = use_rowsum ? rowsum[i] : 0;
+        t.out[q] = out_block + i * O + g * Og + j * NR;
+        per_row(t, q, i);
+      }
+      micro(t);
+    }
+  }
 }

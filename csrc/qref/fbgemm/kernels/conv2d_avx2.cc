@@ -62,26 +62,8 @@ constexpr int64_t kTargetABytes = 96 * 1024;  // packed A block (stays in L2)
 // --------------------------------------------------------------------------
 // Problem classification and packed layouts.
 
-struct GemmLayout {
-  int64_t K, Kp, NP, steps, panel_bytes, group_bytes;
-  size_t rq_off, b_off, total;
-};
-
-GemmLayout gemm_layout(const Conv2dProblem& p) {
-  const Conv2dShape& s = p.shape;
-  GemmLayout L;
-  L.K = kdim(s);
-  L.Kp = round_up(L.K, 4);
-  L.NP = round_up(cout_pg(s), kNR);
-  // saturating: 4 u8 k per step; exact: 2 int16 k per step. 64 bytes/step either way.
-  L.steps = p.saturate ? L.Kp / 4 : L.Kp / 2;
-  L.panel_bytes = L.steps * 64;
-  L.group_bytes = (L.NP / kNR) * L.panel_bytes;
-  L.rq_off = 0;
-  L.b_off = align64(static_cast<size_t>(s.groups * L.NP) * 16);
-  L.total = L.b_off + static_cast<size_t>(s.groups * L.group_bytes);
-  return L;
-}
+// saturating: 4 u8 k per step; exact: 2 int16 k per step. 64 bytes/step either way.
+GemmLayout gemm_layout(const Conv2dProblem& p) { return gemm_layout_for(p, kNR, p.saturate ? 4 : 2); }
 
 // Depthwise packing, per 32-channel block and tap pair p: 64 bytes of weights,
 // lo = [c0-7 | c16-23] and hi = [c8-15 | c24-31] as (w_t0, w_t1) byte pairs --
@@ -170,9 +152,7 @@ void gemm_pack(const Conv2dProblem& p, const int8_t* w, void* packed) {
   const GemmLayout L = gemm_layout(p);
   const int64_t G = s.groups, Og = cout_pg(s), K = L.K;
   char* base = static_cast<char*>(packed);
-  const RqArrays r = rq_arrays(base + L.rq_off, G * L.NP);
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t n = 0; n < L.NP; ++n) set_rq(r, g * L.NP + n, p, n < Og ? g * Og + n : -1);
+  gemm_fill_rq(p, L, packed);
   for (int64_t g = 0; g < G; ++g) {
     char* gb = base + L.b_off + g * L.group_bytes;
     std::memset(gb, 0, static_cast<size_t>(L.group_bytes));
@@ -244,6 +224,10 @@ void micro_tile(const Tile& t, const Epilogue& e) {
     const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
     const int64_t o = st * 4;
     QREF_ROW(0) QREF_ROW(1) QREF_ROW(2) QREF_ROW(3)
+    // No instruction: pins the 8 accumulators to fixed registers across iterations. Without
+    // it GCC rotates them through other registers (8 extra moves a step) and spills one to the
+    // stack every step, which left the loop at ~87% of the vpmaddubsw/vpmaddwd ceiling.
+    __asm__("" : "+x"(c00), "+x"(c01), "+x"(c10), "+x"(c11), "+x"(c20), "+x"(c21), "+x"(c30), "+x"(c31));
   }
   QREF_OUT(0) QREF_OUT(1) QREF_OUT(2) QREF_OUT(3)
 }
@@ -288,7 +272,7 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
   const Epilogue e = make_epilogue(p, use_rowsum);
   const uint8_t a_zp = static_cast<uint8_t>(p.rq.input_zero_point);
   const char* base = static_cast<const char*>(packed);
-  const RqArrays r = rq_arrays(base + L.rq_off, G * L.NP);
+  const RqArrays r = rq_arrays(base, G * L.NP);
   // 1x1, stride 1, no padding: A rows are input rows (no over-read when Cg % 4 == 0).
   const bool direct = SAT && s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
                       s.pad_w == 0 && Cg % 4 == 0;
@@ -318,27 +302,9 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
           if (!SAT) widen_row(stage, L.Kp, abuf + i * row_bytes);
         }
       }
-      for (int64_t j = 0; j < L.NP / kNR; ++j) {
-        Tile t;
-        t.steps = L.steps;
-        t.b = bg + j * L.panel_bytes;
-        const int64_t c0 = g * L.NP + j * kNR;
-        t.mult = r.mult + c0;
-        t.bias = r.bias + c0;
-        t.azp_col = r.azp_col + c0;
-        t.wzp = r.wzp + c0;
-        t.nvalid = imin(kNR, Og - j * kNR);
-        for (int64_t i0 = 0; i0 < rows; i0 += kMR) {
-          t.mvalid = imin(kMR, rows - i0);
-          for (int64_t q = 0; q < kMR; ++q) {
-            const int64_t i = i0 + imin(q, t.mvalid - 1);
-            t.a[q] = arow_base + i * lda;
-            t.rowsum[q] = use_rowsum ? rowsum[i] : 0;
-            t.out[q] = out + (p0 + i) * s.O + g * Og + j * kNR;
-          }
-          micro_tile<SAT>(t, e);
-        }
-      }
+      Tile t;
+      gemm_block_tiles<kMR, kNR>(t, L, r, bg, g, Og, rows, arow_base, lda, rowsum, use_rowsum, out + p0 * s.O, s.O,
+                                 [](Tile&, int64_t, int64_t) {}, [&](const Tile& tt) { micro_tile<SAT>(tt, e); });
     }
   }
 }

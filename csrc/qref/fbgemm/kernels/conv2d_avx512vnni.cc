@@ -70,24 +70,7 @@ bool use_avx2_depthwise(const Conv2dShape& s) { return use_depthwise(s); }
 bool use_avx2_depthwise(const Conv2dShape&) { return false; }
 #endif
 
-struct GemmLayout {
-  int64_t K, Kp, NP, steps, panel_bytes, group_bytes;
-  size_t b_off, total;
-};
-
-GemmLayout gemm_layout(const Conv2dProblem& p) {
-  const Conv2dShape& s = p.shape;
-  GemmLayout L;
-  L.K = kdim(s);
-  L.Kp = round_up(L.K, 4);
-  L.NP = round_up(cout_pg(s), kNR);
-  L.steps = L.Kp / 4;
-  L.panel_bytes = L.steps * kNR * 4;
-  L.group_bytes = (L.NP / kNR) * L.panel_bytes;
-  L.b_off = align64(static_cast<size_t>(s.groups * L.NP) * 16);
-  L.total = L.b_off + static_cast<size_t>(s.groups * L.group_bytes);
-  return L;
-}
+GemmLayout gemm_layout(const Conv2dProblem& p) { return gemm_layout_for(p, kNR, 4); }
 
 size_t gemm_scratch(const Conv2dProblem& p, int64_t* mb_out) {
   const GemmLayout L = gemm_layout(p);
@@ -120,9 +103,7 @@ void gemm_pack(const Conv2dProblem& p, const Conv2dEpilogue& e, const int8_t* w,
   const GemmLayout L = gemm_layout(p);
   const int64_t G = s.groups, Og = cout_pg(s), K = L.K;
   char* base = static_cast<char*>(packed);
-  const RqArrays r = rq_arrays(base, G * L.NP);
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t n = 0; n < L.NP; ++n) set_rq(r, g * L.NP + n, p, n < Og ? g * Og + n : -1);
+  const RqArrays r = gemm_fill_rq(p, L, packed);
   if (e.kind == Conv2dEpilogue::Kind::onednn) {
     // oneDNN's per-channel scale and bias in the multiplier and bias slots
     // (azp_col stays wrap32(a_zp * colsum): w_zp = 0 makes col_offset the colsum).
@@ -381,30 +362,13 @@ void gemm_run(const Conv2dProblem& p, const Conv2dEpilogue& e, const void* packe
         if (use_rowsum)
           for (int64_t i = 0; i < rows; ++i) rowsum[i] = sum_bytes(abuf + i * L.Kp, L.K);
       }
-      for (int64_t j = 0; j < L.NP / kNR; ++j) {
-        Tile t;
-        t.steps = L.steps;
-        t.nseg = nseg;
-        t.seg_steps = seg_rows ? seg / 4 : L.steps;
-        t.b = bg + j * L.panel_bytes;
-        const int64_t c0 = g * L.NP + j * kNR;
-        t.mult = r.mult + c0;
-        t.bias = r.bias + c0;
-        t.azp_col = r.azp_col + c0;
-        t.wzp = r.wzp + c0;
-        t.nvalid = imin(kNR, Og - j * kNR);
-        for (int64_t i0 = 0; i0 < rows; i0 += kMR) {
-          t.mvalid = imin(kMR, rows - i0);
-          for (int64_t q = 0; q < kMR; ++q) {
-            const int64_t i = i0 + imin(q, t.mvalid - 1);
-            t.a[q] = arow_base + i * lda;
-            t.segp[q] = seg_rows ? segs + i * s.KH : &t.a[q];
-            t.rowsum[q] = use_rowsum ? rowsum[i] : 0;
-            t.out[q] = out + (p0 + i) * s.O + g * Og + j * kNR;
-          }
-          micro_8x32<SAT>(t, epi);
-        }
-      }
+      Tile t;
+      t.nseg = nseg;
+      t.seg_steps = seg_rows ? seg / 4 : L.steps;
+      gemm_block_tiles<kMR, kNR>(
+          t, L, r, bg, g, Og, rows, arow_base, lda, rowsum, use_rowsum, out + p0 * s.O, s.O,
+          [&](Tile& tt, int64_t q, int64_t i) { tt.segp[q] = seg_rows ? segs + i * s.KH : &tt.a[q]; },
+          [&](const Tile& tt) { micro_8x32<SAT>(tt, epi); });
     }
   }
 }

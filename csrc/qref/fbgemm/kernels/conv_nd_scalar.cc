@@ -27,6 +27,23 @@
 
 namespace qref {
 
+namespace {
+// Steps 3-4 for output channel o: the zero-point terms, then requant.h's float stage; the
+// stage-by-stage values go to `inter` at idx when asked for (null: not).
+inline uint8_t finish_output(const Requant& rq, int64_t o, int32_t acc32, int32_t rowsum, int32_t col_offset,
+                             const Conv2dIntermediates* inter = nullptr, int64_t idx = 0) {
+  const int32_t raw = zero_point_terms(acc32, rowsum, rq.input_zero_point, col_offset, rq.weight_zero_point[o]);
+  const float y = requant_prerounding(raw, rq.has_bias, rq.bias_fma, rq.has_bias ? rq.bias_term[o] : 0.0f,
+                                      rq.bias_rcp, rq.multiplier[o]);
+  if (inter) {
+    if (inter->acc) inter->acc[idx] = acc32;
+    if (inter->raw) inter->raw[idx] = raw;
+    if (inter->y) inter->y[idx] = y;
+  }
+  return requant_output(y, rq.output_zero_point, rq.relu);
+}
+}  // namespace
+
 void conv_nd_scalar_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t* in, uint8_t* out,
                          int64_t m_begin, int64_t m_end, uint8_t* a, const Conv2dIntermediates* inter) {
   const ConvNdShape& s = p.shape;
@@ -86,18 +103,8 @@ void conv_nd_scalar_rows(const ConvNdProblem& p, const int8_t* w, const uint8_t*
           }
           const int32_t acc32 = wrap32(acc);
           // 3-4. zero-point terms and requantization
-          const int32_t raw = zero_point_terms(acc32, wrap32(rowsum), rq.input_zero_point, rq.col_offset[o],
-                                               rq.weight_zero_point[o]);
-          const float y =
-              requant_prerounding(raw, rq.has_bias, rq.bias_fma, rq.has_bias ? rq.bias_term[o] : 0.0f,
-                                rq.bias_rcp, rq.multiplier[o]);
           const int64_t idx = out_pos * s.O + o;
-          out[idx] = requant_output(y, rq.output_zero_point, rq.relu);
-          if (inter) {
-            if (inter->acc) inter->acc[idx] = acc32;
-            if (inter->raw) inter->raw[idx] = raw;
-            if (inter->y) inter->y[idx] = y;
-          }
+          out[idx] = finish_output(rq, o, acc32, wrap32(rowsum), rq.col_offset[o], inter, idx);
         }
       }
     }
@@ -218,12 +225,7 @@ void conv_nd_depthwise_rows(const ConvNdProblem& p, const int8_t* w, const uint8
       for (int64_t o = o0; o < O; ++o) {
         // fbgemm's vpaddsw clips the row sum at 32767 (reproduce_defects)
         const int32_t rs = !need_rowsum ? 0 : (sat_rowsum ? std::min<int32_t>(rowsum[o], 32767) : rowsum[o]);
-        const int32_t raw =
-            zero_point_terms(acc[o], rs, rq.input_zero_point, rq.col_offset[o], rq.weight_zero_point[o]);
-        const float y =
-            requant_prerounding(raw, rq.has_bias, rq.bias_fma, rq.has_bias ? rq.bias_term[o] : 0.0f,
-                                rq.bias_rcp, rq.multiplier[o]);
-        dst[o] = requant_output(y, rq.output_zero_point, rq.relu);
+        dst[o] = finish_output(rq, o, acc[o], rs, rq.col_offset[o]);
       }
     }
   }
@@ -291,18 +293,8 @@ void conv_transpose_direct_scalar(const ConvNdProblem& p, const int8_t* w, const
         }
         const int32_t acc32 = wrap32(sum);
         const int32_t col_offset = wrap32(colsum - static_cast<int64_t>(rq.weight_zero_point[o]) * count);
-        const int32_t raw =
-            zero_point_terms(acc32, wrap32(rowsum), rq.input_zero_point, col_offset, rq.weight_zero_point[o]);
-        const float y =
-            requant_prerounding(raw, rq.has_bias, rq.bias_fma, rq.has_bias ? rq.bias_term[o] : 0.0f,
-                                rq.bias_rcp, rq.multiplier[o]);
         const int64_t idx = out_pos * O + o;
-        out[idx] = requant_output(y, rq.output_zero_point, rq.relu);
-        if (inter) {
-          if (inter->acc) inter->acc[idx] = acc32;
-          if (inter->raw) inter->raw[idx] = raw;
-          if (inter->y) inter->y[idx] = y;
-        }
+        out[idx] = finish_output(rq, o, acc32, wrap32(rowsum), col_offset, inter, idx);
       }
     }
   }
@@ -400,12 +392,7 @@ void conv_transpose_direct_rows(const ConvNdProblem& p, const int8_t* w, const u
       for (int64_t o = r0; o < O; ++o) {
         const int32_t col_offset = wrap32(static_cast<int64_t>(colsum[o]) -
                                           static_cast<int64_t>(rq.weight_zero_point[o]) * count);
-        const int32_t raw =
-            zero_point_terms(acc[o], wrap32(rowsum), rq.input_zero_point, col_offset, rq.weight_zero_point[o]);
-        const float y =
-            requant_prerounding(raw, rq.has_bias, rq.bias_fma, rq.has_bias ? rq.bias_term[o] : 0.0f,
-                                rq.bias_rcp, rq.multiplier[o]);
-        dst[o] = requant_output(y, rq.output_zero_point, rq.relu);
+        dst[o] = finish_output(rq, o, acc[o], wrap32(rowsum), col_offset);
       }
     }
   }
