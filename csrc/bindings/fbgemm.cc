@@ -24,22 +24,6 @@ using namespace qref;
 
 namespace {
 
-RequantArgs requant_args(double input_scale, int32_t input_zero_point, const double* ws, const int32_t* wz,
-                         bool per_channel, double output_scale, int32_t output_zero_point, bool relu,
-                         const float* bias) {
-  RequantArgs ra;
-  ra.input_scale = input_scale;
-  ra.input_zero_point = input_zero_point;
-  ra.weight_scale = ws;
-  ra.weight_zero_point = wz;
-  ra.per_channel = per_channel;
-  ra.output_scale = output_scale;
-  ra.output_zero_point = output_zero_point;
-  ra.relu = relu;
-  ra.bias = bias;
-  return ra;
-}
-
 // What conv2d_nhwc and conv2d_prepare check, in this order (arrays, shape,
 // weight quantization, bias, zero points, scales), and the problem they build.
 // The bias is only read here: prepare_requant copies it into rq.bias_term.
@@ -63,9 +47,31 @@ Conv2dProblem checked_conv2d_problem(const py::array& input, const py::array& we
   check_scale_value("output_scale", output_scale);
   p.saturate = saturate;
   p.rq = prepare_requant(p.shape, w,
-                         requant_args(input_scale, input_zero_point, ws, wz, per_channel, output_scale,
-                                      output_zero_point, relu, b));
+                         RequantArgs{input_scale, input_zero_point, ws, wz, per_channel, output_scale,
+                                     output_zero_point, relu, b});
   return p;
+}
+
+// A new uint8 output of `shape`, filled by run(out, stages) with the GIL released; with
+// `intermediates` the stages acc, raw and y (each of `shape`) too, returned as (out, acc, raw, y).
+template <class Run>
+py::object run_with_stages(const std::vector<py::ssize_t>& shape, bool intermediates, const Run& run) {
+  py::array_t<uint8_t> out(shape);
+  py::array_t<int32_t> acc, raw;
+  py::array_t<float> y;
+  Conv2dIntermediates inter;
+  if (intermediates) {
+    inter.acc = new_stage(acc, shape);
+    inter.raw = new_stage(raw, shape);
+    inter.y = new_stage(y, shape);
+  }
+  uint8_t* o = out.mutable_data();
+  {
+    ReleaseGil release;
+    run(o, intermediates ? &inter : nullptr);
+  }
+  if (intermediates) return py::make_tuple(out, acc, raw, y);
+  return out;
 }
 
 // A conv2d with its weights packed once (PreparedConv2d, gemm/api.h); the torch bridge caches
@@ -121,25 +127,10 @@ void register_fbgemm(py::module_& m) {
         const Conv2dShape& s = p.shape;
         const uint8_t* in = static_cast<const uint8_t*>(input.data());  // checked above
         const int8_t* w = static_cast<const int8_t*>(weight.data());
-        py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
-        py::array_t<int32_t> acc, raw;
-        py::array_t<float> y;
-        Conv2dIntermediates inter;
-        if (intermediates) {
-          acc = py::array_t<int32_t>({s.N, s.OH, s.OW, s.O});
-          raw = py::array_t<int32_t>({s.N, s.OH, s.OW, s.O});
-          y = py::array_t<float>({s.N, s.OH, s.OW, s.O});
-          inter.acc = acc.mutable_data();
-          inter.raw = raw.mutable_data();
-          inter.y = y.mutable_data();
-        }
-        uint8_t* o = out.mutable_data();
-        {
-          ReleaseGil release;
-          run_conv2d(p, k, in, w, o, threads, intermediates ? &inter : nullptr);
-        }
-        if (intermediates) return py::make_tuple(out, acc, raw, y);
-        return out;
+        return run_with_stages({s.N, s.OH, s.OW, s.O}, intermediates,
+                               [&](uint8_t* o, const Conv2dIntermediates* inter) {
+                                 run_conv2d(p, k, in, w, o, threads, inter);
+                               });
       },
       py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
       py::arg("dilation"), py::arg("groups"), py::arg("input_scale"), py::arg("input_zero_point"),
@@ -171,8 +162,8 @@ void register_fbgemm(py::module_& m) {
         const float* b = checked_bias(bias, s.O, bias_arr);
         // the output zero point and ReLU do not enter these constants
         Requant rq = prepare_requant(s, w,
-                                     requant_args(input_scale, input_zero_point, ws, wz, per_channel, output_scale,
-                                                  /*output_zero_point=*/0, /*relu=*/false, b));
+                                     RequantArgs{input_scale, input_zero_point, ws, wz, per_channel, output_scale,
+                                                 /*output_zero_point=*/0, /*relu=*/false, b});
         py::dict d;
         d["multiplier"] = py::array_t<float>(rq.multiplier.size(), rq.multiplier.data());
         d["col_offset"] = py::array_t<int32_t>(rq.col_offset.size(), rq.col_offset.data());
@@ -325,28 +316,12 @@ void register_fbgemm(py::module_& m) {
         Conv2dShape s2;
         s2.O = s.O; s2.KH = s.KD * s.KH; s2.KW = s.KW; s2.C = s.C; s2.groups = s.groups;
         p.rq = prepare_requant(s2, w,
-                               requant_args(input_scale, input_zero_point, ws, wz, per_channel, output_scale,
-                                            output_zero_point, relu, b));
-        std::vector<py::ssize_t> oshape{s.N, s.OD, s.OH, s.OW, s.O};
-        py::array_t<uint8_t> out(oshape);
-        py::array_t<int32_t> acc, raw;
-        py::array_t<float> y;
-        Conv2dIntermediates inter;
-        if (intermediates) {
-          acc = py::array_t<int32_t>(oshape);
-          raw = py::array_t<int32_t>(oshape);
-          y = py::array_t<float>(oshape);
-          inter.acc = acc.mutable_data();
-          inter.raw = raw.mutable_data();
-          inter.y = y.mutable_data();
-        }
-        uint8_t* o = out.mutable_data();
-        {
-          ReleaseGil release;
-          run_conv_nd(p, k, in, w, o, threads, intermediates ? &inter : nullptr);
-        }
-        if (intermediates) return py::make_tuple(out, acc, raw, y);
-        return out;
+                               RequantArgs{input_scale, input_zero_point, ws, wz, per_channel, output_scale,
+                                           output_zero_point, relu, b});
+        return run_with_stages({s.N, s.OD, s.OH, s.OW, s.O}, intermediates,
+                               [&](uint8_t* o, const Conv2dIntermediates* inter) {
+                                 run_conv_nd(p, k, in, w, o, threads, inter);
+                               });
       },
       py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
       py::arg("dilation"), py::arg("output_padding"), py::arg("groups"), py::arg("transposed"),

@@ -39,16 +39,38 @@ const float* checked_onednn_quant(int64_t O, const py::array& weight_scale, cons
   return b;
 }
 
-OnednnVariant onednn_variant(bool saturate, bool combined, bool float_comp, bool kw_major_pairs = false,
-                             bool divide_dst = false, bool weight_scale_reciprocal = false) {
-  OnednnVariant v;
-  v.saturate = saturate;
-  v.combined = combined;
-  v.float_comp = float_comp;
-  v.kw_major_pairs = kw_major_pairs;
-  v.divide_dst = divide_dst;
-  v.weight_scale_reciprocal = weight_scale_reciprocal;
-  return v;
+// checked_onednn_quant, then the parameters prepare_onednn builds for shape s (it copies the bias).
+OnednnParams checked_onednn_params(const Conv2dShape& s, const py::array& weight_scale, const double* ws,
+                                   bool per_channel, const py::object& bias, double input_scale,
+                                   int32_t input_zero_point, double output_scale, int32_t output_zero_point, bool relu,
+                                   const OnednnVariant& v) {
+  py::array bias_arr;
+  const float* b = checked_onednn_quant(s.O, weight_scale, ws, per_channel, bias, bias_arr, input_scale,
+                                        input_zero_point, output_scale, output_zero_point);
+  return prepare_onednn(s, input_scale, input_zero_point, ws, per_channel, output_scale, output_zero_point, relu, b,
+                        v);
+}
+
+// What onednn_conv2d_nhwc and onednn_conv2d_prepare check, in this order (arrays, shape, then the
+// checks of checked_onednn_quant), and the shape and parameters they build.
+struct OnednnConv2dProblem {
+  Conv2dShape s;
+  OnednnParams p;
+};
+OnednnConv2dProblem checked_onednn_conv2d(const py::array& input, const py::array& weight, const py::object& bias,
+                                          std::pair<int64_t, int64_t> stride, std::pair<int64_t, int64_t> padding,
+                                          std::pair<int64_t, int64_t> dilation, int64_t groups, double input_scale,
+                                          int32_t input_zero_point, const py::array& weight_scale, bool per_channel,
+                                          double output_scale, int32_t output_zero_point, bool relu,
+                                          const OnednnVariant& v) {
+  checked_ptr<uint8_t>(input, "input", 4, "uint8");
+  checked_ptr<int8_t>(weight, "weight", 4, "int8");
+  const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
+  OnednnConv2dProblem c;
+  c.s = make_shape(input, weight, stride, padding, dilation, groups);
+  c.p = checked_onednn_params(c.s, weight_scale, ws, per_channel, bias, input_scale, input_zero_point, output_scale,
+                              output_zero_point, relu, v);
+  return c;
 }
 
 }  // namespace
@@ -61,17 +83,14 @@ void register_onednn(py::module_& m) {
          double input_scale, int32_t input_zero_point, py::array weight_scale, bool per_channel,
          double output_scale, int32_t output_zero_point, bool relu, bool saturate, bool combined,
          bool float_comp, int threads, bool intermediates, bool kw_major_pairs, bool divide_dst) -> py::object {
-        // oneDNN int8 conv arithmetic (csrc/qref/onednn/onednn.h); see python/qref/onednn.py.
-        const uint8_t* in = checked_ptr<uint8_t>(input, "input", 4, "uint8");
-        const int8_t* w = checked_ptr<int8_t>(weight, "weight", 4, "int8");
-        const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
-        Conv2dShape s = make_shape(input, weight, stride, padding, dilation, groups);
-        py::array bias_arr;
-        const float* b = checked_onednn_quant(s.O, weight_scale, ws, per_channel, bias, bias_arr, input_scale,
-                                              input_zero_point, output_scale, output_zero_point);
-        const OnednnVariant v = onednn_variant(saturate, combined, float_comp, kw_major_pairs, divide_dst);
-        OnednnParams p = prepare_onednn(s, input_scale, input_zero_point, ws, per_channel, output_scale,
-                                        output_zero_point, relu, b, v);
+        // oneDNN int8 conv arithmetic (csrc/qref/onednn/onednn.h); see python/qref/engines/onednn.
+        const OnednnConv2dProblem c = checked_onednn_conv2d(
+            input, weight, bias, stride, padding, dilation, groups, input_scale, input_zero_point, weight_scale,
+            per_channel, output_scale, output_zero_point, relu,
+            OnednnVariant{saturate, combined, float_comp, kw_major_pairs, divide_dst});
+        const Conv2dShape& s = c.s;
+        const uint8_t* in = static_cast<const uint8_t*>(input.data());  // checked above
+        const int8_t* w = static_cast<const int8_t*>(weight.data());
         py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
         py::array_t<int32_t> acc, col;
         py::array_t<float> A, y;
@@ -86,7 +105,7 @@ void register_onednn(py::module_& m) {
         uint8_t* o = out.mutable_data();
         {
           ReleaseGil release;
-          run_onednn_conv2d(s, p, in, w, o, threads, intermediates ? &inter : nullptr);
+          run_onednn_conv2d(s, c.p, in, w, o, threads, intermediates ? &inter : nullptr);
         }
         if (intermediates) return py::make_tuple(out, acc, col, A, y);
         return out;
@@ -123,12 +142,9 @@ void register_onednn(py::module_& m) {
         s.OH = (s.H - 1) * s.stride_h - 2 * s.pad_h + s.dilation_h * (s.KH - 1) + output_padding.first + 1;
         s.OW = (s.W - 1) * s.stride_w - 2 * s.pad_w + s.dilation_w * (s.KW - 1) + output_padding.second + 1;
         if (s.OH < 1 || s.OW < 1) throw py::value_error("_core: empty output");
-        py::array bias_arr;
-        const float* b = checked_onednn_quant(s.O, weight_scale, ws, per_channel, bias, bias_arr, input_scale,
-                                              input_zero_point, output_scale, output_zero_point);
-        const OnednnVariant v = onednn_variant(saturate, combined, float_comp);
-        OnednnParams p = prepare_onednn(s, input_scale, input_zero_point, ws, per_channel, output_scale,
-                                        output_zero_point, relu, b, v);
+        const OnednnParams p =
+            checked_onednn_params(s, weight_scale, ws, per_channel, bias, input_scale, input_zero_point, output_scale,
+                                  output_zero_point, relu, OnednnVariant{saturate, combined, float_comp});
         py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
         uint8_t* o = out.mutable_data();
         {
@@ -156,23 +172,16 @@ void register_onednn(py::module_& m) {
          double output_scale, int32_t output_zero_point, bool relu, bool saturate, bool combined,
          bool float_comp, bool kw_major_pairs, bool divide_dst, bool weight_scale_reciprocal) {
         // The checks of onednn_conv2d_nhwc; `input` only gives the shape (its values are not read).
-        checked_ptr<uint8_t>(input, "input", 4, "uint8");
-        checked_ptr<int8_t>(weight, "weight", 4, "int8");
-        const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
-        Conv2dShape s = make_shape(input, weight, stride, padding, dilation, groups);
-        py::array bias_arr;
-        const float* b = checked_onednn_quant(s.O, weight_scale, ws, per_channel, bias, bias_arr, input_scale,
-                                              input_zero_point, output_scale, output_zero_point);
-        const OnednnVariant v =
-            onednn_variant(saturate, combined, float_comp, kw_major_pairs, divide_dst, weight_scale_reciprocal);
-        const OnednnParams p = prepare_onednn(s, input_scale, input_zero_point, ws, per_channel, output_scale,
-                                              output_zero_point, relu, b, v);  // copies the bias
+        const OnednnConv2dProblem c = checked_onednn_conv2d(
+            input, weight, bias, stride, padding, dilation, groups, input_scale, input_zero_point, weight_scale,
+            per_channel, output_scale, output_zero_point, relu,
+            OnednnVariant{saturate, combined, float_comp, kw_major_pairs, divide_dst, weight_scale_reciprocal});
         OnednnHolder h;
-        h.keep(weight, s);
+        h.keep(weight, c.s);
         const int8_t* w = static_cast<const int8_t*>(weight.data());
         {
           ReleaseGil release;
-          h.conv = std::make_unique<OnednnConv2d>(s, p, w);
+          h.conv = std::make_unique<OnednnConv2d>(c.s, c.p, w);
         }
         return h;
       },
@@ -227,8 +236,8 @@ void register_onednn(py::module_& m) {
         else if (compensation == "float") comp = OnednnComp::float_comp;
         else if (compensation == "ref_deconv") comp = OnednnComp::ref_deconv;
         else throw py::value_error("_core: compensation='" + compensation + "' (must be 'int', 'float' or 'ref_deconv')");
-        const OnednnVariant v = onednn_variant(/*saturate=*/false, combined, comp == OnednnComp::float_comp,
-                                               /*kw_major_pairs=*/false, divide_dst);
+        const OnednnVariant v{/*saturate=*/false, combined, comp == OnednnComp::float_comp,
+                              /*kw_major_pairs=*/false, divide_dst};
         Conv2dShape s2;  // prepare_onednn reads only O
         s2.O = s.O;
         const OnednnParams p = prepare_onednn(s2, input_scale, input_zero_point, ws, per_channel, output_scale,
@@ -265,17 +274,10 @@ void register_onednn(py::module_& m) {
           throw py::value_error("_core: weight_scale must be finite and > 0");
         check_zero_points(input_zero_point, output_zero_point);
         const OnednnScales sc = onednn_scales(input_scale, output_scale);
-        OnednnRequant r;
-        r.ss = sc.ss;
-        r.inv = sc.inv;
-        r.dst_scale = sc.dst_scale;
-        r.a_zp = input_zero_point;
-        r.out_zp = output_zero_point;
-        r.relu = relu;
-        r.has_bias = !bias.is_none();
-        r.combined = combined;
-        r.divide_dst = divide_dst;
-        r.float_comp = float_compensation;
+        // requant.h's fields in order: ss, inv, dst_scale, a_zp, out_zp, relu, has_bias, combined,
+        // divide_dst, float_comp
+        const OnednnRequant r{sc.ss, sc.inv, sc.dst_scale, input_zero_point, output_zero_point,
+                              relu, !bias.is_none(), combined, divide_dst, float_compensation};
         const float ws = static_cast<float>(weight_scale);
         const float comb = r.ss * ws;
         const float b = r.has_bias ? static_cast<float>(bias.cast<double>()) : 0.f;

@@ -164,6 +164,21 @@ inline uint8_t requant_one(const OnednnParams& p, const OnednnRequant& rq, int64
   return onednn_output(onednn_prerounding(A, p.scales()[o], rq.has_bias ? p.bias[o] : 0.f, rq));
 }
 
+// Calls tap(t, px) for each tap t = kh * KW + kw of output pixel (n, oh, ow) of a direct conv that
+// reads a real input pixel (padded taps are skipped), px pointing at that pixel's C channels (NHWC).
+template <class Tap>
+inline void for_each_real_tap(const Conv2dShape& s, const uint8_t* in, int64_t n, int64_t oh, int64_t ow,
+                              const Tap& tap) {
+  int64_t ih, iw;
+  for (int64_t kh = 0; kh < s.KH; ++kh) {
+    if (!onednn_input_index(false, oh, kh, s.stride_h, s.pad_h, s.dilation_h, s.H, &ih)) continue;
+    for (int64_t kw = 0; kw < s.KW; ++kw) {
+      if (!onednn_input_index(false, ow, kw, s.stride_w, s.pad_w, s.dilation_w, s.W, &iw)) continue;
+      tap(kh * s.KW + kw, in + ((n * s.H + ih) * s.W + iw) * s.C);
+    }
+  }
+}
+
 void run_rows_fast(const Conv2dShape& s, const OnednnParams& p, const FastPack& f, const uint8_t* in,
                    uint8_t* out, int64_t m_begin, int64_t m_end) {
   const int64_t Og = f.Og, Cg = f.Cg, T = f.T;
@@ -184,60 +199,47 @@ void run_rows_fast(const Conv2dShape& s, const OnednnParams& p, const FastPack& 
         uint32_t* __restrict cs = dcol.data();
         const int64_t G = s.groups;
         for (int64_t g = 0; g < G; ++g) a[g] = cs[g] = 0;
-        for (int64_t kh = 0; kh < s.KH; ++kh) {
-          const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
-          if (ih < 0 || ih >= s.H) continue;
-          for (int64_t kw = 0; kw < s.KW; ++kw) {
-            const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
-            if (iw < 0 || iw >= s.W) continue;
-            const int64_t t = kh * s.KW + kw;
-            const uint8_t* __restrict px = in + ((n * s.H + ih) * s.W + iw) * s.C;
-            const int16_t* __restrict wt = f.wdw.data() + t * G;
-            for (int64_t g = 0; g < G; ++g) {
-              a[g] += static_cast<uint32_t>(static_cast<int32_t>(static_cast<int16_t>(static_cast<int16_t>(px[g]) * wt[g])));
-              cs[g] += static_cast<uint32_t>(static_cast<int32_t>(wt[g]));
-            }
+        for_each_real_tap(s, in, n, oh, ow, [&](int64_t t, const uint8_t* __restrict px) {
+          const int16_t* __restrict wt = f.wdw.data() + t * G;
+          for (int64_t g = 0; g < G; ++g) {
+            a[g] += static_cast<uint32_t>(static_cast<int32_t>(static_cast<int16_t>(static_cast<int16_t>(px[g]) * wt[g])));
+            cs[g] += static_cast<uint32_t>(static_cast<int32_t>(wt[g]));
           }
-        }
+        });
         for (int64_t g = 0; g < G; ++g) out[pos * s.O + g] = requant_one(p, rq, g, a[g], cs[g]);
         continue;
       }
       for (int64_t g = 0; g < s.groups; ++g) {
         for (int64_t oc = 0; oc < Og; ++oc) accp[oc] = colp[oc] = 0;
-        for (int64_t kh = 0; kh < s.KH; ++kh) {
-          const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
-          if (ih < 0 || ih >= s.H) continue;
-          for (int64_t kw = 0; kw < s.KW; ++kw) {
-            const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
-            if (iw < 0 || iw >= s.W) continue;
-            const int64_t t = kh * s.KW + kw;
-            const uint8_t* px = in + ((n * s.H + ih) * s.W + iw) * s.C + g * Cg;
-            const int16_t* wt = f.w.data() + (g * T + t) * Cg * Og;
-            const uint32_t* ws = f.wsum.data() + (g * T + t) * Og;
-            for (int64_t oc = 0; oc < Og; ++oc) colp[oc] += ws[oc];
-            if (!sat) {
-              for (int64_t c = 0; c < Cg; ++c) {
-                const int16_t a = static_cast<int16_t>(px[c]);
-                const int16_t* __restrict wc = wt + c * Og;
-                for (int64_t oc = 0; oc < Og; ++oc)
-                  accp[oc] += static_cast<uint32_t>(static_cast<int32_t>(static_cast<int16_t>(a * wc[oc])));
-              }
-            } else {
-              for (int64_t c = 0; c < Cg; c += 2) {
-                const int32_t a0 = px[c];
-                const int32_t a1 = c + 1 < Cg ? px[c + 1] : 0;
-                const int16_t* __restrict w0 = wt + c * Og;
-                const int16_t* __restrict w1 = c + 1 < Cg ? wt + (c + 1) * Og : w0;
-                const int32_t a1m = c + 1 < Cg ? a1 : 0;
-                for (int64_t oc = 0; oc < Og; ++oc) {
-                  int32_t pr = a0 * w0[oc] + a1m * w1[oc];
-                  pr = pr < -32768 ? -32768 : (pr > 32767 ? 32767 : pr);
-                  accp[oc] += static_cast<uint32_t>(pr);
-                }
+        for_each_real_tap(s, in, n, oh, ow, [&](int64_t t, const uint8_t* pixel) {
+          uint32_t* __restrict acc_g = accp;
+          uint32_t* __restrict col_g = colp;
+          const uint8_t* px = pixel + g * Cg;
+          const int16_t* wt = f.w.data() + (g * T + t) * Cg * Og;
+          const uint32_t* ws = f.wsum.data() + (g * T + t) * Og;
+          for (int64_t oc = 0; oc < Og; ++oc) col_g[oc] += ws[oc];
+          if (!sat) {
+            for (int64_t c = 0; c < Cg; ++c) {
+              const int16_t a = static_cast<int16_t>(px[c]);
+              const int16_t* __restrict wc = wt + c * Og;
+              for (int64_t oc = 0; oc < Og; ++oc)
+                acc_g[oc] += static_cast<uint32_t>(static_cast<int32_t>(static_cast<int16_t>(a * wc[oc])));
+            }
+          } else {
+            for (int64_t c = 0; c < Cg; c += 2) {
+              const int32_t a0 = px[c];
+              const int32_t a1 = c + 1 < Cg ? px[c + 1] : 0;
+              const int16_t* __restrict w0 = wt + c * Og;
+              const int16_t* __restrict w1 = c + 1 < Cg ? wt + (c + 1) * Og : w0;
+              const int32_t a1m = c + 1 < Cg ? a1 : 0;
+              for (int64_t oc = 0; oc < Og; ++oc) {
+                int32_t pr = a0 * w0[oc] + a1m * w1[oc];
+                pr = pr < -32768 ? -32768 : (pr > 32767 ? 32767 : pr);
+                acc_g[oc] += static_cast<uint32_t>(pr);
               }
             }
           }
-        }
+        });
         uint8_t* o_out = out + pos * s.O + g * Og;
         for (int64_t oc = 0; oc < Og; ++oc) o_out[oc] = requant_one(p, rq, g * Og + oc, accp[oc], colp[oc]);
       }

@@ -61,18 +61,10 @@ struct OnednnParams {
 
   // The constants of the one requantization (requant.h) and channel o's scale there.
   OnednnRequant requant() const {
-    OnednnRequant r;
-    r.ss = src_scale;
-    r.inv = dst_scale_inv;
-    r.dst_scale = dst_scale;
-    r.a_zp = input_zero_point;
-    r.out_zp = output_zero_point;
-    r.relu = relu;
-    r.has_bias = has_bias;
-    r.combined = variant.combined;
-    r.divide_dst = variant.divide_dst;
-    r.float_comp = variant.float_comp;
-    return r;
+    // requant.h's fields in order: ss, inv, dst_scale, a_zp, out_zp, relu, has_bias, combined,
+    // divide_dst, float_comp
+    return OnednnRequant{src_scale, dst_scale_inv, dst_scale, input_zero_point, output_zero_point,
+                         relu, has_bias, variant.combined, variant.divide_dst, variant.float_comp};
   }
   const float* scales() const { return variant.combined ? comb_scale.data() : wei_scale.data(); }
 };
