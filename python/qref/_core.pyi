@@ -187,3 +187,12 @@ def quantize(x: numpy.ndarray, scale: typing.SupportsFloat | typing.SupportsInde
     ...
 def requant_params(weight: numpy.ndarray, input_scale: typing.SupportsFloat | typing.SupportsIndex, input_zero_point: typing.SupportsInt | typing.SupportsIndex, weight_scale: numpy.ndarray, weight_zero_point: numpy.ndarray, per_channel: bool, output_scale: typing.SupportsFloat | typing.SupportsIndex, bias: typing.Any, groups: typing.SupportsInt | typing.SupportsIndex) -> dict:
     ...
+# --- the layer functions' prepared-weight cache (csrc/bindings/layout.cc)
+def bytes_equal(a: numpy.ndarray, b: numpy.ndarray) -> bool:
+    """
+    Whether two C-contiguous arrays hold the same bytes (memcmp).
+    """
+def bytes_equal_at(address: typing.SupportsInt | typing.SupportsIndex, nbytes: typing.SupportsInt | typing.SupportsIndex, b: numpy.ndarray) -> bool:
+    """
+    Whether nbytes of live memory at address equal a C-contiguous array's bytes (memcmp).
+    """

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import _core
 from ..common.kernels import _resolve_kernel
-from ..common.layout import _channels_last, _quint8_nhwc_view, _wrap_output
+from ..common.layout import _channels_last, _int_view, _wrap_output
 from ..common.onednn_isa import resolve_class
 from ..common.operands import (
     _Act,
@@ -39,6 +39,7 @@ from ..engines.fbgemm.conv2d import _conv_plan
 from ..engines.onednn import conv2d as onednn_conv2d
 from ..engines.onednn.kernel_names import checked_kernel
 from ..routing import _no_onednn_kernel, _run_args, conv_runs_onednn, fbgemm_isa
+from .prep_cache import ONESHOT, PrepCache
 
 
 def conv2d(
@@ -65,6 +66,7 @@ def conv2d(
     _prepared_cache: Optional[dict] = None,
     onednn_kernel: Optional[str] = None,
     _fn: str = "conv2d",
+    _cache_objs: Optional[tuple] = None,
 ) -> Any:
     """Quantized conv2d, bit-exact with torch's fbgemm ``quantized::conv2d(_relu)``.
 
@@ -73,18 +75,27 @@ def conv2d(
     ``(output, Intermediates)`` (computed by the scalar reference kernel).
     """
     fn = _fn  # "conv1d" when qref.conv1d runs through here (its (1, k) geometry)
-    if _prepared_cache is not None and not return_intermediates:
-        out = _prepared_fast_path(_prepared_cache, input, weight, bias, weight_scale, weight_zero_point, stride,
-                                  padding, dilation, groups, input_scale, input_zero_point, output_scale,
-                                  output_zero_point, relu, engine, isa, kernel, threads)
+    # the caller's own (weight, bias, weight_scale, weight_zero_point) that the operands here were
+    # derived from (conv1d's), which key the cache; by default this call's own
+    objs = (weight, bias, weight_scale, weight_zero_point) if _cache_objs is None else _cache_objs
+    if not return_intermediates:
+        # Conv2dParams passes its own cache of immutable weights; a one-shot call uses the
+        # checked cache of prepared weights (qref.layers.prep_cache: never stale).
+        out = _prepared_fast_path(ONESHOT if _prepared_cache is None else _prepared_cache, input, *objs, stride,
+                                  padding, dilation, groups, input_scale,
+                                  input_zero_point, output_scale, output_zero_point, relu, engine, isa, kernel,
+                                  threads, onednn_kernel, fn)
         if out is not None:
             return out
+        if _prepared_cache is None:
+            _prepared_cache = ONESHOT
     # The scalar arguments first, so nothing is copied before they are known good.
     g, st, pd, dl = _conv2d_geometry(fn, groups, stride, padding, dilation)
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     check_bool(fn, "relu", relu)
     # engine x86/onednn: isa may also name the oneDNN classes "amx", "avx512_core", "sse41" (qref.routing).
     kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads)
+    isa_arg, onednn_kernel_arg = isa, onednn_kernel  # as the caller named them: the cache key's
     # The input is copied (to NHWC) only after every size below is known good.
     a_view, a_s, a_zp, a_torch = _activation(fn, input, input_scale, input_zero_point, 4, "(N, C, H, W)",
                                              materialize=False)
@@ -132,9 +143,9 @@ def conv2d(
             # repeated calls.
             prep = onednn_conv2d.prepare(act, wt, b, st, pd, dl, g, out_s, out_zp, bool(relu), isa, onednn_kernel)
             return _remember_and_run(_prepared_cache, prep, act, nthreads, out_s, out_zp, input, input_scale,
-                                     input_zero_point, weight, bias, weight_scale, weight_zero_point, stride,
-                                     padding, dilation, groups, output_scale, output_zero_point, relu, engine, isa,
-                                     kname)
+                                     input_zero_point, *objs, stride,
+                                     padding, dilation, groups, output_scale, output_zero_point, relu, engine,
+                                     isa_arg, kname, onednn_kernel_arg, fn)
         return onednn_conv2d.run(act, wt, b, st, pd, dl, g, out_s, out_zp, bool(relu), isa, nthreads,
                                  bool(return_intermediates), act.from_torch, onednn_kernel)
     _no_onednn_kernel(fn, onednn_kernel, engine)
@@ -148,69 +159,53 @@ def conv2d(
         # ISA semantics / kernel, so a call only runs the kernel.
         prep = fbgemm_conv2d.prepare(act, wt, b, st, pd, dl, g, out_s, out_zp, bool(relu), plan, kname)
         return _remember_and_run(_prepared_cache, prep, act, nthreads, out_s, out_zp, input, input_scale,
-                                 input_zero_point, weight, bias, weight_scale, weight_zero_point, stride, padding,
-                                 dilation, groups, output_scale, output_zero_point, relu, engine, isa, kname)
+                                 input_zero_point, *objs, stride, padding,
+                                 dilation, groups, output_scale, output_zero_point, relu, engine, isa_arg, kname,
+                                 onednn_kernel_arg, fn)
     return fbgemm_conv2d.run(act, wt, b, st, pd, dl, g, out_s, out_zp, bool(relu), plan, kname, nthreads,
                              bool(return_intermediates))
 
 
-def _remember_and_run(cache: dict, prep: Any, act: Any, nthreads: Optional[int], out_s: float, out_zp: int,
+def _remember_and_run(cache: Any, prep: Any, act: Any, nthreads: Optional[int], out_s: float, out_zp: int,
                       *key_args: Any) -> Any:
-    """Keep a prepared conv (fbgemm's or oneDNN's) in the owner's cache, then run it once."""
-    if len(cache) >= 16:
-        cache.clear()
-    # Remembered under the caller's own argument objects (immutable, owned by the cache's owner)
-    # plus the input's shape and quantization: see _prepared_fast_path.
-    weight, bias, weight_scale, weight_zero_point = key_args[3:7]
-    cache[_fast_key(*key_args)] = (prep, (weight, bias, weight_scale, weight_zero_point))
-    out_nhwc = _core.conv2d_run(prep, act.nhwc, _core.default_threads() if nthreads is None else nthreads)
-    return _wrap_output(out_nhwc, act.from_torch, out_s, out_zp)
+    """Keep a prepared conv (fbgemm's or oneDNN's) in the cache, then run it once."""
+    x, input_scale, input_zero_point, weight, bias, weight_scale, weight_zero_point = key_args[:7]
+    objs = (weight, bias, weight_scale, weight_zero_point)
+    if isinstance(cache, PrepCache):
+        cache.put(cache.key(objs, _call_key(x, input_scale, input_zero_point, *key_args[7:])), objs, prep)
+    else:
+        if len(cache) >= 16:
+            cache.clear()
+        # Remembered under the owner's own argument objects (immutable, owned by the cache's
+        # owner) plus the input's shape and quantization: see _prepared_fast_path.
+        cache[_owned_key(objs, x, input_scale, input_zero_point, *key_args[7:])] = (prep, objs)
+    return _run_prepared(prep, act.nhwc, act.from_torch, out_s, out_zp, nthreads)
 
 
-def _fast_key(x: Any, input_scale: Any, input_zero_point: Any, weight: Any, bias: Any, weight_scale: Any,
-              weight_zero_point: Any, stride: Any, padding: Any, dilation: Any, groups: Any, output_scale: Any,
-              output_zero_point: Any, relu: Any, engine: str, isa: str, kname: str) -> tuple:
-    """What a prepared conv2d depends on: the identity of the (read-only, owned)
-    weight-side objects, the other arguments by value, the input's kind, shape and
-    quantization, the kernel (after QREF_KERNEL) and the ISA name (whose meaning is fixed
-    for the process: fbgemm reads its environment once)."""
+def _call_key(x: Any, input_scale: Any, input_zero_point: Any, stride: Any, padding: Any, dilation: Any,
+              groups: Any, output_scale: Any, output_zero_point: Any, relu: Any, engine: str, isa: str,
+              kname: str, onednn_kernel: Any, fn: str) -> tuple:
+    """What a prepared conv2d depends on besides the weight-side objects: the other arguments
+    by value, the input's kind, shape and quantization, the kernel (after QREF_KERNEL), the
+    ISA name (whose meaning is fixed for the process: fbgemm reads its environment once) and, for
+    torch's oneDNN engines, the named kernel and whether oneDNN runs more than one thread (an AMX
+    plan depends on it)."""
     if is_torch_tensor(x):
         q = ("torch", x.q_scale(), x.q_zero_point())
     else:
         q = ("numpy", repr(input_scale), repr(input_zero_point))
-    return (id(weight), id(bias), id(weight_scale), id(weight_zero_point), repr(stride), repr(padding),
-            repr(dilation), repr(groups), repr(output_scale), repr(output_zero_point), bool(relu), engine, isa, kname,
-            tuple(x.shape)) + q
+    onednn = () if engine == "fbgemm" else (repr(onednn_kernel), onednn_conv2d.onednn_threads() > 1)
+    return (fn, repr(stride), repr(padding), repr(dilation), repr(groups), repr(output_scale),
+            repr(output_zero_point), bool(relu), engine, isa, kname, tuple(x.shape)) + q + onednn
 
 
-def _prepared_fast_path(cache: dict, x: Any, weight: Any, bias: Any, weight_scale: Any, weight_zero_point: Any,
-                        stride: Any, padding: Any, dilation: Any, groups: Any, input_scale: Any,
-                        input_zero_point: Any, output_scale: Any, output_zero_point: Any, relu: Any, engine: Any,
-                        isa: Any, kernel: Any, threads: Any) -> Any:
-    """A repeated call of a Conv2dParams on an input (quint8 tensor, or uint8 array with the
-    same input_scale/input_zero_point) of a shape and quantization it has seen: every
-    argument was validated when the entry was made, so only the input's kind, the kernel
-    name and the thread count are checked again. None: take the full path."""
-    if not (isinstance(kernel, str) and isinstance(isa, str) and isinstance(engine, str)):
-        return None
-    if is_torch_tensor(x):
-        import torch
+def _owned_key(objs: tuple, x: Any, *args: Any) -> tuple:
+    """A Conv2dParams cache key: the identity of its (read-only, owned) weight-side objects."""
+    return tuple(id(o) for o in objs) + _call_key(x, *args)
 
-        if not (input_scale is None and input_zero_point is None and x.dim() == 4 and x.is_quantized
-                and x.dtype == torch.quint8 and x.qscheme() == torch.per_tensor_affine):
-            return None
-    elif not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 4 and input_scale is not None
-              and input_zero_point is not None):
-        return None
-    kname = _resolve_kernel("conv2d", kernel)
-    hit = cache.get(_fast_key(x, input_scale, input_zero_point, weight, bias, weight_scale, weight_zero_point, stride,
-                              padding, dilation, groups, output_scale, output_zero_point, relu, engine, isa, kname))
-    if hit is None:
-        return None
-    prep = hit[0]  # hit[1] keeps the keyed objects alive, so their ids are never reused
-    nthreads = check_threads("conv2d", threads)
-    torch_in = is_torch_tensor(x)
-    nhwc = np.ascontiguousarray(_quint8_nhwc_view(x)) if torch_in else _channels_last(x)
+
+def _run_prepared(prep: Any, nhwc: np.ndarray, torch_in: bool, out_s: float, out_zp: int,
+                  nthreads: Optional[int]) -> Any:
     nt = _core.default_threads() if nthreads is None else nthreads
     if torch_in:
         # the kernel writes straight into the channels_last quint8 result (NHWC memory),
@@ -219,13 +214,48 @@ def _prepared_fast_path(cache: dict, x: Any, weight: Any, bias: Any, weight_scal
         import torch
 
         N, OH, OW, O = _core.prepared_output_shape(prep)
-        q = torch._empty_affine_quantized((N, O, OH, OW), scale=float(output_scale),
-                                          zero_point=int(output_zero_point), dtype=torch.quint8,
-                                          memory_format=torch.channels_last)
+        q = torch._empty_affine_quantized((N, O, OH, OW), scale=float(out_s), zero_point=int(out_zp),
+                                          dtype=torch.quint8, memory_format=torch.channels_last)
         _core.conv2d_run_into(prep, nhwc, q.data_ptr(), N * OH * OW * O, nt)
         return q
-    out_nhwc = _core.conv2d_run(prep, nhwc, nt)
-    return _wrap_output(out_nhwc, torch_in, float(output_scale), int(output_zero_point))
+    return _wrap_output(_core.conv2d_run(prep, nhwc, nt), False, out_s, out_zp)
+
+
+def _prepared_fast_path(cache: Any, x: Any, weight: Any, bias: Any, weight_scale: Any, weight_zero_point: Any,
+                        stride: Any, padding: Any, dilation: Any, groups: Any, input_scale: Any,
+                        input_zero_point: Any, output_scale: Any, output_zero_point: Any, relu: Any, engine: Any,
+                        isa: Any, kernel: Any, threads: Any, onednn_kernel: Any, fn: str) -> Any:
+    """A repeated call on an input (quint8 tensor, or uint8 array with the same
+    input_scale/input_zero_point) of a shape and quantization seen before, with weight-side
+    arguments the cache still holds (a Conv2dParams' own, or unchanged ones: PrepCache): every
+    argument was validated when the entry was made, so only the input's kind, the kernel name
+    and the thread count are checked again. None: take the full path."""
+    if not (isinstance(kernel, str) and isinstance(isa, str) and isinstance(engine, str)):
+        return None
+    torch_in = is_torch_tensor(x)
+    if torch_in:
+        import torch
+
+        if not (input_scale is None and input_zero_point is None and x.dim() == 4 and x.is_quantized
+                and x.dtype == torch.quint8 and x.qscheme() == torch.per_tensor_affine and x.device.type == "cpu"):
+            return None
+    elif not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 4 and input_scale is not None
+              and input_zero_point is not None):
+        return None
+    kname = _resolve_kernel("conv2d", kernel)
+    objs = (weight, bias, weight_scale, weight_zero_point)
+    args = (stride, padding, dilation, groups, output_scale, output_zero_point, relu, engine, isa, kname,
+            onednn_kernel, fn)
+    if isinstance(cache, PrepCache):
+        prep = cache.get(cache.key(objs, _call_key(x, input_scale, input_zero_point, *args)), objs)
+    else:
+        hit = cache.get(_owned_key(objs, x, input_scale, input_zero_point, *args))
+        prep = None if hit is None else hit[0]  # hit[1] keeps the keyed objects alive: ids never reused
+    if prep is None:
+        return None
+    nthreads = check_threads("conv2d", threads)
+    nhwc = _channels_last(_int_view(x)) if torch_in else _channels_last(x)
+    return _run_prepared(prep, nhwc, torch_in, output_scale, output_zero_point, nthreads)
 
 
 # ----------------------------------------------------------------------------- quantize

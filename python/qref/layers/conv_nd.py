@@ -91,7 +91,7 @@ def conv1d(
                  weight_scale=ws, weight_zero_point=wz, output_scale=output_scale,
                  output_zero_point=output_zero_point, relu=relu, engine=engine, isa=isa, kernel=kernel,
                  threads=threads, return_intermediates=return_intermediates, onednn_kernel=onednn_kernel,
-                 _fn="conv1d")
+                 _fn="conv1d", _cache_objs=(weight, bias, weight_scale, weight_zero_point))
     out_s = check_scale(fn, "output_scale", output_scale)
     out_zp = int(output_zero_point)
     if return_intermediates:

@@ -31,6 +31,7 @@ from ..engines.fbgemm import linear as fbgemm_linear
 from ..engines.fbgemm.conv2d import Intermediates
 from ..engines.onednn import linear as onednn_linear
 from ..routing import _no_onednn_kernel, _run_args, fbgemm_isa, linear_runs_onednn
+from .prep_cache import ONESHOT
 
 
 def linear(
@@ -83,11 +84,21 @@ def linear(
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     check_bool(fn, "relu", relu)
     kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads)
+    # The weights packed once per (weight-side arguments, M, quantization, engine, ...): the
+    # checked cache of qref.layers.prep_cache, which never returns a stale entry.
+    objs = (weight, bias, weight_scale, weight_zero_point)
+    key = None if return_intermediates else ONESHOT.key(objs, (fn, M, K, a_s, a_zp, out_s, out_zp, bool(relu), engine,
+                                                               isa, kname, repr(onednn_kernel)))
+    prep = ONESHOT.get(key, objs)
     if linear_runs_onednn(engine):
         # qlinear_prepack.cpp: only the "onednn" engine packs linear weights for oneDNN; "x86" and
         # "fbgemm" both use fbgemm's PackedLinearWeight.
+        if prep is None and key is not None:
+            prep = onednn_linear.prepare(fn, max(M, 1), K, a_s, a_zp, wt, b, out_s, out_zp, bool(relu), isa,
+                                         onednn_kernel)
+            ONESHOT.put(key, objs, prep)
         out = onednn_linear.run(fn, a.reshape(M, K), a_s, a_zp, wt, b, out_s, out_zp, bool(relu), isa, nthreads,
-                                return_intermediates, onednn_kernel)
+                                return_intermediates, onednn_kernel, prep)
         return _wrap_quint8(out.reshape(tuple(lead) + (O,)), from_torch, out_s, out_zp)
     _no_onednn_kernel(fn, onednn_kernel, engine)
     if engine == "x86":
@@ -98,6 +109,11 @@ def linear(
     if M == 0:
         out = np.zeros(out_shape, np.uint8)
         res = None
+    elif key is not None:
+        if prep is None:
+            prep = fbgemm_linear.prepare(M, K, a_s, a_zp, wt, b, out_s, out_zp, bool(relu), plan, kname)
+            ONESHOT.put(key, objs, prep)
+        out = fbgemm_linear.run_prepared(prep, a.reshape(M, K), nthreads).reshape(out_shape)
     else:
         res = fbgemm_linear.run(a.reshape(M, K), a_s, a_zp, wt, b, out_s, out_zp, bool(relu), plan, kname, nthreads,
                                 bool(return_intermediates))

@@ -32,3 +32,21 @@ def run(a2: np.ndarray, a_s: float, a_zp: int, wt: Any, b: Optional[np.ndarray],
         out_s, out_zp, bool(relu), plan.saturates, kname,
         _core.default_threads() if nthreads is None else nthreads, bool(return_intermediates),
     )
+
+
+def prepare(M: int, K: int, a_s: float, a_zp: int, wt: Any, b: Optional[np.ndarray], out_s: float, out_zp: int,
+            relu: bool, plan: ConvPlan, kname: str) -> Any:
+    """The weights packed once for (M, K) inputs: ``run_prepared(prepared, a2, nthreads)`` gives
+    the same bytes as ``run`` (the same pointwise conv, prepared)."""
+    O = wt.oihw.shape[0]
+    return _core.conv2d_prepare(
+        np.empty((M, 1, 1, K), np.uint8), np.ascontiguousarray(wt.oihw.reshape(O, 1, 1, K)), b, (1, 1), (0, 0),
+        (1, 1), 1, a_s, a_zp, wt.scale, wt.zero_point, wt.per_channel, out_s, out_zp, bool(relu), plan.saturates,
+        kname)
+
+
+def run_prepared(prep: Any, a2: np.ndarray, nthreads: Optional[int]) -> np.ndarray:
+    """(M, K) uint8 rows -> the (M, 1, 1, O) output of a ``prepare``d linear (or oneDNN's)."""
+    M, K = a2.shape
+    return _core.conv2d_run(prep, np.ascontiguousarray(a2).reshape(M, 1, 1, K),
+                            _core.default_threads() if nthreads is None else nthreads)
