@@ -321,7 +321,7 @@ def test_requantize_clamps_in_float_before_rounding(dt):
     consts = [("xs", np.array(F32(1.0))), ("xz", np.array(0, dt)), ("w", w), ("ws", np.array(F32(1.0))),
               ("wz", np.array(0, np.int8)), ("ys", np.array(F32(1e-6))), ("yz", np.array(0, dt))]
     m = _single("QLinearConv", [("x", x)], consts, _et(dt), pads=[1, 1, 1, 1])
-    rep = _check_single(m, {"x": x})
+    _check_single(m, {"x": x})
     y = qo.run(m, {"x": x})[0]
     assert set(np.unique(y)) <= {lo, hi} | {0}
 
