@@ -124,6 +124,10 @@ def conv_integer(at, inputs, host):
     xz, wz = _opt(inputs, 2), _opt(inputs, 3)
     if not (_is_q8(x) and _is_q8(w)):
         raise NotInt8()
+    if host == "avx2" and x.dtype != w.dtype:
+        # conv_integer.cc multiplies the weights (GEMM operand A) by an NCHW im2col (operand B):
+        # which MLAS kernel that is on AVX2 hosts, and its pairing, is not established here.
+        raise UnsupportedNode("ConvInteger with mixed-sign operands on AVX2 hosts (kernel not established)")
     acc, rank = conv_accumulators(x, _scalar_zp(xz, x.dtype), w, _w_zero_point(wz), at, host, False)
     return [_from_nhwc(acc, rank, False)]
 
