@@ -15,7 +15,6 @@ import statistics
 import time
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 from onnx import TensorProto as T
 from onnx import helper as h
