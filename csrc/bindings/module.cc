@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
   qref_bindings::register_onednn(m);
   qref_bindings::register_aten(m);
   qref_bindings::register_layout(m);
+  qref_bindings::register_mlas(m);
 }

@@ -10,5 +10,6 @@ void register_fbgemm(pybind11::module_& m);  // fbgemm.cc: fbgemm's conv2d / con
 void register_onednn(pybind11::module_& m);  // onednn.cc: oneDNN's conv2d / deconvolution
 void register_aten(pybind11::module_& m);    // aten.cc: ATen's quantized non-conv ops
 void register_layout(pybind11::module_& m);  // layout.cc: the layer functions' prepared-weight cache helpers
+void register_mlas(pybind11::module_& m);    // mlas.cc: ONNX Runtime's MLAS int8 arithmetic
 
 }  // namespace qref_bindings

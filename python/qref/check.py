@@ -30,6 +30,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import models as _models
+from . import onnx as _onnx
 from .bridge.from_torch import from_torch
 from .bridge.modules import UnsupportedModuleError
 from .bridge.onednn_verbose import _with_onednn_kernel, onednn_lock
@@ -412,6 +413,8 @@ def check(model: Any, *inputs: Any, isa: str = "auto", end_to_end: bool = True,
     get rows too; an op qref does not reproduce gets a "not verified" row and ``report.ok`` is
     False. ``isa="avx2"`` / ``"vnni"`` recomputes the conv/linear rows as that host's torch would.
     """
+    if _onnx.is_onnx_model(model):  # an ONNX model: qref.onnx.check(model, feeds) (docs/onnxruntime.md)
+        return _onnx.check(model, *inputs, **({} if isa == "auto" else {"host": isa}))
     if isa not in ISAS:
         raise ValueError(f"check: isa={isa!r} is not valid (valid: {', '.join(map(repr, ISAS))})")
     if not hasattr(model, "named_modules") or not callable(model):

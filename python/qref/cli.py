@@ -31,6 +31,7 @@ from typing import Optional
 import numpy as np
 
 from . import bench
+from . import onnx as qonnx
 from ._paths import main as paths_main
 from ._version import __version__
 from .bridge.from_torch import from_torch
@@ -268,7 +269,37 @@ def cmd_explain(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- check
 
 
+def cmd_check_onnx(args: argparse.Namespace) -> int:
+    """``qref check model.onnx --input-shape N,C,H,W``: a seeded standard-normal float32 input
+    for the model's first input (other inputs take their declared shapes)."""
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+        sys.exit("qref check: ONNX models need onnx and onnxruntime (pip install 'qref[onnx]')")
+    import onnx as _onnx_pkg
+
+    if not os.path.exists(args.model):
+        sys.exit(f"qref check: {args.model}: no such file")
+    m = _onnx_pkg.load(args.model)
+    inits = {i.name for i in m.graph.initializer}
+    graph_inputs = [i for i in m.graph.input if i.name not in inits]
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for k, gi in enumerate(graph_inputs):
+        if k == 0 and args.input_shape:
+            shape = _shape(args.input_shape, "--input-shape")
+        else:
+            dims = [d.dim_value for d in gi.type.tensor_type.shape.dim]
+            if any(d <= 0 for d in dims):
+                sys.exit(f"qref check: input {gi.name!r} has a dynamic shape; pass --input-shape")
+            shape = tuple(dims)
+        feeds[gi.name] = rng.standard_normal(shape).astype(np.float32)
+    rep = qonnx.check(args.model, feeds)
+    print(rep.summary())
+    return 0 if rep.ok else 1
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.model.lower().endswith(".onnx"):  # an ONNX Runtime model (qref.onnx, docs/onnxruntime.md)
+        return cmd_check_onnx(args)
     _need_torch("check")
     if args.inputs is not None:  # a whole input set (qref.check_dataset)
         return cmd_check_dataset(args)

@@ -22,6 +22,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from . import _core
+from . import onnx as _onnx
 from .bridge.from_torch import from_torch
 from .bridge.modules import Conv2dParams
 from .bridge.onednn_verbose import _with_onednn_kernel
@@ -346,6 +347,8 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
     ``qx``: the conv's quint8 input tensor (or a uint8 array with ``input_scale``/``input_zero_point``).
     ``isa``: whose fbgemm arithmetic (``"auto"``: torch in this process; ``"avx2"``; ``"vnni"``).
     """
+    if _onnx.is_onnx_model(module_or_params):  # qref.onnx.explain(model, feeds, output, index)
+        return _onnx.explain(module_or_params, qx, index, isa)
     params, module = _as_params(module_or_params)
     check_choice("explain", "isa", isa, ISAS if getattr(params, "engine", "fbgemm") == "fbgemm"
                  else ISAS + ("amx", "avx512_core", "sse41"))

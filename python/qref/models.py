@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import _core
+from . import onnx as _onnx
 from .bridge.from_torch import from_torch
 from .bridge.modules import UnsupportedModuleError
 from .bridge.onednn_verbose import _with_onednn_kernel, onednn_lock
@@ -821,6 +822,8 @@ def run(model: Any, *inputs: Any, isa: str = "auto", threads: Optional[int] = No
     """``model(*inputs)`` with every quantized op computed by qref: returns what the model returns,
     bit for bit (float outputs included). ``isa``/``threads``: qref's conv/linear (as
     ``qref.conv2d``); ATen's ops follow the thread count torch runs with (torch.get_num_threads())."""
+    if _onnx.is_onnx_model(model):  # an ONNX model: qref.onnx.run(model, feeds) (docs/onnxruntime.md)
+        return _onnx.run(model, *inputs, **({} if isa == "auto" else {"host": isa}))
     import torch
 
     _validate_model("run", model, inputs)
