@@ -1,0 +1,101 @@
+"""torchao PT2E models (X86InductorQuantizer) as torch.compile runs them: qref's int8 ops against the
+compiled program's own oneDNN calls, and end to end against torch.compile(converted)."""
+
+import warnings
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchao", reason="torchao (the pt2e extra) is not installed")
+
+import torch.nn as nn  # noqa: E402
+
+import qref.pt2e as qp  # noqa: E402
+
+
+def _convert(model, x):
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        m = torch.export.export(model.eval(), (x,)).module()
+        q = xiq.X86InductorQuantizer()
+        q.set_global(xiq.get_default_x86_inductor_quantization_config())
+        p = prepare_pt2e(m, q)
+        p(x)
+        return convert_pt2e(p)
+
+
+class ResNetBlock(nn.Module):
+    """conv-relu, a residual add+relu, a depthwise conv with hardswish, a hardtanh conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.r1 = nn.ReLU()
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.r2 = nn.ReLU()
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.hs = nn.Hardswish()
+        self.c3 = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        y = self.r1(self.c1(x))
+        y = self.r2(self.c2(y) + y)
+        y = self.hs(self.dw(y))
+        return self.c3(y)
+
+
+@pytest.fixture(scope="module")
+def resnet_program():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 10, 10)
+    conv = _convert(ResNetBlock(), x)
+    from qref.pt2e.program import compile_model
+
+    return conv, x, compile_model(conv, (x,))
+
+
+def test_int8_ops_and_end_to_end_bit_exact(resnet_program):
+    conv, x, prog = resnet_program
+    rep = qp.check_compiled(conv, x, _program=prog)
+    print(rep)
+    int8 = [r for r in rep.rows if r.kind.startswith(("qconv", "qlinear"))]
+    assert len(int8) >= 4
+    assert all(r.status == "OK" and r.mismatches == 0 and r.elements > 0 for r in int8), str(rep)
+    q = [r for r in rep.rows if r.kind.startswith("quantize_per_tensor")]
+    assert q and all(r.mismatches == 0 for r in q)
+    e2e = rep["end to end"]
+    assert e2e.status == "OK" and e2e.mismatches == 0 and e2e.elements == prog.output.numel()
+    assert rep.ok
+
+
+def test_run_equals_torch_compile(resnet_program):
+    conv, x, prog = resnet_program
+    from qref.pt2e.api import _qref_compute
+    from qref.pt2e.program import run_with
+
+    mine = run_with(prog, (x,), _qref_compute("auto"))
+    assert mine.dtype == prog.output.dtype
+    assert torch.equal(mine.view(torch.int32), prog.output.view(torch.int32))
+
+
+def test_converted_graph_quantize_dequantize(resnet_program):
+    conv, x, _ = resnet_program
+    rep = qp.check(conv, x)
+    qd = [r for r in rep.rows if r.kind in ("quantize_per_tensor", "dequantize_per_tensor")]
+    assert qd and all(r.status == "OK" for r in qd), str(rep)
+    assert any(r.status == "FP32 SIMULATION" for r in rep.rows)
+
+
+def test_unreproduced_post_op_is_not_verified():
+    """gelu is oneDNN's own approximation: reported NOT VERIFIED, and run refuses it."""
+    from qref.pt2e.ops import Int8Op, NotReproduced, run_op
+    import numpy as np
+
+    op = Int8Op("qlinear", "qlinear_pointwise.tensor", torch.zeros(2, 4, dtype=torch.uint8), 0.1, 0,
+                np.zeros((3, 4), np.int8), np.ones(3, np.float32), None, output_dtype=torch.float32,
+                eltwise="gelu", algorithm="none")
+    with pytest.raises(NotReproduced, match="gelu"):
+        run_op(op)
