@@ -91,8 +91,9 @@ def test_converted_graph_quantize_dequantize(resnet_program):
 
 def test_unreproduced_post_op_is_not_verified():
     """gelu is oneDNN's own approximation: reported NOT VERIFIED, and run refuses it."""
-    from qref.pt2e.ops import Int8Op, NotReproduced, run_op
     import numpy as np
+
+    from qref.pt2e.ops import Int8Op, NotReproduced, run_op
 
     op = Int8Op("qlinear", "qlinear_pointwise.tensor", torch.zeros(2, 4, dtype=torch.uint8), 0.1, 0,
                 np.zeros((3, 4), np.int8), np.ones(3, np.float32), None, output_dtype=torch.float32,

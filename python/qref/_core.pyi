@@ -181,3 +181,16 @@ def quantize(x: numpy.ndarray, scale: typing.SupportsFloat | typing.SupportsInde
     ...
 def requant_params(weight: numpy.ndarray, input_scale: typing.SupportsFloat | typing.SupportsIndex, input_zero_point: typing.SupportsInt | typing.SupportsIndex, weight_scale: numpy.ndarray, weight_zero_point: numpy.ndarray, per_channel: bool, output_scale: typing.SupportsFloat | typing.SupportsIndex, bias: typing.Any, groups: typing.SupportsInt | typing.SupportsIndex) -> dict:
     ...
+# ---- torch.compile's PT2E int8 program (csrc/bindings/pt2e.cc)
+def pt2e_postops(A: numpy.ndarray, wscale: numpy.ndarray, bias: numpy.ndarray | None, other: numpy.ndarray | None, src_scale: typing.SupportsFloat, combined: bool, sum_scale: typing.SupportsFloat, sum_zp: typing.SupportsInt, eltwise: str, alpha: typing.SupportsFloat, beta: typing.SupportsFloat, out_dtype: str, out_scale: typing.SupportsFloat, out_zp: typing.SupportsInt) -> numpy.ndarray:
+    """
+    oneDNN's post-op chain (PT2E int8 ops) over the compensated sums A[M][O]
+    """
+def inductor_quantize(x: numpy.ndarray, scale: typing.SupportsFloat, zero_point: typing.SupportsInt, quant_min: typing.SupportsInt, quant_max: typing.SupportsInt) -> numpy.typing.NDArray[numpy.uint8]:
+    """
+    inductor's generated quantize_per_tensor (float32 -> uint8)
+    """
+def inductor_dequantize(q: numpy.ndarray, scale: typing.SupportsFloat, zero_point: typing.SupportsInt) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    inductor's generated dequantize_per_tensor (uint8 -> float32)
+    """

@@ -30,6 +30,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import models as _models
+from . import pt2e as _pt2e
 from .bridge.from_torch import from_torch
 from .bridge.modules import UnsupportedModuleError
 from .bridge.onednn_verbose import _with_onednn_kernel, onednn_lock
@@ -401,7 +402,7 @@ class Report:
 
 
 def check(model: Any, *inputs: Any, isa: str = "auto", end_to_end: bool = True,
-          threads: Optional[int] = None) -> Report:
+          threads: Optional[int] = None, compile: bool = False) -> Report:
     """Run ``model(*inputs)`` once under torch and recompute every op on quantized tensors with
     qref from torch's own inputs (one row per op call: conv/linear by the module that issued them,
     ATen's quantized ops with ``qref.engines.aten``); then, with ``end_to_end=True`` (isa="auto"),
@@ -412,6 +413,8 @@ def check(model: Any, *inputs: Any, isa: str = "auto", end_to_end: bool = True,
     get rows too; an op qref does not reproduce gets a "not verified" row and ``report.ok`` is
     False. ``isa="avx2"`` / ``"vnni"`` recomputes the conv/linear rows as that host's torch would.
     """
+    if compile or _pt2e.is_pt2e_model(model):  # torchao PT2E: docs/pt2e.md
+        return _pt2e.check(model, *inputs, compile=compile, isa=isa)
     if isa not in ISAS:
         raise ValueError(f"check: isa={isa!r} is not valid (valid: {', '.join(map(repr, ISAS))})")
     if not hasattr(model, "named_modules") or not callable(model):

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from .ops import compensated_sum, run_op
+
 f32 = np.float32
 
 
@@ -21,8 +23,6 @@ def explain_pt2e(op: Any, index: tuple) -> str:
     """
     import torch
     import torch.nn.functional as F
-
-    from .ops import run_op
 
     x = op.x.detach()
     xd = (x.float() - float(f32(op.x_zp))) * float(f32(op.x_scale))
@@ -40,11 +40,8 @@ def explain_pt2e(op: Any, index: tuple) -> str:
     lines = [f"element {idx} of {op.kind}:"]
     lines.append(f"  uncompiled: fp32 {op.kind[1:5]} of dequantized x and w = {float(yf[idx]):.9g} "
                  f"(float sums, rounding after each add)")
-    from .ops import compensated_sum
-
     A, shape, _ = compensated_sum(op, "auto")
     if op.kind.startswith("qconv"):
-        nd = x.dim()
         pos = (idx[0],) + tuple(idx[2:])
         flat = np.ravel_multi_index(pos, (shape[0],) + tuple(shape[1:-1]))
     else:

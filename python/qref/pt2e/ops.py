@@ -11,6 +11,8 @@ from typing import Any, Optional
 import numpy as np
 
 from .. import _core
+from ..common.onednn_isa import resolve_class
+from ..layers.conv2d import conv2d
 
 # Post-ops qref reproduces; the others (gelu, swish, ...) use oneDNN's own polynomial
 # approximations (jit_uni_eltwise_injector.cpp), not reproduced yet.
@@ -148,8 +150,6 @@ def unsupported_reason(op: Int8Op, cls: str) -> Optional[str]:
 def compensated_sum(op: Int8Op, isa: str) -> tuple:
     """(A as float32 [M, O], output shape in NHWC / row order): oneDNN's zero-point-compensated
     int32 sum, from qref's oneDNN conv driver (exact or int16-pair-saturating per kernel class)."""
-    from ..layers.conv2d import conv2d
-
     x = op.x.detach().contiguous().numpy()
     O = op.weight.shape[0]
     if op.kind.startswith("qlinear"):
@@ -198,8 +198,6 @@ def _to_rows(t: Any, kind: str) -> np.ndarray:
 def run_op(op: Int8Op, isa: str = "auto", combined: Optional[bool] = None) -> Any:
     """The op's output as a torch tensor of torch's dtype, shape and memory format."""
     import torch
-
-    from ..common.onednn_isa import resolve_class
 
     cls = resolve_class(isa)
     why = unsupported_reason(op, cls)

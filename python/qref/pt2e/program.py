@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 _OPS = ("qconv_pointwise", "qconv2d_pointwise", "qlinear_pointwise")
 _LOCK = threading.Lock()
