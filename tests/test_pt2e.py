@@ -100,3 +100,38 @@ def test_unreproduced_post_op_is_not_verified():
                 eltwise="gelu", algorithm="none")
     with pytest.raises(NotReproduced, match="gelu"):
         run_op(op)
+
+
+_AVX2_SCRIPT = """
+import json, sys, warnings
+warnings.filterwarnings("ignore")
+sys.path.insert(0, {tests!r})
+import torch
+from test_pt2e import ResNetBlock, _convert
+import qref.pt2e as qp
+torch.manual_seed(0)
+x = torch.randn(2, 3, 10, 10)
+conv = _convert(ResNetBlock(), x)
+rep = qp.check(conv, x, compile=True)
+print("REPORT" + json.dumps(rep.to_dict()))
+"""
+
+
+def test_avx2_host_in_subprocess():
+    """oneDNN's AVX2 int8 kernels (ONEDNN_MAX_CPU_ISA=AVX2 set before torch is imported): qref's
+    isa="auto" follows the variable, and every int8 op and the output match."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
+    script = _AVX2_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("REPORT")]
+    assert line, res.stderr[-3000:]
+    rep = json.loads(line[0][len("REPORT"):])
+    int8 = [r for r in rep["rows"] if r["kind"].startswith(("qconv", "qlinear"))]
+    assert len(int8) >= 4 and all(r["status"] == "OK" and r["mismatches"] == 0 for r in int8), rep
+    assert rep["rows"][-1]["name"] == "end to end" and rep["rows"][-1]["status"] == "OK", rep
+    assert rep["ok"]
