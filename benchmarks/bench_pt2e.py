@@ -13,10 +13,9 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     import torch
 
-    from test_pt2e import ResNetBlock, _convert
-
     import qref.pt2e.ops as ops
     from qref.pt2e.program import compile_model
+    from test_pt2e import ResNetBlock, _convert
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

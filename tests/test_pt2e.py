@@ -167,3 +167,14 @@ def test_mlp_block_linear_ops_and_honest_rows():
     assert any(r.status == "OK" for r in lin), str(rep)
     if rep.not_verified:
         assert not rep.ok
+
+
+def test_explain_gives_both_derivations(resnet_program):
+    from qref.pt2e.ops import parse_call, run_op
+
+    _, _, prog = resnet_program
+    call = prog.calls[0]
+    op = parse_call(call.name, call.args)
+    text = qp.explain_pt2e(op, (0, 1, 2, 3))
+    assert "uncompiled" in text and "compiled" in text and "exact int32" in text
+    assert repr(run_op(op)[0, 1, 2, 3].item()) in text
