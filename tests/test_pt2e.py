@@ -178,3 +178,18 @@ def test_explain_gives_both_derivations(resnet_program):
     text = qp.explain_pt2e(op, (0, 1, 2, 3))
     assert "uncompiled" in text and "compiled" in text and "exact int32" in text
     assert repr(run_op(op)[0, 1, 2, 3].item()) in text
+
+
+def test_cli_checks_saved_exported_program(resnet_program, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    conv, x, _ = resnet_program
+    path = str(tmp_path / "model.pt2")
+    with torch.no_grad():
+        torch.export.save(torch.export.export(conv, (x,)), path)
+    res = subprocess.run([sys.executable, "-m", "qref", "check", path, "--input-shape", "2,3,10,10"],
+                         capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "end to end" in res.stdout and "NOT OK" not in res.stdout

@@ -217,3 +217,19 @@ def run(model: Any, *inputs: Any, compile: bool = False, isa: str = "auto") -> A
         raise ValueError("run: a PT2E converted model runs as qref's int8 program only with compile=True "
                          "(what torch.compile runs); without it, the model itself is float simulation")
     return run_compiled(model, *inputs, isa=isa)
+
+
+def check_saved(path: str, input_shape: Any, isa: str = "auto") -> Pt2eReport:
+    """``qref check model.pt2 --input-shape N,C,H,W``: a converted PT2E model saved with
+    ``torch.export.save``, checked as torch.compile runs it on a seeded ``torch.rand`` input."""
+    import torch
+
+    if not input_shape:
+        raise ValueError(f"check: {path!r} is a saved ExportedProgram; give --input-shape (e.g. 1,3,224,224)")
+    import torchao.quantization.pt2e  # noqa: F401  registers the quantized_decomposed ops the file names
+
+    ep = torch.export.load(path)
+    model = ep.module()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(*input_shape, generator=g)
+    return check_compiled(model, x, isa=isa)
