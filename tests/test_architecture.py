@@ -15,7 +15,7 @@ import pytest
 PKG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python", "qref")
 # Imported inside functions on purpose: optional (torch, matplotlib, tqdm) or, in _paths.py, the
 # compiled core, without which the C++ headers are still usable.
-LAZY_OK = {"torch", "matplotlib", "tqdm", "ray", "onnx", "onnxruntime"}
+LAZY_OK = {"torch", "matplotlib", "tqdm", "ray", "onnx", "onnxruntime", "torchao"}
 LAZY_OK_IN = {"qref._paths": {"qref._core"}}
 
 

@@ -13,4 +13,5 @@ PYBIND11_MODULE(_core, m) {
   qref_bindings::register_aten(m);
   qref_bindings::register_layout(m);
   qref_bindings::register_mlas(m);
+  qref_bindings::register_pt2e(m);
 }

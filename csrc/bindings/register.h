@@ -11,5 +11,6 @@ void register_onednn(pybind11::module_& m);  // onednn.cc: oneDNN's conv2d / dec
 void register_aten(pybind11::module_& m);    // aten.cc: ATen's quantized non-conv ops
 void register_layout(pybind11::module_& m);  // layout.cc: the layer functions' prepared-weight cache helpers
 void register_mlas(pybind11::module_& m);    // mlas.cc: ONNX Runtime's MLAS int8 arithmetic
+void register_pt2e(pybind11::module_& m);    // pt2e.cc: torch.compile's PT2E int8 program
 
 }  // namespace qref_bindings

@@ -31,6 +31,7 @@ import numpy as np
 
 from . import models as _models
 from . import onnx as _onnx
+from . import pt2e as _pt2e
 from .bridge.from_torch import from_torch
 from .bridge.modules import UnsupportedModuleError
 from .bridge.onednn_verbose import _with_onednn_kernel, onednn_lock
@@ -402,7 +403,7 @@ class Report:
 
 
 def check(model: Any, *inputs: Any, isa: str = "auto", end_to_end: bool = True,
-          threads: Optional[int] = None) -> Report:
+          threads: Optional[int] = None, compile: bool = False) -> Report:
     """Run ``model(*inputs)`` once under torch and recompute every op on quantized tensors with
     qref from torch's own inputs (one row per op call: conv/linear by the module that issued them,
     ATen's quantized ops with ``qref.engines.aten``); then, with ``end_to_end=True`` (isa="auto"),
@@ -415,6 +416,8 @@ def check(model: Any, *inputs: Any, isa: str = "auto", end_to_end: bool = True,
     """
     if _onnx.is_onnx_model(model):  # an ONNX model: qref.onnx.check(model, feeds) (docs/onnxruntime.md)
         return _onnx.check(model, *inputs, **({} if isa == "auto" else {"host": isa}))
+    if compile or _pt2e.is_pt2e_model(model):  # torchao PT2E: docs/pt2e.md
+        return _pt2e.check(model, *inputs, compile=compile, isa=isa)
     if isa not in ISAS:
         raise ValueError(f"check: isa={isa!r} is not valid (valid: {', '.join(map(repr, ISAS))})")
     if not hasattr(model, "named_modules") or not callable(model):

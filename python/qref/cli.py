@@ -51,6 +51,7 @@ from .demo import (
 from .explain import explain
 from .export import main as export_main  # qref.export (the attribute) is the function
 from .models import run as qref_run
+from .pt2e.api import check_saved
 
 
 def _quiet() -> None:
@@ -303,6 +304,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     _need_torch("check")
     if args.inputs is not None:  # a whole input set (qref.check_dataset)
         return cmd_check_dataset(args)
+    if args.model.endswith(".pt2"):  # a saved ExportedProgram of a torchao PT2E model: docs/pt2e.md
+        try:
+            r = check_saved(args.model, _shape(args.input_shape, "--input-shape") if args.input_shape else None,
+                            args.isa)
+        except (RuntimeError, ValueError, TypeError, OSError) as err:
+            sys.exit(f"qref check: {args.model}: {type(err).__name__}: {err}")
+        print(json.dumps(r.to_dict(), indent=1) if args.json else r)
+        return 0 if r.ok else 1
 
     model, inputs = _load(args.model, args.input_shape, "check")
     try:

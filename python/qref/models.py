@@ -32,6 +32,7 @@ import numpy as np
 
 from . import _core
 from . import onnx as _onnx
+from . import pt2e as _pt2e
 from .bridge.from_torch import from_torch
 from .bridge.modules import UnsupportedModuleError
 from .bridge.onednn_verbose import _with_onednn_kernel, onednn_lock
@@ -818,7 +819,8 @@ def mode(isa: str = "auto", threads: Optional[int] = None):
         yield
 
 
-def run(model: Any, *inputs: Any, isa: str = "auto", threads: Optional[int] = None, _memo: Optional[list] = None) -> Any:
+def run(model: Any, *inputs: Any, isa: str = "auto", threads: Optional[int] = None, _memo: Optional[list] = None,
+        compile: bool = False) -> Any:
     """``model(*inputs)`` with every quantized op computed by qref: returns what the model returns,
     bit for bit (float outputs included). ``isa``/``threads``: qref's conv/linear (as
     ``qref.conv2d``); ATen's ops follow the thread count torch runs with (torch.get_num_threads())."""
@@ -826,6 +828,8 @@ def run(model: Any, *inputs: Any, isa: str = "auto", threads: Optional[int] = No
         return _onnx.run(model, *inputs, **({} if isa == "auto" else {"host": isa}))
     import torch
 
+    if compile:  # torchao PT2E as torch.compile runs it: docs/pt2e.md
+        return _pt2e.run(model, *inputs, compile=True, isa=isa)
     _validate_model("run", model, inputs)
     tracker = _Tracker(model)
     with torch.no_grad(), onednn_lock(), tracker, _RunMode(tracker, isa, threads, _memo):

@@ -25,6 +25,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "qref/common/int.h"
 
@@ -117,6 +118,82 @@ inline uint8_t onednn_output(float y) {
   return static_cast<uint8_t>(std::nearbyint(y));
 }
 
+
+// ---- oneDNN post-ops as torch.compile's int8 ops set them (PT2E: onednn::qconv_pointwise,
+// qconv2d_pointwise.binary, qlinear_pointwise(.binary); docs/pt2e.md). PyTorch hands these ops
+// the float scales themselves (runtime scales), so unlike the eager quantized modules there is
+// no reciprocal round trip: measured against the ops on this host, f32 outputs match only
+//   y = f32(f32(A * f32(x_scale)) * w_scale[o])      (separate scales)
+//   y = f32(y + bias[o])
+//   sum / add:  y = f32(y + f32(f32(other - f32(other_zp)) * other_scale))
+//   eltwise:    relu      y = max(y, 0)
+//               hardtanh  y = min(max(y, lo), hi)
+//               hardswish y = f32(y * min(max(f32(f32(y * f32(1/6)) + 0.5), 0), 1))
+//                         (jit_uni_eltwise_injector.cpp hardswish_compute_vector_fwd: a multiply
+//                         and an add, no FMA on this host's kernels)
+//   output:     f32  y;  bf16  round-to-nearest-even of y;
+//               u8   rne(clamp(f32(f32(y * f32(1 / (double)out_scale)) + f32(out_zp)), 0, 255))
+// The exact zero-point-compensated int32 sum A comes from the oneDNN conv driver
+// (onednn.h, the same for eager and compiled models).
+enum class OnednnEltwise : int { none = 0, relu = 1, hardtanh = 2, hardswish = 3 };
+enum class OnednnOutType : int { u8 = 0, f32 = 1, bf16 = 2 };
+
+struct OnednnPostOps {
+  float src_scale = 1.f;          // f32(x_scale)
+  bool combined = false;          // f32(A * f32(src_scale * w_scale[o])) (measured per kernel class)
+  bool has_bias = false;
+  bool sum = false;               // binary sum / add with another tensor of the output's shape
+  float sum_scale = 1.f;
+  int32_t sum_zp = 0;
+  OnednnEltwise eltwise = OnednnEltwise::none;
+  float alpha = 0.f, beta = 0.f;  // hardtanh bounds
+  OnednnOutType out = OnednnOutType::f32;
+  float inv = 1.f;                // f32(1 / (double)out_scale) (u8 output)
+  int32_t out_zp = 0;
+};
+
+inline float onednn_eltwise(float y, const OnednnPostOps& p) {
+  switch (p.eltwise) {
+    case OnednnEltwise::relu:
+      return y > 0.f ? y : 0.f;
+    case OnednnEltwise::hardtanh: {
+      float t = y < p.alpha ? p.alpha : y;
+      return t > p.beta ? p.beta : t;
+    }
+    case OnednnEltwise::hardswish: {
+      float h = y * static_cast<float>(1.0 / 6.0);
+      h = h + 0.5f;
+      h = h > 0.f ? h : 0.f;
+      h = h < 1.f ? h : 1.f;
+      return h * y;
+    }
+    default:
+      return y;
+  }
+}
+
+// The float value before the output conversion. `other`: the binary operand as float (u8
+// operands converted exactly), ignored without sum.
+inline float onednn_postops_y(float A, float wscale, float bias, float other, const OnednnPostOps& p) {
+  float y = p.combined ? A * (p.src_scale * wscale) : (A * p.src_scale) * wscale;
+  if (p.has_bias) y = y + bias;
+  if (p.sum) y = y + (other - static_cast<float>(p.sum_zp)) * p.sum_scale;
+  return onednn_eltwise(y, p);
+}
+
+// Round-to-nearest-even float -> bfloat16 bits (NaN kept quiet), as c10::BFloat16's
+// round_to_nearest_even.
+inline uint16_t onednn_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+inline uint8_t onednn_postops_u8(float y, const OnednnPostOps& p) {
+  return onednn_output(y * p.inv + static_cast<float>(p.out_zp));
+}
 }  // namespace qref
 
 #if defined(__AVX512F__)

@@ -1,0 +1,226 @@
+"""oneDNN's int8 ops as torch.compile calls them for a PT2E model (``onednn::qconv_pointwise``,
+``qconv2d_pointwise.binary``, ``qlinear_pointwise`` and ``.binary``), reproduced from their
+runtime arguments: the exact compensated sum A from qref's oneDNN conv driver, then the post-op
+chain of the core (``_core.pt2e_postops``, csrc/qref/onednn/requant.h)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from .. import _core
+from ..common.onednn_isa import resolve_class
+from ..layers.conv2d import conv2d
+
+# Post-ops qref reproduces; the others (gelu, swish, ...) use oneDNN's own polynomial
+# approximations (jit_uni_eltwise_injector.cpp), not reproduced yet.
+ELTWISE = ("none", "relu", "hardtanh", "hardswish")
+
+
+class NotReproduced(Exception):
+    """An op argument (post-op, dtype, kernel class) whose arithmetic qref has not reproduced."""
+
+
+@dataclass
+class Int8Op:
+    """One int8 op call of the compiled program, with the runtime arguments torch gave it."""
+
+    kind: str            # "qconv", "qconv_binary", "qlinear", "qlinear_binary"
+    name: str            # torch op name, e.g. "qconv_pointwise.tensor"
+    x: Any               # uint8 input (torch tensor)
+    x_scale: float
+    x_zp: int
+    weight: np.ndarray   # int8 weight in torch's layout (O, C/g, *k) or (O, K)
+    w_scale: np.ndarray  # float32 [O]
+    bias: Optional[np.ndarray]
+    stride: tuple = ()
+    padding: tuple = ()
+    dilation: tuple = ()
+    groups: int = 1
+    output_scale: float = 1.0
+    output_zp: int = 0
+    output_dtype: Any = None   # torch dtype
+    other: Any = None          # binary operand (torch tensor)
+    other_scale: float = 1.0
+    other_zp: int = 0
+    binary: str = "none"       # "sum" / "add"
+    alpha: float = 1.0
+    eltwise: str = "none"
+    scalars: tuple = ()
+    algorithm: str = ""
+
+
+def _f(v: Any) -> float:
+    return float(v.item()) if hasattr(v, "item") else float(v)
+
+
+def _i(v: Any) -> int:
+    return int(v.item()) if hasattr(v, "item") else int(v)
+
+
+def _dense_weight(packed: Any, linear: bool) -> np.ndarray:
+    w = packed.to_dense() if getattr(packed, "is_mkldnn", False) else packed
+    w = w.contiguous().numpy()
+    return np.ascontiguousarray(w.T) if linear else w
+
+
+def parse_call(name: str, args: list) -> Int8Op:
+    """An ``Int8Op`` from one recorded call (op name without namespace, positional args)."""
+    a = list(args)
+    bias = None
+    if name.startswith("qconv"):
+        binary = ".binary" in name
+        x, xs, xz, w, ws, wz = a[:6]
+        i = 6
+        other = None
+        if binary:
+            other = a[6]
+            i = 7
+        b, stride, padding, dilation, groups, os_, oz, odt = a[i:i + 8]
+        rest = a[i + 8:]
+        op = Int8Op("qconv_binary" if binary else "qconv", name, x, _f(xs), _i(xz), _dense_weight(w, False),
+                    ws.detach().float().numpy().copy(), None, tuple(stride), tuple(padding), tuple(dilation),
+                    int(groups), _f(os_), _i(oz), odt)
+        if binary:
+            op.other = other
+            op.other_scale, op.other_zp, op.binary, op.alpha = _f(rest[0]), _i(rest[1]), rest[2], _f(rest[3] if rest[3] is not None else 1.0)
+            op.eltwise, op.scalars, op.algorithm = rest[4] or "none", tuple(rest[5] or ()), rest[6] or ""
+        else:
+            op.eltwise, op.scalars, op.algorithm = rest[0] or "none", tuple(rest[1] or ()), rest[2] or ""
+    else:
+        binary = ".binary" in name
+        x, xs, xz, w, ws, wz = a[:6]
+        i = 6
+        other = None
+        if binary:
+            other = a[6]
+            i = 7
+        b, os_, oz, odt = a[i:i + 4]
+        rest = a[i + 4:]
+        op = Int8Op("qlinear_binary" if binary else "qlinear", name, x, _f(xs), _i(xz), _dense_weight(w, True),
+                    ws.detach().float().numpy().copy(), None, output_scale=_f(os_), output_zp=_i(oz), output_dtype=odt)
+        if binary:
+            op.other = other
+            op.other_scale, op.other_zp, op.binary, op.alpha = _f(rest[0]), _i(rest[1]), rest[2], _f(rest[3])
+            op.eltwise, op.scalars, op.algorithm = rest[4] or "none", tuple(rest[5] or ()), rest[6] or ""
+        else:
+            op.eltwise, op.scalars, op.algorithm = rest[0] or "none", tuple(rest[1] or ()), rest[2] or ""
+    if b is not None:
+        bias = b.detach().float().numpy().copy()
+    op.bias = bias
+    if op.eltwise == "":
+        op.eltwise = "none"
+    return op
+
+
+def describe(op: Int8Op) -> str:
+    post = [] if op.binary == "none" else [op.binary]
+    if op.eltwise != "none":
+        post.append(op.eltwise + (f"({op.algorithm})" if op.algorithm else ""))
+    shape = "x".join(str(s) for s in op.weight.shape)
+    out = str(op.output_dtype).replace("torch.", "")
+    return f"{op.kind} w{shape}" + (f" g{op.groups}" if op.groups != 1 else "") + \
+        (" +" + "+".join(post) if post else "") + f" -> {out}"
+
+
+def unsupported_reason(op: Int8Op, cls: str) -> Optional[str]:
+    import torch
+
+    if op.eltwise not in ELTWISE:
+        return (f"post-op {op.eltwise!r}{' (' + op.algorithm + ')' if op.algorithm else ''}: oneDNN computes it "
+                f"with its own polynomial approximations, which qref does not reproduce")
+    if op.output_dtype not in (torch.uint8, torch.float32, torch.bfloat16):
+        return f"output dtype {op.output_dtype}: not reproduced (uint8, float32 and bfloat16 are)"
+    if op.binary not in ("none", "sum", "add"):
+        return f"binary post-op {op.binary!r}: not reproduced (sum and add are)"
+    if op.other is not None and op.other.dtype not in (torch.float32, torch.uint8):
+        return f"binary operand dtype {op.other.dtype}: not reproduced (float32 and uint8 are)"
+    if op.alpha != 1.0:
+        return f"binary alpha {op.alpha}: not reproduced (1.0 is)"
+    if op.kind.startswith("qlinear") and cls != "vnni":
+        return (f"oneDNN's {cls} matmul kernels: their int8 arithmetic is not reproduced (the vnni class, "
+                f"brg_matmul, is)")
+    if op.kind.startswith("qconv") and len(op.stride) not in (1, 2):
+        return f"conv with {len(op.stride)} spatial dimensions: not reproduced (conv1d and conv2d are)"
+    return None
+
+
+def compensated_sum(op: Int8Op, isa: str) -> tuple:
+    """(A as float32 [M, O], output shape in NHWC / row order): oneDNN's zero-point-compensated
+    int32 sum, from qref's oneDNN conv driver (exact or int16-pair-saturating per kernel class)."""
+    x = op.x.detach().contiguous().numpy()
+    O = op.weight.shape[0]
+    if op.kind.startswith("qlinear"):
+        K = x.shape[-1]
+        lead = x.shape[:-1]
+        M = int(np.prod(lead)) if lead else 1
+        x4 = x.reshape(M, K, 1, 1)
+        w4 = op.weight.reshape(O, K, 1, 1)
+        _, inter = conv2d(x4, w4, None, input_scale=op.x_scale, input_zero_point=op.x_zp,
+                          weight_scale=np.ones(O), weight_zero_point=0, output_scale=1.0,
+                          output_zero_point=0, engine="onednn", isa=isa, return_intermediates=True)
+        return np.ascontiguousarray(inter.A.reshape(M, O)), tuple(lead) + (O,), inter
+    conv1d = x.ndim == 3
+    w = op.weight
+    stride, padding, dilation = op.stride, op.padding, op.dilation
+    if conv1d:
+        x = x[:, :, None, :]
+        w = w[:, :, None, :]
+        stride, padding, dilation = (1,) + tuple(stride), (0,) + tuple(padding), (1,) + tuple(dilation)
+    _, inter = conv2d(np.ascontiguousarray(x), np.ascontiguousarray(w), None, stride=tuple(stride),
+                      padding=tuple(padding), dilation=tuple(dilation), groups=op.groups,
+                      input_scale=op.x_scale, input_zero_point=op.x_zp, weight_scale=np.ones(O),
+                      weight_zero_point=0, output_scale=1.0, output_zero_point=0, engine="onednn", isa=isa,
+                      return_intermediates=True)
+    A = inter.A  # (N, O, OH, OW)
+    N, _, OH, OW = A.shape
+    An = np.ascontiguousarray(A.transpose(0, 2, 3, 1)).reshape(-1, O)
+    shape = (N, OH, OW, O) if not conv1d else (N, OW, O)
+    return An, shape, inter
+
+
+def _to_rows(t: Any, kind: str) -> np.ndarray:
+    """A torch tensor in the op's output layout as [M, O] rows (channels last)."""
+    arr = t.detach()
+    if kind.startswith("qconv"):
+        perm = (0,) + tuple(range(2, arr.dim())) + (1,)
+        arr = arr.permute(*perm)
+    arr = arr.contiguous()
+    import torch
+
+    if arr.dtype == torch.bfloat16:
+        return arr.view(torch.int16).numpy().view(np.uint16).reshape(-1, arr.shape[-1])
+    return arr.numpy().reshape(-1, arr.shape[-1])
+
+
+def run_op(op: Int8Op, isa: str = "auto", combined: Optional[bool] = None) -> Any:
+    """The op's output as a torch tensor of torch's dtype, shape and memory format."""
+    import torch
+
+    cls = resolve_class(isa)
+    why = unsupported_reason(op, cls)
+    if why:
+        raise NotReproduced(why)
+    A, shape, inter = compensated_sum(op, isa)
+    if combined is None:
+        combined = bool(getattr(getattr(inter, "plan", None), "combined_scale", False))
+    other = None
+    if op.binary != "none":
+        other = _to_rows(op.other, op.kind)
+        other = np.ascontiguousarray(other)
+    lo = hi = 0.0
+    if op.eltwise == "hardtanh":
+        lo, hi = (float(v) for v in op.scalars[:2])
+    odt = {torch.uint8: "uint8", torch.float32: "float32", torch.bfloat16: "bfloat16"}[op.output_dtype]
+    out = _core.pt2e_postops(A, np.ascontiguousarray(op.w_scale, np.float32), op.bias, other, op.x_scale,
+                             combined, op.other_scale, op.other_zp, op.eltwise, lo, hi, odt, op.output_scale,
+                             op.output_zp)
+    t = torch.from_numpy(out.reshape(shape))
+    if odt == "bfloat16":
+        t = t.view(torch.int16).view(torch.bfloat16)
+    if op.kind.startswith("qconv"):
+        nd = t.dim()
+        t = t.permute(0, nd - 1, *range(1, nd - 1))
+    return t
