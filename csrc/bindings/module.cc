@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
   qref_bindings::register_fbgemm(m);
   qref_bindings::register_onednn(m);
   qref_bindings::register_aten(m);
+  qref_bindings::register_qnnpack(m);
 }

@@ -9,5 +9,6 @@ void register_common(pybind11::module_& m);  // common.cc: CPU features, kernels
 void register_fbgemm(pybind11::module_& m);  // fbgemm.cc: fbgemm's conv2d / conv_nd / quantize
 void register_onednn(pybind11::module_& m);  // onednn.cc: oneDNN's conv2d / deconvolution
 void register_aten(pybind11::module_& m);    // aten.cc: ATen's quantized non-conv ops
+void register_qnnpack(pybind11::module_& m);  // qnnpack.cc: torch's QNNPACK engine
 
 }  // namespace qref_bindings
