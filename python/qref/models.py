@@ -37,8 +37,8 @@ from .bridge.onednn_verbose import _with_onednn_kernel, onednn_lock
 from .common.errors import UnsupportedOpError
 from .common.validate import check_inputs
 from .engines import aten as A
-from .engines.qnnpack import ops as QN
 from .engines.aten._args import check_capability, check_scale, check_threads, check_zero_point
+from .engines.qnnpack import ops as QN
 
 # ---------------------------------------------------------------------------- op classes
 
