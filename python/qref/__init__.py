@@ -78,3 +78,8 @@ __all__ = [
 from .campaign import DatasetReport, FuzzReport, check_dataset, fuzz  # noqa: E402
 
 __all__ += ["DatasetReport", "FuzzReport", "check_dataset", "fuzz"]
+
+# --- which bytes each runtime gives (qref.runtimes)
+from .runtimes import RuntimeReport, runtimes  # noqa: E402
+
+__all__ += ["RuntimeReport", "runtimes"]
