@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import qref
-from qref import runtimes as _unused  # noqa: F401  (the function; the module is qref.runtimes' home)
 
 torch = pytest.importorskip("torch")
 nnq = pytest.importorskip("torch.ao.nn.quantized")
@@ -58,7 +57,7 @@ def test_qnnpack_column_is_torch_qnnpack_on_the_same_integers():
     """The qnnpack column for an fbgemm-converted layer equals torch's qnnpack run on a module packed
     under qnnpack with the same quantized weight and bias."""
     q, x = _converted("fbgemm")
-    rt = {r.name: r for r in qref.runtimes.__globals__["RUNTIMES"]}
+    rt = {r.name: r for r in qref.runtimes.RUNTIMES}
     qx = q.quant(x)
     old = torch.backends.quantized.engine
     torch.backends.quantized.engine = "qnnpack"
@@ -75,10 +74,8 @@ def test_qnnpack_column_is_torch_qnnpack_on_the_same_integers():
 
 
 def test_register_adds_a_column():
-    from qref import runtimes as fn
-
-    reg = fn.__globals__["register"]
-    table = fn.__globals__["RUNTIMES"]
+    reg = qref.runtimes.register
+    table = qref.runtimes.RUNTIMES
     before = list(table)
     try:
         reg("same", "fbgemm again", "formula", table[0].fn)

@@ -117,3 +117,9 @@ def runtimes(model: Any, *inputs: Any) -> RuntimeReport:
                 row.differing[name] = int(np.count_nonzero(o != ref)) if o.shape == ref.shape else int(ref.size)
         rows.append(row)
     return RuntimeReport(rts, rows)
+
+
+# ``qref.runtimes`` is the function (it shadows this submodule's name in the package), so the registry is
+# reachable from it: ``qref.runtimes.register(name, label, how, fn)``, ``qref.runtimes.RUNTIMES``.
+runtimes.register = register  # type: ignore[attr-defined]
+runtimes.RUNTIMES = RUNTIMES  # type: ignore[attr-defined]
