@@ -131,7 +131,7 @@ CONV_CASES = [
     ("relu-int", dict(relu=1), TypeError, r"relu=1 has type int \(must be a bool"),
     ("relu-str", dict(relu="yes"), TypeError, r"relu='yes'"),
     ("intermediates-int", dict(return_intermediates=1), TypeError, r"return_intermediates=1 has type int"),
-    ("engine-bad", dict(engine="qnnpack"), ValueError, r"engine='qnnpack' is not valid \(valid: 'fbgemm'"),
+    ("engine-bad", dict(engine="nnpack"), ValueError, r"engine='nnpack' is not valid \(valid: 'fbgemm'"),
     ("engine-none", dict(engine=None), TypeError, r"engine=None has type NoneType"),
     ("isa-bad", dict(isa="avx512"), ValueError, r"isa='avx512' is not valid \(valid: 'auto', 'avx2', 'vnni'\)"),
     ("isa-int", dict(isa=2), TypeError, r"isa=2 has type int"),

@@ -14,4 +14,5 @@ PYBIND11_MODULE(_core, m) {
   qref_bindings::register_layout(m);
   qref_bindings::register_mlas(m);
   qref_bindings::register_pt2e(m);
+  qref_bindings::register_qnnpack(m);
 }

@@ -12,5 +12,6 @@ void register_aten(pybind11::module_& m);    // aten.cc: ATen's quantized non-co
 void register_layout(pybind11::module_& m);  // layout.cc: the layer functions' prepared-weight cache helpers
 void register_mlas(pybind11::module_& m);    // mlas.cc: ONNX Runtime's MLAS int8 arithmetic
 void register_pt2e(pybind11::module_& m);    // pt2e.cc: torch.compile's PT2E int8 program
+void register_qnnpack(pybind11::module_& m);  // qnnpack.cc: torch's QNNPACK engine
 
 }  // namespace qref_bindings

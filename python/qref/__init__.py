@@ -83,3 +83,7 @@ __all__ += ["DatasetReport", "FuzzReport", "check_dataset", "fuzz"]
 from .explain import OpExplanation, explain_op, explain_reduction  # noqa: E402
 
 __all__ += ["OpExplanation", "explain_op", "explain_reduction"]
+# --- which bytes each runtime gives (qref.runtimes)
+from .runtimes import RuntimeReport, runtimes  # noqa: E402
+
+__all__ += ["RuntimeReport", "runtimes"]

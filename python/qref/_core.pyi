@@ -233,4 +233,28 @@ def inductor_quantize(x: numpy.ndarray, scale: typing.SupportsFloat, zero_point:
 def inductor_dequantize(q: numpy.ndarray, scale: typing.SupportsFloat, zero_point: typing.SupportsInt) -> numpy.typing.NDArray[numpy.float32]:
     """
     inductor's generated dequantize_per_tensor (uint8 -> float32)
+# --- torch's QNNPACK engine (csrc/bindings/qnnpack.cc)
+def qnnpack_add(a: numpy.ndarray, b: numpy.ndarray, a_scale: typing.SupportsFloat | typing.SupportsIndex, a_zero_point: typing.SupportsInt | typing.SupportsIndex, b_scale: typing.SupportsFloat | typing.SupportsIndex, b_zero_point: typing.SupportsInt | typing.SupportsIndex, output_scale: typing.SupportsFloat | typing.SupportsIndex, output_zero_point: typing.SupportsInt | typing.SupportsIndex, relu: bool) -> numpy.typing.NDArray[numpy.uint8]:
+    """
+    QNNPACK's fixed-point quantized add of two uint8 arrays (flat result).
+    """
+def qnnpack_add_params(a_scale: typing.SupportsFloat | typing.SupportsIndex, a_zero_point: typing.SupportsInt | typing.SupportsIndex, b_scale: typing.SupportsFloat | typing.SupportsIndex, b_zero_point: typing.SupportsInt | typing.SupportsIndex, output_scale: typing.SupportsFloat | typing.SupportsIndex, output_zero_point: typing.SupportsInt | typing.SupportsIndex, relu: bool) -> dict:
+    """
+    QNNPACK's add constants: ratios, multipliers, shift, zero-point product.
+    """
+def qnnpack_conv2d(input: numpy.ndarray, weight: numpy.ndarray, weight_scale: numpy.ndarray, weight_zero_point: numpy.ndarray, bias: typing.Any, input_scale: typing.SupportsFloat | typing.SupportsIndex, input_zero_point: typing.SupportsInt | typing.SupportsIndex, output_scale: typing.SupportsFloat | typing.SupportsIndex, output_zero_point: typing.SupportsInt | typing.SupportsIndex, relu: bool, stride: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], padding: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], dilation: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], groups: typing.SupportsInt | typing.SupportsIndex, return_intermediates: bool) -> typing.Any:
+    """
+    QNNPACK's quantized conv2d on NCHW uint8 / OIHW int8 arrays: uint8 (N, O, OH, OW), or with return_intermediates (out, acc, y, bias_q, scales).
+    """
+def qnnpack_linear(input: numpy.ndarray, weight: numpy.ndarray, weight_scale: numpy.ndarray, weight_zero_point: numpy.ndarray, bias: typing.Any, input_scale: typing.SupportsFloat | typing.SupportsIndex, input_zero_point: typing.SupportsInt | typing.SupportsIndex, output_scale: typing.SupportsFloat | typing.SupportsIndex, output_zero_point: typing.SupportsInt | typing.SupportsIndex, relu: bool, return_intermediates: bool) -> typing.Any:
+    """
+    QNNPACK's quantized linear on (M, K) uint8 / (N, K) int8 arrays.
+    """
+def qnnpack_lut(kind: typing.SupportsInt | typing.SupportsIndex, input_scale: typing.SupportsFloat | typing.SupportsIndex, input_zero_point: typing.SupportsInt | typing.SupportsIndex, output_scale: typing.SupportsFloat | typing.SupportsIndex, output_zero_point: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.uint8]:
+    """
+    QNNPACK's 256-entry table for sigmoid (0), tanh (1), hardsigmoid (2), hardswish (3).
+    """
+def qnnpack_lut_apply(input: numpy.ndarray, table: numpy.ndarray) -> numpy.typing.NDArray[numpy.uint8]:
+    """
+    table[input] for a uint8 array (flat result).
     """

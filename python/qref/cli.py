@@ -52,6 +52,7 @@ from .explain import explain
 from .export import main as export_main  # qref.export (the attribute) is the function
 from .models import run as qref_run
 from .pt2e.api import check_saved
+from .runtimes import runtimes as runtimes_report
 
 
 def _quiet() -> None:
@@ -222,6 +223,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(r4)
         same4 = bool(torch.equal(y_qref, y_torch))
         print(f"qref.run(model, x) == model(x) (float output, bit for bit): {same4}")
+        print()
+        print("=" * 100)
+        print("5. Which bytes each runtime gives: the residual network's layers, same integer parameters")
+        print("=" * 100)
+        with quantized_engine("fbgemm"):
+            print(runtimes_report(net4, x4))
         ok = r.ok and r3.ok and r4.ok and same4 and same == t_out.size
     else:
         ok = same == t_out.size

@@ -40,6 +40,7 @@ from .common.errors import UnsupportedOpError
 from .common.validate import check_inputs
 from .engines import aten as A
 from .engines.aten._args import check_capability, check_scale, check_threads, check_zero_point
+from .engines.qnnpack import ops as QN
 
 # ---------------------------------------------------------------------------- op classes
 
@@ -565,6 +566,65 @@ for _n in ("conv1d", "conv2d", "conv3d", "conv1d_relu", "conv2d_relu", "conv3d_r
            "conv2d_add_relu", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "linear", "linear_relu",
            "linear_leaky_relu", "linear_tanh"):
     OPS["quantized::" + _n] = _module_op
+
+
+def _under_qnnpack() -> bool:
+    import torch
+
+    return torch.backends.quantized.engine == "qnnpack"
+
+
+def _qnnpack_or(aten_impl, qnnpack_impl):
+    """ATen's kernel, or QNNPACK's where torch sends the op there: the current engine is "qnnpack"
+    (torch reads it at call time) and qnnpack_impl accepts the arguments (None: not QNNPACK's case)."""
+    def run(ctx, func, b):
+        if _under_qnnpack():
+            out = qnnpack_impl(func, b)
+            if out is not None:
+                return out
+        return aten_impl(ctx, func, b)
+
+    return run
+
+
+def _qn_add(relu):
+    def run(func, b):
+        import torch
+
+        if func._overloadname not in ("", "default"):
+            return None
+        qa, qb = b["qa"], b["qb"]
+        # BinaryOps.cpp qadd: QNNPACK for quint8 operands of one shape
+        if qa.dtype != torch.quint8 or qb.dtype != torch.quint8 or tuple(qa.shape) != tuple(qb.shape):
+            return None
+        return QN.add("add", qa, qb, _f(b["scale"]), _i(b["zero_point"]), relu)
+
+    return run
+
+
+def _qn_lut(kind, qparams):
+    def run(func, b):
+        import torch
+
+        x = b.get("self", b.get("qx", b.get("input")))
+        if x is None or x.dtype != torch.quint8:
+            return None
+        s, z = qparams(x, b)
+        return QN.lut_op(kind, x, s, z)
+
+    return run
+
+
+for _k, _v in (("quantized::add", _qn_add(False)), ("quantized::add_relu", _qn_add(True)),
+               ("aten::sigmoid", _qn_lut("sigmoid", lambda x, b: (1.0 / 256, 0))),
+               ("aten::tanh", _qn_lut("tanh", lambda x, b: (2.0 / 256, 128))),
+               ("aten::hardsigmoid", _qn_lut("hardsigmoid", lambda x, b: (1.0 / 256, 0))),
+               ("aten::hardsigmoid_", _qn_lut("hardsigmoid", lambda x, b: (1.0 / 256, 0))),
+               ("quantized::hardswish", _qn_lut("hardswish", lambda x, b: (_f(b["output_scale"]),
+                                                                            _i(b["output_zero_point"])))),
+               ("aten::hardswish", _qn_lut("hardswish", lambda x, b: (x.q_scale(), x.q_zero_point())))):
+    if _k in OPS:
+        OPS[_k] = _qnnpack_or(OPS[_k], _v)
 MODULE_OPS = frozenset(k for k, v in OPS.items() if v is _module_op)
 _INPLACE = frozenset(k for k in OPS if k.endswith("_") and k.startswith("aten::"))
 

@@ -652,6 +652,9 @@ def from_torch_nd(module: Any, *, check_engine: bool = True) -> _LayerParams:
     engine = module_engine(module, name) if check_engine else "fbgemm"
     if direct and engine == "fbgemm":
         raise UnsupportedModuleError(_direct_refusal(name))
+    if engine == "qnnpack" and kind != "linear":
+        raise UnsupportedModuleError(f"from_torch: this {name} was packed by QNNPACK (converted under engine "
+                                     f"'qnnpack'); qref reproduces QNNPACK's Conv2d and Linear only")
     common = dict(
         **module_weights(module, name),
         output_scale=float(module.scale),

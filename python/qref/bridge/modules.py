@@ -14,6 +14,7 @@ import numpy as np
 from ..common.validate import check_reflect_padding, is_torch_tensor
 from ..layers.conv2d import conv2d
 from .onednn_verbose import executed_kernels, onednn_lock, params_kernel
+from .qnnpack import packed_by_qnnpack
 
 
 def weight_qparams(w: Any, name: str) -> tuple:
@@ -86,7 +87,7 @@ class Conv2dParams:
     relu: bool
     padding_mode: str = "zeros"
     module_type: str = "Conv2d"
-    engine: str = "fbgemm"  # whose arithmetic torch's packed weights run: "fbgemm" or "onednn"
+    engine: str = "fbgemm"  # whose arithmetic torch's packed weights run: "fbgemm", "onednn" or "qnnpack"
     # the oneDNN implementation torch ran for this layer (qref.check reads it from oneDNN's verbose log
     # for the recorded input; "" = qref's shape rules decide)
     onednn_kernel: str = ""
@@ -160,7 +161,7 @@ def packed_engine(module: Any) -> str:
 
 
 def _packed_engine(module: Any) -> str:
-    """'fbgemm', 'onednn' or 'unknown': whose kernels run a quantized module's packed weights.
+    """'fbgemm', 'onednn', 'qnnpack' or 'unknown': whose kernels run a quantized module's packed weights.
 
     torch decides at prepack time, from the engine current then (qconv_prepack.cpp,
     qlinear_prepack.cpp; docs/numerics.md §1), and the packed object does not say which. A module
@@ -178,6 +179,8 @@ def _packed_engine(module: Any) -> str:
     """
     import torch
 
+    if packed_by_qnnpack(module):  # converted under engine "qnnpack" (qref.bridge.qnnpack)
+        return "qnnpack"
     w = module.weight()
     if w.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
         symmetric = w.q_zero_point() == 0

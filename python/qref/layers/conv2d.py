@@ -38,6 +38,7 @@ from ..engines.fbgemm import conv2d as fbgemm_conv2d
 from ..engines.fbgemm.conv2d import _conv_plan
 from ..engines.onednn import conv2d as onednn_conv2d
 from ..engines.onednn.kernel_names import checked_kernel
+from ..engines.qnnpack import ops as qnnpack_ops
 from ..routing import _no_onednn_kernel, _run_args, conv_runs_onednn, fbgemm_isa
 from .prep_cache import ONESHOT, PrepCache
 
@@ -68,7 +69,8 @@ def conv2d(
     _fn: str = "conv2d",
     _cache_objs: Optional[tuple] = None,
 ) -> Any:
-    """Quantized conv2d, bit-exact with torch's fbgemm ``quantized::conv2d(_relu)``.
+    """Quantized conv2d, bit-exact with torch's fbgemm ``quantized::conv2d(_relu)``
+    (``engine="x86"``/``"onednn"``: torch's routing and oneDNN; ``engine="qnnpack"``: torch's QNNPACK).
 
     Returns the same kind as ``input``: a torch quint8 tensor or a numpy uint8
     array (N, O, OH, OW). With ``return_intermediates=True`` returns
@@ -94,7 +96,9 @@ def conv2d(
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     check_bool(fn, "relu", relu)
     # engine x86/onednn: isa may also name the oneDNN classes "amx", "avx512_core", "sse41" (qref.routing).
-    kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads)
+    # engine="qnnpack": torch's QNNPACK (one SSE2 path on every x86 CPU: isa does not change its bytes)
+    qnnpack = engine == "qnnpack"
+    kname, nthreads = _run_args(fn, return_intermediates, "fbgemm" if qnnpack else engine, isa, kernel, threads)
     isa_arg, onednn_kernel_arg = isa, onednn_kernel  # as the caller named them: the cache key's
     # The input is copied (to NHWC) only after every size below is known good.
     a_view, a_s, a_zp, a_torch = _activation(fn, input, input_scale, input_zero_point, 4, "(N, C, H, W)",
@@ -133,6 +137,11 @@ def conv2d(
         raise ValueError(f"{fn}: weight has {wt.scale.shape[0]} per-channel scales but O={O} output channels "
                          f"(one per output channel)")
     b = _bias_operand(fn, bias, O)
+    if qnnpack:
+        if onednn_kernel:
+            raise ValueError(f"{fn}: onednn_kernel={onednn_kernel!r} with engine='qnnpack' (it names a oneDNN kernel)")
+        return qnnpack_ops.conv2d(a_view, a_s, a_zp, a_torch, wt, b, st, pd, dl, g, out_s, out_zp, bool(relu),
+                                  bool(return_intermediates))
     act = _Act(_materialize(a_view, channels_last=True), a_s, a_zp, a_torch)
     if conv_runs_onednn(engine, wt, g, isa):
         # oneDNN's arithmetic (docs/numerics.md §6, docs/onednn.md)

@@ -30,6 +30,7 @@ from ..common.validate import MAX_ELEMENTS, check_bool
 from ..engines.fbgemm import linear as fbgemm_linear
 from ..engines.fbgemm.conv2d import Intermediates
 from ..engines.onednn import linear as onednn_linear
+from ..engines.qnnpack import ops as qnnpack_ops
 from ..routing import _no_onednn_kernel, _run_args, fbgemm_isa, linear_runs_onednn
 from .prep_cache import ONESHOT
 
@@ -59,7 +60,7 @@ def linear(
     ``weight``: qint8 tensor (O, K), per-tensor or per-channel (axis 0), or an int8 array with
     ``weight_scale``/``weight_zero_point``. ``bias``: float32 (O,) or None.
     ``engine``: "fbgemm" or "x86" (both run fbgemm for linear), or "onednn" (oneDNN's matmul: see
-    the module doc; needs symmetric weights, verified on the vnni class). ``onednn_kernel``: the
+    the module doc; needs symmetric weights, verified on the vnni class), or "qnnpack" (torch's QNNPACK). ``onednn_kernel``: the
     oneDNN implementation torch ran (qref.check reads it), refused unless qref reproduces it.
     Returns the same kind as ``input``, shape (..., O). With ``return_intermediates=True``
     returns ``(output, Intermediates)`` whose arrays have shape (..., O).
@@ -83,7 +84,20 @@ def linear(
     b = _bias_operand(fn, bias, O)
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)
     check_bool(fn, "relu", relu)
-    kname, nthreads = _run_args(fn, return_intermediates, engine, isa, kernel, threads)
+    qnnpack = engine == "qnnpack"  # torch's QNNPACK: one SSE2 path on every x86 CPU
+    kname, nthreads = _run_args(fn, return_intermediates, "fbgemm" if qnnpack else engine, isa, kernel, threads)
+    if qnnpack:
+        if onednn_kernel:
+            raise ValueError(f"{fn}: onednn_kernel={onednn_kernel!r} with engine='qnnpack' (it names a oneDNN kernel)")
+        res = qnnpack_ops.linear(a.reshape(M, K), a_s, a_zp, wt, b, out_s, out_zp, bool(relu),
+                                 bool(return_intermediates))
+        out = res[0] if return_intermediates else res
+        result = qnnpack_ops.wrap_linear(out, lead, from_torch, out_s, out_zp)
+        if return_intermediates:
+            shape = tuple(lead) + (O,)
+            return result, qnnpack_ops.QnnpackIntermediates(res[1].reshape(shape), res[2].reshape(shape),
+                                                            np.zeros(0, np.int32), np.zeros(0, np.float32))
+        return result
     # The weights packed once per (weight-side arguments, M, quantization, engine, ...): the
     # checked cache of qref.layers.prep_cache, which never returns a stale entry.
     objs = (weight, bias, weight_scale, weight_zero_point)
