@@ -233,6 +233,7 @@ def inductor_quantize(x: numpy.ndarray, scale: typing.SupportsFloat, zero_point:
 def inductor_dequantize(q: numpy.ndarray, scale: typing.SupportsFloat, zero_point: typing.SupportsInt) -> numpy.typing.NDArray[numpy.float32]:
     """
     inductor's generated dequantize_per_tensor (uint8 -> float32)
+    """
 # --- torch's QNNPACK engine (csrc/bindings/qnnpack.cc)
 def qnnpack_add(a: numpy.ndarray, b: numpy.ndarray, a_scale: typing.SupportsFloat | typing.SupportsIndex, a_zero_point: typing.SupportsInt | typing.SupportsIndex, b_scale: typing.SupportsFloat | typing.SupportsIndex, b_zero_point: typing.SupportsInt | typing.SupportsIndex, output_scale: typing.SupportsFloat | typing.SupportsIndex, output_zero_point: typing.SupportsInt | typing.SupportsIndex, relu: bool) -> numpy.typing.NDArray[numpy.uint8]:
     """
