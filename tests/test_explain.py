@@ -403,3 +403,118 @@ def test_explain_reduction_matches_torch():
         assert e.value == int(ref.int_repr()[idx]), str(e)
     with pytest.raises(ValueError, match="op"):
         qref.explain_reduction("layer_norm", x, index=(0, 0))
+
+
+# ---------------------------------------------------------------------------- Conv3d and transposed convs
+
+ND_CASES = [
+    # name, torch module class, args, input shape, weight quantization
+    ("conv3d", "Conv3d", dict(kernel_size=(3, 3, 3), stride=(1, 2, 2), padding=(1, 1, 0), dilation=(1, 1, 2),
+                              groups=2), (2, 4, 4, 7, 9), 6, "per_channel"),
+    ("conv3d-depthwise", "Conv3d", dict(kernel_size=3, padding=1, groups=8), (1, 8, 3, 5, 5), 8, "per_tensor"),
+    ("convrelu3d", "ConvReLU3d", dict(kernel_size=(1, 3, 3), padding=(0, 1, 1)), (1, 3, 2, 5, 6), 5, "per_channel"),
+    ("conv3d-wzp", "Conv3d", dict(kernel_size=2, stride=2), (1, 3, 4, 4, 5), 4, "asymmetric"),
+    # transposed convs run by oneDNN: in_channels == out_channels, as torch's x86 output is wrong otherwise
+    # (qref.onednn.transposed_defect); those with output_padding or asymmetric weights run fbgemm under x86 too
+    ("convt1d", "ConvTranspose1d", dict(kernel_size=4, stride=3, padding=1), (2, 3, 6), 3, "per_tensor"),
+    ("convt2d-outpad", "ConvTranspose2d", dict(kernel_size=3, stride=2, padding=1, output_padding=1), (1, 4, 5, 6),
+     6, "per_tensor"),
+    ("convt2d-groups-dil", "ConvTranspose2d", dict(kernel_size=(3, 2), stride=(1, 2), padding=(2, 0), dilation=2,
+                                                   groups=2), (1, 4, 5, 4), 4, "per_tensor"),
+    ("convt3d", "ConvTranspose3d", dict(kernel_size=(2, 3, 3), stride=(2, 1, 2), padding=(0, 1, 1)), (1, 3, 3, 4, 5),
+     3, "per_tensor"),
+    ("convt2d-wzp", "ConvTranspose2d", dict(kernel_size=3, stride=2), (1, 3, 4, 4), 4, "asymmetric"),
+]
+
+
+def nd_module(case, engine, seed=0):
+    """(quantized module, quint8 input, torch's output bytes), packed and run under ``engine``;
+    output quantization spanning the float result, so elements land all over [0, 255]."""
+    torch = pytest.importorskip("torch")
+    import torch.ao.nn.intrinsic.quantized as nniq
+    import torch.ao.nn.quantized as nnq
+    import torch.nn.functional as F
+
+    from qref.demo import quantized_engine, quiet_torch_quantization
+
+    name, cls, kw, shape, O, wq = case
+    C = shape[1]
+    g = kw.get("groups", 1)
+    transposed = cls.startswith("ConvTranspose")
+    ks = kw["kernel_size"]
+    ks = (ks,) * (len(shape) - 2) if isinstance(ks, int) else ks
+    wshape = ((C, O // g) if transposed else (O, C // g)) + tuple(ks)
+    gen = torch.Generator().manual_seed(seed)
+    wi = torch.randint(-128, 128, wshape, dtype=torch.int8, generator=gen)
+    if wq == "per_channel":
+        scales = torch.rand(O, generator=gen, dtype=torch.float64) * 0.02 + 0.005
+        w = torch._make_per_channel_quantized_tensor(wi, scales, torch.zeros(O, dtype=torch.int64), 0)
+    else:
+        w = torch._make_per_tensor_quantized_tensor(wi, 0.013, 5 if wq == "asymmetric" else 0)
+    bias = torch.randn(O, generator=gen) * 3
+    x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=gen)
+    qx = torch._make_per_tensor_quantized_tensor(x, 0.021, 9)
+    if transposed:
+        fl = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[len(shape) - 2]
+        ref = fl(qx.dequantize(), w.dequantize(), bias, **{k: v for k, v in kw.items() if k != "kernel_size"})
+    else:
+        ref = F.conv3d(qx.dequantize(), w.dequantize(), bias, **{k: v for k, v in kw.items() if k != "kernel_size"})
+    lo, hi = float(ref.min()), float(ref.max())
+    scale = (hi - min(lo, 0.0)) / 255
+    zp = int(round(-min(lo, 0.0) / scale))
+    mod_cls = getattr(nniq if cls == "ConvReLU3d" else nnq, cls)
+    with quantized_engine(engine), quiet_torch_quantization():
+        m = mod_cls(C, O, **kw)
+        m.set_weight_bias(w, bias)
+        m.scale, m.zero_point = scale, zp
+        out = m(qx).int_repr().numpy()
+    return m, qx, out
+
+
+def nd_indices(out, rng, n=24):
+    """The first and last element of every channel's corner, and random ones."""
+    shp = out.shape
+    idx = {(0,) * len(shp), tuple(d - 1 for d in shp), (0, shp[1] - 1) + tuple(d - 1 for d in shp[2:]),
+           (shp[0] - 1, 0) + (0,) * (len(shp) - 2)}
+    idx |= {tuple(int(v) for v in np.unravel_index(i, shp)) for i in rng.choice(out.size, min(n, out.size),
+                                                                              replace=False)}
+    return sorted(idx)
+
+
+@pytest.mark.parametrize("engine", ["fbgemm", "x86"])
+@pytest.mark.parametrize("case", ND_CASES, ids=[c[0] for c in ND_CASES])
+def test_explain_nd_equals_torch(case, engine):
+    """Conv3d and transposed convs: explain's derivation gives torch's byte for corner and random
+    elements, under both engines (x86 on an AVX512-VNNI host packs symmetric ones for oneDNN); on
+    fbgemm its acc, raw and y also equal qref's kernel intermediates."""
+    m, qx, out = nd_module(case, engine)
+    p = qref.from_torch(m)
+    x = qx.int_repr().numpy()
+    rng = np.random.default_rng(len(case[0]))
+    n_no_input = n_sat = 0
+    inter = None
+    full = qx.shape[1] // m.groups * int(np.prod(m.kernel_size))  # taps of one output element
+    if p.engine == "fbgemm":
+        _, inter = p(x, input_scale=qx.q_scale(), input_zero_point=qx.q_zero_point(), return_intermediates=True)
+    for ix in nd_indices(out, rng):
+        e = explain(p, x, ix, input_scale=qx.q_scale(), input_zero_point=qx.q_zero_point())
+        where = f"{case[0]} engine={engine} ({p.engine}) index={ix}"
+        assert e.value == int(out[ix]), where
+        assert e.index == ix and e.kind == case[1].replace("ReLU", ""), where
+        if inter is not None:
+            assert e.acc == int(inter.acc[ix]) and e.raw == int(inter.raw[ix]), where
+            assert np.float32(e.y).tobytes() == inter.y[ix].tobytes(), where
+        n_no_input += any(t.padded for t in e.taps) or e.K < full  # oneDNN leaves such taps out
+        n_sat += bool(e.saturated_pairs)
+        text = str(e)
+        assert f"= {e.value}" in text.splitlines()[0]
+        json.dumps(e.to_dict())
+    if case[0] not in ("conv3d-wzp",):  # the others all have taps without input at their borders
+        assert n_no_input > 0, "some border element must have taps without input"
+    if case[0] == "conv3d-depthwise" and p.engine == "fbgemm":
+        assert n_sat > 0, "fbgemm's depthwise 3D kernel saturates int16 tap pairs: some element must show one"
+    # through the module: torch's own value alongside
+    ix = tuple(d - 1 for d in out.shape)
+    e = explain(m, qx, ix)
+    assert e.value == e.torch_value == int(out[ix])
+    assert explain(m, qx, int(np.ravel_multi_index(ix, out.shape))).value == int(out[ix])

@@ -86,6 +86,8 @@ class Tap:
     a: int  # uint8 activation
     w: int  # int8 weight
     product: int
+    kd: int = 0  # Conv3d / ConvTranspose3d: the depth tap and the input depth (-1: no input)
+    id: int = 0
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,7 @@ class Explanation:
     notes: tuple = field(default_factory=tuple)
     engine: str = "fbgemm"  # whose arithmetic: "fbgemm", or "onednn" (then see `onednn`)
     onednn: Optional[dict] = None  # oneDNN's steps (kernel, ss, inv, ws, A, scaled, ..., see _explain_onednn)
+    kind: str = "Conv2d"  # the layer form derived: Conv2d (Linear, Conv1d run as it), Conv3d, ConvTranspose1d/2d/3d
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -185,18 +188,19 @@ class Explanation:
 
 
 def _as_params(module_or_params: Any):
-    if isinstance(module_or_params, Conv2dParams):
-        params, module = module_or_params, None
+    if isinstance(module_or_params, Conv2dParams) or (
+            getattr(module_or_params, "kind", "") and isinstance(getattr(module_or_params, "weight", None), np.ndarray)):
+        params, module = module_or_params, None  # a Conv2dParams, or the params of another layer (qref.from_torch)
     elif module_or_params is None or not hasattr(module_or_params, "weight"):
         raise TypeError(f"explain: module_or_params must be a qref.Conv2dParams or a torch quantized conv module, "
                         f"got {type(module_or_params).__name__}")
     else:
         params, module = from_torch(module_or_params), module_or_params
     kind = getattr(params, "kind", "")
-    if not isinstance(params, Conv2dParams) and kind not in ("linear", "conv1d"):
+    if not isinstance(params, Conv2dParams) and kind not in ("linear", "conv1d", "conv3d", "conv_transpose"):
         raise NotImplementedError(f"explain: {type(params).__name__} ({getattr(params, 'module_type', '?')}) is "
-                                  f"not explained yet; explain covers quantized Conv2d, Conv1d and Linear "
-                                  f"(and their ReLU fusions)")
+                                  f"not explained yet; explain covers quantized Conv1d/2d/3d, ConvTranspose1d/2d/3d "
+                                  f"and Linear (and their ReLU fusions)")
     if getattr(params, "engine", "fbgemm") not in ("fbgemm", "onednn"):
         raise NotImplementedError(f"explain: engine {params.engine!r} is not explained (fbgemm or onednn)")
     return params, module
@@ -357,6 +361,8 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
         if getattr(params, "engine", "fbgemm") == "onednn" and isa == "auto" and hasattr(params, "onednn_kernel"):
             # as qref.check: the kernel torch's oneDNN runs for this input (docs/onednn-layers.md)
             params = _with_onednn_kernel(params, module, qx)
+    if getattr(params, "kind", "") in ("conv3d", "conv_transpose"):
+        return _explain_nd(params, torch_out, qx, index, isa, input_scale, input_zero_point, layer)
     orig_ndim = None
     if not isinstance(params, Conv2dParams):
         # Linear and Conv1d run through fbgemm's conv machinery as 1x1 / (1, k) convs (qlinear.cpp,
@@ -587,17 +593,21 @@ def _fmt_taps(e: Explanation, limit: int = 12) -> list:
     sat_k = {p.k0 for p in e.saturated_pairs} | {p.k1 for p in e.saturated_pairs if p.k1 is not None}
     show = list(range(min(limit, e.K)))
     show += [k for k in sorted(sat_k) if k >= limit][: limit]
-    lines.append("    k  (kh,kw,c)   input (h,w)     a  x    w  = product")
+    three = e.kind in ("Conv3d", "ConvTranspose3d")
+    lines.append("    k  (kd,kh,kw,c)   input (d,h,w)     a  x    w  = product" if three else
+                 "    k  (kh,kw,c)   input (h,w)     a  x    w  = product")
     prev = -1
     for k in show:
         t = e.taps[k]
         if k != prev + 1:
             lines.append("    ...")
-        where = (("padding: skip" if e.engine == "onednn" else "padding (a_zp)") if t.padded
-                 else f"({t.ih},{t.iw})")
+        no_input = "no input" if e.kind.startswith("ConvTranspose") else "padding"
+        where = ((f"{no_input}: skip" if e.engine == "onednn" else f"{no_input} (a_zp)") if t.padded
+                 else f"({t.id},{t.ih},{t.iw})" if three else f"({t.ih},{t.iw})")
         mark = "  <- saturated pair" if k in sat_k else ""
-        khkwc = f"({t.kh},{t.kw},{t.c})"
-        lines.append(f"  {k:3d}  {khkwc:<11s} {where:<14s} {t.a:3d} x {t.w:4d} = {t.product:6d}{mark}")
+        khkwc = f"({t.kd},{t.kh},{t.kw},{t.c})" if three else f"({t.kh},{t.kw},{t.c})"
+        lines.append(f"  {k:3d}  {khkwc:<{14 if three else 11}s} {where:<{16 if three else 14}s} {t.a:3d} x "
+                     f"{t.w:4d} = {t.product:6d}{mark}")
         prev = k
     if show and show[-1] != e.K - 1:
         lines.append(f"    ... ({e.K} taps in all)")
@@ -619,7 +629,7 @@ def _summary(e: Explanation) -> str:
 
 
 def _render(e: Explanation) -> str:
-    n, o, oh, ow = e.index
+    n, o = e.index[:2]
     L = []
     torch_says = ""
     if e.torch_value is not None:
@@ -627,7 +637,11 @@ def _render(e: Explanation) -> str:
         if not e.isa.startswith("auto"):
             torch_says = (f"   (torch in this process says {e.torch_value}: it runs this CPU's arithmetic, "
                           f"this derivation the {e.isa} host's)")
-    L.append(f"Output element (n={n}, c={o}, h={oh}, w={ow}) of {e.layer} = {e.value}{torch_says}")
+    where = ", ".join(f"{k}={v}" for k, v in zip(("d", "h", "w")[3 - (len(e.index) - 2):], e.index[2:]))
+    L.append(f"Output element (n={n}, c={o}, {where}) of {e.layer} = {e.value}{torch_says}")
+    if e.kind.startswith("ConvTranspose"):
+        L.append(f"{e.kind}: output position o reads, per dim, input (o + pad - k*dil) / stride where that is an "
+                 f"integer inside the input; every other tap has no input")
     if e.engine == "onednn":
         L.append((e.onednn or {}).get("plan", "oneDNN"))
         L.append("")
@@ -646,7 +660,8 @@ def _render(e: Explanation) -> str:
     L.append("")
     L.append("In short: " + _summary(e))
     L.append("")
-    L.append(f"1. Receptive field (group {e.group}, K = {e.K} terms in fbgemm's (kh, kw, c) order):")
+    order = "(kd, kh, kw, c)" if e.kind in ("Conv3d", "ConvTranspose3d") else "(kh, kw, c)"
+    L.append(f"1. Receptive field (group {e.group}, K = {e.K} terms in fbgemm's {order} order):")
     L += _fmt_taps(e)
     L.append("")
     L.append(f"2. Integer accumulator: acc = {e.acc}" + ("" if e.acc == e.acc_exact else
@@ -849,6 +864,10 @@ def _render_onednn(e: Explanation) -> list:
     if d.get("compensation") == "float":
         L.append(f"3. Zero-point compensation in float (AMX micro-kernel): A = f32(f32({e.acc}) + "
                  f"f32({-e.colsum} * {e.input_zero_point})) = {_f32(d['A'])}")
+    elif d.get("compensation") == "ref_deconv":
+        L.append(f"3. Zero-point compensation as ref_deconvolution does it: colsum over all taps {d['colsum_all']}; "
+                 f"A = f32(int32(trunc(f32(f32(acc) - f32(a_zp*{d['colsum_all']})))) + a_zp*(colsum outside the "
+                 f"input)) = {_f32(d['A'])}")
     else:
         L.append(f"3. Zero-point compensation in int32: A = float(acc - a_zp*colsum) = float({e.acc} - "
                  f"{e.a_zp_term}) = {_f32(d['A'])}")
@@ -868,7 +887,8 @@ def _render_onednn(e: Explanation) -> list:
         L.append("5. No bias.")
     if e.relu:
         L.append(f"   ReLU (max(y, 0)) = {_f32(d['after_relu'])}")
-    L.append(f"6. f32(y * inv) = {_f32(d['times_inv'])}; + output zero point in float = "
+    L.append(f"6. {'f32(y / dst scale)' if d.get('divide_dst') else 'f32(y * inv)'} = {_f32(d['times_inv'])}; "
+             f"+ output zero point in float = "
              f"{_f32(d['with_zero_point'])}  ({_f32_hex(d['with_zero_point'])})")
     L.append(f"7. Clamp to [0, 255] in float, then round half to even: {_f32(d['clamped'])} -> {e.value}"
              + ("   <- an exact tie: half to even" if e.tie else ""))
@@ -878,6 +898,251 @@ def _render_onednn(e: Explanation) -> list:
 def explain_many(module_or_params: Any, qx: Any, indices: Sequence, isa: str = "auto", **kw: Any) -> list:
     """``explain`` for several indices (convenience for tools)."""
     return [explain(module_or_params, qx, i, isa=isa, **kw) for i in indices]
+
+
+# ---------------------------------------------------------------------------- Conv3d and transposed convs
+#
+# The same derivation for the other conv layers (qref.layers.conv_nd), following the normative
+# N-d reference loops: csrc/qref/fbgemm/kernels/conv_nd_scalar.cc (fbgemm's gather kernel: the
+# receptive field in (kd, kh, kw, c) order, taps without input holding a_zp, pairs (2i, 2i+1)
+# saturated on the saturating paths, requant.h) and csrc/qref/onednn/conv_nd.cc (oneDNN: only the
+# real taps, exact int32, one of three compensation chains, requant.h). A transposed conv's output
+# o reads, along each dim, input (o + pad - k*dil) / stride where that divides and lies inside
+# (docs/numerics.md §4.4); 1-d layers are their 2-d forms with a unit height (the same order).
+
+
+def _nd_src(transposed: bool, o: int, k: int, s: int, p: int, d: int, n_in: int) -> Optional[int]:
+    """Input coordinate of output coordinate ``o`` and tap ``k`` along one dim; None: no input."""
+    if not transposed:
+        x = o * s - p + k * d
+        return x if 0 <= x < n_in else None
+    t = o + p - k * d
+    if t < 0 or t % s:
+        return None
+    return t // s if t // s < n_in else None
+
+
+def _nd_geometry(params: Any, x: np.ndarray) -> tuple:
+    """(transposed, conv-form weight (O, Cg, *k), stride, padding, dilation, output spatial shape)."""
+    fn = "explain"
+    transposed = params.kind == "conv_transpose"
+    nd = x.ndim - 2
+    G = int(params.groups)
+    if params.weight.ndim != x.ndim:
+        raise ValueError(f"explain: qx has shape {tuple(x.shape)} but this {params.module_type} takes "
+                         f"{params.weight.ndim - 2}-d spatial inputs ({params.weight.ndim} dimensions)")
+    st, pd, dl = (tuple(int(v) for v in t) for t in (params.stride, params.padding, params.dilation))
+    if transposed:
+        from .layers.conv_nd import _transposed_weight
+
+        w, _, _ = _transposed_weight(fn, np.asarray(params.weight), G, x.shape[1])
+        op = tuple(int(v) for v in params.output_padding)
+        out = tuple((n - 1) * s - 2 * p + d * (k - 1) + o + 1
+                    for n, s, p, d, k, o in zip(x.shape[2:], st, pd, dl, w.shape[2:], op))
+    else:
+        w = np.asarray(params.weight)
+        if w.shape[1] * G != x.shape[1]:
+            raise ValueError(f"explain: the layer takes {w.shape[1] * G} input channels ({w.shape[1]} per group x "
+                             f"groups={G}) but qx has {x.shape[1]} (input channels must equal groups * weight "
+                             f"channels)")
+        out = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
+                    for n, s, p, d, k in zip(x.shape[2:], st, pd, dl, w.shape[2:]))
+    if min(out) < 1:
+        raise ValueError(f"explain: qx of shape {tuple(x.shape)} gives an empty output {out} for this layer")
+    del nd
+    return transposed, w, st, pd, dl, out
+
+
+def _nd_taps(x: np.ndarray, w: np.ndarray, n: int, o: int, g: int, pos: tuple, transposed: bool, st: tuple,
+             pd: tuple, dl: tuple, pad_value: Optional[int]) -> list:
+    """The taps of output (n, o, *pos) of group g in (kd, kh, kw, c) order; a tap without input holds
+    ``pad_value`` (None: it is left out, as oneDNN does)."""
+    import itertools
+
+    nd = len(pos)
+    Cg = w.shape[1]
+    ks = w.shape[2:]
+    taps: list = []
+    for kk in itertools.product(*(range(k) for k in ks)):
+        src = [_nd_src(transposed, pos[i], kk[i], st[i], pd[i], dl[i], x.shape[2 + i]) for i in range(nd)]
+        inside = all(v is not None for v in src)
+        if not inside and pad_value is None:
+            continue
+        # Tap's fields name (kd,) kh, kw and the input's (d,) h, w; a 1-d layer has a unit height
+        k3 = (0,) * (3 - nd) + tuple(kk)
+        i3 = (0,) * (3 - nd) + tuple(-1 if v is None else v for v in src)
+        for c in range(Cg):
+            a = int(x[(n, g * Cg + c) + tuple(src)]) if inside else int(pad_value)
+            wv = int(w[(o, c) + tuple(kk)])
+            taps.append(Tap(len(taps), k3[1], k3[2], g * Cg + c, i3[1], i3[2], not inside, a, wv, a * wv,
+                            kd=k3[0], id=i3[0]))
+    return taps
+
+
+def _nd_index_of(index: Any, shape: tuple) -> tuple:
+    """(n, o, *spatial) of the output element ``index``: a tuple, "n,c,..." or a flat int."""
+    if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+        total = int(np.prod(shape))
+        if not 0 <= int(index) < total:
+            raise ValueError(f"explain: index={index} is out of range (flat index into the output of shape "
+                             f"{shape}: must be in [0, {total}))")
+        return tuple(int(v) for v in np.unravel_index(int(index), shape))
+    if isinstance(index, str):
+        index = [int(v) for v in index.replace(" ", "").split(",") if v]
+    try:
+        idx = tuple(int(v) for v in index)
+    except TypeError:
+        raise TypeError(f"explain: index must be a tuple of {len(shape)} ints or a flat int, got "
+                        f"{type(index).__name__}") from None
+    if len(idx) != len(shape):
+        raise ValueError(f"explain: index={idx} has {len(idx)} entries (must be {len(shape)} for this layer's "
+                         f"output of shape {shape})")
+    for i, (v, d) in enumerate(zip(idx, shape)):
+        if not 0 <= v < d:
+            raise ValueError(f"explain: index={idx} is out of range for output shape {shape} (entry {i}={v} must "
+                             f"be in [0, {d}))")
+    return idx
+
+
+def _explain_nd(params: Any, torch_out: Optional[np.ndarray], qx: Any, index: Any, isa: str, input_scale: Any,
+                input_zero_point: Any, layer: str) -> Explanation:
+    """explain() for a Conv3dParams / ConvTransposeParams (Conv3d, ConvReLU3d, ConvTranspose1d/2d/3d)."""
+    if is_torch_tensor(qx):
+        input_scale, input_zero_point = float(qx.q_scale()), int(qx.q_zero_point())
+    if params.kind == "conv3d":
+        qx, _, _, pad = params._pad_input(qx, input_scale, input_zero_point)  # reflect pads the input first
+        if tuple(pad) != tuple(params.padding):
+            params = replace(params, padding=tuple(pad), padding_mode="zeros")
+    x = qx.int_repr().numpy() if is_torch_tensor(qx) else qx
+    a_scale, a_zp = float(input_scale), int(input_zero_point)
+    transposed, w, st, pd, dl, out_sp = _nd_geometry(params, x)
+    O, Cg = w.shape[:2]
+    G = int(params.groups)
+    idx = _nd_index_of(index, (x.shape[0], O) + out_sp)
+    n, o, pos = idx[0], idx[1], idx[2:]
+    g = o // (O // G)
+    nd = len(pos)
+    # the 2-d form torch runs 1-d layers as: unit height
+    st2, pd2, dl2 = ((1,) + st, (0,) + pd, (1,) + dl) if nd == 1 else (st, pd, dl)
+    ks2 = ((1,) if nd == 1 else ()) + tuple(w.shape[2:])
+    what = ("ConvTranspose" if transposed else "Conv") + f"{nd}d"
+    torch_value = None if torch_out is None else int(torch_out[idx])
+    if params.engine == "onednn":
+        from .engines.onednn.nd import plan_nd
+
+        pl, chain = plan_nd(transposed, max(nd, 2), G, Cg, O // G, ks2, st2, dl2, isa,
+                            getattr(params, "onednn_kernel", "") or None)
+        taps = _nd_taps(x, w, n, o, g, pos, transposed, st, pd, dl, None)
+        acc = sum(t.product for t in taps)
+        colsum = sum(t.w for t in taps)
+        acc32, col32 = _wrap32(acc), _wrap32(colsum)
+        col_all = _wrap32(int(w[o].astype(np.int64).sum()))
+        if chain == "ref_deconv":
+            # ref_deconvolution (module doc of qref.engines.onednn.nd): A = f32(int32(trunc(f32(f32(acc) -
+            # f32(zp*colsum_all)))) + zp*colsum_outside); the requantization then starts from that integer
+            with np.errstate(all="ignore"):
+                t = np.float32(np.float32(acc32) - np.float32(_wrap32(a_zp * col_all)))
+            conv = _wrap32(math.trunc(float(t))) if np.isfinite(t) else INT32_MIN
+            a_int = _wrap32(conv + _wrap32(a_zp * _wrap32(col_all - col32)))
+            st_acc, st_col = a_int, 0
+        else:
+            st_acc, st_col = acc32, col32
+        i = o if params.per_channel else 0
+        r = _core.onednn_requant_steps(st_acc, st_col, a_zp, chain == "float", float(params.weight_scale[i]),
+                                       None if params.bias is None else float(params.bias[o]), a_scale,
+                                       float(params.output_scale), int(params.output_zero_point),
+                                       bool(params.relu), bool(pl.combined_scale), bool(pl.divide_dst))
+        f = np.float32
+        y = f(r["y"])
+        steps = dict(kernel=pl.kernel, plan=str(pl), isa_class=pl.isa, combined_scale=pl.combined_scale,
+                     compensation={"int": "int32", "float": "float", "ref_deconv": "ref_deconv"}[chain],
+                     ss=float(f(r["ss"])), inv=float(f(r["inv"])), ws=float(f(r["ws"])), comb=float(f(r["comb"])),
+                     A=float(f(r["A"])), scaled=float(f(r["scaled"])), with_bias=float(f(r["with_bias"])),
+                     after_relu=float(f(r["after_relu"])), times_inv=float(f(r["dst_scaled"])),
+                     with_zero_point=float(y), clamped=float(r["clamped"]), colsum_all=col_all,
+                     divide_dst=bool(pl.divide_dst))
+        value = int(r["value"])
+        return Explanation(
+            index=idx, layer=layer or params.module_type, path=pl.kernel, saturates=False,
+            isa=f"auto({pl.isa})" if isa == "auto" else pl.isa, group=g, taps=tuple(taps), acc=acc32,
+            acc_exact=acc, saturated_pairs=(), rowsum=sum(t.a for t in taps), K=len(taps), colsum=col32,
+            col_offset=col32, input_zero_point=a_zp, weight_zero_point=0, a_zp_term=_wrap32(a_zp * col32),
+            w_zp_term=0, raw=_wrap32(acc32 - _wrap32(a_zp * col32)), input_scale=a_scale,
+            weight_scale=float(params.weight_scale[i]), output_scale=float(params.output_scale),
+            a_f=steps["ss"], w_f=steps["ws"], o_f=float(f(params.output_scale)), S=steps["comb"], M=steps["inv"],
+            per_channel=params.per_channel, bias=None if params.bias is None else float(f(r["bias"])),
+            bias_term=None if params.bias is None else float(f(r["bias"])), reciprocal=None, yf=steps["A"],
+            y=float(y), tie=bool(np.isfinite(y) and float(y) - math.floor(float(y)) == 0.5), rounded=value,
+            output_zero_point=int(params.output_zero_point), relu=bool(params.relu), low=0,
+            unclamped=int(np.rint(float(y))) if np.isfinite(y) and abs(float(y)) < 2**31 else INT32_MIN,
+            value=value, hand=(), torch_value=torch_value, engine="onednn", onednn=steps, kind=what)
+    plan = params.plan(x.shape, isa=isa)
+    if plan.path == "direct":
+        raise NotImplementedError(f"explain: this {what} runs fbgemm's direct transposed path (a scatter with "
+                                  f"per-position column offsets, docs/numerics.md §4.5), which explain does not "
+                                  f"derive yet; qref.conv_transpose2d(..., return_intermediates=True) shows its "
+                                  f"acc, raw and y")
+    taps = _nd_taps(x, w, n, o, g, pos, transposed, st, pd, dl, a_zp)
+    K = len(taps)
+    acc = 0
+    sat_pairs = []
+    for k in range(0, K, 2):
+        p1 = taps[k + 1].product if k + 1 < K else 0
+        exact = taps[k].product + p1
+        s = _sat16(exact) if plan.saturates else exact
+        if s != exact:
+            members = (taps[k],) + ((taps[k + 1],) if k + 1 < K else ())
+            sat_pairs.append(SaturatedPair(k, k + 1 if k + 1 < K else None,
+                                           tuple((t.kh, t.kw, t.c) if nd < 3 else (t.kd, t.kh, t.kw, t.c)
+                                                 for t in members), exact, s))
+        acc += s
+    acc32 = _wrap32(acc)
+    rowsum = sum(t.a for t in taps)
+    T = int(np.prod(w.shape[2:]))
+    w_rq = np.ascontiguousarray(np.moveaxis(w, 1, -1).reshape(O, T, 1, Cg))
+    rq = _core.requant_params(w_rq, a_scale, a_zp, np.ascontiguousarray(params.weight_scale, np.float64),
+                              np.ascontiguousarray(params.weight_zero_point, np.int32), bool(params.per_channel),
+                              float(params.output_scale), params.bias, G)
+    i = o if params.per_channel else 0
+    w_zp = int(params.weight_zero_point[i])
+    col_offset = int(rq["col_offset"][o])
+    a_term = _wrap32(a_zp * col_offset)
+    w_term = _wrap32(rowsum * w_zp)
+    raw = _wrap32(_wrap32(acc32 - a_term) - w_term)
+    with np.errstate(all="ignore"):
+        a_f, w_f, o_f = np.float32(a_scale), np.float32(float(params.weight_scale[i])), np.float32(params.output_scale)
+        S = np.float32(a_f * w_f)
+        M = np.float32(rq["multiplier"][o])
+        bias = None if params.bias is None else np.float32(params.bias[o])
+        R = bterm = None
+        if bias is None:
+            yf = np.float32(raw)
+        elif rq["bias_fma"]:
+            R = np.float32(rq["bias_rcp"])
+            bterm = np.float32(bias * R)
+            yf = fma_f32(bias, R, np.float32(raw))
+        else:
+            bterm = np.float32(rq["bias_term"][o])
+            yf = np.float32(np.float32(raw) + bterm)
+        y = np.float32(yf * M)
+    r = _cvtps2dq(y)
+    out_zp = int(params.output_zero_point)
+    relu = bool(params.relu) and not transposed
+    low = out_zp if relu else 0
+    unclamped = _sat16(_sat16(r) + out_zp)
+    exp = dict(index=idx, layer=layer or params.module_type, path=plan.path, saturates=plan.saturates,
+               isa=plan.isa.name, group=g, taps=tuple(taps), acc=acc32, acc_exact=sum(t.product for t in taps),
+               saturated_pairs=tuple(sat_pairs), rowsum=rowsum, K=K, colsum=int(w[o].astype(np.int64).sum()),
+               col_offset=col_offset, input_zero_point=a_zp, weight_zero_point=w_zp, a_zp_term=a_term,
+               w_zp_term=w_term, raw=raw, input_scale=a_scale, weight_scale=float(params.weight_scale[i]),
+               output_scale=float(params.output_scale), a_f=float(a_f), w_f=float(w_f), o_f=float(o_f), S=float(S),
+               M=float(M), per_channel=bool(params.per_channel), bias=None if bias is None else float(bias),
+               bias_term=None if bterm is None else float(bterm), reciprocal=None if R is None else float(R),
+               yf=float(yf), y=float(y), tie=bool(np.isfinite(y) and float(y) - math.floor(float(y)) == 0.5),
+               rounded=r, output_zero_point=out_zp, relu=relu, low=low, unclamped=unclamped,
+               value=min(max(unclamped, low), 255), torch_value=torch_value, kind=what)
+    exp["hand"] = tuple(_hand_formulas(exp))
+    return Explanation(**exp)
 
 
 # ---------------------------------------------------------------------------- ATen's elementwise ops
