@@ -513,6 +513,16 @@ def test_explain_nd_equals_torch(case, engine):
         assert n_no_input > 0, "some border element must have taps without input"
     if case[0] == "conv3d-depthwise" and p.engine == "fbgemm":
         assert n_sat > 0, "fbgemm's depthwise 3D kernel saturates int16 tap pairs: some element must show one"
+    if p.engine == "fbgemm":
+        # an AVX2 host's arithmetic (the GEMM paths saturate int16 pairs there): equal to qref's kernel
+        _, i2 = p(x, input_scale=qx.q_scale(), input_zero_point=qx.q_zero_point(), isa="avx2",
+                  return_intermediates=True)
+        for ix in nd_indices(out, rng, 8):
+            e = explain(p, x, ix, isa="avx2", input_scale=qx.q_scale(), input_zero_point=qx.q_zero_point())
+            assert (e.acc, e.raw) == (int(i2.acc[ix]), int(i2.raw[ix])), ix
+            assert np.float32(e.y).tobytes() == i2.y[ix].tobytes(), ix
+    else:
+        assert e.hand and "fbgemm's formula" in [h.name for h in e.hand]
     # through the module: torch's own value alongside
     ix = tuple(d - 1 for d in out.shape)
     e = explain(m, qx, ix)

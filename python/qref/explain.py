@@ -1062,7 +1062,7 @@ def _explain_nd(params: Any, torch_out: Optional[np.ndarray], qx: Any, index: An
                      with_zero_point=float(y), clamped=float(r["clamped"]), colsum_all=col_all,
                      divide_dst=bool(pl.divide_dst))
         value = int(r["value"])
-        return Explanation(
+        exp = dict(
             index=idx, layer=layer or params.module_type, path=pl.kernel, saturates=False,
             isa=f"auto({pl.isa})" if isa == "auto" else pl.isa, group=g, taps=tuple(taps), acc=acc32,
             acc_exact=acc, saturated_pairs=(), rowsum=sum(t.a for t in taps), K=len(taps), colsum=col32,
@@ -1075,7 +1075,9 @@ def _explain_nd(params: Any, torch_out: Optional[np.ndarray], qx: Any, index: An
             y=float(y), tie=bool(np.isfinite(y) and float(y) - math.floor(float(y)) == 0.5), rounded=value,
             output_zero_point=int(params.output_zero_point), relu=bool(params.relu), low=0,
             unclamped=int(np.rint(float(y))) if np.isfinite(y) and abs(float(y)) < 2**31 else INT32_MIN,
-            value=value, hand=(), torch_value=torch_value, engine="onednn", onednn=steps, kind=what)
+            value=value, torch_value=torch_value, engine="onednn", onednn=steps, kind=what)
+        exp["hand"] = tuple(_hand_formulas_onednn(exp, params, x, pd))
+        return Explanation(**exp)
     plan = params.plan(x.shape, isa=isa)
     if plan.path == "direct":
         raise NotImplementedError(f"explain: this {what} runs fbgemm's direct transposed path (a scatter with "
