@@ -405,6 +405,51 @@ def test_explain_reduction_matches_torch():
         qref.explain_reduction("layer_norm", x, index=(0, 0))
 
 
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_explain_op_cat_matches_torch(channels_last, relu, dtype):
+    """quantized::cat(_relu): channels_last inputs along dim 1 (a copy for an input with the output's
+    qparams; SIMD blocks, groups of 8 and scalar channels otherwise) and contiguous ones (dequantize,
+    quantize_per_tensor): every channel of two pixels and random elements equal torch's."""
+    torch = pytest.importorskip("torch")
+    r = np.random.default_rng(11 + 2 * relu + channels_last)
+    qd = getattr(torch, dtype)
+    so, zo = 0.043, (-3 if dtype == "qint8" else 121)
+
+    def q(c, s, z):
+        f = torch.from_numpy(r.standard_normal((2, c, 3, 4)).astype(np.float32) * 3)
+        t = torch.quantize_per_tensor(f, s, z, qd)
+        return t.contiguous(memory_format=torch.channels_last) if channels_last else t
+
+    xs = [q(3, 0.05, 5), q(45, 0.031, 0), q(70, 0.02, -7 if dtype == "qint8" else 200), q(9, so, zo)]
+    ref = (torch.ops.quantized.cat_relu if relu else torch.ops.quantized.cat)(xs, 1, so, zo).int_repr()
+    idx = [(0, c, 1, 2) for c in range(ref.shape[1])] + [(1, c, 2, 3) for c in range(ref.shape[1])]
+    idx += [tuple(int(v) for v in np.unravel_index(i, ref.shape)) for i in r.choice(ref.numel(), 60, replace=False)]
+    parts = set()
+    for ix in idx:
+        e = qref.explain_op("cat", *xs, index=ix, dim=1, scale=so, zero_point=zo, relu=relu)
+        assert e.value == int(ref[ix]), str(e)
+        parts.add(e.part)
+    if channels_last:
+        assert {"SIMD body (channels_last)", "scalar tail (channels_last)"} <= parts
+        assert ("copy (channels_last)" in parts) == (not relu)
+    if channels_last:  # the other capabilities' arithmetic (their block sizes): equal to qref's cat kernel
+        from qref.engines import aten
+
+        for cap in ("default", "avx2"):
+            mine = aten.cat(xs, dim=1, scale=so, zero_point=zo, relu=relu, capability=cap).int_repr()
+            for ix in idx[: 2 * ref.shape[1]]:
+                e = qref.explain_op("cat", *xs, index=ix, dim=1, scale=so, zero_point=zo, relu=relu, capability=cap)
+                assert e.value == int(mine[ix]), str(e)
+    ys = [q(3, 0.05, 5), q(3, so, zo)]
+    ref3 = torch.ops.quantized.cat(ys, 3, so, zo).int_repr()
+    for i in r.choice(ref3.numel(), 40, replace=False):
+        ix = tuple(int(v) for v in np.unravel_index(i, ref3.shape))
+        assert qref.explain_op("cat", *ys, index=ix, dim=3, scale=so, zero_point=zo).value == int(ref3[ix])
+
+
 # ---------------------------------------------------------------------------- Conv3d and transposed convs
 
 ND_CASES = [

@@ -1238,7 +1238,9 @@ def explain_op(op: str, *inputs: Any, index: Any, capability: Any = None, num_th
     (a float tensor and a qint8 weight, ``bias``, ``reduce_range``). ``index``: the output
     element (a tuple of ints)."""
     fn = "explain_op"
-    check_choice(fn, "op", op, _EW_OPS + ("linear_dynamic",))
+    check_choice(fn, "op", op, _EW_OPS + ("linear_dynamic", "cat"))
+    if op == "cat":
+        return _explain_cat(*inputs, index=index, capability=capability, **params)
     if op == "linear_dynamic":
         return _explain_linear_dynamic(*inputs, index=index, **params)
     caps = ("default", "avx2", "avx512")
@@ -1365,6 +1367,83 @@ def explain_op(op: str, *inputs: Any, index: Any, capability: Any = None, num_th
         inv = np.float32(1.0 / float(so))
     r = quant(np.float32(y), np.float32(so), zo, inv)
     return OpExplanation(op, idx, caps[cap], "SIMD body" if body else "scalar tail", steps, r)
+
+
+def _explain_cat(*xs: Any, index: Any, dim: Any, scale: Any, zero_point: Any, relu: bool = False,
+                 capability: Any = None) -> OpExplanation:
+    """quantized::cat(_relu) (qconcat.cpp quantized_cat_impl; docs/ops.md): channels_last 4-d inputs
+    along dim 1 run qcat_nhwc_kernel (a copy where an input's qparams equal the output's and no
+    relu; else SIMD blocks of Vectorized<q>::size() channels, then whole groups of 8, then scalar
+    channels); every other case quantize_per_tensor(cat(dequantize(x)))."""
+    fn = "explain_op"
+    from .engines.aten._ops import _layout
+
+    if not xs:
+        raise ValueError(f"{fn}: op='cat' takes one or more input tensors, got none")
+    for i, t in enumerate(xs):
+        if not is_torch_tensor(t) or not t.is_quantized:
+            raise TypeError(f"{fn}: inputs[{i}] must be a torch quantized tensor, got {type(t).__name__}")
+    nd = xs[0].dim()
+    d = check_int(fn, "dim", dim, -nd, nd - 1) % nd
+    shape = list(xs[0].shape)
+    shape[d] = sum(int(t.shape[d]) for t in xs)
+    idx = _nd_index(fn, index, tuple(shape))
+    cap = check_capability(fn, capability)
+    so, zo = np.float32(scale), int(zero_point)
+    lo, hi = (-128, 127) if str(xs[0].dtype) == "torch.qint8" else (0, 255)
+    pos = idx[d]
+    for t_i, t in enumerate(xs):  # the input this element comes from
+        if pos < int(t.shape[d]):
+            break
+        pos -= int(t.shape[d])
+    local = idx[:d] + (pos,) + idx[d + 1:]
+    q = int(t.int_repr()[local])
+    s, z = float(t.q_scale()), int(t.q_zero_point())
+    sf = np.float32(s)
+    steps: list = [(f"input {t_i} (its element {local})", q), ("its scale, zero point", f"{_f32(sf)}, {z}")]
+    caps = ("default", "avx2", "avx512")
+    if nd == 4 and d == 1 and all(_layout(x) == "nhwc" for x in xs):
+        C = int(t.shape[1])
+        if s == float(scale) and z == zo and not relu:
+            steps.append(("same qparams as the output, no relu: the byte is copied", q))
+            return OpExplanation("cat", idx, caps[cap], "copy (channels_last)", steps, q)
+        vlen = 64 if cap == 2 else 32
+        blocks = C // vlen * vlen
+        body = pos < blocks + (C - blocks) // 8 * 8
+        if body:
+            if cap == 0:
+                v = np.float32(sf * np.float32(q - z))
+                steps.append(("x = s * (q - z)", v))
+            else:
+                v = fma_f32(sf, np.float32(q), np.float32(sf * -np.float32(z)))
+                steps.append(("x = fma(s, q, s*-z)", v))
+            if relu:
+                v = max(v, np.float32(0.0))
+                steps.append(("relu", v))
+            if cap == 0:
+                tq, r = _q_legacy(np.float32(np.float32(1.0) / so), zo, v, lo, hi)
+                steps.append(("fma(x, 1/so, zo) (DEFAULT body)", tq))
+            else:
+                tq, r = _q_lane(np.float32(1.0 / float(scale)), zo, v, lo, hi)
+                steps.append(("x * float(1.0/so) (SIMD quantize)", tq))
+        else:
+            v = np.float32(sf * np.float32(q - z))
+            steps.append(("x = s * (q - z)", v))
+            if relu:
+                v = max(v, np.float32(0.0))
+                steps.append(("relu", v))
+            tq, r = _q_val(so, zo, v, lo, hi)
+            steps.append(("zo + x * (1/so) (tail quantize_val)", tq))
+        return OpExplanation("cat", idx, caps[cap], ("SIMD body" if body else "scalar tail") + " (channels_last)",
+                             steps, r)
+    v = np.float32(sf * np.float32(q - z))
+    steps.append(("x = s * (q - z) (dequantize)", v))
+    tq, r = _q_legacy(np.float32(np.float32(1.0) / so), zo, v, lo, hi)
+    steps.append(("fma(x, 1/so, zo) (quantize_per_tensor)", tq))
+    if relu:
+        r = max(r, zo)
+        steps.append(("relu: max(q, zo)", r))
+    return OpExplanation("cat", idx, caps[cap], "", steps, r)
 
 
 def _explain_linear_dynamic(x: Any, weight: Any, bias: Any = None, *, index: Any, reduce_range: bool = True,
