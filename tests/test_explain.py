@@ -450,6 +450,73 @@ def test_explain_op_cat_matches_torch(channels_last, relu, dtype):
         assert qref.explain_op("cat", *ys, index=ix, dim=3, scale=so, zero_point=zo).value == int(ref3[ix])
 
 
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_explain_reduction_norms_match_torch(dtype):
+    """batch_norm (SIMD and scalar channels, relu), layer_norm (body and tail of the row),
+    group_norm and instance_norm: each element's derivation ends in torch's byte; the other
+    capabilities' arithmetic equals qref's kernels."""
+    torch = pytest.importorskip("torch")
+    from qref.engines import aten
+
+    r = np.random.default_rng(21)
+    qd = getattr(torch, dtype)
+    so, zo = 0.037, (4 if dtype == "qint8" else 117)
+
+    def q(shape):
+        f = torch.from_numpy((r.standard_normal(shape) * 2 + 0.5).astype(np.float32))
+        return torch.quantize_per_tensor(f, 0.03, -5 if dtype == "qint8" else 130, qd)
+
+    def vec(n, lo=-1.0, hi=1.0):
+        return torch.from_numpy(r.uniform(lo, hi, n).astype(np.float32))
+
+    def sample(ref, n=80):
+        return [tuple(int(v) for v in np.unravel_index(i, ref.shape)) for i in r.choice(ref.numel(), n, replace=False)]
+
+    C = 45  # 32 SIMD channels, one 8-channel block, 5 scalar ones (AVX2 / DEFAULT); 45 scalar on AVX512
+    x = q((2, C, 3, 4))
+    w, b, m, v = vec(C, 0.5, 1.5), vec(C), vec(C), vec(C, 0.2, 2.0)
+    for relu in (False, True):
+        op = torch.ops.quantized.batch_norm2d_relu if relu else torch.ops.quantized.batch_norm2d
+        ref = op(x, w, b, m, v, 1e-5, so, zo).int_repr()
+        kw = dict(weight=w, bias=b, mean=m, var=v, eps=1e-5, scale=so, zero_point=zo, relu=relu)
+        idx = [(1, c, 2, 3) for c in range(C)] + sample(ref)
+        for ix in idx:
+            e = qref.explain_reduction("batch_norm", x, index=ix, **kw)
+            assert e.value == int(ref[ix]), str(e)
+        for cap in ("default", "avx2"):
+            mine = aten.batch_norm(x, capability=cap, **kw).int_repr()
+            for ix in idx[:C]:
+                assert qref.explain_reduction("batch_norm", x, index=ix, capability=cap, **kw).value == int(mine[ix])
+    x = q((3, 2, 70))  # rows of 70: a 64/32-element body and a tail
+    g, bb = vec(70, 0.5, 1.5), vec(70)
+    ref = torch.ops.quantized.layer_norm(x, [70], g, bb, 1e-5, so, zo).int_repr()
+    kw = dict(normalized_shape=(70,), weight=g, bias=bb, eps=1e-5, scale=so, zero_point=zo)
+    idx = [(1, 1, j) for j in range(70)] + sample(ref)
+    for ix in idx:
+        e = qref.explain_reduction("layer_norm", x, index=ix, **kw)
+        assert e.value == int(ref[ix]), str(e)
+    for cap in ("default", "avx2"):
+        mine = aten.layer_norm(x, capability=cap, **kw).int_repr()
+        for ix in idx[:70]:
+            assert qref.explain_reduction("layer_norm", x, index=ix, capability=cap, **kw).value == int(mine[ix])
+    x = q((2, 6, 5, 7))
+    g, bb = vec(6, 0.5, 1.5), vec(6)
+    ref = torch.ops.quantized.group_norm(x, 3, g, bb, 1e-5, so, zo).int_repr()
+    for ix in sample(ref, 100):
+        e = qref.explain_reduction("group_norm", x, index=ix, num_groups=3, weight=g, bias=bb, scale=so, zero_point=zo)
+        assert e.value == int(ref[ix]), str(e)
+    ref = torch.ops.quantized.instance_norm(x, g, bb, 1e-5, so, zo).int_repr()
+    for ix in sample(ref, 100):
+        e = qref.explain_reduction("instance_norm", x, index=ix, weight=g, bias=bb, scale=so, zero_point=zo)
+        assert e.value == int(ref[ix]), str(e)
+    mine = aten.group_norm(x, num_groups=3, weight=g, bias=bb, scale=so, zero_point=zo, capability="default").int_repr()
+    for ix in sample(mine, 30):
+        e = qref.explain_reduction("group_norm", x, index=ix, num_groups=3, weight=g, bias=bb, scale=so, zero_point=zo,
+                                   capability="default")
+        assert e.value == int(mine[ix]), str(e)
+
+
 # ---------------------------------------------------------------------------- Conv3d and transposed convs
 
 ND_CASES = [

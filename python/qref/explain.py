@@ -1498,7 +1498,9 @@ def explain_reduction(op: str, x: Any, *, index: Any, **params: Any) -> OpExplan
     contiguous x; output keeps x's qparams), "softmax" (the last dim; ``scale``,
     ``zero_point``, ``capability``). ``index``: the output element."""
     fn = "explain_reduction"
-    check_choice(fn, "op", op, ("max_pool2d", "avg_pool2d", "mean", "softmax"))
+    check_choice(fn, "op", op, ("max_pool2d", "avg_pool2d", "mean", "softmax") + _NORMS)
+    if op in _NORMS:
+        return _explain_norm(op, x, index=index, **params)
     if not is_torch_tensor(x) or not x.is_quantized:
         raise TypeError(f"{fn}: x must be a torch quantized tensor, got {type(x).__name__}")
     q = x.int_repr().contiguous().numpy().astype(np.int64)
@@ -1580,3 +1582,129 @@ def explain_reduction(op: str, x: Any, *, index: Any, **params: Any) -> OpExplan
     t, r = _q_legacy(np.float32(np.float32(1.0) / np.float32(so)), zo, y, lo, hi)
     steps.append(("fma(y, 1/so, zo) (quantize_per_tensor)", t))
     return OpExplanation(op, idx, ("default", "avx2", "avx512")[cap], "", steps, r)
+
+
+# ---------------------------------------------------------------------------- the norms
+#
+# batch_norm: Normalization.cpp compute_fused_params, then q_batch_norm_kernel on channels_last data;
+# layer_norm / group_norm / instance_norm: quantized_normalize_kernel on contiguous data (docs/ops.md;
+# qref's kernels in csrc/qref/aten/aten_ops.cc batch_norm_t, normalize_t).
+
+_NORMS = ("batch_norm", "layer_norm", "group_norm", "instance_norm")
+
+
+def _f32_at(v: Any, i: int, default: float) -> np.float32:
+    if v is None:
+        return np.float32(default)
+    a = v.detach().numpy() if is_torch_tensor(v) else np.asarray(v)
+    return np.float32(a.reshape(-1)[i])
+
+
+def _explain_norm(op: str, x: Any, *, index: Any, scale: Any, zero_point: Any, weight: Any = None, bias: Any = None,
+                  eps: Any = 1e-5, mean: Any = None, var: Any = None, relu: bool = False, normalized_shape: Any = None,
+                  num_groups: Any = None, capability: Any = None) -> OpExplanation:
+    fn = "explain_reduction"
+    cap = check_capability(fn, capability)
+    caps = ("default", "avx2", "avx512")
+    idx = _nd_index(fn, index, tuple(x.shape))
+    s8 = str(x.dtype) == "torch.qint8"
+    lo, hi = (-128, 127) if s8 else (0, 255)
+    q = int(x.int_repr()[idx])
+    xs_d, xz = float(x.q_scale()), int(x.q_zero_point())
+    so_d, zo = float(scale), int(zero_point)
+    f = np.float32
+    steps: list = [("q (the input's byte)", q)]
+    if op == "batch_norm":
+        if mean is None or var is None:
+            raise ValueError(f"{fn}: op='batch_norm' needs mean= and var= (the running statistics)")
+        C, c = int(x.shape[1]), idx[1]
+        w, b = _f32_at(weight, c, 1.0), _f32_at(bias, c, 0.0)
+        m, v = _f32_at(mean, c, 0.0), _f32_at(var, c, 0.0)
+        with np.errstate(all="ignore"):
+            inv_sigma = f(1.0 / float(np.sqrt(f(v + f(eps)))))
+            alpha = f(float(f(inv_sigma * w)) * (xs_d / so_d))
+            beta = f(float(f(b - f(f(m * inv_sigma) * w))) / so_d)
+        steps += [("inv_sigma = float(1 / sqrtf(var + eps))", inv_sigma), ("alpha = inv_sigma*w * (si/so)", alpha),
+                  ("beta = (b - mean*inv_sigma*w) / so", beta)]
+        lanes = 64 if cap == 2 else 32
+        body_full = C // lanes * lanes
+        c_body = body_full + (C - body_full) // 8 * 8 if lanes == 32 and C - body_full >= 8 else body_full
+        dq = f(q - xz)
+        with np.errstate(all="ignore"):
+            y = f(f(alpha * dq) + beta) if cap == 0 else fma_f32(alpha, dq, beta)
+        steps.append(("y = alpha * (q - z) + beta" + ("" if cap == 0 else " (fma)"), y))
+        if c < c_body:
+            t, r = (_q_legacy(f(1.0), zo, y, lo, hi) if cap == 0 else _q_lane(f(1.0), zo, y, lo, hi))
+            steps.append(("rint(y) + zo (SIMD body)", t))
+        else:
+            r = min(max(zo + int(np.rint(y)), lo), hi) if np.isfinite(y) else lo
+            steps.append(("zo + lrintf(y) (scalar channel)", r))
+        if relu:
+            r = max(r, zo)
+            steps.append(("relu: max(q, zo)", r))
+        return OpExplanation(op, idx, caps[cap], "SIMD body" if c < c_body else "scalar channel", steps, r)
+    if not x.is_contiguous():
+        raise ValueError(f"{fn}: x is not contiguous (op={op!r} is derived for contiguous x; the channels_last "
+                         f"kernel is not reproduced)")
+    flat = int(np.ravel_multi_index(idx, tuple(x.shape)))
+    if op == "layer_norm":
+        ns = tuple(normalized_shape) if isinstance(normalized_shape, (list, tuple)) else (normalized_shape,)
+        if normalized_shape is None or tuple(x.shape[x.dim() - len(ns):]) != tuple(int(d) for d in ns):
+            raise ValueError(f"{fn}: normalized_shape={normalized_shape!r} (must be the trailing dims of x's shape "
+                             f"{tuple(x.shape)})")
+        N = int(np.prod(ns))
+        per_channel = False
+    else:
+        C = int(x.shape[1])
+        G = C if op == "instance_norm" else int(num_groups)
+        if G < 1 or C % G:
+            raise ValueError(f"{fn}: num_groups={num_groups!r} (must divide the {C} channels)")
+        N = x.numel() // (int(x.shape[0]) * G)
+        per_channel = True
+    i, j = divmod(flat, N)
+    row = x.int_repr().contiguous().numpy().reshape(-1)[i * N:(i + 1) * N].astype(np.int64)
+    ssum, ssq = int(row.sum()), int((row * row).sum())
+    fma_on = cap != 0
+    xs = f(xs_d)
+    with np.errstate(all="ignore"):
+        ms = f(f(ssum) / f(N))
+        mean_ = f(ms - f(xz))
+        ex2 = f(f(ssq) / f(N))
+        var0 = fma_f32(-ms, ms, ex2) if fma_on else f(ex2 - f(ms * ms))
+        var_ = max(var0, f(0.0))
+        inv_std = f(float(xs) / math.sqrt(float(f(f(var_ * xs) * xs)) + float(eps)))
+    steps += [("row: integer sum, sum of squares", f"{ssum}, {ssq} over {N} elements"),
+              ("mean = sum/N - z", mean_), ("var = max(sumsq/N - (sum/N)^2, 0)" + (" (fma)" if fma_on else ""), var_),
+              ("k = s / sqrt(var*s*s + eps)", inv_std)]
+    dq = f(q - xz)
+    ys = f(so_d)
+    with np.errstate(all="ignore"):
+        if per_channel:
+            cpg = C // G
+            ch = j // (N // cpg)
+            si = (i * cpg + ch) % C
+            g, b = _f32_at(weight, si, 1.0), _f32_at(bias, si, 0.0)
+            gp = f(inv_std * g)
+            u = f(dq - mean_)
+            y = fma_f32(u, gp, b) if fma_on else f(f(u * gp) + b)
+            steps += [(f"channel {si}: k * gamma, beta", f"{_f32(gp)}, {_f32(b)}"),
+                      ("y = (q - z - mean) * (k*gamma) + beta" + (" (fma)" if fma_on else ""), y)]
+            body = True
+        else:
+            g, b = _f32_at(weight, j, 1.0), _f32_at(bias, j, 0.0)
+            t = f(f(dq - mean_) * inv_std)
+            y = fma_f32(t, g, b) if fma_on else f(f(t * g) + b)
+            steps += [("t = (q - z - mean) * k", t), ("y = t * gamma + beta" + (" (fma)" if fma_on else ""), y)]
+            kint = 64 if cap == 2 else 32
+            body = j < N // kint * kint
+    if body:
+        if cap == 0:
+            tq, r = _q_legacy(f(f(1.0) / ys), zo, y, lo, hi)
+            steps.append(("fma(y, 1/so, zo) (DEFAULT body)", tq))
+        else:
+            tq, r = _q_lane(f(f(1.0) / ys), zo, y, lo, hi)
+            steps.append(("y * (1/so) (SIMD quantize)", tq))
+    else:
+        tq, r = _q_val(ys, zo, y, lo, hi)
+        steps.append(("zo + y * (1/so) (tail quantize_val)", tq))
+    return OpExplanation(op, idx, caps[cap], "SIMD body" if body else "scalar tail", steps, r)
