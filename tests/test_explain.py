@@ -402,7 +402,11 @@ def test_explain_reduction_matches_torch():
         e = qref.explain_reduction("softmax", xs, index=idx, scale=1.0 / 256, zero_point=0)
         assert e.value == int(ref.int_repr()[idx]), str(e)
     with pytest.raises(ValueError, match="op"):
-        qref.explain_reduction("layer_norm", x, index=(0, 0))
+        qref.explain_reduction("median", x, index=(0, 0))
+    with pytest.raises(ValueError, match="scale"):  # the norms need the output's quantization
+        qref.explain_reduction("layer_norm", x, index=(0, 0, 0, 0), normalized_shape=(9,))
+    with pytest.raises(ValueError, match="normalized_shape"):
+        qref.explain_reduction("layer_norm", x, index=(0, 0, 0, 0), normalized_shape=(4,), scale=0.1, zero_point=3)
 
 
 
@@ -640,3 +644,18 @@ def test_explain_nd_equals_torch(case, engine):
     e = explain(m, qx, ix)
     assert e.value == e.torch_value == int(out[ix])
     assert explain(m, qx, int(np.ravel_multi_index(ix, out.shape))).value == int(out[ix])
+
+
+def test_explain_nd_bad_input():
+    """Conv3d / transposed: a wrong index or input shape is a clear ValueError naming it."""
+    m, qx, out = nd_module(ND_CASES[0], "fbgemm")
+    with pytest.raises(ValueError, match="index"):
+        explain(m, qx, (0, 0, 0, 0))
+    with pytest.raises(ValueError, match="out of range"):
+        explain(m, qx, (0, out.shape[1], 0, 0, 0))
+    p = qref.from_torch(m)
+    with pytest.raises(ValueError, match="qx has shape"):
+        explain(p, qx.int_repr().numpy()[0], (0, 0, 0, 0), input_scale=0.1, input_zero_point=0)
+    mt, qt, _ = nd_module(ND_CASES[5], "fbgemm")
+    with pytest.raises(ValueError, match="input channels"):
+        explain(qref.from_torch(mt), qt.int_repr().numpy()[:, :2], (0, 0, 0, 0), input_scale=0.1, input_zero_point=0)

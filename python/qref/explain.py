@@ -15,6 +15,7 @@ checks that for hundreds of elements and against torch.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional, Sequence
@@ -30,8 +31,11 @@ from .common.isa import ISAS
 from .common.validate import check_choice, check_index, check_int, check_scale, is_torch_tensor
 from .engines import aten as aten_ops
 from .engines.aten._args import check_capability, check_threads
+from .engines.aten._ops import _layout
 from .engines.fbgemm.conv2d import conv_plan
 from .engines.onednn import conv2d as od
+from .engines.onednn.nd import plan_nd
+from .layers.conv_nd import _transposed_weight
 
 INT32_MIN = -(2**31)
 
@@ -933,8 +937,6 @@ def _nd_geometry(params: Any, x: np.ndarray) -> tuple:
                          f"{params.weight.ndim - 2}-d spatial inputs ({params.weight.ndim} dimensions)")
     st, pd, dl = (tuple(int(v) for v in t) for t in (params.stride, params.padding, params.dilation))
     if transposed:
-        from .layers.conv_nd import _transposed_weight
-
         w, _, _ = _transposed_weight(fn, np.asarray(params.weight), G, x.shape[1])
         op = tuple(int(v) for v in params.output_padding)
         out = tuple((n - 1) * s - 2 * p + d * (k - 1) + o + 1
@@ -957,8 +959,6 @@ def _nd_taps(x: np.ndarray, w: np.ndarray, n: int, o: int, g: int, pos: tuple, t
              pd: tuple, dl: tuple, pad_value: Optional[int]) -> list:
     """The taps of output (n, o, *pos) of group g in (kd, kh, kw, c) order; a tap without input holds
     ``pad_value`` (None: it is left out, as oneDNN does)."""
-    import itertools
-
     nd = len(pos)
     Cg = w.shape[1]
     ks = w.shape[2:]
@@ -1028,8 +1028,6 @@ def _explain_nd(params: Any, torch_out: Optional[np.ndarray], qx: Any, index: An
     what = ("ConvTranspose" if transposed else "Conv") + f"{nd}d"
     torch_value = None if torch_out is None else int(torch_out[idx])
     if params.engine == "onednn":
-        from .engines.onednn.nd import plan_nd
-
         pl, chain = plan_nd(transposed, max(nd, 2), G, Cg, O // G, ks2, st2, dl2, isa,
                             getattr(params, "onednn_kernel", "") or None)
         taps = _nd_taps(x, w, n, o, g, pos, transposed, st, pd, dl, None)
@@ -1235,8 +1233,8 @@ def explain_op(op: str, *inputs: Any, index: Any, capability: Any = None, num_th
     ``op``: one of "add", "add_relu", "mul", "mul_relu", "hardswish", "sigmoid", "tanh", "elu",
     "gelu" (torch quantized tensors in; output qparams as keywords ``scale``/``zero_point``
     where the op takes them, ``alpha`` for elu, ``approximate`` for gelu) or "linear_dynamic"
-    (a float tensor and a qint8 weight, ``bias``, ``reduce_range``). ``index``: the output
-    element (a tuple of ints)."""
+    (a float tensor and a qint8 weight, ``bias``, ``reduce_range``) or "cat" (the tensors;
+    ``dim``, ``scale``, ``zero_point``, ``relu``). ``index``: the output element (a tuple of ints)."""
     fn = "explain_op"
     check_choice(fn, "op", op, _EW_OPS + ("linear_dynamic", "cat"))
     if op == "cat":
@@ -1376,8 +1374,6 @@ def _explain_cat(*xs: Any, index: Any, dim: Any, scale: Any, zero_point: Any, re
     relu; else SIMD blocks of Vectorized<q>::size() channels, then whole groups of 8, then scalar
     channels); every other case quantize_per_tensor(cat(dequantize(x)))."""
     fn = "explain_op"
-    from .engines.aten._ops import _layout
-
     if not xs:
         raise ValueError(f"{fn}: op='cat' takes one or more input tensors, got none")
     for i, t in enumerate(xs):
@@ -1496,13 +1492,17 @@ def explain_reduction(op: str, x: Any, *, index: Any, **params: Any) -> OpExplan
     ``op``: "max_pool2d" (``kernel_size``, ``stride``, ``padding``: 2-tuples), "avg_pool2d" (the
     same, contiguous NCHW x, no ceil_mode/divisor), "mean" (over the last ``dims`` dims of a
     contiguous x; output keeps x's qparams), "softmax" (the last dim; ``scale``,
-    ``zero_point``, ``capability``). ``index``: the output element."""
+    ``zero_point``, ``capability``), "batch_norm" (``weight``, ``bias``, ``mean``, ``var``,
+    ``eps``, ``relu``), "layer_norm" (``normalized_shape``, ``weight``, ``bias``, ``eps``),
+    "group_norm" (``num_groups``, ``weight``, ``bias``, ``eps``), "instance_norm" (``weight``,
+    ``bias``, ``eps``): the norms take the output's ``scale``/``zero_point`` and ``capability``.
+    ``index``: the output element."""
     fn = "explain_reduction"
     check_choice(fn, "op", op, ("max_pool2d", "avg_pool2d", "mean", "softmax") + _NORMS)
-    if op in _NORMS:
-        return _explain_norm(op, x, index=index, **params)
     if not is_torch_tensor(x) or not x.is_quantized:
         raise TypeError(f"{fn}: x must be a torch quantized tensor, got {type(x).__name__}")
+    if op in _NORMS:
+        return _explain_norm(op, x, index=index, **params)
     q = x.int_repr().contiguous().numpy().astype(np.int64)
     s, z = np.float32(x.q_scale()), int(x.q_zero_point())
     s8 = str(x.dtype) == "torch.qint8"
@@ -1600,10 +1600,14 @@ def _f32_at(v: Any, i: int, default: float) -> np.float32:
     return np.float32(a.reshape(-1)[i])
 
 
-def _explain_norm(op: str, x: Any, *, index: Any, scale: Any, zero_point: Any, weight: Any = None, bias: Any = None,
+def _explain_norm(op: str, x: Any, *, index: Any, scale: Any = None, zero_point: Any = None, weight: Any = None, bias: Any = None,
                   eps: Any = 1e-5, mean: Any = None, var: Any = None, relu: bool = False, normalized_shape: Any = None,
                   num_groups: Any = None, capability: Any = None) -> OpExplanation:
     fn = "explain_reduction"
+    if scale is None or zero_point is None:
+        raise ValueError(f"{fn}: op={op!r} needs the output's scale= and zero_point= (got scale={scale!r}, "
+                         f"zero_point={zero_point!r})")
+    scale = check_scale(fn, "scale", scale)
     cap = check_capability(fn, capability)
     caps = ("default", "avx2", "avx512")
     idx = _nd_index(fn, index, tuple(x.shape))
