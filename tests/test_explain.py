@@ -584,6 +584,7 @@ def nd_module(case, engine, seed=0):
         m.set_weight_bias(w, bias)
         m.scale, m.zero_point = scale, zp
         out = m(qx).int_repr().numpy()
+    m.test_weight, m.test_bias = w, bias  # fbgemm's direct transposed path cannot unpack its weights
     return m, qx, out
 
 
@@ -659,3 +660,38 @@ def test_explain_nd_bad_input():
     mt, qt, _ = nd_module(ND_CASES[5], "fbgemm")
     with pytest.raises(ValueError, match="input channels"):
         explain(qref.from_torch(mt), qt.int_repr().numpy()[:, :2], (0, 0, 0, 0), input_scale=0.1, input_zero_point=0)
+
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (1, 2)])
+def test_explain_direct_transposed_equals_torch(stride):
+    """fbgemm's direct transposed path (groups 1, channels % 8 == 0, kernel height 2, no padding):
+    only the taps that reach a position, per-position column offsets; == torch for every element of
+    a small layer (qref.from_torch cannot read such a module's weights: params from the weight).
+    stride_h == 2 is left out: torch's direct kernel is wrong there (qref.known_torch_defect)."""
+    from qref.bridge.layers import ConvTransposeParams
+    from qref.torch_bridge import UnsupportedModuleError
+
+    case = ("convt2d-direct", "ConvTranspose2d", dict(kernel_size=(2, 3), stride=stride), (1, 8, 3, 4), 16,
+            "asymmetric")
+    m, qx, out = nd_module(case, "fbgemm", seed=stride[1])
+    with pytest.raises(UnsupportedModuleError):
+        qref.from_torch(m)
+    w = m.test_weight
+    p = ConvTransposeParams(weight=w.int_repr().numpy(), weight_scale=np.array([w.q_scale()], np.float64),
+                            weight_zero_point=np.array([w.q_zero_point()], np.int32), per_channel=False,
+                            bias=m.test_bias.numpy(), output_scale=float(m.scale), output_zero_point=int(m.zero_point),
+                            relu=False, module_type="ConvTranspose2d", stride=stride, padding=(0, 0),
+                            dilation=(1, 1), output_padding=(0, 0), groups=1)
+    x = qx.int_repr().numpy()
+    assert p.plan(x.shape).path == "direct"
+    _, inter = p(x, input_scale=qx.q_scale(), input_zero_point=qx.q_zero_point(), return_intermediates=True)
+    n_sat = 0
+    for ix in np.ndindex(*out.shape):
+        e = explain(p, x, ix, input_scale=qx.q_scale(), input_zero_point=qx.q_zero_point())
+        assert e.path == "direct" and e.value == int(out[ix]), ix
+        assert (e.acc, e.raw) == (int(inter.acc[ix]), int(inter.raw[ix])), ix
+        assert np.float32(e.y).tobytes() == inter.y[ix].tobytes(), ix
+        n_sat += bool(e.saturated_pairs)
+    assert n_sat > 0, "the direct path saturates int16 channel pairs: some element must show one"
+    assert "direct path" in str(e)

@@ -645,7 +645,9 @@ def _render(e: Explanation) -> str:
     L.append(f"Output element (n={n}, c={o}, {where}) of {e.layer} = {e.value}{torch_says}")
     if e.kind.startswith("ConvTranspose"):
         L.append(f"{e.kind}: output position o reads, per dim, input (o + pad - k*dil) / stride where that is an "
-                 f"integer inside the input; every other tap has no input")
+                 f"integer inside the input; every other tap has no input"
+                 + (" (fbgemm's direct path leaves those out: column offsets and row sum over the taps that reach "
+                    "this position)" if e.path == "direct" else ""))
     if e.engine == "onednn":
         L.append((e.onednn or {}).get("plan", "oneDNN"))
         L.append("")
@@ -1077,12 +1079,12 @@ def _explain_nd(params: Any, torch_out: Optional[np.ndarray], qx: Any, index: An
         exp["hand"] = tuple(_hand_formulas_onednn(exp, params, x, pd))
         return Explanation(**exp)
     plan = params.plan(x.shape, isa=isa)
-    if plan.path == "direct":
-        raise NotImplementedError(f"explain: this {what} runs fbgemm's direct transposed path (a scatter with "
-                                  f"per-position column offsets, docs/numerics.md §4.5), which explain does not "
-                                  f"derive yet; qref.conv_transpose2d(..., return_intermediates=True) shows its "
-                                  f"acc, raw and y")
-    taps = _nd_taps(x, w, n, o, g, pos, transposed, st, pd, dl, a_zp)
+    # fbgemm's direct transposed path (docs/numerics.md §4.5; conv_transpose_direct_scalar): a scatter
+    # without a_zp taps: only the taps that reach this position (no padding, no dilation there), pairs
+    # of consecutive input channels of one tap (IC % 8 == 0: the same pairs as (2i, 2i+1) of that
+    # list), and column offsets / row sum over exactly those taps
+    direct = plan.path == "direct"
+    taps = _nd_taps(x, w, n, o, g, pos, transposed, st, pd, dl, None if direct else a_zp)
     K = len(taps)
     acc = 0
     sat_pairs = []
@@ -1105,7 +1107,8 @@ def _explain_nd(params: Any, torch_out: Optional[np.ndarray], qx: Any, index: An
                               float(params.output_scale), params.bias, G)
     i = o if params.per_channel else 0
     w_zp = int(params.weight_zero_point[i])
-    col_offset = int(rq["col_offset"][o])
+    colsum = sum(t.w for t in taps) if direct else int(w[o].astype(np.int64).sum())
+    col_offset = _wrap32(colsum - w_zp * K) if direct else int(rq["col_offset"][o])
     a_term = _wrap32(a_zp * col_offset)
     w_term = _wrap32(rowsum * w_zp)
     raw = _wrap32(_wrap32(acc32 - a_term) - w_term)
@@ -1132,7 +1135,7 @@ def _explain_nd(params: Any, torch_out: Optional[np.ndarray], qx: Any, index: An
     unclamped = _sat16(_sat16(r) + out_zp)
     exp = dict(index=idx, layer=layer or params.module_type, path=plan.path, saturates=plan.saturates,
                isa=plan.isa.name, group=g, taps=tuple(taps), acc=acc32, acc_exact=sum(t.product for t in taps),
-               saturated_pairs=tuple(sat_pairs), rowsum=rowsum, K=K, colsum=int(w[o].astype(np.int64).sum()),
+               saturated_pairs=tuple(sat_pairs), rowsum=rowsum, K=K, colsum=colsum,
                col_offset=col_offset, input_zero_point=a_zp, weight_zero_point=w_zp, a_zp_term=a_term,
                w_zp_term=w_term, raw=raw, input_scale=a_scale, weight_scale=float(params.weight_scale[i]),
                output_scale=float(params.output_scale), a_f=float(a_f), w_f=float(w_f), o_f=float(o_f), S=float(S),
