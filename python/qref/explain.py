@@ -397,82 +397,11 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
 
     Og = O // G
     g = o // Og
-    K = KH * KW * Cg
     # 1. the receptive field in (kh, kw, c) order; padded taps hold a_zp (fbgemm's im2col memset).
     taps = _receptive_field(xin, wt, n, o, g, oh, ow, params.stride, pad, params.dilation, a_zp)
-    # 2. products; pairs (2i, 2i+1) saturated to int16 on the paths that do (docs/numerics.md §4.6).
-    acc = 0
-    sat_pairs = []
-    for k in range(0, K, 2):
-        p1 = taps[k + 1].product if k + 1 < K else 0
-        exact = taps[k].product + p1
-        s = _sat16(exact) if plan.saturates else exact
-        if s != exact:
-            members = (taps[k],) + ((taps[k + 1],) if k + 1 < K else ())
-            sat_pairs.append(SaturatedPair(k, k + 1 if k + 1 < K else None,
-                                           tuple((t.kh, t.kw, t.c) for t in members), exact, s))
-        acc += s
-    acc32 = _wrap32(acc)
-    acc_exact = sum(t.product for t in taps)
-    rowsum = sum(t.a for t in taps)
-    # fbgemm's per-channel constants as the kernels use them (the core's prepare_requant).
-    i = o if params.per_channel else 0
-    rq = _core.requant_params(np.ascontiguousarray(wt.transpose(0, 2, 3, 1)), float(a_scale), int(a_zp),
-                              np.ascontiguousarray(params.weight_scale, np.float64),
-                              np.ascontiguousarray(params.weight_zero_point, np.int32), bool(params.per_channel),
-                              float(params.output_scale), params.bias, int(G))
-    # 3. zero-point terms (docs/numerics.md §5.1 steps 2-3), int32 wrapping.
-    w_zp = int(params.weight_zero_point[i])
-    colsum = int(wt[o].astype(np.int64).sum())
-    col_offset = int(rq["col_offset"][o])  # colsum - w_zp * K, wrapped to int32
-    a_term = _wrap32(a_zp * col_offset)
-    w_term = _wrap32(rowsum * w_zp)
-    raw = _wrap32(_wrap32(acc32 - a_term) - w_term)
-    # 4. float32 requantization (docs/numerics.md §2.1, §5.1 steps 4-6): doubles narrowed to float.
-    with np.errstate(all="ignore"):
-        a_f = np.float32(a_scale)
-        w_f = np.float32(float(params.weight_scale[i]))
-        o_f = np.float32(params.output_scale)
-        S = np.float32(a_f * w_f)
-        M = np.float32(rq["multiplier"][o])  # f32(S / o_f)
-        bias = None if params.bias is None else np.float32(params.bias[o])
-        R = None
-        if bias is None:
-            bterm = None
-            yf = np.float32(raw)
-        else:
-            if params.per_channel:
-                bterm = np.float32(rq["bias_term"][o])  # f32(bias / S): _mm256_div_ps
-                yf = np.float32(np.float32(raw) + bterm)  # cvtepi32_ps rounds |raw| > 2^24 to nearest even
-            else:
-                R = np.float32(rq["bias_rcp"])  # _mm256_set1_ps(1.0 / ats): double division, then float
-                bterm = np.float32(bias * R)  # shown for reference; fbgemm never rounds it on its own
-                yf = fma_f32(bias, R, np.float32(raw))  # mul+add contracted to vfmadd: one rounding
-        y = np.float32(yf * M)
-    r = _cvtps2dq(y)
-    tie = bool(np.isfinite(y) and float(y) - math.floor(float(y)) == 0.5)
-    out_zp = params.output_zero_point
-    low = out_zp if params.relu else 0
-    unclamped = _sat16(_sat16(r) + out_zp)
-    value = min(max(unclamped, low), 255)
-
-    torch_value = None
-    notes: list = []
-    if torch_out is not None:
-        torch_value = int(torch_out[n, o, oh, ow])
-    exp = dict(index=(n, o, oh, ow), layer=layer or params.module_type, path=plan.path, saturates=plan.saturates,
-               isa=plan.isa.name, group=g, taps=tuple(taps), acc=acc32, acc_exact=acc_exact,
-               saturated_pairs=tuple(sat_pairs), rowsum=rowsum, K=K, colsum=colsum, col_offset=col_offset,
-               input_zero_point=a_zp, weight_zero_point=w_zp, a_zp_term=a_term, w_zp_term=w_term, raw=raw,
-               input_scale=a_scale, weight_scale=float(params.weight_scale[i]), output_scale=params.output_scale,
-               a_f=float(a_f), w_f=float(w_f), o_f=float(o_f), S=float(S), M=float(M),
-               per_channel=params.per_channel, bias=None if bias is None else float(bias),
-               bias_term=None if bterm is None else float(bterm), reciprocal=None if R is None else float(R),
-               yf=float(yf), y=float(y), tie=tie, rounded=r, output_zero_point=out_zp, relu=params.relu, low=low,
-               unclamped=unclamped, value=value, torch_value=torch_value)
-    exp["hand"] = tuple(_hand_formulas(exp))
-    exp["notes"] = tuple(notes)
-    return Explanation(**exp)
+    # 2-7. products and int16 pairs, zero-point terms, float32 requantization, rounding, clamp
+    return _fbgemm_explanation(params, taps, plan, wt, o, g, (n, o, oh, ow), a_scale, a_zp, layer,
+                               None if torch_out is None else int(torch_out[n, o, oh, ow]))
 
 
 # ---------------------------------------------------------------------------- hand formulas
@@ -917,6 +846,81 @@ def explain_many(module_or_params: Any, qx: Any, indices: Sequence, isa: str = "
 # (docs/numerics.md §4.4); 1-d layers are their 2-d forms with a unit height (the same order).
 
 
+_KINDS_3D = ("Conv3d", "ConvTranspose3d")
+
+
+def _fbgemm_explanation(params: Any, taps: list, plan: Any, w: np.ndarray, o: int, g: int, idx: tuple,
+                        a_scale: float, a_zp: int, layer: str, torch_value: Optional[int], kind: str = "Conv2d",
+                        direct: bool = False, relu: Optional[bool] = None) -> Explanation:
+    """Steps 2-7 of an fbgemm derivation from the receptive field ``taps`` (fbgemm's K order) of output
+    channel ``o``: products and int16 pairs (docs/numerics.md §4.6), the zero-point terms (§5.1), the
+    float32 requantization with the core's per-channel constants (_core.requant_params), rounding
+    and clamp. ``w``: the conv-form weight (O, Cg, *k); ``direct``: fbgemm's direct transposed path
+    (column offsets over the taps given)."""
+    relu = bool(params.relu) if relu is None else relu
+    K = len(taps)
+    acc = 0
+    sat_pairs = []
+    for k in range(0, K, 2):
+        p1 = taps[k + 1].product if k + 1 < K else 0
+        exact = taps[k].product + p1
+        s = _sat16(exact) if plan.saturates else exact
+        if s != exact:
+            members = (taps[k],) + ((taps[k + 1],) if k + 1 < K else ())
+            sat_pairs.append(SaturatedPair(k, k + 1 if k + 1 < K else None,
+                                           tuple((t.kh, t.kw, t.c) if kind not in _KINDS_3D else (t.kd, t.kh, t.kw, t.c)
+                                                 for t in members), exact, s))
+        acc += s
+    acc32 = _wrap32(acc)
+    rowsum = sum(t.a for t in taps)
+    O, Cg = w.shape[:2]
+    T = int(np.prod(w.shape[2:]))
+    w_rq = np.ascontiguousarray(np.moveaxis(w, 1, -1).reshape(O, T, 1, Cg))
+    rq = _core.requant_params(w_rq, a_scale, a_zp, np.ascontiguousarray(params.weight_scale, np.float64),
+                              np.ascontiguousarray(params.weight_zero_point, np.int32), bool(params.per_channel),
+                              float(params.output_scale), params.bias, int(params.groups))
+    i = o if params.per_channel else 0
+    w_zp = int(params.weight_zero_point[i])
+    colsum = sum(t.w for t in taps) if direct else int(w[o].astype(np.int64).sum())
+    col_offset = _wrap32(colsum - w_zp * K) if direct else int(rq["col_offset"][o])
+    a_term = _wrap32(a_zp * col_offset)
+    w_term = _wrap32(rowsum * w_zp)
+    raw = _wrap32(_wrap32(acc32 - a_term) - w_term)
+    with np.errstate(all="ignore"):
+        a_f, w_f, o_f = np.float32(a_scale), np.float32(float(params.weight_scale[i])), np.float32(params.output_scale)
+        S = np.float32(a_f * w_f)
+        M = np.float32(rq["multiplier"][o])
+        bias = None if params.bias is None else np.float32(params.bias[o])
+        R = bterm = None
+        if bias is None:
+            yf = np.float32(raw)
+        elif rq["bias_fma"]:
+            R = np.float32(rq["bias_rcp"])
+            bterm = np.float32(bias * R)
+            yf = fma_f32(bias, R, np.float32(raw))
+        else:
+            bterm = np.float32(rq["bias_term"][o])
+            yf = np.float32(np.float32(raw) + bterm)
+        y = np.float32(yf * M)
+    r = _cvtps2dq(y)
+    out_zp = int(params.output_zero_point)
+    low = out_zp if relu else 0
+    unclamped = _sat16(_sat16(r) + out_zp)
+    exp = dict(index=idx, layer=layer or params.module_type, path=plan.path, saturates=plan.saturates,
+               isa=plan.isa.name, group=g, taps=tuple(taps), acc=acc32, acc_exact=sum(t.product for t in taps),
+               saturated_pairs=tuple(sat_pairs), rowsum=rowsum, K=K, colsum=colsum,
+               col_offset=col_offset, input_zero_point=a_zp, weight_zero_point=w_zp, a_zp_term=a_term,
+               w_zp_term=w_term, raw=raw, input_scale=a_scale, weight_scale=float(params.weight_scale[i]),
+               output_scale=float(params.output_scale), a_f=float(a_f), w_f=float(w_f), o_f=float(o_f), S=float(S),
+               M=float(M), per_channel=bool(params.per_channel), bias=None if bias is None else float(bias),
+               bias_term=None if bterm is None else float(bterm), reciprocal=None if R is None else float(R),
+               yf=float(yf), y=float(y), tie=bool(np.isfinite(y) and float(y) - math.floor(float(y)) == 0.5),
+               rounded=r, output_zero_point=out_zp, relu=relu, low=low, unclamped=unclamped,
+               value=min(max(unclamped, low), 255), torch_value=torch_value, kind=kind)
+    exp["hand"] = tuple(_hand_formulas(exp))
+    return Explanation(**exp)
+
+
 def _nd_src(transposed: bool, o: int, k: int, s: int, p: int, d: int, n_in: int) -> Optional[int]:
     """Input coordinate of output coordinate ``o`` and tap ``k`` along one dim; None: no input."""
     if not transposed:
@@ -1085,67 +1089,8 @@ def _explain_nd(params: Any, torch_out: Optional[np.ndarray], qx: Any, index: An
     # list), and column offsets / row sum over exactly those taps
     direct = plan.path == "direct"
     taps = _nd_taps(x, w, n, o, g, pos, transposed, st, pd, dl, None if direct else a_zp)
-    K = len(taps)
-    acc = 0
-    sat_pairs = []
-    for k in range(0, K, 2):
-        p1 = taps[k + 1].product if k + 1 < K else 0
-        exact = taps[k].product + p1
-        s = _sat16(exact) if plan.saturates else exact
-        if s != exact:
-            members = (taps[k],) + ((taps[k + 1],) if k + 1 < K else ())
-            sat_pairs.append(SaturatedPair(k, k + 1 if k + 1 < K else None,
-                                           tuple((t.kh, t.kw, t.c) if nd < 3 else (t.kd, t.kh, t.kw, t.c)
-                                                 for t in members), exact, s))
-        acc += s
-    acc32 = _wrap32(acc)
-    rowsum = sum(t.a for t in taps)
-    T = int(np.prod(w.shape[2:]))
-    w_rq = np.ascontiguousarray(np.moveaxis(w, 1, -1).reshape(O, T, 1, Cg))
-    rq = _core.requant_params(w_rq, a_scale, a_zp, np.ascontiguousarray(params.weight_scale, np.float64),
-                              np.ascontiguousarray(params.weight_zero_point, np.int32), bool(params.per_channel),
-                              float(params.output_scale), params.bias, G)
-    i = o if params.per_channel else 0
-    w_zp = int(params.weight_zero_point[i])
-    colsum = sum(t.w for t in taps) if direct else int(w[o].astype(np.int64).sum())
-    col_offset = _wrap32(colsum - w_zp * K) if direct else int(rq["col_offset"][o])
-    a_term = _wrap32(a_zp * col_offset)
-    w_term = _wrap32(rowsum * w_zp)
-    raw = _wrap32(_wrap32(acc32 - a_term) - w_term)
-    with np.errstate(all="ignore"):
-        a_f, w_f, o_f = np.float32(a_scale), np.float32(float(params.weight_scale[i])), np.float32(params.output_scale)
-        S = np.float32(a_f * w_f)
-        M = np.float32(rq["multiplier"][o])
-        bias = None if params.bias is None else np.float32(params.bias[o])
-        R = bterm = None
-        if bias is None:
-            yf = np.float32(raw)
-        elif rq["bias_fma"]:
-            R = np.float32(rq["bias_rcp"])
-            bterm = np.float32(bias * R)
-            yf = fma_f32(bias, R, np.float32(raw))
-        else:
-            bterm = np.float32(rq["bias_term"][o])
-            yf = np.float32(np.float32(raw) + bterm)
-        y = np.float32(yf * M)
-    r = _cvtps2dq(y)
-    out_zp = int(params.output_zero_point)
-    relu = bool(params.relu) and not transposed
-    low = out_zp if relu else 0
-    unclamped = _sat16(_sat16(r) + out_zp)
-    exp = dict(index=idx, layer=layer or params.module_type, path=plan.path, saturates=plan.saturates,
-               isa=plan.isa.name, group=g, taps=tuple(taps), acc=acc32, acc_exact=sum(t.product for t in taps),
-               saturated_pairs=tuple(sat_pairs), rowsum=rowsum, K=K, colsum=colsum,
-               col_offset=col_offset, input_zero_point=a_zp, weight_zero_point=w_zp, a_zp_term=a_term,
-               w_zp_term=w_term, raw=raw, input_scale=a_scale, weight_scale=float(params.weight_scale[i]),
-               output_scale=float(params.output_scale), a_f=float(a_f), w_f=float(w_f), o_f=float(o_f), S=float(S),
-               M=float(M), per_channel=bool(params.per_channel), bias=None if bias is None else float(bias),
-               bias_term=None if bterm is None else float(bterm), reciprocal=None if R is None else float(R),
-               yf=float(yf), y=float(y), tie=bool(np.isfinite(y) and float(y) - math.floor(float(y)) == 0.5),
-               rounded=r, output_zero_point=out_zp, relu=relu, low=low, unclamped=unclamped,
-               value=min(max(unclamped, low), 255), torch_value=torch_value, kind=what)
-    exp["hand"] = tuple(_hand_formulas(exp))
-    return Explanation(**exp)
+    return _fbgemm_explanation(params, taps, plan, w, o, g, idx, a_scale, a_zp, layer, torch_value, what, direct,
+                               bool(params.relu) and not transposed)
 
 
 # ---------------------------------------------------------------------------- ATen's elementwise ops
