@@ -350,7 +350,9 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
             input_zero_point: Any = None, layer: str = "") -> Explanation:
     """Derive output element ``index`` = (n, c, h, w) of a quantized conv step by step.
 
-    ``module_or_params``: a torch quantized ``Conv2d`` / ``ConvReLU2d`` or a ``qref.Conv2dParams``.
+    ``module_or_params``: a torch quantized ``Conv2d`` / ``ConvReLU2d`` or a ``qref.Conv2dParams``;
+    also ``Linear``, ``Conv1d``, ``Conv3d`` (index (n, c, d, h, w)) and ``ConvTranspose1d/2d/3d``
+    (and their ReLU fusions) or the params ``qref.from_torch`` returns for them.
     ``qx``: the conv's quint8 input tensor (or a uint8 array with ``input_scale``/``input_zero_point``).
     ``isa``: whose fbgemm arithmetic (``"auto"``: torch in this process; ``"avx2"``; ``"vnni"``).
     """
