@@ -402,4 +402,310 @@ def test_explain_reduction_matches_torch():
         e = qref.explain_reduction("softmax", xs, index=idx, scale=1.0 / 256, zero_point=0)
         assert e.value == int(ref.int_repr()[idx]), str(e)
     with pytest.raises(ValueError, match="op"):
-        qref.explain_reduction("layer_norm", x, index=(0, 0))
+        qref.explain_reduction("median", x, index=(0, 0))
+    with pytest.raises(ValueError, match="scale"):  # the norms need the output's quantization
+        qref.explain_reduction("layer_norm", x, index=(0, 0, 0, 0), normalized_shape=(9,))
+    with pytest.raises(ValueError, match="normalized_shape"):
+        qref.explain_reduction("layer_norm", x, index=(0, 0, 0, 0), normalized_shape=(4,), scale=0.1, zero_point=3)
+
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_explain_op_cat_matches_torch(channels_last, relu, dtype):
+    """quantized::cat(_relu): channels_last inputs along dim 1 (a copy for an input with the output's
+    qparams; SIMD blocks, groups of 8 and scalar channels otherwise) and contiguous ones (dequantize,
+    quantize_per_tensor): every channel of two pixels and random elements equal torch's."""
+    torch = pytest.importorskip("torch")
+    r = np.random.default_rng(11 + 2 * relu + channels_last)
+    qd = getattr(torch, dtype)
+    so, zo = 0.043, (-3 if dtype == "qint8" else 121)
+
+    def q(c, s, z):
+        f = torch.from_numpy(r.standard_normal((2, c, 3, 4)).astype(np.float32) * 3)
+        t = torch.quantize_per_tensor(f, s, z, qd)
+        return t.contiguous(memory_format=torch.channels_last) if channels_last else t
+
+    xs = [q(3, 0.05, 5), q(45, 0.031, 0), q(70, 0.02, -7 if dtype == "qint8" else 200), q(9, so, zo)]
+    ref = (torch.ops.quantized.cat_relu if relu else torch.ops.quantized.cat)(xs, 1, so, zo).int_repr()
+    idx = [(0, c, 1, 2) for c in range(ref.shape[1])] + [(1, c, 2, 3) for c in range(ref.shape[1])]
+    idx += [tuple(int(v) for v in np.unravel_index(i, ref.shape)) for i in r.choice(ref.numel(), 60, replace=False)]
+    parts = set()
+    for ix in idx:
+        e = qref.explain_op("cat", *xs, index=ix, dim=1, scale=so, zero_point=zo, relu=relu)
+        assert e.value == int(ref[ix]), str(e)
+        parts.add(e.part)
+    if channels_last:
+        assert {"SIMD body (channels_last)", "scalar tail (channels_last)"} <= parts
+        assert ("copy (channels_last)" in parts) == (not relu)
+    if channels_last:  # the other capabilities' arithmetic (their block sizes): equal to qref's cat kernel
+        from qref.engines import aten
+
+        for cap in ("default", "avx2"):
+            mine = aten.cat(xs, dim=1, scale=so, zero_point=zo, relu=relu, capability=cap).int_repr()
+            for ix in idx[: 2 * ref.shape[1]]:
+                e = qref.explain_op("cat", *xs, index=ix, dim=1, scale=so, zero_point=zo, relu=relu, capability=cap)
+                assert e.value == int(mine[ix]), str(e)
+    ys = [q(3, 0.05, 5), q(3, so, zo)]
+    ref3 = torch.ops.quantized.cat(ys, 3, so, zo).int_repr()
+    for i in r.choice(ref3.numel(), 40, replace=False):
+        ix = tuple(int(v) for v in np.unravel_index(i, ref3.shape))
+        assert qref.explain_op("cat", *ys, index=ix, dim=3, scale=so, zero_point=zo).value == int(ref3[ix])
+
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_explain_reduction_norms_match_torch(dtype):
+    """batch_norm (SIMD and scalar channels, relu), layer_norm (body and tail of the row),
+    group_norm and instance_norm: each element's derivation ends in torch's byte; the other
+    capabilities' arithmetic equals qref's kernels."""
+    torch = pytest.importorskip("torch")
+    from qref.engines import aten
+
+    r = np.random.default_rng(21)
+    qd = getattr(torch, dtype)
+    so, zo = 0.037, (4 if dtype == "qint8" else 117)
+
+    def q(shape):
+        f = torch.from_numpy((r.standard_normal(shape) * 2 + 0.5).astype(np.float32))
+        return torch.quantize_per_tensor(f, 0.03, -5 if dtype == "qint8" else 130, qd)
+
+    def vec(n, lo=-1.0, hi=1.0):
+        return torch.from_numpy(r.uniform(lo, hi, n).astype(np.float32))
+
+    def sample(ref, n=80):
+        return [tuple(int(v) for v in np.unravel_index(i, ref.shape)) for i in r.choice(ref.numel(), n, replace=False)]
+
+    C = 45  # 32 SIMD channels, one 8-channel block, 5 scalar ones (AVX2 / DEFAULT); 45 scalar on AVX512
+    x = q((2, C, 3, 4))
+    w, b, m, v = vec(C, 0.5, 1.5), vec(C), vec(C), vec(C, 0.2, 2.0)
+    for relu in (False, True):
+        op = torch.ops.quantized.batch_norm2d_relu if relu else torch.ops.quantized.batch_norm2d
+        ref = op(x, w, b, m, v, 1e-5, so, zo).int_repr()
+        kw = dict(weight=w, bias=b, mean=m, var=v, eps=1e-5, scale=so, zero_point=zo, relu=relu)
+        idx = [(1, c, 2, 3) for c in range(C)] + sample(ref)
+        for ix in idx:
+            e = qref.explain_reduction("batch_norm", x, index=ix, **kw)
+            assert e.value == int(ref[ix]), str(e)
+        for cap in ("default", "avx2"):
+            mine = aten.batch_norm(x, capability=cap, **kw).int_repr()
+            for ix in idx[:C]:
+                assert qref.explain_reduction("batch_norm", x, index=ix, capability=cap, **kw).value == int(mine[ix])
+    x = q((3, 2, 70))  # rows of 70: a 64/32-element body and a tail
+    g, bb = vec(70, 0.5, 1.5), vec(70)
+    ref = torch.ops.quantized.layer_norm(x, [70], g, bb, 1e-5, so, zo).int_repr()
+    kw = dict(normalized_shape=(70,), weight=g, bias=bb, eps=1e-5, scale=so, zero_point=zo)
+    idx = [(1, 1, j) for j in range(70)] + sample(ref)
+    for ix in idx:
+        e = qref.explain_reduction("layer_norm", x, index=ix, **kw)
+        assert e.value == int(ref[ix]), str(e)
+    for cap in ("default", "avx2"):
+        mine = aten.layer_norm(x, capability=cap, **kw).int_repr()
+        for ix in idx[:70]:
+            assert qref.explain_reduction("layer_norm", x, index=ix, capability=cap, **kw).value == int(mine[ix])
+    x = q((2, 6, 5, 7))
+    g, bb = vec(6, 0.5, 1.5), vec(6)
+    ref = torch.ops.quantized.group_norm(x, 3, g, bb, 1e-5, so, zo).int_repr()
+    for ix in sample(ref, 100):
+        e = qref.explain_reduction("group_norm", x, index=ix, num_groups=3, weight=g, bias=bb, scale=so, zero_point=zo)
+        assert e.value == int(ref[ix]), str(e)
+    ref = torch.ops.quantized.instance_norm(x, g, bb, 1e-5, so, zo).int_repr()
+    for ix in sample(ref, 100):
+        e = qref.explain_reduction("instance_norm", x, index=ix, weight=g, bias=bb, scale=so, zero_point=zo)
+        assert e.value == int(ref[ix]), str(e)
+    mine = aten.group_norm(x, num_groups=3, weight=g, bias=bb, scale=so, zero_point=zo, capability="default").int_repr()
+    for ix in sample(mine, 30):
+        e = qref.explain_reduction("group_norm", x, index=ix, num_groups=3, weight=g, bias=bb, scale=so, zero_point=zo,
+                                   capability="default")
+        assert e.value == int(mine[ix]), str(e)
+
+
+# ---------------------------------------------------------------------------- Conv3d and transposed convs
+
+ND_CASES = [
+    # name, torch module class, args, input shape, weight quantization
+    ("conv3d", "Conv3d", dict(kernel_size=(3, 3, 3), stride=(1, 2, 2), padding=(1, 1, 0), dilation=(1, 1, 2),
+                              groups=2), (2, 4, 4, 7, 9), 6, "per_channel"),
+    ("conv3d-depthwise", "Conv3d", dict(kernel_size=3, padding=1, groups=8), (1, 8, 3, 5, 5), 8, "per_tensor"),
+    ("convrelu3d", "ConvReLU3d", dict(kernel_size=(1, 3, 3), padding=(0, 1, 1)), (1, 3, 2, 5, 6), 5, "per_channel"),
+    ("conv3d-wzp", "Conv3d", dict(kernel_size=2, stride=2), (1, 3, 4, 4, 5), 4, "asymmetric"),
+    # transposed convs run by oneDNN: in_channels == out_channels, as torch's x86 output is wrong otherwise
+    # (qref.onednn.transposed_defect); those with output_padding or asymmetric weights run fbgemm under x86 too
+    ("convt1d", "ConvTranspose1d", dict(kernel_size=4, stride=3, padding=1), (2, 3, 6), 3, "per_tensor"),
+    ("convt2d-outpad", "ConvTranspose2d", dict(kernel_size=3, stride=2, padding=1, output_padding=1), (1, 4, 5, 6),
+     6, "per_tensor"),
+    ("convt2d-groups-dil", "ConvTranspose2d", dict(kernel_size=(3, 2), stride=(1, 2), padding=(2, 0), dilation=2,
+                                                   groups=2), (1, 4, 5, 4), 4, "per_tensor"),
+    ("convt3d", "ConvTranspose3d", dict(kernel_size=(2, 3, 3), stride=(2, 1, 2), padding=(0, 1, 1)), (1, 3, 3, 4, 5),
+     3, "per_tensor"),
+    ("convt2d-wzp", "ConvTranspose2d", dict(kernel_size=3, stride=2), (1, 3, 4, 4), 4, "asymmetric"),
+]
+
+
+def nd_module(case, engine, seed=0):
+    """(quantized module, quint8 input, torch's output bytes), packed and run under ``engine``;
+    output quantization spanning the float result, so elements land all over [0, 255]."""
+    torch = pytest.importorskip("torch")
+    import torch.ao.nn.intrinsic.quantized as nniq
+    import torch.ao.nn.quantized as nnq
+    import torch.nn.functional as F
+
+    from qref.demo import quantized_engine, quiet_torch_quantization
+
+    name, cls, kw, shape, O, wq = case
+    C = shape[1]
+    g = kw.get("groups", 1)
+    transposed = cls.startswith("ConvTranspose")
+    ks = kw["kernel_size"]
+    ks = (ks,) * (len(shape) - 2) if isinstance(ks, int) else ks
+    wshape = ((C, O // g) if transposed else (O, C // g)) + tuple(ks)
+    gen = torch.Generator().manual_seed(seed)
+    wi = torch.randint(-128, 128, wshape, dtype=torch.int8, generator=gen)
+    if wq == "per_channel":
+        scales = torch.rand(O, generator=gen, dtype=torch.float64) * 0.02 + 0.005
+        w = torch._make_per_channel_quantized_tensor(wi, scales, torch.zeros(O, dtype=torch.int64), 0)
+    else:
+        w = torch._make_per_tensor_quantized_tensor(wi, 0.013, 5 if wq == "asymmetric" else 0)
+    bias = torch.randn(O, generator=gen) * 3
+    x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=gen)
+    qx = torch._make_per_tensor_quantized_tensor(x, 0.021, 9)
+    if transposed:
+        fl = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[len(shape) - 2]
+        ref = fl(qx.dequantize(), w.dequantize(), bias, **{k: v for k, v in kw.items() if k != "kernel_size"})
+    else:
+        ref = F.conv3d(qx.dequantize(), w.dequantize(), bias, **{k: v for k, v in kw.items() if k != "kernel_size"})
+    lo, hi = float(ref.min()), float(ref.max())
+    scale = (hi - min(lo, 0.0)) / 255
+    zp = int(round(-min(lo, 0.0) / scale))
+    mod_cls = getattr(nniq if cls == "ConvReLU3d" else nnq, cls)
+    with quantized_engine(engine), quiet_torch_quantization():
+        m = mod_cls(C, O, **kw)
+        m.set_weight_bias(w, bias)
+        m.scale, m.zero_point = scale, zp
+        out = m(qx).int_repr().numpy()
+    m.test_weight, m.test_bias = w, bias  # fbgemm's direct transposed path cannot unpack its weights
+    return m, qx, out
+
+
+def nd_indices(out, rng, n=24):
+    """The first and last element of every channel's corner, and random ones."""
+    shp = out.shape
+    idx = {(0,) * len(shp), tuple(d - 1 for d in shp), (0, shp[1] - 1) + tuple(d - 1 for d in shp[2:]),
+           (shp[0] - 1, 0) + (0,) * (len(shp) - 2)}
+    idx |= {tuple(int(v) for v in np.unravel_index(i, shp)) for i in rng.choice(out.size, min(n, out.size),
+                                                                              replace=False)}
+    return sorted(idx)
+
+
+@pytest.mark.parametrize("engine", ["fbgemm", "x86"])
+@pytest.mark.parametrize("case", ND_CASES, ids=[c[0] for c in ND_CASES])
+def test_explain_nd_equals_torch(case, engine):
+    """Conv3d and transposed convs: explain's derivation gives torch's byte for corner and random
+    elements, under both engines (x86 on an AVX512-VNNI host packs symmetric ones for oneDNN); on
+    fbgemm its acc, raw and y also equal qref's kernel intermediates."""
+    m, qx, out = nd_module(case, engine)
+    p = qref.from_torch(m)
+    x = qx.int_repr().numpy()
+    rng = np.random.default_rng(len(case[0]))
+    n_no_input = n_sat = 0
+    inter = None
+    full = qx.shape[1] // m.groups * int(np.prod(m.kernel_size))  # taps of one output element
+    if p.engine == "fbgemm":
+        _, inter = p(x, input_scale=qx.q_scale(), input_zero_point=qx.q_zero_point(), return_intermediates=True)
+    for ix in nd_indices(out, rng):
+        e = explain(p, x, ix, input_scale=qx.q_scale(), input_zero_point=qx.q_zero_point())
+        where = f"{case[0]} engine={engine} ({p.engine}) index={ix}"
+        assert e.value == int(out[ix]), where
+        assert e.index == ix and e.kind == case[1].replace("ReLU", ""), where
+        if inter is not None:
+            assert e.acc == int(inter.acc[ix]) and e.raw == int(inter.raw[ix]), where
+            assert np.float32(e.y).tobytes() == inter.y[ix].tobytes(), where
+        n_no_input += any(t.padded for t in e.taps) or e.K < full  # oneDNN leaves such taps out
+        n_sat += bool(e.saturated_pairs)
+        text = str(e)
+        assert f"= {e.value}" in text.splitlines()[0]
+        json.dumps(e.to_dict())
+    if case[0] not in ("conv3d-wzp",):  # the others all have taps without input at their borders
+        assert n_no_input > 0, "some border element must have taps without input"
+    if case[0] == "conv3d-depthwise" and p.engine == "fbgemm":
+        assert n_sat > 0, "fbgemm's depthwise 3D kernel saturates int16 tap pairs: some element must show one"
+    if p.engine == "fbgemm":
+        # an AVX2 host's arithmetic (the GEMM paths saturate int16 pairs there): equal to qref's kernel
+        _, i2 = p(x, input_scale=qx.q_scale(), input_zero_point=qx.q_zero_point(), isa="avx2",
+                  return_intermediates=True)
+        for ix in nd_indices(out, rng, 8):
+            e = explain(p, x, ix, isa="avx2", input_scale=qx.q_scale(), input_zero_point=qx.q_zero_point())
+            assert (e.acc, e.raw) == (int(i2.acc[ix]), int(i2.raw[ix])), ix
+            assert np.float32(e.y).tobytes() == i2.y[ix].tobytes(), ix
+    else:
+        assert e.hand and "fbgemm's formula" in [h.name for h in e.hand]
+        # the AMX class's arithmetic (float compensation in the brgemm micro-kernel): equal to qref's kernel
+        import warnings
+
+        from qref.common.errors import OneDNNNotSupportedError
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # qref's AMX model is source-derived
+            try:
+                amx = p(x, input_scale=qx.q_scale(), input_zero_point=qx.q_zero_point(), isa="amx")
+            except OneDNNNotSupportedError:
+                amx = None  # e.g. an AMX build of oneDNN's deconvolution: not reproduced, not explained
+            for ix in nd_indices(out, rng, 8) if amx is not None else []:
+                e = explain(p, x, ix, isa="amx", input_scale=qx.q_scale(), input_zero_point=qx.q_zero_point())
+                assert e.value == int(amx[ix]), ix
+    # through the module: torch's own value alongside
+    ix = tuple(d - 1 for d in out.shape)
+    e = explain(m, qx, ix)
+    assert e.value == e.torch_value == int(out[ix])
+    assert explain(m, qx, int(np.ravel_multi_index(ix, out.shape))).value == int(out[ix])
+
+
+def test_explain_nd_bad_input():
+    """Conv3d / transposed: a wrong index or input shape is a clear ValueError naming it."""
+    m, qx, out = nd_module(ND_CASES[0], "fbgemm")
+    with pytest.raises(ValueError, match="index"):
+        explain(m, qx, (0, 0, 0, 0))
+    with pytest.raises(ValueError, match="out of range"):
+        explain(m, qx, (0, out.shape[1], 0, 0, 0))
+    p = qref.from_torch(m)
+    with pytest.raises(ValueError, match="qx has shape"):
+        explain(p, qx.int_repr().numpy()[0], (0, 0, 0, 0), input_scale=0.1, input_zero_point=0)
+    mt, qt, _ = nd_module(ND_CASES[5], "fbgemm")
+    with pytest.raises(ValueError, match="input channels"):
+        explain(qref.from_torch(mt), qt.int_repr().numpy()[:, :2], (0, 0, 0, 0), input_scale=0.1, input_zero_point=0)
+
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (1, 2)])
+def test_explain_direct_transposed_equals_torch(stride):
+    """fbgemm's direct transposed path (groups 1, channels % 8 == 0, kernel height 2, no padding):
+    only the taps that reach a position, per-position column offsets; == torch for every element of
+    a small layer (qref.from_torch cannot read such a module's weights: params from the weight).
+    stride_h == 2 is left out: torch's direct kernel is wrong there (qref.known_torch_defect)."""
+    from qref.bridge.layers import ConvTransposeParams
+    from qref.torch_bridge import UnsupportedModuleError
+
+    case = ("convt2d-direct", "ConvTranspose2d", dict(kernel_size=(2, 3), stride=stride), (1, 8, 3, 4), 16,
+            "asymmetric")
+    m, qx, out = nd_module(case, "fbgemm", seed=stride[1])
+    with pytest.raises(UnsupportedModuleError):
+        qref.from_torch(m)
+    w = m.test_weight
+    p = ConvTransposeParams(weight=w.int_repr().numpy(), weight_scale=np.array([w.q_scale()], np.float64),
+                            weight_zero_point=np.array([w.q_zero_point()], np.int32), per_channel=False,
+                            bias=m.test_bias.numpy(), output_scale=float(m.scale), output_zero_point=int(m.zero_point),
+                            relu=False, module_type="ConvTranspose2d", stride=stride, padding=(0, 0),
+                            dilation=(1, 1), output_padding=(0, 0), groups=1)
+    x = qx.int_repr().numpy()
+    assert p.plan(x.shape).path == "direct"
+    _, inter = p(x, input_scale=qx.q_scale(), input_zero_point=qx.q_zero_point(), return_intermediates=True)
+    n_sat = 0
+    for ix in np.ndindex(*out.shape):
+        e = explain(p, x, ix, input_scale=qx.q_scale(), input_zero_point=qx.q_zero_point())
+        assert e.path == "direct" and e.value == int(out[ix]), ix
+        assert (e.acc, e.raw) == (int(inter.acc[ix]), int(inter.raw[ix])), ix
+        assert np.float32(e.y).tobytes() == inter.y[ix].tobytes(), ix
+        n_sat += bool(e.saturated_pairs)
+    assert n_sat > 0, "the direct path saturates int16 channel pairs: some element must show one"
+    assert "direct path" in str(e)

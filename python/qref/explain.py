@@ -15,6 +15,7 @@ checks that for hundreds of elements and against torch.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional, Sequence
@@ -31,8 +32,11 @@ from .common.isa import ISAS
 from .common.validate import check_choice, check_index, check_int, check_scale, is_torch_tensor
 from .engines import aten as aten_ops
 from .engines.aten._args import check_capability, check_threads
+from .engines.aten._ops import _layout
 from .engines.fbgemm.conv2d import conv_plan
 from .engines.onednn import conv2d as od
+from .engines.onednn.nd import plan_nd
+from .layers.conv_nd import _transposed_weight
 
 INT32_MIN = -(2**31)
 
@@ -87,6 +91,8 @@ class Tap:
     a: int  # uint8 activation
     w: int  # int8 weight
     product: int
+    kd: int = 0  # Conv3d / ConvTranspose3d: the depth tap and the input depth (-1: no input)
+    id: int = 0
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,7 @@ class Explanation:
     notes: tuple = field(default_factory=tuple)
     engine: str = "fbgemm"  # whose arithmetic: "fbgemm", or "onednn" (then see `onednn`)
     onednn: Optional[dict] = None  # oneDNN's steps (kernel, ss, inv, ws, A, scaled, ..., see _explain_onednn)
+    kind: str = "Conv2d"  # the layer form derived: Conv2d (Linear, Conv1d run as it), Conv3d, ConvTranspose1d/2d/3d
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -186,18 +193,19 @@ class Explanation:
 
 
 def _as_params(module_or_params: Any):
-    if isinstance(module_or_params, Conv2dParams):
-        params, module = module_or_params, None
+    if isinstance(module_or_params, Conv2dParams) or (
+            getattr(module_or_params, "kind", "") and isinstance(getattr(module_or_params, "weight", None), np.ndarray)):
+        params, module = module_or_params, None  # a Conv2dParams, or the params of another layer (qref.from_torch)
     elif module_or_params is None or not hasattr(module_or_params, "weight"):
         raise TypeError(f"explain: module_or_params must be a qref.Conv2dParams or a torch quantized conv module, "
                         f"got {type(module_or_params).__name__}")
     else:
         params, module = from_torch(module_or_params), module_or_params
     kind = getattr(params, "kind", "")
-    if not isinstance(params, Conv2dParams) and kind not in ("linear", "conv1d"):
+    if not isinstance(params, Conv2dParams) and kind not in ("linear", "conv1d", "conv3d", "conv_transpose"):
         raise NotImplementedError(f"explain: {type(params).__name__} ({getattr(params, 'module_type', '?')}) is "
-                                  f"not explained yet; explain covers quantized Conv2d, Conv1d and Linear "
-                                  f"(and their ReLU fusions)")
+                                  f"not explained yet; explain covers quantized Conv1d/2d/3d, ConvTranspose1d/2d/3d "
+                                  f"and Linear (and their ReLU fusions)")
     if getattr(params, "engine", "fbgemm") not in ("fbgemm", "onednn"):
         raise NotImplementedError(f"explain: engine {params.engine!r} is not explained (fbgemm or onednn)")
     return params, module
@@ -343,7 +351,9 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
             input_zero_point: Any = None, layer: str = "") -> Explanation:
     """Derive output element ``index`` = (n, c, h, w) of a quantized conv step by step.
 
-    ``module_or_params``: a torch quantized ``Conv2d`` / ``ConvReLU2d`` or a ``qref.Conv2dParams``.
+    ``module_or_params``: a torch quantized ``Conv2d`` / ``ConvReLU2d`` or a ``qref.Conv2dParams``;
+    also ``Linear``, ``Conv1d``, ``Conv3d`` (index (n, c, d, h, w)) and ``ConvTranspose1d/2d/3d``
+    (and their ReLU fusions) or the params ``qref.from_torch`` returns for them.
     ``qx``: the conv's quint8 input tensor (or a uint8 array with ``input_scale``/``input_zero_point``).
     ``isa``: whose fbgemm arithmetic (``"auto"``: torch in this process; ``"avx2"``; ``"vnni"``).
     """
@@ -360,6 +370,8 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
         if getattr(params, "engine", "fbgemm") == "onednn" and isa == "auto" and hasattr(params, "onednn_kernel"):
             # as qref.check: the kernel torch's oneDNN runs for this input (docs/onednn-layers.md)
             params = _with_onednn_kernel(params, module, qx)
+    if getattr(params, "kind", "") in ("conv3d", "conv_transpose"):
+        return _explain_nd(params, torch_out, qx, index, isa, input_scale, input_zero_point, layer)
     orig_ndim = None
     if not isinstance(params, Conv2dParams):
         # Linear and Conv1d run through fbgemm's conv machinery as 1x1 / (1, k) convs (qlinear.cpp,
@@ -390,82 +402,11 @@ def explain(module_or_params: Any, qx: Any, index: Any, isa: str = "auto", *, in
 
     Og = O // G
     g = o // Og
-    K = KH * KW * Cg
     # 1. the receptive field in (kh, kw, c) order; padded taps hold a_zp (fbgemm's im2col memset).
     taps = _receptive_field(xin, wt, n, o, g, oh, ow, params.stride, pad, params.dilation, a_zp)
-    # 2. products; pairs (2i, 2i+1) saturated to int16 on the paths that do (docs/numerics.md §4.6).
-    acc = 0
-    sat_pairs = []
-    for k in range(0, K, 2):
-        p1 = taps[k + 1].product if k + 1 < K else 0
-        exact = taps[k].product + p1
-        s = _sat16(exact) if plan.saturates else exact
-        if s != exact:
-            members = (taps[k],) + ((taps[k + 1],) if k + 1 < K else ())
-            sat_pairs.append(SaturatedPair(k, k + 1 if k + 1 < K else None,
-                                           tuple((t.kh, t.kw, t.c) for t in members), exact, s))
-        acc += s
-    acc32 = _wrap32(acc)
-    acc_exact = sum(t.product for t in taps)
-    rowsum = sum(t.a for t in taps)
-    # fbgemm's per-channel constants as the kernels use them (the core's prepare_requant).
-    i = o if params.per_channel else 0
-    rq = _core.requant_params(np.ascontiguousarray(wt.transpose(0, 2, 3, 1)), float(a_scale), int(a_zp),
-                              np.ascontiguousarray(params.weight_scale, np.float64),
-                              np.ascontiguousarray(params.weight_zero_point, np.int32), bool(params.per_channel),
-                              float(params.output_scale), params.bias, int(G))
-    # 3. zero-point terms (docs/numerics.md §5.1 steps 2-3), int32 wrapping.
-    w_zp = int(params.weight_zero_point[i])
-    colsum = int(wt[o].astype(np.int64).sum())
-    col_offset = int(rq["col_offset"][o])  # colsum - w_zp * K, wrapped to int32
-    a_term = _wrap32(a_zp * col_offset)
-    w_term = _wrap32(rowsum * w_zp)
-    raw = _wrap32(_wrap32(acc32 - a_term) - w_term)
-    # 4. float32 requantization (docs/numerics.md §2.1, §5.1 steps 4-6): doubles narrowed to float.
-    with np.errstate(all="ignore"):
-        a_f = np.float32(a_scale)
-        w_f = np.float32(float(params.weight_scale[i]))
-        o_f = np.float32(params.output_scale)
-        S = np.float32(a_f * w_f)
-        M = np.float32(rq["multiplier"][o])  # f32(S / o_f)
-        bias = None if params.bias is None else np.float32(params.bias[o])
-        R = None
-        if bias is None:
-            bterm = None
-            yf = np.float32(raw)
-        else:
-            if params.per_channel:
-                bterm = np.float32(rq["bias_term"][o])  # f32(bias / S): _mm256_div_ps
-                yf = np.float32(np.float32(raw) + bterm)  # cvtepi32_ps rounds |raw| > 2^24 to nearest even
-            else:
-                R = np.float32(rq["bias_rcp"])  # _mm256_set1_ps(1.0 / ats): double division, then float
-                bterm = np.float32(bias * R)  # shown for reference; fbgemm never rounds it on its own
-                yf = fma_f32(bias, R, np.float32(raw))  # mul+add contracted to vfmadd: one rounding
-        y = np.float32(yf * M)
-    r = _cvtps2dq(y)
-    tie = bool(np.isfinite(y) and float(y) - math.floor(float(y)) == 0.5)
-    out_zp = params.output_zero_point
-    low = out_zp if params.relu else 0
-    unclamped = _sat16(_sat16(r) + out_zp)
-    value = min(max(unclamped, low), 255)
-
-    torch_value = None
-    notes: list = []
-    if torch_out is not None:
-        torch_value = int(torch_out[n, o, oh, ow])
-    exp = dict(index=(n, o, oh, ow), layer=layer or params.module_type, path=plan.path, saturates=plan.saturates,
-               isa=plan.isa.name, group=g, taps=tuple(taps), acc=acc32, acc_exact=acc_exact,
-               saturated_pairs=tuple(sat_pairs), rowsum=rowsum, K=K, colsum=colsum, col_offset=col_offset,
-               input_zero_point=a_zp, weight_zero_point=w_zp, a_zp_term=a_term, w_zp_term=w_term, raw=raw,
-               input_scale=a_scale, weight_scale=float(params.weight_scale[i]), output_scale=params.output_scale,
-               a_f=float(a_f), w_f=float(w_f), o_f=float(o_f), S=float(S), M=float(M),
-               per_channel=params.per_channel, bias=None if bias is None else float(bias),
-               bias_term=None if bterm is None else float(bterm), reciprocal=None if R is None else float(R),
-               yf=float(yf), y=float(y), tie=tie, rounded=r, output_zero_point=out_zp, relu=params.relu, low=low,
-               unclamped=unclamped, value=value, torch_value=torch_value)
-    exp["hand"] = tuple(_hand_formulas(exp))
-    exp["notes"] = tuple(notes)
-    return Explanation(**exp)
+    # 2-7. products and int16 pairs, zero-point terms, float32 requantization, rounding, clamp
+    return _fbgemm_explanation(params, taps, plan, wt, o, g, (n, o, oh, ow), a_scale, a_zp, layer,
+                               None if torch_out is None else int(torch_out[n, o, oh, ow]))
 
 
 # ---------------------------------------------------------------------------- hand formulas
@@ -590,17 +531,21 @@ def _fmt_taps(e: Explanation, limit: int = 12) -> list:
     sat_k = {p.k0 for p in e.saturated_pairs} | {p.k1 for p in e.saturated_pairs if p.k1 is not None}
     show = list(range(min(limit, e.K)))
     show += [k for k in sorted(sat_k) if k >= limit][: limit]
-    lines.append("    k  (kh,kw,c)   input (h,w)     a  x    w  = product")
+    three = e.kind in ("Conv3d", "ConvTranspose3d")
+    lines.append("    k  (kd,kh,kw,c)   input (d,h,w)     a  x    w  = product" if three else
+                 "    k  (kh,kw,c)   input (h,w)     a  x    w  = product")
     prev = -1
     for k in show:
         t = e.taps[k]
         if k != prev + 1:
             lines.append("    ...")
-        where = (("padding: skip" if e.engine == "onednn" else "padding (a_zp)") if t.padded
-                 else f"({t.ih},{t.iw})")
+        no_input = "no input" if e.kind.startswith("ConvTranspose") else "padding"
+        where = ((f"{no_input}: skip" if e.engine == "onednn" else f"{no_input} (a_zp)") if t.padded
+                 else f"({t.id},{t.ih},{t.iw})" if three else f"({t.ih},{t.iw})")
         mark = "  <- saturated pair" if k in sat_k else ""
-        khkwc = f"({t.kh},{t.kw},{t.c})"
-        lines.append(f"  {k:3d}  {khkwc:<11s} {where:<14s} {t.a:3d} x {t.w:4d} = {t.product:6d}{mark}")
+        khkwc = f"({t.kd},{t.kh},{t.kw},{t.c})" if three else f"({t.kh},{t.kw},{t.c})"
+        lines.append(f"  {k:3d}  {khkwc:<{14 if three else 11}s} {where:<{16 if three else 14}s} {t.a:3d} x "
+                     f"{t.w:4d} = {t.product:6d}{mark}")
         prev = k
     if show and show[-1] != e.K - 1:
         lines.append(f"    ... ({e.K} taps in all)")
@@ -622,7 +567,7 @@ def _summary(e: Explanation) -> str:
 
 
 def _render(e: Explanation) -> str:
-    n, o, oh, ow = e.index
+    n, o = e.index[:2]
     L = []
     torch_says = ""
     if e.torch_value is not None:
@@ -630,7 +575,13 @@ def _render(e: Explanation) -> str:
         if not e.isa.startswith("auto"):
             torch_says = (f"   (torch in this process says {e.torch_value}: it runs this CPU's arithmetic, "
                           f"this derivation the {e.isa} host's)")
-    L.append(f"Output element (n={n}, c={o}, h={oh}, w={ow}) of {e.layer} = {e.value}{torch_says}")
+    where = ", ".join(f"{k}={v}" for k, v in zip(("d", "h", "w")[3 - (len(e.index) - 2):], e.index[2:]))
+    L.append(f"Output element (n={n}, c={o}, {where}) of {e.layer} = {e.value}{torch_says}")
+    if e.kind.startswith("ConvTranspose"):
+        L.append(f"{e.kind}: output position o reads, per dim, input (o + pad - k*dil) / stride where that is an "
+                 f"integer inside the input; every other tap has no input"
+                 + (" (fbgemm's direct path leaves those out: column offsets and row sum over the taps that reach "
+                    "this position)" if e.path == "direct" else ""))
     if e.engine == "onednn":
         L.append((e.onednn or {}).get("plan", "oneDNN"))
         L.append("")
@@ -649,7 +600,8 @@ def _render(e: Explanation) -> str:
     L.append("")
     L.append("In short: " + _summary(e))
     L.append("")
-    L.append(f"1. Receptive field (group {e.group}, K = {e.K} terms in fbgemm's (kh, kw, c) order):")
+    order = "(kd, kh, kw, c)" if e.kind in ("Conv3d", "ConvTranspose3d") else "(kh, kw, c)"
+    L.append(f"1. Receptive field (group {e.group}, K = {e.K} terms in fbgemm's {order} order):")
     L += _fmt_taps(e)
     L.append("")
     L.append(f"2. Integer accumulator: acc = {e.acc}" + ("" if e.acc == e.acc_exact else
@@ -852,6 +804,10 @@ def _render_onednn(e: Explanation) -> list:
     if d.get("compensation") == "float":
         L.append(f"3. Zero-point compensation in float (AMX micro-kernel): A = f32(f32({e.acc}) + "
                  f"f32({-e.colsum} * {e.input_zero_point})) = {_f32(d['A'])}")
+    elif d.get("compensation") == "ref_deconv":
+        L.append(f"3. Zero-point compensation as ref_deconvolution does it: colsum over all taps {d['colsum_all']}; "
+                 f"A = f32(int32(trunc(f32(f32(acc) - f32(a_zp*{d['colsum_all']})))) + a_zp*(colsum outside the "
+                 f"input)) = {_f32(d['A'])}")
     else:
         L.append(f"3. Zero-point compensation in int32: A = float(acc - a_zp*colsum) = float({e.acc} - "
                  f"{e.a_zp_term}) = {_f32(d['A'])}")
@@ -871,7 +827,8 @@ def _render_onednn(e: Explanation) -> list:
         L.append("5. No bias.")
     if e.relu:
         L.append(f"   ReLU (max(y, 0)) = {_f32(d['after_relu'])}")
-    L.append(f"6. f32(y * inv) = {_f32(d['times_inv'])}; + output zero point in float = "
+    L.append(f"6. {'f32(y / dst scale)' if d.get('divide_dst') else 'f32(y * inv)'} = {_f32(d['times_inv'])}; "
+             f"+ output zero point in float = "
              f"{_f32(d['with_zero_point'])}  ({_f32_hex(d['with_zero_point'])})")
     L.append(f"7. Clamp to [0, 255] in float, then round half to even: {_f32(d['clamped'])} -> {e.value}"
              + ("   <- an exact tie: half to even" if e.tie else ""))
@@ -881,6 +838,264 @@ def _render_onednn(e: Explanation) -> list:
 def explain_many(module_or_params: Any, qx: Any, indices: Sequence, isa: str = "auto", **kw: Any) -> list:
     """``explain`` for several indices (convenience for tools)."""
     return [explain(module_or_params, qx, i, isa=isa, **kw) for i in indices]
+
+
+# ---------------------------------------------------------------------------- Conv3d and transposed convs
+#
+# The same derivation for the other conv layers (qref.layers.conv_nd), following the normative
+# N-d reference loops: csrc/qref/fbgemm/kernels/conv_nd_scalar.cc (fbgemm's gather kernel: the
+# receptive field in (kd, kh, kw, c) order, taps without input holding a_zp, pairs (2i, 2i+1)
+# saturated on the saturating paths, requant.h) and csrc/qref/onednn/conv_nd.cc (oneDNN: only the
+# real taps, exact int32, one of three compensation chains, requant.h). A transposed conv's output
+# o reads, along each dim, input (o + pad - k*dil) / stride where that divides and lies inside
+# (docs/numerics.md §4.4); 1-d layers are their 2-d forms with a unit height (the same order).
+
+
+_KINDS_3D = ("Conv3d", "ConvTranspose3d")
+
+
+def _fbgemm_explanation(params: Any, taps: list, plan: Any, w: np.ndarray, o: int, g: int, idx: tuple,
+                        a_scale: float, a_zp: int, layer: str, torch_value: Optional[int], kind: str = "Conv2d",
+                        direct: bool = False, relu: Optional[bool] = None) -> Explanation:
+    """Steps 2-7 of an fbgemm derivation from the receptive field ``taps`` (fbgemm's K order) of output
+    channel ``o``: products and int16 pairs (docs/numerics.md §4.6), the zero-point terms (§5.1), the
+    float32 requantization with the core's per-channel constants (_core.requant_params), rounding
+    and clamp. ``w``: the conv-form weight (O, Cg, *k); ``direct``: fbgemm's direct transposed path
+    (column offsets over the taps given)."""
+    relu = bool(params.relu) if relu is None else relu
+    K = len(taps)
+    acc = 0
+    sat_pairs = []
+    for k in range(0, K, 2):
+        p1 = taps[k + 1].product if k + 1 < K else 0
+        exact = taps[k].product + p1
+        s = _sat16(exact) if plan.saturates else exact
+        if s != exact:
+            members = (taps[k],) + ((taps[k + 1],) if k + 1 < K else ())
+            sat_pairs.append(SaturatedPair(k, k + 1 if k + 1 < K else None,
+                                           tuple((t.kh, t.kw, t.c) if kind not in _KINDS_3D else (t.kd, t.kh, t.kw, t.c)
+                                                 for t in members), exact, s))
+        acc += s
+    acc32 = _wrap32(acc)
+    rowsum = sum(t.a for t in taps)
+    O, Cg = w.shape[:2]
+    T = int(np.prod(w.shape[2:]))
+    w_rq = np.ascontiguousarray(np.moveaxis(w, 1, -1).reshape(O, T, 1, Cg))
+    rq = _core.requant_params(w_rq, a_scale, a_zp, np.ascontiguousarray(params.weight_scale, np.float64),
+                              np.ascontiguousarray(params.weight_zero_point, np.int32), bool(params.per_channel),
+                              float(params.output_scale), params.bias, int(params.groups))
+    i = o if params.per_channel else 0
+    w_zp = int(params.weight_zero_point[i])
+    colsum = sum(t.w for t in taps) if direct else int(w[o].astype(np.int64).sum())
+    col_offset = _wrap32(colsum - w_zp * K) if direct else int(rq["col_offset"][o])
+    a_term = _wrap32(a_zp * col_offset)
+    w_term = _wrap32(rowsum * w_zp)
+    raw = _wrap32(_wrap32(acc32 - a_term) - w_term)
+    with np.errstate(all="ignore"):
+        a_f, w_f, o_f = np.float32(a_scale), np.float32(float(params.weight_scale[i])), np.float32(params.output_scale)
+        S = np.float32(a_f * w_f)
+        M = np.float32(rq["multiplier"][o])
+        bias = None if params.bias is None else np.float32(params.bias[o])
+        R = bterm = None
+        if bias is None:
+            yf = np.float32(raw)
+        elif rq["bias_fma"]:
+            R = np.float32(rq["bias_rcp"])
+            bterm = np.float32(bias * R)
+            yf = fma_f32(bias, R, np.float32(raw))
+        else:
+            bterm = np.float32(rq["bias_term"][o])
+            yf = np.float32(np.float32(raw) + bterm)
+        y = np.float32(yf * M)
+    r = _cvtps2dq(y)
+    out_zp = int(params.output_zero_point)
+    low = out_zp if relu else 0
+    unclamped = _sat16(_sat16(r) + out_zp)
+    exp = dict(index=idx, layer=layer or params.module_type, path=plan.path, saturates=plan.saturates,
+               isa=plan.isa.name, group=g, taps=tuple(taps), acc=acc32, acc_exact=sum(t.product for t in taps),
+               saturated_pairs=tuple(sat_pairs), rowsum=rowsum, K=K, colsum=colsum,
+               col_offset=col_offset, input_zero_point=a_zp, weight_zero_point=w_zp, a_zp_term=a_term,
+               w_zp_term=w_term, raw=raw, input_scale=a_scale, weight_scale=float(params.weight_scale[i]),
+               output_scale=float(params.output_scale), a_f=float(a_f), w_f=float(w_f), o_f=float(o_f), S=float(S),
+               M=float(M), per_channel=bool(params.per_channel), bias=None if bias is None else float(bias),
+               bias_term=None if bterm is None else float(bterm), reciprocal=None if R is None else float(R),
+               yf=float(yf), y=float(y), tie=bool(np.isfinite(y) and float(y) - math.floor(float(y)) == 0.5),
+               rounded=r, output_zero_point=out_zp, relu=relu, low=low, unclamped=unclamped,
+               value=min(max(unclamped, low), 255), torch_value=torch_value, kind=kind)
+    exp["hand"] = tuple(_hand_formulas(exp))
+    return Explanation(**exp)
+
+
+def _nd_src(transposed: bool, o: int, k: int, s: int, p: int, d: int, n_in: int) -> Optional[int]:
+    """Input coordinate of output coordinate ``o`` and tap ``k`` along one dim; None: no input."""
+    if not transposed:
+        x = o * s - p + k * d
+        return x if 0 <= x < n_in else None
+    t = o + p - k * d
+    if t < 0 or t % s:
+        return None
+    return t // s if t // s < n_in else None
+
+
+def _nd_geometry(params: Any, x: np.ndarray) -> tuple:
+    """(transposed, conv-form weight (O, Cg, *k), stride, padding, dilation, output spatial shape)."""
+    fn = "explain"
+    transposed = params.kind == "conv_transpose"
+    nd = x.ndim - 2
+    G = int(params.groups)
+    if params.weight.ndim != x.ndim:
+        raise ValueError(f"explain: qx has shape {tuple(x.shape)} but this {params.module_type} takes "
+                         f"{params.weight.ndim - 2}-d spatial inputs ({params.weight.ndim} dimensions)")
+    st, pd, dl = (tuple(int(v) for v in t) for t in (params.stride, params.padding, params.dilation))
+    if transposed:
+        w, _, _ = _transposed_weight(fn, np.asarray(params.weight), G, x.shape[1])
+        op = tuple(int(v) for v in params.output_padding)
+        out = tuple((n - 1) * s - 2 * p + d * (k - 1) + o + 1
+                    for n, s, p, d, k, o in zip(x.shape[2:], st, pd, dl, w.shape[2:], op))
+    else:
+        w = np.asarray(params.weight)
+        if w.shape[1] * G != x.shape[1]:
+            raise ValueError(f"explain: the layer takes {w.shape[1] * G} input channels ({w.shape[1]} per group x "
+                             f"groups={G}) but qx has {x.shape[1]} (input channels must equal groups * weight "
+                             f"channels)")
+        out = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
+                    for n, s, p, d, k in zip(x.shape[2:], st, pd, dl, w.shape[2:]))
+    if min(out) < 1:
+        raise ValueError(f"explain: qx of shape {tuple(x.shape)} gives an empty output {out} for this layer")
+    del nd
+    return transposed, w, st, pd, dl, out
+
+
+def _nd_taps(x: np.ndarray, w: np.ndarray, n: int, o: int, g: int, pos: tuple, transposed: bool, st: tuple,
+             pd: tuple, dl: tuple, pad_value: Optional[int]) -> list:
+    """The taps of output (n, o, *pos) of group g in (kd, kh, kw, c) order; a tap without input holds
+    ``pad_value`` (None: it is left out, as oneDNN does)."""
+    nd = len(pos)
+    Cg = w.shape[1]
+    ks = w.shape[2:]
+    taps: list = []
+    for kk in itertools.product(*(range(k) for k in ks)):
+        src = [_nd_src(transposed, pos[i], kk[i], st[i], pd[i], dl[i], x.shape[2 + i]) for i in range(nd)]
+        inside = all(v is not None for v in src)
+        if not inside and pad_value is None:
+            continue
+        # Tap's fields name (kd,) kh, kw and the input's (d,) h, w; a 1-d layer has a unit height
+        k3 = (0,) * (3 - nd) + tuple(kk)
+        i3 = (0,) * (3 - nd) + tuple(-1 if v is None else v for v in src)
+        for c in range(Cg):
+            a = int(x[(n, g * Cg + c) + tuple(src)]) if inside else int(pad_value)
+            wv = int(w[(o, c) + tuple(kk)])
+            taps.append(Tap(len(taps), k3[1], k3[2], g * Cg + c, i3[1], i3[2], not inside, a, wv, a * wv,
+                            kd=k3[0], id=i3[0]))
+    return taps
+
+
+def _nd_index_of(index: Any, shape: tuple) -> tuple:
+    """(n, o, *spatial) of the output element ``index``: a tuple, "n,c,..." or a flat int."""
+    if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+        total = int(np.prod(shape))
+        if not 0 <= int(index) < total:
+            raise ValueError(f"explain: index={index} is out of range (flat index into the output of shape "
+                             f"{shape}: must be in [0, {total}))")
+        return tuple(int(v) for v in np.unravel_index(int(index), shape))
+    if isinstance(index, str):
+        index = [int(v) for v in index.replace(" ", "").split(",") if v]
+    try:
+        idx = tuple(int(v) for v in index)
+    except TypeError:
+        raise TypeError(f"explain: index must be a tuple of {len(shape)} ints or a flat int, got "
+                        f"{type(index).__name__}") from None
+    if len(idx) != len(shape):
+        raise ValueError(f"explain: index={idx} has {len(idx)} entries (must be {len(shape)} for this layer's "
+                         f"output of shape {shape})")
+    for i, (v, d) in enumerate(zip(idx, shape)):
+        if not 0 <= v < d:
+            raise ValueError(f"explain: index={idx} is out of range for output shape {shape} (entry {i}={v} must "
+                             f"be in [0, {d}))")
+    return idx
+
+
+def _explain_nd(params: Any, torch_out: Optional[np.ndarray], qx: Any, index: Any, isa: str, input_scale: Any,
+                input_zero_point: Any, layer: str) -> Explanation:
+    """explain() for a Conv3dParams / ConvTransposeParams (Conv3d, ConvReLU3d, ConvTranspose1d/2d/3d)."""
+    if is_torch_tensor(qx):
+        input_scale, input_zero_point = float(qx.q_scale()), int(qx.q_zero_point())
+    if params.kind == "conv3d":
+        qx, _, _, pad = params._pad_input(qx, input_scale, input_zero_point)  # reflect pads the input first
+        if tuple(pad) != tuple(params.padding):
+            params = replace(params, padding=tuple(pad), padding_mode="zeros")
+    x = qx.int_repr().numpy() if is_torch_tensor(qx) else qx
+    a_scale, a_zp = float(input_scale), int(input_zero_point)
+    transposed, w, st, pd, dl, out_sp = _nd_geometry(params, x)
+    O, Cg = w.shape[:2]
+    G = int(params.groups)
+    idx = _nd_index_of(index, (x.shape[0], O) + out_sp)
+    n, o, pos = idx[0], idx[1], idx[2:]
+    g = o // (O // G)
+    nd = len(pos)
+    # the 2-d form torch runs 1-d layers as: unit height
+    st2, pd2, dl2 = ((1,) + st, (0,) + pd, (1,) + dl) if nd == 1 else (st, pd, dl)
+    ks2 = ((1,) if nd == 1 else ()) + tuple(w.shape[2:])
+    what = ("ConvTranspose" if transposed else "Conv") + f"{nd}d"
+    torch_value = None if torch_out is None else int(torch_out[idx])
+    if params.engine == "onednn":
+        pl, chain = plan_nd(transposed, max(nd, 2), G, Cg, O // G, ks2, st2, dl2, isa,
+                            getattr(params, "onednn_kernel", "") or None)
+        taps = _nd_taps(x, w, n, o, g, pos, transposed, st, pd, dl, None)
+        acc = sum(t.product for t in taps)
+        colsum = sum(t.w for t in taps)
+        acc32, col32 = _wrap32(acc), _wrap32(colsum)
+        col_all = _wrap32(int(w[o].astype(np.int64).sum()))
+        if chain == "ref_deconv":
+            # ref_deconvolution (module doc of qref.engines.onednn.nd): A = f32(int32(trunc(f32(f32(acc) -
+            # f32(zp*colsum_all)))) + zp*colsum_outside); the requantization then starts from that integer
+            with np.errstate(all="ignore"):
+                t = np.float32(np.float32(acc32) - np.float32(_wrap32(a_zp * col_all)))
+            conv = _wrap32(math.trunc(float(t))) if np.isfinite(t) else INT32_MIN
+            a_int = _wrap32(conv + _wrap32(a_zp * _wrap32(col_all - col32)))
+            st_acc, st_col = a_int, 0
+        else:
+            st_acc, st_col = acc32, col32
+        i = o if params.per_channel else 0
+        r = _core.onednn_requant_steps(st_acc, st_col, a_zp, chain == "float", float(params.weight_scale[i]),
+                                       None if params.bias is None else float(params.bias[o]), a_scale,
+                                       float(params.output_scale), int(params.output_zero_point),
+                                       bool(params.relu), bool(pl.combined_scale), bool(pl.divide_dst))
+        f = np.float32
+        y = f(r["y"])
+        steps = dict(kernel=pl.kernel, plan=str(pl), isa_class=pl.isa, combined_scale=pl.combined_scale,
+                     compensation={"int": "int32", "float": "float", "ref_deconv": "ref_deconv"}[chain],
+                     ss=float(f(r["ss"])), inv=float(f(r["inv"])), ws=float(f(r["ws"])), comb=float(f(r["comb"])),
+                     A=float(f(r["A"])), scaled=float(f(r["scaled"])), with_bias=float(f(r["with_bias"])),
+                     after_relu=float(f(r["after_relu"])), times_inv=float(f(r["dst_scaled"])),
+                     with_zero_point=float(y), clamped=float(r["clamped"]), colsum_all=col_all,
+                     divide_dst=bool(pl.divide_dst))
+        value = int(r["value"])
+        exp = dict(
+            index=idx, layer=layer or params.module_type, path=pl.kernel, saturates=False,
+            isa=f"auto({pl.isa})" if isa == "auto" else pl.isa, group=g, taps=tuple(taps), acc=acc32,
+            acc_exact=acc, saturated_pairs=(), rowsum=sum(t.a for t in taps), K=len(taps), colsum=col32,
+            col_offset=col32, input_zero_point=a_zp, weight_zero_point=0, a_zp_term=_wrap32(a_zp * col32),
+            w_zp_term=0, raw=_wrap32(acc32 - _wrap32(a_zp * col32)), input_scale=a_scale,
+            weight_scale=float(params.weight_scale[i]), output_scale=float(params.output_scale),
+            a_f=steps["ss"], w_f=steps["ws"], o_f=float(f(params.output_scale)), S=steps["comb"], M=steps["inv"],
+            per_channel=params.per_channel, bias=None if params.bias is None else float(f(r["bias"])),
+            bias_term=None if params.bias is None else float(f(r["bias"])), reciprocal=None, yf=steps["A"],
+            y=float(y), tie=bool(np.isfinite(y) and float(y) - math.floor(float(y)) == 0.5), rounded=value,
+            output_zero_point=int(params.output_zero_point), relu=bool(params.relu), low=0,
+            unclamped=int(np.rint(float(y))) if np.isfinite(y) and abs(float(y)) < 2**31 else INT32_MIN,
+            value=value, torch_value=torch_value, engine="onednn", onednn=steps, kind=what)
+        exp["hand"] = tuple(_hand_formulas_onednn(exp, params, x, pd))
+        return Explanation(**exp)
+    plan = params.plan(x.shape, isa=isa)
+    # fbgemm's direct transposed path (docs/numerics.md §4.5; conv_transpose_direct_scalar): a scatter
+    # without a_zp taps: only the taps that reach this position (no padding, no dilation there), pairs
+    # of consecutive input channels of one tap (IC % 8 == 0: the same pairs as (2i, 2i+1) of that
+    # list), and column offsets / row sum over exactly those taps
+    direct = plan.path == "direct"
+    taps = _nd_taps(x, w, n, o, g, pos, transposed, st, pd, dl, None if direct else a_zp)
+    return _fbgemm_explanation(params, taps, plan, w, o, g, idx, a_scale, a_zp, layer, torch_value, what, direct,
+                               bool(params.relu) and not transposed)
 
 
 # ---------------------------------------------------------------------------- ATen's elementwise ops
@@ -971,10 +1186,12 @@ def explain_op(op: str, *inputs: Any, index: Any, capability: Any = None, num_th
     ``op``: one of "add", "add_relu", "mul", "mul_relu", "hardswish", "sigmoid", "tanh", "elu",
     "gelu" (torch quantized tensors in; output qparams as keywords ``scale``/``zero_point``
     where the op takes them, ``alpha`` for elu, ``approximate`` for gelu) or "linear_dynamic"
-    (a float tensor and a qint8 weight, ``bias``, ``reduce_range``). ``index``: the output
-    element (a tuple of ints)."""
+    (a float tensor and a qint8 weight, ``bias``, ``reduce_range``) or "cat" (the tensors;
+    ``dim``, ``scale``, ``zero_point``, ``relu``). ``index``: the output element (a tuple of ints)."""
     fn = "explain_op"
-    check_choice(fn, "op", op, _EW_OPS + ("linear_dynamic",))
+    check_choice(fn, "op", op, _EW_OPS + ("linear_dynamic", "cat"))
+    if op == "cat":
+        return _explain_cat(*inputs, index=index, capability=capability, **params)
     if op == "linear_dynamic":
         return _explain_linear_dynamic(*inputs, index=index, **params)
     caps = ("default", "avx2", "avx512")
@@ -1103,6 +1320,81 @@ def explain_op(op: str, *inputs: Any, index: Any, capability: Any = None, num_th
     return OpExplanation(op, idx, caps[cap], "SIMD body" if body else "scalar tail", steps, r)
 
 
+def _explain_cat(*xs: Any, index: Any, dim: Any, scale: Any, zero_point: Any, relu: bool = False,
+                 capability: Any = None) -> OpExplanation:
+    """quantized::cat(_relu) (qconcat.cpp quantized_cat_impl; docs/ops.md): channels_last 4-d inputs
+    along dim 1 run qcat_nhwc_kernel (a copy where an input's qparams equal the output's and no
+    relu; else SIMD blocks of Vectorized<q>::size() channels, then whole groups of 8, then scalar
+    channels); every other case quantize_per_tensor(cat(dequantize(x)))."""
+    fn = "explain_op"
+    if not xs:
+        raise ValueError(f"{fn}: op='cat' takes one or more input tensors, got none")
+    for i, t in enumerate(xs):
+        if not is_torch_tensor(t) or not t.is_quantized:
+            raise TypeError(f"{fn}: inputs[{i}] must be a torch quantized tensor, got {type(t).__name__}")
+    nd = xs[0].dim()
+    d = check_int(fn, "dim", dim, -nd, nd - 1) % nd
+    shape = list(xs[0].shape)
+    shape[d] = sum(int(t.shape[d]) for t in xs)
+    idx = _nd_index(fn, index, tuple(shape))
+    cap = check_capability(fn, capability)
+    so, zo = np.float32(scale), int(zero_point)
+    lo, hi = (-128, 127) if str(xs[0].dtype) == "torch.qint8" else (0, 255)
+    pos = idx[d]
+    for t_i, t in enumerate(xs):  # the input this element comes from
+        if pos < int(t.shape[d]):
+            break
+        pos -= int(t.shape[d])
+    local = idx[:d] + (pos,) + idx[d + 1:]
+    q = int(t.int_repr()[local])
+    s, z = float(t.q_scale()), int(t.q_zero_point())
+    sf = np.float32(s)
+    steps: list = [(f"input {t_i} (its element {local})", q), ("its scale, zero point", f"{_f32(sf)}, {z}")]
+    caps = ("default", "avx2", "avx512")
+    if nd == 4 and d == 1 and all(_layout(x) == "nhwc" for x in xs):
+        C = int(t.shape[1])
+        if s == float(scale) and z == zo and not relu:
+            steps.append(("same qparams as the output, no relu: the byte is copied", q))
+            return OpExplanation("cat", idx, caps[cap], "copy (channels_last)", steps, q)
+        vlen = 64 if cap == 2 else 32
+        blocks = C // vlen * vlen
+        body = pos < blocks + (C - blocks) // 8 * 8
+        if body:
+            if cap == 0:
+                v = np.float32(sf * np.float32(q - z))
+                steps.append(("x = s * (q - z)", v))
+            else:
+                v = fma_f32(sf, np.float32(q), np.float32(sf * -np.float32(z)))
+                steps.append(("x = fma(s, q, s*-z)", v))
+            if relu:
+                v = max(v, np.float32(0.0))
+                steps.append(("relu", v))
+            if cap == 0:
+                tq, r = _q_legacy(np.float32(np.float32(1.0) / so), zo, v, lo, hi)
+                steps.append(("fma(x, 1/so, zo) (DEFAULT body)", tq))
+            else:
+                tq, r = _q_lane(np.float32(1.0 / float(scale)), zo, v, lo, hi)
+                steps.append(("x * float(1.0/so) (SIMD quantize)", tq))
+        else:
+            v = np.float32(sf * np.float32(q - z))
+            steps.append(("x = s * (q - z)", v))
+            if relu:
+                v = max(v, np.float32(0.0))
+                steps.append(("relu", v))
+            tq, r = _q_val(so, zo, v, lo, hi)
+            steps.append(("zo + x * (1/so) (tail quantize_val)", tq))
+        return OpExplanation("cat", idx, caps[cap], ("SIMD body" if body else "scalar tail") + " (channels_last)",
+                             steps, r)
+    v = np.float32(sf * np.float32(q - z))
+    steps.append(("x = s * (q - z) (dequantize)", v))
+    tq, r = _q_legacy(np.float32(np.float32(1.0) / so), zo, v, lo, hi)
+    steps.append(("fma(x, 1/so, zo) (quantize_per_tensor)", tq))
+    if relu:
+        r = max(r, zo)
+        steps.append(("relu: max(q, zo)", r))
+    return OpExplanation("cat", idx, caps[cap], "", steps, r)
+
+
 def _explain_linear_dynamic(x: Any, weight: Any, bias: Any = None, *, index: Any, reduce_range: bool = True,
                             relu: bool = False) -> OpExplanation:
     fn = "explain_op"
@@ -1153,11 +1445,17 @@ def explain_reduction(op: str, x: Any, *, index: Any, **params: Any) -> OpExplan
     ``op``: "max_pool2d" (``kernel_size``, ``stride``, ``padding``: 2-tuples), "avg_pool2d" (the
     same, contiguous NCHW x, no ceil_mode/divisor), "mean" (over the last ``dims`` dims of a
     contiguous x; output keeps x's qparams), "softmax" (the last dim; ``scale``,
-    ``zero_point``, ``capability``). ``index``: the output element."""
+    ``zero_point``, ``capability``), "batch_norm" (``weight``, ``bias``, ``mean``, ``var``,
+    ``eps``, ``relu``), "layer_norm" (``normalized_shape``, ``weight``, ``bias``, ``eps``),
+    "group_norm" (``num_groups``, ``weight``, ``bias``, ``eps``), "instance_norm" (``weight``,
+    ``bias``, ``eps``): the norms take the output's ``scale``/``zero_point`` and ``capability``.
+    ``index``: the output element."""
     fn = "explain_reduction"
-    check_choice(fn, "op", op, ("max_pool2d", "avg_pool2d", "mean", "softmax"))
+    check_choice(fn, "op", op, ("max_pool2d", "avg_pool2d", "mean", "softmax") + _NORMS)
     if not is_torch_tensor(x) or not x.is_quantized:
         raise TypeError(f"{fn}: x must be a torch quantized tensor, got {type(x).__name__}")
+    if op in _NORMS:
+        return _explain_norm(op, x, index=index, **params)
     q = x.int_repr().contiguous().numpy().astype(np.int64)
     s, z = np.float32(x.q_scale()), int(x.q_zero_point())
     s8 = str(x.dtype) == "torch.qint8"
@@ -1237,3 +1535,133 @@ def explain_reduction(op: str, x: Any, *, index: Any, **params: Any) -> OpExplan
     t, r = _q_legacy(np.float32(np.float32(1.0) / np.float32(so)), zo, y, lo, hi)
     steps.append(("fma(y, 1/so, zo) (quantize_per_tensor)", t))
     return OpExplanation(op, idx, ("default", "avx2", "avx512")[cap], "", steps, r)
+
+
+# ---------------------------------------------------------------------------- the norms
+#
+# batch_norm: Normalization.cpp compute_fused_params, then q_batch_norm_kernel on channels_last data;
+# layer_norm / group_norm / instance_norm: quantized_normalize_kernel on contiguous data (docs/ops.md;
+# qref's kernels in csrc/qref/aten/aten_ops.cc batch_norm_t, normalize_t).
+
+_NORMS = ("batch_norm", "layer_norm", "group_norm", "instance_norm")
+
+
+def _f32_at(v: Any, i: int, default: float) -> np.float32:
+    if v is None:
+        return np.float32(default)
+    a = v.detach().numpy() if is_torch_tensor(v) else np.asarray(v)
+    return np.float32(a.reshape(-1)[i])
+
+
+def _explain_norm(op: str, x: Any, *, index: Any, scale: Any = None, zero_point: Any = None, weight: Any = None, bias: Any = None,
+                  eps: Any = 1e-5, mean: Any = None, var: Any = None, relu: bool = False, normalized_shape: Any = None,
+                  num_groups: Any = None, capability: Any = None) -> OpExplanation:
+    fn = "explain_reduction"
+    if scale is None or zero_point is None:
+        raise ValueError(f"{fn}: op={op!r} needs the output's scale= and zero_point= (got scale={scale!r}, "
+                         f"zero_point={zero_point!r})")
+    scale = check_scale(fn, "scale", scale)
+    cap = check_capability(fn, capability)
+    caps = ("default", "avx2", "avx512")
+    idx = _nd_index(fn, index, tuple(x.shape))
+    s8 = str(x.dtype) == "torch.qint8"
+    lo, hi = (-128, 127) if s8 else (0, 255)
+    q = int(x.int_repr()[idx])
+    xs_d, xz = float(x.q_scale()), int(x.q_zero_point())
+    so_d, zo = float(scale), int(zero_point)
+    f = np.float32
+    steps: list = [("q (the input's byte)", q)]
+    if op == "batch_norm":
+        if mean is None or var is None:
+            raise ValueError(f"{fn}: op='batch_norm' needs mean= and var= (the running statistics)")
+        C, c = int(x.shape[1]), idx[1]
+        w, b = _f32_at(weight, c, 1.0), _f32_at(bias, c, 0.0)
+        m, v = _f32_at(mean, c, 0.0), _f32_at(var, c, 0.0)
+        with np.errstate(all="ignore"):
+            inv_sigma = f(1.0 / float(np.sqrt(f(v + f(eps)))))
+            alpha = f(float(f(inv_sigma * w)) * (xs_d / so_d))
+            beta = f(float(f(b - f(f(m * inv_sigma) * w))) / so_d)
+        steps += [("inv_sigma = float(1 / sqrtf(var + eps))", inv_sigma), ("alpha = inv_sigma*w * (si/so)", alpha),
+                  ("beta = (b - mean*inv_sigma*w) / so", beta)]
+        lanes = 64 if cap == 2 else 32
+        body_full = C // lanes * lanes
+        c_body = body_full + (C - body_full) // 8 * 8 if lanes == 32 and C - body_full >= 8 else body_full
+        dq = f(q - xz)
+        with np.errstate(all="ignore"):
+            y = f(f(alpha * dq) + beta) if cap == 0 else fma_f32(alpha, dq, beta)
+        steps.append(("y = alpha * (q - z) + beta" + ("" if cap == 0 else " (fma)"), y))
+        if c < c_body:
+            t, r = (_q_legacy(f(1.0), zo, y, lo, hi) if cap == 0 else _q_lane(f(1.0), zo, y, lo, hi))
+            steps.append(("rint(y) + zo (SIMD body)", t))
+        else:
+            r = min(max(zo + int(np.rint(y)), lo), hi) if np.isfinite(y) else lo
+            steps.append(("zo + lrintf(y) (scalar channel)", r))
+        if relu:
+            r = max(r, zo)
+            steps.append(("relu: max(q, zo)", r))
+        return OpExplanation(op, idx, caps[cap], "SIMD body" if c < c_body else "scalar channel", steps, r)
+    if not x.is_contiguous():
+        raise ValueError(f"{fn}: x is not contiguous (op={op!r} is derived for contiguous x; the channels_last "
+                         f"kernel is not reproduced)")
+    flat = int(np.ravel_multi_index(idx, tuple(x.shape)))
+    if op == "layer_norm":
+        ns = tuple(normalized_shape) if isinstance(normalized_shape, (list, tuple)) else (normalized_shape,)
+        if normalized_shape is None or tuple(x.shape[x.dim() - len(ns):]) != tuple(int(d) for d in ns):
+            raise ValueError(f"{fn}: normalized_shape={normalized_shape!r} (must be the trailing dims of x's shape "
+                             f"{tuple(x.shape)})")
+        N = int(np.prod(ns))
+        per_channel = False
+    else:
+        C = int(x.shape[1])
+        G = C if op == "instance_norm" else int(num_groups)
+        if G < 1 or C % G:
+            raise ValueError(f"{fn}: num_groups={num_groups!r} (must divide the {C} channels)")
+        N = x.numel() // (int(x.shape[0]) * G)
+        per_channel = True
+    i, j = divmod(flat, N)
+    row = x.int_repr().contiguous().numpy().reshape(-1)[i * N:(i + 1) * N].astype(np.int64)
+    ssum, ssq = int(row.sum()), int((row * row).sum())
+    fma_on = cap != 0
+    xs = f(xs_d)
+    with np.errstate(all="ignore"):
+        ms = f(f(ssum) / f(N))
+        mean_ = f(ms - f(xz))
+        ex2 = f(f(ssq) / f(N))
+        var0 = fma_f32(-ms, ms, ex2) if fma_on else f(ex2 - f(ms * ms))
+        var_ = max(var0, f(0.0))
+        inv_std = f(float(xs) / math.sqrt(float(f(f(var_ * xs) * xs)) + float(eps)))
+    steps += [("row: integer sum, sum of squares", f"{ssum}, {ssq} over {N} elements"),
+              ("mean = sum/N - z", mean_), ("var = max(sumsq/N - (sum/N)^2, 0)" + (" (fma)" if fma_on else ""), var_),
+              ("k = s / sqrt(var*s*s + eps)", inv_std)]
+    dq = f(q - xz)
+    ys = f(so_d)
+    with np.errstate(all="ignore"):
+        if per_channel:
+            cpg = C // G
+            ch = j // (N // cpg)
+            si = (i * cpg + ch) % C
+            g, b = _f32_at(weight, si, 1.0), _f32_at(bias, si, 0.0)
+            gp = f(inv_std * g)
+            u = f(dq - mean_)
+            y = fma_f32(u, gp, b) if fma_on else f(f(u * gp) + b)
+            steps += [(f"channel {si}: k * gamma, beta", f"{_f32(gp)}, {_f32(b)}"),
+                      ("y = (q - z - mean) * (k*gamma) + beta" + (" (fma)" if fma_on else ""), y)]
+            body = True
+        else:
+            g, b = _f32_at(weight, j, 1.0), _f32_at(bias, j, 0.0)
+            t = f(f(dq - mean_) * inv_std)
+            y = fma_f32(t, g, b) if fma_on else f(f(t * g) + b)
+            steps += [("t = (q - z - mean) * k", t), ("y = t * gamma + beta" + (" (fma)" if fma_on else ""), y)]
+            kint = 64 if cap == 2 else 32
+            body = j < N // kint * kint
+    if body:
+        if cap == 0:
+            tq, r = _q_legacy(f(f(1.0) / ys), zo, y, lo, hi)
+            steps.append(("fma(y, 1/so, zo) (DEFAULT body)", tq))
+        else:
+            tq, r = _q_lane(f(f(1.0) / ys), zo, y, lo, hi)
+            steps.append(("y * (1/so) (SIMD quantize)", tq))
+    else:
+        tq, r = _q_val(ys, zo, y, lo, hi)
+        steps.append(("zo + y * (1/so) (tail quantize_val)", tq))
+    return OpExplanation(op, idx, caps[cap], "SIMD body" if body else "scalar tail", steps, r)
