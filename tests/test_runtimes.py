@@ -218,6 +218,7 @@ def test_ort_bias_is_the_quantizers_int32():
     pytest.importorskip("onnxruntime")
     from onnxruntime.quantization.base_quantizer import BaseQuantizer
 
+    onnx = pytest.importorskip("onnx")
     q, x = _converted("fbgemm")
     params, qx = _layer_inputs(q, x, ["conv"])["conv"]
     ops = qref.runtimes.ort_operands(params, qx)
@@ -232,7 +233,6 @@ def test_ort_bias_is_the_quantizers_int32():
         def initializer_extend(self, items):
             self.inits.update({t.name: t for t in items})
 
-    onnx = pytest.importorskip("onnx")
     quantizer = BaseQuantizer.__new__(BaseQuantizer)
     quantizer.model = _Init()
     quantizer.weight_qType = onnx.TensorProto.INT8
@@ -330,3 +330,18 @@ def test_ort_operands_refuses_bad_inputs():
     ops = qref.runtimes.ort_operands(params, qx.int_repr().numpy(), input_scale=qx.q_scale(),
                                      input_zero_point=qx.q_zero_point())
     assert ops.get("B").tobytes() == qref.runtimes.ort_operands(params, qx).get("B").tobytes()
+
+
+def test_demo_runtimes_model_ort_column_is_onnxruntime():
+    """Demo section 5's model: every layer's ORT column is InferenceSession's bytes (ReLU-fused convs
+    included), and the ORT column differs from fbgemm somewhere."""
+    from qref.demo import quantized_engine, runtimes_model
+
+    col = _here_column()
+    net, x = runtimes_model()
+    names = ["conv1", "dw", "pw", "conv4", "fc"]
+    with quantized_engine("fbgemm"):
+        _assert_column_is_ort(col, _layer_inputs(net, x, names))
+        rep = qref.runtimes(net, x)
+    assert [r.name for r in rep.rows] == names
+    assert sum(r.differing[col.name] for r in rep.rows) > 0

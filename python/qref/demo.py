@@ -8,6 +8,9 @@
 - ``demo_model()``: a small multi-layer model that touches every fbgemm conv path (im2col,
   depthwise, pointwise, groupwise) with fused ReLUs, quantized with full-range activations (the
   x86 default qconfig's ``reduce_range=False``) so that AVX2 hosts saturate int16 pairs.
+- ``runtimes_model()``: a small conv / depthwise / pointwise / Linear network for the cross-runtime
+  report (``qref.runtimes``, demo section 5), where torch fbgemm, qnnpack and ONNX Runtime give
+  different bytes for the same integer parameters.
 
 torch is imported inside the functions: ``import qref`` needs numpy only.
 """
@@ -244,5 +247,52 @@ def residual_model(seed: int = DEMO_SEED, size: int = 32, engine: str = "fbgemm"
         x = torch.rand(1, 3, size, size, generator=g)
         with torch.no_grad():
             net(torch.rand(1, 3, size, size, generator=g))
+        tq.convert(net, inplace=True)
+    return net, x
+
+
+def runtimes_model(seed: int = DEMO_SEED, size: int = 32) -> tuple:
+    """(converted model, float input (1, 3, size, size)) for ``qref.runtimes``: conv 3x3 (+ReLU),
+    depthwise 3x3 (+ReLU), pointwise 1x1, conv 3x3, global average pool, Linear; per-channel weights
+    and full-range activations, converted under "fbgemm". Its layers show every cause the report
+    names: int16 pair saturation on AVX2 hosts (fbgemm and ONNX Runtime), the int32 bias of qnnpack
+    and ONNX Runtime, oneDNN's requantization (the x86 column's depthwise conv)."""
+    import torch
+    import torch.ao.quantization as tq
+    import torch.nn as nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.quant = tq.QuantStub()
+            self.conv1 = nn.Conv2d(3, 16, 3, stride=2, padding=1)
+            self.relu1 = nn.ReLU()
+            self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+            self.relu2 = nn.ReLU()
+            self.pw = nn.Conv2d(16, 32, 1)
+            self.conv4 = nn.Conv2d(32, 32, 3, padding=1)
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(32, 10)
+            self.dequant = tq.DeQuantStub()
+
+        def forward(self, x):
+            x = self.relu1(self.conv1(self.quant(x)))
+            x = self.conv4(self.pw(self.relu2(self.dw(x))))
+            return self.dequant(self.fc(torch.flatten(self.pool(x), 1)))
+
+    with quantized_engine("fbgemm"), quiet_torch_quantization():
+        torch.manual_seed(seed)
+        net = Net().eval()
+        tq.fuse_modules(net, [["conv1", "relu1"], ["dw", "relu2"]], inplace=True)
+        net.qconfig = tq.QConfig(  # type: ignore[assignment]
+            activation=tq.MinMaxObserver.with_args(dtype=torch.quint8, qscheme=torch.per_tensor_affine,
+                                                   reduce_range=False),
+            weight=tq.default_per_channel_weight_observer,
+        )
+        tq.prepare(net, inplace=True)
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(1, 3, size, size, generator=g)
+        with torch.no_grad():
+            net(x)
         tq.convert(net, inplace=True)
     return net, x

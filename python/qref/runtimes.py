@@ -312,7 +312,7 @@ def _ort_layer_why(row: RuntimeRow, params: Any, qx: Any, outs: dict) -> None:
         sat = int(np.count_nonzero(a != v))
         depthwise = int(getattr(params, "groups", 1)) > 1 and params.weight.shape[1] == 1
         if sat:
-            row.why["ort-avx2"] = f"{sat} elements differ from ort-vnni: int16 pair sums saturated"
+            row.why["ort-avx2"] = f"{sat} element{'s' if sat != 1 else ''} differ from ort-vnni: int16 pair sums saturated"
         else:
             row.why["ort-avx2"] = "the same bytes as ort-vnni (" + (
                 "depthwise: exact kernel" if depthwise else "no pair sum reached int16's range") + ")"
