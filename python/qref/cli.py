@@ -47,6 +47,7 @@ from .demo import (
     printed_scale,
     quantized_engine,
     residual_model,
+    runtimes_model,
 )
 from .explain import explain
 from .export import main as export_main  # qref.export (the attribute) is the function
@@ -225,10 +226,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"qref.run(model, x) == model(x) (float output, bit for bit): {same4}")
         print()
         print("=" * 100)
-        print("5. Which bytes each runtime gives: the residual network's layers, same integer parameters")
+        print("5. Which bytes each runtime gives: torch fbgemm / x86 / qnnpack and ONNX Runtime, same integer "
+              "parameters")
         print("=" * 100)
+        net5, x5 = runtimes_model()
         with quantized_engine("fbgemm"):
-            print(runtimes_report(net4, x4))
+            print(runtimes_report(net5, x5))
         ok = r.ok and r3.ok and r4.ok and same4 and same == t_out.size
     else:
         ok = same == t_out.size
