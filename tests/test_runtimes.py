@@ -345,3 +345,35 @@ def test_demo_runtimes_model_ort_column_is_onnxruntime():
         rep = qref.runtimes(net, x)
     assert [r.name for r in rep.rows] == names
     assert sum(r.differing[col.name] for r in rep.rows) > 0
+
+
+def test_ort_vs_fbgemm_hand_formulas_of_docs():
+    """docs/runtimes.md's worked example, on every element where a real InferenceSession and torch
+    (fbgemm) disagree on the test model's conv: the same integer sum ``raw``; fbgemm (per-channel)
+    ``rne(f32(f32(raw + f32(bias / S)) * M)) + y_zp``; ORT ``rne(f32((raw + rne(bias / S)) * M)) + y_zp``
+    with ``S = f32(x_s * w_s)``, ``M = f32(S / y_s)``. Both hand formulas give each runtime's byte."""
+    _here_column()
+    q, x = _converted("fbgemm")
+    params, qx = _layer_inputs(q, x, ["conv"])["conv"]
+    ort_y = _ort_session_output(qref.runtimes.ort_operands(params, qx))
+    old = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "fbgemm"
+    try:
+        torch_y = q.conv(qx).int_repr().numpy()
+    finally:
+        torch.backends.quantized.engine = old
+    bad = np.argwhere(ort_y != torch_y)
+    assert len(bad) > 0
+    xs, xz = np.float32(qx.q_scale()), qx.q_zero_point()
+    ws, ys, yz = np.float32(params.weight_scale), np.float32(params.output_scale), params.output_zero_point
+    xp = np.pad(qx.int_repr().numpy().astype(np.int64), ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=xz)
+    w = params.weight.astype(np.int64)
+    for n, o, i, j in bad.tolist():
+        raw = int(((xp[n, :, i:i + 3, j:j + 3] - xz) * w[o]).sum())
+        S = np.float32(xs * ws[o])
+        M = np.float32(S / ys)
+        bias = np.float32(params.bias[o])
+        fbgemm = int(np.rint(np.float32(np.float32(np.float32(raw) + np.float32(bias / S)) * M))) + yz
+        bias_q = int(np.round(np.float64(bias) / np.float64(S)))
+        ort = int(np.rint(np.float32(np.float32(raw + bias_q) * M))) + yz
+        assert (fbgemm, ort) == (torch_y[n, o, i, j], ort_y[n, o, i, j])
