@@ -280,6 +280,17 @@ def test_ort_columns_labels():
     assert f"ort-{other}: {rt[f'ort-{other}'].label} (formula)" in str(qref.runtimes(q, x))
 
 
+def test_ort_columns_are_formula_without_onnxruntime(monkeypatch):
+    """Without onnxruntime no column can claim "run here" (the label is decided from find_spec)."""
+    import importlib.util
+    import sys
+
+    mod = sys.modules["qref.runtimes"]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    assert mod._ort_how("vnni") == mod._ort_how("avx2") == "formula"
+
+
 def test_ort_unsupported_layers_are_reported_not_guessed():
     """Conv3d, transposed convs and a Linear on a 3-D input: the ORT columns say why, in the row's errors."""
 

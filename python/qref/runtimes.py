@@ -212,7 +212,10 @@ def _ort(host: str) -> Callable:
 def _ort_how(host: str) -> str:
     """"run here" for the host kind this machine's onnxruntime runs (MLAS picks its kernels by CPUID),
     when onnxruntime is installed; otherwise "formula"."""
-    if importlib.util.find_spec("onnxruntime") is None:
+    try:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "formula"
+    except (ImportError, ValueError):  # a broken or shadowed install cannot run anything here
         return "formula"
     return "run here" if ort_host("auto") == host else "formula"
 
