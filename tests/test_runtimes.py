@@ -90,8 +90,8 @@ def test_register_adds_a_column():
 
 
 class _Geometry(torch.nn.Module):
-    """Per-tensor weights (engine-independent observer), conv geometry ORT must map: stride, asymmetric
-    padding, dilation, groups; a 1-D conv; a Linear without bias; a fused ReLU."""
+    """Per-tensor weights (symmetric, and asymmetric for c1 and fc), conv geometry ORT must map: stride,
+    asymmetric padding, dilation, groups; a 1-D conv; a Linear without bias; a fused ReLU."""
 
     def __init__(self):
         super().__init__()
@@ -115,11 +115,15 @@ def _geometry():
         torch.manual_seed(1)
         x = torch.randn(2, 4, 9, 9)
         m = _Geometry().eval()
+        with torch.no_grad():
+            m.fc.weight.add_(0.2)  # a lopsided weight range: a non-zero weight zero point
         torch.ao.quantization.fuse_modules(m, [["conv", "relu"]], inplace=True)
         m.qconfig = torch.ao.quantization.QConfig(
             activation=torch.ao.quantization.MinMaxObserver.with_args(dtype=torch.quint8),
             weight=torch.ao.quantization.MinMaxObserver.with_args(dtype=torch.qint8,
                                                                   qscheme=torch.per_tensor_symmetric))
+        asym = torch.ao.quantization.MinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_tensor_affine)
+        m.c1.qconfig = m.fc.qconfig = torch.ao.quantization.QConfig(activation=m.qconfig.activation, weight=asym)
         p = torch.ao.quantization.prepare(m)
         p(x)
         return torch.ao.quantization.convert(p), x
@@ -200,8 +204,8 @@ def test_ort_column_is_onnxruntime_per_channel_and_depthwise():
 
 
 def test_ort_column_is_onnxruntime_per_tensor_geometry():
-    """Per-tensor weights; stride, asymmetric padding, dilation and groups; Conv1d; a fused ReLU;
-    a Linear without bias (QGemm with an empty C)."""
+    """Per-tensor weights, with non-zero weight zero points too; stride, asymmetric padding, dilation
+    and groups; Conv1d; a fused ReLU; a Linear without bias (QGemm with an empty C)."""
     col = _here_column()
     q, x = _geometry()
     layers = _layer_inputs(q, x, ["conv", "c1", "fc"])
@@ -209,6 +213,7 @@ def test_ort_column_is_onnxruntime_per_tensor_geometry():
     assert ops["conv"].attrs["pads"] == [1, 2, 1, 2] and ops["conv"].relu
     assert ops["conv"].get("w_scale").shape == () and ops["fc"].get("C") is None
     assert ops["c1"].get("x").ndim == 3
+    assert ops["c1"].get("w_zero_point") != 0 and ops["fc"].get("b_zero_point") != 0
     _assert_column_is_ort(col, layers)
 
 
