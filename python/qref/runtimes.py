@@ -141,7 +141,7 @@ def ort_operands(params: Any, qx: Any, *, input_scale: Any = None, input_zero_po
     kind = getattr(params, "kind", "")
     if kind == "conv3d" or kind == "conv_transpose" or "Transpose" in mtype or mtype.endswith("3d"):
         why = ("qref's MLAS engine does 1-D and 2-D QLinearConv only" if kind == "conv3d" or mtype.endswith("3d")
-               else "ORT has no integer ConvTranspose kernel to reproduce (its quantizer emits it only in QDQ form)")
+               else "qref's MLAS engine reproduces no ConvTranspose kernel of ORT")
         raise ValueError(f"ort_operands: {mtype} is not supported by the ORT columns: {why}")
     x, x_s, x_zp = _ort_input(qx, input_scale, input_zero_point)
     w = np.ascontiguousarray(params.weight, dtype=np.int8)
@@ -150,8 +150,9 @@ def ort_operands(params: Any, qx: Any, *, input_scale: Any = None, input_zero_po
     w_s = np.asarray(params.weight_scale, dtype=np.float32).reshape(-1)
     w_z = np.asarray(params.weight_zero_point).reshape(-1)
     if np.any(w_z != w_z[0]):
-        raise ValueError(f"ort_operands: weight zero points {w_z.tolist()[:8]}... differ per channel: ORT's "
-                         f"QLinearConv requires one value (and qref's ORT columns take one for QGemm too)")
+        shown = str(w_z.tolist()[:8])[:-1] + (", ...]" if w_z.size > 8 else "]")
+        raise ValueError(f"ort_operands: weight zero points {shown} differ per channel: ORT's QLinearConv "
+                         f"requires one value (and qref's ORT columns take one for QGemm too)")
     if not -128 <= int(w_z[0]) <= 127:
         raise ValueError(f"ort_operands: weight zero point {int(w_z[0])} is out of int8 range")
     if per_channel:
