@@ -17,21 +17,12 @@ namespace py = pybind11;
 
 namespace {
 
+using qref_bindings::int8_data;
+
 namespace M = qref::mlas;
 
 void need(bool ok, const std::string& what) {
   if (!ok) throw py::value_error("_core: " + what);
-}
-
-const void* qbytes(const py::array& a, const char* name, bool* s8) {
-  const bool is_u8 = a.dtype().equal(py::dtype::of<uint8_t>());
-  const bool is_s8 = a.dtype().equal(py::dtype::of<int8_t>());
-  if (!is_u8 && !is_s8)
-    throw py::type_error(std::string("_core: ") + name + " must be a uint8 or int8 array, got dtype " +
-                         std::string(py::str(a.dtype())));
-  need(a.flags() & py::array::c_style, std::string(name) + " must be C-contiguous");
-  *s8 = is_s8;
-  return a.data();
 }
 
 template <class T>
@@ -91,8 +82,8 @@ void register_mlas(py::module_& m) {
 
   m.def("mlas_qgemm", [](py::array a, int64_t a_zero_point, py::array bt, py::array b_zero_point, int host) {
     bool a_s8 = false, b_s8 = false;
-    const void* ap = qbytes(a, "a", &a_s8);
-    const void* bp = qbytes(bt, "bt", &b_s8);
+    const void* ap = int8_data(a, "a", &a_s8);
+    const void* bp = int8_data(bt, "bt", &b_s8);
     need(a.ndim() == 2 && bt.ndim() == 2 && a.shape(1) == bt.shape(1), "a (M, K) and bt (N, K) must share K");
     const int64_t Mr = a.shape(0), N = bt.shape(0), K = a.shape(1);
     const int32_t* zp = typed<int32_t>(b_zero_point, "b_zero_point", "int32");
@@ -114,8 +105,8 @@ void register_mlas(py::module_& m) {
                                 int64_t groups, int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
                                 int64_t pad_bottom, int64_t pad_right, int64_t dil_h, int64_t dil_w, int host) {
     bool x_s8 = false, w_s8 = false;
-    const void* xp = qbytes(x_nhwc, "x_nhwc", &x_s8);
-    const void* wp = qbytes(w, "w", &w_s8);
+    const void* xp = int8_data(x_nhwc, "x_nhwc", &x_s8);
+    const void* wp = int8_data(w, "w", &w_s8);
     need(x_nhwc.ndim() == 4 && w.ndim() == 4, "x_nhwc (N, H, W, C) and w (M, C/groups, KH, KW) must be 4-D");
     const int64_t N = x_nhwc.shape(0), H = x_nhwc.shape(1), W = x_nhwc.shape(2), C = x_nhwc.shape(3);
     const int64_t Mo = w.shape(0), Cg = w.shape(1), KH = w.shape(2), KW = w.shape(3);
@@ -157,7 +148,7 @@ void register_mlas(py::module_& m) {
 
   m.def("mlas_dequantize_linear", [](py::array x, py::array scale, py::array zero_point, int64_t inner) {
     bool s8 = false;
-    const void* xp = qbytes(x, "x", &s8);
+    const void* xp = int8_data(x, "x", &s8);
     const float* sp = typed<float>(scale, "scale", "float32");
     const int32_t* zp = typed<int32_t>(zero_point, "zero_point", "int32");
     const int64_t channels = scale.size();
@@ -176,8 +167,8 @@ void register_mlas(py::module_& m) {
   m.def("mlas_qlinear_binary", [](int op, py::array a, double sa, int64_t za, py::array b, double sb, int64_t zb,
                                   double sc, int64_t zc) {
     bool a_s8 = false, b_s8 = false;
-    const void* ap = qbytes(a, "a", &a_s8);
-    const void* bp = qbytes(b, "b", &b_s8);
+    const void* ap = int8_data(a, "a", &a_s8);
+    const void* bp = int8_data(b, "b", &b_s8);
     need(a_s8 == b_s8, "a and b must have the same dtype");
     need(op == 0 || op == 1, "op must be 0 (add) or 1 (mul)");
     const bool a_scalar = a.size() == 1 && b.size() != 1;
@@ -243,7 +234,7 @@ void register_mlas(py::module_& m) {
   m.def("mlas_global_average_pool", [](py::array x, int64_t batch, int64_t channels, int64_t image,
                                        bool channels_last, double sx, int64_t zx, double sy, int64_t zy) {
     bool s8 = false;
-    const void* xp = qbytes(x, "x", &s8);
+    const void* xp = int8_data(x, "x", &s8);
     need(batch >= 1 && channels >= 1 && image >= 1 && batch * channels * image == x.size(), "shape mismatch");
     check_scale(sx, "sx");
     check_scale(sy, "sy");
@@ -267,7 +258,7 @@ void register_mlas(py::module_& m) {
                                   int64_t stride_w, int64_t pad_top, int64_t pad_left, int64_t OH, int64_t OW,
                                   bool count_include_pad, double sx, int64_t zx, double sy, int64_t zy) {
     bool s8 = false;
-    const void* xp = qbytes(x, "x", &s8);
+    const void* xp = int8_data(x, "x", &s8);
     need(x.ndim() == 4, "x must be 4-D");
     const int64_t N = x.shape(0);
     const int64_t C = channels_last ? x.shape(3) : x.shape(1);
