@@ -20,7 +20,9 @@ namespace py = pybind11;
 
 namespace {
 
+using qref_bindings::check_int8_zero_point;
 using qref_bindings::int8_data;
+using qref_bindings::new_int8_array;
 
 using qref::aten::Sched;
 
@@ -36,14 +38,9 @@ void need(bool ok, const std::string& what) {
   if (!ok) throw py::value_error("_core: " + what);
 }
 
-py::array new_q(bool s8, std::vector<py::ssize_t> shape) {
-  if (s8) return py::array_t<int8_t>(shape);
-  return py::array_t<uint8_t>(shape);
-}
-
 // A new uint8/int8 array of like's shape.
 py::array new_q_like(bool s8, const py::array& like) {
-  return new_q(s8, std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()));
+  return new_int8_array(s8, std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()));
 }
 
 // A new array shaped like `like` (uint8, or int8 when s8), filled by run(data) with the GIL
@@ -65,16 +62,12 @@ void check_scale(double s, const char* name) {
        std::string(name) + " must be a finite normal float32 > 0");
 }
 
-void check_zp(int64_t z, bool s8, const char* name) {
-  need(s8 ? (z >= -128 && z <= 127) : (z >= 0 && z <= 255), std::string(name) + " out of range for the dtype");
-}
-
 // Input and output qparams of an elementwise op.
 void check_io_qparams(double si, int64_t zi, double so, int64_t zo, bool s8) {
   check_scale(si, "input scale");
   check_scale(so, "output scale");
-  check_zp(zi, s8, "input zero_point");
-  check_zp(zo, s8, "output zero_point");
+  check_int8_zero_point(zi, s8, "input zero_point");
+  check_int8_zero_point(zo, s8, "output zero_point");
 }
 
 Sched sched(int cap, int threads) {
@@ -93,7 +86,7 @@ void register_aten(py::module_& m) {
   m.def("aten_quantize_per_tensor", [](py::array x, double scale, int64_t zp, bool s8, int threads) {
     const float* xp = fdata(x, "x");
     check_scale(scale, "scale");
-    check_zp(zp, s8, "zero_point");
+    check_int8_zero_point(zp, s8, "zero_point");
     need(threads >= 1 && threads <= 4096, "num_threads must be in [1, 4096]");
     const int64_t n = x.size();
     return q_like_nogil(s8, x, [&](void* op) {
@@ -109,7 +102,7 @@ void register_aten(py::module_& m) {
     need(scales.size() == channels && zps.size() == channels, "scales/zero_points must have one value per channel");
     for (int64_t c = 0; c < channels; ++c) {
       check_scale(scales.data()[c], "scales[c]");
-      check_zp(zps.data()[c], s8, "zero_points[c]");
+      check_int8_zero_point(zps.data()[c], s8, "zero_points[c]");
     }
     return q_like_nogil(s8, x, [&](void* op) {
       A::quantize_per_channel(xp, outer, channels, inner, scales.data(), zps.data(), s8, op);
@@ -120,7 +113,7 @@ void register_aten(py::module_& m) {
     bool s8 = false;
     const void* qp = int8_data(q, "q", &s8);
     check_scale(scale, "scale");
-    check_zp(zp, s8, "zero_point");
+    check_int8_zero_point(zp, s8, "zero_point");
     std::vector<py::ssize_t> shape(q.shape(), q.shape() + q.ndim());
     py::array_t<float> out(shape);
     float* op = out.mutable_data();
@@ -160,9 +153,9 @@ void register_aten(py::module_& m) {
     check_scale(sa, "a_scale");
     check_scale(sb, "b_scale");
     check_scale(so, "scale");
-    check_zp(za, s8a, "a_zero_point");
-    check_zp(zb, s8a, "b_zero_point");
-    check_zp(zo, s8a, "zero_point");
+    check_int8_zero_point(za, s8a, "a_zero_point");
+    check_int8_zero_point(zb, s8a, "b_zero_point");
+    check_int8_zero_point(zo, s8a, "zero_point");
     Sched sc = sched(cap, threads);
     sc.simd = simd;
     const int64_t n = a.size();
@@ -189,7 +182,7 @@ void register_aten(py::module_& m) {
     bool s8 = false;
     const void* xp = int8_data(x, "x", &s8);
     check_scale(scale, "scale");
-    check_zp(zp, s8, "zero_point");
+    check_int8_zero_point(zp, s8, "zero_point");
     const bool has_lo = !lo.is_none(), has_hi = !hi.is_none();
     const double lv = has_lo ? lo.cast<double>() : 0.0, hv = has_hi ? hi.cast<double>() : 0.0;
     const int64_t n = x.size();
@@ -202,18 +195,15 @@ void register_aten(py::module_& m) {
     bool s8 = false;
     const void* xp = int8_data(x, "x", &s8);
     check_scale(scale, "scale");
-    check_zp(zp, s8, "zero_point");
+    check_int8_zero_point(zp, s8, "zero_point");
     need(std::isfinite(c) && std::fabs(c / scale) < 1e15, "other must be finite and |other / scale| < 1e15");
     const Sched sc = sched(cap, threads);
-    py::array out = new_q_like(s8, x);
-    void* op = out.mutable_data();
     const int64_t n = x.size();
     double os = 0;
     int64_t oz = 0;
-    {
-      qref_bindings::ReleaseGil nogil;
+    py::array out = q_like_nogil(s8, x, [&](void* op) {
       A::add_scalar(xp, n, scale, zp, c, relu, s8, op, &os, &oz, sc);
-    }
+    });
     return py::make_tuple(out, os, oz);
   }, py::arg("x"), py::arg("scale"), py::arg("zp"), py::arg("c"), py::arg("relu"), py::arg("cap"), py::arg("threads"));
 
@@ -221,17 +211,14 @@ void register_aten(py::module_& m) {
     bool s8 = false;
     const void* xp = int8_data(x, "x", &s8);
     check_scale(scale, "scale");
-    check_zp(zp, s8, "zero_point");
+    check_int8_zero_point(zp, s8, "zero_point");
     need(std::isfinite(c), "other must be finite");
-    py::array out = new_q_like(s8, x);
-    void* op = out.mutable_data();
     const int64_t n = x.size();
     double os = 0;
     int64_t oz = 0;
-    {
-      qref_bindings::ReleaseGil nogil;
+    py::array out = q_like_nogil(s8, x, [&](void* op) {
       qref::aten::mul_scalar(xp, n, scale, zp, c, relu, s8, op, &os, &oz);
-    }
+    });
     return py::make_tuple(out, os, oz);
   }, py::arg("x"), py::arg("scale"), py::arg("zp"), py::arg("c"), py::arg("relu"));
 
@@ -246,9 +233,9 @@ void register_aten(py::module_& m) {
     check_scale(si, "input scale");
     check_scale(sw, "weight scale");
     check_scale(so, "output scale");
-    check_zp(zi, s8, "input zero_point");
-    check_zp(zw, s8, "weight zero_point");
-    check_zp(zo, s8, "output zero_point");
+    check_int8_zero_point(zi, s8, "input zero_point");
+    check_int8_zero_point(zw, s8, "weight zero_point");
+    check_int8_zero_point(zo, s8, "output zero_point");
     return q_like_nogil(s8, x, [&](void* op) {
       qref::aten::prelu(xp, outer, channels, inner, wp, si, zi, sw, zw, so, zo, s8, op);
     });
@@ -277,11 +264,11 @@ void register_aten(py::module_& m) {
       cs.push_back(xs[t].shape(3));
       c_out += xs[t].shape(3);
       check_scale(scales[t], "scales[i]");
-      check_zp(zps[t], s8, "zero_points[i]");
+      check_int8_zero_point(zps[t], s8, "zero_points[i]");
     }
     check_scale(scale, "scale");
-    check_zp(zp, s8, "zero_point");
-    py::array out = new_q(s8, {x0.shape(0), x0.shape(1), x0.shape(2), static_cast<py::ssize_t>(c_out)});
+    check_int8_zero_point(zp, s8, "zero_point");
+    py::array out = new_int8_array(s8, {x0.shape(0), x0.shape(1), x0.shape(2), static_cast<py::ssize_t>(c_out)});
     void* op = out.mutable_data();
     {
       qref_bindings::ReleaseGil nogil;
@@ -303,7 +290,7 @@ void register_aten(py::module_& m) {
     need(oh >= 0 && ow >= 0 && (oh == 0 || (oh - 1) * sh - ph < ih) && (ow == 0 || (ow - 1) * sw - pw < iw) &&
              ph <= (kh - 1) * dh / 2 + 1 && pw <= (kw - 1) * dw / 2 + 1,
          "output size does not fit the input");
-    py::array out = nhwc ? new_q(s8, {P, oh, ow, C}) : new_q(s8, {P, oh, ow});
+    py::array out = nhwc ? new_int8_array(s8, {P, oh, ow, C}) : new_int8_array(s8, {P, oh, ow});
     void* op = out.mutable_data();
     {
       qref_bindings::ReleaseGil nogil;
@@ -328,7 +315,7 @@ void register_aten(py::module_& m) {
     need(oh >= 0 && ow >= 0 && (oh == 0 || (oh - 1) * sh - ph < ih) && (ow == 0 || (ow - 1) * sw - pw < iw),
          "output size does not fit the input");
     need(divisor >= 0, "divisor_override must be >= 0 (0: none)");
-    py::array out = new_q(s8, {P, oh, ow});
+    py::array out = new_int8_array(s8, {P, oh, ow});
     void* op = out.mutable_data();
     {
       qref_bindings::ReleaseGil nogil;
@@ -351,7 +338,7 @@ void register_aten(py::module_& m) {
       need(osz[i] >= 0 && (osz[i] == 0 || (osz[i] - 1) * s[i] - p[i] < in), "output size does not fit the input");
     }
     need(divisor >= 0, "divisor_override must be >= 0 (0: none)");
-    py::array out = new_q(s8, {x.shape(0), osz[0], osz[1], osz[2], x.shape(4)});
+    py::array out = new_int8_array(s8, {x.shape(0), osz[0], osz[1], osz[2], x.shape(4)});
     void* op = out.mutable_data();
     {
       qref_bindings::ReleaseGil nogil;
@@ -367,7 +354,7 @@ void register_aten(py::module_& m) {
     need(x.ndim() == 4, "x must be (planes, D, H, W)");
     need(od >= 1 && oh >= 1 && ow >= 1 && x.shape(1) >= 1 && x.shape(2) >= 1 && x.shape(3) >= 1,
          "sizes must be >= 1");
-    py::array out = new_q(s8, {x.shape(0), od, oh, ow});
+    py::array out = new_int8_array(s8, {x.shape(0), od, oh, ow});
     void* op = out.mutable_data();
     {
       qref_bindings::ReleaseGil nogil;
@@ -384,7 +371,7 @@ void register_aten(py::module_& m) {
     need(x.ndim() == 5, "x must be (N, D, H, W, C)");
     need(od >= 1 && oh >= 1 && ow >= 1 && x.shape(1) >= 1 && x.shape(2) >= 1 && x.shape(3) >= 1,
          "sizes must be >= 1");
-    py::array out = new_q(s8, {x.shape(0), od, oh, ow, x.shape(4)});
+    py::array out = new_int8_array(s8, {x.shape(0), od, oh, ow, x.shape(4)});
     void* op = out.mutable_data();
     {
       qref_bindings::ReleaseGil nogil;
@@ -398,7 +385,7 @@ void register_aten(py::module_& m) {
     bool s8 = false;
     const void* xp = int8_data(x, "x", &s8);
     need(outer >= 0 && inner >= 1 && outer * inner == x.size(), "shape mismatch");
-    py::array out = new_q(s8, {static_cast<py::ssize_t>(outer)});
+    py::array out = new_int8_array(s8, {static_cast<py::ssize_t>(outer)});
     void* op = out.mutable_data();
     {
       qref_bindings::ReleaseGil nogil;
@@ -412,7 +399,7 @@ void register_aten(py::module_& m) {
     const void* xp = int8_data(x, "x", &s8);
     need(x.ndim() == 3 && x.shape(1) >= 1 && x.shape(2) >= 1, "x must be (planes, H, W) with H, W >= 1");
     need(oh >= 1 && ow >= 1, "output sizes must be >= 1");
-    py::array out = new_q(s8, {x.shape(0), oh, ow});
+    py::array out = new_int8_array(s8, {x.shape(0), oh, ow});
     void* op = out.mutable_data();
     {
       qref_bindings::ReleaseGil nogil;
@@ -429,7 +416,7 @@ void register_aten(py::module_& m) {
     need(oh >= 1 && ow >= 1, "output sizes must be >= 1");
     check_scale(si, "input scale");
     check_scale(so, "output scale");
-    py::array out = new_q(s8, {x.shape(0), oh, ow});
+    py::array out = new_int8_array(s8, {x.shape(0), oh, ow});
     void* op = out.mutable_data();
     {
       qref_bindings::ReleaseGil nogil;
@@ -465,7 +452,7 @@ void register_aten(py::module_& m) {
     const float* mp = vec(mean, "mean");
     const float* vp = vec(var, "var");
     check_io_qparams(si, zi, so, zo, s8);
-    py::array out = new_q(s8, {P, C});
+    py::array out = new_int8_array(s8, {P, C});
     void* op = out.mutable_data();
     {
       qref_bindings::ReleaseGil nogil;
@@ -500,8 +487,8 @@ void register_aten(py::module_& m) {
     }
     check_scale(xs, "input scale");
     check_scale(ys, "output scale");
-    check_zp(xz, s8, "input zero_point");
-    check_zp(yz, s8, "output zero_point");
+    check_int8_zero_point(xz, s8, "input zero_point");
+    check_int8_zero_point(yz, s8, "output zero_point");
     return q_like_nogil(s8, x, [&](void* op) {
       qref::aten::normalize(xp, M, N, gp, bp, per_channel, num_channels, num_groups, eps, xs, xz, ys, yz, s8, op, cap);
     });
