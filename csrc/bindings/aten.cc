@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <string>
 #include <vector>
@@ -62,12 +63,24 @@ void check_scale(double s, const char* name) {
        std::string(name) + " must be a finite normal float32 > 0");
 }
 
+// One tensor's quantization parameters; `prefix` starts the names errors use
+// (prefix + "scale", prefix + "zero_point"). Each field has its own type, so a
+// brace list in the wrong order does not compile.
+struct QParams {
+  double scale;
+  int64_t zero_point;
+  const char* prefix;
+};
+
+// Every scale, then every zero point (for the dtype), in the order given.
+void check_qparams(std::initializer_list<QParams> qs, bool s8) {
+  for (const QParams& q : qs) check_scale(q.scale, (std::string(q.prefix) + "scale").c_str());
+  for (const QParams& q : qs) check_int8_zero_point(q.zero_point, s8, (std::string(q.prefix) + "zero_point").c_str());
+}
+
 // Input and output qparams of an elementwise op.
 void check_io_qparams(double si, int64_t zi, double so, int64_t zo, bool s8) {
-  check_scale(si, "input scale");
-  check_scale(so, "output scale");
-  check_int8_zero_point(zi, s8, "input zero_point");
-  check_int8_zero_point(zo, s8, "output zero_point");
+  check_qparams({{si, zi, "input "}, {so, zo, "output "}}, s8);
 }
 
 Sched sched(int cap, int threads) {
@@ -85,8 +98,7 @@ void register_aten(py::module_& m) {
 
   m.def("aten_quantize_per_tensor", [](py::array x, double scale, int64_t zp, bool s8, int threads) {
     const float* xp = fdata(x, "x");
-    check_scale(scale, "scale");
-    check_int8_zero_point(zp, s8, "zero_point");
+    check_qparams({{scale, zp, ""}}, s8);
     need(threads >= 1 && threads <= 4096, "num_threads must be in [1, 4096]");
     const int64_t n = x.size();
     return q_like_nogil(s8, x, [&](void* op) {
@@ -112,8 +124,7 @@ void register_aten(py::module_& m) {
   m.def("aten_dequantize_per_tensor", [](py::array q, double scale, int64_t zp) {
     bool s8 = false;
     const void* qp = int8_data(q, "q", &s8);
-    check_scale(scale, "scale");
-    check_int8_zero_point(zp, s8, "zero_point");
+    check_qparams({{scale, zp, ""}}, s8);
     std::vector<py::ssize_t> shape(q.shape(), q.shape() + q.ndim());
     py::array_t<float> out(shape);
     float* op = out.mutable_data();
@@ -150,12 +161,7 @@ void register_aten(py::module_& m) {
     need(s8a == s8b, "a and b must have the same dtype");
     need(a.size() == b.size(), "a and b must have the same number of elements");
     need(op >= 0 && op <= 3, "unknown binary op");
-    check_scale(sa, "a_scale");
-    check_scale(sb, "b_scale");
-    check_scale(so, "scale");
-    check_int8_zero_point(za, s8a, "a_zero_point");
-    check_int8_zero_point(zb, s8a, "b_zero_point");
-    check_int8_zero_point(zo, s8a, "zero_point");
+    check_qparams({{sa, za, "a_"}, {sb, zb, "b_"}, {so, zo, ""}}, s8a);
     Sched sc = sched(cap, threads);
     sc.simd = simd;
     const int64_t n = a.size();
@@ -181,8 +187,7 @@ void register_aten(py::module_& m) {
   m.def("aten_clamp", [](py::array x, double scale, int64_t zp, py::object lo, py::object hi) {
     bool s8 = false;
     const void* xp = int8_data(x, "x", &s8);
-    check_scale(scale, "scale");
-    check_int8_zero_point(zp, s8, "zero_point");
+    check_qparams({{scale, zp, ""}}, s8);
     const bool has_lo = !lo.is_none(), has_hi = !hi.is_none();
     const double lv = has_lo ? lo.cast<double>() : 0.0, hv = has_hi ? hi.cast<double>() : 0.0;
     const int64_t n = x.size();
@@ -194,8 +199,7 @@ void register_aten(py::module_& m) {
   m.def("aten_add_scalar", [](py::array x, double scale, int64_t zp, double c, bool relu, int cap, int threads) {
     bool s8 = false;
     const void* xp = int8_data(x, "x", &s8);
-    check_scale(scale, "scale");
-    check_int8_zero_point(zp, s8, "zero_point");
+    check_qparams({{scale, zp, ""}}, s8);
     need(std::isfinite(c) && std::fabs(c / scale) < 1e15, "other must be finite and |other / scale| < 1e15");
     const Sched sc = sched(cap, threads);
     const int64_t n = x.size();
@@ -210,8 +214,7 @@ void register_aten(py::module_& m) {
   m.def("aten_mul_scalar", [](py::array x, double scale, int64_t zp, double c, bool relu) {
     bool s8 = false;
     const void* xp = int8_data(x, "x", &s8);
-    check_scale(scale, "scale");
-    check_int8_zero_point(zp, s8, "zero_point");
+    check_qparams({{scale, zp, ""}}, s8);
     need(std::isfinite(c), "other must be finite");
     const int64_t n = x.size();
     double os = 0;
@@ -230,12 +233,7 @@ void register_aten(py::module_& m) {
     need(s8 == s8w, "x and weight must have the same dtype");
     need(outer >= 0 && channels >= 1 && inner >= 0 && outer * channels * inner == x.size(), "shape mismatch");
     need(w.size() == channels, "weight must have one value per channel");
-    check_scale(si, "input scale");
-    check_scale(sw, "weight scale");
-    check_scale(so, "output scale");
-    check_int8_zero_point(zi, s8, "input zero_point");
-    check_int8_zero_point(zw, s8, "weight zero_point");
-    check_int8_zero_point(zo, s8, "output zero_point");
+    check_qparams({{si, zi, "input "}, {sw, zw, "weight "}, {so, zo, "output "}}, s8);
     return q_like_nogil(s8, x, [&](void* op) {
       qref::aten::prelu(xp, outer, channels, inner, wp, si, zi, sw, zw, so, zo, s8, op);
     });
@@ -266,8 +264,7 @@ void register_aten(py::module_& m) {
       check_scale(scales[t], "scales[i]");
       check_int8_zero_point(zps[t], s8, "zero_points[i]");
     }
-    check_scale(scale, "scale");
-    check_int8_zero_point(zp, s8, "zero_point");
+    check_qparams({{scale, zp, ""}}, s8);
     py::array out = new_int8_array(s8, {x0.shape(0), x0.shape(1), x0.shape(2), static_cast<py::ssize_t>(c_out)});
     void* op = out.mutable_data();
     {
@@ -485,10 +482,7 @@ void register_aten(py::module_& m) {
       bp = fdata(b_keep, "bias");
       need(b_keep.size() == nparam, "bias size mismatch");
     }
-    check_scale(xs, "input scale");
-    check_scale(ys, "output scale");
-    check_int8_zero_point(xz, s8, "input zero_point");
-    check_int8_zero_point(yz, s8, "output zero_point");
+    check_io_qparams(xs, xz, ys, yz, s8);
     return q_like_nogil(s8, x, [&](void* op) {
       qref::aten::normalize(xp, M, N, gp, bp, per_channel, num_channels, num_groups, eps, xs, xz, ys, yz, s8, op, cap);
     });
