@@ -35,6 +35,16 @@ const float* fdata(const py::array& a, const char* name) {
   return static_cast<const float*>(a.data());
 }
 
+void need(bool ok, const std::string& what);
+
+// An optional float32 array (None gives null); `keep` holds it until the kernel has run,
+// since the cast may have made a new one.
+const float* optional_fdata(const py::object& a, const char* name, py::array& keep) {
+  if (a.is_none()) return nullptr;
+  keep = a.cast<py::array>();
+  return fdata(keep, name);
+}
+
 void need(bool ok, const std::string& what) {
   if (!ok) throw py::value_error("_core: " + what);
 }
@@ -430,24 +440,18 @@ void register_aten(py::module_& m) {
     need(x.ndim() == 2, "x must be (pixels, C)");
     need(cap >= 0 && cap <= 2, "cap must be 0, 1 or 2");
     const int64_t P = x.shape(0), C = x.shape(1);
-    auto vec = [&](const py::array& a, const char* name) {
-      const float* p = fdata(a, name);
+    auto has_c = [&](const py::array& a, const char* name) {
       need(a.ndim() == 1 && a.shape(0) == C, std::string(name) + " must have C values");
-      return p;
     };
     py::array w_keep, b_keep;
-    const float* wp = nullptr;
-    const float* bp = nullptr;
-    if (!weight.is_none()) {
-      w_keep = weight.cast<py::array>();
-      wp = vec(w_keep, "weight");
-    }
-    if (!bias.is_none()) {
-      b_keep = bias.cast<py::array>();
-      bp = vec(b_keep, "bias");
-    }
-    const float* mp = vec(mean, "mean");
-    const float* vp = vec(var, "var");
+    const float* wp = optional_fdata(weight, "weight", w_keep);
+    if (!weight.is_none()) has_c(w_keep, "weight");
+    const float* bp = optional_fdata(bias, "bias", b_keep);
+    if (!bias.is_none()) has_c(b_keep, "bias");
+    const float* mp = fdata(mean, "mean");
+    has_c(mean, "mean");
+    const float* vp = fdata(var, "var");
+    has_c(var, "var");
     check_io_qparams(si, zi, so, zo, s8);
     py::array out = new_int8_array(s8, {P, C});
     void* op = out.mutable_data();
@@ -470,18 +474,10 @@ void register_aten(py::module_& m) {
          "channels/groups mismatch");
     const int64_t nparam = per_channel ? num_channels : N;
     py::array g_keep, b_keep;
-    const float* gp = nullptr;
-    const float* bp = nullptr;
-    if (!gamma.is_none()) {
-      g_keep = gamma.cast<py::array>();
-      gp = fdata(g_keep, "weight");
-      need(g_keep.size() == nparam, "weight size mismatch");
-    }
-    if (!beta.is_none()) {
-      b_keep = beta.cast<py::array>();
-      bp = fdata(b_keep, "bias");
-      need(b_keep.size() == nparam, "bias size mismatch");
-    }
+    const float* gp = optional_fdata(gamma, "weight", g_keep);
+    need(gamma.is_none() || g_keep.size() == nparam, "weight size mismatch");
+    const float* bp = optional_fdata(beta, "bias", b_keep);
+    need(beta.is_none() || b_keep.size() == nparam, "bias size mismatch");
     check_io_qparams(xs, xz, ys, yz, s8);
     return q_like_nogil(s8, x, [&](void* op) {
       qref::aten::normalize(xp, M, N, gp, bp, per_channel, num_channels, num_groups, eps, xs, xz, ys, yz, s8, op, cap);
@@ -526,13 +522,9 @@ void register_aten(py::module_& m) {
          "w_zps must be a C-contiguous int32 array");
     const int64_t nq = w_scales.size();
     need(nq == w_zps.size() && (nq == 1 || nq == N), "w_scales/w_zps must hold 1 or N values");
-    const float* bp = nullptr;
     py::array b;
-    if (!bias.is_none()) {
-      b = bias.cast<py::array>();
-      bp = fdata(b, "bias");
-      need(b.size() == N, "bias must hold N values");
-    }
+    const float* bp = optional_fdata(bias, "bias", b);
+    need(bias.is_none() || b.size() == N, "bias must hold N values");
     const int64_t M = K > 0 ? x.size() / K : 0;
     std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
     shape.back() = N;
