@@ -5,6 +5,7 @@
 // loop measures throughput, not latency.
 #include <cstdint>
 
+#include "asm_loop.h"
 #include "probe.h"
 
 namespace qref_probe {
@@ -23,16 +24,13 @@ int64_t avx2_chain_loop(int64_t iters, int32_t* sink) {
       "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
       "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
       "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
-      ".p2align 5\n"
-      "1:\n\t"
 #define CHAIN(acc, t)                                 \
   "vpmaddubsw %%ymm14, %%ymm15, %%ymm" #t "\n\t"      \
   "vpmaddwd %%ymm13, %%ymm" #t ", %%ymm" #t "\n\t"    \
   "vpaddd %%ymm" #t ", %%ymm" #acc ", %%ymm" #acc "\n\t"
-      CHAIN(0, 8) CHAIN(1, 9) CHAIN(2, 10) CHAIN(3, 11) CHAIN(4, 12) CHAIN(5, 8) CHAIN(6, 9) CHAIN(7, 10)
+      QREF_PROBE_LOOP(CHAIN(0, 8) CHAIN(1, 9) CHAIN(2, 10) CHAIN(3, 11) CHAIN(4, 12) CHAIN(5, 8) CHAIN(6, 9)
+                          CHAIN(7, 10))
 #undef CHAIN
-      "dec %0\n\t"
-      "jnz 1b\n\t"
       "vpaddd %%ymm1, %%ymm0, %%ymm0\n\t"
       "vpaddd %%ymm3, %%ymm2, %%ymm2\n\t"
       "vpaddd %%ymm5, %%ymm4, %%ymm4\n\t"
@@ -40,12 +38,9 @@ int64_t avx2_chain_loop(int64_t iters, int32_t* sink) {
       "vpaddd %%ymm2, %%ymm0, %%ymm0\n\t"
       "vpaddd %%ymm6, %%ymm4, %%ymm4\n\t"
       "vpaddd %%ymm4, %%ymm0, %%ymm0\n\t"
-      "vmovdqu %%ymm0, (%1)\n\t"
-      "vzeroupper\n\t"
-      : "+r"(n)
-      : "r"(sink)
-      : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
-        "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+      QREF_PROBE_STORE_YMM0
+      QREF_PROBE_OPERANDS
+      : QREF_PROBE_CLOBBERS);
   return iters * 8 * 32;
 }
 

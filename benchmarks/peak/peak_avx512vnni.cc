@@ -5,6 +5,7 @@
 // throughput on current cores), so the loops measure throughput.
 #include <cstdint>
 
+#include "asm_loop.h"
 #include "probe.h"
 
 namespace qref_probe {
@@ -22,9 +23,6 @@ namespace qref_probe {
   "vpaddd %%zmm6, %%zmm4, %%zmm4\n\t" "vpaddd %%zmm10, %%zmm8, %%zmm8\n\t"                                   \
   "vpaddd %%zmm4, %%zmm0, %%zmm0\n\t" "vpaddd %%zmm8, %%zmm0, %%zmm0\n\t" "vmovdqu32 %%zmm0, (%1)\n\t"        \
   "vzeroupper\n\t"
-#define QREF_CLOBBERS                                                                                         \
-  "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", \
-      "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17"
 
 int64_t vnni512_loop(int64_t iters, int32_t* sink) {
   int64_t n = iters;
@@ -32,17 +30,12 @@ int64_t vnni512_loop(int64_t iters, int32_t* sink) {
       "vpternlogd $0xff, %%zmm15, %%zmm15, %%zmm15\n\t"  // a = 0xff bytes
       "vpabsb %%zmm15, %%zmm14\n\t"                      // b = 1 bytes
       QREF_ZERO12
-      ".p2align 5\n"
-      "1:\n\t"
 #define DP(acc) "vpdpbusd %%zmm14, %%zmm15, %%zmm" #acc "\n\t"
-      DP(0) DP(1) DP(2) DP(3) DP(4) DP(5) DP(6) DP(7) DP(8) DP(9) DP(10) DP(11)
+      QREF_PROBE_LOOP(DP(0) DP(1) DP(2) DP(3) DP(4) DP(5) DP(6) DP(7) DP(8) DP(9) DP(10) DP(11))
 #undef DP
-      "dec %0\n\t"
-      "jnz 1b\n\t"
       QREF_SUM12_STORE
-      : "+r"(n)
-      : "r"(sink)
-      : QREF_CLOBBERS);
+      QREF_PROBE_OPERANDS
+      : QREF_PROBE_CLOBBERS, "xmm16", "xmm17");
   return iters * 12 * 64;
 }
 
@@ -53,20 +46,15 @@ int64_t avx512_chain_loop(int64_t iters, int32_t* sink) {
       "vpabsb %%zmm15, %%zmm14\n\t"
       "vpabsw %%zmm15, %%zmm13\n\t"  // ones (int16)
       QREF_ZERO12
-      ".p2align 5\n"
-      "1:\n\t"
 #define CH(acc, t)                                   \
   "vpmaddubsw %%zmm14, %%zmm15, %%zmm" #t "\n\t"     \
   "vpdpwssd %%zmm13, %%zmm" #t ", %%zmm" #acc "\n\t"
-      CH(0, 16) CH(1, 17) CH(2, 12) CH(3, 16) CH(4, 17) CH(5, 12) CH(6, 16) CH(7, 17) CH(8, 12) CH(9, 16)
-      CH(10, 17) CH(11, 12)
+      QREF_PROBE_LOOP(CH(0, 16) CH(1, 17) CH(2, 12) CH(3, 16) CH(4, 17) CH(5, 12) CH(6, 16) CH(7, 17) CH(8, 12)
+                          CH(9, 16) CH(10, 17) CH(11, 12))
 #undef CH
-      "dec %0\n\t"
-      "jnz 1b\n\t"
       QREF_SUM12_STORE
-      : "+r"(n)
-      : "r"(sink)
-      : QREF_CLOBBERS);
+      QREF_PROBE_OPERANDS
+      : QREF_PROBE_CLOBBERS, "xmm16", "xmm17");
   return iters * 12 * 64;
 }
 

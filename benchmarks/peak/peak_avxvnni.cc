@@ -3,6 +3,7 @@
 // 12 independent accumulators.
 #include <cstdint>
 
+#include "asm_loop.h"
 #include "probe.h"
 
 namespace qref_probe {
@@ -17,24 +18,17 @@ int64_t avxvnni_loop(int64_t iters, int32_t* sink) {
       "vpxor %%ymm6, %%ymm6, %%ymm6\n\t" "vpxor %%ymm7, %%ymm7, %%ymm7\n\t" "vpxor %%ymm8, %%ymm8, %%ymm8\n\t"
       "vpxor %%ymm9, %%ymm9, %%ymm9\n\t" "vpxor %%ymm10, %%ymm10, %%ymm10\n\t"
       "vpxor %%ymm11, %%ymm11, %%ymm11\n\t"
-      ".p2align 5\n"
-      "1:\n\t"
 #define DP(acc) "%{vex%} vpdpbusd %%ymm14, %%ymm15, %%ymm" #acc "\n\t"
-      DP(0) DP(1) DP(2) DP(3) DP(4) DP(5) DP(6) DP(7) DP(8) DP(9) DP(10) DP(11)
+      QREF_PROBE_LOOP(DP(0) DP(1) DP(2) DP(3) DP(4) DP(5) DP(6) DP(7) DP(8) DP(9) DP(10) DP(11))
 #undef DP
-      "dec %0\n\t"
-      "jnz 1b\n\t"
       "vpaddd %%ymm1, %%ymm0, %%ymm0\n\t" "vpaddd %%ymm3, %%ymm2, %%ymm2\n\t" "vpaddd %%ymm5, %%ymm4, %%ymm4\n\t"
       "vpaddd %%ymm7, %%ymm6, %%ymm6\n\t" "vpaddd %%ymm9, %%ymm8, %%ymm8\n\t"
       "vpaddd %%ymm11, %%ymm10, %%ymm10\n\t" "vpaddd %%ymm2, %%ymm0, %%ymm0\n\t"
       "vpaddd %%ymm6, %%ymm4, %%ymm4\n\t" "vpaddd %%ymm10, %%ymm8, %%ymm8\n\t"
       "vpaddd %%ymm4, %%ymm0, %%ymm0\n\t" "vpaddd %%ymm8, %%ymm0, %%ymm0\n\t"
-      "vmovdqu %%ymm0, (%1)\n\t"
-      "vzeroupper\n\t"
-      : "+r"(n)
-      : "r"(sink)
-      : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
-        "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+      QREF_PROBE_STORE_YMM0
+      QREF_PROBE_OPERANDS
+      : QREF_PROBE_CLOBBERS);
   return iters * 12 * 32;
 }
 

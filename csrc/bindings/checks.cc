@@ -14,6 +14,27 @@ void check_range(const char* name, int64_t v, int64_t lo, int64_t hi) {
   }
 }
 
+const void* int8_data(const py::array& a, const char* name, bool* s8) {
+  const bool is_u8 = a.dtype().equal(py::dtype::of<uint8_t>());
+  const bool is_s8 = a.dtype().equal(py::dtype::of<int8_t>());
+  if (!is_u8 && !is_s8)
+    throw py::type_error(std::string("_core: ") + name + " must be a uint8 or int8 array, got dtype " +
+                         std::string(py::str(a.dtype())));
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string("_core: ") + name + " must be C-contiguous");
+  *s8 = is_s8;
+  return a.data();
+}
+
+void check_int8_zero_point(int64_t z, bool s8, const char* name) {
+  if (s8 ? (z < -128 || z > 127) : (z < 0 || z > 255))
+    throw py::value_error(std::string("_core: ") + name + " out of range for the dtype");
+}
+
+py::array new_int8_array(bool s8, const std::vector<py::ssize_t>& shape) {
+  if (s8) return py::array_t<int8_t>(shape);
+  return py::array_t<uint8_t>(shape);
+}
+
 // A scale fbgemm narrows to a normal, finite float32 (and whose reciprocal is
 // finite), so no float conversion below is undefined.
 void check_scale_value(const char* name, double v) {

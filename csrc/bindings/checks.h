@@ -75,6 +75,13 @@ constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
 constexpr int64_t kMaxElements = int64_t{1} << 40;
 
 void check_range(const char* name, int64_t v, int64_t lo, int64_t hi);
+// A C-contiguous uint8 or int8 array: its data, and (in *s8) whether it is int8. Anything
+// else is a TypeError (dtype) or ValueError (layout) naming the argument.
+const void* int8_data(const py::array& a, const char* name, bool* s8);
+// A zero point in the range of the 8-bit dtype (int8 when s8, else uint8).
+void check_int8_zero_point(int64_t z, bool s8, const char* name);
+// A new uint8 (or int8 when s8) array of `shape`.
+py::array new_int8_array(bool s8, const std::vector<py::ssize_t>& shape);
 // A scale fbgemm narrows to a normal, finite float32 (and whose reciprocal is finite).
 void check_scale_value(const char* name, double v);
 void check_weight_qparams(const py::array& weight_scale, const double* ws, const py::array& weight_zero_point,

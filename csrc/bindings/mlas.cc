@@ -17,21 +17,14 @@ namespace py = pybind11;
 
 namespace {
 
+using qref_bindings::check_int8_zero_point;
+using qref_bindings::int8_data;
+using qref_bindings::new_int8_array;
+
 namespace M = qref::mlas;
 
 void need(bool ok, const std::string& what) {
   if (!ok) throw py::value_error("_core: " + what);
-}
-
-const void* qbytes(const py::array& a, const char* name, bool* s8) {
-  const bool is_u8 = a.dtype().equal(py::dtype::of<uint8_t>());
-  const bool is_s8 = a.dtype().equal(py::dtype::of<int8_t>());
-  if (!is_u8 && !is_s8)
-    throw py::type_error(std::string("_core: ") + name + " must be a uint8 or int8 array, got dtype " +
-                         std::string(py::str(a.dtype())));
-  need(a.flags() & py::array::c_style, std::string(name) + " must be C-contiguous");
-  *s8 = is_s8;
-  return a.data();
 }
 
 template <class T>
@@ -43,22 +36,24 @@ const T* typed(const py::array& a, const char* name, const char* dtype_name) {
   return static_cast<const T*>(a.data());
 }
 
-void check_zp(int64_t z, bool s8, const char* name) {
-  need(s8 ? (z >= -128 && z <= 127) : (z >= 0 && z <= 255), std::string(name) + " out of range for the dtype");
-}
-
 void check_scale(double s, const char* name) {
   need(std::isfinite(s) && s > 0, std::string(name) + " must be a finite float32 > 0");
+}
+
+// An optional per-column bias (None gives null); `keep` holds the array until the kernel
+// has run, since the cast may have made a new one.
+template <class T>
+const T* column_bias(const py::object& bias, int64_t cols, const char* dtype_name, py::array& keep) {
+  if (bias.is_none()) return nullptr;
+  keep = bias.cast<py::array>();
+  const T* p = typed<T>(keep, "bias", dtype_name);
+  need(keep.size() == cols, "bias must have one value per column");
+  return p;
 }
 
 M::U8S8 mode_of(int host) {
   need(host == 0 || host == 1, "host must be 0 (VNNI: exact) or 1 (AVX2: int16 pair saturation)");
   return host == 0 ? M::U8S8::kExact : M::U8S8::kSaturatePairs;
-}
-
-py::array new_q(bool s8, std::vector<py::ssize_t> shape) {
-  if (s8) return py::array_t<int8_t>(shape);
-  return py::array_t<uint8_t>(shape);
 }
 
 }  // namespace
@@ -70,17 +65,12 @@ void register_mlas(py::module_& m) {
     const int32_t* ap = typed<int32_t>(acc, "acc", "int32");
     need(acc.ndim() == 2, "acc must be 2-D (rows, cols)");
     const int64_t rows = acc.shape(0), cols = acc.shape(1);
-    const int32_t* bp = nullptr;
     py::array b;
-    if (!bias.is_none()) {
-      b = bias.cast<py::array>();
-      bp = typed<int32_t>(b, "bias", "int32");
-      need(b.size() == cols, "bias must have one value per column");
-    }
+    const int32_t* bp = column_bias<int32_t>(bias, cols, "int32", b);
     const float* sp = typed<float>(scale, "scale", "float32");
     need(scale.size() == 1 || scale.size() == cols, "scale must have 1 or cols values");
-    check_zp(zero_point, out_s8, "zero_point");
-    py::array out = new_q(out_s8, {rows, cols});
+    check_int8_zero_point(zero_point, out_s8, "zero_point");
+    py::array out = new_int8_array(out_s8, {rows, cols});
     void* op = out.mutable_data();
     {
       ReleaseGil nogil;
@@ -91,14 +81,14 @@ void register_mlas(py::module_& m) {
 
   m.def("mlas_qgemm", [](py::array a, int64_t a_zero_point, py::array bt, py::array b_zero_point, int host) {
     bool a_s8 = false, b_s8 = false;
-    const void* ap = qbytes(a, "a", &a_s8);
-    const void* bp = qbytes(bt, "bt", &b_s8);
+    const void* ap = int8_data(a, "a", &a_s8);
+    const void* bp = int8_data(bt, "bt", &b_s8);
     need(a.ndim() == 2 && bt.ndim() == 2 && a.shape(1) == bt.shape(1), "a (M, K) and bt (N, K) must share K");
     const int64_t Mr = a.shape(0), N = bt.shape(0), K = a.shape(1);
     const int32_t* zp = typed<int32_t>(b_zero_point, "b_zero_point", "int32");
     need(b_zero_point.size() == 1 || b_zero_point.size() == N, "b_zero_point must have 1 or N values");
-    check_zp(a_zero_point, a_s8, "a_zero_point");
-    for (py::ssize_t i = 0; i < b_zero_point.size(); ++i) check_zp(zp[i], b_s8, "b_zero_point");
+    check_int8_zero_point(a_zero_point, a_s8, "a_zero_point");
+    for (py::ssize_t i = 0; i < b_zero_point.size(); ++i) check_int8_zero_point(zp[i], b_s8, "b_zero_point");
     const M::U8S8 mode = mode_of(host);
     py::array_t<int32_t> out({Mr, N});
     int32_t* op = out.mutable_data();
@@ -114,16 +104,16 @@ void register_mlas(py::module_& m) {
                                 int64_t groups, int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
                                 int64_t pad_bottom, int64_t pad_right, int64_t dil_h, int64_t dil_w, int host) {
     bool x_s8 = false, w_s8 = false;
-    const void* xp = qbytes(x_nhwc, "x_nhwc", &x_s8);
-    const void* wp = qbytes(w, "w", &w_s8);
+    const void* xp = int8_data(x_nhwc, "x_nhwc", &x_s8);
+    const void* wp = int8_data(w, "w", &w_s8);
     need(x_nhwc.ndim() == 4 && w.ndim() == 4, "x_nhwc (N, H, W, C) and w (M, C/groups, KH, KW) must be 4-D");
     const int64_t N = x_nhwc.shape(0), H = x_nhwc.shape(1), W = x_nhwc.shape(2), C = x_nhwc.shape(3);
     const int64_t Mo = w.shape(0), Cg = w.shape(1), KH = w.shape(2), KW = w.shape(3);
     need(groups >= 1 && C % groups == 0 && Mo % groups == 0 && Cg == C / groups, "groups must divide C and M");
     need(stride_h >= 1 && stride_w >= 1 && dil_h >= 1 && dil_w >= 1, "strides and dilations must be >= 1");
     need(pad_top >= 0 && pad_left >= 0 && pad_bottom >= 0 && pad_right >= 0, "pads must be >= 0");
-    check_zp(x_zero_point, x_s8, "x_zero_point");
-    check_zp(w_zero_point, w_s8, "w_zero_point");
+    check_int8_zero_point(x_zero_point, x_s8, "x_zero_point");
+    check_int8_zero_point(w_zero_point, w_s8, "w_zero_point");
     const int64_t OH = (H + pad_top + pad_bottom - dil_h * (KH - 1) - 1) / stride_h + 1;
     const int64_t OW = (W + pad_left + pad_right - dil_w * (KW - 1) - 1) / stride_w + 1;
     need(OH >= 1 && OW >= 1, "the output would be empty");
@@ -144,9 +134,9 @@ void register_mlas(py::module_& m) {
   m.def("mlas_quantize_linear", [](py::array x, double scale, int64_t zero_point, bool out_s8) {
     const float* xp = typed<float>(x, "x", "float32");
     check_scale(scale, "scale");
-    check_zp(zero_point, out_s8, "zero_point");
+    check_int8_zero_point(zero_point, out_s8, "zero_point");
     std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-    py::array out = new_q(out_s8, shape);
+    py::array out = new_int8_array(out_s8, shape);
     void* op = out.mutable_data();
     {
       ReleaseGil nogil;
@@ -157,7 +147,7 @@ void register_mlas(py::module_& m) {
 
   m.def("mlas_dequantize_linear", [](py::array x, py::array scale, py::array zero_point, int64_t inner) {
     bool s8 = false;
-    const void* xp = qbytes(x, "x", &s8);
+    const void* xp = int8_data(x, "x", &s8);
     const float* sp = typed<float>(scale, "scale", "float32");
     const int32_t* zp = typed<int32_t>(zero_point, "zero_point", "int32");
     const int64_t channels = scale.size();
@@ -176,8 +166,8 @@ void register_mlas(py::module_& m) {
   m.def("mlas_qlinear_binary", [](int op, py::array a, double sa, int64_t za, py::array b, double sb, int64_t zb,
                                   double sc, int64_t zc) {
     bool a_s8 = false, b_s8 = false;
-    const void* ap = qbytes(a, "a", &a_s8);
-    const void* bp = qbytes(b, "b", &b_s8);
+    const void* ap = int8_data(a, "a", &a_s8);
+    const void* bp = int8_data(b, "b", &b_s8);
     need(a_s8 == b_s8, "a and b must have the same dtype");
     need(op == 0 || op == 1, "op must be 0 (add) or 1 (mul)");
     const bool a_scalar = a.size() == 1 && b.size() != 1;
@@ -186,11 +176,11 @@ void register_mlas(py::module_& m) {
     check_scale(sa, "sa");
     check_scale(sb, "sb");
     check_scale(sc, "sc");
-    check_zp(za, a_s8, "za");
-    check_zp(zb, a_s8, "zb");
-    check_zp(zc, a_s8, "zc");
+    check_int8_zero_point(za, a_s8, "za");
+    check_int8_zero_point(zb, a_s8, "zb");
+    check_int8_zero_point(zc, a_s8, "zc");
     const int64_t n = std::max<int64_t>(a.size(), b.size());
-    py::array out = new_q(a_s8, {n});
+    py::array out = new_int8_array(a_s8, {n});
     void* opp = out.mutable_data();
     {
       ReleaseGil nogil;
@@ -215,8 +205,8 @@ void register_mlas(py::module_& m) {
     need(kind >= 0 && kind <= 2, "kind must be 0 (identity), 1 (leaky relu) or 2 (sigmoid)");
     check_scale(sx, "sx");
     check_scale(sy, "sy");
-    check_zp(zx, s8, "zx");
-    check_zp(zy, s8, "zy");
+    check_int8_zero_point(zx, s8, "zx");
+    check_int8_zero_point(zy, s8, "zy");
     py::array_t<uint8_t> table(256);
     uint8_t* tp = table.mutable_data();
     {
@@ -243,13 +233,13 @@ void register_mlas(py::module_& m) {
   m.def("mlas_global_average_pool", [](py::array x, int64_t batch, int64_t channels, int64_t image,
                                        bool channels_last, double sx, int64_t zx, double sy, int64_t zy) {
     bool s8 = false;
-    const void* xp = qbytes(x, "x", &s8);
+    const void* xp = int8_data(x, "x", &s8);
     need(batch >= 1 && channels >= 1 && image >= 1 && batch * channels * image == x.size(), "shape mismatch");
     check_scale(sx, "sx");
     check_scale(sy, "sy");
-    check_zp(zx, s8, "zx");
-    check_zp(zy, s8, "zy");
-    py::array out = new_q(s8, {batch * channels});
+    check_int8_zero_point(zx, s8, "zx");
+    check_int8_zero_point(zy, s8, "zy");
+    py::array out = new_int8_array(s8, {batch * channels});
     void* op = out.mutable_data();
     bool ok = false;
     {
@@ -267,7 +257,7 @@ void register_mlas(py::module_& m) {
                                   int64_t stride_w, int64_t pad_top, int64_t pad_left, int64_t OH, int64_t OW,
                                   bool count_include_pad, double sx, int64_t zx, double sy, int64_t zy) {
     bool s8 = false;
-    const void* xp = qbytes(x, "x", &s8);
+    const void* xp = int8_data(x, "x", &s8);
     need(x.ndim() == 4, "x must be 4-D");
     const int64_t N = x.shape(0);
     const int64_t C = channels_last ? x.shape(3) : x.shape(1);
@@ -280,11 +270,11 @@ void register_mlas(py::module_& m) {
     for (int64_t ow = 0; ow < OW; ++ow) need(ow * stride_w - pad_left < W, "a window starts right of the image");
     check_scale(sx, "sx");
     check_scale(sy, "sy");
-    check_zp(zx, s8, "zx");
-    check_zp(zy, s8, "zy");
+    check_int8_zero_point(zx, s8, "zx");
+    check_int8_zero_point(zy, s8, "zy");
     std::vector<py::ssize_t> shape = channels_last ? std::vector<py::ssize_t>{N, OH, OW, C}
                                                    : std::vector<py::ssize_t>{N, C, OH, OW};
-    py::array out = new_q(s8, shape);
+    py::array out = new_int8_array(s8, shape);
     void* op = out.mutable_data();
     {
       ReleaseGil nogil;
@@ -314,13 +304,8 @@ void register_mlas(py::module_& m) {
     const int64_t rows = acc.shape(0), cols = acc.shape(1);
     const float* sp = typed<float>(scale, "scale", "float32");
     need(scale.size() == 1 || scale.size() == cols, "scale must have 1 or cols values");
-    const float* bp = nullptr;
     py::array b;
-    if (!bias.is_none()) {
-      b = bias.cast<py::array>();
-      bp = typed<float>(b, "bias", "float32");
-      need(b.size() == cols, "bias must have one value per column");
-    }
+    const float* bp = column_bias<float>(bias, cols, "float32", b);
     py::array_t<float> out({rows, cols});
     float* op = out.mutable_data();
     {

@@ -67,6 +67,62 @@ std::pair<std::vector<int32_t>, std::vector<float>> prepare(int64_t O, const py:
   return {bq, sc};
 }
 
+// The checked requantization of one conv2d / linear call: the zero points' ranges, and the
+// per-channel quantized bias and scales (prepare) the kernel's ConvQuant points into.
+struct Requant {
+  std::vector<int32_t> bias_q;
+  std::vector<float> scales;
+  const int32_t* weight_zero_point;
+  int32_t input_zero_point, output_zero_point;
+  bool relu;
+
+  qref::qnnpack::ConvQuant quant() const {
+    qref::qnnpack::ConvQuant q{};
+    q.input_zero_point = input_zero_point;
+    q.weight_zero_point = weight_zero_point;
+    q.bias = bias_q.data();
+    q.scale = scales.data();
+    q.output_zero_point = output_zero_point;
+    q.output_min = relu ? output_zero_point : 0;
+    q.output_max = 255;
+    return q;
+  }
+};
+
+Requant requant(int64_t O, const py::array& weight_scale, const py::array& weight_zero_point,
+                const py::object& bias, double input_scale, int32_t input_zero_point, double output_scale,
+                int32_t output_zero_point, bool relu) {
+  check_range("input_zero_point", input_zero_point, 0, 255);
+  check_range("output_zero_point", output_zero_point, 0, 255);
+  auto [bq, sc] = prepare(O, weight_scale, weight_zero_point, bias, input_scale, output_scale);
+  Requant r;
+  r.bias_q = std::move(bq);
+  r.scales = std::move(sc);
+  r.weight_zero_point = static_cast<const int32_t*>(weight_zero_point.data());
+  r.input_zero_point = input_zero_point;
+  r.output_zero_point = output_zero_point;
+  r.relu = relu;
+  return r;
+}
+
+// The uint8 result of `shape` and, when `intermediates`, the int32 accumulators and float32
+// values before rounding (same shape) the kernel also writes; their pointers are null otherwise.
+struct Outputs {
+  py::array_t<uint8_t> out;
+  py::array_t<int32_t> acc;
+  py::array_t<float> y;
+  int32_t* acc_data = nullptr;
+  float* y_data = nullptr;
+
+  Outputs(const std::vector<py::ssize_t>& shape, bool intermediates) : out(shape) {
+    if (!intermediates) return;
+    acc = py::array_t<int32_t>(shape);
+    y = py::array_t<float>(shape);
+    acc_data = acc.mutable_data();
+    y_data = y.mutable_data();
+  }
+};
+
 py::object conv2d(const py::array& input, const py::array& weight, const py::array& weight_scale,
                   const py::array& weight_zero_point, const py::object& bias, double input_scale,
                   int32_t input_zero_point, double output_scale, int32_t output_zero_point, bool relu,
@@ -83,31 +139,20 @@ py::object conv2d(const py::array& input, const py::array& weight, const py::arr
   need(s.C % s.groups == 0 && s.O % s.groups == 0 && weight.shape(1) == s.C / s.groups,
        "weight must be (O, C/groups, KH, KW) with C and O divisible by groups");
   need(s.OH() >= 1 && s.OW() >= 1, "the output would be empty");
-  check_range("input_zero_point", input_zero_point, 0, 255);
-  check_range("output_zero_point", output_zero_point, 0, 255);
-  auto [bq, sc] = prepare(s.O, weight_scale, weight_zero_point, bias, input_scale, output_scale);
-  const auto* wz = static_cast<const int32_t*>(weight_zero_point.data());
-  qref::qnnpack::ConvQuant q{input_zero_point, wz, bq.data(), sc.data(), output_zero_point,
-                             relu ? output_zero_point : 0, 255};
-  std::vector<py::ssize_t> shape{s.N, s.O, s.OH(), s.OW()};
-  py::array_t<uint8_t> out(shape);
-  py::array_t<int32_t> acc;
-  py::array_t<float> y;
-  if (return_intermediates) {
-    acc = py::array_t<int32_t>(shape);
-    y = py::array_t<float>(shape);
-  }
+  const Requant r = requant(s.O, weight_scale, weight_zero_point, bias, input_scale, input_zero_point, output_scale,
+                            output_zero_point, relu);
+  const qref::qnnpack::ConvQuant q = r.quant();
+  Outputs o({s.N, s.O, s.OH(), s.OW()}, return_intermediates);
   {
     ReleaseGil nogil;
-    qref::qnnpack::conv2d_nchw(s, x, w, q, out.mutable_data(), return_intermediates ? acc.mutable_data() : nullptr,
-                               return_intermediates ? y.mutable_data() : nullptr);
+    qref::qnnpack::conv2d_nchw(s, x, w, q, o.out.mutable_data(), o.acc_data, o.y_data);
   }
-  if (!return_intermediates) return out;
+  if (!return_intermediates) return o.out;
   py::array_t<int32_t> bias_q(static_cast<py::ssize_t>(s.O));
   py::array_t<float> scales(static_cast<py::ssize_t>(s.O));
-  std::copy(bq.begin(), bq.end(), bias_q.mutable_data());
-  std::copy(sc.begin(), sc.end(), scales.mutable_data());
-  return py::make_tuple(out, acc, y, bias_q, scales);
+  std::copy(r.bias_q.begin(), r.bias_q.end(), bias_q.mutable_data());
+  std::copy(r.scales.begin(), r.scales.end(), scales.mutable_data());
+  return py::make_tuple(o.out, o.acc, o.y, bias_q, scales);
 }
 
 py::object linear(const py::array& input, const py::array& weight, const py::array& weight_scale,
@@ -121,27 +166,16 @@ py::object linear(const py::array& input, const py::array& weight, const py::arr
   check_range("out_features", N, 1, kIntMax);
   check_range("rows", M, 0, kIntMax);
   need(weight.shape(1) == K, "weight must be (out_features, in_features)");
-  check_range("input_zero_point", input_zero_point, 0, 255);
-  check_range("output_zero_point", output_zero_point, 0, 255);
-  auto [bq, sc] = prepare(N, weight_scale, weight_zero_point, bias, input_scale, output_scale);
-  const auto* wz = static_cast<const int32_t*>(weight_zero_point.data());
-  qref::qnnpack::ConvQuant q{input_zero_point, wz, bq.data(), sc.data(), output_zero_point,
-                             relu ? output_zero_point : 0, 255};
-  std::vector<py::ssize_t> shape{M, N};
-  py::array_t<uint8_t> out(shape);
-  py::array_t<int32_t> acc;
-  py::array_t<float> y;
-  if (return_intermediates) {
-    acc = py::array_t<int32_t>(shape);
-    y = py::array_t<float>(shape);
-  }
+  const Requant r = requant(N, weight_scale, weight_zero_point, bias, input_scale, input_zero_point, output_scale,
+                            output_zero_point, relu);
+  const qref::qnnpack::ConvQuant q = r.quant();
+  Outputs o({M, N}, return_intermediates);
   {
     ReleaseGil nogil;
-    qref::qnnpack::linear(M, K, N, x, w, q, out.mutable_data(), return_intermediates ? acc.mutable_data() : nullptr,
-                          return_intermediates ? y.mutable_data() : nullptr);
+    qref::qnnpack::linear(M, K, N, x, w, q, o.out.mutable_data(), o.acc_data, o.y_data);
   }
-  if (!return_intermediates) return out;
-  return py::make_tuple(out, acc, y);
+  if (!return_intermediates) return o.out;
+  return py::make_tuple(o.out, o.acc, o.y);
 }
 
 qref::qnnpack::AddParams add_params(double a_scale, int32_t a_zero_point, double b_scale, int32_t b_zero_point,

@@ -20,6 +20,7 @@
 
 #include "qref/gemm/api.h"
 #include "qref/common/kernels.h"
+#include "qref/gemm/requant_views.h"
 
 namespace qref {
 
@@ -235,8 +236,8 @@ void register_fork_handlers() { pthread_atfork(fork_prepare, fork_parent, fork_c
 }  // namespace
 
 // Out-of-line views of Requant's arrays for the kernel translation units compiled
-// with ISA flags (kernels/conv2d_avx2.cc, conv2d_avx512vnni.cc, which declare
-// them): they call these instead of std::vector members, so no standard-library
+// with ISA flags (kernels/conv2d_avx2.cc, conv2d_avx512vnni.cc; declared in
+// gemm/requant_views.h): they call these instead of std::vector members, so no standard-library
 // inline code is ever compiled there with -mavx2 / -mavx512* (the
 // one-definition-rule hazard Highway documents).
 const float* requant_multiplier(const Requant& r) { return r.multiplier.data(); }

@@ -44,16 +44,10 @@
 #include <cstring>
 
 #include "qref/common/kernels.h"
+#include "qref/gemm/requant_views.h"
 #include "qref/onednn/requant.h"
 
 namespace qref {
-// Defined in gemm/conv2d.cc (generic code): Requant's arrays, read here without
-// instantiating any std::vector member under this file's ISA flags.
-const float* requant_multiplier(const Requant& r);
-const float* requant_bias_term(const Requant& r);  // null without bias
-const int32_t* requant_col_offset(const Requant& r);
-const int32_t* requant_weight_zero_point(const Requant& r);
-
 namespace {
 
 constexpr int64_t kMR = 8;    // GEMM rows per micro-tile
