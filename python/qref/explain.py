@@ -324,10 +324,11 @@ def _receptive_field(xin: np.ndarray, wt: np.ndarray, n: int, o: int, g: int, oh
     return taps
 
 
-def _parse_index(index: Any, shape: tuple) -> tuple:
-    N, O, OH, OW = shape
+def _index_entries(index: Any, shape: tuple, form: str) -> tuple:
+    """The entries of ``index`` as a tuple of ints: a flat int (checked against ``shape`` and unravelled),
+    a "n,c,..." string or an iterable of ints (not yet checked against ``shape``)."""
     if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
-        total = N * O * OH * OW
+        total = int(np.prod(shape))
         if not 0 <= int(index) < total:
             raise ValueError(f"explain: index={index} is out of range (flat index into the output of shape "
                              f"{shape}: must be in [0, {total}))")
@@ -335,9 +336,15 @@ def _parse_index(index: Any, shape: tuple) -> tuple:
     if isinstance(index, str):
         index = [int(v) for v in index.replace(" ", "").split(",") if v]
     try:
-        idx = tuple(int(v) for v in index)
+        return tuple(int(v) for v in index)
     except TypeError:
-        raise TypeError(f"explain: index must be (n, c, h, w) or a flat int, got {type(index).__name__}") from None
+        raise TypeError(f"explain: index must be {form} or a flat int, got {type(index).__name__}") from None
+
+
+def _parse_index(index: Any, shape: tuple) -> tuple:
+    idx = _index_entries(index, shape, "(n, c, h, w)")
+    if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+        return idx
     if len(idx) != 4:
         raise ValueError(f"explain: index={idx} has {len(idx)} entries (must be (n, c, h, w) of the output)")
     for v, d, name in zip(idx, shape, "nchw"):
@@ -992,19 +999,9 @@ def _nd_taps(x: np.ndarray, w: np.ndarray, n: int, o: int, g: int, pos: tuple, t
 
 def _nd_index_of(index: Any, shape: tuple) -> tuple:
     """(n, o, *spatial) of the output element ``index``: a tuple, "n,c,..." or a flat int."""
+    idx = _index_entries(index, shape, f"a tuple of {len(shape)} ints")
     if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
-        total = int(np.prod(shape))
-        if not 0 <= int(index) < total:
-            raise ValueError(f"explain: index={index} is out of range (flat index into the output of shape "
-                             f"{shape}: must be in [0, {total}))")
-        return tuple(int(v) for v in np.unravel_index(int(index), shape))
-    if isinstance(index, str):
-        index = [int(v) for v in index.replace(" ", "").split(",") if v]
-    try:
-        idx = tuple(int(v) for v in index)
-    except TypeError:
-        raise TypeError(f"explain: index must be a tuple of {len(shape)} ints or a flat int, got "
-                        f"{type(index).__name__}") from None
+        return idx
     if len(idx) != len(shape):
         raise ValueError(f"explain: index={idx} has {len(idx)} entries (must be {len(shape)} for this layer's "
                          f"output of shape {shape})")

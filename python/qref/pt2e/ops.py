@@ -70,14 +70,14 @@ def parse_call(name: str, args: list) -> Int8Op:
     """An ``Int8Op`` from one recorded call (op name without namespace, positional args)."""
     a = list(args)
     bias = None
+    binary = ".binary" in name
+    x, xs, xz, w, ws, wz = a[:6]
+    i = 6
+    other = None
+    if binary:
+        other = a[6]
+        i = 7
     if name.startswith("qconv"):
-        binary = ".binary" in name
-        x, xs, xz, w, ws, wz = a[:6]
-        i = 6
-        other = None
-        if binary:
-            other = a[6]
-            i = 7
         b, stride, padding, dilation, groups, os_, oz, odt = a[i:i + 8]
         rest = a[i + 8:]
         op = Int8Op("qconv_binary" if binary else "qconv", name, x, _f(xs), _i(xz), _dense_weight(w, False),
@@ -90,13 +90,6 @@ def parse_call(name: str, args: list) -> Int8Op:
         else:
             op.eltwise, op.scalars, op.algorithm = rest[0] or "none", tuple(rest[1] or ()), rest[2] or ""
     else:
-        binary = ".binary" in name
-        x, xs, xz, w, ws, wz = a[:6]
-        i = 6
-        other = None
-        if binary:
-            other = a[6]
-            i = 7
         b, os_, oz, odt = a[i:i + 4]
         rest = a[i + 4:]
         op = Int8Op("qlinear_binary" if binary else "qlinear", name, x, _f(xs), _i(xz), _dense_weight(w, True),

@@ -551,17 +551,22 @@ def _spatial(fn: str, q: _Q, nsp: int) -> np.ndarray:
     return q.nchw()
 
 
+def _pool_sizes(fn: str, n: int, x: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any) -> tuple:
+    """x checked (n + 1 or n + 2 dims), and kernel_size, stride (kernel_size when None or empty), padding,
+    dilation as lists of ``n`` ints."""
+    q = _Q(fn, "x", x)
+    if len(q.shape) not in (n + 1, n + 2):
+        raise ValueError(f"{fn}: x has shape {q.shape} (must have {n + 1} or {n + 2} dims)")
+    k = check_size_list(fn, "kernel_size", kernel_size, n, 1)
+    st = k if stride is None or stride == [] or stride == () else check_size_list(fn, "stride", stride, n, 1)
+    return q, (k, st, check_size_list(fn, "padding", padding, n, 0), check_size_list(fn, "dilation", dilation, n, 1))
+
+
 def max_pool2d(x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
                ceil_mode: Any = False) -> Any:
     """quantized max_pool2d (Pooling.cpp): max over the in-bounds taps; x's qparams."""
     fn = "max_pool2d"
-    q = _Q(fn, "x", x)
-    if len(q.shape) not in (3, 4):
-        raise ValueError(f"{fn}: x has shape {q.shape} (must have 3 or 4 dims)")
-    k = check_size_list(fn, "kernel_size", kernel_size, 2, 1)
-    st = k if stride is None or stride == [] or stride == () else check_size_list(fn, "stride", stride, 2, 1)
-    p = check_size_list(fn, "padding", padding, 2, 0)
-    dl = check_size_list(fn, "dilation", dilation, 2, 1)
+    q, (k, st, p, dl) = _pool_sizes(fn, 2, x, kernel_size, stride, padding, dilation)
     cm = check_bool(fn, "ceil_mode", ceil_mode)
     for i in range(2):
         if p[i] > k[i] // 2:
@@ -583,13 +588,8 @@ def max_pool1d(x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0
                ceil_mode: Any = False) -> Any:
     """quantized max_pool1d: max_pool2d over (1, W)."""
     fn = "max_pool1d"
-    q = _Q(fn, "x", x)
-    if len(q.shape) not in (2, 3):
-        raise ValueError(f"{fn}: x has shape {q.shape} (must have 2 or 3 dims)")
-    k = check_size_list(fn, "kernel_size", kernel_size, 1, 1)[0]
-    st = k if stride is None or stride == [] or stride == () else check_size_list(fn, "stride", stride, 1, 1)[0]
-    p = check_size_list(fn, "padding", padding, 1, 0)[0]
-    dl = check_size_list(fn, "dilation", dilation, 1, 1)[0]
+    q, sizes = _pool_sizes(fn, 1, x, kernel_size, stride, padding, dilation)
+    k, st, p, dl = (v[0] for v in sizes)
     cm = check_bool(fn, "ceil_mode", ceil_mode)
     if p > k // 2:
         raise ValueError(f"{fn}: padding={p} (must be at most half of kernel_size={k})")
