@@ -238,31 +238,11 @@ def _transposed_weight(fn: str, w: np.ndarray, groups: int, C: int) -> tuple[np.
     return np.ascontiguousarray(v.transpose(perm).reshape((groups * OCg, ICg) + tuple(ks))), groups * OCg, ICg
 
 
-def conv_transpose2d(
-    input: Any,
-    weight: Any,
-    bias: Any = None,
-    *,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    groups: int = 1,
-    dilation: Any = 1,
-    input_scale: Any = None,
-    input_zero_point: Any = None,
-    weight_scale: Any = None,
-    weight_zero_point: Any = None,
-    output_scale: Any,
-    output_zero_point: Any,
-    engine: str = "fbgemm",
-    isa: str = "auto",
-    kernel: str = "auto",
-    threads: Optional[int] = None,
-    return_intermediates: bool = False,
-    reproduce_defects: bool = False,
-    onednn_kernel: Optional[str] = None,
-) -> Any:
-    """Quantized ConvTranspose2d, bit-exact with torch's fbgemm ``quantized::conv_transpose2d``.
+_CONV_TRANSPOSE_DOCS = {
+    1: """Quantized ConvTranspose1d: torch runs it as conv_transpose2d on (N, C, 1, L) with kernel
+    (1, k) (qconv.cpp ``QConv1dInt8`` / ``QConvTranspose1d`` unsqueeze), so always the transposed
+    im2col path (the direct path needs kH == 2). ``weight`` (C, O/groups, k).""",
+    2: """Quantized ConvTranspose2d, bit-exact with torch's fbgemm ``quantized::conv_transpose2d``.
 
     ``input`` (N, C, H, W); ``weight`` torch's layout (C, O/groups, kH, kW), per-tensor only (torch
     rejects per-channel weights for transposed convs). Two fbgemm paths: the direct transposed path
@@ -271,92 +251,73 @@ def conv_transpose2d(
     im2col path (docs/numerics.md §4.4). fbgemm's direct path is defective for N > 1, stride_h == 2 and a
     changed input size (:func:`known_torch_defect`); qref computes the correct result unless
     ``reproduce_defects=True`` (which reproduces the deterministic stride_h == 2 defect).
-    """
-    fn = "conv_transpose2d"
-    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 4, "(N, C, H, W)",
-                                           materialize=False)
-    return _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 4, bias, stride,
-                           padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa,
-                           kernel, threads, return_intermediates, reproduce_defects, onednn_kernel)
-
-
-def conv_transpose1d(
-    input: Any,
-    weight: Any,
-    bias: Any = None,
-    *,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    groups: int = 1,
-    dilation: Any = 1,
-    input_scale: Any = None,
-    input_zero_point: Any = None,
-    weight_scale: Any = None,
-    weight_zero_point: Any = None,
-    output_scale: Any,
-    output_zero_point: Any,
-    engine: str = "fbgemm",
-    isa: str = "auto",
-    kernel: str = "auto",
-    threads: Optional[int] = None,
-    return_intermediates: bool = False,
-    reproduce_defects: bool = False,
-    onednn_kernel: Optional[str] = None,
-) -> Any:
-    """Quantized ConvTranspose1d: torch runs it as conv_transpose2d on (N, C, 1, L) with kernel
-    (1, k) (qconv.cpp ``QConv1dInt8`` / ``QConvTranspose1d`` unsqueeze), so always the transposed
-    im2col path (the direct path needs kH == 2). ``weight`` (C, O/groups, k)."""
-    fn = "conv_transpose1d"
-    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 3, "(N, C, L)",
-                                           materialize=False)
-    (st,) = _as_tuple(fn, "stride", stride, 1, 1)
-    (pd,) = _as_tuple(fn, "padding", padding, 1, 0)
-    (op,) = _as_tuple(fn, "output_padding", output_padding, 1, 0)
-    (dl,) = _as_tuple(fn, "dilation", dilation, 1, 1)
-    res = _conv_transpose(fn, a[:, :, None, :], a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 3,
-                          bias, (1, st), (0, pd), (0, op), groups, (1, dl), output_scale, output_zero_point, engine,
-                          isa, kernel, threads, return_intermediates, reproduce_defects, onednn_kernel)
-    if return_intermediates:
-        out, it = res
-        sq = _squeeze_h(out, from_torch)
-        return sq, Intermediates(it.acc[:, :, 0], it.raw[:, :, 0], it.y[:, :, 0], it.plan)
-    return _squeeze_h(res, from_torch)
-
-
-def conv_transpose3d(
-    input: Any,
-    weight: Any,
-    bias: Any = None,
-    *,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    groups: int = 1,
-    dilation: Any = 1,
-    input_scale: Any = None,
-    input_zero_point: Any = None,
-    weight_scale: Any = None,
-    weight_zero_point: Any = None,
-    output_scale: Any,
-    output_zero_point: Any,
-    engine: str = "fbgemm",
-    isa: str = "auto",
-    kernel: str = "auto",
-    threads: Optional[int] = None,
-    return_intermediates: bool = False,
-    reproduce_defects: bool = False,
-    onednn_kernel: Optional[str] = None,
-) -> Any:
-    """Quantized ConvTranspose3d, bit-exact with torch's fbgemm ``quantized::conv_transpose3d``:
+    """,
+    3: """Quantized ConvTranspose3d, bit-exact with torch's fbgemm ``quantized::conv_transpose3d``:
     always the transposed im2col path in (kd, kh, kw, c) order (fbgemm's direct path is 2D only).
-    ``input`` (N, C, D, H, W); ``weight`` (C, O/groups, kD, kH, kW), per-tensor."""
-    fn = "conv_transpose3d"
-    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 5, "(N, C, D, H, W)",
-                                           materialize=False)
-    return _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 5, bias, stride,
-                           padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa,
-                           kernel, threads, return_intermediates, reproduce_defects, onednn_kernel)
+    ``input`` (N, C, D, H, W); ``weight`` (C, O/groups, kD, kH, kW), per-tensor.""",
+}
+
+_INPUT_LAYOUT = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
+
+
+def _conv_transpose_function(nd: int) -> Any:
+    """The public ``conv_transpose{nd}d``: one signature for the three (keyword names, defaults and
+    order are the same), its own name and docstring."""
+    fn = f"conv_transpose{nd}d"
+
+    def conv_transpose(
+        input: Any,
+        weight: Any,
+        bias: Any = None,
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        output_padding: Any = 0,
+        groups: int = 1,
+        dilation: Any = 1,
+        input_scale: Any = None,
+        input_zero_point: Any = None,
+        weight_scale: Any = None,
+        weight_zero_point: Any = None,
+        output_scale: Any,
+        output_zero_point: Any,
+        engine: str = "fbgemm",
+        isa: str = "auto",
+        kernel: str = "auto",
+        threads: Optional[int] = None,
+        return_intermediates: bool = False,
+        reproduce_defects: bool = False,
+        onednn_kernel: Optional[str] = None,
+    ) -> Any:
+        a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, nd + 2, _INPUT_LAYOUT[nd],
+                                               materialize=False)
+        if nd != 1:
+            return _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, nd + 2,
+                                   bias, stride, padding, output_padding, groups, dilation, output_scale,
+                                   output_zero_point, engine, isa, kernel, threads, return_intermediates,
+                                   reproduce_defects, onednn_kernel)
+        # 1D: torch's unsqueeze to (N, C, 1, L), kernel (1, k); its own arguments are checked as 1D first
+        (st,) = _as_tuple(fn, "stride", stride, 1, 1)
+        (pd,) = _as_tuple(fn, "padding", padding, 1, 0)
+        (op,) = _as_tuple(fn, "output_padding", output_padding, 1, 0)
+        (dl,) = _as_tuple(fn, "dilation", dilation, 1, 1)
+        res = _conv_transpose(fn, a[:, :, None, :], a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point,
+                              3, bias, (1, st), (0, pd), (0, op), groups, (1, dl), output_scale, output_zero_point,
+                              engine, isa, kernel, threads, return_intermediates, reproduce_defects, onednn_kernel)
+        if return_intermediates:
+            out, it = res
+            sq = _squeeze_h(out, from_torch)
+            return sq, Intermediates(it.acc[:, :, 0], it.raw[:, :, 0], it.y[:, :, 0], it.plan)
+        return _squeeze_h(res, from_torch)
+
+    conv_transpose.__name__ = conv_transpose.__qualname__ = fn
+    conv_transpose.__doc__ = _CONV_TRANSPOSE_DOCS[nd]
+    return conv_transpose
+
+
+conv_transpose1d = _conv_transpose_function(1)
+conv_transpose2d = _conv_transpose_function(2)
+conv_transpose3d = _conv_transpose_function(3)
 
 
 def _squeeze_h(out: Any, from_torch: bool) -> Any:
