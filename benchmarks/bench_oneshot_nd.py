@@ -77,7 +77,8 @@ def main() -> None:
     for engine in ("fbgemm", "x86"):
         _case("conv3d 64->64 3x3x3 @8x14x14", engine, (1, 64, 8, 14, 14), (64, 64, 3, 3, 3), False, 1, 1, n)
         _case("conv3d 128->128 3x3x3 @4x7x7", engine, (1, 128, 4, 7, 7), (128, 128, 3, 3, 3), False, 1, 1, n)
-        _case("conv_transpose2d 256->128 4x4 s2 @14", engine, (1, 256, 14, 14), (256, 128, 4, 4), True, 2, 1, n)
+            # (256 -> 128 on x86 would be torch's known oneDNN ConvTranspose defect: qref.onednn.transposed_defect)
+        _case("conv_transpose2d 128->128 4x4 s2 @14", engine, (1, 128, 14, 14), (128, 128, 4, 4), True, 2, 1, n)
         _case("conv_transpose2d 64->64 3x3 @28", engine, (1, 64, 28, 28), (64, 64, 3, 3), True, 1, 1, n)
 
 

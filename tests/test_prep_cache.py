@@ -39,6 +39,10 @@ def _torch_conv(kind, qx, qw, bias, engine, **geo):
         p = torch.ops.quantized.conv2d_prepack(qw, bias, [geo["stride"]] * 2, [geo["padding"]] * 2, [1, 1],
                                                geo["groups"])
         return torch.ops.quantized.conv2d(qx, p, OUT_S, OUT_ZP).int_repr().numpy()
+    if kind == "conv3d":
+        p = torch.ops.quantized.conv3d_prepack(qw, bias, [geo["stride"]] * 3, [geo["padding"]] * 3, [1, 1, 1],
+                                               geo["groups"])
+        return torch.ops.quantized.conv3d(qx, p, OUT_S, OUT_ZP).int_repr().numpy()
     if kind == "conv1d":
         p = torch.ops.quantized.conv1d_prepack(qw, bias, [geo["stride"]], [geo["padding"]], [1], geo["groups"])
         return torch.ops.quantized.conv1d(qx, p, OUT_S, OUT_ZP).int_repr().numpy()
@@ -47,7 +51,8 @@ def _torch_conv(kind, qx, qw, bias, engine, **geo):
 
 
 def _qref(kind, x, w, bias, engine, numpy_args=None, **geo):
-    fn = {"conv2d": qref.conv2d, "conv1d": qref.conv1d, "linear": qref.linear}[kind]
+    fn = {"conv2d": qref.conv2d, "conv1d": qref.conv1d, "conv3d": qref.conv3d,
+          "linear": qref.linear}[kind]
     kw = dict(output_scale=OUT_S, output_zero_point=OUT_ZP, engine=engine)
     if kind != "linear":
         kw.update(geo)
@@ -62,6 +67,7 @@ LAYERS = {
     "conv2d": ((1, 8, 9, 9), (16, 8, 3, 3), dict(stride=1, padding=1, groups=1)),
     "conv1d": ((2, 8, 17), (12, 8, 3), dict(stride=2, padding=1, groups=1)),
     "linear": ((5, 24), (10, 24), {}),
+    "conv3d": ((1, 8, 5, 6, 6), (16, 8, 3, 3, 3), dict(stride=1, padding=1, groups=1)),
 }
 
 
@@ -169,17 +175,18 @@ def test_numpy_scale_array_changed_in_place():
     assert not np.array_equal(first, ref)  # the change is visible in the output
 
 
-def test_repeated_call_reuses_the_prepared_weights(monkeypatch):
-    x, w, scales, bias, geo = _operands("conv2d", seed=5)
+@pytest.mark.parametrize("kind", ["conv2d", "conv3d"])
+def test_repeated_call_reuses_the_prepared_weights(monkeypatch, kind):
+    x, w, scales, bias, geo = _operands(kind, seed=5)
     args = dict(input_scale=0.05, input_zero_point=3, weight_scale=scales, weight_zero_point=0)
     calls = []
     real = fbgemm_conv2d.prepare
     monkeypatch.setattr(fbgemm_conv2d, "prepare", lambda *a, **k: calls.append(1) or real(*a, **k))
-    outs = [_qref("conv2d", x, w, bias, "fbgemm", args, **geo) for _ in range(4)]
+    outs = [_qref(kind, x, w, bias, "fbgemm", args, **geo) for _ in range(4)]
     assert len(calls) == 1
     assert all(np.array_equal(o, outs[0]) for o in outs)
-    w[0, 0, 0, 0] ^= 1
-    _qref("conv2d", x, w, bias, "fbgemm", args, **geo)
+    w.reshape(-1)[0] ^= 1
+    _qref(kind, x, w, bias, "fbgemm", args, **geo)
     assert len(calls) == 2  # the changed weight was packed again
 
 

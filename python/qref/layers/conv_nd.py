@@ -22,10 +22,11 @@ from ..common.layout import _wrap_quint8 as _wrap
 from ..common.onednn_isa import resolve_class
 from ..common.operands import _activation, _as_tuple, _bias_operand, _output_quant, _weight_operand
 from ..common.validate import INT32_MAX, check_bool, check_conv_output, check_int, check_scale
-from ..engines.fbgemm.conv2d import Intermediates
+from ..engines.fbgemm.conv2d import Intermediates, _conv_plan
 from ..engines.fbgemm.conv_nd import (
     _conv3d_via_conv2d,
     _convt2d_via_conv2d,
+    gather_depth,
     _nd_plan,
     _pairs_survive_reordering,
     _run_nd,
@@ -192,6 +193,20 @@ def conv3d(
     # tap pairs would change, nor for reproduce_defects / intermediates).
     if (kname != "scalar" and plan.path != "depthwise" and not reproduce_defects and not return_intermediates
             and _pairs_survive_reordering(plan, Cg, KD * KH * KW)):
+        x4, OD = gather_depth(a_ndhwc, a_zp, KD, st[0], pd[0], dl[0], g)
+        w4 = np.ascontiguousarray(wt.oihw.transpose(0, 2, 1, 3, 4)).reshape(O, KD * Cg, KH, KW)
+        if _conv_plan((x4.shape[0], x4.shape[3], x4.shape[1], x4.shape[2]), w4.shape, st[1:], pd[1:], dl[1:], g,
+                      isa).saturates == plan.saturates:
+            # the same conv2d through qref.conv2d, whose checked cache (qref.layers.prep_cache, keyed
+            # by this call's own weight-side arguments) keeps w4 packed between calls
+            ws, wz = (wt.scale, wt.zero_point) if wt.per_channel else (float(wt.scale[0]), int(wt.zero_point[0]))
+            o4 = conv2d(x4.transpose(0, 3, 1, 2), w4, bias, stride=st[1:], padding=pd[1:], dilation=dl[1:], groups=g,
+                        input_scale=a_s, input_zero_point=a_zp, weight_scale=ws, weight_zero_point=wz,
+                        output_scale=output_scale, output_zero_point=output_zero_point, relu=relu, engine="fbgemm",
+                        isa=isa, kernel=kernel, threads=threads, _fn=fn,
+                        _cache_objs=(weight, bias, weight_scale, weight_zero_point))
+            o5 = o4.reshape((N, OD) + o4.shape[1:]).transpose(0, 2, 1, 3, 4)
+            return _wrap(np.ascontiguousarray(o5), from_torch, out_s, out_zp)
         out, inter = _conv3d_via_conv2d(a_ndhwc, a_s, a_zp, wt, b, st, pd, dl, g, out_s, out_zp, relu, plan,
                                         kname, nthreads, False)
     else:

@@ -93,6 +93,24 @@ def _conv2d_core(x_nhwc, w_ohwi, b, st, pd, dl, g, a_s, a_zp, wt, out_s, out_zp,
     return res, None
 
 
+def gather_depth(a_ndhwc: np.ndarray, a_zp: int, KD: int, sd: int, pdd: int, dld: int, g: int) -> tuple:
+    """The input of conv3d-as-conv2d (_conv3d_via_conv2d): (N*OD, H, W, g*KD*Cg) with channels
+    (g, kd, c), out-of-range depth taps holding a_zp; returns (x4, OD)."""
+    N, D, H, W, C = a_ndhwc.shape
+    Cg = C // g
+    OD = (D + 2 * pdd - dld * (KD - 1) - 1) // sd + 1
+    if KD == 1 and sd == 1 and pdd == 0:
+        return a_ndhwc.reshape(N * D, H, W, C), OD
+    xp = a_ndhwc
+    if pdd:
+        fill = np.full((N, pdd, H, W, C), a_zp, np.uint8)
+        xp = np.concatenate([fill, a_ndhwc, fill], axis=1)
+    idx = np.arange(OD)[:, None] * sd + np.arange(KD)[None, :] * dld  # (OD, KD)
+    xg = xp[:, idx]  # (N, OD, KD, H, W, C)
+    xg = xg.reshape(N, OD, KD, H, W, g, Cg).transpose(0, 1, 3, 4, 5, 2, 6)
+    return np.ascontiguousarray(xg).reshape(N * OD, H, W, g * KD * Cg), OD
+
+
 def _conv3d_via_conv2d(a_ndhwc, a_s, a_zp, wt, b, st, pd, dl, g, out_s, out_zp, relu, plan, kname, threads,
                        return_intermediates):
     """conv3d as one conv2d over N*OD images whose channels are (kd, c) per group: the depth taps
@@ -100,20 +118,9 @@ def _conv3d_via_conv2d(a_ndhwc, a_s, a_zp, wt, b, st, pd, dl, g, out_s, out_zp, 
     weight becomes (O, KH, KW, KD*Cg). Same products, same zero-point terms (K and the row sums
     include the same a_zp taps) and, where _pairs_survive_reordering, the same saturated pairs:
     the same bytes as the N-d reference, through the fast conv2d kernels."""
-    N, D, H, W, C = a_ndhwc.shape
+    N = a_ndhwc.shape[0]
     O, Cg, KD, KH, KW = wt.oihw.shape
-    OD = (D + 2 * pd[0] - dl[0] * (KD - 1) - 1) // st[0] + 1
-    if KD == 1 and st[0] == 1 and pd[0] == 0:
-        x4 = a_ndhwc.reshape(N * D, H, W, C)
-    else:
-        xp = a_ndhwc
-        if pd[0]:
-            fill = np.full((N, pd[0], H, W, C), a_zp, np.uint8)
-            xp = np.concatenate([fill, a_ndhwc, fill], axis=1)
-        idx = np.arange(OD)[:, None] * st[0] + np.arange(KD)[None, :] * dl[0]  # (OD, KD)
-        xg = xp[:, idx]  # (N, OD, KD, H, W, C)
-        xg = xg.reshape(N, OD, KD, H, W, g, Cg).transpose(0, 1, 3, 4, 5, 2, 6)
-        x4 = np.ascontiguousarray(xg).reshape(N * OD, H, W, g * KD * Cg)
+    x4, OD = gather_depth(a_ndhwc, a_zp, KD, st[0], pd[0], dl[0], g)
     w4 = np.ascontiguousarray(wt.oihw.transpose(0, 3, 4, 2, 1)).reshape(O, KH, KW, KD * Cg)
     out, inter = _conv2d_core(x4, w4, b, st[1:], pd[1:], dl[1:], g, a_s, a_zp, wt, out_s, out_zp, relu,
                               plan.saturates, kname, threads, return_intermediates)
