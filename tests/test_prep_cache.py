@@ -228,3 +228,81 @@ def test_threads_share_entries_and_agree():
         t.join()
     assert not errors
     assert len(results) == 80 and all(np.array_equal(r, ref) for r in results)
+
+
+TRANSPOSED = {
+    # kind: (input shape, weight shape (C, O/groups, k...), stride, padding)
+    "conv_transpose1d": ((2, 8, 9), (8, 8, 3), 2, 1),  # C == O: torch's x86 engine is wrong for C != O
+    "conv_transpose2d": ((1, 8, 6, 7), (8, 8, 3, 3), 2, 1),
+}
+
+
+def _torch_transposed(kind, qx, qw, bias, engine, stride, padding):
+    torch.backends.quantized.engine = engine
+    nd = qx.dim() - 2
+    ops = torch.ops.quantized
+    p = getattr(ops, f"{kind}_prepack")(qw, bias, [stride] * nd, [padding] * nd, [0] * nd, [1] * nd, 1)
+    return getattr(ops, kind)(qx, p, OUT_S, OUT_ZP).int_repr().numpy()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("kind", list(TRANSPOSED))
+def test_transposed_weight_changed_in_place_gives_new_result(kind, engine):
+    xs, ws, stride, padding = TRANSPOSED[kind]
+    rng = np.random.default_rng(11)
+    x = _ints(rng, xs, 0, 256, np.uint8)
+    w = _ints(rng, ws, -127, 128, np.int8)
+    bias = rng.normal(0, 2, ws[1]).astype(np.float32)
+    fn = getattr(qref, kind)
+    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), 0.05, 3)
+    qw = torch._make_per_tensor_quantized_tensor(torch.from_numpy(w.copy()), 0.02, 0)
+    tb = torch.from_numpy(bias.copy())
+    geo = dict(stride=stride, padding=padding, output_scale=OUT_S, output_zero_point=OUT_ZP, engine=engine)
+
+    def check_torch(what):
+        ref = _torch_transposed(kind, qx, qw, tb, engine, stride, padding)
+        for rep in ("", " (repeated)"):
+            assert np.array_equal(fn(qx, qw, tb, **geo).int_repr().numpy(), ref), what + rep
+
+    def check_numpy(what):
+        qw_now = torch._make_per_tensor_quantized_tensor(torch.from_numpy(w.copy()), 0.02, 0)
+        ref = _torch_transposed(kind, qx, qw_now, torch.from_numpy(bias.copy()), engine, stride, padding)
+        args = dict(input_scale=0.05, input_zero_point=3, weight_scale=0.02, weight_zero_point=0)
+        for rep in ("", " (repeated)"):
+            assert np.array_equal(fn(x, w, bias, **args, **geo), ref), what + rep
+
+    def new_q():
+        return torch._make_per_tensor_quantized_tensor(torch.from_numpy(_ints(rng, ws, -127, 128, np.int8)), 0.02, 0)
+
+    check_torch("first")
+    qw.data.copy_(new_q())
+    check_torch("qw.data.copy_")
+    qw[...] = new_q()
+    check_torch("qw[...] = ...")
+    tb.data.mul_(-3)
+    check_torch("bias.data.mul_")
+    check_numpy("numpy first")
+    w[...] = _ints(rng, ws, -127, 128, np.int8)
+    check_numpy("w[...] = ...")
+    w.reshape(-1)[:5] = -w.reshape(-1)[:5].clip(-127, 127)
+    check_numpy("write through a view")
+
+
+@pytest.mark.parametrize("kind", list(TRANSPOSED))
+def test_transposed_repeated_call_reuses_the_prepared_weights(monkeypatch, kind):
+    xs, ws, stride, padding = TRANSPOSED[kind]
+    rng = np.random.default_rng(12)
+    x = _ints(rng, xs, 0, 256, np.uint8)
+    w = _ints(rng, ws, -127, 128, np.int8)
+    args = dict(input_scale=0.05, input_zero_point=3, weight_scale=0.02, weight_zero_point=0, stride=stride,
+                padding=padding, output_scale=OUT_S, output_zero_point=OUT_ZP)
+    calls = []
+    real = fbgemm_conv2d.prepare
+    monkeypatch.setattr(fbgemm_conv2d, "prepare", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fn = getattr(qref, kind)
+    outs = [fn(x, w, None, **args) for _ in range(4)]
+    assert len(calls) == 1
+    assert all(np.array_equal(o, outs[0]) for o in outs)
+    w.reshape(-1)[0] ^= 1
+    fn(x, w, None, **args)
+    assert len(calls) == 2

@@ -27,6 +27,7 @@ from ..engines.fbgemm.conv_nd import (
     _conv3d_via_conv2d,
     _convt2d_via_conv2d,
     gather_depth,
+    spread_input,
     _nd_plan,
     _pairs_survive_reordering,
     _run_nd,
@@ -397,6 +398,18 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
     if (nd == 2 and kname != "scalar" and plan.path == "im2col" and not return_intermediates
             and _pairs_survive_reordering(plan, Cg, int(np.prod(ks)))):
         # the other kernels: the conv2d core on the spread-out input (kernel="scalar": the reference)
+        u = spread_input(x_cl, a_zp, ks, st, pd, dl, op)
+        w_flip = np.ascontiguousarray(w_oihw[:, :, ::-1, ::-1])
+        if _conv_plan((u.shape[0], u.shape[3], u.shape[1], u.shape[2]), w_flip.shape, (1, 1), (0, 0), dl, g,
+                      isa).saturates == plan.saturates:
+            # the same stride-1 conv through qref.conv2d, whose checked cache (keyed by this call's
+            # own weight-side arguments) keeps the flipped weight packed between calls
+            o4 = conv2d(u.transpose(0, 3, 1, 2), w_flip, bias, stride=1, padding=0, dilation=dl, groups=g,
+                        input_scale=a_s, input_zero_point=a_zp, weight_scale=float(wt.scale[0]),
+                        weight_zero_point=int(wt.zero_point[0]), output_scale=output_scale,
+                        output_zero_point=output_zero_point, engine="fbgemm", isa=isa, kernel=kernel,
+                        threads=threads, _fn=fn, _cache_objs=(weight, bias, weight_scale, weight_zero_point))
+            return _wrap(np.ascontiguousarray(o4), from_torch, out_s, out_zp)
         out = _convt2d_via_conv2d(x_cl, a_s, a_zp, w_oihw, wt, b, st, pd, dl, op, g, out_s, out_zp, plan, kname,
                                   nthreads)
         return _wrap(np.ascontiguousarray(out.transpose(0, 3, 1, 2)), from_torch, out_s, out_zp)

@@ -131,16 +131,10 @@ def _conv3d_via_conv2d(a_ndhwc, a_s, a_zp, wt, b, st, pd, dl, g, out_s, out_zp, 
     return five(out), (None if inter is None else tuple(five(v) for v in inter))
 
 
-def _convt2d_via_conv2d(x_nhwc, a_s, a_zp, w_oihw, wt, b, st, pd, dl, op, g, out_s, out_zp, plan, kname, threads):
-    """fbgemm's transposed im2col reads input row (oh + pad - r*dil) / stride, or a_zp when that is
-    not an integer inside the input (docs/numerics.md §4.4). That is an ordinary stride-1 conv over the input
-    spread out by the stride with a_zp everywhere else (and a_zp borders of dil*(k-1) - pad, plus
-    output_padding at the end), with the kernel flipped: tap r reads spread index
-    oh + (k-1-r)*dil. Same products, same a_zp taps, so the same row sums and zero-point terms;
-    the tap order is reversed, which keeps the saturated pairs where _pairs_survive_reordering."""
+def spread_input(x_nhwc: np.ndarray, a_zp: int, ks: tuple, st, pd, dl, op) -> np.ndarray:
+    """The input of a 2D transposed conv as a stride-1 conv (_convt2d_via_conv2d): input i at
+    spread index i*stride + dil*(k-1) - pad, a_zp everywhere else (N, SH, SW, C)."""
     N, H, W, C = x_nhwc.shape
-    O, Cg, KH, KW = w_oihw.shape
-    ks = (KH, KW)
     out_hw = [(n - 1) * s - 2 * p + d * (k - 1) + o + 1 for n, s, p, d, k, o in zip((H, W), st, pd, dl, ks, op)]
     size = [o + d * (k - 1) for o, d, k in zip(out_hw, dl, ks)]
     off = [d * (k - 1) - p for d, k, p in zip(dl, ks, pd)]  # spread index of input 0
@@ -153,6 +147,17 @@ def _convt2d_via_conv2d(x_nhwc, a_s, a_zp, w_oihw, wt, b, st, pd, dl, op, g, out
         sel.append((np.flatnonzero(keep), pos[keep]))
     (ih, uh), (iw, uw) = sel
     u[:, uh[:, None], uw[None, :]] = x_nhwc[:, ih[:, None], iw[None, :]]
+    return u
+
+
+def _convt2d_via_conv2d(x_nhwc, a_s, a_zp, w_oihw, wt, b, st, pd, dl, op, g, out_s, out_zp, plan, kname, threads):
+    """fbgemm's transposed im2col reads input row (oh + pad - r*dil) / stride, or a_zp when that is
+    not an integer inside the input (docs/numerics.md §4.4). That is an ordinary stride-1 conv over the input
+    spread out by the stride with a_zp everywhere else (and a_zp borders of dil*(k-1) - pad, plus
+    output_padding at the end), with the kernel flipped: tap r reads spread index
+    oh + (k-1-r)*dil. Same products, same a_zp taps, so the same row sums and zero-point terms;
+    the tap order is reversed, which keeps the saturated pairs where _pairs_survive_reordering."""
+    u = spread_input(x_nhwc, a_zp, w_oihw.shape[2:], st, pd, dl, op)
     w_flip = np.ascontiguousarray(w_oihw[:, :, ::-1, ::-1].transpose(0, 2, 3, 1))
     out, _ = _conv2d_core(u, w_flip, b, (1, 1), (0, 0), dl, g, a_s, a_zp, wt, out_s, out_zp, False,
                           plan.saturates, kname, threads, False)
