@@ -26,11 +26,11 @@ from ..engines.fbgemm.conv2d import Intermediates, _conv_plan
 from ..engines.fbgemm.conv_nd import (
     _conv3d_via_conv2d,
     _convt2d_via_conv2d,
-    gather_depth,
-    spread_input,
     _nd_plan,
     _pairs_survive_reordering,
     _run_nd,
+    gather_depth,
+    spread_input,
 )
 from ..engines.onednn import nd as onednn_nd
 from ..engines.onednn.kernel_names import checked_kernel
