@@ -245,13 +245,16 @@ def _torch_transposed(kind, qx, qw, bias, engine, stride, padding):
     return getattr(ops, kind)(qx, p, OUT_S, OUT_ZP).int_repr().numpy()
 
 
+def _transposed_operands(kind, seed):
+    xs, ws, stride, padding = TRANSPOSED[kind]
+    rng = np.random.default_rng(seed)
+    return rng, _ints(rng, xs, 0, 256, np.uint8), _ints(rng, ws, -127, 128, np.int8), ws, stride, padding
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("kind", list(TRANSPOSED))
 def test_transposed_weight_changed_in_place_gives_new_result(kind, engine):
-    xs, ws, stride, padding = TRANSPOSED[kind]
-    rng = np.random.default_rng(11)
-    x = _ints(rng, xs, 0, 256, np.uint8)
-    w = _ints(rng, ws, -127, 128, np.int8)
+    rng, x, w, ws, stride, padding = _transposed_operands(kind, 11)
     bias = rng.normal(0, 2, ws[1]).astype(np.float32)
     fn = getattr(qref, kind)
     qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), 0.05, 3)
@@ -290,10 +293,7 @@ def test_transposed_weight_changed_in_place_gives_new_result(kind, engine):
 
 @pytest.mark.parametrize("kind", list(TRANSPOSED))
 def test_transposed_repeated_call_reuses_the_prepared_weights(monkeypatch, kind):
-    xs, ws, stride, padding = TRANSPOSED[kind]
-    rng = np.random.default_rng(12)
-    x = _ints(rng, xs, 0, 256, np.uint8)
-    w = _ints(rng, ws, -127, 128, np.int8)
+    _, x, w, _, stride, padding = _transposed_operands(kind, 12)
     args = dict(input_scale=0.05, input_zero_point=3, weight_scale=0.02, weight_zero_point=0, stride=stride,
                 padding=padding, output_scale=OUT_S, output_zero_point=OUT_ZP)
     calls = []
