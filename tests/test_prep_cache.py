@@ -39,6 +39,10 @@ def _torch_conv(kind, qx, qw, bias, engine, **geo):
         p = torch.ops.quantized.conv2d_prepack(qw, bias, [geo["stride"]] * 2, [geo["padding"]] * 2, [1, 1],
                                                geo["groups"])
         return torch.ops.quantized.conv2d(qx, p, OUT_S, OUT_ZP).int_repr().numpy()
+    if kind == "conv3d":
+        p = torch.ops.quantized.conv3d_prepack(qw, bias, [geo["stride"]] * 3, [geo["padding"]] * 3, [1, 1, 1],
+                                               geo["groups"])
+        return torch.ops.quantized.conv3d(qx, p, OUT_S, OUT_ZP).int_repr().numpy()
     if kind == "conv1d":
         p = torch.ops.quantized.conv1d_prepack(qw, bias, [geo["stride"]], [geo["padding"]], [1], geo["groups"])
         return torch.ops.quantized.conv1d(qx, p, OUT_S, OUT_ZP).int_repr().numpy()
@@ -47,7 +51,8 @@ def _torch_conv(kind, qx, qw, bias, engine, **geo):
 
 
 def _qref(kind, x, w, bias, engine, numpy_args=None, **geo):
-    fn = {"conv2d": qref.conv2d, "conv1d": qref.conv1d, "linear": qref.linear}[kind]
+    fn = {"conv2d": qref.conv2d, "conv1d": qref.conv1d, "conv3d": qref.conv3d,
+          "linear": qref.linear}[kind]
     kw = dict(output_scale=OUT_S, output_zero_point=OUT_ZP, engine=engine)
     if kind != "linear":
         kw.update(geo)
@@ -62,6 +67,7 @@ LAYERS = {
     "conv2d": ((1, 8, 9, 9), (16, 8, 3, 3), dict(stride=1, padding=1, groups=1)),
     "conv1d": ((2, 8, 17), (12, 8, 3), dict(stride=2, padding=1, groups=1)),
     "linear": ((5, 24), (10, 24), {}),
+    "conv3d": ((1, 8, 5, 6, 6), (16, 8, 3, 3, 3), dict(stride=1, padding=1, groups=1)),
 }
 
 
@@ -169,17 +175,18 @@ def test_numpy_scale_array_changed_in_place():
     assert not np.array_equal(first, ref)  # the change is visible in the output
 
 
-def test_repeated_call_reuses_the_prepared_weights(monkeypatch):
-    x, w, scales, bias, geo = _operands("conv2d", seed=5)
+@pytest.mark.parametrize("kind", ["conv2d", "conv3d"])
+def test_repeated_call_reuses_the_prepared_weights(monkeypatch, kind):
+    x, w, scales, bias, geo = _operands(kind, seed=5)
     args = dict(input_scale=0.05, input_zero_point=3, weight_scale=scales, weight_zero_point=0)
     calls = []
     real = fbgemm_conv2d.prepare
     monkeypatch.setattr(fbgemm_conv2d, "prepare", lambda *a, **k: calls.append(1) or real(*a, **k))
-    outs = [_qref("conv2d", x, w, bias, "fbgemm", args, **geo) for _ in range(4)]
+    outs = [_qref(kind, x, w, bias, "fbgemm", args, **geo) for _ in range(4)]
     assert len(calls) == 1
     assert all(np.array_equal(o, outs[0]) for o in outs)
-    w[0, 0, 0, 0] ^= 1
-    _qref("conv2d", x, w, bias, "fbgemm", args, **geo)
+    w.reshape(-1)[0] ^= 1
+    _qref(kind, x, w, bias, "fbgemm", args, **geo)
     assert len(calls) == 2  # the changed weight was packed again
 
 
@@ -221,3 +228,81 @@ def test_threads_share_entries_and_agree():
         t.join()
     assert not errors
     assert len(results) == 80 and all(np.array_equal(r, ref) for r in results)
+
+
+TRANSPOSED = {
+    # kind: (input shape, weight shape (C, O/groups, k...), stride, padding)
+    "conv_transpose1d": ((2, 8, 9), (8, 8, 3), 2, 1),  # C == O: torch's x86 engine is wrong for C != O
+    "conv_transpose2d": ((1, 8, 6, 7), (8, 8, 3, 3), 2, 1),
+}
+
+
+def _torch_transposed(kind, qx, qw, bias, engine, stride, padding):
+    torch.backends.quantized.engine = engine
+    nd = qx.dim() - 2
+    ops = torch.ops.quantized
+    p = getattr(ops, f"{kind}_prepack")(qw, bias, [stride] * nd, [padding] * nd, [0] * nd, [1] * nd, 1)
+    return getattr(ops, kind)(qx, p, OUT_S, OUT_ZP).int_repr().numpy()
+
+
+def _transposed_operands(kind, seed):
+    xs, ws, stride, padding = TRANSPOSED[kind]
+    rng = np.random.default_rng(seed)
+    return rng, _ints(rng, xs, 0, 256, np.uint8), _ints(rng, ws, -127, 128, np.int8), ws, stride, padding
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("kind", list(TRANSPOSED))
+def test_transposed_weight_changed_in_place_gives_new_result(kind, engine):
+    rng, x, w, ws, stride, padding = _transposed_operands(kind, 11)
+    bias = rng.normal(0, 2, ws[1]).astype(np.float32)
+    fn = getattr(qref, kind)
+    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), 0.05, 3)
+    qw = torch._make_per_tensor_quantized_tensor(torch.from_numpy(w.copy()), 0.02, 0)
+    tb = torch.from_numpy(bias.copy())
+    geo = dict(stride=stride, padding=padding, output_scale=OUT_S, output_zero_point=OUT_ZP, engine=engine)
+
+    def check_torch(what):
+        ref = _torch_transposed(kind, qx, qw, tb, engine, stride, padding)
+        for rep in ("", " (repeated)"):
+            assert np.array_equal(fn(qx, qw, tb, **geo).int_repr().numpy(), ref), what + rep
+
+    def check_numpy(what):
+        qw_now = torch._make_per_tensor_quantized_tensor(torch.from_numpy(w.copy()), 0.02, 0)
+        ref = _torch_transposed(kind, qx, qw_now, torch.from_numpy(bias.copy()), engine, stride, padding)
+        args = dict(input_scale=0.05, input_zero_point=3, weight_scale=0.02, weight_zero_point=0)
+        for rep in ("", " (repeated)"):
+            assert np.array_equal(fn(x, w, bias, **args, **geo), ref), what + rep
+
+    def new_q():
+        return torch._make_per_tensor_quantized_tensor(torch.from_numpy(_ints(rng, ws, -127, 128, np.int8)), 0.02, 0)
+
+    check_torch("first")
+    qw.data.copy_(new_q())
+    check_torch("qw.data.copy_")
+    qw[...] = new_q()
+    check_torch("qw[...] = ...")
+    tb.data.mul_(-3)
+    check_torch("bias.data.mul_")
+    check_numpy("numpy first")
+    w[...] = _ints(rng, ws, -127, 128, np.int8)
+    check_numpy("w[...] = ...")
+    w.reshape(-1)[:5] = -w.reshape(-1)[:5].clip(-127, 127)
+    check_numpy("write through a view")
+
+
+@pytest.mark.parametrize("kind", list(TRANSPOSED))
+def test_transposed_repeated_call_reuses_the_prepared_weights(monkeypatch, kind):
+    _, x, w, _, stride, padding = _transposed_operands(kind, 12)
+    args = dict(input_scale=0.05, input_zero_point=3, weight_scale=0.02, weight_zero_point=0, stride=stride,
+                padding=padding, output_scale=OUT_S, output_zero_point=OUT_ZP)
+    calls = []
+    real = fbgemm_conv2d.prepare
+    monkeypatch.setattr(fbgemm_conv2d, "prepare", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fn = getattr(qref, kind)
+    outs = [fn(x, w, None, **args) for _ in range(4)]
+    assert len(calls) == 1
+    assert all(np.array_equal(o, outs[0]) for o in outs)
+    w.reshape(-1)[0] ^= 1
+    fn(x, w, None, **args)
+    assert len(calls) == 2

@@ -22,13 +22,15 @@ from ..common.layout import _wrap_quint8 as _wrap
 from ..common.onednn_isa import resolve_class
 from ..common.operands import _activation, _as_tuple, _bias_operand, _output_quant, _weight_operand
 from ..common.validate import INT32_MAX, check_bool, check_conv_output, check_int, check_scale
-from ..engines.fbgemm.conv2d import Intermediates
+from ..engines.fbgemm.conv2d import Intermediates, _conv_plan
 from ..engines.fbgemm.conv_nd import (
     _conv3d_via_conv2d,
     _convt2d_via_conv2d,
     _nd_plan,
     _pairs_survive_reordering,
     _run_nd,
+    gather_depth,
+    spread_input,
 )
 from ..engines.onednn import nd as onednn_nd
 from ..engines.onednn.kernel_names import checked_kernel
@@ -192,6 +194,20 @@ def conv3d(
     # tap pairs would change, nor for reproduce_defects / intermediates).
     if (kname != "scalar" and plan.path != "depthwise" and not reproduce_defects and not return_intermediates
             and _pairs_survive_reordering(plan, Cg, KD * KH * KW)):
+        x4, OD = gather_depth(a_ndhwc, a_zp, KD, st[0], pd[0], dl[0], g)
+        w4 = np.ascontiguousarray(wt.oihw.transpose(0, 2, 1, 3, 4)).reshape(O, KD * Cg, KH, KW)
+        if _conv_plan((x4.shape[0], x4.shape[3], x4.shape[1], x4.shape[2]), w4.shape, st[1:], pd[1:], dl[1:], g,
+                      isa).saturates == plan.saturates:
+            # the same conv2d through qref.conv2d, whose checked cache (qref.layers.prep_cache, keyed
+            # by this call's own weight-side arguments) keeps w4 packed between calls
+            ws, wz = (wt.scale, wt.zero_point) if wt.per_channel else (float(wt.scale[0]), int(wt.zero_point[0]))
+            o4 = conv2d(x4.transpose(0, 3, 1, 2), w4, bias, stride=st[1:], padding=pd[1:], dilation=dl[1:], groups=g,
+                        input_scale=a_s, input_zero_point=a_zp, weight_scale=ws, weight_zero_point=wz,
+                        output_scale=output_scale, output_zero_point=output_zero_point, relu=relu, engine="fbgemm",
+                        isa=isa, kernel=kernel, threads=threads, _fn=fn,
+                        _cache_objs=(weight, bias, weight_scale, weight_zero_point))
+            o5 = o4.reshape((N, OD) + o4.shape[1:]).transpose(0, 2, 1, 3, 4)
+            return _wrap(np.ascontiguousarray(o5), from_torch, out_s, out_zp)
         out, inter = _conv3d_via_conv2d(a_ndhwc, a_s, a_zp, wt, b, st, pd, dl, g, out_s, out_zp, relu, plan,
                                         kname, nthreads, False)
     else:
@@ -238,31 +254,11 @@ def _transposed_weight(fn: str, w: np.ndarray, groups: int, C: int) -> tuple[np.
     return np.ascontiguousarray(v.transpose(perm).reshape((groups * OCg, ICg) + tuple(ks))), groups * OCg, ICg
 
 
-def conv_transpose2d(
-    input: Any,
-    weight: Any,
-    bias: Any = None,
-    *,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    groups: int = 1,
-    dilation: Any = 1,
-    input_scale: Any = None,
-    input_zero_point: Any = None,
-    weight_scale: Any = None,
-    weight_zero_point: Any = None,
-    output_scale: Any,
-    output_zero_point: Any,
-    engine: str = "fbgemm",
-    isa: str = "auto",
-    kernel: str = "auto",
-    threads: Optional[int] = None,
-    return_intermediates: bool = False,
-    reproduce_defects: bool = False,
-    onednn_kernel: Optional[str] = None,
-) -> Any:
-    """Quantized ConvTranspose2d, bit-exact with torch's fbgemm ``quantized::conv_transpose2d``.
+_CONV_TRANSPOSE_DOCS = {
+    1: """Quantized ConvTranspose1d: torch runs it as conv_transpose2d on (N, C, 1, L) with kernel
+    (1, k) (qconv.cpp ``QConv1dInt8`` / ``QConvTranspose1d`` unsqueeze), so always the transposed
+    im2col path (the direct path needs kH == 2). ``weight`` (C, O/groups, k).""",
+    2: """Quantized ConvTranspose2d, bit-exact with torch's fbgemm ``quantized::conv_transpose2d``.
 
     ``input`` (N, C, H, W); ``weight`` torch's layout (C, O/groups, kH, kW), per-tensor only (torch
     rejects per-channel weights for transposed convs). Two fbgemm paths: the direct transposed path
@@ -271,92 +267,73 @@ def conv_transpose2d(
     im2col path (docs/numerics.md §4.4). fbgemm's direct path is defective for N > 1, stride_h == 2 and a
     changed input size (:func:`known_torch_defect`); qref computes the correct result unless
     ``reproduce_defects=True`` (which reproduces the deterministic stride_h == 2 defect).
-    """
-    fn = "conv_transpose2d"
-    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 4, "(N, C, H, W)",
-                                           materialize=False)
-    return _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 4, bias, stride,
-                           padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa,
-                           kernel, threads, return_intermediates, reproduce_defects, onednn_kernel)
-
-
-def conv_transpose1d(
-    input: Any,
-    weight: Any,
-    bias: Any = None,
-    *,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    groups: int = 1,
-    dilation: Any = 1,
-    input_scale: Any = None,
-    input_zero_point: Any = None,
-    weight_scale: Any = None,
-    weight_zero_point: Any = None,
-    output_scale: Any,
-    output_zero_point: Any,
-    engine: str = "fbgemm",
-    isa: str = "auto",
-    kernel: str = "auto",
-    threads: Optional[int] = None,
-    return_intermediates: bool = False,
-    reproduce_defects: bool = False,
-    onednn_kernel: Optional[str] = None,
-) -> Any:
-    """Quantized ConvTranspose1d: torch runs it as conv_transpose2d on (N, C, 1, L) with kernel
-    (1, k) (qconv.cpp ``QConv1dInt8`` / ``QConvTranspose1d`` unsqueeze), so always the transposed
-    im2col path (the direct path needs kH == 2). ``weight`` (C, O/groups, k)."""
-    fn = "conv_transpose1d"
-    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 3, "(N, C, L)",
-                                           materialize=False)
-    (st,) = _as_tuple(fn, "stride", stride, 1, 1)
-    (pd,) = _as_tuple(fn, "padding", padding, 1, 0)
-    (op,) = _as_tuple(fn, "output_padding", output_padding, 1, 0)
-    (dl,) = _as_tuple(fn, "dilation", dilation, 1, 1)
-    res = _conv_transpose(fn, a[:, :, None, :], a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 3,
-                          bias, (1, st), (0, pd), (0, op), groups, (1, dl), output_scale, output_zero_point, engine,
-                          isa, kernel, threads, return_intermediates, reproduce_defects, onednn_kernel)
-    if return_intermediates:
-        out, it = res
-        sq = _squeeze_h(out, from_torch)
-        return sq, Intermediates(it.acc[:, :, 0], it.raw[:, :, 0], it.y[:, :, 0], it.plan)
-    return _squeeze_h(res, from_torch)
-
-
-def conv_transpose3d(
-    input: Any,
-    weight: Any,
-    bias: Any = None,
-    *,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    groups: int = 1,
-    dilation: Any = 1,
-    input_scale: Any = None,
-    input_zero_point: Any = None,
-    weight_scale: Any = None,
-    weight_zero_point: Any = None,
-    output_scale: Any,
-    output_zero_point: Any,
-    engine: str = "fbgemm",
-    isa: str = "auto",
-    kernel: str = "auto",
-    threads: Optional[int] = None,
-    return_intermediates: bool = False,
-    reproduce_defects: bool = False,
-    onednn_kernel: Optional[str] = None,
-) -> Any:
-    """Quantized ConvTranspose3d, bit-exact with torch's fbgemm ``quantized::conv_transpose3d``:
+    """,
+    3: """Quantized ConvTranspose3d, bit-exact with torch's fbgemm ``quantized::conv_transpose3d``:
     always the transposed im2col path in (kd, kh, kw, c) order (fbgemm's direct path is 2D only).
-    ``input`` (N, C, D, H, W); ``weight`` (C, O/groups, kD, kH, kW), per-tensor."""
-    fn = "conv_transpose3d"
-    a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, 5, "(N, C, D, H, W)",
-                                           materialize=False)
-    return _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, 5, bias, stride,
-                           padding, output_padding, groups, dilation, output_scale, output_zero_point, engine, isa,
-                           kernel, threads, return_intermediates, reproduce_defects, onednn_kernel)
+    ``input`` (N, C, D, H, W); ``weight`` (C, O/groups, kD, kH, kW), per-tensor.""",
+}
+
+_INPUT_LAYOUT = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
+
+
+def _conv_transpose_function(nd: int) -> Any:
+    """The public ``conv_transpose{nd}d``: one signature for the three (keyword names, defaults and
+    order are the same), its own name and docstring."""
+    fn = f"conv_transpose{nd}d"
+
+    def conv_transpose(
+        input: Any,
+        weight: Any,
+        bias: Any = None,
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        output_padding: Any = 0,
+        groups: int = 1,
+        dilation: Any = 1,
+        input_scale: Any = None,
+        input_zero_point: Any = None,
+        weight_scale: Any = None,
+        weight_zero_point: Any = None,
+        output_scale: Any,
+        output_zero_point: Any,
+        engine: str = "fbgemm",
+        isa: str = "auto",
+        kernel: str = "auto",
+        threads: Optional[int] = None,
+        return_intermediates: bool = False,
+        reproduce_defects: bool = False,
+        onednn_kernel: Optional[str] = None,
+    ) -> Any:
+        a, a_s, a_zp, from_torch = _activation(fn, input, input_scale, input_zero_point, nd + 2, _INPUT_LAYOUT[nd],
+                                               materialize=False)
+        if nd != 1:
+            return _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point, nd + 2,
+                                   bias, stride, padding, output_padding, groups, dilation, output_scale,
+                                   output_zero_point, engine, isa, kernel, threads, return_intermediates,
+                                   reproduce_defects, onednn_kernel)
+        # 1D: torch's unsqueeze to (N, C, 1, L), kernel (1, k); its own arguments are checked as 1D first
+        (st,) = _as_tuple(fn, "stride", stride, 1, 1)
+        (pd,) = _as_tuple(fn, "padding", padding, 1, 0)
+        (op,) = _as_tuple(fn, "output_padding", output_padding, 1, 0)
+        (dl,) = _as_tuple(fn, "dilation", dilation, 1, 1)
+        res = _conv_transpose(fn, a[:, :, None, :], a_s, a_zp, from_torch, weight, weight_scale, weight_zero_point,
+                              3, bias, (1, st), (0, pd), (0, op), groups, (1, dl), output_scale, output_zero_point,
+                              engine, isa, kernel, threads, return_intermediates, reproduce_defects, onednn_kernel)
+        if return_intermediates:
+            out, it = res
+            sq = _squeeze_h(out, from_torch)
+            return sq, Intermediates(it.acc[:, :, 0], it.raw[:, :, 0], it.y[:, :, 0], it.plan)
+        return _squeeze_h(res, from_torch)
+
+    conv_transpose.__name__ = conv_transpose.__qualname__ = fn
+    conv_transpose.__doc__ = _CONV_TRANSPOSE_DOCS[nd]
+    return conv_transpose
+
+
+conv_transpose1d = _conv_transpose_function(1)
+conv_transpose2d = _conv_transpose_function(2)
+conv_transpose3d = _conv_transpose_function(3)
 
 
 def _squeeze_h(out: Any, from_torch: bool) -> Any:
@@ -421,6 +398,18 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
     if (nd == 2 and kname != "scalar" and plan.path == "im2col" and not return_intermediates
             and _pairs_survive_reordering(plan, Cg, int(np.prod(ks)))):
         # the other kernels: the conv2d core on the spread-out input (kernel="scalar": the reference)
+        u = spread_input(x_cl, a_zp, ks, st, pd, dl, op)
+        w_flip = np.ascontiguousarray(w_oihw[:, :, ::-1, ::-1])
+        if _conv_plan((u.shape[0], u.shape[3], u.shape[1], u.shape[2]), w_flip.shape, (1, 1), (0, 0), dl, g,
+                      isa).saturates == plan.saturates:
+            # the same stride-1 conv through qref.conv2d, whose checked cache (keyed by this call's
+            # own weight-side arguments) keeps the flipped weight packed between calls
+            o4 = conv2d(u.transpose(0, 3, 1, 2), w_flip, bias, stride=1, padding=0, dilation=dl, groups=g,
+                        input_scale=a_s, input_zero_point=a_zp, weight_scale=float(wt.scale[0]),
+                        weight_zero_point=int(wt.zero_point[0]), output_scale=output_scale,
+                        output_zero_point=output_zero_point, engine="fbgemm", isa=isa, kernel=kernel,
+                        threads=threads, _fn=fn, _cache_objs=(weight, bias, weight_scale, weight_zero_point))
+            return _wrap(np.ascontiguousarray(o4), from_torch, out_s, out_zp)
         out = _convt2d_via_conv2d(x_cl, a_s, a_zp, w_oihw, wt, b, st, pd, dl, op, g, out_s, out_zp, plan, kname,
                                   nthreads)
         return _wrap(np.ascontiguousarray(out.transpose(0, 3, 1, 2)), from_torch, out_s, out_zp)

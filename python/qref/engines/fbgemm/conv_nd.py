@@ -93,6 +93,24 @@ def _conv2d_core(x_nhwc, w_ohwi, b, st, pd, dl, g, a_s, a_zp, wt, out_s, out_zp,
     return res, None
 
 
+def gather_depth(a_ndhwc: np.ndarray, a_zp: int, KD: int, sd: int, pdd: int, dld: int, g: int) -> tuple:
+    """The input of conv3d-as-conv2d (_conv3d_via_conv2d): (N*OD, H, W, g*KD*Cg) with channels
+    (g, kd, c), out-of-range depth taps holding a_zp; returns (x4, OD)."""
+    N, D, H, W, C = a_ndhwc.shape
+    Cg = C // g
+    OD = (D + 2 * pdd - dld * (KD - 1) - 1) // sd + 1
+    if KD == 1 and sd == 1 and pdd == 0:
+        return a_ndhwc.reshape(N * D, H, W, C), OD
+    xp = a_ndhwc
+    if pdd:
+        fill = np.full((N, pdd, H, W, C), a_zp, np.uint8)
+        xp = np.concatenate([fill, a_ndhwc, fill], axis=1)
+    idx = np.arange(OD)[:, None] * sd + np.arange(KD)[None, :] * dld  # (OD, KD)
+    xg = xp[:, idx]  # (N, OD, KD, H, W, C)
+    xg = xg.reshape(N, OD, KD, H, W, g, Cg).transpose(0, 1, 3, 4, 5, 2, 6)
+    return np.ascontiguousarray(xg).reshape(N * OD, H, W, g * KD * Cg), OD
+
+
 def _conv3d_via_conv2d(a_ndhwc, a_s, a_zp, wt, b, st, pd, dl, g, out_s, out_zp, relu, plan, kname, threads,
                        return_intermediates):
     """conv3d as one conv2d over N*OD images whose channels are (kd, c) per group: the depth taps
@@ -100,20 +118,9 @@ def _conv3d_via_conv2d(a_ndhwc, a_s, a_zp, wt, b, st, pd, dl, g, out_s, out_zp, 
     weight becomes (O, KH, KW, KD*Cg). Same products, same zero-point terms (K and the row sums
     include the same a_zp taps) and, where _pairs_survive_reordering, the same saturated pairs:
     the same bytes as the N-d reference, through the fast conv2d kernels."""
-    N, D, H, W, C = a_ndhwc.shape
+    N = a_ndhwc.shape[0]
     O, Cg, KD, KH, KW = wt.oihw.shape
-    OD = (D + 2 * pd[0] - dl[0] * (KD - 1) - 1) // st[0] + 1
-    if KD == 1 and st[0] == 1 and pd[0] == 0:
-        x4 = a_ndhwc.reshape(N * D, H, W, C)
-    else:
-        xp = a_ndhwc
-        if pd[0]:
-            fill = np.full((N, pd[0], H, W, C), a_zp, np.uint8)
-            xp = np.concatenate([fill, a_ndhwc, fill], axis=1)
-        idx = np.arange(OD)[:, None] * st[0] + np.arange(KD)[None, :] * dl[0]  # (OD, KD)
-        xg = xp[:, idx]  # (N, OD, KD, H, W, C)
-        xg = xg.reshape(N, OD, KD, H, W, g, Cg).transpose(0, 1, 3, 4, 5, 2, 6)
-        x4 = np.ascontiguousarray(xg).reshape(N * OD, H, W, g * KD * Cg)
+    x4, OD = gather_depth(a_ndhwc, a_zp, KD, st[0], pd[0], dl[0], g)
     w4 = np.ascontiguousarray(wt.oihw.transpose(0, 3, 4, 2, 1)).reshape(O, KH, KW, KD * Cg)
     out, inter = _conv2d_core(x4, w4, b, st[1:], pd[1:], dl[1:], g, a_s, a_zp, wt, out_s, out_zp, relu,
                               plan.saturates, kname, threads, return_intermediates)
@@ -124,16 +131,10 @@ def _conv3d_via_conv2d(a_ndhwc, a_s, a_zp, wt, b, st, pd, dl, g, out_s, out_zp, 
     return five(out), (None if inter is None else tuple(five(v) for v in inter))
 
 
-def _convt2d_via_conv2d(x_nhwc, a_s, a_zp, w_oihw, wt, b, st, pd, dl, op, g, out_s, out_zp, plan, kname, threads):
-    """fbgemm's transposed im2col reads input row (oh + pad - r*dil) / stride, or a_zp when that is
-    not an integer inside the input (docs/numerics.md §4.4). That is an ordinary stride-1 conv over the input
-    spread out by the stride with a_zp everywhere else (and a_zp borders of dil*(k-1) - pad, plus
-    output_padding at the end), with the kernel flipped: tap r reads spread index
-    oh + (k-1-r)*dil. Same products, same a_zp taps, so the same row sums and zero-point terms;
-    the tap order is reversed, which keeps the saturated pairs where _pairs_survive_reordering."""
+def spread_input(x_nhwc: np.ndarray, a_zp: int, ks: tuple, st, pd, dl, op) -> np.ndarray:
+    """The input of a 2D transposed conv as a stride-1 conv (_convt2d_via_conv2d): input i at
+    spread index i*stride + dil*(k-1) - pad, a_zp everywhere else (N, SH, SW, C)."""
     N, H, W, C = x_nhwc.shape
-    O, Cg, KH, KW = w_oihw.shape
-    ks = (KH, KW)
     out_hw = [(n - 1) * s - 2 * p + d * (k - 1) + o + 1 for n, s, p, d, k, o in zip((H, W), st, pd, dl, ks, op)]
     size = [o + d * (k - 1) for o, d, k in zip(out_hw, dl, ks)]
     off = [d * (k - 1) - p for d, k, p in zip(dl, ks, pd)]  # spread index of input 0
@@ -146,6 +147,17 @@ def _convt2d_via_conv2d(x_nhwc, a_s, a_zp, w_oihw, wt, b, st, pd, dl, op, g, out
         sel.append((np.flatnonzero(keep), pos[keep]))
     (ih, uh), (iw, uw) = sel
     u[:, uh[:, None], uw[None, :]] = x_nhwc[:, ih[:, None], iw[None, :]]
+    return u
+
+
+def _convt2d_via_conv2d(x_nhwc, a_s, a_zp, w_oihw, wt, b, st, pd, dl, op, g, out_s, out_zp, plan, kname, threads):
+    """fbgemm's transposed im2col reads input row (oh + pad - r*dil) / stride, or a_zp when that is
+    not an integer inside the input (docs/numerics.md §4.4). That is an ordinary stride-1 conv over the input
+    spread out by the stride with a_zp everywhere else (and a_zp borders of dil*(k-1) - pad, plus
+    output_padding at the end), with the kernel flipped: tap r reads spread index
+    oh + (k-1-r)*dil. Same products, same a_zp taps, so the same row sums and zero-point terms;
+    the tap order is reversed, which keeps the saturated pairs where _pairs_survive_reordering."""
+    u = spread_input(x_nhwc, a_zp, w_oihw.shape[2:], st, pd, dl, op)
     w_flip = np.ascontiguousarray(w_oihw[:, :, ::-1, ::-1].transpose(0, 2, 3, 1))
     out, _ = _conv2d_core(u, w_flip, b, (1, 1), (0, 0), dl, g, a_s, a_zp, wt, out_s, out_zp, False,
                           plan.saturates, kname, threads, False)
