@@ -162,13 +162,7 @@ def test_check_lists_unverifiable_layers():
 
     torch.manual_seed(1)
     x = torch.rand(2, 3, 8, 8)
-    with quantized_engine("x86"), quiet_torch_quantization():
-        m = M().eval()
-        m.qconfig = torch.ao.quantization.get_default_qconfig("x86")
-        torch.ao.quantization.prepare(m, inplace=True)
-        m(x)
-        torch.ao.quantization.convert(m, inplace=True)
-        r = check(m, x)
+    r = _under_x86(M, x, check)
     rows = {row.name: row for row in r.layers}
     # two QFunctionals in one forward: the scalar op has no output qparams to tell which issued it,
     # so its row is named by the op
@@ -189,6 +183,17 @@ def test_check_lists_unverifiable_layers():
     assert "upsample_nearest3d: not verified" in str(r) and "NOT OK" in str(r)
 
 
+def _under_x86(cls, x, tool):
+    """``tool(model, x)`` on ``cls()`` calibrated on ``x`` and converted, all under torch's "x86" engine."""
+    with quantized_engine("x86"), quiet_torch_quantization():
+        m = cls().eval()
+        m.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+        torch.ao.quantization.prepare(m, inplace=True)
+        m(x)
+        torch.ao.quantization.convert(m, inplace=True)
+        return tool(m, x)
+
+
 def test_portability_x86_engine_routing():
     """A model converted under 'x86' on a VNNI host: the AVX2 host's torch would run fbgemm."""
     if not qref.torch_isa().cpu_features["avx512vnni"]:
@@ -206,13 +211,7 @@ def test_portability_x86_engine_routing():
 
     torch.manual_seed(2)
     x = torch.rand(1, 16, 32, 32)
-    with quantized_engine("x86"), quiet_torch_quantization():
-        m = M().eval()
-        m.qconfig = torch.ao.quantization.get_default_qconfig("x86")
-        torch.ao.quantization.prepare(m, inplace=True)
-        m(x)
-        torch.ao.quantization.convert(m, inplace=True)
-        p = portability(m, x)
+    p = _under_x86(M, x, portability)
     row = {r.name: r for r in p.rows}["conv"]
     assert row.path_vnni == "oneDNN" and row.path_avx2 == "pointwise"
     assert any("'x86' engine" in a for a in p.advice)

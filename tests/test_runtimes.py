@@ -246,9 +246,9 @@ def test_ort_bias_is_the_quantizers_int32():
     assert ops.get("B").tobytes() == expected.astype(np.int32).tobytes()
 
 
-def test_ort_differs_from_fbgemm_where_onnxruntime_and_torch_differ():
-    """On the test model's conv, the elements the report counts for the ORT column are exactly those
-    where a real InferenceSession and torch (fbgemm, this host) disagree."""
+def _conv_by_ort_and_torch():
+    """The test model's conv (converted under fbgemm): its operands, a real InferenceSession's output on
+    them and torch fbgemm's output on the same recorded input."""
     _here_column()
     q, x = _converted("fbgemm")
     params, qx = _layer_inputs(q, x, ["conv"])["conv"]
@@ -259,6 +259,13 @@ def test_ort_differs_from_fbgemm_where_onnxruntime_and_torch_differ():
         torch_y = q.conv(qx).int_repr().numpy()
     finally:
         torch.backends.quantized.engine = old
+    return q, x, params, qx, ort_y, torch_y
+
+
+def test_ort_differs_from_fbgemm_where_onnxruntime_and_torch_differ():
+    """On the test model's conv, the elements the report counts for the ORT column are exactly those
+    where a real InferenceSession and torch (fbgemm, this host) disagree."""
+    q, x, params, qx, ort_y, torch_y = _conv_by_ort_and_torch()
     rep = qref.runtimes(q, x)
     row = next(r for r in rep.rows if r.name == "conv")
     n = int(np.count_nonzero(ort_y != torch_y))
@@ -368,16 +375,7 @@ def test_ort_vs_fbgemm_hand_formulas_of_docs():
     (fbgemm) disagree on the test model's conv: the same integer sum ``raw``; fbgemm (per-channel)
     ``rne(f32(f32(raw + f32(bias / S)) * M)) + y_zp``; ORT ``rne(f32((raw + rne(bias / S)) * M)) + y_zp``
     with ``S = f32(x_s * w_s)``, ``M = f32(S / y_s)``. Both hand formulas give each runtime's byte."""
-    _here_column()
-    q, x = _converted("fbgemm")
-    params, qx = _layer_inputs(q, x, ["conv"])["conv"]
-    ort_y = _ort_session_output(qref.runtimes.ort_operands(params, qx))
-    old = torch.backends.quantized.engine
-    torch.backends.quantized.engine = "fbgemm"
-    try:
-        torch_y = q.conv(qx).int_repr().numpy()
-    finally:
-        torch.backends.quantized.engine = old
+    q, x, params, qx, ort_y, torch_y = _conv_by_ort_and_torch()
     bad = np.argwhere(ort_y != torch_y)
     assert len(bad) > 0
     xs, xz = np.float32(qx.q_scale()), qx.q_zero_point()

@@ -137,12 +137,35 @@ def forum_element(net: Any, x: Any) -> tuple:
     return tuple(int(v) for v in bad[0])
 
 
+def _convert_eager(cls: Any, fuse: list, *, engine: str, seed: int, size: int, reduce_range: bool) -> tuple:
+    """Build ``cls()``, fuse ``fuse``, calibrate on one seeded (1, 3, size, size) input with per-tensor
+    activations and per-channel weights, convert under ``engine``; (converted model, that input)."""
+    import torch
+    import torch.ao.quantization as tq
+
+    with quantized_engine(engine), quiet_torch_quantization():
+        torch.manual_seed(seed)
+        net = cls().eval()
+        tq.fuse_modules(net, fuse, inplace=True)
+        net.qconfig = tq.QConfig(  # type: ignore[assignment]
+            activation=tq.MinMaxObserver.with_args(dtype=torch.quint8, qscheme=torch.per_tensor_affine,
+                                                   reduce_range=reduce_range),
+            weight=tq.default_per_channel_weight_observer,
+        )
+        tq.prepare(net, inplace=True)
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(1, 3, size, size, generator=g)
+        with torch.no_grad():
+            net(x)
+        tq.convert(net, inplace=True)
+    return net, x
+
+
 def demo_model(seed: int = DEMO_SEED, size: int = 224, reduce_range: bool = False, engine: str = "fbgemm") -> tuple:
     """(converted model, float input (1, 3, size, size)): a MobileNet-like stem with every
     fbgemm conv path, converted under ``engine`` ("fbgemm"; "x86", torch's default, packs it for
     oneDNN on an AVX512-VNNI host), with full-range activations (or 7-bit ones with
     ``reduce_range=True``, as fbgemm's default qconfig does)."""
-    import torch
     import torch.ao.quantization as tq
     import torch.nn as nn
 
@@ -169,23 +192,8 @@ def demo_model(seed: int = DEMO_SEED, size: int = 224, reduce_range: bool = Fals
             x = self.relu4(self.gconv(x))
             return self.dequant(self.conv5(x))
 
-    with quantized_engine(engine), quiet_torch_quantization():
-        torch.manual_seed(seed)
-        net = Stem().eval()
-        tq.fuse_modules(net, [["conv1", "relu1"], ["dw", "relu2"], ["pw", "relu3"], ["gconv", "relu4"]],
-                        inplace=True)
-        net.qconfig = tq.QConfig(  # type: ignore[assignment]
-            activation=tq.MinMaxObserver.with_args(dtype=torch.quint8, qscheme=torch.per_tensor_affine,
-                                                   reduce_range=reduce_range),
-            weight=tq.default_per_channel_weight_observer,
-        )
-        tq.prepare(net, inplace=True)
-        g = torch.Generator().manual_seed(seed)
-        x = torch.rand(1, 3, size, size, generator=g)
-        with torch.no_grad():
-            net(x)
-        tq.convert(net, inplace=True)
-    return net, x
+    return _convert_eager(Stem, [["conv1", "relu1"], ["dw", "relu2"], ["pw", "relu3"], ["gconv", "relu4"]],
+                          engine=engine, seed=seed, size=size, reduce_range=reduce_range)
 
 
 def residual_model(seed: int = DEMO_SEED, size: int = 32, engine: str = "fbgemm") -> tuple:
@@ -280,19 +288,5 @@ def runtimes_model(seed: int = DEMO_SEED, size: int = 32) -> tuple:
             x = self.conv4(self.pw(self.relu2(self.dw(x))))
             return self.dequant(self.fc(torch.flatten(self.pool(x), 1)))
 
-    with quantized_engine("fbgemm"), quiet_torch_quantization():
-        torch.manual_seed(seed)
-        net = Net().eval()
-        tq.fuse_modules(net, [["conv1", "relu1"], ["dw", "relu2"]], inplace=True)
-        net.qconfig = tq.QConfig(  # type: ignore[assignment]
-            activation=tq.MinMaxObserver.with_args(dtype=torch.quint8, qscheme=torch.per_tensor_affine,
-                                                   reduce_range=False),
-            weight=tq.default_per_channel_weight_observer,
-        )
-        tq.prepare(net, inplace=True)
-        g = torch.Generator().manual_seed(seed)
-        x = torch.rand(1, 3, size, size, generator=g)
-        with torch.no_grad():
-            net(x)
-        tq.convert(net, inplace=True)
-    return net, x
+    return _convert_eager(Net, [["conv1", "relu1"], ["dw", "relu2"]], engine="fbgemm", seed=seed, size=size,
+                          reduce_range=False)
