@@ -799,55 +799,59 @@ def _validate_model(fn: str, model: Any, inputs: tuple) -> None:
     check_inputs(fn, inputs)
 
 
-def _dispatch_mode_class():
+def _dispatch_mode(handle: Callable) -> Any:
+    """A TorchDispatchMode that runs layout-only ops as torch does and hands every other op to
+    ``handle(func, name, args, kwargs)``."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    return TorchDispatchMode
+    class Mode(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            name = op_name(func)
+            if name in LAYOUT_OPS:
+                return func(*args, **kwargs)
+            return handle(func, name, args, kwargs)
+
+    return Mode()
 
 
 class _RunMode:
     """Every quantized op computed by qref."""
 
     def __new__(cls, tracker: _Tracker, isa: str, threads: Optional[int], memo: Optional[list] = None):
-        base = _dispatch_mode_class()
         seq = [0]
 
         def run_runner_for(module):
             return _RUNNER_HOOK(module)
 
-        class Mode(base):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                kwargs = kwargs or {}
-                name = op_name(func)
-                if name in LAYOUT_OPS:
-                    return func(*args, **kwargs)
-                if name in OPS and _quantized_call(name, args, kwargs):
-                    ctx = OpContext(tracker.module, isa, threads, run_runner_for)
-                    i = seq[0]
-                    seq[0] += 1
-                    try:
-                        out = _recall(memo, i, name, args, kwargs, tracker.module)
-                        if out is None:
-                            out = compute(func, args, kwargs, ctx)
-                    except UnsupportedOpError:
-                        raise
-                    except (ValueError, TypeError) as e:
-                        raise UnsupportedOpError(f"{name} (issued by {_where(tracker)}): qref does not reproduce "
-                                                 f"this call: {e}") from e
-                    if name in _INPLACE:
-                        args[0].copy_(out)
-                        return args[0]
-                    return out
-                if _touches_quantized(args, kwargs) or name.startswith("quantized::"):
-                    raise UnsupportedOpError(f"{name} (issued by {_where(tracker)}) on quantized tensors is not "
-                                             f"reproduced by qref")
-                out = func(*args, **kwargs)
-                if _makes_quantized(out):
-                    raise UnsupportedOpError(f"{name} (issued by {_where(tracker)}) makes a quantized tensor "
-                                             f"qref does not reproduce")
+        def handle(func, name, args, kwargs):
+            if name in OPS and _quantized_call(name, args, kwargs):
+                ctx = OpContext(tracker.module, isa, threads, run_runner_for)
+                i = seq[0]
+                seq[0] += 1
+                try:
+                    out = _recall(memo, i, name, args, kwargs, tracker.module)
+                    if out is None:
+                        out = compute(func, args, kwargs, ctx)
+                except UnsupportedOpError:
+                    raise
+                except (ValueError, TypeError) as e:
+                    raise UnsupportedOpError(f"{name} (issued by {_where(tracker)}): qref does not reproduce "
+                                             f"this call: {e}") from e
+                if name in _INPLACE:
+                    args[0].copy_(out)
+                    return args[0]
                 return out
+            if _touches_quantized(args, kwargs) or name.startswith("quantized::"):
+                raise UnsupportedOpError(f"{name} (issued by {_where(tracker)}) on quantized tensors is not "
+                                         f"reproduced by qref")
+            out = func(*args, **kwargs)
+            if _makes_quantized(out):
+                raise UnsupportedOpError(f"{name} (issued by {_where(tracker)}) makes a quantized tensor "
+                                         f"qref does not reproduce")
+            return out
 
-        return Mode()
+        return _dispatch_mode(handle)
 
 
 def _where(tracker: _Tracker) -> str:
@@ -915,7 +919,6 @@ class OpCall:
 
 class _CaptureMode:
     def __new__(cls, tracker: _Tracker, on_call: Callable, isa: str, threads: Optional[int]):
-        base = _dispatch_mode_class()
         counts: dict = {}
 
         def label(func, args, kwargs, module_op: bool) -> tuple:
@@ -946,41 +949,36 @@ class _CaptureMode:
                 lab = f"{lab}[call {counts[lab]}]"
             return lab, mod
 
-        class Mode(base):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                kwargs = kwargs or {}
-                name = op_name(func)
-                if name in LAYOUT_OPS:
-                    return func(*args, **kwargs)
-                if not _quantized_call(name, args, kwargs):
-                    out = func(*args, **kwargs)
-                    if _makes_quantized(out):
-                        lab, mod = label(func, args, kwargs, False)
-                        on_call(OpCall(lab, name, mod, [], out, error=f"{name} makes a quantized tensor qref does "
-                                                                       f"not reproduce"), args, kwargs)
-                    return out
-                module_op = name in MODULE_OPS
-                lab, mod = label(func, args, kwargs, module_op)
-                if module_op:
-                    out = func(*args, **kwargs)
-                    on_call(OpCall(lab, name, mod, _quantized_args(args), out, kind="module"), args, kwargs)
-                    return out
-                got, err = None, ""
-                versions = _versions(args, kwargs)
-                try:  # before torch runs the op: an in-place op would change its input
-                    got = compute(func, args, kwargs, OpContext(mod, isa, threads, None))
-                except UnsupportedOpError as e:
-                    err = str(e)
-                except (ValueError, TypeError) as e:
-                    err = f"qref does not reproduce this call: {e}"
-                except Exception as e:  # noqa: BLE001 - a row says what failed; the check goes on
-                    err = f"qref failed on this call: {type(e).__name__}: {e}"
+        def handle(func, name, args, kwargs):
+            if not _quantized_call(name, args, kwargs):
                 out = func(*args, **kwargs)
-                on_call(OpCall(lab, name, mod, _quantized_args(args), out, qref=got, error=err), args, kwargs,
-                        versions)
+                if _makes_quantized(out):
+                    lab, mod = label(func, args, kwargs, False)
+                    on_call(OpCall(lab, name, mod, [], out, error=f"{name} makes a quantized tensor qref does "
+                                                                   f"not reproduce"), args, kwargs)
                 return out
+            module_op = name in MODULE_OPS
+            lab, mod = label(func, args, kwargs, module_op)
+            if module_op:
+                out = func(*args, **kwargs)
+                on_call(OpCall(lab, name, mod, _quantized_args(args), out, kind="module"), args, kwargs)
+                return out
+            got, err = None, ""
+            versions = _versions(args, kwargs)
+            try:  # before torch runs the op: an in-place op would change its input
+                got = compute(func, args, kwargs, OpContext(mod, isa, threads, None))
+            except UnsupportedOpError as e:
+                err = str(e)
+            except (ValueError, TypeError) as e:
+                err = f"qref does not reproduce this call: {e}"
+            except Exception as e:  # noqa: BLE001 - a row says what failed; the check goes on
+                err = f"qref failed on this call: {type(e).__name__}: {e}"
+            out = func(*args, **kwargs)
+            on_call(OpCall(lab, name, mod, _quantized_args(args), out, qref=got, error=err), args, kwargs,
+                    versions)
+            return out
 
-        return Mode()
+        return _dispatch_mode(handle)
 
 
 def capture(model: Any, inputs: tuple, on_call: Callable, isa: str = "auto", threads: Optional[int] = None,
