@@ -37,6 +37,7 @@ from .bridge.modules import UnsupportedModuleError
 from .bridge.onednn_verbose import _with_onednn_kernel, onednn_lock
 from .common.errors import UnsupportedOpError
 from .common.isa import ISAS, torch_isa
+from .common.records import find_named
 from .common.validate import check_inputs, is_torch_tensor
 from .engines.fbgemm.conv2d import conv_plan
 from .engines.onednn.nd import _tap_slices
@@ -354,10 +355,7 @@ class Report:
         return [r for r in self.layers if r.status == "TORCH_WRONG"]
 
     def __getitem__(self, name: str) -> LayerResult:
-        for r in self.layers:
-            if r.name == name:
-                return r
-        raise KeyError(name)
+        return find_named(self.layers, name)
 
     def to_dict(self) -> dict:
         return dict(ok=self.ok, isa=self.isa, layers=[r.to_dict() for r in self.layers],

@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..common.records import find_named
 from . import api as qref
 from . import cluster as C
 
@@ -224,10 +225,7 @@ class DatasetReport:
         return [x for x in self.layers if x.unsupported_inputs]
 
     def __getitem__(self, name: str) -> DatasetLayer:
-        for x in self.layers:
-            if x.name == name:
-                return x
-        raise KeyError(name)
+        return find_named(self.layers, name)
 
     def to_dict(self) -> dict:
         return dict(ok=self.ok, inputs_checked=self.inputs_checked, mismatching_inputs=list(self.mismatching_inputs),

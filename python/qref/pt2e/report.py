@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..common.records import find_named
+
 OK, MISMATCH, NOT_VERIFIED, FP32 = "OK", "MISMATCH", "NOT VERIFIED", "FP32 SIMULATION"
 
 
@@ -45,10 +47,7 @@ class Pt2eReport:
         return [r for r in self.rows if r.status == NOT_VERIFIED]
 
     def __getitem__(self, name: str) -> Row:
-        for r in self.rows:
-            if r.name == name:
-                return r
-        raise KeyError(name)
+        return find_named(self.rows, name)
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "compiled": self.compiled, "isa": self.isa, "rows": [r.to_dict() for r in self.rows]}
