@@ -29,6 +29,7 @@ from .bridge.modules import Conv2dParams
 from .bridge.onednn_verbose import _with_onednn_kernel
 from .common.fp import fma_f32
 from .common.isa import ISAS
+from .common.operands import check_quint8_activation
 from .common.validate import check_choice, check_index, check_int, check_scale, is_torch_tensor
 from .engines import aten as aten_ops
 from .engines.aten._args import check_capability, check_threads
@@ -265,13 +266,7 @@ def _checked_input(qx: Any, input_scale: Any, input_zero_point: Any) -> tuple:
     uint8 array with a valid input_scale / input_zero_point (the same rules as conv2d's)."""
     fn = "explain"
     if is_torch_tensor(qx):
-        import torch
-
-        if not qx.is_quantized or qx.dtype != torch.quint8:
-            raise TypeError(f"{fn}: qx.dtype={qx.dtype} (must be a torch.quint8 quantized tensor, or a numpy uint8 "
-                            f"array with input_scale and input_zero_point)")
-        if qx.qscheme() not in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-            raise ValueError(f"{fn}: qx.qscheme()={qx.qscheme()} (activations must be per-tensor quantized)")
+        check_quint8_activation(fn, "qx", qx)
         return input_scale, input_zero_point
     if not isinstance(qx, np.ndarray):
         raise TypeError(f"{fn}: qx has type {type(qx).__name__} (must be a quint8 torch tensor or a uint8 numpy "

@@ -41,6 +41,18 @@ class _Weight:
     per_channel: bool
 
 
+
+def check_quint8_activation(fn: str, name: str, x: Any) -> None:
+    """``x`` (a torch tensor) must be a per-tensor quantized torch.quint8 activation; else a TypeError /
+    ValueError that names ``fn``, the argument ``name`` and the rule."""
+    import torch
+
+    if not x.is_quantized or x.dtype != torch.quint8:
+        raise TypeError(f"{fn}: {name}.dtype={x.dtype} (must be a torch.quint8 quantized tensor, or a numpy "
+                        f"uint8 array with input_scale and input_zero_point)")
+    if x.qscheme() not in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        raise ValueError(f"{fn}: {name}.qscheme()={x.qscheme()} (activations must be per-tensor quantized)")
+
 def _activation(fn: str, x: Any, scale: Any, zero_point: Any, ndim: int, layout: str, *, at_least: bool = False,
                 channels_last: bool = False, materialize: bool = True) -> tuple[np.ndarray, float, int, bool]:
     """The activation operand of every layer: (uint8 values, scale, zero point, from_torch).
@@ -51,13 +63,7 @@ def _activation(fn: str, x: Any, scale: Any, zero_point: Any, ndim: int, layout:
     ``materialize=False``: the values as a view, not copied yet (the caller checks the geometry
     first and makes the copy with ``_materialize``)."""
     if is_torch_tensor(x):
-        import torch
-
-        if not x.is_quantized or x.dtype != torch.quint8:
-            raise TypeError(f"{fn}: input.dtype={x.dtype} (must be a torch.quint8 quantized tensor, or a numpy "
-                            f"uint8 array with input_scale and input_zero_point)")
-        if x.qscheme() not in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-            raise ValueError(f"{fn}: input.qscheme()={x.qscheme()} (activations must be per-tensor quantized)")
+        check_quint8_activation(fn, "input", x)
         if scale is not None or zero_point is not None:
             raise ValueError(f"{fn}: input_scale={scale!r}, input_zero_point={zero_point!r} with a quantized tensor "
                              f"input (must be None: its own q_scale()={x.q_scale()} and "
