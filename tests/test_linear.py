@@ -183,29 +183,29 @@ def test_per_tensor_bias_is_fused_multiply_add():
     assert int(q.item()) == int(t.item())  # the fused value (requant.h, Requant::bias_fma)
 
 
+# path: (x shape, w shape, conv kwargs, output index, three (x index, w index) taps). The taps carry
+# x = 255, 255, 1 and w = -128, -90, -101.
+_TIE_CASES = {
+    # C = O = 16, groups 1, 3x3 pad 1: fbgemm's groupwise path
+    "groupwise": ((1, 16, 3, 3), (16, 16, 3, 3), dict(padding=1, groups=1), (0, 0, 1, 1),
+                  [((0, 0, 0, 0), (0, 0, 0, 0)), ((0, 1, 0, 1), (0, 1, 0, 1)), ((0, 2, 1, 1), (0, 2, 1, 1))]),
+    # taps 0, 2, 4 of channel 0: separate pairs, nothing saturates
+    "depthwise": ((1, 16, 3, 3), (16, 1, 3, 3), dict(padding=1, groups=16), (0, 0, 1, 1),
+                  [((0, 0, 0, 0), (0, 0, 0, 0)), ((0, 0, 0, 2), (0, 0, 0, 2)), ((0, 0, 1, 1), (0, 0, 1, 1))]),
+    # direct transposed, IC = OC = 8, 2x2: input channels 0, 2, 4 of pixel (0, 0), tap (0, 0)
+    "direct": ((1, 8, 2, 2), (8, 8, 2, 2), {}, (0, 0, 0, 0),
+               [((0, 0, 0, 0), (0, 0, 0, 0)), ((0, 2, 0, 0), (2, 0, 0, 0)), ((0, 4, 0, 0), (4, 0, 0, 0))]),
+}
+
+
 def _tie_case(path):
     """Operands whose one output element has raw = -55691 (the tie above) on the given path."""
-    if path == "groupwise":  # C = O = 16, groups 1, 3x3 pad 1: fbgemm's groupwise path
-        x = np.zeros((1, 16, 3, 3), np.uint8)
-        w = np.zeros((16, 16, 3, 3), np.int8)
-        x[0, 0, 0, 0], w[0, 0, 0, 0] = 255, -128
-        x[0, 1, 0, 1], w[0, 1, 0, 1] = 255, -90
-        x[0, 2, 1, 1], w[0, 2, 1, 1] = 1, -101
-        return x, w, dict(padding=1, groups=1), (0, 0, 1, 1)
-    if path == "depthwise":  # taps 0, 2, 4 of channel 0: separate pairs, nothing saturates
-        x = np.zeros((1, 16, 3, 3), np.uint8)
-        w = np.zeros((16, 1, 3, 3), np.int8)
-        x[0, 0, 0, 0], w[0, 0, 0, 0] = 255, -128
-        x[0, 0, 0, 2], w[0, 0, 0, 2] = 255, -90
-        x[0, 0, 1, 1], w[0, 0, 1, 1] = 1, -101
-        return x, w, dict(padding=1, groups=16), (0, 0, 1, 1)
-    # direct transposed, IC = OC = 8, 2x2: input channels 0, 2, 4 of pixel (0, 0), tap (0, 0)
-    x = np.zeros((1, 8, 2, 2), np.uint8)
-    w = np.zeros((8, 8, 2, 2), np.int8)
-    x[0, 0, 0, 0], w[0, 0, 0, 0] = 255, -128
-    x[0, 2, 0, 0], w[2, 0, 0, 0] = 255, -90
-    x[0, 4, 0, 0], w[4, 0, 0, 0] = 1, -101
-    return x, w, {}, (0, 0, 0, 0)
+    x_shape, w_shape, kw, idx, taps = _TIE_CASES[path]
+    x = np.zeros(x_shape, np.uint8)
+    w = np.zeros(w_shape, np.int8)
+    for (xi, wi), xv, wv in zip(taps, (255, 255, 1), (-128, -90, -101)):
+        x[xi], w[wi] = xv, wv
+    return x, w, dict(kw), idx
 
 
 @pytest.mark.parametrize("path", ["groupwise", "depthwise", "direct"])

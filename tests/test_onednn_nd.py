@@ -28,6 +28,7 @@ import torch.ao.nn.quantized as nnq  # noqa: E402
 
 import qref  # noqa: E402
 from qref import onednn  # noqa: E402
+from qref.demo import quantized_engine  # noqa: E402
 from qref.engines.onednn import nd as onednn_nd  # noqa: E402
 
 _A_SCALES = [0.003, 0.013, 0.03, 0.065, 0.079, 0.1]
@@ -659,10 +660,8 @@ def _linear_case(seed: int):
 
 @pytest.fixture
 def _onednn_engine():
-    prev = torch.backends.quantized.engine
-    torch.backends.quantized.engine = "onednn"
-    yield
-    torch.backends.quantized.engine = prev
+    with quantized_engine("onednn"):
+        yield
 
 
 def test_linear_onednn_engine_vs_torch(_onednn_engine):
@@ -776,18 +775,24 @@ def test_check_names_torch_onednn_defects():
     assert "quantization steps from the layer computed in float" in row.reason
 
 
+def _small_layer(m, w_shape, out_zp, x_shape, x_zp):
+    """``m`` with small int8 weights of ``w_shape`` (scale 0.01, no bias), output (0.05, out_zp), and a
+    quint8 input of ``x_shape`` (scale 0.02, x_zp); both drawn from one seeded generator."""
+    r = np.random.default_rng(0)
+    m.set_weight_bias(torch._make_per_tensor_quantized_tensor(
+        torch.from_numpy(r.integers(-20, 21, w_shape).astype(np.int8)), 0.01, 0), None)
+    m.scale, m.zero_point = 0.05, out_zp
+    x = torch._make_per_tensor_quantized_tensor(torch.from_numpy(r.integers(0, 256, x_shape).astype(np.uint8)),
+                                                0.02, x_zp)
+    return m, x
+
+
 def test_onednn_defect_never_excuses_one_step():
     """The float-reference verdict needs torch >= 3 steps off and qref <= 1: a one-step difference
     (what a wrong requantization variant would give) stays a MISMATCH."""
     from qref.check import _float_reference, _onednn_defect
 
-    m = nnq.Conv2d(4, 8, 3, padding=1)
-    r = np.random.default_rng(0)
-    m.set_weight_bias(torch._make_per_tensor_quantized_tensor(
-        torch.from_numpy(r.integers(-20, 21, (8, 4, 3, 3)).astype(np.int8)), 0.01, 0), None)
-    m.scale, m.zero_point = 0.05, 100
-    x = torch._make_per_tensor_quantized_tensor(torch.from_numpy(r.integers(0, 256, (1, 4, 6, 6)).astype(np.uint8)),
-                                                0.02, 3)
+    m, x = _small_layer(nnq.Conv2d(4, 8, 3, padding=1), (8, 4, 3, 3), 100, (1, 4, 6, 6), 3)
     ref = _float_reference(m, x)
     off1 = ref.copy()
     off1[0, 0, 0, 0] += 1
@@ -884,13 +889,8 @@ def test_unreached_outputs_of_transposed_convs():
     values one step off, run to run); check() names that, and only that, as torch's."""
     from qref.check import _onednn_defect, _unreached_outputs
 
-    m = nnq.ConvTranspose2d(4, 4, (1, 2), stride=(3, 5), groups=4)
-    r = np.random.default_rng(0)
-    m.set_weight_bias(torch._make_per_tensor_quantized_tensor(
-        torch.from_numpy(r.integers(-20, 21, (4, 1, 1, 2)).astype(np.int8)), 0.01, 0), None)
-    m.scale, m.zero_point = 0.05, 59
-    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(r.integers(0, 256, (1, 4, 3, 3)).astype(np.uint8)),
-                                                 0.02, 7)
+    m, qx = _small_layer(nnq.ConvTranspose2d(4, 4, (1, 2), stride=(3, 5), groups=4), (4, 1, 1, 2), 59,
+                         (1, 4, 3, 3), 7)
     un = _unreached_outputs(m, tuple(qx.shape))
     assert un.shape == (7, 12) and un[1].all() and not un[0].all()  # rows 1, 2, 4, 5 receive nothing
     got = qref.from_torch(m)(qx).int_repr().numpy() if onednn.onednn_isa().effective == "vnni" else None

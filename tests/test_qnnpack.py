@@ -7,6 +7,7 @@ import pytest
 
 import qref
 from qref import _core
+from qref.demo import quantized_engine
 
 torch = pytest.importorskip("torch")
 nnq = pytest.importorskip("torch.ao.nn.quantized")
@@ -18,10 +19,8 @@ warnings.filterwarnings("ignore", message=".*quantize.*deprecated", category=Use
 
 @pytest.fixture
 def qnnpack_engine():
-    old = torch.backends.quantized.engine
-    torch.backends.quantized.engine = "qnnpack"
-    yield
-    torch.backends.quantized.engine = old
+    with quantized_engine("qnnpack"):
+        yield
 
 
 def _qweight(rng, shape, per_channel, zp=0):
