@@ -350,6 +350,13 @@ def test_ort_operands_refuses_bad_inputs():
         qref.runtimes.ort_operands(params, torch.quantize_per_tensor(torch.randn(2, 8, 6, 6), 0.1, 0, torch.qint8))
     with pytest.raises(ValueError, match="input_scale"):
         qref.runtimes.ort_operands(params, qx.int_repr().numpy())
+    for bad_scale in (float("nan"), -0.1, 0.0):
+        with pytest.raises(ValueError, match="input_scale"):
+            qref.runtimes.ort_operands(params, qx.int_repr().numpy(), input_scale=bad_scale, input_zero_point=0)
+    with pytest.raises(ValueError, match="input_zero_point=256"):
+        qref.runtimes.ort_operands(params, qx.int_repr().numpy(), input_scale=0.1, input_zero_point=256)
+    with pytest.raises(TypeError, match="input_zero_point"):
+        qref.runtimes.ort_operands(params, qx.int_repr().numpy(), input_scale=0.1, input_zero_point=3.5)
     ops = qref.runtimes.ort_operands(params, qx.int_repr().numpy(), input_scale=qx.q_scale(),
                                      input_zero_point=qx.q_zero_point())
     assert ops.get("B").tobytes() == qref.runtimes.ort_operands(params, qx).get("B").tobytes()

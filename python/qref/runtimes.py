@@ -25,7 +25,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .check import _capture, _prepare, _shape, _table, _to_uint8
-from .common.validate import check_inputs, is_torch_tensor
+from .common.operands import check_quint8_activation
+from .common.validate import check_inputs, check_int, check_scale, is_torch_tensor
 from .onnx import _ops as _mlas_nodes
 from .onnx import ort_host
 
@@ -76,23 +77,18 @@ class OrtOperands:
 
 def _ort_input(qx: Any, input_scale: Any, input_zero_point: Any) -> tuple:
     """(uint8 array, float32 scale, zero point) of the layer's input."""
+    fn = "ort_operands"
     if is_torch_tensor(qx):
-        import torch
-
-        if not qx.is_quantized or qx.dtype != torch.quint8:
-            raise TypeError(f"ort_operands: qx must be a quint8 quantized tensor (ORT's U8S8 kernels), got {qx.dtype}")
-        if qx.qscheme() not in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-            raise ValueError(f"ort_operands: qx must be quantized per tensor, got {qx.qscheme()}")
+        check_quint8_activation(fn, "qx", qx)
         return qx.int_repr().numpy(), np.float32(qx.q_scale()), int(qx.q_zero_point())
     if not isinstance(qx, np.ndarray) or qx.dtype != np.uint8:
-        raise TypeError(f"ort_operands: qx must be a quint8 torch tensor or a uint8 numpy array, got "
+        raise TypeError(f"{fn}: qx must be a quint8 torch tensor or a uint8 numpy array, got "
                         f"{getattr(qx, 'dtype', type(qx).__name__)}")
     if input_scale is None or input_zero_point is None:
-        raise ValueError("ort_operands: a uint8 array qx needs input_scale and input_zero_point")
-    z = int(input_zero_point)
-    if not 0 <= z <= 255:
-        raise ValueError(f"ort_operands: input_zero_point={z}: must be in [0, 255] for uint8")
-    return qx, np.float32(input_scale), z
+        raise ValueError(f"{fn}: a uint8 array qx needs input_scale and input_zero_point")
+    s = check_scale(fn, "input_scale", input_scale)
+    z = check_int(fn, "input_zero_point", input_zero_point, 0, 255)
+    return qx, np.float32(s), z
 
 
 def _ort_bias(params: Any, x_s: np.float32, w_s: np.ndarray, symmetric: bool) -> Optional[np.ndarray]:
@@ -248,6 +244,7 @@ _WHY = {
     "ort-avx2": "as ort-vnni, plus MLAS's AVX2 U8S8 kernels (vpmaddubsw) saturate each pair of u8*s8 products "
                 "to int16, pairing channels in ORT's (kh, kw, c) order; depthwise convs run an exact kernel",
 }
+
 
 @dataclass
 class RuntimeRow:
