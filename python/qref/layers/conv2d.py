@@ -7,7 +7,7 @@ immutable weights (Conv2dParams) passes a cache in which the packed weights are 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -68,6 +68,7 @@ def conv2d(
     onednn_kernel: Optional[str] = None,
     _fn: str = "conv2d",
     _cache_objs: Optional[tuple] = None,
+    _make_weight: Optional[Callable[[], Any]] = None,
 ) -> Any:
     """Quantized conv2d, bit-exact with torch's fbgemm ``quantized::conv2d(_relu)``
     (``engine="x86"``/``"onednn"``: torch's routing and oneDNN; ``engine="qnnpack"``: torch's QNNPACK).
@@ -91,6 +92,10 @@ def conv2d(
             return out
         if _prepared_cache is None:
             _prepared_cache = ONESHOT
+    if _make_weight is not None:
+        # a caller's derived weight (conv3d's depth-folded, a transposed conv's flipped one), keyed in
+        # the cache by _cache_objs: built only when the cache does not hold it prepared
+        weight = _make_weight()
     # The scalar arguments first, so nothing is copied before they are known good.
     g, st, pd, dl = _conv2d_geometry(fn, groups, stride, padding, dilation)
     out_s, out_zp = _output_quant(fn, output_scale, output_zero_point)

@@ -195,17 +195,19 @@ def conv3d(
     if (kname != "scalar" and plan.path != "depthwise" and not reproduce_defects and not return_intermediates
             and _pairs_survive_reordering(plan, Cg, KD * KH * KW)):
         x4, OD = gather_depth(a_ndhwc, a_zp, KD, st[0], pd[0], dl[0], g)
-        w4 = np.ascontiguousarray(wt.oihw.transpose(0, 2, 1, 3, 4)).reshape(O, KD * Cg, KH, KW)
-        if _conv_plan((x4.shape[0], x4.shape[3], x4.shape[1], x4.shape[2]), w4.shape, st[1:], pd[1:], dl[1:], g,
-                      isa).saturates == plan.saturates:
+        if _conv_plan((x4.shape[0], x4.shape[3], x4.shape[1], x4.shape[2]), (O, KD * Cg, KH, KW), st[1:], pd[1:],
+                      dl[1:], g, isa).saturates == plan.saturates:
             # the same conv2d through qref.conv2d, whose checked cache (qref.layers.prep_cache, keyed
             # by this call's own weight-side arguments) keeps w4 packed between calls
             ws, wz = (wt.scale, wt.zero_point) if wt.per_channel else (float(wt.scale[0]), int(wt.zero_point[0]))
-            o4 = conv2d(x4.transpose(0, 3, 1, 2), w4, bias, stride=st[1:], padding=pd[1:], dilation=dl[1:], groups=g,
+            def depth_folded_weight() -> np.ndarray:
+                return np.ascontiguousarray(wt.oihw.transpose(0, 2, 1, 3, 4)).reshape(O, KD * Cg, KH, KW)
+
+            o4 = conv2d(x4.transpose(0, 3, 1, 2), None, bias, stride=st[1:], padding=pd[1:], dilation=dl[1:], groups=g,
                         input_scale=a_s, input_zero_point=a_zp, weight_scale=ws, weight_zero_point=wz,
                         output_scale=output_scale, output_zero_point=output_zero_point, relu=relu, engine="fbgemm",
                         isa=isa, kernel=kernel, threads=threads, _fn=fn,
-                        _cache_objs=(weight, bias, weight_scale, weight_zero_point))
+                        _cache_objs=(weight, bias, weight_scale, weight_zero_point), _make_weight=depth_folded_weight)
             o5 = o4.reshape((N, OD) + o4.shape[1:]).transpose(0, 2, 1, 3, 4)
             return _wrap(np.ascontiguousarray(o5), from_torch, out_s, out_zp)
         out, inter = _conv3d_via_conv2d(a_ndhwc, a_s, a_zp, wt, b, st, pd, dl, g, out_s, out_zp, relu, plan,
@@ -399,16 +401,19 @@ def _conv_transpose(fn, a, a_s, a_zp, from_torch, weight, weight_scale, weight_z
             and _pairs_survive_reordering(plan, Cg, int(np.prod(ks)))):
         # the other kernels: the conv2d core on the spread-out input (kernel="scalar": the reference)
         u = spread_input(x_cl, a_zp, ks, st, pd, dl, op)
-        w_flip = np.ascontiguousarray(w_oihw[:, :, ::-1, ::-1])
-        if _conv_plan((u.shape[0], u.shape[3], u.shape[1], u.shape[2]), w_flip.shape, (1, 1), (0, 0), dl, g,
+        if _conv_plan((u.shape[0], u.shape[3], u.shape[1], u.shape[2]), w_oihw.shape, (1, 1), (0, 0), dl, g,
                       isa).saturates == plan.saturates:
             # the same stride-1 conv through qref.conv2d, whose checked cache (keyed by this call's
             # own weight-side arguments) keeps the flipped weight packed between calls
-            o4 = conv2d(u.transpose(0, 3, 1, 2), w_flip, bias, stride=1, padding=0, dilation=dl, groups=g,
+            def flipped_weight() -> np.ndarray:
+                return np.ascontiguousarray(w_oihw[:, :, ::-1, ::-1])
+
+            o4 = conv2d(u.transpose(0, 3, 1, 2), None, bias, stride=1, padding=0, dilation=dl, groups=g,
                         input_scale=a_s, input_zero_point=a_zp, weight_scale=float(wt.scale[0]),
                         weight_zero_point=int(wt.zero_point[0]), output_scale=output_scale,
                         output_zero_point=output_zero_point, engine="fbgemm", isa=isa, kernel=kernel,
-                        threads=threads, _fn=fn, _cache_objs=(weight, bias, weight_scale, weight_zero_point))
+                        threads=threads, _fn=fn, _cache_objs=(weight, bias, weight_scale, weight_zero_point),
+                        _make_weight=flipped_weight)
             return _wrap(np.ascontiguousarray(o4), from_torch, out_s, out_zp)
         out = _convt2d_via_conv2d(x_cl, a_s, a_zp, w_oihw, wt, b, st, pd, dl, op, g, out_s, out_zp, plan, kname,
                                   nthreads)
