@@ -14,6 +14,10 @@ quantizing it with ``onnxruntime.quantization`` with the same integer parameters
 (``ort_operands``: the QLinearConv / QGemm node's inputs, the bias as the int32 ORT's quantizer
 writes) and compute the node with qref's MLAS engine (``ort_output``); numpy and qref's core
 suffice, onnx / onnxruntime are never imported here.
+
+A torchao PT2E model gets another report (``qref.pt2e.hosts``): torch.compile runs its int8 ops on oneDNN on
+every x86 host, so its columns are oneDNN's CPU classes (``PT2E_HOSTS``), each op recomputed from torch's own
+recorded inputs by ``qref.pt2e.ops.run_op`` for that class.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from .common.operands import check_quint8_activation
 from .common.validate import check_inputs, check_int, check_scale, is_torch_tensor
 from .onnx import _ops as _mlas_nodes
 from .onnx import ort_host
+from .pt2e.api import is_pt2e_model
+from .pt2e.hosts import HOSTS as PT2E_HOSTS
+from .pt2e.hosts import Pt2eHostsReport
+from .pt2e.hosts import hosts as pt2e_hosts
 
 
 @dataclass(frozen=True)
@@ -319,11 +327,17 @@ def _ort_layer_why(row: RuntimeRow, params: Any, qx: Any, outs: dict) -> None:
                 "depthwise: exact kernel" if depthwise else "no pair sum reached int16's range") + ")"
 
 
-def runtimes(model: Any, *inputs: Any) -> RuntimeReport:
-    """Recompute every conv / linear layer of ``model`` as each registered runtime would (see module doc)."""
+def runtimes(model: Any, *inputs: Any) -> Any:
+    """Recompute every conv / linear layer of ``model`` as each registered runtime would (see module doc).
+
+    A torchao PT2E model (``convert_pt2e``'s output, which ``torch.compile`` lowers to oneDNN int8 ops on every
+    x86 host) gets the cross-host report of ``qref.pt2e.hosts.hosts`` instead, a ``Pt2eHostsReport``: one row per
+    int8 op of the compiled program, one column per oneDNN CPU class (docs/runtimes.md)."""
     if not hasattr(model, "named_modules") or not callable(model):
         raise TypeError(f"runtimes: model must be a torch.nn.Module, got {type(model).__name__}")
     check_inputs("runtimes", inputs)
+    if is_pt2e_model(model):
+        return pt2e_hosts(model, *inputs)
     rts = list(RUNTIMES)
     rows = []
     for call in _capture(model, inputs):
@@ -356,3 +370,5 @@ runtimes.RUNTIMES = RUNTIMES  # type: ignore[attr-defined]
 runtimes.OrtOperands = OrtOperands  # type: ignore[attr-defined]
 runtimes.ort_operands = ort_operands  # type: ignore[attr-defined]
 runtimes.ort_output = ort_output  # type: ignore[attr-defined]
+runtimes.PT2E_HOSTS = PT2E_HOSTS  # type: ignore[attr-defined]
+runtimes.Pt2eHostsReport = Pt2eHostsReport  # type: ignore[attr-defined]
