@@ -210,14 +210,14 @@ def _op_why(op: Any, cls: str, host: str, out: Any) -> str:
             cause.append("int16 pair saturation on " + (cls if p_c.saturates else host))
         if p_c.float_compensation != p_h.float_compensation:
             cause.append("float zero-point compensation on " + (cls if p_c.float_compensation else host))
-        parts.append(f"A differs at {k} of {A_c.size} outputs ({', '.join(cause) or 'kernel'})")
+        parts.append(f"compensated int32 sum A differs at {k} of {A_c.size} outputs ({', '.join(cause) or 'kernel'})")
     else:
         dw = op.kind.startswith("qconv") and op.groups > 1 and op.weight.shape[1] == 1
-        parts.append("A equal" + (" (depthwise: every class sums exactly)" if dw else ""))
+        parts.append("sums A equal" + (" (depthwise: every class sums exactly)" if dw else ""))
     if p_c.combined_scale != p_h.combined_scale:
         m = _differing(out, _compute(op, cls, p_h.combined_scale))
         mine = "one combined scale f32(x_scale*w_scale)" if p_c.combined_scale else "separate scales"
-        parts.append(f"{mine} (this host: {'combined' if p_h.combined_scale else 'separate'}) alone changes {m}")
+        parts.append(f"{mine} (this host: {'combined' if p_h.combined_scale else 'separate'}) alone changes {m} outputs")
     if op.output_dtype is not None and "float" in str(op.output_dtype):
         parts.append(f"{str(op.output_dtype).replace('torch.', '')} output: every last-bit difference counts")
     return "; ".join(parts)
@@ -283,8 +283,8 @@ def hosts(converted: Any, *inputs: Any, keep_outputs: bool = False, _program: An
                 row.outputs[h.name] = out
             if row.differing[h.name]:
                 row.why[h.name] = (_op_why(op, h.isa, here_class, out) if h.name != here else
-                                   "qref's formula for this host's class disagrees with torch here (a qref defect: "
-                                   "see qref.check(model, x, compile=True))")
+                                   "qref's formula for this host's class does not give the bytes torch gave here "
+                                   "(qref.check(model, x, compile=True) shows the op as MISMATCH)")
         rep.rows.append(row)
     ref_flat, _ = torch.utils._pytree.tree_flatten(prog.output)
     e2e = HostRow("end to end", "output", "output", sum(int(t.numel()) for t in ref_flat))
