@@ -188,21 +188,24 @@ def _compute(op: Any, cls: str, combined: Optional[bool] = None) -> Any:
         return run_op(op, cls, combined)
 
 
-def _sums(op: Any, cls: str) -> tuple:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        A, _, inter = compensated_sum(op, cls)
-    return A, inter.plan
+def _sums(op: Any, cls: str, cache: dict) -> tuple:
+    """(A, plan) of ``op`` on ``cls``, computed once per op and class."""
+    if cls not in cache:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            A, _, inter = compensated_sum(op, cls)
+        cache[cls] = (A, inter.plan)
+    return cache[cls]
 
 
-def _op_why(op: Any, cls: str, host: str, out: Any) -> str:
+def _op_why(op: Any, cls: str, host: str, out: Any, cache: dict) -> str:
     """What makes ``cls``'s bytes differ from this host's on this op: how many compensated sums A differ
     (int16 pair saturation, float zero-point compensation), and how many outputs the scale order alone changes."""
     parts = []
     if host in _UNSUPPORTED_CLASSES or host not in _WHY:
         return "this host's class is not reproduced by qref: compared with torch's own output only"
-    A_c, p_c = _sums(op, cls)
-    A_h, p_h = _sums(op, host)
+    A_c, p_c = _sums(op, cls, cache)
+    A_h, p_h = _sums(op, host, cache)
     k = int(np.count_nonzero(A_c != A_h))
     if k:
         cause = []
@@ -268,6 +271,7 @@ def hosts(converted: Any, *inputs: Any, keep_outputs: bool = False, _program: An
     for i, call in enumerate(prog.calls):
         op = parse_call(call.name, call.args)
         row = HostRow(f"{i}:{node_names[i]}", call.name, describe(op), int(call.output.numel()))
+        sums: dict = {}
         for h in HOSTS:
             why = _not_computed(op, h.isa)
             if why is None:
@@ -282,7 +286,7 @@ def hosts(converted: Any, *inputs: Any, keep_outputs: bool = False, _program: An
             if keep_outputs:
                 row.outputs[h.name] = out
             if row.differing[h.name]:
-                row.why[h.name] = (_op_why(op, h.isa, here_class, out) if h.name != here else
+                row.why[h.name] = (_op_why(op, h.isa, here_class, out, sums) if h.name != here else
                                    "qref's formula for this host's class does not give the bytes torch gave here "
                                    "(qref.check(model, x, compile=True) shows the op as MISMATCH)")
         rep.rows.append(row)
