@@ -14,9 +14,13 @@ from .. import _core
 from ..common.onednn_isa import resolve_class
 from ..layers.conv2d import conv2d
 
-# Post-ops qref reproduces; the others (gelu, swish, ...) use oneDNN's own polynomial
-# approximations (jit_uni_eltwise_injector.cpp), not reproduced yet.
-ELTWISE = ("none", "relu", "hardtanh", "hardswish")
+# Post-ops qref reproduces (gelu, swish: oneDNN's own approximations, csrc/qref/onednn/eltwise.h).
+ELTWISE = ("none", "relu", "hardtanh", "hardswish", "gelu", "swish")
+# gelu's post_op_algorithm -> the core's eltwise.
+_GELU = {"none": "gelu_erf", "tanh": "gelu_tanh"}
+# Kernel classes whose eltwise injector qref reproduces for gelu / swish (sse41 kernels replace
+# each fused multiply-add by a multiply and an add).
+_APPROX_CLASSES = ("amx", "vnni", "avx512_core", "avx2")
 
 
 class NotReproduced(Exception):
@@ -122,8 +126,13 @@ def unsupported_reason(op: Int8Op, cls: str) -> Optional[str]:
     import torch
 
     if op.eltwise not in ELTWISE:
-        return (f"post-op {op.eltwise!r}{' (' + op.algorithm + ')' if op.algorithm else ''}: oneDNN computes it "
-                f"with its own polynomial approximations, which qref does not reproduce")
+        return (f"post-op {op.eltwise!r}{' (' + op.algorithm + ')' if op.algorithm else ''}: not reproduced "
+                f"(qref reproduces {', '.join(ELTWISE[1:])})")
+    if op.eltwise == "gelu" and op.algorithm not in _GELU:
+        return f"gelu algorithm {op.algorithm!r}: not reproduced ('none' (erf) and 'tanh' are)"
+    if op.eltwise in ("gelu", "swish") and cls not in _APPROX_CLASSES:
+        return (f"post-op {op.eltwise!r} on oneDNN's {cls} kernels: their eltwise approximation is not reproduced "
+                f"(the {', '.join(_APPROX_CLASSES)} classes' are)")
     if op.output_dtype not in (torch.uint8, torch.float32, torch.bfloat16):
         return f"output dtype {op.output_dtype}: not reproduced (uint8, float32 and bfloat16 are)"
     if op.binary not in ("none", "sum", "add"):
@@ -132,9 +141,9 @@ def unsupported_reason(op: Int8Op, cls: str) -> Optional[str]:
         return f"binary operand dtype {op.other.dtype}: not reproduced (float32 and uint8 are)"
     if op.alpha != 1.0:
         return f"binary alpha {op.alpha}: not reproduced (1.0 is)"
-    if op.kind.startswith("qlinear") and cls != "vnni":
+    if op.kind.startswith("qlinear") and cls not in ("vnni", "avx2"):
         return (f"oneDNN's {cls} matmul kernels: their int8 arithmetic is not reproduced (the vnni class, "
-                f"brg_matmul, is)")
+                f"brg_matmul, and the avx2 class, gemm:jit, are)")
     if op.kind.startswith("qconv") and len(op.stride) not in (1, 2):
         return f"conv with {len(op.stride)} spatial dimensions: not reproduced (conv1d and conv2d are)"
     return None
@@ -188,6 +197,34 @@ def _to_rows(t: Any, kind: str) -> np.ndarray:
     return arr.numpy().reshape(-1, arr.shape[-1])
 
 
+def kernel_impl(op: Int8Op, cls: str) -> str:
+    """Which oneDNN code computes the op (the core's ``impl``): "avx512" or "avx2" (the JIT
+    kernels and their eltwise injector: brg_matmul / brgemm and jit convs, gemm:jit with its
+    post-processing kernel on AVX2), or oneDNN's reference primitives, which the avx2 class runs
+    for a bfloat16 output (ONEDNN_VERBOSE: matmul ref_int8:any -> "ref_matmul", convolution
+    ref:any -> "ref_conv"): exact int32 sums, src and weight scales multiplied one after the
+    other, post-ops in plain C++ with the C library's erff / tanhf / expf."""
+    import torch
+
+    if cls == "avx2":
+        if op.output_dtype == torch.bfloat16:
+            return "ref_matmul" if op.kind.startswith("qlinear") else "ref_conv"
+        return "avx2"
+    return "avx512"
+
+
+def core_eltwise(op: Int8Op) -> tuple:
+    """(the core's eltwise name, alpha, beta) for the op's unary post-op."""
+    if op.eltwise == "hardtanh":
+        lo, hi = (float(v) for v in op.scalars[:2])
+        return "hardtanh", lo, hi
+    if op.eltwise == "gelu":
+        return _GELU[op.algorithm], 0.0, 0.0
+    if op.eltwise == "swish":
+        return "swish", 1.0, 0.0  # ideep's fuse_swish: alpha = 1
+    return op.eltwise, 0.0, 0.0
+
+
 def run_op(op: Int8Op, isa: str = "auto", combined: Optional[bool] = None) -> Any:
     """The op's output as a torch tensor of torch's dtype, shape and memory format."""
     import torch
@@ -196,20 +233,23 @@ def run_op(op: Int8Op, isa: str = "auto", combined: Optional[bool] = None) -> An
     why = unsupported_reason(op, cls)
     if why:
         raise NotReproduced(why)
-    A, shape, inter = compensated_sum(op, isa)
+    impl = kernel_impl(op, cls)
+    # oneDNN's reference primitives sum exactly and scale src and weights separately.
+    ref = impl.startswith("ref")
+    A, shape, inter = compensated_sum(op, "vnni" if ref else isa)
     if combined is None:
-        combined = bool(getattr(getattr(inter, "plan", None), "combined_scale", False))
+        combined = not ref and bool(getattr(getattr(inter, "plan", None), "combined_scale", False))
     other = None
     if op.binary != "none":
         other = _to_rows(op.other, op.kind)
         other = np.ascontiguousarray(other)
-    lo = hi = 0.0
-    if op.eltwise == "hardtanh":
-        lo, hi = (float(v) for v in op.scalars[:2])
+    eltwise, lo, hi = core_eltwise(op)
     odt = {torch.uint8: "uint8", torch.float32: "float32", torch.bfloat16: "bfloat16"}[op.output_dtype]
+    # qlinear on AVX2 runs gemm:jit, whose post-processing kernel fuses a sum scale into the add.
+    sum_fma = impl == "avx2" and op.kind.startswith("qlinear")
     out = _core.pt2e_postops(A, np.ascontiguousarray(op.w_scale, np.float32), op.bias, other, op.x_scale,
-                             combined, op.other_scale, op.other_zp, op.eltwise, lo, hi, odt, op.output_scale,
-                             op.output_zp)
+                             combined, op.other_scale, op.other_zp, eltwise, lo, hi, odt, op.output_scale,
+                             op.output_zp, impl, sum_fma)
     t = torch.from_numpy(out.reshape(shape))
     if odt == "bfloat16":
         t = t.view(torch.int16).view(torch.bfloat16)
