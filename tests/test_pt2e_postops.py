@@ -158,6 +158,26 @@ def test_gelu_erf_form_follows_the_kernel_class():
     assert (outs["avx2"].view(np.int32) != r.view(np.int32)).sum() > 0
 
 
+@pytest.mark.parametrize("post,alg", POSTS, ids=("gelu_erf", "gelu_tanh", "swish"))
+def test_explain_derives_the_post_op(post, alg):
+    """explain_pt2e's float value after the post-ops is torch's float32 output."""
+    from qref.pt2e import explain_pt2e
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (4, 16), dtype=torch.uint8, generator=g)
+    w = torch.randint(-128, 128, (8, 16), dtype=torch.int8, generator=g)
+    ws, b = torch.full((8,), 0.004), torch.randn(8, generator=g)
+    packed = torch.ops.onednn.qlinear_prepack(w, [4, 16])
+    ref = torch.ops.onednn.qlinear_pointwise(x, X_SCALE, X_ZP, packed, ws, torch.zeros(8, dtype=torch.int32), b,
+                                             1.0, 0, torch.float32, post, [], alg)
+    op = Int8Op("qlinear", "qlinear_pointwise", x, X_SCALE, X_ZP, w.numpy(), ws.numpy(), b.numpy(),
+                output_dtype=torch.float32, eltwise=post, algorithm=alg)
+    text = explain_pt2e(op, (2, 5))
+    line = [ln for ln in text.splitlines() if "post-ops" in ln]
+    assert line and line[0].endswith(f"= {float(ref[2, 5]):.9g}"), text
+    assert repr(ref[2, 5].item()) in text
+
+
 @pytest.mark.slow
 def test_direct_sweep():
     rows = direct_results(seeds=range(1, 9), shapes=((1, 64), (5, 37), (64, 48), (2, 9, 130), (257, 19)))

@@ -225,10 +225,24 @@ def core_eltwise(op: Int8Op) -> tuple:
     return op.eltwise, 0.0, 0.0
 
 
-def run_op(op: Int8Op, isa: str = "auto", combined: Optional[bool] = None) -> Any:
-    """The op's output as a torch tensor of torch's dtype, shape and memory format."""
-    import torch
+@dataclass
+class Chain:
+    """What ``run_op`` feeds the core for one op: the compensated sums and how oneDNN's kernel
+    for this class runs the post-op chain."""
 
+    A: np.ndarray              # float32 [M, O]
+    shape: tuple               # output shape in NHWC / row order
+    impl: str                  # kernel_impl
+    combined: bool             # one scale f32(x_scale * w_scale[o])
+    eltwise: str               # the core's eltwise name
+    alpha: float
+    beta: float
+    sum_fma: bool
+    other: Optional[np.ndarray]  # binary operand as [M, O] rows
+
+
+def chain(op: Int8Op, isa: str = "auto", combined: Optional[bool] = None) -> Chain:
+    """The ``Chain`` of one op (raises ``NotReproduced`` for what qref does not reproduce)."""
     cls = resolve_class(isa)
     why = unsupported_reason(op, cls)
     if why:
@@ -241,16 +255,32 @@ def run_op(op: Int8Op, isa: str = "auto", combined: Optional[bool] = None) -> An
         combined = not ref and bool(getattr(getattr(inter, "plan", None), "combined_scale", False))
     other = None
     if op.binary != "none":
-        other = _to_rows(op.other, op.kind)
-        other = np.ascontiguousarray(other)
+        other = np.ascontiguousarray(_to_rows(op.other, op.kind))
     eltwise, lo, hi = core_eltwise(op)
-    odt = {torch.uint8: "uint8", torch.float32: "float32", torch.bfloat16: "bfloat16"}[op.output_dtype]
     # qlinear on AVX2 runs gemm:jit, whose post-processing kernel fuses a sum scale into the add.
     sum_fma = impl == "avx2" and op.kind.startswith("qlinear")
-    out = _core.pt2e_postops(A, np.ascontiguousarray(op.w_scale, np.float32), op.bias, other, op.x_scale,
-                             combined, op.other_scale, op.other_zp, eltwise, lo, hi, odt, op.output_scale,
-                             op.output_zp, impl, sum_fma)
-    t = torch.from_numpy(out.reshape(shape))
+    return Chain(A, shape, impl, combined, eltwise, lo, hi, sum_fma, other)
+
+
+def postops(op: Int8Op, c: Chain, out_dtype: str, rows: Any = slice(None), cols: Any = slice(None)) -> np.ndarray:
+    """The core's post-op chain over ``c.A[rows, cols]`` with ``out_dtype`` ("uint8", "float32" or
+    "bfloat16" bits)."""
+    A = np.ascontiguousarray(c.A[rows, cols])
+    ws = np.ascontiguousarray(np.asarray(op.w_scale, np.float32)[cols])
+    bias = None if op.bias is None else np.ascontiguousarray(np.asarray(op.bias, np.float32)[cols])
+    other = None if c.other is None else np.ascontiguousarray(c.other[rows, cols])
+    return _core.pt2e_postops(A, ws, bias, other, op.x_scale, c.combined, op.other_scale, op.other_zp, c.eltwise,
+                              c.alpha, c.beta, out_dtype, op.output_scale, op.output_zp, c.impl, c.sum_fma)
+
+
+def run_op(op: Int8Op, isa: str = "auto", combined: Optional[bool] = None) -> Any:
+    """The op's output as a torch tensor of torch's dtype, shape and memory format."""
+    import torch
+
+    c = chain(op, isa, combined)
+    odt = {torch.uint8: "uint8", torch.float32: "float32", torch.bfloat16: "bfloat16"}[op.output_dtype]
+    out = postops(op, c, odt)
+    t = torch.from_numpy(out.reshape(c.shape))
     if odt == "bfloat16":
         t = t.view(torch.int16).view(torch.bfloat16)
     if op.kind.startswith("qconv"):
