@@ -178,11 +178,28 @@ def test_explain_derives_the_post_op(post, alg):
     assert repr(ref[2, 5].item()) in text
 
 
+SWEEP = dict(seeds=tuple(range(1, 9)), shapes=((1, 64), (5, 37), (64, 48), (2, 9, 130), (257, 19), (4, 2048)))
+
+
 @pytest.mark.slow
 def test_direct_sweep():
-    rows = direct_results(seeds=range(1, 9), shapes=((1, 64), (5, 37), (64, 48), (2, 9, 130), (257, 19)))
-    bad = [r for r in rows if r["mismatches"]]
-    assert not bad, bad
+    rows = direct_results(**SWEEP)
+    bad = [r for r in rows if r["mismatches"] or not r["elements"]]
+    assert rows and not bad, bad
+
+
+@pytest.mark.slow
+def test_avx2_direct_sweep_in_subprocess():
+    script = ("import json, sys, warnings\nwarnings.filterwarnings('ignore')\nsys.path.insert(0, %r)\n"
+              "import test_pt2e_postops as t\nprint('RESULT' + json.dumps(t.direct_results(**t.SWEEP)))\n"
+              % os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2"),
+                         capture_output=True, text=True, timeout=900)
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT")]
+    assert line, res.stderr[-3000:]
+    rows = json.loads(line[0][len("RESULT"):])
+    bad = [r for r in rows if r["mismatches"] or not r["elements"]]
+    assert rows and not bad, bad
 
 
 # ---- torchao models through torch.compile -----------------------------------------------------
