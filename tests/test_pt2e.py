@@ -153,8 +153,8 @@ class MLPBlock(nn.Module):
 
 
 def test_mlp_block_linear_ops_and_honest_rows():
-    """qlinear on 3-D inputs: every op qref reproduces has 0 mismatches; what it does not (oneDNN's
-    gelu approximation, inductor's layer_norm) is reported NOT VERIFIED and the report is not ok."""
+    """qlinear on 3-D inputs: every op qref reproduces has 0 mismatches; what it does not (inductor's
+    layer_norm) is reported NOT VERIFIED and the report is not ok."""
     torch.manual_seed(0)
     x = torch.randn(2, 5, 16)
     conv = _convert(MLPBlock(), x)

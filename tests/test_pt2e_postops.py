@@ -188,20 +188,6 @@ def test_direct_sweep():
     assert rows and not bad, bad
 
 
-@pytest.mark.slow
-def test_avx2_direct_sweep_in_subprocess():
-    script = ("import json, sys, warnings\nwarnings.filterwarnings('ignore')\nsys.path.insert(0, %r)\n"
-              "import test_pt2e_postops as t\nprint('RESULT' + json.dumps(t.direct_results(**t.SWEEP)))\n"
-              % os.path.dirname(os.path.abspath(__file__)))
-    res = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2"),
-                         capture_output=True, text=True, timeout=900)
-    line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT")]
-    assert line, res.stderr[-3000:]
-    rows = json.loads(line[0][len("RESULT"):])
-    bad = [r for r in rows if r["mismatches"] or not r["elements"]]
-    assert rows and not bad, bad
-
-
 # ---- torchao models through torch.compile -----------------------------------------------------
 
 def _convert(model, x):
@@ -276,32 +262,45 @@ def test_torchao_models(name, post):
         assert rep["ok"] and rep["rows"][-1]["status"] == "OK", rep
 
 
-# ---- with ONEDNN_MAX_CPU_ISA=AVX2 ---------------------------------------------------------------
+# ---- with ONEDNN_MAX_CPU_ISA=AVX2 (and AVX512_CORE) ------------------------------------------------
 
-_AVX2_SCRIPT = """
+_CAP_SCRIPT = """
 import json, sys, warnings
 warnings.filterwarnings("ignore")
 sys.path.insert(0, {tests!r})
 import test_pt2e_postops as t
 from qref.common.onednn_isa import resolve_class
-out = dict(cls=resolve_class("auto"), direct=t.direct_results())
-try:
-    import torchao  # noqa: F401
-    out["models"] = {{n: t.model_report(n) for n in t._models()}}
-except ImportError:
-    out["models"] = {{}}
+out = dict(cls=resolve_class("auto"), direct=t.direct_results(**(t.SWEEP if {sweep!r} else {{}})), models={{}})
+if not {sweep!r}:
+    try:
+        import torchao  # noqa: F401
+        out["models"] = {{n: t.model_report(n) for n in t._models()}}
+    except ImportError:
+        pass
 print("RESULT" + json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module")
-def avx2_results():
-    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
-    script = _AVX2_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
-    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=900)
+def capped_results(cap, sweep=False):
+    """direct_results (the sweep's or the default) and, without sweep, the models' reports, run in
+    a subprocess with ONEDNN_MAX_CPU_ISA=cap (set before torch is imported)."""
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA=cap)
+    script = _CAP_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)), sweep=sweep)
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=1200)
     line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT")]
     assert line, res.stderr[-3000:]
     return json.loads(line[0][len("RESULT"):])
+
+
+@pytest.fixture(scope="module")
+def avx2_results():
+    return capped_results("AVX2")
+
+
+def _check_direct(rows):
+    assert len(rows) >= len(POSTS) * len(DTYPES) * 4 + 3 * len(DTYPES) + 2
+    bad = [r for r in rows if r["mismatches"] or not r["elements"]]
+    assert not bad, bad
 
 
 def test_avx2_direct_ops_in_subprocess(avx2_results):
@@ -309,10 +308,7 @@ def test_avx2_direct_ops_in_subprocess(avx2_results):
     with Abramowitz-Stegun erf) and ref_int8 (bf16 outputs: exact sums, two scales, C library erff /
     tanhf / expf); qconv: jit_uni_int8:avx2 (u8 / f32) and ref:any (bf16) with swish, relu, none."""
     assert avx2_results["cls"] == "avx2"
-    rows = avx2_results["direct"]
-    assert len(rows) == len(POSTS) * len(DTYPES) * 4 + 3 * len(DTYPES) + 2
-    bad = [r for r in rows if r["mismatches"] or not r["elements"]]
-    assert not bad, bad
+    _check_direct(avx2_results["direct"])
 
 
 @pytest.mark.parametrize("name,post", [("mlp_gelu_erf", "gelu(none)"), ("mlp_gelu_tanh", "gelu(tanh)"),
@@ -321,3 +317,23 @@ def test_avx2_torchao_models_in_subprocess(avx2_results, name, post):
     if not avx2_results["models"]:
         pytest.skip("torchao (the pt2e extra) is not installed")
     _check_model_rows(avx2_results["models"][name], post)
+
+
+@pytest.mark.slow
+def test_avx512_core_in_subprocess():
+    """AVX-512 without VNNI: brg_matmul:avx512_core (int16-pair sums, separate scales, the AVX-512
+    injector's minimax erf) and its convolutions."""
+    res = capped_results("AVX512_CORE")
+    assert res["cls"] == "avx512_core"
+    _check_direct(res["direct"])
+    for name, post in (("mlp_gelu_erf", "gelu(none)"), ("mlp_gelu_tanh", "gelu(tanh)"), ("conv_silu", "swish")):
+        if res["models"]:
+            _check_model_rows(res["models"][name], post)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cap", ["AVX2", "AVX512_CORE"])
+def test_capped_direct_sweep_in_subprocess(cap):
+    res = capped_results(cap, sweep=True)
+    assert res["cls"] == cap.lower()
+    _check_direct(res["direct"])

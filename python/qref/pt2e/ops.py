@@ -21,6 +21,8 @@ _GELU = {"none": "gelu_erf", "tanh": "gelu_tanh"}
 # Kernel classes whose eltwise injector qref reproduces for gelu / swish (sse41 kernels replace
 # each fused multiply-add by a multiply and an add).
 _APPROX_CLASSES = ("amx", "vnni", "avx512_core", "avx2")
+# Classes whose qlinear (oneDNN matmul) qref reproduces.
+_QLINEAR_CLASSES = ("vnni", "avx512_core", "avx2")
 
 
 class NotReproduced(Exception):
@@ -141,9 +143,9 @@ def unsupported_reason(op: Int8Op, cls: str) -> Optional[str]:
         return f"binary operand dtype {op.other.dtype}: not reproduced (float32 and uint8 are)"
     if op.alpha != 1.0:
         return f"binary alpha {op.alpha}: not reproduced (1.0 is)"
-    if op.kind.startswith("qlinear") and cls not in ("vnni", "avx2"):
-        return (f"oneDNN's {cls} matmul kernels: their int8 arithmetic is not reproduced (the vnni class, "
-                f"brg_matmul, and the avx2 class, gemm:jit, are)")
+    if op.kind.startswith("qlinear") and cls not in _QLINEAR_CLASSES:
+        return (f"oneDNN's {cls} matmul kernels: their int8 arithmetic is not reproduced (the vnni and "
+                f"avx512_core classes' brg_matmul and the avx2 class's gemm:jit are)")
     if op.kind.startswith("qconv") and len(op.stride) not in (1, 2):
         return f"conv with {len(op.stride)} spatial dimensions: not reproduced (conv1d and conv2d are)"
     return None
@@ -252,7 +254,9 @@ def chain(op: Int8Op, isa: str = "auto", combined: Optional[bool] = None) -> Cha
     ref = impl.startswith("ref")
     A, shape, inter = compensated_sum(op, "vnni" if ref else isa)
     if combined is None:
-        combined = not ref and bool(getattr(getattr(inter, "plan", None), "combined_scale", False))
+        # brg_matmul (vnni, avx512_core) multiplies by the src and the weight scale in turn.
+        brg = op.kind.startswith("qlinear") and cls in ("vnni", "avx512_core")
+        combined = not ref and not brg and bool(getattr(getattr(inter, "plan", None), "combined_scale", False))
     other = None
     if op.binary != "none":
         other = np.ascontiguousarray(_to_rows(op.other, op.kind))
