@@ -90,15 +90,15 @@ def test_converted_graph_quantize_dequantize(resnet_program):
 
 
 def test_unreproduced_post_op_is_not_verified():
-    """gelu is oneDNN's own approximation: reported NOT VERIFIED, and run refuses it."""
+    """leaky_relu is not reproduced: reported NOT VERIFIED, and run refuses it."""
     import numpy as np
 
     from qref.pt2e.ops import Int8Op, NotReproduced, run_op
 
     op = Int8Op("qlinear", "qlinear_pointwise.tensor", torch.zeros(2, 4, dtype=torch.uint8), 0.1, 0,
                 np.zeros((3, 4), np.int8), np.ones(3, np.float32), None, output_dtype=torch.float32,
-                eltwise="gelu", algorithm="none")
-    with pytest.raises(NotReproduced, match="gelu"):
+                eltwise="leaky_relu", scalars=(0.01,))
+    with pytest.raises(NotReproduced, match="leaky_relu"):
         run_op(op)
 
 
@@ -153,8 +153,8 @@ class MLPBlock(nn.Module):
 
 
 def test_mlp_block_linear_ops_and_honest_rows():
-    """qlinear on 3-D inputs: every op qref reproduces has 0 mismatches; what it does not (oneDNN's
-    gelu approximation, inductor's layer_norm) is reported NOT VERIFIED and the report is not ok."""
+    """qlinear on 3-D inputs: every op qref reproduces has 0 mismatches; what it does not (inductor's
+    layer_norm) is reported NOT VERIFIED and the report is not ok."""
     torch.manual_seed(0)
     x = torch.randn(2, 5, 16)
     conv = _convert(MLPBlock(), x)

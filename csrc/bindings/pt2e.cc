@@ -26,13 +26,19 @@ qref::OnednnEltwise eltwise_kind(const std::string& s) {
   if (s == "relu") return qref::OnednnEltwise::relu;
   if (s == "hardtanh") return qref::OnednnEltwise::hardtanh;
   if (s == "hardswish") return qref::OnednnEltwise::hardswish;
-  throw py::value_error("_core: eltwise must be 'none', 'relu', 'hardtanh' or 'hardswish', got '" + s + "'");
+  if (s == "gelu_erf") return qref::OnednnEltwise::gelu_erf;
+  if (s == "gelu_tanh") return qref::OnednnEltwise::gelu_tanh;
+  if (s == "swish") return qref::OnednnEltwise::swish;
+  throw py::value_error(
+      "_core: eltwise must be 'none', 'relu', 'hardtanh', 'hardswish', 'gelu_erf', 'gelu_tanh' or 'swish', got '" +
+      s + "'");
 }
 
 py::array pt2e_postops(const py::array& A, const py::array& wscale, const std::optional<py::array>& bias,
                        const std::optional<py::array>& other, double src_scale, bool combined, double sum_scale,
                        int64_t sum_zp, const std::string& eltwise, double alpha, double beta,
-                       const std::string& out_dtype, double out_scale, int64_t out_zp) {
+                       const std::string& out_dtype, double out_scale, int64_t out_zp,
+                       const std::string& impl, bool sum_fma) {
   const float* a = qref_bindings::checked_ptr<float>(A, "A", 2, "float32");
   const int64_t M = A.shape(0), O = A.shape(1);
   const float* ws = qref_bindings::checked_ptr<float>(wscale, "wscale", 1, "float32");
@@ -49,6 +55,16 @@ py::array pt2e_postops(const py::array& A, const py::array& wscale, const std::o
   p.eltwise = eltwise_kind(eltwise);
   p.alpha = static_cast<float>(alpha);
   p.beta = static_cast<float>(beta);
+  if (impl == "avx512" || impl == "avx2") {
+    p.avx512 = impl == "avx512";
+  } else if (impl == "ref_matmul" || impl == "ref_conv") {
+    p.ref = true;
+    p.ref_zero_start = impl == "ref_matmul";
+  } else {
+    throw py::value_error("_core: impl must be 'avx512', 'avx2', 'ref_matmul' or 'ref_conv', got '" + impl + "'");
+  }
+  need(!(p.ref && out_dtype == "uint8"), "impl '" + impl + "' has no uint8 output");
+  p.sum_fma = sum_fma;
   const void* oth = nullptr;
   bool other_u8 = false;
   if (other) {
@@ -123,7 +139,10 @@ void register_pt2e(py::module_& m) {
   m.def("pt2e_postops", &pt2e_postops, py::arg("A"), py::arg("wscale"), py::arg("bias"), py::arg("other"),
         py::arg("src_scale"), py::arg("combined"), py::arg("sum_scale"), py::arg("sum_zp"), py::arg("eltwise"),
         py::arg("alpha"), py::arg("beta"), py::arg("out_dtype"), py::arg("out_scale"), py::arg("out_zp"),
-        "oneDNN's post-op chain (PT2E int8 ops) over the compensated sums A[M][O]");
+        py::arg("impl") = "avx512", py::arg("sum_fma") = false,
+        "oneDNN's post-op chain (PT2E int8 ops) over the compensated sums A[M][O]; impl: the oneDNN kernel's "
+        "eltwise ('avx512' or 'avx2' JIT injector; 'ref_matmul' or 'ref_conv' reference primitive), sum_fma fuses "
+        "a sum scale other than 1 into the add (AVX2 gemm)");
   m.def("inductor_quantize", &inductor_quantize, py::arg("x"), py::arg("scale"), py::arg("zero_point"),
         py::arg("quant_min"), py::arg("quant_max"), "inductor's generated quantize_per_tensor (float32 -> uint8)");
   m.def("inductor_dequantize", &inductor_dequantize, py::arg("q"), py::arg("scale"), py::arg("zero_point"),

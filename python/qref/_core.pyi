@@ -222,9 +222,9 @@ def mlas_dynamic_qparams(x: numpy.ndarray) -> tuple:
 def mlas_scale_bias_output(acc: numpy.ndarray, scale: numpy.ndarray, bias: typing.Any) -> numpy.typing.NDArray[numpy.float32]:
     ...
 # ---- torch.compile's PT2E int8 program (csrc/bindings/pt2e.cc)
-def pt2e_postops(A: numpy.ndarray, wscale: numpy.ndarray, bias: numpy.ndarray | None, other: numpy.ndarray | None, src_scale: typing.SupportsFloat, combined: bool, sum_scale: typing.SupportsFloat, sum_zp: typing.SupportsInt, eltwise: str, alpha: typing.SupportsFloat, beta: typing.SupportsFloat, out_dtype: str, out_scale: typing.SupportsFloat, out_zp: typing.SupportsInt) -> numpy.ndarray:
+def pt2e_postops(A: numpy.ndarray, wscale: numpy.ndarray, bias: numpy.ndarray | None, other: numpy.ndarray | None, src_scale: typing.SupportsFloat, combined: bool, sum_scale: typing.SupportsFloat, sum_zp: typing.SupportsInt, eltwise: str, alpha: typing.SupportsFloat, beta: typing.SupportsFloat, out_dtype: str, out_scale: typing.SupportsFloat, out_zp: typing.SupportsInt, impl: str = 'avx512', sum_fma: bool = False) -> numpy.ndarray:
     """
-    oneDNN's post-op chain (PT2E int8 ops) over the compensated sums A[M][O]
+    oneDNN's post-op chain (PT2E int8 ops) over the compensated sums A[M][O]; impl: the oneDNN kernel's eltwise ('avx512' or 'avx2' JIT injector; 'ref_matmul' or 'ref_conv' reference primitive), sum_fma fuses a sum scale other than 1 into the add (AVX2 gemm)
     """
 def inductor_quantize(x: numpy.ndarray, scale: typing.SupportsFloat, zero_point: typing.SupportsInt, quant_min: typing.SupportsInt, quant_max: typing.SupportsInt) -> numpy.typing.NDArray[numpy.uint8]:
     """

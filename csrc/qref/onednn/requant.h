@@ -28,6 +28,7 @@
 #include <cstring>
 
 #include "qref/common/int.h"
+#include "qref/onednn/eltwise.h"
 
 namespace qref {
 
@@ -131,11 +132,24 @@ inline uint8_t onednn_output(float y) {
 //               hardswish y = f32(y * min(max(f32(f32(y * f32(1/6)) + 0.5), 0), 1))
 //                         (jit_uni_eltwise_injector.cpp hardswish_compute_vector_fwd: a multiply
 //                         and an add, no FMA on this host's kernels)
+//               gelu_erf, gelu_tanh, swish: oneDNN's approximations (eltwise.h); gelu_erf
+//                         by the kernel's vector ISA (AVX-512 minimax table or AVX2
+//                         Abramowitz-Stegun)
+//   sum with a scale other than 1 in the AVX2 gemm post-processing kernel
+//   (jit_gemm_inner_product_utils.cpp): y = fma(other - other_zp, other_scale, y)
 //   output:     f32  y;  bf16  round-to-nearest-even of y;
 //               u8   rne(clamp(f32(f32(y * f32(1 / (double)out_scale)) + f32(out_zp)), 0, 255))
 // The exact zero-point-compensated int32 sum A comes from the oneDNN conv driver
 // (onednn.h, the same for eager and compiled models).
-enum class OnednnEltwise : int { none = 0, relu = 1, hardtanh = 2, hardswish = 3 };
+enum class OnednnEltwise : int {
+  none = 0,
+  relu = 1,
+  hardtanh = 2,
+  hardswish = 3,
+  gelu_erf = 4,
+  gelu_tanh = 5,
+  swish = 6,
+};
 enum class OnednnOutType : int { u8 = 0, f32 = 1, bf16 = 2 };
 
 struct OnednnPostOps {
@@ -146,13 +160,37 @@ struct OnednnPostOps {
   float sum_scale = 1.f;
   int32_t sum_zp = 0;
   OnednnEltwise eltwise = OnednnEltwise::none;
-  float alpha = 0.f, beta = 0.f;  // hardtanh bounds
+  float alpha = 0.f, beta = 0.f;  // hardtanh bounds; swish: alpha
+  bool avx512 = true;             // the kernel's eltwise injector is AVX-512 (gelu_erf's form)
+  bool ref = false;               // oneDNN's reference primitive: C library eltwise
+  bool ref_zero_start = false;    // ref_matmul_int8: y = 0 + scaled (-0 -> +0)
+  bool sum_fma = false;           // sum scale fused into the add (AVX2 gemm post-processing)
   OnednnOutType out = OnednnOutType::f32;
   float inv = 1.f;                // f32(1 / (double)out_scale) (u8 output)
   int32_t out_zp = 0;
 };
 
+// The reference primitives' post-ops (math_utils.hpp): relu is s > 0 ? s : s * 0 (-0 for a
+// negative s); clip and hardswish as the JIT kernels; gelu and swish from the C library.
+inline float onednn_eltwise_ref(float y, const OnednnPostOps& p) {
+  switch (p.eltwise) {
+    case OnednnEltwise::relu:
+      return y > 0.f ? y : y * 0.f;
+    case OnednnEltwise::gelu_erf:
+      return onednn_ref_gelu_erf(y);
+    case OnednnEltwise::gelu_tanh:
+      return onednn_ref_gelu_tanh(y);
+    case OnednnEltwise::swish:
+      return onednn_ref_swish(y, p.alpha);
+    default:
+      break;
+  }
+  return y;  // hardtanh, hardswish: onednn_eltwise handles them
+}
+
 inline float onednn_eltwise(float y, const OnednnPostOps& p) {
+  if (p.ref && p.eltwise != OnednnEltwise::hardtanh && p.eltwise != OnednnEltwise::hardswish)
+    return onednn_eltwise_ref(y, p);
   switch (p.eltwise) {
     case OnednnEltwise::relu:
       return y > 0.f ? y : 0.f;
@@ -167,6 +205,12 @@ inline float onednn_eltwise(float y, const OnednnPostOps& p) {
       h = h < 1.f ? h : 1.f;
       return h * y;
     }
+    case OnednnEltwise::gelu_erf:
+      return p.avx512 ? onednn_gelu_erf_avx512(y) : onednn_gelu_erf_avx2(y);
+    case OnednnEltwise::gelu_tanh:
+      return onednn_gelu_tanh(y);
+    case OnednnEltwise::swish:
+      return onednn_swish(y, p.alpha);
     default:
       return y;
   }
@@ -176,8 +220,15 @@ inline float onednn_eltwise(float y, const OnednnPostOps& p) {
 // operands converted exactly), ignored without sum.
 inline float onednn_postops_y(float A, float wscale, float bias, float other, const OnednnPostOps& p) {
   float y = p.combined ? A * (p.src_scale * wscale) : (A * p.src_scale) * wscale;
+  if (p.ref_zero_start) y = 0.f + y;  // ref_matmul_int8.cpp sums the scaled groups into d = 0
   if (p.has_bias) y = y + bias;
-  if (p.sum) y = y + (other - static_cast<float>(p.sum_zp)) * p.sum_scale;
+  if (p.sum) {
+    const float d = other - static_cast<float>(p.sum_zp);
+    if (p.sum_fma && p.sum_scale != 1.f)
+      y = std::fma(d, p.sum_scale, y);
+    else
+      y = y + d * p.sum_scale;
+  }
   return onednn_eltwise(y, p);
 }
 

@@ -14,9 +14,15 @@ from .. import _core
 from ..common.onednn_isa import resolve_class
 from ..layers.conv2d import conv2d
 
-# Post-ops qref reproduces; the others (gelu, swish, ...) use oneDNN's own polynomial
-# approximations (jit_uni_eltwise_injector.cpp), not reproduced yet.
-ELTWISE = ("none", "relu", "hardtanh", "hardswish")
+# Post-ops qref reproduces (gelu, swish: oneDNN's own approximations, csrc/qref/onednn/eltwise.h).
+ELTWISE = ("none", "relu", "hardtanh", "hardswish", "gelu", "swish")
+# gelu's post_op_algorithm -> the core's eltwise.
+_GELU = {"none": "gelu_erf", "tanh": "gelu_tanh"}
+# Kernel classes whose eltwise injector qref reproduces for gelu / swish (sse41 kernels replace
+# each fused multiply-add by a multiply and an add).
+_APPROX_CLASSES = ("amx", "vnni", "avx512_core", "avx2")
+# Classes whose qlinear (oneDNN matmul) qref reproduces.
+_QLINEAR_CLASSES = ("vnni", "avx512_core", "avx2")
 
 
 class NotReproduced(Exception):
@@ -122,8 +128,13 @@ def unsupported_reason(op: Int8Op, cls: str) -> Optional[str]:
     import torch
 
     if op.eltwise not in ELTWISE:
-        return (f"post-op {op.eltwise!r}{' (' + op.algorithm + ')' if op.algorithm else ''}: oneDNN computes it "
-                f"with its own polynomial approximations, which qref does not reproduce")
+        return (f"post-op {op.eltwise!r}{' (' + op.algorithm + ')' if op.algorithm else ''}: not reproduced "
+                f"(qref reproduces {', '.join(ELTWISE[1:])})")
+    if op.eltwise == "gelu" and op.algorithm not in _GELU:
+        return f"gelu algorithm {op.algorithm!r}: not reproduced ('none' (erf) and 'tanh' are)"
+    if op.eltwise in ("gelu", "swish") and cls not in _APPROX_CLASSES:
+        return (f"post-op {op.eltwise!r} on oneDNN's {cls} kernels: their eltwise approximation is not reproduced "
+                f"(the {', '.join(_APPROX_CLASSES)} classes' are)")
     if op.output_dtype not in (torch.uint8, torch.float32, torch.bfloat16):
         return f"output dtype {op.output_dtype}: not reproduced (uint8, float32 and bfloat16 are)"
     if op.binary not in ("none", "sum", "add"):
@@ -132,9 +143,9 @@ def unsupported_reason(op: Int8Op, cls: str) -> Optional[str]:
         return f"binary operand dtype {op.other.dtype}: not reproduced (float32 and uint8 are)"
     if op.alpha != 1.0:
         return f"binary alpha {op.alpha}: not reproduced (1.0 is)"
-    if op.kind.startswith("qlinear") and cls != "vnni":
-        return (f"oneDNN's {cls} matmul kernels: their int8 arithmetic is not reproduced (the vnni class, "
-                f"brg_matmul, is)")
+    if op.kind.startswith("qlinear") and cls not in _QLINEAR_CLASSES:
+        return (f"oneDNN's {cls} matmul kernels: their int8 arithmetic is not reproduced (the vnni and "
+                f"avx512_core classes' brg_matmul and the avx2 class's gemm:jit are)")
     if op.kind.startswith("qconv") and len(op.stride) not in (1, 2):
         return f"conv with {len(op.stride)} spatial dimensions: not reproduced (conv1d and conv2d are)"
     return None
@@ -188,29 +199,92 @@ def _to_rows(t: Any, kind: str) -> np.ndarray:
     return arr.numpy().reshape(-1, arr.shape[-1])
 
 
-def run_op(op: Int8Op, isa: str = "auto", combined: Optional[bool] = None) -> Any:
-    """The op's output as a torch tensor of torch's dtype, shape and memory format."""
+def kernel_impl(op: Int8Op, cls: str) -> str:
+    """Which oneDNN code computes the op (the core's ``impl``): "avx512" or "avx2" (the JIT
+    kernels and their eltwise injector: brg_matmul / brgemm and jit convs, gemm:jit with its
+    post-processing kernel on AVX2), or oneDNN's reference primitives, which the avx2 class runs
+    for a bfloat16 output (ONEDNN_VERBOSE: matmul ref_int8:any -> "ref_matmul", convolution
+    ref:any -> "ref_conv"): exact int32 sums, src and weight scales multiplied one after the
+    other, post-ops in plain C++ with the C library's erff / tanhf / expf."""
     import torch
 
+    if cls == "avx2":
+        if op.output_dtype == torch.bfloat16:
+            return "ref_matmul" if op.kind.startswith("qlinear") else "ref_conv"
+        return "avx2"
+    return "avx512"
+
+
+def core_eltwise(op: Int8Op) -> tuple:
+    """(the core's eltwise name, alpha, beta) for the op's unary post-op."""
+    if op.eltwise == "hardtanh":
+        lo, hi = (float(v) for v in op.scalars[:2])
+        return "hardtanh", lo, hi
+    if op.eltwise == "gelu":
+        return _GELU[op.algorithm], 0.0, 0.0
+    if op.eltwise == "swish":
+        return "swish", 1.0, 0.0  # ideep's fuse_swish: alpha = 1
+    return op.eltwise, 0.0, 0.0
+
+
+@dataclass
+class Chain:
+    """What ``run_op`` feeds the core for one op: the compensated sums and how oneDNN's kernel
+    for this class runs the post-op chain."""
+
+    A: np.ndarray              # float32 [M, O]
+    shape: tuple               # output shape in NHWC / row order
+    impl: str                  # kernel_impl
+    combined: bool             # one scale f32(x_scale * w_scale[o])
+    eltwise: str               # the core's eltwise name
+    alpha: float
+    beta: float
+    sum_fma: bool
+    other: Optional[np.ndarray]  # binary operand as [M, O] rows
+
+
+def chain(op: Int8Op, isa: str = "auto", combined: Optional[bool] = None) -> Chain:
+    """The ``Chain`` of one op (raises ``NotReproduced`` for what qref does not reproduce)."""
     cls = resolve_class(isa)
     why = unsupported_reason(op, cls)
     if why:
         raise NotReproduced(why)
-    A, shape, inter = compensated_sum(op, isa)
+    impl = kernel_impl(op, cls)
+    # oneDNN's reference primitives sum exactly and scale src and weights separately.
+    ref = impl.startswith("ref")
+    A, shape, inter = compensated_sum(op, "vnni" if ref else isa)
     if combined is None:
-        combined = bool(getattr(getattr(inter, "plan", None), "combined_scale", False))
+        # brg_matmul (vnni, avx512_core) multiplies by the src and the weight scale in turn.
+        brg = op.kind.startswith("qlinear") and cls in ("vnni", "avx512_core")
+        combined = not ref and not brg and bool(getattr(getattr(inter, "plan", None), "combined_scale", False))
     other = None
     if op.binary != "none":
-        other = _to_rows(op.other, op.kind)
-        other = np.ascontiguousarray(other)
-    lo = hi = 0.0
-    if op.eltwise == "hardtanh":
-        lo, hi = (float(v) for v in op.scalars[:2])
+        other = np.ascontiguousarray(_to_rows(op.other, op.kind))
+    eltwise, lo, hi = core_eltwise(op)
+    # qlinear on AVX2 runs gemm:jit, whose post-processing kernel fuses a sum scale into the add.
+    sum_fma = impl == "avx2" and op.kind.startswith("qlinear")
+    return Chain(A, shape, impl, combined, eltwise, lo, hi, sum_fma, other)
+
+
+def postops(op: Int8Op, c: Chain, out_dtype: str, rows: Any = slice(None), cols: Any = slice(None)) -> np.ndarray:
+    """The core's post-op chain over ``c.A[rows, cols]`` with ``out_dtype`` ("uint8", "float32" or
+    "bfloat16" bits)."""
+    A = np.ascontiguousarray(c.A[rows, cols])
+    ws = np.ascontiguousarray(np.asarray(op.w_scale, np.float32)[cols])
+    bias = None if op.bias is None else np.ascontiguousarray(np.asarray(op.bias, np.float32)[cols])
+    other = None if c.other is None else np.ascontiguousarray(c.other[rows, cols])
+    return _core.pt2e_postops(A, ws, bias, other, op.x_scale, c.combined, op.other_scale, op.other_zp, c.eltwise,
+                              c.alpha, c.beta, out_dtype, op.output_scale, op.output_zp, c.impl, c.sum_fma)
+
+
+def run_op(op: Int8Op, isa: str = "auto", combined: Optional[bool] = None) -> Any:
+    """The op's output as a torch tensor of torch's dtype, shape and memory format."""
+    import torch
+
+    c = chain(op, isa, combined)
     odt = {torch.uint8: "uint8", torch.float32: "float32", torch.bfloat16: "bfloat16"}[op.output_dtype]
-    out = _core.pt2e_postops(A, np.ascontiguousarray(op.w_scale, np.float32), op.bias, other, op.x_scale,
-                             combined, op.other_scale, op.other_zp, op.eltwise, lo, hi, odt, op.output_scale,
-                             op.output_zp)
-    t = torch.from_numpy(out.reshape(shape))
+    out = postops(op, c, odt)
+    t = torch.from_numpy(out.reshape(c.shape))
     if odt == "bfloat16":
         t = t.view(torch.int16).view(torch.bfloat16)
     if op.kind.startswith("qconv"):
