@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "qref/pt2e/floatops.h"
 #include "qref/pt2e/pt2e.h"
 #include "checks.h"
 #include "register.h"
@@ -119,7 +120,10 @@ py::array inductor_dequantize(const py::array& q, double scale, int64_t zero_poi
 
 namespace qref_bindings {
 
+void register_pt2e_float(py::module_& m);  // below: inductor's float reductions
+
 void register_pt2e(py::module_& m) {
+  register_pt2e_float(m);
   m.def("pt2e_postops", &pt2e_postops, py::arg("A"), py::arg("wscale"), py::arg("bias"), py::arg("other"),
         py::arg("src_scale"), py::arg("combined"), py::arg("sum_scale"), py::arg("sum_zp"), py::arg("eltwise"),
         py::arg("alpha"), py::arg("beta"), py::arg("out_dtype"), py::arg("out_scale"), py::arg("out_zp"),
@@ -128,6 +132,49 @@ void register_pt2e(py::module_& m) {
         py::arg("quant_min"), py::arg("quant_max"), "inductor's generated quantize_per_tensor (float32 -> uint8)");
   m.def("inductor_dequantize", &inductor_dequantize, py::arg("q"), py::arg("scale"), py::arg("zero_point"),
         "inductor's generated dequantize_per_tensor (uint8 -> float32)");
+}
+
+}  // namespace qref_bindings
+
+// ---- inductor's float reductions between the int8 ops (csrc/qref/pt2e/floatops.h)
+
+namespace {
+
+py::array inductor_sum_rows(const py::array& x, int lanes) {
+  const float* px = qref_bindings::checked_ptr<float>(x, "x", 2, "float32");
+  need(lanes >= 1 && lanes <= 64 && (lanes & (lanes - 1)) == 0, "lanes must be a power of two in [1, 64], got " +
+                                                                     std::to_string(lanes));
+  const int64_t rows = x.shape(0), n = x.shape(1);
+  py::array_t<float> out(rows);
+  float* po = out.mutable_data();
+  {
+    qref_bindings::ReleaseGil release;
+    qref::inductor_sum_rows(px, rows, n, lanes, po);
+  }
+  return out;
+}
+
+py::array inductor_sum_strided(const py::array& x) {
+  const float* px = qref_bindings::checked_ptr<float>(x, "x", 3, "float32");
+  const int64_t outer = x.shape(0), n = x.shape(1), inner = x.shape(2);
+  py::array_t<float> out({outer, inner});
+  float* po = out.mutable_data();
+  {
+    qref_bindings::ReleaseGil release;
+    qref::inductor_sum_strided(px, outer, n, inner, po);
+  }
+  return out;
+}
+
+}  // namespace
+
+namespace qref_bindings {
+
+void register_pt2e_float(py::module_& m) {
+  m.def("inductor_sum_rows", &inductor_sum_rows, py::arg("x"), py::arg("lanes"),
+        "inductor's vectorized horizontal sum of each row of x[rows][n] (float32) with `lanes` lanes");
+  m.def("inductor_sum_strided", &inductor_sum_strided, py::arg("x"),
+        "inductor's vertical sum over axis 1 of x[outer][n][inner] (float32): sequential per output");
 }
 
 }  // namespace qref_bindings
