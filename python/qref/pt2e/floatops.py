@@ -313,7 +313,7 @@ class Interpreter:
         res = Result()
         env, om = res.env, g.owning_module
         placeholders = [n for n in g.nodes if n.op == "placeholder"]
-        flat = list(self.inputs)
+        flat = list(self.prog.inputs or self.inputs)
         if len(placeholders) != len(flat):
             raise NotReproduced(f"{len(placeholders)} graph inputs for {len(flat)} inputs")
         with torch.no_grad():
