@@ -115,14 +115,52 @@ def _dims(shape: tuple, dims: Any) -> list:
     return sorted({d % nd for d in dims})
 
 
-def _layout_stride(node: Any, t: Any) -> tuple:
+def _meta_stride(node: Any) -> Optional[tuple]:
     v = node.meta.get("val") if hasattr(node, "meta") else None
-    if v is not None and hasattr(v, "stride") and tuple(v.shape) == tuple(t.shape):
-        try:
-            return tuple(int(s) for s in v.stride())
-        except TypeError:
-            pass
-    return tuple(t.stride())
+    if v is None or not hasattr(v, "stride"):
+        return None
+    try:
+        return tuple(int(s) for s in v.stride())
+    except TypeError:
+        return None
+
+
+_REALIZED = ("var_mean", "mean", "sum")
+_POINTWISE = ("add", "sub", "mul", "div", "relu", "neg", "rsqrt", "sqrt", "clone")
+
+
+def _layout_stride(node: Any, t: Any) -> tuple:
+    """The memory order inductor's reduction loop follows: that of the buffers it loads. Pointwise
+    nodes are fused into the reduction (never stored), so the walk goes back through them to the
+    stored buffers (graph inputs, constants, int8 op outputs, other reductions) of the same shape."""
+    shape = tuple(t.shape)
+    found: set = set()
+    stack, seen = [node], set()
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        v = n.meta.get("val") if hasattr(n, "meta") else None
+        if v is not None and hasattr(v, "shape") and tuple(v.shape) != shape:
+            continue  # a broadcast operand: not what the loop runs over
+        name = str(getattr(n.target, "_overloadpacket", n.target)).split(".")[-1] if n.op == "call_function" else ""
+        if n.op in ("placeholder", "get_attr") or is_int8_node(n) or name in _REALIZED or \
+                (n.target is operator.getitem and str(getattr(n.args[0].target, "_overloadpacket", "")).endswith(
+                    _REALIZED)):
+            st = _meta_stride(n)
+            if st is None:
+                raise NotReproduced(f"the layout of {n.name} is unknown")
+            found.add(st)
+            continue
+        if name in _POINTWISE or qd_name(n) is not None:
+            stack.extend(a for a in n.all_input_nodes)
+            continue
+        raise NotReproduced(f"a reduction over {node.name}, computed through {n.name} ({n.target}): its loop order "
+                            f"is not reproduced")
+    if len(found) != 1:
+        raise NotReproduced(f"a reduction over buffers with {len(found)} different layouts: not reproduced")
+    return found.pop()
 
 
 def inductor_sum(x: Any, dims: list, stride: tuple, lanes: int) -> np.ndarray:
