@@ -166,6 +166,21 @@ py::array inductor_sum_strided(const py::array& x) {
   return out;
 }
 
+py::tuple inductor_welford_rows(const py::array& x, int lanes) {
+  const float* px = qref_bindings::checked_ptr<float>(x, "x", 2, "float32");
+  need(lanes == 8 || lanes == 16, "lanes must be 8 (AVX2) or 16 (AVX-512), got " + std::to_string(lanes));
+  const int64_t rows = x.shape(0), n = x.shape(1);
+  need(n <= 4096, "x.shape[1] must be at most 4096 (inductor's Welford chunk), got " + std::to_string(n));
+  py::array_t<float> mean(rows), m2(rows);
+  float* pm = mean.mutable_data();
+  float* p2 = m2.mutable_data();
+  {
+    qref_bindings::ReleaseGil release;
+    qref::inductor_welford_rows(px, rows, n, lanes, pm, p2);
+  }
+  return py::make_tuple(mean, m2);
+}
+
 }  // namespace
 
 namespace qref_bindings {
@@ -175,6 +190,8 @@ void register_pt2e_float(py::module_& m) {
         "inductor's vectorized horizontal sum of each row of x[rows][n] (float32) with `lanes` lanes");
   m.def("inductor_sum_strided", &inductor_sum_strided, py::arg("x"),
         "inductor's vertical sum over axis 1 of x[outer][n][inner] (float32): sequential per output");
+  m.def("inductor_welford_rows", &inductor_welford_rows, py::arg("x"), py::arg("lanes"),
+        "inductor's vectorized Welford of each row of x[rows][n] (float32): (mean, m2)");
 }
 
 }  // namespace qref_bindings

@@ -163,18 +163,34 @@ def _layout_stride(node: Any, t: Any) -> tuple:
     return found.pop()
 
 
-def inductor_sum(x: Any, dims: list, stride: tuple, lanes: int) -> np.ndarray:
-    """The float32 sum of ``x`` (torch float32, logical shape) over ``dims``, keepdim, in the
-    order inductor's code adds for a buffer with ``stride``: horizontal when the reduced elements
-    are the innermost in memory, vertical (one sequential sum per output) when they are not."""
-    import torch
+@dataclass
+class _Arranged:
+    """x over ``dims`` as [O][N][In] in the memory order of ``stride``: O outer outputs, N reduced
+    elements, In inner outputs (In == 1: the reduced elements are innermost)."""
 
+    arr: np.ndarray
+    outer: list
+    inner: list
+    shape: tuple
+    out_shape: tuple
+
+    def back(self, s: np.ndarray) -> np.ndarray:
+        """[O][In] results as an array of the keepdim output shape (logical order)."""
+        import torch
+
+        rest = self.outer + self.inner
+        res = torch.from_numpy(np.ascontiguousarray(s)).reshape([self.shape[d] for d in rest])
+        res = res.permute(tuple(sorted(range(len(rest)), key=lambda i: rest[i])))
+        return res.contiguous().reshape(self.out_shape).numpy()
+
+
+def _arrange(x: Any, dims: list, stride: tuple) -> _Arranged:
     shape = tuple(x.shape)
     keep = [d for d in range(len(shape)) if shape[d] != 1]
     red = [d for d in keep if d in dims]
     out_shape = tuple(1 if d in dims else s for d, s in enumerate(shape))
     if not red:
-        raise NotReproduced("a sum over size-1 dimensions only: not reproduced")
+        raise NotReproduced("a reduction over size-1 dimensions only: not reproduced")
     order = sorted(keep, key=lambda d: -stride[d])
     flags = [d in red for d in order]
     a, b = flags.index(True), len(flags) - 1 - flags[::-1].index(True)
@@ -184,20 +200,41 @@ def inductor_sum(x: Any, dims: list, stride: tuple, lanes: int) -> np.ndarray:
     O = int(np.prod([shape[d] for d in outer])) if outer else 1
     N = int(np.prod([shape[d] for d in red]))
     In = int(np.prod([shape[d] for d in inner])) if inner else 1
-    if N > _CASCADE_MIN:
-        raise NotReproduced(f"a float sum over {N} > {_CASCADE_MIN} elements: inductor uses cascade summation "
-                            f"(CascadeSumHelper), not reproduced")
     _check_not_split(O * In, N)
     xp = x.detach().permute(*(order + [d for d in range(len(shape)) if d not in keep]))
     arr = np.ascontiguousarray(xp.contiguous().numpy()).reshape(O, N, In)
+    return _Arranged(arr, outer, inner, shape, out_shape)
+
+
+def inductor_sum(x: Any, dims: list, stride: tuple, lanes: int) -> np.ndarray:
+    """The float32 sum of ``x`` (torch float32, logical shape) over ``dims``, keepdim, in the
+    order inductor's code adds for a buffer with ``stride``: horizontal when the reduced elements
+    are the innermost in memory, vertical (one sequential sum per output) when they are not."""
+    g = _arrange(x, dims, stride)
+    O, N, In = g.arr.shape
+    if N > _CASCADE_MIN:
+        raise NotReproduced(f"a float sum over {N} > {_CASCADE_MIN} elements: inductor uses cascade summation "
+                            f"(CascadeSumHelper), not reproduced")
     if In == 1:
-        s = _core.inductor_sum_rows(np.ascontiguousarray(arr.reshape(O, N)), lanes).reshape(O, 1)
+        s = _core.inductor_sum_rows(np.ascontiguousarray(g.arr.reshape(O, N)), lanes).reshape(O, 1)
     else:
-        s = _core.inductor_sum_strided(arr)
-    res = torch.from_numpy(np.ascontiguousarray(s)).reshape([shape[d] for d in outer + inner])
-    rest = outer + inner
-    res = res.permute(*sorted(range(len(rest)), key=lambda i: rest[i]))
-    return res.contiguous().reshape(out_shape).numpy()
+        s = _core.inductor_sum_strided(g.arr)
+    return g.back(s)
+
+
+def inductor_welford(x: Any, dims: list, stride: tuple, lanes: int) -> tuple:
+    """(mean, m2) of inductor's vectorized Welford reduction, keepdim."""
+    g = _arrange(x, dims, stride)
+    O, N, In = g.arr.shape
+    if In != 1:
+        raise NotReproduced("a Welford reduction over strided elements (vertical): not reproduced")
+    if lanes not in (8, 16):
+        raise NotReproduced(f"a Welford reduction with {lanes} vector lanes: reproduced for 8 (AVX2) and 16 (AVX-512)")
+    if N > _CASCADE_MIN:
+        raise NotReproduced(f"a Welford reduction over {N} > {_CASCADE_MIN} elements: inductor's WelfordHelper "
+                            f"cascades its chunks there, not reproduced")
+    mean, m2 = _core.inductor_welford_rows(np.ascontiguousarray(g.arr.reshape(O, N)), lanes)
+    return g.back(mean.reshape(O, 1)), g.back(m2.reshape(O, 1))
 
 
 def _check_not_split(outputs: int, n: int) -> None:
@@ -257,17 +294,16 @@ def _var_mean(node: Any, args: list, kwargs: dict, ctx: "Interpreter") -> Any:
     corr = 1 if corr is None else corr
     n = int(np.prod([x.shape[d] for d in dims]))
     outputs = x.numel() // max(n, 1)
-    if n > _TWO_STEP_MAX or outputs == 1:
-        raise NotReproduced(f"var_mean over {n} elements x {outputs} outputs: inductor uses its vectorized Welford "
-                            f"reduction (two-step only for <= {_TWO_STEP_MAX} elements and more than one output), "
-                            f"not reproduced")
-    mean, _ = _mean_keep(x, dims, stride, ctx.lanes)
-    with np.errstate(all="ignore"):
-        d = _np(x) - mean
-        sq = d * d
-
-    # the squared differences are summed in the same loop order as x (x's layout)
-    s = inductor_sum(torch.from_numpy(np.ascontiguousarray(sq)), dims, stride, ctx.lanes)
+    if n <= _TWO_STEP_MAX and outputs != 1:
+        # the two-step lowering: the mean, then the sum of squared differences
+        mean, _ = _mean_keep(x, dims, stride, ctx.lanes)
+        with np.errstate(all="ignore"):
+            d = _np(x) - mean
+            sq = d * d
+        # summed in the same loop order as x (x's layout)
+        s = inductor_sum(torch.from_numpy(np.ascontiguousarray(sq)), dims, stride, ctx.lanes)
+    else:
+        mean, s = inductor_welford(x, dims, stride, ctx.lanes)
     denom = np.float32(max(n - corr, 0))
     with np.errstate(all="ignore"):
         var = s / denom
