@@ -131,6 +131,7 @@ def check_compiled(converted: Any, *inputs: Any, isa: str = "auto", _program: An
     prog = _program or compile_model(converted, inputs)
     rep = Pt2eReport(compiled=True, isa=isa)
     pairs = _pairs(prog)
+    computed = {}  # int8 node -> qref's output for the recorded arguments
     for i, (node, call) in enumerate(pairs):
         op = parse_call(call.name, call.args)
         name = f"{i}:{node.name if node is not None else call.name}"
@@ -141,6 +142,8 @@ def check_compiled(converted: Any, *inputs: Any, isa: str = "auto", _program: An
             continue
         m, n, d = _compare(mine, call.output)
         rep.rows.append(Row(name, call.name, OK if m == 0 else MISMATCH, m, n, describe(op), d))
+        if node is not None:
+            computed[node] = mine
     if not _interpretable(prog, pairs):
         _check_without_graph(rep, prog, inputs, isa)
         return rep
@@ -206,7 +209,7 @@ def check_compiled(converted: Any, *inputs: Any, isa: str = "auto", _program: An
         detail = what if n in sink_rows else f"{what}: through {via}"
         rep.rows.append(Row(n.name, kind, OK if mm == 0 else MISMATCH, mm, el, detail, dmax))
     # end to end: qref's own computation of the whole program
-    own = Interpreter(prog, inputs, isa, pairs=pairs).run()
+    own = Interpreter(prog, inputs, isa, pairs=pairs, computed=computed).run()
     if own.complete and len(own.outputs) == len(ref_flat):
         mm, n, dmax = _compare_flat(own.outputs, ref_flat)
         rep.rows.append(Row("end to end", "output", OK if mm == 0 else MISMATCH, mm, n,

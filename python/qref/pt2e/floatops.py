@@ -373,10 +373,12 @@ class Interpreter:
     recorded one (to verify the float code from observed values); otherwise qref's own."""
 
     def __init__(self, prog: Any, inputs: tuple, isa: str = "auto", seeded: bool = False,
-                 pairs: Optional[list] = None) -> None:
+                 pairs: Optional[list] = None, computed: Optional[dict] = None) -> None:
         self.prog, self.inputs, self.isa, self.seeded = prog, inputs, isa, seeded
         self.lanes = vec_lanes()
         self.call_of = {n: c for n, c in (pairs or []) if n is not None}
+        # node -> qref's output for the recorded arguments (reused when the inputs are those)
+        self.computed = computed or {}
 
     def run(self) -> Result:
         import torch
@@ -449,8 +451,25 @@ class Interpreter:
             o = other_input(n)
             if o is not None:
                 args[6] = _like(env[o], call.args[6], "the binary operand")
-        out = run_op(parse_call(call.name, args), self.isa)
+        same = all(_same_bits(a, b) for a, b in zip(args, call.args) if a is not b)
+        if same and n in self.computed:
+            out = self.computed[n]
+        else:
+            out = run_op(parse_call(call.name, args), self.isa)
         return out.reshape(want) if tuple(out.shape) != want else out
+
+
+def _same_bits(a: Any, b: Any) -> bool:
+    import torch
+
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        return a == b
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    a, b = a.contiguous(), b.contiguous()
+    if a.dtype == torch.float32:
+        a, b = a.view(torch.int32), b.view(torch.int32)
+    return bool(torch.equal(a, b))
 
 
 def _like(v: Any, ref: Any, what: str) -> Any:
