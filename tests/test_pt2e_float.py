@@ -275,3 +275,24 @@ def test_summation_order_is_inductors():
     assert np.array_equal(got.view(np.int32), want.view(np.int32))
     with pytest.raises(ValueError, match="lanes"):
         _core.inductor_sum_rows(x[0], 3)
+
+
+def test_a_wrong_float_op_is_a_mismatch(monkeypatch):
+    """The rows are verified, not assumed: an rsqrt 0.1% off makes what it feeds mismatch. (Through
+    a quantize only an error that moves a value across a rounding boundary shows: one ulp rarely
+    does. test_float_code_bit_exact_several_sizes compares the float values themselves.)"""
+    import qref.pt2e.floatops as fo
+
+    torch.manual_seed(11)
+    x = torch.randn(4, 8, 16) * 2
+    conv = _convert(_randomize(LNLinear(16), 11), x)
+    prog = compile_model(conv, (x,))
+    assert qp.check_compiled(conv, x, _program=prog).ok
+    fo.handler(next(iter(prog.graph.nodes)))  # fills the table
+    monkeypatch.setitem(fo._HANDLERS, torch.ops.aten.rsqrt.default,
+                        fo._ew(lambda a: fo._rsqrt(a) * np.float32(1.001)))
+    rep = qp.check_compiled(conv, x, _program=prog)
+    print(rep)
+    assert rep["rsqrt"].status == "MISMATCH" and rep["rsqrt"].mismatches > 0
+    assert rep["quantize_per_tensor"].status == "MISMATCH"
+    assert rep["end to end"].status == "MISMATCH" and not rep.ok
