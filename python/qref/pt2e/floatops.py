@@ -8,12 +8,15 @@ graph (``Program.graph``) that computes each node as inductor's generated code d
   FMA or reordered; ``rsqrt`` is ``1 / sqrt(x)`` (two roundings), division by a constant stays a
   division on CPU;
 - sum / mean / var_mean: inductor's summation order (``_core.inductor_sum_rows`` /
-  ``inductor_sum_strided``, csrc/qref/pt2e/floatops.h); mean is ``f32(sum / f32(N))``; var_mean is
-  inductor's two-step lowering (mean first, then the sum of ``f32(x - mean)^2``, divided by
-  ``f32(N - correction)``).
+  ``inductor_sum_strided``, csrc/qref/pt2e/floatops.h), chosen from the memory layout of the
+  buffers the reduction loop reads; mean is ``f32(sum / f32(N))``; var_mean is inductor's two-step
+  lowering (mean first, then the sum of ``f32(x - mean)^2``) for at most 1024 reduced elements and
+  more than one output, its vectorized Welford reduction (``_core.inductor_welford_rows``)
+  otherwise; the variance is ``f32(m2 / f32(N - correction))``.
 
-Nodes whose arithmetic qref does not reproduce (Welford var_mean, cascade sums, any other op) raise
-``NotReproduced`` with the reason; the nodes that depend on them are not computed."""
+Nodes whose arithmetic qref does not reproduce (sums over more than 4096 elements, which inductor
+cascades; a reduction inductor splits across threads; vertical Welford; any op without a handler
+here) raise ``NotReproduced`` with the reason; the nodes that depend on them are not computed."""
 
 from __future__ import annotations
 
