@@ -170,7 +170,8 @@ py::tuple inductor_welford_rows(const py::array& x, int lanes) {
   const float* px = qref_bindings::checked_ptr<float>(x, "x", 2, "float32");
   need(lanes == 8 || lanes == 16, "lanes must be 8 (AVX2) or 16 (AVX-512), got " + std::to_string(lanes));
   const int64_t rows = x.shape(0), n = x.shape(1);
-  need(n <= 4096, "x.shape[1] must be at most 4096 (inductor's Welford chunk), got " + std::to_string(n));
+  need(n <= 4096 * lanes, "x.shape[1] must be at most 4096 * lanes (one Welford chunk per lane), got " +
+                              std::to_string(n));
   py::array_t<float> mean(rows), m2(rows);
   float* pm = mean.mutable_data();
   float* p2 = m2.mutable_data();

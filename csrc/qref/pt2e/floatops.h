@@ -15,8 +15,8 @@
 // Each addition rounds to float32 (inductor compiles with -ffp-contract=off, no fast-math).
 //
 //   Welford (var_mean when the two-step lowering is not taken: more than 1024 reduced elements,
-//   or a single output row), horizontal, lanes 8 (AVX2) or 16 (AVX-512), at most 4096 elements
-//   (so that inductor's WelfordHelper keeps no cascade stack):
+//   or a single output row), horizontal, lanes 8 (AVX2) or 16 (AVX-512), at most 4096 * L elements
+//   (at most 4096 steps per lane: inductor's WelfordHelper then keeps no cascade stack):
 //     lane j takes x[j], x[j+L], ... (count c = n / L, shared index); point k (k = 0..c-1):
 //       delta = x - mean; mean = mean + delta * f32(1 / (double)(k + 1)); m2 = m2 + delta * (x - mean);
 //       weight = weight + 1;
@@ -41,8 +41,8 @@ void inductor_sum_rows(const float* x, int64_t rows, int64_t n, int lanes, float
 // x is [outer][n][inner] (row-major); out[o][i] = the sequential sum over k of x[o][k][i].
 void inductor_sum_strided(const float* x, int64_t outer, int64_t n, int64_t inner, float* out);
 
-// inductor's vectorized Welford over each of `rows` contiguous rows of n floats (n <= 4096, lanes 8
-// or 16): mean[r] and m2[r] (the sum of squared deviations, before the division).
+// inductor's vectorized Welford over each of `rows` contiguous rows of n floats (n <= 4096 * lanes,
+// lanes 8 or 16): mean[r] and m2[r] (the sum of squared deviations, before the division).
 void inductor_welford_rows(const float* x, int64_t rows, int64_t n, int lanes, float* mean, float* m2);
 
 }  // namespace qref

@@ -14,8 +14,8 @@ graph (``Program.graph``) that computes each node as inductor's generated code d
   more than one output, its vectorized Welford reduction (``_core.inductor_welford_rows``)
   otherwise; the variance is ``f32(m2 / f32(N - correction))``.
 
-Nodes whose arithmetic qref does not reproduce (sums over more than 4096 elements, which inductor
-cascades; a reduction inductor splits across threads; vertical Welford; any op without a handler
+Nodes whose arithmetic qref does not reproduce (reductions long enough for inductor's cascade
+chunks: more than 4096 accumulator steps; a reduction inductor splits across threads; vertical Welford; any op without a handler
 here) raise ``NotReproduced`` with the reason; the nodes that depend on them are not computed."""
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ _QD = "quantized_decomposed"
 _OTHER_KEYS = ("accum", "x_2", "other", "x2")
 # inductor (torch/_inductor/lowering.py, codegen/cpp.py): var_mean uses the two-step lowering on CPU
 # for at most this many reduced elements (config.cpp.use_two_step_variance_threshold), otherwise
-# Welford; float sums over more elements than this use cascade summation (CascadeSumHelper).
+# Welford; float sums over more elements than _CHUNK go through CascadeSumHelper, whose stack
+# (chunks of _CHUNK accumulator steps) stays empty, i.e. the plain order, while one accumulator
+# takes at most _CHUNK steps: n <= _CHUNK * lanes horizontally, n <= _CHUNK vertically.
 _TWO_STEP_MAX = 1024
-_CASCADE_MIN = 4096
+_CHUNK = 4096
 
 
 def qd_name(node: Any) -> Optional[str]:
@@ -203,7 +205,6 @@ def _arrange(x: Any, dims: list, stride: tuple) -> _Arranged:
     O = int(np.prod([shape[d] for d in outer])) if outer else 1
     N = int(np.prod([shape[d] for d in red]))
     In = int(np.prod([shape[d] for d in inner])) if inner else 1
-    _check_not_split(O * In, N)
     xp = x.detach().permute(*(order + [d for d in range(len(shape)) if d not in keep]))
     arr = np.ascontiguousarray(xp.contiguous().numpy()).reshape(O, N, In)
     return _Arranged(arr, outer, inner, shape, out_shape)
@@ -215,9 +216,11 @@ def inductor_sum(x: Any, dims: list, stride: tuple, lanes: int) -> np.ndarray:
     are the innermost in memory, vertical (one sequential sum per output) when they are not."""
     g = _arrange(x, dims, stride)
     O, N, In = g.arr.shape
-    if N > _CASCADE_MIN:
-        raise NotReproduced(f"a float sum over {N} > {_CASCADE_MIN} elements: inductor uses cascade summation "
-                            f"(CascadeSumHelper), not reproduced")
+    _check_not_split(O, In, N, lanes)
+    most = _CHUNK * lanes if In == 1 else _CHUNK
+    if N > most:
+        raise NotReproduced(f"a float sum over {N} > {most} elements: inductor's cascade summation "
+                            f"(CascadeSumHelper) then chunks it, not reproduced")
     if In == 1:
         s = _core.inductor_sum_rows(np.ascontiguousarray(g.arr.reshape(O, N)), lanes).reshape(O, 1)
     else:
@@ -229,30 +232,39 @@ def inductor_welford(x: Any, dims: list, stride: tuple, lanes: int) -> tuple:
     """(mean, m2) of inductor's vectorized Welford reduction, keepdim."""
     g = _arrange(x, dims, stride)
     O, N, In = g.arr.shape
+    _check_not_split(O, In, N, lanes)
     if In != 1:
         raise NotReproduced("a Welford reduction over strided elements (vertical): not reproduced")
     if lanes not in (8, 16):
         raise NotReproduced(f"a Welford reduction with {lanes} vector lanes: reproduced for 8 (AVX2) and 16 (AVX-512)")
-    if N > _CASCADE_MIN:
-        raise NotReproduced(f"a Welford reduction over {N} > {_CASCADE_MIN} elements: inductor's WelfordHelper "
+    if N > _CHUNK * lanes:
+        raise NotReproduced(f"a Welford reduction over {N} > {_CHUNK * lanes} elements: inductor's WelfordHelper "
                             f"cascades its chunks there, not reproduced")
     mean, m2 = _core.inductor_welford_rows(np.ascontiguousarray(g.arr.reshape(O, N)), lanes)
     return g.back(mean.reshape(O, 1)), g.back(m2.reshape(O, 1))
 
 
-def _check_not_split(outputs: int, n: int) -> None:
-    """inductor parallelizes into the reduced loop (per-thread partial sums, another order) when
-    the outputs give too few parallel chunks and the reduction is long (codegen/cpp.py
-    decide_parallel_depth): refused rather than guessed."""
+def _check_not_split(outer: int, inner: int, n: int, lanes: int) -> None:
+    """inductor parallelizes into the reduced loop (per-thread partial results combined in thread
+    order: another order) when the outer loops give too few parallel chunks for its threads
+    (codegen/cpp.py decide_parallel_depth), or when the reduced loop has more than 300 times the
+    steps of the outer ones (LoopNest.max_parallel_depth): refused rather than guessed."""
     import torch
     from torch._inductor import config
 
     threads = config.cpp.threads if config.cpp.threads and config.cpp.threads > 0 else torch.get_num_threads()
     if threads <= 1:
         return
+    outputs = outer * inner
     if outputs < 2 * threads and outputs != threads and n // threads >= config.cpp.min_chunk_size:
         raise NotReproduced(f"{outputs} outputs of a {n}-element reduction on {threads} threads: inductor may split "
                             f"the reduction across threads; not reproduced")
+    # horizontal: vector steps over the reduced elements; vertical: one step per reduced element
+    outer_steps = outer if inner == 1 else outer * max(1, inner // lanes)
+    red_steps = n // lanes if inner == 1 else n
+    if outer_steps * 300 < red_steps:
+        raise NotReproduced(f"a {n}-element reduction with {outputs} outputs: inductor parallelizes the reduced "
+                            f"loop across its {threads} threads; not reproduced")
 
 
 def _reduction_args(node: Any, args: list, kwargs: dict, ctx: "Interpreter") -> tuple:
