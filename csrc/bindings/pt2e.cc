@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "qref/pt2e/floatops.h"
 #include "qref/pt2e/pt2e.h"
 #include "checks.h"
 #include "register.h"
@@ -135,7 +136,10 @@ py::array inductor_dequantize(const py::array& q, double scale, int64_t zero_poi
 
 namespace qref_bindings {
 
+void register_pt2e_float(py::module_& m);  // below: inductor's float reductions
+
 void register_pt2e(py::module_& m) {
+  register_pt2e_float(m);
   m.def("pt2e_postops", &pt2e_postops, py::arg("A"), py::arg("wscale"), py::arg("bias"), py::arg("other"),
         py::arg("src_scale"), py::arg("combined"), py::arg("sum_scale"), py::arg("sum_zp"), py::arg("eltwise"),
         py::arg("alpha"), py::arg("beta"), py::arg("out_dtype"), py::arg("out_scale"), py::arg("out_zp"),
@@ -147,6 +151,67 @@ void register_pt2e(py::module_& m) {
         py::arg("quant_min"), py::arg("quant_max"), "inductor's generated quantize_per_tensor (float32 -> uint8)");
   m.def("inductor_dequantize", &inductor_dequantize, py::arg("q"), py::arg("scale"), py::arg("zero_point"),
         "inductor's generated dequantize_per_tensor (uint8 -> float32)");
+}
+
+}  // namespace qref_bindings
+
+// ---- inductor's float reductions between the int8 ops (csrc/qref/pt2e/floatops.h)
+
+namespace {
+
+py::array inductor_sum_rows(const py::array& x, int lanes) {
+  const float* px = qref_bindings::checked_ptr<float>(x, "x", 2, "float32");
+  need(lanes >= 1 && lanes <= 64 && (lanes & (lanes - 1)) == 0, "lanes must be a power of two in [1, 64], got " +
+                                                                     std::to_string(lanes));
+  const int64_t rows = x.shape(0), n = x.shape(1);
+  py::array_t<float> out(rows);
+  float* po = out.mutable_data();
+  {
+    qref_bindings::ReleaseGil release;
+    qref::inductor_sum_rows(px, rows, n, lanes, po);
+  }
+  return out;
+}
+
+py::array inductor_sum_strided(const py::array& x) {
+  const float* px = qref_bindings::checked_ptr<float>(x, "x", 3, "float32");
+  const int64_t outer = x.shape(0), n = x.shape(1), inner = x.shape(2);
+  py::array_t<float> out({outer, inner});
+  float* po = out.mutable_data();
+  {
+    qref_bindings::ReleaseGil release;
+    qref::inductor_sum_strided(px, outer, n, inner, po);
+  }
+  return out;
+}
+
+py::tuple inductor_welford_rows(const py::array& x, int lanes) {
+  const float* px = qref_bindings::checked_ptr<float>(x, "x", 2, "float32");
+  need(lanes == 8 || lanes == 16, "lanes must be 8 (AVX2) or 16 (AVX-512), got " + std::to_string(lanes));
+  const int64_t rows = x.shape(0), n = x.shape(1);
+  need(n <= 4096 * lanes, "x.shape[1] must be at most 4096 * lanes (one Welford chunk per lane), got " +
+                              std::to_string(n));
+  py::array_t<float> mean(rows), m2(rows);
+  float* pm = mean.mutable_data();
+  float* p2 = m2.mutable_data();
+  {
+    qref_bindings::ReleaseGil release;
+    qref::inductor_welford_rows(px, rows, n, lanes, pm, p2);
+  }
+  return py::make_tuple(mean, m2);
+}
+
+}  // namespace
+
+namespace qref_bindings {
+
+void register_pt2e_float(py::module_& m) {
+  m.def("inductor_sum_rows", &inductor_sum_rows, py::arg("x"), py::arg("lanes"),
+        "inductor's vectorized horizontal sum of each row of x[rows][n] (float32) with `lanes` lanes");
+  m.def("inductor_sum_strided", &inductor_sum_strided, py::arg("x"),
+        "inductor's vertical sum over axis 1 of x[outer][n][inner] (float32): sequential per output");
+  m.def("inductor_welford_rows", &inductor_welford_rows, py::arg("x"), py::arg("lanes"),
+        "inductor's vectorized Welford of each row of x[rows][n] (float32): (mean, m2)");
 }
 
 }  // namespace qref_bindings

@@ -234,6 +234,18 @@ def inductor_dequantize(q: numpy.ndarray, scale: typing.SupportsFloat, zero_poin
     """
     inductor's generated dequantize_per_tensor (uint8 -> float32)
     """
+def inductor_sum_rows(x: numpy.ndarray, lanes: typing.SupportsInt) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    inductor's vectorized horizontal sum of each row of x[rows][n] (float32) with `lanes` lanes
+    """
+def inductor_sum_strided(x: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    inductor's vertical sum over axis 1 of x[outer][n][inner] (float32): sequential per output
+    """
+def inductor_welford_rows(x: numpy.ndarray, lanes: typing.SupportsInt) -> tuple:
+    """
+    inductor's vectorized Welford of each row of x[rows][n] (float32): (mean, m2)
+    """
 # --- torch's QNNPACK engine (csrc/bindings/qnnpack.cc)
 def qnnpack_add(a: numpy.ndarray, b: numpy.ndarray, a_scale: typing.SupportsFloat | typing.SupportsIndex, a_zero_point: typing.SupportsInt | typing.SupportsIndex, b_scale: typing.SupportsFloat | typing.SupportsIndex, b_zero_point: typing.SupportsInt | typing.SupportsIndex, output_scale: typing.SupportsFloat | typing.SupportsIndex, output_zero_point: typing.SupportsInt | typing.SupportsIndex, relu: bool) -> numpy.typing.NDArray[numpy.uint8]:
     """

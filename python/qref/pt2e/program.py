@@ -23,12 +23,15 @@ class Call:
 @dataclass
 class Program:
     """A compiled converted model: ``compiled`` is ``torch.compile(converted)`` (freezing on);
-    ``graph`` the post-grad FX graph inductor lowered; ``calls`` the int8 op calls of one run."""
+    ``graph`` the post-grad FX graph inductor lowered; ``calls`` the int8 op calls of one run;
+    ``inputs`` copies of the inputs that run started from (the compiled code may write into its
+    inputs: a qlinear ``.binary`` sum whose accumulator is a graph input does, in torch 2.13)."""
 
     compiled: Any
     graph: Any = None
     calls: list = field(default_factory=list)
     output: Any = None
+    inputs: tuple = ()
 
 
 class _Wrapped:
@@ -78,7 +81,8 @@ def _clone(a: Any) -> Any:
 
 def compile_model(converted: Any, inputs: tuple) -> Program:
     """``torch.compile(converted)`` with ``freezing = True``, run once on ``inputs`` while the
-    post-grad graph and every int8 op call are recorded."""
+    post-grad graph and every int8 op call are recorded. The compiled code runs on copies of
+    ``inputs`` (it may write into them); ``inputs`` are left as they are."""
     import torch
     import torch._inductor.config as icfg
 
@@ -88,10 +92,11 @@ def compile_model(converted: Any, inputs: tuple) -> Program:
     def post_pass(g: Any) -> None:
         graphs.append(g)
 
+    prog.inputs = tuple(_clone(x) for x in inputs)
     torch._dynamo.reset()
     with icfg.patch(freezing=True, post_grad_custom_post_pass=post_pass), torch.no_grad():
         compiled = torch.compile(converted)
-        compiled(*inputs)  # compiles; the run below records
+        compiled(*_copies(prog.inputs))  # compiles; the run below records
     prog.compiled = compiled
     prog.graph = graphs[-1] if graphs else None
 
@@ -102,13 +107,18 @@ def compile_model(converted: Any, inputs: tuple) -> Program:
         return out
 
     with intercept(record), torch.no_grad():
-        prog.output = compiled(*inputs)
+        prog.output = compiled(*_copies(prog.inputs))
     return prog
 
 
+def _copies(inputs: tuple) -> tuple:
+    return tuple(_clone(x) for x in inputs)
+
+
 def run_with(prog: Program, inputs: tuple, compute: Callable) -> Any:
-    """Run the compiled program with every int8 op computed by ``compute(name, args)`` instead of
-    oneDNN (binary "sum" ops write into their accumulator, as oneDNN's do)."""
+    """Run the compiled program (on copies of ``inputs``) with every int8 op computed by
+    ``compute(name, args)`` instead of oneDNN (binary "sum" ops write into their accumulator, as
+    oneDNN's do)."""
     import torch
 
     def sub(name: str, op: Any, args: list) -> Any:
@@ -122,4 +132,4 @@ def run_with(prog: Program, inputs: tuple, compute: Callable) -> Any:
         return out
 
     with intercept(sub), torch.no_grad():
-        return prog.compiled(*inputs)
+        return prog.compiled(*_copies(inputs))
