@@ -70,11 +70,11 @@ GemmLayout gemm_layout(const Conv2dProblem& p) { return gemm_layout_for(p, kNR, 
 // whole-vector moves may write (bytes no row reads).
 size_t abuf_bytes(int64_t mb, int64_t Kp) { return align64(static_cast<size_t>(mb * Kp) + 32); }
 
-size_t gemm_scratch(const Conv2dProblem& p, int64_t* mb_out) {
+int64_t gemm_block_rows(const GemmLayout& L) { return block_rows(kTargetABytes, L.Kp, kMR, 32); }
+
+size_t gemm_scratch(const Conv2dProblem& p) {
   const GemmLayout L = gemm_layout(p);
-  int64_t mb = kTargetABytes / imax(1, L.Kp) / kMR * kMR;
-  mb = imin(imax(mb, kMR), 32 * kMR);
-  if (mb_out) *mb_out = mb;
+  const int64_t mb = gemm_block_rows(L);
   // A rows, row sums, segment pointers (segmented(): KH per row), one segment of a_zp bytes
   const Conv2dShape& s = p.shape;
   return abuf_bytes(mb, L.Kp) + align64(static_cast<size_t>(mb) * 4) +
@@ -354,9 +354,7 @@ void gemm_run(const Conv2dProblem& p, const Conv2dEpilogue& e, const void* packe
               int64_t m_end, void* scratch) {
   const Conv2dShape& s = p.shape;
   const GemmLayout L = gemm_layout(p);
-  const int64_t G = s.groups, Og = cout_pg(s), Cg = cin_pg(s);
-  int64_t mb;
-  gemm_scratch(p, &mb);
+  const int64_t G = s.groups, Og = cout_pg(s), Cg = cin_pg(s), mb = gemm_block_rows(L);
   uint8_t* abuf = static_cast<uint8_t*>(scratch);
   int32_t* rowsum = reinterpret_cast<int32_t*>(abuf + abuf_bytes(mb, L.Kp));
   const uint8_t** segs = reinterpret_cast<const uint8_t**>(reinterpret_cast<char*>(rowsum) +
@@ -454,7 +452,7 @@ size_t vnni_scratch_bytes(const Conv2dProblem& p) {
 #ifdef QREF_HAVE_AVX2_KERNEL
   if (use_avx2_depthwise(p.shape)) return kAvx2Kernel.scratch_bytes(p);
 #endif
-  return gemm_scratch(p, nullptr);
+  return gemm_scratch(p);
 }
 
 void vnni_run_rows(const Conv2dProblem& p, const Conv2dEpilogue& e, const int8_t* w, const void* packed, const uint8_t* in, uint8_t* out,
