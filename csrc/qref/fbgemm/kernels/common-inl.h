@@ -21,6 +21,13 @@ inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 inline size_t align64(size_t v) { return (v + 63) / 64 * 64; }
 
+// The rows of one block of a GEMM's A: about target_bytes of rows of row_bytes, in whole
+// tiles of mr rows, at least one tile and at most max_tiles.
+inline int64_t block_rows(int64_t target_bytes, int64_t row_bytes, int64_t mr, int64_t max_tiles) {
+  const int64_t mb = target_bytes / imax(1, row_bytes) / mr * mr;
+  return imin(imax(mb, mr), max_tiles * mr);
+}
+
 // Depthwise lanes only pay off with several groups of one input channel. The
 // VNNI kernel hands exactly these shapes to the AVX2 kernel's depthwise code,
 // so both decide with this one function.

@@ -130,12 +130,15 @@ inline void store_n(uint8_t* dst, __m128i v, int64_t n) {
 // --------------------------------------------------------------------------
 // GEMM path.
 
-size_t gemm_scratch(const Conv2dProblem& p, int64_t* mb_out) {
+// A row's bytes: u8 k (saturating) or int16 k (widened), and the rows of an A block.
+int64_t a_row_bytes(const Conv2dProblem& p, const GemmLayout& L) { return p.saturate ? L.Kp : 2 * L.Kp; }
+int64_t gemm_block_rows(const Conv2dProblem& p, const GemmLayout& L) {
+  return block_rows(kTargetABytes, a_row_bytes(p, L), kMR, 64);
+}
+
+size_t gemm_scratch(const Conv2dProblem& p) {
   const GemmLayout L = gemm_layout(p);
-  const int64_t row_bytes = p.saturate ? L.Kp : 2 * L.Kp;
-  int64_t mb = kTargetABytes / imax(1, row_bytes) / kMR * kMR;
-  mb = imin(imax(mb, kMR), 64 * kMR);
-  if (mb_out) *mb_out = mb;
+  const int64_t row_bytes = a_row_bytes(p, L), mb = gemm_block_rows(p, L);
   // packed A (+ one staging row for the int16 widening), rowsums
   return align64(static_cast<size_t>(mb * row_bytes)) + align64(static_cast<size_t>(L.Kp) + 64) +
          align64(static_cast<size_t>(mb) * 4) + 64;
@@ -256,9 +259,7 @@ void gemm_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uin
   const Conv2dShape& s = p.shape;
   const GemmLayout L = gemm_layout(p);
   const int64_t G = s.groups, Og = cout_pg(s), Cg = cin_pg(s);
-  int64_t mb;
-  gemm_scratch(p, &mb);
-  const int64_t row_bytes = SAT ? L.Kp : 2 * L.Kp;
+  const int64_t row_bytes = a_row_bytes(p, L), mb = gemm_block_rows(p, L);
   uint8_t* abuf = static_cast<uint8_t*>(scratch);
   uint8_t* stage = abuf + align64(static_cast<size_t>(mb * row_bytes));
   int32_t* rowsum = reinterpret_cast<int32_t*>(stage + align64(static_cast<size_t>(L.Kp) + 64));
@@ -511,7 +512,7 @@ void avx2_pack(const Conv2dProblem& p, const Conv2dEpilogue&, const int8_t* w, v
 }
 
 size_t avx2_scratch_bytes(const Conv2dProblem& p) {
-  return use_depthwise(p.shape) ? dw_scratch(p) : gemm_scratch(p, nullptr);
+  return use_depthwise(p.shape) ? dw_scratch(p) : gemm_scratch(p);
 }
 
 void avx2_run_rows(const Conv2dProblem& p, const Conv2dEpilogue&, const int8_t*, const void* packed, const uint8_t* in, uint8_t* out,

@@ -10,7 +10,6 @@
 #include "qref/onednn/kernels/onednn_simd.h"
 
 namespace qref {
-namespace {
 
 using avx512::OnednnRequant16;
 
@@ -19,8 +18,7 @@ using avx512::OnednnRequant16;
 // widened to int32 as [tap][G rounded up to 16] (zero-padded); vpmaddwd of a
 // zero-extended byte (high half 0) with a sign-extended weight is the exact
 // product.
-void dw_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin,
-                                   int64_t m_end) {
+void onednn_avx512_dw_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end) {
   const OnednnRequant16 c = avx512::onednn_requant16_consts(P.rq);
   const int64_t G = P.groups, Gp = (G + 15) / 16 * 16;
   const int32_t* w32 = P.wsum;
@@ -56,8 +54,7 @@ void dw_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin
 // vpmaddwd with the interleaved weights adds both exact products into the channel's int32
 // lane. Padded taps read P.zp_row (a_zp), so raw = acc - a_zp * colsum(all taps) is
 // oneDNN's int32 (onednn_simd.h). vpackusdw of the two halves restores the channel order.
-void dw_pair_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin,
-                                          int64_t m_end) {
+void onednn_avx512_dw_pair_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end) {
   const OnednnRequant16 c = avx512::onednn_requant16_consts(P.rq);
   const int64_t G = P.groups, T = P.KH * P.KW, TP = (T + 1) / 2, NC = (G + 31) / 32;
   const uint8_t* ptr[64];  // taps of one position (KH * KW <= 64: onednn.cc routes larger kernels elsewhere)
@@ -100,16 +97,6 @@ void dw_pair_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_
       }
     }
   }
-}
-
-}  // namespace
-
-void onednn_avx512_dw_pair_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end) {
-  dw_pair_rows_impl(P, in, m_begin, m_end);
-}
-
-void onednn_avx512_dw_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end) {
-  dw_rows_impl(P, in, m_begin, m_end);
 }
 
 }  // namespace qref

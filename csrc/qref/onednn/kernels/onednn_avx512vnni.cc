@@ -38,10 +38,11 @@ inline __m512i bcast4(const uint8_t* px, int64_t q, int64_t Cg) {
   return _mm512_set1_epi32(a4);
 }
 
+}  // namespace
+
 // Output positions are processed eight at a time (same n, oh; consecutive ow)
 // so every 64-byte weight load feeds eight vpdpbusd.
-void vnni_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin,
-                                     int64_t m_end) {
+void onednn_vnni_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end) {
   const OnednnRequant16 c = avx512::onednn_requant16_consts(P.rq);
   constexpr int NB = 8;
   const int64_t Cg = P.Cg, Q = P.quads, OB = P.oblocks, T = P.KH * P.KW;
@@ -109,8 +110,7 @@ void vnni_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_beg
 // positions (consecutive ow) at a time: each weight vector feeds four vpdpbusd, and the
 // sixteen independent accumulator chains and requantizations keep the core busy (one
 // position alone is a chain of ~60 cycles of latency).
-void vnni_dw_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin,
-                                        int64_t m_end) {
+void onednn_vnni_dw_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end) {
   const OnednnRequant16 c = avx512::onednn_requant16_consts(P.rq);
   constexpr int NB = 4;
   const int64_t G = P.groups, T = P.KH * P.KW, NC = (G + 63) / 64;
@@ -188,16 +188,6 @@ void vnni_dw_rows_impl(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_
       }
     }
   }
-}
-
-}  // namespace
-
-void onednn_vnni_dw_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end) {
-  vnni_dw_rows_impl(P, in, m_begin, m_end);
-}
-
-void onednn_vnni_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t m_begin, int64_t m_end) {
-  vnni_rows_impl(P, in, m_begin, m_end);
 }
 
 }  // namespace qref
