@@ -218,7 +218,7 @@ class _LayerParams(WeightFields):
     def _operands(self, fn: str, ndim: int):
         """The weight (qref.common.operands._Weight), bias (float32 or None) and output quantization, as the
         public functions read them."""
-        wt = _weight_operand(fn, self.weight, *self.weight_qparams(), ndim=ndim)
+        wt = _weight_operand(fn, self.weight, *self._weight_args(), ndim=ndim)
         return wt, wt.oihw, check_scale(fn, "output_scale", self.output_scale), int(self.output_zero_point)
 
     def _prepare_conv2d(self, x4_shape: tuple, w_ohwi: np.ndarray, wt: Any, O: int, st, pd, dl, g, a_s, a_zp,
@@ -253,7 +253,7 @@ class _LayerParams(WeightFields):
         """The keyword arguments of the layer's public function that every params call passes alike:
         the weight and output quantization, the engine and the oneDNN kernel torch runs for this
         input (params_kernel), and the call's own isa / kernel / threads / return_intermediates."""
-        ws, wz = self.weight_qparams()
+        ws, wz = self._weight_args()
         return dict(weight_scale=ws, weight_zero_point=wz, output_scale=self.output_scale,
                     output_zero_point=self.output_zero_point, isa=isa, kernel=kernel, threads=threads,
                     return_intermediates=return_intermediates, engine=self.engine,

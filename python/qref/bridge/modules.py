@@ -88,7 +88,7 @@ class WeightFields:
         d.pop("_kernels", None)
         return d
 
-    def weight_qparams(self) -> tuple:
+    def _weight_args(self) -> tuple:
         """(weight_scale, weight_zero_point) as the public layer functions take them: the arrays
         per-channel, a float and an int per-tensor."""
         if self.per_channel:
@@ -128,7 +128,7 @@ class Conv2dParams(WeightFields):
     def __post_init__(self) -> None:
         super().__post_init__()
         # The weight operand handed to qref.conv2d, built once.
-        object.__setattr__(self, "_weight_arg", (self.weight,) + self.weight_qparams())
+        object.__setattr__(self, "_weight_arg", (self.weight,) + self._weight_args())
 
     def __setstate__(self, d: dict) -> None:
         # A copy (pickle, copy.deepcopy) owns read-only arrays again, as the original does: the
