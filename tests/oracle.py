@@ -120,6 +120,20 @@ def torch_operands(s: dict, b: dict):
     return qx, qw, bias
 
 
+def fx_quantize(model, example, engine: str, calibration=None):
+    """torch's FX post-training quantization of a float ``model`` (in eval mode) with ``engine``'s
+    default qconfig mapping: prepare_fx with ``example``, one forward per calibration input (by
+    default the example itself), convert_fx. The caller holds ``engine`` as the quantized engine
+    (qref.demo.quantized_engine) around this call."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    prepared = prepare_fx(model, get_default_qconfig_mapping(engine), example_inputs=(example,))
+    for x in (example,) if calibration is None else calibration:
+        prepared(x)
+    return convert_fx(prepared)
+
+
 def torch_quantized_conv2d(qx, qw, bias, stride, padding, dilation, groups: int, relu: bool, out_scale: float,
                            out_zp: int, engine: str = "fbgemm") -> np.ndarray:
     """torch's quantized::conv2d(_relu) on quantized tensors, weights packed under ``engine`` (in this

@@ -56,6 +56,14 @@ def same(a, b):
 SHAPES = [(1, 3, 5, 7), (2, 16, 9, 9), (1, 64, 7, 7), (3, 130), (257,), (1, 24, 56, 56)]
 
 
+def seeded_input(base, seed, dtype, alternate_layout=False):
+    """(the RNG, a quantized input of shape SHAPES[seed]) of case ``seed`` of a test whose RNG seeds
+    start at ``base``; ``alternate_layout``: the odd cases of a 4-d shape are channels_last."""
+    r = rng(base + seed)
+    cl = alternate_layout and len(SHAPES[seed]) == 4 and seed % 2 == 1
+    return r, rand_q(r, SHAPES[seed], dtype, channels_last=cl)
+
+
 def out_q(r, dtype):
     lo, hi = ZR[dtype]
     return float(r.choice(SCALES)), int(r.integers(lo, hi + 1))
@@ -112,8 +120,7 @@ def test_quantize_per_channel(dtype, axis):
 @pytest.mark.parametrize("dtype", ["quint8", "qint8"])
 @pytest.mark.parametrize("seed", range(4))
 def test_dequantize(dtype, seed):
-    r = rng(20 + seed)
-    q = rand_q(r, SHAPES[seed], dtype, channels_last=len(SHAPES[seed]) == 4 and seed % 2 == 1)
+    _, q = seeded_input(20, seed, dtype, alternate_layout=True)
     same(aten.dequantize(q), q.dequantize())
 
 
@@ -168,8 +175,7 @@ def test_add_scalar(relu, dtype):
 @pytest.mark.parametrize("dtype", ["quint8", "qint8"])
 @pytest.mark.parametrize("seed", range(6))
 def test_hardswish(dtype, seed):
-    r = rng(200 + seed)
-    x = rand_q(r, SHAPES[seed], dtype, channels_last=len(SHAPES[seed]) == 4 and seed % 2 == 1)
+    r, x = seeded_input(200, seed, dtype, alternate_layout=True)
     s, z = out_q(r, dtype)
     same(aten.hardswish(x, scale=s, zero_point=z), torch.ops.quantized.hardswish(x, s, z))
 
@@ -177,16 +183,14 @@ def test_hardswish(dtype, seed):
 @pytest.mark.parametrize("dtype", ["quint8", "qint8"])
 @pytest.mark.parametrize("seed", range(6))
 def test_hardsigmoid(dtype, seed):
-    r = rng(300 + seed)
-    x = rand_q(r, SHAPES[seed], dtype)
+    _, x = seeded_input(300, seed, dtype)
     same(aten.hardsigmoid(x), torch.nn.functional.hardsigmoid(x))
 
 
 @pytest.mark.parametrize("dtype", ["quint8", "qint8"])
 @pytest.mark.parametrize("seed", range(4))
 def test_leaky_relu(dtype, seed):
-    r = rng(400 + seed)
-    x = rand_q(r, SHAPES[seed], dtype)
+    r, x = seeded_input(400, seed, dtype)
     s, z = out_q(r, dtype)
     ns = float(r.choice([0.01, 0.1, 0.2, 0.3333]))
     same(aten.leaky_relu(x, negative_slope=ns, scale=s, zero_point=z),
@@ -196,8 +200,7 @@ def test_leaky_relu(dtype, seed):
 @pytest.mark.parametrize("dtype", ["quint8", "qint8"])
 @pytest.mark.parametrize("seed", range(4))
 def test_threshold(dtype, seed):
-    r = rng(500 + seed)
-    x = rand_q(r, SHAPES[seed], dtype)
+    r, x = seeded_input(500, seed, dtype)
     t, v = float(r.standard_normal()), float(r.standard_normal())
     same(aten.threshold(x, threshold=t, value=v), torch.nn.functional.threshold(x, t, v))
 
@@ -205,8 +208,7 @@ def test_threshold(dtype, seed):
 @pytest.mark.parametrize("dtype", ["quint8", "qint8"])
 @pytest.mark.parametrize("seed", range(4))
 def test_clamp_family(dtype, seed):
-    r = rng(600 + seed)
-    x = rand_q(r, SHAPES[seed], dtype)
+    r, x = seeded_input(600, seed, dtype)
     lo, hi = sorted(float(v) for v in r.standard_normal(2) * 5)
     same(aten.clamp(x, min=lo, max=hi), torch.clamp(x, lo, hi))
     same(aten.clamp(x, min=lo), torch.clamp(x, min=lo))

@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 import importlib  # noqa: E402
 
 import qref  # noqa: E402
+from oracle import fx_quantize  # noqa: E402
 
 check_mod = importlib.import_module("qref.check")  # the module (qref.check is the function)
 from qref.check import check, portability  # noqa: E402
@@ -75,10 +76,13 @@ def test_check_flags_wrong_params(stem, monkeypatch):
     assert r["conv5"].mismatches > 0 and r["conv5"].max_abs_diff == 1
 
 
-def test_check_fx_model():
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+def _fx_checked(cls, x):
+    """qref.check on ``cls()`` converted by torch's FX flow (calibrated on ``x``), all under "fbgemm"."""
+    with quantized_engine("fbgemm"), quiet_torch_quantization():
+        return check(fx_quantize(cls().eval(), x, "fbgemm"), x)
 
+
+def test_check_fx_model():
     class M(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -92,12 +96,7 @@ def test_check_fx_model():
 
     torch.manual_seed(0)
     x = torch.rand(1, 3, 20, 20)
-    with quantized_engine("fbgemm"), quiet_torch_quantization():
-        m = M().eval()
-        qm = prepare_fx(m, get_default_qconfig_mapping("fbgemm"), example_inputs=(x,))
-        qm(x)
-        qm = convert_fx(qm)
-        r = check(qm, x)
+    r = _fx_checked(M, x)
     assert r.ok, str(r)
     # the FX graph's quantize_per_tensor call is verified like eager mode's Quantize module
     rows = {row.name for row in r.layers if row.type != "aten::dequantize"}
@@ -109,9 +108,6 @@ def test_check_fx_model():
 def test_check_fx_functional_ops_are_verified():
     """An FX model calls quantized add_relu as a function (no module, no hook): the dispatcher
     sees it, it gets a row named by its FX node, and qref verifies it."""
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
     class M(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -124,11 +120,7 @@ def test_check_fx_functional_ops_are_verified():
 
     torch.manual_seed(0)
     x = torch.rand(1, 4, 8, 8)
-    with quantized_engine("fbgemm"), quiet_torch_quantization():
-        qm = prepare_fx(M().eval(), get_default_qconfig_mapping("fbgemm"), example_inputs=(x,))
-        qm(x)
-        qm = convert_fx(qm)
-        r = check(qm, x)
+    r = _fx_checked(M, x)
     assert r.ok, str(r)
     assert [row.status for row in r.layers if row.name in ("c", "c2")] == ["ok", "ok"]
     funcs = [row for row in r.layers if row.type.startswith("quantized::add")]

@@ -17,6 +17,7 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import qref  # noqa: E402
+from oracle import fx_quantize  # noqa: E402
 from qref.demo import quantized_engine, quiet_torch_quantization  # noqa: E402
 
 FF = torch.ao.nn.quantized.FloatFunctional
@@ -219,8 +220,6 @@ EXPECTED_OPS = {
 
 def build(net: str, mode: str, engine: str, size: int = 16, seed: int = 0):
     """(converted model, input)."""
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
     torch.manual_seed(seed)
     x = torch.rand(2, 3, size, size)
     with quantized_engine(engine), quiet_torch_quantization(), warnings.catch_warnings():
@@ -242,12 +241,7 @@ def build(net: str, mode: str, engine: str, size: int = 16, seed: int = 0):
                 m(torch.rand_like(x))
             tq.convert(m, inplace=True)
         else:
-            from torch.ao.quantization import get_default_qconfig_mapping
-
-            m = prepare_fx(body, get_default_qconfig_mapping(engine), example_inputs=(x,))
-            for _ in range(2):
-                m(torch.rand_like(x))
-            m = convert_fx(m)
+            m = fx_quantize(body, x, engine, [torch.rand_like(x) for _ in range(2)])
     return m, x
 
 
@@ -308,15 +302,10 @@ def test_every_fx_cat_gets_a_row():
                 x = torch.cat([self.c[i](x), self.c[i + 1](x)], 1)
             return x
 
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
     torch.manual_seed(3)
     x = torch.rand(1, 3, 8, 8)
     with quantized_engine("fbgemm"), quiet_torch_quantization():
-        m = prepare_fx(Cats().eval(), get_default_qconfig_mapping("fbgemm"), example_inputs=(x,))
-        m(x)
-        m = convert_fx(m)
+        m = fx_quantize(Cats().eval(), x, "fbgemm")
         r = qref.check(m, x)
         assert torch.equal(qref.run(m, x), m(x))
     n_cats = sum(1 for n in m.graph.nodes if n.op == "call_function" and n.target is torch.cat)
@@ -481,9 +470,6 @@ class MiscOps(nn.Module):
 @pytest.mark.parametrize("mode", ["eager", "fx"])
 @pytest.mark.parametrize("engine", ["fbgemm", "x86"])
 def test_misc_ops(mode, engine):
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
     torch.manual_seed(0)
     x = torch.rand(2, 3, 8, 8)
     with quantized_engine(engine), quiet_torch_quantization(), warnings.catch_warnings():
@@ -497,10 +483,7 @@ def test_misc_ops(mode, engine):
             m(torch.rand_like(x))
             tq.convert(m, inplace=True)
         else:
-            m = prepare_fx(body, get_default_qconfig_mapping(engine), example_inputs=(x,))
-            m(x)
-            m(torch.rand_like(x))
-            m = convert_fx(m)
+            m = fx_quantize(body, x, engine, [x, torch.rand_like(x)])
         expected = m(x)
         r = qref.check(m, x)
         assert r.ok, str(r)
@@ -545,9 +528,6 @@ class Activations(nn.Module):
 @pytest.mark.parametrize("mode", ["eager", "fx"])
 @pytest.mark.parametrize("engine", ["fbgemm", "x86"])
 def test_activation_ops(mode, engine):
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
     torch.manual_seed(0)
     x = torch.rand(2, 3, 8, 8) * 4 - 2
     with quantized_engine(engine), quiet_torch_quantization(), warnings.catch_warnings():
@@ -561,9 +541,7 @@ def test_activation_ops(mode, engine):
             m(x)
             tq.convert(m, inplace=True)
         else:
-            m = prepare_fx(body, get_default_qconfig_mapping(engine), example_inputs=(x,))
-            m(x)
-            m = convert_fx(m)
+            m = fx_quantize(body, x, engine)
         expected = m(x)
         r = qref.check(m, x)
         assert r.ok, str(r)

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "qref/common/kernels.h"
@@ -107,11 +108,56 @@ T* new_stage(py::array_t<T>& a, const std::vector<py::ssize_t>& shape) {
   return a.mutable_data();
 }
 
+// The operands every conv2d binding (fbgemm's and oneDNN's conv2d_nhwc and conv2d_prepare) takes
+// first: its first Python parameters, in this order and with these names (def_conv2d).
+struct Conv2dOperands {
+  py::array input, weight;
+  py::object bias;
+  std::pair<int64_t, int64_t> stride, padding, dilation;
+  int64_t groups;
+  double input_scale;
+  int32_t input_zero_point;
+  py::array weight_scale;
+};
+
+namespace detail {
+// The function pybind11 binds for def_conv2d: the Conv2dOperands as separate parameters, then
+// body's own (Rest), deduced from body's call operator.
+template <class Body, class R, class... Rest>
+auto conv2d_entry(Body body, R (Body::*)(const Conv2dOperands&, Rest...) const) {
+  return [body](py::array input, py::array weight, py::object bias, std::pair<int64_t, int64_t> stride,
+                std::pair<int64_t, int64_t> padding, std::pair<int64_t, int64_t> dilation, int64_t groups,
+                double input_scale, int32_t input_zero_point, py::array weight_scale, Rest... rest) -> R {
+    return body(Conv2dOperands{std::move(input), std::move(weight), std::move(bias), stride, padding, dilation,
+                               groups, input_scale, input_zero_point, std::move(weight_scale)},
+                std::forward<Rest>(rest)...);
+  };
+}
+}  // namespace detail
+
+// Defines _core.<name>(input, weight, bias, stride, padding, dilation, groups, input_scale,
+// input_zero_point, weight_scale, <body's own parameters>): body(const Conv2dOperands&, rest...)
+// runs it; `extra` names body's own parameters (py::arg) and ends with the docstring.
+template <class Body, class... Extra>
+void def_conv2d(py::module_& m, const char* name, Body body, const Extra&... extra) {
+  m.def(name, detail::conv2d_entry(body, &Body::operator()), py::arg("input"), py::arg("weight"), py::arg("bias"),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("input_scale"),
+        py::arg("input_zero_point"), py::arg("weight_scale"), extra...);
+}
+
 // What a prepared-conv holder keeps besides the conv: the weight it reads (kept alive) and
-// the NHWC input shape it was prepared for (def_prepared_runs checks inputs against it).
+// the NHWC input shape it was prepared for (def_prepared_runs checks inputs against it). The
+// base of fbgemm's PreparedConv2d and oneDNN's OnednnConv2d, _core.PreparedConv in Python
+// (def_prepared_conv_class: the properties they share).
 struct PreparedInput {
   py::array weight;
   int64_t N = 0, H = 0, W = 0, C = 0;
+  PreparedInput() = default;
+  PreparedInput(PreparedInput&&) = default;
+  PreparedInput& operator=(PreparedInput&&) = default;
+  virtual ~PreparedInput() = default;
+  // the bytes of the packed weights (and their per-channel constants)
+  virtual size_t packed_bytes() const = 0;
   void keep(const py::array& w, const qref::Conv2dShape& s) {
     weight = w;
     N = s.N;
@@ -120,6 +166,17 @@ struct PreparedInput {
     C = s.C;
   }
 };
+
+// Registers _core.PreparedConv (PreparedInput) with the properties every prepared conv2d has;
+// register_common calls it before the engines register their holder types on top of it.
+inline void def_prepared_conv_class(py::module_& m) {
+  py::class_<PreparedInput>(m, "PreparedConv",
+                            "A conv2d with its weights packed once (conv2d_prepare, onednn_conv2d_prepare); "
+                            "run it with conv2d_run.")
+      .def_property_readonly("packed_bytes", &PreparedInput::packed_bytes)
+      .def_property_readonly("input_shape_nhwc",
+                             [](const PreparedInput& h) { return py::make_tuple(h.N, h.H, h.W, h.C); });
+}
 
 // conv2d_run, conv2d_run_into and prepared_output_shape for one prepared-conv holder type H
 // (fbgemm's PreparedConv2d and oneDNN's OnednnConv2d share them as overloads: same checks,

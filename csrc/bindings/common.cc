@@ -33,6 +33,7 @@ py::dict cpu_features_dict() {
 }  // namespace
 
 void register_common(py::module_& m) {
+  def_prepared_conv_class(m);  // before the engines' prepared conv2d types (fbgemm.cc, onednn.cc)
   m.def("cpu_features", &cpu_features_dict, "CPU features qref and fbgemm look at.");
   m.def("kernels", []() { return usable_kernel_names(true); }, "Usable kernels, best first.");
   m.def("compiled_kernels", []() { return usable_kernel_names(false); }, "Kernels compiled in.");

@@ -27,27 +27,23 @@ namespace {
 // What conv2d_nhwc and conv2d_prepare check, in this order (arrays, shape,
 // weight quantization, bias, zero points, scales), and the problem they build.
 // The bias is only read here: prepare_requant copies it into rq.bias_term.
-Conv2dProblem checked_conv2d_problem(const py::array& input, const py::array& weight, const py::object& bias,
-                                     std::pair<int64_t, int64_t> stride, std::pair<int64_t, int64_t> padding,
-                                     std::pair<int64_t, int64_t> dilation, int64_t groups, double input_scale,
-                                     int32_t input_zero_point, const py::array& weight_scale,
-                                     const py::array& weight_zero_point, bool per_channel, double output_scale,
-                                     int32_t output_zero_point, bool relu, bool saturate) {
-  checked_ptr<uint8_t>(input, "input", 4, "uint8");
-  const int8_t* w = checked_ptr<int8_t>(weight, "weight", 4, "int8");
-  const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
+Conv2dProblem checked_conv2d_problem(const Conv2dOperands& ops, const py::array& weight_zero_point, bool per_channel,
+                                     double output_scale, int32_t output_zero_point, bool relu, bool saturate) {
+  checked_ptr<uint8_t>(ops.input, "input", 4, "uint8");
+  const int8_t* w = checked_ptr<int8_t>(ops.weight, "weight", 4, "int8");
+  const double* ws = checked_ptr<double>(ops.weight_scale, "weight_scale", 1, "float64");
   const int32_t* wz = checked_ptr<int32_t>(weight_zero_point, "weight_zero_point", 1, "int32");
   Conv2dProblem p;
-  p.shape = make_shape(input, weight, stride, padding, dilation, groups);
-  check_weight_qparams(weight_scale, ws, weight_zero_point, wz, per_channel ? p.shape.O : 1);
+  p.shape = make_shape(ops.input, ops.weight, ops.stride, ops.padding, ops.dilation, ops.groups);
+  check_weight_qparams(ops.weight_scale, ws, weight_zero_point, wz, per_channel ? p.shape.O : 1);
   py::array bias_arr;
-  const float* b = checked_bias(bias, p.shape.O, bias_arr);
-  check_zero_points(input_zero_point, output_zero_point);
-  check_scale_value("input_scale", input_scale);
+  const float* b = checked_bias(ops.bias, p.shape.O, bias_arr);
+  check_zero_points(ops.input_zero_point, output_zero_point);
+  check_scale_value("input_scale", ops.input_scale);
   check_scale_value("output_scale", output_scale);
   p.saturate = saturate;
   p.rq = prepare_requant(p.shape, w,
-                         RequantArgs{input_scale, input_zero_point, ws, wz, per_channel, output_scale,
+                         RequantArgs{ops.input_scale, ops.input_zero_point, ws, wz, per_channel, output_scale,
                                      output_zero_point, relu, b});
   return p;
 }
@@ -79,6 +75,7 @@ py::object run_with_stages(const std::vector<py::ssize_t>& shape, bool intermedi
 // column sums and packing.
 struct PreparedHolder : PreparedInput {  // the OHWI weight kept alive: kernels may read it
   std::unique_ptr<PreparedConv2d> prep;
+  size_t packed_bytes() const override { return prep->packed_bytes; }
   const Conv2dShape& shape() const { return prep->p.shape; }
   void run(const uint8_t* in, uint8_t* out, int threads) const { prep->run(in, out, threads); }
 };
@@ -112,31 +109,24 @@ void register_fbgemm(py::module_& m) {
       py::arg("dilation"), py::arg("groups"), py::arg("avx512_host"),
       "Which fbgemm conv path (depthwise, groupwise, pointwise, im2col) the shape takes.");
 
-  m.def(
-      "conv2d_nhwc",
-      [](py::array input, py::array weight, py::object bias, std::pair<int64_t, int64_t> stride,
-         std::pair<int64_t, int64_t> padding, std::pair<int64_t, int64_t> dilation, int64_t groups,
-         double input_scale, int32_t input_zero_point, py::array weight_scale, py::array weight_zero_point,
-         bool per_channel, double output_scale, int32_t output_zero_point, bool relu, bool saturate,
-         const std::string& kernel, int threads, bool intermediates) -> py::object {
-        const Conv2dProblem p =
-            checked_conv2d_problem(input, weight, bias, stride, padding, dilation, groups, input_scale,
-                                   input_zero_point, weight_scale, weight_zero_point, per_channel, output_scale,
-                                   output_zero_point, relu, saturate);
+  def_conv2d(
+      m, "conv2d_nhwc",
+      [](const Conv2dOperands& ops, py::array weight_zero_point, bool per_channel, double output_scale,
+         int32_t output_zero_point, bool relu, bool saturate, const std::string& kernel, int threads,
+         bool intermediates) -> py::object {
+        const Conv2dProblem p = checked_conv2d_problem(ops, weight_zero_point, per_channel, output_scale,
+                                                       output_zero_point, relu, saturate);
         const KernelEntry& k = find_kernel(intermediates ? std::string("scalar") : kernel);
         const Conv2dShape& s = p.shape;
-        const uint8_t* in = static_cast<const uint8_t*>(input.data());  // checked above
-        const int8_t* w = static_cast<const int8_t*>(weight.data());
+        const uint8_t* in = static_cast<const uint8_t*>(ops.input.data());  // checked above
+        const int8_t* w = static_cast<const int8_t*>(ops.weight.data());
         return run_with_stages({s.N, s.OH, s.OW, s.O}, intermediates,
                                [&](uint8_t* o, const Conv2dIntermediates* inter) {
                                  run_conv2d(p, k, in, w, o, threads, inter);
                                });
       },
-      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("groups"), py::arg("input_scale"), py::arg("input_zero_point"),
-      py::arg("weight_scale"), py::arg("weight_zero_point"), py::arg("per_channel"), py::arg("output_scale"),
-      py::arg("output_zero_point"), py::arg("relu"), py::arg("saturate"), py::arg("kernel"), py::arg("threads"),
-      py::arg("intermediates") = false,
+      py::arg("weight_zero_point"), py::arg("per_channel"), py::arg("output_scale"), py::arg("output_zero_point"),
+      py::arg("relu"), py::arg("saturate"), py::arg("kernel"), py::arg("threads"), py::arg("intermediates") = false,
       "Low-level conv2d on NHWC uint8 input and OHWI int8 weight; see qref.conv2d.");
 
   m.def(
@@ -196,39 +186,28 @@ void register_fbgemm(py::module_& m) {
       },
       py::arg("x"), py::arg("scale"), py::arg("zero_point"));
 
-  py::class_<PreparedHolder>(m, "PreparedConv2d")
+  py::class_<PreparedHolder, PreparedInput>(m, "PreparedConv2d")
       .def_property_readonly("kernel", [](const PreparedHolder& h) { return std::string(h.prep->kernel->name); })
-      .def_property_readonly("packed_bytes", [](const PreparedHolder& h) { return h.prep->packed_bytes; })
       .def_property_readonly("scratch_bytes_per_thread",
-                             [](const PreparedHolder& h) { return h.prep->kernel->scratch_bytes(h.prep->p); })
-      .def_property_readonly("input_shape_nhwc",
-                             [](const PreparedHolder& h) { return py::make_tuple(h.N, h.H, h.W, h.C); });
-  m.def(
-      "conv2d_prepare",
-      [](py::array input, py::array weight, py::object bias, std::pair<int64_t, int64_t> stride,
-         std::pair<int64_t, int64_t> padding, std::pair<int64_t, int64_t> dilation, int64_t groups,
-         double input_scale, int32_t input_zero_point, py::array weight_scale, py::array weight_zero_point,
-         bool per_channel, double output_scale, int32_t output_zero_point, bool relu, bool saturate,
-         const std::string& kernel) {
-        const Conv2dProblem p =
-            checked_conv2d_problem(input, weight, bias, stride, padding, dilation, groups, input_scale,
-                                   input_zero_point, weight_scale, weight_zero_point, per_channel, output_scale,
-                                   output_zero_point, relu, saturate);
+                             [](const PreparedHolder& h) { return h.prep->kernel->scratch_bytes(h.prep->p); });
+  def_conv2d(
+      m, "conv2d_prepare",
+      [](const Conv2dOperands& ops, py::array weight_zero_point, bool per_channel, double output_scale,
+         int32_t output_zero_point, bool relu, bool saturate, const std::string& kernel) {
+        const Conv2dProblem p = checked_conv2d_problem(ops, weight_zero_point, per_channel, output_scale,
+                                                       output_zero_point, relu, saturate);
         const KernelEntry& k = find_kernel(kernel);
-        const Conv2dShape& s = p.shape;
-        const int8_t* w = static_cast<const int8_t*>(weight.data());  // checked above
+        const int8_t* w = static_cast<const int8_t*>(ops.weight.data());  // checked above
         PreparedHolder h;
-        h.keep(weight, s);
+        h.keep(ops.weight, p.shape);
         {
           ReleaseGil release;
           h.prep = std::make_unique<PreparedConv2d>(p, k, w);
         }
         return h;
       },
-      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("groups"), py::arg("input_scale"), py::arg("input_zero_point"),
-      py::arg("weight_scale"), py::arg("weight_zero_point"), py::arg("per_channel"), py::arg("output_scale"),
-      py::arg("output_zero_point"), py::arg("relu"), py::arg("saturate"), py::arg("kernel"),
+      py::arg("weight_zero_point"), py::arg("per_channel"), py::arg("output_scale"), py::arg("output_zero_point"),
+      py::arg("relu"), py::arg("saturate"), py::arg("kernel"),
       "Pack a conv2d's weights once for `kernel`; run with conv2d_run on inputs of input's shape.");
   def_prepared_runs<PreparedHolder>(m);
   // conv3d and transposed conv (2D as D = 1): csrc/qref/fbgemm/conv_nd.h.

@@ -24,6 +24,7 @@ namespace {
 // conv2d_run overloads (checks.h def_prepared_runs) on inputs of the prepared NHWC shape.
 struct OnednnHolder : PreparedInput {  // the OHWI weight kept alive: the reference route reads it
   std::unique_ptr<OnednnConv2d> conv;
+  size_t packed_bytes() const override { return conv->packed_bytes(); }
   const Conv2dShape& shape() const { return conv->shape(); }
   void run(const uint8_t* in, uint8_t* out, int threads) const { conv->run(in, out, threads); }
 };
@@ -57,40 +58,33 @@ struct OnednnConv2dProblem {
   Conv2dShape s;
   OnednnParams p;
 };
-OnednnConv2dProblem checked_onednn_conv2d(const py::array& input, const py::array& weight, const py::object& bias,
-                                          std::pair<int64_t, int64_t> stride, std::pair<int64_t, int64_t> padding,
-                                          std::pair<int64_t, int64_t> dilation, int64_t groups, double input_scale,
-                                          int32_t input_zero_point, const py::array& weight_scale, bool per_channel,
-                                          double output_scale, int32_t output_zero_point, bool relu,
-                                          const OnednnVariant& v) {
-  checked_ptr<uint8_t>(input, "input", 4, "uint8");
-  checked_ptr<int8_t>(weight, "weight", 4, "int8");
-  const double* ws = checked_ptr<double>(weight_scale, "weight_scale", 1, "float64");
+OnednnConv2dProblem checked_onednn_conv2d(const Conv2dOperands& ops, bool per_channel, double output_scale,
+                                          int32_t output_zero_point, bool relu, const OnednnVariant& v) {
+  checked_ptr<uint8_t>(ops.input, "input", 4, "uint8");
+  checked_ptr<int8_t>(ops.weight, "weight", 4, "int8");
+  const double* ws = checked_ptr<double>(ops.weight_scale, "weight_scale", 1, "float64");
   OnednnConv2dProblem c;
-  c.s = make_shape(input, weight, stride, padding, dilation, groups);
-  c.p = checked_onednn_params(c.s, weight_scale, ws, per_channel, bias, input_scale, input_zero_point, output_scale,
-                              output_zero_point, relu, v);
+  c.s = make_shape(ops.input, ops.weight, ops.stride, ops.padding, ops.dilation, ops.groups);
+  c.p = checked_onednn_params(c.s, ops.weight_scale, ws, per_channel, ops.bias, ops.input_scale, ops.input_zero_point,
+                              output_scale, output_zero_point, relu, v);
   return c;
 }
 
 }  // namespace
 
 void register_onednn(py::module_& m) {
-  m.def(
-      "onednn_conv2d_nhwc",
-      [](py::array input, py::array weight, py::object bias, std::pair<int64_t, int64_t> stride,
-         std::pair<int64_t, int64_t> padding, std::pair<int64_t, int64_t> dilation, int64_t groups,
-         double input_scale, int32_t input_zero_point, py::array weight_scale, bool per_channel,
-         double output_scale, int32_t output_zero_point, bool relu, bool saturate, bool combined,
-         bool float_comp, int threads, bool intermediates, bool kw_major_pairs, bool divide_dst) -> py::object {
+  def_conv2d(
+      m, "onednn_conv2d_nhwc",
+      [](const Conv2dOperands& ops, bool per_channel, double output_scale, int32_t output_zero_point, bool relu,
+         bool saturate, bool combined, bool float_comp, int threads, bool intermediates, bool kw_major_pairs,
+         bool divide_dst) -> py::object {
         // oneDNN int8 conv arithmetic (csrc/qref/onednn/onednn.h); see python/qref/engines/onednn.
-        const OnednnConv2dProblem c = checked_onednn_conv2d(
-            input, weight, bias, stride, padding, dilation, groups, input_scale, input_zero_point, weight_scale,
-            per_channel, output_scale, output_zero_point, relu,
-            OnednnVariant{saturate, combined, float_comp, kw_major_pairs, divide_dst});
+        const OnednnConv2dProblem c =
+            checked_onednn_conv2d(ops, per_channel, output_scale, output_zero_point, relu,
+                                  OnednnVariant{saturate, combined, float_comp, kw_major_pairs, divide_dst});
         const Conv2dShape& s = c.s;
-        const uint8_t* in = static_cast<const uint8_t*>(input.data());  // checked above
-        const int8_t* w = static_cast<const int8_t*>(weight.data());
+        const uint8_t* in = static_cast<const uint8_t*>(ops.input.data());  // checked above
+        const int8_t* w = static_cast<const int8_t*>(ops.weight.data());
         py::array_t<uint8_t> out({s.N, s.OH, s.OW, s.O});
         py::array_t<int32_t> acc, col;
         py::array_t<float> A, y;
@@ -110,10 +104,8 @@ void register_onednn(py::module_& m) {
         if (intermediates) return py::make_tuple(out, acc, col, A, y);
         return out;
       },
-      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("groups"), py::arg("input_scale"), py::arg("input_zero_point"),
-      py::arg("weight_scale"), py::arg("per_channel"), py::arg("output_scale"), py::arg("output_zero_point"),
-      py::arg("relu"), py::arg("saturate"), py::arg("combined"), py::arg("float_comp"), py::arg("threads"),
+      py::arg("per_channel"), py::arg("output_scale"), py::arg("output_zero_point"), py::arg("relu"),
+      py::arg("saturate"), py::arg("combined"), py::arg("float_comp"), py::arg("threads"),
       py::arg("intermediates") = false, py::arg("kw_major_pairs") = false, py::arg("divide_dst") = false,
       "oneDNN int8 conv2d arithmetic on NHWC uint8 input and OHWI int8 weight; see qref.conv2d(engine=...).");
   m.def(
@@ -159,36 +151,28 @@ void register_onednn(py::module_& m) {
       py::arg("output_zero_point"), py::arg("relu"), py::arg("saturate"), py::arg("combined"),
       py::arg("float_comp"), py::arg("threads"),
       "oneDNN int8 deconvolution arithmetic (transposed conv2d) on NHWC input; see qref.onednn.conv_transpose2d.");
-  py::class_<OnednnHolder>(m, "OnednnConv2d")
-      .def_property_readonly("route", [](const OnednnHolder& h) { return std::string(h.conv->route()); })
-      .def_property_readonly("packed_bytes", [](const OnednnHolder& h) { return h.conv->packed_bytes(); })
-      .def_property_readonly("input_shape_nhwc",
-                             [](const OnednnHolder& h) { return py::make_tuple(h.N, h.H, h.W, h.C); });
-  m.def(
-      "onednn_conv2d_prepare",
-      [](py::array input, py::array weight, py::object bias, std::pair<int64_t, int64_t> stride,
-         std::pair<int64_t, int64_t> padding, std::pair<int64_t, int64_t> dilation, int64_t groups,
-         double input_scale, int32_t input_zero_point, py::array weight_scale, bool per_channel,
-         double output_scale, int32_t output_zero_point, bool relu, bool saturate, bool combined,
-         bool float_comp, bool kw_major_pairs, bool divide_dst, bool weight_scale_reciprocal) {
+  py::class_<OnednnHolder, PreparedInput>(m, "OnednnConv2d")
+      .def_property_readonly("route", [](const OnednnHolder& h) { return std::string(h.conv->route()); });
+  def_conv2d(
+      m, "onednn_conv2d_prepare",
+      [](const Conv2dOperands& ops, bool per_channel, double output_scale, int32_t output_zero_point, bool relu,
+         bool saturate, bool combined, bool float_comp, bool kw_major_pairs, bool divide_dst,
+         bool weight_scale_reciprocal) {
         // The checks of onednn_conv2d_nhwc; `input` only gives the shape (its values are not read).
         const OnednnConv2dProblem c = checked_onednn_conv2d(
-            input, weight, bias, stride, padding, dilation, groups, input_scale, input_zero_point, weight_scale,
-            per_channel, output_scale, output_zero_point, relu,
+            ops, per_channel, output_scale, output_zero_point, relu,
             OnednnVariant{saturate, combined, float_comp, kw_major_pairs, divide_dst, weight_scale_reciprocal});
         OnednnHolder h;
-        h.keep(weight, c.s);
-        const int8_t* w = static_cast<const int8_t*>(weight.data());
+        h.keep(ops.weight, c.s);
+        const int8_t* w = static_cast<const int8_t*>(ops.weight.data());
         {
           ReleaseGil release;
           h.conv = std::make_unique<OnednnConv2d>(c.s, c.p, w);
         }
         return h;
       },
-      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("groups"), py::arg("input_scale"), py::arg("input_zero_point"),
-      py::arg("weight_scale"), py::arg("per_channel"), py::arg("output_scale"), py::arg("output_zero_point"),
-      py::arg("relu"), py::arg("saturate"), py::arg("combined"), py::arg("float_comp"),
+      py::arg("per_channel"), py::arg("output_scale"), py::arg("output_zero_point"), py::arg("relu"),
+      py::arg("saturate"), py::arg("combined"), py::arg("float_comp"),
       py::arg("kw_major_pairs") = false, py::arg("divide_dst") = false, py::arg("weight_scale_reciprocal") = false,
       "Pack a oneDNN-arithmetic conv2d's weights once for input's NHWC shape (the values of `input` are not "
       "read); run with conv2d_run. Same bytes as onednn_conv2d_nhwc.");

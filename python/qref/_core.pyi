@@ -12,26 +12,24 @@ import numpy
 import numpy.typing
 
 __all__: list[str] = ['OnednnConv2d', 'PreparedConv2d', 'aten_adaptive_avg_pool_nchw', 'aten_adaptive_avg_pool_nhwc', 'aten_add_scalar', 'aten_avg_pool2d_nchw', 'aten_avg_pool_nhwc', 'aten_batch_norm_nhwc', 'aten_binary', 'aten_cat_nhwc', 'aten_clamp', 'aten_dequantize_per_channel', 'aten_dequantize_per_tensor', 'aten_linear_dynamic', 'aten_max_pool2d', 'aten_mean_inner', 'aten_mul_scalar', 'aten_normalize', 'aten_prelu', 'aten_quantize_per_channel', 'aten_quantize_per_tensor', 'aten_sleef_expf', 'aten_softmax_lastdim', 'aten_unary', 'aten_vec_math', 'aten_upsample_bilinear2d', 'aten_upsample_nearest2d', 'channels_transpose', 'compiled_kernels', 'conv2d_nhwc', 'conv2d_prepare', 'conv2d_run', 'conv2d_run_into', 'conv_nd_ndhwc', 'conv_nd_path', 'conv_path', 'cpu_features', 'default_threads', 'kernels', 'onednn_conv2d_nhwc', 'onednn_conv2d_prepare', 'onednn_conv_nd_ndhwc', 'onednn_conv_transpose2d_nhwc', 'onednn_requant_steps', 'onednn_scales', 'onednn_set_dw_vnni', 'onednn_set_simd', 'prepared_output_shape', 'quantize', 'requant_params']
-class PreparedConv2d:
+class PreparedConv:
+    """
+    A conv2d with its weights packed once (conv2d_prepare, onednn_conv2d_prepare); run it with conv2d_run.
+    """
     @property
     def input_shape_nhwc(self) -> tuple[int, int, int, int]:
         ...
+    @property
+    def packed_bytes(self) -> int:
+        ...
+class PreparedConv2d(PreparedConv):
     @property
     def kernel(self) -> str:
         ...
     @property
-    def packed_bytes(self) -> int:
-        ...
-    @property
     def scratch_bytes_per_thread(self) -> int:
         ...
-class OnednnConv2d:
-    @property
-    def input_shape_nhwc(self) -> tuple[int, int, int, int]:
-        ...
-    @property
-    def packed_bytes(self) -> int:
-        ...
+class OnednnConv2d(PreparedConv):
     @property
     def route(self) -> str:
         ...

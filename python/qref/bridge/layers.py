@@ -41,7 +41,7 @@ from ..layers.defects import known_torch_defect
 from ..layers.linear import linear
 from .modules import (
     UnsupportedModuleError,
-    freeze_arrays,
+    WeightFields,
     module_engine,
     module_weights,
     packed_engine,
@@ -134,14 +134,9 @@ _RELU_NAMES = ("LinearReLU", "ConvReLU1d", "ConvReLU3d")
 
 
 @dataclass(frozen=True, eq=False)
-class _LayerParams:
+class _LayerParams(WeightFields):
     """Everything fbgemm uses of one quantized layer, as plain numbers."""
 
-    weight: np.ndarray  # int8, torch's layout for the layer
-    weight_scale: np.ndarray  # float64, (O,) per-channel or (1,) per-tensor
-    weight_zero_point: np.ndarray  # int32, same count
-    per_channel: bool
-    bias: Optional[np.ndarray]  # float32 (O,) or None
     output_scale: float
     output_zero_point: int
     relu: bool
@@ -167,16 +162,6 @@ class _LayerParams:
 
     kind = ""
     _in_ndim: Optional[int] = None  # the input's ndim the cached path takes (None: any)
-
-    def __post_init__(self) -> None:
-        freeze_arrays(self)
-
-    def __getstate__(self) -> dict:
-        d = dict(self.__dict__)
-        d["_prepared"] = {}  # native objects; a copy rebuilds them on demand
-        d["_module"] = None
-        d.pop("_kernels", None)
-        return d
 
     def __setstate__(self, d: dict) -> None:
         # An unpickled array carries its own (equal, not identical) dtype object, which _core's
@@ -233,8 +218,7 @@ class _LayerParams:
     def _operands(self, fn: str, ndim: int):
         """The weight (qref.common.operands._Weight), bias (float32 or None) and output quantization, as the
         public functions read them."""
-        wa = self._weight_args()
-        wt = _weight_operand(fn, self.weight, wa["weight_scale"], wa["weight_zero_point"], ndim=ndim)
+        wt = _weight_operand(fn, self.weight, *self._weight_args(), ndim=ndim)
         return wt, wt.oihw, check_scale(fn, "output_scale", self.output_scale), int(self.output_zero_point)
 
     def _prepare_conv2d(self, x4_shape: tuple, w_ohwi: np.ndarray, wt: Any, O: int, st, pd, dl, g, a_s, a_zp,
@@ -264,10 +248,16 @@ class _LayerParams:
 
         return _Entry(run, out_s, out_zp)
 
-    def _weight_args(self) -> dict:
-        ws = self.weight_scale if self.per_channel else float(self.weight_scale[0])
-        wz = self.weight_zero_point if self.per_channel else int(self.weight_zero_point[0])
-        return dict(weight_scale=ws, weight_zero_point=wz)
+    def _call_kwargs(self, qx: Any, input_scale: Any, input_zero_point: Any, isa: Any, kernel: Any, threads: Any,
+                     return_intermediates: Any) -> dict:
+        """The keyword arguments of the layer's public function that every params call passes alike:
+        the weight and output quantization, the engine and the oneDNN kernel torch runs for this
+        input (params_kernel), and the call's own isa / kernel / threads / return_intermediates."""
+        ws, wz = self._weight_args()
+        return dict(weight_scale=ws, weight_zero_point=wz, output_scale=self.output_scale,
+                    output_zero_point=self.output_zero_point, isa=isa, kernel=kernel, threads=threads,
+                    return_intermediates=return_intermediates, engine=self.engine,
+                    onednn_kernel=params_kernel(self, qx, isa, input_scale, input_zero_point))
 
     def _pad_input(self, qx: Any, input_scale: Any, input_zero_point: Any):
         """Non-zero padding modes pad the quantized input first, as torch's modules do."""
@@ -286,6 +276,14 @@ class _LayerParams:
             return F.pad(qx, tuple(pads), mode=self.padding_mode), None, None, (0,) * len(self.padding)
         width = ((0, 0), (0, 0)) + tuple((p, p) for p in self.padding)
         return np.pad(qx, width, mode="reflect"), input_scale, input_zero_point, (0,) * len(self.padding)
+
+    def _planned_input(self, input_shape: Any) -> tuple:
+        """(input shape, padding) of the conv the layer runs on an input of ``input_shape``: a
+        non-zero padding mode pads the input itself (_pad_input), and the conv then has none."""
+        shape = tuple(int(v) for v in input_shape)
+        if self.padding_mode == "zeros":
+            return shape, tuple(self.padding)
+        return shape[:2] + tuple(n + 2 * p for n, p in zip(shape[2:], self.padding)), (0,) * len(self.padding)
 
     def known_torch_defect(self, input_shape: Any, *, first_input_shape: Any = None,
                            input_zero_point: Optional[int] = None, isa: str = "auto") -> Optional[str]:
@@ -310,9 +308,7 @@ class LinearParams(_LayerParams):
                  kernel: str = "auto", threads: Optional[int] = None, return_intermediates: bool = False) -> Any:
         def full():
             return linear(qx, self.weight, self.bias, input_scale=input_scale, input_zero_point=input_zero_point,
-                          output_scale=self.output_scale, output_zero_point=self.output_zero_point, relu=self.relu,
-                          isa=isa, kernel=kernel, threads=threads, return_intermediates=return_intermediates,
-                          engine=self.engine, onednn_kernel=params_kernel(self, qx, isa, input_scale, input_zero_point), **self._weight_args())
+                          relu=self.relu, **self._call_kwargs(qx, input_scale, input_zero_point, isa, kernel, threads, return_intermediates))
 
         if return_intermediates:
             return full()
@@ -347,10 +343,8 @@ class Conv1dParams(_LayerParams):
     kind = "conv1d"
 
     def plan(self, input_shape: Any, isa: str = "auto"):
-        N, C, L = (int(v) for v in input_shape)
+        (N, C, L), (p,) = self._planned_input(input_shape)
         O, Cg, k = self.weight.shape
-        p = 0 if self.padding_mode != "zeros" else self.padding[0]
-        L += 2 * self.padding[0] if self.padding_mode != "zeros" else 0
         return conv_plan((N, C, 1, L), (O, Cg, 1, k), (1, self.stride[0]), (0, p), (1, self.dilation[0]),
                          self.groups, isa)
 
@@ -360,10 +354,8 @@ class Conv1dParams(_LayerParams):
 
         def full():
             return conv1d(x, self.weight, self.bias, stride=self.stride, padding=pad, dilation=self.dilation,
-                          groups=self.groups, input_scale=s, input_zero_point=z, output_scale=self.output_scale,
-                          output_zero_point=self.output_zero_point, relu=self.relu, isa=isa, kernel=kernel,
-                          threads=threads, return_intermediates=return_intermediates, engine=self.engine,
-                          onednn_kernel=params_kernel(self, qx, isa, input_scale, input_zero_point), **self._weight_args())
+                          groups=self.groups, input_scale=s, input_zero_point=z, relu=self.relu,
+                          **self._call_kwargs(qx, input_scale, input_zero_point, isa, kernel, threads, return_intermediates))
 
         if return_intermediates:
             return full()
@@ -395,11 +387,7 @@ class Conv3dParams(_LayerParams):
     kind = "conv3d"
 
     def plan(self, input_shape: Any, isa: str = "auto"):
-        shape = tuple(int(v) for v in input_shape)
-        pad = self.padding
-        if self.padding_mode != "zeros":
-            shape = shape[:2] + tuple(n + 2 * p for n, p in zip(shape[2:], pad))
-            pad = (0, 0, 0)
+        shape, pad = self._planned_input(input_shape)
         return conv_nd_plan(shape, self.weight.shape, self.stride, pad, self.dilation, self.groups, isa=isa)
 
     def __call__(self, qx: Any, *, input_scale: Any = None, input_zero_point: Any = None, isa: str = "auto",
@@ -409,11 +397,8 @@ class Conv3dParams(_LayerParams):
 
         def full():
             return conv3d(x, self.weight, self.bias, stride=self.stride, padding=pad, dilation=self.dilation,
-                          groups=self.groups, input_scale=s, input_zero_point=z, output_scale=self.output_scale,
-                          output_zero_point=self.output_zero_point, relu=self.relu, isa=isa, kernel=kernel,
-                          threads=threads, return_intermediates=return_intermediates,
-                          reproduce_defects=reproduce_defects, engine=self.engine,
-                          onednn_kernel=params_kernel(self, qx, isa, input_scale, input_zero_point), **self._weight_args())
+                          groups=self.groups, input_scale=s, input_zero_point=z, relu=self.relu,
+                          reproduce_defects=reproduce_defects, **self._call_kwargs(qx, input_scale, input_zero_point, isa, kernel, threads, return_intermediates))
 
         if return_intermediates or not isinstance(reproduce_defects, (bool, np.bool_)):
             return full()
@@ -492,10 +477,8 @@ class ConvTransposeParams(_LayerParams):
         def full():
             return fn(qx, self.weight, self.bias, stride=self.stride, padding=self.padding,
                       output_padding=self.output_padding, groups=self.groups, dilation=self.dilation,
-                      input_scale=input_scale, input_zero_point=input_zero_point, output_scale=self.output_scale,
-                      output_zero_point=self.output_zero_point, isa=isa, kernel=kernel, threads=threads,
-                      return_intermediates=return_intermediates, reproduce_defects=reproduce_defects,
-                      engine=self.engine, onednn_kernel=params_kernel(self, qx, isa, input_scale, input_zero_point), **self._weight_args())
+                      input_scale=input_scale, input_zero_point=input_zero_point,
+                      reproduce_defects=reproduce_defects, **self._call_kwargs(qx, input_scale, input_zero_point, isa, kernel, threads, return_intermediates))
 
         # the cached path: conv_transpose2d (1d/3d always take the public function)
         if return_intermediates or self.weight.ndim != 4 or not isinstance(reproduce_defects, (bool, np.bool_)):

@@ -66,18 +66,45 @@ _CONV2D_TYPES = {"Conv2d": False, "ConvReLU2d": True}
 
 
 @dataclass(frozen=True, eq=False)
-class Conv2dParams:
-    """Everything fbgemm uses of a quantized Conv2d / ConvReLU2d, as plain numbers.
+class WeightFields:
+    """The first fields of every params object (Conv2dParams, qref.bridge.layers'): a module's
+    weight and bias as module_weights reads them, kept read-only (freeze_arrays)."""
+
+    weight: np.ndarray  # int8, torch's layout for the layer
+    weight_scale: np.ndarray  # float64, (O,) per-channel or (1,) per-tensor
+    weight_zero_point: np.ndarray  # int32, same count
+    per_channel: bool
+    bias: Optional[np.ndarray]  # float32 (O,) or None
+
+    def __post_init__(self) -> None:
+        freeze_arrays(self)
+
+    def __getstate__(self) -> dict:
+        # the prepared-weight cache holds native objects and the torch module is not pickled: a
+        # copy rebuilds the cache on demand.
+        d = dict(self.__dict__)
+        d["_prepared"] = {}
+        d["_module"] = None
+        d.pop("_kernels", None)
+        return d
+
+    def _weight_args(self) -> tuple:
+        """(weight_scale, weight_zero_point) as the public layer functions take them: the arrays
+        per-channel, a float and an int per-tensor."""
+        if self.per_channel:
+            return self.weight_scale, self.weight_zero_point
+        return float(self.weight_scale[0]), int(self.weight_zero_point[0])
+
+
+@dataclass(frozen=True, eq=False)
+class Conv2dParams(WeightFields):
+    """Everything fbgemm uses of a quantized Conv2d / ConvReLU2d, as plain numbers (``weight``: int8
+    (O, C/groups, kH, kW)).
 
     ``params(qx)`` runs it on a quint8 tensor or a uint8 numpy array (the latter
     with ``input_scale``/``input_zero_point``).
     """
 
-    weight: np.ndarray  # int8 (O, C/groups, kH, kW)
-    weight_scale: np.ndarray  # float64, (O,) per-channel or (1,) per-tensor
-    weight_zero_point: np.ndarray  # int32, same count
-    per_channel: bool
-    bias: Optional[np.ndarray]  # float32 (O,) or None
     stride: tuple
     padding: tuple
     dilation: tuple
@@ -99,19 +126,9 @@ class Conv2dParams:
     _module: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        freeze_arrays(self)
+        super().__post_init__()
         # The weight operand handed to qref.conv2d, built once.
-        ws = self.weight_scale if self.per_channel else float(self.weight_scale[0])
-        wz = self.weight_zero_point if self.per_channel else int(self.weight_zero_point[0])
-        object.__setattr__(self, "_weight_arg", (self.weight, ws, wz))
-
-    def __getstate__(self) -> dict:
-        # the packed-weight cache holds native objects; a copy rebuilds it on demand.
-        d = dict(self.__dict__)
-        d["_prepared"] = {}
-        d["_module"] = None
-        d.pop("_kernels", None)
-        return d
+        object.__setattr__(self, "_weight_arg", (self.weight,) + self._weight_args())
 
     def __setstate__(self, d: dict) -> None:
         # A copy (pickle, copy.deepcopy) owns read-only arrays again, as the original does: the
