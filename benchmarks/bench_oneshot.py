@@ -1,7 +1,6 @@
 """The one-shot public API as users call it: ``qref.conv2d(qx, qw, bias, ...)`` in a loop, on the
 NCHW-contiguous quantized tensors torch produces by default, and on numpy arrays, against
-``torch.ops.quantized.conv2d`` with prepacked weights (torch's fastest call), on the real layer shapes
-``qref bench`` times (qref.bench.SHAPES).
+``torch.ops.quantized.conv2d`` with prepacked weights (torch's fastest call).
 
 Single thread (torch.set_num_threads(1), ``threads=1``), one process, timed in alternating blocks
 (qref.bench.interleaved, medians); every shape's outputs are asserted byte-equal to torch's in the
@@ -20,12 +19,24 @@ import time
 
 import numpy as np
 
+# name, N, C, H, W, O, k, stride, padding, groups
+SHAPES = [
+    ("ResNet-50 conv1 7x7 s2 (3ch @224)", 1, 3, 224, 224, 64, 7, 2, 3, 1),
+    ("3x3 256->256 @14", 1, 256, 14, 14, 256, 3, 1, 1, 1),
+    ("1x1 1024->256 @14", 1, 1024, 14, 14, 256, 1, 1, 0, 1),
+    ("1x1 256->64 @56", 1, 256, 56, 56, 64, 1, 1, 0, 1),
+    ("3x3 64->64 @56", 1, 64, 56, 56, 64, 3, 1, 1, 1),
+    ("depthwise 3x3 s2 @112 (96ch)", 1, 96, 112, 112, 96, 3, 2, 1, 96),
+    ("batch-8 3x3 64->64 @56", 8, 64, 56, 56, 64, 3, 1, 1, 1),
+    ("3x3 64->64 @224", 1, 64, 224, 224, 64, 3, 1, 1, 1),
+]
+
 
 def run(budget_s: float, engine: str = "fbgemm") -> list[dict]:
     import torch
 
     import qref
-    from qref.bench import SHAPES, interleaved
+    from qref.bench import interleaved
 
     torch.set_num_threads(1)
     torch.backends.quantized.engine = engine
