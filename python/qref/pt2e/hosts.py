@@ -23,7 +23,8 @@ import numpy as np
 from ..common.errors import OneDNNNotSupportedError
 from ..common.onednn_isa import _UNSUPPORTED_CLASSES, describe_class, resolve_class
 from ..common.records import find_named
-from .api import _INT8_NODES, _qd_name
+from .floatops import INT8_NODES as _INT8_NODES
+from .floatops import qd_name as _qd_name
 from .ops import NotReproduced, compensated_sum, describe, parse_call, run_op
 from .program import compile_model, run_with
 
