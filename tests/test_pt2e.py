@@ -107,13 +107,17 @@ import json, sys, warnings
 warnings.filterwarnings("ignore")
 sys.path.insert(0, {tests!r})
 import torch
-from test_pt2e import ResNetBlock, _convert
+from test_pt2e import MLPBlock, ResNetBlock, _convert
 import qref.pt2e as qp
 torch.manual_seed(0)
 x = torch.randn(2, 3, 10, 10)
 conv = _convert(ResNetBlock(), x)
 rep = qp.check(conv, x, compile=True)
 print("REPORT" + json.dumps(rep.to_dict()))
+torch.manual_seed(0)
+xm = torch.randn(2, 5, 16)
+rep = qp.check(_convert(MLPBlock(), xm), xm, compile=True)
+print("MLP" + json.dumps(rep.to_dict()))
 """
 
 
@@ -135,6 +139,12 @@ def test_avx2_host_in_subprocess():
     assert len(int8) >= 4 and all(r["status"] == "OK" and r["mismatches"] == 0 for r in int8), rep
     assert rep["rows"][-1]["name"] == "end to end" and rep["rows"][-1]["status"] == "OK", rep
     assert rep["ok"]
+    # the MLP block: gelu (Abramowitz-Stegun erf on this class), oneDNN's gemm:jit qlinear, layer_norm
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("MLP")]
+    assert line, res.stderr[-3000:]
+    mlp = json.loads(line[0][len("MLP"):])
+    assert all(r["status"] == "OK" and r["mismatches"] == 0 for r in mlp["rows"]), mlp
+    assert mlp["rows"][-1]["name"] == "end to end" and mlp["ok"]
 
 
 class MLPBlock(nn.Module):
