@@ -23,7 +23,7 @@ import numpy as np
 from ..common.errors import OneDNNNotSupportedError
 from ..common.onednn_isa import _UNSUPPORTED_CLASSES, describe_class, resolve_class
 from ..common.records import find_named
-from .floatops import INT8_NODES as _INT8_NODES
+from .api import _bits, _pairs, _region
 from .floatops import qd_name as _qd_name
 from .ops import NotReproduced, compensated_sum, describe, parse_call, run_op
 from .program import compile_model, run_with
@@ -144,18 +144,6 @@ class Pt2eHostsReport:
         return "\n".join(lines)
 
 
-def _bits(t: Any) -> np.ndarray:
-    """The tensor's bytes as integers (float outputs compared bitwise)."""
-    import torch
-
-    t = t.detach().contiguous()
-    if t.dtype == torch.float32:
-        return t.view(torch.int32).numpy()
-    if t.dtype in (torch.bfloat16, torch.float16):
-        return t.view(torch.int16).numpy()
-    return t.numpy()
-
-
 def _differing(a: Any, ref: Any) -> int:
     if tuple(a.shape) != tuple(ref.shape) or a.dtype != ref.dtype:
         return int(ref.numel())
@@ -232,15 +220,8 @@ def _float_ops(prog: Any) -> list:
     dequantize: their vectorized code depends on the host's vector width."""
     if prog.graph is None:
         return []
-    out = []
-    for n in prog.graph.nodes:
-        if n.op in ("placeholder", "output", "get_attr") or _qd_name(n) is not None:
-            continue
-        tname = getattr(n.target, "__name__", str(n.target))
-        if tname in _INT8_NODES or "inductor_force_stride_order" in str(n.target):
-            continue
-        out.append(tname)
-    return out
+    return [getattr(n.target, "__name__", str(n.target)) for n in prog.graph.nodes
+            if _region(n) and _qd_name(n) is None and "inductor_force_stride_order" not in str(n.target)]
 
 
 def _check_inputs(inputs: tuple) -> None:
@@ -263,15 +244,10 @@ def hosts(converted: Any, *inputs: Any, keep_outputs: bool = False, _program: An
     here_class = resolve_class("auto")
     here = _column_of(here_class)
     rep = Pt2eHostsReport(HOSTS, here, here_class)
-    node_names = []
-    if prog.graph is not None:
-        node_names = [n.name for n in prog.graph.nodes
-                      if n.op == "call_function" and getattr(n.target, "__name__", "") in _INT8_NODES]
-    if len(node_names) != len(prog.calls):
-        node_names = [c.name for c in prog.calls]
-    for i, call in enumerate(prog.calls):
+    for i, (node, call) in enumerate(_pairs(prog)):
         op = parse_call(call.name, call.args)
-        row = HostRow(f"{i}:{node_names[i]}", call.name, describe(op), int(call.output.numel()))
+        name = node.name if node is not None else call.name
+        row = HostRow(f"{i}:{name}", call.name, describe(op), int(call.output.numel()))
         sums: dict = {}
         for h in HOSTS:
             why = _not_computed(op, h.isa)
@@ -302,7 +278,7 @@ def hosts(converted: Any, *inputs: Any, keep_outputs: bool = False, _program: An
             continue
         if floats and h.name != here:
             e2e.errors[h.name] = (f"inductor's float code for {', '.join(sorted(set(floats)))} is vectorized for the "
-                                  f"host it runs on; qref does not reproduce it")
+                                  f"host it runs on; this report runs this host's code, not that host's")
             continue
 
         def compute(name: str, args: list, cls: str = h.isa) -> Any:
