@@ -1,6 +1,6 @@
 """How long qref.check takes on a whole model, against the model's own torch forward.
 
-A ResNet-50-style network (Bottleneck blocks [3, 4, 6, 3], written here, no torchvision), eager
+A ResNet-50-style network (``qref.demo.resnet``: Bottleneck blocks [3, 4, 6, 3], no torchvision), eager
 quantization (fuse, prepare, calibrate, convert) under the "fbgemm" engine, one 224x224 image,
 single thread (torch.set_num_threads(1), qref threads=1). Timed in one process: torch's forward,
 qref.check (first call: params prepared and packed once per module; repeated calls: cached),
@@ -17,80 +17,18 @@ import time
 import warnings
 
 
-def resnet50ish(eager: bool = True):
-    import torch
-    import torch.ao.quantization as tq
-    import torch.nn as nn
-
-    class Bottleneck(nn.Module):
-        def __init__(self, cin, width, stride):
-            super().__init__()
-            cout = width * 4
-            self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(width)
-            self.relu1 = nn.ReLU()
-            self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(width)
-            self.relu2 = nn.ReLU()
-            self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
-            self.bn3 = nn.BatchNorm2d(cout)
-            self.down = None
-            if stride != 1 or cin != cout:
-                self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-            self.skip = torch.ao.nn.quantized.FloatFunctional()
-
-        def forward(self, x):
-            idn = x if self.down is None else self.down(x)
-            y = self.relu1(self.bn1(self.conv1(x)))
-            y = self.relu2(self.bn2(self.conv2(y)))
-            return self.skip.add_relu(self.bn3(self.conv3(y)), idn)
-
-        def fuse(self):
-            tq.fuse_modules(self, [["conv1", "bn1", "relu1"], ["conv2", "bn2", "relu2"], ["conv3", "bn3"]],
-                            inplace=True)
-            if self.down is not None:
-                tq.fuse_modules(self.down, [["0", "1"]], inplace=True)
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.quant = tq.QuantStub()
-            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
-            self.relu = nn.ReLU()
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
-            blocks, cin = [], 64
-            for width, n, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
-                for i in range(n):
-                    blocks.append(Bottleneck(cin, width, stride if i == 0 else 1))
-                    cin = width * 4
-            self.blocks = nn.Sequential(*blocks)
-            self.avgpool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(2048, 1000)
-            self.dequant = tq.DeQuantStub()
-
-        def forward(self, x):
-            x = self.maxpool(self.relu(self.bn1(self.conv1(self.quant(x)))))
-            x = self.avgpool(self.blocks(x))
-            return self.dequant(self.fc(torch.flatten(x, 1)))
-
-        def fuse(self):
-            tq.fuse_modules(self, [["conv1", "bn1", "relu"]], inplace=True)
-            for b in self.blocks:
-                b.fuse()
-
-    return Net()
-
-
 def build(size: int, engine: str):
     import torch
     import torch.ao.quantization as tq
+
+    from qref.demo import resnet
 
     torch.manual_seed(0)
     torch.backends.quantized.engine = engine
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = resnet50ish().eval()
+        m = resnet([(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)], stem=64, stem_kernel=7, stem_stride=2,
+                   bottleneck=True, classes=1000).eval()
         for mod in m.modules():
             if isinstance(mod, torch.nn.BatchNorm2d):
                 mod.running_var.uniform_(0.5, 1.5)

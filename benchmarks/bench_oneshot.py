@@ -1,6 +1,7 @@
 """The one-shot public API as users call it: ``qref.conv2d(qx, qw, bias, ...)`` in a loop, on the
 NCHW-contiguous quantized tensors torch produces by default, and on numpy arrays, against
-``torch.ops.quantized.conv2d`` with prepacked weights (torch's fastest call).
+``torch.ops.quantized.conv2d`` with prepacked weights (torch's fastest call), on the layer shapes and
+operands of ``qref.bench`` (``shapes()``, ``make_operands``) that bench_conv2d.py times too.
 
 Single thread (torch.set_num_threads(1), ``threads=1``), one process, timed in alternating blocks
 (qref.bench.interleaved, medians); every shape's outputs are asserted byte-equal to torch's in the
@@ -19,38 +20,21 @@ import time
 
 import numpy as np
 
-# name, N, C, H, W, O, k, stride, padding, groups
-SHAPES = [
-    ("ResNet-50 conv1 7x7 s2 (3ch @224)", 1, 3, 224, 224, 64, 7, 2, 3, 1),
-    ("3x3 256->256 @14", 1, 256, 14, 14, 256, 3, 1, 1, 1),
-    ("1x1 1024->256 @14", 1, 1024, 14, 14, 256, 1, 1, 0, 1),
-    ("1x1 256->64 @56", 1, 256, 56, 56, 64, 1, 1, 0, 1),
-    ("3x3 64->64 @56", 1, 64, 56, 56, 64, 3, 1, 1, 1),
-    ("depthwise 3x3 s2 @112 (96ch)", 1, 96, 112, 112, 96, 3, 2, 1, 96),
-    ("batch-8 3x3 64->64 @56", 8, 64, 56, 56, 64, 3, 1, 1, 1),
-    ("3x3 64->64 @224", 1, 64, 224, 224, 64, 3, 1, 1, 1),
-]
-
 
 def run(budget_s: float, engine: str = "fbgemm") -> list[dict]:
     import torch
 
     import qref
-    from qref.bench import interleaved
+    from qref.bench import interleaved, make_operands, shapes
 
     torch.set_num_threads(1)
     torch.backends.quantized.engine = engine
     rows = []
-    for name, N, C, H, W, O, k, s, p, g in SHAPES:
-        rng = np.random.default_rng(0)
-        x = rng.integers(0, 256, (N, C, H, W), dtype=np.uint8)
-        w = rng.integers(-127, 128, (O, C // g, k, k), dtype=np.int8)
-        bias = rng.normal(0.0, 1.0, O).astype(np.float32)
-        w_scale = rng.uniform(0.002, 0.01, O)
-        w_zp = np.zeros(O, np.int64)
-        K = (C // g) * k * k
-        out_s, out_zp = float(0.05 * 0.006 * 74 * 110 * np.sqrt(K) / 40), 120
-        a_s, a_zp = 0.05, 64
+    for shape in shapes():  # qref.bench's table of real layer shapes, with its operands
+        ops = make_operands(shape)
+        name, s, p, g = shape.name, shape.stride, shape.padding, shape.groups
+        x, w, bias, w_scale, w_zp = ops["x"], ops["w"], ops["bias"], ops["w_scale"], ops["w_zp"]
+        out_s, out_zp, a_s, a_zp = ops["out_scale"], ops["out_zp"], ops["a_scale"], ops["a_zp"]
         qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), a_s, a_zp)  # NCHW-contiguous
         qw = torch._make_per_channel_quantized_tensor(torch.from_numpy(w), torch.from_numpy(w_scale),
                                                       torch.from_numpy(w_zp), 0)

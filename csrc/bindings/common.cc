@@ -18,16 +18,7 @@ namespace {
 py::dict cpu_features_dict() {
   const CpuFeatures& f = cpu_features();
   py::dict d;
-  d["x86"] = f.x86;
-  d["avx2"] = f.avx2;
-  d["fma"] = f.fma;
-  d["f16c"] = f.f16c;
-  d["avx512f"] = f.avx512f;
-  d["avx512bw"] = f.avx512bw;
-  d["avx512dq"] = f.avx512dq;
-  d["avx512vl"] = f.avx512vl;
-  d["avx512vnni"] = f.avx512vnni;
-  d["avxvnni"] = f.avxvnni;
+  for (const CpuFeatureName& k : kCpuFeatureNames) d[k.name] = f.*k.flag;
   return d;
 }
 }  // namespace

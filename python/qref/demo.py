@@ -8,6 +8,8 @@
 - ``demo_model()``: a small multi-layer model that touches every fbgemm conv path (im2col,
   depthwise, pointwise, groupwise) with fused ReLUs, quantized with full-range activations (the
   x86 default qconfig's ``reduce_range=False``) so that AVX2 hosts saturate int16 pairs.
+- ``resnet(stages, ...)``: a float ResNet-style network (basic or bottleneck blocks) in torchvision's
+  layout; ``residual_model()`` is a small one, quantized (demo section 4).
 - ``runtimes_model()``: a small conv / depthwise / pointwise / Linear network for the cross-runtime
   report (``qref.runtimes``, demo section 5), where torch fbgemm, qnnpack and ONNX Runtime give
   different bytes for the same integer parameters.
@@ -196,59 +198,102 @@ def demo_model(seed: int = DEMO_SEED, size: int = 224, reduce_range: bool = Fals
                           engine=engine, seed=seed, size=size, reduce_range=reduce_range)
 
 
-def residual_model(seed: int = DEMO_SEED, size: int = 32, engine: str = "fbgemm") -> tuple:
-    """(converted model, float input (1, 3, size, size)): a small ResNet-style network (conv-BN-ReLU
-    stem, max pool, two basic blocks with a residual ``add_relu`` through FloatFunctional, one with a
-    strided 1x1 downsample, adaptive average pool, Linear), eager quantization under ``engine``
-    with torch's default qconfig. Its ops: quantize, conv (+ReLU), max_pool2d, add_relu,
-    adaptive_avg_pool2d, linear, dequantize — every one verified by ``qref.check``."""
+def resnet(stages: Any, *, stem: int = 16, stem_kernel: int = 3, stem_stride: int = 1, bottleneck: bool = False,
+           classes: int = 10, eager: bool = True) -> Any:
+    """A float ResNet-style network (torch.nn, torchvision's layout and module names, written here):
+    conv-BN-ReLU stem (``stem`` channels, ``stem_kernel`` square, ``stem_stride``, "same" padding), max
+    pool 3x3 s2, then per ``(width, blocks, stride)`` of ``stages`` a ``layerN`` Sequential of blocks,
+    average pool, Linear to ``classes``. A block is basic (two 3x3 convs) or, with ``bottleneck=True``,
+    1x1 -> 3x3 -> 1x1 with 4x expansion; every conv has a BN and no bias; a strided 1x1 conv + BN
+    downsample where the shape changes; the residual add and ReLU go through a FloatFunctional
+    ``skip.add_relu`` and QuantStub/DeQuantStub wrap the net (``eager=True``, eager quantization) or are
+    plain ``+`` / ``F.relu`` and identities (``eager=False``, FX). ``net.fuse()`` fuses every
+    conv-BN(-ReLU) in place. ResNet-50 is ``resnet([(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)],
+    stem=64, stem_kernel=7, stem_stride=2, bottleneck=True, classes=1000)``."""
     import torch
     import torch.ao.quantization as tq
     import torch.nn as nn
+    import torch.nn.functional as F
 
     class Block(nn.Module):
-        def __init__(self, cin: int, cout: int, stride: int) -> None:
+        def __init__(self, cin: int, width: int, stride: int) -> None:
             super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.relu = nn.ReLU()
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.down = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                         if stride != 1 or cin != cout else None)
+            convs = ([(cin, width, 1, 1), (width, width, 3, stride), (width, 4 * width, 1, 1)] if bottleneck
+                     else [(cin, width, 3, stride), (width, width, 3, 1)])
+            self.n = len(convs)
+            self.cout = convs[-1][1]
+            for i, (ci, co, k, st) in enumerate(convs, 1):
+                setattr(self, f"conv{i}", nn.Conv2d(ci, co, k, st, k // 2, bias=False))
+                setattr(self, f"bn{i}", nn.BatchNorm2d(co))
+                if i < self.n:
+                    setattr(self, f"relu{i}", nn.ReLU())
+            self.down = (nn.Sequential(nn.Conv2d(cin, self.cout, 1, stride, bias=False), nn.BatchNorm2d(self.cout))
+                         if stride != 1 or cin != self.cout else None)
             self.skip = nn.quantized.FloatFunctional()
 
         def forward(self, x):
             idn = x if self.down is None else self.down(x)
-            return self.skip.add_relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))), idn)
+            y = x
+            for i in range(1, self.n + 1):
+                y = getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(y))
+                if i < self.n:
+                    y = getattr(self, f"relu{i}")(y)
+            return self.skip.add_relu(y, idn) if eager else F.relu(y + idn)
 
-    class ResNetish(nn.Module):
+        def fuse(self) -> None:
+            tq.fuse_modules(self, [[f"conv{i}", f"bn{i}", f"relu{i}"] for i in range(1, self.n)]
+                            + [[f"conv{self.n}", f"bn{self.n}"]], inplace=True)
+            if self.down is not None:
+                tq.fuse_modules(self.down, [["0", "1"]], inplace=True)
+
+    class ResNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.quant = tq.QuantStub()
-            self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(16)
+            self.quant = tq.QuantStub() if eager else nn.Identity()
+            self.conv1 = nn.Conv2d(3, stem, stem_kernel, stem_stride, stem_kernel // 2, bias=False)
+            self.bn1 = nn.BatchNorm2d(stem)
             self.relu = nn.ReLU()
-            self.pool = nn.MaxPool2d(3, 2, 1)
-            self.layer1 = Block(16, 16, 1)
-            self.layer2 = Block(16, 32, 2)
+            self.maxpool = nn.MaxPool2d(3, 2, 1)
+            cin = stem
+            for i, (width, n, stride) in enumerate(stages, 1):
+                blocks = []
+                for j in range(n):
+                    blocks.append(Block(cin, width, stride if j == 0 else 1))
+                    cin = blocks[-1].cout
+                setattr(self, f"layer{i}", nn.Sequential(*blocks))
+            self.stages = len(stages)
             self.avgpool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(32, 10)
-            self.dequant = tq.DeQuantStub()
+            self.fc = nn.Linear(cin, classes)
+            self.dequant = tq.DeQuantStub() if eager else nn.Identity()
 
         def forward(self, x):
-            x = self.pool(self.relu(self.bn1(self.conv1(self.quant(x)))))
-            x = self.avgpool(self.layer2(self.layer1(x)))
-            return self.dequant(self.fc(torch.flatten(x, 1)))
+            x = self.maxpool(self.relu(self.bn1(self.conv1(self.quant(x)))))
+            for i in range(1, self.stages + 1):
+                x = getattr(self, f"layer{i}")(x)
+            return self.dequant(self.fc(torch.flatten(self.avgpool(x), 1)))
+
+        def fuse(self) -> None:
+            tq.fuse_modules(self, [["conv1", "bn1", "relu"]], inplace=True)
+            for m in self.modules():
+                if isinstance(m, Block):
+                    m.fuse()
+
+    return ResNet()
+
+
+def residual_model(seed: int = DEMO_SEED, size: int = 32, engine: str = "fbgemm") -> tuple:
+    """(converted model, float input (1, 3, size, size)): a small ResNet-style network (``resnet``:
+    conv-BN-ReLU stem, max pool, two basic blocks with a residual ``add_relu`` through FloatFunctional,
+    the second with a strided 1x1 downsample, adaptive average pool, Linear), eager quantization under
+    ``engine`` with torch's default qconfig. Its ops: quantize, conv (+ReLU), max_pool2d, add_relu,
+    adaptive_avg_pool2d, linear, dequantize — every one verified by ``qref.check``."""
+    import torch
+    import torch.ao.quantization as tq
 
     with quantized_engine(engine), quiet_torch_quantization():
         torch.manual_seed(seed)
-        net = ResNetish().eval()
-        tq.fuse_modules(net, [["conv1", "bn1", "relu"]], inplace=True)
-        for b in (net.layer1, net.layer2):
-            tq.fuse_modules(b, [["conv1", "bn1", "relu"], ["conv2", "bn2"]], inplace=True)
-            if b.down is not None:
-                tq.fuse_modules(b.down, [["0", "1"]], inplace=True)
+        net = resnet([(16, 1, 1), (32, 1, 2)]).eval()
+        net.fuse()
         net.qconfig = tq.get_default_qconfig(engine)
         tq.prepare(net, inplace=True)
         g = torch.Generator().manual_seed(seed)

@@ -61,6 +61,18 @@ struct CpuFeatures {
 };
 const CpuFeatures& cpu_features();
 
+// The features by name, in the order qref.cpu_features() lists them.
+struct CpuFeatureName {
+  const char* name;
+  bool CpuFeatures::*flag;
+};
+inline constexpr CpuFeatureName kCpuFeatureNames[] = {
+    {"x86", &CpuFeatures::x86},           {"avx2", &CpuFeatures::avx2},         {"fma", &CpuFeatures::fma},
+    {"f16c", &CpuFeatures::f16c},         {"avx512f", &CpuFeatures::avx512f},   {"avx512bw", &CpuFeatures::avx512bw},
+    {"avx512dq", &CpuFeatures::avx512dq}, {"avx512vl", &CpuFeatures::avx512vl}, {"avx512vnni", &CpuFeatures::avx512vnni},
+    {"avxvnni", &CpuFeatures::avxvnni},
+};
+
 // Whether each ISA kernel may run here: everything its translation unit is compiled for
 // (CMakeLists.txt), checked at run time. Defined in cpu.cc, i.e. in generic code, because
 // they run on every CPU.

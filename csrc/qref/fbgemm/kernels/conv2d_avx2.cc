@@ -39,6 +39,7 @@
 #include <cstring>
 
 #include "qref/common/kernels.h"
+#include "qref/common/taps.h"
 #include "qref/gemm/requant_views.h"
 
 namespace qref {
@@ -429,7 +430,7 @@ void dw_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uint8
             int64_t m_end, void* scratch) {
   const Conv2dShape& s = p.shape;
   const DwLayout L = dw_layout(p);
-  const int64_t G = L.G, Og = L.Og, T = L.T, C = s.C, O = s.O;
+  const int64_t G = L.G, Og = L.Og, T = L.T, O = s.O;
   uint8_t* zrow = static_cast<uint8_t*>(scratch);
   const uint8_t** taps = reinterpret_cast<const uint8_t**>(zrow + align64(static_cast<size_t>(L.GP) + 64));
   uint8_t* tail = reinterpret_cast<uint8_t*>(taps) + align64(static_cast<size_t>(T + 1) * 8);
@@ -445,15 +446,7 @@ void dw_run(const Conv2dProblem& p, const void* packed, const uint8_t* in, uint8
   for (int64_t m = m_begin; m < m_end; ++m) {
     const int64_t n = m / s.OH, oh = m % s.OH;
     for (int64_t ow = 0; ow < s.OW; ++ow) {
-      for (int64_t kh = 0; kh < s.KH; ++kh) {
-        const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
-        const bool row_in = ih >= 0 && ih < s.H;
-        const uint8_t* rowp = row_in ? in + (n * s.H + ih) * s.W * C : zrow;
-        for (int64_t kw = 0; kw < s.KW; ++kw) {
-          const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
-          taps[kh * s.KW + kw] = row_in && iw >= 0 && iw < s.W ? rowp + iw * C : zrow;
-        }
-      }
+      pixel_taps(s, in, n, oh, ow, zrow, taps);
       uint8_t* orow = out + (m * s.OW + ow) * O;
       for (int64_t blk = 0; blk <= full_blocks; ++blk) {
         const int64_t c0 = blk * kDW;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "qref/common/taps.h"
 #include "qref/onednn/kernels/onednn_simd.h"
 
 namespace qref {
@@ -61,15 +62,7 @@ void onednn_avx512_dw_pair_rows(const OnednnSimdProblem& P, const uint8_t* in, i
   for (int64_t m = m_begin; m < m_end; ++m) {
     const int64_t n = m / P.OH, oh = m % P.OH;
     for (int64_t ow = 0; ow < P.OW; ++ow) {
-      for (int64_t kh = 0; kh < P.KH; ++kh) {
-        const int64_t ih = oh * P.stride_h - P.pad_h + kh * P.dilation_h;
-        const bool hok = ih >= 0 && ih < P.H;
-        const uint8_t* row = in + ((n * P.H + (hok ? ih : 0)) * P.W) * P.C;
-        for (int64_t kw = 0; kw < P.KW; ++kw) {
-          const int64_t iw = ow * P.stride_w - P.pad_w + kw * P.dilation_w;
-          ptr[kh * P.KW + kw] = hok && iw >= 0 && iw < P.W ? row + iw * P.C : P.zp_row;
-        }
-      }
+      pixel_taps(P, in, n, oh, ow, P.zp_row, ptr);
       uint8_t* dst = P.out + ((n * P.OH + oh) * P.OW + ow) * P.O;
       for (int64_t cb = 0; cb < NC; ++cb) {
         const int64_t c0 = cb * 32;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "qref/common/taps.h"
 #include "qref/onednn/kernels/onednn_simd.h"
 
 namespace qref {
@@ -135,15 +136,7 @@ void onednn_vnni_dw_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_t 
       } else {
         for (int b = 0; b < NB; ++b) {
           const int64_t ow = ow0 + (b < nb ? b : 0);  // past the row's end: a copy of the first (not stored)
-          for (int64_t kh = 0; kh < P.KH; ++kh) {
-            const int64_t ih = ih0 + kh * P.dilation_h;
-            const bool hok = ih >= 0 && ih < P.H;
-            const uint8_t* row = in + ((n * P.H + (hok ? ih : 0)) * P.W) * P.C;
-            for (int64_t kw = 0; kw < P.KW; ++kw) {
-              const int64_t iw = ow * P.stride_w - P.pad_w + kw * P.dilation_w;
-              ptr[b][kh * P.KW + kw] = hok && iw >= 0 && iw < P.W ? row + iw * P.C : P.zp_row;
-            }
-          }
+          pixel_taps(P, in, n, oh, ow, P.zp_row, ptr[b]);
         }
       }
       uint8_t* dst = P.out + ((n * P.OH + oh) * P.OW + ow0) * P.O;
