@@ -199,21 +199,19 @@ def demo_model(seed: int = DEMO_SEED, size: int = 224, reduce_range: bool = Fals
 
 
 def resnet(stages: Any, *, stem: int = 16, stem_kernel: int = 3, stem_stride: int = 1, bottleneck: bool = False,
-           classes: int = 10, eager: bool = True) -> Any:
+           classes: int = 10) -> Any:
     """A float ResNet-style network (torch.nn, torchvision's layout and module names, written here):
     conv-BN-ReLU stem (``stem`` channels, ``stem_kernel`` square, ``stem_stride``, "same" padding), max
     pool 3x3 s2, then per ``(width, blocks, stride)`` of ``stages`` a ``layerN`` Sequential of blocks,
     average pool, Linear to ``classes``. A block is basic (two 3x3 convs) or, with ``bottleneck=True``,
     1x1 -> 3x3 -> 1x1 with 4x expansion; every conv has a BN and no bias; a strided 1x1 conv + BN
     downsample where the shape changes; the residual add and ReLU go through a FloatFunctional
-    ``skip.add_relu`` and QuantStub/DeQuantStub wrap the net (``eager=True``, eager quantization) or are
-    plain ``+`` / ``F.relu`` and identities (``eager=False``, FX). ``net.fuse()`` fuses every
+    ``skip.add_relu`` and QuantStub/DeQuantStub wrap the net (eager quantization). ``net.fuse()`` fuses every
     conv-BN(-ReLU) in place. ResNet-50 is ``resnet([(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)],
     stem=64, stem_kernel=7, stem_stride=2, bottleneck=True, classes=1000)``."""
     import torch
     import torch.ao.quantization as tq
     import torch.nn as nn
-    import torch.nn.functional as F
 
     class Block(nn.Module):
         def __init__(self, cin: int, width: int, stride: int) -> None:
@@ -238,7 +236,7 @@ def resnet(stages: Any, *, stem: int = 16, stem_kernel: int = 3, stem_stride: in
                 y = getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(y))
                 if i < self.n:
                     y = getattr(self, f"relu{i}")(y)
-            return self.skip.add_relu(y, idn) if eager else F.relu(y + idn)
+            return self.skip.add_relu(y, idn)
 
         def fuse(self) -> None:
             tq.fuse_modules(self, [[f"conv{i}", f"bn{i}", f"relu{i}"] for i in range(1, self.n)]
@@ -249,7 +247,7 @@ def resnet(stages: Any, *, stem: int = 16, stem_kernel: int = 3, stem_stride: in
     class ResNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.quant = tq.QuantStub() if eager else nn.Identity()
+            self.quant = tq.QuantStub()
             self.conv1 = nn.Conv2d(3, stem, stem_kernel, stem_stride, stem_kernel // 2, bias=False)
             self.bn1 = nn.BatchNorm2d(stem)
             self.relu = nn.ReLU()
@@ -264,7 +262,7 @@ def resnet(stages: Any, *, stem: int = 16, stem_kernel: int = 3, stem_stride: in
             self.stages = len(stages)
             self.avgpool = nn.AdaptiveAvgPool2d(1)
             self.fc = nn.Linear(cin, classes)
-            self.dequant = tq.DeQuantStub() if eager else nn.Identity()
+            self.dequant = tq.DeQuantStub()
 
         def forward(self, x):
             x = self.maxpool(self.relu(self.bn1(self.conv1(self.quant(x)))))
