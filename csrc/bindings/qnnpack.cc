@@ -134,7 +134,7 @@ py::object conv2d(const py::array& input, const py::array& weight, const py::arr
                              weight.shape(0), weight.shape(2), weight.shape(3), stride.first, stride.second,
                              padding.first, padding.second, dilation.first, dilation.second, groups};
   for (auto v : {s.N, s.C, s.H, s.W, s.O, s.KH, s.KW}) check_range("size", v, 1, kIntMax);
-  for (auto v : {s.stride_h, s.stride_w, s.dil_h, s.dil_w, s.groups}) check_range("stride/dilation/groups", v, 1, kIntMax);
+  for (auto v : {s.stride_h, s.stride_w, s.dilation_h, s.dilation_w, s.groups}) check_range("stride/dilation/groups", v, 1, kIntMax);
   for (auto v : {s.pad_h, s.pad_w}) check_range("padding", v, 0, kIntMax);
   need(s.C % s.groups == 0 && s.O % s.groups == 0 && weight.shape(1) == s.C / s.groups,
        "weight must be (O, C/groups, KH, KW) with C and O divisible by groups");

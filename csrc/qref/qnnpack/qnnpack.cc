@@ -4,6 +4,8 @@
 
 #include <vector>
 
+#include "qref/common/taps.h"
+
 namespace qref {
 namespace qnnpack {
 
@@ -34,19 +36,13 @@ void conv2d_nchw(const ConvShape& s, const uint8_t* x, const int8_t* w, const Co
         for (int64_t o = 0; o < s.O; ++o) {
           const int64_t g = o / Og;
           uint32_t a = static_cast<uint32_t>(q.bias[o]);
-          for (int64_t kh = 0; kh < s.KH; ++kh) {
-            const int64_t ih = oh * s.stride_h - s.pad_h + kh * s.dil_h;
-            if (ih < 0 || ih >= s.H) continue;
-            for (int64_t kw = 0; kw < s.KW; ++kw) {
-              const int64_t iw = ow * s.stride_w - s.pad_w + kw * s.dil_w;
-              if (iw < 0 || iw >= s.W) continue;
-              const int32_t* xp = &xs[static_cast<size_t>(((n * s.H + ih) * s.W + iw) * s.C + g * Cg)];
-              const int32_t* wp = &ws[static_cast<size_t>(((o * s.KH + kh) * s.KW + kw) * Cg)];
-              uint32_t part = 0;
-              for (int64_t c = 0; c < Cg; ++c) part += static_cast<uint32_t>(xp[c] * wp[c]);
-              a += part;
-            }
-          }
+          for_each_inner_tap(s, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+            const int32_t* xp = &xs[static_cast<size_t>(((n * s.H + ih) * s.W + iw) * s.C + g * Cg)];
+            const int32_t* wp = &ws[static_cast<size_t>(((o * s.KH + kh) * s.KW + kw) * Cg)];
+            uint32_t part = 0;
+            for (int64_t c = 0; c < Cg; ++c) part += static_cast<uint32_t>(xp[c] * wp[c]);
+            a += part;
+          });
           const int32_t ai = static_cast<int32_t>(a);
           const float yf = requant_prerounding(ai, q.scale[o]);
           const int64_t idx = ((n * s.O + o) * OH + oh) * OW + ow;

@@ -13,9 +13,9 @@ namespace qnnpack {
 struct ConvShape {
   int64_t N, C, H, W;        // input, NCHW
   int64_t O, KH, KW;         // weight (O, C/groups, KH, KW)
-  int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
-  int64_t OH() const { return (H + 2 * pad_h - dil_h * (KH - 1) - 1) / stride_h + 1; }
-  int64_t OW() const { return (W + 2 * pad_w - dil_w * (KW - 1) - 1) / stride_w + 1; }
+  int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
+  int64_t OH() const { return (H + 2 * pad_h - dilation_h * (KH - 1) - 1) / stride_h + 1; }
+  int64_t OW() const { return (W + 2 * pad_w - dilation_w * (KW - 1) - 1) / stride_w + 1; }
 };
 
 // Requantization per output channel: the int32 bias, the float scale, the kernel zero point.

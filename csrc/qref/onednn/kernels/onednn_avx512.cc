@@ -31,19 +31,13 @@ void onednn_avx512_dw_rows(const OnednnSimdProblem& P, const uint8_t* in, int64_
         const int64_t lanes = G - c0 < 16 ? G - c0 : 16;
         const __mmask16 k = static_cast<__mmask16>((1u << lanes) - 1u);
         __m512i acc = _mm512_setzero_si512(), col = _mm512_setzero_si512();
-        for (int64_t kh = 0; kh < P.KH; ++kh) {
-          const int64_t ih = oh * P.stride_h - P.pad_h + kh * P.dilation_h;
-          if (ih < 0 || ih >= P.H) continue;
-          for (int64_t kw = 0; kw < P.KW; ++kw) {
-            const int64_t iw = ow * P.stride_w - P.pad_w + kw * P.dilation_w;
-            if (iw < 0 || iw >= P.W) continue;
-            const uint8_t* px = in + ((n * P.H + ih) * P.W + iw) * P.C + c0;
-            const __m512i a = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, px));
-            const __m512i wv = _mm512_load_si512(w32 + (kh * P.KW + kw) * Gp + c0);
-            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(a, wv));
-            col = _mm512_add_epi32(col, wv);
-          }
-        }
+        for_each_inner_tap(P, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+          const uint8_t* px = in + ((n * P.H + ih) * P.W + iw) * P.C + c0;
+          const __m512i a = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, px));
+          const __m512i wv = _mm512_load_si512(w32 + (kh * P.KW + kw) * Gp + c0);
+          acc = _mm512_add_epi32(acc, _mm512_madd_epi16(a, wv));
+          col = _mm512_add_epi32(col, wv);
+        });
         avx512::onednn_store16(P, c, acc, col, c0, k, P.out + pos * P.O + c0);
       }
     }
