@@ -178,6 +178,51 @@ def test_explain_derives_the_post_op(post, alg):
     assert repr(ref[2, 5].item()) in text
 
 
+def _float_qlinear(M: int, K: int, N: int, seed: int, x_zp: int = 250):
+    """(torch's float32 output, the Int8Op) of one qlinear_pointwise call without post-ops."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (M, K), dtype=torch.uint8, generator=g)
+    w = torch.randint(-128, 128, (N, K), dtype=torch.int8, generator=g)
+    ws, b = torch.rand(N, generator=g) * 0.02 + 0.001, torch.randn(N, generator=g)
+    packed = torch.ops.onednn.qlinear_prepack(w, [M, K])
+    ref = torch.ops.onednn.qlinear_pointwise(x, X_SCALE, x_zp, packed, ws, torch.zeros(N, dtype=torch.int32), b,
+                                             1.0, 0, torch.float32, "none", [], "")
+    op = Int8Op("qlinear", "qlinear_pointwise", x, X_SCALE, x_zp, w.numpy(), ws.numpy(), b.numpy(),
+                output_dtype=torch.float32)
+    return ref, op
+
+
+def test_amx_qlinear_follows_the_logged_matmul_build():
+    """On an AMX host oneDNN runs a qlinear on an AMX matmul build (float zero-point compensation, one
+    combined scale) or on its AVX512-VNNI build (separate scales), per shape: qref reads the build from
+    torch's log and matches both, while the other build's formula rounds apart on float outputs. On any
+    other host the amx class's qlinear is n/a: the choice can only be read on the AMX host."""
+    from dataclasses import replace
+
+    from qref.pt2e.explain import explain_pt2e
+    from qref.pt2e.ops import NotReproduced, chain
+
+    if resolve_class("auto") != "amx":
+        ref, op = _float_qlinear(64, 64, 64, 0)
+        with pytest.raises(NotReproduced, match="matmul"):
+            chain(op, "amx")
+        pytest.skip(f"needs an AMX host (this host's oneDNN class is {resolve_class('auto')}); checked the refusal")
+    builds = set()
+    for i, (M, K, N) in enumerate([(64, 64, 64), (32, 768, 256), (4, 64, 64), (10, 16, 32), (33, 65, 17)]):
+        ref, op = _float_qlinear(M, K, N, i)
+        got = run_op(op)
+        assert op.kernel and op.kernel.startswith("brg_matmul"), op.kernel
+        amx = op.kernel.endswith("_amx")
+        builds.add(amx)
+        assert torch.equal(got.view(torch.int32), ref.view(torch.int32)), (M, K, N, op.kernel)
+        # the other build's formula: the op as if the log had named it
+        other = run_op(replace(op, kernel="brg_matmul:avx10_1_512" if amx else "brg_matmul:avx10_1_512_amx"))
+        assert not torch.equal(other.view(torch.int32), ref.view(torch.int32)), (M, K, N, op.kernel)
+        text = explain_pt2e(op, (1, 2))
+        assert f"oneDNN ran {op.kernel}" in text and ("compensated in float" in text) == amx, text
+    assert builds == {True, False}, "oneDNN ran one matmul build for all of these shapes"
+
+
 SWEEP = dict(seeds=tuple(range(1, 9)), shapes=((1, 64), (5, 37), (64, 48), (2, 9, 130), (257, 19), (4, 2048)))
 
 

@@ -51,6 +51,9 @@ def explain_pt2e(op: Any, index: tuple) -> str:
     a = f32(c.A[flat, o])
     xs, ws = f32(op.x_scale), f32(op.w_scale[o])
     how_sum = "int32, each pair of channels saturating to int16" if c.impl == "avx2" else "exact int32"
+    if op.kernel:  # a qlinear on an AMX host: the build oneDNN's log named
+        how_sum += (", the zero point compensated in float" if op.kernel.endswith("_amx") else "") + \
+            f"; oneDNN ran {op.kernel}"
     lines.append(f"  compiled:   A = sum((x - {op.x_zp}) * w) = {int(a)} ({how_sum})")
     if c.combined:
         s2 = f32(a * f32(xs * ws))

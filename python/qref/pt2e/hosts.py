@@ -41,8 +41,8 @@ class HostClass:
 # oneDNN's x86 classes as qref distinguishes them (qref.common.onednn_isa.ONEDNN_ISAS), best first. The sse41
 # class runs the avx2 class's jit_uni kernels with the same arithmetic, so it shares the avx2 column.
 HOSTS: tuple = (
-    HostClass("pt2e-amx", "amx", "oneDNN AMX brgemm builds (AMX hosts, e.g. Sapphire Rapids); source-derived, "
-              "not verified against this torch"),
+    HostClass("pt2e-amx", "amx", "oneDNN AMX brgemm builds (AMX hosts, e.g. Sapphire Rapids); a qlinear needs "
+              "the AMX host itself (oneDNN picks its matmul build there per shape)"),
     HostClass("pt2e-vnni", "vnni", "oneDNN avx512_core_vnni kernels (AVX512-VNNI hosts, e.g. Cascade Lake, Ice Lake)"),
     HostClass("pt2e-avx512", "avx512_core", "oneDNN avx512_core kernels (AVX512 without VNNI, e.g. Skylake-SP)"),
     HostClass("pt2e-avx2-vnni", "avx2_vnni", "oneDNN avx2_vnni kernels (AVX2 hosts with AVX-VNNI, e.g. Alder Lake)"),
@@ -55,7 +55,8 @@ _SAME_COLUMN = {"sse41": "avx2"}
 _WHY = {
     "amx": "the AMX brgemm micro-kernel multiplies A by one combined scale f32(x_scale*w_scale[o]) and compensates "
            "the zero point in float (depthwise convs run the vnni kernels); oneDNN may also pick its "
-           "avx512_core_vnni kernels on an AMX host for some shapes, which give pt2e-vnni's bytes",
+           "avx512_core_vnni kernels on an AMX host for some shapes (qlinear: read from torch's log on that host), "
+           "which give pt2e-vnni's bytes",
     "vnni": "exact int32 sums (vpdpbusd), separate scales f32(f32(A*x_scale)*w_scale[o])",
     "avx512_core": "vpmaddubsw saturates each pair of u8*s8 products to int16 (depthwise convs are exact); "
                    "separate scales as vnni",
@@ -172,7 +173,7 @@ def _not_computed(op: Any, cls: str) -> Optional[str]:
 
 def _compute(op: Any, cls: str, combined: Optional[bool] = None) -> Any:
     with warnings.catch_warnings():
-        # the amx class warns once that its arithmetic is source-derived: the column's label says so
+        # the amx class warns once where it assumes a kernel oneDNN picks by heuristics: the column's label says so
         warnings.simplefilter("ignore", RuntimeWarning)
         return run_op(op, cls, combined)
 

@@ -11,8 +11,10 @@ from typing import Any, Optional
 import numpy as np
 
 from .. import _core
+from ..bridge.onednn_verbose import executed_kernels
 from ..common.onednn_isa import resolve_class
 from ..layers.conv2d import conv2d
+from .program import onednn_op
 
 # Post-ops qref reproduces (gelu, swish: oneDNN's own approximations, csrc/qref/onednn/eltwise.h).
 ELTWISE = ("none", "relu", "hardtanh", "hardswish", "gelu", "swish")
@@ -22,7 +24,7 @@ _GELU = {"none": "gelu_erf", "tanh": "gelu_tanh"}
 # each fused multiply-add by a multiply and an add).
 _APPROX_CLASSES = ("amx", "vnni", "avx512_core", "avx2")
 # Classes whose qlinear (oneDNN matmul) qref reproduces.
-_QLINEAR_CLASSES = ("vnni", "avx512_core", "avx2")
+_QLINEAR_CLASSES = ("amx", "vnni", "avx512_core", "avx2")
 
 
 class NotReproduced(Exception):
@@ -56,6 +58,7 @@ class Int8Op:
     eltwise: str = "none"
     scalars: tuple = ()
     algorithm: str = ""
+    kernel: Optional[str] = None  # oneDNN's matmul implementation on an AMX host, once read (matmul_kernel)
 
 
 def _f(v: Any) -> float:
@@ -144,7 +147,7 @@ def unsupported_reason(op: Int8Op, cls: str) -> Optional[str]:
     if op.alpha != 1.0:
         return f"binary alpha {op.alpha}: not reproduced (1.0 is)"
     if op.kind.startswith("qlinear") and cls not in _QLINEAR_CLASSES:
-        return (f"oneDNN's {cls} matmul kernels: their int8 arithmetic is not reproduced (the vnni and "
+        return (f"oneDNN's {cls} matmul kernels: their int8 arithmetic is not reproduced (the amx, vnni and "
                 f"avx512_core classes' brg_matmul and the avx2 class's gemm:jit are)")
     if op.kind.startswith("qconv") and len(op.stride) not in (1, 2):
         return f"conv with {len(op.stride)} spatial dimensions: not reproduced (conv1d and conv2d are)"
@@ -252,10 +255,19 @@ def chain(op: Int8Op, isa: str = "auto", combined: Optional[bool] = None) -> Cha
     impl = kernel_impl(op, cls)
     # oneDNN's reference primitives sum exactly and scale src and weights separately.
     ref = impl.startswith("ref")
-    A, shape, inter = compensated_sum(op, "vnni" if ref else isa)
+    linear = op.kind.startswith("qlinear")
+    if linear and cls == "amx":
+        # an AMX build sums exactly, then applies one combined scale and compensates the zero point
+        # in float (the amx class's conv driver); the avx512_core_vnni build is the vnni class's.
+        amx = _amx_matmul(op)
+        A, shape, inter = compensated_sum(op, "amx" if amx else "vnni")
+        if combined is None:
+            combined = amx
+    else:
+        A, shape, inter = compensated_sum(op, "vnni" if ref else isa)
     if combined is None:
         # brg_matmul (vnni, avx512_core) multiplies by the src and the weight scale in turn.
-        brg = op.kind.startswith("qlinear") and cls in ("vnni", "avx512_core")
+        brg = linear and cls in ("vnni", "avx512_core")
         combined = not ref and not brg and bool(getattr(getattr(inter, "plan", None), "combined_scale", False))
     other = None
     if op.binary != "none":
@@ -264,6 +276,56 @@ def chain(op: Int8Op, isa: str = "auto", combined: Optional[bool] = None) -> Cha
     # qlinear on AVX2 runs gemm:jit, whose post-processing kernel fuses a sum scale into the add.
     sum_fma = impl == "avx2" and op.kind.startswith("qlinear")
     return Chain(A, shape, impl, combined, eltwise, lo, hi, sum_fma, other)
+
+
+def _torch_call(op: Int8Op) -> Any:
+    """A thunk that runs the op through torch's own ``onednn.qlinear_pointwise`` (``.binary``) on
+    the op's operands (a fresh copy of a binary sum's accumulator, which the op writes into)."""
+    import torch
+
+    w = torch.from_numpy(np.ascontiguousarray(op.weight))
+    K = int(op.weight.shape[1])
+    M = int(op.x.numel()) // K if K else 0
+    packed = onednn_op("qlinear_prepack")(w, [M, K])
+    ws = torch.from_numpy(np.ascontiguousarray(op.w_scale, np.float32))
+    wz = torch.zeros(ws.numel(), dtype=torch.int32)
+    b = None if op.bias is None else torch.from_numpy(np.ascontiguousarray(op.bias, np.float32))
+    args = [op.x, op.x_scale, op.x_zp, packed, ws, wz]
+    tail = [op.eltwise, list(op.scalars), op.algorithm]
+    if op.binary == "none":
+        fn = onednn_op("qlinear_pointwise").default
+        rest = [b, op.output_scale, op.output_zp, op.output_dtype] + tail
+        return lambda: fn(*args, *rest)
+    fn = onednn_op("qlinear_pointwise").binary
+    rest = [b, op.output_scale, op.output_zp, op.output_dtype, op.other_scale, op.other_zp, op.binary,
+            op.alpha] + tail
+    return lambda: fn(*args, op.other.clone(), *rest)
+
+
+def matmul_kernel(op: Int8Op) -> Optional[str]:
+    """The oneDNN matmul implementation this host's torch runs for a qlinear op (e.g.
+    ``brg_matmul:avx10_1_512_amx``), read from oneDNN's verbose log of one more call with the op's
+    operands; None where the log cannot be read. oneDNN picks it per shape (and thread count) by
+    heuristics of its brgemm matmul, so qref asks instead of predicting."""
+    if op.kernel is None:
+        ks = executed_kernels(_torch_call(op), "matmul")
+        op.kernel = ks[-1] if ks else None
+    return op.kernel
+
+
+def _amx_matmul(op: Int8Op) -> bool:
+    """Whether an AMX host runs this qlinear op on an AMX build (combined scale, float zero-point
+    compensation) rather than on the avx512_core_vnni build (exact sums, separate scales) that
+    oneDNN picks for some shapes; raises NotReproduced where that cannot be known."""
+    if resolve_class("auto") != "amx":
+        raise NotReproduced("oneDNN's amx class runs a qlinear on an AMX matmul build or on its avx512_core_vnni "
+                            "build, picked per shape and thread count on the AMX host itself; qref reads that choice from "
+                            "torch's oneDNN log, which only an AMX host gives")
+    k = matmul_kernel(op)
+    if k is None:
+        raise NotReproduced("oneDNN's amx class: which matmul kernel torch runs for this qlinear could not be read "
+                            "from oneDNN's verbose log")
+    return k.endswith("_amx")
 
 
 def postops(op: Int8Op, c: Chain, out_dtype: str, rows: Any = slice(None), cols: Any = slice(None)) -> np.ndarray:

@@ -71,6 +71,14 @@ def intercept(hook: Callable):
                 setattr(ns, n, p)
 
 
+def onednn_op(name: str) -> Any:
+    """torch's own ``torch.ops.onednn.<name>`` overload packet, also while ``intercept`` stands in for it."""
+    import torch
+
+    p = getattr(torch.ops.onednn, name)
+    return p._packet if isinstance(p, _Wrapped) else p
+
+
 def _clone(a: Any) -> Any:
     import torch
 
