@@ -30,6 +30,7 @@ import qref  # noqa: E402
 from qref import onednn  # noqa: E402
 from qref.demo import quantized_engine  # noqa: E402
 from qref.engines.onednn import nd as onednn_nd  # noqa: E402
+from qref.engines.onednn.kernel_names import is_amx_build  # noqa: E402
 
 _A_SCALES = [0.003, 0.013, 0.03, 0.065, 0.079, 0.1]
 _O_SCALES = [0.007, 0.065, 0.079, 0.101, 0.129, 0.149, 0.3]
@@ -44,12 +45,17 @@ def _x86_engine():
     torch.backends.quantized.engine = prev
 
 
-def _vnni_host() -> None:
+def _vnni_host(kind: str = "") -> None:
+    """Skip unless torch's x86 engine sends these layers to oneDNN with kernels qref reproduces: the vnni
+    class, and for Conv1d / Conv3d (``kind``) also the amx class (qref follows the kernel oneDNN's log
+    names there; the AMX builds of oneDNN's deconvolution are refused by name)."""
     cls = onednn.onednn_isa().effective
+    if cls == "amx" and kind in ("conv1d", "conv3d"):
+        return
     if cls != "vnni":
         pytest.skip(f"this host's oneDNN class is {cls!r}: torch's x86 engine sends Conv1d/Conv3d/transposed convs "
-                    f"to oneDNN only on AVX512-VNNI hosts, and these layers are verified on the 'vnni' class (AMX: "
-                    f"source-derived, unverified)")
+                    f"to oneDNN only on AVX512-VNNI hosts, and these layers are verified on the 'vnni' class "
+                    f"(AMX: Conv1d and Conv3d only)")
 
 
 def _case(kind: str, seed: int):
@@ -125,14 +131,33 @@ def _check_module(m, qx, what: str) -> str:
         # degenerate shapes (e.g. a 1-tap kernel into one output channel) where it happens to agree
         assert p.known_torch_defect(tuple(qx.shape)), what
         return "torch defect"
+    if k and is_amx_build(k) and not np.array_equal(q, t) and _amx_defect(m, qx, q, t):
+        return "torch defect"
     assert_same(q, t, what)
     return "ok"
+
+
+def _amx_defect(m, qx, q: np.ndarray, t: np.ndarray) -> bool:
+    """oneDNN's AMX brg_conv_fwd build gives wrong values for some dilated strided convs (measured with
+    torch 2.13 on an AMX Xeon: Conv3d off by up to 224 steps), as for Conv2d (tests/test_onednn.py,
+    _amx_measured_defect): qref within one step of the float computation everywhere, torch 3 or more
+    steps off where they differ."""
+    x = qx.dequantize().double()
+    w = m.weight().dequantize().double()
+    b = m.bias()
+    conv = {3: torch.nn.functional.conv1d, 5: torch.nn.functional.conv3d}[x.dim()]
+    y = conv(x, w, None if b is None else b.double(), m.stride, m.padding, m.dilation, m.groups)
+    if "ReLU" in type(m).__name__:
+        y = y.clamp(min=0)
+    ref = torch.clamp(torch.round(y / m.scale) + m.zero_point, 0, 255).numpy()
+    bad = q != t
+    return bool(np.abs(q - ref).max() <= 1 and np.abs(t[bad].astype(np.float64) - ref[bad]).max() >= 3)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_modules_vs_torch(kind):
     """A few random tie-rich modules of each kind, converted under the x86 engine."""
-    _vnni_host()
+    _vnni_host(kind)
     for seed in range(12):
         m, qx = _case(kind, seed)
         _check_module(m, qx, f"{kind} seed={seed} {m}")
@@ -141,7 +166,7 @@ def test_modules_vs_torch(kind):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_modules_vs_torch_long(kind, request):
-    _vnni_host()
+    _vnni_host(kind)
     n = max(200, int(request.config.getoption("--sweep") or 0) // 5)
     seen = set()
     for seed in range(100, 100 + n):

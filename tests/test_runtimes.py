@@ -9,6 +9,7 @@ import qref
 
 torch = pytest.importorskip("torch")
 nnq = pytest.importorskip("torch.ao.nn.quantized")
+nniq = pytest.importorskip("torch.ao.nn.intrinsic.quantized")
 warnings.filterwarnings("ignore", message=".*quantize.*deprecated", category=UserWarning)
 
 
@@ -71,6 +72,34 @@ def test_qnnpack_column_is_torch_qnnpack_on_the_same_integers():
     params = qref.from_torch(q.conv)
     got = rt["qnnpack"].fn(params, qx).int_repr().numpy()
     assert np.array_equal(got, expected)
+
+
+def test_x86_column_is_torch_x86_engine_on_the_same_integers():
+    """The x86 column for fbgemm-converted conv layers equals torch's x86 engine run here on a twin packed
+    under x86 with the same quantized weight and bias. Tie-rich layers (small and large, one image and two:
+    on an AMX CPU oneDNN picks an AMX or a VNNI build per shape, whose scales round apart; the column reads
+    which from torch rather than assuming one)."""
+    from oracle import build, spec, torch_operands, torch_quantized_conv2d
+
+    rt = {r.name: r for r in qref.runtimes.RUNTIMES}
+    for i, (C, O, k, g, N, S) in enumerate([(8, 16, 3, 1, 2, 9), (32, 64, 1, 1, 1, 7), (128, 128, 1, 1, 1, 2),
+                                            (64, 64, 3, 1, 1, 4), (16, 16, 3, 16, 2, 8), (48, 96, 3, 3, 1, 5)]):
+        s = spec(C=C, O=O, KH=k, KW=k, groups=g, H=S, W=S, N=N, padding=k // 2, seed=40 + i, tie=True,
+                 relu=bool(i % 2), per_channel=bool(i % 3))
+        b = build(s)
+        qx, qw, bias = torch_operands(s, b)
+        expected = torch_quantized_conv2d(qx, qw, bias, s["stride"], s["padding"], s["dilation"], g, s["relu"],
+                                          b["out_scale"], b["out_zp"], "x86")
+        old = torch.backends.quantized.engine
+        torch.backends.quantized.engine = "fbgemm"
+        try:
+            m = (nniq.ConvReLU2d if s["relu"] else nnq.Conv2d)(C, O, k, padding=k // 2, groups=g)
+            m.set_weight_bias(qw, bias)
+            m.scale, m.zero_point = b["out_scale"], b["out_zp"]
+        finally:
+            torch.backends.quantized.engine = old
+        got = rt["x86"].fn(qref.from_torch(m), qx).int_repr().numpy()
+        assert np.array_equal(got, expected), (C, O, k, g, N, S, int((got != expected).sum()))
 
 
 def test_register_adds_a_column():

@@ -28,7 +28,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from .bridge.onednn_verbose import x86_engine_kernel
 from .check import _capture, _prepare, _shape, _table, _to_uint8
+from .common.onednn_isa import resolve_class
 from .common.operands import check_quint8_activation
 from .common.validate import check_inputs, check_int, check_scale, is_torch_tensor
 from .onnx import _ops as _mlas_nodes
@@ -52,6 +54,17 @@ def _engine(engine: str, isa: str) -> Callable:
         return replace(params, engine=engine, onednn_kernel="")(qx, isa=isa)
 
     return fn
+
+
+def _x86_here(params: Any, qx: Any) -> Any:
+    """torch's x86 engine on this host. On an AMX CPU oneDNN picks an AMX or an avx512_core_vnni build
+    per conv shape, so the kernel is read from torch (the layer's weights packed under the x86 engine
+    and run on qx) rather than assumed."""
+    kernel = ""
+    module = getattr(params, "_module", None)
+    if module is not None and resolve_class("auto") == "amx":
+        kernel = x86_engine_kernel(module, qx) or ""
+    return replace(params, engine="x86", onednn_kernel=kernel)(qx, isa="auto")
 
 
 # ---------------------------------------------------------------------------- ONNX Runtime (MLAS)
@@ -228,7 +241,7 @@ def _ort_how(host: str) -> str:
 RUNTIMES: list = [
     Runtime("fbgemm-vnni", "torch fbgemm, AVX512-VNNI host", "formula", _engine("fbgemm", "vnni")),
     Runtime("fbgemm-avx2", "torch fbgemm, AVX2 host", "formula", _engine("fbgemm", "avx2")),
-    Runtime("x86", "torch x86 engine, this host", "formula", _engine("x86", "auto")),
+    Runtime("x86", "torch x86 engine, this host", "formula", _x86_here),
     Runtime("qnnpack", "torch qnnpack (any x86 host)", "formula", _engine("qnnpack", "auto")),
     Runtime("ort-vnni", "ONNX Runtime, AVX512-VNNI/AVX-VNNI host", _ort_how("vnni"), _ort("vnni")),
     Runtime("ort-avx2", "ONNX Runtime, AVX2 host", _ort_how("avx2"), _ort("avx2")),
@@ -345,6 +358,11 @@ def runtimes(model: Any, *inputs: Any) -> Any:
         if runner is None or not hasattr(runner, "engine") or not call.inputs:
             continue
         row = RuntimeRow(call.name, call.key, _shape(call.output))
+        if hasattr(runner, "_module") and runner._module is None:
+            # the torch module, for columns that ask this host's torch (_x86_here), on a copy: the
+            # prepared runner is shared
+            runner = replace(runner)
+            runner.__dict__["_module"] = call.module
         outs = {}
         for r in rts:
             try:

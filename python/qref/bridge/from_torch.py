@@ -52,6 +52,7 @@ def from_torch(module: Any, *, check_engine: bool = True) -> Conv2dParams:
         module_type=name,
         engine=engine,
     )
-    if engine == "onednn":
-        object.__setattr__(params, "_module", module)
+    # kept whatever the engine: oneDNN-packed modules are asked which kernel oneDNN runs per input, and
+    # qref.runtimes asks any of them which kernel torch's x86 engine would run (x86_engine_kernel)
+    object.__setattr__(params, "_module", module)
     return params

@@ -121,8 +121,7 @@ class Conv2dParams(WeightFields):
     _weight_arg: Any = field(default=None, repr=False)
     # packed weights per input shape / quantization / ISA / kernel (qref.conv2d)
     _prepared: Any = field(default=None, init=False, repr=False, compare=False)
-    # the torch module from_torch read (oneDNN-packed: asked which kernel oneDNN runs per input;
-    # not pickled)
+    # the torch module from_torch read (asked which kernel oneDNN runs per input; not pickled)
     _module: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

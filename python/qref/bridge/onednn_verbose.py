@@ -164,6 +164,30 @@ def module_kernel(module: Any, qx: Any) -> Optional[str]:
     return ks[-1] if ks else None
 
 
+def x86_engine_kernel(module: Any, qx: Any) -> Optional[str]:
+    """The oneDNN implementation torch's x86 engine runs on this host for a quantized Conv2d (or
+    ConvReLU2d) module's weights on the quint8 tensor ``qx``, whatever engine packed the module: the
+    weights are packed once more under the x86 engine and run (None where that engine runs fbgemm,
+    for any other module, or where the log cannot be read). On an AMX CPU oneDNN picks an AMX or an
+    avx512_core_vnni build per shape, and their rounding differs: this is how qref knows which."""
+    import torch
+
+    if type(module).__name__ not in ("Conv2d", "ConvReLU2d") or not getattr(qx, "is_quantized", False):
+        return None
+    prev = torch.backends.quantized.engine
+    try:
+        torch.backends.quantized.engine = "x86"
+        packed = torch.ops.quantized.conv2d_prepack(module.weight(), module.bias(), list(module.stride),
+                                                    list(module.padding), list(module.dilation), module.groups)
+        op = torch.ops.quantized.conv2d_relu if "ReLU" in type(module).__name__ else torch.ops.quantized.conv2d
+        ks = executed_kernels(lambda: op(qx, packed, float(module.scale), int(module.zero_point)), "convolution")
+    except (RuntimeError, AttributeError, TypeError):
+        return None
+    finally:
+        torch.backends.quantized.engine = prev
+    return ks[-1] if ks else None
+
+
 def _host_is_vnni() -> bool:
     """Named kernels are followed on the vnni and amx classes (this process's oneDNN class): on an AMX
     CPU the name also tells an AMX build from the avx512_core_vnni kernels oneDNN runs there."""

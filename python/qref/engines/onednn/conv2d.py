@@ -11,8 +11,8 @@ isa            oneDNN kernels (torch 2.13, oneDNN 3.12)               arithmetic
                avx512_core_vnni kernels for other shapes             zp comp (brgconv_1x1, batch 1, >1
                                                                       thread: separate scales); vnni
                                                                       builds: as "vnni". Measured with
-                                                                      torch 2.11's oneDNN on an AMX
-                                                                      Xeon, not with this torch
+                                                                      torch 2.13 on an AMX Xeon, which
+                                                                      picks the build per shape
 "vnni"         brgconv_1x1, brg_conv_fwd, jit_int8, brdgmm_dw          exact int32, separate scales
 "avx512_core"  brgconv_1x1, brg_conv_fwd, jit_int8 (no VNNI)          int16 channel-pair saturation
                                                                       (one channel per group: kw-major
@@ -68,7 +68,7 @@ class OnednnPlan:
         if self.divide_dst:
             sc += ", divides by the dst scale"
         comp = "float" if self.float_compensation else "int32"
-        v = "" if self.verified else " [source-derived, not verified against torch on this host]"
+        v = "" if self.verified else " [kernel assumed, not read from torch's oneDNN log]"
         return f"oneDNN {self.kernel} ({self.isa}), {sat}, {sc}, {comp} zero-point compensation{v}"
 
 
@@ -87,13 +87,14 @@ def onednn_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _amx_plan(cls: str, kernel: str, one_by_one: bool, batch: Optional[int]) -> OnednnPlan:
+def _amx_plan(cls: str, kernel: str, one_by_one: bool, batch: Optional[int], named: bool) -> OnednnPlan:
     """oneDNN's AMX brgemm convs (docs/onednn.md, measured on an AMX Xeon): the micro-kernel combines
     the scales f32(ss*ws) and compensates the zero point in float; brgconv_1x1 with a batch of one
     image run by more than one thread applies separate scales instead (its other blocking). Without
-    the batch (``batch=None``) the micro-kernel's arithmetic is assumed."""
+    the batch (``batch=None``) the micro-kernel's arithmetic is assumed. ``named``: the kernel came
+    from torch's log (or the caller); otherwise the AMX build is an assumption (``verified`` False)."""
     separate = kernel.startswith("brgconv_1x1") and one_by_one and batch == 1 and onednn_threads() > 1
-    return OnednnPlan(cls, kernel, False, not separate, True, False)
+    return OnednnPlan(cls, kernel, False, not separate, True, named)
 
 
 def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "auto",
@@ -128,7 +129,7 @@ def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "
     one_by_one = KH == 1 and KW == 1 and tuple(padding) == (0, 0)
     if onednn_kernel and cls == "amx":
         if is_amx_build(onednn_kernel):
-            return _amx_plan(cls, onednn_kernel, one_by_one, batch)
+            return _amx_plan(cls, onednn_kernel, one_by_one, batch, True)
         # an avx512_core_vnni kernel on an AMX CPU: the vnni class's arithmetic (measured: 0 mismatches
         # over 1,684 such layers on an AMX Xeon)
         return OnednnPlan(cls, onednn_kernel, False, False, False, True)
@@ -138,11 +139,12 @@ def plan(weight_shape_oihw, groups: int, stride, padding, dilation, isa: str = "
             f"the amx, vnni, avx512_core, avx2 and sse41 classes only")
     if cls == "amx":
         if dw:
-            return OnednnPlan(cls, "brdgmm_dw:avx512_core_vnni", False, False, False, False)
+            # measured: oneDNN runs every depthwise conv on its avx512_core_vnni brdgmm_dw there
+            return OnednnPlan(cls, "brdgmm_dw:avx512_core_vnni", False, False, False, True)
         # Without the kernel name: oneDNN chooses between its AMX and avx512_core_vnni builds by
         # performance heuristics qref does not model; the AMX build is assumed (qref.check reads the name).
         k = "brgconv_1x1:avx512_core_amx" if one_by_one else "brg_conv_fwd:avx512_core_amx"
-        return _amx_plan(cls, k, one_by_one, batch)
+        return _amx_plan(cls, k, one_by_one, batch, False)
     if cls == "vnni":
         k = "brdgmm_dw" if dw else ("brgconv_1x1" if one_by_one else "brg_conv_fwd/jit_int8")
         return OnednnPlan(cls, k + ":avx512_core_vnni", False, False, False, True)
@@ -185,15 +187,17 @@ _WARNED: set = set()
 
 
 def _warn_unverified(p: OnednnPlan) -> None:
-    """Once per kernel: this class's arithmetic comes from oneDNN's source and a measurement with another
-    torch's oneDNN (torch 2.11 on an AMX Xeon; docs/onednn.md), not from this torch. qref.check against
-    real torch on such a host is the way to confirm it."""
+    """Once per kernel: on the amx class oneDNN picks an AMX build or one of its avx512_core_vnni
+    builds per shape by performance heuristics, and their arithmetic differs (docs/onednn.md); without
+    the kernel's name qref assumed one. qref.check and from_torch's params read the name from torch's
+    log."""
     if p.kernel in _WARNED:
         return
     _WARNED.add(p.kernel)
-    warnings.warn(f"qref: oneDNN {p.kernel} ({p.isa}) arithmetic is source-derived (docs/numerics.md §6.2) and measured "
-                  f"against torch 2.11's oneDNN on an AMX Xeon only, not against this torch; verify with qref.check "
-                  f"on this machine", RuntimeWarning, stacklevel=3)
+    warnings.warn(f"qref: oneDNN {p.kernel} ({p.isa}) is assumed, not read from torch's oneDNN log: on AMX CPUs oneDNN "
+                  f"picks an AMX build or an avx512_core_vnni build per shape, and their rounding differs; pass "
+                  f"onednn_kernel= (torch's log names it), or use qref.check, which reads it", RuntimeWarning,
+                  stacklevel=3)
 
 
 @dataclass(frozen=True, eq=False)

@@ -32,7 +32,8 @@ the other chains in oneDNN's N-d reference loop (_run_reference, csrc/qref/onedn
 with oneDNN's one requantization (csrc/qref/onednn/requant.h). Other oneDNN classes
 (avx512_core, avx2: int16 pair saturation) are refused by name for these layers: torch's x86
 engine never uses them (it picks fbgemm on non-VNNI hosts); the AMX class follows docs/numerics.md's
-description and is unverified (no AMX host), like Conv2d's.
+description: Conv1d and Conv3d follow the kernel torch's log names (measured against torch 2.13
+on an AMX Xeon), transposed convs there run AMX deconvolution builds qref refuses by name.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def plan_nd(transposed: bool, nd: int, groups: int, Cg: int, Og: int, kernel, st
                     f"conv_transpose: onednn_kernel={onednn_kernel!r} is an AMX build of oneDNN's deconvolution, "
                     f"whose arithmetic qref has not reproduced")
             # the AMX brgemm micro-kernel: combined scale, float compensation (as conv2d's)
-            return OnednnPlan(cls, onednn_kernel, False, True, True, False), "float"
+            return OnednnPlan(cls, onednn_kernel, False, True, True, True), "float"
         if fam == "fast":
             return OnednnPlan(cls, onednn_kernel, False, False, False, True), "int"
         raise OneDNNNotSupportedError(
