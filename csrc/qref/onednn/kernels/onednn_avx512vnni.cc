@@ -24,19 +24,12 @@ namespace {
 
 using avx512::OnednnRequant16;
 
-// Four activation bytes of channels 4q..4q+3 of one pixel; bytes past Cg are
-// zero (their packed weights are zero too, and this never reads past the
-// pixel's group).
+// Four activation bytes of channels 4q..4q+3 of one pixel, broadcast to every lane; bytes
+// past Cg are zero (a masked load: nothing past the pixel's group is read, and their packed
+// weights are zero too).
 inline __m512i bcast4(const uint8_t* px, int64_t q, int64_t Cg) {
-  int32_t a4 = 0;
-  if (q * 4 + 4 <= Cg) {
-    std::memcpy(&a4, px + q * 4, 4);
-  } else {
-    uint8_t b[4] = {0, 0, 0, 0};
-    for (int64_t c = q * 4; c < Cg; ++c) b[c - q * 4] = px[c];
-    std::memcpy(&a4, b, 4);
-  }
-  return _mm512_set1_epi32(a4);
+  const __mmask16 k = static_cast<__mmask16>((1u << (Cg - q * 4)) - 1u);  // 1 to 3 bytes
+  return _mm512_broadcastd_epi32(_mm_maskz_loadu_epi8(k, px + q * 4));
 }
 
 }  // namespace
