@@ -46,16 +46,17 @@ def _x86_engine():
 
 
 def _vnni_host(kind: str = "") -> None:
-    """Skip unless torch's x86 engine sends these layers to oneDNN with kernels qref reproduces: the vnni
-    class, and for Conv1d / Conv3d (``kind``) also the amx class (qref follows the kernel oneDNN's log
-    names there; the AMX builds of oneDNN's deconvolution are refused by name)."""
+    """Skip unless torch sends these layers to oneDNN with kernels qref reproduces: the vnni class, and
+    the amx class (qref follows the kernel oneDNN's log names there) except for transposed convs
+    (``kind`` "convt*": oneDNN runs AMX deconvolution builds there, which qref refuses by name) and the
+    tests of a kernel choice only a VNNI CPU without AMX makes (``kind`` "vnni")."""
     cls = onednn.onednn_isa().effective
-    if cls == "amx" and kind in ("conv1d", "conv3d"):
+    if cls == "amx" and not (kind.startswith("convt") or kind == "vnni"):
         return
     if cls != "vnni":
         pytest.skip(f"this host's oneDNN class is {cls!r}: torch's x86 engine sends Conv1d/Conv3d/transposed convs "
                     f"to oneDNN only on AVX512-VNNI hosts, and these layers are verified on the 'vnni' class "
-                    f"(AMX: Conv1d and Conv3d only)")
+                    f"(AMX: all but transposed convs and the gemm-conv choice of VNNI CPUs)")
 
 
 def _case(kind: str, seed: int):
@@ -424,7 +425,7 @@ def test_kernel_rules_match_onednn_verbose():
 def test_check_default_engine_model():
     """qref.check on a model converted under the default x86 engine verifies every conv layer
     (oneDNN-packed ones included) and reports torch's transposed IC != OC defect as TORCH_WRONG."""
-    _vnni_host()
+    _vnni_host("vnni")
     import torch.nn as nn
     from torch.ao.quantization import (
         DeQuantStub,
@@ -485,7 +486,7 @@ def test_engine_probe_sees_onednn_when_first_probe_is_all_zero():
 def test_kernel_read_from_onednn_verbose_at_run_time():
     """qref.check's kernel detection: torch's oneDNN log, captured in-process, names the kernel
     per input shape (oneDNN's brgemm conv declines this small grouped conv at width 13, not 40)."""
-    _vnni_host()
+    _vnni_host("vnni")
     from qref.bridge.onednn_verbose import module_kernel
     from qref.engines.onednn.kernel_names import kernel_family
 
@@ -581,7 +582,7 @@ def test_check_small_grouped_conv1d_on_gemm_conv():
 def test_explain_reads_the_onednn_kernel():
     """qref.explain on a module reads the kernel like check(): on the gemm-conv Conv1d the element
     where brgemm's scale order would round apart is explained with the combined scale, = torch."""
-    _vnni_host()
+    _vnni_host("vnni")
     m, qx = _case("conv1d", 220)
     t = m(qx).int_repr().numpy()
     from dataclasses import replace
@@ -692,11 +693,17 @@ def _onednn_engine():
 def test_linear_onednn_engine_vs_torch(_onednn_engine):
     """Linear packed under the "onednn" engine runs oneDNN's brg_matmul: the conv arithmetic with the
     weight scale's reciprocal round trip; from_torch(module) and qref.linear(engine="onednn") give
-    torch's bytes, and the plain weight scale (the conv's) would not."""
+    torch's bytes, and the plain weight scale (the conv's) would not. On an AMX host oneDNN runs an AMX
+    matmul build (float zero-point compensation, one combined scale) or its AVX-512 VNNI build per shape:
+    qref follows the name its log gives (from_torch params read it; qref.linear takes it)."""
     _vnni_host()
     from qref import _core
+    from qref.bridge.onednn_verbose import module_kernel
+    from qref.engines.onednn.kernel_names import is_amx_build
 
+    amx_host = onednn.onednn_isa().effective == "amx"
     plain_wrong = 0
+    builds = set()
     for seed in range(40):
         m, qx = _linear_case(seed)
         t = m(qx).int_repr().numpy()
@@ -705,10 +712,13 @@ def test_linear_onednn_engine_vs_torch(_onednn_engine):
         if not bool((w.int_repr() != 0).any()):
             continue  # zero weights: both engines agree (the probe calls such a module fbgemm)
         assert p.engine == "onednn"
-        assert_same(p(qx).int_repr().numpy(), t, f"linear seed={seed}")
+        k = module_kernel(m, qx) if amx_host else None
+        amx = is_amx_build(k)
+        builds.add(amx)
+        assert_same(p(qx).int_repr().numpy(), t, f"linear seed={seed} kernel={k}")
         assert_same(qref.linear(qx, w, m.bias(), output_scale=m.scale, output_zero_point=m.zero_point,
-                                relu=isinstance(m, nniq.LinearReLU), engine="onednn").int_repr().numpy(), t,
-                    f"qref.linear seed={seed}")
+                                relu=isinstance(m, nniq.LinearReLU), engine="onednn",
+                                onednn_kernel=k).int_repr().numpy(), t, f"qref.linear seed={seed} kernel={k}")
         # the alternative: the conv's plain f32(w_scale)
         ws = (w.q_per_channel_scales().numpy() if w.qscheme() == torch.per_channel_affine
               else np.full(m.out_features, w.q_scale()))
@@ -717,10 +727,14 @@ def test_linear_onednn_engine_vs_torch(_onednn_engine):
         prep = onednn.prepare_conv2d(x2.shape, w.int_repr().numpy().reshape(-1, 1, 1, K), m.bias(), (1, 1), (0, 0),
                                      (1, 1), 1, qx.q_scale(), qx.q_zero_point(), ws, True, m.scale, m.zero_point,
                                      isinstance(m, nniq.LinearReLU),
-                                     onednn.OnednnPlan("vnni", "x", False, False, False, True))
+                                     onednn.OnednnPlan("amx" if amx else "vnni", "x", False, amx, amx, True))
         alt = _core.conv2d_run(prep, np.ascontiguousarray(x2), 1).reshape(t.shape)
         plain_wrong += int((alt != t).sum())
     assert plain_wrong > 0, "the cases do not discriminate the weight-scale round trip"
+    if amx_host:
+        assert builds == {True, False}, "oneDNN ran one matmul build for all of these linears"
+        with pytest.raises(qref.OneDNNNotSupportedError, match="onednn_kernel"):
+            qref.linear(qx, w, m.bias(), output_scale=m.scale, output_zero_point=m.zero_point, engine="onednn")
 
 
 def test_check_onednn_engine_model(_onednn_engine):

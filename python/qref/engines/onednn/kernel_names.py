@@ -37,11 +37,13 @@ def kernel_family(name: str) -> str:
 _VNNI = ":avx512_core_vnni"
 _AMX_ISAS = ("avx512_core_amx", "avx512_core_amx_fp16", "avx10_1_512_amx", "avx10_1_512_amx_fp16", "avx10_2_512_amx_2")
 _ISA_NEUTRAL = ("x64:gemm_s8u8s32:jit", "conv:any", "ref:any")
-# avx2_vnni builds that oneDNN runs on AMX CPUs for some small grouped convs with one input channel
-# per group (where a VNNI CPU without AMX runs its gemm conv): vpdpbusd sums exactly and the brgemm
-# post-ops scale separately, the vnni class's arithmetic (measured on an AMX Xeon with torch 2.13:
-# 18 of 18 such conv1d/conv2d layers equal; tests/test_onednn.py::test_amx_host_avx2_vnni_builds).
-_AMX_HOST_VNNI_AVX2 = ("brg_conv_fwd:avx2_vnni",)
+# Non-AMX builds oneDNN runs on AMX CPUs under other ISA names, with the vnni class's arithmetic
+# (vpdpbusd sums exactly, the brgemm post-ops scale separately), measured on an AMX Xeon with torch
+# 2.13: brg_conv_fwd:avx2_vnni for some small grouped convs with one input channel per group (where a
+# VNNI CPU without AMX runs its gemm conv; 18 of 18 conv1d/conv2d layers equal,
+# tests/test_onednn.py::test_amx_host_avx2_vnni_builds), and brg_matmul:avx10_1_512 for the matmuls
+# oneDNN keeps off AMX (docs/pt2e.md; tests/test_pt2e_postops.py).
+_AMX_HOST_VNNI_AVX2 = ("brg_conv_fwd:avx2_vnni", "brg_matmul:avx10_1_512")
 _PRIMITIVE_IMPLS = {
     "convolution": ("brg_conv_fwd", "brgconv_1x1", "jit_int8", "jit_int8_1x1", "brdgmm_dw", "x64", "ref"),
     "deconvolution": ("brg_deconv", "jit_deconvolution", "conv"),

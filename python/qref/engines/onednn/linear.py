@@ -13,7 +13,7 @@ from ...common.errors import OneDNNNotSupportedError
 from ...common.onednn_isa import describe_class, resolve_class
 from ...routing import require_symmetric
 from .conv2d import OnednnPlan, prepare_conv2d
-from .kernel_names import checked_kernel
+from .kernel_names import checked_kernel, is_amx_build
 
 
 def prepare(fn: str, M: int, K: int, a_s: float, a_zp: int, wt: Any, b: Optional[np.ndarray], out_s: float,
@@ -23,16 +23,26 @@ def prepare(fn: str, M: int, K: int, a_s: float, a_zp: int, wt: Any, b: Optional
     round trip; run it with ``_core.conv2d_run``."""
     require_symmetric(fn, wt, "linear")
     cls = resolve_class(isa)
-    if cls != "vnni":
+    if cls not in ("vnni", "amx"):
         raise OneDNNNotSupportedError(
             f"{fn}: torch's oneDNN runs this linear with its {cls} matmul kernels ({describe_class(cls)}), whose "
-            f"arithmetic qref has not reproduced (the vnni class, brg_matmul, is)")
-    onednn_kernel = checked_kernel(fn, onednn_kernel, "matmul", "vnni")
+            f"arithmetic qref has not reproduced (the vnni class's brg_matmul is, and the amx class's named builds)")
+    onednn_kernel = checked_kernel(fn, onednn_kernel, "matmul", cls)
+    amx = False
+    if cls == "amx":
+        # oneDNN picks an AMX matmul build (float zero-point compensation, one combined scale) or its
+        # AVX-512 VNNI build (the vnni class's arithmetic) per shape and thread count: follow the name
+        if not onednn_kernel:
+            raise OneDNNNotSupportedError(
+                f"{fn}: on the amx class oneDNN runs a linear on an AMX matmul build or on its AVX-512 VNNI build, "
+                f"picked per shape and thread count, and they round apart; pass onednn_kernel= (oneDNN's verbose "
+                f"log names it; from_torch params and qref.check read it)")
+        amx = is_amx_build(onednn_kernel)
     O = wt.oihw.shape[0]
     # PyTorch hands oneDNN 1/w_scale and ideep inverts it (like the src and dst scales): the core's
     # weight_scale_reciprocal
     ws = np.broadcast_to(wt.scale, (O,)).astype(np.float64)
-    plan = OnednnPlan(cls, onednn_kernel or "brg_matmul:avx512_core_vnni", False, False, False, True,
+    plan = OnednnPlan(cls, onednn_kernel or "brg_matmul:avx512_core_vnni", False, amx, amx, True,
                       weight_scale_reciprocal=True)
     return prepare_conv2d((M, 1, 1, K), wt.oihw.reshape(O, 1, 1, K), b, (1, 1), (0, 0), (1, 1), 1, a_s, a_zp,
                           np.ascontiguousarray(ws), True, out_s, out_zp, relu, plan)
