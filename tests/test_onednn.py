@@ -284,10 +284,13 @@ def _random_sweep(n: int, seed: int) -> None:
 # ----------------------------------------------------------------------------- discrimination
 
 
-def _variant_out(s: dict, b: dict, **variant) -> np.ndarray:
+def _variant_out(s: dict, b: dict, kernel=None, **variant) -> np.ndarray:
+    """The core's oneDNN conv with qref's plan (for the named ``kernel``, if any) and ``variant``'s
+    overrides."""
     from qref import _core
 
-    pl = onednn.plan(b["w"].shape, s["groups"], s["stride"], s["padding"], s["dilation"])
+    pl = onednn.plan(b["w"].shape, s["groups"], s["stride"], s["padding"], s["dilation"], onednn_kernel=kernel,
+                     batch=int(b["x"].shape[0]))
     v = dict(saturate=pl.saturates, combined=pl.combined_scale, float_comp=pl.float_compensation,
              kw_major_pairs=pl.kw_major_pairs, divide_dst=pl.divide_dst)
     v.update(variant)
@@ -301,17 +304,18 @@ def _variant_out(s: dict, b: dict, **variant) -> np.ndarray:
 
 def test_tie_cases_discriminate_scale_order():
     """The tie-rich cases separate the formulas: the other scale order mismatches torch
-    somewhere while qref's choice matches everywhere."""
+    somewhere while qref's choice matches everywhere. On an AMX host qref's choice follows the build
+    oneDNN's log names for each case (an AMX build or a VNNI one)."""
     cls = _skip_unless_host_class()
-    if cls == "amx":
-        pytest.skip("AMX host: oneDNN picks an AMX or a VNNI build per shape; this test uses qref's shape rules only")
     wrong = 0
     for s in make_specs(SHAPES[:4], 6, tie_every=100):
         b = build_case(s)
         t = torch_engine_conv(s, b, "onednn")
-        pl = onednn.plan(b["w"].shape, s["groups"], s["stride"], s["padding"], s["dilation"])
-        assert_same(_variant_out(s, b), t, case_id(s))
-        wrong += int((_variant_out(s, b, combined=not pl.combined_scale) != t).sum())
+        k = _torch_kernel(s, b, "onednn") if cls == "amx" else None
+        pl = onednn.plan(b["w"].shape, s["groups"], s["stride"], s["padding"], s["dilation"], onednn_kernel=k,
+                         batch=int(b["x"].shape[0]))
+        assert_same(_variant_out(s, b, k), t, f"{case_id(s)} kernel={k}")
+        wrong += int((_variant_out(s, b, k, combined=not pl.combined_scale) != t).sum())
     assert wrong > 0
 
 
