@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engines.onednn.kernel_names import is_amx_build
 from .ops import chain, postops, run_op
 
 f32 = np.float32
@@ -52,7 +53,7 @@ def explain_pt2e(op: Any, index: tuple) -> str:
     xs, ws = f32(op.x_scale), f32(op.w_scale[o])
     how_sum = "int32, each pair of channels saturating to int16" if c.impl == "avx2" else "exact int32"
     if op.kernel:  # a qlinear on an AMX host: the build oneDNN's log named
-        how_sum += (", the zero point compensated in float" if op.kernel.endswith("_amx") else "") + \
+        how_sum += (", the zero point compensated in float" if is_amx_build(op.kernel) else "") + \
             f"; oneDNN ran {op.kernel}"
     lines.append(f"  compiled:   A = sum((x - {op.x_zp}) * w) = {int(a)} ({how_sum})")
     if c.combined:

@@ -13,6 +13,7 @@ import numpy as np
 from .. import _core
 from ..bridge.onednn_verbose import executed_kernels
 from ..common.onednn_isa import resolve_class
+from ..engines.onednn.kernel_names import is_amx_build
 from ..layers.conv2d import conv2d
 from .program import onednn_op
 
@@ -325,7 +326,7 @@ def _amx_matmul(op: Int8Op) -> bool:
     if k is None:
         raise NotReproduced("oneDNN's amx class: which matmul kernel torch runs for this qlinear could not be read "
                             "from oneDNN's verbose log")
-    return k.endswith("_amx")
+    return is_amx_build(k)
 
 
 def postops(op: Int8Op, c: Chain, out_dtype: str, rows: Any = slice(None), cols: Any = slice(None)) -> np.ndarray:

@@ -43,7 +43,7 @@ _ISA_NEUTRAL = ("x64:gemm_s8u8s32:jit", "conv:any", "ref:any")
 # VNNI CPU without AMX runs its gemm conv; 18 of 18 conv1d/conv2d layers equal,
 # tests/test_onednn.py::test_amx_host_avx2_vnni_builds), and brg_matmul:avx10_1_512 for the matmuls
 # oneDNN keeps off AMX (docs/pt2e.md; tests/test_pt2e_postops.py).
-_AMX_HOST_VNNI_AVX2 = ("brg_conv_fwd:avx2_vnni", "brg_matmul:avx10_1_512")
+_AMX_HOST_VNNI_BUILDS = ("brg_conv_fwd:avx2_vnni", "brg_matmul:avx10_1_512")
 _PRIMITIVE_IMPLS = {
     "convolution": ("brg_conv_fwd", "brgconv_1x1", "jit_int8", "jit_int8_1x1", "brdgmm_dw", "x64", "ref"),
     "deconvolution": ("brg_deconv", "jit_deconvolution", "conv"),
@@ -76,7 +76,7 @@ def checked_kernel(fn: str, name: Any, primitive: str, cls: str) -> Optional[str
     for part in parts:
         if part in _ISA_NEUTRAL or part.endswith(_VNNI):
             continue
-        if cls == "amx" and (part.split(":")[-1] in _AMX_ISAS or part in _AMX_HOST_VNNI_AVX2):
+        if cls == "amx" and (part.split(":")[-1] in _AMX_ISAS or part in _AMX_HOST_VNNI_BUILDS):
             continue
         isa = [f for f in part.split(":")[1:] if f.startswith("avx") or f in ("sse41", "any", "uni")]
         if isa:
